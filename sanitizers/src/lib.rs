@@ -1,0 +1,24 @@
+//! mukaika-sanitizers: content disarm and reconstruction for the mukaika gateway.
+//!
+//! Owns: true-type detection, policy and limits, the report schema, the registry, and one
+//! rebuilder per format (PDF, Office Open XML).
+//! Invariants: pure and synchronous — no tokio, no network, no global state, no file I/O.
+//! Outputs are rebuilt from an allowlist, re-opened by our own parser, and a second pass must
+//! remove nothing. Anything else (error, limit, panic, encryption) is a quarantine.
+//! Must never: hand back input bytes as a deliverable.
+
+pub mod detect;
+pub mod error;
+pub mod kind;
+pub mod ooxml;
+pub mod pdf;
+pub mod policy;
+pub mod registry;
+pub mod report;
+
+pub use detect::{Declared, Detection, Finding};
+pub use error::Error;
+pub use kind::{FileKind, KindClass};
+pub use policy::{Action, Limits, Policy, PolicyError};
+pub use registry::{CleanFile, Context, Outcome, Registry, Sanitized, Sanitizer};
+pub use report::{Reason, Removal, Report, Verdict, What};

@@ -1,0 +1,188 @@
+//! Word complex fields (`w:fldChar` begin / `w:instrText` / separate / end).
+//!
+//! Owns: finding every complex field in a WordprocessingML tree, deciding it by the first word
+//! of its instruction against the policy's allowlist, and removing the field code of every
+//! other field (DDE, DDEAUTO, INCLUDETEXT, INCLUDEPICTURE…) while keeping its displayed result.
+//! Invariants: instructions split across many runs are joined before deciding; a field nested
+//! in the instruction of a removed field goes with it, result included; unbalanced fields are
+//! malformed (guessing where a field ends could keep a live instruction).
+
+use crate::error::{Error, Result};
+use crate::registry::Context;
+use crate::report::What;
+
+use super::xml::{Element, Node};
+use super::NS_W;
+
+#[derive(Debug)]
+enum Token {
+    Begin,
+    Separate,
+    End,
+    Instr(String),
+    Other,
+}
+
+#[derive(Debug, Default)]
+struct Field {
+    begin: Vec<usize>,
+    instr: String,
+    instr_items: Vec<Vec<usize>>,
+    separate: Option<Vec<usize>>,
+    result_items: Vec<Vec<usize>>,
+    end: Option<Vec<usize>>,
+    in_result: bool,
+    /// The field whose instruction this one sits in, if any.
+    parent_in_instr: Option<usize>,
+}
+
+/// Removes non-allowlisted complex fields from a WordprocessingML tree.
+///
+/// # Errors
+/// Unbalanced field characters.
+pub fn neutralise(root: &mut Element, part: &str, cx: &mut Context<'_>) -> Result<()> {
+    let mut items = Vec::new();
+    collect(root, &mut Vec::new(), &mut items, 0);
+    if items.iter().all(|(_, t)| matches!(t, Token::Other)) {
+        return Ok(());
+    }
+    let mut fields: Vec<Field> = Vec::new();
+    let mut open: Vec<usize> = Vec::new();
+    let mut deletions: Vec<Vec<usize>> = Vec::new();
+    for (path, token) in items {
+        match token {
+            Token::Begin => {
+                let parent_in_instr = open.last().copied().filter(|&f| !fields[f].in_result);
+                if let Some(&f) = open.last() {
+                    fields[f].register(path.clone());
+                }
+                fields.push(Field { begin: path, parent_in_instr, ..Field::default() });
+                open.push(fields.len() - 1);
+            }
+            Token::Separate => {
+                let &f = open.last().ok_or_else(|| Error::malformed(format!("{part}: field separator outside a field")))?;
+                fields[f].separate = Some(path);
+                fields[f].in_result = true;
+            }
+            Token::End => {
+                let f = open.pop().ok_or_else(|| Error::malformed(format!("{part}: field end outside a field")))?;
+                fields[f].end = Some(path);
+            }
+            Token::Instr(text) => match open.last() {
+                Some(&f) if !fields[f].in_result => {
+                    fields[f].instr.push_str(&text);
+                    fields[f].instr_items.push(path);
+                }
+                Some(&f) => fields[f].register(path),
+                None => {
+                    cx.remove(What::Field, part, format!("stray field instruction: {}", short(&text)));
+                    deletions.push(path);
+                }
+            },
+            Token::Other => {
+                if let Some(&f) = open.last() {
+                    fields[f].register(path);
+                }
+            }
+        }
+    }
+    if !open.is_empty() {
+        return Err(Error::malformed(format!("{part}: a field is never closed")));
+    }
+
+    let allow = cx.policy().field_allowlist.clone();
+    let mut dropped = vec![false; fields.len()];
+    let mut inside_dropped = vec![false; fields.len()];
+    for i in 0..fields.len() {
+        // Parents come before children, so their decisions are known.
+        inside_dropped[i] = fields[i].parent_in_instr.is_some_and(|p| dropped[p] || inside_dropped[p]);
+        let word = fields[i].instr.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        dropped[i] = inside_dropped[i] || !allow.iter().any(|a| a.eq_ignore_ascii_case(&word));
+        if dropped[i] && !inside_dropped[i] {
+            cx.remove(What::Field, part, format!("field {}", short(fields[i].instr.trim())));
+        }
+    }
+    for (i, f) in fields.into_iter().enumerate() {
+        if !dropped[i] {
+            continue;
+        }
+        deletions.push(f.begin);
+        deletions.extend(f.instr_items);
+        deletions.extend(f.separate);
+        deletions.extend(f.end);
+        if inside_dropped[i] {
+            deletions.extend(f.result_items);
+        }
+    }
+    deletions.sort();
+    deletions.dedup();
+    for path in deletions.iter().rev() {
+        delete(root, path);
+    }
+    Ok(())
+}
+
+impl Field {
+    fn register(&mut self, path: Vec<usize>) {
+        if self.in_result {
+            self.result_items.push(path);
+        } else {
+            self.instr_items.push(path);
+        }
+    }
+}
+
+/// Lists the children of every run (and every run-level field token) in document order.
+fn collect(el: &Element, path: &mut Vec<usize>, out: &mut Vec<(Vec<usize>, Token)>, depth: usize) {
+    if depth > 256 {
+        return;
+    }
+    let is_run = el.is(NS_W, "r");
+    for (i, child) in el.children.iter().enumerate() {
+        let Node::Element(c) = child else {
+            continue;
+        };
+        path.push(i);
+        if is_run {
+            let token = if c.is(NS_W, "fldChar") {
+                match c.attr_ns(NS_W, "fldCharType").as_deref() {
+                    Some("begin") => Token::Begin,
+                    Some("separate") => Token::Separate,
+                    Some("end") => Token::End,
+                    _ => Token::Other,
+                }
+            } else if c.is(NS_W, "instrText") || c.is(NS_W, "delInstrText") {
+                Token::Instr(c.text())
+            } else if c.is(NS_W, "rPr") {
+                path.pop();
+                continue;
+            } else {
+                Token::Other
+            };
+            out.push((path.clone(), token));
+        } else {
+            collect(c, path, out, depth + 1);
+        }
+        path.pop();
+    }
+}
+
+fn delete(root: &mut Element, path: &[usize]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut el = root;
+    for &i in parents {
+        match el.children.get_mut(i) {
+            Some(Node::Element(e)) => el = e,
+            _ => return,
+        }
+    }
+    if *last < el.children.len() {
+        el.children.remove(*last);
+    }
+}
+
+fn short(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}

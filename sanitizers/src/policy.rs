@@ -1,0 +1,227 @@
+//! Policy and limits: what happens to each kind of file, and how much work one file may cost.
+//!
+//! Owns: [`Policy`], [`Limits`] and [`Action`], loaded from TOML with safe defaults.
+//! Invariants: every field has a default that fails closed; unknown keys are an error (a typo
+//! in a security setting must not silently fall back to a default); `sanitize` may only be
+//! chosen for kinds that have a sanitizer and `pass` only for kinds with a validator — the
+//! registry checks that when it is given a policy.
+//! Must never: read files or the environment; loading is the caller's job.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::kind::{FileKind, KindClass};
+
+/// What the gateway does with a file of some kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Rebuild from an allowlist; deliver only the rebuilt bytes.
+    Sanitize,
+    /// Deliver unchanged after validation (only for inert kinds with a validator).
+    Pass,
+    /// Never deliver in any form; keep nothing for release.
+    Block,
+    /// Hold the original for administrators; deliver nothing.
+    Quarantine,
+}
+
+/// Resource limits applied to every file and every nested member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest input accepted, in bytes. Larger files are quarantined unopened.
+    pub max_input_bytes: u64,
+    /// Largest total size all members of one container may expand to, in bytes.
+    pub max_expanded_bytes: u64,
+    /// Most members one container (ZIP package, archive) may hold.
+    pub max_members: u64,
+    /// Highest expanded/compressed ratio allowed for a member larger than
+    /// `ratio_floor_bytes` (zip bombs reach thousands; real XML stays far below this).
+    pub max_compression_ratio: u64,
+    /// Members smaller than this, once expanded, are not checked for ratio.
+    pub ratio_floor_bytes: u64,
+    /// Deepest nesting of containers (an archive in an archive is depth 2).
+    pub max_depth: u32,
+    /// Wall-clock budget for one top-level file, in milliseconds.
+    pub max_millis: u64,
+    /// Most indirect objects a PDF may hold.
+    pub max_pdf_objects: u64,
+    /// Largest size any single PDF stream may decompress to while parsing, in bytes.
+    pub max_pdf_stream_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_input_bytes: 100 << 20,
+            max_expanded_bytes: 512 << 20,
+            max_members: 10_000,
+            max_compression_ratio: 200,
+            ratio_floor_bytes: 1 << 20,
+            max_depth: 3,
+            max_millis: 60_000,
+            max_pdf_objects: 1_000_000,
+            max_pdf_stream_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The sanitization policy of one gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Resource limits.
+    pub limits: Limits,
+    /// Per-kind overrides of the default action, keyed by kind name (`pdf`, `docm`, `zip`…).
+    pub actions: BTreeMap<String, Action>,
+    /// What to do when the name or declared type disagrees with the content, or the content is
+    /// a polyglot. `block` and `quarantine` are allowed; a stricter kind action still wins.
+    pub on_mismatch: Action,
+    /// Keep external hyperlinks (PDF URI actions, Office hyperlink relationships). Off by
+    /// default: LGWAN terminals cannot follow them, and their targets are listed in the report.
+    pub keep_links: bool,
+    /// Remove document metadata (PDF Info and XMP, Office docProps). On by default.
+    pub strip_metadata: bool,
+    /// Word field instructions kept when found (upper case); every other field (DDE, DDEAUTO,
+    /// INCLUDETEXT, INCLUDEPICTURE, …) is replaced by its displayed result.
+    pub field_allowlist: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            actions: BTreeMap::new(),
+            on_mismatch: Action::Quarantine,
+            keep_links: false,
+            strip_metadata: true,
+            field_allowlist: DEFAULT_FIELD_ALLOWLIST
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// Word fields that only format or number the document (after msodde's allowlist).
+const DEFAULT_FIELD_ALLOWLIST: &[&str] = &[
+    "PAGE", "NUMPAGES", "SECTIONPAGES", "SECTION", "DATE", "TIME", "CREATEDATE", "SAVEDATE",
+    "PRINTDATE", "EDITTIME", "TOC", "TOA", "TA", "TC", "XE", "INDEX", "REF", "PAGEREF", "NOTEREF",
+    "STYLEREF", "SEQ", "LISTNUM", "AUTONUM", "AUTONUMLGL", "AUTONUMOUT", "NUMWORDS", "NUMCHARS",
+    "AUTHOR", "TITLE", "SUBJECT", "KEYWORDS", "COMMENTS", "LASTSAVEDBY", "REVNUM", "FILESIZE",
+    "TEMPLATE", "EQ", "SYMBOL", "ADVANCE", "FORMTEXT", "FORMCHECKBOX", "FORMDROPDOWN",
+    "BIBLIOGRAPHY", "CITATION", "BARCODE", "DISPLAYBARCODE", "USERNAME", "USERINITIALS",
+];
+
+/// Why a policy cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError(String);
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+impl PolicyError {
+    pub(crate) fn new(message: String) -> Self {
+        PolicyError(message)
+    }
+}
+
+impl Policy {
+    /// Parses a policy from TOML. Missing keys take their safe defaults.
+    ///
+    /// # Errors
+    /// Unknown keys, wrong types, unknown kind names in `[actions]` and an `on_mismatch` of
+    /// `sanitize` or `pass` are errors, named with their key.
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError(e.to_string()))?;
+        policy.check_shape()?;
+        Ok(policy)
+    }
+
+    pub(crate) fn check_shape(&self) -> Result<(), PolicyError> {
+        for name in self.actions.keys() {
+            if FileKind::from_name(name).is_none() {
+                return Err(PolicyError(format!(
+                    "actions.{name}: unknown file kind (known: {})",
+                    FileKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        if matches!(self.on_mismatch, Action::Sanitize | Action::Pass) {
+            return Err(PolicyError(
+                "on_mismatch: must be \"quarantine\" or \"block\" (a mismatch is never let through)"
+                    .into(),
+            ));
+        }
+        let l = &self.limits;
+        if l.max_input_bytes == 0 || l.max_expanded_bytes == 0 || l.max_millis == 0 {
+            return Err(PolicyError("limits: sizes and time must be greater than zero".into()));
+        }
+        Ok(())
+    }
+
+    /// The action for a kind: the override from `[actions]`, else the safe default.
+    pub fn action_for(&self, kind: FileKind) -> Action {
+        if let Some(action) = self.actions.get(kind.name()) {
+            return *action;
+        }
+        default_action(kind)
+    }
+}
+
+/// The built-in action for a kind: PDF and OOXML are rebuilt; programs, scripts, shortcuts
+/// and disk images are blocked; an empty file passes; everything else waits in quarantine
+/// until mukaika has a sanitizer for it.
+pub fn default_action(kind: FileKind) -> Action {
+    match kind {
+        FileKind::Pdf => Action::Sanitize,
+        // An add-in exists to carry code; without it there is nothing left to deliver.
+        FileKind::Xlam => Action::Quarantine,
+        k if k.is_ooxml() => Action::Sanitize,
+        FileKind::Empty => Action::Pass,
+        k => match k.class() {
+            KindClass::Executable | KindClass::Script | KindClass::Shortcut | KindClass::DiskImage => {
+                Action::Block
+            }
+            _ => Action::Quarantine,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fail_closed() {
+        let p = Policy::default();
+        assert_eq!(p.action_for(FileKind::Pdf), Action::Sanitize);
+        assert_eq!(p.action_for(FileKind::Docm), Action::Sanitize);
+        assert_eq!(p.action_for(FileKind::Pe), Action::Block);
+        assert_eq!(p.action_for(FileKind::ScriptJs), Action::Block);
+        assert_eq!(p.action_for(FileKind::Lnk), Action::Block);
+        assert_eq!(p.action_for(FileKind::Iso), Action::Block);
+        assert_eq!(p.action_for(FileKind::Doc), Action::Quarantine);
+        assert_eq!(p.action_for(FileKind::Zip), Action::Quarantine);
+        assert_eq!(p.action_for(FileKind::Unknown), Action::Quarantine);
+        assert_eq!(p.on_mismatch, Action::Quarantine);
+    }
+
+    #[test]
+    fn toml_overrides_and_rejects_typos() {
+        let p = Policy::from_toml("keep_links = true\n[limits]\nmax_depth = 2\n[actions]\ndocm = \"quarantine\"\n").unwrap();
+        assert!(p.keep_links);
+        assert_eq!(p.limits.max_depth, 2);
+        assert_eq!(p.action_for(FileKind::Docm), Action::Quarantine);
+        assert!(Policy::from_toml("keep_link = true").unwrap_err().to_string().contains("keep_link"));
+        assert!(Policy::from_toml("[actions]\nexe = \"pass\"").unwrap_err().to_string().contains("unknown file kind"));
+        assert!(Policy::from_toml("on_mismatch = \"pass\"").is_err());
+    }
+}

@@ -1,0 +1,401 @@
+//! The registry: the one entry point that turns untrusted bytes into a verdict.
+//!
+//! Owns: the [`Sanitizer`] seam, the per-file [`Context`] (limits, depth, deadline, removals),
+//! and [`Registry::process`], which detects, applies policy, runs the sanitizer under
+//! `catch_unwind`, re-opens the output with our own parser, and builds the [`Outcome`].
+//! Invariants: only this module constructs a [`CleanFile`], and only from bytes a sanitizer
+//! rebuilt and a second pass found nothing left to remove in (or from an empty input, which
+//! policy may pass). Every error, limit, panic or failed re-check is a quarantine.
+//! Must never: put input bytes into a `CleanFile`, or let a sanitizer's error become a pass.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use crate::detect::{detect, Declared, Detection, Finding};
+use crate::error::{Error, Result};
+use crate::kind::FileKind;
+use crate::policy::{Action, Policy, PolicyError};
+use crate::report::{sha256_hex, Reason, Removal, Report, Verdict, What};
+
+/// A format rebuilder. Synchronous and pure: bytes in, bytes out, no I/O.
+pub trait Sanitizer: Send + Sync {
+    /// The kinds this sanitizer rebuilds.
+    fn kinds(&self) -> &'static [FileKind];
+
+    /// Rebuilds `input` (of kind `kind`) from an allowlist, recording every removal in `cx`.
+    ///
+    /// # Errors
+    /// Any input it cannot rebuild with certainty: malformed, encrypted, unsupported, over a
+    /// limit, or out of time.
+    fn sanitize(&self, input: &[u8], kind: FileKind, cx: &mut Context<'_>) -> Result<Sanitized>;
+}
+
+/// The rebuilt bytes of one file. Fields are private: only sanitizers in this crate build one.
+#[derive(Debug)]
+pub struct Sanitized {
+    bytes: Vec<u8>,
+    kind: FileKind,
+}
+
+impl Sanitized {
+    pub(crate) fn new(bytes: Vec<u8>, kind: FileKind) -> Self {
+        Self { bytes, kind }
+    }
+}
+
+/// Per-file state shared by a sanitizer and its nested calls.
+pub struct Context<'a> {
+    policy: &'a Policy,
+    depth: u32,
+    deadline: Instant,
+    removed: Vec<Removal>,
+    warnings: Vec<String>,
+}
+
+impl<'a> Context<'a> {
+    fn new(policy: &'a Policy, depth: u32, deadline: Instant) -> Self {
+        Self {
+            policy,
+            depth,
+            deadline,
+            removed: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        self.policy
+    }
+
+    /// Nesting depth of the current file (1 for a top-level file).
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// Records a removal.
+    pub fn remove(&mut self, what: What, location: impl Into<String>, detail: impl Into<String>) {
+        self.removed.push(Removal {
+            what,
+            location: location.into(),
+            detail: detail.into(),
+        });
+    }
+
+    /// Records a warning that changed nothing.
+    pub fn warn(&mut self, warning: impl Into<String>) {
+        self.warnings.push(warning.into());
+    }
+
+    /// Removals recorded so far.
+    pub fn removed(&self) -> &[Removal] {
+        &self.removed
+    }
+
+    /// Fails once the file's time budget is spent. Sanitizers call it in every loop whose
+    /// length the input decides.
+    ///
+    /// # Errors
+    /// [`Error::is_timeout`] once the deadline has passed.
+    pub fn check_deadline(&self) -> Result<()> {
+        if Instant::now() > self.deadline {
+            return Err(Error::timeout("time budget for this file exhausted"));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes mukaika rebuilt itself and may hand to a forwarding sink. Only the registry makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanFile {
+    name: String,
+    bytes: Vec<u8>,
+    kind: FileKind,
+}
+
+impl CleanFile {
+    /// The output file name (possibly with a new extension, docm → docx).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The output bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    /// The output's kind.
+    pub fn kind(&self) -> FileKind {
+        self.kind
+    }
+    /// Takes the bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// The result of processing one file: always a report, and delivered bytes only for
+/// `sanitized` and `passed` verdicts.
+#[derive(Debug)]
+pub struct Outcome {
+    /// What happened.
+    pub report: Report,
+    output: Option<CleanFile>,
+}
+
+impl Outcome {
+    /// The bytes to deliver, if the verdict allows delivery.
+    pub fn output(&self) -> Option<&CleanFile> {
+        self.output.as_ref()
+    }
+    /// Splits into report and deliverable.
+    pub fn into_parts(self) -> (Report, Option<CleanFile>) {
+        (self.report, self.output)
+    }
+}
+
+/// The set of sanitizers, keyed by kind.
+pub struct Registry {
+    sanitizers: Vec<Box<dyn Sanitizer>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::standard()
+    }
+}
+
+impl Registry {
+    /// Every sanitizer mukaika ships.
+    pub fn standard() -> Self {
+        Self {
+            sanitizers: vec![Box::new(crate::pdf::PdfSanitizer), Box::new(crate::ooxml::OoxmlSanitizer)],
+        }
+    }
+
+    /// A registry with exactly these sanitizers (tests use it to inject failing ones).
+    pub fn with_sanitizers(sanitizers: Vec<Box<dyn Sanitizer>>) -> Self {
+        Self { sanitizers }
+    }
+
+    fn sanitizer_for(&self, kind: FileKind) -> Option<&dyn Sanitizer> {
+        self.sanitizers
+            .iter()
+            .find(|s| s.kinds().contains(&kind))
+            .map(|s| s.as_ref())
+    }
+
+    /// Checks that a policy only asks for what this registry can do.
+    ///
+    /// # Errors
+    /// `sanitize` for a kind without a sanitizer, or `pass` for a kind without a validator.
+    pub fn check_policy(&self, policy: &Policy) -> std::result::Result<(), PolicyError> {
+        policy.check_shape()?;
+        for kind in FileKind::ALL {
+            match policy.action_for(*kind) {
+                Action::Sanitize if self.sanitizer_for(*kind).is_none() => {
+                    return Err(PolicyError::new(format!(
+                        "actions.{kind}: mukaika has no sanitizer for this kind yet; use \"quarantine\" or \"block\""
+                    )))
+                }
+                Action::Pass if *kind != FileKind::Empty => {
+                    return Err(PolicyError::new(format!(
+                        "actions.{kind}: \"pass\" needs a validator for the kind, and only empty files have one yet"
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The report for an input too large to read: its hash was computed while streaming it.
+    pub fn over_limit_report(name: Option<&str>, sha256: String, size: u64, policy: &Policy) -> Report {
+        let mut report = Report::new(name, &[], FileKind::Unknown);
+        report.input_sha256 = sha256;
+        report.input_size = size;
+        report.reason = Some(Reason::new(
+            "limit-exceeded",
+            format!("input is {size} bytes, limit is {}", policy.limits.max_input_bytes),
+        ));
+        report
+    }
+
+    /// Processes one top-level file.
+    pub fn process(&self, input: &[u8], declared: &Declared<'_>, policy: &Policy) -> Outcome {
+        let deadline = Instant::now() + Duration::from_millis(policy.limits.max_millis);
+        self.process_at(input, declared, policy, 1, deadline)
+    }
+
+    /// Processes a nested member at `depth`, sharing the parent's deadline.
+    pub fn process_at(
+        &self,
+        input: &[u8],
+        declared: &Declared<'_>,
+        policy: &Policy,
+        depth: u32,
+        deadline: Instant,
+    ) -> Outcome {
+        if input.len() as u64 > policy.limits.max_input_bytes {
+            let mut report = Report::new(declared.name, input, FileKind::Unknown);
+            report.reason = Some(Reason::new(
+                "limit-exceeded",
+                format!("input is {} bytes, limit is {}", input.len(), policy.limits.max_input_bytes),
+            ));
+            return Outcome { report, output: None };
+        }
+        let Detection { kind, findings } = detect(input, declared);
+        let mut report = Report::new(declared.name, input, kind);
+        report.findings = findings;
+
+        if depth > policy.limits.max_depth {
+            report.reason = Some(Reason::new("limit-exceeded", format!("nesting depth {depth} over the limit")));
+            return Outcome { report, output: None };
+        }
+
+        let action = policy.action_for(kind);
+        if action == Action::Block {
+            report.verdict = Verdict::Blocked;
+            report.reason = Some(Reason::new("blocked-kind", format!("{kind} is blocked by policy")));
+            return Outcome { report, output: None };
+        }
+        if let Some(finding) = report.findings.first() {
+            let code = if matches!(finding, Finding::Polyglot { .. }) { "polyglot" } else { "type-mismatch" };
+            let detail = serde_json::to_string(finding).unwrap_or_default();
+            report.verdict = if policy.on_mismatch == Action::Block { Verdict::Blocked } else { Verdict::Quarantined };
+            report.reason = Some(Reason::new(code, detail));
+            return Outcome { report, output: None };
+        }
+        match action {
+            Action::Quarantine | Action::Block => {
+                report.reason = Some(Reason::new("policy-quarantine", format!("{kind} is not sanitized; held by policy")));
+                Outcome { report, output: None }
+            }
+            Action::Pass => {
+                if kind == FileKind::Empty {
+                    report.verdict = Verdict::Passed;
+                    let name = output_name(declared.name, kind, kind);
+                    report.output = Some(name.clone());
+                    report.output_sha256 = Some(sha256_hex(input));
+                    report.output_type = Some(kind);
+                    let output = CleanFile { name, bytes: Vec::new(), kind };
+                    Outcome { report, output: Some(output) }
+                } else {
+                    report.reason = Some(Reason::new("policy-quarantine", format!("no validator for {kind}")));
+                    Outcome { report, output: None }
+                }
+            }
+            Action::Sanitize => self.sanitize_checked(input, kind, declared, policy, depth, deadline, report),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sanitize_checked(
+        &self,
+        input: &[u8],
+        kind: FileKind,
+        declared: &Declared<'_>,
+        policy: &Policy,
+        depth: u32,
+        deadline: Instant,
+        mut report: Report,
+    ) -> Outcome {
+        let Some(sanitizer) = self.sanitizer_for(kind) else {
+            report.reason = Some(Reason::new("unsupported", format!("no sanitizer for {kind}")));
+            return Outcome { report, output: None };
+        };
+        let mut cx = Context::new(policy, depth, deadline);
+        let result = run_guarded(|| sanitizer.sanitize(input, kind, &mut cx))
+            .and_then(|out| verify(sanitizer, &out, policy, depth, deadline).map(|()| out));
+        report.removed = std::mem::take(&mut cx.removed);
+        report.warnings = std::mem::take(&mut cx.warnings);
+        match result {
+            Ok(Sanitized { bytes, kind: out_kind }) => {
+                let name = output_name(declared.name, kind, out_kind);
+                report.verdict = Verdict::Sanitized;
+                report.output = Some(name.clone());
+                report.output_sha256 = Some(sha256_hex(&bytes));
+                report.output_type = Some(out_kind);
+                Outcome { report, output: Some(CleanFile { name, bytes, kind: out_kind }) }
+            }
+            Err(err) => {
+                report.verdict = Verdict::Quarantined;
+                report.reason = Some(Reason::new(err.reason_code(), err.message()));
+                Outcome { report, output: None }
+            }
+        }
+    }
+}
+
+/// Runs a sanitizer step, turning a panic into an internal error.
+fn run_guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::internal(format!("sanitizer panicked: {msg}")))
+        }
+    }
+}
+
+/// Re-opens an output with our own detector and parser: it must be of the promised kind, and a
+/// second pass must find nothing left to remove.
+fn verify(sanitizer: &dyn Sanitizer, out: &Sanitized, policy: &Policy, depth: u32, deadline: Instant) -> Result<()> {
+    let detected = detect(&out.bytes, &Declared::default()).kind;
+    if detected != out.kind {
+        return Err(Error::internal(format!(
+            "output re-check: rebuilt file detects as {detected}, expected {}",
+            out.kind
+        )));
+    }
+    let mut cx = Context::new(policy, depth, deadline);
+    run_guarded(|| sanitizer.sanitize(&out.bytes, out.kind, &mut cx))
+        .map_err(|e| Error::internal(format!("output re-check: rebuilt file does not re-open: {e}")))?;
+    if let Some(left) = cx.removed.first() {
+        return Err(Error::internal(format!(
+            "output re-check: a second pass still removes {:?} at {} ({})",
+            left.what, left.location, left.detail
+        )));
+    }
+    Ok(())
+}
+
+/// The delivered name: the input's base name (never a path) with the output kind's extension
+/// when the kind changed or the extension did not fit.
+pub fn output_name(input: Option<&str>, in_kind: FileKind, out_kind: FileKind) -> String {
+    let base = input
+        .and_then(|n| n.rsplit(['/', '\\']).next())
+        .map(|n| n.chars().filter(|c| !c.is_control()).collect::<String>())
+        .filter(|n| !n.trim().is_empty() && n != "." && n != "..")
+        .unwrap_or_else(|| "attachment".to_string());
+    let Some(ext) = out_kind.preferred_extension() else {
+        return base;
+    };
+    let current = crate::detect::extension(&base);
+    if in_kind == out_kind && current.as_deref().is_some_and(|e| out_kind.extensions().contains(&e)) {
+        return base;
+    }
+    let stem = match &current {
+        Some(cur) if FileKind::ALL.iter().any(|k| k.extensions().contains(&cur.as_str())) => {
+            base[..base.len() - cur.len() - 1].to_string()
+        }
+        _ => base,
+    };
+    format!("{stem}.{ext}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_names_follow_the_output_kind() {
+        assert_eq!(output_name(Some("見積書.docm"), FileKind::Docm, FileKind::Docx), "見積書.docx");
+        assert_eq!(output_name(Some("a.pdf"), FileKind::Pdf, FileKind::Pdf), "a.pdf");
+        assert_eq!(output_name(Some("../../etc/x.pdf"), FileKind::Pdf, FileKind::Pdf), "x.pdf");
+        assert_eq!(output_name(None, FileKind::Pdf, FileKind::Pdf), "attachment.pdf");
+        assert_eq!(output_name(Some("noext"), FileKind::Pdf, FileKind::Pdf), "noext.pdf");
+    }
+}

@@ -1,0 +1,10 @@
+//! mukaika: the 無害化 gateway service.
+//!
+//! Owns: the commands behind the `mukaika` binary. Today that is `mukaika sanitize`; the SMTP
+//! relay, import folder, quarantine and audit log build on the same sanitizer registry.
+//! Invariant: only bytes in a [`mukaika_sanitizers::CleanFile`] are ever written where a
+//! forwarding sink (or a user) would pick them up.
+
+pub mod sanitize;
+
+pub use mukaika_sanitizers as sanitizers;

@@ -1,0 +1,184 @@
+//! `mukaika sanitize FILE… --out DIR`: the batch front end of the sanitizer registry.
+//!
+//! Owns: reading inputs (streaming the hash of over-limit ones instead of loading them),
+//! running each through the registry, and writing `<output>` plus `<input>.report.json` into
+//! the output folder — atomically (temp name, then rename) and never overwriting: clashing
+//! names get a numbered suffix.
+//! Invariants: an output file is written only from a `CleanFile`; every readable input gets a
+//! report whatever its verdict.
+//! Must never: write outside `--out`, or follow an input's name into a path.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use mukaika_sanitizers::{Declared, Policy, Registry, Report};
+
+/// What went wrong for one input or for the whole run.
+#[derive(Debug)]
+pub struct CommandError {
+    message: String,
+    usage: bool,
+}
+
+impl CommandError {
+    fn io(what: String, err: io::Error) -> Self {
+        Self { message: format!("{what}: {err}"), usage: false }
+    }
+    /// A usage error (exit 2) rather than a failure while running (exit 1).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self { message: message.into(), usage: true }
+    }
+    /// True when the command line or configuration was wrong.
+    pub fn is_usage(&self) -> bool {
+        self.usage
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// The result for one input.
+#[derive(Debug)]
+pub struct Processed {
+    /// The input path as given.
+    pub input: PathBuf,
+    /// Its report.
+    pub report: Report,
+    /// Where the output was written, if any.
+    pub output: Option<PathBuf>,
+    /// Where the report was written.
+    pub report_path: PathBuf,
+}
+
+/// Loads a policy file, or the default policy, and checks it against the registry.
+///
+/// # Errors
+/// Unreadable file or an invalid policy (a usage error).
+pub fn load_policy(path: Option<&Path>, registry: &Registry) -> Result<Policy, CommandError> {
+    let policy = match path {
+        Some(path) => {
+            let text = fs::read_to_string(path)
+                .map_err(|e| CommandError::usage(format!("cannot read policy {}: {e}", path.display())))?;
+            Policy::from_toml(&text).map_err(|e| CommandError::usage(format!("policy {}: {e}", path.display())))?
+        }
+        None => Policy::default(),
+    };
+    registry
+        .check_policy(&policy)
+        .map_err(|e| CommandError::usage(format!("policy: {e}")))?;
+    Ok(policy)
+}
+
+/// Prepares the output folder.
+///
+/// # Errors
+/// The folder cannot be created or written to.
+pub fn prepare_out_dir(dir: &Path) -> Result<(), CommandError> {
+    fs::create_dir_all(dir).map_err(|e| CommandError::io(format!("cannot create output folder {}", dir.display()), e))?;
+    let probe = dir.join(format!(".mukaika-write-test-{}", std::process::id()));
+    File::create(&probe)
+        .and_then(|_| fs::remove_file(&probe))
+        .map_err(|e| CommandError::io(format!("output folder {} is not writable", dir.display()), e))
+}
+
+/// Sanitizes one file into `out_dir`.
+///
+/// # Errors
+/// The input cannot be read, or the results cannot be written.
+pub fn process_file(input: &Path, out_dir: &Path, registry: &Registry, policy: &Policy) -> Result<Processed, CommandError> {
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| CommandError::usage(format!("{} is not a file", input.display())))?;
+    let meta = fs::metadata(input).map_err(|e| CommandError::io(format!("cannot read {}", input.display()), e))?;
+    if !meta.is_file() {
+        return Err(CommandError::usage(format!("{} is not a regular file", input.display())));
+    }
+    let (report, output) = if meta.len() > policy.limits.max_input_bytes {
+        let sha = stream_sha256(input)?;
+        (Registry::over_limit_report(Some(&name), sha, meta.len(), policy), None)
+    } else {
+        let bytes = fs::read(input).map_err(|e| CommandError::io(format!("cannot read {}", input.display()), e))?;
+        let declared = Declared { name: Some(&name), mime: None };
+        registry.process(&bytes, &declared, policy).into_parts()
+    };
+    let output_path = match &output {
+        Some(clean) => Some(write_new(out_dir, clean.name(), clean.bytes())?),
+        None => None,
+    };
+    let mut report = report;
+    if let Some(path) = &output_path {
+        report.output = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    }
+    let json = serde_json::to_vec_pretty(&report).map_err(|e| CommandError::io("serialising a report".into(), io::Error::other(e)))?;
+    let report_path = write_new(out_dir, &format!("{name}.report.json"), &json)?;
+    Ok(Processed { input: input.to_path_buf(), report, output: output_path, report_path })
+}
+
+fn stream_sha256(path: &Path) -> Result<String, CommandError> {
+    let mut file = File::open(path).map_err(|e| CommandError::io(format!("cannot read {}", path.display()), e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| CommandError::io(format!("cannot read {}", path.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Writes `bytes` under `name` in `dir` via a temporary file and a rename, picking
+/// `name (2).ext`, `name (3).ext`… when the name is taken. Returns the path written.
+fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, CommandError> {
+    let safe: String = name
+        .chars()
+        .map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c })
+        .collect();
+    let safe = if safe.is_empty() || safe == "." || safe == ".." { "output".to_string() } else { safe };
+    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), unique()));
+    {
+        let mut f = File::create(&tmp).map_err(|e| CommandError::io(format!("cannot write in {}", dir.display()), e))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| CommandError::io(format!("cannot write in {}", dir.display()), e))?;
+    }
+    let (stem, ext) = match safe.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() && !safe.ends_with(".report.json") => (s.to_string(), format!(".{e}")),
+        _ if safe.ends_with(".report.json") => (safe.trim_end_matches(".report.json").to_string(), ".report.json".to_string()),
+        _ => (safe.clone(), String::new()),
+    };
+    for n in 1..10_000 {
+        let candidate = if n == 1 { dir.join(&safe) } else { dir.join(format!("{stem} ({n}){ext}")) };
+        // hard_link fails if the target exists, which makes "never overwrite" atomic.
+        match fs::hard_link(&tmp, &candidate) {
+            Ok(()) => {
+                let _ = fs::remove_file(&tmp);
+                return Ok(candidate);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(CommandError::io(format!("cannot write {}", candidate.display()), e));
+            }
+        }
+    }
+    let _ = fs::remove_file(&tmp);
+    Err(CommandError::io(format!("too many files named {safe}"), io::Error::other("name clash")))
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
