@@ -67,6 +67,9 @@ pub struct Detection {
     pub kind: FileKind,
     /// Mismatches and name tricks, in the order found.
     pub findings: Vec<Finding>,
+    /// The container holds encrypted members (a password-protected ZIP, PPAP), so its
+    /// content — and often its true type — cannot be inspected.
+    pub encrypted: bool,
 }
 
 /// How much of a `[Content_Types].xml` or ODF `mimetype` detection will inflate.
@@ -75,7 +78,8 @@ const MAX_SNIFF_MEMBER: u64 = 1 << 20;
 /// Detects the true type of `bytes` and checks `declared` against it.
 pub fn detect(bytes: &[u8], declared: &Declared<'_>) -> Detection {
     let mut findings = Vec::new();
-    let mut kind = sniff(bytes, &mut findings);
+    let mut encrypted = false;
+    let mut kind = sniff(bytes, &mut findings, &mut encrypted);
     let ext = declared.name.and_then(extension);
 
     // Text carries no magic: a text file named like a script *is* a script to the desktop that
@@ -119,7 +123,7 @@ pub fn detect(bytes: &[u8], declared: &Declared<'_>) -> Detection {
             }
         }
     }
-    Detection { kind, findings }
+    Detection { kind, findings, encrypted }
 }
 
 /// The lower-case extension of a file name, without the dot.
@@ -132,7 +136,7 @@ pub fn extension(name: &str) -> Option<String> {
     Some(ext.trim_end().to_lowercase())
 }
 
-fn sniff(bytes: &[u8], findings: &mut Vec<Finding>) -> FileKind {
+fn sniff(bytes: &[u8], findings: &mut Vec<Finding>, encrypted: &mut bool) -> FileKind {
     if bytes.is_empty() {
         return FileKind::Empty;
     }
@@ -147,7 +151,7 @@ fn sniff(bytes: &[u8], findings: &mut Vec<Finding>) -> FileKind {
         return FileKind::Pdf;
     }
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
-        return sniff_zip(bytes);
+        return sniff_zip(bytes, encrypted);
     }
     if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
         return sniff_cfb(bytes);
@@ -243,10 +247,11 @@ fn magic_name(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-fn sniff_zip(bytes: &[u8]) -> FileKind {
+fn sniff_zip(bytes: &[u8], encrypted: &mut bool) -> FileKind {
     let Ok(mut archive) = zip::ZipArchive::new(Cursor::new(bytes)) else {
         return FileKind::Zip;
     };
+    *encrypted = (0..archive.len()).any(|i| archive.by_index_raw(i).is_ok_and(|e| e.encrypted()));
     if let Some(mimetype) = read_small_member(&mut archive, "mimetype") {
         let mimetype = String::from_utf8_lossy(&mimetype);
         let mimetype = mimetype.trim();

@@ -41,6 +41,12 @@ impl Sanitizer for PdfSanitizer {
         let eofs = count(body, b"%%EOF");
         if let Some(last) = rfind(body, b"%%EOF") {
             let tail = &body[last + 5..];
+            // PDF syntax after the last %%EOF is an incremental update that never finished:
+            // the author's final revision is missing, so rebuilding an earlier one would be
+            // a guess.
+            if [&b" obj"[..], b"endobj", b"xref", b"trailer"].iter().any(|k| find(tail, k).is_some()) {
+                return Err(Error::malformed("an incremental update after the last %%EOF is incomplete (truncated file?)"));
+            }
             if tail.iter().any(|b| !b.is_ascii_whitespace() && *b != 0) {
                 cx.remove(What::TrailingData, "after last %%EOF", format!("{} bytes", tail.len()));
             }

@@ -242,7 +242,7 @@ impl Registry {
             ));
             return Outcome { report, output: None };
         }
-        let Detection { kind, findings } = detect(input, declared);
+        let Detection { kind, findings, encrypted } = detect(input, declared);
         let mut report = Report::new(declared.name, input, kind);
         report.findings = findings;
 
@@ -255,6 +255,10 @@ impl Registry {
         if action == Action::Block {
             report.verdict = Verdict::Blocked;
             report.reason = Some(Reason::new("blocked-kind", format!("{kind} is blocked by policy")));
+            return Outcome { report, output: None };
+        }
+        if encrypted {
+            report.reason = Some(Reason::new("encrypted", "the container has encrypted members"));
             return Outcome { report, output: None };
         }
         if let Some(finding) = report.findings.first() {

@@ -1,0 +1,149 @@
+//! Shared test helpers: the fixture generator, the fail-closed compliance helper every
+//! sanitizer test runs through, and deep scans of outputs.
+
+#![allow(dead_code)]
+
+#[path = "../../../fixtures/generate.rs"]
+pub mod generate;
+
+use std::io::{Cursor, Read};
+
+use lopdf::{Document, Object};
+use mukaika_sanitizers::{Declared, Outcome, Policy, Registry, Verdict, What};
+
+/// Processes bytes under a name with the default policy.
+pub fn process(bytes: &[u8], name: &str) -> Outcome {
+    process_with(bytes, name, &Policy::default())
+}
+
+/// Processes bytes under a name with a policy.
+pub fn process_with(bytes: &[u8], name: &str, policy: &Policy) -> Outcome {
+    Registry::standard().process(bytes, &Declared { name: Some(name), mime: None }, policy)
+}
+
+/// The compliance helper (after vector's sink tests): runs a good input, then hostile variants
+/// of it, and checks the gateway fails closed on every variant — truncated, garbage with the
+/// right magic, over the size limit, over the expansion limit. Returns the good outcome, which
+/// must be sanitized with an output that differs from the input.
+pub fn assert_fail_closed(name: &str, good: &[u8]) -> Outcome {
+    let outcome = process(good, name);
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{name}: the good input must sanitize: {:?}",
+        outcome.report.reason
+    );
+    let out = outcome.output().expect("sanitized output");
+    assert_ne!(out.bytes(), good, "{name}: output must be rebuilt, not the input");
+    assert_eq!(outcome.report.output_sha256.as_deref(), Some(sha(out.bytes()).as_str()));
+
+    let mut variants: Vec<(String, Vec<u8>)> = Vec::new();
+    for cut in [good.len() / 4, good.len() / 2, good.len() * 3 / 4, good.len().saturating_sub(64)] {
+        if cut > 8 {
+            variants.push((format!("truncated at {cut}"), good[..cut].to_vec()));
+        }
+    }
+    let mut garbage = good[..8.min(good.len())].to_vec();
+    let mut x: u32 = 0x9E37_79B9;
+    for _ in 0..4096 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        garbage.push(x as u8);
+    }
+    variants.push(("garbage after the magic".into(), garbage));
+    for (what, bytes) in &variants {
+        let o = process(&bytes, name);
+        assert!(o.output().is_none(), "{name}: {what} produced an output ({:?})", o.report.verdict);
+        assert_eq!(o.report.verdict, Verdict::Quarantined, "{name}: {what}");
+        assert!(o.report.reason.is_some(), "{name}: {what} has no reason");
+    }
+
+    let mut small = Policy::default();
+    small.limits.max_input_bytes = good.len() as u64 - 1;
+    let o = process_with(good, name, &small);
+    assert!(o.output().is_none(), "{name}: over the input limit produced an output");
+    assert_eq!(o.report.reason.as_ref().map(|r| r.code.as_str()), Some("limit-exceeded"));
+
+    if good.starts_with(b"PK") {
+        let mut tight = Policy::default();
+        tight.limits.max_expanded_bytes = 64;
+        let o = process_with(good, name, &tight);
+        assert!(o.output().is_none(), "{name}: over the expansion limit produced an output");
+        assert_eq!(o.report.reason.as_ref().map(|r| r.code.as_str()), Some("limit-exceeded"));
+    }
+    outcome
+}
+
+/// SHA-256 hex.
+pub fn sha(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// True when a removal of `what` whose detail or location contains `needle` was reported.
+pub fn removed(outcome: &Outcome, what: What, needle: &str) -> bool {
+    outcome
+        .report
+        .removed
+        .iter()
+        .any(|r| r.what == what && (r.detail.contains(needle) || r.location.contains(needle)))
+}
+
+/// Every dictionary key and name value anywhere in a PDF (our parser), for "nothing left" checks.
+pub fn pdf_names(bytes: &[u8]) -> Vec<String> {
+    let doc = Document::load_mem(bytes).expect("output PDF parses");
+    let mut out = Vec::new();
+    for obj in doc.objects.values() {
+        walk(obj, &mut out, 0);
+    }
+    for (k, v) in doc.trailer.iter() {
+        out.push(String::from_utf8_lossy(k).into_owned());
+        walk(v, &mut out, 0);
+    }
+    out
+}
+
+fn walk(obj: &Object, out: &mut Vec<String>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    match obj {
+        Object::Name(n) => out.push(String::from_utf8_lossy(n).into_owned()),
+        Object::Array(items) => items.iter().for_each(|o| walk(o, out, depth + 1)),
+        Object::Dictionary(d) => d.iter().for_each(|(k, v)| {
+            out.push(String::from_utf8_lossy(k).into_owned());
+            walk(v, out, depth + 1);
+        }),
+        Object::Stream(s) => s.dict.iter().for_each(|(k, v)| {
+            out.push(String::from_utf8_lossy(k).into_owned());
+            walk(v, out, depth + 1);
+        }),
+        _ => {}
+    }
+}
+
+/// Page count of a PDF by our parser.
+pub fn pdf_pages(bytes: &[u8]) -> usize {
+    Document::load_mem(bytes).expect("PDF parses").get_pages().len()
+}
+
+/// Reads one member of a ZIP as text (None when absent).
+pub fn zip_text(bytes: &[u8], name: &str) -> Option<String> {
+    let mut z = zip::ZipArchive::new(Cursor::new(bytes)).expect("zip");
+    let mut f = z.by_name(name).ok()?;
+    let mut s = String::new();
+    f.read_to_string(&mut s).expect("utf-8 member");
+    Some(s)
+}
+
+/// Names of every member of a ZIP.
+pub fn zip_names(bytes: &[u8]) -> Vec<String> {
+    let z = zip::ZipArchive::new(Cursor::new(bytes)).expect("zip");
+    z.file_names().map(|n| n.expect("utf-8 name").into_owned()).collect()
+}
+
+/// The workspace root (for ../shared and target/).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}

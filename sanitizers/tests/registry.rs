@@ -1,0 +1,162 @@
+//! Registry behaviour: detection-driven policy, and failing closed on every sanitizer failure.
+
+mod common;
+
+use std::time::Duration;
+
+use common::generate::*;
+use common::*;
+use mukaika_sanitizers::{
+    Context, Declared, FileKind, Policy, Registry, Sanitized, Sanitizer, Verdict, What,
+};
+
+struct Panics;
+impl Sanitizer for Panics {
+    fn kinds(&self) -> &'static [FileKind] {
+        &[FileKind::Pdf]
+    }
+    fn sanitize(&self, _: &[u8], _: FileKind, _: &mut Context<'_>) -> Result<Sanitized, mukaika_sanitizers::Error> {
+        panic!("boom in a sanitizer");
+    }
+}
+
+/// Wraps the real PDF sanitizer but claims to remove something on every pass, so the
+/// registry's second pass never comes back clean.
+struct NeverClean;
+impl Sanitizer for NeverClean {
+    fn kinds(&self) -> &'static [FileKind] {
+        &[FileKind::Pdf]
+    }
+    fn sanitize(&self, input: &[u8], kind: FileKind, cx: &mut Context<'_>) -> Result<Sanitized, mukaika_sanitizers::Error> {
+        cx.remove(What::Javascript, "somewhere", "always something left");
+        mukaika_sanitizers::pdf::PdfSanitizer.sanitize(input, kind, cx)
+    }
+}
+
+struct Slow;
+impl Sanitizer for Slow {
+    fn kinds(&self) -> &'static [FileKind] {
+        &[FileKind::Pdf]
+    }
+    fn sanitize(&self, input: &[u8], kind: FileKind, cx: &mut Context<'_>) -> Result<Sanitized, mukaika_sanitizers::Error> {
+        std::thread::sleep(Duration::from_millis(60));
+        cx.check_deadline()?;
+        mukaika_sanitizers::pdf::PdfSanitizer.sanitize(input, kind, cx)
+    }
+}
+
+fn run(registry: Registry, policy: &Policy) -> mukaika_sanitizers::Outcome {
+    registry.process(&pdf_js_openaction(), &Declared { name: Some("a.pdf"), mime: None }, policy)
+}
+
+#[test]
+fn quarantines_on_sanitizer_panic() {
+    let outcome = run(Registry::with_sanitizers(vec![Box::new(Panics)]), &Policy::default());
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    assert!(outcome.output().is_none());
+    let reason = outcome.report.reason.unwrap();
+    assert_eq!(reason.code, "internal-error");
+    assert!(reason.detail.contains("boom in a sanitizer"));
+}
+
+#[test]
+fn quarantines_when_a_second_pass_still_finds_something() {
+    let outcome = run(Registry::with_sanitizers(vec![Box::new(NeverClean)]), &Policy::default());
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    assert!(outcome.output().is_none());
+    assert!(outcome.report.reason.unwrap().detail.contains("second pass"));
+}
+
+#[test]
+fn quarantines_on_timeout() {
+    let mut policy = Policy::default();
+    policy.limits.max_millis = 10;
+    let outcome = run(Registry::with_sanitizers(vec![Box::new(Slow)]), &policy);
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    assert_eq!(outcome.report.reason.unwrap().code, "timeout");
+}
+
+#[test]
+fn quarantines_a_kind_without_a_sanitizer_even_if_policy_asks() {
+    let outcome = run(Registry::with_sanitizers(vec![]), &Policy::default());
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    assert_eq!(outcome.report.reason.unwrap().code, "unsupported");
+}
+
+#[test]
+fn blocks_executables_by_content_whatever_the_name() {
+    for (bytes, name) in [
+        (&b"MZ\x90\x00\x03\x00\x00\x00\x04\x00"[..], "readme.txt"),
+        (b"\x7fELF\x02\x01\x01", "photo.jpg"),
+        (b"WScript.Echo 1\r\n", "run.vbs"),
+        (b"@echo off\r\n", "setup.bat"),
+        (b"L\x00\x00\x00\x01\x14\x02\x00\x00\x00", "書類.lnk"),
+        (b"<html><hta:application id=x/></html>", "page.hta"),
+    ] {
+        let outcome = process(bytes, name);
+        assert_eq!(outcome.report.verdict, Verdict::Blocked, "{name}");
+        assert!(outcome.output().is_none());
+        assert_eq!(outcome.report.reason.as_ref().unwrap().code, "blocked-kind");
+    }
+}
+
+#[test]
+fn quarantines_name_tricks_and_type_mismatches() {
+    let pdf = pdf_js_openaction();
+    for name in ["請求書.docx", "invoice\u{202E}fdp.pdf", "report.pdf.zip"] {
+        let outcome = process(&pdf, name);
+        assert_eq!(outcome.report.verdict, Verdict::Quarantined, "{name}");
+        assert!(outcome.output().is_none());
+        assert!(!outcome.report.findings.is_empty(), "{name}");
+    }
+    let docx = docx_benign().build();
+    let outcome = Registry::standard().process(
+        &docx,
+        &Declared { name: Some("a.docx"), mime: Some("application/pdf") },
+        &Policy::default(),
+    );
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    assert_eq!(outcome.report.reason.unwrap().code, "type-mismatch");
+}
+
+#[test]
+fn quarantines_kinds_not_yet_sanitized() {
+    for (bytes, name) in [(&b"{\\rtf1 hello}"[..], "a.rtf"), (b"plain text\n", "a.txt"), (b"\x89PNG\r\n\x1a\n0000", "a.png")] {
+        let outcome = process(bytes, name);
+        assert_eq!(outcome.report.verdict, Verdict::Quarantined, "{name}");
+        assert_eq!(outcome.report.reason.unwrap().code, "policy-quarantine");
+    }
+}
+
+#[test]
+fn passes_an_empty_file() {
+    let outcome = process(b"", "empty.txt");
+    assert_eq!(outcome.report.verdict, Verdict::Passed);
+    assert_eq!(outcome.output().unwrap().bytes(), b"");
+}
+
+#[test]
+fn refuses_a_policy_it_cannot_honour() {
+    let registry = Registry::standard();
+    let policy = Policy::from_toml("[actions]\nrtf = \"sanitize\"\n").unwrap();
+    assert!(registry.check_policy(&policy).unwrap_err().to_string().contains("no sanitizer"));
+    let policy = Policy::from_toml("[actions]\ntext = \"pass\"\n").unwrap();
+    assert!(registry.check_policy(&policy).is_err());
+    assert!(registry.check_policy(&Policy::default()).is_ok());
+}
+
+#[test]
+fn reports_serialise_to_the_stable_schema() {
+    let outcome = process(&docm_with_macro().build(), "a.docm");
+    let json = serde_json::to_value(&outcome.report).unwrap();
+    for key in ["input", "input_sha256", "detected_type", "verdict", "reason", "removed", "output", "output_sha256", "children"] {
+        assert!(json.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(json["verdict"], "sanitized");
+    assert_eq!(json["detected_type"], "docm");
+    assert_eq!(json["output"], "a.docx");
+    let whats: Vec<&str> = json["removed"].as_array().unwrap().iter().map(|r| r["what"].as_str().unwrap()).collect();
+    assert!(whats.contains(&"macro") && whats.contains(&"metadata"), "{whats:?}");
+    let back: mukaika_sanitizers::Report = serde_json::from_value(json).unwrap();
+    assert_eq!(back, outcome.report);
+}
