@@ -44,7 +44,12 @@ impl Sanitizer for PdfSanitizer {
             // PDF syntax after the last %%EOF is an incremental update that never finished:
             // the author's final revision is missing, so rebuilding an earlier one would be
             // a guess.
-            if [&b" obj"[..], b"endobj", b"xref", b"trailer"].iter().any(|k| find(tail, k).is_some()) {
+            let syntax: Vec<u8> = tail
+                .split(|&b| b == b'\n' || b == b'\r')
+                .filter(|line| !line.trim_ascii_start().starts_with(b"%"))
+                .flat_map(|line| line.iter().copied().chain([b'\n']))
+                .collect();
+            if [&b" obj"[..], b"endobj", b"xref", b"trailer"].iter().any(|k| find(&syntax, k).is_some()) {
                 return Err(Error::malformed("an incremental update after the last %%EOF is incomplete (truncated file?)"));
             }
             if tail.iter().any(|b| !b.is_ascii_whitespace() && *b != 0) {
