@@ -12,7 +12,11 @@ use mukaika::sanitize;
 use mukaika::sanitizers::{Registry, Verdict};
 
 #[derive(Parser)]
-#[command(name = "mukaika", version, about = "無害化 gateway between the internet zone and LGWAN")]
+#[command(
+    name = "mukaika",
+    version,
+    about = "無害化 gateway between the internet zone and LGWAN"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +46,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match run(cli) {
@@ -56,11 +64,21 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Sanitize { files, out, json, policy } => sanitize_files(files, out, json, policy),
+        Command::Sanitize {
+            files,
+            out,
+            json,
+            policy,
+        } => sanitize_files(files, out, json, policy),
     }
 }
 
-fn sanitize_files(files: Vec<PathBuf>, out: PathBuf, json: bool, policy: Option<PathBuf>) -> Result<ExitCode> {
+fn sanitize_files(
+    files: Vec<PathBuf>,
+    out: PathBuf,
+    json: bool,
+    policy: Option<PathBuf>,
+) -> Result<ExitCode> {
     let registry = Registry::standard();
     let policy = match sanitize::load_policy(policy.as_deref(), &registry) {
         Ok(p) => p,
@@ -94,13 +112,22 @@ fn sanitize_files(files: Vec<PathBuf>, out: PathBuf, json: bool, policy: Option<
                 }
                 let line = match (&done.report.verdict, &done.output) {
                     (Verdict::Sanitized | Verdict::Passed, Some(path)) => {
-                        format!("{}: {} -> {}", file.display(), done.report.verdict.label_ja(), path.display())
+                        format!(
+                            "{}: {} -> {}",
+                            file.display(),
+                            done.report.verdict.label_ja(),
+                            path.display()
+                        )
                     }
                     _ => format!(
                         "{}: {} ({})",
                         file.display(),
                         done.report.verdict.label_ja(),
-                        done.report.reason.as_ref().map(|r| r.description_ja()).unwrap_or("")
+                        done.report
+                            .reason
+                            .as_ref()
+                            .map(|r| r.description_ja())
+                            .unwrap_or("")
                     ),
                 };
                 match &bar {

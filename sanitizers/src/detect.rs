@@ -123,7 +123,11 @@ pub fn detect(bytes: &[u8], declared: &Declared<'_>) -> Detection {
             }
         }
     }
-    Detection { kind, findings, encrypted }
+    Detection {
+        kind,
+        findings,
+        encrypted,
+    }
 }
 
 /// The lower-case extension of a file name, without the dot.
@@ -279,10 +283,7 @@ fn read_small_member<R: Read + std::io::Seek>(
 ) -> Option<Vec<u8>> {
     let member = archive.by_name(name).ok()?;
     let mut out = Vec::new();
-    member
-        .take(MAX_SNIFF_MEMBER)
-        .read_to_end(&mut out)
-        .ok()?;
+    member.take(MAX_SNIFF_MEMBER).read_to_end(&mut out).ok()?;
     Some(out)
 }
 
@@ -339,11 +340,17 @@ fn sniff_text(bytes: &[u8]) -> FileKind {
     if find(&lower, b"<hta:application").is_some() {
         return FileKind::Hta;
     }
-    if trimmed.starts_with(b"<job") || trimmed.starts_with(b"<package") || trimmed.starts_with(b"<scriptlet") {
+    if trimmed.starts_with(b"<job")
+        || trimmed.starts_with(b"<package")
+        || trimmed.starts_with(b"<scriptlet")
+    {
         return FileKind::ScriptWsf;
     }
     if find(&lower[..lower.len().min(4096)], b"<svg").is_some()
-        && (trimmed.starts_with(b"<?xml") || trimmed.starts_with(b"<svg") || trimmed.starts_with(b"<!--") || trimmed.starts_with(b"<!doctype svg"))
+        && (trimmed.starts_with(b"<?xml")
+            || trimmed.starts_with(b"<svg")
+            || trimmed.starts_with(b"<!--")
+            || trimmed.starts_with(b"<!doctype svg"))
     {
         return FileKind::Svg;
     }
@@ -446,7 +453,10 @@ fn has_double_extension(name: &str) -> bool {
             k.class(),
             KindClass::Executable | KindClass::Script | KindClass::Shortcut | KindClass::DiskImage
         ) && k.extensions().contains(&last.as_str())
-    }) || ["scr", "pif", "com", "cpl", "jar", "url", "chm", "reg", "inf"].contains(&last.as_str());
+    }) || [
+        "scr", "pif", "com", "cpl", "jar", "url", "chm", "reg", "inf",
+    ]
+    .contains(&last.as_str());
     let decoy = FileKind::ALL.iter().any(|k| {
         matches!(
             k.class(),
@@ -499,7 +509,10 @@ mod tests {
 
     #[test]
     fn text_named_vbs_is_a_script() {
-        assert_eq!(named(b"MsgBox \"hi\"\r\n", "a.vbs").kind, FileKind::ScriptVbs);
+        assert_eq!(
+            named(b"MsgBox \"hi\"\r\n", "a.vbs").kind,
+            FileKind::ScriptVbs
+        );
     }
 
     #[test]
@@ -518,9 +531,15 @@ mod tests {
     #[test]
     fn rtlo_and_double_extensions_are_findings() {
         let d = named(b"MZ", "invoice\u{202E}fdp.exe");
-        assert!(d.findings.iter().any(|f| matches!(f, Finding::BidiControlInName { .. })));
+        assert!(d
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::BidiControlInName { .. })));
         let d = named(b"MZ", "請求書.pdf.exe");
-        assert!(d.findings.iter().any(|f| matches!(f, Finding::DoubleExtension { .. })));
+        assert!(d
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::DoubleExtension { .. })));
         assert!(!has_double_extension("report.2024.pdf"));
     }
 
@@ -536,6 +555,9 @@ mod tests {
     #[test]
     fn empty_and_garbage() {
         assert_eq!(named(b"", "x.bin").kind, FileKind::Empty);
-        assert_eq!(named(&[0u8, 1, 2, 3, 0, 0xff], "x.bin").kind, FileKind::Unknown);
+        assert_eq!(
+            named(&[0u8, 1, 2, 3, 0, 0xff], "x.bin").kind,
+            FileKind::Unknown
+        );
     }
 }

@@ -11,6 +11,7 @@
 //! - A document lopdf cannot decrypt with the empty password is refused as encrypted; one it
 //!   can is written unencrypted.
 //! - The page count of the output equals the input's, and is at least one.
+//!
 //! Must never: copy the input bytes or any object the walk did not clean.
 
 use std::collections::{HashMap, VecDeque};
@@ -35,7 +36,11 @@ impl Sanitizer for PdfSanitizer {
         let start = find(&input[..input.len().min(1024)], b"%PDF-")
             .ok_or_else(|| Error::malformed("no %PDF- header in the first 1024 bytes"))?;
         if start > 0 {
-            cx.remove(What::TrailingData, "before %PDF- header", format!("{start} bytes"));
+            cx.remove(
+                What::TrailingData,
+                "before %PDF- header",
+                format!("{start} bytes"),
+            );
         }
         let body = &input[start..];
         let eofs = count(body, b"%%EOF");
@@ -49,17 +54,28 @@ impl Sanitizer for PdfSanitizer {
                 .filter(|line| !line.trim_ascii_start().starts_with(b"%"))
                 .flat_map(|line| line.iter().copied().chain([b'\n']))
                 .collect();
-            if [&b" obj"[..], b"endobj", b"xref", b"trailer"].iter().any(|k| find(&syntax, k).is_some()) {
-                return Err(Error::malformed("an incremental update after the last %%EOF is incomplete (truncated file?)"));
+            if [&b" obj"[..], b"endobj", b"xref", b"trailer"]
+                .iter()
+                .any(|k| find(&syntax, k).is_some())
+            {
+                return Err(Error::malformed(
+                    "an incremental update after the last %%EOF is incomplete (truncated file?)",
+                ));
             }
             if tail.iter().any(|b| !b.is_ascii_whitespace() && *b != 0) {
-                cx.remove(What::TrailingData, "after last %%EOF", format!("{} bytes", tail.len()));
+                cx.remove(
+                    What::TrailingData,
+                    "after last %%EOF",
+                    format!("{} bytes", tail.len()),
+                );
             }
         }
 
         let limits = &cx.policy().limits;
         let options = LoadOptions {
-            max_decompressed_size: Some(usize::try_from(limits.max_pdf_stream_bytes).unwrap_or(usize::MAX)),
+            max_decompressed_size: Some(
+                usize::try_from(limits.max_pdf_stream_bytes).unwrap_or(usize::MAX),
+            ),
             ..LoadOptions::default()
         };
         let doc = Document::load_mem_with_options(body, options).map_err(|e| {
@@ -76,10 +92,17 @@ impl Sanitizer for PdfSanitizer {
             return Err(Error::encrypted("PDF is encrypted with a user password"));
         }
         if doc.encryption_state.is_some() {
-            cx.remove(What::Encryption, "trailer /Encrypt", "empty user password; written unencrypted");
+            cx.remove(
+                What::Encryption,
+                "trailer /Encrypt",
+                "empty user password; written unencrypted",
+            );
         }
         if doc.objects.len() as u64 > cx.policy().limits.max_pdf_objects {
-            return Err(Error::limit_exceeded(format!("{} objects in the PDF", doc.objects.len())));
+            return Err(Error::limit_exceeded(format!(
+                "{} objects in the PDF",
+                doc.objects.len()
+            )));
         }
         match doc.xref_recovery {
             Some(lopdf::xref::XrefRecovery::Reconstructed) => {
@@ -87,7 +110,10 @@ impl Sanitizer for PdfSanitizer {
                 // dictionary and a startxref say which catalog is current. When the index was
                 // a (now unreadable) cross-reference stream, lopdf can only pick the newest
                 // catalog it happens to find — a guess, so refuse rather than rebuild it.
-                if !doc.trailer.has(b"Size") || find(body, b"trailer").is_none() || find(body, b"startxref").is_none() {
+                if !doc.trailer.has(b"Size")
+                    || find(body, b"trailer").is_none()
+                    || find(body, b"startxref").is_none()
+                {
                     return Err(Error::malformed(
                         "cross-reference data is unusable and no trailer says which objects are current",
                     ));
@@ -107,7 +133,10 @@ impl Sanitizer for PdfSanitizer {
             cx.remove(
                 What::RevisionHistory,
                 "incremental updates",
-                format!("{} earlier revision(s) dropped; rebuilt from the final one", eofs - 1),
+                format!(
+                    "{} earlier revision(s) dropped; rebuilt from the final one",
+                    eofs - 1
+                ),
             );
         }
 
@@ -132,9 +161,22 @@ impl Sanitizer for PdfSanitizer {
 
 /// Catalog keys copied (cleaned) into the new catalog. Everything else is dropped and reported.
 const CATALOG_KEEP: &[&[u8]] = &[
-    b"Type", b"Pages", b"PageLabels", b"Dests", b"ViewerPreferences", b"PageLayout", b"PageMode",
-    b"Outlines", b"StructTreeRoot", b"MarkInfo", b"Lang", b"OCProperties", b"Version",
-    b"Extensions", b"OutputIntents", b"Threads",
+    b"Type",
+    b"Pages",
+    b"PageLabels",
+    b"Dests",
+    b"ViewerPreferences",
+    b"PageLayout",
+    b"PageMode",
+    b"Outlines",
+    b"StructTreeRoot",
+    b"MarkInfo",
+    b"Lang",
+    b"OCProperties",
+    b"Version",
+    b"Extensions",
+    b"OutputIntents",
+    b"Threads",
 ];
 
 /// Annotation subtypes that carry media, files or 3D and are dropped whole.
@@ -159,12 +201,21 @@ struct Rebuild<'d, 'c, 'p> {
 impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
     fn new(src: &'d Document, cx: &'c mut Context<'p>) -> Self {
         let mut out = Document::new();
-        out.version = if src.version.len() <= 4 && src.version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        out.version = if src.version.len() <= 4
+            && src.version.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        {
             src.version.clone()
         } else {
             "1.7".into()
         };
-        Self { src, out, map: HashMap::new(), queue: VecDeque::new(), next: 1, cx }
+        Self {
+            src,
+            out,
+            map: HashMap::new(),
+            queue: VecDeque::new(),
+            next: 1,
+            cx,
+        }
     }
 
     fn run(mut self) -> Result<Document> {
@@ -180,23 +231,32 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             .map_err(|_| Error::malformed("/Root is not a dictionary"))?;
         let new_root = self.alloc(root_id);
         let cleaned = self.clean_catalog(catalog)?;
-        self.out.objects.insert(new_root, Object::Dictionary(cleaned));
+        self.out
+            .objects
+            .insert(new_root, Object::Dictionary(cleaned));
 
         let mut steps = 0u32;
         while let Some((src_id, new_id)) = self.queue.pop_front() {
             steps += 1;
-            if steps % 1024 == 0 {
+            if steps.is_multiple_of(1024) {
                 self.cx.check_deadline()?;
             }
             let obj = match self.src.objects.get(&src_id) {
-                Some(obj) => self.clean_object(obj, &format!("object {} {}", src_id.0, src_id.1), 0)?,
+                Some(obj) => {
+                    self.clean_object(obj, &format!("object {} {}", src_id.0, src_id.1), 0)?
+                }
                 None => Object::Null,
             };
             self.out.objects.insert(new_id, obj);
         }
 
         self.out.trailer.set("Root", Object::Reference(new_root));
-        if let Ok(info) = self.src.trailer.get(b"Info").and_then(|o| resolve(self.src, o).as_dict()) {
+        if let Ok(info) = self
+            .src
+            .trailer
+            .get(b"Info")
+            .and_then(|o| resolve(self.src, o).as_dict())
+        {
             if self.cx.policy().strip_metadata {
                 if !info.is_empty() {
                     let keys = key_list(info);
@@ -280,7 +340,8 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                         b"URI" => What::Hyperlink,
                         _ => What::UnknownPart,
                     };
-                    self.cx.remove(what, loc, "catalog entry not on the allowlist");
+                    self.cx
+                        .remove(what, loc, "catalog entry not on the allowlist");
                 }
             }
         }
@@ -304,12 +365,21 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     let v = self.clean(v, &here, 0)?;
                     out.set("Dests", v);
                 }
-                b"JavaScript" => self.cx.remove(What::Javascript, here, "document-level JavaScript name tree"),
-                b"EmbeddedFiles" => self.cx.remove(What::EmbeddedFile, here, "embedded files name tree"),
+                b"JavaScript" => self.cx.remove(
+                    What::Javascript,
+                    here,
+                    "document-level JavaScript name tree",
+                ),
+                b"EmbeddedFiles" => {
+                    self.cx
+                        .remove(What::EmbeddedFile, here, "embedded files name tree")
+                }
                 b"Renditions" | b"AlternatePresentations" => {
                     self.cx.remove(What::Multimedia, here, "media name tree")
                 }
-                _ => self.cx.remove(What::UnknownPart, here, "name tree not on the allowlist"),
+                _ => self
+                    .cx
+                    .remove(What::UnknownPart, here, "name tree not on the allowlist"),
             }
         }
         Ok(out)
@@ -324,12 +394,18 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
         for (key, v) in form.iter() {
             let here = format!("{loc} /{}", String::from_utf8_lossy(key));
             match key.as_slice() {
-                b"XFA" => self.cx.remove(What::Xfa, here, "XFA form (AcroForm appearance kept)"),
+                b"XFA" => self
+                    .cx
+                    .remove(What::Xfa, here, "XFA form (AcroForm appearance kept)"),
                 b"Fields" | b"NeedAppearances" | b"CO" | b"DR" | b"DA" | b"Q" | b"SigFlags" => {
                     let v = self.clean(v, &here, 0)?;
                     out.set(key.clone(), v);
                 }
-                _ => self.cx.remove(What::UnknownPart, here, "AcroForm entry not on the allowlist"),
+                _ => self.cx.remove(
+                    What::UnknownPart,
+                    here,
+                    "AcroForm entry not on the allowlist",
+                ),
             }
         }
         if !out.has(b"Fields") {
@@ -345,7 +421,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
         match resolved {
             Object::Array(_) | Object::Name(_) | Object::String(..) => {
                 // A destination, not an action: GoTo in all but name.
-                return Ok(Some(self.clean(value, loc, 0)?));
+                Ok(Some(self.clean(value, loc, 0)?))
             }
             Object::Dictionary(d) => {
                 let kind = d.get(b"S").and_then(Object::as_name).unwrap_or(b"");
@@ -366,7 +442,8 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             }
             Object::Null => Ok(None),
             _ => {
-                self.cx.remove(What::Action, loc.to_string(), "unrecognised action value");
+                self.cx
+                    .remove(What::Action, loc.to_string(), "unrecognised action value");
                 Ok(None)
             }
         }
@@ -374,7 +451,9 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
 
     fn clean(&mut self, obj: &Object, loc: &str, depth: u32) -> Result<Object> {
         if depth > 64 {
-            return Err(Error::malformed(format!("objects nested too deeply at {loc}")));
+            return Err(Error::malformed(format!(
+                "objects nested too deeply at {loc}"
+            )));
         }
         Ok(match obj {
             Object::Reference(id) => self.reference(*id),
@@ -400,11 +479,13 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
 
     fn clean_stream(&mut self, s: &Stream, loc: &str, depth: u32) -> Result<Object> {
         if s.dict.has_type(b"EmbeddedFile") {
-            self.cx.remove(What::EmbeddedFile, loc.to_string(), "embedded file stream");
+            self.cx
+                .remove(What::EmbeddedFile, loc.to_string(), "embedded file stream");
             return Ok(Object::Null);
         }
         if s.dict.has_type(b"Metadata") && self.cx.policy().strip_metadata {
-            self.cx.remove(What::Metadata, loc.to_string(), "XMP metadata stream");
+            self.cx
+                .remove(What::Metadata, loc.to_string(), "XMP metadata stream");
             return Ok(Object::Null);
         }
         let mut dict = match self.clean_dict(&s.dict, loc, depth)? {
@@ -413,7 +494,11 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
         };
         for key in [&b"F"[..], b"FFilter", b"FDecodeParms"] {
             if dict.remove(key).is_some() {
-                self.cx.remove(What::ExternalReference, loc.to_string(), "stream data in an external file");
+                self.cx.remove(
+                    What::ExternalReference,
+                    loc.to_string(),
+                    "stream data in an external file",
+                );
             }
         }
         let mut out = Stream::new(dict, s.content.clone());
@@ -425,14 +510,24 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
         // An action dictionary reached by a path other than /A, /AA, /OpenAction or /Next is
         // dropped whole unless it is a GoTo.
         if let Ok(s) = d.get(b"S").and_then(Object::as_name) {
-            if (d.has(b"JS") || d.has_type(b"Action")) && s != b"GoTo" && !(s == b"URI" && self.cx.policy().keep_links) {
+            if (d.has(b"JS") || d.has_type(b"Action"))
+                && s != b"GoTo"
+                && !(s == b"URI" && self.cx.policy().keep_links)
+            {
                 let detail = action_detail(self, d, s);
-                let what = if s == b"JavaScript" { What::Javascript } else { What::Action };
+                let what = if s == b"JavaScript" {
+                    What::Javascript
+                } else {
+                    What::Action
+                };
                 self.cx.remove(what, loc.to_string(), detail);
                 return Ok(None);
             }
         }
-        let is_sig_field = d.get(b"FT").and_then(Object::as_name).is_ok_and(|n| n == b"Sig");
+        let is_sig_field = d
+            .get(b"FT")
+            .and_then(Object::as_name)
+            .is_ok_and(|n| n == b"Sig");
         let mut out = Dictionary::new();
         for (key, value) in d.iter() {
             let here = format!("{loc} /{}", String::from_utf8_lossy(key));
@@ -442,7 +537,8 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                         Object::Dictionary(aa) => key_list(aa),
                         _ => String::new(),
                     };
-                    self.cx.remove(What::AutoAction, here, format!("triggers: {triggers}"));
+                    self.cx
+                        .remove(What::AutoAction, here, format!("triggers: {triggers}"));
                 }
                 b"A" | b"PA" | b"Next" => {
                     if let Object::Array(items) = resolve(self.src, value) {
@@ -462,14 +558,20 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 }
                 b"JS" => self.cx.remove(What::Javascript, here, "JavaScript entry"),
                 b"AF" => self.cx.remove(What::EmbeddedFile, here, "associated files"),
-                b"EF" => self.cx.remove(What::EmbeddedFile, here, "embedded file in a file specification"),
+                b"EF" => self.cx.remove(
+                    What::EmbeddedFile,
+                    here,
+                    "embedded file in a file specification",
+                ),
                 b"RichMediaContent" | b"RichMediaSettings" => {
                     self.cx.remove(What::Multimedia, here, "rich media content")
                 }
                 b"Metadata" if self.cx.policy().strip_metadata => {
                     self.cx.remove(What::Metadata, here, "XMP metadata");
                 }
-                b"PieceInfo" => self.cx.remove(What::Metadata, here, "application private data"),
+                b"PieceInfo" => self
+                    .cx
+                    .remove(What::Metadata, here, "application private data"),
                 b"V" if is_sig_field => self.cx.remove(What::Signature, here, "signature value"),
                 b"Annots" => {
                     let annots = self.clean_annots(value, &here, depth)?;
@@ -496,10 +598,17 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             let Object::Dictionary(annot) = resolve(self.src, item) else {
                 continue;
             };
-            let subtype = annot.get(b"Subtype").and_then(Object::as_name).unwrap_or(b"");
+            let subtype = annot
+                .get(b"Subtype")
+                .and_then(Object::as_name)
+                .unwrap_or(b"");
             if let Some((_, what)) = ANNOT_DROP.iter().find(|(name, _)| *name == subtype) {
                 let what = *what;
-                self.cx.remove(what, here, format!("{} annotation", String::from_utf8_lossy(subtype)));
+                self.cx.remove(
+                    what,
+                    here,
+                    format!("{} annotation", String::from_utf8_lossy(subtype)),
+                );
                 continue;
             }
             if subtype == b"Link" && !annot.has(b"Dest") {
@@ -524,7 +633,9 @@ fn action_detail(rb: &Rebuild<'_, '_, '_>, d: &Dictionary, kind: &[u8]) -> Strin
         b"Launch" | b"GoToR" | b"ImportData" | b"SubmitForm" => d.get(b"F").ok(),
         _ => None,
     };
-    let target = target.map(|t| describe(resolve(rb.src, t))).filter(|t| !t.is_empty());
+    let target = target
+        .map(|t| describe(resolve(rb.src, t)))
+        .filter(|t| !t.is_empty());
     match target {
         Some(t) => format!("{kind_s}: {t}"),
         None if kind.is_empty() => "action without /S".into(),

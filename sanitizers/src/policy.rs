@@ -107,12 +107,54 @@ impl Default for Policy {
 
 /// Word fields that only format or number the document (after msodde's allowlist).
 const DEFAULT_FIELD_ALLOWLIST: &[&str] = &[
-    "PAGE", "NUMPAGES", "SECTIONPAGES", "SECTION", "DATE", "TIME", "CREATEDATE", "SAVEDATE",
-    "PRINTDATE", "EDITTIME", "TOC", "TOA", "TA", "TC", "XE", "INDEX", "REF", "PAGEREF", "NOTEREF",
-    "STYLEREF", "SEQ", "LISTNUM", "AUTONUM", "AUTONUMLGL", "AUTONUMOUT", "NUMWORDS", "NUMCHARS",
-    "AUTHOR", "TITLE", "SUBJECT", "KEYWORDS", "COMMENTS", "LASTSAVEDBY", "REVNUM", "FILESIZE",
-    "TEMPLATE", "EQ", "SYMBOL", "ADVANCE", "FORMTEXT", "FORMCHECKBOX", "FORMDROPDOWN",
-    "BIBLIOGRAPHY", "CITATION", "BARCODE", "DISPLAYBARCODE", "USERNAME", "USERINITIALS",
+    "PAGE",
+    "NUMPAGES",
+    "SECTIONPAGES",
+    "SECTION",
+    "DATE",
+    "TIME",
+    "CREATEDATE",
+    "SAVEDATE",
+    "PRINTDATE",
+    "EDITTIME",
+    "TOC",
+    "TOA",
+    "TA",
+    "TC",
+    "XE",
+    "INDEX",
+    "REF",
+    "PAGEREF",
+    "NOTEREF",
+    "STYLEREF",
+    "SEQ",
+    "LISTNUM",
+    "AUTONUM",
+    "AUTONUMLGL",
+    "AUTONUMOUT",
+    "NUMWORDS",
+    "NUMCHARS",
+    "AUTHOR",
+    "TITLE",
+    "SUBJECT",
+    "KEYWORDS",
+    "COMMENTS",
+    "LASTSAVEDBY",
+    "REVNUM",
+    "FILESIZE",
+    "TEMPLATE",
+    "EQ",
+    "SYMBOL",
+    "ADVANCE",
+    "FORMTEXT",
+    "FORMCHECKBOX",
+    "FORMDROPDOWN",
+    "BIBLIOGRAPHY",
+    "CITATION",
+    "BARCODE",
+    "DISPLAYBARCODE",
+    "USERNAME",
+    "USERINITIALS",
 ];
 
 /// Why a policy cannot be used.
@@ -150,7 +192,11 @@ impl Policy {
             if FileKind::from_name(name).is_none() {
                 return Err(PolicyError(format!(
                     "actions.{name}: unknown file kind (known: {})",
-                    FileKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                    FileKind::ALL
+                        .iter()
+                        .map(|k| k.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         }
@@ -162,7 +208,9 @@ impl Policy {
         }
         let l = &self.limits;
         if l.max_input_bytes == 0 || l.max_expanded_bytes == 0 || l.max_millis == 0 {
-            return Err(PolicyError("limits: sizes and time must be greater than zero".into()));
+            return Err(PolicyError(
+                "limits: sizes and time must be greater than zero".into(),
+            ));
         }
         Ok(())
     }
@@ -187,9 +235,10 @@ pub fn default_action(kind: FileKind) -> Action {
         k if k.is_ooxml() => Action::Sanitize,
         FileKind::Empty => Action::Pass,
         k => match k.class() {
-            KindClass::Executable | KindClass::Script | KindClass::Shortcut | KindClass::DiskImage => {
-                Action::Block
-            }
+            KindClass::Executable
+            | KindClass::Script
+            | KindClass::Shortcut
+            | KindClass::DiskImage => Action::Block,
             _ => Action::Quarantine,
         },
     }
@@ -216,12 +265,21 @@ mod tests {
 
     #[test]
     fn toml_overrides_and_rejects_typos() {
-        let p = Policy::from_toml("keep_links = true\n[limits]\nmax_depth = 2\n[actions]\ndocm = \"quarantine\"\n").unwrap();
+        let p = Policy::from_toml(
+            "keep_links = true\n[limits]\nmax_depth = 2\n[actions]\ndocm = \"quarantine\"\n",
+        )
+        .unwrap();
         assert!(p.keep_links);
         assert_eq!(p.limits.max_depth, 2);
         assert_eq!(p.action_for(FileKind::Docm), Action::Quarantine);
-        assert!(Policy::from_toml("keep_link = true").unwrap_err().to_string().contains("keep_link"));
-        assert!(Policy::from_toml("[actions]\nexe = \"pass\"").unwrap_err().to_string().contains("unknown file kind"));
+        assert!(Policy::from_toml("keep_link = true")
+            .unwrap_err()
+            .to_string()
+            .contains("keep_link"));
+        assert!(Policy::from_toml("[actions]\nexe = \"pass\"")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown file kind"));
         assert!(Policy::from_toml("on_mismatch = \"pass\"").is_err());
     }
 }

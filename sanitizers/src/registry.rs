@@ -50,6 +50,7 @@ pub struct Context<'a> {
     deadline: Instant,
     removed: Vec<Removal>,
     warnings: Vec<String>,
+    recheck: bool,
 }
 
 impl<'a> Context<'a> {
@@ -60,7 +61,14 @@ impl<'a> Context<'a> {
             deadline,
             removed: Vec::new(),
             warnings: Vec::new(),
+            recheck: false,
         }
+    }
+
+    /// True during the registry's second pass over an output. That pass only has to find
+    /// what would be removed; a sanitizer may skip serialising its (discarded) result.
+    pub fn is_recheck(&self) -> bool {
+        self.recheck
     }
 
     /// The policy in force.
@@ -167,7 +175,10 @@ impl Registry {
     /// Every sanitizer mukaika ships.
     pub fn standard() -> Self {
         Self {
-            sanitizers: vec![Box::new(crate::pdf::PdfSanitizer), Box::new(crate::ooxml::OoxmlSanitizer)],
+            sanitizers: vec![
+                Box::new(crate::pdf::PdfSanitizer),
+                Box::new(crate::ooxml::OoxmlSanitizer),
+            ],
         }
     }
 
@@ -208,13 +219,21 @@ impl Registry {
     }
 
     /// The report for an input too large to read: its hash was computed while streaming it.
-    pub fn over_limit_report(name: Option<&str>, sha256: String, size: u64, policy: &Policy) -> Report {
+    pub fn over_limit_report(
+        name: Option<&str>,
+        sha256: String,
+        size: u64,
+        policy: &Policy,
+    ) -> Report {
         let mut report = Report::new(name, &[], FileKind::Unknown);
         report.input_sha256 = sha256;
         report.input_size = size;
         report.reason = Some(Reason::new(
             "limit-exceeded",
-            format!("input is {size} bytes, limit is {}", policy.limits.max_input_bytes),
+            format!(
+                "input is {size} bytes, limit is {}",
+                policy.limits.max_input_bytes
+            ),
         ));
         report
     }
@@ -238,40 +257,86 @@ impl Registry {
             let mut report = Report::new(declared.name, input, FileKind::Unknown);
             report.reason = Some(Reason::new(
                 "limit-exceeded",
-                format!("input is {} bytes, limit is {}", input.len(), policy.limits.max_input_bytes),
+                format!(
+                    "input is {} bytes, limit is {}",
+                    input.len(),
+                    policy.limits.max_input_bytes
+                ),
             ));
-            return Outcome { report, output: None };
+            return Outcome {
+                report,
+                output: None,
+            };
         }
-        let Detection { kind, findings, encrypted } = detect(input, declared);
+        let Detection {
+            kind,
+            findings,
+            encrypted,
+        } = detect(input, declared);
         let mut report = Report::new(declared.name, input, kind);
         report.findings = findings;
 
         if depth > policy.limits.max_depth {
-            report.reason = Some(Reason::new("limit-exceeded", format!("nesting depth {depth} over the limit")));
-            return Outcome { report, output: None };
+            report.reason = Some(Reason::new(
+                "limit-exceeded",
+                format!("nesting depth {depth} over the limit"),
+            ));
+            return Outcome {
+                report,
+                output: None,
+            };
         }
 
         let action = policy.action_for(kind);
         if action == Action::Block {
             report.verdict = Verdict::Blocked;
-            report.reason = Some(Reason::new("blocked-kind", format!("{kind} is blocked by policy")));
-            return Outcome { report, output: None };
+            report.reason = Some(Reason::new(
+                "blocked-kind",
+                format!("{kind} is blocked by policy"),
+            ));
+            return Outcome {
+                report,
+                output: None,
+            };
         }
         if encrypted {
-            report.reason = Some(Reason::new("encrypted", "the container has encrypted members"));
-            return Outcome { report, output: None };
+            report.reason = Some(Reason::new(
+                "encrypted",
+                "the container has encrypted members",
+            ));
+            return Outcome {
+                report,
+                output: None,
+            };
         }
         if let Some(finding) = report.findings.first() {
-            let code = if matches!(finding, Finding::Polyglot { .. }) { "polyglot" } else { "type-mismatch" };
+            let code = if matches!(finding, Finding::Polyglot { .. }) {
+                "polyglot"
+            } else {
+                "type-mismatch"
+            };
             let detail = serde_json::to_string(finding).unwrap_or_default();
-            report.verdict = if policy.on_mismatch == Action::Block { Verdict::Blocked } else { Verdict::Quarantined };
+            report.verdict = if policy.on_mismatch == Action::Block {
+                Verdict::Blocked
+            } else {
+                Verdict::Quarantined
+            };
             report.reason = Some(Reason::new(code, detail));
-            return Outcome { report, output: None };
+            return Outcome {
+                report,
+                output: None,
+            };
         }
         match action {
             Action::Quarantine | Action::Block => {
-                report.reason = Some(Reason::new("policy-quarantine", format!("{kind} is not sanitized; held by policy")));
-                Outcome { report, output: None }
+                report.reason = Some(Reason::new(
+                    "policy-quarantine",
+                    format!("{kind} is not sanitized; held by policy"),
+                ));
+                Outcome {
+                    report,
+                    output: None,
+                }
             }
             Action::Pass => {
                 if kind == FileKind::Empty {
@@ -280,14 +345,29 @@ impl Registry {
                     report.output = Some(name.clone());
                     report.output_sha256 = Some(sha256_hex(input));
                     report.output_type = Some(kind);
-                    let output = CleanFile { name, bytes: Vec::new(), kind };
-                    Outcome { report, output: Some(output) }
+                    let output = CleanFile {
+                        name,
+                        bytes: Vec::new(),
+                        kind,
+                    };
+                    Outcome {
+                        report,
+                        output: Some(output),
+                    }
                 } else {
-                    report.reason = Some(Reason::new("policy-quarantine", format!("no validator for {kind}")));
-                    Outcome { report, output: None }
+                    report.reason = Some(Reason::new(
+                        "policy-quarantine",
+                        format!("no validator for {kind}"),
+                    ));
+                    Outcome {
+                        report,
+                        output: None,
+                    }
                 }
             }
-            Action::Sanitize => self.sanitize_checked(input, kind, declared, policy, depth, deadline, report),
+            Action::Sanitize => {
+                self.sanitize_checked(input, kind, declared, policy, depth, deadline, report)
+            }
         }
     }
 
@@ -303,8 +383,14 @@ impl Registry {
         mut report: Report,
     ) -> Outcome {
         let Some(sanitizer) = self.sanitizer_for(kind) else {
-            report.reason = Some(Reason::new("unsupported", format!("no sanitizer for {kind}")));
-            return Outcome { report, output: None };
+            report.reason = Some(Reason::new(
+                "unsupported",
+                format!("no sanitizer for {kind}"),
+            ));
+            return Outcome {
+                report,
+                output: None,
+            };
         };
         let mut cx = Context::new(policy, depth, deadline);
         let result = run_guarded(|| sanitizer.sanitize(input, kind, &mut cx))
@@ -312,18 +398,31 @@ impl Registry {
         report.removed = std::mem::take(&mut cx.removed);
         report.warnings = std::mem::take(&mut cx.warnings);
         match result {
-            Ok(Sanitized { bytes, kind: out_kind }) => {
+            Ok(Sanitized {
+                bytes,
+                kind: out_kind,
+            }) => {
                 let name = output_name(declared.name, kind, out_kind);
                 report.verdict = Verdict::Sanitized;
                 report.output = Some(name.clone());
                 report.output_sha256 = Some(sha256_hex(&bytes));
                 report.output_type = Some(out_kind);
-                Outcome { report, output: Some(CleanFile { name, bytes, kind: out_kind }) }
+                Outcome {
+                    report,
+                    output: Some(CleanFile {
+                        name,
+                        bytes,
+                        kind: out_kind,
+                    }),
+                }
             }
             Err(err) => {
                 report.verdict = Verdict::Quarantined;
                 report.reason = Some(Reason::new(err.reason_code(), err.message()));
-                Outcome { report, output: None }
+                Outcome {
+                    report,
+                    output: None,
+                }
             }
         }
     }
@@ -346,7 +445,13 @@ fn run_guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
 
 /// Re-opens an output with our own detector and parser: it must be of the promised kind, and a
 /// second pass must find nothing left to remove.
-fn verify(sanitizer: &dyn Sanitizer, out: &Sanitized, policy: &Policy, depth: u32, deadline: Instant) -> Result<()> {
+fn verify(
+    sanitizer: &dyn Sanitizer,
+    out: &Sanitized,
+    policy: &Policy,
+    depth: u32,
+    deadline: Instant,
+) -> Result<()> {
     let detected = detect(&out.bytes, &Declared::default()).kind;
     if detected != out.kind {
         return Err(Error::internal(format!(
@@ -355,8 +460,12 @@ fn verify(sanitizer: &dyn Sanitizer, out: &Sanitized, policy: &Policy, depth: u3
         )));
     }
     let mut cx = Context::new(policy, depth, deadline);
-    run_guarded(|| sanitizer.sanitize(&out.bytes, out.kind, &mut cx))
-        .map_err(|e| Error::internal(format!("output re-check: rebuilt file does not re-open: {e}")))?;
+    cx.recheck = true;
+    run_guarded(|| sanitizer.sanitize(&out.bytes, out.kind, &mut cx)).map_err(|e| {
+        Error::internal(format!(
+            "output re-check: rebuilt file does not re-open: {e}"
+        ))
+    })?;
     if let Some(left) = cx.removed.first() {
         return Err(Error::internal(format!(
             "output re-check: a second pass still removes {:?} at {} ({})",
@@ -378,11 +487,19 @@ pub fn output_name(input: Option<&str>, in_kind: FileKind, out_kind: FileKind) -
         return base;
     };
     let current = crate::detect::extension(&base);
-    if in_kind == out_kind && current.as_deref().is_some_and(|e| out_kind.extensions().contains(&e)) {
+    if in_kind == out_kind
+        && current
+            .as_deref()
+            .is_some_and(|e| out_kind.extensions().contains(&e))
+    {
         return base;
     }
     let stem = match &current {
-        Some(cur) if FileKind::ALL.iter().any(|k| k.extensions().contains(&cur.as_str())) => {
+        Some(cur)
+            if FileKind::ALL
+                .iter()
+                .any(|k| k.extensions().contains(&cur.as_str())) =>
+        {
             base[..base.len() - cur.len() - 1].to_string()
         }
         _ => base,
@@ -396,10 +513,25 @@ mod tests {
 
     #[test]
     fn output_names_follow_the_output_kind() {
-        assert_eq!(output_name(Some("見積書.docm"), FileKind::Docm, FileKind::Docx), "見積書.docx");
-        assert_eq!(output_name(Some("a.pdf"), FileKind::Pdf, FileKind::Pdf), "a.pdf");
-        assert_eq!(output_name(Some("../../etc/x.pdf"), FileKind::Pdf, FileKind::Pdf), "x.pdf");
-        assert_eq!(output_name(None, FileKind::Pdf, FileKind::Pdf), "attachment.pdf");
-        assert_eq!(output_name(Some("noext"), FileKind::Pdf, FileKind::Pdf), "noext.pdf");
+        assert_eq!(
+            output_name(Some("見積書.docm"), FileKind::Docm, FileKind::Docx),
+            "見積書.docx"
+        );
+        assert_eq!(
+            output_name(Some("a.pdf"), FileKind::Pdf, FileKind::Pdf),
+            "a.pdf"
+        );
+        assert_eq!(
+            output_name(Some("../../etc/x.pdf"), FileKind::Pdf, FileKind::Pdf),
+            "x.pdf"
+        );
+        assert_eq!(
+            output_name(None, FileKind::Pdf, FileKind::Pdf),
+            "attachment.pdf"
+        );
+        assert_eq!(
+            output_name(Some("noext"), FileKind::Pdf, FileKind::Pdf),
+            "noext.pdf"
+        );
     }
 }

@@ -33,14 +33,22 @@ fn unquote(field: &str) -> String {
 
 fn manifest() -> Vec<Row> {
     let path = corpus_dir().join("MANIFEST.tsv");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("the reference corpus is required at {} ({e}); set MUKAIKA_CORPUS", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "the reference corpus is required at {} ({e}); set MUKAIKA_CORPUS",
+            path.display()
+        )
+    });
     text.lines()
         .skip(1)
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let cols: Vec<&str> = line.split('\t').collect();
-            assert!(cols.len() >= 10, "manifest row has {} columns: {line}", cols.len());
+            assert!(
+                cols.len() >= 10,
+                "manifest row has {} columns: {line}",
+                cols.len()
+            );
             Row {
                 relpath: unquote(cols[0]),
                 sha256: unquote(cols[1]),
@@ -60,7 +68,9 @@ fn accepted(row: &Row) -> Vec<String> {
             out.push(verdict.to_string());
         }
     }
-    if notes.contains("blocking the whole document is noted as acceptable") || notes.contains("strip or block") {
+    if notes.contains("blocking the whole document is noted as acceptable")
+        || notes.contains("strip or block")
+    {
         out.push("block".into());
     }
     out
@@ -79,35 +89,61 @@ fn in_scope(relpath: &str, kind: FileKind) -> bool {
     relpath.starts_with("pdf/")
         || kind == FileKind::Pdf
         || kind.is_ooxml()
-        || matches!(kind, FileKind::EncryptedOoxml | FileKind::Xlsb | FileKind::OoxmlOther)
+        || matches!(
+            kind,
+            FileKind::EncryptedOoxml | FileKind::Xlsb | FileKind::OoxmlOther
+        )
 }
 
 #[test]
 fn corpus_files_reach_their_expected_verdicts() {
     let dir = corpus_dir();
     let rows = manifest();
-    assert!(rows.len() > 150, "the corpus manifest lists {} files", rows.len());
+    assert!(
+        rows.len() > 150,
+        "the corpus manifest lists {} files",
+        rows.len()
+    );
     let mut misses = Vec::new();
     let mut unsafe_outcomes = Vec::new();
     // folder → (in scope, hits, out-of-scope)
     let mut table: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
     for row in rows.iter().filter(|r| !r.relpath.starts_with("mail/")) {
-        let bytes = std::fs::read(dir.join(&row.relpath)).unwrap_or_else(|e| panic!("{}: {e}", row.relpath));
-        assert_eq!(sha(&bytes), row.sha256, "{} does not match the manifest", row.relpath);
+        let bytes = std::fs::read(dir.join(&row.relpath))
+            .unwrap_or_else(|e| panic!("{}: {e}", row.relpath));
+        assert_eq!(
+            sha(&bytes),
+            row.sha256,
+            "{} does not match the manifest",
+            row.relpath
+        );
         let name = row.relpath.rsplit('/').next().unwrap();
         let outcome = process(&bytes, name);
         let got = verdict_name(outcome.report.verdict);
         let ok = accepted(row);
-        let folder = row.relpath.rsplit_once('/').map_or("", |(dir, _)| dir).to_string();
+        let folder = row
+            .relpath
+            .rsplit_once('/')
+            .map_or("", |(dir, _)| dir)
+            .to_string();
         let entry = table.entry(folder).or_default();
         let delivered = outcome.output().is_some();
         if delivered && !ok.iter().any(|v| v == "sanitize" || v == "pass") {
-            unsafe_outcomes.push(format!("{}: delivered ({got}) but expected {}", row.relpath, row.expected));
+            unsafe_outcomes.push(format!(
+                "{}: delivered ({got}) but expected {}",
+                row.relpath, row.expected
+            ));
         }
         if outcome.report.detected_type == FileKind::Pdf && delivered {
             let names = pdf_names(outcome.output().unwrap().bytes());
-            if names.iter().any(|n| n == "JS" || n == "JavaScript" || n == "AA" || n == "Launch") {
-                unsafe_outcomes.push(format!("{}: output PDF still holds active content", row.relpath));
+            if names
+                .iter()
+                .any(|n| n == "JS" || n == "JavaScript" || n == "AA" || n == "Launch")
+            {
+                unsafe_outcomes.push(format!(
+                    "{}: output PDF still holds active content",
+                    row.relpath
+                ));
             }
         }
         if in_scope(&row.relpath, outcome.report.detected_type) {
@@ -118,7 +154,12 @@ fn corpus_files_reach_their_expected_verdicts() {
                 misses.push(format!(
                     "{}: got {got} ({}), expected {} — {}",
                     row.relpath,
-                    outcome.report.reason.as_ref().map(|r| format!("{}: {}", r.code, r.detail)).unwrap_or_default(),
+                    outcome
+                        .report
+                        .reason
+                        .as_ref()
+                        .map(|r| format!("{}: {}", r.code, r.detail))
+                        .unwrap_or_default(),
                     ok.join(" or "),
                     row.notes
                 ));
@@ -127,7 +168,10 @@ fn corpus_files_reach_their_expected_verdicts() {
             entry.2 += 1;
         }
     }
-    println!("\n{:<28} {:>9} {:>6} {:>14}", "folder", "in scope", "hits", "out of scope");
+    println!(
+        "\n{:<28} {:>9} {:>6} {:>14}",
+        "folder", "in scope", "hits", "out of scope"
+    );
     let (mut scope, mut hits, mut later) = (0, 0, 0);
     for (folder, (s, h, l)) in &table {
         println!("{folder:<28} {s:>9} {h:>6} {l:>14}");
@@ -135,9 +179,21 @@ fn corpus_files_reach_their_expected_verdicts() {
         hits += h;
         later += l;
     }
-    println!("{:<28} {scope:>9} {hits:>6} {later:>14}", "TOTAL (PDF + OOXML)");
+    println!(
+        "{:<28} {scope:>9} {hits:>6} {later:>14}",
+        "TOTAL (PDF + OOXML)"
+    );
     println!("out-of-scope kinds are quarantined until their sanitizers land; none may be delivered unsafely.\n");
-    assert!(unsafe_outcomes.is_empty(), "unsafe outcomes:\n{}", unsafe_outcomes.join("\n"));
-    assert!(misses.is_empty(), "{} misses:\n{}", misses.len(), misses.join("\n"));
+    assert!(
+        unsafe_outcomes.is_empty(),
+        "unsafe outcomes:\n{}",
+        unsafe_outcomes.join("\n")
+    );
+    assert!(
+        misses.is_empty(),
+        "{} misses:\n{}",
+        misses.len(),
+        misses.join("\n")
+    );
     assert!(scope >= 40, "only {scope} corpus files were in scope");
 }

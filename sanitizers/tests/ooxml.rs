@@ -11,16 +11,31 @@ fn removes_vba_and_renames_docm_to_docx() {
     let input = docm_with_macro().build();
     let outcome = assert_fail_closed("見積書.docm", &input);
     assert_eq!(outcome.report.detected_type, FileKind::Docm);
-    assert!(removed(&outcome, What::Macro, "vbaProject"), "{:#?}", outcome.report.removed);
+    assert!(
+        removed(&outcome, What::Macro, "vbaProject"),
+        "{:#?}",
+        outcome.report.removed
+    );
     assert!(removed(&outcome, What::Metadata, "docProps/core.xml"));
     let out = outcome.output().unwrap();
     assert_eq!(out.kind(), FileKind::Docx);
     assert_eq!(out.name(), "見積書.docx");
     let names = zip_names(out.bytes());
-    assert!(!names.iter().any(|n| n.contains("vba") || n.contains("docProps")), "{names:?}");
-    assert!(names.contains(&"word/media/image1.png".to_string()), "pictures stay: {names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("vba") || n.contains("docProps")),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"word/media/image1.png".to_string()),
+        "pictures stay: {names:?}"
+    );
     let types = zip_text(out.bytes(), "[Content_Types].xml").unwrap();
-    assert!(!types.contains("macroEnabled") && !types.contains("vbaProject"), "{types}");
+    assert!(
+        !types.contains("macroEnabled") && !types.contains("vbaProject"),
+        "{types}"
+    );
     assert!(types.contains(DOCX_MAIN));
     let doc = zip_text(out.bytes(), "word/document.xml").unwrap();
     assert!(doc.contains("①②③ ㈱テスト 髙橋"), "Japanese text survives");
@@ -31,13 +46,26 @@ fn removes_vba_and_renames_docm_to_docx() {
 #[test]
 fn neutralises_dde_and_include_fields_but_keeps_their_results() {
     let outcome = assert_fail_closed("通知.docx", &docx_with_fields().build());
-    assert!(removed(&outcome, What::Field, "DDEAUTO"), "{:#?}", outcome.report.removed);
+    assert!(
+        removed(&outcome, What::Field, "DDEAUTO"),
+        "{:#?}",
+        outcome.report.removed
+    );
     assert!(removed(&outcome, What::Field, "INCLUDETEXT"));
     assert!(!removed(&outcome, What::Field, "PAGE"));
     let doc = zip_text(outcome.output().unwrap().bytes(), "word/document.xml").unwrap();
-    assert!(!doc.contains("DDE") && !doc.contains("INCLUDETEXT") && !doc.contains("cmd.exe"), "{doc}");
-    assert!(doc.contains("表示結果テキスト") && doc.contains("取り込み結果"), "results stay: {doc}");
-    assert!(doc.contains(" PAGE ") && doc.contains("fldChar"), "harmless PAGE field stays");
+    assert!(
+        !doc.contains("DDE") && !doc.contains("INCLUDETEXT") && !doc.contains("cmd.exe"),
+        "{doc}"
+    );
+    assert!(
+        doc.contains("表示結果テキスト") && doc.contains("取り込み結果"),
+        "results stay: {doc}"
+    );
+    assert!(
+        doc.contains(" PAGE ") && doc.contains("fldChar"),
+        "harmless PAGE field stays"
+    );
 }
 
 #[test]
@@ -52,17 +80,36 @@ fn removes_external_references_objects_activex_and_customui() {
         (What::CustomXml, "customXml/item1.xml"),
         (What::Hyperlink, "https://example.invalid/phish"),
     ] {
-        assert!(removed(&outcome, what, needle), "missing {what:?} {needle}: {:#?}", outcome.report.removed);
+        assert!(
+            removed(&outcome, what, needle),
+            "missing {what:?} {needle}: {:#?}",
+            outcome.report.removed
+        );
     }
     let out = outcome.output().unwrap().bytes();
     let names = zip_names(out);
-    assert!(!names.iter().any(|n| n.contains("embeddings") || n.contains("activeX") || n.contains("customUI") || n.contains("customXml")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.contains("embeddings")
+            || n.contains("activeX")
+            || n.contains("customUI")
+            || n.contains("customXml")),
+        "{names:?}"
+    );
     let settings = zip_text(out, "word/settings.xml").unwrap();
     assert!(!settings.contains("attachedTemplate"), "{settings}");
     let doc = zip_text(out, "word/document.xml").unwrap();
-    assert!(!doc.contains("OLEObject") && !doc.contains("w:control"), "{doc}");
-    assert!(doc.contains("リンク文字") && doc.contains("<w:hyperlink>"), "link text stays, target goes: {doc}");
-    assert!(doc.contains("v:imagedata"), "the preview picture of the object stays");
+    assert!(
+        !doc.contains("OLEObject") && !doc.contains("w:control"),
+        "{doc}"
+    );
+    assert!(
+        doc.contains("リンク文字") && doc.contains("<w:hyperlink>"),
+        "link text stays, target goes: {doc}"
+    );
+    assert!(
+        doc.contains("v:imagedata"),
+        "the preview picture of the object stays"
+    );
     for name in names.iter().filter(|n| n.ends_with(".rels")) {
         let rels = zip_text(out, name).unwrap();
         assert!(!rels.contains("External"), "{name}: {rels}");
@@ -71,12 +118,25 @@ fn removes_external_references_objects_activex_and_customui() {
 
 #[test]
 fn keeps_hyperlinks_when_policy_allows() {
-    let policy = Policy { keep_links: true, ..Policy::default() };
+    let policy = Policy {
+        keep_links: true,
+        ..Policy::default()
+    };
     let outcome = process_with(&docx_with_external_and_objects().build(), "a.docx", &policy);
     assert_eq!(outcome.report.verdict, Verdict::Sanitized);
-    let rels = zip_text(outcome.output().unwrap().bytes(), "word/_rels/document.xml.rels").unwrap();
-    assert!(rels.contains("https://example.invalid/phish?x=1&amp;y=2") && rels.contains("TargetMode=\"External\""));
-    assert!(!rels.contains("mhtml:"), "only hyperlinks may stay external");
+    let rels = zip_text(
+        outcome.output().unwrap().bytes(),
+        "word/_rels/document.xml.rels",
+    )
+    .unwrap();
+    assert!(
+        rels.contains("https://example.invalid/phish?x=1&amp;y=2")
+            && rels.contains("TargetMode=\"External\"")
+    );
+    assert!(
+        !rels.contains("mhtml:"),
+        "only hyperlinks may stay external"
+    );
 }
 
 #[test]
@@ -91,17 +151,29 @@ fn removes_vba_xlm_sheet_dde_and_external_links_from_a_workbook() {
         (What::Field, "cmd|"),
         (What::Field, "[1]Sheet1"),
     ] {
-        assert!(removed(&outcome, what, needle), "missing {what:?} {needle}: {:#?}", outcome.report.removed);
+        assert!(
+            removed(&outcome, what, needle),
+            "missing {what:?} {needle}: {:#?}",
+            outcome.report.removed
+        );
     }
     let out = outcome.output().unwrap();
     assert_eq!(out.kind(), FileKind::Xlsx);
     assert_eq!(out.name(), "集計.xlsx");
     let wb = zip_text(out.bytes(), "xl/workbook.xml").unwrap();
-    assert!(!wb.contains("Macro1") && !wb.contains("Auto_Open") && !wb.contains("activeTab"), "{wb}");
+    assert!(
+        !wb.contains("Macro1") && !wb.contains("Auto_Open") && !wb.contains("activeTab"),
+        "{wb}"
+    );
     assert!(wb.contains("データ") && wb.contains("集計範囲"));
     let sheet = zip_text(out.bytes(), "xl/worksheets/sheet1.xml").unwrap();
-    assert!(sheet.contains("SUM(B1:B1)") && sheet.contains("<v>42</v>") && !sheet.contains("cmd|"), "{sheet}");
-    assert!(!zip_names(out.bytes()).iter().any(|n| n.contains("macrosheets") || n.contains("externalLinks") || n.contains("vba")));
+    assert!(
+        sheet.contains("SUM(B1:B1)") && sheet.contains("<v>42</v>") && !sheet.contains("cmd|"),
+        "{sheet}"
+    );
+    assert!(!zip_names(out.bytes())
+        .iter()
+        .any(|n| n.contains("macrosheets") || n.contains("externalLinks") || n.contains("vba")));
 }
 
 #[test]
@@ -123,39 +195,70 @@ fn removes_vba_from_a_presentation() {
     assert!(removed(&outcome, What::Macro, "vbaProject.bin"));
     let out = outcome.output().unwrap();
     assert_eq!(out.kind(), FileKind::Pptx);
-    assert!(zip_text(out.bytes(), "ppt/slides/slide1.xml").unwrap().contains("説明会資料（架空）"));
+    assert!(zip_text(out.bytes(), "ppt/slides/slide1.xml")
+        .unwrap()
+        .contains("説明会資料（架空）"));
 }
 
 #[test]
 fn drops_a_vba_project_disguised_as_an_image() {
-    let pkg = docx_benign().part("word/media/image1.png", "image/png", vba_project_bin("Module1", AUTO_OPEN_SHELL));
+    let pkg = docx_benign().part(
+        "word/media/image1.png",
+        "image/png",
+        vba_project_bin("Module1", AUTO_OPEN_SHELL),
+    );
     let outcome = assert_fail_closed("a.docx", &pkg.build());
-    assert!(removed(&outcome, What::UnknownPart, "image1.png"), "{:#?}", outcome.report.removed);
+    assert!(
+        removed(&outcome, What::UnknownPart, "image1.png"),
+        "{:#?}",
+        outcome.report.removed
+    );
     let out = outcome.output().unwrap().bytes();
     assert!(!zip_names(out).iter().any(|n| n.contains("image1")));
-    assert!(!zip_text(out, "word/document.xml").unwrap().contains("rId2"), "the reference goes with the part");
+    assert!(
+        !zip_text(out, "word/document.xml").unwrap().contains("rId2"),
+        "the reference goes with the part"
+    );
 }
 
 #[test]
 fn drops_parts_no_relationship_reaches() {
-    let pkg = docx_benign().raw("word/orphan.bin", b"MZ orphan payload").raw("evil.exe", b"MZ");
+    let pkg = docx_benign()
+        .raw("word/orphan.bin", b"MZ orphan payload")
+        .raw("evil.exe", b"MZ");
     let outcome = process(&pkg.build(), "a.docx");
     assert_eq!(outcome.report.verdict, Verdict::Sanitized);
     let names = zip_names(outcome.output().unwrap().bytes());
-    assert!(!names.iter().any(|n| n.contains("orphan") || n.contains("evil")), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("orphan") || n.contains("evil")),
+        "{names:?}"
+    );
 }
 
 fn quarantined_as(bytes: &[u8], code: &str) {
     let outcome = process(bytes, "a.docx");
     assert!(outcome.output().is_none());
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
-    assert_eq!(outcome.report.reason.as_ref().unwrap().code, code, "{:?}", outcome.report.reason);
+    assert_eq!(
+        outcome.report.reason.as_ref().unwrap().code,
+        code,
+        "{:?}",
+        outcome.report.reason
+    );
 }
 
 #[test]
 fn quarantines_traversal_and_duplicate_member_names() {
-    quarantined_as(&docx_benign().raw("../../evil.txt", b"x").build(), "malformed");
-    quarantined_as(&docx_benign().raw("WORD/DOCUMENT.XML", b"<x/>").build(), "malformed");
+    quarantined_as(
+        &docx_benign().raw("../../evil.txt", b"x").build(),
+        "malformed",
+    );
+    quarantined_as(
+        &docx_benign().raw("WORD/DOCUMENT.XML", b"<x/>").build(),
+        "malformed",
+    );
 }
 
 #[test]
@@ -188,12 +291,17 @@ fn quarantines_overlapping_members() {
 #[test]
 fn quarantines_compression_bombs() {
     let zeros = vec![0u8; 4 << 20];
-    let pkg = docx_benign().part("word/media/image2.png", "image/png", &zeros).build();
+    let pkg = docx_benign()
+        .part("word/media/image2.png", "image/png", &zeros)
+        .build();
     let mut policy = Policy::default();
     policy.limits.ratio_floor_bytes = 1 << 20;
     policy.limits.max_compression_ratio = 100;
     let outcome = process_with(&pkg, "a.docx", &policy);
-    assert_eq!(outcome.report.reason.as_ref().map(|r| r.code.as_str()), Some("limit-exceeded"));
+    assert_eq!(
+        outcome.report.reason.as_ref().map(|r| r.code.as_str()),
+        Some("limit-exceeded")
+    );
     assert!(outcome.report.reason.unwrap().detail.contains("compresses"));
 }
 

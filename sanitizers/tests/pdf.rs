@@ -7,8 +7,22 @@ use common::*;
 use mukaika_sanitizers::{Policy, Verdict, What};
 
 const FORBIDDEN: &[&str] = &[
-    "JS", "JavaScript", "AA", "Launch", "URI", "GoToR", "GoToE", "EmbeddedFile", "EmbeddedFiles", "EF", "AF",
-    "RichMedia", "FileAttachment", "XFA", "SubmitForm", "ImportData",
+    "JS",
+    "JavaScript",
+    "AA",
+    "Launch",
+    "URI",
+    "GoToR",
+    "GoToE",
+    "EmbeddedFile",
+    "EmbeddedFiles",
+    "EF",
+    "AF",
+    "RichMedia",
+    "FileAttachment",
+    "XFA",
+    "SubmitForm",
+    "ImportData",
 ];
 
 fn assert_no_active_content(bytes: &[u8]) {
@@ -22,7 +36,11 @@ fn assert_no_active_content(bytes: &[u8]) {
 fn removes_javascript_openaction_and_keeps_pages() {
     let input = pdf_js_openaction();
     let outcome = assert_fail_closed("brochure.pdf", &input);
-    assert!(removed(&outcome, What::Javascript, "OpenAction"), "{:?}", outcome.report.removed);
+    assert!(
+        removed(&outcome, What::Javascript, "OpenAction"),
+        "{:?}",
+        outcome.report.removed
+    );
     let out = outcome.output().unwrap().bytes();
     assert_no_active_content(out);
     assert!(!pdf_names(out).iter().any(|n| n == "OpenAction"));
@@ -49,22 +67,41 @@ fn removes_every_active_family_and_keeps_what_is_harmless() {
         (What::Xfa, "XFA"),
         (What::Metadata, "trailer /Info"),
     ] {
-        assert!(removed(&outcome, what, needle), "missing {what:?} {needle}: {:#?}", outcome.report.removed);
+        assert!(
+            removed(&outcome, what, needle),
+            "missing {what:?} {needle}: {:#?}",
+            outcome.report.removed
+        );
     }
     let out = outcome.output().unwrap().bytes();
     assert_no_active_content(out);
     assert_eq!(pdf_pages(out), 3);
     let names = pdf_names(out);
-    assert!(names.iter().any(|n| n == "GoTo"), "in-document GoTo link must stay");
-    assert!(names.iter().any(|n| n == "AcroForm") && names.iter().any(|n| n == "Fields"), "form fields stay");
-    assert!(names.iter().any(|n| n == "OpenAction"), "a plain destination OpenAction stays");
-    assert!(names.iter().any(|n| n == "Outlines"), "outline stays without its action");
+    assert!(
+        names.iter().any(|n| n == "GoTo"),
+        "in-document GoTo link must stay"
+    );
+    assert!(
+        names.iter().any(|n| n == "AcroForm") && names.iter().any(|n| n == "Fields"),
+        "form fields stay"
+    );
+    assert!(
+        names.iter().any(|n| n == "OpenAction"),
+        "a plain destination OpenAction stays"
+    );
+    assert!(
+        names.iter().any(|n| n == "Outlines"),
+        "outline stays without its action"
+    );
     assert!(!names.iter().any(|n| n == "Info" || n == "Author"));
 }
 
 #[test]
 fn keeps_uri_links_when_policy_allows() {
-    let policy = Policy { keep_links: true, ..Policy::default() };
+    let policy = Policy {
+        keep_links: true,
+        ..Policy::default()
+    };
     let outcome = process_with(&pdf_kitchen_sink(), "form.pdf", &policy);
     assert_eq!(outcome.report.verdict, Verdict::Sanitized);
     let names = pdf_names(outcome.output().unwrap().bytes());
@@ -77,7 +114,11 @@ fn rebuilds_from_the_final_revision_and_drops_history() {
     let input = pdf_incremental_js();
     let outcome = assert_fail_closed("update.pdf", &input);
     assert!(removed(&outcome, What::RevisionHistory, "earlier revision"));
-    assert!(removed(&outcome, What::Javascript, "OpenAction"), "{:?}", outcome.report.removed);
+    assert!(
+        removed(&outcome, What::Javascript, "OpenAction"),
+        "{:?}",
+        outcome.report.removed
+    );
     let out = outcome.output().unwrap().bytes();
     assert_no_active_content(out);
     assert_eq!(out.windows(5).filter(|w| *w == b"%%EOF").count(), 1);

@@ -15,7 +15,12 @@ impl Sanitizer for Panics {
     fn kinds(&self) -> &'static [FileKind] {
         &[FileKind::Pdf]
     }
-    fn sanitize(&self, _: &[u8], _: FileKind, _: &mut Context<'_>) -> Result<Sanitized, mukaika_sanitizers::Error> {
+    fn sanitize(
+        &self,
+        _: &[u8],
+        _: FileKind,
+        _: &mut Context<'_>,
+    ) -> Result<Sanitized, mukaika_sanitizers::Error> {
         panic!("boom in a sanitizer");
     }
 }
@@ -27,7 +32,12 @@ impl Sanitizer for NeverClean {
     fn kinds(&self) -> &'static [FileKind] {
         &[FileKind::Pdf]
     }
-    fn sanitize(&self, input: &[u8], kind: FileKind, cx: &mut Context<'_>) -> Result<Sanitized, mukaika_sanitizers::Error> {
+    fn sanitize(
+        &self,
+        input: &[u8],
+        kind: FileKind,
+        cx: &mut Context<'_>,
+    ) -> Result<Sanitized, mukaika_sanitizers::Error> {
         cx.remove(What::Javascript, "somewhere", "always something left");
         mukaika_sanitizers::pdf::PdfSanitizer.sanitize(input, kind, cx)
     }
@@ -38,7 +48,12 @@ impl Sanitizer for Slow {
     fn kinds(&self) -> &'static [FileKind] {
         &[FileKind::Pdf]
     }
-    fn sanitize(&self, input: &[u8], kind: FileKind, cx: &mut Context<'_>) -> Result<Sanitized, mukaika_sanitizers::Error> {
+    fn sanitize(
+        &self,
+        input: &[u8],
+        kind: FileKind,
+        cx: &mut Context<'_>,
+    ) -> Result<Sanitized, mukaika_sanitizers::Error> {
         std::thread::sleep(Duration::from_millis(60));
         cx.check_deadline()?;
         mukaika_sanitizers::pdf::PdfSanitizer.sanitize(input, kind, cx)
@@ -46,12 +61,22 @@ impl Sanitizer for Slow {
 }
 
 fn run(registry: Registry, policy: &Policy) -> mukaika_sanitizers::Outcome {
-    registry.process(&pdf_js_openaction(), &Declared { name: Some("a.pdf"), mime: None }, policy)
+    registry.process(
+        &pdf_js_openaction(),
+        &Declared {
+            name: Some("a.pdf"),
+            mime: None,
+        },
+        policy,
+    )
 }
 
 #[test]
 fn quarantines_on_sanitizer_panic() {
-    let outcome = run(Registry::with_sanitizers(vec![Box::new(Panics)]), &Policy::default());
+    let outcome = run(
+        Registry::with_sanitizers(vec![Box::new(Panics)]),
+        &Policy::default(),
+    );
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     assert!(outcome.output().is_none());
     let reason = outcome.report.reason.unwrap();
@@ -61,10 +86,18 @@ fn quarantines_on_sanitizer_panic() {
 
 #[test]
 fn quarantines_when_a_second_pass_still_finds_something() {
-    let outcome = run(Registry::with_sanitizers(vec![Box::new(NeverClean)]), &Policy::default());
+    let outcome = run(
+        Registry::with_sanitizers(vec![Box::new(NeverClean)]),
+        &Policy::default(),
+    );
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     assert!(outcome.output().is_none());
-    assert!(outcome.report.reason.unwrap().detail.contains("second pass"));
+    assert!(outcome
+        .report
+        .reason
+        .unwrap()
+        .detail
+        .contains("second pass"));
 }
 
 #[test]
@@ -112,7 +145,10 @@ fn quarantines_name_tricks_and_type_mismatches() {
     let docx = docx_benign().build();
     let outcome = Registry::standard().process(
         &docx,
-        &Declared { name: Some("a.docx"), mime: Some("application/pdf") },
+        &Declared {
+            name: Some("a.docx"),
+            mime: Some("application/pdf"),
+        },
         &Policy::default(),
     );
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
@@ -121,7 +157,11 @@ fn quarantines_name_tricks_and_type_mismatches() {
 
 #[test]
 fn quarantines_kinds_not_yet_sanitized() {
-    for (bytes, name) in [(&b"{\\rtf1 hello}"[..], "a.rtf"), (b"plain text\n", "a.txt"), (b"\x89PNG\r\n\x1a\n0000", "a.png")] {
+    for (bytes, name) in [
+        (&b"{\\rtf1 hello}"[..], "a.rtf"),
+        (b"plain text\n", "a.txt"),
+        (b"\x89PNG\r\n\x1a\n0000", "a.png"),
+    ] {
         let outcome = process(bytes, name);
         assert_eq!(outcome.report.verdict, Verdict::Quarantined, "{name}");
         assert_eq!(outcome.report.reason.unwrap().code, "policy-quarantine");
@@ -139,7 +179,11 @@ fn passes_an_empty_file() {
 fn refuses_a_policy_it_cannot_honour() {
     let registry = Registry::standard();
     let policy = Policy::from_toml("[actions]\nrtf = \"sanitize\"\n").unwrap();
-    assert!(registry.check_policy(&policy).unwrap_err().to_string().contains("no sanitizer"));
+    assert!(registry
+        .check_policy(&policy)
+        .unwrap_err()
+        .to_string()
+        .contains("no sanitizer"));
     let policy = Policy::from_toml("[actions]\ntext = \"pass\"\n").unwrap();
     assert!(registry.check_policy(&policy).is_err());
     assert!(registry.check_policy(&Policy::default()).is_ok());
@@ -149,14 +193,79 @@ fn refuses_a_policy_it_cannot_honour() {
 fn reports_serialise_to_the_stable_schema() {
     let outcome = process(&docm_with_macro().build(), "a.docm");
     let json = serde_json::to_value(&outcome.report).unwrap();
-    for key in ["input", "input_sha256", "detected_type", "verdict", "reason", "removed", "output", "output_sha256", "children"] {
+    for key in [
+        "input",
+        "input_sha256",
+        "detected_type",
+        "verdict",
+        "reason",
+        "removed",
+        "output",
+        "output_sha256",
+        "children",
+    ] {
         assert!(json.get(key).is_some(), "missing {key}");
     }
     assert_eq!(json["verdict"], "sanitized");
     assert_eq!(json["detected_type"], "docm");
     assert_eq!(json["output"], "a.docx");
-    let whats: Vec<&str> = json["removed"].as_array().unwrap().iter().map(|r| r["what"].as_str().unwrap()).collect();
-    assert!(whats.contains(&"macro") && whats.contains(&"metadata"), "{whats:?}");
+    let whats: Vec<&str> = json["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["what"].as_str().unwrap())
+        .collect();
+    assert!(
+        whats.contains(&"macro") && whats.contains(&"metadata"),
+        "{whats:?}"
+    );
     let back: mukaika_sanitizers::Report = serde_json::from_value(json).unwrap();
     assert_eq!(back, outcome.report);
+}
+
+mod arbitrary_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn prefixed() -> impl Strategy<Value = Vec<u8>> {
+        let magic = prop_oneof![
+            Just(b"%PDF-1.7\n".to_vec()),
+            Just(b"PK\x03\x04".to_vec()),
+            Just(vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]),
+            Just(Vec::new()),
+        ];
+        (magic, proptest::collection::vec(any::<u8>(), 0..2048))
+            .prop_map(|(m, rest)| [m, rest].concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes never panic detection or the registry, and whatever is delivered
+        /// went through a rebuild (or is empty).
+        #[test]
+        fn never_panics_and_never_passes_arbitrary_bytes_through(bytes in prefixed()) {
+            let outcome = process(&bytes, "input.bin");
+            if let Some(out) = outcome.output() {
+                prop_assert!(matches!(outcome.report.verdict, Verdict::Sanitized | Verdict::Passed));
+                prop_assert!(out.bytes() != bytes.as_slice() || bytes.is_empty());
+            } else {
+                prop_assert!(outcome.report.reason.is_some());
+            }
+        }
+
+        /// Mutating one byte of a real package or PDF never panics and never delivers the
+        /// mutated bytes themselves.
+        #[test]
+        fn single_byte_corruption_fails_closed(pos in 0usize..4096, value in any::<u8>(), pdf in any::<bool>()) {
+            let mut bytes = if pdf { pdf_kitchen_sink() } else { docm_with_macro().build() };
+            let at = pos % bytes.len();
+            bytes[at] = value;
+            let outcome = process(&bytes, if pdf { "a.pdf" } else { "a.docm" });
+            if let Some(out) = outcome.output() {
+                prop_assert_eq!(outcome.report.verdict, Verdict::Sanitized);
+                prop_assert!(out.bytes() != bytes.as_slice());
+            }
+        }
+    }
 }

@@ -14,22 +14,70 @@ use super::xml::{escape_attr, Document};
 
 /// Main-part content types and the kind each means.
 const MAIN_TYPES: &[(&str, FileKind)] = &[
-    ("application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml", FileKind::Docx),
-    ("application/vnd.ms-word.document.macroEnabled.main+xml", FileKind::Docm),
-    ("application/vnd.openxmlformats-officedocument.wordprocessingml.template.main+xml", FileKind::Dotx),
-    ("application/vnd.ms-word.template.macroEnabledTemplate.main+xml", FileKind::Dotm),
-    ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml", FileKind::Xlsx),
-    ("application/vnd.ms-excel.sheet.macroEnabled.main+xml", FileKind::Xlsm),
-    ("application/vnd.openxmlformats-officedocument.spreadsheetml.template.main+xml", FileKind::Xltx),
-    ("application/vnd.ms-excel.template.macroEnabled.main+xml", FileKind::Xltm),
-    ("application/vnd.ms-excel.addin.macroEnabled.main+xml", FileKind::Xlam),
-    ("application/vnd.ms-excel.sheet.binary.macroEnabled.main", FileKind::Xlsb),
-    ("application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml", FileKind::Pptx),
-    ("application/vnd.ms-powerpoint.presentation.macroEnabled.main+xml", FileKind::Pptm),
-    ("application/vnd.openxmlformats-officedocument.presentationml.slideshow.main+xml", FileKind::Ppsx),
-    ("application/vnd.ms-powerpoint.slideshow.macroEnabled.main+xml", FileKind::Ppsm),
-    ("application/vnd.openxmlformats-officedocument.presentationml.template.main+xml", FileKind::Potx),
-    ("application/vnd.ms-powerpoint.template.macroEnabled.main+xml", FileKind::Potm),
+    (
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
+        FileKind::Docx,
+    ),
+    (
+        "application/vnd.ms-word.document.macroEnabled.main+xml",
+        FileKind::Docm,
+    ),
+    (
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.template.main+xml",
+        FileKind::Dotx,
+    ),
+    (
+        "application/vnd.ms-word.template.macroEnabledTemplate.main+xml",
+        FileKind::Dotm,
+    ),
+    (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+        FileKind::Xlsx,
+    ),
+    (
+        "application/vnd.ms-excel.sheet.macroEnabled.main+xml",
+        FileKind::Xlsm,
+    ),
+    (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.template.main+xml",
+        FileKind::Xltx,
+    ),
+    (
+        "application/vnd.ms-excel.template.macroEnabled.main+xml",
+        FileKind::Xltm,
+    ),
+    (
+        "application/vnd.ms-excel.addin.macroEnabled.main+xml",
+        FileKind::Xlam,
+    ),
+    (
+        "application/vnd.ms-excel.sheet.binary.macroEnabled.main",
+        FileKind::Xlsb,
+    ),
+    (
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml",
+        FileKind::Pptx,
+    ),
+    (
+        "application/vnd.ms-powerpoint.presentation.macroEnabled.main+xml",
+        FileKind::Pptm,
+    ),
+    (
+        "application/vnd.openxmlformats-officedocument.presentationml.slideshow.main+xml",
+        FileKind::Ppsx,
+    ),
+    (
+        "application/vnd.ms-powerpoint.slideshow.macroEnabled.main+xml",
+        FileKind::Ppsm,
+    ),
+    (
+        "application/vnd.openxmlformats-officedocument.presentationml.template.main+xml",
+        FileKind::Potx,
+    ),
+    (
+        "application/vnd.ms-powerpoint.template.macroEnabled.main+xml",
+        FileKind::Potm,
+    ),
 ];
 
 /// The main content type of a kind (the first listed for it).
@@ -62,18 +110,25 @@ impl ContentTypes {
     pub fn parse(xml: &[u8]) -> Result<Self> {
         let doc = Document::parse(xml)?;
         let mut out = ContentTypes::default();
-        for el in doc.root.children_elements() {
-            match el.local() {
+        for el in doc.child_elements(doc.root()) {
+            match doc.local(el) {
                 "Default" => {
-                    if let (Some(ext), Some(ct)) = (el.attr("Extension"), el.attr("ContentType")) {
-                        out.defaults.insert(ext.to_ascii_lowercase(), ct.to_string());
+                    if let (Some(ext), Some(ct)) =
+                        (doc.attr(el, "Extension"), doc.attr(el, "ContentType"))
+                    {
+                        out.defaults
+                            .insert(ext.to_ascii_lowercase(), ct.to_string());
                     }
                 }
                 "Override" => {
-                    if let (Some(name), Some(ct)) = (el.attr("PartName"), el.attr("ContentType")) {
+                    if let (Some(name), Some(ct)) =
+                        (doc.attr(el, "PartName"), doc.attr(el, "ContentType"))
+                    {
                         let key = name.trim_start_matches('/').to_ascii_lowercase();
                         if out.overrides.insert(key.clone(), ct.to_string()).is_some() {
-                            return Err(Error::malformed(format!("content type of /{key} declared twice")));
+                            return Err(Error::malformed(format!(
+                                "content type of /{key} declared twice"
+                            )));
                         }
                     }
                 }
@@ -95,7 +150,10 @@ impl ContentTypes {
 
     /// The document kind, from the one main-part content type declared.
     pub fn main_kind(&self) -> Option<FileKind> {
-        let mut kinds = self.overrides.values().filter_map(|ct| kind_of_main_type(ct));
+        let mut kinds = self
+            .overrides
+            .values()
+            .filter_map(|ct| kind_of_main_type(ct));
         let first = kinds.next()?;
         kinds.all(|k| k == first).then_some(first)
     }

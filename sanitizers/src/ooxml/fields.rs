@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::registry::Context;
 use crate::report::What;
 
-use super::xml::{Element, Node};
+use super::xml::{Document, NodeId};
 use super::NS_W;
 
 #[derive(Debug)]
@@ -25,12 +25,12 @@ enum Token {
 
 #[derive(Debug, Default)]
 struct Field {
-    begin: Vec<usize>,
+    begin: NodeId,
     instr: String,
-    instr_items: Vec<Vec<usize>>,
-    separate: Option<Vec<usize>>,
-    result_items: Vec<Vec<usize>>,
-    end: Option<Vec<usize>>,
+    instr_items: Vec<NodeId>,
+    separate: Option<NodeId>,
+    result_items: Vec<NodeId>,
+    end: Option<NodeId>,
     in_result: bool,
     /// The field whose instruction this one sits in, if any.
     parent_in_instr: Option<usize>,
@@ -40,32 +40,40 @@ struct Field {
 ///
 /// # Errors
 /// Unbalanced field characters.
-pub fn neutralise(root: &mut Element, part: &str, cx: &mut Context<'_>) -> Result<()> {
+pub fn neutralise(doc: &mut Document<'_>, part: &str, cx: &mut Context<'_>) -> Result<()> {
     let mut items = Vec::new();
-    collect(root, &mut Vec::new(), &mut items, 0);
+    collect(doc, doc.root(), &mut items, 0);
     if items.iter().all(|(_, t)| matches!(t, Token::Other)) {
         return Ok(());
     }
     let mut fields: Vec<Field> = Vec::new();
     let mut open: Vec<usize> = Vec::new();
-    let mut deletions: Vec<Vec<usize>> = Vec::new();
+    let mut deletions: Vec<NodeId> = Vec::new();
     for (path, token) in items {
         match token {
             Token::Begin => {
                 let parent_in_instr = open.last().copied().filter(|&f| !fields[f].in_result);
                 if let Some(&f) = open.last() {
-                    fields[f].register(path.clone());
+                    fields[f].register(path);
                 }
-                fields.push(Field { begin: path, parent_in_instr, ..Field::default() });
+                fields.push(Field {
+                    begin: path,
+                    parent_in_instr,
+                    ..Field::default()
+                });
                 open.push(fields.len() - 1);
             }
             Token::Separate => {
-                let &f = open.last().ok_or_else(|| Error::malformed(format!("{part}: field separator outside a field")))?;
+                let &f = open.last().ok_or_else(|| {
+                    Error::malformed(format!("{part}: field separator outside a field"))
+                })?;
                 fields[f].separate = Some(path);
                 fields[f].in_result = true;
             }
             Token::End => {
-                let f = open.pop().ok_or_else(|| Error::malformed(format!("{part}: field end outside a field")))?;
+                let f = open.pop().ok_or_else(|| {
+                    Error::malformed(format!("{part}: field end outside a field"))
+                })?;
                 fields[f].end = Some(path);
             }
             Token::Instr(text) => match open.last() {
@@ -75,7 +83,11 @@ pub fn neutralise(root: &mut Element, part: &str, cx: &mut Context<'_>) -> Resul
                 }
                 Some(&f) => fields[f].register(path),
                 None => {
-                    cx.remove(What::Field, part, format!("stray field instruction: {}", short(&text)));
+                    cx.remove(
+                        What::Field,
+                        part,
+                        format!("stray field instruction: {}", short(&text)),
+                    );
                     deletions.push(path);
                 }
             },
@@ -95,11 +107,22 @@ pub fn neutralise(root: &mut Element, part: &str, cx: &mut Context<'_>) -> Resul
     let mut inside_dropped = vec![false; fields.len()];
     for i in 0..fields.len() {
         // Parents come before children, so their decisions are known.
-        inside_dropped[i] = fields[i].parent_in_instr.is_some_and(|p| dropped[p] || inside_dropped[p]);
-        let word = fields[i].instr.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        inside_dropped[i] = fields[i]
+            .parent_in_instr
+            .is_some_and(|p| dropped[p] || inside_dropped[p]);
+        let word = fields[i]
+            .instr
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
         dropped[i] = inside_dropped[i] || !allow.iter().any(|a| a.eq_ignore_ascii_case(&word));
         if dropped[i] && !inside_dropped[i] {
-            cx.remove(What::Field, part, format!("field {}", short(fields[i].instr.trim())));
+            cx.remove(
+                What::Field,
+                part,
+                format!("field {}", short(fields[i].instr.trim())),
+            );
         }
     }
     for (i, f) in fields.into_iter().enumerate() {
@@ -114,16 +137,14 @@ pub fn neutralise(root: &mut Element, part: &str, cx: &mut Context<'_>) -> Resul
             deletions.extend(f.result_items);
         }
     }
-    deletions.sort();
-    deletions.dedup();
-    for path in deletions.iter().rev() {
-        delete(root, path);
+    for id in deletions {
+        doc.remove(id);
     }
     Ok(())
 }
 
 impl Field {
-    fn register(&mut self, path: Vec<usize>) {
+    fn register(&mut self, path: NodeId) {
         if self.in_result {
             self.result_items.push(path);
         } else {
@@ -132,54 +153,32 @@ impl Field {
     }
 }
 
-/// Lists the children of every run (and every run-level field token) in document order.
-fn collect(el: &Element, path: &mut Vec<usize>, out: &mut Vec<(Vec<usize>, Token)>, depth: usize) {
+/// Lists the children of every run (the field tokens among them) in document order.
+fn collect(doc: &Document<'_>, el: NodeId, out: &mut Vec<(NodeId, Token)>, depth: usize) {
     if depth > 256 {
         return;
     }
-    let is_run = el.is(NS_W, "r");
-    for (i, child) in el.children.iter().enumerate() {
-        let Node::Element(c) = child else {
-            continue;
-        };
-        path.push(i);
+    let is_run = doc.is(el, NS_W, "r");
+    for c in doc.child_elements(el) {
         if is_run {
-            let token = if c.is(NS_W, "fldChar") {
-                match c.attr_ns(NS_W, "fldCharType").as_deref() {
+            let token = if doc.is(c, NS_W, "fldChar") {
+                match doc.attr_ns(c, NS_W, "fldCharType").as_deref() {
                     Some("begin") => Token::Begin,
                     Some("separate") => Token::Separate,
                     Some("end") => Token::End,
                     _ => Token::Other,
                 }
-            } else if c.is(NS_W, "instrText") || c.is(NS_W, "delInstrText") {
-                Token::Instr(c.text())
-            } else if c.is(NS_W, "rPr") {
-                path.pop();
+            } else if doc.is(c, NS_W, "instrText") || doc.is(c, NS_W, "delInstrText") {
+                Token::Instr(doc.text(c))
+            } else if doc.is(c, NS_W, "rPr") {
                 continue;
             } else {
                 Token::Other
             };
-            out.push((path.clone(), token));
+            out.push((c, token));
         } else {
-            collect(c, path, out, depth + 1);
+            collect(doc, c, out, depth + 1);
         }
-        path.pop();
-    }
-}
-
-fn delete(root: &mut Element, path: &[usize]) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut el = root;
-    for &i in parents {
-        match el.children.get_mut(i) {
-            Some(Node::Element(e)) => el = e,
-            _ => return,
-        }
-    }
-    if *last < el.children.len() {
-        el.children.remove(*last);
     }
 }
 

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::registry::Context;
 use crate::report::What;
 
-use super::xml::{Attr, Document, Element, Node};
+use super::xml::{Document, NodeId};
 use super::{fields, NS_R, NS_S, NS_W};
 
 /// Facts gathered across parts while rewriting a package.
@@ -62,14 +62,23 @@ pub fn rewrite_part(
 ) -> Result<Vec<u8>> {
     let mut doc = Document::parse(bytes)?;
     let location = format!("/{name}");
-    if NS_W.contains(&doc.root.ns.as_str()) {
-        fields::neutralise(&mut doc.root, &location, cx)?;
+    let root = doc.root();
+    // Complex fields need a document-order walk; parts without any skip it.
+    let has_fields = contains(bytes, b"fldChar") || contains(bytes, b"nstrText");
+    if has_fields && NS_W.contains(&doc.ns(root)) {
+        fields::neutralise(&mut doc, &location, cx)?;
     }
-    let is_workbook = doc.root.is(NS_S, "workbook");
-    let mut filter = Filter { part: location, removed, state, cx, sheets_dropped: false };
-    filter.children(&mut doc.root, 0)?;
+    let is_workbook = doc.is(root, NS_S, "workbook");
+    let mut filter = Filter {
+        part: location,
+        removed,
+        state,
+        cx,
+        sheets_dropped: false,
+    };
+    filter.children(&mut doc, root)?;
     if is_workbook && filter.sheets_dropped {
-        reset_views(&mut doc.root);
+        reset_views(&mut doc);
     }
     Ok(doc.write())
 }
@@ -89,90 +98,143 @@ enum Decision {
 }
 
 /// Containers that are invalid or pointless once their last child is gone.
-const DROP_WHEN_EMPTY: &[&str] = &["externalReferences", "definedNames", "controls", "oleObjects", "hyperlinks"];
+const DROP_WHEN_EMPTY: &[&str] = &[
+    "externalReferences",
+    "definedNames",
+    "controls",
+    "oleObjects",
+    "hyperlinks",
+];
 
 /// Elements that only lose their relationship attribute (their text stays).
 const LINK_ELEMENTS: &[&str] = &["hyperlink", "hlinkClick", "hlinkHover", "hlinkMouseOver"];
 
 impl Filter<'_, '_, '_> {
-    fn children(&mut self, el: &mut Element, depth: usize) -> Result<()> {
-        let children = std::mem::take(&mut el.children);
-        for child in children {
-            match child {
-                Node::Element(mut c) => match self.decide(&mut c)? {
-                    Decision::Keep => {
-                        self.children(&mut c, depth + 1)?;
-                        let empty = !c.children.iter().any(|n| matches!(n, Node::Element(_)));
-                        if !(empty && DROP_WHEN_EMPTY.contains(&c.local())) {
-                            el.children.push(Node::Element(c));
-                        }
+    fn children(&mut self, doc: &mut Document<'_>, parent: NodeId) -> Result<()> {
+        // Removal only marks nodes, so sibling links stay valid while we edit.
+        let mut next = doc.first_child(parent);
+        while let Some(c) = next {
+            next = doc.next_sibling(c);
+            if doc.node(c).removed || !doc.is_element(c) {
+                continue;
+            }
+            match self.decide(doc, c)? {
+                Decision::Keep => {
+                    self.children(doc, c)?;
+                    if DROP_WHEN_EMPTY.contains(&doc.local(c))
+                        && doc.child_elements(c).next().is_none()
+                    {
+                        doc.remove(c);
                     }
-                    Decision::Drop => {}
-                    Decision::Unwrap => {
-                        self.children(&mut c, depth + 1)?;
-                        el.children.extend(c.children);
-                    }
-                },
-                other => el.children.push(other),
+                }
+                Decision::Drop => doc.remove(c),
+                Decision::Unwrap => {
+                    self.children(doc, c)?;
+                    doc.unwrap(c);
+                }
             }
         }
         Ok(())
     }
 
-    fn decide(&mut self, el: &mut Element) -> Result<Decision> {
-        let refs_removed = el
-            .attrs
-            .iter()
-            .any(|a| NS_R.contains(&a.ns.as_str()) && self.removed.contains_key(&a.value()));
+    fn decide(&mut self, doc: &mut Document<'_>, el: NodeId) -> Result<Decision> {
+        let removed = self.removed;
+        let refs_removed = doc
+            .attrs(el)
+            .any(|a| NS_R.contains(&&*a.ns) && removed.contains_key(&a.value()));
         if refs_removed {
-            if LINK_ELEMENTS.contains(&el.local()) {
-                let removed = self.removed;
-                el.attrs.retain(|a: &Attr| !(NS_R.contains(&a.ns.as_str()) && removed.contains_key(&a.value())));
+            if LINK_ELEMENTS.contains(&doc.local(el)) {
+                for a in doc.attrs_mut(el) {
+                    if NS_R.contains(&&*a.ns) && removed.contains_key(&a.value()) {
+                        a.removed = true;
+                    }
+                }
                 return Ok(Decision::Keep);
             }
-            if el.is(NS_S, "sheet") {
-                if let Some(name) = el.attr("name") {
+            if doc.is(el, NS_S, "sheet") {
+                if let Some(name) = doc.attr(el, "name") {
                     self.state.removed_sheets.push(name);
                 }
                 self.sheets_dropped = true;
             }
             return Ok(Decision::Drop);
         }
-        if el.is(NS_W, "fldSimple") {
-            let instr = el.attr_ns(NS_W, "instr").unwrap_or_default();
-            let word = instr.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
-            if !self.cx.policy().field_allowlist.iter().any(|a| a.eq_ignore_ascii_case(&word)) {
-                self.cx.remove(What::Field, self.part.clone(), format!("field {}", short(instr.trim())));
+        if doc.is(el, NS_W, "fldSimple") {
+            let instr = doc.attr_ns(el, NS_W, "instr").unwrap_or_default();
+            let word = instr
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            if !self
+                .cx
+                .policy()
+                .field_allowlist
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&word))
+            {
+                self.cx.remove(
+                    What::Field,
+                    self.part.clone(),
+                    format!("field {}", short(instr.trim())),
+                );
                 return Ok(Decision::Unwrap);
             }
         }
-        if el.is(NS_S, "f") {
-            let formula = el.text();
+        if doc.is(el, NS_S, "f") {
+            let formula = doc.text(el);
             if reaches_outside(&formula) {
-                self.cx.remove(What::Field, self.part.clone(), format!("external or DDE formula {}", short(&formula)));
+                self.cx.remove(
+                    What::Field,
+                    self.part.clone(),
+                    format!("external or DDE formula {}", short(&formula)),
+                );
                 return Ok(Decision::Drop);
             }
-            if let Some(sheet) = self.state.removed_sheets.iter().find(|s| names_sheet(&formula, s)) {
-                self.state.dangling.push(format!("{} formula {}", self.part, short(&formula)));
-                let _ = sheet;
+            if self
+                .state
+                .removed_sheets
+                .iter()
+                .any(|s| names_sheet(&formula, s))
+            {
+                self.state
+                    .dangling
+                    .push(format!("{} formula {}", self.part, short(&formula)));
             }
         }
-        if el.is(NS_S, "definedName") {
-            let name = el.attr("name").unwrap_or_default();
-            let text = el.text();
+        if doc.is(el, NS_S, "definedName") {
+            let name = doc.attr(el, "name").unwrap_or_default();
+            let text = doc.text(el);
             if is_auto_run_name(&name) {
-                self.cx.remove(What::XlmMacroSheet, self.part.clone(), format!("auto-run name {name}"));
+                self.cx.remove(
+                    What::XlmMacroSheet,
+                    self.part.clone(),
+                    format!("auto-run name {name}"),
+                );
                 return Ok(Decision::Drop);
             }
-            if self.state.removed_sheets.iter().any(|s| names_sheet(&text, s)) {
-                self.cx.remove(What::XlmMacroSheet, self.part.clone(), format!("name {name} on a removed macro sheet"));
+            if self
+                .state
+                .removed_sheets
+                .iter()
+                .any(|s| names_sheet(&text, s))
+            {
+                self.cx.remove(
+                    What::XlmMacroSheet,
+                    self.part.clone(),
+                    format!("name {name} on a removed macro sheet"),
+                );
                 return Ok(Decision::Drop);
             }
             if reaches_outside(&text) {
-                self.cx.remove(What::ExternalReference, self.part.clone(), format!("name {name} refers outside the workbook"));
+                self.cx.remove(
+                    What::ExternalReference,
+                    self.part.clone(),
+                    format!("name {name} refers outside the workbook"),
+                );
                 return Ok(Decision::Drop);
             }
-            if !self.state.removed_sheets.is_empty() && el.attr("localSheetId").is_some() {
+            if !self.state.removed_sheets.is_empty() && doc.attr(el, "localSheetId").is_some() {
                 self.state.local_names_with_removed_sheet = true;
             }
         }
@@ -181,25 +243,35 @@ impl Filter<'_, '_, '_> {
 }
 
 /// After sheets are removed, the active and first visible tab may point past the end.
-fn reset_views(root: &mut Element) {
-    for child in root.children.iter_mut() {
-        if let Node::Element(views) = child {
-            if views.is(NS_S, "bookViews") {
-                for view in views.children.iter_mut() {
-                    if let Node::Element(v) = view {
-                        v.attrs.retain(|a| a.name != "activeTab" && a.name != "firstSheet");
-                    }
-                }
+fn reset_views(doc: &mut Document<'_>) {
+    let views: Vec<NodeId> = doc
+        .child_elements(doc.root())
+        .filter(|&c| doc.is(c, NS_S, "bookViews"))
+        .flat_map(|c| doc.child_elements(c).collect::<Vec<_>>())
+        .collect();
+    for v in views {
+        for a in doc.attrs_mut(v) {
+            if &*a.name == "activeTab" || &*a.name == "firstSheet" {
+                a.removed = true;
             }
         }
     }
 }
 
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(hay, needle).is_some()
+}
+
 fn is_auto_run_name(name: &str) -> bool {
     let n = name.trim_start_matches("_xlnm.").to_ascii_lowercase();
-    ["auto_open", "auto_close", "auto_activate", "auto_deactivate"]
-        .iter()
-        .any(|p| n.starts_with(p))
+    [
+        "auto_open",
+        "auto_close",
+        "auto_activate",
+        "auto_deactivate",
+    ]
+    .iter()
+    .any(|p| n.starts_with(p))
 }
 
 /// A formula that reaches outside the workbook: an external workbook index (`[1]Sheet!A1`)
@@ -212,7 +284,10 @@ fn reaches_outside(formula: &str) -> bool {
             b'"' => in_string = !in_string,
             b'|' if !in_string => return true,
             b'[' if !in_string => {
-                let digits = bytes[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let digits = bytes[i + 1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit())
+                    .count();
                 if digits > 0 && bytes.get(i + 1 + digits) == Some(&b']') {
                     return true;
                 }
@@ -224,7 +299,8 @@ fn reaches_outside(formula: &str) -> bool {
 }
 
 fn names_sheet(formula: &str, sheet: &str) -> bool {
-    formula.contains(&format!("{sheet}!")) || formula.contains(&format!("'{}'!", sheet.replace('\'', "''")))
+    formula.contains(&format!("{sheet}!"))
+        || formula.contains(&format!("'{}'!", sheet.replace('\'', "''")))
 }
 
 fn short(s: &str) -> String {

@@ -19,6 +19,7 @@ mod package;
 pub mod rels;
 pub mod xml;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{Cursor, Write};
 
@@ -76,28 +77,38 @@ impl Sanitizer for OoxmlSanitizer {
             pkg.get("[Content_Types].xml")
                 .ok_or_else(|| Error::malformed("no [Content_Types].xml"))?,
         )?;
-        let root_rels = rels::parse(pkg.get("_rels/.rels").ok_or_else(|| Error::malformed("no _rels/.rels"))?)?;
+        let root_rels = rels::parse(
+            pkg.get("_rels/.rels")
+                .ok_or_else(|| Error::malformed("no _rels/.rels"))?,
+        )?;
         let main: Vec<&Relationship> = root_rels
             .iter()
             .filter(|r| r.type_name() == "officeDocument" && !r.external)
             .collect();
         let [main] = main.as_slice() else {
-            return Err(Error::malformed("package must have exactly one officeDocument relationship"));
+            return Err(Error::malformed(
+                "package must have exactly one officeDocument relationship",
+            ));
         };
         let main_part = rels::resolve("", &main.target)?;
         let main_type = types
             .of(&main_part)
             .ok_or_else(|| Error::malformed("main part has no content type"))?;
-        let main_kind = content_types::kind_of_main_type(main_type)
-            .ok_or_else(|| Error::unsupported(format!("main part type {main_type} is not rebuilt")))?;
+        let main_kind = content_types::kind_of_main_type(main_type).ok_or_else(|| {
+            Error::unsupported(format!("main part type {main_type} is not rebuilt"))
+        })?;
         if main_kind != kind {
-            return Err(Error::malformed(format!("main part says {main_kind}, detection said {kind}")));
+            return Err(Error::malformed(format!(
+                "main part says {main_kind}, detection said {kind}"
+            )));
         }
         let out_kind = kind.macro_free();
-        let out_main_type = content_types::main_type_of(out_kind).unwrap_or(main_type).to_string();
+        let out_main_type = content_types::main_type_of(out_kind)
+            .unwrap_or(main_type)
+            .to_string();
 
         let walk = Walk::run(&pkg, &types, root_rels, &main_part, cx)?;
-        let mut written: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut written: Vec<(String, Cow<'_, [u8]>)> = Vec::new();
         let mut listed: Vec<(String, String)> = Vec::new();
 
         // The main part first: a workbook names the macro sheets that other sheets must not use.
@@ -107,27 +118,50 @@ impl Sanitizer for OoxmlSanitizer {
         for name in order {
             cx.check_deadline()?;
             let part = &walk.kept[name];
-            let content_type = if *name == main_part { out_main_type.clone() } else { part.content_type.clone() };
+            let content_type = if *name == main_part {
+                out_main_type.clone()
+            } else {
+                part.content_type.clone()
+            };
             let bytes = match part.format {
                 PartFormat::Xml => {
-                    let removed = walk.removed_ids.get(name.as_str()).cloned().unwrap_or_default();
-                    filter::rewrite_part(name, part.bytes, &removed, &mut state, cx)?
+                    let removed = walk
+                        .removed_ids
+                        .get(name.as_str())
+                        .cloned()
+                        .unwrap_or_default();
+                    Cow::Owned(filter::rewrite_part(
+                        name, part.bytes, &removed, &mut state, cx,
+                    )?)
                 }
-                PartFormat::Binary => part.bytes.to_vec(),
+                PartFormat::Binary => Cow::Borrowed(part.bytes),
             };
             if let Some(rels) = walk.kept_rels.get(name.as_str()) {
-                written.push((rels::rels_name_for(name), rels::write(rels)));
+                written.push((rels::rels_name_for(name), Cow::Owned(rels::write(rels))));
             }
             written.push((name.clone(), bytes));
             listed.push((name.clone(), content_type));
         }
         state.check_consistent()?;
+        if cx.is_recheck() {
+            // Every part was parsed and filtered again; the package itself is not needed.
+            return Ok(Sanitized::new(Vec::new(), out_kind));
+        }
 
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::with_capacity(input.len())));
         let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
+            .compression_method(zip::CompressionMethod::Deflated)
+            // Level 1: Office XML still shrinks about tenfold, at a fraction of the default's cost.
+            .compression_level(Some(1));
+        // Pictures and media are compressed already: storing them saves the time of a
+        // deflate that would not shrink them.
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
         let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
-            zip.start_file(name, options)
+            let media = [&b"\x89PNG"[..], b"\xFF\xD8\xFF", b"GIF8"]
+                .iter()
+                .any(|m| bytes.starts_with(m));
+            zip.start_file(name, if media { stored } else { options })
                 .and_then(|()| zip.write_all(bytes).map_err(zip::result::ZipError::from))
                 .map_err(|e| Error::internal(format!("writing {name}: {e}")))
         };
@@ -169,7 +203,7 @@ struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     fn run(
-        pkg: &'a package::Package,
+        pkg: &'a package::Package<'_>,
         types: &ContentTypes,
         root_rels: Vec<Relationship>,
         main_part: &str,
@@ -187,7 +221,11 @@ impl<'a> Walk<'a> {
             cx.check_deadline()?;
             let mut kept_here = Vec::new();
             for rel in rels {
-                let location = if source.is_empty() { "/_rels/.rels".to_string() } else { format!("/{source}") };
+                let location = if source.is_empty() {
+                    "/_rels/.rels".to_string()
+                } else {
+                    format!("/{source}")
+                };
                 match walk.judge(pkg, types, &source, &rel, main_part, cx, &location)? {
                     Judgement::Keep(target) => {
                         if let Some(target) = target {
@@ -208,7 +246,10 @@ impl<'a> Walk<'a> {
                                             "content type {} is not on the allowlist, or the bytes do not match it",
                                             types.of(&target).unwrap_or("(none)")
                                         ));
-                                        walk.removed_ids.entry(source.clone()).or_default().insert(rel.id.clone(), What::UnknownPart);
+                                        walk.removed_ids
+                                            .entry(source.clone())
+                                            .or_default()
+                                            .insert(rel.id.clone(), What::UnknownPart);
                                         continue;
                                     }
                                 }
@@ -217,7 +258,10 @@ impl<'a> Walk<'a> {
                         kept_here.push(rel);
                     }
                     Judgement::Remove(what) => {
-                        walk.removed_ids.entry(source.clone()).or_default().insert(rel.id.clone(), what);
+                        walk.removed_ids
+                            .entry(source.clone())
+                            .or_default()
+                            .insert(rel.id.clone(), what);
                     }
                 }
             }
@@ -233,7 +277,7 @@ impl<'a> Walk<'a> {
     #[allow(clippy::too_many_arguments)]
     fn judge(
         &mut self,
-        pkg: &package::Package,
+        pkg: &package::Package<'_>,
         types: &ContentTypes,
         source: &str,
         rel: &Relationship,
@@ -261,13 +305,20 @@ impl<'a> Walk<'a> {
         }
         let target = rels::resolve(source, &rel.target)?;
         if type_name == "officeDocument" && target != main_part {
-            cx.remove(What::UnknownPart, location, format!("second main document {detail}"));
+            cx.remove(
+                What::UnknownPart,
+                location,
+                format!("second main document {detail}"),
+            );
             return Ok(Judgement::Remove(What::UnknownPart));
         }
         let what = match classify(type_name) {
             RelClass::Keep => {
                 if pkg.get(&target).is_none() {
-                    cx.warn(format!("{location}: relationship {} points to a missing part /{target}; dropped", rel.id));
+                    cx.warn(format!(
+                        "{location}: relationship {} points to a missing part /{target}; dropped",
+                        rel.id
+                    ));
                     return Ok(Judgement::Remove(What::UnknownPart));
                 }
                 let _ = types;
@@ -279,12 +330,21 @@ impl<'a> Walk<'a> {
             RelClass::Metadata => What::Metadata,
             RelClass::Drop(what) => what,
         };
-        cx.remove(what, format!("/{target}"), format!("{detail} (from {location})"));
+        cx.remove(
+            what,
+            format!("/{target}"),
+            format!("{detail} (from {location})"),
+        );
         Ok(Judgement::Remove(what))
     }
 
     /// Checks a part reached by an allowed relationship against the content-type allowlist.
-    fn admit(&self, pkg: &'a package::Package, types: &ContentTypes, name: &str) -> Result<Option<KeptPart<'a>>> {
+    fn admit(
+        &self,
+        pkg: &'a package::Package<'_>,
+        types: &ContentTypes,
+        name: &str,
+    ) -> Result<Option<KeptPart<'a>>> {
         let Some(bytes) = pkg.get(name) else {
             return Ok(None);
         };
@@ -321,24 +381,81 @@ enum RelClass {
 /// Relationship types (last URI segment) and what happens to their targets.
 fn classify(type_name: &str) -> RelClass {
     match type_name {
-        "officeDocument" | "styles" | "stylesWithEffects" | "settings" | "webSettings" | "fontTable"
-        | "numbering" | "footnotes" | "endnotes" | "comments" | "commentsExtended" | "commentsIds"
-        | "commentsExtensible" | "people" | "header" | "footer" | "theme" | "themeOverride" | "image"
-        | "glossaryDocument" | "worksheet" | "chartsheet" | "sharedStrings" | "calcChain" | "table"
-        | "tableSingleCells" | "pivotTable" | "pivotCacheDefinition" | "pivotCacheRecords" | "drawing"
-        | "vmlDrawing" | "chart" | "chartUserShapes" | "chartStyle" | "chartColorStyle" | "diagramData"
-        | "diagramLayout" | "diagramQuickStyle" | "diagramColors" | "diagramDrawing" | "slide"
-        | "slideLayout" | "slideMaster" | "notesSlide" | "notesMaster" | "handoutMaster" | "presProps"
-        | "viewProps" | "tableStyles" | "commentAuthors" | "tags" | "font" | "audio" | "video" | "media"
-        | "sheetMetadata" | "person" | "threadedComment" | "slicer" | "slicerCache" | "timeline"
+        "officeDocument"
+        | "styles"
+        | "stylesWithEffects"
+        | "settings"
+        | "webSettings"
+        | "fontTable"
+        | "numbering"
+        | "footnotes"
+        | "endnotes"
+        | "comments"
+        | "commentsExtended"
+        | "commentsIds"
+        | "commentsExtensible"
+        | "people"
+        | "header"
+        | "footer"
+        | "theme"
+        | "themeOverride"
+        | "image"
+        | "glossaryDocument"
+        | "worksheet"
+        | "chartsheet"
+        | "sharedStrings"
+        | "calcChain"
+        | "table"
+        | "tableSingleCells"
+        | "pivotTable"
+        | "pivotCacheDefinition"
+        | "pivotCacheRecords"
+        | "drawing"
+        | "vmlDrawing"
+        | "chart"
+        | "chartUserShapes"
+        | "chartStyle"
+        | "chartColorStyle"
+        | "diagramData"
+        | "diagramLayout"
+        | "diagramQuickStyle"
+        | "diagramColors"
+        | "diagramDrawing"
+        | "slide"
+        | "slideLayout"
+        | "slideMaster"
+        | "notesSlide"
+        | "notesMaster"
+        | "handoutMaster"
+        | "presProps"
+        | "viewProps"
+        | "tableStyles"
+        | "commentAuthors"
+        | "tags"
+        | "font"
+        | "audio"
+        | "video"
+        | "media"
+        | "sheetMetadata"
+        | "person"
+        | "threadedComment"
+        | "slicer"
+        | "slicerCache"
+        | "timeline"
         | "timelineCache" => RelClass::Keep,
-        "core-properties" | "metadata" | "extended-properties" | "custom-properties" | "thumbnail" => {
-            RelClass::Metadata
+        "core-properties"
+        | "metadata"
+        | "extended-properties"
+        | "custom-properties"
+        | "thumbnail" => RelClass::Metadata,
+        "vbaProject"
+        | "wordVbaData"
+        | "vbaProjectSignature"
+        | "keyMapCustomizations"
+        | "attachedToolbars" => RelClass::Drop(What::Macro),
+        "control" | "activeXControl" | "activeXControlBinary" | "ctrlProp" => {
+            RelClass::Drop(What::Activex)
         }
-        "vbaProject" | "wordVbaData" | "vbaProjectSignature" | "keyMapCustomizations" | "attachedToolbars" => {
-            RelClass::Drop(What::Macro)
-        }
-        "control" | "activeXControl" | "activeXControlBinary" | "ctrlProp" => RelClass::Drop(What::Activex),
         "oleObject" | "package" | "embeddedObject" => RelClass::Drop(What::OleObject),
         "aFChunk" => RelClass::Drop(What::EmbeddedFile),
         "attachedTemplate" | "externalLink" | "externalLinkPath" | "frame" | "subDocument" => {
@@ -350,7 +467,11 @@ fn classify(type_name: &str) -> RelClass {
         "extensibility" | "ui" | "customUI" => RelClass::Drop(What::CustomUi),
         "origin" | "signature" => RelClass::Drop(What::Signature),
         "printerSettings" => RelClass::Drop(What::PrinterSettings),
-        "customXml" | "customXmlProps" | "webextension" | "webextensiontaskpanes" | "taskpanes"
+        "customXml"
+        | "customXmlProps"
+        | "webextension"
+        | "webextensiontaskpanes"
+        | "taskpanes"
         | "customProperty" => RelClass::Drop(What::CustomXml),
         "xlMacrosheet" | "xlIntlMacrosheet" | "dialogsheet" => RelClass::Drop(What::XlmMacroSheet),
         _ => RelClass::Drop(What::UnknownPart),
@@ -364,52 +485,122 @@ fn part_format(ct: &str) -> Option<PartFormat> {
         (
             "application/vnd.openxmlformats-officedocument.wordprocessingml.",
             &[
-                "document.main", "template.main", "styles", "settings", "webSettings", "fontTable", "numbering",
-                "footnotes", "endnotes", "comments", "header", "footer", "document.glossary",
+                "document.main",
+                "template.main",
+                "styles",
+                "settings",
+                "webSettings",
+                "fontTable",
+                "numbering",
+                "footnotes",
+                "endnotes",
+                "comments",
+                "header",
+                "footer",
+                "document.glossary",
             ],
         ),
         (
             "application/vnd.openxmlformats-officedocument.spreadsheetml.",
             &[
-                "sheet.main", "template.main", "worksheet", "chartsheet", "sharedStrings", "styles", "calcChain",
-                "table", "tableSingleCells", "pivotTable", "pivotCacheDefinition", "pivotCacheRecords",
-                "comments", "sheetMetadata",
+                "sheet.main",
+                "template.main",
+                "worksheet",
+                "chartsheet",
+                "sharedStrings",
+                "styles",
+                "calcChain",
+                "table",
+                "tableSingleCells",
+                "pivotTable",
+                "pivotCacheDefinition",
+                "pivotCacheRecords",
+                "comments",
+                "sheetMetadata",
             ],
         ),
         (
             "application/vnd.openxmlformats-officedocument.presentationml.",
             &[
-                "presentation.main", "slideshow.main", "template.main", "slide", "slideLayout", "slideMaster",
-                "notesSlide", "notesMaster", "handoutMaster", "presProps", "viewProps", "tableStyles",
-                "commentAuthors", "comments", "tags",
+                "presentation.main",
+                "slideshow.main",
+                "template.main",
+                "slide",
+                "slideLayout",
+                "slideMaster",
+                "notesSlide",
+                "notesMaster",
+                "handoutMaster",
+                "presProps",
+                "viewProps",
+                "tableStyles",
+                "commentAuthors",
+                "comments",
+                "tags",
             ],
         ),
         (
             "application/vnd.openxmlformats-officedocument.drawingml.",
-            &["chart", "chartshapes", "diagramData", "diagramLayout", "diagramStyle", "diagramColors", "drawing"],
+            &[
+                "chart",
+                "chartshapes",
+                "diagramData",
+                "diagramLayout",
+                "diagramStyle",
+                "diagramColors",
+                "drawing",
+            ],
         ),
-        ("application/vnd.openxmlformats-officedocument.", &["theme", "themeOverride", "drawing"]),
+        (
+            "application/vnd.openxmlformats-officedocument.",
+            &["theme", "themeOverride", "drawing"],
+        ),
         (
             "application/vnd.ms-word.",
             &[
-                "stylesWithEffects", "commentsExtended", "commentsIds", "commentsExtensible", "people",
-                "document.macroEnabled.main", "template.macroEnabledTemplate.main",
+                "stylesWithEffects",
+                "commentsExtended",
+                "commentsIds",
+                "commentsExtensible",
+                "people",
+                "document.macroEnabled.main",
+                "template.macroEnabledTemplate.main",
             ],
         ),
         (
             "application/vnd.ms-excel.",
             &[
-                "person", "threadedcomments", "slicer", "slicerCache", "timeline", "timelineCache",
-                "sheet.macroEnabled.main", "template.macroEnabled.main", "addin.macroEnabled.main",
+                "person",
+                "threadedcomments",
+                "slicer",
+                "slicerCache",
+                "timeline",
+                "timelineCache",
+                "sheet.macroEnabled.main",
+                "template.macroEnabled.main",
+                "addin.macroEnabled.main",
             ],
         ),
         (
             "application/vnd.ms-powerpoint.",
-            &["presentation.macroEnabled.main", "slideshow.macroEnabled.main", "template.macroEnabled.main"],
+            &[
+                "presentation.macroEnabled.main",
+                "slideshow.macroEnabled.main",
+                "template.macroEnabled.main",
+            ],
         ),
-        ("application/vnd.ms-office.", &["chartstyle", "chartcolorstyle", "drawingml.diagramDrawing"]),
-        ("application/vnd.openxmlformats-package.", &["core-properties"]),
-        ("application/vnd.openxmlformats-officedocument.", &["extended-properties", "custom-properties"]),
+        (
+            "application/vnd.ms-office.",
+            &["chartstyle", "chartcolorstyle", "drawingml.diagramDrawing"],
+        ),
+        (
+            "application/vnd.openxmlformats-package.",
+            &["core-properties"],
+        ),
+        (
+            "application/vnd.openxmlformats-officedocument.",
+            &["extended-properties", "custom-properties"],
+        ),
     ];
     if ct == "application/vnd.openxmlformats-officedocument.vmlDrawing" {
         return Some(PartFormat::Xml);
@@ -426,9 +617,19 @@ fn part_format(ct: &str) -> Option<PartFormat> {
     }
     let binary = matches!(
         ct.to_ascii_lowercase().as_str(),
-        "image/png" | "image/jpeg" | "image/jpg" | "image/gif" | "image/bmp" | "image/tiff" | "image/x-emf"
-            | "image/x-wmf" | "image/emf" | "image/wmf" | "application/vnd.openxmlformats-officedocument.obfuscatedfont"
-            | "application/x-fontdata" | "application/x-font-ttf"
+        "image/png"
+            | "image/jpeg"
+            | "image/jpg"
+            | "image/gif"
+            | "image/bmp"
+            | "image/tiff"
+            | "image/x-emf"
+            | "image/x-wmf"
+            | "image/emf"
+            | "image/wmf"
+            | "application/vnd.openxmlformats-officedocument.obfuscatedfont"
+            | "application/x-fontdata"
+            | "application/x-font-ttf"
     ) || ct.starts_with("audio/")
         || ct.starts_with("video/");
     binary.then_some(PartFormat::Binary)
@@ -438,7 +639,12 @@ fn part_format(ct: &str) -> Option<PartFormat> {
 /// program (a renamed vbaProject.bin or an embedded executable).
 fn binary_matches(ct: &str, bytes: &[u8]) -> bool {
     let starts = |m: &[u8]| bytes.starts_with(m);
-    if starts(&[0xD0, 0xCF, 0x11, 0xE0]) || starts(b"PK\x03\x04") || starts(b"MZ") || starts(b"\x7fELF") || starts(b"%PDF") {
+    if starts(&[0xD0, 0xCF, 0x11, 0xE0])
+        || starts(b"PK\x03\x04")
+        || starts(b"MZ")
+        || starts(b"\x7fELF")
+        || starts(b"%PDF")
+    {
         return false;
     }
     match ct.to_ascii_lowercase().as_str() {
@@ -449,7 +655,9 @@ fn binary_matches(ct: &str, bytes: &[u8]) -> bool {
         "image/tiff" => starts(b"II*\0") || starts(b"MM\0*"),
         "image/x-emf" | "image/emf" => bytes.get(40..44) == Some(b" EMF"),
         "image/x-wmf" | "image/wmf" => {
-            starts(&[0xD7, 0xCD, 0xC6, 0x9A]) || starts(&[0x01, 0x00, 0x09, 0x00]) || starts(&[0x02, 0x00, 0x09, 0x00])
+            starts(&[0xD7, 0xCD, 0xC6, 0x9A])
+                || starts(&[0x01, 0x00, 0x09, 0x00])
+                || starts(&[0x02, 0x00, 0x09, 0x00])
         }
         _ => true,
     }

@@ -34,21 +34,27 @@ impl Relationship {
 pub fn parse(xml: &[u8]) -> Result<Vec<Relationship>> {
     let doc = Document::parse(xml)?;
     let mut out: Vec<Relationship> = Vec::new();
-    for el in doc.root.children_elements() {
-        if el.local() != "Relationship" {
+    for el in doc.child_elements(doc.root()) {
+        if doc.local(el) != "Relationship" {
             continue;
         }
-        let (Some(id), Some(rel_type), Some(target)) = (el.attr("Id"), el.attr("Type"), el.attr("Target")) else {
+        let (Some(id), Some(rel_type), Some(target)) = (
+            doc.attr(el, "Id"),
+            doc.attr(el, "Type"),
+            doc.attr(el, "Target"),
+        ) else {
             return Err(Error::malformed("relationship without Id, Type or Target"));
         };
         if out.iter().any(|r| r.id == id) {
             return Err(Error::malformed(format!("relationship Id {id} used twice")));
         }
         out.push(Relationship {
-            id: id.to_string(),
-            rel_type: rel_type.to_string(),
-            target: target.to_string(),
-            external: el.attr("TargetMode").is_some_and(|m| m.eq_ignore_ascii_case("External")),
+            id,
+            rel_type,
+            target,
+            external: doc
+                .attr(el, "TargetMode")
+                .is_some_and(|m| m.eq_ignore_ascii_case("External")),
         });
     }
     Ok(out)
@@ -83,7 +89,9 @@ pub fn resolve(source: &str, target: &str) -> Result<String> {
             "" | "." => {}
             ".." => {
                 if segments.pop().is_none() {
-                    return Err(Error::malformed(format!("relationship target {target} escapes the package")));
+                    return Err(Error::malformed(format!(
+                        "relationship target {target} escapes the package"
+                    )));
                 }
             }
             s => segments.push(s),
@@ -124,7 +132,11 @@ pub fn write(rels: &[Relationship]) -> Vec<u8> {
             escape_attr(&r.id),
             escape_attr(&r.rel_type),
             escape_attr(&r.target),
-            if r.external { " TargetMode=\"External\"" } else { "" }
+            if r.external {
+                " TargetMode=\"External\""
+            } else {
+                ""
+            }
         ));
     }
     out.push_str("</Relationships>");
@@ -137,10 +149,22 @@ mod tests {
 
     #[test]
     fn resolves_relative_and_absolute_targets() {
-        assert_eq!(resolve("word/document.xml", "media/image1.png").unwrap(), "word/media/image1.png");
-        assert_eq!(resolve("xl/worksheets/sheet1.xml", "../drawings/d1.xml").unwrap(), "xl/drawings/d1.xml");
-        assert_eq!(resolve("", "/word/document.xml").unwrap(), "word/document.xml");
+        assert_eq!(
+            resolve("word/document.xml", "media/image1.png").unwrap(),
+            "word/media/image1.png"
+        );
+        assert_eq!(
+            resolve("xl/worksheets/sheet1.xml", "../drawings/d1.xml").unwrap(),
+            "xl/drawings/d1.xml"
+        );
+        assert_eq!(
+            resolve("", "/word/document.xml").unwrap(),
+            "word/document.xml"
+        );
         assert!(resolve("word/document.xml", "../../etc/passwd").is_err());
-        assert_eq!(rels_name_for("word/document.xml"), "word/_rels/document.xml.rels");
+        assert_eq!(
+            rels_name_for("word/document.xml"),
+            "word/_rels/document.xml.rels"
+        );
     }
 }

@@ -1,15 +1,19 @@
-//! A small, namespace-aware XML tree for Office parts.
+//! A small, namespace-aware XML tree for Office parts, stored flat.
 //!
-//! Owns: parsing a part into a tree (quick-xml underneath), resolving each element's and
-//! attribute's namespace, and serialising the tree back as UTF-8 XML.
-//! Invariants: text and attribute values are kept in their escaped form and written back as
-//! they were (so nothing is double-escaped or unescaped by accident); DOCTYPE declarations
-//! (XXE, entity bombs) and undefined entities are malformed; comments and processing
-//! instructions are dropped; nesting is bounded so neither parsing nor writing can overflow
-//! the stack.
+//! Owns: parsing a part (quick-xml underneath) into an arena of nodes and attributes, resolving
+//! each element's and attribute's namespace, marking nodes and attributes removed or unwrapped,
+//! and serialising what is left as UTF-8 XML.
+//! Invariants: text and attribute values are kept in their escaped form (borrowed from the
+//! input where possible) and written back as they were, so nothing is double-escaped or
+//! unescaped by accident; DOCTYPE declarations (XXE, entity bombs) and undefined entities are
+//! malformed; comments and processing instructions are dropped; nesting is bounded so neither
+//! parsing nor writing can overflow the stack. Removal only ever marks: node ids stay valid.
 //! Must never: expand an entity other than the five predefined ones and character references.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
+use std::rc::Rc;
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -19,42 +23,58 @@ use crate::error::{Error, Result};
 /// Deepest element nesting accepted (Office documents stay far below this).
 const MAX_DEPTH: usize = 256;
 
-/// A node of the tree.
+/// Index of a node in its document.
+pub type NodeId = usize;
+
+const NONE: usize = usize::MAX;
+
+/// What a node is.
 #[derive(Debug, Clone)]
-pub enum Node {
+pub enum Kind<'a> {
     /// An element.
-    Element(Element),
+    Element {
+        /// The qualified name as written (`w:r`), interned per document.
+        name: Rc<str>,
+        /// The namespace URI ("" when none), shared between elements.
+        ns: Rc<str>,
+        /// Where the local name starts in `name` (after the prefix's colon).
+        local: usize,
+        /// Its attributes, as a range of [`Document::attrs`].
+        attrs: Range<usize>,
+    },
     /// Text, escaped as in the source.
-    Text(String),
+    Text(Cow<'a, str>),
     /// A CDATA section's content.
-    CData(String),
+    CData(Cow<'a, str>),
 }
 
-/// An element with its resolved namespace.
+/// One node and its links.
 #[derive(Debug, Clone)]
-pub struct Element {
-    /// The qualified name as written (`w:r`).
-    pub name: String,
-    /// The element's namespace URI ("" when none).
-    pub ns: String,
-    /// Attributes in source order.
-    pub attrs: Vec<Attr>,
-    /// Child nodes.
-    pub children: Vec<Node>,
+pub struct NodeData<'a> {
+    /// What it is.
+    pub kind: Kind<'a>,
+    first_child: usize,
+    next_sibling: usize,
+    /// Removed with everything below it.
+    pub removed: bool,
+    /// Its own tags are dropped; its children stay in its place.
+    pub unwrapped: bool,
 }
 
 /// An attribute with its resolved namespace.
 #[derive(Debug, Clone)]
-pub struct Attr {
+pub struct Attr<'a> {
     /// The qualified name as written (`r:id`).
-    pub name: String,
-    /// The attribute's namespace URI ("" for unprefixed attributes).
-    pub ns: String,
+    pub name: Rc<str>,
+    /// The namespace URI ("" for unprefixed attributes).
+    pub ns: Rc<str>,
     /// The value, escaped as in the source.
-    pub raw: String,
+    pub raw: Cow<'a, str>,
+    /// Dropped from the output.
+    pub removed: bool,
 }
 
-impl Attr {
+impl Attr<'_> {
     /// The local part of the name.
     pub fn local(&self) -> &str {
         local_of(&self.name)
@@ -65,142 +85,139 @@ impl Attr {
     }
 }
 
-impl Element {
-    /// The local part of the name.
-    pub fn local(&self) -> &str {
-        local_of(&self.name)
-    }
-
-    /// True when the element has this namespace (any of `uris`) and local name.
-    pub fn is(&self, uris: &[&str], local: &str) -> bool {
-        self.local() == local && uris.contains(&self.ns.as_str())
-    }
-
-    /// The unescaped value of an attribute by qualified name.
-    pub fn attr(&self, name: &str) -> Option<String> {
-        self.attrs.iter().find(|a| a.name == name).map(Attr::value)
-    }
-
-    /// The unescaped value of an attribute by namespace and local name.
-    pub fn attr_ns(&self, uris: &[&str], local: &str) -> Option<String> {
-        self.attrs
-            .iter()
-            .find(|a| a.local() == local && uris.contains(&a.ns.as_str()))
-            .map(Attr::value)
-    }
-
-    /// Child elements.
-    pub fn children_elements(&self) -> impl Iterator<Item = &Element> {
-        self.children.iter().filter_map(|n| match n {
-            Node::Element(e) => Some(e),
-            _ => None,
-        })
-    }
-
-    /// All text below this element, unescaped, in document order.
-    pub fn text(&self) -> String {
-        let mut out = String::new();
-        collect_text(self, &mut out, 0);
-        out
-    }
-}
-
-fn collect_text(el: &Element, out: &mut String, depth: usize) {
-    if depth > MAX_DEPTH {
-        return;
-    }
-    for child in &el.children {
-        match child {
-            Node::Text(t) => out.push_str(&unescape(t)),
-            Node::CData(t) => out.push_str(t),
-            Node::Element(e) => collect_text(e, out, depth + 1),
-        }
-    }
-}
-
 /// A parsed part.
 #[derive(Debug, Clone)]
-pub struct Document {
-    /// The root element.
-    pub root: Element,
+pub struct Document<'a> {
+    nodes: Vec<NodeData<'a>>,
+    attrs: Vec<Attr<'a>>,
+    root: NodeId,
 }
 
-impl Document {
+impl<'a> Document<'a> {
     /// Parses a part.
     ///
     /// # Errors
     /// Not UTF-8, not well-formed, a DOCTYPE, an undefined entity, nesting over the limit.
-    pub fn parse(bytes: &[u8]) -> Result<Self> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-        let text = std::str::from_utf8(bytes).map_err(|_| Error::unsupported("XML part is not UTF-8"))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| Error::unsupported("XML part is not UTF-8"))?;
         let mut reader = Reader::from_str(text);
         let config = reader.config_mut();
         config.trim_text(false);
         config.check_end_names = true;
         config.expand_empty_elements = false;
 
-        // Each open element, with the namespace scope it opened.
-        let mut stack: Vec<(Element, Vec<(String, String)>)> = Vec::new();
-        let mut scopes: Vec<HashMap<String, String>> = vec![HashMap::from([
-            ("xml".to_string(), "http://www.w3.org/XML/1998/namespace".to_string()),
-        ])];
-        let mut root: Option<Element> = None;
+        let mut doc = Document {
+            nodes: Vec::with_capacity(text.len() / 24),
+            attrs: Vec::new(),
+            root: NONE,
+        };
+        // Open elements: (id, last child so far, namespace bindings it declared). Bindings
+        // live on one stack searched from the top, so elements that declare none (most) cost
+        // nothing.
+        let mut stack: Vec<(NodeId, usize, usize)> = Vec::new();
+        let mut bindings: Vec<(String, Rc<str>)> = vec![(
+            "xml".to_string(),
+            Rc::from("http://www.w3.org/XML/1998/namespace"),
+        )];
+        let empty: Rc<str> = Rc::from("");
+        let mut names = Names::new(empty.clone());
         loop {
-            let event = reader
-                .read_event()
-                .map_err(|e| Error::malformed(format!("XML error at byte {}: {e}", reader.buffer_position())))?;
+            let event = reader.read_event().map_err(|e| {
+                Error::malformed(format!(
+                    "XML error at byte {}: {e}",
+                    reader.buffer_position()
+                ))
+            })?;
             match event {
-                Event::Start(e) | Event::Empty(e) if root.is_some() => {
-                    let _ = e;
-                    return Err(Error::malformed("XML has more than one root element"));
-                }
                 Event::Start(ref e) | Event::Empty(ref e) => {
-                    let is_empty = matches!(event, Event::Empty(_));
-                    let name = e.name().as_ref().to_string();
-                    let mut raw_attrs = Vec::new();
-                    let mut scope = scopes.last().cloned().unwrap_or_default();
-                    for attr in e.attributes().with_checks(true) {
-                        let attr = attr.map_err(|err| Error::malformed(format!("attribute error: {err}")))?;
-                        let key = attr.key.as_ref().to_string();
-                        let raw = attr.value.to_string();
-                        if key == "xmlns" {
-                            scope.insert(String::new(), unescape(&raw));
-                        } else if let Some(prefix) = key.strip_prefix("xmlns:") {
-                            scope.insert(prefix.to_string(), unescape(&raw));
-                        }
-                        check_refs(&raw)?;
-                        raw_attrs.push((key, raw));
+                    if stack.is_empty() && doc.root != NONE {
+                        return Err(Error::malformed("XML has more than one root element"));
                     }
-                    let ns = resolve(&scope, &name, true);
-                    let attrs = raw_attrs
-                        .into_iter()
-                        .map(|(key, raw)| Attr {
-                            ns: if key.starts_with("xmlns") { String::new() } else { resolve(&scope, &key, false) },
-                            name: key,
+                    let is_empty = matches!(event, Event::Empty(_));
+                    // First pass (only when the tag declares any): namespace declarations, so
+                    // that every name below resolves against the bindings this element opens.
+                    let mut declared = 0;
+                    if e.attributes_raw().contains("xmlns") {
+                        for attr in e.attributes().with_checks(false) {
+                            let attr = attr.map_err(|err| {
+                                Error::malformed(format!("attribute error: {err}"))
+                            })?;
+                            let key = attr.key.as_ref();
+                            let prefix = if key == "xmlns" {
+                                Some("")
+                            } else {
+                                key.strip_prefix("xmlns:")
+                            };
+                            if let Some(prefix) = prefix {
+                                check_refs(&attr.value)?;
+                                let uri = intern(&bindings, &unescape(&attr.value));
+                                bindings.push((prefix.to_string(), uri));
+                                declared += 1;
+                            }
+                        }
+                        if declared > 0 {
+                            names.bindings_changed();
+                        }
+                    }
+                    let (name, ns) = names.get(e.name().as_ref(), &bindings, true);
+                    let start = doc.attrs.len();
+                    for attr in e.attributes().with_checks(true) {
+                        let attr = attr
+                            .map_err(|err| Error::malformed(format!("attribute error: {err}")))?;
+                        let key = attr.key.as_ref();
+                        let raw = reborrow(text, &attr.value);
+                        check_refs(&raw)?;
+                        let (name, ns) = if key.starts_with("xmlns") {
+                            (names.get(key, &bindings, false).0, empty.clone())
+                        } else {
+                            names.get(key, &bindings, false)
+                        };
+                        doc.attrs.push(Attr {
+                            name,
+                            ns,
                             raw,
-                        })
-                        .collect();
-                    let el = Element { name, ns, attrs, children: Vec::new() };
+                            removed: false,
+                        });
+                    }
+                    let local = name.rfind(':').map_or(0, |i| i + 1);
+                    let id = doc.push(
+                        &mut stack,
+                        Kind::Element {
+                            name,
+                            ns,
+                            local,
+                            attrs: start..doc.attrs.len(),
+                        },
+                    );
+                    if doc.root == NONE {
+                        doc.root = id;
+                    }
                     if is_empty {
-                        attach(&mut stack, &mut root, Node::Element(el));
+                        if declared > 0 {
+                            bindings.truncate(bindings.len() - declared);
+                            names.bindings_changed();
+                        }
                     } else {
                         if stack.len() >= MAX_DEPTH {
                             return Err(Error::limit_exceeded("XML nested too deeply"));
                         }
-                        scopes.push(scope);
-                        stack.push((el, Vec::new()));
+                        stack.push((id, NONE, declared));
                     }
                 }
                 Event::End(_) => {
-                    let Some((el, _)) = stack.pop() else {
+                    let Some((_, _, declared)) = stack.pop() else {
                         return Err(Error::malformed("unbalanced end tag"));
                     };
-                    scopes.pop();
-                    attach(&mut stack, &mut root, Node::Element(el));
+                    if declared > 0 {
+                        bindings.truncate(bindings.len() - declared);
+                        names.bindings_changed();
+                    }
                 }
                 Event::Text(t) => {
-                    if let Some((parent, _)) = stack.last_mut() {
-                        push_text(parent, &t);
+                    if !stack.is_empty() {
+                        doc.push(&mut stack, Kind::Text(reborrow(text, &t)));
                     } else if !t.trim().is_empty() {
                         return Err(Error::malformed("text outside the root element"));
                     }
@@ -208,16 +225,20 @@ impl Document {
                 Event::GeneralRef(r) => {
                     let entity = format!("&{};", &*r);
                     check_refs(&entity)?;
-                    if let Some((parent, _)) = stack.last_mut() {
-                        push_text(parent, &entity);
+                    if !stack.is_empty() {
+                        doc.push(&mut stack, Kind::Text(Cow::Owned(entity)));
                     }
                 }
                 Event::CData(c) => {
-                    if let Some((parent, _)) = stack.last_mut() {
-                        parent.children.push(Node::CData(c.to_string()));
+                    if !stack.is_empty() {
+                        doc.push(&mut stack, Kind::CData(reborrow(text, &c)));
                     }
                 }
-                Event::DocType(_) => return Err(Error::malformed("DOCTYPE in an Office part (entity expansion risk)")),
+                Event::DocType(_) => {
+                    return Err(Error::malformed(
+                        "DOCTYPE in an Office part (entity expansion risk)",
+                    ))
+                }
                 Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
                 Event::Eof => break,
             }
@@ -225,44 +246,349 @@ impl Document {
         if !stack.is_empty() {
             return Err(Error::malformed("XML ends inside an element"));
         }
-        let root = root.ok_or_else(|| Error::malformed("XML has no root element"))?;
-        Ok(Document { root })
+        if doc.root == NONE {
+            return Err(Error::malformed("XML has no root element"));
+        }
+        Ok(doc)
     }
 
-    /// Serialises the tree as UTF-8 with a standalone declaration.
+    /// Appends a node as the last child of the innermost open element.
+    fn push(&mut self, stack: &mut [(NodeId, usize, usize)], kind: Kind<'a>) -> NodeId {
+        let id = self.nodes.len();
+        self.nodes.push(NodeData {
+            kind,
+            first_child: NONE,
+            next_sibling: NONE,
+            removed: false,
+            unwrapped: false,
+        });
+        if let Some((parent, last, _)) = stack.last_mut() {
+            if *last == NONE {
+                self.nodes[*parent].first_child = id;
+            } else {
+                self.nodes[*last].next_sibling = id;
+            }
+            *last = id;
+        }
+        id
+    }
+
+    /// The root element.
+    pub fn root(&self) -> NodeId {
+        self.root
+    }
+
+    /// A node.
+    pub fn node(&self, id: NodeId) -> &NodeData<'a> {
+        &self.nodes[id]
+    }
+
+    /// Children of a node, removed ones included (check [`NodeData::removed`]).
+    pub fn children(&self, id: NodeId) -> Children<'_, 'a> {
+        Children {
+            doc: self,
+            next: self.nodes[id].first_child,
+        }
+    }
+
+    /// Child elements that are not removed.
+    pub fn child_elements(&self, id: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        self.children(id)
+            .filter(|&c| !self.nodes[c].removed && self.is_element(c))
+    }
+
+    /// True for element nodes.
+    pub fn is_element(&self, id: NodeId) -> bool {
+        matches!(self.nodes[id].kind, Kind::Element { .. })
+    }
+
+    /// The qualified name of an element ("" for other nodes).
+    pub fn name(&self, id: NodeId) -> &str {
+        match &self.nodes[id].kind {
+            Kind::Element { name, .. } => name,
+            _ => "",
+        }
+    }
+
+    /// The local name of an element ("" for other nodes).
+    pub fn local(&self, id: NodeId) -> &str {
+        match &self.nodes[id].kind {
+            Kind::Element { name, local, .. } => name.get(*local..).unwrap_or(""),
+            _ => "",
+        }
+    }
+
+    /// The first child of a node, removed or not.
+    pub fn first_child(&self, id: NodeId) -> Option<NodeId> {
+        let c = self.nodes[id].first_child;
+        (c != NONE).then_some(c)
+    }
+
+    /// The next sibling of a node, removed or not.
+    pub fn next_sibling(&self, id: NodeId) -> Option<NodeId> {
+        let c = self.nodes[id].next_sibling;
+        (c != NONE).then_some(c)
+    }
+
+    /// The namespace URI of an element ("" for other nodes).
+    pub fn ns(&self, id: NodeId) -> &str {
+        match &self.nodes[id].kind {
+            Kind::Element { ns, .. } => ns,
+            _ => "",
+        }
+    }
+
+    /// True when the node is an element with this namespace (any of `uris`) and local name.
+    pub fn is(&self, id: NodeId, uris: &[&str], local: &str) -> bool {
+        self.local(id) == local && uris.contains(&self.ns(id))
+    }
+
+    /// The live attributes of an element.
+    pub fn attrs(&self, id: NodeId) -> impl Iterator<Item = &Attr<'a>> {
+        let range = match &self.nodes[id].kind {
+            Kind::Element { attrs, .. } => attrs.clone(),
+            _ => 0..0,
+        };
+        self.attrs[range].iter().filter(|a| !a.removed)
+    }
+
+    /// The attributes of an element, for marking removals.
+    pub fn attrs_mut(&mut self, id: NodeId) -> &mut [Attr<'a>] {
+        let range = match &self.nodes[id].kind {
+            Kind::Element { attrs, .. } => attrs.clone(),
+            _ => 0..0,
+        };
+        &mut self.attrs[range]
+    }
+
+    /// The unescaped value of an attribute by qualified name.
+    pub fn attr(&self, id: NodeId, name: &str) -> Option<String> {
+        self.attrs(id).find(|a| &*a.name == name).map(Attr::value)
+    }
+
+    /// The unescaped value of an attribute by namespace and local name.
+    pub fn attr_ns(&self, id: NodeId, uris: &[&str], local: &str) -> Option<String> {
+        self.attrs(id)
+            .find(|a| a.local() == local && uris.contains(&&*a.ns))
+            .map(Attr::value)
+    }
+
+    /// All live text below a node, unescaped, in document order.
+    pub fn text(&self, id: NodeId) -> String {
+        let mut out = String::new();
+        self.collect_text(id, &mut out, 0);
+        out
+    }
+
+    fn collect_text(&self, id: NodeId, out: &mut String, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        for c in self.children(id) {
+            let node = &self.nodes[c];
+            if node.removed {
+                continue;
+            }
+            match &node.kind {
+                Kind::Text(t) => out.push_str(&unescape(t)),
+                Kind::CData(t) => out.push_str(t),
+                Kind::Element { .. } => self.collect_text(c, out, depth + 1),
+            }
+        }
+    }
+
+    /// Removes a node and everything below it from the output.
+    pub fn remove(&mut self, id: NodeId) {
+        self.nodes[id].removed = true;
+    }
+
+    /// Drops an element's own tags, keeping its children in its place.
+    pub fn unwrap(&mut self, id: NodeId) {
+        self.nodes[id].unwrapped = true;
+    }
+
+    /// Serialises what is left, with a standalone declaration.
     pub fn write(&self) -> Vec<u8> {
-        let mut out = String::with_capacity(4096);
+        let mut out = String::with_capacity(self.nodes.len() * 24);
         out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n");
-        write_element(&self.root, &mut out);
+        self.write_node(self.root, &mut out);
         out.into_bytes()
     }
-}
 
-fn push_text(parent: &mut Element, text: &str) {
-    if let Some(Node::Text(prev)) = parent.children.last_mut() {
-        prev.push_str(text);
-    } else {
-        parent.children.push(Node::Text(text.to_string()));
-    }
-}
-
-fn attach(stack: &mut [(Element, Vec<(String, String)>)], root: &mut Option<Element>, node: Node) {
-    match stack.last_mut() {
-        Some((parent, _)) => parent.children.push(node),
-        None => {
-            if let Node::Element(el) = node {
-                *root = Some(el);
+    fn write_node(&self, id: NodeId, out: &mut String) {
+        let node = &self.nodes[id];
+        if node.removed {
+            return;
+        }
+        match &node.kind {
+            Kind::Text(t) => out.push_str(t),
+            Kind::CData(c) => {
+                out.push_str("<![CDATA[");
+                out.push_str(c);
+                out.push_str("]]>");
+            }
+            Kind::Element { name, .. } => {
+                if node.unwrapped {
+                    for c in self.children(id) {
+                        self.write_node(c, out);
+                    }
+                    return;
+                }
+                out.push('<');
+                out.push_str(name);
+                for a in self.attrs(id) {
+                    out.push(' ');
+                    out.push_str(&a.name);
+                    out.push_str("=\"");
+                    // Raw values are already escaped, but a single-quoted value may hold `"`.
+                    if a.raw.contains(['"', '<']) {
+                        out.push_str(&a.raw.replace('"', "&quot;").replace('<', "&lt;"));
+                    } else {
+                        out.push_str(&a.raw);
+                    }
+                    out.push('"');
+                }
+                if self.children(id).all(|c| self.nodes[c].removed) {
+                    out.push_str("/>");
+                    return;
+                }
+                out.push('>');
+                for c in self.children(id) {
+                    self.write_node(c, out);
+                }
+                out.push_str("</");
+                out.push_str(name);
+                out.push('>');
             }
         }
     }
 }
 
-fn resolve(scope: &HashMap<String, String>, qname: &str, default_applies: bool) -> String {
-    match qname.split_once(':') {
-        Some((prefix, _)) => scope.get(prefix).cloned().unwrap_or_default(),
-        None if default_applies => scope.get("").cloned().unwrap_or_default(),
-        None => String::new(),
+/// Iterator over a node's children.
+pub struct Children<'d, 'a> {
+    doc: &'d Document<'a>,
+    next: usize,
+}
+
+impl Iterator for Children<'_, '_> {
+    type Item = NodeId;
+    fn next(&mut self) -> Option<NodeId> {
+        if self.next == NONE {
+            return None;
+        }
+        let id = self.next;
+        self.next = self.doc.nodes[id].next_sibling;
+        Some(id)
     }
+}
+
+/// Interned names and their resolved namespaces.
+///
+/// Element and attribute names repeat thousands of times (w:r, w:t, w:val): each is stored
+/// once, with its namespace as an element and as an attribute cached beside it until the
+/// bindings change (Office parts declare namespaces on the root element, so in practice that
+/// happens once). One hash lookup per name.
+struct Names {
+    slots: HashMap<String, Slot, foldhash::fast::RandomState>,
+    empty: Rc<str>,
+}
+
+struct Slot {
+    name: Rc<str>,
+    as_element: Option<Rc<str>>,
+    as_attribute: Option<Rc<str>>,
+}
+
+impl Names {
+    fn new(empty: Rc<str>) -> Self {
+        Self {
+            slots: HashMap::default(),
+            empty,
+        }
+    }
+
+    /// The interned name and its namespace under the current bindings.
+    fn get(
+        &mut self,
+        raw: &str,
+        bindings: &[(String, Rc<str>)],
+        is_element: bool,
+    ) -> (Rc<str>, Rc<str>) {
+        let empty = &self.empty;
+        if let Some(slot) = self.slots.get_mut(raw) {
+            let cached = if is_element {
+                &mut slot.as_element
+            } else {
+                &mut slot.as_attribute
+            };
+            let ns = cached
+                .get_or_insert_with(|| resolve(bindings, raw, is_element, empty))
+                .clone();
+            return (slot.name.clone(), ns);
+        }
+        let ns = resolve(bindings, raw, is_element, empty);
+        let name: Rc<str> = Rc::from(raw);
+        let mut slot = Slot {
+            name: name.clone(),
+            as_element: None,
+            as_attribute: None,
+        };
+        *(if is_element {
+            &mut slot.as_element
+        } else {
+            &mut slot.as_attribute
+        }) = Some(ns.clone());
+        self.slots.insert(raw.to_string(), slot);
+        (name, ns)
+    }
+
+    fn bindings_changed(&mut self) {
+        for slot in self.slots.values_mut() {
+            slot.as_element = None;
+            slot.as_attribute = None;
+        }
+    }
+}
+
+/// Borrows `s` from `input` when it is a slice of it (quick-xml hands out borrowed text and
+/// attribute values when nothing needed unescaping), so values cost no allocation.
+fn reborrow<'a>(input: &'a str, s: &str) -> Cow<'a, str> {
+    let base = input.as_ptr() as usize;
+    let start = s.as_ptr() as usize;
+    if start >= base && start + s.len() <= base + input.len() {
+        let offset = start - base;
+        if let Some(slice) = input.get(offset..offset + s.len()) {
+            return Cow::Borrowed(slice);
+        }
+    }
+    Cow::Owned(s.to_string())
+}
+
+/// Reuses an equal namespace string already bound, so most elements share one allocation.
+fn intern(bindings: &[(String, Rc<str>)], uri: &str) -> Rc<str> {
+    bindings
+        .iter()
+        .rev()
+        .find(|(_, u)| &**u == uri)
+        .map_or_else(|| Rc::from(uri), |(_, u)| u.clone())
+}
+
+fn resolve(
+    bindings: &[(String, Rc<str>)],
+    qname: &str,
+    default_applies: bool,
+    empty: &Rc<str>,
+) -> Rc<str> {
+    let prefix = match qname.split_once(':') {
+        Some((prefix, _)) => prefix,
+        None if default_applies => "",
+        None => return empty.clone(),
+    };
+    bindings
+        .iter()
+        .rev()
+        .find(|(p, _)| p == prefix)
+        .map_or_else(|| empty.clone(), |(_, uri)| uri.clone())
 }
 
 fn local_of(name: &str) -> &str {
@@ -274,7 +600,9 @@ fn check_refs(raw: &str) -> Result<()> {
     let mut rest = raw;
     while let Some(start) = rest.find('&') {
         let after = &rest[start + 1..];
-        let end = after.find(';').ok_or_else(|| Error::malformed("unterminated entity reference"))?;
+        let end = after
+            .find(';')
+            .ok_or_else(|| Error::malformed("unterminated entity reference"))?;
         let name = &after[..end];
         let ok = matches!(name, "lt" | "gt" | "amp" | "apos" | "quot")
             || name
@@ -342,38 +670,6 @@ pub fn escape_attr(s: &str) -> String {
     out
 }
 
-fn write_element(el: &Element, out: &mut String) {
-    out.push('<');
-    out.push_str(&el.name);
-    for a in &el.attrs {
-        out.push(' ');
-        out.push_str(&a.name);
-        out.push_str("=\"");
-        // Raw values are already escaped, but a value that was single-quoted may hold `"`.
-        out.push_str(&a.raw.replace('"', "&quot;").replace('<', "&lt;"));
-        out.push('"');
-    }
-    if el.children.is_empty() {
-        out.push_str("/>");
-        return;
-    }
-    out.push('>');
-    for child in &el.children {
-        match child {
-            Node::Element(e) => write_element(e, out),
-            Node::Text(t) => out.push_str(t),
-            Node::CData(c) => {
-                out.push_str("<![CDATA[");
-                out.push_str(c);
-                out.push_str("]]>");
-            }
-        }
-    }
-    out.push_str("</");
-    out.push_str(&el.name);
-    out.push('>');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,20 +678,38 @@ mod tests {
     fn round_trips_and_resolves_namespaces() {
         let src = br#"<?xml version="1.0"?><a:x xmlns:a="urn:a" xmlns:r="urn:r"><a:y r:id="rId1" v='say "hi"'>1 &amp; 2</a:y><!-- c --><z/></a:x>"#;
         let doc = Document::parse(src).unwrap();
-        let y = doc.root.children_elements().next().unwrap();
-        assert!(y.is(&["urn:a"], "y"));
-        assert_eq!(y.attr_ns(&["urn:r"], "id").as_deref(), Some("rId1"));
-        assert_eq!(y.text(), "1 & 2");
+        let y = doc.child_elements(doc.root()).next().unwrap();
+        assert!(doc.is(y, &["urn:a"], "y"));
+        assert_eq!(doc.attr_ns(y, &["urn:r"], "id").as_deref(), Some("rId1"));
+        assert_eq!(doc.text(y), "1 & 2");
         let out = String::from_utf8(doc.write()).unwrap();
         assert!(out.ends_with(r#"<a:x xmlns:a="urn:a" xmlns:r="urn:r"><a:y r:id="rId1" v="say &quot;hi&quot;">1 &amp; 2</a:y><z/></a:x>"#), "{out}");
         Document::parse(out.as_bytes()).unwrap();
     }
 
     #[test]
+    fn removal_and_unwrapping_only_mark() {
+        let src = b"<r><keep>a</keep><gone>b</gone><wrap><in>c</in></wrap></r>";
+        let mut doc = Document::parse(src).unwrap();
+        let kids: Vec<_> = doc.child_elements(doc.root()).collect();
+        doc.remove(kids[1]);
+        doc.unwrap(kids[2]);
+        assert_eq!(
+            String::from_utf8(doc.write()).unwrap().lines().nth(1),
+            Some("<r><keep>a</keep><in>c</in></r>")
+        );
+    }
+
+    #[test]
     fn rejects_doctype_and_unknown_entities() {
-        assert!(Document::parse(b"<!DOCTYPE x [<!ENTITY a \"b\">]><x>&a;</x>").unwrap_err().is_malformed());
+        assert!(
+            Document::parse(b"<!DOCTYPE x [<!ENTITY a \"b\">]><x>&a;</x>")
+                .unwrap_err()
+                .is_malformed()
+        );
         assert!(Document::parse(b"<x>&a;</x>").unwrap_err().is_malformed());
         assert!(Document::parse(b"<x><y></x>").is_err());
+        assert!(Document::parse(b"<x/><y/>").is_err());
         let deep = "<a>".repeat(300) + &"</a>".repeat(300);
         assert!(Document::parse(deep.as_bytes()).is_err());
     }

@@ -18,7 +18,14 @@ pub fn process(bytes: &[u8], name: &str) -> Outcome {
 
 /// Processes bytes under a name with a policy.
 pub fn process_with(bytes: &[u8], name: &str, policy: &Policy) -> Outcome {
-    Registry::standard().process(bytes, &Declared { name: Some(name), mime: None }, policy)
+    Registry::standard().process(
+        bytes,
+        &Declared {
+            name: Some(name),
+            mime: None,
+        },
+        policy,
+    )
 }
 
 /// The compliance helper (after vector's sink tests): runs a good input, then hostile variants
@@ -34,11 +41,23 @@ pub fn assert_fail_closed(name: &str, good: &[u8]) -> Outcome {
         outcome.report.reason
     );
     let out = outcome.output().expect("sanitized output");
-    assert_ne!(out.bytes(), good, "{name}: output must be rebuilt, not the input");
-    assert_eq!(outcome.report.output_sha256.as_deref(), Some(sha(out.bytes()).as_str()));
+    assert_ne!(
+        out.bytes(),
+        good,
+        "{name}: output must be rebuilt, not the input"
+    );
+    assert_eq!(
+        outcome.report.output_sha256.as_deref(),
+        Some(sha(out.bytes()).as_str())
+    );
 
     let mut variants: Vec<(String, Vec<u8>)> = Vec::new();
-    for cut in [good.len() / 4, good.len() / 2, good.len() * 3 / 4, good.len().saturating_sub(64)] {
+    for cut in [
+        good.len() / 4,
+        good.len() / 2,
+        good.len() * 3 / 4,
+        good.len().saturating_sub(64),
+    ] {
         if cut > 8 {
             variants.push((format!("truncated at {cut}"), good[..cut].to_vec()));
         }
@@ -53,8 +72,12 @@ pub fn assert_fail_closed(name: &str, good: &[u8]) -> Outcome {
     }
     variants.push(("garbage after the magic".into(), garbage));
     for (what, bytes) in &variants {
-        let o = process(&bytes, name);
-        assert!(o.output().is_none(), "{name}: {what} produced an output ({:?})", o.report.verdict);
+        let o = process(bytes, name);
+        assert!(
+            o.output().is_none(),
+            "{name}: {what} produced an output ({:?})",
+            o.report.verdict
+        );
         assert_eq!(o.report.verdict, Verdict::Quarantined, "{name}: {what}");
         assert!(o.report.reason.is_some(), "{name}: {what} has no reason");
     }
@@ -62,15 +85,27 @@ pub fn assert_fail_closed(name: &str, good: &[u8]) -> Outcome {
     let mut small = Policy::default();
     small.limits.max_input_bytes = good.len() as u64 - 1;
     let o = process_with(good, name, &small);
-    assert!(o.output().is_none(), "{name}: over the input limit produced an output");
-    assert_eq!(o.report.reason.as_ref().map(|r| r.code.as_str()), Some("limit-exceeded"));
+    assert!(
+        o.output().is_none(),
+        "{name}: over the input limit produced an output"
+    );
+    assert_eq!(
+        o.report.reason.as_ref().map(|r| r.code.as_str()),
+        Some("limit-exceeded")
+    );
 
     if good.starts_with(b"PK") {
         let mut tight = Policy::default();
         tight.limits.max_expanded_bytes = 64;
         let o = process_with(good, name, &tight);
-        assert!(o.output().is_none(), "{name}: over the expansion limit produced an output");
-        assert_eq!(o.report.reason.as_ref().map(|r| r.code.as_str()), Some("limit-exceeded"));
+        assert!(
+            o.output().is_none(),
+            "{name}: over the expansion limit produced an output"
+        );
+        assert_eq!(
+            o.report.reason.as_ref().map(|r| r.code.as_str()),
+            Some("limit-exceeded")
+        );
     }
     outcome
 }
@@ -125,7 +160,10 @@ fn walk(obj: &Object, out: &mut Vec<String>, depth: usize) {
 
 /// Page count of a PDF by our parser.
 pub fn pdf_pages(bytes: &[u8]) -> usize {
-    Document::load_mem(bytes).expect("PDF parses").get_pages().len()
+    Document::load_mem(bytes)
+        .expect("PDF parses")
+        .get_pages()
+        .len()
 }
 
 /// Reads one member of a ZIP as text (None when absent).
@@ -140,10 +178,15 @@ pub fn zip_text(bytes: &[u8], name: &str) -> Option<String> {
 /// Names of every member of a ZIP.
 pub fn zip_names(bytes: &[u8]) -> Vec<String> {
     let z = zip::ZipArchive::new(Cursor::new(bytes)).expect("zip");
-    z.file_names().map(|n| n.expect("utf-8 name").into_owned()).collect()
+    z.file_names()
+        .map(|n| n.expect("utf-8 name").into_owned())
+        .collect()
 }
 
 /// The workspace root (for ../shared and target/).
 pub fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
 }

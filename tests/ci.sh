@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian 12 machine or an already prepared one.
+#
+# Installs (idempotently) what the tests use as independent verifiers — qpdf, poppler-utils,
+# LibreOffice with Japanese fonts, and oletools in a venv under target/ — then runs every test
+# in the workspace. Nothing is skipped when a tool is missing: the tests fail instead, so this
+# script is the one way to run them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+packages=(qpdf poppler-utils libreoffice-writer-nogui libreoffice-calc-nogui
+          fonts-ipaexfont-gothic fonts-ipaexfont-mincho python3-venv ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "ci: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+venv=target/oletools-venv
+if ! "$venv/bin/olevba" --help >/dev/null 2>&1; then
+  echo "ci: installing oletools into $venv"
+  rm -rf "$venv"
+  mkdir -p target
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "oletools==0.60.2"
+fi
+
+if [ ! -f ../shared/corpus/MANIFEST.tsv ]; then
+  echo "ci: the reference corpus is expected at ../shared/corpus (set MUKAIKA_CORPUS)" >&2
+fi
+
+cargo test --workspace --locked

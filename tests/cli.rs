@@ -1,0 +1,179 @@
+//! `mukaika sanitize` end to end: real files in temp folders, the real binary.
+
+#[path = "../fixtures/generate.rs"]
+mod generate;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn mukaika(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .args(args)
+        .output()
+        .expect("run mukaika")
+}
+
+fn report(dir: &Path, name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join(format!("{name}.report.json")))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn sanitize_writes_outputs_and_a_report_for_every_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(
+        input.join("見積書.docm"),
+        generate::docm_with_macro().build(),
+    )
+    .unwrap();
+    std::fs::write(input.join("brochure.pdf"), generate::pdf_js_openaction()).unwrap();
+    std::fs::write(input.join("setup.exe"), b"MZ\x90\x00\x03\x00\x00\x00").unwrap();
+    let args: Vec<String> = ["sanitize", "--json", "--out"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.display().to_string()])
+        .chain(
+            ["見積書.docm", "brochure.pdf", "setup.exe"]
+                .iter()
+                .map(|n| input.join(n).display().to_string()),
+        )
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = mukaika(&args);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(result.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+
+    let docm = report(&out, "見積書.docm");
+    assert_eq!(docm["verdict"], "sanitized");
+    assert_eq!(docm["output"], "見積書.docx");
+    let docx = std::fs::read(out.join("見積書.docx")).unwrap();
+    assert_eq!(docm["output_sha256"], generate_sha(&docx));
+    assert!(!out.join("見積書.docm").exists());
+
+    assert_eq!(report(&out, "brochure.pdf")["verdict"], "sanitized");
+    assert!(out.join("brochure.pdf").exists());
+
+    let exe = report(&out, "setup.exe");
+    assert_eq!(exe["verdict"], "blocked");
+    assert_eq!(exe["output"], serde_json::Value::Null);
+    assert!(
+        !out.join("setup.exe").exists(),
+        "a blocked input never reaches the output folder"
+    );
+}
+
+fn generate_sha(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[test]
+fn clashing_names_get_a_numbered_suffix_never_an_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, out) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("out"),
+    );
+    std::fs::create_dir(&a).unwrap();
+    std::fs::create_dir(&b).unwrap();
+    std::fs::write(a.join("doc.pdf"), generate::pdf_js_openaction()).unwrap();
+    std::fs::write(b.join("doc.pdf"), generate::pdf_kitchen_sink()).unwrap();
+    let result = mukaika(&[
+        "sanitize",
+        "--out",
+        out.to_str().unwrap(),
+        a.join("doc.pdf").to_str().unwrap(),
+        b.join("doc.pdf").to_str().unwrap(),
+    ]);
+    assert!(result.status.success());
+    assert!(out.join("doc.pdf").exists() && out.join("doc (2).pdf").exists());
+    assert!(
+        out.join("doc.pdf.report.json").exists() && out.join("doc.pdf (2).report.json").exists()
+    );
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        4,
+        "no temporary files are left behind"
+    );
+}
+
+#[test]
+fn exits_two_on_bad_usage_and_one_on_an_unwritable_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pdf = tmp.path().join("a.pdf");
+    std::fs::write(&pdf, generate::pdf_js_openaction()).unwrap();
+    let out = tmp.path().join("out");
+
+    assert_eq!(mukaika(&["sanitize"]).status.code(), Some(2));
+    let missing = mukaika(&[
+        "sanitize",
+        "--out",
+        out.to_str().unwrap(),
+        "/nonexistent/x.pdf",
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no such file"));
+
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, "keep_link = true\n").unwrap();
+    let bad = mukaika(&[
+        "sanitize",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        pdf.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("keep_link"));
+
+    // A regular file where the folder should be: cannot be created.
+    let blocker = tmp.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let target = blocker.join("out");
+    let unwritable = mukaika(&[
+        "sanitize",
+        "--out",
+        target.to_str().unwrap(),
+        pdf.to_str().unwrap(),
+    ]);
+    assert_eq!(unwritable.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unwritable.stderr).contains("cannot create output folder"));
+}
+
+#[test]
+fn a_policy_file_changes_the_verdict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docm = tmp.path().join("a.docm");
+    std::fs::write(&docm, generate::docm_with_macro().build()).unwrap();
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, "[actions]\ndocm = \"quarantine\"\n").unwrap();
+    let out = tmp.path().join("out");
+    let result = mukaika(&[
+        "sanitize",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        docm.to_str().unwrap(),
+    ]);
+    assert!(result.status.success());
+    let r = report(&out, "a.docm");
+    assert_eq!(r["verdict"], "quarantined");
+    assert_eq!(r["reason"]["code"], "policy-quarantine");
+    assert!(!out.join("a.docx").exists());
+}
