@@ -254,19 +254,13 @@ impl Registry {
         deadline: Instant,
     ) -> Outcome {
         if input.len() as u64 > policy.limits.max_input_bytes {
-            let mut report = Report::new(declared.name, input, FileKind::Unknown);
-            report.reason = Some(Reason::new(
-                "limit-exceeded",
-                format!(
-                    "input is {} bytes, limit is {}",
-                    input.len(),
-                    policy.limits.max_input_bytes
-                ),
-            ));
-            return Outcome {
-                report,
-                output: None,
-            };
+            let report = Report::new(declared.name, input, FileKind::Unknown);
+            let detail = format!(
+                "input is {} bytes, limit is {}",
+                input.len(),
+                policy.limits.max_input_bytes
+            );
+            return refuse(report, Verdict::Quarantined, "limit-exceeded", detail);
         }
         let Detection {
             kind,
@@ -277,37 +271,31 @@ impl Registry {
         report.findings = findings;
 
         if depth > policy.limits.max_depth {
-            report.reason = Some(Reason::new(
+            return refuse(
+                report,
+                Verdict::Quarantined,
                 "limit-exceeded",
                 format!("nesting depth {depth} over the limit"),
-            ));
-            return Outcome {
-                report,
-                output: None,
-            };
+            );
         }
-
+        // Order matters: a blocked kind is blocked whatever else is true of it; encryption and
+        // name tricks are held before any sanitizer looks at the content.
         let action = policy.action_for(kind);
         if action == Action::Block {
-            report.verdict = Verdict::Blocked;
-            report.reason = Some(Reason::new(
+            return refuse(
+                report,
+                Verdict::Blocked,
                 "blocked-kind",
                 format!("{kind} is blocked by policy"),
-            ));
-            return Outcome {
-                report,
-                output: None,
-            };
+            );
         }
         if encrypted {
-            report.reason = Some(Reason::new(
+            return refuse(
+                report,
+                Verdict::Quarantined,
                 "encrypted",
                 "the container has encrypted members",
-            ));
-            return Outcome {
-                report,
-                output: None,
-            };
+            );
         }
         if let Some(finding) = report.findings.first() {
             let code = if matches!(finding, Finding::Polyglot { .. }) {
@@ -316,58 +304,41 @@ impl Registry {
                 "type-mismatch"
             };
             let detail = serde_json::to_string(finding).unwrap_or_default();
-            report.verdict = if policy.on_mismatch == Action::Block {
+            let verdict = if policy.on_mismatch == Action::Block {
                 Verdict::Blocked
             } else {
                 Verdict::Quarantined
             };
-            report.reason = Some(Reason::new(code, detail));
-            return Outcome {
-                report,
-                output: None,
-            };
+            return refuse(report, verdict, code, detail);
         }
         match action {
-            Action::Quarantine | Action::Block => {
-                report.reason = Some(Reason::new(
-                    "policy-quarantine",
-                    format!("{kind} is not sanitized; held by policy"),
-                ));
-                Outcome {
-                    report,
-                    output: None,
-                }
-            }
-            Action::Pass => {
-                if kind == FileKind::Empty {
-                    report.verdict = Verdict::Passed;
-                    let name = output_name(declared.name, kind, kind);
-                    report.output = Some(name.clone());
-                    report.output_sha256 = Some(sha256_hex(input));
-                    report.output_type = Some(kind);
-                    let output = CleanFile {
-                        name,
-                        bytes: Vec::new(),
-                        kind,
-                    };
-                    Outcome {
-                        report,
-                        output: Some(output),
-                    }
-                } else {
-                    report.reason = Some(Reason::new(
-                        "policy-quarantine",
-                        format!("no validator for {kind}"),
-                    ));
-                    Outcome {
-                        report,
-                        output: None,
-                    }
-                }
-            }
             Action::Sanitize => {
                 self.sanitize_checked(input, kind, declared, policy, depth, deadline, report)
             }
+            Action::Pass if kind == FileKind::Empty => {
+                let name = output_name(declared.name, kind, kind);
+                deliver(
+                    report,
+                    Verdict::Passed,
+                    CleanFile {
+                        name,
+                        bytes: Vec::new(),
+                        kind,
+                    },
+                )
+            }
+            Action::Pass => refuse(
+                report,
+                Verdict::Quarantined,
+                "policy-quarantine",
+                format!("no validator for {kind}"),
+            ),
+            Action::Quarantine | Action::Block => refuse(
+                report,
+                Verdict::Quarantined,
+                "policy-quarantine",
+                format!("{kind} is not sanitized; held by policy"),
+            ),
         }
     }
 
@@ -383,14 +354,12 @@ impl Registry {
         mut report: Report,
     ) -> Outcome {
         let Some(sanitizer) = self.sanitizer_for(kind) else {
-            report.reason = Some(Reason::new(
+            return refuse(
+                report,
+                Verdict::Quarantined,
                 "unsupported",
                 format!("no sanitizer for {kind}"),
-            ));
-            return Outcome {
-                report,
-                output: None,
-            };
+            );
         };
         let mut cx = Context::new(policy, depth, deadline);
         let result = run_guarded(|| sanitizer.sanitize(input, kind, &mut cx))
@@ -403,28 +372,45 @@ impl Registry {
                 kind: out_kind,
             }) => {
                 let name = output_name(declared.name, kind, out_kind);
-                report.verdict = Verdict::Sanitized;
-                report.output = Some(name.clone());
-                report.output_sha256 = Some(sha256_hex(&bytes));
-                report.output_type = Some(out_kind);
-                Outcome {
+                deliver(
                     report,
-                    output: Some(CleanFile {
+                    Verdict::Sanitized,
+                    CleanFile {
                         name,
                         bytes,
                         kind: out_kind,
-                    }),
-                }
+                    },
+                )
             }
-            Err(err) => {
-                report.verdict = Verdict::Quarantined;
-                report.reason = Some(Reason::new(err.reason_code(), err.message()));
-                Outcome {
-                    report,
-                    output: None,
-                }
-            }
+            Err(err) => refuse(
+                report,
+                Verdict::Quarantined,
+                err.reason_code(),
+                err.message(),
+            ),
         }
+    }
+}
+
+/// An outcome that delivers `file`, recording what it is in the report.
+fn deliver(mut report: Report, verdict: Verdict, file: CleanFile) -> Outcome {
+    report.verdict = verdict;
+    report.output = Some(file.name.clone());
+    report.output_sha256 = Some(sha256_hex(&file.bytes));
+    report.output_type = Some(file.kind);
+    Outcome {
+        report,
+        output: Some(file),
+    }
+}
+
+/// An outcome that delivers nothing.
+fn refuse(mut report: Report, verdict: Verdict, code: &str, detail: impl Into<String>) -> Outcome {
+    report.verdict = verdict;
+    report.reason = Some(Reason::new(code, detail));
+    Outcome {
+        report,
+        output: None,
     }
 }
 
