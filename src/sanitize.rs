@@ -232,6 +232,15 @@ fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, CommandErr
                 return Ok(candidate);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            // Some shares (SMB, FAT) have no hard links: fall back to a rename, which is
+            // still atomic but may replace a file created in the instant since the check.
+            Err(_) if !candidate.exists() => {
+                return fs::rename(&tmp, &candidate)
+                    .map(|()| candidate.clone())
+                    .map_err(|e| {
+                        CommandError::io(format!("cannot write {}", candidate.display()), e)
+                    });
+            }
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
                 return Err(CommandError::io(

@@ -425,7 +425,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             }
             Object::Dictionary(d) => {
                 let kind = d.get(b"S").and_then(Object::as_name).unwrap_or(b"");
-                let keep = kind == b"GoTo" || (kind == b"URI" && self.cx.policy().keep_links);
+                let keep = kind == b"GoTo" || (kind == b"URI" && self.uri_kept(d));
                 if keep {
                     return Ok(Some(self.clean(value, loc, 0)?));
                 }
@@ -447,6 +447,16 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 Ok(None)
             }
         }
+    }
+
+    /// A URI action stays only under `keep_links`, and only for web and mail addresses.
+    fn uri_kept(&self, action: &Dictionary) -> bool {
+        self.cx.policy().keep_links
+            && action
+                .get(b"URI")
+                .map(|u| resolve(self.src, u))
+                .and_then(Object::as_str)
+                .is_ok_and(|u| crate::policy::link_allowed(&String::from_utf8_lossy(u)))
     }
 
     fn clean(&mut self, obj: &Object, loc: &str, depth: u32) -> Result<Object> {
@@ -512,7 +522,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
         if let Ok(s) = d.get(b"S").and_then(Object::as_name) {
             if (d.has(b"JS") || d.has_type(b"Action"))
                 && s != b"GoTo"
-                && !(s == b"URI" && self.cx.policy().keep_links)
+                && !(s == b"URI" && self.uri_kept(d))
             {
                 let detail = action_detail(self, d, s);
                 let what = if s == b"JavaScript" {

@@ -79,8 +79,9 @@ pub struct Policy {
     /// What to do when the name or declared type disagrees with the content, or the content is
     /// a polyglot. `block` and `quarantine` are allowed; a stricter kind action still wins.
     pub on_mismatch: Action,
-    /// Keep external hyperlinks (PDF URI actions, Office hyperlink relationships). Off by
-    /// default: LGWAN terminals cannot follow them, and their targets are listed in the report.
+    /// Keep external hyperlinks (PDF URI actions, Office hyperlink relationships) to http,
+    /// https and mailto addresses. Off by default: LGWAN terminals cannot follow them, and their
+    /// targets are listed in the report. Other schemes are always removed.
     pub keep_links: bool,
     /// Remove document metadata (PDF Info and XMP, Office docProps). On by default.
     pub strip_metadata: bool,
@@ -224,6 +225,15 @@ impl Policy {
     }
 }
 
+/// True for link targets `keep_links` may keep: web and mail addresses only. `file:`, UNC
+/// paths, `javascript:`, `ms-msdt:` and every other scheme are removed whatever the policy.
+pub fn link_allowed(target: &str) -> bool {
+    let t = target.trim().to_ascii_lowercase();
+    ["http://", "https://", "mailto:"]
+        .iter()
+        .any(|scheme| t.starts_with(scheme))
+}
+
 /// The built-in action for a kind: PDF and OOXML are rebuilt; programs, scripts, shortcuts
 /// and disk images are blocked; an empty file passes; everything else waits in quarantine
 /// until mukaika has a sanitizer for it.
@@ -261,6 +271,21 @@ mod tests {
         assert_eq!(p.action_for(FileKind::Zip), Action::Quarantine);
         assert_eq!(p.action_for(FileKind::Unknown), Action::Quarantine);
         assert_eq!(p.on_mismatch, Action::Quarantine);
+    }
+
+    #[test]
+    fn only_web_and_mail_links_can_be_kept() {
+        assert!(link_allowed("https://example.invalid/a"));
+        assert!(link_allowed(" MAILTO:someone@example.invalid"));
+        for bad in [
+            "javascript:alert(1)",
+            "file:///c:/x.exe",
+            "\\\\host\\share",
+            "ms-msdt:/id",
+            "smb://h/s",
+        ] {
+            assert!(!link_allowed(bad), "{bad}");
+        }
     }
 
     #[test]

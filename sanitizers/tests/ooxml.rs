@@ -140,6 +140,33 @@ fn keeps_hyperlinks_when_policy_allows() {
 }
 
 #[test]
+fn drops_non_web_hyperlinks_even_when_links_are_kept() {
+    let policy = Policy {
+        keep_links: true,
+        ..Policy::default()
+    };
+    let pkg = docx_benign().rel(
+        "word/document.xml",
+        "rId7",
+        "hyperlink",
+        "file://attacker.invalid/share/x.exe",
+        true,
+    );
+    let outcome = process_with(&pkg.build(), "a.docx", &policy);
+    assert!(removed(
+        &outcome,
+        What::Hyperlink,
+        "file://attacker.invalid"
+    ));
+    let rels = zip_text(
+        outcome.output().unwrap().bytes(),
+        "word/_rels/document.xml.rels",
+    )
+    .unwrap();
+    assert!(!rels.contains("file://"), "{rels}");
+}
+
+#[test]
 fn removes_vba_xlm_sheet_dde_and_external_links_from_a_workbook() {
     let outcome = assert_fail_closed("集計.xlsm", &xlsm_with_macros().build());
     for (what, needle) in [

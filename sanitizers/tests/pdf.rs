@@ -110,6 +110,31 @@ fn keeps_uri_links_when_policy_allows() {
 }
 
 #[test]
+fn drops_non_web_uri_actions_even_when_links_are_kept() {
+    let (mut doc, cat, _) = pdf_base(1);
+    let c = doc
+        .get_object_mut(cat)
+        .and_then(lopdf::Object::as_dict_mut)
+        .unwrap();
+    c.set("OpenAction", lopdf::dictionary! { "S" => "URI", "URI" => lopdf::Object::string_literal("javascript:app.alert(1)") });
+    let mut bytes = Vec::new();
+    doc.save_to(&mut bytes).unwrap();
+    let policy = Policy {
+        keep_links: true,
+        ..Policy::default()
+    };
+    let outcome = process_with(&bytes, "a.pdf", &policy);
+    assert!(
+        removed(&outcome, What::Hyperlink, "javascript:"),
+        "{:?}",
+        outcome.report.removed
+    );
+    assert!(!pdf_names(outcome.output().unwrap().bytes())
+        .iter()
+        .any(|n| n == "URI"));
+}
+
+#[test]
 fn rebuilds_from_the_final_revision_and_drops_history() {
     let input = pdf_incremental_js();
     let outcome = assert_fail_closed("update.pdf", &input);

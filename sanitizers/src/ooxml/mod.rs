@@ -289,7 +289,7 @@ impl<'a> Walk<'a> {
         let detail = format!("{type_name} → {}", short(&rel.target));
         if rel.external {
             if type_name == "hyperlink" {
-                if cx.policy().keep_links {
+                if cx.policy().keep_links && crate::policy::link_allowed(&rel.target) {
                     return Ok(Judgement::Keep(None));
                 }
                 cx.remove(What::Hyperlink, location, short(&rel.target));
