@@ -39,6 +39,30 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
+    /// Mail → text conversion.
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Convert messages: DIR/<id>.eml (when delivered), DIR/<id>.report.json, DIR/quarantine/.
+    Convert {
+        /// Message files (.eml); `-` reads one from standard input.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Output folder (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Also print every report as JSON Lines on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Policy file (TOML); the built-in safe defaults otherwise.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +94,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             policy,
         } => sanitize_files(files, out, json, policy),
+        Command::Mail {
+            command:
+                MailCommand::Convert {
+                    files,
+                    out,
+                    json,
+                    policy,
+                },
+        } => convert_mail(files, out, json, policy),
     }
 }
 
@@ -148,6 +181,60 @@ fn sanitize_files(
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    Ok(if usage {
+        ExitCode::from(2)
+    } else if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn convert_mail(
+    files: Vec<String>,
+    out: PathBuf,
+    json: bool,
+    policy: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let registry = Registry::standard();
+    let policy = match sanitize::load_policy(policy.as_deref(), &registry) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("mukaika: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Err(e) = sanitize::prepare_out_dir(&out) {
+        eprintln!("mukaika: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    let (mut failed, mut usage) = (false, false);
+    for file in &files {
+        match mukaika::mail::convert_file(file, &out, &registry, &policy) {
+            Ok(done) => {
+                if json {
+                    println!("{}", serde_json::to_string(&done.report)?);
+                } else {
+                    let verdict = match done.report.verdict {
+                        mukaika::sanitizers::mail::MailVerdict::Delivered => "変換済み",
+                        mukaika::sanitizers::mail::MailVerdict::Quarantined => "隔離",
+                        mukaika::sanitizers::mail::MailVerdict::Blocked => "削除",
+                    };
+                    let detail = match (&done.output, &done.report.reason) {
+                        (Some(path), _) => format!("-> {}", path.display()),
+                        (None, Some(r)) => format!("({}: {})", r.code, r.detail),
+                        (None, None) => String::new(),
+                    };
+                    eprintln!("{}: {verdict} {detail}", done.input);
+                }
+            }
+            Err(e) => {
+                usage |= e.is_usage();
+                failed = true;
+                eprintln!("mukaika: {e}");
+            }
+        }
     }
     Ok(if usage {
         ExitCode::from(2)

@@ -25,7 +25,7 @@ pub struct CommandError {
 }
 
 impl CommandError {
-    fn io(what: String, err: io::Error) -> Self {
+    pub(crate) fn io(what: String, err: io::Error) -> Self {
         Self {
             message: format!("{what}: {err}"),
             usage: false,
@@ -184,7 +184,7 @@ fn stream_sha256(path: &Path) -> Result<String, CommandError> {
 
 /// Writes `bytes` under `name` in `dir` via a temporary file and a rename, picking
 /// `name (2).ext`, `name (3).ext`… when the name is taken. Returns the path written.
-fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, CommandError> {
+pub(crate) fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, CommandError> {
     let safe: String = name
         .chars()
         .map(|c| {

@@ -191,6 +191,8 @@ fn sniff_magic(bytes: &[u8]) -> Option<FileKind> {
         } else {
             MachO
         }
+    } else if starts(&[0x78, 0x9F, 0x3E, 0x22]) {
+        Tnef
     } else if starts(b"\0asm") {
         Wasm
     } else if starts(&[0x4C, 0x00, 0x00, 0x00, 0x01, 0x14, 0x02, 0x00]) {

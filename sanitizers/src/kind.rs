@@ -76,6 +76,7 @@ kinds! {
     Odp => "odp", Document, ["odp", "otp"];
     OdfOther => "odf-other", Document, ["odg", "odf", "odb", "odc"];
     Rtf => "rtf", Document, ["rtf"];
+    Tnef => "tnef", Document, ["dat", "tnef"];
     Zip => "zip", Archive, ["zip"];
     SevenZip => "7z", Archive, ["7z"];
     Rar => "rar", Archive, ["rar"];
@@ -179,6 +180,27 @@ impl FileKind {
             Ppsm => Ppsx,
             Potm => Potx,
             other => other,
+        }
+    }
+
+    /// The MIME type mukaika declares for its output of this kind.
+    pub fn mime_type(self) -> &'static str {
+        use FileKind::*;
+        match self {
+            Pdf => "application/pdf",
+            Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            Dotx => "application/vnd.openxmlformats-officedocument.wordprocessingml.template",
+            Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Xltx => "application/vnd.openxmlformats-officedocument.spreadsheetml.template",
+            Pptx => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+            Ppsx => "application/vnd.openxmlformats-officedocument.presentationml.slideshow",
+            Potx => "application/vnd.openxmlformats-officedocument.presentationml.template",
+            Png => "image/png",
+            Jpeg => "image/jpeg",
+            Gif => "image/gif",
+            Text => "text/plain",
+            Csv => "text/csv",
+            _ => "application/octet-stream",
         }
     }
 

@@ -10,6 +10,7 @@
 pub mod detect;
 pub mod error;
 pub mod kind;
+pub mod mail;
 pub mod ooxml;
 pub mod pdf;
 pub mod policy;

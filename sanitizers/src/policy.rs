@@ -88,6 +88,67 @@ pub struct Policy {
     /// Word field instructions kept when found (upper case); every other field (DDE, DDEAUTO,
     /// INCLUDETEXT, INCLUDEPICTURE, …) is replaced by its displayed result.
     pub field_allowlist: Vec<String>,
+    /// Mail → text conversion.
+    pub mail: MailPolicy,
+}
+
+/// What happens to a message's attachments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachmentMode {
+    /// Each attachment goes through the file registry: rebuilt and attached, removed, or held.
+    Sanitize,
+    /// Every attachment is removed (listed in the notice) — for sites that want text only.
+    RemoveAll,
+}
+
+/// The character set of converted messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputCharset {
+    /// UTF-8 (base64 bodies, RFC 2047 B-encoded headers).
+    Utf8,
+    /// ISO-2022-JP for old LGWAN clients; a message with a character outside it falls back to
+    /// UTF-8 whole.
+    Iso2022Jp,
+}
+
+/// Mail → text policy (`[mail]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailPolicy {
+    /// What to do with a message whose structure is ambiguous (duplicate MIME headers, missing
+    /// boundaries, mixed line endings, limits): `quarantine` (default) or `block`.
+    pub on_ambiguous: Action,
+    /// `sanitize` (default) or `remove-all`.
+    pub attachments: AttachmentMode,
+    /// Prefix added to every converted subject, e.g. "[無害化]" (default none).
+    pub subject_tag: Option<String>,
+    /// Carry Reply-To over (off by default: a forged Reply-To is a common fraud step).
+    pub keep_reply_to: bool,
+    /// `utf-8` (default) or `iso-2022-jp`.
+    pub output_charset: OutputCharset,
+    /// Deepest nesting of multiparts and attached messages.
+    pub max_depth: u32,
+    /// Most MIME parts in one message.
+    pub max_parts: u32,
+    /// Most header fields in one part.
+    pub max_headers: u32,
+}
+
+impl Default for MailPolicy {
+    fn default() -> Self {
+        Self {
+            on_ambiguous: Action::Quarantine,
+            attachments: AttachmentMode::Sanitize,
+            subject_tag: None,
+            keep_reply_to: false,
+            output_charset: OutputCharset::Utf8,
+            max_depth: 12,
+            max_parts: 1000,
+            max_headers: 500,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -102,6 +163,7 @@ impl Default for Policy {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            mail: MailPolicy::default(),
         }
     }
 }
@@ -205,6 +267,11 @@ impl Policy {
             return Err(PolicyError(
                 "on_mismatch: must be \"quarantine\" or \"block\" (a mismatch is never let through)"
                     .into(),
+            ));
+        }
+        if matches!(self.mail.on_ambiguous, Action::Sanitize | Action::Pass) {
+            return Err(PolicyError(
+                "mail.on_ambiguous: must be \"quarantine\" or \"block\"".into(),
             ));
         }
         let l = &self.limits;
