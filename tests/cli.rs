@@ -177,3 +177,101 @@ fn a_policy_file_changes_the_verdict() {
     assert_eq!(r["reason"]["code"], "policy-quarantine");
     assert!(!out.join("a.docx").exists());
 }
+
+#[test]
+fn mail_convert_writes_message_report_and_quarantine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let ppap = tmp.path().join("ppap.eml");
+    std::fs::write(&ppap, generate::mail_ppap()).unwrap();
+    let enveloped = tmp.path().join("enveloped.eml");
+    std::fs::write(&enveloped, generate::mail_smime_enveloped()).unwrap();
+    let result = mukaika(&[
+        "mail",
+        "convert",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+        ppap.to_str().unwrap(),
+        enveloped.to_str().unwrap(),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let reports: Vec<serde_json::Value> = String::from_utf8(result.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports[0]["verdict"], "delivered");
+    assert_eq!(reports[0]["attachments"][0]["disposition"], "held");
+    assert_eq!(reports[0]["attachments"][0]["detected_type"], "zip");
+    let id = reports[0]["id"].as_str().unwrap();
+    let qid = reports[0]["attachments"][0]["quarantine_id"]
+        .as_str()
+        .unwrap();
+    let converted = std::fs::read(out.join(format!("{id}.eml"))).unwrap();
+    assert!(String::from_utf8_lossy(&converted).contains("X-Mukaika-Id: "));
+    assert!(out.join(format!("{id}.report.json")).exists());
+    assert!(
+        out.join("quarantine")
+            .join(format!("{qid}-見積書.zip"))
+            .exists(),
+        "held original kept"
+    );
+
+    assert_eq!(reports[1]["verdict"], "quarantined");
+    let id2 = reports[1]["id"].as_str().unwrap();
+    assert!(
+        !out.join(format!("{id2}.eml")).exists(),
+        "nothing delivered for a held message"
+    );
+    assert_eq!(
+        std::fs::read(out.join("quarantine").join(format!("{id2}.eml"))).unwrap(),
+        generate::mail_smime_enveloped()
+    );
+}
+
+#[test]
+fn mail_convert_reads_standard_input() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .args([
+            "mail",
+            "convert",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&generate::mail_html_only())
+        .unwrap();
+    let result = child.wait_with_output().unwrap();
+    assert!(result.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(report["verdict"], "delivered");
+    assert_eq!(
+        mukaika(&[
+            "mail",
+            "convert",
+            "--out",
+            out.to_str().unwrap(),
+            "/nonexistent.eml"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+}

@@ -160,3 +160,168 @@ mod tests {
         assert_eq!(decode("=?UTF-7?B?K2Y/?=").as_deref(), None);
     }
 }
+
+/// A parameter (`filename`, `name`) of a raw Content-Disposition or Content-Type value, with
+/// RFC 2231 continuations joined as bytes before decoding (a character may be split across
+/// `filename*0*` and `filename*1*`), and encoded-words placed — illegally, but commonly —
+/// inside a quoted value decoded too.
+pub fn param(raw_value: &str, wanted: &str) -> Option<String> {
+    let unfolded = raw_value.replace("\r\n", "").replace('\n', "");
+    let mut plain: Option<String> = None;
+    let mut extended: Option<String> = None;
+    let mut segments: Vec<(u32, bool, String)> = Vec::new();
+    for item in split_params(&unfolded).into_iter().skip(1) {
+        let Some((key, value)) = item.split_once('=') else {
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        let value = unquote(value.trim());
+        let Some(rest) = key.strip_prefix(&wanted.to_ascii_lowercase()) else {
+            continue;
+        };
+        match rest {
+            "" => plain = Some(value),
+            "*" => extended = Some(value),
+            _ => {
+                let rest = rest.strip_prefix('*')?;
+                let (num, encoded) = match rest.strip_suffix('*') {
+                    Some(n) => (n, true),
+                    None => (rest, false),
+                };
+                if let Ok(n) = num.parse::<u32>() {
+                    segments.push((n, encoded, value));
+                }
+            }
+        }
+    }
+    if !segments.is_empty() {
+        segments.sort_by_key(|s| s.0);
+        let mut charset = String::from("utf-8");
+        let mut bytes = Vec::new();
+        for (i, (_, encoded, value)) in segments.iter().enumerate() {
+            if *encoded {
+                let mut v = value.as_str();
+                if i == 0 {
+                    if let Some((cs, after)) = v.split_once('\'') {
+                        charset = cs.to_string();
+                        v = after.split_once('\'').map_or(after, |(_, text)| text);
+                    }
+                }
+                bytes.extend(percent_decode(v));
+            } else {
+                bytes.extend_from_slice(value.as_bytes());
+            }
+        }
+        return decode_bytes(
+            if charset.is_empty() {
+                "utf-8"
+            } else {
+                &charset
+            },
+            &bytes,
+        );
+    }
+    if let Some(ext) = extended {
+        let mut parts = ext.splitn(3, '\'');
+        let (cs, _lang, text) = (parts.next()?, parts.next()?, parts.next()?);
+        return decode_bytes(
+            if cs.is_empty() { "utf-8" } else { cs },
+            &percent_decode(text),
+        );
+    }
+    let plain = plain?;
+    if plain.contains("=?") {
+        return decode(&plain).or(Some(plain));
+    }
+    Some(plain)
+}
+
+fn split_params(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in value.chars() {
+        if escaped {
+            current.push(c);
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => {
+                current.push(c);
+                escaped = true;
+            }
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            ';' if !quoted => out.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    out.push(current);
+    out
+}
+
+fn unquote(v: &str) -> String {
+    match v.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+        Some(inner) => inner.replace("\\\"", "\"").replace("\\\\", "\\"),
+        None => v.to_string(),
+    }
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod param_tests {
+    use super::param;
+
+    #[test]
+    fn joins_continuations_split_inside_a_character() {
+        // 計 = E8 A8 88, split between the two segments.
+        let raw = "attachment;\r\n filename*0*=UTF-8''%E8%A8; filename*1*=%88.txt";
+        assert_eq!(param(raw, "filename").as_deref(), Some("計.txt"));
+    }
+
+    #[test]
+    fn decodes_extended_and_encoded_word_values() {
+        assert_eq!(
+            param(
+                "attachment; filename*=ISO-2022-JP''%1B%24B%25F%259%25H%1B%28B.txt",
+                "filename"
+            )
+            .as_deref(),
+            Some("テスト.txt")
+        );
+        assert_eq!(
+            param(
+                "attachment; filename=\"=?UTF-8?B?6KaL56mN?=.pdf\"",
+                "filename"
+            )
+            .as_deref(),
+            Some("見積.pdf")
+        );
+        assert_eq!(
+            param("application/pdf; name=\"a;b.pdf\"", "name").as_deref(),
+            Some("a;b.pdf")
+        );
+        assert_eq!(param("inline", "filename"), None);
+    }
+}

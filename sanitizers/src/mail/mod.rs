@@ -504,7 +504,7 @@ impl Walker<'_> {
             PartType::Text(text) | PartType::Html(text) if !as_attachment && !is_file(part) => {
                 self.text(part, &mime, text, &here)
             }
-            _ => self.binary(part, &mime, &here),
+            _ => self.binary(msg, part, &mime, &here),
         }
     }
 
@@ -614,7 +614,13 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn binary(&mut self, part: &MessagePart<'_>, mime: &str, here: &str) -> Result<(), Stop> {
+    fn binary(
+        &mut self,
+        msg: &Message<'_>,
+        part: &MessagePart<'_>,
+        mime: &str,
+        here: &str,
+    ) -> Result<(), Stop> {
         let smime = part
             .content_type()
             .and_then(|ct| ct.attribute("smime-type"))
@@ -656,10 +662,7 @@ impl Walker<'_> {
                 self.text(part, "text/plain", &text, here)
             }
             _ => {
-                let name = part
-                    .attachment_name()
-                    .map(str::to_string)
-                    .unwrap_or_default();
+                let name = file_name(msg, part).unwrap_or_default();
                 self.attach(&name, mime, part.contents(), here);
                 Ok(())
             }
@@ -755,6 +758,26 @@ impl Walker<'_> {
             report,
         });
     }
+}
+
+/// The part's file name, decoded from the raw headers (RFC 2231 continuations joined as bytes,
+/// encoded-words inside quotes decoded); mail-parser's reading is the fallback.
+fn file_name(msg: &Message<'_>, part: &MessagePart<'_>) -> Option<String> {
+    let raw = |header: &str| {
+        part.headers
+            .iter()
+            .find(|h| h.name().eq_ignore_ascii_case(header))
+            .and_then(|h| {
+                msg.raw_message
+                    .get(h.offset_start as usize..h.offset_end as usize)
+            })
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    raw("Content-Disposition")
+        .and_then(|v| headers::param(&v, "filename"))
+        .or_else(|| raw("Content-Type").and_then(|v| headers::param(&v, "name")))
+        .filter(|n| !n.trim().is_empty())
+        .or_else(|| part.attachment_name().map(str::to_string))
 }
 
 /// A part that is a file, not body text: a name or an attachment disposition.
