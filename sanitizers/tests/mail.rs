@@ -202,6 +202,11 @@ golden!(
     mail_mixed_line_endings(),
     MailVerdict::Quarantined
 );
+golden!(
+    holds_parts_hidden_outside_the_boundaries,
+    mail_hidden_part(),
+    MailVerdict::Quarantined
+);
 golden!(decodes_utf7, mail_utf7(), MailVerdict::Delivered);
 golden!(
     removes_a_disguised_executable,

@@ -64,8 +64,8 @@ pub enum MailVerdict {
 /// Something about the message's structure that makes it ambiguous.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailFinding {
-    /// `duplicate-mime-header`, `missing-boundary`, `bare-line-ending`, `nesting-limit`,
-    /// `part-limit`, `header-limit`.
+    /// `duplicate-mime-header`, `missing-boundary`, `hidden-part`, `bare-line-ending`,
+    /// `nesting-limit`, `part-limit`, `header-limit`.
     pub code: String,
     /// Where and what.
     pub detail: String,
@@ -411,6 +411,11 @@ fn check_structure(
                 );
             }
         }
+        if let PartType::Multipart(children) = &part.body {
+            if let Some(detail) = hidden_part(msg, part, children) {
+                finding("hidden-part", format!("{here}: {detail}"));
+            }
+        }
         if let PartType::Message(inner) = &part.body {
             nested.push((here, inner));
         }
@@ -418,6 +423,34 @@ fn check_structure(
     for (here, inner) in nested {
         check_structure(inner, policy, depth + 1, &here, out);
     }
+}
+
+/// MIME part headers in a multipart's preamble or epilogue: text this parser skips but another
+/// client may read as a part (boundaries that conflict or are mistyped hide parts this way).
+fn hidden_part(msg: &Message<'_>, part: &MessagePart<'_>, children: &[u32]) -> Option<String> {
+    let raw = &msg.raw_message;
+    let first = children.first().and_then(|&c| msg.parts.get(c as usize))?;
+    let last = children.last().and_then(|&c| msg.parts.get(c as usize))?;
+    let preamble = raw
+        .get(part.offset_body as usize..first.offset_header as usize)
+        .unwrap_or_default();
+    let epilogue = raw
+        .get(last.offset_end as usize..part.offset_end as usize)
+        .unwrap_or_default();
+    for (where_, text) in [("preamble", preamble), ("epilogue", epilogue)] {
+        let mut after_delimiter = false;
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if after_delimiter
+                && line.len() > 13
+                && line[..13].eq_ignore_ascii_case(b"content-type:")
+            {
+                return Some(format!("a part with its own headers sits in the {where_}"));
+            }
+            after_delimiter = line.starts_with(b"--") && line.len() > 2 && !line.ends_with(b"--");
+        }
+    }
+    None
 }
 
 struct Walker<'a> {
