@@ -275,3 +275,33 @@ fn mail_convert_reads_standard_input() {
         Some(2)
     );
 }
+
+#[test]
+fn the_readme_policy_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let toml: String = readme
+        .split("```toml")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml block")
+        .to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, toml).unwrap();
+    let pdf = tmp.path().join("a.pdf");
+    std::fs::write(&pdf, generate::pdf_js_openaction()).unwrap();
+    let result = mukaika(&[
+        "sanitize",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--out",
+        tmp.path().join("out").to_str().unwrap(),
+        pdf.to_str().unwrap(),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+}

@@ -107,9 +107,11 @@ pub enum AttachmentMode {
 #[serde(rename_all = "kebab-case")]
 pub enum OutputCharset {
     /// UTF-8 (base64 bodies, RFC 2047 B-encoded headers).
+    #[serde(rename = "utf-8")]
     Utf8,
     /// ISO-2022-JP for old LGWAN clients; a message with a character outside it falls back to
     /// UTF-8 whole.
+    #[serde(rename = "iso-2022-jp")]
     Iso2022Jp,
 }
 
