@@ -5,6 +5,7 @@
 //! Invariant: only bytes in a [`mukaika_sanitizers::CleanFile`] are ever written where a
 //! forwarding sink (or a user) would pick them up.
 
+pub mod audit;
 pub mod mail;
 pub mod sanitize;
 

@@ -39,10 +39,65 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
+    /// Audit log: verify the hash chain, search records.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Mail → text conversion.
     Mail {
         #[command(subcommand)]
         command: MailCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the chain; report the first edit, gap, reordering, truncation or bad HMAC. Exit 0
+    /// only when intact.
+    Verify {
+        /// The audit directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Start at the first file of this day (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// File holding the HMAC key the log was written with.
+        #[arg(long, value_name = "FILE")]
+        hmac_key_file: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find records by ID, sender, recipient, SHA-256, verdict and time.
+    Search {
+        /// The audit directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Message-ID, queue ID or quarantine item ID.
+        #[arg(long)]
+        id: Option<String>,
+        /// Envelope sender.
+        #[arg(long)]
+        sender: Option<String>,
+        /// Recipient.
+        #[arg(long)]
+        recipient: Option<String>,
+        /// SHA-256 (a prefix is enough).
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Verdict or outcome.
+        #[arg(long)]
+        verdict: Option<String>,
+        /// At or after this time (RFC 3339 or a prefix such as 2026-11-27).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Print JSON Lines instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -94,6 +149,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             policy,
         } => sanitize_files(files, out, json, policy),
+        Command::Audit { command } => audit(command),
         Command::Mail {
             command:
                 MailCommand::Convert {
@@ -243,4 +299,97 @@ fn convert_mail(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn audit(command: AuditCommand) -> Result<ExitCode> {
+    use mukaika::audit;
+    match command {
+        AuditCommand::Verify {
+            dir,
+            from,
+            hmac_key_file,
+            json,
+        } => {
+            let key = match hmac_key_file {
+                Some(path) => Some(
+                    std::fs::read(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            let day = from.map(|d| d.replace('-', ""));
+            let report =
+                audit::verify(&dir, key.as_deref().map(|k| k.trim_ascii()), day.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for note in &report.notes {
+                    println!("注記: {note}");
+                }
+                match &report.problem {
+                    None => println!(
+                        "監査ログの連鎖は完全です（{} ファイル、{} 件）。",
+                        report.files, report.records
+                    ),
+                    Some(p) => println!(
+                        "監査ログの連鎖が壊れています: {}:{}: {} — {}",
+                        p.file, p.line, p.kind, p.detail
+                    ),
+                }
+            }
+            Ok(if report.intact() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        AuditCommand::Search {
+            dir,
+            id,
+            sender,
+            recipient,
+            sha256,
+            verdict,
+            since,
+            until,
+            json,
+        } => {
+            let filter = audit::Search {
+                id,
+                sender,
+                recipient,
+                sha256,
+                verdict,
+                since,
+                until,
+            };
+            let records = audit::search(&dir, &filter)?;
+            for r in &records {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"seq": r.seq, "ts": r.ts, "node": r.node, "event": r.event})
+                    );
+                } else {
+                    let kind = r.event.get("type").and_then(|t| t.as_str()).unwrap_or("");
+                    let id = ["queue_id", "item_id", "message_id"]
+                        .iter()
+                        .find_map(|k| r.event.get(*k).and_then(|v| v.as_str()))
+                        .unwrap_or("");
+                    let verdict = ["verdict", "outcome", "reason"]
+                        .iter()
+                        .find_map(|k| r.event.get(*k).and_then(|v| v.as_str()))
+                        .unwrap_or("");
+                    println!(
+                        "{:>8}  {}  {:<20} {:<28} {}",
+                        r.seq, r.ts, kind, id, verdict
+                    );
+                }
+            }
+            if !json {
+                eprintln!("{} 件", records.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

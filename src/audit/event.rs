@@ -1,0 +1,274 @@
+//! Typed audit events: one struct per kind of action the gateway takes.
+//!
+//! Owns: the vocabulary of the audit log. Every component writes through these types; the log
+//! adds the sequence number, timestamp, node name and hash chain.
+//! Invariant: events carry the IDs that link an original to its output and to any release
+//! decision (queue ID, mukaika ID, quarantine item ID, SHA-256 of what came in and went out).
+//! Must never: carry message bodies or file contents — hashes and names only.
+
+use serde::{Deserialize, Serialize};
+
+/// One auditable action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// SMTP accepted a message into the spool.
+    MessageReceived(MessageReceived),
+    /// A part or file went through a sanitizer.
+    PartSanitized(PartSanitized),
+    /// A message was converted to text.
+    MessageConverted(MessageConverted),
+    /// The relay accepted a converted message.
+    Delivered(Delivered),
+    /// Delivery failed temporarily; retried later.
+    Deferred(Deferred),
+    /// Delivery failed permanently or gave up; the item waits in hold/.
+    Held(Held),
+    /// An original went to the quarantine store.
+    Quarantined(Quarantined),
+    /// A file was taken from an import folder.
+    FileImported(FileImported),
+    /// A result (or report) was written to an export folder.
+    FileExported(FileExported),
+    /// Someone asked for a quarantined item to be released.
+    ReleaseRequested(ReleaseDecision),
+    /// Another person approved the release.
+    ReleaseApproved(ReleaseDecision),
+    /// The release was rejected.
+    ReleaseRejected(ReleaseDecision),
+    /// A quarantined item was deleted (by a person or by retention).
+    QuarantineDeleted(ReleaseDecision),
+    /// An administrator login attempt.
+    AdminLogin(AdminLogin),
+    /// Configuration was loaded.
+    ConfigLoaded(ConfigLoaded),
+    /// The service started.
+    ServiceStarted(ServiceEvent),
+    /// The service stopped.
+    ServiceStopped(ServiceEvent),
+    /// `mukaika audit verify` ran.
+    AuditVerified(AuditVerified),
+    /// A periodic anchor: how many records since the last one.
+    Checkpoint(Checkpoint),
+    /// Written on start after a crash left a torn last line; names it.
+    Recovery(Recovery),
+    /// Retention removed audit files or quarantined items; lists them.
+    RetentionExpired(RetentionExpired),
+}
+
+/// SMTP accepted a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageReceived {
+    /// Spool queue ID.
+    pub queue_id: String,
+    /// Client IP address.
+    pub client: String,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Envelope recipients.
+    pub rcpt_to: Vec<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the message as received.
+    pub sha256: String,
+}
+
+/// A sanitizer ran on one part or file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartSanitized {
+    /// Queue ID or import item ID.
+    pub item_id: String,
+    /// The part or file name.
+    pub name: Option<String>,
+    /// `sanitized`, `passed`, `blocked`, `quarantined`.
+    pub verdict: String,
+    /// SHA-256 in.
+    pub input_sha256: String,
+    /// SHA-256 out.
+    pub output_sha256: Option<String>,
+    /// What was removed (`what` codes with locations).
+    pub removed: Vec<String>,
+}
+
+/// A message was converted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageConverted {
+    /// Queue ID.
+    pub queue_id: String,
+    /// X-Mukaika-Id of the output.
+    pub mukaika_id: String,
+    /// Original Message-ID.
+    pub message_id: Option<String>,
+    /// `delivered`, `quarantined`, `blocked`.
+    pub verdict: String,
+    /// SHA-256 of the original.
+    pub input_sha256: String,
+    /// SHA-256 of the converted message.
+    pub output_sha256: Option<String>,
+    /// Structural findings.
+    pub findings: Vec<String>,
+}
+
+/// The relay accepted a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// Queue ID.
+    pub queue_id: String,
+    /// Where to (relay URL or maildir).
+    pub destination: String,
+    /// Recipients.
+    pub rcpt_to: Vec<String>,
+    /// The relay's final reply.
+    pub reply: String,
+}
+
+/// Delivery will be retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferred {
+    /// Queue ID.
+    pub queue_id: String,
+    /// Why.
+    pub reason: String,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Next attempt, RFC 3339.
+    pub next_attempt: String,
+}
+
+/// Delivery gave up; the item waits in hold/.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// Queue ID.
+    pub queue_id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// An original was quarantined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// Quarantine item ID.
+    pub item_id: String,
+    /// `mail` or `import`.
+    pub source: String,
+    /// The queue or import ID it came from.
+    pub origin_id: String,
+    /// Reason code.
+    pub reason: String,
+    /// SHA-256 of the held bytes.
+    pub sha256: String,
+}
+
+/// A file was taken from an import folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileImported {
+    /// Import item ID.
+    pub item_id: String,
+    /// Department folder.
+    pub department: String,
+    /// Path below the import folder.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256.
+    pub sha256: String,
+}
+
+/// A result was exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileExported {
+    /// Import item ID.
+    pub item_id: String,
+    /// Department folder.
+    pub department: String,
+    /// Path below the export folder.
+    pub path: String,
+    /// Verdict.
+    pub verdict: String,
+    /// SHA-256 of what was written (absent for report-only exports).
+    pub sha256: Option<String>,
+}
+
+/// A person's decision about a quarantined item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseDecision {
+    /// Quarantine item ID.
+    pub item_id: String,
+    /// Release request ID.
+    pub request_id: Option<String>,
+    /// Who acted.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// Where it is to go (recipients or export folder), for requests and approvals.
+    pub target: Option<String>,
+}
+
+/// An administrator login attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminLogin {
+    /// Account name.
+    pub user: String,
+    /// Client address.
+    pub client: String,
+    /// `success`, `failure` or `lockout`.
+    pub outcome: String,
+}
+
+/// Configuration was loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigLoaded {
+    /// The file (or `embedded-default`).
+    pub source: String,
+    /// SHA-256 of its text.
+    pub sha256: String,
+}
+
+/// Service start or stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEvent {
+    /// mukaika version.
+    pub version: String,
+    /// Why (for stops).
+    pub reason: Option<String>,
+}
+
+/// A verification run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditVerified {
+    /// Records checked.
+    pub records: u64,
+    /// True when the chain was intact.
+    pub intact: bool,
+    /// The first problem, if any.
+    pub problem: Option<String>,
+}
+
+/// A periodic anchor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Records written since the previous checkpoint (or since the start).
+    pub records: u64,
+}
+
+/// Names a torn last line left by a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// The file holding the torn line.
+    pub file: String,
+    /// Its line number (1-based).
+    pub line: u64,
+    /// How many bytes it had.
+    pub bytes: u64,
+    /// SHA-256 of those bytes, so the torn text itself stays verifiable.
+    pub sha256: String,
+}
+
+/// Retention removed things.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionExpired {
+    /// What was removed (file names or item IDs).
+    pub removed: Vec<String>,
+    /// The retention period applied, in days.
+    pub days: u32,
+}

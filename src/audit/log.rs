@@ -1,0 +1,383 @@
+//! The append-only, hash-chained audit log writer.
+//!
+//! Owns: files `audit-YYYYMMDD-NNNN.jsonl` in one directory, rotated daily (UTC) or when a
+//! file passes its size limit; the chain continues across files (a file's first record names
+//! the last hash of the one before). A checkpoint record is written every N records.
+//! Invariants:
+//! - `append` returns only after the record is written and fsynced. Concurrent appenders are
+//!   group-committed: one of them writes and fsyncs everything pending, the others wait for
+//!   the fsync that covers their record. Sequence numbers and timestamps are assigned under one
+//!   lock, so the file order is the sequence order and timestamps never go backwards.
+//! - On open after a crash, a torn last line is never dropped silently: logging continues in
+//!   a new file whose first record is a `recovery` event naming the torn line (file, line,
+//!   length, SHA-256), and verify reports it.
+//! - After a write error the log refuses further appends (callers fail closed: no ack).
+//!
+//! Must never: rewrite or truncate an existing line.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use sha2::{Digest, Sha256};
+
+use super::chain::{self, GENESIS};
+use super::event::{AuditEvent, Checkpoint, Recovery};
+use super::time;
+use super::AuditError;
+
+/// How the log is written.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// The directory holding the files.
+    pub dir: PathBuf,
+    /// This gateway's node name, written into every record.
+    pub node: String,
+    /// Optional HMAC key: with it, rewriting the whole chain needs the key.
+    pub hmac_key: Option<Vec<u8>>,
+    /// Rotate when a file grows past this many bytes.
+    pub max_file_bytes: u64,
+    /// Write a checkpoint record after this many records (0: never).
+    pub checkpoint_every: u64,
+}
+
+impl AuditConfig {
+    /// A configuration with defaults: 64 MiB files, a checkpoint every 1,000 records, no key.
+    pub fn new(dir: impl Into<PathBuf>, node: impl Into<String>) -> Self {
+        Self {
+            dir: dir.into(),
+            node: node.into(),
+            hmac_key: None,
+            max_file_bytes: 64 << 20,
+            checkpoint_every: 1000,
+        }
+    }
+}
+
+struct State {
+    file: File,
+    day: String,
+    index: u32,
+    size: u64,
+    next_seq: u64,
+    last_hash: String,
+    last_ts: u64,
+    since_checkpoint: u64,
+    pending: Vec<u8>,
+    pending_last: u64,
+    durable: u64,
+    writing: bool,
+    failed: Option<String>,
+}
+
+/// The audit log. Share it (it is `Sync`); `append` blocks until the record is durable.
+pub struct AuditLog {
+    config: AuditConfig,
+    state: Mutex<State>,
+    flushed: Condvar,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log, continuing the chain from the last durable record.
+    ///
+    /// # Errors
+    /// The directory cannot be created or read, or the last file is not a valid log.
+    pub fn open(config: AuditConfig) -> Result<Self, AuditError> {
+        fs::create_dir_all(&config.dir).map_err(|e| AuditError::io(&config.dir, e))?;
+        let files = list_files(&config.dir)?;
+        let tail = last_valid(&files, config.hmac_key.as_deref())?;
+        let now = time::now_millis();
+        let (seq, hash, last_ts) = match &tail.last {
+            Some((seq, hash, ts)) => (*seq + 1, hash.clone(), *ts),
+            None => (1, GENESIS.to_string(), 0),
+        };
+        let today = time::day(now);
+        // Keep appending to today's file unless it ends in a torn line (never write after one).
+        let (file, day, index, size) = match files.last() {
+            Some(last)
+                if tail.torn.is_none() && file_day(last).as_deref() == Some(today.as_str()) =>
+            {
+                let f = OpenOptions::new()
+                    .append(true)
+                    .open(last)
+                    .map_err(|e| AuditError::io(last, e))?;
+                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                (f, today, file_index(last).unwrap_or(0), size)
+            }
+            _ => {
+                let index = files
+                    .last()
+                    .filter(|f| file_day(f).as_deref() == Some(today.as_str()))
+                    .and_then(|f| file_index(f))
+                    .map_or(0, |i| i + 1);
+                let (f, _) = create_file(&config.dir, &today, index)?;
+                (f, today, index, 0)
+            }
+        };
+        let log = AuditLog {
+            state: Mutex::new(State {
+                file,
+                day,
+                index,
+                size,
+                next_seq: seq,
+                last_hash: hash,
+                last_ts,
+                since_checkpoint: 0,
+                pending: Vec::new(),
+                pending_last: seq - 1,
+                durable: seq - 1,
+                writing: false,
+                failed: None,
+            }),
+            flushed: Condvar::new(),
+            config,
+        };
+        if let Some(recovery) = tail.torn {
+            log.append(AuditEvent::Recovery(recovery))?;
+        }
+        Ok(log)
+    }
+
+    /// The directory the log writes to.
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// Appends an event and returns its sequence number once it is on disk.
+    ///
+    /// # Errors
+    /// A write or fsync failed (now or earlier): the action being recorded must not be
+    /// acknowledged.
+    pub fn append(&self, event: AuditEvent) -> Result<u64, AuditError> {
+        let mut st = self.lock()?;
+        // Rotation switches files, so it waits until nothing is pending for the old one.
+        while st.writing || (!st.pending.is_empty() && self.needs_rotation(&st)) {
+            st = self
+                .flushed
+                .wait(st)
+                .map_err(|_| AuditError::failed("audit log lock poisoned"))?;
+            if let Some(e) = &st.failed {
+                return Err(AuditError::failed(e.clone()));
+            }
+        }
+        if self.needs_rotation(&st) {
+            self.rotate(&mut st)?;
+        }
+        let seq = self.push(&mut st, &event);
+        if self.config.checkpoint_every > 0 && st.since_checkpoint >= self.config.checkpoint_every {
+            let records = st.since_checkpoint;
+            st.since_checkpoint = 0;
+            self.push(&mut st, &AuditEvent::Checkpoint(Checkpoint { records }));
+            st.since_checkpoint = 0;
+        }
+        self.wait_durable(st, seq)
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, AuditError> {
+        let st = self
+            .state
+            .lock()
+            .map_err(|_| AuditError::failed("audit log lock poisoned"))?;
+        if let Some(e) = &st.failed {
+            return Err(AuditError::failed(e.clone()));
+        }
+        Ok(st)
+    }
+
+    fn needs_rotation(&self, st: &State) -> bool {
+        st.size + st.pending.len() as u64 >= self.config.max_file_bytes
+            || time::day(time::now_millis().max(st.last_ts)) != st.day
+    }
+
+    fn rotate(&self, st: &mut State) -> Result<(), AuditError> {
+        let day = time::day(time::now_millis().max(st.last_ts));
+        let index = if day == st.day { st.index + 1 } else { 0 };
+        let (file, _) = create_file(&self.config.dir, &day, index)?;
+        st.file = file;
+        st.day = day;
+        st.index = index;
+        st.size = 0;
+        Ok(())
+    }
+
+    fn push(&self, st: &mut State, event: &AuditEvent) -> u64 {
+        let seq = st.next_seq;
+        let ts = time::now_millis().max(st.last_ts);
+        let (line, hash) = chain::encode(
+            seq,
+            &time::rfc3339(ts),
+            &self.config.node,
+            &st.last_hash,
+            event,
+            self.config.hmac_key.as_deref(),
+        );
+        st.pending.extend_from_slice(line.as_bytes());
+        st.pending_last = seq;
+        st.next_seq += 1;
+        st.last_hash = hash;
+        st.last_ts = ts;
+        st.since_checkpoint += 1;
+        seq
+    }
+
+    /// Group commit: the first waiter whose record is not yet durable becomes the writer for
+    /// everything pending; the others sleep until a flush covers them.
+    fn wait_durable<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        seq: u64,
+    ) -> Result<u64, AuditError> {
+        loop {
+            if let Some(e) = &st.failed {
+                return Err(AuditError::failed(e.clone()));
+            }
+            if st.durable >= seq {
+                return Ok(seq);
+            }
+            if st.writing {
+                st = self
+                    .flushed
+                    .wait(st)
+                    .map_err(|_| AuditError::failed("audit log lock poisoned"))?;
+                continue;
+            }
+            let batch = std::mem::take(&mut st.pending);
+            let last = st.pending_last;
+            let mut file = st
+                .file
+                .try_clone()
+                .map_err(|e| AuditError::io(&self.config.dir, e))?;
+            st.writing = true;
+            drop(st);
+            let result = file.write_all(&batch).and_then(|()| file.sync_data());
+            st = self
+                .state
+                .lock()
+                .map_err(|_| AuditError::failed("audit log lock poisoned"))?;
+            st.writing = false;
+            match result {
+                Ok(()) => {
+                    st.size += batch.len() as u64;
+                    st.durable = last;
+                }
+                Err(e) => st.failed = Some(format!("audit write failed: {e}")),
+            }
+            self.flushed.notify_all();
+        }
+    }
+}
+
+fn create_file(dir: &Path, day: &str, index: u32) -> Result<(File, PathBuf), AuditError> {
+    let path = dir.join(format!("audit-{day}-{index:04}.jsonl"));
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| AuditError::io(&path, e))?;
+    // The new name must survive a crash too.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| AuditError::io(dir, e))?;
+    Ok((file, path))
+}
+
+/// The log files in chain order.
+pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, AuditError> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| AuditError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn file_day(path: &Path) -> Option<String> {
+    path.file_name()?.to_str()?.get(6..14).map(str::to_string)
+}
+
+fn file_index(path: &Path) -> Option<u32> {
+    path.file_name()?.to_str()?.get(15..19)?.parse().ok()
+}
+
+struct Tail {
+    last: Option<(u64, String, u64)>,
+    torn: Option<Recovery>,
+}
+
+/// Finds the last durable record, and a torn last line if the newest file ends in one.
+fn last_valid(files: &[PathBuf], key: Option<&[u8]>) -> Result<Tail, AuditError> {
+    let mut torn = None;
+    for (i, path) in files.iter().enumerate().rev() {
+        let bytes = fs::read(path).map_err(|e| AuditError::io(path, e))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let complete = text.ends_with('\n');
+        let lines: Vec<&str> = text.lines().collect();
+        let mut last = None;
+        for (n, line) in lines.iter().enumerate() {
+            let is_last = n + 1 == lines.len();
+            match chain::decode(line, key) {
+                Ok(r) => last = Some((r.seq, r.hash, parse_ts(&r.ts))),
+                Err(_) if is_last && i + 1 == files.len() && torn.is_none() => {
+                    torn = Some(Recovery {
+                        file: path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        line: n as u64 + 1,
+                        bytes: line.len() as u64 + u64::from(complete),
+                        sha256: hex::encode(Sha256::digest(line.as_bytes())),
+                    });
+                }
+                Err(p) => {
+                    return Err(AuditError::corrupt(format!(
+                        "{}:{}: {p:?}; run `mukaika audit verify`",
+                        path.display(),
+                        n + 1
+                    )));
+                }
+            }
+        }
+        if let Some(last) = last {
+            return Ok(Tail {
+                last: Some(last),
+                torn,
+            });
+        }
+    }
+    Ok(Tail { last: None, torn })
+}
+
+/// Milliseconds of an RFC 3339 timestamp written by this module (0 if unreadable).
+pub fn parse_ts(ts: &str) -> u64 {
+    let num = |r: std::ops::Range<usize>| ts.get(r).and_then(|s| s.parse::<u64>().ok());
+    let (Some(y), Some(m), Some(d), Some(h), Some(mi), Some(s), Some(ms)) = (
+        num(0..4),
+        num(5..7),
+        num(8..10),
+        num(11..13),
+        num(14..16),
+        num(17..19),
+        num(20..23),
+    ) else {
+        return 0;
+    };
+    // Days from civil (inverse of time::civil).
+    let (y, m) = if m <= 2 {
+        (y as i64 - 1, m + 9)
+    } else {
+        (y as i64, m - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m as i64 + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days as u64) * 86_400_000 + h * 3_600_000 + mi * 60_000 + s * 1000 + ms
+}
