@@ -360,3 +360,94 @@ fn the_cli_verifies_and_exits_non_zero_on_tampering() {
     ]);
     assert_eq!(String::from_utf8_lossy(&found.stdout).lines().count(), 1);
 }
+
+#[test]
+fn retention_removes_old_files_on_record_and_the_chain_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 120, |c| AuditConfig {
+        max_file_bytes: 8 * 1024,
+        ..c
+    });
+    let all = files(dir.path());
+    // Age the first two files (their names carry the day they were written).
+    for (i, f) in all.iter().take(2).enumerate() {
+        std::fs::rename(f, dir.path().join(format!("audit-20200101-{i:04}.jsonl"))).unwrap();
+    }
+    let log = AuditLog::open(AuditConfig {
+        max_file_bytes: 8 * 1024,
+        ..AuditConfig::new(dir.path(), "gw1")
+    })
+    .unwrap();
+    let removed = log.expire(365).unwrap();
+    assert_eq!(
+        removed,
+        ["audit-20200101-0000.jsonl", "audit-20200101-0001.jsonl"]
+    );
+    assert!(!dir.path().join("audit-20200101-0000.jsonl").exists());
+    let record = audit::search(dir.path(), &audit::Search::default())
+        .unwrap()
+        .into_iter()
+        .find(|r| r.event["type"] == "retention_expired")
+        .expect("expiry is recorded");
+    assert_eq!(record.event["removed"].as_array().unwrap().len(), 2);
+    let report = audit::verify(dir.path(), None, None).unwrap();
+    assert!(report.intact(), "{:?}", report.problem);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("removed by retention")),
+        "{:?}",
+        report.notes
+    );
+}
+
+#[test]
+fn deleting_the_oldest_files_without_retention_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 120, |c| AuditConfig {
+        max_file_bytes: 8 * 1024,
+        ..c
+    });
+    let all = files(dir.path());
+    std::fs::remove_file(&all[0]).unwrap();
+    let p = problem(dir.path());
+    assert_eq!((p.kind.as_str(), p.line), ("missing-head", 1));
+}
+
+#[test]
+fn records_are_forwarded_to_syslog_as_rfc5424() {
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let target = audit::syslog::SyslogTarget::Udp(receiver.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(AuditConfig {
+        syslog: Some(target),
+        ..AuditConfig::new(dir.path(), "gw1")
+    })
+    .unwrap();
+    log.append(received(7)).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = receiver.recv(&mut buf).unwrap();
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG
+    assert!(msg.starts_with("<110>1 "), "{msg}");
+    let fields: Vec<&str> = msg.splitn(8, ' ').collect();
+    assert!(
+        fields[1].ends_with('Z') && fields[1].contains('T'),
+        "timestamp: {msg}"
+    );
+    assert_eq!(fields[2], "gw1");
+    assert_eq!(fields[3], "mukaika");
+    assert_eq!(fields[5], "message_received");
+    assert!(
+        msg.contains(" message_received [mukaika@32473 seq=\"1\" hash=\""),
+        "{msg}"
+    );
+    let json = msg.split('\u{FEFF}').nth(1).unwrap();
+    let record: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(record["event"]["queue_id"], "Q00007");
+    assert_eq!(log.forwarder().unwrap().failures(), 0);
+}

@@ -271,4 +271,9 @@ pub struct RetentionExpired {
     pub removed: Vec<String>,
     /// The retention period applied, in days.
     pub days: u32,
+    /// For removed audit files: the sequence number of the last removed record…
+    pub last_seq: Option<u64>,
+    /// …and its hash, which the oldest remaining record names as `prev`, so verify can tell
+    /// expiry from deletion.
+    pub last_hash: Option<String>,
 }

@@ -40,6 +40,8 @@ pub struct AuditConfig {
     pub max_file_bytes: u64,
     /// Write a checkpoint record after this many records (0: never).
     pub checkpoint_every: u64,
+    /// Also forward every record to a SIEM (RFC 5424), after it is durable.
+    pub syslog: Option<super::syslog::SyslogTarget>,
 }
 
 impl AuditConfig {
@@ -51,6 +53,7 @@ impl AuditConfig {
             hmac_key: None,
             max_file_bytes: 64 << 20,
             checkpoint_every: 1000,
+            syslog: None,
         }
     }
 }
@@ -76,6 +79,7 @@ pub struct AuditLog {
     config: AuditConfig,
     state: Mutex<State>,
     flushed: Condvar,
+    forwarder: Option<super::syslog::Forwarder>,
 }
 
 impl AuditLog {
@@ -132,12 +136,18 @@ impl AuditLog {
                 failed: None,
             }),
             flushed: Condvar::new(),
+            forwarder: config.syslog.map(super::syslog::Forwarder::start),
             config,
         };
         if let Some(recovery) = tail.torn {
             log.append(AuditEvent::Recovery(recovery))?;
         }
         Ok(log)
+    }
+
+    /// The syslog forwarder, if configured (for health and metrics).
+    pub fn forwarder(&self) -> Option<&super::syslog::Forwarder> {
+        self.forwarder.as_ref()
     }
 
     /// The directory the log writes to.
@@ -261,11 +271,74 @@ impl AuditLog {
                 Ok(()) => {
                     st.size += batch.len() as u64;
                     st.durable = last;
+                    if let Some(f) = &self.forwarder {
+                        f.forward_batch(&batch);
+                    }
                 }
                 Err(e) => st.failed = Some(format!("audit write failed: {e}")),
             }
             self.flushed.notify_all();
         }
+    }
+}
+
+impl AuditLog {
+    /// Removes audit files whose every record is older than `days` days, never the file being
+    /// written. Before anything is deleted, a `retention_expired` record listing the files and
+    /// the last removed record's sequence number and hash is appended (and fsynced), so the
+    /// chain still verifies from the oldest remaining record and the deletion is on record.
+    ///
+    /// # Errors
+    /// A file cannot be read or removed, or the record cannot be written.
+    pub fn expire(&self, days: u32) -> Result<Vec<String>, AuditError> {
+        let cutoff = time::day(time::now_millis().saturating_sub(u64::from(days) * 86_400_000));
+        let current = {
+            let st = self.lock()?;
+            format!("audit-{}-{:04}.jsonl", st.day, st.index)
+        };
+        let files = list_files(&self.config.dir)?;
+        // Files are in chain order: expire a prefix, stopping at the first file to keep.
+        let mut expired = Vec::new();
+        let mut last: Option<(u64, String)> = None;
+        for path in &files {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let day = file_day(path).unwrap_or_default();
+            // A file's records are no newer than the next file's day; keep today's and the live one.
+            if name == current || day.as_str() >= cutoff.as_str() {
+                break;
+            }
+            let text = fs::read_to_string(path).map_err(|e| AuditError::io(path, e))?;
+            if let Some(r) = text
+                .lines()
+                .rev()
+                .find_map(|l| chain::decode(l, self.config.hmac_key.as_deref()).ok())
+            {
+                last = Some((r.seq, r.hash));
+            }
+            expired.push((path.clone(), name));
+        }
+        if expired.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = expired.iter().map(|(_, n)| n.clone()).collect();
+        self.append(AuditEvent::RetentionExpired(
+            super::event::RetentionExpired {
+                removed: names.clone(),
+                days,
+                last_seq: last.as_ref().map(|l| l.0),
+                last_hash: last.map(|l| l.1),
+            },
+        ))?;
+        for (path, _) in &expired {
+            fs::remove_file(path).map_err(|e| AuditError::io(path, e))?;
+        }
+        File::open(&self.config.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| AuditError::io(&self.config.dir, e))?;
+        Ok(names)
     }
 }
 

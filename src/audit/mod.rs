@@ -11,6 +11,7 @@
 pub mod chain;
 pub mod event;
 pub mod log;
+pub mod syslog;
 mod time;
 pub mod verify;
 

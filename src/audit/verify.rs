@@ -73,6 +73,8 @@ pub fn verify(
         ..VerifyReport::default()
     };
     let mut prev: Option<(u64, String, u64)> = None;
+    // Heads removed by retention: (last removed seq, its hash) from every retention record.
+    let expired_heads = retention_heads(&files, key)?;
     // A torn line waiting for the recovery record that must follow it.
     let mut torn: Option<(String, u64, String)> = None;
     for (fi, path) in files.iter().enumerate() {
@@ -139,6 +141,24 @@ pub fn verify(
                 }
                 report.notes.push(format!("{t_file}:{t_line}: torn by a crash while writing; recovered at {name}:{line_no}"));
             }
+            if prev.is_none() && record.seq != 1 && from.is_none() {
+                let accounted = expired_heads
+                    .iter()
+                    .any(|(seq, hash)| *seq + 1 == record.seq && *hash == record.prev);
+                if !accounted {
+                    report.problem = Some(Problem {
+                        file: name.clone(),
+                        line: line_no,
+                        kind: "missing-head".into(),
+                        detail: format!("the chain starts at record {} and no retention record accounts for the ones before", record.seq),
+                    });
+                    return Ok(report);
+                }
+                report.notes.push(format!(
+                    "records 1..={} were removed by retention (recorded in the log)",
+                    record.seq - 1
+                ));
+            }
             if let Some(problem) = check_link(&record, prev.as_ref(), &name, line_no) {
                 report.problem = Some(problem);
                 return Ok(report);
@@ -160,6 +180,31 @@ pub fn verify(
         }
     }
     Ok(report)
+}
+
+/// `(last_seq, last_hash)` of every `retention_expired` record (they name removed heads).
+fn retention_heads(
+    files: &[std::path::PathBuf],
+    key: Option<&[u8]>,
+) -> Result<Vec<(u64, String)>, AuditError> {
+    let mut out = Vec::new();
+    for path in files {
+        let text = fs::read_to_string(path).map_err(|e| AuditError::io(path, e))?;
+        for line in text.lines() {
+            if !line.contains("\"retention_expired\"") {
+                continue;
+            }
+            if let Ok(r) = chain::decode(line, key) {
+                if let (Some(seq), Some(hash)) = (
+                    r.event.get("last_seq").and_then(|v| v.as_u64()),
+                    r.event.get("last_hash").and_then(|v| v.as_str()),
+                ) {
+                    out.push((seq, hash.to_string()));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// True when the last file ends with a newline (a torn line there is then not the tail).
