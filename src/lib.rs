@@ -6,7 +6,9 @@
 //! forwarding sink (or a user) would pick them up.
 
 pub mod audit;
+pub mod config;
 pub mod mail;
 pub mod sanitize;
+pub mod smtp;
 
 pub use mukaika_sanitizers as sanitizers;

@@ -1,0 +1,417 @@
+//! Service configuration: what `mukaika serve` listens on, where it keeps its data, how it
+//! delivers, and the sanitizing policy.
+//!
+//! Owns: [`ServiceConfig`] with an annotated embedded default that runs out of the box on one
+//! machine (SMTP on 127.0.0.1:2525, loopback clients only, delivery into `./data/maildir`),
+//! and validation with clear errors.
+//! Invariants: unknown keys are errors; listening beyond loopback without an explicit list of
+//! accepted recipient domains is refused (no open relay, 対策基準 7.1(14)①); every size and
+//! time limit is non-zero.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use mukaika_sanitizers::{Policy, Registry};
+
+/// The embedded default configuration, annotated (`mukaika config default` prints it).
+pub const DEFAULT_TOML: &str = r#"# mukaika — embedded default configuration.
+# Runs out of the box on one machine: SMTP on 127.0.0.1:2525 from loopback clients only, and
+# converted mail delivered into ./data/maildir (the LGWAN side stands in as a folder).
+
+[smtp]
+# Address to listen on. Anything beyond loopback also needs accepted_domains (no open relay).
+listen = "127.0.0.1:2525"
+# Name in the greeting and EHLO reply.
+hostname = "mukaika.localhost"
+# Clients allowed to connect (CIDR); others get 554 at connect.
+client_networks = ["127.0.0.0/8", "::1/128"]
+# Recipient domains accepted; empty accepts any (allowed on loopback only).
+accepted_domains = []
+# Largest message accepted, in bytes (対策基準 7.1(14)③).
+max_message_bytes = 26214400
+# Most recipients per message.
+max_recipients = 100
+# Longest command or data line, in bytes.
+max_line_bytes = 4096
+# Seconds a client may take per command, and for the whole DATA phase.
+command_timeout_secs = 300
+data_timeout_secs = 600
+# Concurrent connections, in all and per client address.
+max_connections = 500
+max_connections_per_client = 50
+# Bare CR or LF in DATA (SMTP smuggling, CVE-2023-51764/5/6): "reject" with 550 5.5.2, or
+# "normalize" to CRLF. Either way only CRLF.CRLF ends a message.
+bare_line_endings = "reject"
+
+[data]
+# Spool, quarantine, maildir and audit log live here unless set separately.
+dir = "./data"
+# Refuse new mail (452 4.3.1) when less than this many bytes are free.
+min_free_bytes = 104857600
+
+[delivery]
+# "maildir" delivers into data/maildir (tmp → new); "relay" to an SMTP server (issue #5, later).
+mode = "maildir"
+
+[pipeline]
+# Conversion workers (0: one per core).
+workers = 0
+# Seconds one message may take to convert before it is quarantined whole.
+timeout_secs = 120
+
+[audit]
+# This gateway's name in every audit record.
+node = "mukaika-1"
+# Optional file holding an HMAC key for the audit chain.
+# hmac_key_file = "/etc/mukaika/audit.key"
+# Optional SIEM: "udp://192.0.2.10:514" or "tcp://192.0.2.10:6514".
+# syslog = "udp://127.0.0.1:514"
+
+[policy]
+# The sanitizing policy (see README, "Policy"); defaults are fail-closed.
+"#;
+
+/// The whole service configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// SMTP listener.
+    pub smtp: SmtpConfig,
+    /// Data directories.
+    pub data: DataConfig,
+    /// Delivery to the LGWAN side.
+    pub delivery: DeliveryConfig,
+    /// Conversion workers.
+    pub pipeline: PipelineConfig,
+    /// Audit log.
+    pub audit: AuditSection,
+    /// Sanitizing policy.
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Greeting and EHLO name.
+    pub hostname: String,
+    /// Allowed client networks (CIDR).
+    pub client_networks: Vec<String>,
+    /// Accepted recipient domains; empty accepts any (loopback only).
+    pub accepted_domains: Vec<String>,
+    /// Largest message, bytes.
+    pub max_message_bytes: u64,
+    /// Most recipients per message.
+    pub max_recipients: usize,
+    /// Longest line, bytes.
+    pub max_line_bytes: usize,
+    /// Per-command timeout, seconds.
+    pub command_timeout_secs: u64,
+    /// DATA timeout, seconds.
+    pub data_timeout_secs: u64,
+    /// Concurrent connections.
+    pub max_connections: usize,
+    /// Concurrent connections per client address.
+    pub max_connections_per_client: usize,
+    /// `reject` or `normalize`.
+    pub bare_line_endings: BareLineEndings,
+}
+
+/// What to do with bare CR or LF in DATA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BareLineEndings {
+    /// 550 5.5.2; the message is not accepted.
+    Reject,
+    /// Accepted with every bare CR or LF turned into CRLF.
+    Normalize,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Base directory.
+    pub dir: PathBuf,
+    /// Minimum free space before intake tempfails.
+    pub min_free_bytes: u64,
+}
+
+/// `[delivery]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// `maildir` (for now the only mode).
+    pub mode: DeliveryMode,
+}
+
+/// Delivery modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryMode {
+    /// Into `data/maildir` (tmp → new).
+    Maildir,
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Worker count (0: one per core).
+    pub workers: usize,
+    /// Per-message conversion timeout, seconds.
+    pub timeout_secs: u64,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Node name.
+    pub node: String,
+    /// HMAC key file.
+    #[serde(default)]
+    pub hmac_key_file: Option<PathBuf>,
+    /// SIEM target (`udp://ip:port` or `tcp://ip:port`).
+    #[serde(default)]
+    pub syslog: Option<String>,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, Clone)]
+pub struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// An IP network in CIDR form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// Parses `192.0.2.0/24` or `::1/128` (a bare address is a host).
+    ///
+    /// # Errors
+    /// Not an address, or a prefix too long for it.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("{s}: not an IP network")))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| ConfigError(format!("{s}: bad prefix length")))?,
+            None => max,
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    /// True when `ip` is inside the network (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// The embedded default.
+    pub fn default_config() -> Self {
+        Self::from_toml(DEFAULT_TOML).expect("the embedded default configuration is valid")
+    }
+
+    /// Parses and validates a configuration.
+    ///
+    /// # Errors
+    /// TOML errors (with the key), unknown keys, and everything [`ServiceConfig::validate`]
+    /// refuses.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: ServiceConfig = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads a file, or the embedded default when `path` is None.
+    ///
+    /// # Errors
+    /// Unreadable file or an invalid configuration.
+    pub fn load(path: Option<&Path>) -> Result<(Self, String), ConfigError> {
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+                let config = Self::from_toml(&text)
+                    .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+                Ok((config, text))
+            }
+            None => Ok((Self::default_config(), DEFAULT_TOML.to_string())),
+        }
+    }
+
+    /// Checks everything that parsing alone cannot.
+    ///
+    /// # Errors
+    /// An open relay, zero limits, bad networks, a policy the registry cannot honour.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.smtp;
+        let networks: Vec<Network> = s
+            .client_networks
+            .iter()
+            .map(|n| Network::parse(n))
+            .collect::<Result<_, _>>()?;
+        if networks.is_empty() {
+            return Err(ConfigError(
+                "smtp.client_networks: at least one network is needed".into(),
+            ));
+        }
+        let loopback_only =
+            s.listen.ip().is_loopback() && networks.iter().all(|n| n.addr.is_loopback());
+        if s.accepted_domains.is_empty() && !loopback_only {
+            return Err(ConfigError(
+                "smtp.accepted_domains: listening beyond loopback needs an explicit list of recipient domains (no open relay, 対策基準 7.1(14)①)".into(),
+            ));
+        }
+        for (name, v) in [
+            ("max_message_bytes", s.max_message_bytes),
+            ("command_timeout_secs", s.command_timeout_secs),
+            ("data_timeout_secs", s.data_timeout_secs),
+            ("pipeline.timeout_secs", self.pipeline.timeout_secs),
+        ] {
+            if v == 0 {
+                return Err(ConfigError(format!(
+                    "smtp.{name}: must be greater than zero"
+                )));
+            }
+        }
+        if s.max_recipients == 0
+            || s.max_connections == 0
+            || s.max_connections_per_client == 0
+            || s.max_line_bytes < 1000
+        {
+            return Err(ConfigError("smtp: recipient and connection limits must be positive and max_line_bytes at least 1000 (RFC 5321)".into()));
+        }
+        if let Some(target) = &self.audit.syslog {
+            target
+                .parse::<crate::audit::syslog::SyslogTarget>()
+                .map_err(|e| ConfigError(format!("audit.syslog: {e}")))?;
+        }
+        Registry::standard()
+            .check_policy(&self.policy)
+            .map_err(|e| ConfigError(format!("policy: {e}")))?;
+        Ok(())
+    }
+
+    /// The parsed client networks.
+    pub fn client_networks(&self) -> Vec<Network> {
+        self.smtp
+            .client_networks
+            .iter()
+            .filter_map(|n| Network::parse(n).ok())
+            .collect()
+    }
+
+    /// Directory for a part of the data.
+    pub fn data_path(&self, part: &str) -> PathBuf {
+        self.data.dir.join(part)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_valid_and_loopback_only() {
+        let c = ServiceConfig::default_config();
+        assert!(c.smtp.listen.ip().is_loopback());
+        assert_eq!(c.smtp.listen.port(), 2525);
+    }
+
+    #[test]
+    fn refuses_an_open_relay() {
+        let text = DEFAULT_TOML.replace("listen = \"127.0.0.1:2525\"", "listen = \"0.0.0.0:25\"");
+        let err = ServiceConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("accepted_domains"), "{err}");
+        let ok = text.replace(
+            "accepted_domains = []",
+            "accepted_domains = [\"city.example.lg.jp\"]",
+        );
+        ServiceConfig::from_toml(&ok).unwrap();
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        assert!(
+            ServiceConfig::from_toml(&DEFAULT_TOML.replace("[data]", "[data]\nbogus = 1"))
+                .unwrap_err()
+                .to_string()
+                .contains("bogus")
+        );
+        assert!(ServiceConfig::from_toml(
+            &DEFAULT_TOML.replace("max_message_bytes = 26214400", "max_message_bytes = 0")
+        )
+        .is_err());
+        assert!(
+            ServiceConfig::from_toml(&DEFAULT_TOML.replace("\"::1/128\"", "\"::1/129\"")).is_err()
+        );
+        assert!(ServiceConfig::from_toml(&format!(
+            "{DEFAULT_TOML}\n[policy.actions]\nrtf = \"sanitize\"\n"
+        ))
+        .unwrap_err()
+        .to_string()
+        .contains("policy"));
+    }
+
+    #[test]
+    fn networks_match_addresses() {
+        let n = Network::parse("192.0.2.0/24").unwrap();
+        assert!(n.contains("192.0.2.77".parse().unwrap()));
+        assert!(!n.contains("192.0.3.1".parse().unwrap()));
+        assert!(n.contains("::ffff:192.0.2.5".parse().unwrap()));
+        assert!(Network::parse("::1/128")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,3 @@
+//! The SMTP source: the sans-IO session and the tokio listener.
+
+pub mod session;
