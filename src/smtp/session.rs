@@ -244,9 +244,10 @@ impl Session {
             self.flaws.oversize = true;
             self.data = Vec::new();
         }
-        if !self.flaws.oversize
-            && !(self.flaws.bare && self.config.bare_line_endings == BareLineEndings::Reject)
-        {
+        // Nothing is kept once the message is known to be refused.
+        let refused = self.flaws.oversize
+            || (self.flaws.bare && self.config.bare_line_endings == BareLineEndings::Reject);
+        if !refused {
             if self.config.bare_line_endings == BareLineEndings::Normalize && bare_cr_inside {
                 for chunk in content.split(|&b| b == b'\r') {
                     self.data.extend_from_slice(chunk);
@@ -344,7 +345,7 @@ impl Session {
                 } else if self.rcpt_to.len() >= self.config.max_recipients {
                     reply("452 4.5.3 Too many recipients\r\n");
                 } else if !self.config.accepted_domains.is_empty()
-                    && !self.config.accepted_domains.iter().any(|d| *d == domain)
+                    && !self.config.accepted_domains.contains(&domain)
                 {
                     reply("550 5.7.1 Relaying denied\r\n");
                 } else {
