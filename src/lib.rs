@@ -8,7 +8,11 @@
 pub mod audit;
 pub mod config;
 pub mod mail;
+pub mod pipeline;
+pub mod quarantine;
 pub mod sanitize;
+pub mod service;
 pub mod smtp;
+pub mod spool;
 
 pub use mukaika_sanitizers as sanitizers;

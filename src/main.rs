@@ -39,6 +39,20 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
     },
+    /// Run the gateway (SMTP intake, conversion workers, maildir delivery).
+    Serve {
+        /// Configuration file; the embedded default otherwise.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Log format: "text" (human) or "json".
+        #[arg(long, value_name = "FORMAT", default_value = "text")]
+        log_format: String,
+    },
+    /// Configuration: check a file, or print the annotated default.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Audit log: verify the hash chain, search records.
     Audit {
         #[command(subcommand)]
@@ -49,6 +63,18 @@ enum Command {
         #[command(subcommand)]
         command: MailCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file (or the embedded default).
+    Check {
+        /// The file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print the annotated embedded default.
+    Default,
 }
 
 #[derive(Subcommand)]
@@ -150,6 +176,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             policy,
         } => sanitize_files(files, out, json, policy),
         Command::Audit { command } => audit(command),
+        Command::Serve { config, log_format } => serve(config, &log_format),
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
+            print!("{}", mukaika::config::DEFAULT_TOML);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => match mukaika::config::ServiceConfig::load(config.as_deref()) {
+            Ok((c, _)) => {
+                println!(
+                    "設定は有効です (SMTP {}, データ {})",
+                    c.smtp.listen,
+                    c.data.dir.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("mukaika: 設定エラー: {e}");
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Mail {
             command:
                 MailCommand::Convert {
@@ -392,4 +441,50 @@ fn audit(command: AuditCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn serve(config: Option<PathBuf>, log_format: &str) -> Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match log_format {
+        "json" => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+        "text" => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        other => {
+            eprintln!("mukaika: --log-format must be text or json, not {other}");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let (service_config, text) = match mukaika::config::ServiceConfig::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mukaika: 設定エラー: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let source = config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "embedded-default".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let running = mukaika::service::start(service_config, &source, &text)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        eprintln!(
+            "mukaika: SMTP を {} で待ち受けています（Ctrl-C で停止）",
+            running.smtp_addr
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let reason = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupt",
+            _ = term.recv() => "terminate",
+        };
+        running.stop(reason).await;
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
 }

@@ -427,6 +427,16 @@ fn last_valid(files: &[PathBuf], key: Option<&[u8]>) -> Result<Tail, AuditError>
     Ok(Tail { last: None, torn })
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    time::now_millis()
+}
+
+/// Now, as the audit log writes timestamps (RFC 3339 UTC with milliseconds).
+pub fn now_rfc3339() -> String {
+    time::rfc3339(time::now_millis())
+}
+
 /// Milliseconds of an RFC 3339 timestamp written by this module (0 if unreadable).
 pub fn parse_ts(ts: &str) -> u64 {
     let num = |r: std::ops::Range<usize>| ts.get(r).and_then(|s| s.parse::<u64>().ok());

@@ -1,0 +1,292 @@
+//! Pipeline workers: the only place where untrusted bytes become something a forwarding sink
+//! accepts.
+//!
+//! Owns: taking leases from the spool, running the mail engine on a blocking thread under a
+//! deadline with panics caught, and settling each item: the converted message into the
+//! maildir, held attachments and wholly held messages into the quarantine store, and an audit
+//! record for every step.
+//! Invariants: the order is outcome durable → audit durable → lease completed, so a crash at
+//! any point leaves the item in the spool and it is processed again (at-least-once, never
+//! lost); a panic, timeout or error quarantines the original whole and never stalls the queue;
+//! only a `CleanMessage` is ever written to the maildir.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use mukaika_sanitizers::mail::{self, Disposition, MailOutcome, MailVerdict};
+use mukaika_sanitizers::{Policy, Registry};
+
+use crate::audit::event::{Deferred, Delivered, MessageConverted, PartSanitized, Quarantined};
+use crate::audit::{AuditEvent, AuditLog};
+use crate::quarantine::{deliver_maildir, QuarantineItem, QuarantineStore};
+use crate::spool::{Lease, Spool};
+
+/// Everything a worker needs.
+pub struct Pipeline {
+    /// The spool.
+    pub spool: Arc<Spool>,
+    /// The audit log.
+    pub audit: Arc<AuditLog>,
+    /// The quarantine store.
+    pub quarantine: Arc<dyn QuarantineStore>,
+    /// Maildir the converted mail goes to.
+    pub maildir: PathBuf,
+    /// The sanitizer registry.
+    pub registry: Arc<Registry>,
+    /// The policy.
+    pub policy: Arc<Policy>,
+    /// Per-message deadline.
+    pub timeout: Duration,
+    /// Woken by intake when a message arrives.
+    pub wake: Arc<Notify>,
+}
+
+enum Converted {
+    Outcome(Box<MailOutcome>),
+    Failed(&'static str, String),
+}
+
+impl Pipeline {
+    /// Runs one worker until shutdown; finishes the message in hand first.
+    pub async fn worker(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let spool = Arc::clone(&self.spool);
+            let lease =
+                tokio::task::spawn_blocking(move || spool.lease(crate::audit::log::now_millis()))
+                    .await;
+            match lease {
+                Ok(Ok(Some(lease))) => self.process(lease).await,
+                Ok(Ok(None)) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "spool unreadable");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => tracing::error!(error = %e, "lease task failed"),
+            }
+        }
+    }
+
+    async fn process(self: &Arc<Self>, lease: Lease) {
+        let id = lease.meta().id.clone();
+        let data = match lease.data() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(queue_id = %id, error = %e, "spooled message unreadable");
+                return; // dropped lease: back to incoming
+            }
+        };
+        let (registry, policy, raw, qid) = (
+            Arc::clone(&self.registry),
+            Arc::clone(&self.policy),
+            data.clone(),
+            id.clone(),
+        );
+        let task =
+            tokio::task::spawn_blocking(move || mail::convert(&raw, &qid, &registry, &policy));
+        let converted = match tokio::time::timeout(self.timeout, task).await {
+            Ok(Ok(outcome)) => Converted::Outcome(Box::new(outcome)),
+            Ok(Err(join)) if join.is_panic() => {
+                Converted::Failed("internal-error", "the converter panicked".into())
+            }
+            Ok(Err(join)) => Converted::Failed("internal-error", join.to_string()),
+            Err(_) => Converted::Failed(
+                "timeout",
+                format!("conversion took longer than {:?}", self.timeout),
+            ),
+        };
+        let this = Arc::clone(self);
+        let settled =
+            tokio::task::spawn_blocking(move || this.settle(lease, &data, converted)).await;
+        match settled {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(queue_id = %id, error = %e, "could not settle; the message stays queued")
+            }
+            Err(e) => {
+                tracing::error!(queue_id = %id, error = %e, "settle task failed; the message stays queued")
+            }
+        }
+    }
+
+    /// Makes the outcome durable, audits it, then completes the lease. Any failure before the
+    /// completion leaves the item queued (deferred when delivery itself failed).
+    fn settle(&self, lease: Lease, original: &[u8], converted: Converted) -> Result<(), String> {
+        let meta = lease.meta().clone();
+        let audit = |e: AuditEvent| self.audit.append(e).map(|_| ()).map_err(|e| e.to_string());
+        let outcome = match converted {
+            Converted::Outcome(o) => *o,
+            Converted::Failed(code, detail) => {
+                let item = self.quarantine_item(
+                    &meta.id,
+                    &meta.id,
+                    None,
+                    code,
+                    &detail,
+                    original,
+                    serde_json::Value::Null,
+                );
+                self.quarantine
+                    .put(&item, original)
+                    .map_err(|e| e.to_string())?;
+                audit(AuditEvent::Quarantined(Quarantined {
+                    item_id: item.id.clone(),
+                    source: "mail".into(),
+                    origin_id: meta.id.clone(),
+                    reason: code.into(),
+                    sha256: item.sha256.clone(),
+                }))?;
+                tracing::warn!(queue_id = %meta.id, reason = code, "message quarantined whole");
+                return lease.complete().map_err(|e| e.to_string());
+            }
+        };
+        let (report, message, held) = outcome.into_parts();
+        let report_json = serde_json::to_value(&report).unwrap_or_default();
+        for h in &held {
+            let entry = report
+                .attachments
+                .iter()
+                .find(|a| a.quarantine_id.as_deref() == Some(h.quarantine_id.as_str()));
+            let reason = entry
+                .and_then(|a| a.report.reason.clone())
+                .map(|r| (r.code, r.detail))
+                .unwrap_or_default();
+            let item = self.quarantine_item(
+                &h.quarantine_id,
+                &meta.id,
+                Some(h.name.clone()),
+                &reason.0,
+                &reason.1,
+                &h.bytes,
+                entry
+                    .map(|a| serde_json::to_value(&a.report).unwrap_or_default())
+                    .unwrap_or_default(),
+            );
+            self.quarantine
+                .put(&item, &h.bytes)
+                .map_err(|e| e.to_string())?;
+            audit(AuditEvent::Quarantined(Quarantined {
+                item_id: item.id,
+                source: "mail".into(),
+                origin_id: meta.id.clone(),
+                reason: reason.0,
+                sha256: item.sha256,
+            }))?;
+        }
+        for a in &report.attachments {
+            audit(AuditEvent::PartSanitized(PartSanitized {
+                item_id: meta.id.clone(),
+                name: a.report.input.clone(),
+                verdict: match a.disposition {
+                    Disposition::Attached => "sanitized",
+                    Disposition::Removed => "blocked",
+                    Disposition::Held => "quarantined",
+                }
+                .into(),
+                input_sha256: a.report.input_sha256.clone(),
+                output_sha256: a.report.output_sha256.clone(),
+                removed: a
+                    .report
+                    .removed
+                    .iter()
+                    .map(|r| format!("{:?} at {}", r.what, r.location))
+                    .collect(),
+            }))?;
+        }
+        if report.verdict == MailVerdict::Quarantined {
+            let reason = report
+                .reason
+                .clone()
+                .map(|r| (r.code, r.detail))
+                .unwrap_or_default();
+            let item = self.quarantine_item(
+                &meta.id,
+                &meta.id,
+                None,
+                &reason.0,
+                &reason.1,
+                original,
+                report_json.clone(),
+            );
+            self.quarantine
+                .put(&item, original)
+                .map_err(|e| e.to_string())?;
+            audit(AuditEvent::Quarantined(Quarantined {
+                item_id: item.id,
+                source: "mail".into(),
+                origin_id: meta.id.clone(),
+                reason: reason.0,
+                sha256: item.sha256,
+            }))?;
+        }
+        audit(AuditEvent::MessageConverted(MessageConverted {
+            queue_id: meta.id.clone(),
+            mukaika_id: report.id.clone(),
+            message_id: report.message_id.clone(),
+            verdict: format!("{:?}", report.verdict).to_ascii_lowercase(),
+            input_sha256: report.input_sha256.clone(),
+            output_sha256: report.output_sha256.clone(),
+            findings: report.findings.iter().map(|f| f.code.clone()).collect(),
+        }))?;
+        if let Some(message) = message {
+            match deliver_maildir(&self.maildir, &meta.id, message.bytes()) {
+                Ok(path) => {
+                    audit(AuditEvent::Delivered(Delivered {
+                        queue_id: meta.id.clone(),
+                        destination: path.display().to_string(),
+                        rcpt_to: meta.envelope.rcpt_to.clone(),
+                        reply: "maildir".into(),
+                    }))?;
+                }
+                Err(e) => {
+                    let next = crate::audit::log::now_millis()
+                        + 60_000 * u64::from(meta.attempts + 1).min(60);
+                    audit(AuditEvent::Deferred(Deferred {
+                        queue_id: meta.id.clone(),
+                        reason: e.to_string(),
+                        attempt: meta.attempts + 1,
+                        next_attempt: crate::audit::log::now_rfc3339(),
+                    }))?;
+                    return lease.defer(&e.to_string(), next).map_err(|e| e.to_string());
+                }
+            }
+        }
+        lease.complete().map_err(|e| e.to_string())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn quarantine_item(
+        &self,
+        id: &str,
+        origin: &str,
+        name: Option<String>,
+        reason: &str,
+        detail: &str,
+        bytes: &[u8],
+        report: serde_json::Value,
+    ) -> QuarantineItem {
+        QuarantineItem {
+            id: id.to_string(),
+            source: "mail".into(),
+            origin_id: origin.to_string(),
+            name,
+            reason: reason.to_string(),
+            detail: detail.to_string(),
+            sha256: mukaika_sanitizers::report::sha256_hex(bytes),
+            size: bytes.len() as u64,
+            at: crate::audit::log::now_rfc3339(),
+            report,
+        }
+    }
+}

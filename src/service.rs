@@ -1,0 +1,131 @@
+//! `mukaika serve`: wiring the spool, audit log, quarantine, pipeline workers and the SMTP
+//! listener together, and shutting them down in order.
+//!
+//! Owns: start-up (open the audit log, record the configuration's hash and the start, recover
+//! the spool, bind) and graceful shutdown (stop accepting, let sessions and workers finish the
+//! message in hand, record the stop).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use mukaika_sanitizers::Registry;
+
+use crate::audit::event::{ConfigLoaded, ServiceEvent};
+use crate::audit::{AuditConfig, AuditEvent, AuditLog};
+use crate::config::ServiceConfig;
+use crate::pipeline::Pipeline;
+use crate::quarantine::{FsQuarantine, QuarantineStore};
+use crate::smtp::server::{self, Intake};
+use crate::spool::Spool;
+
+/// A running service.
+pub struct Running {
+    /// The address the SMTP listener is bound to.
+    pub smtp_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+    audit: Arc<AuditLog>,
+}
+
+/// Starts everything. `config_text` is the configuration as read (its SHA-256 is audited).
+///
+/// # Errors
+/// Any directory, the audit log or the listener cannot be opened.
+pub async fn start(
+    config: ServiceConfig,
+    config_source: &str,
+    config_text: &str,
+) -> anyhow_free::Result<Running> {
+    let config = Arc::new(config);
+    let data = config.data.dir.clone();
+    let mut audit_config = AuditConfig::new(data.join("audit"), config.audit.node.clone());
+    if let Some(path) = &config.audit.hmac_key_file {
+        let key = std::fs::read(path)
+            .map_err(|e| format!("audit.hmac_key_file {}: {e}", path.display()))?;
+        audit_config.hmac_key = Some(key.trim_ascii().to_vec());
+    }
+    audit_config.syslog = config.audit.syslog.as_deref().map(str::parse).transpose()?;
+    let audit = Arc::new(AuditLog::open(audit_config).map_err(|e| e.to_string())?);
+    audit
+        .append(AuditEvent::ConfigLoaded(ConfigLoaded {
+            source: config_source.into(),
+            sha256: mukaika_sanitizers::report::sha256_hex(config_text.as_bytes()),
+        }))
+        .map_err(|e| e.to_string())?;
+    let (spool, corrupt) =
+        Spool::open(data.join("spool"), config.data.min_free_bytes).map_err(|e| e.to_string())?;
+    for id in corrupt {
+        tracing::error!(queue_id = %id, "spool item unreadable; moved to corrupt/");
+    }
+    let quarantine: Arc<dyn QuarantineStore> =
+        Arc::new(FsQuarantine::open(data.join("quarantine")).map_err(|e| e.to_string())?);
+    let listener = tokio::net::TcpListener::bind(config.smtp.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.smtp.listen))?;
+    let smtp_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let wake = Arc::new(Notify::new());
+    let (shutdown, watch_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let pipeline = Arc::new(Pipeline {
+        spool: Arc::clone(&spool),
+        audit: Arc::clone(&audit),
+        quarantine,
+        maildir: data.join("maildir"),
+        registry: Arc::new(Registry::standard()),
+        policy: Arc::new(config.policy.clone()),
+        timeout: Duration::from_secs(config.pipeline.timeout_secs),
+        wake: Arc::clone(&wake),
+    });
+    let workers = if config.pipeline.workers == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        config.pipeline.workers
+    };
+    for _ in 0..workers {
+        tasks.spawn(Arc::clone(&pipeline).worker(watch_rx.clone()));
+    }
+    let intake = Arc::new(Intake {
+        config: Arc::clone(&config),
+        spool,
+        audit: Arc::clone(&audit),
+        wake,
+    });
+    tasks.spawn(server::serve(listener, intake, watch_rx));
+    audit
+        .append(AuditEvent::ServiceStarted(ServiceEvent {
+            version: env!("CARGO_PKG_VERSION").into(),
+            reason: None,
+        }))
+        .map_err(|e| e.to_string())?;
+    tracing::info!(smtp = %smtp_addr, workers, data = %data.display(), "mukaika started");
+    Ok(Running {
+        smtp_addr,
+        shutdown,
+        tasks,
+        audit,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets sessions and workers finish what they hold, records the stop.
+    pub async fn stop(mut self, reason: &str) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let _ = self.audit.append(AuditEvent::ServiceStopped(ServiceEvent {
+            version: env!("CARGO_PKG_VERSION").into(),
+            reason: Some(reason.into()),
+        }));
+        tracing::info!(reason, "mukaika stopped");
+    }
+}
+
+/// A tiny string-error result for start-up (anyhow stays in main.rs).
+pub mod anyhow_free {
+    /// Start-up result.
+    pub type Result<T> = std::result::Result<T, String>;
+}

@@ -1,0 +1,203 @@
+//! The SMTP listener: sockets, timeouts, connection limits and the durable-write handshake.
+//!
+//! Owns: accepting connections (clients outside the configured networks get 554 and are
+//! closed; over the total or per-client limit, 421), driving a [`Session`] per connection with
+//! the command and data timeouts, and answering a finished DATA only after the spool's fsync
+//! and the audit record are durable (451 4.3.5 or 452 4.3.1 otherwise, and nothing is kept).
+//! Shutdown (mini-redis's pattern): a watch channel tells every connection; a connection not
+//! in the middle of DATA answers 421 and closes; the listener stops accepting.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::audit::event::MessageReceived;
+use crate::audit::{AuditEvent, AuditLog};
+use crate::config::{Network, ServiceConfig};
+use crate::smtp::session::{Action, Session, SessionConfig};
+use crate::spool::Spool;
+
+/// What intake needs.
+pub struct Intake {
+    /// Service configuration.
+    pub config: Arc<ServiceConfig>,
+    /// The spool.
+    pub spool: Arc<Spool>,
+    /// The audit log.
+    pub audit: Arc<AuditLog>,
+    /// Wakes pipeline workers.
+    pub wake: Arc<Notify>,
+}
+
+/// Accepts connections until shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    intake: Arc<Intake>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let networks: Arc<Vec<Network>> = Arc::new(intake.config.client_networks());
+    let slots = Arc::new(Semaphore::new(intake.config.smtp.max_connections));
+    let per_client: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::new(Mutex::new(HashMap::new()));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((mut stream, peer)) = accepted else { continue };
+                let ip = peer.ip();
+                if !networks.iter().any(|n| n.contains(ip)) {
+                    tracing::warn!(client = %ip, "client outside the allowed networks");
+                    let _ = stream.write_all(b"554 5.7.1 Access denied\r\n").await;
+                    continue;
+                }
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    let _ = stream.write_all(b"421 4.7.0 Too many connections, try again later\r\n").await;
+                    continue;
+                };
+                let admitted = {
+                    let mut map = per_client.lock().unwrap_or_else(|p| p.into_inner());
+                    let count = map.entry(ip).or_insert(0);
+                    let ok = *count < intake.config.smtp.max_connections_per_client;
+                    if ok {
+                        *count += 1;
+                    }
+                    ok
+                };
+                if !admitted {
+                    let _ = stream.write_all(b"421 4.7.0 Too many connections from your address\r\n").await;
+                    continue;
+                }
+                let (intake, per_client, shutdown) = (Arc::clone(&intake), Arc::clone(&per_client), shutdown.clone());
+                connections.spawn(async move {
+                    if let Err(e) = connection(stream, peer, &intake, shutdown).await {
+                        tracing::debug!(client = %peer, error = %e, "connection ended");
+                    }
+                    let mut map = per_client.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(c) = map.get_mut(&ip) {
+                        *c -= 1;
+                        if *c == 0 {
+                            map.remove(&ip);
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Let sessions finish what they are doing (each closes at its next read).
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    intake: &Intake,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let smtp = &intake.config.smtp;
+    let config = SessionConfig {
+        hostname: smtp.hostname.clone(),
+        max_message_bytes: smtp.max_message_bytes,
+        max_recipients: smtp.max_recipients,
+        max_line_bytes: smtp.max_line_bytes,
+        accepted_domains: smtp
+            .accepted_domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        bare_line_endings: smtp.bare_line_endings,
+    };
+    let (mut session, greeting) = Session::new(config);
+    stream.write_all(greeting.as_bytes()).await?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending: Vec<Action> = Vec::new();
+    loop {
+        // Work through what the session asked for; a stored message may release more input.
+        while !pending.is_empty() {
+            let mut next = Vec::new();
+            for action in pending.drain(..) {
+                match action {
+                    Action::Reply(r) => stream.write_all(r.as_bytes()).await?,
+                    Action::Close => return Ok(()),
+                    Action::Store(envelope, data) => {
+                        let reply =
+                            session.message_stored(store(intake, envelope, peer, data).await);
+                        stream.write_all(reply.as_bytes()).await?;
+                        next.extend(session.feed(b""));
+                    }
+                }
+            }
+            pending = next;
+        }
+        let limit = Duration::from_secs(if session.in_data() {
+            smtp.data_timeout_secs
+        } else {
+            smtp.command_timeout_secs
+        });
+        tokio::select! {
+            read = tokio::time::timeout(limit, stream.read(&mut buf)) => {
+                match read {
+                    Err(_) => {
+                        stream.write_all(b"421 4.4.2 Timeout, closing connection\r\n").await?;
+                        return Ok(());
+                    }
+                    Ok(Ok(0)) => return Ok(()),
+                    Ok(Ok(n)) => pending = session.feed(&buf[..n]),
+                    Ok(Err(e)) => return Err(e),
+                }
+            }
+            _ = shutdown.changed(), if !session.in_data() => {
+                stream.write_all(b"421 4.3.2 Service shutting down\r\n").await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Spool fsync, then the audit record, then 250. Anything failing leaves nothing behind.
+async fn store(
+    intake: &Intake,
+    envelope: crate::smtp::session::Envelope,
+    peer: SocketAddr,
+    data: Vec<u8>,
+) -> Result<String, String> {
+    let spool = Arc::clone(&intake.spool);
+    let audit = Arc::clone(&intake.audit);
+    let client = peer.ip().to_string();
+    let result = tokio::task::spawn_blocking(move || {
+        let meta = spool.accept(envelope, &client, &data).map_err(|e| {
+            if e.is_no_space() {
+                "452 4.3.1 Insufficient system storage\r\n".to_string()
+            } else {
+                tracing::error!(error = %e, "spool write failed");
+                "451 4.3.5 Could not queue the message; try again later\r\n".to_string()
+            }
+        })?;
+        let event = AuditEvent::MessageReceived(MessageReceived {
+            queue_id: meta.id.clone(),
+            client,
+            mail_from: meta.envelope.mail_from.clone(),
+            rcpt_to: meta.envelope.rcpt_to.clone(),
+            size: meta.size,
+            sha256: meta.sha256.clone(),
+        });
+        if let Err(e) = audit.append(event) {
+            // Not recorded means not accepted: remove it and let the client retry.
+            tracing::error!(error = %e, "audit log write failed");
+            spool.discard(&meta.id);
+            return Err("451 4.3.5 Could not record the message; try again later\r\n".to_string());
+        }
+        Ok(meta.id)
+    })
+    .await
+    .unwrap_or_else(|_| Err("451 4.3.5 Internal error; try again later\r\n".to_string()));
+    if result.is_ok() {
+        intake.wake.notify_one();
+    }
+    result
+}

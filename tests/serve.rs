@@ -1,0 +1,305 @@
+//! The gateway end to end: a real listener on 127.0.0.1:0, a temporary data directory, SMTP
+//! spoken over a socket, and the results read back from the maildir, quarantine and audit log.
+
+#[path = "../fixtures/generate.rs"]
+mod generate;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mukaika::config::{ServiceConfig, DEFAULT_TOML};
+
+fn config(data: &Path, extra: &str) -> ServiceConfig {
+    let text = DEFAULT_TOML
+        .replace("listen = \"127.0.0.1:2525\"", "listen = \"127.0.0.1:0\"")
+        .replace("dir = \"./data\"", &format!("dir = \"{}\"", data.display()))
+        .replace("min_free_bytes = 104857600", "min_free_bytes = 1")
+        + extra;
+    ServiceConfig::from_toml(&text).unwrap()
+}
+
+/// A minimal SMTP client: sends each command, returns each reply's code.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    fn connect(addr: std::net::SocketAddr) -> (Self, u16) {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut c = Client {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        };
+        let code = c.reply();
+        (c, code)
+    }
+    fn reply(&mut self) -> u16 {
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).unwrap() == 0 {
+                return 0;
+            }
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line[..3].parse().unwrap();
+            }
+        }
+    }
+    fn send(&mut self, bytes: &[u8]) -> u16 {
+        self.writer.write_all(bytes).unwrap();
+        self.reply()
+    }
+    fn mail(&mut self, rcpt: &str, message: &[u8]) -> u16 {
+        assert_eq!(self.send(b"MAIL FROM:<sender@example.invalid>\r\n"), 250);
+        assert_eq!(self.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()), 250);
+        assert_eq!(self.send(b"DATA\r\n"), 354);
+        let mut data = Vec::new();
+        for line in message.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.starts_with(b".") {
+                data.push(b'.');
+            }
+            data.extend_from_slice(line);
+            data.extend_from_slice(b"\r\n");
+        }
+        data.extend_from_slice(b".\r\n");
+        self.send(&data)
+    }
+}
+
+fn wait_for(dir: &Path, n: usize) -> Vec<std::path::PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let files: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        if files.len() >= n || Instant::now() > deadline {
+            return files;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn delivers_converted_mail_quarantines_what_it_must_and_audits_every_step() {
+    let data = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let running = rt
+        .block_on(mukaika::service::start(
+            config(data.path(), ""),
+            "test",
+            DEFAULT_TOML,
+        ))
+        .unwrap();
+    let (mut c, greeting) = Client::connect(running.smtp_addr);
+    assert_eq!(greeting, 220);
+    assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
+    assert_eq!(
+        c.mail("soumu@city.example.invalid", &generate::mail_html_only()),
+        250
+    );
+    assert_eq!(
+        c.mail(
+            "soumu@city.example.invalid",
+            &generate::mail_forwarded_macro()
+        ),
+        250
+    );
+    assert_eq!(
+        c.mail(
+            "soumu@city.example.invalid",
+            &generate::mail_smime_enveloped()
+        ),
+        250
+    );
+    assert_eq!(c.send(b"QUIT\r\n"), 221);
+
+    let delivered = wait_for(&data.path().join("maildir/new"), 2);
+    assert_eq!(delivered.len(), 2, "the enveloped message is not delivered");
+    let items = wait_for(&data.path().join("quarantine/items"), 1);
+    assert_eq!(items.len(), 1);
+    for path in &delivered {
+        let text = String::from_utf8(std::fs::read(path).unwrap()).unwrap();
+        assert!(
+            text.contains("X-Mukaika-Id: ") && text.contains("X-Mukaika-Sanitized: text-converted")
+        );
+        assert!(!text.to_ascii_lowercase().contains("text/html"));
+        assert!(!text.contains("vbaProject"));
+    }
+    rt.block_on(running.stop("test"));
+    let report = mukaika::audit::verify(&data.path().join("audit"), None, None).unwrap();
+    assert!(report.intact(), "{:?}", report.problem);
+    let kinds: Vec<String> =
+        mukaika::audit::search(&data.path().join("audit"), &Default::default())
+            .unwrap()
+            .iter()
+            .map(|r| r.event["type"].as_str().unwrap().to_string())
+            .collect();
+    for k in [
+        "config_loaded",
+        "service_started",
+        "message_received",
+        "message_converted",
+        "part_sanitized",
+        "quarantined",
+        "delivered",
+        "service_stopped",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "missing {k} in {kinds:?}");
+    }
+    assert_eq!(kinds.iter().filter(|k| *k == "message_received").count(), 3);
+    // Everything that was accepted was settled: the spool is empty.
+    let spool = std::fs::read_dir(data.path().join("spool/incoming"))
+        .unwrap()
+        .count()
+        + std::fs::read_dir(data.path().join("spool/active"))
+            .unwrap()
+            .count();
+    assert_eq!(spool, 0);
+}
+
+#[test]
+fn smuggled_messages_are_refused_over_a_real_socket() {
+    let data = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let running = rt
+        .block_on(mukaika::service::start(
+            config(data.path(), ""),
+            "test",
+            DEFAULT_TOML,
+        ))
+        .unwrap();
+    let (mut c, _) = Client::connect(running.smtp_addr);
+    assert_eq!(c.send(b"EHLO x\r\n"), 250);
+    assert_eq!(c.send(b"MAIL FROM:<a@example.invalid>\r\n"), 250);
+    assert_eq!(c.send(b"RCPT TO:<b@city.example.invalid>\r\n"), 250);
+    assert_eq!(c.send(b"DATA\r\n"), 354);
+    let code = c.send(b"Subject: x\r\n\r\nhi\n.\nMAIL FROM:<evil@example.invalid>\r\nRCPT TO:<victim@city.example.invalid>\r\nDATA\r\nforged\r\n.\r\n");
+    assert_eq!(code, 550);
+    assert_eq!(c.send(b"NOOP\r\n"), 250, "the session stays usable");
+    rt.block_on(running.stop("test"));
+    assert_eq!(
+        std::fs::read_dir(data.path().join("spool/incoming"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(wait_for(&data.path().join("maildir/new"), 0).is_empty());
+}
+
+#[test]
+fn refuses_clients_outside_the_networks_and_relaying_beyond_accepted_domains() {
+    let data = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let text = DEFAULT_TOML
+        .replace("listen = \"127.0.0.1:2525\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "dir = \"./data\"",
+            &format!("dir = \"{}\"", data.path().display()),
+        )
+        .replace(
+            "client_networks = [\"127.0.0.0/8\", \"::1/128\"]",
+            "client_networks = [\"127.0.0.2/32\"]",
+        )
+        .replace(
+            "accepted_domains = []",
+            "accepted_domains = [\"city.example.invalid\"]",
+        );
+    let running = rt
+        .block_on(mukaika::service::start(
+            ServiceConfig::from_toml(&text).unwrap(),
+            "test",
+            &text,
+        ))
+        .unwrap();
+    let (_, code) = Client::connect(running.smtp_addr);
+    assert_eq!(code, 554, "127.0.0.1 is outside 127.0.0.2/32");
+    rt.block_on(running.stop("test"));
+
+    let text = DEFAULT_TOML
+        .replace("listen = \"127.0.0.1:2525\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "dir = \"./data\"",
+            &format!("dir = \"{}\"", data.path().display()),
+        )
+        .replace(
+            "accepted_domains = []",
+            "accepted_domains = [\"city.example.invalid\"]",
+        );
+    let running = rt
+        .block_on(mukaika::service::start(
+            ServiceConfig::from_toml(&text).unwrap(),
+            "test",
+            &text,
+        ))
+        .unwrap();
+    let (mut c, _) = Client::connect(running.smtp_addr);
+    assert_eq!(c.send(b"EHLO x\r\n"), 250);
+    assert_eq!(c.send(b"MAIL FROM:<a@example.invalid>\r\n"), 250);
+    assert_eq!(c.send(b"RCPT TO:<someone@elsewhere.invalid>\r\n"), 550);
+    assert_eq!(c.send(b"RCPT TO:<soumu@city.example.invalid>\r\n"), 250);
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn a_lease_dropped_mid_work_or_left_by_a_crash_goes_back_to_incoming() {
+    use mukaika::smtp::session::Envelope;
+    let dir = tempfile::tempdir().unwrap();
+    let envelope = Envelope {
+        helo: "x".into(),
+        mail_from: "a@example.invalid".into(),
+        rcpt_to: vec!["b@example.invalid".into()],
+        eight_bit: false,
+        smtputf8: false,
+    };
+    let (spool, _) = mukaika::spool::Spool::open(dir.path(), 1).unwrap();
+    let meta = spool
+        .accept(envelope.clone(), "127.0.0.1", b"Subject: x\r\n\r\nbody\r\n")
+        .unwrap();
+    // A worker takes it and fails without an outcome: back in incoming.
+    let lease = spool.lease(u64::MAX).unwrap().unwrap();
+    assert_eq!(lease.meta().id, meta.id);
+    assert!(
+        spool.lease(u64::MAX).unwrap().is_none(),
+        "one lease per item"
+    );
+    drop(lease);
+    assert_eq!(spool.depths().incoming, 1);
+    // A crash with the item in active/ (simulated by forgetting the lease): reopening recovers it.
+    let lease = spool.lease(u64::MAX).unwrap().unwrap();
+    std::mem::forget(lease);
+    assert_eq!(spool.depths().active, 1);
+    // Half-written intake in tmp/ and a message without its commit marker are not kept.
+    std::fs::write(dir.path().join("tmp/half.eml"), b"partial").unwrap();
+    std::fs::write(dir.path().join("incoming/orphan.eml"), b"no metadata").unwrap();
+    std::fs::write(dir.path().join("incoming/broken.json"), b"{not json").unwrap();
+    std::fs::write(dir.path().join("incoming/broken.eml"), b"x").unwrap();
+    let (spool, corrupt) = mukaika::spool::Spool::open(dir.path(), 1).unwrap();
+    assert_eq!(corrupt, ["broken"]);
+    let depths = spool.depths();
+    assert_eq!((depths.incoming, depths.active, depths.corrupt), (1, 0, 1));
+    assert!(
+        !dir.path().join("tmp/half.eml").exists()
+            && !dir.path().join("incoming/orphan.eml").exists()
+    );
+    let lease = spool.lease(u64::MAX).unwrap().unwrap();
+    assert_eq!(lease.data().unwrap(), b"Subject: x\r\n\r\nbody\r\n");
+    lease.complete().unwrap();
+    assert_eq!(
+        spool.depths(),
+        mukaika::spool::Depths {
+            corrupt: 1,
+            ..Default::default()
+        }
+    );
+}
