@@ -52,8 +52,17 @@ dir = "./data"
 min_free_bytes = 104857600
 
 [delivery]
-# "maildir" delivers into data/maildir (tmp → new); "relay" to an SMTP server (issue #5, later).
+# "maildir" delivers into data/maildir (tmp → new); "relay" sends to the LGWAN-side MTA.
 mode = "maildir"
+# relay = "smtp://lgwan-mta.example.lg.jp:25"
+# Retries after a 4xx, a timeout or a network error double from first_retry_secs up to
+# max_retry_secs; after give_up_hours the message moves to hold/ (never bounced to the sender).
+first_retry_secs = 60
+max_retry_secs = 3600
+give_up_hours = 120
+# Seconds per relay conversation, and connections kept to the relay.
+relay_timeout_secs = 60
+relay_connections = 8
 
 [pipeline]
 # Conversion workers (0: one per core).
@@ -146,8 +155,51 @@ pub struct DataConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
-    /// `maildir` (for now the only mode).
+    /// `maildir` or `relay`.
     pub mode: DeliveryMode,
+    /// The LGWAN-side MTA, `smtp://host:port` (plain SMTP; TLS to the relay comes later).
+    #[serde(default)]
+    pub relay: Option<String>,
+    /// First retry delay, seconds (doubling after each failure).
+    pub first_retry_secs: u64,
+    /// Longest retry delay, seconds.
+    pub max_retry_secs: u64,
+    /// Hours after which a message that still cannot be delivered moves to hold/.
+    pub give_up_hours: u64,
+    /// Seconds per relay conversation.
+    pub relay_timeout_secs: u64,
+    /// Connections kept open to the relay.
+    pub relay_connections: u32,
+}
+
+impl DeliveryConfig {
+    /// `(host, port)` of the relay.
+    ///
+    /// # Errors
+    /// Missing, or not `smtp://host:port`.
+    pub fn relay_target(&self) -> Result<(String, u16), ConfigError> {
+        let url = self
+            .relay
+            .as_deref()
+            .ok_or_else(|| ConfigError("delivery.relay: required when mode = \"relay\"".into()))?;
+        let rest = url.strip_prefix("smtp://").ok_or_else(|| {
+            ConfigError(format!("delivery.relay: {url}: expected smtp://host:port"))
+        })?;
+        let (host, port) = rest.rsplit_once(':').map_or((rest, "25"), |(h, p)| (h, p));
+        let port = port
+            .trim_end_matches('/')
+            .parse::<u16>()
+            .map_err(|_| ConfigError(format!("delivery.relay: {url}: bad port")))?;
+        if host.is_empty() {
+            return Err(ConfigError(format!("delivery.relay: {url}: no host")));
+        }
+        Ok((
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+        ))
+    }
 }
 
 /// Delivery modes.
@@ -156,6 +208,8 @@ pub struct DeliveryConfig {
 pub enum DeliveryMode {
     /// Into `data/maildir` (tmp → new).
     Maildir,
+    /// To the LGWAN-side MTA over SMTP, through the outgoing spool.
+    Relay,
 }
 
 /// `[pipeline]`.
@@ -332,6 +386,16 @@ impl ServiceConfig {
         {
             return Err(ConfigError("smtp: recipient and connection limits must be positive and max_line_bytes at least 1000 (RFC 5321)".into()));
         }
+        if self.delivery.mode == DeliveryMode::Relay {
+            self.delivery.relay_target()?;
+        }
+        if self.delivery.first_retry_secs == 0
+            || self.delivery.max_retry_secs < self.delivery.first_retry_secs
+            || self.delivery.relay_timeout_secs == 0
+            || self.delivery.relay_connections == 0
+        {
+            return Err(ConfigError("delivery: retry delays, timeout and connections must be positive (max_retry_secs >= first_retry_secs)".into()));
+        }
         if let Some(target) = &self.audit.syslog {
             target
                 .parse::<crate::audit::syslog::SyslogTarget>()
@@ -402,6 +466,25 @@ mod tests {
         .unwrap_err()
         .to_string()
         .contains("policy"));
+    }
+
+    #[test]
+    fn relay_mode_needs_a_relay_url() {
+        let relay = DEFAULT_TOML.replace("mode = \"maildir\"", "mode = \"relay\"");
+        assert!(ServiceConfig::from_toml(&relay)
+            .unwrap_err()
+            .to_string()
+            .contains("delivery.relay"));
+        let ok = ServiceConfig::from_toml(&relay.replace("# relay = ", "relay = ")).unwrap();
+        assert_eq!(
+            ok.delivery.relay_target().unwrap(),
+            ("lgwan-mta.example.lg.jp".to_string(), 25)
+        );
+        assert!(ServiceConfig::from_toml(&relay.replace(
+            "# relay = \"smtp://lgwan-mta.example.lg.jp:25\"",
+            "relay = \"http://x\""
+        ))
+        .is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod mail;
 pub mod pipeline;
 pub mod quarantine;
+pub mod relay;
 pub mod sanitize;
 pub mod service;
 pub mod smtp;

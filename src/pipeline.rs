@@ -32,8 +32,8 @@ pub struct Pipeline {
     pub audit: Arc<AuditLog>,
     /// The quarantine store.
     pub quarantine: Arc<dyn QuarantineStore>,
-    /// Maildir the converted mail goes to.
-    pub maildir: PathBuf,
+    /// Where converted mail goes.
+    pub sink: Sink,
     /// The sanitizer registry.
     pub registry: Arc<Registry>,
     /// The policy.
@@ -42,6 +42,19 @@ pub struct Pipeline {
     pub timeout: Duration,
     /// Woken by intake when a message arrives.
     pub wake: Arc<Notify>,
+}
+
+/// Where converted messages go.
+pub enum Sink {
+    /// Straight into a maildir (tmp → new), the embedded default.
+    Maildir(PathBuf),
+    /// Into the outgoing spool, which the relay workers send from.
+    Relay {
+        /// The outgoing spool.
+        outgoing: Arc<Spool>,
+        /// Wakes the relay workers.
+        wake: Arc<Notify>,
+    },
 }
 
 enum Converted {
@@ -240,25 +253,39 @@ impl Pipeline {
             findings: report.findings.iter().map(|f| f.code.clone()).collect(),
         }))?;
         if let Some(message) = message {
-            match deliver_maildir(&self.maildir, &meta.id, message.bytes()) {
-                Ok(path) => {
+            let delivered = match &self.sink {
+                Sink::Maildir(maildir) => deliver_maildir(maildir, &meta.id, message.bytes())
+                    .map(|path| Some(path.display().to_string()))
+                    .map_err(|e| e.to_string()),
+                Sink::Relay { outgoing, wake } => {
+                    let queued = outgoing
+                        .accept(meta.envelope.clone(), "pipeline", message.bytes())
+                        .map(|_| None)
+                        .map_err(|e| e.to_string());
+                    wake.notify_one();
+                    queued
+                }
+            };
+            match delivered {
+                Ok(Some(path)) => {
                     audit(AuditEvent::Delivered(Delivered {
                         queue_id: meta.id.clone(),
-                        destination: path.display().to_string(),
+                        destination: path,
                         rcpt_to: meta.envelope.rcpt_to.clone(),
                         reply: "maildir".into(),
                     }))?;
                 }
+                Ok(None) => {}
                 Err(e) => {
                     let next = crate::audit::log::now_millis()
                         + 60_000 * u64::from(meta.attempts + 1).min(60);
                     audit(AuditEvent::Deferred(Deferred {
                         queue_id: meta.id.clone(),
-                        reason: e.to_string(),
+                        reason: e.clone(),
                         attempt: meta.attempts + 1,
-                        next_attempt: crate::audit::log::now_rfc3339(),
+                        next_attempt: crate::audit::log::rfc3339_at(next),
                     }))?;
-                    return lease.defer(&e.to_string(), next).map_err(|e| e.to_string());
+                    return lease.defer(&e, next).map_err(|e| e.to_string());
                 }
             }
         }

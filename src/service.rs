@@ -15,9 +15,11 @@ use mukaika_sanitizers::Registry;
 
 use crate::audit::event::{ConfigLoaded, ServiceEvent};
 use crate::audit::{AuditConfig, AuditEvent, AuditLog};
+use crate::config::DeliveryMode;
 use crate::config::ServiceConfig;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Sink};
 use crate::quarantine::{FsQuarantine, QuarantineStore};
+use crate::relay::Relay;
 use crate::smtp::server::{self, Intake};
 use crate::spool::Spool;
 
@@ -69,11 +71,37 @@ pub async fn start(
     let wake = Arc::new(Notify::new());
     let (shutdown, watch_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let sink = match config.delivery.mode {
+        DeliveryMode::Maildir => Sink::Maildir(data.join("maildir")),
+        DeliveryMode::Relay => {
+            let (outgoing, corrupt) =
+                Spool::open(data.join("outgoing"), config.data.min_free_bytes)
+                    .map_err(|e| e.to_string())?;
+            for id in corrupt {
+                tracing::error!(queue_id = %id, "outgoing item unreadable; moved to corrupt/");
+            }
+            let relay_wake = Arc::new(Notify::new());
+            let relay = Arc::new(Relay::new(
+                &config.delivery,
+                &config.smtp.hostname,
+                outgoing.clone(),
+                Arc::clone(&audit),
+                Arc::clone(&relay_wake),
+            )?);
+            for _ in 0..config.delivery.relay_connections {
+                tasks.spawn(Arc::clone(&relay).worker(watch_rx.clone()));
+            }
+            Sink::Relay {
+                outgoing,
+                wake: relay_wake,
+            }
+        }
+    };
     let pipeline = Arc::new(Pipeline {
         spool: Arc::clone(&spool),
         audit: Arc::clone(&audit),
         quarantine,
-        maildir: data.join("maildir"),
+        sink,
         registry: Arc::new(Registry::standard()),
         policy: Arc::new(config.policy.clone()),
         timeout: Duration::from_secs(config.pipeline.timeout_secs),

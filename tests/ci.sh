@@ -12,13 +12,17 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 packages=(qpdf poppler-utils libreoffice-writer-nogui libreoffice-calc-nogui
-          fonts-ipaexfont-gothic fonts-ipaexfont-mincho python3-venv ca-certificates)
+          fonts-ipaexfont-gothic fonts-ipaexfont-mincho python3-venv ca-certificates
+          postfix swaks)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "ci: installing ${missing[*]}"
+  # Postfix is only here for smtp-sink (the stand-in LGWAN MTA); keep it local and quiet.
+  echo "postfix postfix/main_mailer_type select Local only" | $SUDO debconf-set-selections
+  echo "postfix postfix/mailname string mukaika-test.invalid" | $SUDO debconf-set-selections
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

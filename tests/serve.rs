@@ -3,92 +3,10 @@
 
 #[path = "../fixtures/generate.rs"]
 mod generate;
-
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod support;
 
 use mukaika::config::{ServiceConfig, DEFAULT_TOML};
-
-fn config(data: &Path, extra: &str) -> ServiceConfig {
-    let text = DEFAULT_TOML
-        .replace("listen = \"127.0.0.1:2525\"", "listen = \"127.0.0.1:0\"")
-        .replace("dir = \"./data\"", &format!("dir = \"{}\"", data.display()))
-        .replace("min_free_bytes = 104857600", "min_free_bytes = 1")
-        + extra;
-    ServiceConfig::from_toml(&text).unwrap()
-}
-
-/// A minimal SMTP client: sends each command, returns each reply's code.
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Client {
-    fn connect(addr: std::net::SocketAddr) -> (Self, u16) {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut c = Client {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-        };
-        let code = c.reply();
-        (c, code)
-    }
-    fn reply(&mut self) -> u16 {
-        loop {
-            let mut line = String::new();
-            if self.reader.read_line(&mut line).unwrap() == 0 {
-                return 0;
-            }
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return line[..3].parse().unwrap();
-            }
-        }
-    }
-    fn send(&mut self, bytes: &[u8]) -> u16 {
-        self.writer.write_all(bytes).unwrap();
-        self.reply()
-    }
-    fn mail(&mut self, rcpt: &str, message: &[u8]) -> u16 {
-        assert_eq!(self.send(b"MAIL FROM:<sender@example.invalid>\r\n"), 250);
-        assert_eq!(self.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()), 250);
-        assert_eq!(self.send(b"DATA\r\n"), 354);
-        let mut data = Vec::new();
-        for line in message.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.starts_with(b".") {
-                data.push(b'.');
-            }
-            data.extend_from_slice(line);
-            data.extend_from_slice(b"\r\n");
-        }
-        data.extend_from_slice(b".\r\n");
-        self.send(&data)
-    }
-}
-
-fn wait_for(dir: &Path, n: usize) -> Vec<std::path::PathBuf> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let files: Vec<_> = std::fs::read_dir(dir)
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        if files.len() >= n || Instant::now() > deadline {
-            return files;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use support::{config, runtime, wait_for, Client};
 
 #[test]
 fn delivers_converted_mail_quarantines_what_it_must_and_audits_every_step() {

@@ -432,6 +432,11 @@ pub fn now_millis() -> u64 {
     time::now_millis()
 }
 
+/// A given instant (milliseconds since the epoch) in the audit log's timestamp format.
+pub fn rfc3339_at(millis: u64) -> String {
+    time::rfc3339(millis)
+}
+
 /// Now, as the audit log writes timestamps (RFC 3339 UTC with milliseconds).
 pub fn now_rfc3339() -> String {
     time::rfc3339(time::now_millis())

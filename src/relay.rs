@@ -1,0 +1,171 @@
+//! The relay sink: converted mail to the LGWAN-side MTA over SMTP.
+//!
+//! Owns: workers that lease converted messages from the outgoing spool and send them with
+//! lettre (pooled connections), and the retry policy: a 4xx, timeout or network error defers
+//! the message with a doubling delay (`first_retry_secs` … `max_retry_secs`); a 5xx, or a
+//! message still undelivered after `give_up_hours`, moves to `hold/` with an audit record and
+//! an alert in the log. Nothing is ever bounced to the internet sender: forged senders would
+//! turn bounces into backscatter.
+//! Invariant: only the outgoing spool feeds this sink, and only the pipeline writes to that
+//! spool, so only mukaika's own converted messages are ever relayed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::address::Envelope as SmtpEnvelope;
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::sync::{watch, Notify};
+
+use crate::audit::event::{Deferred, Delivered, Held};
+use crate::audit::log::{now_millis, now_rfc3339, parse_ts};
+use crate::audit::{AuditEvent, AuditLog};
+use crate::config::DeliveryConfig;
+use crate::spool::{Lease, Spool};
+
+/// The relay sink.
+pub struct Relay {
+    outgoing: Arc<Spool>,
+    audit: Arc<AuditLog>,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    destination: String,
+    config: DeliveryConfig,
+    /// Woken when the pipeline queues a converted message.
+    pub wake: Arc<Notify>,
+}
+
+enum Outcome {
+    Sent(String),
+    Retry(String),
+    Hold(String),
+}
+
+impl Relay {
+    /// Builds the sink (connections are opened lazily).
+    ///
+    /// # Errors
+    /// No relay configured.
+    pub fn new(
+        config: &DeliveryConfig,
+        hostname: &str,
+        outgoing: Arc<Spool>,
+        audit: Arc<AuditLog>,
+        wake: Arc<Notify>,
+    ) -> Result<Self, String> {
+        let (host, port) = config.relay_target().map_err(|e| e.to_string())?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+            .port(port)
+            .hello_name(lettre::transport::smtp::extension::ClientId::Domain(
+                hostname.to_string(),
+            ))
+            .timeout(Some(Duration::from_secs(config.relay_timeout_secs)))
+            .pool_config(PoolConfig::new().max_size(config.relay_connections))
+            .build();
+        Ok(Self {
+            outgoing,
+            audit,
+            transport,
+            destination: format!("smtp://{host}:{port}"),
+            config: config.clone(),
+            wake,
+        })
+    }
+
+    /// Runs one relay worker until shutdown.
+    pub async fn worker(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let spool = Arc::clone(&self.outgoing);
+            match tokio::task::spawn_blocking(move || spool.lease(now_millis())).await {
+                Ok(Ok(Some(lease))) => self.send(lease).await,
+                Ok(Ok(None)) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "outgoing spool unreadable");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => tracing::error!(error = %e, "lease task failed"),
+            }
+        }
+    }
+
+    async fn send(&self, lease: Lease) {
+        let meta = lease.meta().clone();
+        let outcome = match (
+            lease.data(),
+            envelope(&meta.envelope.mail_from, &meta.envelope.rcpt_to),
+        ) {
+            (Err(e), _) => Outcome::Retry(e.to_string()),
+            (_, Err(e)) => Outcome::Hold(format!("envelope not usable: {e}")),
+            (Ok(data), Ok(env)) => match self.transport.send_raw(&env, &data).await {
+                Ok(response) => Outcome::Sent(format!(
+                    "{} {}",
+                    response.code(),
+                    response.message().collect::<Vec<_>>().join(" ")
+                )),
+                Err(e) if e.is_permanent() => Outcome::Hold(e.to_string()),
+                Err(e) => Outcome::Retry(e.to_string()),
+            },
+        };
+        let audit = Arc::clone(&self.audit);
+        let (destination, config) = (self.destination.clone(), self.config.clone());
+        let settled = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let id = meta.id.clone();
+            match outcome {
+                Outcome::Sent(reply) => {
+                    audit.append(AuditEvent::Delivered(Delivered { queue_id: id, destination, rcpt_to: meta.envelope.rcpt_to.clone(), reply })).map_err(|e| e.to_string())?;
+                    lease.complete().map_err(|e| e.to_string())
+                }
+                Outcome::Retry(error) => {
+                    let age_ms = now_millis().saturating_sub(parse_ts(&meta.received_at));
+                    if age_ms > config.give_up_hours * 3_600_000 {
+                        return hold(&audit, lease, format!("gave up after {} hours: {error}", config.give_up_hours));
+                    }
+                    let delay = config.first_retry_secs.saturating_mul(1u64 << meta.attempts.min(20)).min(config.max_retry_secs);
+                    let next = now_millis() + delay * 1000;
+                    audit.append(AuditEvent::Deferred(Deferred { queue_id: id.clone(), reason: error.clone(), attempt: meta.attempts + 1, next_attempt: crate::audit::log::rfc3339_at(next) })).map_err(|e| e.to_string())?;
+                    tracing::warn!(queue_id = %id, error = %error, retry_in_secs = delay, "relay deferred");
+                    lease.defer(&error, next).map_err(|e| e.to_string())
+                }
+                Outcome::Hold(reason) => hold(&audit, lease, reason),
+            }
+        })
+        .await;
+        if let Ok(Err(e)) | Err(e) = settled.map_err(|e| e.to_string()) {
+            tracing::error!(error = %e, "could not settle a relayed message; it stays queued");
+        }
+    }
+}
+
+fn hold(audit: &AuditLog, lease: Lease, reason: String) -> Result<(), String> {
+    let id = lease.meta().id.clone();
+    audit
+        .append(AuditEvent::Held(Held {
+            queue_id: id.clone(),
+            reason: reason.clone(),
+        }))
+        .map_err(|e| e.to_string())?;
+    // The alert operators watch for: a message that will not go out without them.
+    tracing::error!(alert = true, queue_id = %id, reason = %reason, at = %now_rfc3339(), "relay refused a message; moved to hold/");
+    lease.hold(&reason).map_err(|e| e.to_string())
+}
+
+fn envelope(from: &str, to: &[String]) -> Result<SmtpEnvelope, String> {
+    let from = if from.is_empty() {
+        None
+    } else {
+        Some(from.parse().map_err(|e| format!("{from}: {e}"))?)
+    };
+    let to = to
+        .iter()
+        .map(|t| t.parse().map_err(|e| format!("{t}: {e}")))
+        .collect::<Result<Vec<_>, String>>()?;
+    SmtpEnvelope::new(from, to).map_err(|e| e.to_string())
+}

@@ -1,0 +1,133 @@
+//! The relay sink against a real peer: Postfix's smtp-sink stands in for the LGWAN-side MTA.
+
+#[path = "../fixtures/generate.rs"]
+mod generate;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{audit_kinds, config, free_port, runtime, smtp_sink, wait_for, Client};
+
+fn relay_config(data: &std::path::Path, port: u16) -> mukaika::config::ServiceConfig {
+    let mut c = config(data, "");
+    c.delivery.mode = mukaika::config::DeliveryMode::Relay;
+    c.delivery.relay = Some(format!("smtp://127.0.0.1:{port}"));
+    c.delivery.first_retry_secs = 1;
+    c.delivery.max_retry_secs = 1;
+    c.validate().unwrap();
+    c
+}
+
+fn send_one(addr: std::net::SocketAddr, message: &[u8]) {
+    let (mut c, _) = Client::connect(addr);
+    assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
+    assert_eq!(c.mail("soumu@city.example.invalid", message), 250);
+    assert_eq!(c.send(b"QUIT\r\n"), 221);
+}
+
+#[test]
+fn relays_only_converted_mail_to_the_lgwan_mta() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let dump = data.path().join("sink");
+    let mut sink = smtp_sink(port, &dump, &[]);
+    let rt = runtime();
+    let running = rt
+        .block_on(mukaika::service::start(
+            relay_config(data.path(), port),
+            "test",
+            "",
+        ))
+        .unwrap();
+    send_one(running.smtp_addr, &generate::mail_html_only());
+    send_one(running.smtp_addr, &generate::mail_forwarded_macro());
+    let dumped = wait_for(&dump, 2);
+    rt.block_on(running.stop("test"));
+    sink.kill().unwrap();
+    assert_eq!(dumped.len(), 2, "both converted messages reached the relay");
+    for path in dumped {
+        let text = String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
+        assert!(text.contains("X-Mukaika-Id: "), "{text}");
+        assert!(!text.to_ascii_lowercase().contains("text/html") && !text.contains("vbaProject"));
+    }
+    let kinds = audit_kinds(data.path());
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "delivered").count(),
+        2,
+        "{kinds:?}"
+    );
+    let delivered =
+        mukaika::audit::search(&data.path().join("audit"), &Default::default()).unwrap();
+    assert!(delivered
+        .iter()
+        .any(|r| r.event["destination"] == format!("smtp://127.0.0.1:{port}")));
+}
+
+#[test]
+fn defers_while_the_relay_is_down_then_delivers_when_it_returns() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let rt = runtime();
+    let running = rt
+        .block_on(mukaika::service::start(
+            relay_config(data.path(), port),
+            "test",
+            "",
+        ))
+        .unwrap();
+    send_one(running.smtp_addr, &generate::mail_cp932());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !audit_kinds(data.path()).iter().any(|k| k == "deferred") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        audit_kinds(data.path()).iter().any(|k| k == "deferred"),
+        "a refused connection defers"
+    );
+    let dump = data.path().join("sink");
+    let mut sink = smtp_sink(port, &dump, &[]);
+    let dumped = wait_for(&dump, 1);
+    rt.block_on(running.stop("test"));
+    sink.kill().unwrap();
+    assert_eq!(dumped.len(), 1, "delivered once the relay is back");
+    assert!(audit_kinds(data.path()).iter().any(|k| k == "delivered"));
+    let outgoing: usize = ["incoming", "active", "deferred"]
+        .iter()
+        .map(|s| {
+            std::fs::read_dir(data.path().join("outgoing").join(s))
+                .unwrap()
+                .count()
+        })
+        .sum();
+    assert_eq!(outgoing, 0);
+}
+
+#[test]
+fn holds_a_message_the_relay_refuses_permanently() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let dump = data.path().join("sink");
+    let mut sink = smtp_sink(port, &dump, &["-f", "RCPT"]);
+    let rt = runtime();
+    let running = rt
+        .block_on(mukaika::service::start(
+            relay_config(data.path(), port),
+            "test",
+            "",
+        ))
+        .unwrap();
+    send_one(running.smtp_addr, &generate::mail_eucjp());
+    let held = wait_for(&data.path().join("outgoing/hold"), 2);
+    rt.block_on(running.stop("test"));
+    sink.kill().unwrap();
+    assert_eq!(
+        held.len(),
+        2,
+        "message and metadata wait in hold/: {held:?}"
+    );
+    let kinds = audit_kinds(data.path());
+    assert!(
+        kinds.iter().any(|k| k == "held") && !kinds.iter().any(|k| k == "delivered"),
+        "{kinds:?}"
+    );
+}

@@ -1,0 +1,136 @@
+//! Helpers shared by the service tests: a test configuration, a minimal SMTP client, waiting
+//! for files to appear.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mukaika::config::{ServiceConfig, DEFAULT_TOML};
+
+/// The embedded default on 127.0.0.1:0 with data under `data`, plus extra TOML text appended
+/// (or replacing defaults through `edits`).
+pub fn config(data: &Path, extra: &str) -> ServiceConfig {
+    let text = DEFAULT_TOML
+        .replace("listen = \"127.0.0.1:2525\"", "listen = \"127.0.0.1:0\"")
+        .replace("dir = \"./data\"", &format!("dir = \"{}\"", data.display()))
+        .replace("min_free_bytes = 104857600", "min_free_bytes = 1")
+        + extra;
+    ServiceConfig::from_toml(&text).unwrap()
+}
+
+/// A minimal SMTP client: sends each command, returns each reply's code.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    pub fn connect(addr: std::net::SocketAddr) -> (Self, u16) {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut c = Client {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        };
+        let code = c.reply();
+        (c, code)
+    }
+    pub fn reply(&mut self) -> u16 {
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).unwrap() == 0 {
+                return 0;
+            }
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line[..3].parse().unwrap();
+            }
+        }
+    }
+    pub fn send(&mut self, bytes: &[u8]) -> u16 {
+        self.writer.write_all(bytes).unwrap();
+        self.reply()
+    }
+    pub fn mail(&mut self, rcpt: &str, message: &[u8]) -> u16 {
+        assert_eq!(self.send(b"MAIL FROM:<sender@example.invalid>\r\n"), 250);
+        assert_eq!(self.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()), 250);
+        assert_eq!(self.send(b"DATA\r\n"), 354);
+        let mut data = Vec::new();
+        for line in message.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.starts_with(b".") {
+                data.push(b'.');
+            }
+            data.extend_from_slice(line);
+            data.extend_from_slice(b"\r\n");
+        }
+        data.extend_from_slice(b".\r\n");
+        self.send(&data)
+    }
+}
+
+pub fn wait_for(dir: &Path, n: usize) -> Vec<std::path::PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let files: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        if files.len() >= n || Instant::now() > deadline {
+            return files;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Postfix's smtp-sink on `port`, dumping every transaction into `dump` (one file each).
+/// Extra arguments (like `-f RCPT`) make it refuse commands.
+pub fn smtp_sink(port: u16, dump: &Path, extra: &[&str]) -> std::process::Child {
+    std::fs::create_dir_all(dump).unwrap();
+    std::process::Command::new("chmod")
+        .arg("0777")
+        .arg(dump)
+        .status()
+        .unwrap();
+    let mut cmd = std::process::Command::new("/usr/sbin/smtp-sink");
+    // smtp-sink refuses to keep root privileges; run it as nobody.
+    cmd.args(["-u", "nobody", "-d", &format!("{}/%H%M%S.", dump.display())]);
+    cmd.args(extra);
+    cmd.arg(format!("127.0.0.1:{port}")).arg("10");
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let child = cmd
+        .spawn()
+        .expect("smtp-sink (postfix) is required: run bash tests/ci.sh");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// Audit event types in order.
+pub fn audit_kinds(data: &Path) -> Vec<String> {
+    mukaika::audit::search(&data.join("audit"), &Default::default())
+        .unwrap()
+        .iter()
+        .map(|r| r.event["type"].as_str().unwrap_or("").to_string())
+        .collect()
+}
