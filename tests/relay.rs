@@ -30,7 +30,7 @@ fn relays_only_converted_mail_to_the_lgwan_mta() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let dump = data.path().join("sink");
-    let mut sink = smtp_sink(port, &dump, &[]);
+    let sink = smtp_sink(port, &dump, &[]);
     let rt = runtime();
     let running = rt
         .block_on(mukaika::service::start(
@@ -43,7 +43,7 @@ fn relays_only_converted_mail_to_the_lgwan_mta() {
     send_one(running.smtp_addr, &generate::mail_forwarded_macro());
     let dumped = wait_for(&dump, 2);
     rt.block_on(running.stop("test"));
-    sink.kill().unwrap();
+    drop(sink);
     assert_eq!(dumped.len(), 2, "both converted messages reached the relay");
     for path in dumped {
         let text = String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
@@ -85,10 +85,10 @@ fn defers_while_the_relay_is_down_then_delivers_when_it_returns() {
         "a refused connection defers"
     );
     let dump = data.path().join("sink");
-    let mut sink = smtp_sink(port, &dump, &[]);
+    let sink = smtp_sink(port, &dump, &[]);
     let dumped = wait_for(&dump, 1);
     rt.block_on(running.stop("test"));
-    sink.kill().unwrap();
+    drop(sink);
     assert_eq!(dumped.len(), 1, "delivered once the relay is back");
     assert!(audit_kinds(data.path()).iter().any(|k| k == "delivered"));
     let outgoing: usize = ["incoming", "active", "deferred"]
@@ -107,7 +107,7 @@ fn holds_a_message_the_relay_refuses_permanently() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let dump = data.path().join("sink");
-    let mut sink = smtp_sink(port, &dump, &["-f", "RCPT"]);
+    let sink = smtp_sink(port, &dump, &["-f", "RCPT"]);
     let rt = runtime();
     let running = rt
         .block_on(mukaika::service::start(
@@ -119,7 +119,7 @@ fn holds_a_message_the_relay_refuses_permanently() {
     send_one(running.smtp_addr, &generate::mail_eucjp());
     let held = wait_for(&data.path().join("outgoing/hold"), 2);
     rt.block_on(running.stop("test"));
-    sink.kill().unwrap();
+    drop(sink);
     assert_eq!(
         held.len(),
         2,

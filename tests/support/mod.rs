@@ -102,7 +102,7 @@ pub fn free_port() -> u16 {
 
 /// Postfix's smtp-sink on `port`, dumping every transaction into `dump` (one file each).
 /// Extra arguments (like `-f RCPT`) make it refuse commands.
-pub fn smtp_sink(port: u16, dump: &Path, extra: &[&str]) -> std::process::Child {
+pub fn smtp_sink(port: u16, dump: &Path, extra: &[&str]) -> SinkProcess {
     std::fs::create_dir_all(dump).unwrap();
     std::process::Command::new("chmod")
         .arg("0777")
@@ -123,7 +123,17 @@ pub fn smtp_sink(port: u16, dump: &Path, extra: &[&str]) -> std::process::Child 
     while TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
+    SinkProcess(child)
+}
+
+/// A running smtp-sink, killed and reaped when dropped.
+pub struct SinkProcess(std::process::Child);
+
+impl Drop for SinkProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Audit event types in order.
