@@ -53,6 +53,17 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The spool: list, show, retry, hold and release queued messages.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+        /// Configuration file (for the data directory); the embedded default otherwise.
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        /// Act on the outgoing (relay) queue instead of the intake queue.
+        #[arg(long, global = true)]
+        outgoing: bool,
+    },
     /// Audit log: verify the hash chain, search records.
     Audit {
         #[command(subcommand)]
@@ -62,6 +73,36 @@ enum Command {
     Mail {
         #[command(subcommand)]
         command: MailCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// List queued items (all states, or one).
+    List {
+        /// incoming, active, deferred, hold or corrupt.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Show one item's metadata.
+    Show {
+        /// Queue ID.
+        id: String,
+    },
+    /// Retry a deferred or held item now.
+    Retry {
+        /// Queue ID.
+        id: String,
+    },
+    /// Hold an item until released.
+    Hold {
+        /// Queue ID.
+        id: String,
+    },
+    /// Release a held item.
+    Release {
+        /// Queue ID.
+        id: String,
     },
 }
 
@@ -176,6 +217,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             policy,
         } => sanitize_files(files, out, json, policy),
         Command::Audit { command } => audit(command),
+        Command::Queue {
+            command,
+            config,
+            outgoing,
+        } => queue(command, config, outgoing),
         Command::Serve { config, log_format } => serve(config, &log_format),
         Command::Config {
             command: ConfigCommand::Default,
@@ -487,4 +533,75 @@ fn serve(config: Option<PathBuf>, log_format: &str) -> Result<ExitCode> {
         running.stop(reason).await;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Result<ExitCode> {
+    let (service, _) = match mukaika::config::ServiceConfig::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mukaika: 設定エラー: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let dir = service
+        .data
+        .dir
+        .join(if outgoing { "outgoing" } else { "spool" });
+    if !dir.exists() {
+        eprintln!("mukaika: no queue at {}", dir.display());
+        return Ok(ExitCode::from(1));
+    }
+    let (spool, _) = mukaika::spool::Spool::open(&dir, 0).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let moved = |r: std::result::Result<&str, mukaika::spool::SpoolError>, to: &str| match r {
+        Ok(from) => {
+            println!("{from} → {to}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("mukaika: {e}");
+            Ok(ExitCode::from(1))
+        }
+    };
+    match command {
+        QueueCommand::List { state } => {
+            let states = ["incoming", "active", "deferred", "hold", "corrupt"];
+            for s in states
+                .iter()
+                .filter(|s| state.as_deref().is_none_or(|w| w == **s))
+            {
+                for m in spool.list(s) {
+                    println!(
+                        "{:<24} {:<9} {:>9}  {}  {} -> {}  {}",
+                        m.id,
+                        s,
+                        m.size,
+                        m.received_at,
+                        m.envelope.mail_from,
+                        m.envelope.rcpt_to.join(","),
+                        m.last_error.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QueueCommand::Show { id } => match spool.find(&id) {
+            Some((state, meta)) => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"state": state, "item": meta})
+                    )?
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("mukaika: {id}: no such queue item");
+                Ok(ExitCode::from(1))
+            }
+        },
+        QueueCommand::Retry { id } | QueueCommand::Release { id } => {
+            moved(spool.operator_move(&id, "incoming"), "incoming")
+        }
+        QueueCommand::Hold { id } => moved(spool.operator_move(&id, "hold"), "hold"),
+    }
 }

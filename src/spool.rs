@@ -322,6 +322,50 @@ impl Spool {
             .collect()
     }
 
+    /// Finds an item by ID: its state and metadata.
+    pub fn find(&self, id: &str) -> Option<(&'static str, ItemMeta)> {
+        let id: String = id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        ["incoming", "active", "deferred", "hold", "corrupt"]
+            .into_iter()
+            .find_map(|state| {
+                let bytes = fs::read(self.root.join(state).join(format!("{id}.json"))).ok()?;
+                Some((state, serde_json::from_slice(&bytes).ok()?))
+            })
+    }
+
+    /// Operator moves (`mukaika queue retry|hold|release`): `to` is `incoming` or `hold`.
+    /// Items being worked on (`active/`) are never moved under a worker's feet.
+    ///
+    /// # Errors
+    /// Unknown ID, an active item, or a failed rename.
+    pub fn operator_move(&self, id: &str, to: &str) -> Result<&'static str, SpoolError> {
+        let err = |m: String| SpoolError {
+            message: m,
+            no_space: false,
+        };
+        let (from, mut meta) = self
+            .find(id)
+            .ok_or_else(|| err(format!("{id}: no such queue item")))?;
+        if from == "active" {
+            return Err(err(format!(
+                "{id}: being processed right now; try again in a moment"
+            )));
+        }
+        if from == to {
+            return Ok(from);
+        }
+        let to: &'static str = if to == "hold" { "hold" } else { "incoming" };
+        meta.next_attempt_ms = None;
+        let tmp = self.root.join("tmp").join(format!("{}.json", meta.id));
+        write_synced(&tmp, &serde_json::to_vec(&meta).unwrap_or_default())?;
+        rename(
+            &tmp,
+            &self.root.join(from).join(format!("{}.json", meta.id)),
+        )?;
+        self.move_item(&meta.id, from, to)?;
+        Ok(from)
+    }
+
     fn entries(&self, state: &str) -> Result<Vec<PathBuf>, SpoolError> {
         let dir = self.root.join(state);
         let mut v: Vec<PathBuf> = fs::read_dir(&dir)

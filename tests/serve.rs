@@ -221,3 +221,47 @@ fn a_lease_dropped_mid_work_or_left_by_a_crash_goes_back_to_incoming() {
         }
     );
 }
+
+#[test]
+fn operators_hold_release_and_retry_queue_items_from_the_cli() {
+    use mukaika::smtp::session::Envelope;
+    let data = tempfile::tempdir().unwrap();
+    let cfg = data.path().join("mukaika.toml");
+    std::fs::write(
+        &cfg,
+        DEFAULT_TOML.replace(
+            "dir = \"./data\"",
+            &format!("dir = \"{}\"", data.path().display()),
+        ),
+    )
+    .unwrap();
+    let (spool, _) = mukaika::spool::Spool::open(data.path().join("spool"), 1).unwrap();
+    let env = Envelope {
+        helo: "x".into(),
+        mail_from: "a@example.invalid".into(),
+        rcpt_to: vec!["b@example.invalid".into()],
+        eight_bit: false,
+        smtputf8: false,
+    };
+    let id = spool
+        .accept(env, "127.0.0.1", b"Subject: q\r\n\r\nx\r\n")
+        .unwrap()
+        .id;
+    let run = |args: &[&str]| {
+        let mut all = vec!["queue", "--config", cfg.to_str().unwrap()];
+        all.extend_from_slice(args);
+        std::process::Command::new(env!("CARGO_BIN_EXE_mukaika"))
+            .args(&all)
+            .output()
+            .unwrap()
+    };
+    let listed = run(&["list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
+    assert!(run(&["hold", &id]).status.success());
+    assert_eq!(spool.depths().hold, 1);
+    let shown = run(&["show", &id]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("\"state\": \"hold\""));
+    assert!(run(&["release", &id]).status.success());
+    assert_eq!(spool.depths().incoming, 1);
+    assert_eq!(run(&["show", "NOSUCHID"]).status.code(), Some(1));
+}
