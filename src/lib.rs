@@ -11,6 +11,7 @@ pub mod mail;
 pub mod pipeline;
 pub mod quarantine;
 pub mod relay;
+pub mod relay_client;
 pub mod sanitize;
 pub mod service;
 pub mod smtp;

@@ -137,7 +137,9 @@ impl Pipeline {
     /// completion leaves the item queued (deferred when delivery itself failed).
     fn settle(&self, lease: Lease, original: &[u8], converted: Converted) -> Result<(), String> {
         let meta = lease.meta().clone();
-        let audit = |e: AuditEvent| self.audit.append(e).map(|_| ()).map_err(|e| e.to_string());
+        // Every record of this item goes into one durable audit write, after the outcome
+        // itself is durable and before the lease completes.
+        let mut events: Vec<AuditEvent> = Vec::new();
         let outcome = match converted {
             Converted::Outcome(o) => *o,
             Converted::Failed(code, detail) => {
@@ -153,13 +155,14 @@ impl Pipeline {
                 self.quarantine
                     .put(&item, original)
                     .map_err(|e| e.to_string())?;
-                audit(AuditEvent::Quarantined(Quarantined {
+                events.push(AuditEvent::Quarantined(Quarantined {
                     item_id: item.id.clone(),
                     source: "mail".into(),
                     origin_id: meta.id.clone(),
                     reason: code.into(),
                     sha256: item.sha256.clone(),
-                }))?;
+                }));
+                self.audit.append_all(&events).map_err(|e| e.to_string())?;
                 tracing::warn!(queue_id = %meta.id, reason = code, "message quarantined whole");
                 return lease.complete().map_err(|e| e.to_string());
             }
@@ -189,16 +192,16 @@ impl Pipeline {
             self.quarantine
                 .put(&item, &h.bytes)
                 .map_err(|e| e.to_string())?;
-            audit(AuditEvent::Quarantined(Quarantined {
+            events.push(AuditEvent::Quarantined(Quarantined {
                 item_id: item.id,
                 source: "mail".into(),
                 origin_id: meta.id.clone(),
                 reason: reason.0,
                 sha256: item.sha256,
-            }))?;
+            }));
         }
         for a in &report.attachments {
-            audit(AuditEvent::PartSanitized(PartSanitized {
+            events.push(AuditEvent::PartSanitized(PartSanitized {
                 item_id: meta.id.clone(),
                 name: a.report.input.clone(),
                 verdict: match a.disposition {
@@ -215,7 +218,7 @@ impl Pipeline {
                     .iter()
                     .map(|r| format!("{:?} at {}", r.what, r.location))
                     .collect(),
-            }))?;
+            }));
         }
         if report.verdict == MailVerdict::Quarantined {
             let reason = report
@@ -235,15 +238,15 @@ impl Pipeline {
             self.quarantine
                 .put(&item, original)
                 .map_err(|e| e.to_string())?;
-            audit(AuditEvent::Quarantined(Quarantined {
+            events.push(AuditEvent::Quarantined(Quarantined {
                 item_id: item.id,
                 source: "mail".into(),
                 origin_id: meta.id.clone(),
                 reason: reason.0,
                 sha256: item.sha256,
-            }))?;
+            }));
         }
-        audit(AuditEvent::MessageConverted(MessageConverted {
+        events.push(AuditEvent::MessageConverted(MessageConverted {
             queue_id: meta.id.clone(),
             mukaika_id: report.id.clone(),
             message_id: report.message_id.clone(),
@@ -251,7 +254,7 @@ impl Pipeline {
             input_sha256: report.input_sha256.clone(),
             output_sha256: report.output_sha256.clone(),
             findings: report.findings.iter().map(|f| f.code.clone()).collect(),
-        }))?;
+        }));
         if let Some(message) = message {
             let delivered = match &self.sink {
                 Sink::Maildir(maildir) => deliver_maildir(maildir, &meta.id, message.bytes())
@@ -267,28 +270,28 @@ impl Pipeline {
                 }
             };
             match delivered {
-                Ok(Some(path)) => {
-                    audit(AuditEvent::Delivered(Delivered {
-                        queue_id: meta.id.clone(),
-                        destination: path,
-                        rcpt_to: meta.envelope.rcpt_to.clone(),
-                        reply: "maildir".into(),
-                    }))?;
-                }
+                Ok(Some(path)) => events.push(AuditEvent::Delivered(Delivered {
+                    queue_id: meta.id.clone(),
+                    destination: path,
+                    rcpt_to: meta.envelope.rcpt_to.clone(),
+                    reply: "maildir".into(),
+                })),
                 Ok(None) => {}
                 Err(e) => {
                     let next = crate::audit::log::now_millis()
                         + 60_000 * u64::from(meta.attempts + 1).min(60);
-                    audit(AuditEvent::Deferred(Deferred {
+                    events.push(AuditEvent::Deferred(Deferred {
                         queue_id: meta.id.clone(),
                         reason: e.clone(),
                         attempt: meta.attempts + 1,
                         next_attempt: crate::audit::log::rfc3339_at(next),
-                    }))?;
+                    }));
+                    self.audit.append_all(&events).map_err(|e| e.to_string())?;
                     return lease.defer(&e, next).map_err(|e| e.to_string());
                 }
             }
         }
+        self.audit.append_all(&events).map_err(|e| e.to_string())?;
         lease.complete().map_err(|e| e.to_string())
     }
 

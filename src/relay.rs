@@ -1,7 +1,7 @@
 //! The relay sink: converted mail to the LGWAN-side MTA over SMTP.
 //!
-//! Owns: workers that lease converted messages from the outgoing spool and send them with
-//! lettre (pooled connections), and the retry policy: a 4xx, timeout or network error defers
+//! Owns: workers that lease converted messages from the outgoing spool and send them through
+//! [`RelayClient`] (pooled connections), and the retry policy: a 4xx, timeout or network error defers
 //! the message with a doubling delay (`first_retry_secs` … `max_retry_secs`); a 5xx, or a
 //! message still undelivered after `give_up_hours`, moves to `hold/` with an audit record and
 //! an alert in the log. Nothing is ever bounced to the internet sender: forged senders would
@@ -12,22 +12,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::address::Envelope as SmtpEnvelope;
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::sync::{watch, Notify};
 
 use crate::audit::event::{Deferred, Delivered, Held};
 use crate::audit::log::{now_millis, now_rfc3339, parse_ts};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::DeliveryConfig;
+use crate::relay_client::RelayClient;
 use crate::spool::{Lease, Spool};
 
 /// The relay sink.
 pub struct Relay {
     outgoing: Arc<Spool>,
     audit: Arc<AuditLog>,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    client: RelayClient,
     destination: String,
     config: DeliveryConfig,
     /// Woken when the pipeline queues a converted message.
@@ -53,18 +51,17 @@ impl Relay {
         wake: Arc<Notify>,
     ) -> Result<Self, String> {
         let (host, port) = config.relay_target().map_err(|e| e.to_string())?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
-            .port(port)
-            .hello_name(lettre::transport::smtp::extension::ClientId::Domain(
-                hostname.to_string(),
-            ))
-            .timeout(Some(Duration::from_secs(config.relay_timeout_secs)))
-            .pool_config(PoolConfig::new().max_size(config.relay_connections))
-            .build();
+        let client = RelayClient::new(
+            host.clone(),
+            port,
+            hostname.to_string(),
+            Duration::from_secs(config.relay_timeout_secs),
+            config.relay_connections as usize,
+        );
         Ok(Self {
             outgoing,
             audit,
-            transport,
+            client,
             destination: format!("smtp://{host}:{port}"),
             config: config.clone(),
             wake,
@@ -100,16 +97,16 @@ impl Relay {
         let meta = lease.meta().clone();
         let outcome = match (
             lease.data(),
-            envelope(&meta.envelope.mail_from, &meta.envelope.rcpt_to),
+            envelope_ok(&meta.envelope.mail_from, &meta.envelope.rcpt_to),
         ) {
             (Err(e), _) => Outcome::Retry(e.to_string()),
             (_, Err(e)) => Outcome::Hold(format!("envelope not usable: {e}")),
-            (Ok(data), Ok(env)) => match self.transport.send_raw(&env, &data).await {
-                Ok(response) => Outcome::Sent(format!(
-                    "{} {}",
-                    response.code(),
-                    response.message().collect::<Vec<_>>().join(" ")
-                )),
+            (Ok(data), Ok(())) => match self
+                .client
+                .send(&meta.envelope.mail_from, &meta.envelope.rcpt_to, &data)
+                .await
+            {
+                Ok(reply) => Outcome::Sent(reply),
                 Err(e) if e.is_permanent() => Outcome::Hold(e.to_string()),
                 Err(e) => Outcome::Retry(e.to_string()),
             },
@@ -157,15 +154,20 @@ fn hold(audit: &AuditLog, lease: Lease, reason: String) -> Result<(), String> {
     lease.hold(&reason).map_err(|e| e.to_string())
 }
 
-fn envelope(from: &str, to: &[String]) -> Result<SmtpEnvelope, String> {
-    let from = if from.is_empty() {
-        None
-    } else {
-        Some(from.parse().map_err(|e| format!("{from}: {e}"))?)
+/// Addresses must be safe to put on a command line: no CR, LF, angle brackets or spaces.
+fn envelope_ok(from: &str, to: &[String]) -> Result<(), String> {
+    let bad = |a: &str| {
+        a.chars()
+            .any(|c| c.is_control() || matches!(c, '<' | '>' | ' '))
     };
-    let to = to
-        .iter()
-        .map(|t| t.parse().map_err(|e| format!("{t}: {e}")))
-        .collect::<Result<Vec<_>, String>>()?;
-    SmtpEnvelope::new(from, to).map_err(|e| e.to_string())
+    if bad(from) {
+        return Err(format!("sender {from:?}"));
+    }
+    if to.is_empty() {
+        return Err("no recipients".into());
+    }
+    match to.iter().find(|t| t.is_empty() || bad(t)) {
+        Some(t) => Err(format!("recipient {t:?}")),
+        None => Ok(()),
+    }
 }

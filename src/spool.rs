@@ -1,25 +1,27 @@
 //! The spool: the durable queue between SMTP intake and the pipeline.
 //!
-//! Owns: directories `tmp/ incoming/ active/ deferred/ hold/ corrupt/`, each item being
-//! `<id>.eml` (the message exactly as received) and `<id>.json` (envelope, hash, attempts).
+//! Owns: directories `tmp/ incoming/ active/ deferred/ hold/ corrupt/`, each item being one
+//! file `<id>.item`: a line of JSON metadata (envelope, hash, attempts), then the message
+//! exactly as received. One file per item means one data fsync per step, not two.
 //! Invariants (Postfix qmgr and stalwart's queue are the models):
-//! - Intake writes both files to `tmp/`, fsyncs them, renames the message and then its
-//!   metadata into `incoming/` and fsyncs the directory; only then may SMTP answer 250. The
-//!   `.json` is the commit marker: a message without one was never acknowledged.
-//! - The directory is the truth; channels only wake workers. A worker claims an item by
-//!   renaming its `.json` into `active/` (the rename is atomic, so two workers never share
-//!   one); a [`Lease`] dropped without an outcome puts the item back — completion defaults to
+//! - Intake writes the item to `tmp/`, fdatasyncs it, renames it into `incoming/` and fsyncs
+//!   the directory; only then may SMTP answer 250. Whatever is left in `tmp/` after a crash
+//!   was never acknowledged.
+//! - The directory is the truth; hints only save directory listings. A worker claims an item
+//!   by renaming it into `active/` (the rename is atomic, so two workers never share one); a
+//!   [`Lease`] dropped without an outcome puts the item back — completion defaults to
 //!   failure, never to loss.
 //! - On open, items left in `active/` go back to `incoming/`; unreadable metadata goes to
 //!   `corrupt/` and is reported.
 //!
 //! Must never: delete an acknowledged item except after its outcome is durable elsewhere.
 
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +100,10 @@ pub struct Spool {
     root: PathBuf,
     min_free_bytes: u64,
     counter: AtomicU64,
+    /// IDs known to be in `incoming/`, oldest first: a hint that saves listing the directory
+    /// for every lease (which is quadratic under load). The directory stays the truth: a
+    /// stale hint fails its claim and is skipped, and an empty hint triggers a rescan.
+    ready: Mutex<VecDeque<String>>,
 }
 
 impl Spool {
@@ -120,34 +126,34 @@ impl Spool {
             root,
             min_free_bytes,
             counter: AtomicU64::new(0),
+            ready: Mutex::new(VecDeque::new()),
         });
         // Intake that never reached incoming/ was never acknowledged.
         for entry in spool.entries("tmp")? {
             let _ = fs::remove_file(entry);
         }
-        for json in spool.items("active")? {
-            let id = id_of(&json);
+        for item in spool.items("active")? {
+            let id = id_of(&item);
             spool.move_item(&id, "active", "incoming")?;
         }
         let mut corrupt = Vec::new();
-        for state in ["incoming", "deferred"] {
-            // A message whose metadata never arrived was never acknowledged.
-            for eml in spool
+        for state in ["incoming", "deferred", "hold"] {
+            // Anything but an item file does not belong here (older layouts, strays).
+            for other in spool
                 .entries(state)?
                 .into_iter()
-                .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+                .filter(|p| p.extension().is_none_or(|e| e != "item"))
             {
-                if !eml.with_extension("json").exists() {
-                    let _ = fs::remove_file(&eml);
-                }
+                let name = other
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                rename(&other, &spool.root.join("corrupt").join(&name))?;
+                corrupt.push(name);
             }
-            for json in spool.items(state)? {
-                let id = id_of(&json);
-                let readable = fs::read(&json)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<ItemMeta>(&b).ok())
-                    .is_some();
-                if !readable || !json.with_extension("eml").exists() {
+            for item in spool.items(state)? {
+                if read_meta(&item).is_none() {
+                    let id = id_of(&item);
                     spool.move_item(&id, state, "corrupt")?;
                     corrupt.push(id);
                 }
@@ -209,40 +215,30 @@ impl Spool {
             next_attempt_ms: None,
             last_error: None,
         };
-        let tmp = self.root.join("tmp");
+        let tmp = self.root.join("tmp").join(format!("{id}.item"));
         let result = (|| {
-            write_synced(&tmp.join(format!("{id}.eml")), data)?;
-            write_synced(
-                &tmp.join(format!("{id}.json")),
-                &serde_json::to_vec(&meta).unwrap_or_default(),
-            )?;
+            write_synced(&tmp, &encode(&meta, data))?;
             let incoming = self.root.join("incoming");
-            rename(
-                &tmp.join(format!("{id}.eml")),
-                &incoming.join(format!("{id}.eml")),
-            )?;
-            rename(
-                &tmp.join(format!("{id}.json")),
-                &incoming.join(format!("{id}.json")),
-            )?;
-            sync_dir(&incoming)?;
-            sync_dir(&tmp)
+            rename(&tmp, &incoming.join(format!("{id}.item")))?;
+            // tmp/ need not be synced: what is left there after a crash is removed on open.
+            sync_dir(&incoming)
         })();
         if let Err(e) = result {
-            for dir in ["tmp", "incoming"] {
-                let _ = fs::remove_file(self.root.join(dir).join(format!("{id}.json")));
-                let _ = fs::remove_file(self.root.join(dir).join(format!("{id}.eml")));
-            }
+            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(self.root.join("incoming").join(format!("{id}.item")));
             return Err(e);
         }
+        self.ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(id);
         Ok(meta)
     }
 
     /// Removes an accepted item that was never acknowledged (the audit record failed).
     pub fn discard(&self, id: &str) {
         let incoming = self.root.join("incoming");
-        let _ = fs::remove_file(incoming.join(format!("{id}.json")));
-        let _ = fs::remove_file(incoming.join(format!("{id}.eml")));
+        let _ = fs::remove_file(incoming.join(format!("{id}.item")));
         let _ = sync_dir(&incoming);
     }
 
@@ -251,46 +247,56 @@ impl Spool {
     /// # Errors
     /// The directories cannot be read.
     pub fn lease(self: &Arc<Self>, now_ms: u64) -> Result<Option<Lease>, SpoolError> {
-        for state in ["incoming", "deferred"] {
-            for json in self.items(state)? {
-                let id = id_of(&json);
-                if state == "deferred" {
-                    let due = fs::read(&json)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<ItemMeta>(&b).ok())
-                        .and_then(|m| m.next_attempt_ms)
-                        .is_none_or(|t| t <= now_ms);
-                    if !due {
-                        continue;
-                    }
+        loop {
+            let hinted = self
+                .ready
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front();
+            let Some(id) = hinted else { break };
+            if let Some(lease) = self.claim(&id, "incoming")? {
+                return Ok(Some(lease));
+            }
+        }
+        // No hint: the directory is the truth (items recovered on open, or hints lost).
+        let incoming: Vec<String> = self.items("incoming")?.iter().map(|p| id_of(p)).collect();
+        if !incoming.is_empty() {
+            self.ready
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(incoming);
+            return self.lease(now_ms);
+        }
+        for item in self.items("deferred")? {
+            let due = read_meta(&item)
+                .and_then(|m| m.next_attempt_ms)
+                .is_none_or(|t| t <= now_ms);
+            if due {
+                if let Some(lease) = self.claim(&id_of(&item), "deferred")? {
+                    return Ok(Some(lease));
                 }
-                // Claim by renaming the commit marker: only one worker's rename succeeds.
-                let active = self.root.join("active");
-                if fs::rename(&json, active.join(format!("{id}.json"))).is_err() {
-                    continue;
-                }
-                rename(
-                    &self.root.join(state).join(format!("{id}.eml")),
-                    &active.join(format!("{id}.eml")),
-                )?;
-                let meta = match fs::read(active.join(format!("{id}.json")))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<ItemMeta>(&b).ok())
-                {
-                    Some(m) => m,
-                    None => {
-                        self.move_item(&id, "active", "corrupt")?;
-                        continue;
-                    }
-                };
-                return Ok(Some(Lease {
-                    spool: Arc::clone(self),
-                    meta,
-                    settled: false,
-                }));
             }
         }
         Ok(None)
+    }
+
+    /// Claims an item by renaming its commit marker into `active/` (only one rename wins).
+    fn claim(self: &Arc<Self>, id: &str, state: &str) -> Result<Option<Lease>, SpoolError> {
+        let active = self.root.join("active").join(format!("{id}.item"));
+        if fs::rename(self.root.join(state).join(format!("{id}.item")), &active).is_err() {
+            return Ok(None);
+        }
+        match read_meta(&active) {
+            Some(meta) => Ok(Some(Lease {
+                spool: Arc::clone(self),
+                meta,
+                settled: false,
+            })),
+            None => {
+                self.move_item(id, "active", "corrupt")?;
+                Ok(None)
+            }
+        }
     }
 
     /// Item counts per state.
@@ -317,8 +323,7 @@ impl Spool {
         self.items(state)
             .unwrap_or_default()
             .iter()
-            .filter_map(|p| fs::read(p).ok())
-            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .filter_map(|p| read_meta(p))
             .collect()
     }
 
@@ -328,8 +333,10 @@ impl Spool {
         ["incoming", "active", "deferred", "hold", "corrupt"]
             .into_iter()
             .find_map(|state| {
-                let bytes = fs::read(self.root.join(state).join(format!("{id}.json"))).ok()?;
-                Some((state, serde_json::from_slice(&bytes).ok()?))
+                Some((
+                    state,
+                    read_meta(&self.root.join(state).join(format!("{id}.item")))?,
+                ))
             })
     }
 
@@ -356,13 +363,18 @@ impl Spool {
         }
         let to: &'static str = if to == "hold" { "hold" } else { "incoming" };
         meta.next_attempt_ms = None;
-        let tmp = self.root.join("tmp").join(format!("{}.json", meta.id));
-        write_synced(&tmp, &serde_json::to_vec(&meta).unwrap_or_default())?;
-        rename(
-            &tmp,
-            &self.root.join(from).join(format!("{}.json", meta.id)),
-        )?;
+        let path = self.root.join(from).join(format!("{}.item", meta.id));
+        let data = read_data(&path).ok_or_else(|| err(format!("{id}: unreadable")))?;
+        let tmp = self.root.join("tmp").join(format!("{}.item", meta.id));
+        write_synced(&tmp, &encode(&meta, &data))?;
+        rename(&tmp, &path)?;
         self.move_item(&meta.id, from, to)?;
+        if to == "incoming" {
+            self.ready
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back(meta.id.clone());
+        }
         Ok(from)
     }
 
@@ -380,16 +392,14 @@ impl Spool {
         Ok(self
             .entries(state)?
             .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .filter(|p| p.extension().is_some_and(|e| e == "item"))
             .collect())
     }
 
     fn move_item(&self, id: &str, from: &str, to: &str) -> Result<(), SpoolError> {
-        for ext in ["eml", "json"] {
-            let src = self.root.join(from).join(format!("{id}.{ext}"));
-            if src.exists() {
-                rename(&src, &self.root.join(to).join(format!("{id}.{ext}")))?;
-            }
+        let src = self.root.join(from).join(format!("{id}.item"));
+        if src.exists() {
+            rename(&src, &self.root.join(to).join(format!("{id}.item")))?;
         }
         sync_dir(&self.root.join(to))?;
         sync_dir(&self.root.join(from))
@@ -419,8 +429,14 @@ impl Lease {
             .spool
             .root
             .join("active")
-            .join(format!("{}.eml", self.meta.id));
-        fs::read(&path).map_err(|e| SpoolError::io("read", &path, e))
+            .join(format!("{}.item", self.meta.id));
+        let bytes = fs::read(&path).map_err(|e| SpoolError::io("read", &path, e))?;
+        split(&bytes)
+            .map(|(_, data)| data.to_vec())
+            .ok_or_else(|| SpoolError {
+                message: format!("{}: not a spool item", path.display()),
+                no_space: false,
+            })
     }
 
     /// The outcome is durable elsewhere: remove the item.
@@ -429,12 +445,14 @@ impl Lease {
     /// The files cannot be removed (the item then stays in active/ and is retried after a
     /// restart — at-least-once, never lost).
     pub fn complete(mut self) -> Result<(), SpoolError> {
-        let active = self.spool.root.join("active");
-        for ext in ["json", "eml"] {
-            let p = active.join(format!("{}.{ext}", self.meta.id));
-            fs::remove_file(&p).map_err(|e| SpoolError::io("remove", &p, e))?;
-        }
-        sync_dir(&active)?;
+        let p = self
+            .spool
+            .root
+            .join("active")
+            .join(format!("{}.item", self.meta.id));
+        fs::remove_file(&p).map_err(|e| SpoolError::io("remove", &p, e))?;
+        // No directory fsync: the outcome is already durable, and a removal lost in a crash
+        // only means the item is processed once more (at-least-once, never lost).
         self.settled = true;
         Ok(())
     }
@@ -460,15 +478,19 @@ impl Lease {
     }
 
     fn settle(&mut self, to: &str) -> Result<(), SpoolError> {
-        let active = self.spool.root.join("active");
-        let json = active.join(format!("{}.json", self.meta.id));
+        let path = self
+            .spool
+            .root
+            .join("active")
+            .join(format!("{}.item", self.meta.id));
+        let data = self.data()?;
         let tmp = self
             .spool
             .root
             .join("tmp")
-            .join(format!("{}.json", self.meta.id));
-        write_synced(&tmp, &serde_json::to_vec(&self.meta).unwrap_or_default())?;
-        rename(&tmp, &json)?;
+            .join(format!("{}.item", self.meta.id));
+        write_synced(&tmp, &encode(&self.meta, &data))?;
+        rename(&tmp, &path)?;
         self.spool.move_item(&self.meta.id, "active", to)?;
         self.settled = true;
         Ok(())
@@ -479,9 +501,46 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if !self.settled {
             // Completion defaults to failure: back in the queue, never lost.
-            let _ = self.spool.move_item(&self.meta.id, "active", "incoming");
+            if self
+                .spool
+                .move_item(&self.meta.id, "active", "incoming")
+                .is_ok()
+            {
+                self.spool
+                    .ready
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_back(self.meta.id.clone());
+            }
         }
     }
+}
+
+/// One item file: a line of JSON metadata, then the message.
+fn encode(meta: &ItemMeta, data: &[u8]) -> Vec<u8> {
+    let mut out = serde_json::to_vec(meta).unwrap_or_default();
+    out.push(b'\n');
+    out.extend_from_slice(data);
+    out
+}
+
+fn split(bytes: &[u8]) -> Option<(ItemMeta, &[u8])> {
+    let nl = bytes.iter().position(|&b| b == b'\n')?;
+    Some((serde_json::from_slice(&bytes[..nl]).ok()?, &bytes[nl + 1..]))
+}
+
+fn read_meta(path: &Path) -> Option<ItemMeta> {
+    use std::io::BufRead;
+    let mut line = Vec::new();
+    std::io::BufReader::new(File::open(path).ok()?)
+        .read_until(b'\n', &mut line)
+        .ok()?;
+    serde_json::from_slice(line.strip_suffix(b"\n")?).ok()
+}
+
+fn read_data(path: &Path) -> Option<Vec<u8>> {
+    let bytes = fs::read(path).ok()?;
+    split(&bytes).map(|(_, d)| d.to_vec())
 }
 
 fn id_of(path: &Path) -> String {

@@ -197,18 +197,18 @@ fn a_lease_dropped_mid_work_or_left_by_a_crash_goes_back_to_incoming() {
     let lease = spool.lease(u64::MAX).unwrap().unwrap();
     std::mem::forget(lease);
     assert_eq!(spool.depths().active, 1);
-    // Half-written intake in tmp/ and a message without its commit marker are not kept.
-    std::fs::write(dir.path().join("tmp/half.eml"), b"partial").unwrap();
-    std::fs::write(dir.path().join("incoming/orphan.eml"), b"no metadata").unwrap();
-    std::fs::write(dir.path().join("incoming/broken.json"), b"{not json").unwrap();
-    std::fs::write(dir.path().join("incoming/broken.eml"), b"x").unwrap();
+    // Half-written intake in tmp/ was never acknowledged and is removed; a stray file and an
+    // item with unreadable metadata go to corrupt/ and are reported.
+    std::fs::write(dir.path().join("tmp/half.item"), b"partial").unwrap();
+    std::fs::write(dir.path().join("incoming/orphan.eml"), b"not an item").unwrap();
+    std::fs::write(dir.path().join("incoming/broken.item"), b"{not json\nx").unwrap();
     let (spool, corrupt) = mukaika::spool::Spool::open(dir.path(), 1).unwrap();
-    assert_eq!(corrupt, ["broken"]);
+    assert_eq!(corrupt, ["orphan.eml", "broken"]);
     let depths = spool.depths();
     assert_eq!((depths.incoming, depths.active, depths.corrupt), (1, 0, 1));
     assert!(
-        !dir.path().join("tmp/half.eml").exists()
-            && !dir.path().join("incoming/orphan.eml").exists()
+        !dir.path().join("tmp/half.item").exists()
+            && dir.path().join("corrupt/orphan.eml").exists()
     );
     let lease = spool.lease(u64::MAX).unwrap().unwrap();
     assert_eq!(lease.data().unwrap(), b"Subject: x\r\n\r\nbody\r\n");

@@ -161,8 +161,15 @@ impl AuditLog {
     /// A write or fsync failed (now or earlier): the action being recorded must not be
     /// acknowledged.
     pub fn append(&self, event: AuditEvent) -> Result<u64, AuditError> {
+        self.append_all(std::slice::from_ref(&event))
+    }
+
+    /// Appends several events with one durable write; returns the last sequence number.
+    ///
+    /// # Errors
+    /// As [`AuditLog::append`].
+    pub fn append_all(&self, events: &[AuditEvent]) -> Result<u64, AuditError> {
         let mut st = self.lock()?;
-        // Rotation switches files, so it waits until nothing is pending for the old one.
         while st.writing || (!st.pending.is_empty() && self.needs_rotation(&st)) {
             st = self
                 .flushed
@@ -175,14 +182,16 @@ impl AuditLog {
         if self.needs_rotation(&st) {
             self.rotate(&mut st)?;
         }
-        let seq = self.push(&mut st, &event);
+        let mut last = st.next_seq.saturating_sub(1);
+        for event in events {
+            last = self.push(&mut st, event);
+        }
         if self.config.checkpoint_every > 0 && st.since_checkpoint >= self.config.checkpoint_every {
             let records = st.since_checkpoint;
-            st.since_checkpoint = 0;
             self.push(&mut st, &AuditEvent::Checkpoint(Checkpoint { records }));
             st.since_checkpoint = 0;
         }
-        self.wait_durable(st, seq)
+        self.wait_durable(st, last)
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, State>, AuditError> {

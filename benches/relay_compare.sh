@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# End-to-end relay throughput, mukaika beside Postfix, in one run on the same machine:
+#
+#   smtp-source --(N x 10 KB, S sessions)--> mukaika (convert + relay) --> smtp-sink
+#   smtp-source --(same)------------------> Postfix (queue + relay)   --> smtp-sink
+#
+# Both fsync before answering 250. Prints messages per second end to end (until the sink has
+# every message), and mukaika's peak RSS. Needs postfix (smtp-source, smtp-sink, postmulti)
+# (apt-get install postfix). Creates a private Postfix instance
+# "postfix-bench" with postmulti (listening on loopback only) the first time it runs.
+# Usage: bash benches/relay_compare.sh [messages] [sessions]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-10000}
+S=${2:-20}
+MSG=../shared/bench/mail-10k.eml
+WORK=$(mktemp -d)
+trap 'pkill -f "mukaika serve --config $WORK" 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; postmulti -i postfix-bench -p stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+chmod 0777 "$WORK"
+
+cargo build --release --quiet
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Count what reaches the sink: smtp-sink -c prints running counters; a dump file per message
+# is simpler to count exactly.
+sink() { # port dumpdir
+  mkdir -p "$2"; chmod 0777 "$2"
+  /usr/sbin/smtp-sink -u nobody -d "$2/%H%M%S." "127.0.0.1:$1" 256 >/dev/null 2>&1 &
+}
+wait_for() { # dir count
+  local deadline=$((SECONDS + 600))
+  while [ "$(find "$1" -type f | wc -l)" -lt "$2" ] && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+}
+run_source() { # port
+  /usr/sbin/smtp-source -c -s "$S" -m "$N" -F "$MSG" -f bench@example.invalid -t soumu@city.example.invalid "127.0.0.1:$1" >/dev/null 2>&1
+}
+
+# --- mukaika ---------------------------------------------------------------------------------
+SINK1=$(port); sink "$SINK1" "$WORK/sink1"
+GW=$(port)
+sed -e "s|listen = \"127.0.0.1:2525\"|listen = \"127.0.0.1:$GW\"|" \
+    -e "s|dir = \"./data\"|dir = \"$WORK/mukaika\"|" \
+    -e "s|mode = \"maildir\"|mode = \"relay\"|" \
+    -e "s|# relay = \"smtp://lgwan-mta.example.lg.jp:25\"|relay = \"smtp://127.0.0.1:$SINK1\"|" \
+    <(./target/release/mukaika config default) > "$WORK/mukaika.toml"
+./target/release/mukaika serve --config "$WORK/mukaika.toml" 2>/dev/null &
+MPID=$!
+while ! (echo > /dev/tcp/127.0.0.1/$GW) 2>/dev/null; do sleep 0.05; done
+start=$(date +%s.%N)
+run_source "$GW"
+wait_for "$WORK/sink1" "$N"
+end=$(date +%s.%N)
+MUKAIKA_RATE=$(python3 -c "print(round($N/($end-$start)))")
+# Peak resident set of the gateway over the whole run (VmHWM), read before it stops.
+MUKAIKA_RSS=$(( $(awk '/VmHWM/ {print $2}' "/proc/$MPID/status") / 1024 ))
+kill -TERM "$MPID"; wait "$MPID" 2>/dev/null || true
+
+# --- Postfix ---------------------------------------------------------------------------------
+SINK2=$(port); sink "$SINK2" "$WORK/sink2"
+PF=$(port)
+postmulti -e init >/dev/null 2>&1 || true
+postmulti -l | grep -q postfix-bench || postmulti -I postfix-bench -G bench -e create >/dev/null
+postmulti -i postfix-bench -x postconf -e \
+  "inet_interfaces = 127.0.0.1" "inet_protocols = ipv4" "mynetworks = 127.0.0.0/8" \
+  "relayhost = [127.0.0.1]:$SINK2" "maillog_file = /var/log/postfix-bench.log" "master_service_disable =" \
+  "default_destination_concurrency_limit = 50" "smtp_destination_concurrency_limit = 50"
+postmulti -i postfix-bench -x postconf -MX smtp/inet 2>/dev/null || true
+postmulti -i postfix-bench -x postconf -M "127.0.0.1:$PF/inet=127.0.0.1:$PF inet n - n - - smtpd"
+postmulti -i postfix-bench -e enable >/dev/null 2>&1 || true
+postmulti -i postfix-bench -p stop >/dev/null 2>&1 || true
+postmulti -i postfix-bench -p start >/dev/null 2>&1
+while ! (echo > /dev/tcp/127.0.0.1/$PF) 2>/dev/null; do sleep 0.05; done
+start=$(date +%s.%N)
+run_source "$PF"
+wait_for "$WORK/sink2" "$N"
+end=$(date +%s.%N)
+POSTFIX_RATE=$(python3 -c "print(round($N/($end-$start)))")
+
+printf '\n%-40s %10s %14s\n' "relay, $N x 10 KB, $S sessions" "msg/s" "peak RSS MB"
+printf '%-40s %10s %14s\n' "smtp-source -> mukaika -> smtp-sink" "$MUKAIKA_RATE" "$MUKAIKA_RSS"
+printf '%-40s %10s %14s\n' "smtp-source -> Postfix -> smtp-sink" "$POSTFIX_RATE" "-"
+python3 -c "print(f'mukaika / Postfix = {$MUKAIKA_RATE/$POSTFIX_RATE:.2f}x (target >= 1x, aim 2x); RSS target < 200 MB')"
