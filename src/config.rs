@@ -65,7 +65,7 @@ relay_timeout_secs = 60
 relay_connections = 8
 
 [pipeline]
-# Conversion workers (0: four per core; they mostly wait for fsyncs).
+# Conversion workers (0: eight per core; they mostly wait for fsyncs).
 workers = 0
 # Seconds one message may take to convert before it is quarantined whole.
 timeout_secs = 120

@@ -107,12 +107,16 @@ pub async fn start(
         timeout: Duration::from_secs(config.pipeline.timeout_secs),
         wake: Arc::clone(&wake),
     });
-    let workers = if config.pipeline.workers == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    } else {
-        config.pipeline.workers
+    // Workers mostly wait for fsyncs (the conversion itself runs on the blocking pool), so
+    // several per core keep the disk busy: with one per core the queue backed up behind
+    // intake in the relay benchmark.
+    let workers = match config.pipeline.workers {
+        0 => {
+            8 * std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }
+        n => n,
     };
     for _ in 0..workers {
         tasks.spawn(Arc::clone(&pipeline).worker(watch_rx.clone()));
