@@ -44,6 +44,9 @@ max_connections_per_client = 50
 # Bare CR or LF in DATA (SMTP smuggling, CVE-2023-51764/5/6): "reject" with 550 5.5.2, or
 # "normalize" to CRLF. Either way only CRLF.CRLF ends a message.
 bare_line_endings = "reject"
+# STARTTLS: PEM certificate chain and private key (対策基準 5.3). Offered when both are set.
+# tls_cert_file = "/etc/mukaika/tls/cert.pem"
+# tls_key_file = "/etc/mukaika/tls/key.pem"
 
 [data]
 # Spool, quarantine, maildir and audit log live here unless set separately.
@@ -129,6 +132,12 @@ pub struct SmtpConfig {
     pub max_connections_per_client: usize,
     /// `reject` or `normalize`.
     pub bare_line_endings: BareLineEndings,
+    /// PEM certificate chain for STARTTLS.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for STARTTLS.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// What to do with bare CR or LF in DATA.
@@ -385,6 +394,24 @@ impl ServiceConfig {
             || s.max_line_bytes < 1000
         {
             return Err(ConfigError("smtp: recipient and connection limits must be positive and max_line_bytes at least 1000 (RFC 5321)".into()));
+        }
+        match (&s.tls_cert_file, &s.tls_key_file) {
+            (Some(c), Some(k)) => {
+                for f in [c, k] {
+                    if !f.is_file() {
+                        return Err(ConfigError(format!(
+                            "smtp.tls: {} does not exist",
+                            f.display()
+                        )));
+                    }
+                }
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError(
+                    "smtp.tls_cert_file and smtp.tls_key_file go together".into(),
+                ))
+            }
         }
         if self.delivery.mode == DeliveryMode::Relay {
             self.delivery.relay_target()?;

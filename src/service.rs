@@ -121,11 +121,16 @@ pub async fn start(
     for _ in 0..workers {
         tasks.spawn(Arc::clone(&pipeline).worker(watch_rx.clone()));
     }
+    let tls = match (&config.smtp.tls_cert_file, &config.smtp.tls_key_file) {
+        (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let intake = Arc::new(Intake {
         config: Arc::clone(&config),
         spool,
         audit: Arc::clone(&audit),
         wake,
+        tls,
     });
     tasks.spawn(server::serve(listener, intake, watch_rx));
     audit

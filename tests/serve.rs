@@ -265,3 +265,96 @@ fn operators_hold_release_and_retry_queue_items_from_the_cli() {
     assert_eq!(spool.depths().incoming, 1);
     assert_eq!(run(&["show", "NOSUCHID"]).status.code(), Some(1));
 }
+
+#[test]
+fn starttls_upgrades_the_session_and_drops_injected_plaintext() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let data = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (data.path().join("cert.pem"), data.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut c = config(data.path(), "");
+    c.smtp.tls_cert_file = Some(cert_path);
+    c.smtp.tls_key_file = Some(key_path);
+    c.validate().unwrap();
+    let rt = runtime();
+    let running = rt
+        .block_on(mukaika::service::start(c, "test", DEFAULT_TOML))
+        .unwrap();
+    let addr = running.smtp_addr;
+    rt.block_on(async move {
+        async fn reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> (u16, String) {
+            let mut all = String::new();
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).await.unwrap();
+                all.push_str(&line);
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    return (line[..3].parse().unwrap(), all);
+                }
+            }
+        }
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut plain = BufReader::new(tcp);
+        assert_eq!(reply(&mut plain).await.0, 220);
+        plain
+            .get_mut()
+            .write_all(b"EHLO client.invalid\r\n")
+            .await
+            .unwrap();
+        let (code, text) = reply(&mut plain).await;
+        assert!(code == 250 && text.contains("STARTTLS"), "{text}");
+        // An injection attempt: a command after STARTTLS in the same packet.
+        plain
+            .get_mut()
+            .write_all(b"STARTTLS\r\nMAIL FROM:<injected@example.invalid>\r\n")
+            .await
+            .unwrap();
+        assert_eq!(reply(&mut plain).await.0, 220);
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = connector.connect(name, plain.into_inner()).await.unwrap();
+        let mut tls = BufReader::new(tls);
+        // Had the injected MAIL been run, its reply would come first; it must not.
+        tls.get_mut()
+            .write_all(b"MAIL FROM:<a@example.invalid>\r\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            reply(&mut tls).await.0,
+            503,
+            "after the handshake the client must EHLO again"
+        );
+        tls.get_mut()
+            .write_all(b"EHLO client.invalid\r\n")
+            .await
+            .unwrap();
+        let (code, text) = reply(&mut tls).await;
+        assert!(code == 250 && !text.contains("STARTTLS"), "{text}");
+        for (cmd, want) in [
+            (&b"MAIL FROM:<a@example.invalid>\r\n"[..], 250),
+            (b"RCPT TO:<b@city.example.invalid>\r\n", 250),
+            (b"DATA\r\n", 354),
+            (b"Subject: tls\r\n\r\nover TLS\r\n.\r\n", 250),
+        ] {
+            tls.get_mut().write_all(cmd).await.unwrap();
+            assert_eq!(reply(&mut tls).await.0, want);
+        }
+    });
+    let delivered = wait_for(&data.path().join("maildir/new"), 1);
+    rt.block_on(running.stop("test"));
+    assert_eq!(delivered.len(), 1);
+}

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 
@@ -32,7 +32,13 @@ pub struct Intake {
     pub audit: Arc<AuditLog>,
     /// Wakes pipeline workers.
     pub wake: Arc<Notify>,
+    /// STARTTLS, when a certificate is configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
+
+/// A connection before or after STARTTLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Accepts connections until shutdown.
 pub async fn serve(
@@ -94,7 +100,7 @@ pub async fn serve(
 }
 
 async fn connection(
-    mut stream: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     intake: &Intake,
     mut shutdown: watch::Receiver<bool>,
@@ -111,7 +117,10 @@ async fn connection(
             .map(|d| d.to_ascii_lowercase())
             .collect(),
         bare_line_endings: smtp.bare_line_endings,
+        starttls: intake.tls.is_some(),
     };
+    let _ = tcp.set_nodelay(true);
+    let mut stream: Box<dyn Io> = Box::new(tcp);
     let (mut session, greeting) = Session::new(config);
     stream.write_all(greeting.as_bytes()).await?;
     let mut buf = vec![0u8; 64 * 1024];
@@ -124,6 +133,19 @@ async fn connection(
                 match action {
                     Action::Reply(r) => stream.write_all(r.as_bytes()).await?,
                     Action::Close => return Ok(()),
+                    Action::StartTls => {
+                        let Some(acceptor) = intake.tls.clone() else {
+                            return Ok(());
+                        };
+                        let limit = Duration::from_secs(smtp.command_timeout_secs);
+                        match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                stream = Box::new(tls);
+                                session.tls_established();
+                            }
+                            _ => return Ok(()), // a failed handshake leaves nothing to talk to
+                        }
+                    }
                     Action::Store(envelope, data) => {
                         let reply =
                             session.message_stored(store(intake, envelope, peer, data).await);
@@ -157,6 +179,31 @@ async fn connection(
             }
         }
     }
+}
+
+/// Builds the STARTTLS acceptor from PEM files (rustls with the ring provider only).
+///
+/// # Errors
+/// Unreadable or unusable certificate or key.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("TLS certificate: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Spool fsync, then the audit record, then 250. Anything failing leaves nothing behind.

@@ -33,6 +33,8 @@ pub struct SessionConfig {
     pub accepted_domains: Vec<String>,
     /// Reject or normalise bare CR/LF in DATA.
     pub bare_line_endings: BareLineEndings,
+    /// STARTTLS is offered (a certificate is configured).
+    pub starttls: bool,
 }
 
 /// The envelope of one message.
@@ -59,6 +61,9 @@ pub enum Action {
     Store(Envelope, Vec<u8>),
     /// Close the connection (after sending any reply before it).
     Close,
+    /// Start TLS now (after sending the 220 before it), then call
+    /// [`Session::tls_established`]. Input buffered before the handshake has been discarded.
+    StartTls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +109,7 @@ pub struct Session {
     rcpt_to: Vec<String>,
     data: Vec<u8>,
     flaws: DataFlaws,
+    tls: bool,
 }
 
 impl Session {
@@ -121,6 +127,7 @@ impl Session {
             rcpt_to: Vec::new(),
             data: Vec::new(),
             flaws: DataFlaws::default(),
+            tls: false,
         };
         (session, greeting)
     }
@@ -162,6 +169,16 @@ impl Session {
             }
         }
         actions
+    }
+
+    /// The TLS handshake finished: RFC 3207 says to forget everything learnt before it, so the
+    /// client must say EHLO again.
+    pub fn tls_established(&mut self) {
+        self.tls = true;
+        self.helo = None;
+        self.reset_transaction();
+        self.input.clear();
+        self.state = State::Command;
     }
 
     /// The server stored the message (`Ok(queue_id)`) or could not (`Err(reply)`, a 4xx/5xx
@@ -310,8 +327,13 @@ impl Session {
             Ok(Request::Ehlo { host }) => {
                 self.helo = Some(host.to_string());
                 self.reset_transaction();
+                let starttls = if self.config.starttls && !self.tls {
+                    "250-STARTTLS\r\n"
+                } else {
+                    ""
+                };
                 reply(&format!(
-                    "250-{} greets {}\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n",
+                    "250-{} greets {}\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-PIPELINING\r\n{starttls}250 ENHANCEDSTATUSCODES\r\n",
                     self.config.hostname, host, self.config.max_message_bytes
                 ));
             }
@@ -375,7 +397,17 @@ impl Session {
             }
             Ok(Request::Vrfy { .. }) => reply("252 2.5.0 VRFY is disabled\r\n"),
             Ok(Request::Help { .. }) => reply("214 2.0.0 See RFC 5321\r\n"),
-            Ok(Request::StartTls) => reply("502 5.5.1 STARTTLS is not configured\r\n"),
+            Ok(Request::StartTls) if !self.config.starttls => {
+                reply("502 5.5.1 STARTTLS is not configured\r\n")
+            }
+            Ok(Request::StartTls) if self.tls => reply("503 5.5.1 TLS is already active\r\n"),
+            Ok(Request::StartTls) => {
+                reply("220 2.0.0 Ready to start TLS\r\n");
+                // Anything the client sent after STARTTLS in the same packet was plaintext
+                // meant to run inside TLS (CVE-2011-0411 command injection): drop it.
+                self.input.clear();
+                actions.push(Action::StartTls);
+            }
             Ok(Request::Bdat { .. }) => reply("502 5.5.1 CHUNKING is not offered\r\n"),
             Ok(_) => reply("502 5.5.1 Command not implemented\r\n"),
             Err(ParseError::UnknownCommand) => reply("500 5.5.1 Unknown command\r\n"),
@@ -413,6 +445,7 @@ mod tests {
             max_line_bytes: 1000,
             accepted_domains: vec!["city.example".into()],
             bare_line_endings: BareLineEndings::Reject,
+            starttls: false,
         }
     }
 
@@ -433,7 +466,7 @@ mod tests {
                         out.push_str(&s.message_stored(Ok(format!("Q{}", stored.len()))));
                         again = true;
                     }
-                    Action::Close => {}
+                    Action::Close | Action::StartTls => {}
                 }
             }
             if !again {
@@ -560,6 +593,35 @@ mod tests {
     }
 
     #[test]
+    fn starttls_discards_plaintext_sent_after_it() {
+        let (mut s, _) = Session::new(SessionConfig {
+            starttls: true,
+            ..config()
+        });
+        let a = s.feed(b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<injected@s.test>\r\n");
+        assert!(matches!(&a[0], Action::Reply(r) if r.contains("250-STARTTLS")));
+        assert_eq!(
+            a[1],
+            Action::Reply("220 2.0.0 Ready to start TLS\r\n".into())
+        );
+        assert_eq!(a[2], Action::StartTls);
+        assert_eq!(a.len(), 3);
+        s.tls_established();
+        let after = s.feed(b"MAIL FROM:<a@s.test>\r\n");
+        assert_eq!(
+            after,
+            [Action::Reply("503 5.5.1 Say EHLO first\r\n".into())],
+            "nothing from before the handshake survives"
+        );
+        let again = s.feed(b"EHLO c\r\nSTARTTLS\r\n");
+        assert!(matches!(&again[0], Action::Reply(r) if !r.contains("STARTTLS")));
+        assert_eq!(
+            again[1],
+            Action::Reply("503 5.5.1 TLS is already active\r\n".into())
+        );
+    }
+
+    #[test]
     fn long_lines_are_refused_in_commands_and_data() {
         let mut t = b"EHLO c\r\n".to_vec();
         t.extend(std::iter::repeat_n(b'A', 3000));
@@ -594,7 +656,7 @@ mod tests {
                                 }
                             }
                         }
-                        Action::Close => {}
+                        Action::Close | Action::StartTls => {}
                     }
                 }
             }
