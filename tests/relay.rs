@@ -127,3 +127,88 @@ fn holds_a_message_the_relay_refuses_permanently() {
         "{kinds:?}"
     );
 }
+
+#[test]
+fn swaks_sends_html_japanese_and_macro_mail_and_the_relay_gets_only_conversions() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let dump = data.path().join("sink");
+    let sink = smtp_sink(port, &dump, &[]);
+    let rt = runtime();
+    let running = rt
+        .block_on(mukaika::service::start(
+            relay_config(data.path(), port),
+            "test",
+            "",
+        ))
+        .unwrap();
+    let server = running.smtp_addr.to_string();
+    let docm = data.path().join("申請書.docm");
+    std::fs::write(&docm, generate::docm_with_macro().build()).unwrap();
+    let swaks = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new("swaks");
+        cmd.args([
+            "--server",
+            &server,
+            "--to",
+            "soumu@city.example.invalid",
+            "--from",
+            "taro@example.invalid",
+            "--silent",
+            "2",
+        ]);
+        cmd.args(extra);
+        let out = cmd
+            .output()
+            .expect("swaks is required: run bash tests/ci.sh");
+        assert!(
+            out.status.success(),
+            "swaks failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    swaks(&[
+        "--header",
+        "Subject: HTML",
+        "--add-header",
+        "Content-Type: text/html; charset=UTF-8",
+        "--body",
+        "<p>お知らせ <a href=\"https://login.example.invalid/\">こちら</a></p><script>x()</script>",
+    ]);
+    swaks(&[
+        "--header",
+        "Subject: 日本語の件名",
+        "--body",
+        "本文：①㈱髙橋",
+    ]);
+    swaks(&[
+        "--header",
+        "Subject: macro",
+        "--body",
+        "様式です",
+        "--attach",
+        docm.to_str().unwrap(),
+    ]);
+    let dumped = wait_for(&dump, 3);
+    rt.block_on(running.stop("test"));
+    drop(sink);
+    assert_eq!(dumped.len(), 3);
+    let texts: Vec<String> = dumped
+        .iter()
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+        .collect();
+    for t in &texts {
+        assert!(
+            t.contains("X-Mukaika-Id: ")
+                && !t.to_ascii_lowercase().contains("text/html")
+                && !t.contains("<script"),
+            "{t}"
+        );
+    }
+    let all = texts.join("\n");
+    assert!(
+        all.contains("application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        "the docm arrives as a docx"
+    );
+    assert!(!all.contains("macroEnabled"));
+}
