@@ -60,20 +60,10 @@ pub fn convert_file(
         write_new(&quarantine, &format!("{id}.eml"), &raw)?;
     }
     for h in &held {
-        let name: String = h
-            .name
-            .chars()
-            .map(|c| {
-                if c == '/' || c == '\\' || c.is_control() {
-                    '_'
-                } else {
-                    c
-                }
-            })
-            .collect();
+        // write_new keeps the name inside the folder (separators and controls replaced).
         write_new(
             &quarantine,
-            &format!("{}-{name}", h.quarantine_id),
+            &format!("{}-{}", h.quarantine_id, h.name),
             &h.bytes,
         )?;
     }

@@ -263,18 +263,10 @@ fn sanitize_files(
     json: bool,
     policy: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let registry = Registry::standard();
-    let policy = match sanitize::load_policy(policy.as_deref(), &registry) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("mukaika: {e}");
-            return Ok(ExitCode::from(2));
-        }
+    let (registry, policy) = match batch_setup(policy.as_deref(), &out) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
     };
-    if let Err(e) = sanitize::prepare_out_dir(&out) {
-        eprintln!("mukaika: {e}");
-        return Ok(ExitCode::from(1));
-    }
     let bar = (files.len() > 1 && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(files.len() as u64);
         bar.set_style(
@@ -348,18 +340,10 @@ fn convert_mail(
     json: bool,
     policy: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let registry = Registry::standard();
-    let policy = match sanitize::load_policy(policy.as_deref(), &registry) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("mukaika: {e}");
-            return Ok(ExitCode::from(2));
-        }
+    let (registry, policy) = match batch_setup(policy.as_deref(), &out) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
     };
-    if let Err(e) = sanitize::prepare_out_dir(&out) {
-        eprintln!("mukaika: {e}");
-        return Ok(ExitCode::from(1));
-    }
     let (mut failed, mut usage) = (false, false);
     for file in &files {
         match mukaika::mail::convert_file(file, &out, &registry, &policy) {
@@ -503,12 +487,9 @@ fn serve(config: Option<PathBuf>, log_format: &str) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
-    let (service_config, text) = match mukaika::config::ServiceConfig::load(config.as_deref()) {
+    let (service_config, text) = match service_config(config.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("mukaika: 設定エラー: {e}");
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
     let source = config
         .as_ref()
@@ -536,12 +517,9 @@ fn serve(config: Option<PathBuf>, log_format: &str) -> Result<ExitCode> {
 }
 
 fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Result<ExitCode> {
-    let (service, _) = match mukaika::config::ServiceConfig::load(config.as_deref()) {
+    let (service, _) = match service_config(config.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("mukaika: 設定エラー: {e}");
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
     let dir = service
         .data
@@ -604,4 +582,32 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
         }
         QueueCommand::Hold { id } => moved(spool.operator_move(&id, "hold"), "hold"),
     }
+}
+
+/// The registry and policy for a batch command, and its output folder ready: a bad policy is a
+/// usage error (2), an unwritable folder a failure (1).
+fn batch_setup(
+    policy: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> std::result::Result<(Registry, mukaika::sanitizers::Policy), ExitCode> {
+    let registry = Registry::standard();
+    let policy = sanitize::load_policy(policy, &registry).map_err(|e| {
+        eprintln!("mukaika: {e}");
+        ExitCode::from(2)
+    })?;
+    sanitize::prepare_out_dir(out).map_err(|e| {
+        eprintln!("mukaika: {e}");
+        ExitCode::from(1)
+    })?;
+    Ok((registry, policy))
+}
+
+/// The service configuration (file or embedded default); a bad one is a usage error (2).
+fn service_config(
+    path: Option<&std::path::Path>,
+) -> std::result::Result<(mukaika::config::ServiceConfig, String), ExitCode> {
+    mukaika::config::ServiceConfig::load(path).map_err(|e| {
+        eprintln!("mukaika: 設定エラー: {e}");
+        ExitCode::from(2)
+    })
 }

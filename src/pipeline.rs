@@ -57,6 +57,52 @@ pub enum Sink {
     },
 }
 
+/// Leases items from `spool` until shutdown and hands each to `work`. With nothing to do it
+/// waits for `wake`, a second (deferred items fall due, a hint may have been missed), or
+/// shutdown; shutdown is only looked at between items, so the item in hand is finished.
+pub(crate) async fn lease_loop<F, Fut>(
+    spool: Arc<Spool>,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    mut work: F,
+) where
+    F: FnMut(Lease) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let s = Arc::clone(&spool);
+        match tokio::task::spawn_blocking(move || s.lease(crate::audit::log::now_millis())).await {
+            Ok(Ok(Some(lease))) => work(lease).await,
+            Ok(Ok(None)) => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(spool = %spool.root().display(), error = %e, "spool unreadable");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => tracing::error!(error = %e, "lease task failed"),
+        }
+    }
+}
+
+/// What to put in the quarantine.
+struct Held<'a> {
+    id: &'a str,
+    origin: &'a str,
+    name: Option<String>,
+    reason: &'a str,
+    detail: &'a str,
+    bytes: &'a [u8],
+    report: serde_json::Value,
+}
+
 enum Converted {
     Outcome(Box<MailOutcome>),
     Failed(&'static str, String),
@@ -64,31 +110,13 @@ enum Converted {
 
 impl Pipeline {
     /// Runs one worker until shutdown; finishes the message in hand first.
-    pub async fn worker(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let spool = Arc::clone(&self.spool);
-            let lease =
-                tokio::task::spawn_blocking(move || spool.lease(crate::audit::log::now_millis()))
-                    .await;
-            match lease {
-                Ok(Ok(Some(lease))) => self.process(lease).await,
-                Ok(Ok(None)) => {
-                    tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "spool unreadable");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => tracing::error!(error = %e, "lease task failed"),
-            }
-        }
+    pub async fn worker(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let (spool, wake) = (Arc::clone(&self.spool), Arc::clone(&self.wake));
+        lease_loop(spool, wake, shutdown, |lease| {
+            let this = Arc::clone(&self);
+            async move { this.process(lease).await }
+        })
+        .await;
     }
 
     async fn process(self: &Arc<Self>, lease: Lease) {
@@ -143,25 +171,16 @@ impl Pipeline {
         let outcome = match converted {
             Converted::Outcome(o) => *o,
             Converted::Failed(code, detail) => {
-                let item = self.quarantine_item(
-                    &meta.id,
-                    &meta.id,
-                    None,
-                    code,
-                    &detail,
-                    original,
-                    serde_json::Value::Null,
-                );
-                self.quarantine
-                    .put(&item, original)
-                    .map_err(|e| e.to_string())?;
-                events.push(AuditEvent::Quarantined(Quarantined {
-                    item_id: item.id.clone(),
-                    source: "mail".into(),
-                    origin_id: meta.id.clone(),
-                    reason: code.into(),
-                    sha256: item.sha256.clone(),
-                }));
+                let held = Held {
+                    id: &meta.id,
+                    origin: &meta.id,
+                    name: None,
+                    reason: code,
+                    detail: &detail,
+                    bytes: original,
+                    report: serde_json::Value::Null,
+                };
+                self.quarantine(held, &mut events)?;
                 self.audit.append_all(&events).map_err(|e| e.to_string())?;
                 tracing::warn!(queue_id = %meta.id, reason = code, "message quarantined whole");
                 return lease.complete().map_err(|e| e.to_string());
@@ -178,27 +197,19 @@ impl Pipeline {
                 .and_then(|a| a.report.reason.clone())
                 .map(|r| (r.code, r.detail))
                 .unwrap_or_default();
-            let item = self.quarantine_item(
-                &h.quarantine_id,
-                &meta.id,
-                Some(h.name.clone()),
-                &reason.0,
-                &reason.1,
-                &h.bytes,
-                entry
-                    .map(|a| serde_json::to_value(&a.report).unwrap_or_default())
-                    .unwrap_or_default(),
-            );
-            self.quarantine
-                .put(&item, &h.bytes)
-                .map_err(|e| e.to_string())?;
-            events.push(AuditEvent::Quarantined(Quarantined {
-                item_id: item.id,
-                source: "mail".into(),
-                origin_id: meta.id.clone(),
-                reason: reason.0,
-                sha256: item.sha256,
-            }));
+            let report = entry
+                .map(|a| serde_json::to_value(&a.report).unwrap_or_default())
+                .unwrap_or_default();
+            let held = Held {
+                id: &h.quarantine_id,
+                origin: &meta.id,
+                name: Some(h.name.clone()),
+                reason: &reason.0,
+                detail: &reason.1,
+                bytes: &h.bytes,
+                report,
+            };
+            self.quarantine(held, &mut events)?;
         }
         for a in &report.attachments {
             events.push(AuditEvent::PartSanitized(PartSanitized {
@@ -226,25 +237,16 @@ impl Pipeline {
                 .clone()
                 .map(|r| (r.code, r.detail))
                 .unwrap_or_default();
-            let item = self.quarantine_item(
-                &meta.id,
-                &meta.id,
-                None,
-                &reason.0,
-                &reason.1,
-                original,
-                report_json.clone(),
-            );
-            self.quarantine
-                .put(&item, original)
-                .map_err(|e| e.to_string())?;
-            events.push(AuditEvent::Quarantined(Quarantined {
-                item_id: item.id,
-                source: "mail".into(),
-                origin_id: meta.id.clone(),
-                reason: reason.0,
-                sha256: item.sha256,
-            }));
+            let held = Held {
+                id: &meta.id,
+                origin: &meta.id,
+                name: None,
+                reason: &reason.0,
+                detail: &reason.1,
+                bytes: original,
+                report: report_json.clone(),
+            };
+            self.quarantine(held, &mut events)?;
         }
         events.push(AuditEvent::MessageConverted(MessageConverted {
             queue_id: meta.id.clone(),
@@ -295,28 +297,30 @@ impl Pipeline {
         lease.complete().map_err(|e| e.to_string())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn quarantine_item(
-        &self,
-        id: &str,
-        origin: &str,
-        name: Option<String>,
-        reason: &str,
-        detail: &str,
-        bytes: &[u8],
-        report: serde_json::Value,
-    ) -> QuarantineItem {
-        QuarantineItem {
-            id: id.to_string(),
+    /// Stores an original in the quarantine (durably) and queues its audit record.
+    fn quarantine(&self, held: Held<'_>, events: &mut Vec<AuditEvent>) -> Result<(), String> {
+        let item = QuarantineItem {
+            id: held.id.to_string(),
             source: "mail".into(),
-            origin_id: origin.to_string(),
-            name,
-            reason: reason.to_string(),
-            detail: detail.to_string(),
-            sha256: mukaika_sanitizers::report::sha256_hex(bytes),
-            size: bytes.len() as u64,
+            origin_id: held.origin.to_string(),
+            name: held.name,
+            reason: held.reason.to_string(),
+            detail: held.detail.to_string(),
+            sha256: mukaika_sanitizers::report::sha256_hex(held.bytes),
+            size: held.bytes.len() as u64,
             at: crate::audit::log::now_rfc3339(),
-            report,
-        }
+            report: held.report,
+        };
+        self.quarantine
+            .put(&item, held.bytes)
+            .map_err(|e| e.to_string())?;
+        events.push(AuditEvent::Quarantined(Quarantined {
+            item_id: item.id,
+            source: item.source,
+            origin_id: item.origin_id,
+            reason: item.reason,
+            sha256: item.sha256,
+        }));
+        Ok(())
     }
 }

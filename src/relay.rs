@@ -69,28 +69,13 @@ impl Relay {
     }
 
     /// Runs one relay worker until shutdown.
-    pub async fn worker(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let spool = Arc::clone(&self.outgoing);
-            match tokio::task::spawn_blocking(move || spool.lease(now_millis())).await {
-                Ok(Ok(Some(lease))) => self.send(lease).await,
-                Ok(Ok(None)) => {
-                    tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "outgoing spool unreadable");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => tracing::error!(error = %e, "lease task failed"),
-            }
-        }
+    pub async fn worker(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let (spool, wake) = (Arc::clone(&self.outgoing), Arc::clone(&self.wake));
+        crate::pipeline::lease_loop(spool, wake, shutdown, |lease| {
+            let this = Arc::clone(&self);
+            async move { this.send(lease).await }
+        })
+        .await;
     }
 
     async fn send(&self, lease: Lease) {

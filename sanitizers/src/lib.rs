@@ -16,6 +16,7 @@ pub mod pdf;
 pub mod policy;
 pub mod registry;
 pub mod report;
+mod util;
 
 pub use detect::{Declared, Detection, Finding};
 pub use error::Error;

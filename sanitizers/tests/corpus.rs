@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use common::*;
 use mukaika_sanitizers::{FileKind, Verdict};
@@ -16,12 +15,6 @@ struct Row {
     sha256: String,
     expected: String,
     notes: String,
-}
-
-fn corpus_dir() -> PathBuf {
-    std::env::var_os("MUKAIKA_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/corpus"))
 }
 
 fn unquote(field: &str) -> String {

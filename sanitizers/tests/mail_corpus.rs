@@ -6,17 +6,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use common::*;
 use mukaika_sanitizers::mail::{self, Disposition, MailOutcome, MailVerdict};
 use mukaika_sanitizers::{Policy, Registry};
-
-fn corpus_dir() -> PathBuf {
-    std::env::var_os("MUKAIKA_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/corpus"))
-}
 
 /// The corpus verdict a conversion amounts to: the strictest fate of any attachment.
 fn verdict_of(outcome: &MailOutcome) -> &'static str {

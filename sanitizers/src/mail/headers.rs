@@ -9,6 +9,8 @@
 
 use base64::Engine;
 
+use crate::util::percent_decode;
+
 /// Decodes `raw` (an unfolded or folded header value). Returns None when a charset is not one
 /// encoding_rs knows (UTF-7, for example), so the caller can use another decoder.
 pub fn decode(raw: &str) -> Option<String> {
@@ -269,24 +271,6 @@ fn unquote(v: &str) -> String {
         Some(inner) => inner.replace("\\\"", "\"").replace("\\\\", "\\"),
         None => v.to_string(),
     }
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! target escaping the package root is malformed.
 
 use crate::error::{Error, Result};
+use crate::util::percent_decode;
 
 use super::xml::{escape_attr, Document};
 
@@ -75,7 +76,7 @@ pub fn rels_name_for(part: &str) -> String {
 /// A target that climbs above the package root, or is empty.
 pub fn resolve(source: &str, target: &str) -> Result<String> {
     let target = target.split('#').next().unwrap_or_default();
-    let target = percent_decode(target);
+    let target = String::from_utf8_lossy(&percent_decode(target)).into_owned();
     let mut segments: Vec<&str> = if target.starts_with('/') {
         Vec::new()
     } else {
@@ -101,24 +102,6 @@ pub fn resolve(source: &str, target: &str) -> Result<String> {
         return Err(Error::malformed("empty relationship target"));
     }
     Ok(segments.join("/"))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Writes a `.rels` part with exactly these relationships.

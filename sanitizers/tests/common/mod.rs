@@ -190,3 +190,10 @@ pub fn workspace_root() -> std::path::PathBuf {
         .expect("workspace")
         .to_path_buf()
 }
+
+/// The shared reference corpus (`../shared/corpus`, or `MUKAIKA_CORPUS`); never copied here.
+pub fn corpus_dir() -> std::path::PathBuf {
+    std::env::var_os("MUKAIKA_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/corpus"))
+}
