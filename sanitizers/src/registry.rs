@@ -43,6 +43,9 @@ impl Sanitized {
     }
 }
 
+/// Inputs at least this large are hashed on a second thread while they are rebuilt.
+const HASH_BESIDE_MIN_BYTES: usize = 1024 * 1024;
+
 /// Per-file state shared by a sanitizer and its nested calls.
 pub struct Context<'a> {
     policy: &'a Policy,
@@ -93,6 +96,22 @@ impl<'a> Context<'a> {
     /// Records a warning that changed nothing.
     pub fn warn(&mut self, warning: impl Into<String>) {
         self.warnings.push(warning.into());
+    }
+
+    /// A context for work on the same file done on another thread: same policy, depth,
+    /// deadline and pass, nothing recorded yet. Hand it back with [`Context::join`].
+    pub(crate) fn fork(&self) -> Context<'a> {
+        Context {
+            removed: Vec::new(),
+            warnings: Vec::new(),
+            ..*self
+        }
+    }
+
+    /// Takes in what a [`Context::fork`] recorded, after what this one recorded so far.
+    pub(crate) fn join(&mut self, forked: Context<'a>) {
+        self.removed.extend(forked.removed);
+        self.warnings.extend(forked.warnings);
     }
 
     /// Removals recorded so far.
@@ -253,8 +272,39 @@ impl Registry {
         depth: u32,
         deadline: Instant,
     ) -> Outcome {
+        // Hashing a large input costs as much as rebuilding a small document, so it runs on
+        // a second thread beside the rebuild. Every path below leaves the hash empty; it is
+        // filled in here, once, for all of them.
+        let (hash, mut outcome) = if input.len() >= HASH_BESIDE_MIN_BYTES {
+            std::thread::scope(|scope| {
+                let hasher = scope.spawn(|| sha256_hex(input));
+                let outcome = self.judge(input, declared, policy, depth, deadline);
+                let hash = hasher
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (hash, outcome)
+            })
+        } else {
+            (
+                sha256_hex(input),
+                self.judge(input, declared, policy, depth, deadline),
+            )
+        };
+        outcome.report.input_sha256 = hash;
+        outcome
+    }
+
+    /// Decides one file; the report's `input_sha256` is left for [`Registry::process_at`].
+    fn judge(
+        &self,
+        input: &[u8],
+        declared: &Declared<'_>,
+        policy: &Policy,
+        depth: u32,
+        deadline: Instant,
+    ) -> Outcome {
         if input.len() as u64 > policy.limits.max_input_bytes {
-            let report = Report::new(declared.name, input, FileKind::Unknown);
+            let report = Report::unhashed(declared.name, input.len(), FileKind::Unknown);
             let detail = format!(
                 "input is {} bytes, limit is {}",
                 input.len(),
@@ -267,7 +317,7 @@ impl Registry {
             findings,
             encrypted,
         } = detect(input, declared);
-        let mut report = Report::new(declared.name, input, kind);
+        let mut report = Report::unhashed(declared.name, input.len(), kind);
         report.findings = findings;
 
         if depth > policy.limits.max_depth {

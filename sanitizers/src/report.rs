@@ -233,9 +233,18 @@ pub struct Report {
 impl Report {
     pub(crate) fn new(input: Option<&str>, bytes: &[u8], kind: FileKind) -> Self {
         Self {
-            input: input.map(str::to_string),
             input_sha256: sha256_hex(bytes),
-            input_size: bytes.len() as u64,
+            ..Self::unhashed(input, bytes.len(), kind)
+        }
+    }
+
+    /// A report whose `input_sha256` the caller fills in (the registry hashes large inputs
+    /// beside the rebuild).
+    pub(crate) fn unhashed(input: Option<&str>, size: usize, kind: FileKind) -> Self {
+        Self {
+            input: input.map(str::to_string),
+            input_sha256: String::new(),
+            input_size: size as u64,
             detected_type: kind,
             verdict: Verdict::Quarantined,
             reason: None,

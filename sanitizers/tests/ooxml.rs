@@ -352,3 +352,101 @@ fn quarantines_a_package_whose_main_part_is_missing() {
     let outcome = process(&pkg.build(), "a.docx");
     assert!(outcome.output().is_none());
 }
+
+const W: &str = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
+const STYLES: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.styles+xml";
+
+/// A benign styles part of `count` paragraph styles; 6,000 make about 600 KB, enough for the
+/// rebuilder to spread the package's XML parts over threads.
+fn styles(count: usize) -> String {
+    let body: String = (0..count)
+        .map(|i| format!("<w:style w:type=\"paragraph\" w:styleId=\"S{i}\"><w:name w:val=\"架空スタイル{i}\"/><w:rPr><w:sz w:val=\"21\"/></w:rPr></w:style>"))
+        .collect();
+    format!("<w:styles xmlns:w=\"{W}\">{body}</w:styles>")
+}
+
+/// The external-references document plus a footnote holding a DDE field (a finding in a part
+/// other than the main one) and a styles part of `style_count` styles.
+fn docx_with_footnote_dde(style_count: usize) -> Vec<u8> {
+    let footnotes = format!("<w:footnotes xmlns:w=\"{W}\"><w:footnote w:id=\"1\"><w:p><w:fldSimple w:instr=\" DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe &quot;/k calc&quot; \"><w:r><w:t>脚注の結果</w:t></w:r></w:fldSimple></w:p></w:footnote></w:footnotes>");
+    docx_with_external_and_objects()
+        .part("word/styles.xml", STYLES, styles(style_count))
+        .part(
+            "word/footnotes.xml",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.footnotes+xml",
+            footnotes,
+        )
+        .rel("word/document.xml", "rId10", "styles", "styles.xml", false)
+        .rel(
+            "word/document.xml",
+            "rId11",
+            "footnotes",
+            "footnotes.xml",
+            false,
+        )
+        .build()
+}
+
+#[test]
+fn large_packages_report_the_same_removals_when_parts_are_rewritten_in_parallel() {
+    let small = assert_fail_closed("小.docx", &docx_with_footnote_dde(3));
+    let large_input = docx_with_footnote_dde(6000);
+    assert!(
+        large_input.len() > 20_000
+            && zip_text(&large_input, "word/styles.xml").unwrap().len() > 512 * 1024
+    );
+    let large = assert_fail_closed("大.docx", &large_input);
+    assert!(
+        removed(&large, What::Field, "DDEAUTO"),
+        "the footnote's field is found on a worker thread: {:#?}",
+        large.report.removed
+    );
+    assert_eq!(
+        large.report.removed, small.report.removed,
+        "the same findings in the same order, however the parts were scheduled"
+    );
+    assert_eq!(large.report.warnings, small.report.warnings);
+    let out = large.output().unwrap().bytes();
+    let footnotes = zip_text(out, "word/footnotes.xml").unwrap();
+    assert!(
+        !footnotes.contains("DDE") && footnotes.contains("脚注の結果"),
+        "{footnotes}"
+    );
+    assert!(zip_text(out, "word/styles.xml")
+        .unwrap()
+        .contains("架空スタイル5999"));
+    for _ in 0..3 {
+        let again = process(&large_input, "大.docx");
+        assert_eq!(again.report, large.report);
+        assert_eq!(
+            again.output().unwrap().bytes(),
+            out,
+            "output is deterministic"
+        );
+    }
+}
+
+#[test]
+fn quarantines_a_macro_sheet_still_used_by_a_large_sheet_rewritten_in_parallel() {
+    let rows: String = (1..=8000)
+        .map(|r| format!("<row r=\"{r}\"><c r=\"A{r}\"><v>{r}</v></c></row>"))
+        .collect();
+    let sheet = format!("<worksheet xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\"><sheetData>{rows}<row r=\"8001\"><c r=\"A8001\"><f>Macro1!A1</f></c></row></sheetData></worksheet>");
+    assert!(sheet.len() > 256 * 1024);
+    let pkg = xlsm_with_macros()
+        .part(
+            "xl/worksheets/sheet1.xml",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml",
+            sheet,
+        )
+        .part(
+            "xl/styles.xml",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml",
+            "<styleSheet xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\"/>",
+        )
+        .rel("xl/workbook.xml", "rId6", "styles", "styles.xml", false);
+    let outcome = process(&pkg.build(), "a.xlsm");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    assert!(outcome.output().is_none());
+    assert_eq!(outcome.report.reason.unwrap().code, "unsupported");
+}

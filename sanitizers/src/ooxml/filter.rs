@@ -30,6 +30,28 @@ pub struct PackageState {
 }
 
 impl PackageState {
+    /// A copy for a part rewritten on another thread: what the main part decided, none of
+    /// its findings.
+    pub fn fork(&self) -> Self {
+        Self {
+            removed_sheets: self.removed_sheets.clone(),
+            dangling: Vec::new(),
+            local_names_with_removed_sheet: false,
+        }
+    }
+
+    /// Takes in what a [`PackageState::fork`] found. Only the workbook (rewritten first,
+    /// alone) may remove sheets; a forked part that did would have been filtered without
+    /// its siblings knowing, so that makes the package inconsistent.
+    pub fn join(&mut self, forked: Self) {
+        if forked.removed_sheets.len() > self.removed_sheets.len() {
+            self.dangling
+                .push("a sheet removed outside the workbook part".to_string());
+        }
+        self.dangling.extend(forked.dangling);
+        self.local_names_with_removed_sheet |= forked.local_names_with_removed_sheet;
+    }
+
     /// Fails when removing macro sheets left the workbook inconsistent.
     ///
     /// # Errors

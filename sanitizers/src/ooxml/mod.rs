@@ -9,6 +9,9 @@
 //! checked (XML re-serialised, binaries sniffed); a relationship removed from a part also
 //! removes the elements that reference it, so the document stays valid; anything ambiguous in
 //! the ZIP (duplicate or overlapping entries, escaping names, encryption, bombs) is an error.
+//! The main part is filtered first and alone; the other XML parts of a large package are
+//! filtered on two scoped threads, and their findings are joined in part-name order so the
+//! report never depends on scheduling.
 //! Must never: copy an unknown part, keep an external relationship other than a hyperlink
 //! allowed by policy, or write a part the walk did not clean.
 
@@ -111,30 +114,44 @@ impl Sanitizer for OoxmlSanitizer {
         let mut written: Vec<(String, Cow<'_, [u8]>)> = Vec::new();
         let mut listed: Vec<(String, String)> = Vec::new();
 
-        // The main part first: a workbook names the macro sheets that other sheets must not use.
+        // The main part first and alone: a workbook names the macro sheets that other
+        // sheets must not use. The other XML parts are independent of each other and are
+        // rewritten on up to `PART_THREADS` threads; their findings are joined in name
+        // order, so the report does not depend on scheduling.
+        let mut state = filter::PackageState::default();
+        let rewrite = |name: &str, state: &mut filter::PackageState, cx: &mut Context<'_>| {
+            let removed = walk.removed_ids.get(name).cloned().unwrap_or_default();
+            filter::rewrite_part(name, walk.kept[name].bytes, &removed, state, cx)
+        };
+        let mut rewritten: HashMap<&str, Vec<u8>> = HashMap::new();
+        if walk.kept.get(&main_part).map(|p| p.format) == Some(PartFormat::Xml) {
+            cx.check_deadline()?;
+            rewritten.insert(&main_part, rewrite(&main_part, &mut state, cx)?);
+        }
+        let others: Vec<(&str, usize)> = walk
+            .kept
+            .iter()
+            .filter(|(name, part)| **name != main_part && part.format == PartFormat::Xml)
+            .map(|(name, part)| (name.as_str(), part.bytes.len()))
+            .collect();
+        for (name, bytes) in rewrite_all(&others, &rewrite, &mut state, cx)? {
+            rewritten.insert(name, bytes);
+        }
+        state.check_consistent()?;
+
         let mut order: Vec<&String> = walk.kept.keys().collect();
         order.sort_by_key(|name| (*name != &main_part, (*name).clone()));
-        let mut state = filter::PackageState::default();
         for name in order {
-            cx.check_deadline()?;
             let part = &walk.kept[name];
             let content_type = if *name == main_part {
                 out_main_type.clone()
             } else {
                 part.content_type.clone()
             };
-            let bytes = match part.format {
-                PartFormat::Xml => {
-                    let removed = walk
-                        .removed_ids
-                        .get(name.as_str())
-                        .cloned()
-                        .unwrap_or_default();
-                    Cow::Owned(filter::rewrite_part(
-                        name, part.bytes, &removed, &mut state, cx,
-                    )?)
-                }
-                PartFormat::Binary => Cow::Borrowed(part.bytes),
+            let bytes = match rewritten.remove(name.as_str()) {
+                Some(bytes) => Cow::Owned(bytes),
+                None if part.format == PartFormat::Binary => Cow::Borrowed(part.bytes),
+                None => return Err(Error::internal(format!("{name} was not rewritten"))),
             };
             if let Some(rels) = walk.kept_rels.get(name.as_str()) {
                 written.push((rels::rels_name_for(name), Cow::Owned(rels::write(rels))));
@@ -142,7 +159,6 @@ impl Sanitizer for OoxmlSanitizer {
             written.push((name.clone(), bytes));
             listed.push((name.clone(), content_type));
         }
-        state.check_consistent()?;
         if cx.is_recheck() {
             // Every part was parsed and filtered again; the package itself is not needed.
             return Ok(Sanitized::new(Vec::new(), out_kind));
@@ -176,6 +192,114 @@ impl Sanitizer for OoxmlSanitizer {
             .into_inner();
         Ok(Sanitized::new(bytes, out_kind))
     }
+}
+
+/// Threads used to rewrite one package's XML parts. Two covers this deployment's cores and
+/// nearly halves the time of a document dominated by two large parts (styles.xml and
+/// stylesWithEffects.xml in a typical Word file).
+const PART_THREADS: usize = 2;
+
+/// Below this much XML a second thread costs more than it saves.
+const PARALLEL_MIN_BYTES: usize = 256 * 1024;
+
+/// One part's result on a worker thread: its bytes and what it recorded.
+type PartDone<'p> = (usize, Vec<u8>, filter::PackageState, Context<'p>);
+
+/// Rewrites the parts named in `jobs` (name, input size) with `rewrite`, on several threads
+/// when there is enough XML, and returns the results in the order of `jobs`. Every part gets
+/// its own forked state and context, joined back in that order, so the report is the same
+/// however the threads were scheduled. A panic on a worker is resumed here and caught by the
+/// registry like any other.
+fn rewrite_all<'n, F>(
+    jobs: &[(&'n str, usize)],
+    rewrite: &F,
+    state: &mut filter::PackageState,
+    cx: &mut Context<'_>,
+) -> Result<Vec<(&'n str, Vec<u8>)>>
+where
+    F: Fn(&str, &mut filter::PackageState, &mut Context<'_>) -> Result<Vec<u8>> + Sync,
+{
+    let total: usize = jobs.iter().map(|(_, size)| size).sum();
+    if jobs.len() < 2 || total < PARALLEL_MIN_BYTES {
+        let mut out = Vec::with_capacity(jobs.len());
+        for (name, _) in jobs {
+            cx.check_deadline()?;
+            out.push((*name, rewrite(name, state, cx)?));
+        }
+        return Ok(out);
+    }
+
+    // Largest part first, each to the least-loaded lane: close to an even split.
+    let mut by_size: Vec<usize> = (0..jobs.len()).collect();
+    by_size.sort_by_key(|&i| std::cmp::Reverse(jobs[i].1));
+    let mut lanes: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); PART_THREADS];
+    for i in by_size {
+        if let Some(lane) = lanes.iter_mut().min_by_key(|(load, _)| *load) {
+            lane.0 += jobs[i].1;
+            lane.1.push(i);
+        }
+    }
+
+    let base_state: &filter::PackageState = state;
+    let base_cx: &Context<'_> = cx;
+    let lane_results = std::thread::scope(|scope| {
+        let handles: Vec<_> = lanes
+            .into_iter()
+            .map(|(_, parts)| {
+                scope.spawn(
+                    move || -> std::result::Result<Vec<PartDone<'_>>, (usize, Error)> {
+                        let mut done = Vec::with_capacity(parts.len());
+                        for i in parts {
+                            let mut part_state = base_state.fork();
+                            let mut part_cx = base_cx.fork();
+                            part_cx.check_deadline().map_err(|e| (i, e))?;
+                            let bytes = rewrite(jobs[i].0, &mut part_state, &mut part_cx)
+                                .map_err(|e| (i, e))?;
+                            done.push((i, bytes, part_state, part_cx));
+                        }
+                        Ok(done)
+                    },
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect::<Vec<_>>()
+    });
+
+    let mut slots: Vec<Option<(Vec<u8>, filter::PackageState, Context<'_>)>> =
+        (0..jobs.len()).map(|_| None).collect();
+    let mut first_error: Option<(usize, Error)> = None;
+    for lane in lane_results {
+        match lane {
+            Ok(done) => {
+                for (i, bytes, part_state, part_cx) in done {
+                    slots[i] = Some((bytes, part_state, part_cx));
+                }
+            }
+            // The error of the earliest part, as a serial run would have reported it.
+            Err((i, e)) if first_error.as_ref().is_none_or(|(j, _)| i < *j) => {
+                first_error = Some((i, e));
+            }
+            Err(_) => {}
+        }
+    }
+    if let Some((_, e)) = first_error {
+        return Err(e);
+    }
+    let mut out = Vec::with_capacity(jobs.len());
+    for ((name, _), slot) in jobs.iter().zip(slots) {
+        let (bytes, part_state, part_cx) =
+            slot.ok_or_else(|| Error::internal(format!("{name} was not rewritten")))?;
+        state.join(part_state);
+        cx.join(part_cx);
+        out.push((*name, bytes));
+    }
+    Ok(out)
 }
 
 /// How a kept part is re-checked.
