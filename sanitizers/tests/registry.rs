@@ -269,3 +269,41 @@ mod arbitrary_input {
         }
     }
 }
+
+#[test]
+fn reports_the_sha256_of_input_and_output_whatever_the_path() {
+    // Small, large (hashed on a second thread beside the rebuild) and refused inputs.
+    let small = docm_with_macro().build();
+    // xorshift: incompressible, so the package stays over the threshold once deflated.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let large = docx_benign()
+        .part(
+            "word/media/big.png",
+            "image/png",
+            [&tiny_png()[..], &noise].concat(),
+        )
+        .build();
+    assert!(large.len() > 2 * 1024 * 1024);
+    let garbage = noise[..2_500_000].to_vec();
+    for (name, input) in [("a.docm", &small), ("b.docx", &large), ("c.bin", &garbage)] {
+        let outcome = process(input, name);
+        assert_eq!(outcome.report.input_sha256, sha(input), "{name}");
+        assert_eq!(outcome.report.input_size, input.len() as u64, "{name}");
+        match outcome.output() {
+            Some(out) => assert_eq!(
+                outcome.report.output_sha256.as_deref(),
+                Some(sha(out.bytes()).as_str()),
+                "{name}"
+            ),
+            None => assert_eq!(name, "c.bin", "only the garbage is refused"),
+        }
+    }
+}
