@@ -48,6 +48,13 @@ enum Command {
         #[arg(long, value_name = "FORMAT", default_value = "text")]
         log_format: String,
     },
+    /// Make the running gateway re-read its configuration (the same as SIGHUP). The file is
+    /// checked first; an invalid one is refused here and the service is not disturbed.
+    Reload {
+        /// Configuration file the service was started with; the embedded default otherwise.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Configuration: check a file, or print the annotated default.
     Config {
         #[command(subcommand)]
@@ -223,6 +230,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             outgoing,
         } => queue(command, config, outgoing),
         Command::Serve { config, log_format } => serve(config, &log_format),
+        Command::Reload { config } => reload(config),
         Command::Config {
             command: ConfigCommand::Default,
         } => {
@@ -487,7 +495,7 @@ fn serve(config: Option<PathBuf>, log_format: &str) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
-    let (service_config, text) = match service_config(config.as_deref()) {
+    let (initial, text) = match service_config(config.as_deref()) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -499,21 +507,78 @@ fn serve(config: Option<PathBuf>, log_format: &str) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let running = mukaika::service::start(service_config, &source, &text)
+        let running = mukaika::service::start(initial, &source, &text)
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
         eprintln!(
             "mukaika: SMTP を {} で待ち受けています（Ctrl-C で停止）",
             running.smtp_addr
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let reason = tokio::select! {
-            _ = tokio::signal::ctrl_c() => "interrupt",
-            _ = term.recv() => "terminate",
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        let reason = loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break "interrupt",
+                _ = term.recv() => break "terminate",
+                _ = hangup.recv() => match service_config(config.as_deref()) {
+                    Ok((new, text)) => match running.reload(new, &source, &text) {
+                        Ok(pending) if pending.is_empty() => eprintln!("mukaika: 設定を再読み込みしました"),
+                        Ok(pending) => eprintln!("mukaika: 設定を再読み込みしました（再起動まで反映されない項目: {}）", pending.join(", ")),
+                        Err(e) => tracing::error!(error = %e, "reload not applied"),
+                    },
+                    // service_config has said what is wrong; the running configuration stays.
+                    Err(_) => tracing::error!("invalid configuration; the running one stays in force"),
+                },
+            }
         };
         running.stop(reason).await;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+fn reload(config: Option<PathBuf>) -> Result<ExitCode> {
+    let (service, _) = match service_config(config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let pid_file = mukaika::service::pid_file(&service);
+    let pid = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw);
+    let Some(pid) = pid else {
+        eprintln!(
+            "mukaika: 稼働中のサービスが見つかりません ({} がありません)",
+            pid_file.display()
+        );
+        return Ok(ExitCode::from(1));
+    };
+    // A pid file left by a killed service may name an unrelated process by now, and SIGHUP
+    // ends most programs: signal only a process that is mukaika.
+    let comm =
+        std::fs::read_to_string(format!("/proc/{}/comm", pid.as_raw_nonzero())).unwrap_or_default();
+    if comm.trim_end() != "mukaika" {
+        eprintln!(
+            "mukaika: {} は古いファイルです (pid {} は mukaika ではありません)",
+            pid_file.display(),
+            pid.as_raw_nonzero()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    match rustix::process::kill_process(pid, rustix::process::Signal::HUP) {
+        Ok(()) => {
+            println!("再読み込みを依頼しました (pid {})", pid.as_raw_nonzero());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!(
+                "mukaika: pid {} に通知できません: {e}",
+                pid.as_raw_nonzero()
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Result<ExitCode> {

@@ -17,10 +17,12 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use mukaika_sanitizers::mail::{self, Disposition, MailOutcome, MailVerdict};
-use mukaika_sanitizers::{Policy, Registry};
+use mukaika_sanitizers::Registry;
 
 use crate::audit::event::{Deferred, Delivered, MessageConverted, PartSanitized, Quarantined};
 use crate::audit::{AuditEvent, AuditLog};
+use crate::config::ServiceConfig;
+use crate::live::Live;
 use crate::quarantine::{deliver_maildir, QuarantineItem, QuarantineStore};
 use crate::spool::{Lease, Spool};
 
@@ -36,10 +38,8 @@ pub struct Pipeline {
     pub sink: Sink,
     /// The sanitizer registry.
     pub registry: Arc<Registry>,
-    /// The policy.
-    pub policy: Arc<Policy>,
-    /// Per-message deadline.
-    pub timeout: Duration,
+    /// The configuration in force: its policy and per-message deadline, replaced on reload.
+    pub config: Arc<Live<ServiceConfig>>,
     /// Woken by intake when a message arrives.
     pub wake: Arc<Notify>,
 }
@@ -128,15 +128,14 @@ impl Pipeline {
                 return; // dropped lease: back to incoming
             }
         };
-        let (registry, policy, raw, qid) = (
-            Arc::clone(&self.registry),
-            Arc::clone(&self.policy),
-            data.clone(),
-            id.clone(),
-        );
-        let task =
-            tokio::task::spawn_blocking(move || mail::convert(&raw, &qid, &registry, &policy));
-        let converted = match tokio::time::timeout(self.timeout, task).await {
+        // One snapshot for the whole message: a reload never changes the rules halfway.
+        let config = self.config.get();
+        let timeout = Duration::from_secs(config.pipeline.timeout_secs);
+        let (registry, raw, qid) = (Arc::clone(&self.registry), data.clone(), id.clone());
+        let task = tokio::task::spawn_blocking(move || {
+            mail::convert(&raw, &qid, &registry, &config.policy)
+        });
+        let converted = match tokio::time::timeout(timeout, task).await {
             Ok(Ok(outcome)) => Converted::Outcome(Box::new(outcome)),
             Ok(Err(join)) if join.is_panic() => {
                 Converted::Failed("internal-error", "the converter panicked".into())
@@ -144,7 +143,7 @@ impl Pipeline {
             Ok(Err(join)) => Converted::Failed("internal-error", join.to_string()),
             Err(_) => Converted::Failed(
                 "timeout",
-                format!("conversion took longer than {:?}", self.timeout),
+                format!("conversion took longer than {timeout:?}"),
             ),
         };
         let this = Arc::clone(self);

@@ -3,11 +3,14 @@
 //!
 //! Owns: start-up (open the audit log, record the configuration's hash and the start, recover
 //! the spool, bind) and graceful shutdown (stop accepting, let sessions and workers finish the
-//! message in hand, record the stop).
+//! message in hand, record the stop) and reload (SIGHUP or `mukaika reload`: the policy,
+//! session limits, client networks, accepted domains and conversion deadline change for the
+//! next connection or message; listener, data, delivery, worker count and audit settings need
+//! a restart and are kept, with a warning, until then).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
@@ -17,6 +20,7 @@ use crate::audit::event::{ConfigLoaded, ServiceEvent};
 use crate::audit::{AuditConfig, AuditEvent, AuditLog};
 use crate::config::DeliveryMode;
 use crate::config::ServiceConfig;
+use crate::live::Live;
 use crate::pipeline::{Pipeline, Sink};
 use crate::quarantine::{FsQuarantine, QuarantineStore};
 use crate::relay::Relay;
@@ -30,6 +34,13 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     tasks: tokio::task::JoinSet<()>,
     audit: Arc<AuditLog>,
+    config: Arc<Live<ServiceConfig>>,
+    pid_file: PathBuf,
+}
+
+/// The file `mukaika reload` reads to find the running service: `<data dir>/mukaika.pid`.
+pub fn pid_file(config: &ServiceConfig) -> PathBuf {
+    config.data.dir.join("mukaika.pid")
 }
 
 /// Starts everything. `config_text` is the configuration as read (its SHA-256 is audited).
@@ -41,8 +52,10 @@ pub async fn start(
     config_source: &str,
     config_text: &str,
 ) -> anyhow_free::Result<Running> {
-    let config = Arc::new(config);
     let data = config.data.dir.clone();
+    let config = Arc::new(Live::new(config));
+    let live = Arc::clone(&config);
+    let config = config.get();
     let mut audit_config = AuditConfig::new(data.join("audit"), config.audit.node.clone());
     if let Some(path) = &config.audit.hmac_key_file {
         let key = std::fs::read(path)
@@ -103,8 +116,7 @@ pub async fn start(
         quarantine,
         sink,
         registry: Arc::new(Registry::standard()),
-        policy: Arc::new(config.policy.clone()),
-        timeout: Duration::from_secs(config.pipeline.timeout_secs),
+        config: Arc::clone(&live),
         wake: Arc::clone(&wake),
     });
     // Workers mostly wait for fsyncs (the conversion itself runs on the blocking pool), so
@@ -126,7 +138,7 @@ pub async fn start(
         _ => None,
     };
     let intake = Arc::new(Intake {
-        config: Arc::clone(&config),
+        config: Arc::clone(&live),
         spool,
         audit: Arc::clone(&audit),
         wake,
@@ -139,20 +151,84 @@ pub async fn start(
             reason: None,
         }))
         .map_err(|e| e.to_string())?;
+    let pid_file = pid_file(&config);
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .map_err(|e| format!("{}: {e}", pid_file.display()))?;
     tracing::info!(smtp = %smtp_addr, workers, data = %data.display(), "mukaika started");
     Ok(Running {
         smtp_addr,
         shutdown,
         tasks,
         audit,
+        config: live,
+        pid_file,
     })
 }
 
+/// Settings read once at start-up; a reload that changes them is applied without them.
+const RESTART_ONLY: &[&str] = &[
+    "smtp.listen",
+    "smtp.max_connections",
+    "smtp.tls_cert_file",
+    "smtp.tls_key_file",
+    "data",
+    "delivery",
+    "pipeline.workers",
+    "audit",
+];
+
 impl Running {
+    /// Applies a new configuration (already parsed and validated) to the next connections
+    /// and messages, and audits it. Returns the restart-only settings that differ; those keep
+    /// their running values.
+    ///
+    /// # Errors
+    /// The audit record cannot be written; nothing is changed then.
+    pub fn reload(
+        &self,
+        mut new: ServiceConfig,
+        source: &str,
+        text: &str,
+    ) -> Result<Vec<&'static str>, String> {
+        let old = self.config.get();
+        let as_json = |c: &ServiceConfig| serde_json::to_value(c).unwrap_or_default();
+        let (old_json, new_json) = (as_json(&old), as_json(&new));
+        let pending: Vec<&'static str> = RESTART_ONLY
+            .iter()
+            .copied()
+            .filter(|key| {
+                let pointer = format!("/{}", key.replace('.', "/"));
+                old_json.pointer(&pointer) != new_json.pointer(&pointer)
+            })
+            .collect();
+        new.smtp.listen = old.smtp.listen;
+        new.smtp.max_connections = old.smtp.max_connections;
+        new.smtp.tls_cert_file.clone_from(&old.smtp.tls_cert_file);
+        new.smtp.tls_key_file.clone_from(&old.smtp.tls_key_file);
+        new.data = old.data.clone();
+        new.delivery = old.delivery.clone();
+        new.pipeline.workers = old.pipeline.workers;
+        new.audit = old.audit.clone();
+        self.audit
+            .append(AuditEvent::ConfigLoaded(ConfigLoaded {
+                source: format!("reload:{source}"),
+                sha256: mukaika_sanitizers::report::sha256_hex(text.as_bytes()),
+            }))
+            .map_err(|e| e.to_string())?;
+        self.config.replace(new);
+        if pending.is_empty() {
+            tracing::info!(source, "configuration reloaded");
+        } else {
+            tracing::warn!(source, needs_restart = ?pending, "configuration reloaded; some settings apply only after a restart");
+        }
+        Ok(pending)
+    }
+
     /// Stops accepting, lets sessions and workers finish what they hold, records the stop.
     pub async fn stop(mut self, reason: &str) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        let _ = std::fs::remove_file(&self.pid_file);
         let _ = self.audit.append(AuditEvent::ServiceStopped(ServiceEvent {
             version: env!("CARGO_PKG_VERSION").into(),
             reason: Some(reason.into()),

@@ -358,3 +358,171 @@ fn starttls_upgrades_the_session_and_drops_injected_plaintext() {
     rt.block_on(running.stop("test"));
     assert_eq!(delivered.len(), 1);
 }
+
+/// `mukaika serve` as a child process, stopped with SIGTERM when dropped.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+fn mukaika(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn reload_applies_new_limits_and_a_broken_file_leaves_the_running_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = support::free_port();
+    let path = dir.path().join("mukaika.toml");
+    let path_arg = path.to_str().unwrap();
+    let base = DEFAULT_TOML
+        .replace(
+            "listen = \"127.0.0.1:2525\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace("dir = \"./data\"", &format!("dir = \"{}\"", data.display()))
+        .replace("min_free_bytes = 104857600", "min_free_bytes = 1");
+    std::fs::write(&path, &base).unwrap();
+    let served = Served(
+        std::process::Command::new(env!("CARGO_BIN_EXE_mukaika"))
+            .args(["serve", "--config", path_arg])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let message = format!(
+        "From: s@example.invalid\r\nTo: r@city.example.invalid\r\nSubject: reload\r\n\r\n{}\r\n",
+        "本文の行です。\r\n".repeat(200)
+    );
+    let send = |expect_size: &str| {
+        let (mut c, code) = Client::connect(addr);
+        assert_eq!(code, 220);
+        assert!(c
+            .send_text(b"EHLO client.example.invalid\r\n")
+            .contains(expect_size));
+        c.mail("r@city.example.invalid", message.as_bytes())
+    };
+    assert_eq!(send("SIZE 26214400"), 250);
+
+    // Tighten the size limit; `mukaika reload` checks the file and signals the service.
+    std::fs::write(
+        &path,
+        base.replace("max_message_bytes = 26214400", "max_message_bytes = 2048"),
+    )
+    .unwrap();
+    let out = mukaika(&["reload", "--config", path_arg]);
+    assert!(out.status.success(), "{out:?}");
+    let reloaded = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let kinds = support::audit_kinds(&data);
+            let count = kinds.iter().filter(|k| *k == "config_loaded").count();
+            if count >= n || std::time::Instant::now() > deadline {
+                return count;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    assert_eq!(reloaded(2), 2, "the reload is audited");
+    // The record is written just before the swap; wait for new sessions to see it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (mut c, _) = Client::connect(addr);
+        let ehlo = c.send_text(b"EHLO client.example.invalid\r\n");
+        if ehlo.contains("SIZE 2048") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ehlo}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(send("SIZE 2048"), 552, "the new limit applies");
+
+    // A broken file: the CLI refuses it, and a bare SIGHUP leaves the running configuration.
+    std::fs::write(&path, "[smtp]\nno_such_key = 1\n").unwrap();
+    let out = mukaika(&["reload", "--config", path_arg]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    signal(&served.0, rustix::process::Signal::HUP);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(send("SIZE 2048"), 552, "still the last good configuration");
+    // The SIGHUP was handled before the session above was served (one signal task, and the
+    // session waited 300 ms), so a third record would be there by now.
+    let loaded = support::audit_kinds(&data)
+        .iter()
+        .filter(|k| *k == "config_loaded")
+        .count();
+    assert_eq!(loaded, 2, "nothing is audited for a refused file");
+
+    // The service stops cleanly and takes its pid file with it.
+    let pid_file = data.join("mukaika.pid");
+    assert!(pid_file.exists());
+    let mut served = served;
+    signal(&served.0, rustix::process::Signal::TERM);
+    let status = served.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!pid_file.exists());
+    let out = mukaika(&["reload", "--config", path_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the broken file is still refused first"
+    );
+
+    // A stale pid file naming another process (this test) is not signalled.
+    std::fs::write(&path, &base).unwrap();
+    std::fs::write(&pid_file, format!("{}\n", std::process::id())).unwrap();
+    let out = mukaika(&["reload", "--config", path_arg]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("古いファイル"));
+}
+
+#[test]
+fn reload_keeps_restart_only_settings_and_names_them() {
+    let data = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let running = rt
+        .block_on(mukaika::service::start(
+            config(data.path(), ""),
+            "test",
+            DEFAULT_TOML,
+        ))
+        .unwrap();
+    let mut new = config(data.path(), "");
+    new.smtp.listen = "127.0.0.1:1".parse().unwrap();
+    new.pipeline.workers = 3;
+    new.smtp.max_recipients = 1;
+    let pending = running.reload(new, "test", "edited").unwrap();
+    assert_eq!(pending, ["smtp.listen", "pipeline.workers"]);
+    // The reloadable limit applies; the listener is the one still bound.
+    let (mut c, _) = Client::connect(running.smtp_addr);
+    assert_eq!(c.send(b"EHLO x\r\n"), 250);
+    assert_eq!(c.send(b"MAIL FROM:<a@example.invalid>\r\n"), 250);
+    assert_eq!(c.send(b"RCPT TO:<b@city.example.invalid>\r\n"), 250);
+    assert_eq!(c.send(b"RCPT TO:<c@city.example.invalid>\r\n"), 452);
+    rt.block_on(running.stop("test"));
+    let kinds = support::audit_kinds(data.path());
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "config_loaded").count(),
+        2,
+        "{kinds:?}"
+    );
+}

@@ -18,14 +18,15 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::audit::event::MessageReceived;
 use crate::audit::{AuditEvent, AuditLog};
-use crate::config::{Network, ServiceConfig};
+use crate::config::ServiceConfig;
+use crate::live::Live;
 use crate::smtp::session::{Action, Session, SessionConfig};
 use crate::spool::Spool;
 
 /// What intake needs.
 pub struct Intake {
-    /// Service configuration.
-    pub config: Arc<ServiceConfig>,
+    /// Service configuration, replaced on reload; each connection keeps the one it met.
+    pub config: Arc<Live<ServiceConfig>>,
     /// The spool.
     pub spool: Arc<Spool>,
     /// The audit log.
@@ -46,8 +47,8 @@ pub async fn serve(
     intake: Arc<Intake>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let networks: Arc<Vec<Network>> = Arc::new(intake.config.client_networks());
-    let slots = Arc::new(Semaphore::new(intake.config.smtp.max_connections));
+    // The connection limit sizes a semaphore once; changing it needs a restart.
+    let slots = Arc::new(Semaphore::new(intake.config.get().smtp.max_connections));
     let per_client: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::new(Mutex::new(HashMap::new()));
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -55,7 +56,8 @@ pub async fn serve(
             accepted = listener.accept() => {
                 let Ok((mut stream, peer)) = accepted else { continue };
                 let ip = peer.ip();
-                if !networks.iter().any(|n| n.contains(ip)) {
+                let config = intake.config.get();
+                if !config.client_networks().iter().any(|n| n.contains(ip)) {
                     tracing::warn!(client = %ip, "client outside the allowed networks");
                     let _ = stream.write_all(b"554 5.7.1 Access denied\r\n").await;
                     continue;
@@ -67,7 +69,7 @@ pub async fn serve(
                 let admitted = {
                     let mut map = per_client.lock().unwrap_or_else(|p| p.into_inner());
                     let count = map.entry(ip).or_insert(0);
-                    let ok = *count < intake.config.smtp.max_connections_per_client;
+                    let ok = *count < config.smtp.max_connections_per_client;
                     if ok {
                         *count += 1;
                     }
@@ -105,7 +107,8 @@ async fn connection(
     intake: &Intake,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let smtp = &intake.config.smtp;
+    let snapshot = intake.config.get();
+    let smtp = &snapshot.smtp;
     let config = SessionConfig {
         hostname: smtp.hostname.clone(),
         max_message_bytes: smtp.max_message_bytes,

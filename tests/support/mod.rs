@@ -49,6 +49,21 @@ impl Client {
             }
         }
     }
+    /// Sends `bytes` and returns the whole (possibly multi-line) reply as text.
+    pub fn send_text(&mut self, bytes: &[u8]) -> String {
+        self.writer.write_all(bytes).unwrap();
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).unwrap() == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
     pub fn send(&mut self, bytes: &[u8]) -> u16 {
         self.writer.write_all(bytes).unwrap();
         self.reply()
