@@ -32,13 +32,7 @@ fn relays_only_converted_mail_to_the_lgwan_mta() {
     let dump = data.path().join("sink");
     let sink = smtp_sink(port, &dump, &[]);
     let rt = runtime();
-    let running = rt
-        .block_on(mukaika::service::start(
-            relay_config(data.path(), port),
-            "test",
-            "",
-        ))
-        .unwrap();
+    let running = support::start(&rt, relay_config(data.path(), port), "");
     send_one(running.smtp_addr, &generate::mail_html_only());
     send_one(running.smtp_addr, &generate::mail_forwarded_macro());
     let dumped = wait_for(&dump, 2);
@@ -68,13 +62,7 @@ fn defers_while_the_relay_is_down_then_delivers_when_it_returns() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let rt = runtime();
-    let running = rt
-        .block_on(mukaika::service::start(
-            relay_config(data.path(), port),
-            "test",
-            "",
-        ))
-        .unwrap();
+    let running = support::start(&rt, relay_config(data.path(), port), "");
     send_one(running.smtp_addr, &generate::mail_cp932());
     let deadline = Instant::now() + Duration::from_secs(20);
     while !audit_kinds(data.path()).iter().any(|k| k == "deferred") && Instant::now() < deadline {
@@ -109,13 +97,7 @@ fn holds_a_message_the_relay_refuses_permanently() {
     let dump = data.path().join("sink");
     let sink = smtp_sink(port, &dump, &["-f", "RCPT"]);
     let rt = runtime();
-    let running = rt
-        .block_on(mukaika::service::start(
-            relay_config(data.path(), port),
-            "test",
-            "",
-        ))
-        .unwrap();
+    let running = support::start(&rt, relay_config(data.path(), port), "");
     send_one(running.smtp_addr, &generate::mail_eucjp());
     let held = wait_for(&data.path().join("outgoing/hold"), 1);
     rt.block_on(running.stop("test"));
@@ -135,13 +117,7 @@ fn swaks_sends_html_japanese_and_macro_mail_and_the_relay_gets_only_conversions(
     let dump = data.path().join("sink");
     let sink = smtp_sink(port, &dump, &[]);
     let rt = runtime();
-    let running = rt
-        .block_on(mukaika::service::start(
-            relay_config(data.path(), port),
-            "test",
-            "",
-        ))
-        .unwrap();
+    let running = support::start(&rt, relay_config(data.path(), port), "");
     let server = running.smtp_addr.to_string();
     let docm = data.path().join("申請書.docm");
     std::fs::write(&docm, generate::docm_with_macro().build()).unwrap();

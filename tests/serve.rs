@@ -12,13 +12,7 @@ use support::{config, runtime, wait_for, Client};
 fn delivers_converted_mail_quarantines_what_it_must_and_audits_every_step() {
     let data = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let running = rt
-        .block_on(mukaika::service::start(
-            config(data.path(), ""),
-            "test",
-            DEFAULT_TOML,
-        ))
-        .unwrap();
+    let running = support::start(&rt, config(data.path(), ""), DEFAULT_TOML);
     let (mut c, greeting) = Client::connect(running.smtp_addr);
     assert_eq!(greeting, 220);
     assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
@@ -90,13 +84,7 @@ fn delivers_converted_mail_quarantines_what_it_must_and_audits_every_step() {
 fn smuggled_messages_are_refused_over_a_real_socket() {
     let data = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let running = rt
-        .block_on(mukaika::service::start(
-            config(data.path(), ""),
-            "test",
-            DEFAULT_TOML,
-        ))
-        .unwrap();
+    let running = support::start(&rt, config(data.path(), ""), DEFAULT_TOML);
     let (mut c, _) = Client::connect(running.smtp_addr);
     assert_eq!(c.send(b"EHLO x\r\n"), 250);
     assert_eq!(c.send(b"MAIL FROM:<a@example.invalid>\r\n"), 250);
@@ -133,13 +121,7 @@ fn refuses_clients_outside_the_networks_and_relaying_beyond_accepted_domains() {
             "accepted_domains = []",
             "accepted_domains = [\"city.example.invalid\"]",
         );
-    let running = rt
-        .block_on(mukaika::service::start(
-            ServiceConfig::from_toml(&text).unwrap(),
-            "test",
-            &text,
-        ))
-        .unwrap();
+    let running = support::start(&rt, ServiceConfig::from_toml(&text).unwrap(), &text);
     let (_, code) = Client::connect(running.smtp_addr);
     assert_eq!(code, 554, "127.0.0.1 is outside 127.0.0.2/32");
     rt.block_on(running.stop("test"));
@@ -154,13 +136,7 @@ fn refuses_clients_outside_the_networks_and_relaying_beyond_accepted_domains() {
             "accepted_domains = []",
             "accepted_domains = [\"city.example.invalid\"]",
         );
-    let running = rt
-        .block_on(mukaika::service::start(
-            ServiceConfig::from_toml(&text).unwrap(),
-            "test",
-            &text,
-        ))
-        .unwrap();
+    let running = support::start(&rt, ServiceConfig::from_toml(&text).unwrap(), &text);
     let (mut c, _) = Client::connect(running.smtp_addr);
     assert_eq!(c.send(b"EHLO x\r\n"), 250);
     assert_eq!(c.send(b"MAIL FROM:<a@example.invalid>\r\n"), 250);
@@ -281,9 +257,7 @@ fn starttls_upgrades_the_session_and_drops_injected_plaintext() {
     c.smtp.tls_key_file = Some(key_path);
     c.validate().unwrap();
     let rt = runtime();
-    let running = rt
-        .block_on(mukaika::service::start(c, "test", DEFAULT_TOML))
-        .unwrap();
+    let running = support::start(&rt, c, DEFAULT_TOML);
     let addr = running.smtp_addr;
     rt.block_on(async move {
         async fn reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> (u16, String) {
@@ -388,13 +362,7 @@ fn reload_applies_new_limits_and_a_broken_file_leaves_the_running_configuration(
     let port = support::free_port();
     let path = dir.path().join("mukaika.toml");
     let path_arg = path.to_str().unwrap();
-    let base = DEFAULT_TOML
-        .replace(
-            "listen = \"127.0.0.1:2525\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
-        )
-        .replace("dir = \"./data\"", &format!("dir = \"{}\"", data.display()))
-        .replace("min_free_bytes = 104857600", "min_free_bytes = 1");
+    let base = support::config_text(&data, &format!("127.0.0.1:{port}"));
     std::fs::write(&path, &base).unwrap();
     let served = Served(
         std::process::Command::new(env!("CARGO_BIN_EXE_mukaika"))
@@ -499,13 +467,7 @@ fn reload_applies_new_limits_and_a_broken_file_leaves_the_running_configuration(
 fn reload_keeps_restart_only_settings_and_names_them() {
     let data = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let running = rt
-        .block_on(mukaika::service::start(
-            config(data.path(), ""),
-            "test",
-            DEFAULT_TOML,
-        ))
-        .unwrap();
+    let running = support::start(&rt, config(data.path(), ""), DEFAULT_TOML);
     let mut new = config(data.path(), "");
     new.smtp.listen = "127.0.0.1:1".parse().unwrap();
     new.pipeline.workers = 3;

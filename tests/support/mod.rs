@@ -13,12 +13,18 @@ use mukaika::config::{ServiceConfig, DEFAULT_TOML};
 /// The embedded default on 127.0.0.1:0 with data under `data`, plus extra TOML text appended
 /// (or replacing defaults through `edits`).
 pub fn config(data: &Path, extra: &str) -> ServiceConfig {
-    let text = DEFAULT_TOML
-        .replace("listen = \"127.0.0.1:2525\"", "listen = \"127.0.0.1:0\"")
+    ServiceConfig::from_toml(&(config_text(data, "127.0.0.1:0") + extra)).unwrap()
+}
+
+/// The embedded default's text listening on `listen`, with data under `data`.
+pub fn config_text(data: &Path, listen: &str) -> String {
+    DEFAULT_TOML
+        .replace(
+            "listen = \"127.0.0.1:2525\"",
+            &format!("listen = \"{listen}\""),
+        )
         .replace("dir = \"./data\"", &format!("dir = \"{}\"", data.display()))
         .replace("min_free_bytes = 104857600", "min_free_bytes = 1")
-        + extra;
-    ServiceConfig::from_toml(&text).unwrap()
 }
 
 /// A minimal SMTP client: sends each command, returns each reply's code.
@@ -97,6 +103,16 @@ pub fn wait_for(dir: &Path, n: usize) -> Vec<std::path::PathBuf> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Starts the service on `rt` with `config`; `text` is what the audit records as its source.
+pub fn start(
+    rt: &tokio::runtime::Runtime,
+    config: ServiceConfig,
+    text: &str,
+) -> mukaika::service::Running {
+    rt.block_on(mukaika::service::start(config, "test", text))
+        .unwrap()
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
