@@ -81,7 +81,7 @@ pub async fn serve(
                 }
                 let (intake, per_client, shutdown) = (Arc::clone(&intake), Arc::clone(&per_client), shutdown.clone());
                 connections.spawn(async move {
-                    if let Err(e) = connection(stream, peer, &intake, shutdown).await {
+                    if let Err(e) = connection(stream, peer, &intake, &config, shutdown).await {
                         tracing::debug!(client = %peer, error = %e, "connection ended");
                     }
                     let mut map = per_client.lock().unwrap_or_else(|p| p.into_inner());
@@ -105,9 +105,10 @@ async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     intake: &Intake,
+    snapshot: &ServiceConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let snapshot = intake.config.get();
+    // The configuration this connection was admitted under, kept for its whole life.
     let smtp = &snapshot.smtp;
     let config = SessionConfig {
         hostname: smtp.hostname.clone(),
