@@ -336,6 +336,23 @@ fn sniff_text(bytes: &[u8]) -> FileKind {
             FileKind::ScriptSh
         };
     }
+    // SYLK: a text spreadsheet Excel opens with its formulas (XLM EXEC included) live.
+    if lower.starts_with(b"id;p") || lower.starts_with(b"id;") && find(&lower, b"\nc;").is_some() {
+        return FileKind::Sylk;
+    }
+    // Office 2003 XML and Flat OPC: plain XML that Word and Excel open as documents, with
+    // embedded objects, macros and DDE formulas.
+    if trimmed.starts_with(b"<?xml")
+        && [
+            "<?mso-application",
+            "<pkg:package",
+            "urn:schemas-microsoft-com:office:",
+        ]
+        .iter()
+        .any(|m| find(&lower[..lower.len().min(4096)], m.as_bytes()).is_some())
+    {
+        return FileKind::OfficeXml;
+    }
     if trimmed.starts_with(b"<?php") {
         return FileKind::ScriptPhp;
     }

@@ -25,6 +25,7 @@ enum ErrorKind {
     LimitExceeded,
     Timeout,
     Internal,
+    Blocked,
 }
 
 impl Error {
@@ -52,6 +53,12 @@ impl Error {
     /// that failed its own re-check).
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
+    }
+
+    /// A container holds a member that policy blocks (an executable in an archive): the whole
+    /// container is blocked, never delivered and never kept for release.
+    pub fn blocked(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Blocked, message)
     }
 
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
@@ -86,6 +93,11 @@ impl Error {
         self.kind == ErrorKind::Internal
     }
 
+    /// True when the input holds something policy blocks outright.
+    pub fn is_blocked(&self) -> bool {
+        self.kind == ErrorKind::Blocked
+    }
+
     /// The stable reason code written into reports and audit records.
     pub fn reason_code(&self) -> &'static str {
         match self.kind {
@@ -95,6 +107,7 @@ impl Error {
             ErrorKind::LimitExceeded => "limit-exceeded",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Internal => "internal-error",
+            ErrorKind::Blocked => "blocked-member",
         }
     }
 

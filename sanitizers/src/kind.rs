@@ -109,6 +109,8 @@ kinds! {
     ScriptWsf => "script-wsf", Script, ["wsf", "wsc", "wsh", "sct"];
     Hta => "hta", Script, ["hta"];
     Lnk => "lnk", Shortcut, ["lnk"];
+    Sylk => "sylk", Document, ["slk", "sylk"];
+    OfficeXml => "office-xml", Document, [];
     Html => "html", Markup, ["html", "htm", "xhtml", "mht", "mhtml"];
     Text => "text", Text, ["txt", "text", "log", "md", "xml", "json", "ini", "cfg"];
     Csv => "csv", Text, ["csv", "tsv"];

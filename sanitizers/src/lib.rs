@@ -9,6 +9,7 @@
 
 pub mod detect;
 pub mod error;
+pub mod html;
 pub mod kind;
 pub mod mail;
 pub mod ooxml;
@@ -16,6 +17,7 @@ pub mod pdf;
 pub mod policy;
 pub mod registry;
 pub mod report;
+pub mod text;
 mod util;
 
 pub use detect::{Declared, Detection, Finding};

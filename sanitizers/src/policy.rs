@@ -50,6 +50,12 @@ pub struct Limits {
     pub max_pdf_objects: u64,
     /// Largest size any single PDF stream may decompress to while parsing, in bytes.
     pub max_pdf_stream_bytes: u64,
+    /// Most pixels (width × height) one image, or one animation frame, may have.
+    pub max_image_pixels: u64,
+    /// Largest width or height of an image, in pixels.
+    pub max_image_dimension: u32,
+    /// Most frames an animated image may have.
+    pub max_image_frames: u32,
 }
 
 impl Default for Limits {
@@ -64,6 +70,9 @@ impl Default for Limits {
             max_millis: 60_000,
             max_pdf_objects: 1_000_000,
             max_pdf_stream_bytes: 256 << 20,
+            max_image_pixels: 64 << 20,
+            max_image_dimension: 20_000,
+            max_image_frames: 500,
         }
     }
 }
@@ -90,6 +99,16 @@ pub struct Policy {
     pub field_allowlist: Vec<String>,
     /// Mail → text conversion.
     pub mail: MailPolicy,
+    /// File names ending in one of these extensions (lower case, no dot) are blocked whatever
+    /// their content: Windows decides what to run by the name. The default is the union of
+    /// the Outlook, OWA and Gmail block lists. Replacing the list replaces the defaults.
+    pub blocked_extensions: Vec<String>,
+    /// When an archive holds a member that is blocked or held, deliver the rebuilt rest with
+    /// a report file inside instead of holding the whole archive. Off by default.
+    pub archive_deliver_rest: bool,
+    /// Neutralise CSV cells that a spreadsheet would run as a formula by prefixing `'`. On by
+    /// default; when off, a CSV with such a cell is quarantined instead.
+    pub csv_neutralize_formulas: bool,
 }
 
 /// What happens to a message's attachments.
@@ -166,9 +185,167 @@ impl Default for Policy {
                 .map(|s| s.to_string())
                 .collect(),
             mail: MailPolicy::default(),
+            blocked_extensions: DEFAULT_BLOCKED_EXTENSIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            archive_deliver_rest: false,
+            csv_neutralize_formulas: true,
         }
     }
 }
+
+/// Extensions Windows (or a browser, Java, Office add-in loaders) runs or mounts: the union of
+/// Outlook's Level-1 list, OWA's BlockedFileTypes and Gmail's list.
+const DEFAULT_BLOCKED_EXTENSIONS: &[&str] = &[
+    "ade",
+    "adp",
+    "dqy",
+    "iqy",
+    "oqy",
+    "rqy",
+    "slk",
+    "apk",
+    "app",
+    "appcontent-ms",
+    "application",
+    "appref-ms",
+    "appx",
+    "appxbundle",
+    "asp",
+    "aspx",
+    "asx",
+    "bas",
+    "bat",
+    "bgi",
+    "cab",
+    "cer",
+    "chm",
+    "cmd",
+    "cnt",
+    "com",
+    "cpl",
+    "crt",
+    "csh",
+    "der",
+    "diagcab",
+    "dll",
+    "dmg",
+    "exe",
+    "fxp",
+    "gadget",
+    "grp",
+    "hlp",
+    "hpj",
+    "hta",
+    "htc",
+    "img",
+    "inf",
+    "ins",
+    "iso",
+    "isp",
+    "its",
+    "jar",
+    "jnlp",
+    "js",
+    "jse",
+    "ksh",
+    "lib",
+    "library-ms",
+    "lnk",
+    "mad",
+    "maf",
+    "mag",
+    "mam",
+    "maq",
+    "mar",
+    "mas",
+    "mat",
+    "mau",
+    "mav",
+    "maw",
+    "mcf",
+    "mda",
+    "mdb",
+    "mde",
+    "mdt",
+    "mdw",
+    "mdz",
+    "mjs",
+    "msc",
+    "msh",
+    "msh1",
+    "msh1xml",
+    "msh2",
+    "msh2xml",
+    "mshxml",
+    "msi",
+    "msix",
+    "msixbundle",
+    "msp",
+    "mst",
+    "msu",
+    "nsh",
+    "one",
+    "onepkg",
+    "ops",
+    "osd",
+    "pcd",
+    "pif",
+    "pl",
+    "plg",
+    "prf",
+    "prg",
+    "printerexport",
+    "ps1",
+    "ps1xml",
+    "ps2",
+    "ps2xml",
+    "psc1",
+    "psc2",
+    "psd1",
+    "psdm1",
+    "psm1",
+    "pssc",
+    "pst",
+    "py",
+    "pyc",
+    "pyo",
+    "pyw",
+    "pyz",
+    "pyzw",
+    "reg",
+    "scf",
+    "scr",
+    "sct",
+    "settingcontent-ms",
+    "shb",
+    "shs",
+    "sys",
+    "theme",
+    "tmp",
+    "udl",
+    "url",
+    "vb",
+    "vbe",
+    "vbp",
+    "vbs",
+    "vbscript",
+    "vhd",
+    "vhdx",
+    "vsmacros",
+    "vsw",
+    "webpnp",
+    "website",
+    "ws",
+    "wsb",
+    "wsc",
+    "wsf",
+    "wsh",
+    "xbap",
+    "xll",
+    "xnk",
+];
 
 /// Word fields that only format or number the document (after msodde's allowlist).
 const DEFAULT_FIELD_ALLOWLIST: &[&str] = &[
@@ -285,6 +462,15 @@ impl Policy {
         Ok(())
     }
 
+    /// True when a file of this name is blocked by its extension alone.
+    pub fn blocks_name(&self, name: &str) -> bool {
+        crate::detect::extension(name).is_some_and(|ext| {
+            self.blocked_extensions
+                .iter()
+                .any(|b| b.eq_ignore_ascii_case(&ext))
+        })
+    }
+
     /// The action for a kind: the override from `[actions]`, else the safe default.
     pub fn action_for(&self, kind: FileKind) -> Action {
         if let Some(action) = self.actions.get(kind.name()) {
@@ -312,7 +498,8 @@ pub fn default_action(kind: FileKind) -> Action {
         // An add-in exists to carry code; without it there is nothing left to deliver.
         FileKind::Xlam => Action::Quarantine,
         k if k.is_ooxml() => Action::Sanitize,
-        FileKind::Empty => Action::Pass,
+        FileKind::Empty | FileKind::Text => Action::Pass,
+        FileKind::Csv | FileKind::Html => Action::Sanitize,
         k => match k.class() {
             KindClass::Executable
             | KindClass::Script

@@ -28,6 +28,21 @@ pub trait Sanitizer: Send + Sync {
     /// Any input it cannot rebuild with certainty: malformed, encrypted, unsupported, over a
     /// limit, or out of time.
     fn sanitize(&self, input: &[u8], kind: FileKind, cx: &mut Context<'_>) -> Result<Sanitized>;
+
+    /// The kinds this sanitizer can also *validate* for delivery unchanged (policy `pass`):
+    /// inert formats whose every byte it has checked, such as plain text.
+    fn validates(&self) -> &'static [FileKind] {
+        &[]
+    }
+
+    /// Checks that `input` is inert as it stands. Only called for kinds in
+    /// [`Sanitizer::validates`]; the registry then delivers the input unchanged.
+    ///
+    /// # Errors
+    /// Anything that is not provably inert.
+    fn validate(&self, _input: &[u8], kind: FileKind, _cx: &mut Context<'_>) -> Result<()> {
+        Err(Error::unsupported(format!("no validator for {kind}")))
+    }
 }
 
 /// The rebuilt bytes of one file. Fields are private: only sanitizers in this crate build one.
@@ -48,24 +63,47 @@ const HASH_BESIDE_MIN_BYTES: usize = 1024 * 1024;
 
 /// Per-file state shared by a sanitizer and its nested calls.
 pub struct Context<'a> {
+    registry: &'a Registry,
     policy: &'a Policy,
     depth: u32,
     deadline: Instant,
     removed: Vec<Removal>,
     warnings: Vec<String>,
+    children: Vec<Report>,
     recheck: bool,
 }
 
 impl<'a> Context<'a> {
-    fn new(policy: &'a Policy, depth: u32, deadline: Instant) -> Self {
+    fn new(registry: &'a Registry, policy: &'a Policy, depth: u32, deadline: Instant) -> Self {
         Self {
+            registry,
             policy,
             depth,
             deadline,
             removed: Vec::new(),
             warnings: Vec::new(),
+            children: Vec::new(),
             recheck: false,
         }
+    }
+
+    /// Sends a member of this file (an archive entry, an attachment inside a TNEF) through the
+    /// whole registry one level deeper, under the same policy and deadline. The caller decides
+    /// what the member's outcome means for the container and records its report with
+    /// [`Context::add_child`].
+    pub fn process_member(&self, bytes: &[u8], name: Option<&str>) -> Outcome {
+        self.registry.process_at(
+            bytes,
+            &Declared { name, mime: None },
+            self.policy,
+            self.depth + 1,
+            self.deadline,
+        )
+    }
+
+    /// Records the report of a member processed with [`Context::process_member`].
+    pub fn add_child(&mut self, report: Report) {
+        self.children.push(report);
     }
 
     /// True during the registry's second pass over an output. That pass only has to find
@@ -104,6 +142,7 @@ impl<'a> Context<'a> {
         Context {
             removed: Vec::new(),
             warnings: Vec::new(),
+            children: Vec::new(),
             ..*self
         }
     }
@@ -112,6 +151,7 @@ impl<'a> Context<'a> {
     pub(crate) fn join(&mut self, forked: Context<'a>) {
         self.removed.extend(forked.removed);
         self.warnings.extend(forked.warnings);
+        self.children.extend(forked.children);
     }
 
     /// Removals recorded so far.
@@ -197,6 +237,8 @@ impl Registry {
             sanitizers: vec![
                 Box::new(crate::pdf::PdfSanitizer),
                 Box::new(crate::ooxml::OoxmlSanitizer),
+                Box::new(crate::text::TextSanitizer),
+                Box::new(crate::html::HtmlSanitizer),
             ],
         }
     }
@@ -213,6 +255,13 @@ impl Registry {
             .map(|s| s.as_ref())
     }
 
+    fn validator_for(&self, kind: FileKind) -> Option<&dyn Sanitizer> {
+        self.sanitizers
+            .iter()
+            .find(|s| s.validates().contains(&kind))
+            .map(|s| s.as_ref())
+    }
+
     /// Checks that a policy only asks for what this registry can do.
     ///
     /// # Errors
@@ -226,9 +275,9 @@ impl Registry {
                         "actions.{kind}: mukaika has no sanitizer for this kind yet; use \"quarantine\" or \"block\""
                     )))
                 }
-                Action::Pass if *kind != FileKind::Empty => {
+                Action::Pass if *kind != FileKind::Empty && self.validator_for(*kind).is_none() => {
                     return Err(PolicyError::new(format!(
-                        "actions.{kind}: \"pass\" needs a validator for the kind, and only empty files have one yet"
+                        "actions.{kind}: \"pass\" needs a validator for the kind; mukaika has none for it"
                     )))
                 }
                 _ => {}
@@ -339,6 +388,10 @@ impl Registry {
                 format!("{kind} is blocked by policy"),
             );
         }
+        if let Some(name) = declared.name.filter(|n| policy.blocks_name(n)) {
+            let detail = format!("the name {name:?} has an extension Windows runs or mounts");
+            return refuse(report, Verdict::Blocked, "blocked-name", detail);
+        }
         if encrypted {
             return refuse(
                 report,
@@ -377,17 +430,69 @@ impl Registry {
                     },
                 )
             }
-            Action::Pass => refuse(
-                report,
-                Verdict::Quarantined,
-                "policy-quarantine",
-                format!("no validator for {kind}"),
-            ),
+            Action::Pass => {
+                self.validate_checked(input, kind, declared, policy, depth, deadline, report)
+            }
             Action::Quarantine | Action::Block => refuse(
                 report,
                 Verdict::Quarantined,
                 "policy-quarantine",
                 format!("{kind} is not sanitized; held by policy"),
+            ),
+        }
+    }
+
+    /// Delivers `input` unchanged when a validator proves it inert; anything else holds it.
+    #[allow(clippy::too_many_arguments)]
+    fn validate_checked(
+        &self,
+        input: &[u8],
+        kind: FileKind,
+        declared: &Declared<'_>,
+        policy: &Policy,
+        depth: u32,
+        deadline: Instant,
+        mut report: Report,
+    ) -> Outcome {
+        let Some(validator) = self.validator_for(kind) else {
+            return refuse(
+                report,
+                Verdict::Quarantined,
+                "policy-quarantine",
+                format!("no validator for {kind}"),
+            );
+        };
+        let mut cx = Context::new(self, policy, depth, deadline);
+        let result = run_guarded(|| validator.validate(input, kind, &mut cx));
+        report.warnings = std::mem::take(&mut cx.warnings);
+        if let Some(removal) = cx.removed.first() {
+            // A validator never changes anything; one that found something to remove has
+            // refused the file, whatever it returned.
+            return refuse(
+                report,
+                Verdict::Quarantined,
+                "internal-error",
+                format!("validator wanted to remove {:?}", removal.what),
+            );
+        }
+        match result {
+            Ok(()) => {
+                let name = output_name(declared.name, kind, kind);
+                deliver(
+                    report,
+                    Verdict::Passed,
+                    CleanFile {
+                        name,
+                        bytes: input.to_vec(),
+                        kind,
+                    },
+                )
+            }
+            Err(err) => refuse(
+                report,
+                Verdict::Quarantined,
+                err.reason_code(),
+                err.message(),
             ),
         }
     }
@@ -411,11 +516,12 @@ impl Registry {
                 format!("no sanitizer for {kind}"),
             );
         };
-        let mut cx = Context::new(policy, depth, deadline);
+        let mut cx = Context::new(self, policy, depth, deadline);
         let result = run_guarded(|| sanitizer.sanitize(input, kind, &mut cx))
-            .and_then(|out| verify(sanitizer, &out, policy, depth, deadline).map(|()| out));
+            .and_then(|out| verify(self, sanitizer, &out, policy, depth, deadline).map(|()| out));
         report.removed = std::mem::take(&mut cx.removed);
         report.warnings = std::mem::take(&mut cx.warnings);
+        report.children = std::mem::take(&mut cx.children);
         match result {
             Ok(Sanitized {
                 bytes,
@@ -432,12 +538,14 @@ impl Registry {
                     },
                 )
             }
-            Err(err) => refuse(
-                report,
-                Verdict::Quarantined,
-                err.reason_code(),
-                err.message(),
-            ),
+            Err(err) => {
+                let verdict = if err.is_blocked() {
+                    Verdict::Blocked
+                } else {
+                    Verdict::Quarantined
+                };
+                refuse(report, verdict, err.reason_code(), err.message())
+            }
         }
     }
 }
@@ -482,6 +590,7 @@ fn run_guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
 /// Re-opens an output with our own detector and parser: it must be of the promised kind, and a
 /// second pass must find nothing left to remove.
 fn verify(
+    registry: &Registry,
     sanitizer: &dyn Sanitizer,
     out: &Sanitized,
     policy: &Policy,
@@ -489,13 +598,15 @@ fn verify(
     deadline: Instant,
 ) -> Result<()> {
     let detected = detect(&out.bytes, &Declared::default()).kind;
-    if detected != out.kind {
+    // CSV has no magic: without a name it reads as plain text.
+    let csv_as_text = out.kind == FileKind::Csv && detected == FileKind::Text;
+    if detected != out.kind && !csv_as_text {
         return Err(Error::internal(format!(
             "output re-check: rebuilt file detects as {detected}, expected {}",
             out.kind
         )));
     }
-    let mut cx = Context::new(policy, depth, deadline);
+    let mut cx = Context::new(registry, policy, depth, deadline);
     cx.recheck = true;
     run_guarded(|| sanitizer.sanitize(&out.bytes, out.kind, &mut cx)).map_err(|e| {
         Error::internal(format!(

@@ -89,6 +89,12 @@ pub enum What {
     TrailingData,
     /// Encryption with an empty password (the output is written unencrypted).
     Encryption,
+    /// A CSV cell a spreadsheet would run as a formula (neutralised with a leading `'`).
+    Formula,
+    /// A CSV cell shaped like a DDE command (`=cmd|' /c …'!A1`), neutralised.
+    Dde,
+    /// An archive member that was blocked or held (only when policy delivers the rest).
+    ArchiveMember,
 }
 
 impl What {
@@ -118,6 +124,9 @@ impl What {
             What::RevisionHistory => "更新履歴 (増分更新)",
             What::TrailingData => "ファイル前後の余分なデータ",
             What::Encryption => "暗号化 (空パスワード)",
+            What::Formula => "数式として実行されるセル (CSV インジェクション)",
+            What::Dde => "DDE 命令の形をしたセル",
+            What::ArchiveMember => "書庫内の削除・隔離されたファイル",
         }
     }
 
@@ -147,6 +156,9 @@ impl What {
             What::RevisionHistory => "revision history (incremental updates)",
             What::TrailingData => "extra data before or after the file",
             What::Encryption => "encryption (empty password)",
+            What::Formula => "cell a spreadsheet would run as a formula (CSV injection)",
+            What::Dde => "cell shaped like a DDE command",
+            What::ArchiveMember => "archive member that was blocked or held",
         }
     }
 }
@@ -194,6 +206,9 @@ impl Reason {
             "limit-exceeded" => "サイズ・展開量などの上限を超えたため隔離",
             "timeout" => "処理時間の上限を超えたため隔離",
             "internal-error" => "処理中の内部エラーのため隔離",
+            "blocked-member" => "実行ファイル等を含むため書庫ごと削除",
+            "blocked-name" => "実行ファイル・スクリプト等の名前のため削除",
+            "held-member" => "無害化できないファイルを含むため書庫ごと隔離",
             _ => "その他の理由",
         }
     }

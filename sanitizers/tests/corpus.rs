@@ -78,14 +78,15 @@ fn verdict_name(v: Verdict) -> &'static str {
     }
 }
 
-fn in_scope(relpath: &str, kind: FileKind) -> bool {
-    relpath.starts_with("pdf/")
-        || kind == FileKind::Pdf
-        || kind.is_ooxml()
-        || matches!(
-            kind,
-            FileKind::EncryptedOoxml | FileKind::Xlsb | FileKind::OoxmlOther
-        )
+fn in_scope(_relpath: &str, kind: FileKind) -> bool {
+    use FileKind::*;
+    // Kinds whose sanitizers have not landed yet: they are held by policy, which is safe but
+    // not yet the verdict the corpus expects.
+    let pending = [
+        Rtf, Tnef, Doc, Xls, Ppt, OleOther, Odt, Ods, Odp, OdfOther, Zip, SevenZip, Rar, Gzip,
+        Bzip2, Xz, Tar, Lzh, Png, Jpeg, Gif, Bmp, Tiff, Webp, Svg,
+    ];
+    !pending.contains(&kind)
 }
 
 #[test]
@@ -172,10 +173,7 @@ fn corpus_files_reach_their_expected_verdicts() {
         hits += h;
         later += l;
     }
-    println!(
-        "{:<28} {scope:>9} {hits:>6} {later:>14}",
-        "TOTAL (PDF + OOXML)"
-    );
+    println!("{:<28} {scope:>9} {hits:>6} {later:>14}", "TOTAL");
     println!("out-of-scope kinds are quarantined until their sanitizers land; none may be delivered unsafely.\n");
     assert!(
         unsafe_outcomes.is_empty(),

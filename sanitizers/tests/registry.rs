@@ -158,9 +158,8 @@ fn quarantines_name_tricks_and_type_mismatches() {
 #[test]
 fn quarantines_kinds_not_yet_sanitized() {
     for (bytes, name) in [
-        (&b"{\\rtf1 hello}"[..], "a.rtf"),
-        (b"plain text\n", "a.txt"),
-        (b"\x89PNG\r\n\x1a\n0000", "a.png"),
+        (&b"Rar!\x1a\x07\x00\xcf\x90\x73\x00\x00\x0d"[..], "a.rar"),
+        (b"\x20\x00-lh5-\x00\x00\x00\x00\x00\x00", "a.lzh"),
     ] {
         let outcome = process(bytes, name);
         assert_eq!(outcome.report.verdict, Verdict::Quarantined, "{name}");
@@ -178,13 +177,13 @@ fn passes_an_empty_file() {
 #[test]
 fn refuses_a_policy_it_cannot_honour() {
     let registry = Registry::standard();
-    let policy = Policy::from_toml("[actions]\nrtf = \"sanitize\"\n").unwrap();
+    let policy = Policy::from_toml("[actions]\nrar = \"sanitize\"\n").unwrap();
     assert!(registry
         .check_policy(&policy)
         .unwrap_err()
         .to_string()
         .contains("no sanitizer"));
-    let policy = Policy::from_toml("[actions]\ntext = \"pass\"\n").unwrap();
+    let policy = Policy::from_toml("[actions]\nrar = \"pass\"\n").unwrap();
     assert!(registry.check_policy(&policy).is_err());
     assert!(registry.check_policy(&Policy::default()).is_ok());
 }

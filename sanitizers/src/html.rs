@@ -1,0 +1,61 @@
+//! HTML files: converted to plain text with the mail engine's converter.
+//!
+//! Owns: the `html` kind in the registry (policy `sanitize`; `quarantine` holds them instead).
+//! Invariants: no markup is delivered — the output is UTF-8 text (with a BOM and CRLF line ends,
+//! which every Windows viewer on an LGWAN terminal reads correctly) named `.txt`; scripts,
+//! frames, forms and links are counted in the report; links appear only defanged.
+//! Must never: deliver HTML (HTML smuggling rebuilds payloads from script in the browser).
+
+use crate::error::{Error, Result};
+use crate::kind::FileKind;
+use crate::registry::{Context, Sanitized, Sanitizer};
+use crate::report::What;
+
+/// Converts HTML files to text.
+pub struct HtmlSanitizer;
+
+impl Sanitizer for HtmlSanitizer {
+    fn kinds(&self) -> &'static [FileKind] {
+        &[FileKind::Html]
+    }
+
+    fn sanitize(&self, input: &[u8], kind: FileKind, cx: &mut Context<'_>) -> Result<Sanitized> {
+        let html = crate::text::decode_strict(input)?;
+        if kind == FileKind::Text {
+            // The registry's second pass over our own output: it must still be clean text.
+            return Ok(Sanitized::new(input.to_vec(), FileKind::Text));
+        }
+        if kind != FileKind::Html {
+            return Err(Error::unsupported(format!("{kind} is not HTML")));
+        }
+        let lower = html.to_ascii_lowercase();
+        for (tag, what, detail) in [
+            ("<script", What::Javascript, "script element"),
+            ("<iframe", What::ExternalReference, "inline frame"),
+            ("<frame", What::ExternalReference, "frame"),
+            ("<object", What::OleObject, "object element"),
+            ("<embed", What::EmbeddedFile, "embed element"),
+            ("<form", What::Action, "form (submits to a remote address)"),
+            ("<a ", What::Hyperlink, "link (shown defanged in the text)"),
+            (
+                "<meta http-equiv=\"refresh\"",
+                What::Action,
+                "automatic redirect",
+            ),
+        ] {
+            let count = lower.matches(tag).count();
+            if count > 0 {
+                cx.remove(what, "html", format!("{count} × {detail}"));
+            }
+        }
+        cx.check_deadline()?;
+        let text = crate::mail::html::to_text(&html);
+        let mut out = Vec::with_capacity(text.len() + 16);
+        out.extend_from_slice(b"\xEF\xBB\xBF");
+        for line in text.lines() {
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Ok(Sanitized::new(out, FileKind::Text))
+    }
+}
