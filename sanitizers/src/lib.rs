@@ -15,6 +15,7 @@ pub mod mail;
 pub mod ooxml;
 pub mod pdf;
 pub mod policy;
+pub mod raster;
 pub mod registry;
 pub mod report;
 pub mod text;

@@ -500,6 +500,12 @@ pub fn default_action(kind: FileKind) -> Action {
         k if k.is_ooxml() => Action::Sanitize,
         FileKind::Empty | FileKind::Text => Action::Pass,
         FileKind::Csv | FileKind::Html => Action::Sanitize,
+        FileKind::Png
+        | FileKind::Jpeg
+        | FileKind::Gif
+        | FileKind::Bmp
+        | FileKind::Tiff
+        | FileKind::Webp => Action::Sanitize,
         k => match k.class() {
             KindClass::Executable
             | KindClass::Script

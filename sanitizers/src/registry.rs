@@ -239,6 +239,7 @@ impl Registry {
                 Box::new(crate::ooxml::OoxmlSanitizer),
                 Box::new(crate::text::TextSanitizer),
                 Box::new(crate::html::HtmlSanitizer),
+                Box::new(crate::raster::ImageSanitizer),
             ],
         }
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use mukaika_sanitizers::mail::{self, Disposition, MailOutcome, MailVerdict};
-use mukaika_sanitizers::{Policy, Registry};
+use mukaika_sanitizers::{Policy, Registry, What};
 
 /// The corpus verdict a conversion amounts to: the strictest fate of any attachment.
 fn verdict_of(outcome: &MailOutcome) -> &'static str {
@@ -40,7 +40,11 @@ fn verdict_of(outcome: &MailOutcome) -> &'static str {
         .report
         .attachments
         .iter()
-        .any(|a| a.disposition == Disposition::Attached && !a.report.removed.is_empty())
+        // Metadata (a PNG's tEXt, a document's author) is hygiene, not a threat removed.
+        .any(|a| {
+            a.disposition == Disposition::Attached
+                && a.report.removed.iter().any(|r| r.what != What::Metadata)
+        })
     {
         "sanitize"
     } else {
