@@ -26,6 +26,7 @@ enum ErrorKind {
     Timeout,
     Internal,
     Blocked,
+    HeldMember,
 }
 
 impl Error {
@@ -59,6 +60,11 @@ impl Error {
     /// container is blocked, never delivered and never kept for release.
     pub fn blocked(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Blocked, message)
+    }
+
+    /// A container holds a member that cannot be made safe: the container is held whole.
+    pub fn held_member(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::HeldMember, message)
     }
 
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
@@ -108,6 +114,7 @@ impl Error {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Internal => "internal-error",
             ErrorKind::Blocked => "blocked-member",
+            ErrorKind::HeldMember => "held-member",
         }
     }
 

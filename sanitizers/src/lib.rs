@@ -7,6 +7,7 @@
 //! remove nothing. Anything else (error, limit, panic, encryption) is a quarantine.
 //! Must never: hand back input bytes as a deliverable.
 
+pub mod archive;
 pub mod detect;
 pub mod error;
 pub mod html;
@@ -20,6 +21,7 @@ pub mod registry;
 pub mod report;
 pub mod text;
 mod util;
+mod zipread;
 
 pub use detect::{Declared, Detection, Finding};
 pub use error::Error;

@@ -506,6 +506,9 @@ pub fn default_action(kind: FileKind) -> Action {
         | FileKind::Bmp
         | FileKind::Tiff
         | FileKind::Webp => Action::Sanitize,
+        FileKind::Zip | FileKind::Tar | FileKind::Gzip | FileKind::Bzip2 | FileKind::Xz => {
+            Action::Sanitize
+        }
         k => match k.class() {
             KindClass::Executable
             | KindClass::Script
@@ -530,7 +533,8 @@ mod tests {
         assert_eq!(p.action_for(FileKind::Lnk), Action::Block);
         assert_eq!(p.action_for(FileKind::Iso), Action::Block);
         assert_eq!(p.action_for(FileKind::Doc), Action::Quarantine);
-        assert_eq!(p.action_for(FileKind::Zip), Action::Quarantine);
+        assert_eq!(p.action_for(FileKind::Zip), Action::Sanitize);
+        assert_eq!(p.action_for(FileKind::Rar), Action::Quarantine);
         assert_eq!(p.action_for(FileKind::Unknown), Action::Quarantine);
         assert_eq!(p.on_mismatch, Action::Quarantine);
     }

@@ -64,6 +64,7 @@ const HASH_BESIDE_MIN_BYTES: usize = 1024 * 1024;
 /// Per-file state shared by a sanitizer and its nested calls.
 pub struct Context<'a> {
     registry: &'a Registry,
+    name: Option<&'a str>,
     policy: &'a Policy,
     depth: u32,
     deadline: Instant,
@@ -77,6 +78,7 @@ impl<'a> Context<'a> {
     fn new(registry: &'a Registry, policy: &'a Policy, depth: u32, deadline: Instant) -> Self {
         Self {
             registry,
+            name: None,
             policy,
             depth,
             deadline,
@@ -110,6 +112,11 @@ impl<'a> Context<'a> {
     /// what would be removed; a sanitizer may skip serialising its (discarded) result.
     pub fn is_recheck(&self) -> bool {
         self.recheck
+    }
+
+    /// The file's declared name, when it had one (absent on the second pass).
+    pub fn name(&self) -> Option<&str> {
+        self.name
     }
 
     /// The policy in force.
@@ -240,6 +247,7 @@ impl Registry {
                 Box::new(crate::text::TextSanitizer),
                 Box::new(crate::html::HtmlSanitizer),
                 Box::new(crate::raster::ImageSanitizer),
+                Box::new(crate::archive::ArchiveSanitizer),
             ],
         }
     }
@@ -518,6 +526,9 @@ impl Registry {
             );
         };
         let mut cx = Context::new(self, policy, depth, deadline);
+        cx.name = declared
+            .name
+            .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n));
         let result = run_guarded(|| sanitizer.sanitize(input, kind, &mut cx))
             .and_then(|out| verify(self, sanitizer, &out, policy, depth, deadline).map(|()| out));
         report.removed = std::mem::take(&mut cx.removed);
@@ -651,6 +662,18 @@ pub fn output_name(input: Option<&str>, in_kind: FileKind, out_kind: FileKind) -
             base[..base.len() - cur.len() - 1].to_string()
         }
         _ => base,
+    };
+    // `a.tar.gz` → `a.zip`, not `a.tar.zip`.
+    let stem = match stem.len().checked_sub(4) {
+        Some(cut)
+            if out_kind == FileKind::Zip
+                && in_kind.class() == crate::kind::KindClass::Archive
+                && stem.is_char_boundary(cut)
+                && stem[cut..].eq_ignore_ascii_case(".tar") =>
+        {
+            stem[..cut].to_string()
+        }
+        _ => stem,
     };
     format!("{stem}.{ext}")
 }
