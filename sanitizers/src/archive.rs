@@ -29,10 +29,21 @@ pub const REST_REPORT_NAME: &str = "無害化レポート.txt";
 pub struct ArchiveSanitizer;
 
 /// One file inside an archive.
-struct Member<'a> {
+pub(crate) struct Member<'a> {
     path: String,
     bytes: Cow<'a, [u8]>,
     modified: Option<zip::DateTime>,
+}
+
+impl<'a> Member<'a> {
+    /// A member at a relative path the caller has already made safe.
+    pub(crate) fn new(path: String, bytes: Cow<'a, [u8]>) -> Self {
+        Self {
+            path,
+            bytes,
+            modified: None,
+        }
+    }
 }
 
 impl Sanitizer for ArchiveSanitizer {
@@ -279,7 +290,7 @@ fn already_compressed(kind: FileKind) -> bool {
 }
 
 /// Sends every member through the registry and writes the rebuilt ones into a new ZIP.
-fn repack(members: Vec<Member<'_>>, cx: &mut Context<'_>) -> Result<Vec<u8>> {
+pub(crate) fn repack(members: Vec<Member<'_>>, cx: &mut Context<'_>) -> Result<Vec<u8>> {
     let recheck = cx.is_recheck();
     let deliver_rest = cx.policy().archive_deliver_rest;
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
@@ -408,7 +419,7 @@ fn os_litter(path: &str, base: &str) -> Option<&'static str> {
 
 /// `dir/name`, with ` (2)`, ` (3)`… before the extension when the name is taken (a.docm and
 /// a.docx both become a.docx).
-fn unique(used: &mut HashSet<String>, dir: &str, name: &str) -> String {
+pub(crate) fn unique(used: &mut HashSet<String>, dir: &str, name: &str) -> String {
     let mut candidate = format!("{dir}{name}");
     let mut n = 2;
     while !used.insert(candidate.to_lowercase()) {

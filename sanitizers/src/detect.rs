@@ -144,6 +144,11 @@ fn sniff(bytes: &[u8], findings: &mut Vec<Finding>, encrypted: &mut bool) -> Fil
     if bytes.is_empty() {
         return FileKind::Empty;
     }
+    // TNEF carries attachments verbatim, so a small PDF attachment puts `%PDF-` in the first
+    // kilobyte; its signature and per-attribute checksums make it unambiguous.
+    if bytes.starts_with(&[0x78, 0x9F, 0x3E, 0x22]) {
+        return FileKind::Tnef;
+    }
     if let Some(at) = find(&bytes[..bytes.len().min(1024)], b"%PDF-") {
         if at > 0 {
             if let Some(leading) = magic_name(&bytes[..at]) {
@@ -231,6 +236,8 @@ fn sniff_magic(bytes: &[u8]) -> Option<FileKind> {
         Tiff
     } else if starts(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
         Webp
+    } else if looks_like_mp3(bytes) {
+        Mp3
     } else {
         return infer::get(bytes).and_then(|t| match t.mime_type() {
             "application/x-msdownload" | "application/vnd.microsoft.portable-executable" => {
@@ -240,6 +247,28 @@ fn sniff_magic(bytes: &[u8]) -> Option<FileKind> {
         });
     };
     Some(kind)
+}
+
+/// An ID3v2 tag followed by an MPEG audio frame, or two MPEG audio frames in a row (one sync
+/// word alone is too weak a signal).
+fn looks_like_mp3(bytes: &[u8]) -> bool {
+    use crate::mp3::frame_len;
+    let start = if bytes.starts_with(b"ID3") && bytes.len() >= 10 {
+        let size = bytes[6..10].iter().try_fold(0usize, |acc, &b| {
+            (b < 0x80).then(|| (acc << 7) | usize::from(b))
+        });
+        match size {
+            Some(size) => 10 + size + if bytes[5] & 0x10 != 0 { 10 } else { 0 },
+            None => return false,
+        }
+    } else {
+        0
+    };
+    let Some(first) = bytes.get(start..).and_then(frame_len) else {
+        return false;
+    };
+    let next = start + first;
+    start > 0 || next == bytes.len() || bytes.get(next..).and_then(frame_len).is_some()
 }
 
 /// Names the format whose magic `bytes` start with, for polyglot findings.
@@ -455,6 +484,7 @@ fn kinds_for_mime(mime: &str) -> Option<&'static [FileKind]> {
         "image/bmp" | "image/x-bmp" | "image/x-ms-bmp" => &[Bmp],
         "image/tiff" => &[Tiff],
         "image/webp" => &[Webp],
+        "audio/mpeg" | "audio/mp3" | "audio/x-mpeg" => &[Mp3],
         "text/plain" => &[Text, Csv],
         "text/csv" => &[Csv, Text],
         "application/zip" | "application/x-zip-compressed" => &[Zip],

@@ -76,7 +76,8 @@ kinds! {
     Odp => "odp", Document, ["odp", "otp"];
     OdfOther => "odf-other", Document, ["odg", "odf", "odb", "odc"];
     Rtf => "rtf", Document, ["rtf"];
-    Tnef => "tnef", Document, ["dat", "tnef"];
+    // Not "dat": every kind of file is called .dat, and a text .dat is no mismatch.
+    Tnef => "tnef", Document, ["tnef"];
     Zip => "zip", Archive, ["zip"];
     SevenZip => "7z", Archive, ["7z"];
     Rar => "rar", Archive, ["rar"];
@@ -94,6 +95,7 @@ kinds! {
     Tiff => "tiff", Image, ["tif", "tiff"];
     Webp => "webp", Image, ["webp"];
     Svg => "svg", Image, ["svg"];
+    Mp3 => "mp3", Media, ["mp3"];
     Pe => "pe", Executable, ["exe", "dll", "sys", "scr", "com", "cpl", "ocx", "drv", "efi"];
     Elf => "elf", Executable, ["so", "elf", "bin", "o"];
     MachO => "mach-o", Executable, ["dylib", "bundle"];
@@ -128,6 +130,8 @@ pub enum KindClass {
     Archive,
     /// Raster and vector images.
     Image,
+    /// Audio and video.
+    Media,
     /// Native or byte-code programs and installers.
     Executable,
     /// Script source that a desktop would run when opened.
@@ -203,6 +207,7 @@ impl FileKind {
             Bmp => "image/bmp",
             Tiff => "image/tiff",
             Webp => "image/webp",
+            Mp3 => "audio/mpeg",
             Text => "text/plain",
             Csv => "text/csv",
             _ => "application/octet-stream",

@@ -13,13 +13,16 @@ pub mod error;
 pub mod html;
 pub mod kind;
 pub mod mail;
+pub mod mp3;
 pub mod ooxml;
 pub mod pdf;
 pub mod policy;
 pub mod raster;
 pub mod registry;
 pub mod report;
+pub mod rtf;
 pub mod text;
+pub mod tnef;
 mod util;
 mod zipread;
 

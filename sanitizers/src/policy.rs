@@ -505,10 +505,14 @@ pub fn default_action(kind: FileKind) -> Action {
         | FileKind::Gif
         | FileKind::Bmp
         | FileKind::Tiff
-        | FileKind::Webp => Action::Sanitize,
-        FileKind::Zip | FileKind::Tar | FileKind::Gzip | FileKind::Bzip2 | FileKind::Xz => {
-            Action::Sanitize
-        }
+        | FileKind::Webp
+        | FileKind::Mp3 => Action::Sanitize,
+        FileKind::Zip
+        | FileKind::Tar
+        | FileKind::Gzip
+        | FileKind::Bzip2
+        | FileKind::Xz
+        | FileKind::Tnef => Action::Sanitize,
         k => match k.class() {
             KindClass::Executable
             | KindClass::Script

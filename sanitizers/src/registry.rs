@@ -248,6 +248,8 @@ impl Registry {
                 Box::new(crate::html::HtmlSanitizer),
                 Box::new(crate::raster::ImageSanitizer),
                 Box::new(crate::archive::ArchiveSanitizer),
+                Box::new(crate::tnef::TnefSanitizer),
+                Box::new(crate::mp3::Mp3Sanitizer),
             ],
         }
     }
@@ -620,7 +622,10 @@ fn verify(
     }
     let mut cx = Context::new(registry, policy, depth, deadline);
     cx.recheck = true;
-    run_guarded(|| sanitizer.sanitize(&out.bytes, out.kind, &mut cx)).map_err(|e| {
+    // The output is re-read by whichever sanitizer owns its kind (TNEF becomes a ZIP); a kind
+    // no one else owns (HTML's text output) goes back to the sanitizer that made it.
+    let checker = registry.sanitizer_for(out.kind).unwrap_or(sanitizer);
+    run_guarded(|| checker.sanitize(&out.bytes, out.kind, &mut cx)).map_err(|e| {
         Error::internal(format!(
             "output re-check: rebuilt file does not re-open: {e}"
         ))

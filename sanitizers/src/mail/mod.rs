@@ -739,6 +739,26 @@ impl Walker<'_> {
             self.entries.push(removed(report));
             return;
         }
+        // winmail.dat: unpacked in place, its body quoted and its attachments handled like
+        // the message's own. A TNEF stream that does not parse goes to the registry, which
+        // holds it.
+        if crate::detect::detect(bytes, &declared).kind == FileKind::Tnef {
+            if let Ok(tnef) = crate::tnef::parse(bytes) {
+                let label = name.unwrap_or("winmail.dat");
+                if let Some(body) = tnef.body.filter(|b| !b.trim().is_empty()) {
+                    self.body.push_str(&format!(
+                        "\n---------- {label} (Outlook 形式) の本文 ----------\n"
+                    ));
+                    self.body.push_str(text::drop_cid_junk(&body).trim_end());
+                    self.body.push_str("\n---------- ここまで ----------\n");
+                }
+                for (n, (inner, data)) in tnef.attachments.iter().enumerate() {
+                    let mime = "application/octet-stream";
+                    self.attach(inner, mime, data, &format!("{location}/{label}/{n}"));
+                }
+                return;
+            }
+        }
         let outcome = self.registry.process(bytes, &declared, self.policy);
         let (mut report, output) = outcome.into_parts();
         if let Some(clean) = output {
@@ -759,7 +779,13 @@ impl Walker<'_> {
         // broken inline logos) carry no content to hold: removed, with a notice line.
         let media = ["image/", "audio/", "video/"]
             .iter()
-            .any(|p| mime.starts_with(p));
+            .any(|p| mime.starts_with(p))
+            || name.and_then(crate::detect::extension).is_some_and(|ext| {
+                FileKind::ALL.iter().any(|k| {
+                    matches!(k.class(), KindClass::Image | KindClass::Media)
+                        && k.extensions().contains(&ext.as_str())
+                })
+            });
         let no_content = matches!(
             report.detected_type.class(),
             KindClass::Unknown | KindClass::Text | KindClass::Empty
