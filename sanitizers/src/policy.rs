@@ -506,7 +506,10 @@ pub fn default_action(kind: FileKind) -> Action {
         | FileKind::Bmp
         | FileKind::Tiff
         | FileKind::Webp
-        | FileKind::Mp3 => Action::Sanitize,
+        | FileKind::Mp3
+        | FileKind::Doc
+        | FileKind::Xls
+        | FileKind::Ppt => Action::Sanitize,
         FileKind::Zip
         | FileKind::Tar
         | FileKind::Gzip
@@ -536,7 +539,8 @@ mod tests {
         assert_eq!(p.action_for(FileKind::ScriptJs), Action::Block);
         assert_eq!(p.action_for(FileKind::Lnk), Action::Block);
         assert_eq!(p.action_for(FileKind::Iso), Action::Block);
-        assert_eq!(p.action_for(FileKind::Doc), Action::Quarantine);
+        assert_eq!(p.action_for(FileKind::Doc), Action::Sanitize);
+        assert_eq!(p.action_for(FileKind::OleOther), Action::Quarantine);
         assert_eq!(p.action_for(FileKind::Zip), Action::Sanitize);
         assert_eq!(p.action_for(FileKind::Rar), Action::Quarantine);
         assert_eq!(p.action_for(FileKind::Unknown), Action::Quarantine);

@@ -250,6 +250,7 @@ impl Registry {
                 Box::new(crate::archive::ArchiveSanitizer),
                 Box::new(crate::tnef::TnefSanitizer),
                 Box::new(crate::mp3::Mp3Sanitizer),
+                Box::new(crate::ole::OleSanitizer),
             ],
         }
     }
