@@ -488,7 +488,7 @@ mod tests {
             ServiceConfig::from_toml(&DEFAULT_TOML.replace("\"::1/128\"", "\"::1/129\"")).is_err()
         );
         assert!(ServiceConfig::from_toml(&format!(
-            "{DEFAULT_TOML}\n[policy.actions]\nrtf = \"sanitize\"\n"
+            "{DEFAULT_TOML}\n[policy.actions]\nrar = \"sanitize\"\n"
         ))
         .unwrap_err()
         .to_string()

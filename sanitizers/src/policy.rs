@@ -509,7 +509,8 @@ pub fn default_action(kind: FileKind) -> Action {
         | FileKind::Mp3
         | FileKind::Doc
         | FileKind::Xls
-        | FileKind::Ppt => Action::Sanitize,
+        | FileKind::Ppt
+        | FileKind::Rtf => Action::Sanitize,
         FileKind::Zip
         | FileKind::Tar
         | FileKind::Gzip

@@ -251,6 +251,7 @@ impl Registry {
                 Box::new(crate::tnef::TnefSanitizer),
                 Box::new(crate::mp3::Mp3Sanitizer),
                 Box::new(crate::ole::OleSanitizer),
+                Box::new(crate::rtf::rebuild::RtfSanitizer),
             ],
         }
     }

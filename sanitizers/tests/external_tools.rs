@@ -1,8 +1,9 @@
 //! Independent verification of outputs by other people's parsers, installed by tests/ci.sh:
 //! qpdf must accept every PDF we write and pdftotext must find the same text in it; oletools'
 //! olevba and mraptor must find no macro in any Office output (and must find the macro in our
-//! generated inputs, which proves the fixtures are real); LibreOffice must open the outputs and
-//! show the same text as the inputs. A missing tool fails the test: nothing here is skipped.
+//! generated inputs, which proves the fixtures are real); rtfobj and msodde must find no object
+//! or DDE link in RTF outputs (and must find them in the inputs); LibreOffice must open the
+//! outputs and show the same text as the inputs. A missing tool fails the test: nothing here is skipped.
 
 mod common;
 
@@ -17,7 +18,7 @@ fn tool(name: &str) -> PathBuf {
     let venv = std::env::var_os("MUKAIKA_OLETOOLS")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/oletools-venv/bin"));
-    if matches!(name, "olevba" | "mraptor") {
+    if matches!(name, "olevba" | "mraptor" | "rtfobj" | "msodde" | "oleid") {
         let path = venv.join(name);
         assert!(
             path.exists(),
@@ -284,4 +285,58 @@ fn libreoffice_opens_the_outputs_and_the_text_survives() {
             );
         }
     }
+}
+
+#[test]
+fn rtfobj_and_msodde_find_nothing_in_rtf_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = rtf_with_threats();
+    let in_path = dir.path().join("in.rtf");
+    std::fs::write(&in_path, &input).unwrap();
+    let (_, text) = run(Command::new(tool("rtfobj")).arg(&in_path));
+    assert!(
+        text.contains("Package") && text.contains("format_id"),
+        "rtfobj does not see the fixture object:\n{text}"
+    );
+    let (_, text) = run(Command::new(tool("msodde")).arg(&in_path));
+    assert!(
+        text.contains("DDEAUTO"),
+        "msodde does not see the fixture field:\n{text}"
+    );
+
+    let outcome = process(&input, "in.rtf");
+    let out_path = dir.path().join("out.rtf");
+    std::fs::write(&out_path, outcome.output().expect("sanitized").bytes()).unwrap();
+    let (_, text) = run(Command::new(tool("rtfobj")).arg(&out_path));
+    assert!(
+        !text.contains("Package") && !text.contains("format_id"),
+        "rtfobj finds an object in the output:\n{text}"
+    );
+    let (_, text) = run(Command::new(tool("msodde")).arg(&out_path));
+    let links = text.split("DDE Links:").nth(1).map(str::trim);
+    assert_eq!(links, Some(""), "msodde finds DDE in the output:\n{text}");
+
+    // LibreOffice opens the output and shows its text.
+    let profile = dir.path().join("profile");
+    let (code, text) = run(Command::new(tool("soffice"))
+        .arg(format!(
+            "-env:UserInstallation=file://{}",
+            profile.display()
+        ))
+        .args([
+            "--headless",
+            "--norestore",
+            "--convert-to",
+            "txt:Text",
+            "--outdir",
+        ])
+        .arg(dir.path())
+        .arg(&out_path));
+    assert_eq!(code, 0, "soffice failed: {text}");
+    let shown = std::fs::read_to_string(dir.path().join("out.txt"))
+        .unwrap_or_else(|e| panic!("LibreOffice wrote no text ({e}): {text}"));
+    assert!(
+        shown.contains("会議資料") && shown.contains("dde result"),
+        "{shown}"
+    );
 }

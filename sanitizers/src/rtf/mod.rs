@@ -9,6 +9,7 @@
 //! accounted for by exactly one token (or is a CR/LF, which RTF ignores).
 //! Must never: guess — ambiguous input is an error, and errors quarantine.
 
+pub mod rebuild;
 pub mod text;
 
 use crate::error::{Error, Result};
