@@ -14,6 +14,7 @@ pub mod html;
 pub mod kind;
 pub mod mail;
 pub mod mp3;
+pub mod odf;
 pub mod ole;
 pub mod ooxml;
 pub mod pdf;

@@ -510,7 +510,10 @@ pub fn default_action(kind: FileKind) -> Action {
         | FileKind::Doc
         | FileKind::Xls
         | FileKind::Ppt
-        | FileKind::Rtf => Action::Sanitize,
+        | FileKind::Rtf
+        | FileKind::Odt
+        | FileKind::Ods
+        | FileKind::Odp => Action::Sanitize,
         FileKind::Zip
         | FileKind::Tar
         | FileKind::Gzip

@@ -252,6 +252,7 @@ impl Registry {
                 Box::new(crate::mp3::Mp3Sanitizer),
                 Box::new(crate::ole::OleSanitizer),
                 Box::new(crate::rtf::rebuild::RtfSanitizer),
+                Box::new(crate::odf::OdfSanitizer),
             ],
         }
     }

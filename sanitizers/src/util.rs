@@ -20,6 +20,11 @@ pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
     out
 }
 
+/// A value shown in a report: control characters dropped, at most 200 characters.
+pub(crate) fn short(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

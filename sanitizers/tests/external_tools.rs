@@ -212,6 +212,7 @@ fn libreoffice_opens_the_outputs_and_the_text_survives() {
             docx_with_external_and_objects().build(),
         ),
         ("macro.xlsm".into(), xlsm_with_macros().build()),
+        ("threats.odt".into(), odt_with_threats()),
         (
             "bench-50k.docx".into(),
             std::fs::read(workspace_root().join("../shared/bench/docx-50k.docx")).unwrap(),
@@ -219,7 +220,7 @@ fn libreoffice_opens_the_outputs_and_the_text_survives() {
     ];
     pairs.extend(corpus_files("office/benign", &["docx", "doc"]));
     // Legacy Office with an embedded object: the object's storage goes, the text stays.
-    pairs.extend(corpus_files("office/ole-embedded", &["doc", "xls"]));
+    pairs.extend(corpus_files("office/ole-embedded", &["doc", "xls", "odt"]));
     let mut files = Vec::new();
     for (i, (name, bytes)) in pairs.iter().enumerate() {
         let outcome = process(bytes, name);

@@ -10,6 +10,7 @@
 use crate::error::{Error, Result};
 use crate::registry::Context;
 use crate::report::What;
+use crate::util::short;
 
 use super::xml::{Document, NodeId};
 use super::NS_W;
@@ -180,8 +181,4 @@ fn collect(doc: &Document<'_>, el: NodeId, out: &mut Vec<(NodeId, Token)>, depth
             collect(doc, c, out, depth + 1);
         }
     }
-}
-
-fn short(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
 }

@@ -9,6 +9,7 @@
 //! Invariants: the output is parsed again by the registry's re-check; anything this module
 //! cannot remove while keeping the workbook consistent is an error (quarantine), not a guess.
 
+use crate::util::short;
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
@@ -323,10 +324,6 @@ fn reaches_outside(formula: &str) -> bool {
 fn names_sheet(formula: &str, sheet: &str) -> bool {
     formula.contains(&format!("{sheet}!"))
         || formula.contains(&format!("'{}'!", sheet.replace('\'', "''")))
-}
-
-fn short(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 #[cfg(test)]

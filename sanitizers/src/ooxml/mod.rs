@@ -22,6 +22,7 @@ mod package;
 pub mod rels;
 pub mod xml;
 
+use crate::util::short;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{Cursor, Write};
@@ -785,8 +786,4 @@ fn binary_matches(ct: &str, bytes: &[u8]) -> bool {
         }
         _ => true,
     }
-}
-
-fn short(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
