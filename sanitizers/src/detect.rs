@@ -202,6 +202,21 @@ fn sniff_magic(bytes: &[u8]) -> Option<FileKind> {
         Wasm
     } else if starts(&[0x4C, 0x00, 0x00, 0x00, 0x01, 0x14, 0x02, 0x00]) {
         Lnk
+    } else if starts(&[
+        0xE4, 0x52, 0x5C, 0x7B, 0x8C, 0xD8, 0xA7, 0x4D, 0xAE, 0xB1, 0x53, 0x78, 0xD0, 0x29, 0x96,
+        0xD3,
+    ]) {
+        // OneNote section: embedded files run with a double click (2023 campaigns).
+        OneNote
+    } else if starts(b"ITSF") {
+        Chm
+    } else if starts(b"vhdxfile")
+        || starts(b"conectix")
+        || trailer(bytes, 512).is_some_and(|t| t.starts_with(b"conectix"))
+    {
+        Vhd
+    } else if trailer(bytes, 512).is_some_and(|t| t.starts_with(b"koly")) {
+        Dmg
     } else if starts(b"7z\xBC\xAF\x27\x1C") {
         SevenZip
     } else if starts(b"Rar!\x1A\x07") {
@@ -247,6 +262,11 @@ fn sniff_magic(bytes: &[u8]) -> Option<FileKind> {
         });
     };
     Some(kind)
+}
+
+/// The last `n` bytes, when the file is at least that long.
+fn trailer(bytes: &[u8], n: usize) -> Option<&[u8]> {
+    bytes.len().checked_sub(n).map(|at| &bytes[at..])
 }
 
 /// An ID3v2 tag followed by an MPEG audio frame, or two MPEG audio frames in a row (one sync

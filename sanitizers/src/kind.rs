@@ -111,6 +111,10 @@ kinds! {
     ScriptWsf => "script-wsf", Script, ["wsf", "wsc", "wsh", "sct"];
     Hta => "hta", Script, ["hta"];
     Lnk => "lnk", Shortcut, ["lnk"];
+    OneNote => "onenote", Executable, ["one", "onepkg"];
+    Chm => "chm", Executable, ["chm"];
+    Vhd => "vhd", DiskImage, ["vhd", "vhdx"];
+    Dmg => "dmg", DiskImage, ["dmg"];
     Sylk => "sylk", Document, ["slk", "sylk"];
     OfficeXml => "office-xml", Document, [];
     Html => "html", Markup, ["html", "htm", "xhtml", "mht", "mhtml"];

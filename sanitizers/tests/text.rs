@@ -183,3 +183,49 @@ fn sylk_spreadsheets_are_not_text() {
     assert_eq!(outcome.report.detected_type, FileKind::Sylk);
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
 }
+
+#[test]
+fn onenote_chm_and_disk_images_are_blocked_by_content() {
+    let mut onenote = vec![
+        0xE4, 0x52, 0x5C, 0x7B, 0x8C, 0xD8, 0xA7, 0x4D, 0xAE, 0xB1, 0x53, 0x78, 0xD0, 0x29, 0x96,
+        0xD3,
+    ];
+    onenote.extend_from_slice(&[0; 64]);
+    let mut fixed_vhd = vec![0u8; 4096];
+    fixed_vhd.extend_from_slice(b"conectix");
+    fixed_vhd.resize(4096 + 512, 0);
+    let mut dmg = vec![0u8; 2048];
+    dmg.extend_from_slice(b"koly");
+    dmg.resize(2048 + 512, 0);
+    for (bytes, kind, name) in [
+        (onenote, FileKind::OneNote, "議事録.pdf"),
+        (
+            b"ITSF\x03\x00\x00\x00`\x00\x00\x00".to_vec(),
+            FileKind::Chm,
+            "help.txt",
+        ),
+        (fixed_vhd, FileKind::Vhd, "backup.dat"),
+        (b"vhdxfile synthetic".to_vec(), FileKind::Vhd, "disk.bin"),
+        (dmg, FileKind::Dmg, "installer.dat"),
+    ] {
+        let outcome = process(&bytes, name);
+        assert_eq!(outcome.report.detected_type, kind, "{name}");
+        assert_eq!(outcome.report.verdict, Verdict::Blocked, "{name}");
+    }
+}
+
+#[test]
+fn japanese_office_formats_without_an_open_cdr_are_held() {
+    // 一太郎 documents are compound files mukaika cannot rebuild.
+    let mut file = cfb::CompoundFile::create(std::io::Cursor::new(Vec::new())).unwrap();
+    std::io::Write::write_all(
+        &mut file.create_stream("/DocumentText").unwrap(),
+        b"synthetic",
+    )
+    .unwrap();
+    let bytes = file.into_inner().into_inner();
+    let outcome = process(&bytes, "報告書.jtd");
+    assert_eq!(outcome.report.detected_type, FileKind::OleOther);
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    assert!(outcome.output().is_none());
+}
