@@ -54,6 +54,7 @@ impl Sanitizer for ArchiveSanitizer {
             FileKind::Gzip,
             FileKind::Bzip2,
             FileKind::Xz,
+            FileKind::SevenZip,
         ]
     }
 
@@ -62,6 +63,7 @@ impl Sanitizer for ArchiveSanitizer {
         let members = match kind {
             FileKind::Zip => zip_members(input, &limits)?,
             FileKind::Tar => tar_members(input, &limits)?,
+            FileKind::SevenZip => seven_zip_members(input, &limits)?,
             FileKind::Gzip | FileKind::Bzip2 | FileKind::Xz => {
                 let inner = decompress(input, kind, &limits)?;
                 if detect(&inner, &Declared::default()).kind == FileKind::Tar {
@@ -208,6 +210,101 @@ fn tar_members<'a>(input: &'a [u8], limits: &Limits) -> Result<Vec<Member<'a>>> 
             bytes: Cow::Owned(bytes),
             modified: None,
         });
+    }
+    Ok(out)
+}
+
+/// 7z: names as stored (UTF-16 in the format, so no code page guessing), links and special
+/// files refused, every member read under the expanded-size budget; encryption of headers or
+/// content is `encrypted`.
+fn seven_zip_members(input: &[u8], limits: &Limits) -> Result<Vec<Member<'static>>> {
+    use sevenz_rust2::{ArchiveReader, Error as SevenZipError, Password};
+    let classify = |e: SevenZipError| match e {
+        SevenZipError::PasswordRequired | SevenZipError::MaybeBadPassword(_) => {
+            Error::encrypted("7z archive is encrypted")
+        }
+        SevenZipError::UnsupportedCompressionMethod(m)
+            if m.to_ascii_uppercase().contains("AES") =>
+        {
+            Error::encrypted("7z archive is encrypted")
+        }
+        SevenZipError::UnsupportedCompressionMethod(m) => {
+            Error::unsupported(format!("7z compression method {m}"))
+        }
+        other => Error::malformed(format!("7z archive: {other}")),
+    };
+    // Decoder dictionaries and header buffers are bounded too (in KiB).
+    let memory_kb =
+        usize::try_from((limits.max_expanded_bytes / 1024).min(512 * 1024)).unwrap_or(512 * 1024);
+    let mut reader =
+        ArchiveReader::new_with_memory_limit(Cursor::new(input), Password::empty(), memory_kb)
+            .map_err(classify)?;
+    reader.set_thread_count(1);
+    let entries = reader.archive().files.len() as u64;
+    if entries > limits.max_members {
+        return Err(Error::limit_exceeded(format!(
+            "{entries} members in the 7z archive (limit {})",
+            limits.max_members
+        )));
+    }
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    let mut failure: Option<Error> = None;
+    reader
+        .for_each_entries(|entry, data| {
+            const UNIX_EXTENSION: u32 = 0x8000;
+            const REPARSE_POINT: u32 = 0x0400;
+            let attrs = entry.windows_attributes;
+            let unix_type = (attrs >> 16) & 0o170000;
+            let special = entry.has_windows_attributes
+                && (attrs & REPARSE_POINT != 0
+                    || (attrs & UNIX_EXTENSION != 0
+                        && unix_type != 0
+                        && unix_type != 0o100000
+                        && unix_type != 0o040000));
+            let path = match safe_path(&entry.name) {
+                Ok(p) => p,
+                Err(e) => {
+                    failure = Some(e);
+                    return Ok(false);
+                }
+            };
+            if special {
+                failure = Some(Error::malformed(format!(
+                    "7z member {path} is a link or special file"
+                )));
+                return Ok(false);
+            }
+            if entry.is_directory || entry.is_anti_item {
+                return Ok(true);
+            }
+            let room = limits.max_expanded_bytes.saturating_sub(total);
+            let mut bytes = Vec::new();
+            data.take(room + 1).read_to_end(&mut bytes)?;
+            total += bytes.len() as u64;
+            if total > limits.max_expanded_bytes {
+                failure = Some(Error::limit_exceeded(
+                    "7z archive expands past the size limit",
+                ));
+                return Ok(false);
+            }
+            out.push(Member {
+                path,
+                bytes: Cow::Owned(bytes),
+                modified: None,
+            });
+            Ok(true)
+        })
+        .map_err(classify)?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let ratio = total / (input.len() as u64).max(1);
+    if total > limits.ratio_floor_bytes && ratio > limits.max_compression_ratio {
+        return Err(Error::limit_exceeded(format!(
+            "7z archive compresses {ratio}:1 (limit {}:1)",
+            limits.max_compression_ratio
+        )));
     }
     Ok(out)
 }

@@ -519,6 +519,7 @@ pub fn default_action(kind: FileKind) -> Action {
         | FileKind::Gzip
         | FileKind::Bzip2
         | FileKind::Xz
+        | FileKind::SevenZip
         | FileKind::Tnef => Action::Sanitize,
         k => match k.class() {
             KindClass::Executable

@@ -265,3 +265,48 @@ fn unsupported_zip_methods_are_named() {
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     assert_eq!(outcome.report.reason.as_ref().unwrap().code, "unsupported");
 }
+
+fn seven_zip(entries: &[(&str, &[u8])], password: Option<&str>) -> Vec<u8> {
+    use sevenz_rust2::encoder_options::AesEncoderOptions;
+    use sevenz_rust2::{ArchiveEntry, ArchiveWriter, EncoderMethod, Password};
+    let mut writer = ArchiveWriter::new(Cursor::new(Vec::new())).unwrap();
+    if let Some(password) = password {
+        writer.set_content_methods(vec![
+            AesEncoderOptions::new(Password::from(password)).into(),
+            EncoderMethod::LZMA2.into(),
+        ]);
+    }
+    for (name, data) in entries {
+        writer
+            .push_archive_entry(ArchiveEntry::new_file(name), Some(*data))
+            .unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+#[test]
+fn seven_zip_members_are_rebuilt_and_encryption_is_held() {
+    let input = seven_zip(
+        &[
+            ("資料/一覧.csv", b"a,=1+1\r\n"),
+            ("資料/説明.txt", b"plain\r\n"),
+        ],
+        None,
+    );
+    let outcome = assert_fail_closed("資料.7z", &input);
+    let out = outcome.output().unwrap();
+    assert_eq!(out.name(), "資料.zip");
+    let mut names = zip_names(out.bytes());
+    names.sort();
+    assert_eq!(names, vec!["資料/一覧.csv", "資料/説明.txt"]);
+    assert_eq!(zip_bytes(out.bytes(), "資料/一覧.csv").unwrap(), b"a,'=1+1\r\n");
+
+    let locked = seven_zip(&[("a.txt", b"secret\n")], Some("infected"));
+    let outcome = process(&locked, "locked.7z");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    assert_eq!(outcome.report.reason.as_ref().unwrap().code, "encrypted");
+
+    let bad = seven_zip(&[("../../escape.txt", b"x")], None);
+    let outcome = process(&bad, "bad.7z");
+    assert_eq!(outcome.report.reason.as_ref().unwrap().code, "malformed");
+}
