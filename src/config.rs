@@ -81,6 +81,10 @@ node = "mukaika-1"
 # Optional SIEM: "udp://192.0.2.10:514" or "tcp://192.0.2.10:6514".
 # syslog = "udp://127.0.0.1:514"
 
+[fonts]
+# Folders with TrueType/OpenType fonts for drawing SVG text (read at start-up).
+dirs = ["/usr/share/fonts"]
+
 [policy]
 # The sanitizing policy (see README, "Policy"); defaults are fail-closed.
 "#;
@@ -99,9 +103,29 @@ pub struct ServiceConfig {
     pub pipeline: PipelineConfig,
     /// Audit log.
     pub audit: AuditSection,
+    /// Fonts for drawing SVG text.
+    #[serde(default)]
+    pub fonts: FontsSection,
     /// Sanitizing policy.
     #[serde(default)]
     pub policy: Policy,
+}
+
+/// `[fonts]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FontsSection {
+    /// Folders searched (recursively) for TrueType/OpenType fonts to draw SVG text with. An
+    /// SVG with text is held when no font is found. Read at start-up only.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Default for FontsSection {
+    fn default() -> Self {
+        Self {
+            dirs: crate::fonts::default_dirs(),
+        }
+    }
 }
 
 /// `[smtp]`.

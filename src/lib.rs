@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod fonts;
 pub mod live;
 pub mod mail;
 pub mod pipeline;

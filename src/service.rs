@@ -115,7 +115,9 @@ pub async fn start(
         audit: Arc::clone(&audit),
         quarantine,
         sink,
-        registry: Arc::new(Registry::standard()),
+        registry: Arc::new(Registry::standard_with_fonts(crate::fonts::load(
+            &config.fonts.dirs,
+        ))),
         config: Arc::clone(&live),
         wake: Arc::clone(&wake),
     });
@@ -175,6 +177,7 @@ const RESTART_ONLY: &[&str] = &[
     "delivery",
     "pipeline.workers",
     "audit",
+    "fonts",
 ];
 
 impl Running {
@@ -209,6 +212,7 @@ impl Running {
         new.delivery = old.delivery.clone();
         new.pipeline.workers = old.pipeline.workers;
         new.audit = old.audit.clone();
+        new.fonts = old.fonts.clone();
         self.audit
             .append(AuditEvent::ConfigLoaded(ConfigLoaded {
                 source: format!("reload:{source}"),

@@ -506,6 +506,7 @@ pub fn default_action(kind: FileKind) -> Action {
         | FileKind::Bmp
         | FileKind::Tiff
         | FileKind::Webp
+        | FileKind::Svg
         | FileKind::Mp3
         | FileKind::Doc
         | FileKind::Xls

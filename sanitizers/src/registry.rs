@@ -238,8 +238,14 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// Every sanitizer mukaika ships.
+    /// Every sanitizer mukaika ships, with no fonts for SVG text (an SVG with text is held).
     pub fn standard() -> Self {
+        Self::standard_with_fonts(std::sync::Arc::new(crate::fontdb::Database::new()))
+    }
+
+    /// Every sanitizer mukaika ships; SVG text is drawn with `fonts`, which the caller loads
+    /// (this crate reads no files).
+    pub fn standard_with_fonts(fonts: std::sync::Arc<crate::fontdb::Database>) -> Self {
         Self {
             sanitizers: vec![
                 Box::new(crate::pdf::PdfSanitizer),
@@ -253,6 +259,7 @@ impl Registry {
                 Box::new(crate::ole::OleSanitizer),
                 Box::new(crate::rtf::rebuild::RtfSanitizer),
                 Box::new(crate::odf::OdfSanitizer),
+                Box::new(crate::svg::SvgSanitizer::new(fonts)),
             ],
         }
     }

@@ -299,7 +299,10 @@ fn seven_zip_members_are_rebuilt_and_encryption_is_held() {
     let mut names = zip_names(out.bytes());
     names.sort();
     assert_eq!(names, vec!["資料/一覧.csv", "資料/説明.txt"]);
-    assert_eq!(zip_bytes(out.bytes(), "資料/一覧.csv").unwrap(), b"a,'=1+1\r\n");
+    assert_eq!(
+        zip_bytes(out.bytes(), "資料/一覧.csv").unwrap(),
+        b"a,'=1+1\r\n"
+    );
 
     let locked = seven_zip(&[("a.txt", b"secret\n")], Some("infected"));
     let outcome = process(&locked, "locked.7z");

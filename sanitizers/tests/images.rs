@@ -238,3 +238,86 @@ fn oversized_dimensions_are_refused_before_decoding() {
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     assert_eq!(outcome.report.reason.unwrap().code, "limit-exceeded");
 }
+
+#[test]
+fn svg_is_drawn_to_png_without_reaching_outside_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let green = dir.path().join("green.png");
+    let solid = RgbImage::from_pixel(10, 10, Rgb([0, 255, 0]));
+    std::fs::write(
+        &green,
+        encoded(DynamicImage::ImageRgb8(solid), ImageFormat::Png),
+    )
+    .unwrap();
+    let svg = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="40" height="20" onload="alert(1)">
+<script>fetch('https://evil.example/')</script>
+<rect x="0" y="0" width="20" height="20" fill="#ff0000"/>
+<image x="20" y="0" width="20" height="20" xlink:href="{}"/>
+<foreignObject width="10" height="10"><div xmlns="http://www.w3.org/1999/xhtml">html</div></foreignObject>
+</svg>"##,
+        green.display()
+    );
+    let outcome = process(svg.as_bytes(), "図.svg");
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{:?}",
+        outcome.report.reason
+    );
+    assert!(removed(&outcome, What::Javascript, "script"));
+    assert!(removed(&outcome, What::AutoAction, "onload"));
+    assert!(removed(&outcome, What::ExternalReference, "foreignObject"));
+    let out = outcome.output().unwrap();
+    assert_eq!(out.kind(), FileKind::Png);
+    assert_eq!(out.name(), "図.png");
+    let png = image::load_from_memory(out.bytes()).unwrap().to_rgba8();
+    assert_eq!(png.dimensions(), (40, 20));
+    assert_eq!(
+        png.get_pixel(5, 5),
+        &Rgba([255, 0, 0, 255]),
+        "drawn content stays"
+    );
+    assert_eq!(
+        png.get_pixel(30, 5)[3],
+        0,
+        "a file the SVG points at is never loaded"
+    );
+}
+
+#[test]
+fn svg_text_needs_fonts_and_is_drawn_with_them() {
+    let svg = r#"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="40"><text x="5" y="30" font-size="24" font-family="IPAexGothic">会議室</text></svg>"#.as_bytes();
+    let outcome = process(svg, "label.svg");
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Quarantined,
+        "no fonts: held, not drawn blank"
+    );
+    assert_eq!(outcome.report.reason.unwrap().code, "unsupported");
+
+    // tests/ci.sh installs fonts-ipaexfont.
+    let mut fonts = mukaika_sanitizers::fontdb::Database::new();
+    let path = "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf";
+    fonts.load_font_data(std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}")));
+    let registry = mukaika_sanitizers::Registry::standard_with_fonts(std::sync::Arc::new(fonts));
+    let outcome = registry.process(
+        svg,
+        &mukaika_sanitizers::Declared {
+            name: Some("label.svg"),
+            mime: None,
+        },
+        &Policy::default(),
+    );
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{:?}",
+        outcome.report.reason
+    );
+    let png = image::load_from_memory(outcome.output().unwrap().bytes())
+        .unwrap()
+        .to_rgba8();
+    let inked = png.pixels().filter(|p| p[3] > 0).count();
+    assert!(inked > 100, "the text is drawn ({inked} pixels)");
+}
