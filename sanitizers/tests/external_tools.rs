@@ -1,6 +1,7 @@
 //! Independent verification of outputs by other people's parsers, installed by tests/ci.sh:
 //! qpdf must accept every PDF we write and pdftotext must find the same text in it; oletools'
-//! olevba and mraptor must find no macro in any Office output (and must find the macro in our
+//! olevba and mraptor must find no macro in any Office output, and oleid must rate no indicator
+//! above "none" (each tool must find what it looks for in our
 //! generated inputs, which proves the fixtures are real); rtfobj and msodde must find no object
 //! or DDE link in RTF outputs (and must find them in the inputs); LibreOffice must open the
 //! outputs and show the same text as the inputs. A missing tool fails the test: nothing here is skipped.
@@ -197,7 +198,31 @@ fn olevba_and_mraptor_find_no_macros_in_office_outputs() {
             "{}: olevba:\n{text}",
             path.display()
         );
+        // oleid rates each indicator; in an output every one must be "info" or "none".
+        let (risky, text) = oleid_risks(path);
+        assert!(risky.is_empty(), "{}: oleid:\n{text}", path.display());
     }
+    // The check can fail: oleid does rate the input with an embedded object.
+    let input = workspace_root()
+        .join("../shared/corpus/office/ole-embedded/oletools-embedded-simple-2007.doc");
+    assert!(
+        !oleid_risks(&input).0.is_empty(),
+        "oleid no longer flags ObjectPool"
+    );
+}
+
+/// The indicators oleid rates above "info"/"none", and its whole output.
+fn oleid_risks(path: &Path) -> (Vec<String>, String) {
+    let (_, text) = run(Command::new(tool("oleid")).arg(path));
+    let risky = text
+        .lines()
+        .filter(|line| {
+            let cols: Vec<&str> = line.split('|').collect();
+            cols.len() >= 4 && !matches!(cols[2].trim(), "" | "info" | "none" | "Risk")
+        })
+        .map(str::to_string)
+        .collect();
+    (risky, text)
 }
 
 #[test]
