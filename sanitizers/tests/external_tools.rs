@@ -1,10 +1,10 @@
 //! Independent verification of outputs by other people's parsers, installed by tests/ci.sh:
 //! qpdf must accept every PDF we write and pdftotext must find the same text in it; oletools'
-//! olevba and mraptor must find no macro in any Office output, and oleid must rate no indicator
-//! above "none" (each tool must find what it looks for in our
-//! generated inputs, which proves the fixtures are real); rtfobj and msodde must find no object
-//! or DDE link in RTF outputs (and must find them in the inputs); LibreOffice must open the
-//! outputs and show the same text as the inputs. A missing tool fails the test: nothing here is skipped.
+//! olevba and mraptor must find no macro in any Office output and oleid must rate no indicator
+//! above "none"; rtfobj and msodde must find no object or DDE link in RTF outputs; each tool
+//! must find what it looks for in our inputs, which proves the fixtures are real. LibreOffice
+//! must open the outputs and show the same text as the inputs. A missing tool fails the test:
+//! nothing here is skipped.
 
 mod common;
 
