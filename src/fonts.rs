@@ -9,7 +9,6 @@
 //! Must never: fail start-up.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use mukaika_sanitizers::fontdb::Database;
 
@@ -22,15 +21,21 @@ pub fn default_dirs() -> Vec<PathBuf> {
     vec![PathBuf::from("/usr/share/fonts")]
 }
 
+/// A font source for the sanitizer library: loads `dirs` when the first SVG with text needs
+/// them (most gateways never pay the fonts' memory).
+pub fn source(dirs: Vec<PathBuf>) -> mukaika_sanitizers::svg::FontSource {
+    Box::new(move || load(&dirs))
+}
+
 /// Loads every font file under `dirs`.
-pub fn load(dirs: &[PathBuf]) -> Arc<Database> {
+pub fn load(dirs: &[PathBuf]) -> Database {
     let mut db = Database::new();
     let mut total = 0u64;
     for dir in dirs {
         walk(dir, 0, &mut db, &mut total);
     }
-    tracing::debug!(faces = db.len(), bytes = total, "fonts loaded for SVG text");
-    Arc::new(db)
+    tracing::info!(faces = db.len(), bytes = total, "fonts loaded for SVG text");
+    db
 }
 
 fn walk(dir: &Path, depth: usize, db: &mut Database, total: &mut u64) {

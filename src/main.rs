@@ -656,7 +656,7 @@ fn batch_setup(
     out: &std::path::Path,
 ) -> std::result::Result<(Registry, mukaika::sanitizers::Policy), ExitCode> {
     let registry =
-        Registry::standard_with_fonts(mukaika::fonts::load(&mukaika::fonts::default_dirs()));
+        Registry::standard_with_fonts(mukaika::fonts::source(mukaika::fonts::default_dirs()));
     let policy = sanitize::load_policy(policy, &registry).map_err(|e| {
         eprintln!("mukaika: {e}");
         ExitCode::from(2)

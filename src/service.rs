@@ -115,8 +115,8 @@ pub async fn start(
         audit: Arc::clone(&audit),
         quarantine,
         sink,
-        registry: Arc::new(Registry::standard_with_fonts(crate::fonts::load(
-            &config.fonts.dirs,
+        registry: Arc::new(Registry::standard_with_fonts(crate::fonts::source(
+            config.fonts.dirs.clone(),
         ))),
         config: Arc::clone(&live),
         wake: Arc::clone(&wake),

@@ -94,12 +94,15 @@ impl<'a> Context<'a> {
     /// what the member's outcome means for the container and records its report with
     /// [`Context::add_child`].
     pub fn process_member(&self, bytes: &[u8], name: Option<&str>) -> Outcome {
-        self.registry.process_at(
+        // On the container's second pass the members are our own outputs being re-read: that
+        // pass is their re-check, so they are not re-checked once more inside it.
+        self.registry.process_nested(
             bytes,
             &Declared { name, mime: None },
             self.policy,
             self.depth + 1,
             self.deadline,
+            !self.recheck,
         )
     }
 
@@ -179,6 +182,16 @@ impl<'a> Context<'a> {
     }
 }
 
+/// One file's place in the work: its policy, nesting, deadline, and whether its output gets
+/// the second pass (not when the file itself is being re-read in its container's second pass).
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    policy: &'a Policy,
+    depth: u32,
+    deadline: Instant,
+    recheck_output: bool,
+}
+
 /// Bytes mukaika rebuilt itself and may hand to a forwarding sink. Only the registry makes one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CleanFile {
@@ -240,12 +253,12 @@ impl Default for Registry {
 impl Registry {
     /// Every sanitizer mukaika ships, with no fonts for SVG text (an SVG with text is held).
     pub fn standard() -> Self {
-        Self::standard_with_fonts(std::sync::Arc::new(crate::fontdb::Database::new()))
+        Self::standard_with_fonts(Box::new(crate::fontdb::Database::new))
     }
 
-    /// Every sanitizer mukaika ships; SVG text is drawn with `fonts`, which the caller loads
-    /// (this crate reads no files).
-    pub fn standard_with_fonts(fonts: std::sync::Arc<crate::fontdb::Database>) -> Self {
+    /// Every sanitizer mukaika ships; SVG text is drawn with the fonts `fonts` returns, asked
+    /// once when the first SVG with text arrives (this crate reads no files).
+    pub fn standard_with_fonts(fonts: crate::svg::FontSource) -> Self {
         Self {
             sanitizers: vec![
                 Box::new(crate::pdf::PdfSanitizer),
@@ -342,37 +355,53 @@ impl Registry {
         depth: u32,
         deadline: Instant,
     ) -> Outcome {
-        // Hashing a large input costs as much as rebuilding a small document, so it runs on
-        // a second thread beside the rebuild. Every path below leaves the hash empty; it is
-        // filled in here, once, for all of them.
-        let (hash, mut outcome) = if input.len() >= HASH_BESIDE_MIN_BYTES {
-            std::thread::scope(|scope| {
-                let hasher = scope.spawn(|| sha256_hex(input));
-                let outcome = self.judge(input, declared, policy, depth, deadline);
-                let hash = hasher
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                (hash, outcome)
-            })
-        } else {
-            (
-                sha256_hex(input),
-                self.judge(input, declared, policy, depth, deadline),
-            )
-        };
-        outcome.report.input_sha256 = hash;
-        outcome
+        self.process_nested(input, declared, policy, depth, deadline, true)
     }
 
-    /// Decides one file; the report's `input_sha256` is left for [`Registry::process_at`].
-    fn judge(
+    /// [`Registry::process_at`], with the output re-check optional for members re-read during
+    /// their container's own re-check.
+    fn process_nested(
         &self,
         input: &[u8],
         declared: &Declared<'_>,
         policy: &Policy,
         depth: u32,
         deadline: Instant,
+        recheck_output: bool,
     ) -> Outcome {
+        let job = Job {
+            policy,
+            depth,
+            deadline,
+            recheck_output,
+        };
+        // Hashing a large input costs as much as rebuilding a small document, so it runs on
+        // a second thread beside the rebuild. Every path below leaves the hash empty; it is
+        // filled in here, once, for all of them.
+        let (hash, mut outcome) = if input.len() >= HASH_BESIDE_MIN_BYTES {
+            std::thread::scope(|scope| {
+                let hasher = scope.spawn(|| sha256_hex(input));
+                let outcome = self.judge(input, declared, &job);
+                let hash = hasher
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (hash, outcome)
+            })
+        } else {
+            (sha256_hex(input), self.judge(input, declared, &job))
+        };
+        outcome.report.input_sha256 = hash;
+        outcome
+    }
+
+    /// Decides one file; the report's `input_sha256` is left for [`Registry::process_at`].
+    fn judge(&self, input: &[u8], declared: &Declared<'_>, job: &Job<'_>) -> Outcome {
+        let Job {
+            policy,
+            depth,
+            deadline,
+            ..
+        } = *job;
         if input.len() as u64 > policy.limits.max_input_bytes {
             let report = Report::unhashed(declared.name, input.len(), FileKind::Unknown);
             let detail = format!(
@@ -436,9 +465,7 @@ impl Registry {
             return refuse(report, verdict, code, detail);
         }
         match action {
-            Action::Sanitize => {
-                self.sanitize_checked(input, kind, declared, policy, depth, deadline, report)
-            }
+            Action::Sanitize => self.sanitize_checked(input, kind, declared, job, report),
             Action::Pass if kind == FileKind::Empty => {
                 let name = output_name(declared.name, kind, kind);
                 deliver(
@@ -518,17 +545,20 @@ impl Registry {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn sanitize_checked(
         &self,
         input: &[u8],
         kind: FileKind,
         declared: &Declared<'_>,
-        policy: &Policy,
-        depth: u32,
-        deadline: Instant,
+        job: &Job<'_>,
         mut report: Report,
     ) -> Outcome {
+        let Job {
+            policy,
+            depth,
+            deadline,
+            recheck_output,
+        } = *job;
         let Some(sanitizer) = self.sanitizer_for(kind) else {
             return refuse(
                 report,
@@ -541,8 +571,12 @@ impl Registry {
         cx.name = declared
             .name
             .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n));
-        let result = run_guarded(|| sanitizer.sanitize(input, kind, &mut cx))
-            .and_then(|out| verify(self, sanitizer, &out, policy, depth, deadline).map(|()| out));
+        let result = run_guarded(|| sanitizer.sanitize(input, kind, &mut cx)).and_then(|out| {
+            if recheck_output {
+                verify(self, sanitizer, &out, policy, depth, deadline)?;
+            }
+            Ok(out)
+        });
         report.removed = std::mem::take(&mut cx.removed);
         report.warnings = std::mem::take(&mut cx.warnings);
         report.children = std::mem::take(&mut cx.children);

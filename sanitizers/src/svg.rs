@@ -5,12 +5,13 @@
 //! every `href` that is not a `data:` URL resolves to nothing — and rasterised at its own size
 //! within the image limits. Scripts, event handlers, `foreignObject`, external references and
 //! entity declarations are reported; they cannot survive a raster.
-//! Invariants: fonts come only from the database the caller hands in (the library reads no
-//! files); an SVG with text and no fonts to draw it is held rather than rendered without its
-//! words.
+//! Invariants: fonts come only from the caller's [`FontSource`], asked once, the first time
+//! an SVG has text (the library reads no files, and a gateway that never sees SVG text never
+//! pays the fonts' memory); an SVG with text and no fonts to draw it is held rather than
+//! rendered without its words.
 //! Must never: load a resource by URL or path.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use resvg::usvg::{self, fontdb};
 
@@ -19,15 +20,32 @@ use crate::kind::FileKind;
 use crate::registry::{Context, Sanitized, Sanitizer};
 use crate::report::What;
 
+/// Where the fonts for SVG text come from: called at most once, on first need.
+pub type FontSource = Box<dyn Fn() -> fontdb::Database + Send + Sync>;
+
 /// Rasterises SVG.
 pub struct SvgSanitizer {
-    fonts: Arc<fontdb::Database>,
+    source: FontSource,
+    fonts: OnceLock<Arc<fontdb::Database>>,
 }
 
 impl SvgSanitizer {
-    /// A rasteriser drawing text with `fonts`.
-    pub fn new(fonts: Arc<fontdb::Database>) -> Self {
-        Self { fonts }
+    /// A rasteriser drawing text with the fonts `source` provides.
+    pub fn new(source: FontSource) -> Self {
+        Self {
+            source,
+            fonts: OnceLock::new(),
+        }
+    }
+
+    fn fonts(&self, needed: bool) -> Arc<fontdb::Database> {
+        if !needed {
+            if let Some(fonts) = self.fonts.get() {
+                return Arc::clone(fonts);
+            }
+            return Arc::new(fontdb::Database::new());
+        }
+        Arc::clone(self.fonts.get_or_init(|| Arc::new((self.source)())))
     }
 }
 
@@ -69,14 +87,16 @@ impl Sanitizer for SvgSanitizer {
                 cx.remove(*what, "svg", format!("{count} × {why}"));
             }
         }
-        if lower.contains("<text") && self.fonts.is_empty() {
+        let has_text = lower.contains("<text");
+        let fonts = self.fonts(has_text);
+        if has_text && fonts.is_empty() {
             return Err(Error::unsupported(
                 "SVG with text, and no fonts loaded to draw it (held rather than drawn without its words)",
             ));
         }
         let options = usvg::Options {
             resources_dir: None,
-            fontdb: self.fonts.clone(),
+            fontdb: fonts,
             image_href_resolver: usvg::ImageHrefResolver {
                 resolve_data: usvg::ImageHrefResolver::default_data_resolver(),
                 // Paths and URLs resolve to nothing: the file is drawn from itself alone.

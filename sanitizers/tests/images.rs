@@ -297,10 +297,12 @@ fn svg_text_needs_fonts_and_is_drawn_with_them() {
     assert_eq!(outcome.report.reason.unwrap().code, "unsupported");
 
     // tests/ci.sh installs fonts-ipaexfont.
-    let mut fonts = mukaika_sanitizers::fontdb::Database::new();
-    let path = "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf";
-    fonts.load_font_data(std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}")));
-    let registry = mukaika_sanitizers::Registry::standard_with_fonts(std::sync::Arc::new(fonts));
+    let registry = mukaika_sanitizers::Registry::standard_with_fonts(Box::new(|| {
+        let mut fonts = mukaika_sanitizers::fontdb::Database::new();
+        let path = "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf";
+        fonts.load_font_data(std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}")));
+        fonts
+    }));
     let outcome = registry.process(
         svg,
         &mukaika_sanitizers::Declared {
