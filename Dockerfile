@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # mukaika: multi-stage build. The builder compiles a release binary with the committed
-# Cargo.lock; the runtime image holds only that binary, runs as an unprivileged user, and keeps
-# every piece of state under /var/lib/mukaika (a volume).
+# Cargo.lock; the runtime image holds only that binary and fonts to draw SVG text, runs as an
+# unprivileged user, and keeps every piece of state under /var/lib/mukaika (a volume).
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -20,7 +20,7 @@ RUN touch src/main.rs src/lib.rs sanitizers/src/lib.rs \
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates tini \
+ && apt-get install -y --no-install-recommends ca-certificates tini fonts-ipaexfont-gothic fonts-ipaexfont-mincho fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 mukaika \
  && useradd --system --uid 10001 --gid mukaika --home-dir /var/lib/mukaika --shell /usr/sbin/nologin mukaika \

@@ -1,6 +1,5 @@
 //! The reference corpus's 50 messages (`../shared/corpus/mail`): each reaches its expected
-//! verdict, or is held only because an attachment is of a kind whose sanitizer has not landed
-//! yet (#6: images, archives, TNEF, text) — counted as pending, never as delivered. Prints a
+//! verdict (or one its notes allow), and none delivers what should have been stopped. Prints a
 //! score table.
 
 mod common;
@@ -52,25 +51,6 @@ fn verdict_of(outcome: &MailOutcome) -> &'static str {
     }
 }
 
-/// Held only for kinds whose sanitizer is issue #6's (never a safety problem: nothing of
-/// theirs is delivered).
-fn pending_only(outcome: &MailOutcome) -> bool {
-    let held: Vec<_> = outcome
-        .report
-        .attachments
-        .iter()
-        .filter(|a| a.disposition == Disposition::Held)
-        .collect();
-    !held.is_empty()
-        && outcome.report.verdict == MailVerdict::Delivered
-        && held.iter().all(|a| {
-            a.report
-                .reason
-                .as_ref()
-                .is_some_and(|r| r.code == "policy-quarantine")
-        })
-}
-
 #[test]
 fn corpus_messages_reach_their_expected_verdicts() {
     let dir = corpus_dir();
@@ -79,7 +59,7 @@ fn corpus_messages_reach_their_expected_verdicts() {
     let registry = Registry::standard();
     let policy = Policy::default();
     let (mut misses, mut unsafe_outcomes) = (Vec::new(), Vec::new());
-    let mut table: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    let mut table: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for line in manifest.lines().skip(1).filter(|l| l.starts_with("mail/")) {
         let cols: Vec<&str> = line.split('\t').collect();
         let (path, expected, notes) = (
@@ -101,21 +81,6 @@ fn corpus_messages_reach_their_expected_verdicts() {
         }
         if acceptable {
             row.1 += 1;
-        } else if pending_only(&outcome) {
-            row.2 += 1;
-            if std::env::var_os("MUKAIKA_SHOW_PENDING").is_some() {
-                for a in outcome
-                    .report
-                    .attachments
-                    .iter()
-                    .filter(|a| a.disposition == Disposition::Held)
-                {
-                    println!(
-                        "pending {path}: {:?} {:?}",
-                        a.report.input, a.report.detected_type
-                    );
-                }
-            }
         } else {
             misses.push(format!(
                 "{path}: got {got}, expected {expected} ({:?}; attachments {:?})",
@@ -143,18 +108,14 @@ fn corpus_messages_reach_their_expected_verdicts() {
             );
         }
     }
-    println!(
-        "\n{:<18} {:>8} {:>6} {:>16}",
-        "folder", "messages", "hits", "pending #6"
-    );
-    let (mut n, mut h, mut p) = (0, 0, 0);
-    for (folder, (a, b, c)) in &table {
-        println!("{folder:<18} {a:>8} {b:>6} {c:>16}");
+    println!("\n{:<18} {:>8} {:>6}", "folder", "messages", "hits");
+    let (mut n, mut h) = (0, 0);
+    for (folder, (a, b)) in &table {
+        println!("{folder:<18} {a:>8} {b:>6}");
         n += a;
         h += b;
-        p += c;
     }
-    println!("{:<18} {n:>8} {h:>6} {p:>16}\n", "TOTAL");
+    println!("{:<18} {n:>8} {h:>6}\n", "TOTAL");
     assert!(
         unsafe_outcomes.is_empty(),
         "unsafe:\n{}",
