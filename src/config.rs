@@ -80,6 +80,12 @@ node = "mukaika-1"
 # hmac_key_file = "/etc/mukaika/audit.key"
 # Optional SIEM: "udp://192.0.2.10:514" or "tcp://192.0.2.10:6514".
 # syslog = "udp://127.0.0.1:514"
+# Days audit files are kept (対策基準 7.1(6)); expiry writes a record of what it removed.
+retention_days = 1825
+
+[quarantine]
+# Days quarantined originals are kept; expiry writes an audit record listing them.
+retention_days = 180
 
 [fonts]
 # Folders with TrueType/OpenType fonts for drawing SVG text (read at start-up).
@@ -103,6 +109,9 @@ pub struct ServiceConfig {
     pub pipeline: PipelineConfig,
     /// Audit log.
     pub audit: AuditSection,
+    /// Quarantine store.
+    #[serde(default)]
+    pub quarantine: QuarantineSection,
     /// Fonts for drawing SVG text.
     #[serde(default)]
     pub fonts: FontsSection,
@@ -267,6 +276,29 @@ pub struct AuditSection {
     /// SIEM target (`udp://ip:port` or `tcp://ip:port`).
     #[serde(default)]
     pub syslog: Option<String>,
+    /// Days audit files are kept (対策基準 7.1(6)); older files are removed with a record.
+    #[serde(default = "default_audit_retention")]
+    pub retention_days: u32,
+}
+
+fn default_audit_retention() -> u32 {
+    1825
+}
+
+/// `[quarantine]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineSection {
+    /// Days quarantined originals are kept; older ones are removed with an audit record.
+    pub retention_days: u32,
+}
+
+impl Default for QuarantineSection {
+    fn default() -> Self {
+        Self {
+            retention_days: 180,
+        }
+    }
 }
 
 /// Why a configuration cannot be used.
@@ -382,6 +414,11 @@ impl ServiceConfig {
     /// # Errors
     /// An open relay, zero limits, bad networks, a policy the registry cannot honour.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.audit.retention_days == 0 || self.quarantine.retention_days == 0 {
+            return Err(ConfigError(
+                "audit.retention_days and quarantine.retention_days: at least one day".into(),
+            ));
+        }
         let s = &self.smtp;
         let networks: Vec<Network> = s
             .client_networks

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod quarantine;
 pub mod relay;
 pub mod relay_client;
+pub mod retention;
 pub mod sanitize;
 pub mod service;
 pub mod smtp;

@@ -59,6 +59,11 @@ pub trait QuarantineStore: Send + Sync {
     /// # Errors
     /// Unknown item or unreadable blob.
     fn bytes(&self, id: &str) -> std::io::Result<Vec<u8>>;
+    /// Deletes an item (and its blob once no other item shares it). The caller audits first.
+    ///
+    /// # Errors
+    /// Unknown item, or the store cannot be written.
+    fn remove(&self, id: &str) -> std::io::Result<()>;
 }
 
 /// The file-system store.
@@ -112,15 +117,38 @@ impl QuarantineStore for FsQuarantine {
     }
 
     fn bytes(&self, id: &str) -> std::io::Result<Vec<u8>> {
+        let item = self.item(id)?;
+        fs::read(self.root.join("blobs").join(item.sha256))
+    }
+
+    fn remove(&self, id: &str) -> std::io::Result<()> {
+        let item = self.item(id)?;
+        fs::remove_file(self.item_path(id))?;
+        sync_dir(&self.root.join("items")).map_err(std::io::Error::other)?;
+        let shared = self.list()?.iter().any(|other| other.sha256 == item.sha256);
+        if !shared {
+            match fs::remove_file(self.root.join("blobs").join(&item.sha256)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            sync_dir(&self.root.join("blobs")).map_err(std::io::Error::other)?;
+        }
+        Ok(())
+    }
+}
+
+impl FsQuarantine {
+    /// The record path of an item; IDs are reduced to `[A-Za-z0-9-]` so none names a path.
+    fn item_path(&self, id: &str) -> PathBuf {
         let safe: String = id
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
-        let item: QuarantineItem = serde_json::from_slice(&fs::read(
-            self.root.join("items").join(format!("{safe}.json")),
-        )?)
-        .map_err(std::io::Error::other)?;
-        fs::read(self.root.join("blobs").join(item.sha256))
+        self.root.join("items").join(format!("{safe}.json"))
+    }
+
+    fn item(&self, id: &str) -> std::io::Result<QuarantineItem> {
+        serde_json::from_slice(&fs::read(self.item_path(id))?).map_err(std::io::Error::other)
     }
 }
 

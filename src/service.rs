@@ -113,7 +113,7 @@ pub async fn start(
     let pipeline = Arc::new(Pipeline {
         spool: Arc::clone(&spool),
         audit: Arc::clone(&audit),
-        quarantine,
+        quarantine: Arc::clone(&quarantine),
         sink,
         registry: Arc::new(Registry::standard_with_fonts(crate::fonts::source(
             config.fonts.dirs.clone(),
@@ -146,7 +146,13 @@ pub async fn start(
         wake,
         tls,
     });
-    tasks.spawn(server::serve(listener, intake, watch_rx));
+    tasks.spawn(server::serve(listener, intake, watch_rx.clone()));
+    tasks.spawn(retention_task(
+        Arc::clone(&audit),
+        Arc::clone(&quarantine),
+        Arc::clone(&live),
+        watch_rx,
+    ));
     audit
         .append(AuditEvent::ServiceStarted(ServiceEvent {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -165,6 +171,42 @@ pub async fn start(
         config: live,
         pid_file,
     })
+}
+
+/// Expires old audit files and quarantined items at start and then hourly, until shutdown.
+async fn retention_task(
+    audit: Arc<AuditLog>,
+    quarantine: Arc<dyn QuarantineStore>,
+    config: Arc<Live<ServiceConfig>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (audit_days, quarantine_days) = {
+            let c = config.get();
+            (c.audit.retention_days, c.quarantine.retention_days)
+        };
+        let (a, q) = (Arc::clone(&audit), Arc::clone(&quarantine));
+        let pass = tokio::task::spawn_blocking(move || {
+            crate::retention::run(&a, q.as_ref(), audit_days, quarantine_days)
+        })
+        .await;
+        match pass {
+            Ok(Ok(expired)) if expired != Default::default() => tracing::info!(
+                audit_files = expired.audit_files.len(),
+                quarantine_items = expired.quarantine_items.len(),
+                "retention pass removed expired records"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "retention pass failed; nothing unrecorded was removed")
+            }
+            Err(e) => tracing::error!(error = %e, "retention pass panicked"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Settings read once at start-up; a reload that changes them is applied without them.

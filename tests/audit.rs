@@ -451,3 +451,55 @@ fn records_are_forwarded_to_syslog_as_rfc5424() {
     assert_eq!(record["event"]["queue_id"], "Q00007");
     assert_eq!(log.forwarder().unwrap().failures(), 0);
 }
+
+#[test]
+fn quarantine_retention_removes_old_items_only_after_recording_them() {
+    use mukaika::quarantine::{FsQuarantine, QuarantineItem, QuarantineStore};
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(AuditConfig::new(dir.path().join("audit"), "gw1")).unwrap();
+    let store = FsQuarantine::open(dir.path().join("quarantine")).unwrap();
+    let item = |id: &str, at: &str, body: &[u8]| {
+        let it = QuarantineItem {
+            id: id.into(),
+            source: "mail".into(),
+            origin_id: "Q1".into(),
+            name: Some("a.rar".into()),
+            reason: "policy-quarantine".into(),
+            detail: "rar".into(),
+            sha256: mukaika_sanitizers::report::sha256_hex(body),
+            size: body.len() as u64,
+            at: at.into(),
+            report: serde_json::Value::Null,
+        };
+        store.put(&it, body).unwrap();
+    };
+    item("old-1", "2020-01-01T00:00:00.000Z", b"old bytes");
+    item("new-1", &mukaika::audit::log::now_rfc3339(), b"new bytes");
+    item("odd-1", "not a time", b"odd bytes");
+
+    let expired = mukaika::retention::run(&log, &store, 1825, 180).unwrap();
+    assert_eq!(expired.quarantine_items, ["old-1"]);
+    let left: Vec<String> = store.list().unwrap().into_iter().map(|i| i.id).collect();
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&"new-1".to_string()) && left.contains(&"odd-1".to_string()));
+    assert!(store.bytes("old-1").is_err());
+    let record = audit::search(&dir.path().join("audit"), &audit::Search::default())
+        .unwrap()
+        .into_iter()
+        .find(|r| r.event["type"] == "retention_expired")
+        .expect("the removal is on record");
+    assert_eq!(record.event["removed"], serde_json::json!(["old-1"]));
+    assert_eq!(record.event["days"], 180);
+
+    // A second pass finds nothing and records nothing.
+    let again = mukaika::retention::run(&log, &store, 1825, 180).unwrap();
+    assert!(again.quarantine_items.is_empty());
+    let records = audit::search(&dir.path().join("audit"), &audit::Search::default()).unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.event["type"] == "retention_expired")
+            .count(),
+        1
+    );
+}
