@@ -87,6 +87,12 @@ retention_days = 1825
 # Days quarantined originals are kept; expiry writes an audit record listing them.
 retention_days = 180
 
+[admin]
+# Prometheus /metrics and /healthz. Loopback only unless dangerous_expose = true (no login).
+listen = "127.0.0.1:9925"
+# /healthz fails once delivery to the LGWAN side has failed this long.
+delivery_unhealthy_secs = 900
+
 [fonts]
 # Folders with TrueType/OpenType fonts for drawing SVG text (read at start-up).
 dirs = ["/usr/share/fonts"]
@@ -112,6 +118,9 @@ pub struct ServiceConfig {
     /// Quarantine store.
     #[serde(default)]
     pub quarantine: QuarantineSection,
+    /// Admin listener (metrics and health).
+    #[serde(default)]
+    pub admin: AdminSection,
     /// Fonts for drawing SVG text.
     #[serde(default)]
     pub fonts: FontsSection,
@@ -285,6 +294,36 @@ fn default_audit_retention() -> u32 {
     1825
 }
 
+/// `[admin]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the admin listener (`/metrics`, `/healthz`). Loopback unless
+    /// `dangerous_expose` is set.
+    pub listen: SocketAddr,
+    /// `/healthz` fails once delivery to the LGWAN side has failed for this many seconds.
+    #[serde(default = "default_unhealthy_secs")]
+    pub delivery_unhealthy_secs: u64,
+    /// Allow a non-loopback admin address. The endpoints do not authenticate: put them behind
+    /// a firewall or a proxy that does.
+    #[serde(default)]
+    pub dangerous_expose: bool,
+}
+
+fn default_unhealthy_secs() -> u64 {
+    900
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9925)),
+            delivery_unhealthy_secs: default_unhealthy_secs(),
+            dangerous_expose: false,
+        }
+    }
+}
+
 /// `[quarantine]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -417,6 +456,11 @@ impl ServiceConfig {
         if self.audit.retention_days == 0 || self.quarantine.retention_days == 0 {
             return Err(ConfigError(
                 "audit.retention_days and quarantine.retention_days: at least one day".into(),
+            ));
+        }
+        if !self.admin.listen.ip().is_loopback() && !self.admin.dangerous_expose {
+            return Err(ConfigError(
+                "admin.listen: a non-loopback address needs admin.dangerous_expose = true (the endpoints do not authenticate)".into(),
             ));
         }
         let s = &self.smtp;

@@ -5,11 +5,13 @@
 //! Invariant: only bytes in a [`mukaika_sanitizers::CleanFile`] are ever written where a
 //! forwarding sink (or a user) would pick them up.
 
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod fonts;
 pub mod live;
 pub mod mail;
+pub mod metrics;
 pub mod pipeline;
 pub mod quarantine;
 pub mod relay;

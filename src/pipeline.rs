@@ -132,10 +132,13 @@ impl Pipeline {
         let config = self.config.get();
         let timeout = Duration::from_secs(config.pipeline.timeout_secs);
         let (registry, raw, qid) = (Arc::clone(&self.registry), data.clone(), id.clone());
+        let started = std::time::Instant::now();
         let task = tokio::task::spawn_blocking(move || {
             mail::convert(&raw, &qid, &registry, &config.policy)
         });
-        let converted = match tokio::time::timeout(timeout, task).await {
+        let finished = tokio::time::timeout(timeout, task).await;
+        let elapsed = started.elapsed();
+        let converted = match finished {
             Ok(Ok(outcome)) => Converted::Outcome(Box::new(outcome)),
             Ok(Err(join)) if join.is_panic() => {
                 Converted::Failed("internal-error", "the converter panicked".into())
@@ -148,7 +151,8 @@ impl Pipeline {
         };
         let this = Arc::clone(self);
         let settled =
-            tokio::task::spawn_blocking(move || this.settle(lease, &data, converted)).await;
+            tokio::task::spawn_blocking(move || this.settle(lease, &data, converted, elapsed))
+                .await;
         match settled {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -162,7 +166,13 @@ impl Pipeline {
 
     /// Makes the outcome durable, audits it, then completes the lease. Any failure before the
     /// completion leaves the item queued (deferred when delivery itself failed).
-    fn settle(&self, lease: Lease, original: &[u8], converted: Converted) -> Result<(), String> {
+    fn settle(
+        &self,
+        lease: Lease,
+        original: &[u8],
+        converted: Converted,
+        elapsed: Duration,
+    ) -> Result<(), String> {
         let meta = lease.meta().clone();
         // Every record of this item goes into one durable audit write, after the outcome
         // itself is durable and before the lease completes.
@@ -228,6 +238,7 @@ impl Pipeline {
                     .iter()
                     .map(|r| format!("{:?} at {}", r.what, r.location))
                     .collect(),
+                detected_type: Some(a.report.detected_type.name().to_string()),
             }));
         }
         if report.verdict == MailVerdict::Quarantined {
@@ -255,6 +266,7 @@ impl Pipeline {
             input_sha256: report.input_sha256.clone(),
             output_sha256: report.output_sha256.clone(),
             findings: report.findings.iter().map(|f| f.code.clone()).collect(),
+            elapsed_ms: Some(elapsed.as_millis() as u64),
         }));
         if let Some(message) = message {
             let delivered = match &self.sink {

@@ -31,6 +31,8 @@ use crate::spool::Spool;
 pub struct Running {
     /// The address the SMTP listener is bound to.
     pub smtp_addr: SocketAddr,
+    /// The address the admin listener (metrics, health) is bound to.
+    pub admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: tokio::task::JoinSet<()>,
     audit: Arc<AuditLog>,
@@ -64,6 +66,8 @@ pub async fn start(
     }
     audit_config.syslog = config.audit.syslog.as_deref().map(str::parse).transpose()?;
     let audit = Arc::new(AuditLog::open(audit_config).map_err(|e| e.to_string())?);
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    audit.observe(Arc::clone(&metrics) as Arc<dyn crate::audit::log::Observer>);
     audit
         .append(AuditEvent::ConfigLoaded(ConfigLoaded {
             source: config_source.into(),
@@ -81,6 +85,11 @@ pub async fn start(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.smtp.listen))?;
     let smtp_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.listen))?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+    let mut spools: Vec<(&'static str, Arc<Spool>)> = vec![("intake", Arc::clone(&spool))];
     let wake = Arc::new(Notify::new());
     let (shutdown, watch_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -90,6 +99,7 @@ pub async fn start(
             let (outgoing, corrupt) =
                 Spool::open(data.join("outgoing"), config.data.min_free_bytes)
                     .map_err(|e| e.to_string())?;
+            spools.push(("outgoing", Arc::clone(&outgoing)));
             for id in corrupt {
                 tracing::error!(queue_id = %id, "outgoing item unreadable; moved to corrupt/");
             }
@@ -147,6 +157,19 @@ pub async fn start(
         tls,
     });
     tasks.spawn(server::serve(listener, intake, watch_rx.clone()));
+    tasks.spawn(crate::admin::serve(
+        admin_listener,
+        Arc::new(crate::admin::AdminState {
+            metrics,
+            spools,
+            probe_dir: data.join("spool"),
+            min_free_bytes: config.data.min_free_bytes,
+            delivery_unhealthy: std::time::Duration::from_secs(
+                config.admin.delivery_unhealthy_secs,
+            ),
+        }),
+        watch_rx.clone(),
+    ));
     tasks.spawn(retention_task(
         Arc::clone(&audit),
         Arc::clone(&quarantine),
@@ -162,9 +185,10 @@ pub async fn start(
     let pid_file = pid_file(&config);
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
         .map_err(|e| format!("{}: {e}", pid_file.display()))?;
-    tracing::info!(smtp = %smtp_addr, workers, data = %data.display(), "mukaika started");
+    tracing::info!(smtp = %smtp_addr, admin = %admin_addr, workers, data = %data.display(), "mukaika started");
     Ok(Running {
         smtp_addr,
+        admin_addr,
         shutdown,
         tasks,
         audit,
@@ -220,6 +244,7 @@ const RESTART_ONLY: &[&str] = &[
     "pipeline.workers",
     "audit",
     "fonts",
+    "admin",
 ];
 
 impl Running {
@@ -255,6 +280,7 @@ impl Running {
         new.pipeline.workers = old.pipeline.workers;
         new.audit = old.audit.clone();
         new.fonts = old.fonts.clone();
+        new.admin = old.admin.clone();
         self.audit
             .append(AuditEvent::ConfigLoaded(ConfigLoaded {
                 source: format!("reload:{source}"),

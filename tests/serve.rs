@@ -488,3 +488,156 @@ fn reload_keeps_restart_only_settings_and_names_them() {
         "{kinds:?}"
     );
 }
+
+/// One HTTP/1.1 GET over a plain socket: status code and body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Parses the Prometheus text format strictly: every sample line is `name{labels} value` with a
+/// declared family, and every value is a number. Returns (series, value) pairs.
+fn parse_metrics(text: &str) -> Vec<(String, f64)> {
+    let mut declared = std::collections::HashSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            let name = parts.next().unwrap();
+            let kind = parts.next().unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            declared.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let name = series.split('{').next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| declared.contains(*f))
+            .unwrap_or(name);
+        assert!(declared.contains(family), "undeclared family in {line:?}");
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line:?}");
+            }
+        }
+        samples.push((series.to_string(), value));
+    }
+    samples
+}
+
+#[test]
+fn metrics_count_from_the_audit_record_and_health_reports_what_fails() {
+    let data = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let running = support::start(&rt, config(data.path(), ""), DEFAULT_TOML);
+    assert!(running.admin_addr.ip().is_loopback());
+    let (status, body) = http_get(running.admin_addr, "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+    let (mut c, _) = Client::connect(running.smtp_addr);
+    assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
+    assert_eq!(
+        c.mail(
+            "soumu@city.example.invalid",
+            &generate::mail_forwarded_macro()
+        ),
+        250
+    );
+    assert_eq!(
+        c.mail(
+            "soumu@city.example.invalid",
+            &generate::mail_smime_enveloped()
+        ),
+        250
+    );
+    assert_eq!(c.send(b"QUIT\r\n"), 221);
+    wait_for(&data.path().join("maildir/new"), 1);
+    wait_for(&data.path().join("quarantine/items"), 1);
+
+    // Counters follow durable audit records; poll briefly for the second settle.
+    let mut samples = Vec::new();
+    for _ in 0..100 {
+        let (status, body) = http_get(running.admin_addr, "/metrics");
+        assert_eq!(status, 200);
+        samples = parse_metrics(&body);
+        let converted: f64 = samples
+            .iter()
+            .filter(|(s, _)| s.starts_with("mukaika_messages_converted_total"))
+            .map(|(_, v)| v)
+            .sum();
+        if converted >= 2.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let value = |series: &str| {
+        samples
+            .iter()
+            .find(|(s, _)| s == series)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{series} missing from {samples:?}"))
+    };
+    assert_eq!(value("mukaika_smtp_messages_received_total"), 2.0);
+    assert_eq!(
+        value("mukaika_messages_converted_total{verdict=\"delivered\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("mukaika_messages_converted_total{verdict=\"quarantined\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("mukaika_files_total{type=\"docm\",verdict=\"sanitized\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("mukaika_deliveries_total{outcome=\"delivered\"}"),
+        1.0
+    );
+    assert_eq!(value("mukaika_conversion_seconds_count"), 2.0);
+    assert_eq!(value("mukaika_conversion_seconds_bucket{le=\"+Inf\"}"), 2.0);
+    assert_eq!(
+        value("mukaika_spool_items{spool=\"intake\",state=\"incoming\"}"),
+        0.0
+    );
+    assert!(value("mukaika_spool_free_bytes{spool=\"intake\"}") > 0.0);
+    rt.block_on(running.stop("test"));
+
+    // A disk below the configured floor fails health, with the reason.
+    let data = tempfile::tempdir().unwrap();
+    let text = support::config_text(data.path(), "127.0.0.1:0")
+        .replace("min_free_bytes = 1", "min_free_bytes = 1000000000000000");
+    let config = ServiceConfig::from_toml(&text).unwrap();
+    let running = support::start(&rt, config, &text);
+    let (status, body) = http_get(running.admin_addr, "/healthz");
+    assert_eq!(status, 503);
+    assert!(body.contains("disk nearly full"), "{body}");
+    rt.block_on(running.stop("test"));
+}

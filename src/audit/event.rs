@@ -88,6 +88,9 @@ pub struct PartSanitized {
     pub output_sha256: Option<String>,
     /// What was removed (`what` codes with locations).
     pub removed: Vec<String>,
+    /// The true type the sanitizer found (added in 0.2; absent in older records).
+    #[serde(default)]
+    pub detected_type: Option<String>,
 }
 
 /// A message was converted.
@@ -107,6 +110,9 @@ pub struct MessageConverted {
     pub output_sha256: Option<String>,
     /// Structural findings.
     pub findings: Vec<String>,
+    /// How long the conversion took, in milliseconds (added in 0.2; absent in older records).
+    #[serde(default)]
+    pub elapsed_ms: Option<u64>,
 }
 
 /// The relay accepted a message.

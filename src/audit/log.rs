@@ -80,6 +80,14 @@ pub struct AuditLog {
     state: Mutex<State>,
     flushed: Condvar,
     forwarder: Option<super::syslog::Forwarder>,
+    observer: std::sync::OnceLock<std::sync::Arc<dyn Observer>>,
+}
+
+/// Something told of every event once it is durable (metrics count from the record, so they
+/// never count what the log does not hold).
+pub trait Observer: Send + Sync {
+    /// Called after `events` were written and fsynced.
+    fn recorded(&self, events: &[AuditEvent]);
 }
 
 impl AuditLog {
@@ -137,6 +145,7 @@ impl AuditLog {
             }),
             flushed: Condvar::new(),
             forwarder: config.syslog.map(super::syslog::Forwarder::start),
+            observer: std::sync::OnceLock::new(),
             config,
         };
         if let Some(recovery) = tail.torn {
@@ -191,7 +200,16 @@ impl AuditLog {
             self.push(&mut st, &AuditEvent::Checkpoint(Checkpoint { records }));
             st.since_checkpoint = 0;
         }
-        self.wait_durable(st, last)
+        let seq = self.wait_durable(st, last)?;
+        if let Some(observer) = self.observer.get() {
+            observer.recorded(events);
+        }
+        Ok(seq)
+    }
+
+    /// Sets the observer told of every durable event (once; later calls are ignored).
+    pub fn observe(&self, observer: std::sync::Arc<dyn Observer>) {
+        let _ = self.observer.set(observer);
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, State>, AuditError> {

@@ -25,6 +25,7 @@ pub fn config_text(data: &Path, listen: &str) -> String {
         )
         .replace("dir = \"./data\"", &format!("dir = \"{}\"", data.display()))
         .replace("min_free_bytes = 104857600", "min_free_bytes = 1")
+        .replace("listen = \"127.0.0.1:9925\"", "listen = \"127.0.0.1:0\"")
 }
 
 /// A minimal SMTP client: sends each command, returns each reply's code.

@@ -1,0 +1,177 @@
+//! The admin listener: `/metrics` (Prometheus text) and `/healthz`.
+//!
+//! Owns: the HTTP edge for operators' monitoring (the quarantine UI joins it later). Loopback by
+//! default; any other address needs `admin.dangerous_expose = true`, since nothing here asks
+//! who is calling.
+//! Invariants: `/healthz` answers 200 only when every check passes — the spool takes a write,
+//! the disk has more than `data.min_free_bytes` free, and delivery to the LGWAN side has not
+//! been failing for longer than `admin.delivery_unhealthy_secs` — and 503 listing what failed
+//! otherwise. Both handlers only read.
+//! Must never: serve anything from the quarantine or the spool.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::spool::Spool;
+
+/// What the handlers read.
+pub struct AdminState {
+    /// Counters fed by the audit log.
+    pub metrics: Arc<Metrics>,
+    /// The intake spool and, in relay mode, the outgoing one.
+    pub spools: Vec<(&'static str, Arc<Spool>)>,
+    /// Where the write probe goes (the spool root).
+    pub probe_dir: PathBuf,
+    /// Free-space floor, in bytes.
+    pub min_free_bytes: u64,
+    /// How long delivery may fail before health fails.
+    pub delivery_unhealthy: Duration,
+}
+
+/// Serves until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AdminState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state);
+    let stop = async move {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!(error = %e, "admin listener failed");
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    let body = tokio::task::spawn_blocking(move || {
+        let spools: Vec<(&str, &Spool)> =
+            state.spools.iter().map(|(n, s)| (*n, s.as_ref())).collect();
+        state.metrics.render(&spools)
+    })
+    .await
+    .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+/// Every failing check, in Japanese and English.
+pub fn health_problems(state: &AdminState) -> Vec<String> {
+    let mut problems = Vec::new();
+    let probe = state
+        .probe_dir
+        .join(format!(".healthz-{}", std::process::id()));
+    let writable = std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe));
+    if let Err(e) = writable {
+        problems.push(format!(
+            "スプールに書き込めません / spool not writable: {e}"
+        ));
+    }
+    for (name, spool) in &state.spools {
+        match spool.free_bytes() {
+            Some(free) if free < state.min_free_bytes => problems.push(format!(
+                "ディスクの空きが不足 / disk nearly full: {name} spool has {free} bytes free, floor {}",
+                state.min_free_bytes
+            )),
+            Some(_) => {}
+            None => problems.push(format!("空き容量を取得できません / free space unknown: {name} spool")),
+        }
+    }
+    if let Some(failing) = state.metrics.delivery_failing_for() {
+        if failing > state.delivery_unhealthy {
+            problems.push(format!(
+                "LGWAN 側への配送が {} 秒失敗し続けています / delivery failing for {} s",
+                failing.as_secs(),
+                failing.as_secs()
+            ));
+        }
+    }
+    problems
+}
+
+async fn healthz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    let problems = tokio::task::spawn_blocking(move || health_problems(&state))
+        .await
+        .unwrap_or_else(|e| vec![format!("health check failed: {e}")]);
+    if problems.is_empty() {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy\n{}\n", problems.join("\n")),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::{Deferred, Delivered};
+    use crate::audit::log::Observer;
+    use crate::audit::AuditEvent;
+
+    #[test]
+    fn failing_delivery_turns_health_red_after_the_grace_period_and_green_on_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let state = AdminState {
+            metrics: Arc::clone(&metrics),
+            spools: Vec::new(),
+            probe_dir: dir.path().to_path_buf(),
+            min_free_bytes: 0,
+            delivery_unhealthy: Duration::ZERO,
+        };
+        assert!(health_problems(&state).is_empty());
+        metrics.recorded(&[AuditEvent::Deferred(Deferred {
+            queue_id: "Q1".into(),
+            reason: "connection refused".into(),
+            attempt: 1,
+            next_attempt: "2026-01-01T00:00:00.000Z".into(),
+        })]);
+        std::thread::sleep(Duration::from_millis(5));
+        let problems = health_problems(&state);
+        assert!(
+            problems.iter().any(|p| p.contains("delivery failing")),
+            "{problems:?}"
+        );
+        metrics.recorded(&[AuditEvent::Delivered(Delivered {
+            queue_id: "Q1".into(),
+            destination: "smtp://lgwan.example.invalid".into(),
+            rcpt_to: vec![],
+            reply: "250 ok".into(),
+        })]);
+        assert!(health_problems(&state).is_empty());
+
+        let gone = AdminState {
+            probe_dir: dir.path().join("missing"),
+            ..state
+        };
+        assert!(health_problems(&gone)
+            .iter()
+            .any(|p| p.contains("not writable")));
+    }
+}

@@ -1,0 +1,258 @@
+//! Metrics, counted from the audit record, and delivery health.
+//!
+//! Owns: [`Metrics`], an audit [`Observer`]: every durable audit event updates counters
+//! (messages received and converted per verdict, files per verdict and detected type,
+//! quarantined items per reason, deliveries per outcome), the conversion-time histogram, and
+//! the delivery health clock (how long delivery to the LGWAN side has been failing); and the
+//! Prometheus text rendering, with spool depths and free space read at scrape time.
+//! Invariants: a counter moves only for an event the audit log holds durably, so metrics and
+//! audit never disagree; label values are escaped per the text exposition format.
+//! Must never: block the audit writer for long (one short mutex per event batch).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::audit::log::Observer;
+use crate::audit::AuditEvent;
+use crate::spool::Spool;
+
+/// Upper bounds of the conversion-time histogram buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A metric name and its label pairs, in a fixed order.
+type Series = (&'static str, Vec<(&'static str, String)>);
+
+#[derive(Default)]
+struct State {
+    /// Series → count.
+    counters: BTreeMap<Series, u64>,
+    /// Per-bucket counts (not cumulative), then +Inf.
+    buckets: [u64; BUCKETS.len() + 1],
+    sum_seconds: f64,
+    count: u64,
+    /// When delivery started failing without a success since.
+    failing_since: Option<Instant>,
+}
+
+/// Counters and health, fed by the audit log.
+#[derive(Default)]
+pub struct Metrics {
+    state: Mutex<State>,
+}
+
+/// One metric family's help text and type.
+const FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        "mukaika_smtp_messages_received_total",
+        "counter",
+        "Messages accepted over SMTP (250 sent after fsync).",
+    ),
+    (
+        "mukaika_messages_converted_total",
+        "counter",
+        "Messages converted to text, by verdict.",
+    ),
+    (
+        "mukaika_files_total",
+        "counter",
+        "Attachments and files judged, by verdict and detected type.",
+    ),
+    (
+        "mukaika_quarantined_total",
+        "counter",
+        "Originals put in quarantine, by reason.",
+    ),
+    (
+        "mukaika_deliveries_total",
+        "counter",
+        "Delivery attempts to the LGWAN side, by outcome.",
+    ),
+    (
+        "mukaika_retention_removed_total",
+        "counter",
+        "Audit files and quarantined items removed by retention.",
+    ),
+];
+
+impl Metrics {
+    fn add(st: &mut State, name: &'static str, labels: Vec<(&'static str, String)>) {
+        *st.counters.entry((name, labels)).or_default() += 1;
+    }
+
+    /// Seconds delivery has been failing without a success since (None when healthy).
+    pub fn delivery_failing_for(&self) -> Option<Duration> {
+        let st = self.state.lock().ok()?;
+        st.failing_since.map(|t| t.elapsed())
+    }
+
+    /// The Prometheus text exposition of every metric, with the spools' depths and free space.
+    pub fn render(&self, spools: &[(&str, &Spool)]) -> String {
+        let mut out = String::new();
+        let Ok(st) = self.state.lock() else {
+            return out;
+        };
+        for (family, kind, help) in FAMILIES {
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
+            let mut any = false;
+            for ((name, labels), value) in &st.counters {
+                if name == family {
+                    any = true;
+                    let _ = writeln!(out, "{name}{} {value}", label_text(labels));
+                }
+            }
+            // Unlabelled counters start at 0; labelled ones appear with their first event.
+            let unlabelled = family.ends_with("received_total") || family.contains("retention");
+            if !any && unlabelled {
+                let _ = writeln!(out, "{family} 0");
+            }
+        }
+        let h = "mukaika_conversion_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {h} Time to convert one message to text.\n# TYPE {h} histogram"
+        );
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += st.buckets[i];
+            let _ = writeln!(out, "{h}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += st.buckets[BUCKETS.len()];
+        let _ = writeln!(out, "{h}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "{h}_sum {}", st.sum_seconds);
+        let _ = writeln!(out, "{h}_count {}", st.count);
+        drop(st);
+
+        let g = "mukaika_spool_items";
+        let _ = writeln!(
+            out,
+            "# HELP {g} Items per spool and state.\n# TYPE {g} gauge"
+        );
+        for (spool, s) in spools {
+            let d = s.depths();
+            for (state, n) in [
+                ("incoming", d.incoming),
+                ("active", d.active),
+                ("deferred", d.deferred),
+                ("hold", d.hold),
+                ("corrupt", d.corrupt),
+            ] {
+                let _ = writeln!(out, "{g}{{spool=\"{spool}\",state=\"{state}\"}} {n}");
+            }
+        }
+        let f = "mukaika_spool_free_bytes";
+        let _ = writeln!(
+            out,
+            "# HELP {f} Free bytes on the spool's file system.\n# TYPE {f} gauge"
+        );
+        for (spool, s) in spools {
+            if let Some(free) = s.free_bytes() {
+                let _ = writeln!(out, "{f}{{spool=\"{spool}\"}} {free}");
+            }
+        }
+        let u = "mukaika_delivery_failing_seconds";
+        let failing = self.delivery_failing_for().map_or(0.0, |d| d.as_secs_f64());
+        let _ = writeln!(
+            out,
+            "# HELP {u} Seconds delivery has been failing with no success since (0 when healthy).\n# TYPE {u} gauge\n{u} {failing}"
+        );
+        out
+    }
+}
+
+fn label_text(labels: &[(&'static str, String)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+impl Observer for Metrics {
+    fn recorded(&self, events: &[AuditEvent]) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        for event in events {
+            match event {
+                AuditEvent::MessageReceived(_) => {
+                    Self::add(&mut st, "mukaika_smtp_messages_received_total", vec![])
+                }
+                AuditEvent::MessageConverted(e) => {
+                    Self::add(
+                        &mut st,
+                        "mukaika_messages_converted_total",
+                        vec![("verdict", e.verdict.clone())],
+                    );
+                    if let Some(ms) = e.elapsed_ms {
+                        let secs = ms as f64 / 1000.0;
+                        let i = BUCKETS
+                            .iter()
+                            .position(|b| secs <= *b)
+                            .unwrap_or(BUCKETS.len());
+                        st.buckets[i] += 1;
+                        st.sum_seconds += secs;
+                        st.count += 1;
+                    }
+                }
+                AuditEvent::PartSanitized(e) => Self::add(
+                    &mut st,
+                    "mukaika_files_total",
+                    vec![
+                        (
+                            "type",
+                            e.detected_type.clone().unwrap_or_else(|| "unknown".into()),
+                        ),
+                        ("verdict", e.verdict.clone()),
+                    ],
+                ),
+                AuditEvent::Quarantined(e) => Self::add(
+                    &mut st,
+                    "mukaika_quarantined_total",
+                    vec![("reason", e.reason.clone())],
+                ),
+                AuditEvent::Delivered(_) => {
+                    Self::add(
+                        &mut st,
+                        "mukaika_deliveries_total",
+                        vec![("outcome", "delivered".into())],
+                    );
+                    st.failing_since = None;
+                }
+                AuditEvent::Deferred(_) => {
+                    Self::add(
+                        &mut st,
+                        "mukaika_deliveries_total",
+                        vec![("outcome", "deferred".into())],
+                    );
+                    st.failing_since.get_or_insert_with(Instant::now);
+                }
+                AuditEvent::Held(_) => {
+                    Self::add(
+                        &mut st,
+                        "mukaika_deliveries_total",
+                        vec![("outcome", "held".into())],
+                    );
+                }
+                AuditEvent::RetentionExpired(e) => {
+                    for _ in &e.removed {
+                        Self::add(&mut st, "mukaika_retention_removed_total", vec![]);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
