@@ -18,6 +18,7 @@ pub mod relay;
 pub mod relay_client;
 pub mod retention;
 pub mod sanitize;
+pub mod selfcheck;
 pub mod service;
 pub mod smtp;
 pub mod spool;

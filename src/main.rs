@@ -55,6 +55,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Check the configuration and data against the municipal standard (対策基準) and print a
+    /// Japanese table; exits 1 when any check fails, so it can run from cron.
+    Selfcheck {
+        /// Configuration file; the embedded default otherwise.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Configuration: check a file, or print the annotated default.
     Config {
         #[command(subcommand)]
@@ -231,6 +238,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => queue(command, config, outgoing),
         Command::Serve { config, log_format } => serve(config, &log_format),
         Command::Reload { config } => reload(config),
+        Command::Selfcheck { config } => {
+            let (config, _) = match service_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let checks = mukaika::selfcheck::run(&config);
+            print!("{}", mukaika::selfcheck::table(&checks));
+            Ok(if checks.iter().all(|c| c.ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Config {
             command: ConfigCommand::Default,
         } => {

@@ -305,3 +305,100 @@ fn the_readme_policy_example_is_valid() {
         String::from_utf8_lossy(&result.stderr)
     );
 }
+
+/// `mukaika selfcheck --config F` with `bin` first on PATH (for a stand-in chronyc).
+fn selfcheck(config: &Path, bin: &Path) -> (i32, String) {
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .args(["selfcheck", "--config"])
+        .arg(config)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The result column (適合 / 不適合) of the row for `item`.
+fn result<'a>(table: &'a str, item: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.contains(item))
+        .and_then(|l| l.split('\t').nth(2))
+        .unwrap_or_else(|| panic!("no row for {item}:\n{table}"))
+}
+
+#[test]
+fn selfcheck_prints_the_clause_table_and_fails_on_any_gap() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let chronyc = bin.join("chronyc");
+    std::fs::write(
+        &chronyc,
+        "#!/bin/sh\necho 'Reference ID    : 7F7F0101 ()'\necho 'Leap status     : Normal'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&chronyc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = dir.path().join("data");
+    let base = mukaika::config::DEFAULT_TOML
+        .replace("dir = \"./data\"", &format!("dir = \"{}\"", data.display()));
+    let config = dir.path().join("mukaika.toml");
+
+    std::fs::write(&config, &base).unwrap();
+    let (code, table) = selfcheck(&config, &bin);
+    for clause in [
+        "7.1(14)①",
+        "7.1(14)③",
+        "5.3④⑤",
+        "7.1(6)",
+        "8.1②",
+        "2(9)",
+        "6.4(3)⑤",
+    ] {
+        assert!(table.contains(clause), "{clause} missing:\n{table}");
+    }
+    assert_eq!(code, 0, "{table}");
+    assert_eq!(result(&table, "時刻の同期"), "適合");
+
+    // Listening beyond loopback without TLS fails 5.3.
+    let exposed = base
+        .replace("listen = \"127.0.0.1:2525\"", "listen = \"0.0.0.0:2525\"")
+        .replace(
+            "accepted_domains = []",
+            "accepted_domains = [\"city.example.lg.jp\"]",
+        );
+    std::fs::write(&config, exposed).unwrap();
+    let (code, table) = selfcheck(&config, &bin);
+    assert_eq!(code, 1);
+    assert_eq!(result(&table, "SMTP 受信の暗号化"), "不適合", "{table}");
+
+    // A tampered audit chain fails 7.1(6).
+    std::fs::write(&config, &base).unwrap();
+    let log =
+        mukaika::audit::AuditLog::open(mukaika::audit::AuditConfig::new(data.join("audit"), "gw1"))
+            .unwrap();
+    for i in 0..3 {
+        log.append(mukaika::audit::AuditEvent::ServiceStarted(
+            mukaika::audit::event::ServiceEvent {
+                version: format!("0.{i}"),
+                reason: None,
+            },
+        ))
+        .unwrap();
+    }
+    drop(log);
+    let file = mukaika::audit::log::list_files(&data.join("audit")).unwrap()[0].clone();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("0.1", "9.9", 1)).unwrap();
+    let (code, table) = selfcheck(&config, &bin);
+    assert_eq!(code, 1);
+    assert_eq!(result(&table, "改ざん検知"), "不適合", "{table}");
+}
