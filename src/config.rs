@@ -87,6 +87,24 @@ retention_days = 1825
 # Days quarantined originals are kept; expiry writes an audit record listing them.
 retention_days = 180
 
+[import]
+# Staff drop files into an import folder; sanitized copies and a 無害化レポート appear in the
+# export folder the LGWAN side reads. A file is taken once unchanged for settle_secs.
+settle_secs = 5
+rescan_secs = 30
+# "text" (Japanese report next to each result) or "json".
+report_format = "text"
+# Move processed originals to data/import-state/processed/ instead of deleting them.
+archive_processed = false
+
+[[import.pairs]]
+name = "default"
+import = "./data/import"
+export = "./data/export"
+# mode = "0640"
+# uid = 1000
+# gid = 1000
+
 [admin]
 # Prometheus /metrics and /healthz. Loopback only unless dangerous_expose = true (no login).
 listen = "127.0.0.1:9925"
@@ -121,6 +139,9 @@ pub struct ServiceConfig {
     /// Admin listener (metrics and health).
     #[serde(default)]
     pub admin: AdminSection,
+    /// Import folders.
+    #[serde(default)]
+    pub import: ImportSection,
     /// Fonts for drawing SVG text.
     #[serde(default)]
     pub fonts: FontsSection,
@@ -294,6 +315,88 @@ fn default_audit_retention() -> u32 {
     1825
 }
 
+/// `[import]`: folder pairs staff drop files into, and how results are written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportSection {
+    /// Seconds a file must stay unchanged (size and modification time) before it is taken.
+    #[serde(default = "default_settle")]
+    pub settle_secs: u64,
+    /// Seconds between full rescans (change events get lost on network shares).
+    #[serde(default = "default_rescan")]
+    pub rescan_secs: u64,
+    /// `text` (a Japanese `.無害化レポート.txt` next to each result) or `json`.
+    #[serde(default)]
+    pub report_format: ReportFormat,
+    /// Move processed originals to `<data>/import-state/processed/<pair>/…` instead of deleting them.
+    #[serde(default)]
+    pub archive_processed: bool,
+    /// The folder pairs (none: the import folder is off).
+    #[serde(default)]
+    pub pairs: Vec<ImportPair>,
+}
+
+fn default_settle() -> u64 {
+    5
+}
+
+fn default_rescan() -> u64 {
+    30
+}
+
+impl Default for ImportSection {
+    fn default() -> Self {
+        Self {
+            settle_secs: default_settle(),
+            rescan_secs: default_rescan(),
+            report_format: ReportFormat::Text,
+            archive_processed: false,
+            pairs: Vec::new(),
+        }
+    }
+}
+
+/// The report written next to each import result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReportFormat {
+    /// Japanese plain text.
+    #[default]
+    Text,
+    /// The report schema as JSON.
+    Json,
+}
+
+/// One import → export folder pair (one per department if the site wants them separate).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportPair {
+    /// Department or pair name (in reports and the audit log).
+    pub name: String,
+    /// Folder staff drop files into (internet side).
+    pub import: PathBuf,
+    /// Folder results are written to (read by the LGWAN side); subfolders are mirrored.
+    pub export: PathBuf,
+    /// Mode of written files, octal (e.g. "0640").
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Owner (numeric uid) of written files.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Group (numeric gid) of written files.
+    #[serde(default)]
+    pub gid: Option<u32>,
+}
+
+impl ImportPair {
+    /// The mode as bits, when set and valid.
+    pub fn mode_bits(&self) -> Option<u32> {
+        self.mode
+            .as_deref()
+            .and_then(|m| u32::from_str_radix(m.trim_start_matches("0o"), 8).ok())
+    }
+}
+
 /// `[admin]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -457,6 +560,23 @@ impl ServiceConfig {
             return Err(ConfigError(
                 "audit.retention_days and quarantine.retention_days: at least one day".into(),
             ));
+        }
+        for pair in &self.import.pairs {
+            if pair.mode.is_some() && pair.mode_bits().is_none_or(|m| m > 0o7777) {
+                return Err(ConfigError(format!(
+                    "import.pairs[{}].mode: an octal mode such as \"0640\"",
+                    pair.name
+                )));
+            }
+            if pair.import == pair.export
+                || pair.export.starts_with(&pair.import)
+                || pair.import.starts_with(&pair.export)
+            {
+                return Err(ConfigError(format!(
+                    "import.pairs[{}]: the import and export folders must not contain each other",
+                    pair.name
+                )));
+            }
         }
         if !self.admin.listen.ip().is_loopback() && !self.admin.dangerous_expose {
             return Err(ConfigError(

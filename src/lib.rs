@@ -9,6 +9,7 @@ pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod fonts;
+pub mod import;
 pub mod live;
 pub mod mail;
 pub mod metrics;

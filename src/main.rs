@@ -62,6 +62,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Import folders: sanitize what staff dropped into the configured import folders.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Configuration: check a file, or print the annotated default.
     Config {
         #[command(subcommand)]
@@ -183,6 +188,17 @@ enum AuditCommand {
 }
 
 #[derive(Subcommand)]
+enum ImportCommand {
+    /// One pass over every import folder without the daemon (for cron or a test); prints a
+    /// summary table. Refused while `mukaika serve` runs on the same data (it imports itself).
+    Once {
+        /// Configuration file; the embedded default otherwise.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum MailCommand {
     /// Convert messages: DIR/<id>.eml (when delivered), DIR/<id>.report.json, DIR/quarantine/.
     Convert {
@@ -238,6 +254,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => queue(command, config, outgoing),
         Command::Serve { config, log_format } => serve(config, &log_format),
         Command::Reload { config } => reload(config),
+        Command::Import {
+            command: ImportCommand::Once { config },
+        } => import_once(config.as_deref()),
         Command::Selfcheck { config } => {
             let (config, _) = match service_config(config.as_deref()) {
                 Ok(c) => c,
@@ -686,6 +705,76 @@ fn batch_setup(
         ExitCode::from(1)
     })?;
     Ok((registry, policy))
+}
+
+/// `mukaika import once`: one pass with the service's audit log and quarantine.
+fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let (config, text) = match service_config(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    // One writer per audit chain: the daemon, when it runs, does the importing.
+    let pid_file = mukaika::service::pid_file(&config);
+    if let Some(pid) = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+    {
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() && pid != std::process::id() {
+            eprintln!("mukaika: mukaika serve is running (pid {pid}) and imports by itself");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let data = config.data.dir.clone();
+    let mut audit_config =
+        mukaika::audit::AuditConfig::new(data.join("audit"), config.audit.node.clone());
+    if let Some(path) = &config.audit.hmac_key_file {
+        audit_config.hmac_key = Some(std::fs::read(path)?.trim_ascii().to_vec());
+    }
+    let audit = std::sync::Arc::new(mukaika::audit::AuditLog::open(audit_config)?);
+    audit.append(mukaika::audit::AuditEvent::ConfigLoaded(
+        mukaika::audit::event::ConfigLoaded {
+            source: "import once".into(),
+            sha256: mukaika::sanitizers::report::sha256_hex(text.as_bytes()),
+        },
+    ))?;
+    let quarantine: std::sync::Arc<dyn mukaika::quarantine::QuarantineStore> = std::sync::Arc::new(
+        mukaika::quarantine::FsQuarantine::open(data.join("quarantine"))?,
+    );
+    let registry = std::sync::Arc::new(Registry::standard_with_fonts(mukaika::fonts::source(
+        config.fonts.dirs.clone(),
+    )));
+    let importer =
+        mukaika::import::Importer::new(config.import.clone(), &data, registry, audit, quarantine);
+    importer.create_folders().map_err(anyhow::Error::msg)?;
+    let summary = importer.pass(&config.policy, false);
+    println!("フォルダ\tファイル\t判定\t出力\t隔離ID");
+    for p in &summary.processed {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            p.pair,
+            p.path,
+            p.verdict.label_ja(),
+            p.output.as_deref().unwrap_or("-"),
+            p.quarantine_id.as_deref().unwrap_or("-")
+        );
+    }
+    for f in &summary.failed {
+        println!(
+            "{}\t{}\tエラー (取り込みフォルダに残ります)\t-\t{}",
+            f.pair, f.path, f.error
+        );
+    }
+    println!(
+        "処理 {} 件、エラー {} 件、待機中 {} 件",
+        summary.processed.len(),
+        summary.failed.len(),
+        summary.waiting
+    );
+    Ok(if summary.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The service configuration (file or embedded default); a bad one is a usage error (2).

@@ -59,6 +59,14 @@ pub trait QuarantineStore: Send + Sync {
     /// # Errors
     /// Unknown item or unreadable blob.
     fn bytes(&self, id: &str) -> std::io::Result<Vec<u8>>;
+    /// Stores a file's bytes (streamed: an import may be larger than memory should hold).
+    ///
+    /// # Errors
+    /// As [`QuarantineStore::put`].
+    fn put_file(&self, item: &QuarantineItem, path: &std::path::Path) -> std::io::Result<()> {
+        let bytes = fs::read(path)?;
+        self.put(item, &bytes)
+    }
     /// Deletes an item (and its blob once no other item shares it). The caller audits first.
     ///
     /// # Errors
@@ -119,6 +127,21 @@ impl QuarantineStore for FsQuarantine {
     fn bytes(&self, id: &str) -> std::io::Result<Vec<u8>> {
         let item = self.item(id)?;
         fs::read(self.root.join("blobs").join(item.sha256))
+    }
+
+    fn put_file(&self, item: &QuarantineItem, path: &std::path::Path) -> std::io::Result<()> {
+        if !self.root.join("blobs").join(&item.sha256).exists() {
+            let tmp = self
+                .root
+                .join("tmp")
+                .join(format!("{}.{}", item.sha256, std::process::id()));
+            fs::copy(path, &tmp)?;
+            File::open(&tmp)?.sync_all()?;
+            fs::rename(&tmp, self.root.join("blobs").join(&item.sha256))?;
+            sync_dir(&self.root.join("blobs")).map_err(std::io::Error::other)?;
+        }
+        let json = serde_json::to_vec_pretty(item).map_err(std::io::Error::other)?;
+        self.write_synced(&format!("{}.json", item.id), "items", &json)
     }
 
     fn remove(&self, id: &str) -> std::io::Result<()> {

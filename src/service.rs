@@ -170,6 +170,17 @@ pub async fn start(
         }),
         watch_rx.clone(),
     ));
+    if !config.import.pairs.is_empty() {
+        let importer = Arc::new(crate::import::Importer::new(
+            config.import.clone(),
+            &data,
+            Arc::clone(&pipeline.registry),
+            Arc::clone(&audit),
+            Arc::clone(&quarantine),
+        ));
+        importer.create_folders()?;
+        tasks.spawn(importer.run(Arc::clone(&live), watch_rx.clone()));
+    }
     tasks.spawn(retention_task(
         Arc::clone(&audit),
         Arc::clone(&quarantine),
@@ -245,6 +256,7 @@ const RESTART_ONLY: &[&str] = &[
     "audit",
     "fonts",
     "admin",
+    "import",
 ];
 
 impl Running {
@@ -281,6 +293,7 @@ impl Running {
         new.audit = old.audit.clone();
         new.fonts = old.fonts.clone();
         new.admin = old.admin.clone();
+        new.import = old.import.clone();
         self.audit
             .append(AuditEvent::ConfigLoaded(ConfigLoaded {
                 source: format!("reload:{source}"),

@@ -12,7 +12,7 @@ pub mod chain;
 pub mod event;
 pub mod log;
 pub mod syslog;
-mod time;
+pub(crate) mod time;
 pub mod verify;
 
 use std::fmt;

@@ -1,0 +1,309 @@
+//! The import folder end to end on real temp folders: what staff drop appears sanitized with a
+//! Japanese report in the export folder, what cannot be made safe leaves only a report and goes
+//! to the quarantine, nothing is taken before it settles, and a crash loses and duplicates
+//! nothing.
+
+#[path = "../fixtures/generate.rs"]
+mod generate;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A configuration for `data` with the given settle time (the default pair under `data`).
+fn config_file(data: &Path, settle: u64, extra: &str) -> PathBuf {
+    let text = support::config_text(data, "127.0.0.1:0")
+        .replace("settle_secs = 5", &format!("settle_secs = {settle}"))
+        .replace("rescan_secs = 30", "rescan_secs = 1")
+        + extra;
+    let path = data.join("mukaika.toml");
+    std::fs::create_dir_all(data).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn import_once(config: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .args(["import", "once", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn put(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn dropped_files_come_out_sanitized_with_reports_and_the_rest_is_held() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    let import = data.join("import");
+    let export = data.join("export");
+    put(
+        &import.join("総務課/2026/見積書.docm"),
+        &generate::docm_with_macro().build(),
+    );
+    put(&import.join("setup.exe"), b"MZ\x90\x00 synthetic program");
+    // 16 MiB of zeros deflate to ~16 KB: past the compression-ratio limit.
+    put(&import.join("zeros.zip"), &zip_bomb());
+    put(
+        &import.join("一覧.csv"),
+        "名前,金額\r\n架空,=1+1\r\n".as_bytes(),
+    );
+    // macOS writes decomposed names: が as か + combining mark.
+    put(&import.join("か\u{3099}いよう.txt"), b"summary\n");
+    put(&import.join("CON.txt"), b"device name\n");
+    put(
+        &import.join("~$見積書.docm"),
+        b"owner file of an open document",
+    );
+    put(&import.join("upload.part"), b"half a file");
+    // A name clash: the export folder already holds memo.txt.
+    put(&export.join("memo.txt"), b"an earlier result\n");
+    put(&import.join("memo.txt"), b"new memo\n");
+
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    assert!(
+        table.contains("総務課/2026/見積書.docm\t無害化済み\t総務課/2026/見積書.docx"),
+        "{table}"
+    );
+
+    let out = files_under(&export);
+    for expected in [
+        "総務課/2026/見積書.docx",
+        "総務課/2026/見積書.docx.無害化レポート.txt",
+        "setup.exe.無害化レポート.txt",
+        "zeros.zip.無害化レポート.txt",
+        "一覧.csv",
+        "がいよう.txt",
+        "memo.txt",
+        "memo (2).txt",
+    ] {
+        assert!(
+            out.iter().any(|f| f == expected),
+            "{expected} missing from {out:?}"
+        );
+    }
+    assert!(
+        !out.iter().any(|f| f == "setup.exe" || f == "zeros.zip"),
+        "{out:?}"
+    );
+    assert!(
+        out.iter()
+            .any(|f| f.starts_with("名前を確認できないファイル-")),
+        "{out:?}"
+    );
+    assert_eq!(
+        std::fs::read(export.join("memo.txt")).unwrap(),
+        b"an earlier result\n",
+        "an existing export is never overwritten"
+    );
+    assert_eq!(
+        std::fs::read_to_string(export.join("一覧.csv")).unwrap(),
+        "名前,金額\r\n架空,'=1+1\r\n"
+    );
+    let report =
+        std::fs::read_to_string(export.join("総務課/2026/見積書.docx.無害化レポート.txt")).unwrap();
+    for needle in [
+        "判定: 無害化済み",
+        "種類: docm → docx",
+        "入力 SHA-256:",
+        "マクロ (VBA)",
+    ] {
+        assert!(report.contains(needle), "{needle} missing:\n{report}");
+    }
+    let exe = std::fs::read_to_string(export.join("setup.exe.無害化レポート.txt")).unwrap();
+    assert!(
+        exe.contains("判定: 削除") && exe.contains("隔離ID: "),
+        "{exe}"
+    );
+
+    // Taken files are gone from the import folder; copy tools' temporary files wait.
+    assert_eq!(files_under(&import), vec!["upload.part", "~$見積書.docm"]);
+    // The originals that were not delivered are in the quarantine.
+    let held = files_under(&data.join("quarantine/items"));
+    assert_eq!(held.len(), 3, "exe, bomb and the device name: {held:?}");
+    let kinds = support::audit_kinds(&data);
+    for k in ["file_imported", "file_exported", "quarantined"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} not audited: {kinds:?}");
+    }
+    let report = mukaika::audit::verify(&data.join("audit"), None, None).unwrap();
+    assert!(report.intact());
+}
+
+fn zip_bomb() -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("zeros.bin", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    zip.write_all(&vec![0u8; 16 << 20]).unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+#[test]
+fn nothing_is_taken_before_it_settles() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 3600, "");
+    put(&data.join("import/new.txt"), b"just written\n");
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0);
+    assert!(table.contains("待機中 1 件"), "{table}");
+    assert!(data.join("import/new.txt").exists());
+    assert!(files_under(&data.join("export")).is_empty());
+}
+
+#[test]
+fn an_unwritable_export_folder_leaves_the_file_in_place_and_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    put(&data.join("import/a.txt"), b"hello\n");
+    // The export "folder" is a file: nothing can be written there.
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("export"), b"not a folder").unwrap();
+    let (code, table) = import_once(&config);
+    assert_ne!(code, 0, "{table}");
+    assert!(data.join("import/a.txt").exists(), "the original stays");
+}
+
+#[test]
+fn a_crash_between_ledger_and_rename_is_completed_without_a_duplicate() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    let source = data.join("import/報告.txt");
+    put(&source, b"report body\n");
+    // The state a crash leaves after the ledger was written and before the renames.
+    let export = data.join("export");
+    let tmp = export.join(".I1-1-0.0.tmp");
+    let tmp_report = export.join(".I1-1-0.1.tmp");
+    put(&tmp, b"report body\n");
+    put(&tmp_report, "\u{FEFF}無害化レポート\r\n".as_bytes());
+    let ledger = serde_json::json!({
+        "pair": "default",
+        "source": source,
+        "renames": [[tmp, export.join("報告.txt")], [tmp_report, export.join("報告.txt.無害化レポート.txt")]],
+        "archive_to": null,
+    });
+    put(
+        &data.join("import-state/ledger/I1-1-0.json"),
+        ledger.to_string().as_bytes(),
+    );
+    // And a stray temporary from a crash before any ledger.
+    put(&export.join(".I2-1-0.0.tmp"), b"partial");
+
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    assert_eq!(
+        files_under(&export),
+        vec!["報告.txt", "報告.txt.無害化レポート.txt"],
+        "completed once, no second copy, no leftovers"
+    );
+    assert!(!source.exists());
+    assert!(files_under(&data.join("import-state/ledger")).is_empty());
+}
+
+#[test]
+fn the_daemon_waits_for_a_slow_writer_and_survives_sigkill() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 1, "");
+    let serve = |config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_mukaika"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = serve(&config);
+    let import = data.join("import");
+    let export = data.join("export");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !import.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A slow writer: half now, the rest after less than the settle time.
+    let slow = import.join("slow.csv");
+    put(&slow, b"a,b\r\n");
+    std::thread::sleep(Duration::from_millis(400));
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&slow)
+            .unwrap();
+        f.write_all(b"c,=2+2\r\n").unwrap();
+    }
+    // Many files, then SIGKILL while they are being taken.
+    for i in 0..40 {
+        put(
+            &import.join(format!("file-{i:02}.txt")),
+            format!("body {i}\n").as_bytes(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while files_under(&export).len() < 6 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Restart and let it finish.
+    let mut child = serve(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !files_under(&import).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+
+    assert!(
+        files_under(&import).is_empty(),
+        "{:?}",
+        files_under(&import)
+    );
+    let out = files_under(&export);
+    for i in 0..40 {
+        let name = format!("file-{i:02}.txt");
+        assert!(out.contains(&name), "{name} lost: {out:?}");
+    }
+    assert!(
+        !out.iter().any(|f| f.contains(" (2)") || f.starts_with('.')),
+        "duplicates or leftovers: {out:?}"
+    );
+    assert_eq!(
+        std::fs::read(export.join("slow.csv")).unwrap(),
+        b"a,b\r\nc,'=2+2\r\n",
+        "the slow file was taken whole"
+    );
+}
