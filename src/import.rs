@@ -128,17 +128,20 @@ impl Importer {
             .collect()
     }
 
-    /// Creates every import and export folder (so staff have somewhere to drop files).
-    ///
-    /// # Errors
-    /// A folder cannot be created.
-    pub fn create_folders(&self) -> Result<(), String> {
+    /// Creates every import and export folder (so staff have somewhere to drop files). A
+    /// folder that cannot be created is logged and returned; its files fail (and are audited)
+    /// on each pass until it can, and the other pairs carry on.
+    pub fn create_folders(&self) -> Vec<String> {
+        let mut problems = Vec::new();
         for pair in &self.section.pairs {
             for dir in [&pair.import, &pair.export] {
-                fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                if let Err(e) = fs::create_dir_all(dir) {
+                    tracing::error!(dir = %dir.display(), error = %e, "import folder cannot be created");
+                    problems.push(format!("{}: {e}", dir.display()));
+                }
             }
         }
-        Ok(())
+        problems
     }
 
     /// Runs passes until `shutdown`: after a change in a watched folder, every `settle_secs`
@@ -218,6 +221,14 @@ impl Importer {
                     Ok(done) => summary.processed.push(done),
                     Err(error) => {
                         tracing::error!(pair = %pair.name, path = %rel, error = %error, "import failed; the file stays");
+                        let failed = AuditEvent::ImportFailed(crate::audit::event::ImportFailed {
+                            department: pair.name.clone(),
+                            path: rel.clone(),
+                            error: error.clone(),
+                        });
+                        if let Err(e) = self.audit.append(failed) {
+                            tracing::error!(error = %e, "import failure could not be audited");
+                        }
                         summary.failed.push(Failed {
                             pair: pair.name.clone(),
                             path: rel,
@@ -358,6 +369,7 @@ impl Importer {
         };
         let export_dir = pair.export.join(&safe_dir);
         fs::create_dir_all(&export_dir).map_err(|e| format!("{}: {e}", export_dir.display()))?;
+        dir_permissions(pair, &export_dir)?;
         let mut writes: Vec<(String, Vec<u8>, Option<String>)> = Vec::new();
         let out_name = match &output {
             Some(clean) => {
@@ -565,6 +577,33 @@ fn write_synced(path: &Path, bytes: &[u8], pair: Option<&ImportPair>) -> Result<
             pair.gid.map(rustix::fs::Gid::from_raw),
         )
         .map_err(|e| format!("{}: chown: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Gives the mirrored folders below the export root the pair's owner and mode (a folder also
+/// gets the search bit wherever the mode allows reading).
+fn dir_permissions(pair: &ImportPair, dir: &Path) -> Result<(), String> {
+    if pair.mode.is_none() && pair.uid.is_none() && pair.gid.is_none() {
+        return Ok(());
+    }
+    let mut current = dir.to_path_buf();
+    while current.starts_with(&pair.export) && current != pair.export {
+        if let Some(mode) = pair.mode_bits() {
+            let with_search = mode | ((mode & 0o444) >> 2);
+            fs::set_permissions(
+                &current,
+                std::os::unix::fs::PermissionsExt::from_mode(with_search),
+            )
+            .map_err(|e| format!("{}: chmod: {e}", current.display()))?;
+        }
+        if pair.uid.is_some() || pair.gid.is_some() {
+            std::os::unix::fs::chown(&current, pair.uid, pair.gid)
+                .map_err(|e| format!("{}: chown: {e}", current.display()))?;
+        }
+        if !current.pop() {
+            break;
+        }
     }
     Ok(())
 }

@@ -745,7 +745,9 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     )));
     let importer =
         mukaika::import::Importer::new(config.import.clone(), &data, registry, audit, quarantine);
-    importer.create_folders().map_err(anyhow::Error::msg)?;
+    for problem in importer.create_folders() {
+        eprintln!("mukaika: {problem}");
+    }
     let summary = importer.pass(&config.policy, false);
     println!("フォルダ\tファイル\t判定\t出力\t隔離ID");
     for p in &summary.processed {

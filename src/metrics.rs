@@ -76,6 +76,21 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "counter",
         "Audit files and quarantined items removed by retention.",
     ),
+    (
+        "mukaika_import_files_total",
+        "counter",
+        "Files taken from import folders, by department.",
+    ),
+    (
+        "mukaika_import_exports_total",
+        "counter",
+        "Results and reports written to export folders, by verdict.",
+    ),
+    (
+        "mukaika_import_failures_total",
+        "counter",
+        "Import attempts that failed (the file stays), by department.",
+    ),
 ];
 
 impl Metrics {
@@ -246,6 +261,21 @@ impl Observer for Metrics {
                         vec![("outcome", "held".into())],
                     );
                 }
+                AuditEvent::FileImported(e) => Self::add(
+                    &mut st,
+                    "mukaika_import_files_total",
+                    vec![("department", e.department.clone())],
+                ),
+                AuditEvent::FileExported(e) => Self::add(
+                    &mut st,
+                    "mukaika_import_exports_total",
+                    vec![("verdict", e.verdict.clone())],
+                ),
+                AuditEvent::ImportFailed(e) => Self::add(
+                    &mut st,
+                    "mukaika_import_failures_total",
+                    vec![("department", e.department.clone())],
+                ),
                 AuditEvent::RetentionExpired(e) => {
                     for _ in &e.removed {
                         Self::add(&mut st, "mukaika_retention_removed_total", vec![]);
@@ -254,5 +284,26 @@ impl Observer for Metrics {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::ImportFailed;
+
+    #[test]
+    fn import_failures_are_counted_per_department() {
+        let m = Metrics::default();
+        m.recorded(&[AuditEvent::ImportFailed(ImportFailed {
+            department: "総務課".into(),
+            path: "a.txt".into(),
+            error: "export folder not writable".into(),
+        })]);
+        let text = m.render(&[]);
+        assert!(
+            text.contains("mukaika_import_failures_total{department=\"総務課\"} 1"),
+            "{text}"
+        );
     }
 }

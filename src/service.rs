@@ -178,7 +178,7 @@ pub async fn start(
             Arc::clone(&audit),
             Arc::clone(&quarantine),
         ));
-        importer.create_folders()?;
+        importer.create_folders();
         tasks.spawn(importer.run(Arc::clone(&live), watch_rx.clone()));
     }
     tasks.spawn(retention_task(

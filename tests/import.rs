@@ -190,7 +190,32 @@ fn an_unwritable_export_folder_leaves_the_file_in_place_and_says_so() {
     std::fs::write(data.join("export"), b"not a folder").unwrap();
     let (code, table) = import_once(&config);
     assert_ne!(code, 0, "{table}");
+    assert!(table.contains("エラー"), "{table}");
     assert!(data.join("import/a.txt").exists(), "the original stays");
+    let kinds = support::audit_kinds(&data);
+    assert!(kinds.iter().any(|k| k == "import_failed"), "{kinds:?}");
+}
+
+#[test]
+fn exports_get_the_configured_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("# mode = \"0640\"", "mode = \"0640\"");
+    std::fs::write(&config, text).unwrap();
+    put(&data.join("import/課/a.txt"), b"hello\n");
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&data.join("export/課/a.txt")), 0o640);
+    assert_eq!(
+        mode(&data.join("export/課/a.txt.無害化レポート.txt")),
+        0o640
+    );
+    assert_eq!(mode(&data.join("export/課")), 0o750);
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub enum AuditEvent {
     FileImported(FileImported),
     /// A result (or report) was written to an export folder.
     FileExported(FileExported),
+    /// A file could not be imported this pass; it stays in the import folder.
+    ImportFailed(ImportFailed),
     /// Someone asked for a quarantined item to be released.
     ReleaseRequested(ReleaseDecision),
     /// Another person approved the release.
@@ -178,6 +180,17 @@ pub struct FileImported {
     pub size: u64,
     /// SHA-256.
     pub sha256: String,
+}
+
+/// An import attempt failed; the original stays where staff put it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportFailed {
+    /// Department folder.
+    pub department: String,
+    /// Path below the import folder.
+    pub path: String,
+    /// What went wrong.
+    pub error: String,
 }
 
 /// A result was exported.

@@ -127,6 +127,7 @@ pub fn format_record(line: &str) -> Option<String> {
     // Held and quarantined items are notices worth an operator's eye; the rest is information.
     let severity = match kind {
         "held" | "quarantined" | "recovery" | "retention_expired" => 5,
+        "import_failed" => 4,
         "admin_login" if v["event"]["outcome"] != "success" => 4,
         _ => 6,
     };
