@@ -35,6 +35,8 @@ pub struct AdminState {
     pub min_free_bytes: u64,
     /// How long delivery may fail before health fails.
     pub delivery_unhealthy: Duration,
+    /// The antivirus engine, when the stage is on (health fails while it does not answer).
+    pub antivirus: Option<Arc<crate::antivirus::Clamd>>,
 }
 
 /// Serves until `shutdown` turns true.
@@ -66,7 +68,14 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     let body = tokio::task::spawn_blocking(move || {
         let spools: Vec<(&str, &Spool)> =
             state.spools.iter().map(|(n, s)| (*n, s.as_ref())).collect();
-        state.metrics.render(&spools)
+        let mut text = state.metrics.render(&spools);
+        if let Some(clamd) = &state.antivirus {
+            let up = u8::from(clamd.ping().is_ok());
+            text.push_str(&format!(
+                "# HELP mukaika_antivirus_up 1 when clamd answers, 0 when it does not (nothing passes then).\n# TYPE mukaika_antivirus_up gauge\nmukaika_antivirus_up {up}\n"
+            ));
+        }
+        text
     })
     .await
     .unwrap_or_default();
@@ -99,6 +108,13 @@ pub fn health_problems(state: &AdminState) -> Vec<String> {
             )),
             Some(_) => {}
             None => problems.push(format!("空き容量を取得できません / free space unknown: {name} spool")),
+        }
+    }
+    if let Some(clamd) = &state.antivirus {
+        if let Err(e) = clamd.ping() {
+            problems.push(format!(
+                "ウイルス検査 (clamd) が応答しません / antivirus unavailable: {e}"
+            ));
         }
     }
     if let Some(failing) = state.metrics.delivery_failing_for() {
@@ -144,6 +160,7 @@ mod tests {
             probe_dir: dir.path().to_path_buf(),
             min_free_bytes: 0,
             delivery_unhealthy: Duration::ZERO,
+            antivirus: None,
         };
         assert!(health_problems(&state).is_empty());
         metrics.recorded(&[AuditEvent::Deferred(Deferred {

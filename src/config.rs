@@ -105,6 +105,14 @@ export = "./data/export"
 # uid = 1000
 # gid = 1000
 
+[antivirus]
+# ClamAV's daemon scans every original and every unpacked member (対策基準 7.4(1)); a detection
+# blocks the item. Unset: no antivirus stage.
+# clamd = "unix:/run/clamav/clamd.ctl"
+timeout_secs = 30
+# clamd not answering: "tempfail" (451 to new mail) or "defer" (accept, convert later).
+on_unavailable = "tempfail"
+
 [admin]
 # Prometheus /metrics and /healthz. Loopback only unless dangerous_expose = true (no login).
 listen = "127.0.0.1:9925"
@@ -142,6 +150,9 @@ pub struct ServiceConfig {
     /// Import folders.
     #[serde(default)]
     pub import: ImportSection,
+    /// Antivirus stage.
+    #[serde(default)]
+    pub antivirus: AntivirusSection,
     /// Fonts for drawing SVG text.
     #[serde(default)]
     pub fonts: FontsSection,
@@ -397,6 +408,48 @@ impl ImportPair {
     }
 }
 
+/// `[antivirus]`: the optional ClamAV stage (対策基準 7.4(1)).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AntivirusSection {
+    /// clamd's socket: `"unix:/run/clamav/clamd.ctl"` or `"tcp:127.0.0.1:3310"`; unset turns the
+    /// stage off.
+    #[serde(default)]
+    pub clamd: Option<String>,
+    /// Seconds each clamd read or write may take.
+    #[serde(default = "default_av_timeout")]
+    pub timeout_secs: u64,
+    /// When clamd does not answer: `tempfail` refuses new mail with 451 (and defers what is
+    /// queued), `defer` accepts and defers conversion until clamd is back. Nothing passes.
+    #[serde(default)]
+    pub on_unavailable: OnUnavailable,
+}
+
+fn default_av_timeout() -> u64 {
+    30
+}
+
+impl Default for AntivirusSection {
+    fn default() -> Self {
+        Self {
+            clamd: None,
+            timeout_secs: default_av_timeout(),
+            on_unavailable: OnUnavailable::Tempfail,
+        }
+    }
+}
+
+/// What intake does while the antivirus engine is unavailable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnUnavailable {
+    /// 451 at the end of DATA.
+    #[default]
+    Tempfail,
+    /// Accept; conversion waits.
+    Defer,
+}
+
 /// `[admin]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -560,6 +613,11 @@ impl ServiceConfig {
             return Err(ConfigError(
                 "audit.retention_days and quarantine.retention_days: at least one day".into(),
             ));
+        }
+        if let Some(clamd) = &self.antivirus.clamd {
+            clamd
+                .parse::<crate::antivirus::Endpoint>()
+                .map_err(ConfigError)?;
         }
         for pair in &self.import.pairs {
             if pair.mode.is_some() && pair.mode_bits().is_none_or(|m| m > 0o7777) {

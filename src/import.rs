@@ -310,6 +310,15 @@ impl Importer {
                         policy,
                     );
                     let sha = outcome.report.input_sha256.clone();
+                    if outcome
+                        .report
+                        .any_reason(mukaika_sanitizers::scanner::UNAVAILABLE)
+                    {
+                        // Nothing is decided without the antivirus engine: the file waits.
+                        return Err(
+                            "antivirus unavailable; the file waits in the import folder".into()
+                        );
+                    }
                     let (report, output) = outcome.into_parts();
                     (report, output, sha)
                 }

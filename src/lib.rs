@@ -6,6 +6,7 @@
 //! forwarding sink (or a user) would pick them up.
 
 pub mod admin;
+pub mod antivirus;
 pub mod audit;
 pub mod config;
 pub mod fonts;

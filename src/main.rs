@@ -740,9 +740,16 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let quarantine: std::sync::Arc<dyn mukaika::quarantine::QuarantineStore> = std::sync::Arc::new(
         mukaika::quarantine::FsQuarantine::open(data.join("quarantine"))?,
     );
-    let registry = std::sync::Arc::new(Registry::standard_with_fonts(mukaika::fonts::source(
-        config.fonts.dirs.clone(),
-    )));
+    let mut registry =
+        Registry::standard_with_fonts(mukaika::fonts::source(config.fonts.dirs.clone()));
+    if let Some(endpoint) = &config.antivirus.clamd {
+        let clamd = mukaika::antivirus::Clamd::new(
+            endpoint.parse().map_err(anyhow::Error::msg)?,
+            std::time::Duration::from_secs(config.antivirus.timeout_secs),
+        );
+        registry = registry.with_scanner(std::sync::Arc::new(clamd));
+    }
+    let registry = std::sync::Arc::new(registry);
     let importer =
         mukaika::import::Importer::new(config.import.clone(), &data, registry, audit, quarantine);
     for problem in importer.create_folders() {

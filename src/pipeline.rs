@@ -38,6 +38,8 @@ pub struct Pipeline {
     pub sink: Sink,
     /// The sanitizer registry.
     pub registry: Arc<Registry>,
+    /// The antivirus engine, when the stage is on: it also sees each message whole.
+    pub antivirus: Option<Arc<crate::antivirus::Clamd>>,
     /// The configuration in force: its policy and per-message deadline, replaced on reload.
     pub config: Arc<Live<ServiceConfig>>,
     /// Woken by intake when a message arrives.
@@ -106,7 +108,12 @@ struct Held<'a> {
 enum Converted {
     Outcome(Box<MailOutcome>),
     Failed(&'static str, String),
+    /// The antivirus engine gave no answer: nothing is decided, the message waits.
+    ScannerUnavailable(String),
 }
+
+/// How long a message waits for the antivirus engine before it is tried again.
+const SCANNER_RETRY_MS: u64 = 30_000;
 
 impl Pipeline {
     /// Runs one worker until shutdown; finishes the message in hand first.
@@ -133,13 +140,57 @@ impl Pipeline {
         let timeout = Duration::from_secs(config.pipeline.timeout_secs);
         let (registry, raw, qid) = (Arc::clone(&self.registry), data.clone(), id.clone());
         let started = std::time::Instant::now();
+        let antivirus = self.antivirus.clone();
         let task = tokio::task::spawn_blocking(move || {
-            mail::convert(&raw, &qid, &registry, &config.policy)
+            // The message as received is scanned whole first; its parts are scanned again as
+            // the registry meets them.
+            let whole = match antivirus {
+                Some(clamd) => {
+                    use mukaika_sanitizers::scanner::Scanner;
+                    match clamd.scan(&raw) {
+                        Ok(found) => found,
+                        Err(e) => return Err(Converted::ScannerUnavailable(e.to_string())),
+                    }
+                }
+                None => None,
+            };
+            let outcome = mail::convert(&raw, &qid, &registry, &config.policy);
+            // A detection the registry accounts for (an attachment it blocked for a virus) is
+            // handled there: the text and notice still go. One it cannot place — in a body,
+            // a part it never hands out — holds the whole message.
+            if let Some(signature) = whole {
+                let placed = outcome
+                    .report
+                    .attachments
+                    .iter()
+                    .any(|a| a.report.any_reason(mukaika_sanitizers::scanner::DETECTED));
+                if !placed {
+                    return Err(Converted::Failed("virus", signature));
+                }
+            }
+            Ok(outcome)
         });
         let finished = tokio::time::timeout(timeout, task).await;
         let elapsed = started.elapsed();
         let converted = match finished {
-            Ok(Ok(outcome)) => Converted::Outcome(Box::new(outcome)),
+            Ok(Ok(Ok(outcome))) => {
+                let report = &outcome.report;
+                let unavailable = report
+                    .attachments
+                    .iter()
+                    .find(|a| {
+                        a.report
+                            .any_reason(mukaika_sanitizers::scanner::UNAVAILABLE)
+                    })
+                    .map(|a| format!("attachment {:?}", a.report.input));
+                match unavailable {
+                    Some(which) => Converted::ScannerUnavailable(format!(
+                        "antivirus gave no answer for {which}"
+                    )),
+                    None => Converted::Outcome(Box::new(outcome)),
+                }
+            }
+            Ok(Ok(Err(early))) => early,
             Ok(Err(join)) if join.is_panic() => {
                 Converted::Failed("internal-error", "the converter panicked".into())
             }
@@ -179,6 +230,21 @@ impl Pipeline {
         let mut events: Vec<AuditEvent> = Vec::new();
         let outcome = match converted {
             Converted::Outcome(o) => *o,
+            Converted::ScannerUnavailable(why) => {
+                let next = crate::audit::log::now_millis() + SCANNER_RETRY_MS;
+                self.audit
+                    .append(AuditEvent::Deferred(Deferred {
+                        queue_id: meta.id.clone(),
+                        reason: format!("antivirus unavailable: {why}"),
+                        attempt: meta.attempts + 1,
+                        next_attempt: crate::audit::log::rfc3339_at(next),
+                    }))
+                    .map_err(|e| e.to_string())?;
+                tracing::warn!(queue_id = %meta.id, reason = %why, "antivirus unavailable; conversion deferred");
+                return lease
+                    .defer("antivirus unavailable", next)
+                    .map_err(|e| e.to_string());
+            }
             Converted::Failed(code, detail) => {
                 let held = Held {
                     id: &meta.id,

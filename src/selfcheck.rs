@@ -3,7 +3,7 @@
 //!
 //! Owns: one [`Check`] per clause — no open relay (7.1(14)①), a size limit (7.1(14)③), TLS on
 //! listeners reachable beyond this host (5.3④⑤), an intact audit chain and set retention
-//! (7.1(6)), a synchronised time source (8.1②), the two-person release rule (2(9)), no admin
+//! (7.1(6)), an antivirus engine that answers, with its version and signature date (7.4(1)), a synchronised time source (8.1②), the two-person release rule (2(9)), no admin
 //! account left with an initial password (6.4(3)⑤, 7.2(1)) — and the Japanese table printed
 //! from them.
 //! Invariants: each check says what it looked at; a check that cannot tell (time source not
@@ -107,6 +107,8 @@ pub fn run(config: &ServiceConfig) -> Vec<Check> {
         ),
     ));
 
+    out.push(antivirus_check(config));
+
     let (synced, how) = time_source();
     out.push(check("8.1②", "時刻の同期", synced, how));
 
@@ -123,6 +125,36 @@ pub fn run(config: &ServiceConfig) -> Vec<Check> {
         "管理者アカウントはまだありません (管理画面は未提供)",
     ));
     out
+}
+
+/// 7.4(1): the antivirus stage is configured and clamd answers with its version and
+/// signature date.
+fn antivirus_check(config: &ServiceConfig) -> Check {
+    let item = "不正プログラム対策 (ウイルス検査)";
+    let Some(endpoint) = &config.antivirus.clamd else {
+        return check(
+            "7.4(1)①②",
+            item,
+            false,
+            "antivirus.clamd が未設定です (上流で検査している場合も、本ゲートウェイでの検査を推奨)",
+        );
+    };
+    let clamd = match endpoint.parse() {
+        Ok(e) => crate::antivirus::Clamd::new(
+            e,
+            std::time::Duration::from_secs(config.antivirus.timeout_secs.min(10)),
+        ),
+        Err(e) => return check("7.4(1)①②", item, false, e),
+    };
+    match clamd.version() {
+        Ok(version) => check("7.4(1)①②", item, true, format!("clamd: {version}")),
+        Err(e) => check(
+            "7.4(1)①②",
+            item,
+            false,
+            format!("clamd が応答しません: {e}"),
+        ),
+    }
 }
 
 fn audit_check(config: &ServiceConfig) -> Check {

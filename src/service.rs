@@ -79,6 +79,20 @@ pub async fn start(
     for id in corrupt {
         tracing::error!(queue_id = %id, "spool item unreadable; moved to corrupt/");
     }
+    let clamd: Option<Arc<crate::antivirus::Clamd>> = match &config.antivirus.clamd {
+        Some(endpoint) => Some(Arc::new(crate::antivirus::Clamd::new(
+            endpoint.parse()?,
+            std::time::Duration::from_secs(config.antivirus.timeout_secs),
+        ))),
+        None => None,
+    };
+    let mut registry =
+        Registry::standard_with_fonts(crate::fonts::source(config.fonts.dirs.clone()));
+    if let Some(c) = &clamd {
+        registry =
+            registry.with_scanner(Arc::clone(c) as Arc<dyn mukaika_sanitizers::scanner::Scanner>);
+    }
+    let registry = Arc::new(registry);
     let quarantine: Arc<dyn QuarantineStore> =
         Arc::new(FsQuarantine::open(data.join("quarantine")).map_err(|e| e.to_string())?);
     let listener = tokio::net::TcpListener::bind(config.smtp.listen)
@@ -125,9 +139,8 @@ pub async fn start(
         audit: Arc::clone(&audit),
         quarantine: Arc::clone(&quarantine),
         sink,
-        registry: Arc::new(Registry::standard_with_fonts(crate::fonts::source(
-            config.fonts.dirs.clone(),
-        ))),
+        registry: Arc::clone(&registry),
+        antivirus: clamd.clone(),
         config: Arc::clone(&live),
         wake: Arc::clone(&wake),
     });
@@ -155,6 +168,10 @@ pub async fn start(
         audit: Arc::clone(&audit),
         wake,
         tls,
+        antivirus_gate: match config.antivirus.on_unavailable {
+            crate::config::OnUnavailable::Tempfail => clamd.clone(),
+            crate::config::OnUnavailable::Defer => None,
+        },
     });
     tasks.spawn(server::serve(listener, intake, watch_rx.clone()));
     tasks.spawn(crate::admin::serve(
@@ -167,6 +184,7 @@ pub async fn start(
             delivery_unhealthy: std::time::Duration::from_secs(
                 config.admin.delivery_unhealthy_secs,
             ),
+            antivirus: clamd.clone(),
         }),
         watch_rx.clone(),
     ));
@@ -257,6 +275,7 @@ const RESTART_ONLY: &[&str] = &[
     "fonts",
     "admin",
     "import",
+    "antivirus",
 ];
 
 impl Running {
@@ -294,6 +313,7 @@ impl Running {
         new.fonts = old.fonts.clone();
         new.admin = old.admin.clone();
         new.import = old.import.clone();
+        new.antivirus = old.antivirus.clone();
         self.audit
             .append(AuditEvent::ConfigLoaded(ConfigLoaded {
                 source: format!("reload:{source}"),

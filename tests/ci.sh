@@ -2,9 +2,10 @@
 # The whole test suite, on a fresh Debian 12 machine or an already prepared one.
 #
 # Installs (idempotently) what the tests use as independent verifiers — qpdf, poppler-utils,
-# LibreOffice with Japanese fonts, and oletools in a venv under target/ — then runs every test
-# in the workspace. Nothing is skipped when a tool is missing: the tests fail instead, so this
-# script is the one way to run them.
+# LibreOffice with Japanese fonts, oletools in a venv under target/, and ClamAV's daemon (the
+# antivirus tests start a private clamd of their own; the packaged service is not used) — then
+# runs every test in the workspace. Nothing is skipped when a tool is missing: the tests fail
+# instead, so this script is the one way to run them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 packages=(qpdf poppler-utils libreoffice-writer-nogui libreoffice-calc-nogui
           fonts-ipaexfont-gothic fonts-ipaexfont-mincho python3-venv ca-certificates
-          postfix swaks)
+          postfix swaks clamav-daemon)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -347,9 +347,32 @@ fn selfcheck_prints_the_clause_table_and_fails_on_any_gap() {
     )
     .unwrap();
     std::fs::set_permissions(&chronyc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A stand-in clamd that answers VERSION, on a socket of its own.
+    let socket = dir.path().join("clamd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut conn in listener.incoming().flatten() {
+            let mut command = Vec::new();
+            let mut byte = [0u8; 1];
+            while conn.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != 0 {
+                command.push(byte[0]);
+            }
+            let reply: &[u8] = if command == b"zVERSION" {
+                b"ClamAV 1.4.6/27100/Fri Nov 27 09:00:00 2026\0"
+            } else {
+                b"PONG\0"
+            };
+            let _ = conn.write_all(reply);
+        }
+    });
     let data = dir.path().join("data");
     let base = mukaika::config::DEFAULT_TOML
-        .replace("dir = \"./data\"", &format!("dir = \"{}\"", data.display()));
+        .replace("dir = \"./data\"", &format!("dir = \"{}\"", data.display()))
+        .replace(
+            "# clamd = \"unix:/run/clamav/clamd.ctl\"",
+            &format!("clamd = \"unix:{}\"", socket.display()),
+        );
     let config = dir.path().join("mukaika.toml");
 
     std::fs::write(&config, &base).unwrap();
@@ -359,6 +382,7 @@ fn selfcheck_prints_the_clause_table_and_fails_on_any_gap() {
         "7.1(14)③",
         "5.3④⑤",
         "7.1(6)",
+        "7.4(1)",
         "8.1②",
         "2(9)",
         "6.4(3)⑤",
@@ -367,6 +391,7 @@ fn selfcheck_prints_the_clause_table_and_fails_on_any_gap() {
     }
     assert_eq!(code, 0, "{table}");
     assert_eq!(result(&table, "時刻の同期"), "適合");
+    assert!(table.contains("ClamAV 1.4.6/27100"), "{table}");
 
     // Listening beyond loopback without TLS fails 5.3.
     let exposed = base

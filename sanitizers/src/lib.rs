@@ -23,6 +23,7 @@ pub mod raster;
 pub mod registry;
 pub mod report;
 pub mod rtf;
+pub mod scanner;
 pub mod svg;
 pub mod text;
 pub mod tnef;

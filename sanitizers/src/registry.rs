@@ -239,9 +239,10 @@ impl Outcome {
     }
 }
 
-/// The set of sanitizers, keyed by kind.
+/// The set of sanitizers, keyed by kind, and the optional antivirus engine.
 pub struct Registry {
     sanitizers: Vec<Box<dyn Sanitizer>>,
+    scanner: Option<std::sync::Arc<dyn crate::scanner::Scanner>>,
 }
 
 impl Default for Registry {
@@ -274,12 +275,22 @@ impl Registry {
                 Box::new(crate::odf::OdfSanitizer),
                 Box::new(crate::svg::SvgSanitizer::new(fonts)),
             ],
+            scanner: None,
         }
     }
 
     /// A registry with exactly these sanitizers (tests use it to inject failing ones).
     pub fn with_sanitizers(sanitizers: Vec<Box<dyn Sanitizer>>) -> Self {
-        Self { sanitizers }
+        Self {
+            sanitizers,
+            scanner: None,
+        }
+    }
+
+    /// Asks `scanner` about every input and every nested member before judging it.
+    pub fn with_scanner(mut self, scanner: std::sync::Arc<dyn crate::scanner::Scanner>) -> Self {
+        self.scanner = Some(scanner);
+        self
     }
 
     fn sanitizer_for(&self, kind: FileKind) -> Option<&dyn Sanitizer> {
@@ -418,6 +429,30 @@ impl Registry {
         } = detect(input, declared);
         let mut report = Report::unhashed(declared.name, input.len(), kind);
         report.findings = findings;
+
+        // The antivirus engine sees every original and every member, before anything else
+        // decides; no answer is a hold (callers defer), never a pass.
+        if let Some(scanner) = &self.scanner {
+            match scanner.scan(input) {
+                Ok(Some(signature)) => {
+                    return refuse(
+                        report,
+                        Verdict::Blocked,
+                        crate::scanner::DETECTED,
+                        signature,
+                    )
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return refuse(
+                        report,
+                        Verdict::Quarantined,
+                        crate::scanner::UNAVAILABLE,
+                        e.to_string(),
+                    )
+                }
+            }
+        }
 
         if depth > policy.limits.max_depth {
             return refuse(

@@ -209,6 +209,8 @@ impl Reason {
             "blocked-member" => "実行ファイル等を含むため書庫ごと削除",
             "blocked-name" => "実行ファイル・スクリプト等の名前のため削除",
             "held-member" => "無害化できないファイルを含むため書庫ごと隔離",
+            "virus" => "ウイルスを検知したため削除",
+            "scanner-unavailable" => "ウイルス検査ができないため保留 (後で再処理)",
             _ => "その他の理由",
         }
     }
@@ -246,6 +248,13 @@ pub struct Report {
 }
 
 impl Report {
+    /// True when this report or any member's report below it has reason `code` (a scanner
+    /// that gave no answer deep inside an archive defers the whole file).
+    pub fn any_reason(&self, code: &str) -> bool {
+        self.reason.as_ref().is_some_and(|r| r.code == code)
+            || self.children.iter().any(|c| c.any_reason(code))
+    }
+
     pub(crate) fn new(input: Option<&str>, bytes: &[u8], kind: FileKind) -> Self {
         Self {
             input_sha256: sha256_hex(bytes),

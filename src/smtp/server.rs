@@ -35,6 +35,9 @@ pub struct Intake {
     pub wake: Arc<Notify>,
     /// STARTTLS, when a certificate is configured.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// With `antivirus.on_unavailable = "tempfail"`: clamd must answer before a message is
+    /// accepted (451 4.7.1 otherwise; the client keeps the message and retries).
+    pub antivirus_gate: Option<Arc<crate::antivirus::Clamd>>,
 }
 
 /// A connection before or after STARTTLS.
@@ -219,8 +222,17 @@ async fn store(
 ) -> Result<String, String> {
     let spool = Arc::clone(&intake.spool);
     let audit = Arc::clone(&intake.audit);
+    let gate = intake.antivirus_gate.clone();
     let client = peer.ip().to_string();
     let result = tokio::task::spawn_blocking(move || {
+        if let Some(clamd) = gate {
+            if let Err(e) = clamd.ping() {
+                tracing::warn!(error = %e, "antivirus unavailable; message refused with 451");
+                return Err(
+                    "451 4.7.1 Antivirus scanning is unavailable; try again later\r\n".to_string(),
+                );
+            }
+        }
         let meta = spool.accept(envelope, &client, &data).map_err(|e| {
             if e.is_no_space() {
                 "452 4.3.1 Insufficient system storage\r\n".to_string()

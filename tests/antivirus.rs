@@ -1,0 +1,304 @@
+//! The antivirus stage against a real, private clamd (started here on its own socket with a
+//! one-signature database; tests/ci.sh installs clamav-daemon): EICAR as a plain attachment,
+//! inside a zip, inside a zip inside a mail, and in an import folder is blocked with its
+//! signature name; with clamd stopped intake tempfails and nothing is lost; with clamd back
+//! everything flows.
+
+#[path = "../fixtures/generate.rs"]
+mod generate;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mukaika::antivirus::{Clamd, Endpoint};
+use mukaika::config::ServiceConfig;
+use mukaika_sanitizers::{Declared, Policy, Registry, Verdict};
+use support::{runtime, wait_for, Client};
+
+/// The EICAR test string, assembled here so this source file itself is not a detection.
+fn eicar() -> Vec<u8> {
+    let mut s = String::from("X5O!P%@AP[4\\PZX54(P^)7CC)7}$");
+    s.push_str("EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*");
+    s.into_bytes()
+}
+
+const SIGNATURE: &str = "Mukaika.Test.EICAR";
+
+/// A private clamd: Foreground, its own socket and a database holding one signature.
+struct ClamdProcess {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl ClamdProcess {
+    fn start(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir.join("db")).unwrap();
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let hex: String = eicar().iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(
+            dir.join("db/custom.ndb"),
+            format!("{SIGNATURE}:0:*:{hex}\n"),
+        )
+        .unwrap();
+        let mut p = ClamdProcess {
+            child: None,
+            dir: dir.to_path_buf(),
+        };
+        p.restart();
+        p
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("clamd.sock")
+    }
+
+    fn restart(&mut self) {
+        let conf = self.dir.join("clamd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Foreground yes\nDatabaseDirectory {0}/db\nTemporaryDirectory {0}/tmp\nLocalSocket {0}/clamd.sock\nStreamMaxLength 100M\nSelfCheck 0\n",
+                self.dir.display()
+            ),
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(self.socket());
+        let child = Command::new("/usr/sbin/clamd")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("clamd is installed by tests/ci.sh (clamav-daemon)");
+        self.child = Some(child);
+        let client = Clamd::new(Endpoint::Unix(self.socket()), Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while client.ping().is_err() {
+            assert!(Instant::now() < deadline, "clamd did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.socket());
+    }
+}
+
+impl Drop for ClamdProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    generate::zip_of(entries)
+}
+
+#[test]
+fn eicar_is_blocked_by_name_wherever_it_hides_and_clamd_down_holds_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut clamd = ClamdProcess::start(&dir.path().join("clamd"));
+    let scanner = Arc::new(Clamd::new(
+        Endpoint::Unix(clamd.socket()),
+        Duration::from_secs(5),
+    ));
+    let registry = Registry::standard().with_scanner(scanner);
+    let process = |bytes: &[u8], name: &str| {
+        registry.process(
+            bytes,
+            &Declared {
+                name: Some(name),
+                mime: None,
+            },
+            &Policy::default(),
+        )
+    };
+
+    let plain = process(&eicar(), "readme.txt");
+    assert_eq!(plain.report.verdict, Verdict::Blocked);
+    let reason = plain.report.reason.clone().unwrap();
+    assert_eq!(reason.code, "virus");
+    assert!(reason.detail.starts_with(SIGNATURE), "{}", reason.detail);
+
+    let zipped = process(&zip_of(&[("docs/readme.txt", &eicar())]), "docs.zip");
+    assert_eq!(
+        zipped.report.verdict,
+        Verdict::Blocked,
+        "{:?}",
+        zipped.report.reason
+    );
+    // clamd unpacks the zip itself; either way the signature is named.
+    assert!(zipped
+        .report
+        .reason
+        .as_ref()
+        .unwrap()
+        .detail
+        .contains(SIGNATURE));
+
+    let clean = process(b"an ordinary memo\n", "memo.txt");
+    assert_eq!(clean.report.verdict, Verdict::Passed);
+
+    clamd.stop();
+    let held = process(b"an ordinary memo\n", "memo.txt");
+    assert_eq!(held.report.verdict, Verdict::Quarantined);
+    assert_eq!(
+        held.report.reason.as_ref().unwrap().code,
+        "scanner-unavailable"
+    );
+    assert!(held.output().is_none(), "no answer is never a pass");
+}
+
+#[test]
+fn the_gateway_blocks_eicar_in_mail_and_import_and_tempfails_while_clamd_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut clamd = ClamdProcess::start(&dir.path().join("clamd"));
+    let data = dir.path().join("data");
+    let text = support::config_text(&data, "127.0.0.1:0")
+        .replace("settle_secs = 5", "settle_secs = 0")
+        .replace("rescan_secs = 30", "rescan_secs = 1")
+        .replace(
+            "# clamd = \"unix:/run/clamav/clamd.ctl\"",
+            &format!("clamd = \"unix:{}\"", clamd.socket().display()),
+        );
+    let config = ServiceConfig::from_toml(&text).unwrap();
+    let rt = runtime();
+    let running = support::start(&rt, config, &text);
+
+    let attach = |name: &str, bytes: &[u8]| {
+        generate::eml(
+            &[
+                format!("Subject: {name}"),
+                "Content-Type: multipart/mixed; boundary=\"b1\"".into(),
+            ],
+            &generate::multipart(
+                "b1",
+                &[
+                    (
+                        vec!["Content-Type: text/plain; charset=utf-8".into()],
+                        "添付します。\r\n".as_bytes().to_vec(),
+                    ),
+                    generate::attachment_part(
+                        &format!("application/octet-stream; name=\"{name}\""),
+                        &format!("attachment; filename=\"{name}\""),
+                        bytes,
+                    ),
+                ],
+            ),
+        )
+    };
+    let (mut c, _) = Client::connect(running.smtp_addr);
+    assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
+    assert_eq!(
+        c.mail("soumu@city.example.invalid", &attach("eicar.txt", &eicar())),
+        250
+    );
+    let inner = zip_of(&[("eicar.txt", &eicar())]);
+    assert_eq!(
+        c.mail(
+            "soumu@city.example.invalid",
+            &attach("nested.zip", &zip_of(&[("inner.zip", &inner)]))
+        ),
+        250
+    );
+    let delivered = wait_for(&data.join("maildir/new"), 2);
+    assert_eq!(delivered.len(), 2);
+    for path in &delivered {
+        let text = String::from_utf8(std::fs::read(path).unwrap()).unwrap();
+        assert!(!text.contains("EICAR-STANDARD"), "EICAR delivered");
+        assert!(
+            text.contains("attachments-removed=1"),
+            "the attachment is removed, the text delivered:\n{text}"
+        );
+    }
+    let reasons = mukaika::audit::search(&data.join("audit"), &Default::default())
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event["type"] == "part_sanitized" && r.event["verdict"] == "blocked")
+        .count();
+    assert_eq!(reasons, 2, "both attachments blocked on record");
+
+    // The import folder: the file leaves only a report naming the detection.
+    support_put(&data.join("import/請求書.txt"), &eicar());
+    let report = wait_for_file(&data.join("export/請求書.txt.無害化レポート.txt"));
+    assert!(
+        report.contains("ウイルス") && report.contains(SIGNATURE),
+        "{report}"
+    );
+    assert!(!data.join("export/請求書.txt").exists());
+
+    // clamd down: intake answers 451 and keeps nothing; the client still has its message.
+    clamd.stop();
+    let refused = c.mail(
+        "soumu@city.example.invalid",
+        &attach("memo.txt", b"memo\r\n"),
+    );
+    assert_eq!(refused, 451);
+    let (status, body) = http_get(running.admin_addr, "/healthz");
+    assert_eq!(status, 503);
+    assert!(body.contains("antivirus unavailable"), "{body}");
+    let (_, metrics) = http_get(running.admin_addr, "/metrics");
+    assert!(metrics.contains("mukaika_antivirus_up 0"), "{metrics}");
+
+    // clamd back: the retried message flows.
+    clamd.restart();
+    assert_eq!(
+        c.mail(
+            "soumu@city.example.invalid",
+            &attach("memo.txt", b"memo\r\n")
+        ),
+        250
+    );
+    assert_eq!(wait_for(&data.join("maildir/new"), 3).len(), 3);
+    assert_eq!(c.send(b"QUIT\r\n"), 221);
+    rt.block_on(running.stop("test"));
+}
+
+fn support_put(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn wait_for_file(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
