@@ -113,7 +113,7 @@ enum Converted {
 }
 
 /// How long a message waits for the antivirus engine before it is tried again.
-const SCANNER_RETRY_MS: u64 = 30_000;
+const SCANNER_RETRY_MS: u64 = 10_000;
 
 impl Pipeline {
     /// Runs one worker until shutdown; finishes the message in hand first.

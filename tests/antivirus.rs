@@ -31,10 +31,15 @@ const SIGNATURE: &str = "Mukaika.Test.EICAR";
 struct ClamdProcess {
     child: Option<Child>,
     dir: PathBuf,
+    stream_max: String,
 }
 
 impl ClamdProcess {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, "100M")
+    }
+
+    fn start_with(dir: &Path, stream_max: &str) -> Self {
         std::fs::create_dir_all(dir.join("db")).unwrap();
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let hex: String = eicar().iter().map(|b| format!("{b:02x}")).collect();
@@ -46,6 +51,7 @@ impl ClamdProcess {
         let mut p = ClamdProcess {
             child: None,
             dir: dir.to_path_buf(),
+            stream_max: stream_max.to_string(),
         };
         p.restart();
         p
@@ -60,8 +66,9 @@ impl ClamdProcess {
         std::fs::write(
             &conf,
             format!(
-                "Foreground yes\nDatabaseDirectory {0}/db\nTemporaryDirectory {0}/tmp\nLocalSocket {0}/clamd.sock\nStreamMaxLength 100M\nSelfCheck 0\n",
-                self.dir.display()
+                "Foreground yes\nDatabaseDirectory {0}/db\nTemporaryDirectory {0}/tmp\nLocalSocket {0}/clamd.sock\nStreamMaxLength {1}\nSelfCheck 0\n",
+                self.dir.display(),
+                self.stream_max
             ),
         )
         .unwrap();
@@ -301,4 +308,76 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+#[test]
+fn over_the_stream_limit_is_held_and_sessions_are_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let clamd = ClamdProcess::start_with(&dir.path().join("clamd"), "1M");
+    let scanner = Clamd::new(Endpoint::Unix(clamd.socket()), Duration::from_secs(5));
+    use mukaika_sanitizers::scanner::Scanner;
+    // Many scans over pooled sessions.
+    for _ in 0..20 {
+        assert_eq!(scanner.scan(b"clean bytes\n").unwrap(), None);
+    }
+    assert!(scanner.scan(&eicar()).unwrap().is_some());
+    let big = vec![b'a'; 3 << 20];
+    let err = scanner.scan(&big).unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    let registry = Registry::standard().with_scanner(Arc::new(scanner));
+    let outcome = registry.process(
+        &big,
+        &Declared {
+            name: Some("big.txt"),
+            mime: None,
+        },
+        &Policy::default(),
+    );
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    assert_eq!(outcome.report.reason.unwrap().code, "unscannable");
+}
+
+#[test]
+fn in_defer_mode_mail_is_accepted_and_waits_for_clamd() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut clamd = ClamdProcess::start(&dir.path().join("clamd"));
+    let data = dir.path().join("data");
+    let text = support::config_text(&data, "127.0.0.1:0")
+        .replace(
+            "# clamd = \"unix:/run/clamav/clamd.ctl\"",
+            &format!("clamd = \"unix:{}\"", clamd.socket().display()),
+        )
+        .replace(
+            "on_unavailable = \"tempfail\"",
+            "on_unavailable = \"defer\"",
+        );
+    let config = ServiceConfig::from_toml(&text).unwrap();
+    let rt = runtime();
+    let running = support::start(&rt, config, &text);
+    clamd.stop();
+    let (mut c, _) = Client::connect(running.smtp_addr);
+    assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
+    assert_eq!(
+        c.mail("soumu@city.example.invalid", &generate::mail_html_only()),
+        250,
+        "accepted: it waits in the spool"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        wait_for_none(&data.join("maildir/new")),
+        "nothing converted without clamd"
+    );
+    let kinds = support::audit_kinds(&data);
+    assert!(kinds.iter().any(|k| k == "deferred"), "{kinds:?}");
+    clamd.restart();
+    let delivered = wait_for(&data.join("maildir/new"), 1);
+    assert_eq!(delivered.len(), 1, "delivered once clamd is back");
+    assert_eq!(c.send(b"QUIT\r\n"), 221);
+    rt.block_on(running.stop("test"));
+}
+
+fn wait_for_none(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|d| d.count() == 0)
+        .unwrap_or(true)
 }

@@ -444,12 +444,12 @@ impl Registry {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    return refuse(
-                        report,
-                        Verdict::Quarantined,
-                        crate::scanner::UNAVAILABLE,
-                        e.to_string(),
-                    )
+                    let code = if e.is_transient() {
+                        crate::scanner::UNAVAILABLE
+                    } else {
+                        crate::scanner::UNSCANNABLE
+                    };
+                    return refuse(report, Verdict::Quarantined, code, e.to_string());
                 }
             }
         }

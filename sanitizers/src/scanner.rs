@@ -20,18 +20,38 @@ pub trait Scanner: Send + Sync {
 
 /// Why a scan gave no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScanError(String);
+pub struct ScanError {
+    message: String,
+    transient: bool,
+}
 
 impl ScanError {
-    /// An error with a message.
+    /// The engine could not answer now (unreachable, timed out): try again later.
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self {
+            message: message.into(),
+            transient: true,
+        }
+    }
+
+    /// The engine will never answer for this input (it is over the engine's stream limit):
+    /// trying again changes nothing, so the file is held.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    /// True when a later attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.transient
     }
 }
 
 impl fmt::Display for ScanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -41,3 +61,5 @@ impl std::error::Error for ScanError {}
 pub const UNAVAILABLE: &str = "scanner-unavailable";
 /// The reason code of a file blocked by a detection.
 pub const DETECTED: &str = "virus";
+/// The reason code of a file the engine refuses to scan (over its stream limit).
+pub const UNSCANNABLE: &str = "unscannable";
