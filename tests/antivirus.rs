@@ -381,3 +381,37 @@ fn wait_for_none(dir: &Path) -> bool {
         .map(|d| d.count() == 0)
         .unwrap_or(true)
 }
+
+#[test]
+fn the_corpus_eicar_files_are_blocked_with_the_scanner() {
+    let dir = tempfile::tempdir().unwrap();
+    let clamd = ClamdProcess::start(&dir.path().join("clamd"));
+    let scanner = Arc::new(Clamd::new(
+        Endpoint::Unix(clamd.socket()),
+        Duration::from_secs(5),
+    ));
+    let registry = Registry::standard().with_scanner(scanner);
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/eicar");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&corpus).expect("the shared corpus") {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).unwrap();
+        let outcome = registry.process(
+            &bytes,
+            &Declared {
+                name: Some(&name),
+                mime: None,
+            },
+            &Policy::default(),
+        );
+        assert_eq!(
+            outcome.report.verdict,
+            Verdict::Blocked,
+            "{name}: {:?}",
+            outcome.report.reason
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 3);
+}

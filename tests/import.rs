@@ -155,6 +155,13 @@ fn dropped_files_come_out_sanitized_with_reports_and_the_rest_is_held() {
     }
     let report = mukaika::audit::verify(&data.join("audit"), None, None).unwrap();
     assert!(report.intact());
+
+    // The copy finishes and renames its file into place: the next pass takes it.
+    std::fs::rename(import.join("upload.part"), import.join("upload.txt")).unwrap();
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    assert!(export.join("upload.txt").exists(), "{table}");
+    assert!(!import.join("upload.txt").exists());
 }
 
 fn zip_bomb() -> Vec<u8> {
