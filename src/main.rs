@@ -713,17 +713,15 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    // One writer per audit chain: the daemon, when it runs, does the importing.
-    let pid_file = mukaika::service::pid_file(&config);
-    if let Some(pid) = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|p| p.trim().parse::<u32>().ok())
-    {
-        if std::path::Path::new(&format!("/proc/{pid}")).exists() && pid != std::process::id() {
-            eprintln!("mukaika: mukaika serve is running (pid {pid}) and imports by itself");
+    // One writer per audit chain: while `mukaika serve` (or another pass) holds the data
+    // directory, it does the importing.
+    let _lock = match mukaika::service::lock_data_dir(&config) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("mukaika: {e}");
             return Ok(ExitCode::from(2));
         }
-    }
+    };
     let data = config.data.dir.clone();
     let mut audit_config =
         mukaika::audit::AuditConfig::new(data.join("audit"), config.audit.node.clone());

@@ -38,11 +38,52 @@ pub struct Running {
     audit: Arc<AuditLog>,
     config: Arc<Live<ServiceConfig>>,
     pid_file: PathBuf,
+    /// Holds an exclusive lock on the pid file for the life of the service: one writer per
+    /// audit chain and spool.
+    _pid_lock: std::fs::File,
 }
 
 /// The file `mukaika reload` reads to find the running service: `<data dir>/mukaika.pid`.
 pub fn pid_file(config: &ServiceConfig) -> PathBuf {
     config.data.dir.join("mukaika.pid")
+}
+
+/// Opens the pid file and takes an exclusive lock on it, or names the process holding it.
+fn lock_pid_file(path: &std::path::Path) -> Result<std::fs::File, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        let holder = std::fs::read_to_string(path).unwrap_or_default();
+        return Err(format!(
+            "{} is in use by another mukaika (pid {}): one service per data directory",
+            path.display(),
+            holder.trim()
+        ));
+    }
+    Ok(file)
+}
+
+/// Takes the data directory's lock for a one-off command (`mukaika import once`), writing
+/// this process's pid; fails while a service or another command holds it.
+///
+/// # Errors
+/// The lock is held elsewhere, or the file cannot be opened.
+pub fn lock_data_dir(config: &ServiceConfig) -> Result<std::fs::File, String> {
+    std::fs::create_dir_all(&config.data.dir)
+        .map_err(|e| format!("{}: {e}", config.data.dir.display()))?;
+    let file = lock_pid_file(&pid_file(config))?;
+    {
+        use std::io::Write;
+        let mut f = &file;
+        let _ = f.set_len(0);
+        let _ = writeln!(f, "{}", std::process::id());
+    }
+    Ok(file)
 }
 
 /// Starts everything. `config_text` is the configuration as read (its SHA-256 is audited).
@@ -55,6 +96,11 @@ pub async fn start(
     config_text: &str,
 ) -> anyhow_free::Result<Running> {
     let data = config.data.dir.clone();
+    // Before anything is opened: a second service on the same data would interleave two
+    // writers in one audit chain and one spool.
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let pid_path = pid_file(&config);
+    let pid_lock = lock_pid_file(&pid_path)?;
     let config = Arc::new(Live::new(config));
     let live = Arc::clone(&config);
     let config = config.get();
@@ -211,9 +257,15 @@ pub async fn start(
             reason: None,
         }))
         .map_err(|e| e.to_string())?;
-    let pid_file = pid_file(&config);
-    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
-        .map_err(|e| format!("{}: {e}", pid_file.display()))?;
+    let pid_file = pid_path;
+    {
+        use std::io::{Seek, Write};
+        let mut f = &pid_lock;
+        f.set_len(0)
+            .and_then(|()| f.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
+            .and_then(|()| writeln!(f, "{}", std::process::id()))
+            .map_err(|e| format!("{}: {e}", pid_file.display()))?;
+    }
     tracing::info!(smtp = %smtp_addr, admin = %admin_addr, workers, data = %data.display(), "mukaika started");
     Ok(Running {
         smtp_addr,
@@ -223,6 +275,7 @@ pub async fn start(
         audit,
         config: live,
         pid_file,
+        _pid_lock: pid_lock,
     })
 }
 

@@ -641,3 +641,36 @@ fn metrics_count_from_the_audit_record_and_health_reports_what_fails() {
     assert!(body.contains("disk nearly full"), "{body}");
     rt.block_on(running.stop("test"));
 }
+
+#[test]
+fn a_second_service_or_import_pass_on_the_same_data_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let running = support::start(&rt, config(data.path(), ""), DEFAULT_TOML);
+    let second = rt.block_on(mukaika::service::start(
+        config(data.path(), ""),
+        "test",
+        DEFAULT_TOML,
+    ));
+    let err = second
+        .err()
+        .expect("a second service on the same data must not start");
+    assert!(
+        err.to_string().contains("in use by another mukaika"),
+        "{err}"
+    );
+    let text = support::config_text(data.path(), "127.0.0.1:0");
+    let file = data.path().join("c.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .args(["import", "once", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+    rt.block_on(running.stop("test"));
+    // Once stopped, the data directory is free again.
+    let again = support::start(&rt, config(data.path(), ""), DEFAULT_TOML);
+    rt.block_on(again.stop("test"));
+}
