@@ -58,6 +58,9 @@ min_free_bytes = 104857600
 # "maildir" delivers into data/maildir (tmp → new); "relay" sends to the LGWAN-side MTA.
 mode = "maildir"
 # relay = "smtp://lgwan-mta.example.lg.jp:25"
+# Require STARTTLS to the relay and check its certificate against this CA file (対策基準 5.3).
+# relay_starttls = true
+# relay_ca_file = "/etc/mukaika/lgwan-ca.pem"
 # Retries after a 4xx, a timeout or a network error double from first_retry_secs up to
 # max_retry_secs; after give_up_hours the message moves to hold/ (never bounced to the sender).
 first_retry_secs = 60
@@ -240,9 +243,17 @@ pub struct DataConfig {
 pub struct DeliveryConfig {
     /// `maildir` or `relay`.
     pub mode: DeliveryMode,
-    /// The LGWAN-side MTA, `smtp://host:port` (plain SMTP; TLS to the relay comes later).
+    /// The LGWAN-side MTA, `smtp://host:port`.
     #[serde(default)]
     pub relay: Option<String>,
+    /// Require STARTTLS to the relay, verifying its certificate for the relay's host name
+    /// against `relay_ca_file`. A relay without STARTTLS or with a certificate that does not
+    /// verify gets nothing (messages wait and are retried).
+    #[serde(default)]
+    pub relay_starttls: bool,
+    /// PEM file of the CA certificates (or the certificate itself) the relay is trusted by.
+    #[serde(default)]
+    pub relay_ca_file: Option<PathBuf>,
     /// First retry delay, seconds (doubling after each failure).
     pub first_retry_secs: u64,
     /// Longest retry delay, seconds.
@@ -698,6 +709,11 @@ impl ServiceConfig {
         }
         if self.delivery.mode == DeliveryMode::Relay {
             self.delivery.relay_target()?;
+        }
+        if self.delivery.relay_starttls && self.delivery.relay_ca_file.is_none() {
+            return Err(ConfigError(
+                "delivery.relay_ca_file: needed with relay_starttls (the CA the relay's certificate is checked against)".into(),
+            ));
         }
         if self.delivery.first_retry_secs == 0
             || self.delivery.max_retry_secs < self.delivery.first_retry_secs

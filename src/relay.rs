@@ -51,18 +51,32 @@ impl Relay {
         wake: Arc<Notify>,
     ) -> Result<Self, String> {
         let (host, port) = config.relay_target().map_err(|e| e.to_string())?;
-        let client = RelayClient::new(
+        let mut client = RelayClient::new(
             host.clone(),
             port,
             hostname.to_string(),
             Duration::from_secs(config.relay_timeout_secs),
             config.relay_connections as usize,
         );
+        if config.relay_starttls {
+            let ca = config
+                .relay_ca_file
+                .as_deref()
+                .ok_or("delivery.relay_ca_file: needed with relay_starttls")?;
+            client = client.with_tls(crate::relay_client::RelayTls::new(ca, &host)?);
+        }
         Ok(Self {
             outgoing,
             audit,
             client,
-            destination: format!("smtp://{host}:{port}"),
+            destination: format!(
+                "smtp://{host}:{port}{}",
+                if config.relay_starttls {
+                    " (STARTTLS)"
+                } else {
+                    ""
+                }
+            ),
             config: config.clone(),
             wake,
         })

@@ -82,6 +82,7 @@ pub fn run(config: &ServiceConfig) -> Vec<Check> {
         ),
         (false, Err(e)) => check("5.3④⑤", "SMTP 受信の暗号化 (TLS)", false, e),
     });
+    out.push(relay_tls_check(config));
     out.push(check(
         "5.3④⑤",
         "管理用待ち受けの保護",
@@ -125,6 +126,33 @@ pub fn run(config: &ServiceConfig) -> Vec<Check> {
         "管理者アカウントはまだありません (管理画面は未提供)",
     ));
     out
+}
+
+/// 5.3④⑤ for the hop into LGWAN: STARTTLS to the relay unless it is on this host.
+fn relay_tls_check(config: &ServiceConfig) -> Check {
+    let item = "LGWAN 側への中継の暗号化 (TLS)";
+    if config.delivery.mode != crate::config::DeliveryMode::Relay {
+        return check("5.3④⑤", item, true, "maildir 配送 (中継なし)");
+    }
+    let host = config
+        .delivery
+        .relay_target()
+        .map(|(h, _)| h)
+        .unwrap_or_default();
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match (config.delivery.relay_starttls, local) {
+        (true, _) => check("5.3④⑤", item, true, format!("STARTTLS 必須 ({host})")),
+        (false, true) => check("5.3④⑤", item, true, format!("{host} (本機内の中継)")),
+        (false, false) => check(
+            "5.3④⑤",
+            item,
+            false,
+            format!("{host} へ平文で中継 (delivery.relay_starttls を設定してください)"),
+        ),
+    }
 }
 
 /// 7.4(1): the antivirus stage is configured and clamd answers with its version and

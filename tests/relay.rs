@@ -188,3 +188,75 @@ fn swaks_sends_html_japanese_and_macro_mail_and_the_relay_gets_only_conversions(
     );
     assert!(!all.contains("macroEnabled"));
 }
+
+#[test]
+fn relays_over_starttls_only_to_a_relay_whose_certificate_verifies() {
+    // The LGWAN-side MTA: a second gateway with STARTTLS and a certificate for "localhost".
+    let lgwan = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let ca = lgwan.path().join("lgwan-ca.pem");
+    let key = lgwan.path().join("key.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+    let mut target = config(lgwan.path(), "");
+    target.smtp.tls_cert_file = Some(ca.clone());
+    target.smtp.tls_key_file = Some(key);
+    let rt = runtime();
+    let lgwan_side = support::start(&rt, target, "lgwan");
+    let port = lgwan_side.smtp_addr.port();
+
+    // A gateway that trusts the right certificate delivers.
+    let data = tempfile::tempdir().unwrap();
+    let mut c = relay_config(data.path(), port);
+    c.delivery.relay = Some(format!("smtp://localhost:{port}"));
+    c.delivery.relay_starttls = true;
+    c.delivery.relay_ca_file = Some(ca.clone());
+    c.validate().unwrap();
+    let gateway = support::start(&rt, c, "gateway");
+    send_one(gateway.smtp_addr, &generate::mail_html_only());
+    let arrived = wait_for(&lgwan.path().join("maildir/new"), 1);
+    assert_eq!(arrived.len(), 1, "delivered over TLS");
+    let delivered = mukaika::audit::search(&data.path().join("audit"), &Default::default())
+        .unwrap()
+        .into_iter()
+        .find(|r| r.event["type"] == "delivered")
+        .expect("delivery recorded");
+    assert!(delivered.event["destination"]
+        .as_str()
+        .unwrap()
+        .contains("STARTTLS"));
+    rt.block_on(gateway.stop("test"));
+
+    // One that trusts another certificate sends nothing: the message waits.
+    let other = tempfile::tempdir().unwrap();
+    let wrong = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let wrong_ca = other.path().join("wrong-ca.pem");
+    std::fs::write(&wrong_ca, wrong.cert.pem()).unwrap();
+    let mut c = relay_config(other.path(), port);
+    c.delivery.relay = Some(format!("smtp://localhost:{port}"));
+    c.delivery.relay_starttls = true;
+    c.delivery.relay_ca_file = Some(wrong_ca);
+    let gateway = support::start(&rt, c, "gateway");
+    send_one(gateway.smtp_addr, &generate::mail_html_only());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !audit_kinds(other.path()).iter().any(|k| k == "deferred") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deferred = mukaika::audit::search(&other.path().join("audit"), &Default::default())
+        .unwrap()
+        .into_iter()
+        .find(|r| r.event["type"] == "deferred")
+        .expect("the failed handshake is recorded as a deferral");
+    assert!(
+        deferred.event["reason"].as_str().unwrap().contains("TLS"),
+        "{}",
+        deferred.event
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let arrived = std::fs::read_dir(lgwan.path().join("maildir/new"))
+        .unwrap()
+        .count();
+    assert_eq!(arrived, 1, "nothing more arrived");
+    rt.block_on(gateway.stop("test"));
+    rt.block_on(lgwan_side.stop("test"));
+}
