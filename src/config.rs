@@ -89,6 +89,8 @@ retention_days = 1825
 [quarantine]
 # Days quarantined originals are kept; expiry writes an audit record listing them.
 retention_days = 180
+# Item records: "sqlite" (data/quarantine/quarantine.db) or "files" (one JSON per item).
+store = "sqlite"
 
 [import]
 # Staff drop files into an import folder; sanitized copies and a 無害化レポート appear in the
@@ -497,12 +499,28 @@ impl Default for AdminSection {
 pub struct QuarantineSection {
     /// Days quarantined originals are kept; older ones are removed with an audit record.
     pub retention_days: u32,
+    /// Where item records live: `sqlite` (`quarantine.db`, the default) or `files` (one JSON
+    /// file per item). Blobs are content-addressed files either way.
+    #[serde(default)]
+    pub store: QuarantineBackend,
+}
+
+/// The quarantine record store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuarantineBackend {
+    /// SQLite metadata.
+    #[default]
+    Sqlite,
+    /// One JSON file per item.
+    Files,
 }
 
 impl Default for QuarantineSection {
     fn default() -> Self {
         Self {
             retention_days: 180,
+            store: QuarantineBackend::Sqlite,
         }
     }
 }

@@ -735,9 +735,7 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
             sha256: mukaika::sanitizers::report::sha256_hex(text.as_bytes()),
         },
     ))?;
-    let quarantine: std::sync::Arc<dyn mukaika::quarantine::QuarantineStore> = std::sync::Arc::new(
-        mukaika::quarantine::FsQuarantine::open(data.join("quarantine"))?,
-    );
+    let quarantine = mukaika::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
     let mut registry =
         Registry::standard_with_fonts(mukaika::fonts::source(config.fonts.dirs.clone()));
     if let Some(endpoint) = &config.antivirus.clamd {

@@ -22,7 +22,7 @@ use crate::config::DeliveryMode;
 use crate::config::ServiceConfig;
 use crate::live::Live;
 use crate::pipeline::{Pipeline, Sink};
-use crate::quarantine::{FsQuarantine, QuarantineStore};
+use crate::quarantine::QuarantineStore;
 use crate::relay::Relay;
 use crate::smtp::server::{self, Intake};
 use crate::spool::Spool;
@@ -140,7 +140,8 @@ pub async fn start(
     }
     let registry = Arc::new(registry);
     let quarantine: Arc<dyn QuarantineStore> =
-        Arc::new(FsQuarantine::open(data.join("quarantine")).map_err(|e| e.to_string())?);
+        crate::quarantine::open(data.join("quarantine"), config.quarantine.store)
+            .map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.smtp.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.smtp.listen))?;

@@ -147,7 +147,7 @@ fn dropped_files_come_out_sanitized_with_reports_and_the_rest_is_held() {
     // Taken files are gone from the import folder; copy tools' temporary files wait.
     assert_eq!(files_under(&import), vec!["upload.part", "~$見積書.docm"]);
     // The originals that were not delivered are in the quarantine.
-    let held = files_under(&data.join("quarantine/items"));
+    let held = support::quarantined(&data, 3);
     assert_eq!(held.len(), 3, "exe, bomb and the device name: {held:?}");
     let kinds = support::audit_kinds(&data);
     for k in ["file_imported", "file_exported", "quarantined"] {

@@ -38,7 +38,7 @@ fn delivers_converted_mail_quarantines_what_it_must_and_audits_every_step() {
 
     let delivered = wait_for(&data.path().join("maildir/new"), 2);
     assert_eq!(delivered.len(), 2, "the enveloped message is not delivered");
-    let items = wait_for(&data.path().join("quarantine/items"), 1);
+    let items = support::quarantined(data.path(), 1);
     assert_eq!(items.len(), 1);
     for path in &delivered {
         let text = String::from_utf8(std::fs::read(path).unwrap()).unwrap();
@@ -579,7 +579,7 @@ fn metrics_count_from_the_audit_record_and_health_reports_what_fails() {
     );
     assert_eq!(c.send(b"QUIT\r\n"), 221);
     wait_for(&data.path().join("maildir/new"), 1);
-    wait_for(&data.path().join("quarantine/items"), 1);
+    support::quarantined(data.path(), 1);
 
     // Counters follow durable audit records; poll briefly for the second settle.
     let mut samples = Vec::new();

@@ -184,3 +184,21 @@ pub fn audit_kinds(data: &Path) -> Vec<String> {
         .map(|r| r.event["type"].as_str().unwrap_or("").to_string())
         .collect()
 }
+
+/// The quarantine's items under `data` (the configured default store), waiting up to 30 s
+/// for at least `n`.
+pub fn quarantined(data: &Path, n: usize) -> Vec<mukaika::quarantine::QuarantineItem> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let items = mukaika::quarantine::open(
+            data.join("quarantine"),
+            mukaika::config::QuarantineBackend::Sqlite,
+        )
+        .and_then(|s| s.list())
+        .unwrap_or_default();
+        if items.len() >= n || Instant::now() > deadline {
+            return items;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
