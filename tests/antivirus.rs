@@ -248,10 +248,10 @@ fn the_gateway_blocks_eicar_in_mail_and_import_and_tempfails_while_clamd_is_down
         &attach("memo.txt", b"memo\r\n"),
     );
     assert_eq!(refused, 451);
-    let (status, body) = http_get(running.admin_addr, "/healthz");
+    let (status, body) = support::http_get(running.admin_addr, "/healthz");
     assert_eq!(status, 503);
     assert!(body.contains("antivirus unavailable"), "{body}");
-    let (_, metrics) = http_get(running.admin_addr, "/metrics");
+    let (_, metrics) = support::http_get(running.admin_addr, "/metrics");
     assert!(metrics.contains("mukaika_antivirus_up 0"), "{metrics}");
 
     // clamd back: the retried message flows.
@@ -286,28 +286,6 @@ fn wait_for_file(path: &Path) -> String {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[test]

@@ -489,29 +489,6 @@ fn reload_keeps_restart_only_settings_and_names_them() {
     );
 }
 
-/// One HTTP/1.1 GET over a plain socket: status code and body.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
 /// Parses the Prometheus text format strictly: every sample line is `name{labels} value` with a
 /// declared family, and every value is a number. Returns (series, value) pairs.
 fn parse_metrics(text: &str) -> Vec<(String, f64)> {
@@ -558,7 +535,7 @@ fn metrics_count_from_the_audit_record_and_health_reports_what_fails() {
     let rt = runtime();
     let running = support::start(&rt, config(data.path(), ""), DEFAULT_TOML);
     assert!(running.admin_addr.ip().is_loopback());
-    let (status, body) = http_get(running.admin_addr, "/healthz");
+    let (status, body) = support::http_get(running.admin_addr, "/healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 
     let (mut c, _) = Client::connect(running.smtp_addr);
@@ -584,7 +561,7 @@ fn metrics_count_from_the_audit_record_and_health_reports_what_fails() {
     // Counters follow durable audit records; poll briefly for the second settle.
     let mut samples = Vec::new();
     for _ in 0..100 {
-        let (status, body) = http_get(running.admin_addr, "/metrics");
+        let (status, body) = support::http_get(running.admin_addr, "/metrics");
         assert_eq!(status, 200);
         samples = parse_metrics(&body);
         let converted: f64 = samples
@@ -636,7 +613,7 @@ fn metrics_count_from_the_audit_record_and_health_reports_what_fails() {
         .replace("min_free_bytes = 1", "min_free_bytes = 1000000000000000");
     let config = ServiceConfig::from_toml(&text).unwrap();
     let running = support::start(&rt, config, &text);
-    let (status, body) = http_get(running.admin_addr, "/healthz");
+    let (status, body) = support::http_get(running.admin_addr, "/healthz");
     assert_eq!(status, 503);
     assert!(body.contains("disk nearly full"), "{body}");
     rt.block_on(running.stop("test"));
