@@ -43,8 +43,6 @@ def main():
         config = os.path.join(work, "mukaika.toml")
         default = subprocess.run([MUKAIKA, "config", "default"], check=True, capture_output=True, text=True).stdout
         text_cfg = (default.replace('dir = "./data"', f'dir = "{data}"')
-                    .replace('"./data/import"', f'"{data}/import"')
-                    .replace('"./data/export"', f'"{data}/export"')
                     .replace("settle_secs = 5", "settle_secs = 0"))
         open(config, "w").write(text_cfg)
         total = 0

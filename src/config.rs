@@ -104,8 +104,9 @@ archive_processed = false
 
 [[import.pairs]]
 name = "default"
-import = "./data/import"
-export = "./data/export"
+# Relative folders are taken from data.dir.
+import = "import"
+export = "export"
 # mode = "0640"
 # uid = 1000
 # gid = 1000
@@ -397,9 +398,10 @@ pub enum ReportFormat {
 pub struct ImportPair {
     /// Department or pair name (in reports and the audit log).
     pub name: String,
-    /// Folder staff drop files into (internet side).
+    /// Folder staff drop files into (internet side); a relative path is taken from `data.dir`.
     pub import: PathBuf,
-    /// Folder results are written to (read by the LGWAN side); subfolders are mirrored.
+    /// Folder results are written to (read by the LGWAN side); subfolders are mirrored. A
+    /// relative path is taken from `data.dir`.
     pub export: PathBuf,
     /// Mode of written files, octal (e.g. "0640").
     #[serde(default)]

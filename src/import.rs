@@ -108,6 +108,15 @@ impl Importer {
         audit: Arc<AuditLog>,
         quarantine: Arc<dyn QuarantineStore>,
     ) -> Self {
+        let mut section = section;
+        // Relative folders belong to the data directory, wherever the service was started.
+        for pair in &mut section.pairs {
+            for dir in [&mut pair.import, &mut pair.export] {
+                if dir.is_relative() {
+                    *dir = data.join(&*dir);
+                }
+            }
+        }
         Self {
             section,
             data: data.join("import-state"),

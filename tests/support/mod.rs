@@ -24,14 +24,6 @@ pub fn config_text(data: &Path, listen: &str) -> String {
             &format!("listen = \"{listen}\""),
         )
         .replace("dir = \"./data\"", &format!("dir = \"{}\"", data.display()))
-        .replace(
-            "\"./data/import\"",
-            &format!("\"{}/import\"", data.display()),
-        )
-        .replace(
-            "\"./data/export\"",
-            &format!("\"{}/export\"", data.display()),
-        )
         .replace("min_free_bytes = 104857600", "min_free_bytes = 1")
         .replace("listen = \"127.0.0.1:9925\"", "listen = \"127.0.0.1:0\"")
 }
