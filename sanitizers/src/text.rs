@@ -359,14 +359,10 @@ fn neutralize(input: &[u8], decoded: &Decoded<'_>, cells: &[TriggerCell]) -> Res
     }
     let text = decoded.text.as_ref();
     match decoded.encoding {
-        enc if enc.ascii_structural() => {
+        enc if enc.ascii_structural() || enc == TextEncoding::Iso2022Jp => {
             // Same structure bytes in the input as in the decoded text: map each cell's
             // position by counting structural bytes, and splice `'` into the input itself.
             let offsets = input_offsets(input, enc, text, cells)?;
-            Ok(splice(input, &offsets))
-        }
-        TextEncoding::Iso2022Jp => {
-            let offsets = iso2022_offsets(input, text, cells)?;
             Ok(splice(input, &offsets))
         }
         TextEncoding::Utf16Le | TextEncoding::Utf16Be => {
@@ -425,18 +421,22 @@ fn structural(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
 }
 
 /// Maps each cell's text offset to the input offset, through the structural byte just before
-/// it (a cell starts at the file start or right after one of them).
+/// it (a cell starts at the file start or right after one of them): the n-th structural byte
+/// of the decoded text is the n-th of the input.
 fn input_offsets(
     input: &[u8],
     enc: TextEncoding,
     text: &str,
     cells: &[TriggerCell],
 ) -> Result<Vec<usize>> {
-    let skip = if enc == TextEncoding::Utf8Bom { 3 } else { 0 };
-    let body = &input[skip..];
+    let (start, positions) = if enc == TextEncoding::Iso2022Jp {
+        (0, iso2022_structural(input))
+    } else {
+        let skip = if enc == TextEncoding::Utf8Bom { 3 } else { 0 };
+        (skip, structural(&input[skip..]).map(|p| p + skip).collect())
+    };
     let text_positions: Vec<usize> = structural(text.as_bytes()).collect();
-    let input_positions: Vec<usize> = structural(body).collect();
-    if text_positions.len() != input_positions.len() {
+    if text_positions.len() != positions.len() {
         return Err(Error::internal(
             "CSV structure differs between the input and its decoding",
         ));
@@ -445,20 +445,27 @@ fn input_offsets(
         .iter()
         .map(|cell| {
             if cell.text_offset == 0 {
-                return Ok(skip);
+                return Ok(start);
             }
-            let before = cell.text_offset - 1;
             let n = text_positions
-                .binary_search(&before)
+                .binary_search(&(cell.text_offset - 1))
                 .map_err(|_| Error::internal("CSV cell does not follow a delimiter"))?;
-            Ok(skip + input_positions[n] + 1)
+            let at = positions[n] + 1;
+            // The cell must start in ASCII state: a trigger after an ISO-2022-JP escape
+            // sequence would need the escape moved, which this writer does not do.
+            if input.get(at) == Some(&0x1B) {
+                return Err(Error::unsupported(
+                    "a formula cell starts with an ISO-2022-JP escape sequence",
+                ));
+            }
+            Ok(at)
         })
         .collect()
 }
 
-/// The same mapping for ISO-2022-JP, counting structural bytes only while the decoder is in an
-/// ASCII / JIS-Roman state (in a two-byte state those bytes are halves of kanji).
-fn iso2022_offsets(input: &[u8], text: &str, cells: &[TriggerCell]) -> Result<Vec<usize>> {
+/// Structural bytes of ISO-2022-JP, counted only while the decoder is in an ASCII / JIS-Roman
+/// state (in a two-byte state those bytes are halves of kanji).
+fn iso2022_structural(input: &[u8]) -> Vec<usize> {
     let mut positions = Vec::new();
     let mut ascii = true;
     let mut i = 0;
@@ -477,32 +484,7 @@ fn iso2022_offsets(input: &[u8], text: &str, cells: &[TriggerCell]) -> Result<Ve
         }
         i += 1;
     }
-    let text_positions: Vec<usize> = structural(text.as_bytes()).collect();
-    if text_positions.len() != positions.len() {
-        return Err(Error::internal(
-            "CSV structure differs between the input and its decoding",
-        ));
-    }
-    cells
-        .iter()
-        .map(|cell| {
-            if cell.text_offset == 0 {
-                return Ok(0);
-            }
-            let n = text_positions
-                .binary_search(&(cell.text_offset - 1))
-                .map_err(|_| Error::internal("CSV cell does not follow a delimiter"))?;
-            let at = positions[n] + 1;
-            // The cell must start in ASCII state: a trigger after an escape sequence would
-            // need the escape moved, which this writer does not do.
-            if input.get(at) == Some(&0x1B) {
-                return Err(Error::unsupported(
-                    "a formula cell starts with an ISO-2022-JP escape sequence",
-                ));
-            }
-            Ok(at)
-        })
-        .collect()
+    positions
 }
 
 #[cfg(test)]
@@ -535,6 +517,20 @@ mod tests {
     fn quoted_delimiters_do_not_split_cells() {
         assert_eq!(cells("\"a,=b\",c\n"), Vec::<String>::new());
         assert_eq!(cells("\"a\nb\",=c\n"), vec!["row 1, column 2"]);
+    }
+
+    #[test]
+    fn iso2022jp_csv_is_neutralised_outside_kanji_runs() {
+        // 「会議」 encodes with bytes that read as ',' and '"' in the two-byte state.
+        let csv = "名前,会議\r\n架空,=1+1\r\n";
+        let (bytes, _, bad) = ISO_2022_JP.encode(csv);
+        assert!(!bad);
+        let decoded = decode(&bytes).unwrap();
+        let cells = trigger_cells(&decoded, b',');
+        let out = neutralize(&bytes, &decoded, &cells).unwrap();
+        let (text, _, errors) = ISO_2022_JP.decode(&out);
+        assert!(!errors);
+        assert_eq!(text, "名前,会議\r\n架空,'=1+1\r\n");
     }
 
     #[test]
