@@ -642,21 +642,10 @@ fn sha_hex(bytes: &[u8]) -> String {
 
 /// SHA-256 of a file, from bytes already read or by streaming it.
 fn sha_of(path: &Path, bytes: Option<&[u8]>) -> Result<String, String> {
-    use sha2::{Digest, Sha256};
-    if let Some(b) = bytes {
-        return Ok(sha_hex(b));
+    match bytes {
+        Some(b) => Ok(sha_hex(b)),
+        None => crate::sanitize::sha256_file(path).map_err(|e| format!("{}: {e}", path.display())),
     }
-    let mut f = File::open(path).map_err(|e| e.to_string())?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Our own temporary export names (`.I<millis>-<pid>-<n>.<k>.tmp`) below `dir`.

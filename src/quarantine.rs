@@ -124,11 +124,8 @@ impl FsQuarantine {
 
 impl QuarantineStore for FsQuarantine {
     fn put(&self, item: &QuarantineItem, bytes: &[u8]) -> std::io::Result<()> {
-        if !self.root.join("blobs").join(&item.sha256).exists() {
-            self.write_synced(&item.sha256, "blobs", bytes)?;
-        }
-        let json = serde_json::to_vec_pretty(item).map_err(std::io::Error::other)?;
-        self.write_synced(&format!("{}.json", item.id), "items", &json)
+        self.put_blob(&item.sha256, bytes)?;
+        self.put_record(item)
     }
 
     fn list(&self) -> std::io::Result<Vec<QuarantineItem>> {
@@ -143,22 +140,12 @@ impl QuarantineStore for FsQuarantine {
 
     fn bytes(&self, id: &str) -> std::io::Result<Vec<u8>> {
         let item = self.item(id)?;
-        fs::read(self.root.join("blobs").join(item.sha256))
+        fs::read(self.blob_path(&item.sha256))
     }
 
     fn put_file(&self, item: &QuarantineItem, path: &std::path::Path) -> std::io::Result<()> {
-        if !self.root.join("blobs").join(&item.sha256).exists() {
-            let tmp = self
-                .root
-                .join("tmp")
-                .join(format!("{}.{}", item.sha256, std::process::id()));
-            fs::copy(path, &tmp)?;
-            File::open(&tmp)?.sync_all()?;
-            fs::rename(&tmp, self.root.join("blobs").join(&item.sha256))?;
-            sync_dir(&self.root.join("blobs")).map_err(std::io::Error::other)?;
-        }
-        let json = serde_json::to_vec_pretty(item).map_err(std::io::Error::other)?;
-        self.write_synced(&format!("{}.json", item.id), "items", &json)
+        self.put_blob_file(&item.sha256, path)?;
+        self.put_record(item)
     }
 
     fn remove(&self, id: &str) -> std::io::Result<()> {
@@ -167,11 +154,7 @@ impl QuarantineStore for FsQuarantine {
         sync_dir(&self.root.join("items")).map_err(std::io::Error::other)?;
         let shared = self.list()?.iter().any(|other| other.sha256 == item.sha256);
         if !shared {
-            match fs::remove_file(self.root.join("blobs").join(&item.sha256)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            sync_dir(&self.root.join("blobs")).map_err(std::io::Error::other)?;
+            self.drop_blob(&item.sha256)?;
         }
         Ok(())
     }
@@ -189,6 +172,47 @@ impl FsQuarantine {
 
     fn item(&self, id: &str) -> std::io::Result<QuarantineItem> {
         serde_json::from_slice(&fs::read(self.item_path(id))?).map_err(std::io::Error::other)
+    }
+
+    fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("blobs").join(sha256)
+    }
+
+    /// Stores a blob from memory (once per content).
+    fn put_blob(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
+        if self.blob_path(sha256).exists() {
+            return Ok(());
+        }
+        self.write_synced(sha256, "blobs", bytes)
+    }
+
+    /// Stores a blob streamed from a file (once per content): copy, fsync, rename, fsync.
+    fn put_blob_file(&self, sha256: &str, path: &std::path::Path) -> std::io::Result<()> {
+        if self.blob_path(sha256).exists() {
+            return Ok(());
+        }
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{sha256}.{}", std::process::id()));
+        fs::copy(path, &tmp)?;
+        File::open(&tmp)?.sync_all()?;
+        fs::rename(&tmp, self.blob_path(sha256))?;
+        sync_dir(&self.root.join("blobs")).map_err(std::io::Error::other)
+    }
+
+    /// Removes a blob no item refers to any more.
+    fn drop_blob(&self, sha256: &str) -> std::io::Result<()> {
+        match fs::remove_file(self.blob_path(sha256)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        sync_dir(&self.root.join("blobs")).map_err(std::io::Error::other)
+    }
+
+    fn put_record(&self, item: &QuarantineItem) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(item).map_err(std::io::Error::other)?;
+        self.write_synced(&format!("{}.json", item.id), "items", &json)
     }
 }
 
@@ -287,10 +311,6 @@ impl SqliteQuarantine {
         .map_err(sql)?;
         Ok(())
     }
-
-    fn blob_path(&self, sha256: &str) -> PathBuf {
-        self.files.root.join("blobs").join(sha256)
-    }
 }
 
 fn sql(e: rusqlite::Error) -> std::io::Error {
@@ -317,24 +337,12 @@ const COLUMNS: &str = "id, source, origin_id, name, reason, detail, sha256, size
 
 impl QuarantineStore for SqliteQuarantine {
     fn put(&self, item: &QuarantineItem, bytes: &[u8]) -> std::io::Result<()> {
-        if !self.blob_path(&item.sha256).exists() {
-            self.files.write_synced(&item.sha256, "blobs", bytes)?;
-        }
+        self.files.put_blob(&item.sha256, bytes)?;
         self.insert(item)
     }
 
     fn put_file(&self, item: &QuarantineItem, path: &std::path::Path) -> std::io::Result<()> {
-        if !self.blob_path(&item.sha256).exists() {
-            let tmp =
-                self.files
-                    .root
-                    .join("tmp")
-                    .join(format!("{}.{}", item.sha256, std::process::id()));
-            fs::copy(path, &tmp)?;
-            File::open(&tmp)?.sync_all()?;
-            fs::rename(&tmp, self.blob_path(&item.sha256))?;
-            sync_dir(&self.files.root.join("blobs")).map_err(std::io::Error::other)?;
-        }
+        self.files.put_blob_file(&item.sha256, path)?;
         self.insert(item)
     }
 
@@ -368,7 +376,7 @@ impl QuarantineStore for SqliteQuarantine {
                     other => sql(other),
                 })?
         };
-        fs::read(self.blob_path(&sha))
+        fs::read(self.files.blob_path(&sha))
     }
 
     fn remove(&self, id: &str) -> std::io::Result<()> {
@@ -390,11 +398,7 @@ impl QuarantineStore for SqliteQuarantine {
             .map_err(sql)?;
         drop(db);
         if shared == 0 {
-            match fs::remove_file(self.blob_path(&sha)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            sync_dir(&self.files.root.join("blobs")).map_err(std::io::Error::other)?;
+            self.files.drop_blob(&sha)?;
         }
         Ok(())
     }

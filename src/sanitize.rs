@@ -166,14 +166,19 @@ pub fn process_file(
 }
 
 fn stream_sha256(path: &Path) -> Result<String, CommandError> {
-    let mut file = File::open(path)
-        .map_err(|e| CommandError::io(format!("cannot read {}", path.display()), e))?;
+    sha256_file(path).map_err(|e| CommandError::io(format!("cannot read {}", path.display()), e))
+}
+
+/// SHA-256 of a file, streamed (for inputs too large to load).
+///
+/// # Errors
+/// The file cannot be read.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| CommandError::io(format!("cannot read {}", path.display()), e))?;
+        let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }

@@ -146,7 +146,7 @@ fn sniff(bytes: &[u8], findings: &mut Vec<Finding>, encrypted: &mut bool) -> Fil
     }
     // TNEF carries attachments verbatim, so a small PDF attachment puts `%PDF-` in the first
     // kilobyte; its signature and per-attribute checksums make it unambiguous.
-    if bytes.starts_with(&[0x78, 0x9F, 0x3E, 0x22]) {
+    if crate::tnef::is_tnef(bytes) {
         return FileKind::Tnef;
     }
     if let Some(at) = find(&bytes[..bytes.len().min(1024)], b"%PDF-") {
@@ -196,7 +196,7 @@ fn sniff_magic(bytes: &[u8]) -> Option<FileKind> {
         } else {
             MachO
         }
-    } else if starts(&[0x78, 0x9F, 0x3E, 0x22]) {
+    } else if crate::tnef::is_tnef(bytes) {
         Tnef
     } else if starts(b"\0asm") {
         Wasm

@@ -40,6 +40,11 @@ const PR_ATTACH_DATA: u16 = 0x3701;
 const PR_ATTACH_FILENAME: u16 = 0x3704;
 const PR_ATTACH_LONG_FILENAME: u16 = 0x3707;
 
+/// True when `bytes` start with the TNEF signature (and so detect as TNEF).
+pub fn is_tnef(bytes: &[u8]) -> bool {
+    bytes.starts_with(&SIGNATURE.to_le_bytes())
+}
+
 /// The name of the body text member in a repacked TNEF.
 pub const BODY_NAME: &str = "本文.txt";
 

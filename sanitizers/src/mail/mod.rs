@@ -742,7 +742,7 @@ impl Walker<'_> {
         // winmail.dat: unpacked in place, its body quoted and its attachments handled like
         // the message's own. A TNEF stream that does not parse goes to the registry, which
         // holds it.
-        if crate::detect::detect(bytes, &declared).kind == FileKind::Tnef {
+        if crate::tnef::is_tnef(bytes) {
             if let Ok(tnef) = crate::tnef::parse(bytes) {
                 let label = name.unwrap_or("winmail.dat");
                 if let Some(body) = tnef.body.filter(|b| !b.trim().is_empty()) {
