@@ -723,12 +723,8 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         }
     };
     let data = config.data.dir.clone();
-    let mut audit_config =
-        mukaika::audit::AuditConfig::new(data.join("audit"), config.audit.node.clone());
-    if let Some(path) = &config.audit.hmac_key_file {
-        audit_config.hmac_key = Some(std::fs::read(path)?.trim_ascii().to_vec());
-    }
-    let audit = std::sync::Arc::new(mukaika::audit::AuditLog::open(audit_config)?);
+    let audit =
+        std::sync::Arc::new(mukaika::service::open_audit(&config).map_err(anyhow::Error::msg)?);
     audit.append(mukaika::audit::AuditEvent::ConfigLoaded(
         mukaika::audit::event::ConfigLoaded {
             source: "import once".into(),
@@ -736,16 +732,8 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         },
     ))?;
     let quarantine = mukaika::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
-    let mut registry =
-        Registry::standard_with_fonts(mukaika::fonts::source(config.fonts.dirs.clone()));
-    if let Some(endpoint) = &config.antivirus.clamd {
-        let clamd = mukaika::antivirus::Clamd::new(
-            endpoint.parse().map_err(anyhow::Error::msg)?,
-            std::time::Duration::from_secs(config.antivirus.timeout_secs),
-        );
-        registry = registry.with_scanner(std::sync::Arc::new(clamd));
-    }
-    let registry = std::sync::Arc::new(registry);
+    let clamd = mukaika::service::clamd(&config).map_err(anyhow::Error::msg)?;
+    let registry = std::sync::Arc::new(mukaika::service::registry(&config, clamd.as_ref()));
     let importer =
         mukaika::import::Importer::new(config.import.clone(), &data, registry, audit, quarantine);
     for problem in importer.create_folders() {

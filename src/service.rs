@@ -48,6 +48,58 @@ pub fn pid_file(config: &ServiceConfig) -> PathBuf {
     config.data.dir.join("mukaika.pid")
 }
 
+/// The audit log `config` names: its folder under the data directory, node name, HMAC key and
+/// syslog target.
+///
+/// # Errors
+/// The key file cannot be read, the syslog target is malformed, or the log cannot be opened.
+pub fn open_audit(config: &ServiceConfig) -> Result<AuditLog, String> {
+    let mut audit_config =
+        AuditConfig::new(config.data.dir.join("audit"), config.audit.node.clone());
+    if let Some(path) = &config.audit.hmac_key_file {
+        let key = std::fs::read(path)
+            .map_err(|e| format!("audit.hmac_key_file {}: {e}", path.display()))?;
+        audit_config.hmac_key = Some(key.trim_ascii().to_vec());
+    }
+    audit_config.syslog = config
+        .audit
+        .syslog
+        .as_deref()
+        .map(str::parse::<crate::audit::syslog::SyslogTarget>)
+        .transpose()?;
+    AuditLog::open(audit_config).map_err(|e| e.to_string())
+}
+
+/// The clamd client `[antivirus]` configures, if any.
+///
+/// # Errors
+/// A malformed endpoint.
+pub fn clamd(config: &ServiceConfig) -> Result<Option<Arc<crate::antivirus::Clamd>>, String> {
+    config
+        .antivirus
+        .clamd
+        .as_deref()
+        .map(|endpoint| {
+            Ok(Arc::new(crate::antivirus::Clamd::new(
+                endpoint.parse()?,
+                std::time::Duration::from_secs(config.antivirus.timeout_secs),
+            )))
+        })
+        .transpose()
+}
+
+/// The registry the service (and `import once`) judges with: every sanitizer, SVG fonts from
+/// `[fonts]`, and clamd when configured.
+pub fn registry(config: &ServiceConfig, clamd: Option<&Arc<crate::antivirus::Clamd>>) -> Registry {
+    let registry = Registry::standard_with_fonts(crate::fonts::source(config.fonts.dirs.clone()));
+    match clamd {
+        Some(c) => {
+            registry.with_scanner(Arc::clone(c) as Arc<dyn mukaika_sanitizers::scanner::Scanner>)
+        }
+        None => registry,
+    }
+}
+
 /// Opens the pid file and takes an exclusive lock on it, or names the process holding it.
 fn lock_pid_file(path: &std::path::Path) -> Result<std::fs::File, String> {
     let file = std::fs::OpenOptions::new()
@@ -104,14 +156,7 @@ pub async fn start(
     let config = Arc::new(Live::new(config));
     let live = Arc::clone(&config);
     let config = config.get();
-    let mut audit_config = AuditConfig::new(data.join("audit"), config.audit.node.clone());
-    if let Some(path) = &config.audit.hmac_key_file {
-        let key = std::fs::read(path)
-            .map_err(|e| format!("audit.hmac_key_file {}: {e}", path.display()))?;
-        audit_config.hmac_key = Some(key.trim_ascii().to_vec());
-    }
-    audit_config.syslog = config.audit.syslog.as_deref().map(str::parse).transpose()?;
-    let audit = Arc::new(AuditLog::open(audit_config).map_err(|e| e.to_string())?);
+    let audit = Arc::new(open_audit(&config)?);
     let metrics = Arc::new(crate::metrics::Metrics::default());
     audit.observe(Arc::clone(&metrics) as Arc<dyn crate::audit::log::Observer>);
     audit
@@ -125,20 +170,8 @@ pub async fn start(
     for id in corrupt {
         tracing::error!(queue_id = %id, "spool item unreadable; moved to corrupt/");
     }
-    let clamd: Option<Arc<crate::antivirus::Clamd>> = match &config.antivirus.clamd {
-        Some(endpoint) => Some(Arc::new(crate::antivirus::Clamd::new(
-            endpoint.parse()?,
-            std::time::Duration::from_secs(config.antivirus.timeout_secs),
-        ))),
-        None => None,
-    };
-    let mut registry =
-        Registry::standard_with_fonts(crate::fonts::source(config.fonts.dirs.clone()));
-    if let Some(c) = &clamd {
-        registry =
-            registry.with_scanner(Arc::clone(c) as Arc<dyn mukaika_sanitizers::scanner::Scanner>);
-    }
-    let registry = Arc::new(registry);
+    let clamd = clamd(&config)?;
+    let registry = Arc::new(registry(&config, clamd.as_ref()));
     let quarantine: Arc<dyn QuarantineStore> =
         crate::quarantine::open(data.join("quarantine"), config.quarantine.store)
             .map_err(|e| e.to_string())?;
