@@ -1,13 +1,14 @@
-//! The admin listener: `/metrics` (Prometheus text) and `/healthz`.
+//! The admin listener: the quarantine review UI ([`crate::web`]), `/metrics` (Prometheus
+//! text) and `/healthz`.
 //!
-//! Owns: the HTTP edge for operators' monitoring (the quarantine UI joins it later). Loopback by
-//! default; any other address needs `admin.dangerous_expose = true`, since nothing here asks
-//! who is calling.
+//! Owns: the monitoring endpoints and the composition of the admin listener's routes. Loopback
+//! by default; any other address needs `admin.dangerous_expose = true`, since `/metrics` and
+//! `/healthz` do not ask who is calling (the review pages do). HTTPS when `admin.tls_*` is set.
 //! Invariants: `/healthz` answers 200 only when every check passes — the spool takes a write,
 //! the disk has more than `data.min_free_bytes` free, and delivery to the LGWAN side has not
 //! been failing for longer than `admin.delivery_unhealthy_secs` — and 503 listing what failed
 //! otherwise. Both handlers only read.
-//! Must never: serve anything from the quarantine or the spool.
+//! Must never: serve quarantined or spooled bytes from the monitoring endpoints.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,29 +40,24 @@ pub struct AdminState {
     pub antivirus: Option<Arc<crate::antivirus::Clamd>>,
 }
 
-/// Serves until `shutdown` turns true.
+/// Serves the monitoring endpoints and, when given, the review UI until `shutdown` turns
+/// true; over TLS when `tls` is set.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AdminState>,
-    mut shutdown: watch::Receiver<bool>,
+    web: Option<Arc<crate::web::Web>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let app = Router::new()
+    let monitoring = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(state);
-    let stop = async move {
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                break;
-            }
-        }
+    let app = match web {
+        Some(web) => monitoring.merge(crate::web::router(web)),
+        None => monitoring,
     };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(error = %e, "admin listener failed");
-    }
+    crate::web::serve(listener, crate::web::secured(app), tls, shutdown).await;
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {

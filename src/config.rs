@@ -91,6 +91,8 @@ retention_days = 1825
 retention_days = 180
 # Item records: "sqlite" (data/quarantine/quarantine.db) or "files" (one JSON per item).
 store = "sqlite"
+# Reason codes that can never be released, whoever asks (a detected virus stays put).
+never_release = ["virus"]
 
 [import]
 # Staff drop files into an import folder; sanitized copies and a 無害化レポート appear in the
@@ -120,10 +122,35 @@ timeout_secs = 30
 on_unavailable = "tempfail"
 
 [admin]
-# Prometheus /metrics and /healthz. Loopback only unless dangerous_expose = true (no login).
+# The quarantine review UI (login needed), Prometheus /metrics and /healthz (no login).
+# Loopback only unless dangerous_expose = true.
 listen = "127.0.0.1:9925"
+# HTTPS for the UI: PEM certificate chain and key. Both set: TLS only, Secure cookies.
+# tls_cert_file = "/etc/mukaika/tls/admin-cert.pem"
+# tls_key_file = "/etc/mukaika/tls/admin-key.pem"
 # /healthz fails once delivery to the LGWAN side has failed this long.
 delivery_unhealthy_secs = 900
+# Seconds without a request before a UI session ends.
+session_idle_secs = 900
+# Failed logins in a row that lock an account, and for how long (対策基準 7.2(4)).
+lockout_attempts = 5
+lockout_secs = 900
+
+[notices]
+# A short Japanese notice to the LGWAN-side recipients when mail for them is quarantined.
+recipients = true
+# Sender of notices, and whom staff ask for a release.
+from = "mukaika-notice@mukaika.localhost"
+contact = "情報システム担当"
+# Administrators told of every quarantine: "immediate" (one mail each) or "digest".
+admin_to = []
+admin_mode = "immediate"
+digest_minutes = 60
+# Templates: {from} {subject} {items} {contact} {date} are filled in.
+# recipient_subject = "【隔離のお知らせ】{subject}"
+# recipient_body = "..."
+# admin_subject = "[mukaika] 隔離 {count} 件"
+# admin_body = "..."
 
 [fonts]
 # Folders with TrueType/OpenType fonts for drawing SVG text (read at start-up).
@@ -162,6 +189,9 @@ pub struct ServiceConfig {
     /// Fonts for drawing SVG text.
     #[serde(default)]
     pub fonts: FontsSection,
+    /// Quarantine notices.
+    #[serde(default)]
+    pub notices: NoticesSection,
     /// Sanitizing policy.
     #[serde(default)]
     pub policy: Policy,
@@ -475,10 +505,138 @@ pub struct AdminSection {
     /// `/healthz` fails once delivery to the LGWAN side has failed for this many seconds.
     #[serde(default = "default_unhealthy_secs")]
     pub delivery_unhealthy_secs: u64,
-    /// Allow a non-loopback admin address. The endpoints do not authenticate: put them behind
-    /// a firewall or a proxy that does.
+    /// Allow a non-loopback admin address. `/metrics` and `/healthz` do not authenticate:
+    /// put them behind a firewall or a proxy that does.
     #[serde(default)]
     pub dangerous_expose: bool,
+    /// PEM certificate chain for HTTPS on the admin listener (with `tls_key_file`).
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for HTTPS on the admin listener.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Seconds without a request before a UI session ends.
+    #[serde(default = "default_idle_secs")]
+    pub session_idle_secs: u64,
+    /// Failed logins in a row that lock an account (対策基準 7.2(4)).
+    #[serde(default = "default_lockout_attempts")]
+    pub lockout_attempts: u32,
+    /// Seconds a locked account stays locked.
+    #[serde(default = "default_lockout_secs")]
+    pub lockout_secs: u64,
+}
+
+fn default_idle_secs() -> u64 {
+    900
+}
+
+fn default_lockout_attempts() -> u32 {
+    5
+}
+
+fn default_lockout_secs() -> u64 {
+    900
+}
+
+/// `[notices]`: mail telling people that something was quarantined.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticesSection {
+    /// Tell the LGWAN-side recipients when mail for them is quarantined.
+    #[serde(default = "yes")]
+    pub recipients: bool,
+    /// Sender address of notices.
+    #[serde(default = "default_notice_from")]
+    pub from: String,
+    /// Whom staff ask for a release (shown in notices).
+    #[serde(default = "default_contact")]
+    pub contact: String,
+    /// Administrators told of quarantines.
+    #[serde(default)]
+    pub admin_to: Vec<String>,
+    /// One mail per quarantine, or a digest.
+    #[serde(default)]
+    pub admin_mode: NoticeMode,
+    /// Minutes between digests.
+    #[serde(default = "default_digest_minutes")]
+    pub digest_minutes: u64,
+    /// Subject of the recipients' notice; `{subject}` is the held message's subject.
+    #[serde(default = "default_recipient_subject")]
+    pub recipient_subject: String,
+    /// Body of the recipients' notice: `{from}`, `{subject}`, `{date}`, `{items}`, `{contact}`.
+    #[serde(default = "default_recipient_body")]
+    pub recipient_body: String,
+    /// Subject of the administrators' notice: `{count}`.
+    #[serde(default = "default_admin_subject")]
+    pub admin_subject: String,
+    /// Body of the administrators' notice: `{count}`, `{items}`.
+    #[serde(default = "default_admin_body")]
+    pub admin_body: String,
+}
+
+/// When administrators hear of quarantines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoticeMode {
+    /// A mail for every quarantined message or file.
+    #[default]
+    Immediate,
+    /// One mail every `digest_minutes` listing what was quarantined.
+    Digest,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_notice_from() -> String {
+    "mukaika-notice@mukaika.localhost".into()
+}
+
+fn default_contact() -> String {
+    "情報システム担当".into()
+}
+
+fn default_digest_minutes() -> u64 {
+    60
+}
+
+fn default_recipient_subject() -> String {
+    "【隔離のお知らせ】{subject}".into()
+}
+
+fn default_recipient_body() -> String {
+    "このメールは無害化ゲートウェイ mukaika からの自動通知です。\n\n\
+     あなた宛てのメールのうち、安全にできなかったものを隔離しました。\n\n\
+     差出人: {from}\n件名: {subject}\n受信日時: {date}\n\n隔離したもの:\n{items}\n\
+     業務上必要な場合は、隔離IDを添えて {contact} に解除を依頼してください。\n\
+     解除には担当者による申請と別の担当者による承認が必要です。\n"
+        .into()
+}
+
+fn default_admin_subject() -> String {
+    "[mukaika] 隔離 {count} 件".into()
+}
+
+fn default_admin_body() -> String {
+    "mukaika が次のものを隔離しました（{count} 件）。\n\n{items}\n管理画面で内容を確認してください。\n".into()
+}
+
+impl Default for NoticesSection {
+    fn default() -> Self {
+        Self {
+            recipients: true,
+            from: default_notice_from(),
+            contact: default_contact(),
+            admin_to: Vec::new(),
+            admin_mode: NoticeMode::Immediate,
+            digest_minutes: default_digest_minutes(),
+            recipient_subject: default_recipient_subject(),
+            recipient_body: default_recipient_body(),
+            admin_subject: default_admin_subject(),
+            admin_body: default_admin_body(),
+        }
+    }
 }
 
 fn default_unhealthy_secs() -> u64 {
@@ -491,6 +649,11 @@ impl Default for AdminSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 9925)),
             delivery_unhealthy_secs: default_unhealthy_secs(),
             dangerous_expose: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            session_idle_secs: default_idle_secs(),
+            lockout_attempts: default_lockout_attempts(),
+            lockout_secs: default_lockout_secs(),
         }
     }
 }
@@ -505,6 +668,13 @@ pub struct QuarantineSection {
     /// file per item). Blobs are content-addressed files either way.
     #[serde(default)]
     pub store: QuarantineBackend,
+    /// Reason codes never released, whoever asks.
+    #[serde(default = "default_never_release")]
+    pub never_release: Vec<String>,
+}
+
+fn default_never_release() -> Vec<String> {
+    vec![mukaika_sanitizers::scanner::DETECTED.to_string()]
 }
 
 /// The quarantine record store.
@@ -523,6 +693,7 @@ impl Default for QuarantineSection {
         Self {
             retention_days: 180,
             store: QuarantineBackend::Sqlite,
+            never_release: default_never_release(),
         }
     }
 }
@@ -664,6 +835,23 @@ impl ServiceConfig {
                 return Err(ConfigError(format!(
                     "import.pairs[{}]: the import and export folders must not contain each other",
                     pair.name
+                )));
+            }
+        }
+        if self.admin.tls_cert_file.is_some() != self.admin.tls_key_file.is_some() {
+            return Err(ConfigError(
+                "admin.tls_cert_file and admin.tls_key_file: set both or neither".into(),
+            ));
+        }
+        if self.admin.lockout_attempts == 0 || self.admin.session_idle_secs == 0 {
+            return Err(ConfigError(
+                "admin.lockout_attempts and admin.session_idle_secs: at least 1".into(),
+            ));
+        }
+        for addr in self.notices.admin_to.iter().chain([&self.notices.from]) {
+            if !crate::review::plausible_address(addr) {
+                return Err(ConfigError(format!(
+                    "notices: {addr:?} is not a mail address"
                 )));
             }
         }

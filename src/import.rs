@@ -363,6 +363,10 @@ impl Importer {
                 size,
                 at: crate::audit::log::now_rfc3339(),
                 report: serde_json::to_value(&report).unwrap_or_default(),
+                mail_from: None,
+                rcpt_to: Vec::new(),
+                subject: None,
+                detected_type: Some(report.detected_type.name().to_string()),
             };
             self.quarantine
                 .put_file(&item, path)

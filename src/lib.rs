@@ -1,28 +1,34 @@
 //! mukaika: the 無害化 gateway service.
 //!
-//! Owns: the commands behind the `mukaika` binary. Today that is `mukaika sanitize`; the SMTP
-//! relay, import folder, quarantine and audit log build on the same sanitizer registry.
-//! Invariant: only bytes in a [`mukaika_sanitizers::CleanFile`] are ever written where a
-//! forwarding sink (or a user) would pick them up.
+//! Owns: the commands behind the `mukaika` binary: the SMTP relay, the import folder, the
+//! quarantine and its review UI, and the audit log, all on one sanitizer registry.
+//! Invariant: only bytes in a [`mukaika_sanitizers::CleanFile`] (or a message mukaika wrote)
+//! are ever written where a forwarding sink (or a user) would pick them up — the one exception
+//! is a quarantined original whose release a second person approved ([`release`]).
 
 pub mod admin;
 pub mod antivirus;
 pub mod audit;
 pub mod config;
+pub mod control;
 pub mod fonts;
 pub mod import;
 pub mod live;
 pub mod mail;
 pub mod metrics;
+pub mod notice;
 pub mod pipeline;
 pub mod quarantine;
 pub mod relay;
 pub mod relay_client;
+pub mod release;
 pub mod retention;
+pub mod review;
 pub mod sanitize;
 pub mod selfcheck;
 pub mod service;
 pub mod smtp;
 pub mod spool;
+pub mod web;
 
 pub use mukaika_sanitizers as sanitizers;

@@ -93,6 +93,138 @@ enum Command {
         #[command(subcommand)]
         command: MailCommand,
     },
+    /// The quarantine: list and show items, request, approve, reject and withdraw releases,
+    /// delete items — with the web UI's rules (nobody approves their own request).
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+        /// Configuration file; the embedded default otherwise.
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Administration: accounts of the review UI.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+        /// Configuration file; the embedded default otherwise.
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// List quarantined items, oldest first.
+    List {
+        /// Only items with this reason code.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print JSON Lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one item and its release requests.
+    Show {
+        /// Item ID.
+        id: String,
+    },
+    /// List release requests (newest first).
+    Requests {
+        /// pending, approved, delivered, rejected or cancelled.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Ask for an item to be released (operator).
+    RequestRelease {
+        /// Item ID.
+        id: String,
+        /// The acting account (checked against the account store).
+        #[arg(long)]
+        user: String,
+        /// original-recipients, to:ADDR[,ADDR…] or export:PAIR.
+        #[arg(long, default_value = "original-recipients")]
+        target: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Approve someone else's request (approver); the item is delivered.
+    Approve {
+        /// Request ID.
+        request: String,
+        /// The acting account.
+        #[arg(long)]
+        user: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Reject someone else's request (approver).
+    Reject {
+        /// Request ID.
+        request: String,
+        /// The acting account.
+        #[arg(long)]
+        user: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Withdraw a pending request (operator).
+    Cancel {
+        /// Request ID.
+        request: String,
+        /// The acting account.
+        #[arg(long)]
+        user: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Delete an item (approver).
+    Delete {
+        /// Item ID.
+        id: String,
+        /// The acting account.
+        #[arg(long)]
+        user: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Accounts of the review UI.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account; prints a one-time password that must be changed at first login.
+    Add {
+        /// Account name ([A-Za-z0-9._-], up to 32).
+        name: String,
+        /// operator, approver, auditor or admin; several with commas (operator,approver).
+        #[arg(long)]
+        role: String,
+    },
+    /// Give an account a new one-time password (and unlock it).
+    Reset {
+        /// Account name.
+        name: String,
+    },
+    /// Unlock an account locked after failed logins.
+    Unlock {
+        /// Account name.
+        name: String,
+    },
+    /// List accounts.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -181,6 +313,9 @@ enum AuditCommand {
         /// Before this time.
         #[arg(long)]
         until: Option<String>,
+        /// An account that acted or was acted on.
+        #[arg(long)]
+        user: Option<String>,
         /// Print JSON Lines instead of a table.
         #[arg(long)]
         json: bool,
@@ -292,6 +427,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Command::Quarantine { command, config } => quarantine(command, config.as_deref()),
+        Command::Admin {
+            command: AdminCommand::User { command },
+            config,
+        } => users(command, config.as_deref()),
         Command::Mail {
             command:
                 MailCommand::Convert {
@@ -478,6 +618,7 @@ fn audit(command: AuditCommand) -> Result<ExitCode> {
             verdict,
             since,
             until,
+            user,
             json,
         } => {
             let filter = audit::Search {
@@ -488,6 +629,7 @@ fn audit(command: AuditCommand) -> Result<ExitCode> {
                 verdict,
                 since,
                 until,
+                user,
             };
             let records = audit::search(&dir, &filter)?;
             for r in &records {
@@ -768,6 +910,227 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Sends a review action to the running service (or runs it here under the data lock) and
+/// prints the answer: exit 0 done, 77 refused for permission, 1 otherwise.
+fn act(config: &mukaika::config::ServiceConfig, op: mukaika::control::Op) -> Result<ExitCode> {
+    let reply = mukaika::control::run(config, op).map_err(anyhow::Error::msg)?;
+    if reply.ok {
+        println!("{}", reply.message);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("mukaika: {}", reply.message);
+        Ok(ExitCode::from(if reply.forbidden { 77 } else { 1 }))
+    }
+}
+
+/// Who runs the command line, for the audit record of account changes.
+fn cli_actor() -> String {
+    let login = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| format!("uid{}", rustix::process::getuid().as_raw()));
+    format!("cli:{login}")
+}
+
+fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> Result<ExitCode> {
+    use mukaika::control::Op;
+    let (config, _) = match service_config(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let data = config.data.dir.clone();
+    match command {
+        QuarantineCommand::List { reason, json } => {
+            let store =
+                mukaika::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
+            println!("隔離ID	日時(JST)	経路	理由	名前	差出人	宛先");
+            for item in store.list()? {
+                if reason.as_ref().is_some_and(|r| *r != item.reason) {
+                    continue;
+                }
+                if json {
+                    println!("{}", serde_json::to_string(&item)?);
+                } else {
+                    println!(
+                        "{}	{}	{}	{}	{}	{}	{}",
+                        item.id,
+                        mukaika::audit::time::jst(&item.at),
+                        item.source,
+                        item.reason,
+                        item.name.as_deref().unwrap_or("(メール全体)"),
+                        item.mail_from.as_deref().unwrap_or("-"),
+                        item.rcpt_to.join(",")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Show { id } => {
+            if !mukaika::quarantine::valid_id(&id) {
+                eprintln!("mukaika: 隔離IDの形式が正しくありません / malformed item ID");
+                return Ok(ExitCode::from(2));
+            }
+            let store =
+                mukaika::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
+            let item = match store.get(&id) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("mukaika: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&item)?);
+            for r in mukaika::review::read_requests(&data, None)?
+                .into_iter()
+                .filter(|r| r.item_id == id)
+            {
+                println!(
+                    "申請 {}: {} ({}), 申請者 {}, 理由 {}, 判断 {} {}",
+                    r.id,
+                    r.state.label_ja(),
+                    r.target,
+                    r.requester,
+                    r.reason,
+                    r.decided_by.as_deref().unwrap_or("-"),
+                    r.decision_reason.as_deref().unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Requests { state } => {
+            let state = state.as_deref().map(mukaika::review::RequestState::parse);
+            println!("申請ID	隔離ID	状態	申請者	宛先・出力先	理由	判断者");
+            for r in mukaika::review::read_requests(&data, state)? {
+                println!(
+                    "{}	{}	{}	{}	{}	{}	{}",
+                    r.id,
+                    r.item_id,
+                    r.state.as_str(),
+                    r.requester,
+                    r.target,
+                    r.reason,
+                    r.decided_by.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::RequestRelease {
+            id,
+            user,
+            target,
+            reason,
+        } => act(
+            &config,
+            Op::RequestRelease {
+                user,
+                item: id,
+                target,
+                reason,
+            },
+        ),
+        QuarantineCommand::Approve {
+            request,
+            user,
+            reason,
+        } => act(
+            &config,
+            Op::Approve {
+                user,
+                request,
+                reason,
+            },
+        ),
+        QuarantineCommand::Reject {
+            request,
+            user,
+            reason,
+        } => act(
+            &config,
+            Op::Reject {
+                user,
+                request,
+                reason,
+            },
+        ),
+        QuarantineCommand::Cancel {
+            request,
+            user,
+            reason,
+        } => act(
+            &config,
+            Op::Cancel {
+                user,
+                request,
+                reason,
+            },
+        ),
+        QuarantineCommand::Delete { id, user, reason } => act(
+            &config,
+            Op::Delete {
+                user,
+                item: id,
+                reason,
+            },
+        ),
+    }
+}
+
+fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitCode> {
+    use mukaika::control::Op;
+    let (config, _) = match service_config(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    match command {
+        UserCommand::Add { name, role } => {
+            let roles = match mukaika::review::parse_roles(&role) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("mukaika: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            act(
+                &config,
+                Op::UserAdd {
+                    by: cli_actor(),
+                    name,
+                    roles,
+                },
+            )
+        }
+        UserCommand::Reset { name } => act(
+            &config,
+            Op::UserReset {
+                by: cli_actor(),
+                name,
+            },
+        ),
+        UserCommand::Unlock { name } => act(
+            &config,
+            Op::UserUnlock {
+                by: cli_actor(),
+                name,
+            },
+        ),
+        UserCommand::List => {
+            println!("アカウント	役割	前回ログイン	初期パスワード未変更");
+            for u in mukaika::review::list_users_at(&config.data.dir)? {
+                println!(
+                    "{}	{}	{}	{}",
+                    u.name,
+                    mukaika::review::roles_text(&u.roles),
+                    u.last_login_at
+                        .as_deref()
+                        .map(mukaika::audit::time::jst)
+                        .unwrap_or_default(),
+                    if u.must_change { "はい" } else { "いいえ" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// The service configuration (file or embedded default); a bad one is a usage error (2).

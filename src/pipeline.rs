@@ -19,7 +19,9 @@ use tokio::sync::{watch, Notify};
 use mukaika_sanitizers::mail::{self, Disposition, MailOutcome, MailVerdict};
 use mukaika_sanitizers::Registry;
 
-use crate::audit::event::{Deferred, Delivered, MessageConverted, PartSanitized, Quarantined};
+use crate::audit::event::{
+    Deferred, Delivered, MessageConverted, NoticeSent, PartSanitized, Quarantined,
+};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::ServiceConfig;
 use crate::live::Live;
@@ -47,6 +49,7 @@ pub struct Pipeline {
 }
 
 /// Where converted messages go.
+#[derive(Clone)]
 pub enum Sink {
     /// Straight into a maildir (tmp → new), the embedded default.
     Maildir(PathBuf),
@@ -57,6 +60,35 @@ pub enum Sink {
         /// Wakes the relay workers.
         wake: Arc<Notify>,
     },
+}
+
+impl Sink {
+    /// Hands a message mukaika built to the LGWAN side: into the maildir (tmp → new, fsynced)
+    /// or the outgoing spool (fsynced; the relay workers are woken). Returns where it went:
+    /// the maildir file, or `outgoing:<queue ID>`.
+    ///
+    /// # Errors
+    /// Any write failure; nothing was delivered then.
+    pub fn deliver(
+        &self,
+        envelope: crate::smtp::session::Envelope,
+        id: &str,
+        message: &[u8],
+    ) -> Result<String, String> {
+        match self {
+            Sink::Maildir(maildir) => deliver_maildir(maildir, id, message)
+                .map(|path| path.display().to_string())
+                .map_err(|e| e.to_string()),
+            Sink::Relay { outgoing, wake } => {
+                let queued = outgoing
+                    .accept(envelope, "pipeline", message)
+                    .map(|meta| format!("outgoing:{}", meta.id))
+                    .map_err(|e| e.to_string());
+                wake.notify_one();
+                queued
+            }
+        }
+    }
 }
 
 /// Leases items from `spool` until shutdown and hands each to `work`. With nothing to do it
@@ -103,6 +135,8 @@ struct Held<'a> {
     detail: &'a str,
     bytes: &'a [u8],
     report: serde_json::Value,
+    subject: Option<String>,
+    detected_type: Option<String>,
 }
 
 enum Converted {
@@ -254,8 +288,11 @@ impl Pipeline {
                     detail: &detail,
                     bytes: original,
                     report: serde_json::Value::Null,
+                    subject: None,
+                    detected_type: Some("message/rfc822".into()),
                 };
-                self.quarantine(held, &mut events)?;
+                let item = self.quarantine(held, &meta.envelope, &mut events)?;
+                self.notify(&meta, &[item], &mut events);
                 self.audit.append_all(&events).map_err(|e| e.to_string())?;
                 tracing::warn!(queue_id = %meta.id, reason = code, "message quarantined whole");
                 return lease.complete().map_err(|e| e.to_string());
@@ -263,6 +300,8 @@ impl Pipeline {
         };
         let (report, message, held) = outcome.into_parts();
         let report_json = serde_json::to_value(&report).unwrap_or_default();
+        let outcome_subject = report.subject.clone();
+        let mut held_items: Vec<QuarantineItem> = Vec::new();
         for h in &held {
             let entry = report
                 .attachments
@@ -283,8 +322,10 @@ impl Pipeline {
                 detail: &reason.1,
                 bytes: &h.bytes,
                 report,
+                subject: Some(outcome_subject.clone()),
+                detected_type: entry.map(|a| a.report.detected_type.name().to_string()),
             };
-            self.quarantine(held, &mut events)?;
+            held_items.push(self.quarantine(held, &meta.envelope, &mut events)?);
         }
         for a in &report.attachments {
             events.push(AuditEvent::PartSanitized(PartSanitized {
@@ -321,8 +362,10 @@ impl Pipeline {
                 detail: &reason.1,
                 bytes: original,
                 report: report_json.clone(),
+                subject: Some(outcome_subject.clone()),
+                detected_type: Some("message/rfc822".into()),
             };
-            self.quarantine(held, &mut events)?;
+            held_items.push(self.quarantine(held, &meta.envelope, &mut events)?);
         }
         events.push(AuditEvent::MessageConverted(MessageConverted {
             queue_id: meta.id.clone(),
@@ -335,27 +378,20 @@ impl Pipeline {
             elapsed_ms: Some(elapsed.as_millis() as u64),
         }));
         if let Some(message) = message {
-            let delivered = match &self.sink {
-                Sink::Maildir(maildir) => deliver_maildir(maildir, &meta.id, message.bytes())
-                    .map(|path| Some(path.display().to_string()))
-                    .map_err(|e| e.to_string()),
-                Sink::Relay { outgoing, wake } => {
-                    let queued = outgoing
-                        .accept(meta.envelope.clone(), "pipeline", message.bytes())
-                        .map(|_| None)
-                        .map_err(|e| e.to_string());
-                    wake.notify_one();
-                    queued
-                }
-            };
+            let delivered = self
+                .sink
+                .deliver(meta.envelope.clone(), &meta.id, message.bytes());
             match delivered {
-                Ok(Some(path)) => events.push(AuditEvent::Delivered(Delivered {
-                    queue_id: meta.id.clone(),
-                    destination: path,
-                    rcpt_to: meta.envelope.rcpt_to.clone(),
-                    reply: "maildir".into(),
-                })),
-                Ok(None) => {}
+                // The relay audits its own delivery when the LGWAN MTA takes the message.
+                Ok(path) if matches!(self.sink, Sink::Maildir(_)) => {
+                    events.push(AuditEvent::Delivered(Delivered {
+                        queue_id: meta.id.clone(),
+                        destination: path,
+                        rcpt_to: meta.envelope.rcpt_to.clone(),
+                        reply: "maildir".into(),
+                    }))
+                }
+                Ok(_) => {}
                 Err(e) => {
                     let next = crate::audit::log::now_millis()
                         + 60_000 * u64::from(meta.attempts + 1).min(60);
@@ -370,12 +406,20 @@ impl Pipeline {
                 }
             }
         }
+        if !held_items.is_empty() {
+            self.notify(&meta, &held_items, &mut events);
+        }
         self.audit.append_all(&events).map_err(|e| e.to_string())?;
         lease.complete().map_err(|e| e.to_string())
     }
 
     /// Stores an original in the quarantine (durably) and queues its audit record.
-    fn quarantine(&self, held: Held<'_>, events: &mut Vec<AuditEvent>) -> Result<(), String> {
+    fn quarantine(
+        &self,
+        held: Held<'_>,
+        envelope: &crate::smtp::session::Envelope,
+        events: &mut Vec<AuditEvent>,
+    ) -> Result<QuarantineItem, String> {
         let item = QuarantineItem {
             id: held.id.to_string(),
             source: "mail".into(),
@@ -387,17 +431,57 @@ impl Pipeline {
             size: held.bytes.len() as u64,
             at: crate::audit::log::now_rfc3339(),
             report: held.report,
+            mail_from: Some(envelope.mail_from.clone()),
+            rcpt_to: envelope.rcpt_to.clone(),
+            subject: held.subject,
+            detected_type: held.detected_type,
         };
         self.quarantine
             .put(&item, held.bytes)
             .map_err(|e| e.to_string())?;
         events.push(AuditEvent::Quarantined(Quarantined {
-            item_id: item.id,
-            source: item.source,
-            origin_id: item.origin_id,
-            reason: item.reason,
-            sha256: item.sha256,
+            item_id: item.id.clone(),
+            source: item.source.clone(),
+            origin_id: item.origin_id.clone(),
+            reason: item.reason.clone(),
+            sha256: item.sha256.clone(),
         }));
-        Ok(())
+        Ok(item)
+    }
+
+    /// Tells the recipients what of their message was quarantined (`[notices] recipients`).
+    /// A failure is logged, not retried: the item itself is safe in the quarantine, and
+    /// retrying the whole message would deliver its converted text twice.
+    fn notify(
+        &self,
+        meta: &crate::spool::ItemMeta,
+        held: &[QuarantineItem],
+        events: &mut Vec<AuditEvent>,
+    ) {
+        let config = self.config.get();
+        let refs: Vec<&QuarantineItem> = held.iter().collect();
+        let Some((envelope, bytes)) = crate::notice::for_recipients(
+            &config.notices,
+            &meta.id,
+            &crate::audit::time::jst(&meta.received_at),
+            &refs,
+        ) else {
+            return;
+        };
+        let rcpt_to = envelope.rcpt_to.clone();
+        match self
+            .sink
+            .deliver(envelope, &format!("{}-notice", meta.id), &bytes)
+        {
+            Ok(destination) => events.push(AuditEvent::NoticeSent(NoticeSent {
+                queue_id: meta.id.clone(),
+                items: held.iter().map(|i| i.id.clone()).collect(),
+                rcpt_to,
+                destination,
+            })),
+            Err(e) => {
+                tracing::error!(queue_id = %meta.id, error = %e, "quarantine notice not delivered")
+            }
+        }
     }
 }

@@ -41,6 +41,18 @@ pub struct QuarantineItem {
     pub at: String,
     /// The sanitizer or mail report.
     pub report: serde_json::Value,
+    /// Envelope sender of the mail it came from.
+    #[serde(default)]
+    pub mail_from: Option<String>,
+    /// Envelope recipients of the mail it came from (where a release goes by default).
+    #[serde(default)]
+    pub rcpt_to: Vec<String>,
+    /// Subject of the mail it came from, decoded.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The type detected from content.
+    #[serde(default)]
+    pub detected_type: Option<String>,
 }
 
 /// Where quarantined originals go.
@@ -55,6 +67,11 @@ pub trait QuarantineStore: Send + Sync {
     /// # Errors
     /// The store cannot be read.
     fn list(&self) -> std::io::Result<Vec<QuarantineItem>>;
+    /// One item's record.
+    ///
+    /// # Errors
+    /// Unknown item (`NotFound`) or an unreadable store.
+    fn get(&self, id: &str) -> std::io::Result<QuarantineItem>;
     /// The bytes of an item.
     ///
     /// # Errors
@@ -138,6 +155,10 @@ impl QuarantineStore for FsQuarantine {
         Ok(items)
     }
 
+    fn get(&self, id: &str) -> std::io::Result<QuarantineItem> {
+        self.item(id)
+    }
+
     fn bytes(&self, id: &str) -> std::io::Result<Vec<u8>> {
         let item = self.item(id)?;
         fs::read(self.blob_path(&item.sha256))
@@ -171,6 +192,9 @@ impl FsQuarantine {
     }
 
     fn item(&self, id: &str) -> std::io::Result<QuarantineItem> {
+        if !valid_id(id) {
+            return Err(not_found(id));
+        }
         serde_json::from_slice(&fs::read(self.item_path(id))?).map_err(std::io::Error::other)
     }
 
@@ -275,6 +299,19 @@ impl SqliteQuarantine {
              CREATE INDEX IF NOT EXISTS items_sha256 ON items (sha256);",
         )
         .map_err(sql)?;
+        // Columns added after the first release: a database from before gains them empty.
+        let has_envelope: bool = db
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('items') WHERE name = 'envelope'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(sql)?
+            > 0;
+        if !has_envelope {
+            db.execute_batch("ALTER TABLE items ADD COLUMN envelope TEXT NOT NULL DEFAULT '{}';")
+                .map_err(sql)?;
+        }
         let store = Self {
             files,
             db: std::sync::Mutex::new(db),
@@ -293,8 +330,8 @@ impl SqliteQuarantine {
             .lock()
             .map_err(|_| std::io::Error::other("lock poisoned"))?;
         db.execute(
-            "INSERT OR REPLACE INTO items (id, source, origin_id, name, reason, detail, sha256, size, at, report)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT OR REPLACE INTO items (id, source, origin_id, name, reason, detail, sha256, size, at, report, envelope)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             rusqlite::params![
                 item.id,
                 item.source,
@@ -306,11 +343,31 @@ impl SqliteQuarantine {
                 item.size as i64,
                 item.at,
                 item.report.to_string(),
+                serde_json::json!({
+                    "mail_from": item.mail_from,
+                    "rcpt_to": item.rcpt_to,
+                    "subject": item.subject,
+                    "detected_type": item.detected_type,
+                })
+                .to_string(),
             ],
         )
         .map_err(sql)?;
         Ok(())
     }
+}
+
+/// Whether `id` has the shape of an item ID (`[A-Za-z0-9-]`, 1–64 characters): anything else,
+/// path-like IDs above all, is refused before it reaches a store.
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn not_found(id: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("no quarantined item {id:?}"),
+    )
 }
 
 fn sql(e: rusqlite::Error) -> std::io::Error {
@@ -319,7 +376,21 @@ fn sql(e: rusqlite::Error) -> std::io::Error {
 
 fn row_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<QuarantineItem> {
     let report: String = row.get(9)?;
+    let envelope: serde_json::Value =
+        serde_json::from_str(&row.get::<_, String>(10)?).unwrap_or_default();
+    let text = |key: &str| envelope[key].as_str().map(str::to_string);
     Ok(QuarantineItem {
+        mail_from: text("mail_from"),
+        rcpt_to: envelope["rcpt_to"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        subject: text("subject"),
+        detected_type: text("detected_type"),
         id: row.get(0)?,
         source: row.get(1)?,
         origin_id: row.get(2)?,
@@ -333,7 +404,8 @@ fn row_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<QuarantineItem> {
     })
 }
 
-const COLUMNS: &str = "id, source, origin_id, name, reason, detail, sha256, size, at, report";
+const COLUMNS: &str =
+    "id, source, origin_id, name, reason, detail, sha256, size, at, report, envelope";
 
 impl QuarantineStore for SqliteQuarantine {
     fn put(&self, item: &QuarantineItem, bytes: &[u8]) -> std::io::Result<()> {
@@ -360,6 +432,22 @@ impl QuarantineStore for SqliteQuarantine {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(sql)?;
         Ok(items)
+    }
+
+    fn get(&self, id: &str) -> std::io::Result<QuarantineItem> {
+        let db = self
+            .db
+            .lock()
+            .map_err(|_| std::io::Error::other("lock poisoned"))?;
+        db.query_row(
+            &format!("SELECT {COLUMNS} FROM items WHERE id = ?1"),
+            [id],
+            row_item,
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => not_found(id),
+            other => sql(other),
+        })
     }
 
     fn bytes(&self, id: &str) -> std::io::Result<Vec<u8>> {
@@ -420,6 +508,10 @@ mod store_tests {
             size: body.len() as u64,
             at: at.into(),
             report: serde_json::json!({"verdict": "quarantined"}),
+            mail_from: Some("sender@example.com".into()),
+            rcpt_to: vec!["staff@city.example.lg.jp".into()],
+            subject: Some("見積書の送付".into()),
+            detected_type: Some("zip".into()),
         }
     }
 
@@ -440,6 +532,13 @@ mod store_tests {
         let listed = &store.list().unwrap()[0];
         assert_eq!(listed.name.as_deref(), Some("見積書.zip"));
         assert_eq!(listed.report["verdict"], "quarantined");
+        assert_eq!(listed.rcpt_to, ["staff@city.example.lg.jp"]);
+        assert_eq!(listed.subject.as_deref(), Some("見積書の送付"));
+        assert_eq!(
+            store.get("c").unwrap().detected_type.as_deref(),
+            Some("zip")
+        );
+        assert!(store.get("../a").is_err());
         // A shared blob stays until its last item goes.
         store.remove("a").unwrap();
         assert_eq!(store.bytes("b").unwrap(), b"same");

@@ -214,6 +214,15 @@ pub async fn start(
             }
         }
     };
+    let review = Arc::new(
+        crate::review::Review::open(
+            Arc::clone(&live),
+            Arc::clone(&quarantine),
+            Arc::clone(&audit),
+            sink.clone(),
+        )
+        .map_err(|e| e.to_string())?,
+    );
     let pipeline = Arc::new(Pipeline {
         spool: Arc::clone(&spool),
         audit: Arc::clone(&audit),
@@ -254,6 +263,16 @@ pub async fn start(
         },
     });
     tasks.spawn(server::serve(listener, intake, watch_rx.clone()));
+    let admin_tls = match (&config.admin.tls_cert_file, &config.admin.tls_key_file) {
+        (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let web = Arc::new(crate::web::Web::new(
+        Arc::clone(&review),
+        spools.clone(),
+        data.join("audit"),
+        admin_tls.is_some(),
+    ));
     tasks.spawn(crate::admin::serve(
         admin_listener,
         Arc::new(crate::admin::AdminState {
@@ -266,6 +285,18 @@ pub async fn start(
             ),
             antivirus: clamd.clone(),
         }),
+        Some(web),
+        admin_tls,
+        watch_rx.clone(),
+    ));
+    tasks.spawn(crate::control::serve(
+        crate::control::socket_path(&config),
+        Arc::clone(&review),
+        watch_rx.clone(),
+    )?);
+    tasks.spawn(review_task(
+        Arc::clone(&review),
+        pipeline.sink.clone(),
         watch_rx.clone(),
     ));
     if !config.import.pairs.is_empty() {
@@ -311,6 +342,38 @@ pub async fn start(
         pid_file,
         _pid_lock: pid_lock,
     })
+}
+
+/// Delivers approved releases a crash or a failed delivery left behind (at start, then every
+/// minute), and tells administrators of new quarantines (every ten seconds in `immediate`
+/// mode, every `digest_minutes` in `digest` mode).
+async fn review_task(
+    review: Arc<crate::review::Review>,
+    sink: Sink,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticks: u64 = 0;
+    loop {
+        let r = Arc::clone(&review);
+        let s = sink.clone();
+        let retry = ticks % 6 == 0;
+        let _ = tokio::task::spawn_blocking(move || {
+            if retry {
+                if let Err(e) = r.deliver_approved() {
+                    tracing::error!(error = %e, "approved releases could not be read");
+                }
+            }
+            if let Err(e) = crate::notice::admin_pass(&r, &s) {
+                tracing::error!(error = %e, "administrators' quarantine notice not sent; retried");
+            }
+        })
+        .await;
+        ticks += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Expires old audit files and quarantined items at start and then hourly, until shutdown.

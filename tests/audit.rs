@@ -470,6 +470,10 @@ fn quarantine_retention_removes_old_items_only_after_recording_them() {
             size: body.len() as u64,
             at: at.into(),
             report: serde_json::Value::Null,
+            mail_from: None,
+            rcpt_to: Vec::new(),
+            subject: None,
+            detected_type: None,
         };
         store.put(&it, body).unwrap();
     };

@@ -3,8 +3,9 @@
 #
 # Installs (idempotently) what the tests use as independent verifiers — qpdf, poppler-utils,
 # LibreOffice with Japanese fonts, oletools in a venv under target/, and ClamAV's daemon (the
-# antivirus tests start a private clamd of their own; the packaged service is not used) — then
-# runs every test in the workspace. Nothing is skipped when a tool is missing: the tests fail
+# antivirus tests start a private clamd of their own; the packaged service is not used),
+# Debian's Chromium with playwright-core from npm for the review UI's browser test — then runs
+# every test in the workspace. Nothing is skipped when a tool is missing: the tests fail
 # instead, so this script is the one way to run them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 packages=(qpdf poppler-utils libreoffice-writer-nogui libreoffice-calc-nogui
           fonts-ipaexfont-gothic fonts-ipaexfont-mincho python3-venv ca-certificates
-          postfix swaks clamav-daemon)
+          postfix swaks clamav-daemon chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,6 +36,16 @@ if ! "$venv/bin/olevba" --help >/dev/null 2>&1; then
   mkdir -p target
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "oletools==0.60.2"
+fi
+
+if ! command -v node >/dev/null 2>&1; then
+  echo "ci: installing nodejs and npm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ ! -f tests/browser/node_modules/playwright-core/package.json ]; then
+  echo "ci: installing playwright-core (the browser itself is Debian's chromium)"
+  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
 fi
 
 if [ ! -f ../shared/corpus/MANIFEST.tsv ]; then

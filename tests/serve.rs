@@ -36,12 +36,23 @@ fn delivers_converted_mail_quarantines_what_it_must_and_audits_every_step() {
     );
     assert_eq!(c.send(b"QUIT\r\n"), 221);
 
-    let delivered = wait_for(&data.path().join("maildir/new"), 2);
-    assert_eq!(delivered.len(), 2, "the enveloped message is not delivered");
+    let delivered = wait_for(&data.path().join("maildir/new"), 3);
+    assert_eq!(
+        delivered.len(),
+        3,
+        "two converted messages and a notice: the enveloped message is not delivered"
+    );
     let items = support::quarantined(data.path(), 1);
     assert_eq!(items.len(), 1);
-    for path in &delivered {
-        let text = String::from_utf8(std::fs::read(path).unwrap()).unwrap();
+    let (notices, converted): (Vec<String>, Vec<String>) = delivered
+        .iter()
+        .map(|p| String::from_utf8(std::fs::read(p).unwrap()).unwrap())
+        .partition(|t| t.contains("X-Mukaika-Sanitized: notice"));
+    assert_eq!(notices.len(), 1);
+    assert!(
+        notices[0].contains("X-Mukaika-Id: ") && !notices[0].contains("application/pkcs7-mime")
+    );
+    for text in &converted {
         assert!(
             text.contains("X-Mukaika-Id: ") && text.contains("X-Mukaika-Sanitized: text-converted")
         );

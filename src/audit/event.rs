@@ -38,8 +38,18 @@ pub enum AuditEvent {
     ReleaseApproved(ReleaseDecision),
     /// The release was rejected.
     ReleaseRejected(ReleaseDecision),
+    /// The requester (or another operator) withdrew a pending request.
+    ReleaseCancelled(ReleaseDecision),
+    /// An approved release went out; `reason` names where it went.
+    ReleaseDelivered(ReleaseDecision),
     /// A quarantined item was deleted (by a person or by retention).
     QuarantineDeleted(ReleaseDecision),
+    /// An approver downloaded a quarantined original.
+    OriginalDownloaded(ReleaseDecision),
+    /// A quarantine notice was handed to the LGWAN side.
+    NoticeSent(NoticeSent),
+    /// An account was created, reset, unlocked or changed its password.
+    UserChanged(UserChanged),
     /// An administrator login attempt.
     AdminLogin(AdminLogin),
     /// Configuration was loaded.
@@ -223,6 +233,32 @@ pub struct ReleaseDecision {
     pub target: Option<String>,
 }
 
+/// A notice mail mukaika wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeSent {
+    /// The message (queue ID) the notice is about.
+    pub queue_id: String,
+    /// Quarantine item IDs it names.
+    pub items: Vec<String>,
+    /// Its recipients.
+    pub rcpt_to: Vec<String>,
+    /// Where it went (maildir file or outgoing queue ID).
+    pub destination: String,
+}
+
+/// An account change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserChanged {
+    /// The account changed.
+    pub user: String,
+    /// Who changed it (`cli:<login>` from the command line).
+    pub by: String,
+    /// `add`, `reset-password`, `unlock` or `change-password`.
+    pub action: String,
+    /// The role given, for `add`.
+    pub role: Option<String>,
+}
+
 /// An administrator login attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminLogin {
@@ -230,7 +266,7 @@ pub struct AdminLogin {
     pub user: String,
     /// Client address.
     pub client: String,
-    /// `success`, `failure` or `lockout`.
+    /// `success`, `failure`, `lockout` (this failure locked it) or `locked` (tried while locked).
     pub outcome: String,
 }
 

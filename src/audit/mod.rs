@@ -12,12 +12,13 @@ pub mod chain;
 pub mod event;
 pub mod log;
 pub mod syslog;
-pub(crate) mod time;
+pub mod time;
 pub mod verify;
 
 use std::fmt;
 use std::path::Path;
 
+pub use chain::Record;
 pub use event::AuditEvent;
 pub use log::{AuditConfig, AuditLog};
 pub use verify::{search, verify, Search, VerifyReport};

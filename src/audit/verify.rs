@@ -290,6 +290,8 @@ pub struct Search {
     pub since: Option<String>,
     /// Records before this RFC 3339 time.
     pub until: Option<String>,
+    /// An account that acted or was acted on (`by`, `user`).
+    pub user: Option<String>,
 }
 
 /// Returns the records that match every given filter, in chain order.
@@ -359,6 +361,7 @@ fn matches(r: &Record, f: &Search) -> bool {
             true,
         )
         && has(&["verdict", "outcome"], &f.verdict, false)
+        && has(&["by", "user"], &f.user, false)
         && f.since.as_ref().is_none_or(|s| r.ts.as_str() >= s.as_str())
         && f.until.as_ref().is_none_or(|u| r.ts.as_str() < u.as_str())
 }

@@ -55,6 +55,9 @@ pub struct Outgoing {
     pub mukaika_id: String,
     /// X-Mukaika-Sanitized.
     pub sanitized: String,
+    /// Further `X-Mukaika-*` headers mukaika itself adds (release markers); values are
+    /// cleaned like every other header value.
+    pub extra: Vec<(&'static str, String)>,
     /// The text body.
     pub body: String,
     /// Rebuilt attachments.
@@ -105,6 +108,13 @@ fn write_with(msg: &Outgoing, cs: Charset) -> Option<Vec<u8>> {
     header("MIME-Version", "1.0".into());
     header("X-Mukaika-Id", clean(&msg.mukaika_id));
     header("X-Mukaika-Sanitized", clean(&msg.sanitized));
+    for (name, value) in &msg.extra {
+        if name.starts_with("X-Mukaika-")
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            header(name, clean(value));
+        }
+    }
 
     let (cs_name, cte, body) = body_part(&msg.body, cs)?;
     let mut out = h.into_bytes();

@@ -283,6 +283,7 @@ pub fn convert(raw: &[u8], id: &str, registry: &Registry, policy: &Policy) -> Ma
         references: id_list(message.references()),
         mukaika_id: id.to_string(),
         sanitized: marker(&report),
+        extra: Vec::new(),
         body,
         attachments: std::mem::take(&mut walker.out_parts),
     };

@@ -1,0 +1,333 @@
+//! The control socket: how `mukaika quarantine …` and `mukaika admin user …` act while the
+//! service runs.
+//!
+//! Owns: a Unix socket at `<data>/control.sock` (mode 0600: only the service's own account, or
+//! root, can connect) speaking one JSON line each way, and [`execute`], which runs one
+//! [`Op`] through [`Review`] — the same code path the web UI takes, so the same rules hold.
+//! Without a running service the CLI takes the data directory's lock and calls [`execute`]
+//! itself; there is never a second writer of the audit chain.
+//! Invariant: the acting account named on the command line is checked by `Review` against the
+//! account store, exactly as a web session's account is.
+//! Must never: accept a connection from a socket path it did not create.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::config::ServiceConfig;
+use crate::review::{Review, ReviewError, Role, Target};
+
+/// One action asked of the service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Op {
+    /// An operator asks for a release.
+    RequestRelease {
+        /// Acting account.
+        user: String,
+        /// Item ID.
+        item: String,
+        /// `original-recipients`, `to:ADDR,…` or `export:PAIR`.
+        target: String,
+        /// Why.
+        reason: String,
+    },
+    /// An approver approves.
+    Approve {
+        /// Acting account.
+        user: String,
+        /// Request ID.
+        request: String,
+        /// Why.
+        reason: String,
+    },
+    /// An approver rejects.
+    Reject {
+        /// Acting account.
+        user: String,
+        /// Request ID.
+        request: String,
+        /// Why.
+        reason: String,
+    },
+    /// An operator withdraws a request.
+    Cancel {
+        /// Acting account.
+        user: String,
+        /// Request ID.
+        request: String,
+        /// Why.
+        reason: String,
+    },
+    /// An approver deletes an item.
+    Delete {
+        /// Acting account.
+        user: String,
+        /// Item ID.
+        item: String,
+        /// Why.
+        reason: String,
+    },
+    /// Create an account (prints its one-time password).
+    UserAdd {
+        /// Who asks (`cli:<login>`).
+        by: String,
+        /// Account name.
+        name: String,
+        /// Roles.
+        roles: Vec<Role>,
+    },
+    /// Give an account a new one-time password.
+    UserReset {
+        /// Who asks.
+        by: String,
+        /// Account name.
+        name: String,
+    },
+    /// Unlock an account.
+    UserUnlock {
+        /// Who asks.
+        by: String,
+        /// Account name.
+        name: String,
+    },
+}
+
+/// The socket's reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reply {
+    /// Whether it was done.
+    pub ok: bool,
+    /// What to print.
+    pub message: String,
+    /// Refused for lack of permission (the CLI exits 77 then).
+    #[serde(default)]
+    pub forbidden: bool,
+}
+
+/// `<data>/control.sock`.
+pub fn socket_path(config: &ServiceConfig) -> PathBuf {
+    config.data.dir.join("control.sock")
+}
+
+/// Runs one op; the reply's message is what the CLI prints.
+pub fn execute(review: &Review, op: Op) -> Reply {
+    let done = |message: String| Reply {
+        ok: true,
+        message,
+        forbidden: false,
+    };
+    let result: Result<Reply, ReviewError> = (|| {
+        Ok(match op {
+            Op::RequestRelease {
+                user,
+                item,
+                target,
+                reason,
+            } => {
+                let target: Target = target.parse().map_err(|e: String| {
+                    ReviewError::invalid(format!("宛先・出力先 / target: {e}"))
+                })?;
+                let r = review.request_release(&user, &item, target, &reason)?;
+                done(format!(
+                    "申請しました / requested: {} (item {}, target {}); 別の承認者の承認を待っています",
+                    r.id, r.item_id, r.target
+                ))
+            }
+            Op::Approve {
+                user,
+                request,
+                reason,
+            } => {
+                let r = review.approve(&user, &request, &reason)?;
+                done(format!(
+                    "承認しました / approved: {} → {}",
+                    r.id,
+                    r.delivery
+                        .unwrap_or_else(|| "配送は再試行中 / delivery pending".into())
+                ))
+            }
+            Op::Reject {
+                user,
+                request,
+                reason,
+            } => {
+                review.reject(&user, &request, &reason)?;
+                done(format!("却下しました / rejected: {request}"))
+            }
+            Op::Cancel {
+                user,
+                request,
+                reason,
+            } => {
+                review.cancel(&user, &request, &reason)?;
+                done(format!("取り下げました / withdrawn: {request}"))
+            }
+            Op::Delete { user, item, reason } => {
+                review.delete(&user, &item, &reason)?;
+                done(format!("削除しました / deleted: {item}"))
+            }
+            Op::UserAdd { by, name, roles } => {
+                let password = review.add_user(&by, &name, &roles)?;
+                done(format!(
+                    "アカウント {name} ({}) を作成しました / created.\n一時パスワード / one-time password: {password}\n最初のログインで変更が必要です / it must be changed at first login.",
+                    crate::review::roles_text(&roles)
+                ))
+            }
+            Op::UserReset { by, name } => {
+                let password = review.reset_password(&by, &name)?;
+                done(format!(
+                    "一時パスワード / one-time password for {name}: {password}"
+                ))
+            }
+            Op::UserUnlock { by, name } => {
+                review.unlock(&by, &name)?;
+                done(format!("ロックを解除しました / unlocked: {name}"))
+            }
+        })
+    })();
+    result.unwrap_or_else(|e| Reply {
+        ok: false,
+        message: e.to_string(),
+        forbidden: e.is_forbidden(),
+    })
+}
+
+/// Listens on `path` until shutdown, one op per connection.
+///
+/// # Errors
+/// The socket cannot be created.
+pub fn serve(
+    path: PathBuf,
+    review: Arc<Review>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<impl std::future::Future<Output = ()>, String> {
+    // A socket left by a crash would refuse the bind; the pid-file lock already proves no
+    // other service owns this data directory.
+    let _ = std::fs::remove_file(&path);
+    let listener =
+        tokio::net::UnixListener::bind(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.changed() => break,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let review = Arc::clone(&review);
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut line = String::new();
+                let mut reader = tokio::io::BufReader::new(read.take_limited());
+                if reader.read_line(&mut line).await.is_err() {
+                    return;
+                }
+                let reply = match serde_json::from_str::<Op>(&line) {
+                    Ok(op) => tokio::task::spawn_blocking(move || execute(&review, op))
+                        .await
+                        .unwrap_or_else(|e| Reply {
+                            ok: false,
+                            message: format!("internal error: {e}"),
+                            forbidden: false,
+                        }),
+                    Err(e) => Reply {
+                        ok: false,
+                        message: format!("bad request: {e}"),
+                        forbidden: false,
+                    },
+                };
+                let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+                out.push(b'\n');
+                let _ = write.write_all(&out).await;
+            });
+        }
+        let _ = std::fs::remove_file(&path);
+    })
+}
+
+/// Limits how much a client may send (one op is small).
+trait TakeLimited: tokio::io::AsyncRead + Sized {
+    fn take_limited(self) -> tokio::io::Take<Self> {
+        tokio::io::AsyncReadExt::take(self, 64 * 1024)
+    }
+}
+
+impl<R: tokio::io::AsyncRead> TakeLimited for R {}
+
+/// Sends `op` to the running service. `Ok(None)` when no service listens.
+///
+/// # Errors
+/// The service answered nothing usable.
+pub fn call(config: &ServiceConfig, op: &Op) -> Result<Option<Reply>, String> {
+    let path = socket_path(config);
+    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut line = serde_json::to_vec(op).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&answer)
+        .map(Some)
+        .map_err(|e| format!("the service's answer: {e}"))
+}
+
+/// Runs `op` through the running service, or — when none runs — here, under the data
+/// directory's lock (so there is still one audit writer).
+///
+/// # Errors
+/// The lock is held without a socket answering, or the stores cannot be opened.
+pub fn run(config: &ServiceConfig, op: Op) -> Result<Reply, String> {
+    if let Some(reply) = call(config, &op)? {
+        return Ok(reply);
+    }
+    let _lock = crate::service::lock_data_dir(config)?;
+    let data = &config.data.dir;
+    let audit = Arc::new(crate::service::open_audit(config)?);
+    let quarantine = crate::quarantine::open(data.join("quarantine"), config.quarantine.store)
+        .map_err(|e| e.to_string())?;
+    let sink = match config.delivery.mode {
+        crate::config::DeliveryMode::Maildir => {
+            crate::pipeline::Sink::Maildir(data.join("maildir"))
+        }
+        crate::config::DeliveryMode::Relay => {
+            // The relay sends it once the service starts.
+            let (outgoing, _) =
+                crate::spool::Spool::open(data.join("outgoing"), config.data.min_free_bytes)
+                    .map_err(|e| e.to_string())?;
+            crate::pipeline::Sink::Relay {
+                outgoing,
+                wake: Arc::new(tokio::sync::Notify::new()),
+            }
+        }
+    };
+    let review = Review::open(
+        Arc::new(crate::live::Live::new(config.clone())),
+        quarantine,
+        audit,
+        sink,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(execute(&review, op))
+}

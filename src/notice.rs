@@ -1,0 +1,284 @@
+//! Notices: short Japanese mails telling people that something was quarantined.
+//!
+//! Owns: the recipients' notice (what was held, from whom, the quarantine ID, how to ask for a
+//! release) and the administrators' notice (immediate or digest), both filled from the
+//! `[notices]` templates and written by the same message writer as converted mail.
+//! Invariants: a notice carries names, IDs and reasons only — never a byte of the held item;
+//! every header value goes through the writer's cleaning, so a hostile subject or file name
+//! cannot add headers.
+//! Must never: be sent to the internet-side sender (a forged sender would turn notices into
+//! backscatter).
+
+use mukaika_sanitizers::mail::build::{self, Mailbox, Outgoing};
+use mukaika_sanitizers::policy::OutputCharset;
+
+use crate::config::NoticesSection;
+use crate::quarantine::QuarantineItem;
+use crate::smtp::session::Envelope;
+
+/// Fills `{key}` placeholders; unknown ones stay as written.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (key, value) in values {
+        out = out.replace(&format!("{{{key}}}"), value);
+    }
+    out
+}
+
+/// The Japanese reason of an item, for people.
+pub fn reason_ja(code: &str) -> &'static str {
+    mukaika_sanitizers::Reason::new(code, "").description_ja()
+}
+
+/// One line per item: `・name — reason（隔離ID: id）`.
+fn item_lines(items: &[&QuarantineItem]) -> String {
+    items
+        .iter()
+        .map(|i| {
+            format!(
+                "・{} — {}（隔離ID: {}）\n",
+                i.name.as_deref().unwrap_or("メール全体"),
+                reason_ja(&i.reason),
+                i.id
+            )
+        })
+        .collect()
+}
+
+/// A message written by mukaika to `to`.
+fn compose(
+    config: &NoticesSection,
+    to: &[String],
+    subject: String,
+    body: String,
+    id: &str,
+) -> (Envelope, Vec<u8>) {
+    let msg = Outgoing {
+        from: vec![Mailbox {
+            name: Some("mukaika 無害化ゲートウェイ".into()),
+            address: config.from.clone(),
+        }],
+        to: to
+            .iter()
+            .map(|a| Mailbox {
+                name: None,
+                address: a.clone(),
+            })
+            .collect(),
+        date: Some(crate::audit::time::rfc5322_now()),
+        subject,
+        message_id: Some(format!("{id}@mukaika.notice")),
+        mukaika_id: id.to_string(),
+        sanitized: "notice".into(),
+        body,
+        ..Outgoing::default()
+    };
+    let envelope = Envelope {
+        helo: String::new(),
+        mail_from: config.from.clone(),
+        rcpt_to: to.to_vec(),
+        eight_bit: false,
+        smtputf8: false,
+    };
+    (envelope, build::write(&msg, OutputCharset::Utf8))
+}
+
+/// The notice to the LGWAN-side recipients of a message some of which was quarantined, or
+/// None when recipients' notices are off or nothing was held.
+pub fn for_recipients(
+    config: &NoticesSection,
+    queue_id: &str,
+    date: &str,
+    items: &[&QuarantineItem],
+) -> Option<(Envelope, Vec<u8>)> {
+    let first = items.first()?;
+    if !config.recipients || first.rcpt_to.is_empty() {
+        return None;
+    }
+    let subject_of_mail = first.subject.clone().unwrap_or_default();
+    let from = first.mail_from.clone().unwrap_or_default();
+    let list = item_lines(items);
+    let values = [
+        ("from", from.as_str()),
+        ("subject", subject_of_mail.as_str()),
+        ("date", date),
+        ("items", list.as_str()),
+        ("contact", config.contact.as_str()),
+    ];
+    Some(compose(
+        config,
+        &first.rcpt_to,
+        fill(&config.recipient_subject, &values),
+        fill(&config.recipient_body, &values),
+        &format!("{queue_id}-notice"),
+    ))
+}
+
+/// The administrators' notice listing `items`, or None when nobody is configured.
+pub fn for_admins(
+    config: &NoticesSection,
+    id: &str,
+    items: &[&QuarantineItem],
+) -> Option<(Envelope, Vec<u8>)> {
+    if config.admin_to.is_empty() || items.is_empty() {
+        return None;
+    }
+    let count = items.len().to_string();
+    let list: String = items
+        .iter()
+        .map(|i| {
+            format!(
+                "・{} [{}] {} — {}（差出人 {}、宛先 {}）\n",
+                i.id,
+                i.source,
+                i.name.as_deref().unwrap_or("メール全体"),
+                reason_ja(&i.reason),
+                i.mail_from.as_deref().unwrap_or("-"),
+                if i.rcpt_to.is_empty() {
+                    "-".to_string()
+                } else {
+                    i.rcpt_to.join(", ")
+                }
+            )
+        })
+        .collect();
+    let values = [("count", count.as_str()), ("items", list.as_str())];
+    Some(compose(
+        config,
+        &config.admin_to,
+        fill(&config.admin_subject, &values),
+        fill(&config.admin_body, &values),
+        &format!("{id}-admin-notice"),
+    ))
+}
+
+/// Where the administrators' notices have got to: items quarantined at or before this time
+/// (RFC 3339) were announced. Kept in `<data>/notice-state`, so a restart neither repeats nor
+/// skips a notice.
+fn watermark_path(config: &crate::config::ServiceConfig) -> std::path::PathBuf {
+    config.data.dir.join("notice-state")
+}
+
+/// Items quarantined after the watermark are only announced once they are this old, so an item
+/// whose record was still being written when the last pass looked is not skipped.
+const SETTLE_MS: u64 = 5_000;
+
+/// One pass of administrators' notices: when due, mails every item quarantined since the last
+/// one (mail and import alike) and moves the watermark. Returns how many were announced.
+///
+/// # Errors
+/// The store, the sink or the watermark file failed; the watermark stays, so the next pass
+/// sends them.
+pub fn admin_pass(
+    review: &crate::review::Review,
+    sink: &crate::pipeline::Sink,
+) -> Result<usize, String> {
+    let config = review.config();
+    let notices = &config.notices;
+    let path = watermark_path(&config);
+    let now = crate::audit::log::now_millis();
+    let upto = crate::audit::log::rfc3339_at(now.saturating_sub(SETTLE_MS));
+    let since = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().to_string(),
+        // First run: start from now rather than announcing the whole history.
+        Err(_) => {
+            write_watermark(&path, &upto)?;
+            return Ok(0);
+        }
+    };
+    if notices.admin_to.is_empty() {
+        return write_watermark(&path, &upto).map(|()| 0);
+    }
+    if notices.admin_mode == crate::config::NoticeMode::Digest {
+        let last = crate::audit::time::parse_rfc3339(&since).unwrap_or(0);
+        if now.saturating_sub(last) < notices.digest_minutes.max(1) * 60_000 + SETTLE_MS {
+            return Ok(0);
+        }
+    }
+    let items = review.store().list().map_err(|e| e.to_string())?;
+    let fresh: Vec<&QuarantineItem> = items
+        .iter()
+        .filter(|i| i.at.as_str() > since.as_str() && i.at.as_str() <= upto.as_str())
+        .collect();
+    if let Some((envelope, bytes)) = for_admins(notices, &format!("A{now}"), &fresh) {
+        sink.deliver(envelope, &format!("admin-notice-{now}"), &bytes)?;
+    }
+    write_watermark(&path, &upto)?;
+    Ok(fresh.len())
+}
+
+fn write_watermark(path: &std::path::Path, value: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, value)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(id: &str, name: Option<&str>, subject: &str) -> QuarantineItem {
+        QuarantineItem {
+            id: id.into(),
+            source: "mail".into(),
+            origin_id: "Q1".into(),
+            name: name.map(str::to_string),
+            reason: "encrypted".into(),
+            detail: "zip".into(),
+            sha256: "00".repeat(32),
+            size: 10,
+            at: "2026-11-27T00:00:00.000Z".into(),
+            report: serde_json::Value::Null,
+            mail_from: Some("sender@example.com".into()),
+            rcpt_to: vec!["staff@city.example.lg.jp".into()],
+            subject: Some(subject.into()),
+            detected_type: Some("zip".into()),
+        }
+    }
+
+    #[test]
+    fn recipients_notice_names_the_item_and_how_to_ask_without_any_injected_header() {
+        let config = NoticesSection::default();
+        let item = held(
+            "Q1-1",
+            Some("見積書.zip"),
+            "見積\r\nBcc: victim@example.invalid",
+        );
+        let (env, bytes) = for_recipients(&config, "Q1", "2026-11-27", &[&item]).unwrap();
+        assert_eq!(env.rcpt_to, ["staff@city.example.lg.jp"]);
+        assert_eq!(env.mail_from, config.from);
+        let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        let body = parsed.body_text(0).unwrap();
+        assert!(body.contains("見積書.zip"), "{body}");
+        assert!(body.contains("隔離ID: Q1-1"), "{body}");
+        assert!(body.contains("情報システム担当"), "{body}");
+        assert!(body.contains("暗号化・パスワード付き"), "{body}");
+        assert!(parsed
+            .subject()
+            .unwrap()
+            .starts_with("【隔離のお知らせ】見積"));
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("\r\nBcc:"), "{text}");
+    }
+
+    #[test]
+    fn no_notice_when_switched_off_or_nobody_to_tell() {
+        let item = held("Q1", None, "s");
+        let off = NoticesSection {
+            recipients: false,
+            ..NoticesSection::default()
+        };
+        assert!(for_recipients(&off, "Q1", "d", &[&item]).is_none());
+        assert!(for_admins(&NoticesSection::default(), "Q1", &[&item]).is_none());
+        let admins = NoticesSection {
+            admin_to: vec!["security@city.example.lg.jp".into()],
+            ..NoticesSection::default()
+        };
+        let (env, bytes) = for_admins(&admins, "Q1", &[&item]).unwrap();
+        assert_eq!(env.rcpt_to, ["security@city.example.lg.jp"]);
+        let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        assert_eq!(parsed.subject(), Some("[mukaika] 隔離 1 件"));
+        assert!(parsed.body_text(0).unwrap().contains("sender@example.com"));
+    }
+}

@@ -1,0 +1,1406 @@
+//! Quarantine review: accounts, release requests and the two-person rule.
+//!
+//! Owns: `review.db` under the data directory (SQLite: accounts and release requests),
+//! password hashing (argon2id), login lockout, and every decision on a quarantined item —
+//! request, cancel, approve, reject, delete, original download — with its audit record and, on
+//! approval, delivery through the normal sinks. The web UI, the control socket and the CLI all
+//! act through [`Review`], so the rules hold whichever door is used.
+//! Invariants:
+//! - Nobody approves or rejects a request they made (対策基準 2(9) 兼務の禁止), whatever roles
+//!   they hold; every action checks the actor's role against the account store.
+//! - Each decision is audited durably before it takes effect; an approval is recorded before
+//!   delivery, and an approved request not yet delivered is delivered again
+//!   ([`Review::deliver_approved`]) — at least once, never silently dropped.
+//! - Reason codes in `quarantine.never_release` (a detected virus) are never released.
+//! - No account exists until an administrator creates one; a new or reset account's password
+//!   is shown once and must be changed at first login (対策基準 6.4(3)⑤).
+//!
+//! Must never: deliver a quarantined item without a second person's approval, store a password
+//! or a one-time password in clear, or tell a login attempt which of name and password was
+//! wrong.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::event::{AdminLogin, ReleaseDecision, UserChanged};
+use crate::audit::log::{now_millis, now_rfc3339};
+use crate::audit::{AuditEvent, AuditLog};
+use crate::config::ServiceConfig;
+use crate::live::Live;
+use crate::pipeline::Sink;
+use crate::quarantine::{valid_id, QuarantineItem, QuarantineStore};
+
+/// What an account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Requests releases and withdraws requests.
+    Operator,
+    /// Approves or rejects others' requests, deletes items, downloads originals.
+    Approver,
+    /// Reads everything, searches the audit log; changes nothing.
+    Auditor,
+    /// Manages accounts.
+    Admin,
+}
+
+impl Role {
+    /// All roles, in display order.
+    pub const ALL: [Role; 4] = [Role::Operator, Role::Approver, Role::Auditor, Role::Admin];
+
+    /// The name used in the store, the CLI and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Approver => "approver",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The Japanese label.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Role::Operator => "運用担当（解除申請）",
+            Role::Approver => "承認者",
+            Role::Auditor => "監査担当（閲覧のみ）",
+            Role::Admin => "管理者（アカウント管理）",
+        }
+    }
+}
+
+/// Parses `operator,approver`: one or more roles, no duplicates.
+///
+/// # Errors
+/// An unknown or empty role list.
+pub fn parse_roles(s: &str) -> Result<Vec<Role>, String> {
+    let mut roles: Vec<Role> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let role: Role = part.parse()?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    if roles.is_empty() {
+        return Err("at least one role: operator, approver, auditor or admin".into());
+    }
+    roles.sort_by_key(|r| Role::ALL.iter().position(|x| x == r));
+    Ok(roles)
+}
+
+/// `operator,approver`.
+pub fn roles_text(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}: operator, approver, auditor or admin"))
+    }
+}
+
+/// One account, as the UI shows it (never the hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// Roles (one person may hold several; the two-person rule holds regardless).
+    pub roles: Vec<Role>,
+    /// The password is a one-time one and must be changed before anything else.
+    pub must_change: bool,
+    /// Locked until this time (ms since the epoch), 0 when not locked.
+    pub locked_until_ms: u64,
+    /// Failed attempts in a row.
+    pub failed: u32,
+    /// Last successful login (RFC 3339).
+    pub last_login_at: Option<String>,
+    /// Created (RFC 3339).
+    pub created_at: String,
+}
+
+/// Where a released item goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// The original recipients of the mail it came from.
+    Original,
+    /// Chosen recipients.
+    Recipients(Vec<String>),
+    /// A copy into the export folder of the named import pair.
+    Export(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Original => f.write_str("original-recipients"),
+            Target::Recipients(r) => write!(f, "to:{}", r.join(",")),
+            Target::Export(pair) => write!(f, "export:{pair}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "original-recipients" || s == "original" {
+            return Ok(Target::Original);
+        }
+        if let Some(list) = s.strip_prefix("to:") {
+            let to: Vec<String> = list
+                .split([',', ' ', '\n'])
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect();
+            if to.is_empty() || !to.iter().all(|a| plausible_address(a)) {
+                return Err(format!("not a list of mail addresses: {list:?}"));
+            }
+            return Ok(Target::Recipients(to));
+        }
+        if let Some(pair) = s.strip_prefix("export:") {
+            return Ok(Target::Export(pair.to_string()));
+        }
+        Err(format!(
+            "target {s:?}: original-recipients, to:ADDR[,ADDR…] or export:PAIR"
+        ))
+    }
+}
+
+/// A request's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestState {
+    /// Waiting for an approver.
+    Pending,
+    /// Approved; delivery not yet confirmed.
+    Approved,
+    /// Approved and delivered.
+    Delivered,
+    /// Rejected by an approver.
+    Rejected,
+    /// Withdrawn by an operator.
+    Cancelled,
+}
+
+impl RequestState {
+    /// The name used in the store and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Delivered => "delivered",
+            RequestState::Rejected => "rejected",
+            RequestState::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state named `s` (anything unknown reads as withdrawn).
+    pub fn parse(s: &str) -> RequestState {
+        match s {
+            "pending" => RequestState::Pending,
+            "approved" => RequestState::Approved,
+            "delivered" => RequestState::Delivered,
+            "rejected" => RequestState::Rejected,
+            _ => RequestState::Cancelled,
+        }
+    }
+
+    /// The Japanese label.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            RequestState::Pending => "承認待ち",
+            RequestState::Approved => "承認済み（配送中）",
+            RequestState::Delivered => "解除済み",
+            RequestState::Rejected => "却下",
+            RequestState::Cancelled => "取り下げ",
+        }
+    }
+}
+
+/// A release request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Request {
+    /// Request ID.
+    pub id: String,
+    /// The quarantined item.
+    pub item_id: String,
+    /// Who asked.
+    pub requester: String,
+    /// Where it is to go.
+    pub target: Target,
+    /// Why (the requester's words).
+    pub reason: String,
+    /// State.
+    pub state: RequestState,
+    /// Who approved, rejected or withdrew it.
+    pub decided_by: Option<String>,
+    /// Their reason.
+    pub decision_reason: Option<String>,
+    /// When it was made.
+    pub requested_at: String,
+    /// When it was decided.
+    pub decided_at: Option<String>,
+    /// Where it went, once delivered.
+    pub delivery: Option<String>,
+}
+
+/// A successful login, and what the user must be told about the one before (対策基準 7.2(4)).
+#[derive(Debug, Clone)]
+pub struct LoginOk {
+    /// The account.
+    pub user: User,
+    /// The previous successful login, if any.
+    pub previous_login: Option<String>,
+    /// Where it came from.
+    pub previous_from: Option<String>,
+    /// Failed attempts since the previous successful login.
+    pub failed_since: u32,
+}
+
+/// Why a review action was refused. Opaque; ask it with the predicates.
+#[derive(Debug)]
+pub struct ReviewError {
+    kind: ErrorKind,
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorKind {
+    Forbidden,
+    NotFound,
+    Invalid,
+    Login,
+    Internal,
+}
+
+impl ReviewError {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A malformed request (for callers that parse their own input, like the control socket).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(ErrorKind::Internal, e.to_string())
+    }
+
+    /// The actor may not do this (role, self-approval, never-release).
+    pub fn is_forbidden(&self) -> bool {
+        self.kind == ErrorKind::Forbidden
+    }
+
+    /// No such item, request or account.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+
+    /// The request itself is malformed (empty reason, bad target, weak password…).
+    pub fn is_invalid(&self) -> bool {
+        self.kind == ErrorKind::Invalid
+    }
+
+    /// A login failed (wrong name or password, or a locked account).
+    pub fn is_login_failure(&self) -> bool {
+        self.kind == ErrorKind::Login
+    }
+}
+
+impl std::fmt::Display for ReviewError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ReviewError {}
+
+fn sql(e: rusqlite::Error) -> ReviewError {
+    ReviewError::internal(format!("review database: {e}"))
+}
+
+/// Whether `s` looks like one mail address (`local@domain`, no spaces, controls or brackets):
+/// enough to refuse header injection and typos, not a full RFC 5321 parser.
+pub fn plausible_address(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    s.len() <= 254
+        && !local.is_empty()
+        && !domain.is_empty()
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && s.chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && !"<>()[],;:\"\\".contains(c))
+}
+
+/// Account names: `[A-Za-z0-9._-]`, 1–32 characters (safe in headers, paths and logs).
+pub fn valid_user_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Random bytes from the operating system, hex-encoded.
+///
+/// # Panics
+/// Never in practice: `getrandom` fails only on systems without a random source, where no
+/// session or password could be made safely anyway.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system's random source");
+    hex::encode(buf)
+}
+
+/// A one-time password: 16 characters from an alphabet without look-alikes.
+fn one_time_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut buf = [0u8; 16];
+    getrandom::fill(&mut buf).expect("the operating system's random source");
+    buf.iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn hash_password(password: &str) -> Result<String, ReviewError> {
+    use argon2::password_hash::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(ReviewError::internal)
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    use argon2::password_hash::PasswordVerifier;
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// A hash nobody's password matches (of a random secret thrown away): verified against when
+/// the name is unknown, so a wrong name costs as long as a wrong password.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&random_hex(16)).unwrap_or_default())
+}
+
+/// Checks a new password: at least 12 characters, not the name, not the old one.
+fn check_new_password(name: &str, old: &str, new: &str) -> Result<(), ReviewError> {
+    let problem = if new.chars().count() < 12 {
+        Some("パスワードは 12 文字以上にしてください / at least 12 characters")
+    } else if new == old {
+        Some("前と同じパスワードは使えません / must differ from the old one")
+    } else if new.to_lowercase().contains(&name.to_lowercase()) {
+        Some("アカウント名を含むパスワードは使えません / must not contain the account name")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(ReviewError::new(ErrorKind::Invalid, p)),
+        None => Ok(()),
+    }
+}
+
+/// The review service. Share it; every method blocks (call from a blocking thread).
+pub struct Review {
+    db: Mutex<rusqlite::Connection>,
+    quarantine: Arc<dyn QuarantineStore>,
+    audit: Arc<AuditLog>,
+    sink: Sink,
+    config: Arc<Live<ServiceConfig>>,
+    data_dir: PathBuf,
+}
+
+const USER_COLUMNS: &str =
+    "name, role, must_change, locked_until, failed, last_login_at, created_at";
+const REQUEST_COLUMNS: &str = "id, item_id, requester, target, reason, state, decided_by, \
+     decision_reason, requested_at, decided_at, delivery";
+
+fn row_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let role: String = r.get(1)?;
+    Ok(User {
+        name: r.get(0)?,
+        roles: parse_roles(&role).unwrap_or_else(|_| vec![Role::Auditor]),
+        must_change: r.get::<_, i64>(2)? != 0,
+        locked_until_ms: r.get::<_, i64>(3)? as u64,
+        failed: r.get::<_, i64>(4)? as u32,
+        last_login_at: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
+fn row_request(r: &rusqlite::Row<'_>) -> rusqlite::Result<Request> {
+    let target: String = r.get(3)?;
+    let state: String = r.get(5)?;
+    Ok(Request {
+        id: r.get(0)?,
+        item_id: r.get(1)?,
+        requester: r.get(2)?,
+        target: serde_json::from_str(&target).unwrap_or(Target::Original),
+        reason: r.get(4)?,
+        state: RequestState::parse(&state),
+        decided_by: r.get(6)?,
+        decision_reason: r.get(7)?,
+        requested_at: r.get(8)?,
+        decided_at: r.get(9)?,
+        delivery: r.get(10)?,
+    })
+}
+
+/// Opens (creating) the account and request database.
+fn open_db(path: &std::path::Path) -> Result<rusqlite::Connection, ReviewError> {
+    let db = rusqlite::Connection::open(path).map_err(sql)?;
+    // The CLI and the service may both open it: wait for each other rather than fail.
+    db.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(sql)?;
+    db.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         CREATE TABLE IF NOT EXISTS users (
+             name TEXT PRIMARY KEY,
+             role TEXT NOT NULL,
+             hash TEXT NOT NULL,
+             must_change INTEGER NOT NULL,
+             locked_until INTEGER NOT NULL DEFAULT 0,
+             failed INTEGER NOT NULL DEFAULT 0,
+             failed_since_login INTEGER NOT NULL DEFAULT 0,
+             last_login_at TEXT,
+             last_login_from TEXT,
+             created_at TEXT NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS requests (
+             id TEXT PRIMARY KEY,
+             item_id TEXT NOT NULL,
+             requester TEXT NOT NULL,
+             target TEXT NOT NULL,
+             reason TEXT NOT NULL,
+             state TEXT NOT NULL,
+             decided_by TEXT,
+             decision_reason TEXT,
+             requested_at TEXT NOT NULL,
+             decided_at TEXT,
+             delivery TEXT
+         );
+         CREATE INDEX IF NOT EXISTS requests_item ON requests (item_id);
+         CREATE INDEX IF NOT EXISTS requests_state ON requests (state);",
+    )
+    .map_err(sql)?;
+    Ok(db)
+}
+
+/// The account store alone, for commands that only manage accounts (no audit log needed to
+/// read them).
+///
+/// # Errors
+/// The database cannot be opened or read.
+pub fn list_users_at(data_dir: &std::path::Path) -> Result<Vec<User>, ReviewError> {
+    let db = open_db(&data_dir.join("review.db"))?;
+    let mut stmt = db
+        .prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
+        .map_err(sql)?;
+    let users = stmt
+        .query_map([], row_user)
+        .map_err(sql)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql)?;
+    Ok(users)
+}
+
+fn query_requests(
+    db: &rusqlite::Connection,
+    state: Option<RequestState>,
+) -> Result<Vec<Request>, ReviewError> {
+    let mut stmt = db
+            .prepare(&format!(
+                "SELECT {REQUEST_COLUMNS} FROM requests WHERE ?1 IS NULL OR state = ?1 ORDER BY requested_at DESC, id DESC"
+            ))
+            .map_err(sql)?;
+    let rows = stmt
+        .query_map([state.map(RequestState::as_str)], row_request)
+        .map_err(sql)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql)?;
+    Ok(rows)
+}
+
+/// Release requests as stored under `data_dir`, newest first (read-only; for the CLI while the
+/// service runs).
+///
+/// # Errors
+/// The database cannot be opened or read.
+pub fn read_requests(
+    data_dir: &std::path::Path,
+    state: Option<RequestState>,
+) -> Result<Vec<Request>, ReviewError> {
+    query_requests(&open_db(&data_dir.join("review.db"))?, state)
+}
+
+impl Review {
+    /// Opens the review database under the configured data directory.
+    ///
+    /// # Errors
+    /// The database cannot be opened.
+    pub fn open(
+        config: Arc<Live<ServiceConfig>>,
+        quarantine: Arc<dyn QuarantineStore>,
+        audit: Arc<AuditLog>,
+        sink: Sink,
+    ) -> Result<Self, ReviewError> {
+        let data_dir = config.get().data.dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(ReviewError::internal)?;
+        Ok(Self {
+            db: Mutex::new(open_db(&data_dir.join("review.db"))?),
+            quarantine,
+            audit,
+            sink,
+            config,
+            data_dir,
+        })
+    }
+
+    fn db(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, ReviewError> {
+        self.db
+            .lock()
+            .map_err(|_| ReviewError::internal("review database lock poisoned"))
+    }
+
+    fn record(&self, event: AuditEvent) -> Result<(), ReviewError> {
+        self.audit
+            .append(event)
+            .map(|_| ())
+            .map_err(ReviewError::internal)
+    }
+
+    /// The quarantine store (for listing and reading items).
+    pub fn store(&self) -> &dyn QuarantineStore {
+        self.quarantine.as_ref()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<ServiceConfig> {
+        self.config.get()
+    }
+
+    // ---- accounts -------------------------------------------------------------------------
+
+    /// The account, if it exists.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn user(&self, name: &str) -> Result<Option<User>, ReviewError> {
+        self.db()?
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
+                [name],
+                row_user,
+            )
+            .optional()
+            .map_err(sql)
+    }
+
+    /// Every account.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn users(&self) -> Result<Vec<User>, ReviewError> {
+        list_users_at(&self.data_dir)
+    }
+
+    /// The acting account, which must exist and hold one of `roles`.
+    fn actor(&self, name: &str, roles: &[Role], what: &str) -> Result<User, ReviewError> {
+        let user = self.user(name)?.ok_or_else(|| {
+            ReviewError::new(
+                ErrorKind::Forbidden,
+                format!("アカウント {name:?} はありません / no such account"),
+            )
+        })?;
+        if !roles.iter().any(|r| user.roles.contains(r)) {
+            return Err(ReviewError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "{what}には {} の権限が必要です / {what} needs the {} role ({} has {})",
+                    roles
+                        .iter()
+                        .map(|r| r.label_ja())
+                        .collect::<Vec<_>>()
+                        .join("・"),
+                    roles
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    user.name,
+                    roles_text(&user.roles)
+                ),
+            ));
+        }
+        Ok(user)
+    }
+
+    /// Whether at least one admin account exists (or any account, for the selfcheck).
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn has_accounts(&self) -> Result<bool, ReviewError> {
+        Ok(!self.users()?.is_empty())
+    }
+
+    /// Creates an account with a one-time password, returned once and never stored in clear.
+    /// `by` is the acting administrator, or `cli:…` for the local command line (the first
+    /// administrator can only be made there).
+    ///
+    /// # Errors
+    /// Bad name, existing account, or an actor who is not an administrator.
+    pub fn add_user(&self, by: &str, name: &str, roles: &[Role]) -> Result<String, ReviewError> {
+        if !by.starts_with("cli:") {
+            self.actor(by, &[Role::Admin], "アカウント作成")?;
+        }
+        if !valid_user_name(name) {
+            return Err(ReviewError::new(
+                ErrorKind::Invalid,
+                "アカウント名は英数字と . _ - で 32 文字まで / names are [A-Za-z0-9._-], at most 32",
+            ));
+        }
+        if self.user(name)?.is_some() {
+            return Err(ReviewError::new(
+                ErrorKind::Invalid,
+                format!("アカウント {name} は既にあります / account exists"),
+            ));
+        }
+        if roles.is_empty() {
+            return Err(ReviewError::new(
+                ErrorKind::Invalid,
+                "役割を選んでください / no role",
+            ));
+        }
+        let password = one_time_password();
+        let hash = hash_password(&password)?;
+        self.record(AuditEvent::UserChanged(UserChanged {
+            user: name.into(),
+            by: by.into(),
+            action: "add".into(),
+            role: Some(roles_text(roles)),
+        }))?;
+        self.db()?
+            .execute(
+                "INSERT INTO users (name, role, hash, must_change, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
+                params![name, roles_text(roles), hash, now_rfc3339()],
+            )
+            .map_err(sql)?;
+        Ok(password)
+    }
+
+    /// Gives an account a new one-time password (and unlocks it).
+    ///
+    /// # Errors
+    /// Unknown account or an actor who is not an administrator.
+    pub fn reset_password(&self, by: &str, name: &str) -> Result<String, ReviewError> {
+        if !by.starts_with("cli:") {
+            self.actor(by, &[Role::Admin], "パスワード再発行")?;
+        }
+        self.user(name)?
+            .ok_or_else(|| ReviewError::new(ErrorKind::NotFound, format!("no account {name}")))?;
+        let password = one_time_password();
+        let hash = hash_password(&password)?;
+        self.record(AuditEvent::UserChanged(UserChanged {
+            user: name.into(),
+            by: by.into(),
+            action: "reset-password".into(),
+            role: None,
+        }))?;
+        self.db()?
+            .execute(
+                "UPDATE users SET hash = ?2, must_change = 1, failed = 0, locked_until = 0 WHERE name = ?1",
+                params![name, hash],
+            )
+            .map_err(sql)?;
+        Ok(password)
+    }
+
+    /// Unlocks a locked account.
+    ///
+    /// # Errors
+    /// Unknown account or an actor who is not an administrator.
+    pub fn unlock(&self, by: &str, name: &str) -> Result<(), ReviewError> {
+        if !by.starts_with("cli:") {
+            self.actor(by, &[Role::Admin], "ロック解除")?;
+        }
+        self.user(name)?
+            .ok_or_else(|| ReviewError::new(ErrorKind::NotFound, format!("no account {name}")))?;
+        self.record(AuditEvent::UserChanged(UserChanged {
+            user: name.into(),
+            by: by.into(),
+            action: "unlock".into(),
+            role: None,
+        }))?;
+        self.db()?
+            .execute(
+                "UPDATE users SET failed = 0, locked_until = 0 WHERE name = ?1",
+                [name],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// Checks a password. Wrong name and wrong password look the same to the caller; after
+    /// `admin.lockout_attempts` failures in a row the account locks for `admin.lockout_secs`.
+    ///
+    /// # Errors
+    /// [`ReviewError::is_login_failure`] for any refusal.
+    pub fn login(&self, name: &str, password: &str, client: &str) -> Result<LoginOk, ReviewError> {
+        let admin = self.config.get().admin.clone();
+        let refused = || {
+            ReviewError::new(
+                ErrorKind::Login,
+                "アカウント名またはパスワードが違います / wrong name or password",
+            )
+        };
+        let row: Option<(String, i64, i64)> = self
+            .db()?
+            .query_row(
+                "SELECT hash, locked_until, failed FROM users WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        let audit = |outcome: &str| {
+            self.record(AuditEvent::AdminLogin(AdminLogin {
+                user: name.chars().take(64).collect(),
+                client: client.into(),
+                outcome: outcome.into(),
+            }))
+        };
+        let Some((hash, locked_until, failed)) = row else {
+            verify_password(password, dummy_hash());
+            audit("failure")?;
+            return Err(refused());
+        };
+        let now = now_millis() as i64;
+        if locked_until > now {
+            audit("locked")?;
+            // Tries against a locked account are failures the owner is told of, too.
+            self.db()?
+                .execute(
+                    "UPDATE users SET failed_since_login = failed_since_login + 1 WHERE name = ?1",
+                    [name],
+                )
+                .map_err(sql)?;
+            return Err(ReviewError::new(
+                ErrorKind::Login,
+                format!(
+                    "アカウントはロックされています。{} 分後に再試行するか管理者に連絡してください / account locked",
+                    (locked_until - now) / 60_000 + 1
+                ),
+            ));
+        }
+        if !verify_password(password, &hash) {
+            let failed = failed + 1;
+            let lock = failed >= i64::from(admin.lockout_attempts);
+            audit(if lock { "lockout" } else { "failure" })?;
+            self.db()?
+                .execute(
+                    "UPDATE users SET failed = ?2, locked_until = ?3, failed_since_login = failed_since_login + 1 WHERE name = ?1",
+                    params![
+                        name,
+                        if lock { 0 } else { failed },
+                        if lock { now + (admin.lockout_secs as i64) * 1000 } else { 0 }
+                    ],
+                )
+                .map_err(sql)?;
+            return Err(if lock {
+                ReviewError::new(
+                    ErrorKind::Login,
+                    "ログインに続けて失敗したため、アカウントをロックしました / account locked after repeated failures",
+                )
+            } else {
+                refused()
+            });
+        }
+        audit("success")?;
+        let db = self.db()?;
+        let (previous_login, previous_from, failed_since): (Option<String>, Option<String>, i64) =
+            db.query_row(
+                "SELECT last_login_at, last_login_from, failed_since_login FROM users WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(sql)?;
+        db.execute(
+            "UPDATE users SET failed = 0, failed_since_login = 0, last_login_at = ?2, last_login_from = ?3 WHERE name = ?1",
+            params![name, now_rfc3339(), client],
+        )
+        .map_err(sql)?;
+        drop(db);
+        let user = self
+            .user(name)?
+            .ok_or_else(|| ReviewError::internal("account vanished"))?;
+        Ok(LoginOk {
+            user,
+            previous_login,
+            previous_from,
+            failed_since: failed_since as u32,
+        })
+    }
+
+    /// Changes one's own password (the old one proves it is them).
+    ///
+    /// # Errors
+    /// Wrong old password or a weak new one.
+    pub fn change_password(&self, name: &str, old: &str, new: &str) -> Result<(), ReviewError> {
+        let hash: Option<String> = self
+            .db()?
+            .query_row("SELECT hash FROM users WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql)?;
+        if !hash.is_some_and(|h| verify_password(old, &h)) {
+            return Err(ReviewError::new(
+                ErrorKind::Invalid,
+                "現在のパスワードが違います / the current password is wrong",
+            ));
+        }
+        check_new_password(name, old, new)?;
+        let hash = hash_password(new)?;
+        self.record(AuditEvent::UserChanged(UserChanged {
+            user: name.into(),
+            by: name.into(),
+            action: "change-password".into(),
+            role: None,
+        }))?;
+        self.db()?
+            .execute(
+                "UPDATE users SET hash = ?2, must_change = 0 WHERE name = ?1",
+                params![name, hash],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    // ---- items and requests ---------------------------------------------------------------
+
+    /// One item.
+    ///
+    /// # Errors
+    /// A malformed ID (never reaches the store) or an unknown item.
+    pub fn item(&self, id: &str) -> Result<QuarantineItem, ReviewError> {
+        if !valid_id(id) {
+            return Err(ReviewError::new(
+                ErrorKind::NotFound,
+                "隔離IDの形式が正しくありません / malformed item ID",
+            ));
+        }
+        self.quarantine.get(id).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ReviewError::new(ErrorKind::NotFound, format!("隔離ID {id} はありません"))
+            } else {
+                ReviewError::internal(e)
+            }
+        })
+    }
+
+    /// Requests, newest first; only those in `state` when given.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn requests(&self, state: Option<RequestState>) -> Result<Vec<Request>, ReviewError> {
+        query_requests(&*self.db()?, state)
+    }
+
+    /// Requests for one item, newest first.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn requests_for(&self, item_id: &str) -> Result<Vec<Request>, ReviewError> {
+        Ok(self
+            .requests(None)?
+            .into_iter()
+            .filter(|r| r.item_id == item_id)
+            .collect())
+    }
+
+    /// One request.
+    ///
+    /// # Errors
+    /// Unknown request.
+    pub fn request(&self, id: &str) -> Result<Request, ReviewError> {
+        self.db()?
+            .query_row(
+                &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
+                [id],
+                row_request,
+            )
+            .optional()
+            .map_err(sql)?
+            .ok_or_else(|| {
+                ReviewError::new(ErrorKind::NotFound, format!("申請 {id:?} はありません"))
+            })
+    }
+
+    fn set_state(
+        &self,
+        id: &str,
+        state: RequestState,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<(), ReviewError> {
+        let db = self.db()?;
+        match by {
+            Some(by) => db.execute(
+                "UPDATE requests SET state = ?2, decided_by = ?3, decision_reason = ?4, decided_at = ?5 WHERE id = ?1",
+                params![id, state.as_str(), by, reason, now_rfc3339()],
+            ),
+            None => db.execute(
+                "UPDATE requests SET state = ?2 WHERE id = ?1",
+                params![id, state.as_str()],
+            ),
+        }
+        .map_err(sql)?;
+        Ok(())
+    }
+
+    fn need_reason(reason: &str) -> Result<String, ReviewError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(ReviewError::new(
+                ErrorKind::Invalid,
+                "理由を入力してください / a reason is required",
+            ));
+        }
+        Ok(reason.chars().take(1000).collect())
+    }
+
+    /// An operator asks for an item to be released to `target`.
+    ///
+    /// # Errors
+    /// Wrong role, unknown item, a reason that can never be released, a request already
+    /// pending, or a target that does not fit the item.
+    pub fn request_release(
+        &self,
+        actor: &str,
+        item_id: &str,
+        target: Target,
+        reason: &str,
+    ) -> Result<Request, ReviewError> {
+        self.actor(actor, &[Role::Operator], "解除申請")?;
+        let reason = Self::need_reason(reason)?;
+        let item = self.item(item_id)?;
+        let config = self.config.get();
+        if config.quarantine.never_release.contains(&item.reason) {
+            return Err(ReviewError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "理由「{}」の隔離は解除できません / items held for {:?} are never released",
+                    item.reason, item.reason
+                ),
+            ));
+        }
+        match &target {
+            Target::Original if item.rcpt_to.is_empty() => {
+                return Err(ReviewError::new(
+                    ErrorKind::Invalid,
+                    "元の宛先がありません（取り込みフォルダーの項目は export を指定） / the item has no original recipients",
+                ))
+            }
+            Target::Export(pair) if !config.import.pairs.iter().any(|p| &p.name == pair) => {
+                return Err(ReviewError::new(
+                    ErrorKind::Invalid,
+                    format!("取り込みフォルダー {pair:?} は設定にありません / no such import pair"),
+                ))
+            }
+            Target::Recipients(to) if !to.iter().all(|a| plausible_address(a)) => {
+                return Err(ReviewError::new(
+                    ErrorKind::Invalid,
+                    "宛先の形式が正しくありません / malformed recipient",
+                ))
+            }
+            _ => {}
+        }
+        if self
+            .requests_for(item_id)?
+            .iter()
+            .any(|r| matches!(r.state, RequestState::Pending | RequestState::Approved))
+        {
+            return Err(ReviewError::new(
+                ErrorKind::Invalid,
+                "この項目には処理中の申請があります / a request for this item is already open",
+            ));
+        }
+        let id = format!("R{}-{}", now_millis(), &random_hex(3));
+        self.record(AuditEvent::ReleaseRequested(ReleaseDecision {
+            item_id: item_id.into(),
+            request_id: Some(id.clone()),
+            by: actor.into(),
+            reason: reason.clone(),
+            target: Some(target.to_string()),
+        }))?;
+        self.db()?
+            .execute(
+                "INSERT INTO requests (id, item_id, requester, target, reason, state, requested_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+                params![
+                    id,
+                    item_id,
+                    actor,
+                    serde_json::to_string(&target).map_err(ReviewError::internal)?,
+                    reason,
+                    now_rfc3339()
+                ],
+            )
+            .map_err(sql)?;
+        self.request(&id)
+    }
+
+    /// A pending request, decided by someone other than its requester.
+    fn decidable(&self, actor: &str, request_id: &str, what: &str) -> Result<Request, ReviewError> {
+        self.actor(actor, &[Role::Approver], what)?;
+        let request = self.request(request_id)?;
+        if request.state != RequestState::Pending {
+            return Err(ReviewError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "申請は既に「{}」です / the request is no longer pending",
+                    request.state.label_ja()
+                ),
+            ));
+        }
+        if request.requester == actor {
+            return Err(ReviewError::new(
+                ErrorKind::Forbidden,
+                "自分の申請は承認・却下できません（対策基準 2(9) 兼務の禁止） / nobody decides their own request",
+            ));
+        }
+        Ok(request)
+    }
+
+    /// An approver other than the requester approves; the item is then delivered.
+    ///
+    /// # Errors
+    /// Wrong role, self-approval, a request not pending; a delivery failure after the approval
+    /// leaves the request approved for [`Review::deliver_approved`] to retry.
+    pub fn approve(
+        &self,
+        actor: &str,
+        request_id: &str,
+        reason: &str,
+    ) -> Result<Request, ReviewError> {
+        let request = self.decidable(actor, request_id, "承認")?;
+        let reason = Self::need_reason(reason)?;
+        let item = self.item(&request.item_id)?;
+        if self
+            .config
+            .get()
+            .quarantine
+            .never_release
+            .contains(&item.reason)
+        {
+            return Err(ReviewError::new(
+                ErrorKind::Forbidden,
+                "この隔離は解除できません / never released",
+            ));
+        }
+        self.record(AuditEvent::ReleaseApproved(ReleaseDecision {
+            item_id: request.item_id.clone(),
+            request_id: Some(request.id.clone()),
+            by: actor.into(),
+            reason: reason.clone(),
+            target: Some(request.target.to_string()),
+        }))?;
+        self.set_state(
+            &request.id,
+            RequestState::Approved,
+            Some(actor),
+            Some(&reason),
+        )?;
+        self.deliver(&self.request(request_id)?)?;
+        self.request(request_id)
+    }
+
+    /// An approver other than the requester rejects.
+    ///
+    /// # Errors
+    /// Wrong role, self-decision, a request not pending, no reason.
+    pub fn reject(&self, actor: &str, request_id: &str, reason: &str) -> Result<(), ReviewError> {
+        let request = self.decidable(actor, request_id, "却下")?;
+        let reason = Self::need_reason(reason)?;
+        self.record(AuditEvent::ReleaseRejected(ReleaseDecision {
+            item_id: request.item_id.clone(),
+            request_id: Some(request.id.clone()),
+            by: actor.into(),
+            reason: reason.clone(),
+            target: Some(request.target.to_string()),
+        }))?;
+        self.set_state(
+            &request.id,
+            RequestState::Rejected,
+            Some(actor),
+            Some(&reason),
+        )
+    }
+
+    /// An operator withdraws a pending request.
+    ///
+    /// # Errors
+    /// Wrong role, or a request not pending.
+    pub fn cancel(&self, actor: &str, request_id: &str, reason: &str) -> Result<(), ReviewError> {
+        self.actor(actor, &[Role::Operator], "申請の取り下げ")?;
+        let reason = Self::need_reason(reason)?;
+        let request = self.request(request_id)?;
+        if request.state != RequestState::Pending {
+            return Err(ReviewError::new(
+                ErrorKind::Invalid,
+                "承認待ちの申請だけを取り下げられます / only pending requests can be withdrawn",
+            ));
+        }
+        self.record(AuditEvent::ReleaseCancelled(ReleaseDecision {
+            item_id: request.item_id.clone(),
+            request_id: Some(request.id.clone()),
+            by: actor.into(),
+            reason: reason.clone(),
+            target: Some(request.target.to_string()),
+        }))?;
+        self.set_state(
+            &request.id,
+            RequestState::Cancelled,
+            Some(actor),
+            Some(&reason),
+        )
+    }
+
+    /// An approver deletes an item (its open requests are withdrawn with it).
+    ///
+    /// # Errors
+    /// Wrong role, unknown item, no reason, or the store cannot be written.
+    pub fn delete(&self, actor: &str, item_id: &str, reason: &str) -> Result<(), ReviewError> {
+        self.actor(actor, &[Role::Approver], "削除")?;
+        let reason = Self::need_reason(reason)?;
+        let item = self.item(item_id)?;
+        if self
+            .requests_for(item_id)?
+            .iter()
+            .any(|r| r.state == RequestState::Approved)
+        {
+            return Err(ReviewError::new(
+                ErrorKind::Invalid,
+                "配送中の項目は削除できません / the item is being delivered",
+            ));
+        }
+        self.record(AuditEvent::QuarantineDeleted(ReleaseDecision {
+            item_id: item.id.clone(),
+            request_id: None,
+            by: actor.into(),
+            reason: reason.clone(),
+            target: None,
+        }))?;
+        self.db()?
+            .execute(
+                "UPDATE requests SET state = 'cancelled', decided_by = ?2, decision_reason = ?3, decided_at = ?4 WHERE item_id = ?1 AND state = 'pending'",
+                params![item_id, actor, "item deleted", now_rfc3339()],
+            )
+            .map_err(sql)?;
+        self.quarantine
+            .remove(item_id)
+            .map_err(ReviewError::internal)
+    }
+
+    /// The original bytes, for an approver only, audited before they are handed out.
+    ///
+    /// # Errors
+    /// Wrong role or unknown item.
+    pub fn original(
+        &self,
+        actor: &str,
+        item_id: &str,
+    ) -> Result<(QuarantineItem, Vec<u8>), ReviewError> {
+        self.actor(actor, &[Role::Approver], "原本のダウンロード")?;
+        let item = self.item(item_id)?;
+        let bytes = self
+            .quarantine
+            .bytes(item_id)
+            .map_err(ReviewError::internal)?;
+        self.record(AuditEvent::OriginalDownloaded(ReleaseDecision {
+            item_id: item.id.clone(),
+            request_id: None,
+            by: actor.into(),
+            reason: "download".into(),
+            target: None,
+        }))?;
+        Ok((item, bytes))
+    }
+
+    /// The original bytes for the read-only safe view (never sent as they are).
+    ///
+    /// # Errors
+    /// Unknown item.
+    pub fn view_bytes(&self, item_id: &str) -> Result<Vec<u8>, ReviewError> {
+        self.item(item_id)?;
+        self.quarantine
+            .bytes(item_id)
+            .map_err(ReviewError::internal)
+    }
+
+    /// Delivers every approved request not yet delivered (after a crash or a failed delivery).
+    /// Returns how many went out.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn deliver_approved(&self) -> Result<usize, ReviewError> {
+        let mut sent = 0;
+        for request in self.requests(Some(RequestState::Approved))? {
+            match self.deliver(&request) {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    tracing::error!(request = %request.id, error = %e, "approved release not delivered; retried later")
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Sends an approved request's item where it is to go, then marks it delivered.
+    fn deliver(&self, request: &Request) -> Result<(), ReviewError> {
+        let item = self.item(&request.item_id)?;
+        let bytes = self
+            .quarantine
+            .bytes(&item.id)
+            .map_err(ReviewError::internal)?;
+        let approver = request.decided_by.clone().unwrap_or_default();
+        let config = self.config.get();
+        let marker = crate::release::Marker {
+            item: &item,
+            request_id: &request.id,
+            requester: &request.requester,
+            approver: &approver,
+        };
+        let destination = match &request.target {
+            Target::Export(pair) => {
+                let pair = config
+                    .import
+                    .pairs
+                    .iter()
+                    .find(|p| &p.name == pair)
+                    .ok_or_else(|| ReviewError::internal(format!("import pair {pair} is gone")))?;
+                crate::release::to_export(&self.data_dir.join(&pair.export), &marker, &bytes)
+                    .map_err(ReviewError::internal)?
+            }
+            target => {
+                let to = match target {
+                    Target::Recipients(to) => to.clone(),
+                    _ => item.rcpt_to.clone(),
+                };
+                let (envelope, message) =
+                    crate::release::as_mail(&marker, &bytes, &to, &config.notices.from);
+                self.sink
+                    .deliver(envelope, &format!("release-{}", request.id), &message)
+                    .map_err(ReviewError::internal)?
+            }
+        };
+        self.record(AuditEvent::ReleaseDelivered(ReleaseDecision {
+            item_id: item.id.clone(),
+            request_id: Some(request.id.clone()),
+            by: approver,
+            reason: destination.clone(),
+            target: Some(request.target.to_string()),
+        }))?;
+        self.db()?
+            .execute(
+                "UPDATE requests SET state = 'delivered', delivery = ?2 WHERE id = ?1",
+                params![request.id, destination],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// The review status of each item: the latest request's state, if any.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn statuses(&self) -> Result<std::collections::HashMap<String, RequestState>, ReviewError> {
+        let mut out = std::collections::HashMap::new();
+        // Oldest first, so the newest request of each item wins.
+        for r in self.requests(None)?.into_iter().rev() {
+            out.insert(r.item_id, r.state);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_names_are_checked_before_they_reach_headers() {
+        assert!(plausible_address("staff@city.example.lg.jp"));
+        assert!(!plausible_address("a@b\r\nBcc: x@y"));
+        assert!(!plausible_address("<a@b>"));
+        assert!(!plausible_address("nobody"));
+        assert!(valid_user_name("sato.k"));
+        assert!(!valid_user_name("../root"));
+        assert!(!valid_user_name(""));
+    }
+
+    #[test]
+    fn targets_round_trip_through_their_text_form() {
+        for t in [
+            Target::Original,
+            Target::Recipients(vec!["a@example.lg.jp".into(), "b@example.lg.jp".into()]),
+            Target::Export("default".into()),
+        ] {
+            assert_eq!(t.to_string().parse::<Target>().unwrap(), t);
+        }
+        assert!("to:a@b\r\nX: y".parse::<Target>().is_err());
+        assert!("somewhere".parse::<Target>().is_err());
+    }
+
+    #[test]
+    fn role_lists_parse_without_duplicates() {
+        assert_eq!(
+            parse_roles("approver, operator,approver").unwrap(),
+            [Role::Operator, Role::Approver]
+        );
+        assert!(parse_roles("").is_err());
+        assert!(parse_roles("root").is_err());
+        assert_eq!(
+            roles_text(&[Role::Operator, Role::Approver]),
+            "operator,approver"
+        );
+    }
+
+    #[test]
+    fn weak_new_passwords_are_refused() {
+        assert!(check_new_password("sato", "old-password-1", "short").is_err());
+        assert!(check_new_password("sato", "old-password-1", "old-password-1").is_err());
+        assert!(check_new_password("sato", "x", "my-SATO-password").is_err());
+        assert!(check_new_password("sato", "x", "correct horse battery").is_ok());
+    }
+
+    #[test]
+    fn one_time_passwords_verify_against_their_hash_and_differ() {
+        let (a, b) = (one_time_password(), one_time_password());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 16);
+        let hash = hash_password(&a).unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password(&a, &hash));
+        assert!(!verify_password(&b, &hash));
+        assert!(!verify_password(&a, dummy_hash()));
+        assert!(dummy_hash().starts_with("$argon2id$"));
+    }
+}

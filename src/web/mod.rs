@@ -1,0 +1,435 @@
+//! The quarantine review UI on the admin listener.
+//!
+//! Owns: HTTP(S) serving of the admin listener (the review pages, `/metrics`, `/healthz`),
+//! sessions, CSRF tokens, security headers and role checks. The decisions themselves live in
+//! [`crate::review::Review`]; this module only asks who is acting and passes it on.
+//! Invariants:
+//! - Every page but the login page and the stylesheet needs a session; a session ends after
+//!   `admin.session_idle_secs` without a request, at logout, or at restart (sessions live only
+//!   in memory). A one-time password must be changed before anything else is shown.
+//! - Every POST carries the session's CSRF token (the login form a token of its own, bound to
+//!   a cookie); anything else is refused before it is read further.
+//! - Cookies are HttpOnly and SameSite=Strict, and Secure under TLS; every response carries a
+//!   CSP without script or inline style, nosniff, frame-deny, no-referrer and no-store.
+//! - Every route checks its role here, and `Review` checks it again against the account store.
+//!
+//! Must never: render stored content as HTML (every value goes through [`html::esc`]), or
+//! hand out an original except to an approver, as an attachment, after auditing it.
+
+pub mod html;
+mod pages;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use axum::Router;
+use tokio::sync::watch;
+
+use crate::review::{Review, Role};
+
+pub use html::Lang;
+
+/// One logged-in browser.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Account name.
+    pub user: String,
+    /// Roles at login (`Review` checks the store again on every action).
+    pub roles: Vec<Role>,
+    /// The token every form must carry.
+    pub csrf: String,
+    /// The password must be changed first.
+    pub must_change: bool,
+    /// Shown after login (対策基準 7.2(4)): the previous login, where from, and failures since.
+    pub previous_login: Option<String>,
+    /// Address of the previous login.
+    pub previous_from: Option<String>,
+    /// Failed attempts since the previous login.
+    pub failed_since: u32,
+    last_seen: Instant,
+}
+
+/// What the review pages share.
+pub struct Web {
+    /// Decisions, accounts, items.
+    pub review: Arc<Review>,
+    /// Queue depths for the dashboard.
+    pub spools: Vec<(&'static str, Arc<crate::spool::Spool>)>,
+    /// The audit directory (item trails and audit search).
+    pub audit_dir: std::path::PathBuf,
+    /// Served over TLS (cookies get `Secure` and the `__Host-` prefix).
+    pub tls: bool,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl Web {
+    /// The UI over `review`.
+    pub fn new(
+        review: Arc<Review>,
+        spools: Vec<(&'static str, Arc<crate::spool::Spool>)>,
+        audit_dir: std::path::PathBuf,
+        tls: bool,
+    ) -> Self {
+        Self {
+            review,
+            spools,
+            audit_dir,
+            tls,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn idle(&self) -> Duration {
+        Duration::from_secs(self.review.config().admin.session_idle_secs)
+    }
+
+    fn session_cookie(&self) -> &'static str {
+        if self.tls {
+            "__Host-mukaika_session"
+        } else {
+            "mukaika_session"
+        }
+    }
+
+    /// `Set-Cookie` value for `name=value` with the UI's attributes.
+    fn cookie(&self, name: &str, value: &str, max_age: Option<u64>) -> String {
+        let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+        if self.tls {
+            c.push_str("; Secure");
+        }
+        if let Some(age) = max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        c
+    }
+
+    fn start_session(&self, ok: &crate::review::LoginOk) -> String {
+        let token = crate::review::random_hex(32);
+        let session = Session {
+            user: ok.user.name.clone(),
+            roles: ok.user.roles.clone(),
+            csrf: crate::review::random_hex(32),
+            must_change: ok.user.must_change,
+            previous_login: ok.previous_login.clone(),
+            previous_from: ok.previous_from.clone(),
+            failed_since: ok.failed_since,
+            last_seen: Instant::now(),
+        };
+        if let Ok(mut sessions) = self.sessions.lock() {
+            let idle = self.idle();
+            sessions.retain(|_, s| s.last_seen.elapsed() < idle);
+            sessions.insert(token.clone(), session);
+        }
+        token
+    }
+
+    fn end_session(&self, token: &str) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.remove(token);
+        }
+    }
+
+    /// The live session for this request, refreshing its idle clock.
+    fn session(&self, headers: &HeaderMap) -> SessionLookup {
+        let Some(token) = cookie(headers, self.session_cookie()) else {
+            return SessionLookup::None;
+        };
+        let Ok(mut sessions) = self.sessions.lock() else {
+            return SessionLookup::None;
+        };
+        let idle = self.idle();
+        match sessions.get_mut(&token) {
+            Some(s) if s.last_seen.elapsed() < idle => {
+                s.last_seen = Instant::now();
+                SessionLookup::Live(token, s.clone())
+            }
+            Some(_) => {
+                sessions.remove(&token);
+                SessionLookup::Expired
+            }
+            None => SessionLookup::None,
+        }
+    }
+
+    fn update_session(&self, token: &str, f: impl FnOnce(&mut Session)) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            if let Some(s) = sessions.get_mut(token) {
+                f(s);
+            }
+        }
+    }
+}
+
+enum SessionLookup {
+    None,
+    Expired,
+    Live(String, Session),
+}
+
+/// A request that passed the guard.
+pub(crate) struct Ctx {
+    token: String,
+    session: Session,
+    lang: Lang,
+}
+
+impl Ctx {
+    /// Whether the session holds any of `roles`.
+    pub(crate) fn has_any(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.session.roles.contains(r))
+    }
+}
+
+/// Which accounts a route admits.
+#[derive(Clone, Copy)]
+pub(crate) enum Access {
+    /// Any logged-in account.
+    Any,
+    /// Only these roles.
+    Roles(&'static [Role]),
+}
+
+/// The value of cookie `name`, if sent.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The language the browser chose (cookie), Japanese by default.
+fn lang(headers: &HeaderMap) -> Lang {
+    match cookie(headers, "mukaika_lang").as_deref() {
+        Some("en") => Lang::En,
+        _ => Lang::Ja,
+    }
+}
+
+/// Compares tokens without leaking where they differ.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn redirect(to: &str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, to)
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+fn page_response(status: StatusCode, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response<Body> {
+    let body = format!(
+        "<p class=\"error\">{}</p><p><a href=\"/\">{}</a></p>",
+        html::esc(message),
+        lang.t("ダッシュボードへ", "Back to the dashboard")
+    );
+    page_response(
+        status,
+        html::page(lang, lang.t("エラー", "Error"), None, &body),
+    )
+}
+
+impl Web {
+    /// Admits the request or answers it: login page without a session, the password page
+    /// while a one-time password is in use, 403 for the wrong role.
+    pub(crate) fn guard(
+        &self,
+        headers: &HeaderMap,
+        access: Access,
+        path: &str,
+    ) -> Result<Ctx, Response<Body>> {
+        let lang = lang(headers);
+        let (token, session) = match self.session(headers) {
+            SessionLookup::Live(t, s) => (t, s),
+            SessionLookup::Expired => return Err(redirect("/login?expired=1")),
+            SessionLookup::None => return Err(redirect("/login")),
+        };
+        if session.must_change && path != "/password" {
+            return Err(redirect("/password"));
+        }
+        if let Access::Roles(roles) = access {
+            if !roles.iter().any(|r| session.roles.contains(r)) {
+                return Err(error_page(
+                    lang,
+                    StatusCode::FORBIDDEN,
+                    lang.t(
+                        "この操作を行う権限がありません。",
+                        "Your role does not allow this.",
+                    ),
+                ));
+            }
+        }
+        Ok(Ctx {
+            token,
+            session,
+            lang,
+        })
+    }
+
+    /// [`Web::guard`] for a form post: the CSRF token must match the session's.
+    pub(crate) fn guard_post(
+        &self,
+        headers: &HeaderMap,
+        access: Access,
+        path: &str,
+        form: &HashMap<String, String>,
+    ) -> Result<Ctx, Response<Body>> {
+        let ctx = self.guard(headers, access, path)?;
+        match form.get("csrf") {
+            Some(t) if same_token(t, &ctx.session.csrf) => Ok(ctx),
+            _ => Err(error_page(
+                ctx.lang,
+                StatusCode::FORBIDDEN,
+                ctx.lang.t(
+                    "フォームの有効期限が切れたか、不正な送信です。ページを開き直してください。",
+                    "The form is stale or forged (CSRF check failed). Reload the page.",
+                ),
+            )),
+        }
+    }
+}
+
+/// Runs blocking review work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response<Body>> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "review task failed");
+        error_page(
+            Lang::Ja,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "内部エラー / internal error",
+        )
+    })
+}
+
+/// Adds the security headers to every response.
+async fn security_headers(mut response: Response<Body>) -> Response<Body> {
+    let h = response.headers_mut();
+    for (name, value) in [
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// The review routes (merged with `/metrics` and `/healthz` by the admin listener).
+pub fn router(web: Arc<Web>) -> Router {
+    pages::routes().with_state(web)
+}
+
+/// `app` with the security headers on every response.
+pub fn secured(app: Router) -> Router {
+    app.layer(axum::middleware::map_response(security_headers))
+}
+
+/// The client address of a request, as the accept loop recorded it.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// Serves `app` on `listener` (over TLS when `tls` is set) until `shutdown` turns true.
+/// Each connection's address is put into its requests as [`Peer`].
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(Peer(peer));
+                    let app = app.clone();
+                    async move {
+                        use tower::ServiceExt;
+                        app.oneshot(req.map(Body::new)).await
+                    }
+                });
+            let builder = hyper::server::conn::http1::Builder::new();
+            let served = match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => {
+                            builder
+                                .serve_connection(hyper_util::rt::TokioIo::new(s), service)
+                                .await
+                        }
+                        _ => return,
+                    }
+                }
+                None => {
+                    builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(error = %e, %peer, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+/// The error page and status for a refused review action.
+pub(crate) fn review_error(lang: Lang, e: &crate::review::ReviewError) -> Response<Body> {
+    let status = if e.is_forbidden() {
+        StatusCode::FORBIDDEN
+    } else if e.is_not_found() {
+        StatusCode::NOT_FOUND
+    } else if e.is_invalid() {
+        StatusCode::BAD_REQUEST
+    } else {
+        tracing::error!(error = %e, "review action failed");
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    error_page(lang, status, &e.to_string())
+}

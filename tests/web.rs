@@ -1,0 +1,944 @@
+//! The quarantine review UI over real HTTP: accounts and sessions, CSRF, role checks on every
+//! route, the two-person release, escaping of hostile content, downloads, notices, HTTPS, and
+//! the CLI's parity with the UI.
+
+#[path = "../fixtures/generate.rs"]
+mod generate;
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mukaika::quarantine::QuarantineItem;
+use support::web::{account, add_user, Browser, PASSWORD};
+use support::{config, runtime};
+
+/// Puts an item straight into the service's quarantine store.
+fn seed(data: &Path, id: &str, name: Option<&str>, reason: &str, subject: &str, bytes: &[u8]) {
+    let store = mukaika::quarantine::open(
+        data.join("quarantine"),
+        mukaika::config::QuarantineBackend::Sqlite,
+    )
+    .unwrap();
+    store
+        .put(
+            &QuarantineItem {
+                id: id.into(),
+                source: "mail".into(),
+                origin_id: "Q0001".into(),
+                name: name.map(str::to_string),
+                reason: reason.into(),
+                detail: "synthetic test item".into(),
+                sha256: mukaika_sanitizers::report::sha256_hex(bytes),
+                size: bytes.len() as u64,
+                at: mukaika::audit::log::now_rfc3339(),
+                report: serde_json::json!({"verdict": "quarantined", "findings": [subject]}),
+                mail_from: Some("sender@example.com".into()),
+                rcpt_to: vec!["staff@city.example.lg.jp".into()],
+                subject: Some(subject.into()),
+                detected_type: Some(
+                    if name.is_some() {
+                        "zip"
+                    } else {
+                        "message/rfc822"
+                    }
+                    .into(),
+                ),
+            },
+            bytes,
+        )
+        .unwrap();
+}
+
+fn maildir_files(data: &Path) -> Vec<Vec<u8>> {
+    std::fs::read_dir(data.join("maildir/new"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| std::fs::read(e.path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn audit_types(data: &Path) -> Vec<String> {
+    support::audit_kinds(data)
+}
+
+#[test]
+fn no_account_exists_until_made_and_a_one_time_password_must_be_changed_first() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+
+    let mut b = Browser::new(addr);
+    assert_eq!(b.get("/").status, 303, "no session: to the login page");
+    for guess in [
+        ("admin", "admin"),
+        ("root", "password"),
+        ("mukaika", "mukaika"),
+    ] {
+        let r = b.login(guess.0, guess.1);
+        assert_eq!(r.status, 401, "no default account may exist");
+    }
+    let one_time = add_user(&c, "yamada", "operator");
+    assert_eq!(one_time.len(), 16);
+    let r = b.login("yamada", &one_time);
+    assert_eq!(r.header("location"), Some("/password"));
+    // Nothing else is shown until the password is changed.
+    assert_eq!(b.get("/items").header("location"), Some("/password"));
+    let token = b.get("/password").csrf();
+    let weak = b.post(
+        "/password",
+        &[
+            ("csrf", &token),
+            ("old", &one_time),
+            ("new", "short"),
+            ("again", "short"),
+        ],
+    );
+    assert!(weak.text().contains("12 文字以上"), "{}", weak.text());
+    let r = b.post(
+        "/password",
+        &[
+            ("csrf", &token),
+            ("old", &one_time),
+            ("new", "a-much-longer-secret"),
+            ("again", "a-much-longer-secret"),
+        ],
+    );
+    assert_eq!(r.header("location"), Some("/?done=password"));
+    let dash = b.get("/").text();
+    assert!(dash.contains("初めてのログインです"), "{dash}");
+
+    // The one-time password is spent; the new one works, and the next login names this one.
+    let mut again = Browser::new(addr);
+    assert_eq!(again.login("yamada", &one_time).status, 401);
+    assert_eq!(again.login("yamada", "a-much-longer-secret").status, 303);
+    let dash = again.get("/").text();
+    assert!(
+        dash.contains("前回のログイン:") && dash.contains("127.0.0.1"),
+        "{dash}"
+    );
+
+    // Logout ends the session.
+    let token = again.token();
+    assert_eq!(again.post("/logout", &[("csrf", &token)]).status, 303);
+    assert_eq!(again.get("/").header("location"), Some("/login"));
+    rt.block_on(running.stop("test"));
+    let kinds = audit_types(data.path());
+    assert!(kinds.iter().filter(|k| *k == "admin_login").count() >= 5);
+    assert!(kinds.contains(&"user_changed".to_string()));
+}
+
+#[test]
+fn forms_without_the_session_token_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    seed(
+        data.path(),
+        "Q0001-1",
+        Some("a.zip"),
+        "encrypted",
+        "s",
+        b"PK",
+    );
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut op = account(&c, running.admin_addr, "op1", "operator");
+    let form = [("target", "original"), ("reason", "業務で必要")];
+    let r = op.post("/items/Q0001-1/request", &form);
+    assert_eq!(r.status, 403, "no token");
+    let mut forged = form.to_vec();
+    forged.push(("csrf", "0000"));
+    assert_eq!(op.post("/items/Q0001-1/request", &forged).status, 403);
+    // A login form posted without the cookie its token is bound to fails too.
+    let mut other = Browser::new(running.admin_addr);
+    let r = other.post(
+        "/login",
+        &[("csrf", "abcd"), ("name", "op1"), ("password", PASSWORD)],
+    );
+    assert_eq!(r.status, 401);
+    assert!(!other.cookies.contains_key("mukaika_session"));
+    // With the token it goes through.
+    let token = op.token();
+    let mut good = form.to_vec();
+    good.push(("csrf", &token));
+    assert_eq!(op.post("/items/Q0001-1/request", &good).status, 303);
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn every_route_checks_its_role() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    seed(
+        data.path(),
+        "Q0001-1",
+        Some("a.zip"),
+        "encrypted",
+        "s",
+        b"PK",
+    );
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    let mut auditor = account(&c, addr, "kansa", "auditor");
+    let mut op = account(&c, addr, "op1", "operator");
+    let mut ap = account(&c, addr, "ap1", "approver");
+    let mut admin = account(&c, addr, "kanri", "admin");
+
+    // Reading is open to every role.
+    for b in [&mut auditor, &mut op, &mut ap, &mut admin] {
+        assert_eq!(b.get("/items").status, 200);
+        assert_eq!(b.get("/items/Q0001-1").status, 200);
+        assert_eq!(b.get("/requests").status, 200);
+    }
+    // Acting is not.
+    let t = auditor.token();
+    let request = |t: &str| {
+        vec![
+            ("csrf".to_string(), t.to_string()),
+            ("target".into(), "original".into()),
+            ("reason".into(), "need".into()),
+        ]
+    };
+    let post = |b: &mut Browser, path: &str, form: Vec<(String, String)>| {
+        let f: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        b.post(path, &f).status
+    };
+    assert_eq!(
+        post(&mut auditor, "/items/Q0001-1/request", request(&t)),
+        403
+    );
+    assert_eq!(
+        post(&mut auditor, "/items/Q0001-1/original", request(&t)),
+        403
+    );
+    assert_eq!(
+        post(&mut auditor, "/items/Q0001-1/delete", request(&t)),
+        403
+    );
+    assert_eq!(auditor.get("/users").status, 403);
+    assert_eq!(auditor.get("/audit").status, 200);
+    let t = ap.token();
+    assert_eq!(post(&mut ap, "/items/Q0001-1/request", request(&t)), 403);
+    assert_eq!(ap.get("/audit").status, 403);
+    let t = op.token();
+    assert_eq!(post(&mut op, "/items/Q0001-1/original", request(&t)), 403);
+    assert_eq!(post(&mut op, "/items/Q0001-1/delete", request(&t)), 403);
+    assert_eq!(
+        post(
+            &mut op,
+            "/users",
+            vec![
+                ("csrf".into(), t.clone()),
+                ("name".into(), "x".into()),
+                ("role_admin".into(), "1".into())
+            ]
+        ),
+        403
+    );
+    assert_eq!(op.get("/users").status, 403);
+    assert_eq!(post(&mut op, "/items/Q0001-1/request", request(&t)), 303);
+    let rid = mukaika::review::read_requests(data.path(), None).unwrap()[0]
+        .id
+        .clone();
+    assert_eq!(
+        post(&mut op, &format!("/requests/{rid}/approve"), request(&t)),
+        403
+    );
+    let t = admin.token();
+    assert_eq!(
+        post(&mut admin, &format!("/requests/{rid}/approve"), request(&t)),
+        403
+    );
+    assert_eq!(admin.get("/users").status, 200);
+    // Admin makes an account in the UI and sees its one-time password once.
+    let page = admin.post(
+        "/users",
+        &[
+            ("csrf", &t),
+            ("name", "suzuki"),
+            ("role_operator", "1"),
+            ("role_approver", "1"),
+        ],
+    );
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("一時パスワード"), "{}", page.text());
+    let users = mukaika::review::list_users_at(data.path()).unwrap();
+    let suzuki = users.iter().find(|u| u.name == "suzuki").unwrap();
+    assert_eq!(
+        suzuki.roles,
+        [
+            mukaika::review::Role::Operator,
+            mukaika::review::Role::Approver
+        ]
+    );
+    assert!(suzuki.must_change);
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn a_release_needs_a_second_person_and_arrives_with_who_decided() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), "");
+    c.notices.recipients = false;
+    let original = b"From: sender@example.com\r\nTo: staff@city.example.lg.jp\r\nSubject: held\r\n\r\nbody\r\n";
+    seed(data.path(), "Q0001", None, "malformed", "held", original);
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    // One person holding both roles: may ask, may approve others, never their own.
+    let mut both = account(&c, addr, "sato", "operator,approver");
+    let mut ap = account(&c, addr, "ap1", "approver");
+    let t = both.token();
+    let r = both.post(
+        "/items/Q0001/request",
+        &[
+            ("csrf", &t),
+            ("target", "original"),
+            ("reason", "取引先からの正規の請求書"),
+        ],
+    );
+    assert_eq!(r.status, 303);
+    let rid = mukaika::review::read_requests(data.path(), None).unwrap()[0]
+        .id
+        .clone();
+    let detail = both.get("/items/Q0001").text();
+    assert!(detail.contains("自分の申請は承認できません"), "{detail}");
+    let r = both.post(
+        &format!("/requests/{rid}/approve"),
+        &[("csrf", &t), ("reason", "自分で承認")],
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("兼務の禁止"), "{}", r.text());
+    // A second request for the same item is refused while one is open.
+    let r = both.post(
+        "/items/Q0001/request",
+        &[("csrf", &t), ("target", "original"), ("reason", "again")],
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        maildir_files(data.path()).is_empty(),
+        "nothing released yet"
+    );
+
+    let t = ap.token();
+    let r = ap.post(
+        &format!("/requests/{rid}/approve"),
+        &[("csrf", &t), ("reason", "内容を確認した")],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let files = maildir_files(data.path());
+    assert_eq!(files.len(), 1);
+    let text = String::from_utf8_lossy(&files[0]).into_owned();
+    assert!(
+        text.starts_with(&format!(
+            "X-Mukaika-Released: item=Q0001; request={rid}; requester=sato; approver=ap1\r\n"
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("Subject: held\r\n\r\nbody\r\n"));
+    let page = ap.get("/items/Q0001").text();
+    assert!(page.contains("解除済み"), "{page}");
+    // Approving twice does nothing more.
+    assert_eq!(
+        ap.post(
+            &format!("/requests/{rid}/approve"),
+            &[("csrf", &t), ("reason", "x")]
+        )
+        .status,
+        400
+    );
+    rt.block_on(running.stop("test"));
+    let kinds = audit_types(data.path());
+    for k in ["release_requested", "release_approved", "release_delivered"] {
+        assert_eq!(
+            kinds.iter().filter(|x| *x == k).count(),
+            1,
+            "{k}: {kinds:?}"
+        );
+    }
+    // The refused self-approval left no approval record.
+    let records = mukaika::audit::search(&data.path().join("audit"), &Default::default()).unwrap();
+    let approved = records
+        .iter()
+        .find(|r| r.event["type"] == "release_approved")
+        .unwrap();
+    assert_eq!(approved.event["by"], "ap1");
+}
+
+#[test]
+fn hostile_names_subjects_and_headers_render_escaped() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    let long = format!(
+        "\"><img src=x onerror=alert(1)>{}\u{202E}gnp.exe",
+        "長".repeat(3500)
+    );
+    seed(
+        data.path(),
+        "Q0001-1",
+        Some(&long),
+        "encrypted",
+        "<script>alert('s')</script>",
+        b"\x00\x01<script>x</script>",
+    );
+    let message = "From: \"<script>alert(1)</script>\" <evil@example.com>\r\nSubject: =?UTF-8?B?PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==?=\r\nContent-Type: text/html\r\n\r\n<html><body><img src=x onerror=alert(2)><a href=\"javascript:alert(3)\">x</a></body></html>\r\n";
+    seed(
+        data.path(),
+        "Q0002",
+        None,
+        "malformed",
+        "<b>bold</b>",
+        message.as_bytes(),
+    );
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = account(&c, running.admin_addr, "kansa", "auditor,approver");
+    for path in ["/items", "/items/Q0001-1", "/items/Q0002", "/"] {
+        let page = b.get(path);
+        assert_eq!(page.status, 200, "{path}");
+        let text = page.text();
+        for raw in ["<script", "<img", "<b>bold", "href=\"javascript:"] {
+            assert!(!text.contains(raw), "{path} carries {raw:?} unescaped");
+        }
+        assert!(
+            !text.contains('\u{202E}'),
+            "{path} passes a bidi override through"
+        );
+    }
+    let detail = b.get("/items/Q0001-1").text();
+    assert!(
+        detail.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"),
+        "escaped, not dropped"
+    );
+    assert!(detail.contains("[U+202E]gnp.exe"));
+    assert!(detail.contains("&lt;script&gt;alert(&#39;s&#39;)&lt;/script&gt;"));
+    let list = b.get("/items").text();
+    assert!(list.contains('…'), "10 KB names are cut in the list");
+    let message_view = b.get("/items/Q0002").text();
+    assert!(
+        message_view.contains("Subject: &lt;script&gt;alert(1)&lt;/script&gt;"),
+        "decoded header shown as text"
+    );
+    assert!(
+        message_view.contains("&lt;img src=x onerror=alert(2)&gt;"),
+        "HTML body shown as text"
+    );
+    // Search terms come back escaped too.
+    let search = b.get("/items?q=%3Cscript%3E&sender=%22%3E%3Cimg").text();
+    assert!(!search.contains("<script>") && !search.contains("\"><img"));
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn path_like_ids_are_rejected_before_any_store_is_asked() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = account(&c, running.admin_addr, "ap1", "approver");
+    for id in [
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e",
+        "a%00b",
+        "x.json",
+        &"A".repeat(65),
+    ] {
+        let r = b.get(&format!("/items/{id}"));
+        assert_eq!(r.status, 400, "{id}");
+    }
+    let t = b.token();
+    let r = b.post("/items/..%2Fquarantine.db/original", &[("csrf", &t)]);
+    assert_eq!(r.status, 400);
+    assert_eq!(b.get("/items/NOSUCH").status, 404);
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn an_approver_downloads_an_original_as_an_attachment_and_it_is_audited() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    seed(
+        data.path(),
+        "Q0001-1",
+        Some("../見積\"書\r\n.zip"),
+        "encrypted",
+        "s",
+        b"PK\x03\x04secret",
+    );
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut ap = account(&c, running.admin_addr, "ap1", "approver");
+    let t = ap.token();
+    let r = ap.post("/items/Q0001-1/original", &[("csrf", &t)]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"PK\x03\x04secret");
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    let disposition = r.header("content-disposition").unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\""),
+        "{disposition}"
+    );
+    assert!(!disposition.contains(".."), "{disposition}");
+    assert!(
+        !disposition.contains("\r") && !disposition[22..].contains("\"\""),
+        "{disposition}"
+    );
+    assert!(disposition.contains("filename*=UTF-8''"), "{disposition}");
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    rt.block_on(running.stop("test"));
+    let records = mukaika::audit::search(&data.path().join("audit"), &Default::default()).unwrap();
+    let dl = records
+        .iter()
+        .find(|r| r.event["type"] == "original_downloaded")
+        .unwrap();
+    assert_eq!(dl.event["by"], "ap1");
+    assert_eq!(dl.event["item_id"], "Q0001-1");
+}
+
+#[test]
+fn accounts_lock_after_repeated_failures_and_the_next_login_reports_them() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "").clone();
+    let mut c = c;
+    c.admin.lockout_attempts = 3;
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    let b = account(&c, addr, "op1", "operator");
+    drop(b);
+    let mut guest = Browser::new(addr);
+    for _ in 0..3 {
+        assert_eq!(guest.login("op1", "wrong-password").status, 401);
+    }
+    let r = guest.login("op1", PASSWORD);
+    assert_eq!(r.status, 401, "locked even with the right password");
+    assert!(r.text().contains("ロックされています"), "{}", r.text());
+    // An administrator unlocks it from the command line.
+    let reply = mukaika::control::run(
+        &c,
+        mukaika::control::Op::UserUnlock {
+            by: "cli:test".into(),
+            name: "op1".into(),
+        },
+    )
+    .unwrap();
+    assert!(reply.ok);
+    assert_eq!(guest.login("op1", PASSWORD).status, 303);
+    let dash = guest.get("/").text();
+    assert!(dash.contains("その後のログイン失敗: 4 回"), "{dash}");
+    rt.block_on(running.stop("test"));
+    let outcomes: Vec<String> =
+        mukaika::audit::search(&data.path().join("audit"), &Default::default())
+            .unwrap()
+            .iter()
+            .filter(|r| r.event["type"] == "admin_login")
+            .map(|r| r.event["outcome"].as_str().unwrap().to_string())
+            .collect();
+    assert!(outcomes.contains(&"lockout".to_string()), "{outcomes:?}");
+    assert!(outcomes.contains(&"locked".to_string()), "{outcomes:?}");
+}
+
+#[test]
+fn idle_sessions_end_and_every_answer_carries_the_security_headers() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), "");
+    c.admin.session_idle_secs = 1;
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = account(&c, running.admin_addr, "op1", "operator");
+    let session = b.cookies.get("mukaika_session").cloned().unwrap();
+    assert_eq!(b.get("/").status, 200);
+    std::thread::sleep(Duration::from_millis(1300));
+    let r = b.get("/items");
+    assert_eq!(r.header("location"), Some("/login?expired=1"));
+    assert!(b
+        .get("/login?expired=1")
+        .text()
+        .contains("ログアウトしました"));
+    b.cookies.insert("mukaika_session".into(), session);
+    assert_eq!(
+        b.get("/").header("location"),
+        Some("/login"),
+        "the old token is gone"
+    );
+
+    for path in ["/login", "/", "/static/style.css", "/metrics"] {
+        let r = Browser::new(running.admin_addr).get(path);
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+    }
+    let login = Browser::new(running.admin_addr).get("/login");
+    let cookie = login.header("set-cookie").unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!login.text().contains("<script"), "no script at all");
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn the_ui_speaks_english_on_request() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = Browser::new(running.admin_addr);
+    assert!(b.get("/login").text().contains("ログイン"));
+    assert_eq!(b.get("/lang/en").status, 303);
+    let page = b.get("/login").text();
+    assert!(
+        page.contains("Log in") && page.contains("lang=\"en\""),
+        "{page}"
+    );
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn items_held_for_a_virus_are_never_released() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    seed(
+        data.path(),
+        "Q0001-1",
+        Some("eicar.com"),
+        "virus",
+        "s",
+        b"X5O!",
+    );
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut op = account(&c, running.admin_addr, "op1", "operator");
+    let page = op.get("/items/Q0001-1").text();
+    assert!(
+        page.contains("解除できません") && !page.contains("/items/Q0001-1/request"),
+        "{page}"
+    );
+    let t = op.token();
+    let r = op.post(
+        "/items/Q0001-1/request",
+        &[("csrf", &t), ("target", "original"), ("reason", "please")],
+    );
+    assert_eq!(r.status, 403);
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn quarantine_notices_reach_the_recipients_and_the_administrators() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), "");
+    c.notices.admin_to = vec!["security@city.example.lg.jp".into()];
+    c.notices.contact = "情報政策課（内線 1234）".into();
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let (mut smtp, _) = support::Client::connect(running.smtp_addr);
+    assert_eq!(smtp.send(b"EHLO client.invalid\r\n"), 250);
+    // An encrypted ZIP (PPAP) cannot be made safe: the attachment is held.
+    assert_eq!(
+        smtp.mail("staff@city.example.lg.jp", &generate::mail_ppap()),
+        250
+    );
+    let items = support::quarantined(data.path(), 1);
+    assert_eq!(items.len(), 1);
+    let id = items[0].id.clone();
+    assert_eq!(items[0].rcpt_to, ["staff@city.example.lg.jp"]);
+    assert_eq!(items[0].subject.as_deref(), Some("PPAP"));
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (mut recipient_notice, mut admin_notice) = (None, None);
+    while Instant::now() < deadline && (recipient_notice.is_none() || admin_notice.is_none()) {
+        for f in maildir_files(data.path()) {
+            let parsed = mail_parser::MessageParser::default().parse(&f).unwrap();
+            let subject = parsed.subject().unwrap_or("").to_string();
+            if subject.starts_with("【隔離のお知らせ】") {
+                recipient_notice = Some(parsed.body_text(0).unwrap().into_owned());
+            } else if subject.starts_with("[mukaika] 隔離") {
+                admin_notice = Some(parsed.body_text(0).unwrap().into_owned());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let notice = recipient_notice.expect("a notice to the recipient");
+    assert!(notice.contains(&format!("隔離ID: {id}")), "{notice}");
+    assert!(
+        notice.contains("見積書.zip") && notice.contains("情報政策課（内線 1234）"),
+        "{notice}"
+    );
+    assert!(
+        notice.contains("sender@example.invalid") && notice.contains("件名: PPAP"),
+        "{notice}"
+    );
+    let admin = admin_notice.expect("an administrators' notice");
+    assert!(
+        admin.contains(&id) && admin.contains("staff@city.example.lg.jp"),
+        "{admin}"
+    );
+    rt.block_on(running.stop("test"));
+    assert!(audit_types(data.path()).contains(&"notice_sent".to_string()));
+}
+
+#[test]
+fn the_admin_ui_serves_https_with_secure_cookies() {
+    let data = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (data.path().join("cert.pem"), data.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut c = config(data.path(), "");
+    c.admin.tls_cert_file = Some(cert_path);
+    c.admin.tls_key_file = Some(key_path);
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let one_time = add_user(&c, "op1", "operator");
+    let mut b = Browser::tls(running.admin_addr, cert.cert.der().clone());
+    let r = b.login("op1", &one_time);
+    assert_eq!(r.status, 303);
+    let session = r
+        .headers_named("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("__Host-mukaika_session="))
+        .expect("a __Host- session cookie");
+    assert!(
+        session.contains("Secure")
+            && session.contains("HttpOnly")
+            && session.contains("SameSite=Strict")
+    );
+    assert_eq!(b.get("/password").status, 200);
+    // Plain HTTP gets nothing from a TLS listener.
+    let plain = std::net::TcpStream::connect(running.admin_addr).and_then(|mut s| {
+        use std::io::{Read, Write};
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        Ok(buf)
+    });
+    assert!(!String::from_utf8_lossy(&plain.unwrap_or_default()).contains("200 OK"));
+    rt.block_on(running.stop("test"));
+}
+
+/// Runs the binary.
+fn mukaika(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() {
+    let data = tempfile::tempdir().unwrap();
+    let conf_path = data.path().join("mukaika.toml");
+    std::fs::write(
+        &conf_path,
+        support::config_text(data.path(), "127.0.0.1:0").replace(
+            "[notices]\nrecipients = true",
+            "[notices]\nrecipients = false",
+        ),
+    )
+    .unwrap();
+    let conf = conf_path.to_str().unwrap();
+    let original = b"Subject: held\r\n\r\nbody\r\n";
+    seed(data.path(), "Q0001", None, "malformed", "held", original);
+    seed(data.path(), "Q0002", None, "malformed", "held", original);
+
+    // No service: the CLI acts under the data directory's lock.
+    let out = mukaika(&[
+        "admin",
+        "user",
+        "add",
+        "sato",
+        "--role",
+        "operator,approver",
+        "--config",
+        conf,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("one-time password: "), "{text}");
+    assert!(
+        mukaika(&["admin", "user", "add", "ap1", "--role", "approver", "--config", conf])
+            .status
+            .success()
+    );
+    assert_eq!(
+        mukaika(&["admin", "user", "add", "x", "--role", "root", "--config", conf])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    let out = mukaika(&[
+        "quarantine",
+        "request-release",
+        "Q0001",
+        "--user",
+        "sato",
+        "--reason",
+        "必要",
+        "--config",
+        conf,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = mukaika(&[
+        "quarantine",
+        "request-release",
+        "Q0001",
+        "--user",
+        "nobody",
+        "--reason",
+        "x",
+        "--config",
+        conf,
+    ]);
+    assert_eq!(out.status.code(), Some(77), "unknown account");
+    let rid = mukaika::review::read_requests(data.path(), None).unwrap()[0]
+        .id
+        .clone();
+    let out = mukaika(&[
+        "quarantine",
+        "approve",
+        &rid,
+        "--user",
+        "sato",
+        "--reason",
+        "self",
+        "--config",
+        conf,
+    ]);
+    assert_eq!(out.status.code(), Some(77), "self-approval refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("兼務の禁止"));
+    let out = mukaika(&[
+        "quarantine",
+        "approve",
+        &rid,
+        "--user",
+        "ap1",
+        "--reason",
+        "ok",
+        "--config",
+        conf,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(maildir_files(data.path()).len(), 1);
+    let out = mukaika(&[
+        "quarantine",
+        "delete",
+        "Q0002",
+        "--user",
+        "sato",
+        "--reason",
+        "",
+        "--config",
+        conf,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a reason is required");
+    let out = mukaika(&["quarantine", "show", "../etc", "--config", conf]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // With the service running, the same commands go through its control socket.
+    let c =
+        mukaika::config::ServiceConfig::from_toml(&std::fs::read_to_string(&conf_path).unwrap())
+            .unwrap();
+    let rt = runtime();
+    let running = support::start(&rt, c, "test");
+    let out = mukaika(&[
+        "quarantine",
+        "request-release",
+        "Q0002",
+        "--user",
+        "sato",
+        "--target",
+        "to:kacho@city.example.lg.jp",
+        "--reason",
+        "課長宛て",
+        "--config",
+        conf,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rid2 =
+        mukaika::review::read_requests(data.path(), Some(mukaika::review::RequestState::Pending))
+            .unwrap()[0]
+            .id
+            .clone();
+    let out = mukaika(&[
+        "quarantine",
+        "reject",
+        &rid2,
+        "--user",
+        "ap1",
+        "--reason",
+        "不要",
+        "--config",
+        conf,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = mukaika(&[
+        "quarantine",
+        "delete",
+        "Q0002",
+        "--user",
+        "ap1",
+        "--reason",
+        "不要と判断",
+        "--config",
+        conf,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = mukaika(&["quarantine", "list", "--config", conf]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("Q0001") && !list.contains("Q0002"), "{list}");
+    rt.block_on(running.stop("test"));
+    let kinds = audit_types(data.path());
+    for k in [
+        "release_requested",
+        "release_approved",
+        "release_delivered",
+        "release_rejected",
+        "quarantine_deleted",
+    ] {
+        assert!(kinds.contains(&k.to_string()), "{k}: {kinds:?}");
+    }
+    // One audit chain, intact, although two processes acted on it.
+    let report = mukaika::audit::verify(&data.path().join("audit"), None, None).unwrap();
+    assert!(report.intact(), "{report:?}");
+}
