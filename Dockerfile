@@ -2,6 +2,8 @@
 # mukaika: multi-stage build. The builder compiles a release binary with the committed
 # Cargo.lock; the runtime image holds only that binary and fonts to draw SVG text, runs as an
 # unprivileged user, and keeps every piece of state under /var/lib/mukaika (a volume).
+# Review accounts are made inside the running container, through its control socket:
+#   docker exec CONTAINER mukaika admin user add kanri --role admin --config /etc/mukaika.toml
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

@@ -1255,16 +1255,43 @@ impl Review {
             .map_err(ReviewError::internal)
     }
 
-    /// Delivers every approved request not yet delivered (after a crash or a failed delivery).
-    /// Returns how many went out.
+    /// Delivers every approved request not yet delivered (after a crash or a failed delivery),
+    /// and closes requests whose item is gone. Returns how many went out.
     ///
     /// # Errors
     /// The database cannot be read.
     pub fn deliver_approved(&self) -> Result<usize, ReviewError> {
+        // Pending requests for items retention removed can never be decided: close them.
+        for request in self.requests(Some(RequestState::Pending))? {
+            if self.item(&request.item_id).is_err_and(|e| e.is_not_found()) {
+                self.record(AuditEvent::ReleaseCancelled(ReleaseDecision {
+                    item_id: request.item_id.clone(),
+                    request_id: Some(request.id.clone()),
+                    by: "system".into(),
+                    reason: "item no longer in the quarantine".into(),
+                    target: Some(request.target.to_string()),
+                }))?;
+                self.set_state(&request.id, RequestState::Cancelled, None, None)?;
+            }
+        }
         let mut sent = 0;
         for request in self.requests(Some(RequestState::Approved))? {
             match self.deliver(&request) {
                 Ok(()) => sent += 1,
+                // The item left the quarantine (retention) before it could go: the request
+                // can never be delivered, so it is closed, with a record saying why.
+                Err(e) if e.is_not_found() => {
+                    let reason = "item no longer in the quarantine";
+                    self.record(AuditEvent::ReleaseCancelled(ReleaseDecision {
+                        item_id: request.item_id.clone(),
+                        request_id: Some(request.id.clone()),
+                        by: "system".into(),
+                        reason: reason.into(),
+                        target: Some(request.target.to_string()),
+                    }))?;
+                    self.set_state(&request.id, RequestState::Cancelled, None, None)?;
+                    tracing::error!(request = %request.id, item = %request.item_id, "approved release dropped: {reason}");
+                }
                 Err(e) => {
                     tracing::error!(request = %request.id, error = %e, "approved release not delivered; retried later")
                 }

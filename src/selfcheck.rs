@@ -3,9 +3,10 @@
 //!
 //! Owns: one [`Check`] per clause — no open relay (7.1(14)①), a size limit (7.1(14)③), TLS on
 //! listeners reachable beyond this host (5.3④⑤), an intact audit chain and set retention
-//! (7.1(6)), an antivirus engine that answers, with its version and signature date (7.4(1)), a synchronised time source (8.1②), the two-person release rule (2(9)), no admin
-//! account left with an initial password (6.4(3)⑤, 7.2(1)) — and the Japanese table printed
-//! from them.
+//! (7.1(6)), an antivirus engine that answers, with its version and signature date (7.4(1)),
+//! a synchronised time source (8.1②), releases decided by someone other than the requester
+//! (2(9)), no account left with its initial password (6.4(3)⑤, 7.2(1)), an admin listener
+//! that is loopback or HTTPS — and the Japanese table printed from them.
 //! Invariants: each check says what it looked at; a check that cannot tell (time source not
 //! found) fails rather than passes, so cron mail says so.
 //! Must never: change anything it checks.
@@ -83,17 +84,19 @@ pub fn run(config: &ServiceConfig) -> Vec<Check> {
         (false, Err(e)) => check("5.3④⑤", "SMTP 受信の暗号化 (TLS)", false, e),
     });
     out.push(relay_tls_check(config));
+    let admin_tls = config.admin.tls_cert_file.is_some() && config.admin.tls_key_file.is_some();
+    let admin_loopback = config.admin.listen.ip().is_loopback();
     out.push(check(
         "5.3④⑤",
         "管理用待ち受けの保護",
-        config.admin.listen.ip().is_loopback(),
-        if config.admin.listen.ip().is_loopback() {
-            format!("{} (ループバックのみ)", config.admin.listen)
-        } else {
-            format!(
-                "{} で TLS・認証なしに公開 (admin.dangerous_expose)",
+        admin_loopback || admin_tls,
+        match (admin_loopback, admin_tls) {
+            (_, true) => format!("{} (HTTPS、画面はログイン必須)", config.admin.listen),
+            (true, false) => format!("{} (ループバックのみ)", config.admin.listen),
+            (false, false) => format!(
+                "{} で TLS なしに公開 (admin.dangerous_expose、admin.tls_* 未設定)",
                 config.admin.listen
-            )
+            ),
         },
     ));
 
@@ -113,19 +116,101 @@ pub fn run(config: &ServiceConfig) -> Vec<Check> {
     let (synced, how) = time_source();
     out.push(check("8.1②", "時刻の同期", synced, how));
 
-    out.push(check(
-        "2(9)",
-        "隔離解除の二人承認 (兼務の禁止)",
-        true,
-        "このバージョンには隔離物を外に出す機能がありません (解除は常に不可)",
-    ));
-    out.push(check(
-        "6.4(3)⑤, 7.2(1)",
-        "初期パスワードのままの管理者アカウントがない",
-        true,
-        "管理者アカウントはまだありません (管理画面は未提供)",
-    ));
+    out.push(two_person_check(config));
+    out.push(initial_password_check(config));
     out
+}
+
+/// 2(9): every release so far was decided by someone other than its requester (the review
+/// code refuses anything else; this finds a database edited behind its back).
+fn two_person_check(config: &ServiceConfig) -> Check {
+    let item = "隔離解除の二人承認 (兼務の禁止)";
+    if !config.data.dir.join("review.db").exists() {
+        return check(
+            "2(9)",
+            item,
+            true,
+            "解除の記録なし (解除には申請者と別人の承認が必要)",
+        );
+    }
+    match crate::review::read_requests(&config.data.dir, None) {
+        Ok(requests) => {
+            let decided: Vec<_> = requests.iter().filter(|r| r.decided_by.is_some()).collect();
+            let own: Vec<&str> = decided
+                .iter()
+                .filter(|r| {
+                    r.decided_by.as_deref() == Some(r.requester.as_str())
+                        && r.state != crate::review::RequestState::Cancelled
+                })
+                .map(|r| r.id.as_str())
+                .collect();
+            if own.is_empty() {
+                check(
+                    "2(9)",
+                    item,
+                    true,
+                    format!(
+                        "判断済みの申請 {} 件、すべて申請者と別人が判断 (自己承認はシステムが拒否)",
+                        decided.len()
+                    ),
+                )
+            } else {
+                check(
+                    "2(9)",
+                    item,
+                    false,
+                    format!("申請者本人が判断した申請: {}", own.join(", ")),
+                )
+            }
+        }
+        Err(e) => check("2(9)", item, false, format!("申請の記録を読めません: {e}")),
+    }
+}
+
+/// 6.4(3)⑤, 7.2(1): no account still has its one-time initial password.
+fn initial_password_check(config: &ServiceConfig) -> Check {
+    let item = "初期パスワードのままのアカウントがない";
+    if !config.data.dir.join("review.db").exists() {
+        return check(
+            "6.4(3)⑤, 7.2(1)",
+            item,
+            true,
+            "アカウントはまだありません (既定のアカウントは存在しません)",
+        );
+    }
+    match crate::review::list_users_at(&config.data.dir) {
+        Ok(users) => {
+            let pending: Vec<&str> = users
+                .iter()
+                .filter(|u| u.must_change)
+                .map(|u| u.name.as_str())
+                .collect();
+            if pending.is_empty() {
+                check(
+                    "6.4(3)⑤, 7.2(1)",
+                    item,
+                    true,
+                    format!(
+                        "アカウント {} 件、すべて初期パスワードを変更済み",
+                        users.len()
+                    ),
+                )
+            } else {
+                check(
+                    "6.4(3)⑤, 7.2(1)",
+                    item,
+                    false,
+                    format!("初期パスワードのまま: {}", pending.join(", ")),
+                )
+            }
+        }
+        Err(e) => check(
+            "6.4(3)⑤, 7.2(1)",
+            item,
+            false,
+            format!("アカウントを読めません: {e}"),
+        ),
+    }
 }
 
 /// 5.3④⑤ for the hop into LGWAN: STARTTLS to the relay unless it is on this host.

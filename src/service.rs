@@ -356,7 +356,7 @@ async fn review_task(
     loop {
         let r = Arc::clone(&review);
         let s = sink.clone();
-        let retry = ticks % 6 == 0;
+        let retry = ticks.is_multiple_of(6);
         let _ = tokio::task::spawn_blocking(move || {
             if retry {
                 if let Err(e) = r.deliver_approved() {

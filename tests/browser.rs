@@ -32,9 +32,15 @@ fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
 
     let (mut smtp, _) = support::Client::connect(running.smtp_addr);
     assert_eq!(smtp.send(b"EHLO client.invalid\r\n"), 250);
-    assert_eq!(smtp.mail("staff@city.example.lg.jp", &generate::mail_ppap()), 250);
     assert_eq!(
-        smtp.mail("staff@city.example.lg.jp", &generate::mail_smime_enveloped()),
+        smtp.mail("staff@city.example.lg.jp", &generate::mail_ppap()),
+        250
+    );
+    assert_eq!(
+        smtp.mail(
+            "staff@city.example.lg.jp",
+            &generate::mail_smime_enveloped()
+        ),
         250
     );
     let items = support::quarantined(data.path(), 2);
@@ -82,7 +88,11 @@ fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
     let released: Vec<mail_parser::Message<'static>> = arrived
         .iter()
         .map(|p| std::fs::read(p).unwrap())
-        .filter_map(|b| mail_parser::MessageParser::default().parse(&b).map(|m| m.into_owned()))
+        .filter_map(|b| {
+            mail_parser::MessageParser::default()
+                .parse(&b)
+                .map(|m| m.into_owned())
+        })
         .filter(|m| m.header_raw("X-Mukaika-Released").is_some())
         .collect();
     assert_eq!(released.len(), 1, "exactly one release went out");
@@ -99,7 +109,14 @@ fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
         attachment.sha256,
         "the original bytes, unchanged"
     );
-    for shot in ["dashboard", "list", "detail", "requests", "released", "locked"] {
+    for shot in [
+        "dashboard",
+        "list",
+        "detail",
+        "requests",
+        "released",
+        "locked",
+    ] {
         let path = root.join(format!("target/browser-artifacts/{shot}.png"));
         assert!(
             std::fs::metadata(&path).is_ok_and(|m| m.len() > 1000),
@@ -107,8 +124,7 @@ fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
         );
     }
     rt.block_on(running.stop("test"));
-    let records =
-        mukaika::audit::search(&data.path().join("audit"), &Default::default()).unwrap();
+    let records = mukaika::audit::search(&data.path().join("audit"), &Default::default()).unwrap();
     let by = |kind: &str| -> Vec<String> {
         records
             .iter()
@@ -117,7 +133,11 @@ fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
             .collect()
     };
     assert_eq!(by("release_requested"), ["yamada", "sato"]);
-    assert_eq!(by("release_approved"), ["tanaka"], "sato's self-approval left no record");
+    assert_eq!(
+        by("release_approved"),
+        ["tanaka"],
+        "sato's self-approval left no record"
+    );
     assert_eq!(by("release_delivered"), ["tanaka"]);
     let lockouts = records
         .iter()

@@ -405,6 +405,28 @@ fn selfcheck_prints_the_clause_table_and_fails_on_any_gap() {
     assert_eq!(code, 1);
     assert_eq!(result(&table, "SMTP 受信の暗号化"), "不適合", "{table}");
 
+    // An account still on its one-time password fails 6.4(3)⑤.
+    let parsed = mukaika::config::ServiceConfig::from_toml(&base).unwrap();
+    let reply = mukaika::control::run(
+        &parsed,
+        mukaika::control::Op::UserAdd {
+            by: "cli:test".into(),
+            name: "sato".into(),
+            roles: vec![mukaika::review::Role::Operator],
+        },
+    )
+    .unwrap();
+    assert!(reply.ok, "{}", reply.message);
+    let (code, table) = selfcheck(&config, &bin);
+    assert_eq!(code, 1);
+    assert_eq!(result(&table, "初期パスワード"), "不適合", "{table}");
+    assert!(table.contains("初期パスワードのまま: sato"), "{table}");
+    assert_eq!(result(&table, "二人承認"), "適合", "{table}");
+    std::fs::remove_file(data.join("review.db")).unwrap();
+    let _ = std::fs::remove_file(data.join("review.db-wal"));
+    let _ = std::fs::remove_file(data.join("review.db-shm"));
+    std::fs::remove_dir_all(data.join("audit")).unwrap();
+
     // A tampered audit chain fails 7.1(6).
     std::fs::write(&config, &base).unwrap();
     let log =

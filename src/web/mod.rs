@@ -253,6 +253,8 @@ fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response<Body> {
 impl Web {
     /// Admits the request or answers it: login page without a session, the password page
     /// while a one-time password is in use, 403 for the wrong role.
+    // The error is the answer itself, returned once per request: boxing it buys nothing.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn guard(
         &self,
         headers: &HeaderMap,
@@ -288,6 +290,7 @@ impl Web {
     }
 
     /// [`Web::guard`] for a form post: the CSRF token must match the session's.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn guard_post(
         &self,
         headers: &HeaderMap,

@@ -1,0 +1,233 @@
+//! Review decisions without the web: delivery retried after a failure, export copies,
+//! requests closed when their item expires, and the administrators' digest.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use mukaika::audit::{AuditConfig, AuditLog};
+use mukaika::config::{NoticeMode, ServiceConfig};
+use mukaika::live::Live;
+use mukaika::pipeline::Sink;
+use mukaika::quarantine::{QuarantineItem, QuarantineStore, SqliteQuarantine};
+use mukaika::review::{RequestState, Review, Role, Target};
+
+struct Fixture {
+    review: Review,
+    store: Arc<SqliteQuarantine>,
+    data: tempfile::TempDir,
+}
+
+fn fixture(sink_dir: Option<&Path>, edit: impl FnOnce(&mut ServiceConfig)) -> Fixture {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = ServiceConfig::default_config();
+    config.data.dir = data.path().to_path_buf();
+    edit(&mut config);
+    let store = Arc::new(SqliteQuarantine::open(data.path().join("quarantine")).unwrap());
+    let audit = Arc::new(AuditLog::open(AuditConfig::new(data.path().join("audit"), "t")).unwrap());
+    let sink = Sink::Maildir(
+        sink_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| data.path().join("maildir")),
+    );
+    let review = Review::open(
+        Arc::new(Live::new(config)),
+        Arc::clone(&store) as Arc<dyn QuarantineStore>,
+        audit,
+        sink,
+    )
+    .unwrap();
+    review
+        .add_user("cli:test", "op", &[Role::Operator])
+        .unwrap();
+    review
+        .add_user("cli:test", "ap", &[Role::Approver])
+        .unwrap();
+    Fixture {
+        review,
+        store,
+        data,
+    }
+}
+
+fn item(id: &str, source: &str, at: &str) -> QuarantineItem {
+    QuarantineItem {
+        id: id.into(),
+        source: source.into(),
+        origin_id: "default/見積書.zip".into(),
+        name: Some("見積書.zip".into()),
+        reason: "encrypted".into(),
+        detail: String::new(),
+        sha256: mukaika_sanitizers::report::sha256_hex(id.as_bytes()),
+        size: id.len() as u64,
+        at: at.into(),
+        report: serde_json::Value::Null,
+        mail_from: (source == "mail").then(|| "sender@example.com".to_string()),
+        rcpt_to: if source == "mail" {
+            vec!["staff@city.example.lg.jp".into()]
+        } else {
+            Vec::new()
+        },
+        subject: None,
+        detected_type: Some("zip".into()),
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_approval_survives_a_failed_delivery_and_goes_out_on_the_next_pass() {
+    let blocker = tempfile::tempdir().unwrap();
+    let maildir = blocker.path().join("maildir");
+    std::fs::write(&maildir, b"a file where the maildir should be").unwrap();
+    let f = fixture(Some(&maildir), |_| {});
+    let now = mukaika::audit::log::now_rfc3339();
+    f.store.put(&item("I1", "mail", &now), b"I1").unwrap();
+    let r = f
+        .review
+        .request_release("op", "I1", Target::Original, "必要")
+        .unwrap();
+    assert!(
+        f.review.approve("ap", &r.id, "確認済み").is_err(),
+        "delivery failed"
+    );
+    assert_eq!(
+        f.review.request(&r.id).unwrap().state,
+        RequestState::Approved
+    );
+    std::fs::remove_file(&maildir).unwrap();
+    assert_eq!(f.review.deliver_approved().unwrap(), 1);
+    assert_eq!(
+        f.review.request(&r.id).unwrap().state,
+        RequestState::Delivered
+    );
+    assert_eq!(files_in(&maildir.join("new")).len(), 1);
+    assert_eq!(f.review.deliver_approved().unwrap(), 0, "delivered once");
+}
+
+#[test]
+fn an_import_item_is_copied_to_its_export_folder_with_a_release_report() {
+    let f = fixture(None, |_| {});
+    let now = mukaika::audit::log::now_rfc3339();
+    f.store.put(&item("I2", "import", &now), b"I2").unwrap();
+    let refused = f.review.request_release("op", "I2", Target::Original, "x");
+    assert!(refused.unwrap_err().is_invalid(), "no original recipients");
+    let unknown = f
+        .review
+        .request_release("op", "I2", Target::Export("nowhere".into()), "x");
+    assert!(unknown.unwrap_err().is_invalid());
+    let r = f
+        .review
+        .request_release("op", "I2", Target::Export("default".into()), "部署で必要")
+        .unwrap();
+    let done = f.review.approve("ap", &r.id, "確認").unwrap();
+    assert_eq!(done.state, RequestState::Delivered);
+    let export = f.data.path().join("export");
+    assert_eq!(std::fs::read(export.join("見積書.zip")).unwrap(), b"I2");
+    let report = std::fs::read_to_string(export.join("見積書.zip.解除レポート.txt")).unwrap();
+    assert!(
+        report.contains("申請者: op") && report.contains("承認者: ap"),
+        "{report}"
+    );
+}
+
+#[test]
+fn requests_whose_item_expired_are_closed_not_left_open() {
+    let f = fixture(None, |_| {});
+    let now = mukaika::audit::log::now_rfc3339();
+    f.store.put(&item("I3", "mail", &now), b"I3").unwrap();
+    let r = f
+        .review
+        .request_release("op", "I3", Target::Original, "必要")
+        .unwrap();
+    f.store.remove("I3").unwrap();
+    f.review.deliver_approved().unwrap();
+    assert_eq!(
+        f.review.request(&r.id).unwrap().state,
+        RequestState::Cancelled
+    );
+    assert!(f.review.approve("ap", &r.id, "x").is_err());
+}
+
+#[test]
+fn wrong_roles_and_missing_reasons_are_refused_with_predicates() {
+    let f = fixture(None, |_| {});
+    let now = mukaika::audit::log::now_rfc3339();
+    f.store.put(&item("I4", "mail", &now), b"I4").unwrap();
+    assert!(f
+        .review
+        .request_release("ap", "I4", Target::Original, "x")
+        .unwrap_err()
+        .is_forbidden());
+    assert!(f
+        .review
+        .request_release("op", "I4", Target::Original, "  ")
+        .unwrap_err()
+        .is_invalid());
+    assert!(f
+        .review
+        .request_release("op", "../I4", Target::Original, "x")
+        .unwrap_err()
+        .is_not_found());
+    let r = f
+        .review
+        .request_release("op", "I4", Target::Original, "x")
+        .unwrap();
+    assert!(f
+        .review
+        .reject("op", &r.id, "x")
+        .unwrap_err()
+        .is_forbidden());
+    assert!(f.review.delete("op", "I4", "x").unwrap_err().is_forbidden());
+    assert!(f.review.original("op", "I4").unwrap_err().is_forbidden());
+    assert!(f
+        .review
+        .add_user("op", "x", &[Role::Admin])
+        .unwrap_err()
+        .is_forbidden());
+}
+
+#[test]
+fn the_administrators_digest_goes_out_when_due_and_not_before() {
+    let f = fixture(None, |c| {
+        c.notices.admin_to = vec!["security@city.example.lg.jp".into()];
+        c.notices.admin_mode = NoticeMode::Digest;
+        c.notices.digest_minutes = 30;
+    });
+    let sink = Sink::Maildir(f.data.path().join("maildir"));
+    let now = mukaika::audit::log::now_millis();
+    let at = |mins_ago: u64| mukaika::audit::log::rfc3339_at(now - mins_ago * 60_000);
+    // The first pass only sets where notices start.
+    assert_eq!(mukaika::notice::admin_pass(&f.review, &sink).unwrap(), 0);
+    let state = f.data.path().join("notice-state");
+    assert!(state.exists());
+    // Pretend the last digest went out 40 minutes ago; two items since, one before.
+    std::fs::write(&state, at(40)).unwrap();
+    f.store.put(&item("OLD", "mail", &at(50)), b"OLD").unwrap();
+    f.store
+        .put(&item("NEW1", "mail", &at(20)), b"NEW1")
+        .unwrap();
+    f.store
+        .put(&item("NEW2", "import", &at(10)), b"NEW2")
+        .unwrap();
+    assert_eq!(mukaika::notice::admin_pass(&f.review, &sink).unwrap(), 2);
+    let mails = files_in(&f.data.path().join("maildir/new"));
+    assert_eq!(mails.len(), 1);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&std::fs::read(&mails[0]).unwrap())
+        .map(|m| m.into_owned())
+        .unwrap();
+    assert_eq!(parsed.subject(), Some("[mukaika] 隔離 2 件"));
+    let body = parsed.body_text(0).unwrap();
+    assert!(
+        body.contains("NEW1") && body.contains("NEW2") && !body.contains("OLD"),
+        "{body}"
+    );
+    // Not due again for another half hour, whatever arrives.
+    f.store.put(&item("NEW3", "mail", &at(1)), b"NEW3").unwrap();
+    assert_eq!(mukaika::notice::admin_pass(&f.review, &sink).unwrap(), 0);
+    assert_eq!(files_in(&f.data.path().join("maildir/new")).len(), 1);
+}
