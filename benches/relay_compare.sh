@@ -5,7 +5,8 @@
 #   smtp-source --(same)------------------> Postfix (queue + relay)   --> smtp-sink
 #
 # Both fsync before answering 250. Prints messages per second end to end (until the sink has
-# every message), and mukaika's peak RSS. Needs postfix (smtp-source, smtp-sink, postmulti)
+# every message), and mukaika's peak RSS, accept latency (p50/p99 bucket bounds from its
+# mukaika_smtp_accept_seconds histogram) and CPU time. Needs postfix (smtp-source, smtp-sink, postmulti)
 # (apt-get install postfix). Creates a private Postfix instance
 # "postfix-bench" with postmulti (listening on loopback only) the first time it runs.
 # Usage: bash benches/relay_compare.sh [messages] [sessions]
@@ -38,10 +39,12 @@ run_source() { # port
 # --- mukaika ---------------------------------------------------------------------------------
 SINK1=$(port); sink "$SINK1" "$WORK/sink1"
 GW=$(port)
+ADMIN=$(port)
 sed -e "s|listen = \"127.0.0.1:2525\"|listen = \"127.0.0.1:$GW\"|" \
     -e "s|dir = \"./data\"|dir = \"$WORK/mukaika\"|" \
     -e "s|mode = \"maildir\"|mode = \"relay\"|" \
     -e "s|# relay = \"smtp://lgwan-mta.example.lg.jp:25\"|relay = \"smtp://127.0.0.1:$SINK1\"|" \
+    -e "s|listen = \"127.0.0.1:9925\"|listen = \"127.0.0.1:$ADMIN\"|" \
     <(./target/release/mukaika config default) > "$WORK/mukaika.toml"
 ./target/release/mukaika serve --config "$WORK/mukaika.toml" 2>/dev/null &
 MPID=$!
@@ -53,6 +56,24 @@ end=$(date +%s.%N)
 MUKAIKA_RATE=$(python3 -c "print(round($N/($end-$start)))")
 # Peak resident set of the gateway over the whole run (VmHWM), read before it stops.
 MUKAIKA_RSS=$(( $(awk '/VmHWM/ {print $2}' "/proc/$MPID/status") / 1024 ))
+# CPU time the gateway used (user + system), to tell a CPU-bound run from an fsync-bound one.
+MUKAIKA_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$MPID/stat")
+# Accept latency (end of DATA to 250) from the gateway's own histogram.
+MUKAIKA_LAT=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | python3 -c '
+import sys
+b = []
+for line in sys.stdin:
+    if line.startswith("mukaika_smtp_accept_seconds_bucket"):
+        le = line.split("le=\"")[1].split("\"")[0]
+        b.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
+total = b[-1][1] if b else 0
+def q(p):
+    for le, n in b:
+        if total and n >= p * total:
+            return "%.0f ms" % (le * 1000) if le != float("inf") else "> max"
+    return "-"
+print("p50 <= %s, p99 <= %s" % (q(0.5), q(0.99)))
+')
 kill -TERM "$MPID"; wait "$MPID" 2>/dev/null || true
 
 # --- Postfix ---------------------------------------------------------------------------------
@@ -78,5 +99,6 @@ POSTFIX_RATE=$(python3 -c "print(round($N/($end-$start)))")
 
 printf '\n%-40s %10s %14s\n' "relay, $N x 10 KB, $S sessions" "msg/s" "peak RSS MB"
 printf '%-40s %10s %14s\n' "smtp-source -> mukaika -> smtp-sink" "$MUKAIKA_RATE" "$MUKAIKA_RSS"
+echo "mukaika accept latency: $MUKAIKA_LAT; CPU used: ${MUKAIKA_CPU} s over the run"
 printf '%-40s %10s %14s\n' "smtp-source -> Postfix -> smtp-sink" "$POSTFIX_RATE" "-"
 python3 -c "print(f'mukaika / Postfix = {$MUKAIKA_RATE/$POSTFIX_RATE:.2f}x (target >= 1x, aim 2x); RSS target < 200 MB')"

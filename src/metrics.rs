@@ -2,7 +2,8 @@
 //!
 //! Owns: [`Metrics`], an audit [`Observer`]: every durable audit event updates counters
 //! (messages received and converted per verdict, files per verdict and detected type,
-//! quarantined items per reason, deliveries per outcome), the conversion-time histogram, and
+//! quarantined items per reason, deliveries per outcome), the conversion-time histogram, the
+//! SMTP accept-latency histogram (observed directly by intake), and
 //! the delivery health clock (how long delivery to the LGWAN side has been failing); and the
 //! Prometheus text rendering, with spool depths and free space read at scrape time.
 //! Invariants: a counter moves only for an event the audit log holds durably, so metrics and
@@ -26,22 +27,89 @@ const BUCKETS: [f64; 12] = [
 /// A metric name and its label pairs, in a fixed order.
 type Series = (&'static str, Vec<(&'static str, String)>);
 
-#[derive(Default)]
+/// Upper bounds of the SMTP accept-latency buckets (end of DATA to 250), in seconds.
+const ACCEPT_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// One histogram: per-bucket counts (not cumulative), then +Inf.
+struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<u64>,
+    sum_seconds: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: vec![0; bounds.len() + 1],
+            sum_seconds: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, seconds: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(self.bounds.len());
+        self.buckets[i] += 1;
+        self.sum_seconds += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.buckets[i];
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[self.bounds.len()];
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_seconds);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
+}
+
 struct State {
     /// Series → count.
     counters: BTreeMap<Series, u64>,
-    /// Per-bucket counts (not cumulative), then +Inf.
-    buckets: [u64; BUCKETS.len() + 1],
-    sum_seconds: f64,
-    count: u64,
+    /// Conversion time per message.
+    conversion: Histogram,
+    /// SMTP accept latency per message.
+    accept: Histogram,
     /// When delivery started failing without a success since.
     failing_since: Option<Instant>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            counters: BTreeMap::new(),
+            conversion: Histogram::new(&BUCKETS),
+            accept: Histogram::new(&ACCEPT_BUCKETS),
+            failing_since: None,
+        }
+    }
 }
 
 /// Counters and health, fed by the audit log.
 #[derive(Default)]
 pub struct Metrics {
     state: Mutex<State>,
+}
+
+impl Metrics {
+    /// Records how long one SMTP accept took (spool fsync and audit record, before the 250).
+    pub fn observe_accept(&self, elapsed: Duration) {
+        if let Ok(mut st) = self.state.lock() {
+            st.accept.observe(elapsed.as_secs_f64());
+        }
+    }
 }
 
 /// One metric family's help text and type.
@@ -125,20 +193,16 @@ impl Metrics {
                 let _ = writeln!(out, "{family} 0");
             }
         }
-        let h = "mukaika_conversion_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {h} Time to convert one message to text.\n# TYPE {h} histogram"
+        st.conversion.render(
+            &mut out,
+            "mukaika_conversion_seconds",
+            "Time to convert one message to text.",
         );
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += st.buckets[i];
-            let _ = writeln!(out, "{h}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += st.buckets[BUCKETS.len()];
-        let _ = writeln!(out, "{h}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{h}_sum {}", st.sum_seconds);
-        let _ = writeln!(out, "{h}_count {}", st.count);
+        st.accept.render(
+            &mut out,
+            "mukaika_smtp_accept_seconds",
+            "Time from the end of DATA to the 250 (spool fsync and audit record).",
+        );
         drop(st);
 
         let g = "mukaika_spool_items";
@@ -212,14 +276,7 @@ impl Observer for Metrics {
                         vec![("verdict", e.verdict.clone())],
                     );
                     if let Some(ms) = e.elapsed_ms {
-                        let secs = ms as f64 / 1000.0;
-                        let i = BUCKETS
-                            .iter()
-                            .position(|b| secs <= *b)
-                            .unwrap_or(BUCKETS.len());
-                        st.buckets[i] += 1;
-                        st.sum_seconds += secs;
-                        st.count += 1;
+                        st.conversion.observe(ms as f64 / 1000.0);
                     }
                 }
                 AuditEvent::PartSanitized(e) => Self::add(

@@ -261,6 +261,7 @@ pub async fn start(
             crate::config::OnUnavailable::Tempfail => clamd.clone(),
             crate::config::OnUnavailable::Defer => None,
         },
+        metrics: Arc::clone(&metrics),
     });
     tasks.spawn(server::serve(listener, intake, watch_rx.clone()));
     let admin_tls = match (&config.admin.tls_cert_file, &config.admin.tls_key_file) {

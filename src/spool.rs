@@ -104,6 +104,61 @@ pub struct Spool {
     /// for every lease (which is quadratic under load). The directory stays the truth: a
     /// stale hint fails its claim and is skipped, and an empty hint triggers a rescan.
     ready: Mutex<VecDeque<String>>,
+    /// Coalesces the `incoming/` directory fsyncs of concurrent intakes.
+    incoming_sync: DirSync,
+}
+
+/// Group commit for one directory's fsync: every caller returns only after an fsync that
+/// started after its own rename, but concurrent callers share one. Under load this turns one
+/// directory fsync per message into one per batch, and each 250 still waits for its own.
+#[derive(Default)]
+struct DirSync {
+    state: Mutex<DirSyncState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct DirSyncState {
+    /// Tickets handed out (one per caller, taken after its rename).
+    requested: u64,
+    /// Every ticket up to this one is covered by a finished fsync.
+    covered: u64,
+    /// An fsync is in flight.
+    running: bool,
+}
+
+impl DirSync {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DirSyncState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sync(&self, dir: &Path) -> Result<(), SpoolError> {
+        let mut st = self.lock();
+        st.requested += 1;
+        let ticket = st.requested;
+        loop {
+            if st.covered >= ticket {
+                return Ok(());
+            }
+            if !st.running {
+                // Everything requested so far was renamed before this fsync starts.
+                st.running = true;
+                let target = st.requested;
+                drop(st);
+                let result = sync_dir(dir);
+                st = self.lock();
+                st.running = false;
+                if result.is_ok() {
+                    st.covered = st.covered.max(target);
+                }
+                self.done.notify_all();
+                // On failure only this caller fails; the others start an fsync of their own.
+                result?;
+                continue;
+            }
+            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 impl Spool {
@@ -127,6 +182,7 @@ impl Spool {
             min_free_bytes,
             counter: AtomicU64::new(0),
             ready: Mutex::new(VecDeque::new()),
+            incoming_sync: DirSync::default(),
         });
         // Intake that never reached incoming/ was never acknowledged.
         for entry in spool.entries("tmp")? {
@@ -221,7 +277,7 @@ impl Spool {
             let incoming = self.root.join("incoming");
             rename(&tmp, &incoming.join(format!("{id}.item")))?;
             // tmp/ need not be synced: what is left there after a crash is removed on open.
-            sync_dir(&incoming)
+            self.incoming_sync.sync(&incoming)
         })();
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
@@ -549,10 +605,13 @@ fn id_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Writes a new file and makes its contents durable. `fdatasync` is enough: it flushes the
+/// data and the size (what reading the file back needs) without the timestamps; the name is
+/// made durable by the directory fsync after the rename.
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
     let mut f = File::create(path).map_err(|e| SpoolError::io("create", path, e))?;
     f.write_all(bytes)
-        .and_then(|()| f.sync_all())
+        .and_then(|()| f.sync_data())
         .map_err(|e| SpoolError::io("write", path, e))
 }
 

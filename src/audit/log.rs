@@ -179,7 +179,10 @@ impl AuditLog {
     /// As [`AuditLog::append`].
     pub fn append_all(&self, events: &[AuditEvent]) -> Result<u64, AuditError> {
         let mut st = self.lock()?;
-        while st.writing || (!st.pending.is_empty() && self.needs_rotation(&st)) {
+        // Records join the pending batch even while a write is in flight — that is what lets
+        // the next flush carry them all. Only a rotation waits for the old file to be done
+        // with (every pending record has an appender waiting to flush it, so this ends).
+        while self.needs_rotation(&st) && (st.writing || !st.pending.is_empty()) {
             st = self
                 .flushed
                 .wait(st)

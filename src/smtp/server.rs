@@ -38,6 +38,8 @@ pub struct Intake {
     /// With `antivirus.on_unavailable = "tempfail"`: clamd must answer before a message is
     /// accepted (451 4.7.1 otherwise; the client keeps the message and retries).
     pub antivirus_gate: Option<Arc<crate::antivirus::Clamd>>,
+    /// Where the accept latency goes.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A connection before or after STARTTLS.
@@ -224,6 +226,7 @@ async fn store(
     let audit = Arc::clone(&intake.audit);
     let gate = intake.antivirus_gate.clone();
     let client = peer.ip().to_string();
+    let started = std::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || {
         if let Some(clamd) = gate {
             if let Err(e) = clamd.ping() {
@@ -260,6 +263,7 @@ async fn store(
     .await
     .unwrap_or_else(|_| Err("451 4.3.5 Internal error; try again later\r\n".to_string()));
     if result.is_ok() {
+        intake.metrics.observe_accept(started.elapsed());
         intake.wake.notify_one();
     }
     result
