@@ -195,10 +195,13 @@ pub fn admin_pass(
             return Ok(0);
         }
     }
-    let items = review.store().list().map_err(|e| e.to_string())?;
+    let items = review
+        .store()
+        .list_since(&since)
+        .map_err(|e| e.to_string())?;
     let fresh: Vec<&QuarantineItem> = items
         .iter()
-        .filter(|i| i.at.as_str() > since.as_str() && i.at.as_str() <= upto.as_str())
+        .filter(|i| i.at.as_str() <= upto.as_str())
         .collect();
     if let Some((envelope, bytes)) = for_admins(notices, &format!("A{now}"), &fresh) {
         sink.deliver(envelope, &format!("admin-notice-{now}"), &bytes)?;

@@ -67,6 +67,17 @@ pub trait QuarantineStore: Send + Sync {
     /// # Errors
     /// The store cannot be read.
     fn list(&self) -> std::io::Result<Vec<QuarantineItem>>;
+    /// Items quarantined after `at` (RFC 3339), oldest first.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn list_since(&self, at: &str) -> std::io::Result<Vec<QuarantineItem>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|i| i.at.as_str() > at)
+            .collect())
+    }
     /// One item's record.
     ///
     /// # Errors
@@ -434,6 +445,24 @@ impl QuarantineStore for SqliteQuarantine {
         Ok(items)
     }
 
+    fn list_since(&self, at: &str) -> std::io::Result<Vec<QuarantineItem>> {
+        let db = self
+            .db
+            .lock()
+            .map_err(|_| std::io::Error::other("lock poisoned"))?;
+        let mut stmt = db
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM items WHERE at > ?1 ORDER BY at, id"
+            ))
+            .map_err(sql)?;
+        let items = stmt
+            .query_map([at], row_item)
+            .map_err(sql)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sql)?;
+        Ok(items)
+    }
+
     fn get(&self, id: &str) -> std::io::Result<QuarantineItem> {
         let db = self
             .db
@@ -528,6 +557,13 @@ mod store_tests {
             .unwrap();
         let ids: Vec<String> = store.list().unwrap().into_iter().map(|i| i.id).collect();
         assert_eq!(ids, ["a", "b", "c"], "oldest first");
+        let later: Vec<String> = store
+            .list_since("2026-01-01T00:00:00.000Z")
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(later, ["b", "c"]);
         assert_eq!(store.bytes("a").unwrap(), b"same");
         let listed = &store.list().unwrap()[0];
         assert_eq!(listed.name.as_deref(), Some("見積書.zip"));

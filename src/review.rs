@@ -1128,7 +1128,11 @@ impl Review {
             Some(actor),
             Some(&reason),
         )?;
-        self.deliver(&self.request(request_id)?)?;
+        self.deliver(&self.request(request_id)?).map_err(|e| {
+            ReviewError::internal(format!(
+                "承認は記録しました。配送に失敗したため自動で再試行します / approved; delivery failed and is retried: {e}"
+            ))
+        })?;
         self.request(request_id)
     }
 

@@ -942,3 +942,64 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
     let report = mukaika::audit::verify(&data.path().join("audit"), None, None).unwrap();
     assert!(report.intact(), "{report:?}");
 }
+
+#[test]
+fn the_list_filters_searches_and_pages() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    for n in 0..55 {
+        let reason = if n % 5 == 0 { "malformed" } else { "encrypted" };
+        seed(
+            data.path(),
+            &format!("Q{n:04}-1"),
+            Some(&format!("file{n}.zip")),
+            reason,
+            &format!("件名{n}"),
+            format!("bytes{n}").as_bytes(),
+        );
+    }
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = account(&c, running.admin_addr, "kansa", "auditor");
+    let rows = |page: &str| page.matches("<tr><td><a href=\"/items/").count();
+    let first = b.get("/items").text();
+    assert!(
+        first.contains("55 件") && first.contains("1 / 2"),
+        "{first}"
+    );
+    assert_eq!(rows(&first), 50);
+    let second = b.get("/items?page=2").text();
+    assert_eq!(rows(&second), 5);
+    let malformed = b.get("/items?reason=malformed").text();
+    assert!(malformed.contains("11 件"), "{malformed}");
+    let searched = b
+        .get(&format!("/items?q={}", support::web::encode("件名42")))
+        .text();
+    assert_eq!(rows(&searched), 1);
+    assert!(searched.contains("Q0042-1"));
+    assert_eq!(rows(&b.get("/items?source=import").text()), 0);
+    assert_eq!(
+        rows(
+            &b.get("/items?sender=sender%40example.com&recipient=staff")
+                .text()
+        ),
+        50
+    );
+    assert_eq!(rows(&b.get("/items?type=zip&status=held").text()), 50);
+    assert_eq!(rows(&b.get("/items?status=pending").text()), 0);
+    assert_eq!(
+        rows(&b.get("/items?since=2000-01-01&until=2000-01-02").text()),
+        0
+    );
+    let today = mukaika::audit::time::jst(&mukaika::audit::log::now_rfc3339())[..10].to_string();
+    assert!(b
+        .get(&format!("/items?since={today}&until={today}"))
+        .text()
+        .contains("55 件"));
+    let dash = b.get("/").text();
+    assert!(
+        dash.contains("malformed") && dash.contains(&today),
+        "{dash}"
+    );
+    rt.block_on(running.stop("test"));
+}

@@ -606,9 +606,24 @@ impl Registry {
         cx.name = declared
             .name
             .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n));
+        // The output's hash is needed for the report either way; a large output is hashed on
+        // a second thread while the re-check re-reads it.
+        let mut output_hash: Option<String> = None;
         let result = run_guarded(|| sanitizer.sanitize(input, kind, &mut cx)).and_then(|out| {
             if recheck_output {
-                verify(self, sanitizer, &out, policy, depth, deadline)?;
+                if out.bytes.len() >= HASH_BESIDE_MIN_BYTES {
+                    let hash = std::thread::scope(|scope| {
+                        let hasher = scope.spawn(|| sha256_hex(&out.bytes));
+                        let checked = verify(self, sanitizer, &out, policy, depth, deadline);
+                        let hash = hasher
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                        checked.map(|()| hash)
+                    })?;
+                    output_hash = Some(hash);
+                } else {
+                    verify(self, sanitizer, &out, policy, depth, deadline)?;
+                }
             }
             Ok(out)
         });
@@ -621,7 +636,7 @@ impl Registry {
                 kind: out_kind,
             }) => {
                 let name = output_name(declared.name, kind, out_kind);
-                deliver(
+                deliver_hashed(
                     report,
                     Verdict::Sanitized,
                     CleanFile {
@@ -629,6 +644,7 @@ impl Registry {
                         bytes,
                         kind: out_kind,
                     },
+                    output_hash,
                 )
             }
             Err(err) => {
@@ -644,10 +660,20 @@ impl Registry {
 }
 
 /// An outcome that delivers `file`, recording what it is in the report.
-fn deliver(mut report: Report, verdict: Verdict, file: CleanFile) -> Outcome {
+fn deliver(report: Report, verdict: Verdict, file: CleanFile) -> Outcome {
+    deliver_hashed(report, verdict, file, None)
+}
+
+/// [`deliver`] with the output's SHA-256 when it was computed already.
+fn deliver_hashed(
+    mut report: Report,
+    verdict: Verdict,
+    file: CleanFile,
+    hash: Option<String>,
+) -> Outcome {
     report.verdict = verdict;
     report.output = Some(file.name.clone());
-    report.output_sha256 = Some(sha256_hex(&file.bytes));
+    report.output_sha256 = Some(hash.unwrap_or_else(|| sha256_hex(&file.bytes)));
     report.output_type = Some(file.kind);
     Outcome {
         report,

@@ -947,6 +947,16 @@ async fn item(
         );
     }
     body.push_str("</table>");
+    if requests.is_empty() {
+        let _ = write!(
+            body,
+            "<p>{}</p>",
+            lang.t(
+                "この項目への解除申請はまだありません。",
+                "No release requests yet."
+            )
+        );
+    }
     let open = requests
         .iter()
         .any(|r| matches!(r.state, RequestState::Pending | RequestState::Approved));
