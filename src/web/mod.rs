@@ -355,6 +355,9 @@ pub fn secured(app: Router) -> Router {
     app.layer(axum::middleware::map_response(security_headers))
 }
 
+/// Connections the admin listener serves at once.
+const MAX_CONNECTIONS: usize = 256;
+
 /// The client address of a request, as the accept loop recorded it.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
@@ -367,6 +370,9 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // A bounded number of connections, each with a header deadline: a slow or flooding
+    // client cannot exhaust the listener that operators rely on.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -383,9 +389,14 @@ pub async fn serve(
                 continue;
             }
         };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(%peer, "admin listener at its connection limit; connection closed");
+            continue;
+        };
         let app = app.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service =
                 hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(Peer(peer));
@@ -395,7 +406,10 @@ pub async fn serve(
                         app.oneshot(req.map(Body::new)).await
                     }
                 });
-            let builder = hyper::server::conn::http1::Builder::new();
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30));
             let served = match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
