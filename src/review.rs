@@ -976,6 +976,26 @@ impl Review {
         Ok(())
     }
 
+    /// Records `event` for `request` and moves the request to `state`: the audit record first,
+    /// so nothing changes unrecorded.
+    fn decide(
+        &self,
+        request: &Request,
+        event: fn(ReleaseDecision) -> AuditEvent,
+        state: RequestState,
+        by: &str,
+        reason: &str,
+    ) -> Result<(), ReviewError> {
+        self.record(event(ReleaseDecision {
+            item_id: request.item_id.clone(),
+            request_id: Some(request.id.clone()),
+            by: by.into(),
+            reason: reason.into(),
+            target: Some(request.target.to_string()),
+        }))?;
+        self.set_state(&request.id, state, Some(by), Some(reason))
+    }
+
     fn need_reason(reason: &str) -> Result<String, ReviewError> {
         let reason = reason.trim();
         if reason.is_empty() {
@@ -1115,18 +1135,12 @@ impl Review {
                 "この隔離は解除できません / never released",
             ));
         }
-        self.record(AuditEvent::ReleaseApproved(ReleaseDecision {
-            item_id: request.item_id.clone(),
-            request_id: Some(request.id.clone()),
-            by: actor.into(),
-            reason: reason.clone(),
-            target: Some(request.target.to_string()),
-        }))?;
-        self.set_state(
-            &request.id,
+        self.decide(
+            &request,
+            AuditEvent::ReleaseApproved,
             RequestState::Approved,
-            Some(actor),
-            Some(&reason),
+            actor,
+            &reason,
         )?;
         self.deliver(&self.request(request_id)?).map_err(|e| {
             ReviewError::internal(format!(
@@ -1143,18 +1157,12 @@ impl Review {
     pub fn reject(&self, actor: &str, request_id: &str, reason: &str) -> Result<(), ReviewError> {
         let request = self.decidable(actor, request_id, "却下")?;
         let reason = Self::need_reason(reason)?;
-        self.record(AuditEvent::ReleaseRejected(ReleaseDecision {
-            item_id: request.item_id.clone(),
-            request_id: Some(request.id.clone()),
-            by: actor.into(),
-            reason: reason.clone(),
-            target: Some(request.target.to_string()),
-        }))?;
-        self.set_state(
-            &request.id,
+        self.decide(
+            &request,
+            AuditEvent::ReleaseRejected,
             RequestState::Rejected,
-            Some(actor),
-            Some(&reason),
+            actor,
+            &reason,
         )
     }
 
@@ -1172,18 +1180,12 @@ impl Review {
                 "承認待ちの申請だけを取り下げられます / only pending requests can be withdrawn",
             ));
         }
-        self.record(AuditEvent::ReleaseCancelled(ReleaseDecision {
-            item_id: request.item_id.clone(),
-            request_id: Some(request.id.clone()),
-            by: actor.into(),
-            reason: reason.clone(),
-            target: Some(request.target.to_string()),
-        }))?;
-        self.set_state(
-            &request.id,
+        self.decide(
+            &request,
+            AuditEvent::ReleaseCancelled,
             RequestState::Cancelled,
-            Some(actor),
-            Some(&reason),
+            actor,
+            &reason,
         )
     }
 
@@ -1268,14 +1270,7 @@ impl Review {
         // Pending requests for items retention removed can never be decided: close them.
         for request in self.requests(Some(RequestState::Pending))? {
             if self.item(&request.item_id).is_err_and(|e| e.is_not_found()) {
-                self.record(AuditEvent::ReleaseCancelled(ReleaseDecision {
-                    item_id: request.item_id.clone(),
-                    request_id: Some(request.id.clone()),
-                    by: "system".into(),
-                    reason: "item no longer in the quarantine".into(),
-                    target: Some(request.target.to_string()),
-                }))?;
-                self.set_state(&request.id, RequestState::Cancelled, None, None)?;
+                self.close_orphan(&request)?;
             }
         }
         let mut sent = 0;
@@ -1285,16 +1280,8 @@ impl Review {
                 // The item left the quarantine (retention) before it could go: the request
                 // can never be delivered, so it is closed, with a record saying why.
                 Err(e) if e.is_not_found() => {
-                    let reason = "item no longer in the quarantine";
-                    self.record(AuditEvent::ReleaseCancelled(ReleaseDecision {
-                        item_id: request.item_id.clone(),
-                        request_id: Some(request.id.clone()),
-                        by: "system".into(),
-                        reason: reason.into(),
-                        target: Some(request.target.to_string()),
-                    }))?;
-                    self.set_state(&request.id, RequestState::Cancelled, None, None)?;
-                    tracing::error!(request = %request.id, item = %request.item_id, "approved release dropped: {reason}");
+                    self.close_orphan(&request)?;
+                    tracing::error!(request = %request.id, item = %request.item_id, "approved release dropped: the item is no longer in the quarantine");
                 }
                 Err(e) => {
                     tracing::error!(request = %request.id, error = %e, "approved release not delivered; retried later")
@@ -1302,6 +1289,17 @@ impl Review {
             }
         }
         Ok(sent)
+    }
+
+    /// Closes a request whose item left the quarantine (retention) before it could go.
+    fn close_orphan(&self, request: &Request) -> Result<(), ReviewError> {
+        self.decide(
+            request,
+            AuditEvent::ReleaseCancelled,
+            RequestState::Cancelled,
+            "system",
+            "item no longer in the quarantine",
+        )
     }
 
     /// Sends an approved request's item where it is to go, then marks it delivered.

@@ -49,6 +49,16 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// A green notice paragraph.
+pub fn notice(text: &str) -> String {
+    format!("<p class=\"notice\">{}</p>", esc(text))
+}
+
+/// A red error paragraph.
+pub fn error(text: &str) -> String {
+    format!("<p class=\"error\">{}</p>", esc(text))
+}
+
 /// [`esc`] of at most `max` characters, with an ellipsis when cut (lists stay readable with
 /// 10 KB names; the detail page shows the whole name).
 pub fn esc_short(s: &str, max: usize) -> String {

@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, Response, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::html::{esc, esc_short, page, url, Lang, Viewer};
+use super::html::{esc, esc_short, notice, page, url, Lang, Viewer};
 use super::{blocking, error_page, page_response, redirect, review_error, Access, Ctx, Peer, Web};
 use crate::audit::time::{jst, parse_rfc3339};
 use crate::quarantine::{valid_id, QuarantineItem};
@@ -114,7 +114,7 @@ fn done_notice(lang: Lang, q: &Params) -> String {
         Some("unlocked") => lang.t("ロックを解除しました。", "Unlocked."),
         _ => return String::new(),
     };
-    format!("<p class=\"notice\">{}</p>", esc(text))
+    notice(text)
 }
 
 async fn style() -> Res {
@@ -143,17 +143,13 @@ fn login_page(web: &Web, lang: Lang, error: Option<&str>, expired: bool) -> Res 
     let token = crate::review::random_hex(16);
     let mut body = String::new();
     if expired {
-        let _ = write!(
-            body,
-            "<p class=\"notice\">{}</p>",
-            lang.t(
-                "一定時間操作がなかったため、ログアウトしました。",
-                "Your session ended after a period without activity."
-            )
-        );
+        body.push_str(&notice(lang.t(
+            "一定時間操作がなかったため、ログアウトしました。",
+            "Your session ended after a period without activity.",
+        )));
     }
     if let Some(e) = error {
-        let _ = write!(body, "<p class=\"error\">{}</p>", esc(e));
+        body.push_str(&super::html::error(e));
     }
     let _ = write!(
         body,
@@ -257,17 +253,13 @@ fn password_body(ctx: &Ctx, error: Option<&str>) -> String {
     let lang = ctx.lang;
     let mut body = String::new();
     if ctx.session.must_change {
-        let _ = write!(
-            body,
-            "<p class=\"notice\">{}</p>",
-            lang.t(
+        body.push_str(&notice(lang.t(
                 "初期パスワード（一時パスワード）のままです。続けるには新しいパスワードを設定してください（対策基準 6.4(3)⑤）。",
                 "You are using a one-time password. Set a new password to continue."
-            )
-        );
+            )));
     }
     if let Some(e) = error {
-        let _ = write!(body, "<p class=\"error\">{}</p>", esc(e));
+        body.push_str(&super::html::error(e));
     }
     let _ = write!(
         body,
@@ -998,14 +990,10 @@ async fn item(
             lang.t("申請する", "Request"),
         );
     } else if never {
-        let _ = write!(
-            body,
-            "<p class=\"error\">{}</p>",
-            lang.t(
-                "この理由で隔離されたものは解除できません。",
-                "Items held for this reason are never released."
-            )
-        );
+        body.push_str(&super::html::error(lang.t(
+            "この理由で隔離されたものは解除できません。",
+            "Items held for this reason are never released.",
+        )));
     }
     if ctx.has_any(APPROVER) {
         let _ = write!(
