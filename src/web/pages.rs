@@ -801,6 +801,23 @@ fn safe_view(item: &QuarantineItem, bytes: &[u8], lang: Lang) -> String {
     out
 }
 
+/// The guard of a form posted about one item: role, CSRF token, and an ID that cannot name a
+/// path.
+#[allow(clippy::result_large_err)]
+fn item_post(
+    web: &Web,
+    headers: &HeaderMap,
+    roles: &'static [Role],
+    id: &str,
+    form: &Params,
+) -> Result<Ctx, Res> {
+    let ctx = web.guard_post(headers, Access::Roles(roles), "/items", form)?;
+    if !valid_id(id) {
+        return Err(bad_id(ctx.lang));
+    }
+    Ok(ctx)
+}
+
 fn bad_id(lang: Lang) -> Res {
     error_page(
         lang,
@@ -1120,13 +1137,10 @@ async fn original(
     Path(id): Path<String>,
     Form(form): Form<Params>,
 ) -> Res {
-    let ctx = match web.guard_post(&headers, Access::Roles(APPROVER), "/items", &form) {
+    let ctx = match item_post(&web, &headers, APPROVER, &id, &form) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !valid_id(&id) {
-        return bad_id(ctx.lang);
-    }
     let review = Arc::clone(&web.review);
     let user = ctx.session.user.clone();
     let (item, bytes) = match blocking(move || review.original(&user, &id)).await {
@@ -1164,14 +1178,11 @@ async fn request_release(
     Path(id): Path<String>,
     Form(form): Form<Params>,
 ) -> Res {
-    let ctx = match web.guard_post(&headers, Access::Roles(OPERATOR), "/items", &form) {
+    let ctx = match item_post(&web, &headers, OPERATOR, &id, &form) {
         Ok(c) => c,
         Err(r) => return r,
     };
     let lang = ctx.lang;
-    if !valid_id(&id) {
-        return bad_id(lang);
-    }
     let target = match form.get("target").map(String::as_str) {
         Some("original") => Ok(Target::Original),
         Some("recipients") => {
@@ -1212,13 +1223,10 @@ async fn delete_item(
     Path(id): Path<String>,
     Form(form): Form<Params>,
 ) -> Res {
-    let ctx = match web.guard_post(&headers, Access::Roles(APPROVER), "/items", &form) {
+    let ctx = match item_post(&web, &headers, APPROVER, &id, &form) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !valid_id(&id) {
-        return bad_id(ctx.lang);
-    }
     let reason = form.get("reason").cloned().unwrap_or_default();
     let review = Arc::clone(&web.review);
     let user = ctx.session.user.clone();
