@@ -260,3 +260,96 @@ fn relays_over_starttls_only_to_a_relay_whose_certificate_verifies() {
     rt.block_on(gateway.stop("test"));
     rt.block_on(lgwan_side.stop("test"));
 }
+
+#[test]
+fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
+    use mukaika::control::{run, Op};
+    use mukaika::quarantine::QuarantineStore;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let dump = data.path().join("sink");
+    let sink = smtp_sink(port, &dump, &[]);
+    let mut c = relay_config(data.path(), port);
+    c.notices.recipients = false;
+    let original = b"From: sender@example.com\r\nTo: soumu@city.example.invalid\r\nSubject: held\r\n\r\nbody line\r\n";
+    let store =
+        mukaika::quarantine::open(data.path().join("quarantine"), c.quarantine.store).unwrap();
+    store
+        .put(
+            &mukaika::quarantine::QuarantineItem {
+                id: "Q0001".into(),
+                source: "mail".into(),
+                origin_id: "Q0001".into(),
+                name: None,
+                reason: "malformed".into(),
+                detail: "synthetic".into(),
+                sha256: mukaika_sanitizers::report::sha256_hex(original),
+                size: original.len() as u64,
+                at: mukaika::audit::log::now_rfc3339(),
+                report: serde_json::Value::Null,
+                mail_from: Some("sender@example.com".into()),
+                rcpt_to: vec!["soumu@city.example.invalid".into()],
+                subject: Some("held".into()),
+                detected_type: Some("message/rfc822".into()),
+            },
+            original,
+        )
+        .unwrap();
+    drop(store);
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "");
+    for (name, role) in [("op1", "operator"), ("ap1", "approver")] {
+        let reply = run(
+            &c,
+            Op::UserAdd {
+                by: "cli:test".into(),
+                name: name.into(),
+                roles: mukaika::review::parse_roles(role).unwrap(),
+            },
+        )
+        .unwrap();
+        assert!(reply.ok, "{}", reply.message);
+    }
+    let reply = run(
+        &c,
+        Op::RequestRelease {
+            user: "op1".into(),
+            item: "Q0001".into(),
+            target: "original-recipients".into(),
+            reason: "取引先に確認済み".into(),
+        },
+    )
+    .unwrap();
+    assert!(reply.ok, "{}", reply.message);
+    let request = mukaika::review::read_requests(data.path(), None).unwrap()[0]
+        .id
+        .clone();
+    let reply = run(
+        &c,
+        Op::Approve {
+            user: "ap1".into(),
+            request: request.clone(),
+            reason: "確認".into(),
+        },
+    )
+    .unwrap();
+    assert!(reply.ok, "{}", reply.message);
+    let dumped = wait_for(&dump, 1);
+    rt.block_on(running.stop("test"));
+    drop(sink);
+    assert_eq!(dumped.len(), 1);
+    let text = String::from_utf8_lossy(&std::fs::read(&dumped[0]).unwrap()).into_owned();
+    assert!(
+        text.contains(&format!(
+            "X-Mukaika-Released: item=Q0001; request={request}; requester=op1; approver=ap1"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("body line"), "{text}");
+    let kinds = audit_kinds(data.path());
+    assert!(
+        kinds.contains(&"release_delivered".to_string())
+            && kinds.contains(&"delivered".to_string()),
+        "{kinds:?}"
+    );
+}

@@ -343,6 +343,10 @@ fn a_release_needs_a_second_person_and_arrives_with_who_decided() {
     assert!(text.ends_with("Subject: held\r\n\r\nbody\r\n"));
     let page = ap.get("/items/Q0001").text();
     assert!(page.contains("解除済み"), "{page}");
+    // The item's audit trail on its page names every step.
+    for step in ["release_requested", "release_approved", "release_delivered"] {
+        assert!(page.contains(step), "{step} missing from the trail");
+    }
     // Approving twice does nothing more.
     assert_eq!(
         ap.post(
