@@ -264,7 +264,6 @@ fn relays_over_starttls_only_to_a_relay_whose_certificate_verifies() {
 #[test]
 fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
     use mukaika::control::{run, Op};
-    use mukaika::quarantine::QuarantineStore;
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let dump = data.path().join("sink");
