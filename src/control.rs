@@ -227,7 +227,9 @@ pub fn serve(
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
-                let mut reader = tokio::io::BufReader::new(read.take_limited());
+                // One op is small: a client cannot make the service buffer more than this.
+                let limited = tokio::io::AsyncReadExt::take(read, 64 * 1024);
+                let mut reader = tokio::io::BufReader::new(limited);
                 if reader.read_line(&mut line).await.is_err() {
                     return;
                 }
@@ -253,15 +255,6 @@ pub fn serve(
         let _ = std::fs::remove_file(&path);
     })
 }
-
-/// Limits how much a client may send (one op is small).
-trait TakeLimited: tokio::io::AsyncRead + Sized {
-    fn take_limited(self) -> tokio::io::Take<Self> {
-        tokio::io::AsyncReadExt::take(self, 64 * 1024)
-    }
-}
-
-impl<R: tokio::io::AsyncRead> TakeLimited for R {}
 
 /// Sends `op` to the running service. `Ok(None)` when no service listens.
 ///
