@@ -103,6 +103,11 @@ pub fn rewrite_part(
     if is_workbook && filter.sheets_dropped {
         reset_views(&mut doc);
     }
+    // A re-check only asks whether the filter still removes anything (the caller looks at
+    // the context's findings); the package is not written again, so neither is the part.
+    if filter.cx.is_recheck() {
+        return Ok(Vec::new());
+    }
     Ok(doc.write())
 }
 
