@@ -126,6 +126,11 @@ pub(crate) async fn lease_loop<F, Fut>(
     }
 }
 
+/// Takes the lease out of its slot (a poisoned lock still yields it: the lease is the item).
+fn take(slot: &std::sync::Mutex<Option<Lease>>) -> Option<Lease> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
 /// What to put in the quarantine.
 struct Held<'a> {
     id: &'a str,
@@ -163,7 +168,7 @@ impl Pipeline {
     async fn process(self: &Arc<Self>, lease: Lease) {
         let id = lease.meta().id.clone();
         let data = match lease.data() {
-            Ok(d) => d,
+            Ok(d) => Arc::new(d),
             Err(e) => {
                 tracing::error!(queue_id = %id, error = %e, "spooled message unreadable");
                 return; // dropped lease: back to incoming
@@ -172,80 +177,98 @@ impl Pipeline {
         // One snapshot for the whole message: a reload never changes the rules halfway.
         let config = self.config.get();
         let timeout = Duration::from_secs(config.pipeline.timeout_secs);
-        let (registry, raw, qid) = (Arc::clone(&self.registry), data.clone(), id.clone());
         let started = std::time::Instant::now();
-        let antivirus = self.antivirus.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            // The message as received is scanned whole first; its parts are scanned again as
-            // the registry meets them.
-            let whole = match antivirus {
-                Some(clamd) => {
-                    use mukaika_sanitizers::scanner::Scanner;
-                    match clamd.scan(&raw) {
-                        Ok(found) => found,
-                        Err(e) => return Err(Converted::ScannerUnavailable(e.to_string())),
-                    }
+        // Conversion and settling share one blocking task (one hand-off per message instead
+        // of two). The lease waits in a slot: whoever takes it settles — the task when the
+        // conversion ends, or the deadline below when it does not — so a message is settled
+        // exactly once, and a conversion that finishes late finds the slot empty.
+        let slot = Arc::new(std::sync::Mutex::new(Some(lease)));
+        let task = {
+            let (this, slot, data, qid) = (
+                Arc::clone(self),
+                Arc::clone(&slot),
+                Arc::clone(&data),
+                id.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                let converted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    this.convert(&data, &qid, &config)
+                }))
+                .unwrap_or_else(|_| {
+                    Converted::Failed("internal-error", "the converter panicked".into())
+                });
+                match take(&slot) {
+                    Some(lease) => this.settle(lease, &data, converted, started.elapsed()),
+                    None => Ok(()), // the deadline settled it already
                 }
-                None => None,
-            };
-            let outcome = mail::convert(&raw, &qid, &registry, &config.policy);
-            // A detection the registry accounts for (an attachment it blocked for a virus) is
-            // handled there: the text and notice still go. One it cannot place — in a body,
-            // a part it never hands out — holds the whole message.
-            if let Some(signature) = whole {
-                let placed = outcome
-                    .report
-                    .attachments
-                    .iter()
-                    .any(|a| a.report.any_reason(mukaika_sanitizers::scanner::DETECTED));
-                if !placed {
-                    return Err(Converted::Failed("virus", signature));
-                }
-            }
-            Ok(outcome)
-        });
-        let finished = tokio::time::timeout(timeout, task).await;
-        let elapsed = started.elapsed();
-        let converted = match finished {
-            Ok(Ok(Ok(outcome))) => {
-                let report = &outcome.report;
-                let unavailable = report
-                    .attachments
-                    .iter()
-                    .find(|a| {
-                        a.report
-                            .any_reason(mukaika_sanitizers::scanner::UNAVAILABLE)
-                    })
-                    .map(|a| format!("attachment {:?}", a.report.input));
-                match unavailable {
-                    Some(which) => Converted::ScannerUnavailable(format!(
-                        "antivirus gave no answer for {which}"
-                    )),
-                    None => Converted::Outcome(Box::new(outcome)),
-                }
-            }
-            Ok(Ok(Err(early))) => early,
-            Ok(Err(join)) if join.is_panic() => {
-                Converted::Failed("internal-error", "the converter panicked".into())
-            }
-            Ok(Err(join)) => Converted::Failed("internal-error", join.to_string()),
-            Err(_) => Converted::Failed(
-                "timeout",
-                format!("conversion took longer than {timeout:?}"),
-            ),
+            })
         };
-        let this = Arc::clone(self);
-        let settled =
-            tokio::task::spawn_blocking(move || this.settle(lease, &data, converted, elapsed))
-                .await;
-        match settled {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(queue_id = %id, error = %e, "could not settle; the message stays queued")
+        let settled = match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(format!("settle task failed: {join}")),
+            Err(_) => match take(&slot) {
+                Some(lease) => {
+                    let this = Arc::clone(self);
+                    let converted = Converted::Failed(
+                        "timeout",
+                        format!("conversion took longer than {timeout:?}"),
+                    );
+                    tokio::task::spawn_blocking(move || {
+                        this.settle(lease, &data, converted, started.elapsed())
+                    })
+                    .await
+                    .unwrap_or_else(|join| Err(format!("settle task failed: {join}")))
+                }
+                None => Ok(()), // it finished in the instant the deadline passed
+            },
+        };
+        if let Err(e) = settled {
+            tracing::error!(queue_id = %id, error = %e, "could not settle; the message stays queued");
+        }
+    }
+
+    /// Runs the antivirus stage and the mail engine on one message (on a blocking thread).
+    fn convert(&self, raw: &[u8], qid: &str, config: &ServiceConfig) -> Converted {
+        // The message as received is scanned whole first; its parts are scanned again as the
+        // registry meets them.
+        let whole = match &self.antivirus {
+            Some(clamd) => {
+                use mukaika_sanitizers::scanner::Scanner;
+                match clamd.scan(raw) {
+                    Ok(found) => found,
+                    Err(e) => return Converted::ScannerUnavailable(e.to_string()),
+                }
             }
-            Err(e) => {
-                tracing::error!(queue_id = %id, error = %e, "settle task failed; the message stays queued")
+            None => None,
+        };
+        let outcome = mail::convert(raw, qid, &self.registry, &config.policy);
+        // A detection the registry accounts for (an attachment it blocked for a virus) is
+        // handled there: the text and notice still go. One it cannot place — in a body, a
+        // part it never hands out — holds the whole message.
+        if let Some(signature) = whole {
+            let placed = outcome
+                .report
+                .attachments
+                .iter()
+                .any(|a| a.report.any_reason(mukaika_sanitizers::scanner::DETECTED));
+            if !placed {
+                return Converted::Failed("virus", signature);
             }
+        }
+        let unavailable = outcome
+            .report
+            .attachments
+            .iter()
+            .find(|a| {
+                a.report
+                    .any_reason(mukaika_sanitizers::scanner::UNAVAILABLE)
+            })
+            .map(|a| format!("attachment {:?}", a.report.input));
+        match unavailable {
+            Some(which) => {
+                Converted::ScannerUnavailable(format!("antivirus gave no answer for {which}"))
+            }
+            None => Converted::Outcome(Box::new(outcome)),
         }
     }
 

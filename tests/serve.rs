@@ -662,3 +662,97 @@ fn a_second_service_or_import_pass_on_the_same_data_is_refused() {
     let again = support::start(&rt, config(data.path(), ""), DEFAULT_TOML);
     rt.block_on(again.stop("test"));
 }
+
+/// A sanitizer that takes far longer than the pipeline allows (PDF only).
+struct Slow;
+
+impl mukaika_sanitizers::Sanitizer for Slow {
+    fn kinds(&self) -> &'static [mukaika_sanitizers::FileKind] {
+        &[mukaika_sanitizers::FileKind::Pdf]
+    }
+    fn sanitize(
+        &self,
+        _input: &[u8],
+        _kind: mukaika_sanitizers::FileKind,
+        _cx: &mut mukaika_sanitizers::Context<'_>,
+    ) -> Result<mukaika_sanitizers::Sanitized, mukaika_sanitizers::Error> {
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        Err(mukaika_sanitizers::Error::malformed("too slow to matter"))
+    }
+}
+
+#[test]
+fn a_conversion_past_its_deadline_quarantines_the_message_whole_once_and_the_queue_moves_on() {
+    use std::sync::Arc;
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), "");
+    c.pipeline.timeout_secs = 1;
+    c.notices.recipients = false;
+    let rt = runtime();
+    let (spool, _) = mukaika::spool::Spool::open(data.path().join("spool"), 1).unwrap();
+    let audit = Arc::new(
+        mukaika::audit::AuditLog::open(mukaika::audit::AuditConfig::new(
+            data.path().join("audit"),
+            "t",
+        ))
+        .unwrap(),
+    );
+    let quarantine =
+        mukaika::quarantine::open(data.path().join("quarantine"), c.quarantine.store).unwrap();
+    let pipeline = Arc::new(mukaika::pipeline::Pipeline {
+        spool: Arc::clone(&spool),
+        audit,
+        quarantine,
+        sink: mukaika::pipeline::Sink::Maildir(data.path().join("maildir")),
+        registry: Arc::new(mukaika_sanitizers::Registry::with_sanitizers(vec![
+            Box::new(Slow),
+        ])),
+        antivirus: None,
+        config: Arc::new(mukaika::live::Live::new(c)),
+        wake: Arc::new(tokio::sync::Notify::new()),
+    });
+    let envelope = mukaika::smtp::session::Envelope {
+        helo: "client.invalid".into(),
+        mail_from: "sender@example.invalid".into(),
+        rcpt_to: vec!["soumu@city.example.invalid".into()],
+        eight_bit: false,
+        smtputf8: false,
+    };
+    let slow = b"From: a@example.invalid\r\nTo: soumu@city.example.invalid\r\nSubject: slow\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF-1.4\r\n%%EOF\r\n--b--\r\n";
+    let quick = b"From: a@example.invalid\r\nTo: soumu@city.example.invalid\r\nSubject: quick\r\n\r\nplain text\r\n";
+    let slow_id = spool
+        .accept(envelope.clone(), "127.0.0.1", slow)
+        .unwrap()
+        .id;
+    spool.accept(envelope, "127.0.0.1", quick).unwrap();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = rt.spawn(Arc::clone(&pipeline).worker(stop_rx));
+    // One worker: the quick message is only reached once the slow one is settled.
+    let delivered = wait_for(&data.path().join("maildir/new"), 1);
+    assert_eq!(
+        delivered.len(),
+        1,
+        "the queue moved on past the stuck conversion"
+    );
+    let items = support::quarantined(data.path(), 1);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].id, slow_id);
+    assert_eq!(items[0].reason, "timeout");
+    // The late conversion finishes and finds the message already settled: nothing twice.
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    let _ = stop.send(true);
+    rt.block_on(worker).unwrap();
+    assert_eq!(
+        std::fs::read_dir(data.path().join("maildir/new"))
+            .unwrap()
+            .count(),
+        1
+    );
+    let kinds = support::audit_kinds(data.path());
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "quarantined").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(spool.depths().incoming + spool.depths().active, 0);
+}
