@@ -510,7 +510,10 @@ fn open_db(path: &std::path::Path) -> Result<rusqlite::Connection, ReviewError> 
 /// # Errors
 /// The database cannot be opened or read.
 pub fn list_users_at(data_dir: &std::path::Path) -> Result<Vec<User>, ReviewError> {
-    let db = open_db(&data_dir.join("review.db"))?;
+    query_users(&open_db(&data_dir.join("review.db"))?)
+}
+
+fn query_users(db: &rusqlite::Connection) -> Result<Vec<User>, ReviewError> {
     let mut stmt = db
         .prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
         .map_err(sql)?;
@@ -619,7 +622,7 @@ impl Review {
     /// # Errors
     /// The database cannot be read.
     pub fn users(&self) -> Result<Vec<User>, ReviewError> {
-        list_users_at(&self.data_dir)
+        query_users(&*self.db()?)
     }
 
     /// The acting account, which must exist and hold one of `roles`.
@@ -651,14 +654,6 @@ impl Review {
             ));
         }
         Ok(user)
-    }
-
-    /// Whether at least one admin account exists (or any account, for the selfcheck).
-    ///
-    /// # Errors
-    /// The database cannot be read.
-    pub fn has_accounts(&self) -> Result<bool, ReviewError> {
-        Ok(!self.users()?.is_empty())
     }
 
     /// Creates an account with a one-time password, returned once and never stored in clear.
@@ -929,11 +924,18 @@ impl Review {
     /// # Errors
     /// The database cannot be read.
     pub fn requests_for(&self, item_id: &str) -> Result<Vec<Request>, ReviewError> {
-        Ok(self
-            .requests(None)?
-            .into_iter()
-            .filter(|r| r.item_id == item_id)
-            .collect())
+        let db = self.db()?;
+        let mut stmt = db
+            .prepare(&format!(
+                "SELECT {REQUEST_COLUMNS} FROM requests WHERE item_id = ?1 ORDER BY requested_at DESC, id DESC"
+            ))
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([item_id], row_request)
+            .map_err(sql)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sql)?;
+        Ok(rows)
     }
 
     /// One request.

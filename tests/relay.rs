@@ -193,11 +193,7 @@ fn swaks_sends_html_japanese_and_macro_mail_and_the_relay_gets_only_conversions(
 fn relays_over_starttls_only_to_a_relay_whose_certificate_verifies() {
     // The LGWAN-side MTA: a second gateway with STARTTLS and a certificate for "localhost".
     let lgwan = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let ca = lgwan.path().join("lgwan-ca.pem");
-    let key = lgwan.path().join("key.pem");
-    std::fs::write(&ca, cert.cert.pem()).unwrap();
-    std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+    let (_, ca, key) = support::localhost_cert(lgwan.path());
     let mut target = config(lgwan.path(), "");
     target.smtp.tls_cert_file = Some(ca.clone());
     target.smtp.tls_key_file = Some(key);

@@ -259,10 +259,7 @@ fn starttls_upgrades_the_session_and_drops_injected_plaintext() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
     let data = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert_path, key_path) = (data.path().join("cert.pem"), data.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let (cert, cert_path, key_path) = support::localhost_cert(data.path());
     let mut c = config(data.path(), "");
     c.smtp.tls_cert_file = Some(cert_path);
     c.smtp.tls_key_file = Some(key_path);

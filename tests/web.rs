@@ -699,10 +699,7 @@ fn quarantine_notices_reach_the_recipients_and_the_administrators() {
 #[test]
 fn the_admin_ui_serves_https_with_secure_cookies() {
     let data = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert_path, key_path) = (data.path().join("cert.pem"), data.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let (cert, cert_path, key_path) = support::localhost_cert(data.path());
     let mut c = config(data.path(), "");
     c.admin.tls_cert_file = Some(cert_path);
     c.admin.tls_key_file = Some(key_path);

@@ -219,3 +219,18 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// A self-signed certificate for `localhost`, written as `cert.pem` and `key.pem` in `dir`.
+pub fn localhost_cert(
+    dir: &Path,
+) -> (
+    rcgen::CertifiedKey<rcgen::KeyPair>,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    (cert, cert_path, key_path)
+}
