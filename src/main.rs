@@ -1142,3 +1142,7 @@ fn service_config(
         ExitCode::from(2)
     })
 }
+
+/// Large buffers on transparent huge pages (see `mukaika::alloc`).
+#[global_allocator]
+static ALLOCATOR: mukaika::alloc::Allocator = mukaika::alloc::Allocator;
