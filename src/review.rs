@@ -19,6 +19,7 @@
 //! or a one-time password in clear, or tell a login attempt which of name and password was
 //! wrong.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -266,6 +267,9 @@ pub struct LoginOk {
     pub previous_from: Option<String>,
     /// Failed attempts since the previous successful login.
     pub failed_since: u32,
+    /// [`Review::credential_epoch`] as it was before the password was checked: a session
+    /// holding it ends as soon as the password is replaced.
+    pub credentials: u64,
 }
 
 /// Why a review action was refused. Opaque; ask it with the predicates.
@@ -425,6 +429,11 @@ pub struct Review {
     sink: Sink,
     config: Arc<Live<ServiceConfig>>,
     data_dir: PathBuf,
+    /// Per account, how many times its password was replaced since start-up. A session
+    /// remembers the count it logged in under and ends when the count moves, so a reset or
+    /// a change of password ends every session opened with the old one. In memory, as the
+    /// sessions are.
+    credentials: Mutex<HashMap<String, u64>>,
 }
 
 const USER_COLUMNS: &str =
@@ -574,7 +583,29 @@ impl Review {
             sink,
             config,
             data_dir,
+            credentials: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// How many times `name`'s password was replaced since start-up (see
+    /// [`LoginOk::credentials`]).
+    pub fn credential_epoch(&self, name: &str) -> u64 {
+        self.credentials
+            .lock()
+            .map_or(u64::MAX, |m| m.get(name).copied().unwrap_or(0))
+    }
+
+    /// Moves `name`'s count after its password was replaced in the store, and returns it.
+    fn replace_credentials(&self, name: &str) -> u64 {
+        match self.credentials.lock() {
+            Ok(mut m) => {
+                let epoch = m.entry(name.to_string()).or_insert(0);
+                *epoch += 1;
+                *epoch
+            }
+            // A poisoned count reads as u64::MAX everywhere, which no session holds.
+            Err(_) => u64::MAX,
+        }
     }
 
     fn db(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, ReviewError> {
@@ -725,6 +756,8 @@ impl Review {
                 params![name, hash],
             )
             .map_err(sql)?;
+        // After the store changed: a login in between holds the old count and ends too.
+        self.replace_credentials(name);
         Ok(password)
     }
 
@@ -782,6 +815,9 @@ impl Review {
                 outcome: outcome.into(),
             }))
         };
+        // Read before the password is checked: a reset racing this login then ends the
+        // session it opens rather than blessing it.
+        let credentials = self.credential_epoch(name);
         let Some((hash, locked_until, failed)) = row else {
             verify_password(password, dummy_hash());
             audit("failure")?;
@@ -851,14 +887,17 @@ impl Review {
             previous_login,
             previous_from,
             failed_since: failed_since as u32,
+            credentials,
         })
     }
 
-    /// Changes one's own password (the old one proves it is them).
+    /// Changes one's own password (the old one proves it is them). Returns the new
+    /// [`Review::credential_epoch`]: the session that changed it carries on under it, every
+    /// other session of the account ends.
     ///
     /// # Errors
     /// Wrong old password or a weak new one.
-    pub fn change_password(&self, name: &str, old: &str, new: &str) -> Result<(), ReviewError> {
+    pub fn change_password(&self, name: &str, old: &str, new: &str) -> Result<u64, ReviewError> {
         let hash: Option<String> = self
             .db()?
             .query_row("SELECT hash FROM users WHERE name = ?1", [name], |r| {
@@ -886,7 +925,7 @@ impl Review {
                 params![name, hash],
             )
             .map_err(sql)?;
-        Ok(())
+        Ok(self.replace_credentials(name))
     }
 
     // ---- items and requests ---------------------------------------------------------------

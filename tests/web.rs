@@ -548,6 +548,56 @@ fn accounts_lock_after_repeated_failures_and_the_next_login_reports_them() {
 }
 
 #[test]
+fn a_password_reset_or_change_ends_the_other_sessions_of_that_account() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    let mut first = account(&c, addr, "op1", "operator");
+    let mut bystander = account(&c, addr, "op2", "operator");
+    let mut second = Browser::new(addr);
+    assert_eq!(second.login("op1", PASSWORD).status, 303);
+    assert_eq!(second.get("/").status, 200);
+
+    // Changing the password keeps the session that did it and ends the other one.
+    let token = first.get("/password").csrf();
+    let new = "another-long-secret-2";
+    let r = first.post(
+        "/password",
+        &[
+            ("csrf", &token),
+            ("old", PASSWORD),
+            ("new", new),
+            ("again", new),
+        ],
+    );
+    assert_eq!(r.header("location"), Some("/?done=password"));
+    assert_eq!(
+        first.get("/").status,
+        200,
+        "the changing session carries on"
+    );
+    assert_eq!(second.get("/").header("location"), Some("/login"));
+    assert_eq!(second.login("op1", PASSWORD).status, 401, "old password");
+
+    // An administrator's reset (here from the command line, through the running service)
+    // ends it too; someone else's session is untouched.
+    let reply = mukaika::control::run(
+        &c,
+        mukaika::control::Op::UserReset {
+            by: "cli:test".into(),
+            name: "op1".into(),
+        },
+    )
+    .unwrap();
+    assert!(reply.ok);
+    assert_eq!(first.get("/").header("location"), Some("/login"));
+    assert_eq!(bystander.get("/").status, 200);
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
 fn idle_sessions_end_and_every_answer_carries_the_security_headers() {
     let data = tempfile::tempdir().unwrap();
     let mut c = config(data.path(), "");

@@ -5,8 +5,8 @@
 //! [`crate::review::Review`]; this module only asks who is acting and passes it on.
 //! Invariants:
 //! - Every page but the login page and the stylesheet needs a session; a session ends after
-//!   `admin.session_idle_secs` without a request, at logout, or at restart (sessions live only
-//!   in memory). A one-time password must be changed before anything else is shown.
+//!   `admin.session_idle_secs` without a request, at logout, when the account's password is
+//!   reset or changed in another session, or at restart (sessions live only in memory). A one-time password must be changed before anything else is shown.
 //! - Every POST carries the session's CSRF token (the login form a token of its own, bound to
 //!   a cookie); anything else is refused before it is read further.
 //! - Cookies are HttpOnly and SameSite=Strict, and Secure under TLS; every response carries a
@@ -50,6 +50,8 @@ pub struct Session {
     pub previous_from: Option<String>,
     /// Failed attempts since the previous login.
     pub failed_since: u32,
+    /// The account's credential count at login; the session ends when it moves.
+    credentials: u64,
     last_seen: Instant,
 }
 
@@ -117,6 +119,7 @@ impl Web {
             previous_login: ok.previous_login.clone(),
             previous_from: ok.previous_from.clone(),
             failed_since: ok.failed_since,
+            credentials: ok.credentials,
             last_seen: Instant::now(),
         };
         if let Ok(mut sessions) = self.sessions.lock() {
@@ -143,6 +146,12 @@ impl Web {
         };
         let idle = self.idle();
         match sessions.get_mut(&token) {
+            // The password was reset or changed elsewhere: this session was opened with
+            // the old one.
+            Some(s) if s.credentials != self.review.credential_epoch(&s.user) => {
+                sessions.remove(&token);
+                SessionLookup::None
+            }
             Some(s) if s.last_seen.elapsed() < idle => {
                 s.last_seen = Instant::now();
                 SessionLookup::Live(token, s.clone())

@@ -313,8 +313,11 @@ async fn change_password(
     let review = Arc::clone(&web.review);
     let user = ctx.session.user.clone();
     match blocking(move || review.change_password(&user, &old, &new)).await {
-        Ok(Ok(())) => {
-            web.update_session(&ctx.token, |s| s.must_change = false);
+        Ok(Ok(credentials)) => {
+            web.update_session(&ctx.token, |s| {
+                s.must_change = false;
+                s.credentials = credentials;
+            });
             redirect("/?done=password")
         }
         Ok(Err(e)) => frame(&ctx, title, &password_body(&ctx, Some(&e.to_string()))),
