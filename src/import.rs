@@ -585,20 +585,29 @@ fn write_synced(path: &Path, bytes: &[u8], pair: Option<&ImportPair>) -> Result<
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let Some(pair) = pair else {
-        return Ok(());
-    };
+    match pair {
+        Some(pair) => apply_ownership(&f, pair).map_err(|e| format!("{}: {e}", path.display())),
+        None => Ok(()),
+    }
+}
+
+/// Gives an open file the pair's mode and owner (each only when configured), so whatever
+/// mukaika writes for the LGWAN side is readable by whom the pair says.
+///
+/// # Errors
+/// chmod or chown failed (naming which).
+pub(crate) fn apply_ownership(f: &File, pair: &ImportPair) -> std::io::Result<()> {
     if let Some(mode) = pair.mode_bits() {
-        rustix::fs::fchmod(&f, rustix::fs::Mode::from_raw_mode(mode))
-            .map_err(|e| format!("{}: chmod: {e}", path.display()))?;
+        rustix::fs::fchmod(f, rustix::fs::Mode::from_raw_mode(mode))
+            .map_err(|e| std::io::Error::other(format!("chmod: {e}")))?;
     }
     if pair.uid.is_some() || pair.gid.is_some() {
         rustix::fs::fchown(
-            &f,
+            f,
             pair.uid.map(rustix::fs::Uid::from_raw),
             pair.gid.map(rustix::fs::Gid::from_raw),
         )
-        .map_err(|e| format!("{}: chown: {e}", path.display()))?;
+        .map_err(|e| std::io::Error::other(format!("chown: {e}")))?;
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! folder with its 解除レポート.
 //! Invariants: only [`crate::review::Review`] calls this, and only for a request a second
 //! person approved; names written to an export folder are reduced to one safe file name and
-//! never overwrite anything; files are written under a temporary name, fsynced and renamed.
+//! never overwrite anything; files are written under a temporary name with the pair's mode
+//! and owner, fsynced, and linked into place.
 //! Must never: be reachable from the automatic pipeline — a release is a person's decision.
 
 use std::fs::{self, File};
@@ -16,6 +17,7 @@ use std::path::Path;
 use mukaika_sanitizers::mail::build::{self, Mailbox, OutPart, Outgoing};
 use mukaika_sanitizers::policy::OutputCharset;
 
+use crate::config::ImportPair;
 use crate::quarantine::QuarantineItem;
 use crate::smtp::session::Envelope;
 
@@ -167,12 +169,19 @@ pub fn safe_file_name(item: &QuarantineItem) -> String {
 }
 
 /// Writes `bytes` to `dir/name` through a temporary file, never replacing an existing one.
-fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+/// The file has the pair's mode and owner before it appears under its name.
+fn write_new(dir: &Path, name: &str, bytes: &[u8], pair: &ImportPair) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.mukaika-tmp"));
     let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| crate::import::apply_ownership(&f, pair))
+        .and_then(|()| f.sync_all());
     drop(f);
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     let dest = dir.join(name);
     // A hard link fails if the name exists, so nothing is overwritten.
     let linked = fs::hard_link(&tmp, &dest);
@@ -181,25 +190,32 @@ fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     crate::spool::sync_dir(dir).map_err(std::io::Error::other)
 }
 
-/// Copies the item into `export_dir` (as its own name, prefixed with the item ID if that is
-/// taken) with a `.解除レポート.txt` beside it. Returns the path written.
+/// Copies the item into `export_dir` (as its own name, prefixed with the request ID if that
+/// is taken) with a `.解除レポート.txt` beside it, both with `pair`'s mode and owner, as the
+/// pair's sanitized files get them. Returns the path written.
 ///
 /// # Errors
-/// The folder cannot be written.
-pub fn to_export(export_dir: &Path, marker: &Marker<'_>, bytes: &[u8]) -> std::io::Result<String> {
+/// The folder cannot be written, or the mode or owner cannot be set.
+pub fn to_export(
+    export_dir: &Path,
+    pair: &ImportPair,
+    marker: &Marker<'_>,
+    bytes: &[u8],
+) -> std::io::Result<String> {
     fs::create_dir_all(export_dir)?;
     let name = safe_file_name(marker.item);
     let mut chosen = name.clone();
-    let mut written = write_new(export_dir, &chosen, bytes);
+    let mut written = write_new(export_dir, &chosen, bytes, pair);
     if matches!(&written, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists) {
         chosen = format!("{}_{name}", marker.request_id);
-        written = write_new(export_dir, &chosen, bytes);
+        written = write_new(export_dir, &chosen, bytes, pair);
     }
     written?;
     write_new(
         export_dir,
         &format!("{chosen}.解除レポート.txt"),
         marker.report_text().as_bytes(),
+        pair,
     )?;
     Ok(export_dir.join(chosen).display().to_string())
 }
@@ -253,9 +269,20 @@ mod tests {
             requester: "op1",
             approver: "ap1",
         };
-        let first = to_export(dir.path(), &marker, b"one").unwrap();
-        let second = to_export(dir.path(), &marker, b"two").unwrap();
+        let pair: ImportPair =
+            toml::from_str("name = \"soumu\"\nimport = \"in\"\nexport = \"out\"\nmode = \"0604\"")
+                .unwrap();
+        let first = to_export(dir.path(), &pair, &marker, b"one").unwrap();
+        let second = to_export(dir.path(), &pair, &marker, b"two").unwrap();
         assert_ne!(first, second);
+        for name in ["見積書.zip", "R1_見積書.zip", "見積書.zip.解除レポート.txt"] {
+            let mode = fs::metadata(dir.path().join(name)).unwrap().permissions();
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o7777,
+                0o604,
+                "{name}"
+            );
+        }
         assert_eq!(fs::read(dir.path().join("見積書.zip")).unwrap(), b"one");
         assert_eq!(fs::read(dir.path().join("R1_見積書.zip")).unwrap(), b"two");
         let report = fs::read_to_string(dir.path().join("見積書.zip.解除レポート.txt")).unwrap();

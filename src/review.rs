@@ -1366,7 +1366,7 @@ impl Review {
                     .iter()
                     .find(|p| &p.name == pair)
                     .ok_or_else(|| ReviewError::internal(format!("import pair {pair} is gone")))?;
-                crate::release::to_export(&self.data_dir.join(&pair.export), &marker, &bytes)
+                crate::release::to_export(&self.data_dir.join(&pair.export), pair, &marker, &bytes)
                     .map_err(ReviewError::internal)?
             }
             target => {
