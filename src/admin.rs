@@ -38,6 +38,8 @@ pub struct AdminState {
     pub delivery_unhealthy: Duration,
     /// The antivirus engine, when the stage is on (health fails while it does not answer).
     pub antivirus: Option<Arc<crate::antivirus::Clamd>>,
+    /// Host names answered besides IP addresses and `localhost` (`admin.hostnames`).
+    pub hostnames: Vec<String>,
 }
 
 /// Serves the monitoring endpoints and, when given, the review UI until `shutdown` turns
@@ -49,6 +51,7 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let hostnames = state.hostnames.clone();
     let monitoring = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -57,7 +60,7 @@ pub async fn serve(
         Some(web) => monitoring.merge(crate::web::router(web)),
         None => monitoring,
     };
-    crate::web::serve(listener, crate::web::secured(app), tls, shutdown).await;
+    crate::web::serve(listener, crate::web::secured(app, hostnames), tls, shutdown).await;
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
@@ -157,6 +160,7 @@ mod tests {
             min_free_bytes: 0,
             delivery_unhealthy: Duration::ZERO,
             antivirus: None,
+            hostnames: Vec::new(),
         };
         assert!(health_problems(&state).is_empty());
         metrics.recorded(&[AuditEvent::Deferred(Deferred {

@@ -135,6 +135,9 @@ session_idle_secs = 900
 # Failed logins in a row that lock an account, and for how long (対策基準 7.2(4)).
 lockout_attempts = 5
 lockout_secs = 900
+# Host names the listener answers to besides IP addresses and localhost; any other Host
+# header gets 421 (a defence against DNS rebinding). Add the name you browse or scrape it by.
+# hostnames = ["mukaika-admin.city.example.lg.jp"]
 
 [notices]
 # A short Japanese notice to the LGWAN-side recipients when mail for them is quarantined.
@@ -524,6 +527,12 @@ pub struct AdminSection {
     /// Seconds a locked account stays locked.
     #[serde(default = "default_lockout_secs")]
     pub lockout_secs: u64,
+    /// Host names the admin listener answers to besides IP addresses and `localhost` (the
+    /// name in the certificate, the one Prometheus scrapes). A request for any other host is
+    /// refused with 421, so a web page that points its own name at this address (DNS
+    /// rebinding) cannot reach the UI or `/metrics` from a staff member's browser.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
 }
 
 fn default_idle_secs() -> u64 {
@@ -654,6 +663,7 @@ impl Default for AdminSection {
             session_idle_secs: default_idle_secs(),
             lockout_attempts: default_lockout_attempts(),
             lockout_secs: default_lockout_secs(),
+            hostnames: Vec::new(),
         }
     }
 }
@@ -843,6 +853,17 @@ impl ServiceConfig {
                 "admin.tls_cert_file and admin.tls_key_file: set both or neither".into(),
             ));
         }
+        if let Some(bad) = self.admin.hostnames.iter().find(|n| {
+            n.is_empty()
+                || n.starts_with(['.', '-'])
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        }) {
+            return Err(ConfigError(format!(
+                "admin.hostnames: {bad:?} is not a host name (no port, no scheme)"
+            )));
+        }
         if self.admin.lockout_attempts == 0 || self.admin.session_idle_secs == 0 {
             return Err(ConfigError(
                 "admin.lockout_attempts and admin.session_idle_secs: at least 1".into(),
@@ -1000,6 +1021,19 @@ mod tests {
         .unwrap_err()
         .to_string()
         .contains("policy"));
+        let named = |names: &str| {
+            ServiceConfig::from_toml(&DEFAULT_TOML.replace(
+                "# hostnames = [\"mukaika-admin.city.example.lg.jp\"]",
+                &format!("hostnames = {names}"),
+            ))
+        };
+        assert!(named(r#"["mukaika-admin.city.example.lg.jp"]"#).is_ok());
+        for bad in [r#"["admin:9925"]"#, r#"["https://admin"]"#, r#"[""]"#] {
+            assert!(
+                named(bad).unwrap_err().to_string().contains("hostnames"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -285,6 +285,7 @@ pub async fn start(
                 config.admin.delivery_unhealthy_secs,
             ),
             antivirus: clamd.clone(),
+            hostnames: config.admin.hostnames.clone(),
         }),
         Some(web),
         admin_tls,

@@ -597,6 +597,51 @@ fn a_password_reset_or_change_ends_the_other_sessions_of_that_account() {
     rt.block_on(running.stop("test"));
 }
 
+/// One GET with a chosen Host header: the status code.
+fn get_as_host(addr: std::net::SocketAddr, path: &str, host: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn requests_for_other_host_names_are_refused_against_dns_rebinding() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), "");
+    c.admin.hostnames = vec!["mukaika-admin.city.example.lg.jp".into()];
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    let port = addr.port();
+    for path in ["/login", "/metrics", "/healthz", "/"] {
+        assert_eq!(
+            get_as_host(addr, path, &format!("rebind.attacker.example:{port}")),
+            421,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        get_as_host(addr, "/login", &format!("127.0.0.1:{port}")),
+        200
+    );
+    assert_eq!(
+        get_as_host(
+            addr,
+            "/metrics",
+            &format!("mukaika-admin.city.example.lg.jp:{port}")
+        ),
+        200
+    );
+    rt.block_on(running.stop("test"));
+}
+
 #[test]
 fn idle_sessions_end_and_every_answer_carries_the_security_headers() {
     let data = tempfile::tempdir().unwrap();

@@ -359,9 +359,69 @@ pub fn router(web: Arc<Web>) -> Router {
     pages::routes().with_state(web)
 }
 
-/// `app` with the security headers on every response.
-pub fn secured(app: Router) -> Router {
-    app.layer(axum::middleware::map_response(security_headers))
+/// `app` with the security headers on every response, answering only requests whose host
+/// is an IP address, `localhost` or one of `hostnames` (see [`host_allowed`]).
+pub fn secured(app: Router, hostnames: Vec<String>) -> Router {
+    app.layer(axum::middleware::from_fn_with_state(
+        Arc::new(hostnames),
+        check_host,
+    ))
+    .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Whether `host` (a Host header or URI authority, port optional) names this listener: an
+/// IP address, `localhost`, or one of `names`, ignoring case. A DNS-rebinding page reaches
+/// the listener under its own name, which is none of these.
+pub fn host_allowed(host: &str, names: &[String]) -> bool {
+    let host = host.trim();
+    if let Some(rest) = host.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((v6, tail)) if tail.is_empty() || is_port(tail) => {
+                v6.parse::<std::net::Ipv6Addr>().is_ok()
+            }
+            _ => false,
+        };
+    }
+    let bare = match host.rsplit_once(':') {
+        Some((name, port)) if is_port(&format!(":{port}")) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    bare.parse::<std::net::Ipv4Addr>().is_ok()
+        || bare.eq_ignore_ascii_case("localhost")
+        || names.iter().any(|n| n.eq_ignore_ascii_case(bare))
+}
+
+/// `:` followed by one to five digits.
+fn is_port(s: &str) -> bool {
+    s.strip_prefix(':')
+        .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Refuses (421) a request whose Host header or absolute URI names another host.
+async fn check_host(
+    axum::extract::State(names): axum::extract::State<Arc<Vec<String>>>,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let header_host = request
+        .headers()
+        .get(header::HOST)
+        .map(|v| v.to_str().map(str::to_string).unwrap_or_default());
+    let uri_host = request.uri().authority().map(|a| a.as_str().to_string());
+    let named: Vec<String> = header_host.into_iter().chain(uri_host).collect();
+    if !named.is_empty() && named.iter().all(|h| host_allowed(h, &names)) {
+        return next.run(request).await;
+    }
+    tracing::warn!(host = ?named, "admin request for another host refused (DNS rebinding?)");
+    Response::builder()
+        .status(StatusCode::MISDIRECTED_REQUEST)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from(
+            "このホスト名では応答しません。[admin] hostnames に追加してください。\n\
+             This host name is not served; add it to [admin] hostnames.\n",
+        ))
+        .unwrap_or_default()
 }
 
 /// Connections the admin listener serves at once.
@@ -458,4 +518,39 @@ pub(crate) fn review_error(lang: Lang, e: &crate::review::ReviewError) -> Respon
         StatusCode::INTERNAL_SERVER_ERROR
     };
     error_page(lang, status, &e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_addresses_localhost_and_configured_names_are_answered() {
+        let names = vec!["mukaika-admin.city.example.lg.jp".to_string()];
+        for ok in [
+            "127.0.0.1:9925",
+            "10.0.0.5",
+            "[::1]:9925",
+            "[::1]",
+            "localhost:9925",
+            "LOCALHOST",
+            "Mukaika-Admin.City.Example.LG.JP:443",
+        ] {
+            assert!(host_allowed(ok, &names), "{ok}");
+        }
+        for refused in [
+            "rebind.attacker.example",
+            "rebind.attacker.example:9925",
+            "127.0.0.1.attacker.example",
+            "localhost.attacker.example",
+            "[::1]x",
+            "[evil]:80",
+            "localhost:99999999",
+            "localhost:abc",
+            "",
+        ] {
+            assert!(!host_allowed(refused, &names), "{refused}");
+        }
+        assert!(!host_allowed("mukaika-admin.city.example.lg.jp", &[]));
+    }
 }
