@@ -57,7 +57,10 @@ pub struct QuarantineItem {
 
 /// Where quarantined originals go.
 pub trait QuarantineStore: Send + Sync {
-    /// Stores the bytes and the record durably.
+    /// Stores the bytes and the record durably. Storing an ID again (a message converted a
+    /// second time after its delivery was deferred) updates the record but keeps the time
+    /// it was first held, so retention and the administrators' notices count from then and
+    /// it is not announced twice.
     ///
     /// # Errors
     /// Nothing may be acknowledged as quarantined unless this succeeded.
@@ -246,6 +249,11 @@ impl FsQuarantine {
     }
 
     fn put_record(&self, item: &QuarantineItem) -> std::io::Result<()> {
+        let first_held = self.item(&item.id).ok().map(|old| old.at);
+        let item = match first_held {
+            Some(at) => &QuarantineItem { at, ..item.clone() },
+            None => item,
+        };
         let json = serde_json::to_vec_pretty(item).map_err(std::io::Error::other)?;
         self.write_synced(&format!("{}.json", item.id), "items", &json)
     }
@@ -341,8 +349,12 @@ impl SqliteQuarantine {
             .lock()
             .map_err(|_| std::io::Error::other("lock poisoned"))?;
         db.execute(
-            "INSERT OR REPLACE INTO items (id, source, origin_id, name, reason, detail, sha256, size, at, report, envelope)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO items (id, source, origin_id, name, reason, detail, sha256, size, at, report, envelope)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (id) DO UPDATE SET source = excluded.source,
+                 origin_id = excluded.origin_id, name = excluded.name, reason = excluded.reason,
+                 detail = excluded.detail, sha256 = excluded.sha256, size = excluded.size,
+                 report = excluded.report, envelope = excluded.envelope",
             rusqlite::params![
                 item.id,
                 item.source,
@@ -564,6 +576,19 @@ mod store_tests {
             .map(|i| i.id)
             .collect();
         assert_eq!(later, ["b", "c"]);
+        // Held again (a retried conversion): the record updates, the first time stays.
+        let mut again = item("a", "2026-01-09T00:00:00.000Z", b"same");
+        again.detail = "PPAP (retried)".into();
+        store.put(&again, b"same").unwrap();
+        let a = store.get("a").unwrap();
+        assert_eq!(
+            (a.at.as_str(), a.detail.as_str()),
+            ("2026-01-01T00:00:00.000Z", "PPAP (retried)")
+        );
+        assert_eq!(
+            store.list_since("2026-01-03T00:00:00.000Z").unwrap().len(),
+            0
+        );
         assert_eq!(store.bytes("a").unwrap(), b"same");
         let listed = &store.list().unwrap()[0];
         assert_eq!(listed.name.as_deref(), Some("見積書.zip"));
