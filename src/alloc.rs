@@ -20,7 +20,10 @@
 //! fail other than by returning null, which Rust turns into `handle_alloc_error`.
 //!
 //! `madvise(MADV_HUGEPAGE)` is advice: where transparent huge pages are off (`never`), the
-//! mapping simply stays on 4 KiB pages and nothing else changes.
+//! mapping simply stays on 4 KiB pages and nothing else changes. With `defrag` at `madvise`
+//! (the kernel default) a first touch may compact memory to find a huge page, a brief stall
+//! on a fragmented host; an administrator who prefers small pages everywhere sets
+//! `/sys/kernel/mm/transparent_hugepage/enabled` to `never`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::c_void;
