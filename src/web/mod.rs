@@ -6,7 +6,8 @@
 //! Invariants:
 //! - Every page but the login page and the stylesheet needs a session; a session ends after
 //!   `admin.session_idle_secs` without a request, at logout, when the account's password is
-//!   reset or changed in another session, or at restart (sessions live only in memory). A one-time password must be changed before anything else is shown.
+//!   reset or changed in another session, or at restart (sessions live only in memory). A
+//!   one-time password must be changed before anything else is shown.
 //! - Every POST carries the session's CSRF token (the login form a token of its own, bound to
 //!   a cookie); anything else is refused before it is read further.
 //! - Cookies are HttpOnly and SameSite=Strict, and Secure under TLS; every response carries a
@@ -376,14 +377,14 @@ pub fn host_allowed(host: &str, names: &[String]) -> bool {
     let host = host.trim();
     if let Some(rest) = host.strip_prefix('[') {
         return match rest.split_once(']') {
-            Some((v6, tail)) if tail.is_empty() || is_port(tail) => {
+            Some((v6, tail)) if tail.is_empty() || tail.strip_prefix(':').is_some_and(is_port) => {
                 v6.parse::<std::net::Ipv6Addr>().is_ok()
             }
             _ => false,
         };
     }
     let bare = match host.rsplit_once(':') {
-        Some((name, port)) if is_port(&format!(":{port}")) => name,
+        Some((name, port)) if is_port(port) => name,
         Some(_) => return false,
         None => host,
     };
@@ -392,10 +393,9 @@ pub fn host_allowed(host: &str, names: &[String]) -> bool {
         || names.iter().any(|n| n.eq_ignore_ascii_case(bare))
 }
 
-/// `:` followed by one to five digits.
-fn is_port(s: &str) -> bool {
-    s.strip_prefix(':')
-        .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+/// One to five digits.
+fn is_port(p: &str) -> bool {
+    (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Refuses (421) a request whose Host header or absolute URI names another host.
