@@ -357,7 +357,7 @@ fn filter(doc: &mut Document<'_>, part: &str, cx: &mut Context<'_>) {
         }
         let href = doc
             .attrs(id)
-            .find(|a| a.local() == "href" && a.name.starts_with("xlink"))
+            .find(|a| a.local() == "href" && a.qname().starts_with("xlink"))
             .map(|a| a.value());
         if let Some(href) = href {
             let link = local == "a";
@@ -391,9 +391,9 @@ fn filter(doc: &mut Document<'_>, part: &str, cx: &mut Context<'_>) {
                         format!("formula calling {}", call.trim_end_matches('(')),
                     );
                 }
-            } else if name.starts_with("on") && attr.name.starts_with("script") {
+            } else if name.starts_with("on") && attr.qname().starts_with("script") {
                 attr.removed = true;
-                cx.remove(What::AutoAction, part, format!("{} handler", attr.name));
+                cx.remove(What::AutoAction, part, format!("{} handler", attr.qname()));
             }
         }
         stack.extend(doc.child_elements(id));

@@ -169,11 +169,11 @@ impl Filter<'_, '_, '_> {
         let removed = self.removed;
         let refs_removed = doc
             .attrs(el)
-            .any(|a| NS_R.contains(&&*a.ns) && removed.contains_key(&a.value()));
+            .any(|a| NS_R.contains(&a.ns()) && removed.contains_key(&a.value()));
         if refs_removed {
             if LINK_ELEMENTS.contains(&doc.local(el)) {
                 for a in doc.attrs_mut(el) {
-                    if NS_R.contains(&&*a.ns) && removed.contains_key(&a.value()) {
+                    if NS_R.contains(&a.ns()) && removed.contains_key(&a.value()) {
                         a.removed = true;
                     }
                 }
@@ -279,7 +279,7 @@ fn reset_views(doc: &mut Document<'_>) {
         .collect();
     for v in views {
         for a in doc.attrs_mut(v) {
-            if &*a.name == "activeTab" || &*a.name == "firstSheet" {
+            if a.qname() == "activeTab" || a.qname() == "firstSheet" {
                 a.removed = true;
             }
         }

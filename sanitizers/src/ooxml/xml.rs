@@ -27,20 +27,54 @@ const MAX_DEPTH: usize = 256;
 pub type NodeId = usize;
 
 const NONE: usize = usize::MAX;
+/// No child or sibling, in a node's `u32` links.
+const NO_LINK: u32 = u32::MAX;
 
-/// What a node is.
+/// Most nodes and attributes a part may have: links are `u32`, and no Office part comes
+/// near this (a 100 MB sheet has a few million).
+const MAX_NODES: usize = (u32::MAX - 1) as usize;
+
+/// A qualified name as written and the namespace it resolved to, interned per document:
+/// every `w:r` of a part shares one.
+#[derive(Debug)]
+pub struct Name {
+    qname: Box<str>,
+    ns: Rc<str>,
+    local: usize,
+}
+
+impl Name {
+    fn new(qname: &str, ns: Rc<str>) -> Rc<Self> {
+        Rc::new(Self {
+            qname: qname.into(),
+            ns,
+            local: qname.rfind(':').map_or(0, |i| i + 1),
+        })
+    }
+    /// The qualified name as written (`w:r`).
+    pub fn qname(&self) -> &str {
+        &self.qname
+    }
+    /// The namespace URI ("" when none).
+    pub fn ns(&self) -> &str {
+        &self.ns
+    }
+    /// The local part (`r`).
+    pub fn local(&self) -> &str {
+        self.qname.get(self.local..).unwrap_or("")
+    }
+}
+
+/// What a node is. Kept small (a node is one of tens of thousands in a large part): names
+/// are shared, attribute ranges and links are `u32`.
 #[derive(Debug, Clone)]
 pub enum Kind<'a> {
     /// An element.
     Element {
-        /// The qualified name as written (`w:r`), interned per document.
-        name: Rc<str>,
-        /// The namespace URI ("" when none), shared between elements.
-        ns: Rc<str>,
-        /// Where the local name starts in `name` (after the prefix's colon).
-        local: usize,
+        /// Its name and namespace.
+        name: Rc<Name>,
         /// Its attributes, as a range of [`Document::attrs`].
-        attrs: Range<usize>,
+        attrs: Range<u32>,
     },
     /// Text, escaped as in the source.
     Text(Cow<'a, str>),
@@ -53,8 +87,8 @@ pub enum Kind<'a> {
 pub struct NodeData<'a> {
     /// What it is.
     pub kind: Kind<'a>,
-    first_child: usize,
-    next_sibling: usize,
+    first_child: u32,
+    next_sibling: u32,
     /// Removed with everything below it.
     pub removed: bool,
     /// Its own tags are dropped; its children stay in its place.
@@ -64,10 +98,7 @@ pub struct NodeData<'a> {
 /// An attribute with its resolved namespace.
 #[derive(Debug, Clone)]
 pub struct Attr<'a> {
-    /// The qualified name as written (`r:id`).
-    pub name: Rc<str>,
-    /// The namespace URI ("" for unprefixed attributes).
-    pub ns: Rc<str>,
+    name: Rc<Name>,
     /// The value, escaped as in the source.
     pub raw: Cow<'a, str>,
     /// Dropped from the output.
@@ -75,9 +106,17 @@ pub struct Attr<'a> {
 }
 
 impl Attr<'_> {
+    /// The qualified name as written (`r:id`).
+    pub fn qname(&self) -> &str {
+        self.name.qname()
+    }
+    /// The namespace URI ("" for unprefixed attributes).
+    pub fn ns(&self) -> &str {
+        self.name.ns()
+    }
     /// The local part of the name.
     pub fn local(&self) -> &str {
-        local_of(&self.name)
+        self.name.local()
     }
     /// The unescaped value.
     pub fn value(&self) -> String {
@@ -161,7 +200,7 @@ impl<'a> Document<'a> {
                             names.bindings_changed();
                         }
                     }
-                    let (name, ns) = names.get(e.name().as_ref(), &bindings, true);
+                    let name = names.get(e.name().as_ref(), &bindings, true);
                     let start = doc.attrs.len();
                     for attr in e.attributes().with_checks(true) {
                         let attr = attr
@@ -169,28 +208,23 @@ impl<'a> Document<'a> {
                         let key = attr.key.as_ref();
                         let raw = reborrow(text, &attr.value);
                         check_refs(&raw)?;
-                        let (name, ns) = if key.starts_with("xmlns") {
-                            (names.get(key, &bindings, false).0, empty.clone())
+                        // Declarations belong to no namespace of their own.
+                        let name = if key.starts_with("xmlns") {
+                            names.declaration(key)
                         } else {
                             names.get(key, &bindings, false)
                         };
                         doc.attrs.push(Attr {
                             name,
-                            ns,
                             raw,
                             removed: false,
                         });
                     }
-                    let local = name.rfind(':').map_or(0, |i| i + 1);
-                    let id = doc.push(
-                        &mut stack,
-                        Kind::Element {
-                            name,
-                            ns,
-                            local,
-                            attrs: start..doc.attrs.len(),
-                        },
-                    );
+                    if doc.attrs.len() > MAX_NODES {
+                        return Err(Error::limit_exceeded("XML part has too many attributes"));
+                    }
+                    let attrs = start as u32..doc.attrs.len() as u32;
+                    let id = doc.push(&mut stack, Kind::Element { name, attrs })?;
                     if doc.root == NONE {
                         doc.root = id;
                     }
@@ -217,7 +251,7 @@ impl<'a> Document<'a> {
                 }
                 Event::Text(t) => {
                     if !stack.is_empty() {
-                        doc.push(&mut stack, Kind::Text(reborrow(text, &t)));
+                        doc.push(&mut stack, Kind::Text(reborrow(text, &t)))?;
                     } else if !t.trim().is_empty() {
                         return Err(Error::malformed("text outside the root element"));
                     }
@@ -226,12 +260,12 @@ impl<'a> Document<'a> {
                     let entity = format!("&{};", &*r);
                     check_refs(&entity)?;
                     if !stack.is_empty() {
-                        doc.push(&mut stack, Kind::Text(Cow::Owned(entity)));
+                        doc.push(&mut stack, Kind::Text(Cow::Owned(entity)))?;
                     }
                 }
                 Event::CData(c) => {
                     if !stack.is_empty() {
-                        doc.push(&mut stack, Kind::CData(reborrow(text, &c)));
+                        doc.push(&mut stack, Kind::CData(reborrow(text, &c)))?;
                     }
                 }
                 Event::DocType(_) => {
@@ -253,24 +287,27 @@ impl<'a> Document<'a> {
     }
 
     /// Appends a node as the last child of the innermost open element.
-    fn push(&mut self, stack: &mut [(NodeId, usize, usize)], kind: Kind<'a>) -> NodeId {
+    fn push(&mut self, stack: &mut [(NodeId, usize, usize)], kind: Kind<'a>) -> Result<NodeId> {
         let id = self.nodes.len();
+        if id >= MAX_NODES {
+            return Err(Error::limit_exceeded("XML part has too many nodes"));
+        }
         self.nodes.push(NodeData {
             kind,
-            first_child: NONE,
-            next_sibling: NONE,
+            first_child: NO_LINK,
+            next_sibling: NO_LINK,
             removed: false,
             unwrapped: false,
         });
         if let Some((parent, last, _)) = stack.last_mut() {
             if *last == NONE {
-                self.nodes[*parent].first_child = id;
+                self.nodes[*parent].first_child = id as u32;
             } else {
-                self.nodes[*last].next_sibling = id;
+                self.nodes[*last].next_sibling = id as u32;
             }
             *last = id;
         }
-        id
+        Ok(id)
     }
 
     /// The root element.
@@ -305,7 +342,7 @@ impl<'a> Document<'a> {
     /// The qualified name of an element ("" for other nodes).
     pub fn name(&self, id: NodeId) -> &str {
         match &self.nodes[id].kind {
-            Kind::Element { name, .. } => name,
+            Kind::Element { name, .. } => name.qname(),
             _ => "",
         }
     }
@@ -313,7 +350,7 @@ impl<'a> Document<'a> {
     /// The local name of an element ("" for other nodes).
     pub fn local(&self, id: NodeId) -> &str {
         match &self.nodes[id].kind {
-            Kind::Element { name, local, .. } => name.get(*local..).unwrap_or(""),
+            Kind::Element { name, .. } => name.local(),
             _ => "",
         }
     }
@@ -321,19 +358,19 @@ impl<'a> Document<'a> {
     /// The first child of a node, removed or not.
     pub fn first_child(&self, id: NodeId) -> Option<NodeId> {
         let c = self.nodes[id].first_child;
-        (c != NONE).then_some(c)
+        (c != NO_LINK).then_some(c as usize)
     }
 
     /// The next sibling of a node, removed or not.
     pub fn next_sibling(&self, id: NodeId) -> Option<NodeId> {
         let c = self.nodes[id].next_sibling;
-        (c != NONE).then_some(c)
+        (c != NO_LINK).then_some(c as usize)
     }
 
     /// The namespace URI of an element ("" for other nodes).
     pub fn ns(&self, id: NodeId) -> &str {
         match &self.nodes[id].kind {
-            Kind::Element { ns, .. } => ns,
+            Kind::Element { name, .. } => name.ns(),
             _ => "",
         }
     }
@@ -343,33 +380,36 @@ impl<'a> Document<'a> {
         self.local(id) == local && uris.contains(&self.ns(id))
     }
 
+    /// Where an element's attributes are in `attrs` (empty for other nodes).
+    fn attr_range(&self, id: NodeId) -> Range<usize> {
+        match &self.nodes[id].kind {
+            Kind::Element { attrs, .. } => attrs.start as usize..attrs.end as usize,
+            _ => 0..0,
+        }
+    }
+
     /// The live attributes of an element.
     pub fn attrs(&self, id: NodeId) -> impl Iterator<Item = &Attr<'a>> {
-        let range = match &self.nodes[id].kind {
-            Kind::Element { attrs, .. } => attrs.clone(),
-            _ => 0..0,
-        };
-        self.attrs[range].iter().filter(|a| !a.removed)
+        self.attrs[self.attr_range(id)]
+            .iter()
+            .filter(|a| !a.removed)
     }
 
     /// The attributes of an element, for marking removals.
     pub fn attrs_mut(&mut self, id: NodeId) -> &mut [Attr<'a>] {
-        let range = match &self.nodes[id].kind {
-            Kind::Element { attrs, .. } => attrs.clone(),
-            _ => 0..0,
-        };
+        let range = self.attr_range(id);
         &mut self.attrs[range]
     }
 
     /// The unescaped value of an attribute by qualified name.
     pub fn attr(&self, id: NodeId, name: &str) -> Option<String> {
-        self.attrs(id).find(|a| &*a.name == name).map(Attr::value)
+        self.attrs(id).find(|a| a.qname() == name).map(Attr::value)
     }
 
     /// The unescaped value of an attribute by namespace and local name.
     pub fn attr_ns(&self, id: NodeId, uris: &[&str], local: &str) -> Option<String> {
         self.attrs(id)
-            .find(|a| a.local() == local && uris.contains(&&*a.ns))
+            .find(|a| a.local() == local && uris.contains(&a.ns()))
             .map(Attr::value)
     }
 
@@ -435,10 +475,10 @@ impl<'a> Document<'a> {
                     return;
                 }
                 out.push('<');
-                out.push_str(name);
+                out.push_str(name.qname());
                 for a in self.attrs(id) {
                     out.push(' ');
-                    out.push_str(&a.name);
+                    out.push_str(a.qname());
                     out.push_str("=\"");
                     // Raw values are already escaped, but a single-quoted value may hold `"`.
                     if a.raw.contains(['"', '<']) {
@@ -457,7 +497,7 @@ impl<'a> Document<'a> {
                     self.write_node(c, out);
                 }
                 out.push_str("</");
-                out.push_str(name);
+                out.push_str(name.qname());
                 out.push('>');
             }
         }
@@ -467,16 +507,16 @@ impl<'a> Document<'a> {
 /// Iterator over a node's children.
 pub struct Children<'d, 'a> {
     doc: &'d Document<'a>,
-    next: usize,
+    next: u32,
 }
 
 impl Iterator for Children<'_, '_> {
     type Item = NodeId;
     fn next(&mut self) -> Option<NodeId> {
-        if self.next == NONE {
+        if self.next == NO_LINK {
             return None;
         }
-        let id = self.next;
+        let id = self.next as usize;
         self.next = self.doc.nodes[id].next_sibling;
         Some(id)
     }
@@ -494,9 +534,8 @@ struct Names {
 }
 
 struct Slot {
-    name: Rc<str>,
-    as_element: Option<Rc<str>>,
-    as_attribute: Option<Rc<str>>,
+    as_element: Option<Rc<Name>>,
+    as_attribute: Option<Rc<Name>>,
 }
 
 impl Names {
@@ -507,39 +546,39 @@ impl Names {
         }
     }
 
-    /// The interned name and its namespace under the current bindings.
-    fn get(
-        &mut self,
-        raw: &str,
-        bindings: &[(String, Rc<str>)],
-        is_element: bool,
-    ) -> (Rc<str>, Rc<str>) {
+    /// The interned name with its namespace under the current bindings.
+    fn get(&mut self, raw: &str, bindings: &[(String, Rc<str>)], is_element: bool) -> Rc<Name> {
         let empty = &self.empty;
-        if let Some(slot) = self.slots.get_mut(raw) {
-            let cached = if is_element {
-                &mut slot.as_element
-            } else {
-                &mut slot.as_attribute
-            };
-            let ns = cached
-                .get_or_insert_with(|| resolve(bindings, raw, is_element, empty))
-                .clone();
-            return (slot.name.clone(), ns);
-        }
-        let ns = resolve(bindings, raw, is_element, empty);
-        let name: Rc<str> = Rc::from(raw);
-        let mut slot = Slot {
-            name: name.clone(),
-            as_element: None,
-            as_attribute: None,
+        let slot = match self.slots.get_mut(raw) {
+            Some(slot) => slot,
+            None => self.slots.entry(raw.to_string()).or_insert(Slot {
+                as_element: None,
+                as_attribute: None,
+            }),
         };
-        *(if is_element {
+        let cached = if is_element {
             &mut slot.as_element
         } else {
             &mut slot.as_attribute
-        }) = Some(ns.clone());
-        self.slots.insert(raw.to_string(), slot);
-        (name, ns)
+        };
+        cached
+            .get_or_insert_with(|| Name::new(raw, resolve(bindings, raw, is_element, empty)))
+            .clone()
+    }
+
+    /// A namespace declaration's name (`xmlns`, `xmlns:w`), which is in no namespace.
+    fn declaration(&mut self, raw: &str) -> Rc<Name> {
+        let empty = self.empty.clone();
+        let slot = match self.slots.get_mut(raw) {
+            Some(slot) => slot,
+            None => self.slots.entry(raw.to_string()).or_insert(Slot {
+                as_element: None,
+                as_attribute: None,
+            }),
+        };
+        slot.as_attribute
+            .get_or_insert_with(|| Name::new(raw, empty))
+            .clone()
     }
 
     fn bindings_changed(&mut self) {
@@ -589,10 +628,6 @@ fn resolve(
         .rev()
         .find(|(p, _)| p == prefix)
         .map_or_else(|| empty.clone(), |(_, uri)| uri.clone())
-}
-
-fn local_of(name: &str) -> &str {
-    name.rsplit_once(':').map_or(name, |(_, l)| l)
 }
 
 /// Rejects references other than the predefined entities and character references.
@@ -698,6 +733,13 @@ mod tests {
             String::from_utf8(doc.write()).unwrap().lines().nth(1),
             Some("<r><keep>a</keep><in>c</in></r>")
         );
+    }
+
+    #[test]
+    fn nodes_and_attributes_stay_small() {
+        // Tens of thousands of each in a large part: their size is the parser's memory.
+        assert!(std::mem::size_of::<NodeData<'_>>() <= 48);
+        assert!(std::mem::size_of::<Attr<'_>>() <= 40);
     }
 
     #[test]
