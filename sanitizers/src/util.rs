@@ -3,13 +3,18 @@
 /// Decodes `%XX` escapes (RFC 3986 / RFC 2231); anything else, including a malformed escape,
 /// is kept as is.
 pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
+    // Bytes, not string slices: a `%` may be followed by a multi-byte character, and
+    // `from_str_radix` would also take a sign (`%+f`).
+    fn hex(b: Option<&u8>) -> Option<u8> {
+        char::from(*b?).to_digit(16).map(|d| d as u8)
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+        if bytes[i] == b'%' {
+            if let (Some(high), Some(low)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+                out.push(high << 4 | low);
                 i += 3;
                 continue;
             }
@@ -33,5 +38,11 @@ mod tests {
             super::percent_decode("a%20b%E8%A8%88%zz%"),
             b"a b\xE8\xA8\x88%zz%"
         );
+        // Found by fuzzing: a `%` before a multi-byte character used to panic.
+        assert_eq!(
+            super::percent_decode("%\u{e9}t%+f%4"),
+            "%\u{e9}t%+f%4".as_bytes()
+        );
+        assert_eq!(super::percent_decode("%41"), b"A");
     }
 }

@@ -415,3 +415,23 @@ fn rfc2231_continuations_split_inside_a_character_decode_whole() {
         Some("令和八年度_事業計画書_最終版.docx")
     );
 }
+
+/// Found by fuzzing (`sanitizers/fuzz`, target `mail`): an RFC 2231 file name whose `%` is
+/// followed by a raw multi-byte character made the percent decoder slice inside a character
+/// and panic. It is now kept literally, and the attachment is judged as any other.
+#[test]
+fn a_percent_before_a_multibyte_character_in_a_file_name_is_kept_literally() {
+    let raw = "From: sender@example.com\r\nTo: staff@city.example.lg.jp\r\nSubject: t\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+        --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nbody\r\n\
+        --b\r\nContent-Type: text/plain; charset=utf-8\r\n\
+        Content-Disposition: attachment;\r\n\
+        \tfilename*0*=utf-8''%E3%81%8B%\u{3042};\r\n\tfilename*1*=%E3%81%8D.txt\r\n\r\n\
+        note\r\n--b--\r\n";
+    let outcome = convert(raw.as_bytes());
+    assert_eq!(outcome.report.verdict, MailVerdict::Delivered);
+    assert_eq!(
+        outcome.report.attachments[0].report.input.as_deref(),
+        Some("か%あき.txt")
+    );
+}

@@ -179,8 +179,30 @@ impl Stop {
 }
 
 /// Converts one message. `id` becomes X-Mukaika-Id and prefixes quarantine IDs.
+///
+/// Never unwinds: a panic anywhere in conversion (a bug, ours or the MIME parser's) holds
+/// the message whole with reason `internal-error`, as any other failure would.
 pub fn convert(raw: &[u8], id: &str, registry: &Registry, policy: &Policy) -> MailOutcome {
-    let mut report = MailReport {
+    let converted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        convert_unguarded(raw, id, registry, policy)
+    }));
+    converted.unwrap_or_else(|_| {
+        let mut report = empty_report(raw, id);
+        report.reason = Some(Reason::new(
+            "internal-error",
+            "the converter failed on this message (a bug); held whole",
+        ));
+        MailOutcome {
+            report,
+            message: None,
+            held: Vec::new(),
+        }
+    })
+}
+
+/// A report for `raw` before anything is known about it: quarantined, with nothing found.
+fn empty_report(raw: &[u8], id: &str) -> MailReport {
+    MailReport {
         id: id.to_string(),
         input_sha256: sha256_hex(raw),
         input_size: raw.len() as u64,
@@ -195,7 +217,11 @@ pub fn convert(raw: &[u8], id: &str, registry: &Registry, policy: &Policy) -> Ma
         replaced_characters: 0,
         attachments: Vec::new(),
         output_sha256: None,
-    };
+    }
+}
+
+fn convert_unguarded(raw: &[u8], id: &str, registry: &Registry, policy: &Policy) -> MailOutcome {
+    let mut report = empty_report(raw, id);
     let hold = |mut report: MailReport, stop: Stop| {
         report.verdict = MailVerdict::Quarantined;
         report.attachments.clear();
