@@ -3,18 +3,13 @@
 /// Decodes `%XX` escapes (RFC 3986 / RFC 2231); anything else, including a malformed escape,
 /// is kept as is.
 pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
-    // Bytes, not string slices: a `%` may be followed by a multi-byte character, and
-    // `from_str_radix` would also take a sign (`%+f`).
-    fn hex(b: Option<&u8>) -> Option<u8> {
-        char::from(*b?).to_digit(16).map(|d| d as u8)
-    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            if let (Some(high), Some(low)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
-                out.push(high << 4 | low);
+            if let Some(v) = hex_pair(bytes, i + 1) {
+                out.push(v);
                 i += 3;
                 continue;
             }
@@ -23,6 +18,14 @@ pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// The byte written as two hex digits at `bytes[at..at + 2]`, if they are there. Reads bytes,
+/// not a string slice: the escape may be followed by a multi-byte character, and
+/// `from_str_radix` would also accept a sign (`%+f`).
+pub(crate) fn hex_pair(bytes: &[u8], at: usize) -> Option<u8> {
+    let digit = |i: usize| char::from(*bytes.get(i)?).to_digit(16);
+    Some((digit(at)? << 4 | digit(at.checked_add(1)?)?) as u8)
 }
 
 /// A value shown in a report: control characters dropped, at most 200 characters.

@@ -106,11 +106,11 @@ pub fn decode(line: &str, key: Option<&[u8]>) -> Result<Record, LineProblem> {
     let inner = line.strip_suffix('}').ok_or(LineProblem::Torn)?;
     let at = inner.rfind(",\"hash\":\"").ok_or(LineProblem::Torn)?;
     let tail = &inner[at + 9..];
-    if tail.len() < 65 || &tail[64..65] != "\"" {
+    // `get`, not indexing: a tampered line may put a multi-byte character anywhere.
+    let (Some(stored), Some("\""), Some(rest)) = (tail.get(..64), tail.get(64..65), tail.get(65..))
+    else {
         return Err(LineProblem::Torn);
-    }
-    let stored = &tail[..64];
-    let rest = &tail[65..];
+    };
     let stored_mac = match rest {
         "" => None,
         r => Some(
@@ -137,4 +137,16 @@ pub fn decode(line: &str, key: Option<&[u8]>) -> Result<Record, LineProblem> {
         event: parsed.event,
         hash: stored.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_line_tampered_with_a_multibyte_character_is_torn_not_a_panic() {
+        let line = format!("{{\"seq\":1,\"hash\":\"{}\u{3042}b\"}}", "a".repeat(63));
+        assert!(matches!(
+            super::decode(&line, None),
+            Err(super::LineProblem::Torn)
+        ));
+    }
 }

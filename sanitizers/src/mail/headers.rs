@@ -111,12 +111,12 @@ fn q_decode(text: &str) -> Vec<u8> {
     while i < bytes.len() {
         match bytes[i] {
             b'_' => out.push(b' '),
-            b'=' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                Ok(v) => {
+            b'=' => match crate::util::hex_pair(bytes, i + 1) {
+                Some(v) => {
                     out.push(v);
                     i += 2;
                 }
-                Err(_) => out.push(b'='),
+                None => out.push(b'='),
             },
             b => out.push(b),
         }
@@ -128,6 +128,12 @@ fn q_decode(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn q_escapes_before_a_multibyte_character_are_kept_literally() {
+        // Sliced at byte offsets, `=` followed by あ used to panic.
+        assert_eq!(q_decode("=\u{3042}=41_=4"), "=\u{3042}A =4".as_bytes());
+    }
 
     #[test]
     fn joins_a_character_split_across_encoded_words() {

@@ -164,7 +164,9 @@ fn format_ics_time(value: &str, key: &str) -> String {
         .split(';')
         .find_map(|p| p.strip_prefix("TZID="))
         .map(str::to_string);
-    if v.len() >= 8 && v[..8].bytes().all(|b| b.is_ascii_digit()) {
+    if v.get(..8)
+        .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
+    {
         let date = format!("{}-{}-{}", &v[..4], &v[4..6], &v[6..8]);
         let time = v
             .get(9..13)
@@ -219,6 +221,16 @@ mod tests {
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].name, "a.txt");
         assert_eq!(files[0].bytes, b"abc");
+    }
+
+    #[test]
+    fn odd_calendar_times_are_shown_not_sliced() {
+        // Eight bytes that are not eight characters used to be sliced inside あ.
+        assert_eq!(format_ics_time("1234567\u{3042}", ""), "1234567\u{3042}");
+        assert_eq!(
+            format_ics_time("20261201T100000Z", ""),
+            "2026-12-01 10:00 (UTC)"
+        );
     }
 
     #[test]
