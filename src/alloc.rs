@@ -4,7 +4,7 @@
 //! Why: a multi-megabyte document passes through a handful of buffers of its own size (the
 //! input, an inflated picture, the rebuilt package, the XML trees of its largest parts). On
 //! 4 KiB pages every one of them costs a page fault per 4 KiB — about a thousand per
-//! megabyte-sized buffer — and on the VMs municipalities run this on that was close to half of
+//! megabyte-sized buffer — and on the VM the benchmarks run on that was close to half of
 //! `mukaika sanitize`'s CPU time on a 5 MB .docx (measured: 6 700 faults, 24 ms of 42 ms in
 //! the kernel). On huge pages the same buffer faults once per 2 MiB.
 //!
@@ -14,8 +14,8 @@
 //! they are given, and Rust hands `dealloc` the layout the block was allocated with, so every
 //! block goes back to the allocator it came from. A large block's mapping is its size rounded
 //! up to [`HUGE`]; it starts on a [`HUGE`] boundary when first mapped (a block grown with
-//! `mremap` may move off one, and keeps the page alignment its layout asked for). Fresh anonymous mappings are zeroed by the
-//! kernel, so `alloc_zeroed` needs no memset for them.
+//! `mremap` may move off one, and keeps the page alignment its layout asked for). Fresh
+//! anonymous mappings are zeroed by the kernel, so `alloc_zeroed` needs no memset for them.
 //! Must never: keep state between calls (there is no cache to race on or to leak through), or
 //! fail other than by returning null, which Rust turns into `handle_alloc_error`.
 //!
