@@ -45,7 +45,7 @@ fn item_lines(items: &[&QuarantineItem]) -> String {
         .collect()
 }
 
-/// A message written by mukaika to `to`.
+/// A notice written by mukaika to `to`.
 fn compose(
     config: &NoticesSection,
     to: &[String],
@@ -53,10 +53,29 @@ fn compose(
     body: String,
     id: &str,
 ) -> (Envelope, Vec<u8>) {
+    from_gateway(
+        &config.from,
+        to,
+        Outgoing {
+            subject,
+            message_id: Some(format!("{id}@mukaika.notice")),
+            mukaika_id: id.to_string(),
+            sanitized: "notice".into(),
+            body,
+            ..Outgoing::default()
+        },
+    )
+}
+
+/// Sends `msg` as mukaika itself: from `from` under the gateway's display name, to `to` in
+/// the headers and the envelope alike, dated now, written by the same message writer as
+/// converted mail (so nothing in `msg` can add a header). Notices and released files both go
+/// out this way.
+pub(crate) fn from_gateway(from: &str, to: &[String], msg: Outgoing) -> (Envelope, Vec<u8>) {
     let msg = Outgoing {
         from: vec![Mailbox {
             name: Some("mukaika 無害化ゲートウェイ".into()),
-            address: config.from.clone(),
+            address: from.to_string(),
         }],
         to: to
             .iter()
@@ -66,16 +85,11 @@ fn compose(
             })
             .collect(),
         date: Some(crate::audit::time::rfc5322_now()),
-        subject,
-        message_id: Some(format!("{id}@mukaika.notice")),
-        mukaika_id: id.to_string(),
-        sanitized: "notice".into(),
-        body,
-        ..Outgoing::default()
+        ..msg
     };
     let envelope = Envelope {
         helo: String::new(),
-        mail_from: config.from.clone(),
+        mail_from: from.to_string(),
         rcpt_to: to.to_vec(),
         eight_bit: false,
         smtputf8: false,

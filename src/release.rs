@@ -14,8 +14,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
-use mukaika_sanitizers::mail::build::{self, Mailbox, OutPart, Outgoing};
-use mukaika_sanitizers::policy::OutputCharset;
+use mukaika_sanitizers::mail::build::{OutPart, Outgoing};
 
 use crate::config::ImportPair;
 use crate::quarantine::QuarantineItem;
@@ -90,18 +89,6 @@ pub fn as_mail(
         .clone()
         .unwrap_or_else(|| format!("{}.bin", item.id));
     let msg = Outgoing {
-        from: vec![Mailbox {
-            name: Some("mukaika 無害化ゲートウェイ".into()),
-            address: notice_from.to_string(),
-        }],
-        to: to
-            .iter()
-            .map(|a| Mailbox {
-                name: None,
-                address: a.clone(),
-            })
-            .collect(),
-        date: Some(crate::audit::time::rfc5322_now()),
         subject: format!(
             "【隔離解除】{}{}",
             name,
@@ -122,14 +109,7 @@ pub fn as_mail(
         }],
         ..Outgoing::default()
     };
-    let envelope = Envelope {
-        helo: String::new(),
-        mail_from: notice_from.to_string(),
-        rcpt_to: to.to_vec(),
-        eight_bit: false,
-        smtputf8: false,
-    };
-    (envelope, build::write(&msg, OutputCharset::Utf8))
+    crate::notice::from_gateway(notice_from, to, msg)
 }
 
 /// One safe file name from a quarantined item's name (its last path segment, with characters
