@@ -356,13 +356,6 @@ fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
     rustix::process::kill_process(pid, signal).unwrap();
 }
 
-fn mukaika(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_mukaika"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn reload_applies_new_limits_and_a_broken_file_leaves_the_running_configuration() {
     let dir = tempfile::tempdir().unwrap();
@@ -406,7 +399,7 @@ fn reload_applies_new_limits_and_a_broken_file_leaves_the_running_configuration(
         base.replace("max_message_bytes = 26214400", "max_message_bytes = 2048"),
     )
     .unwrap();
-    let out = mukaika(&["reload", "--config", path_arg]);
+    let out = support::mukaika(&["reload", "--config", path_arg]);
     assert!(out.status.success(), "{out:?}");
     let reloaded = |n: usize| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -435,7 +428,7 @@ fn reload_applies_new_limits_and_a_broken_file_leaves_the_running_configuration(
 
     // A broken file: the CLI refuses it, and a bare SIGHUP leaves the running configuration.
     std::fs::write(&path, "[smtp]\nno_such_key = 1\n").unwrap();
-    let out = mukaika(&["reload", "--config", path_arg]);
+    let out = support::mukaika(&["reload", "--config", path_arg]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     signal(&served.0, rustix::process::Signal::HUP);
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -456,7 +449,7 @@ fn reload_applies_new_limits_and_a_broken_file_leaves_the_running_configuration(
     let status = served.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(!pid_file.exists());
-    let out = mukaika(&["reload", "--config", path_arg]);
+    let out = support::mukaika(&["reload", "--config", path_arg]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -466,7 +459,7 @@ fn reload_applies_new_limits_and_a_broken_file_leaves_the_running_configuration(
     // A stale pid file naming another process (this test) is not signalled.
     std::fs::write(&path, &base).unwrap();
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).unwrap();
-    let out = mukaika(&["reload", "--config", path_arg]);
+    let out = support::mukaika(&["reload", "--config", path_arg]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("古いファイル"));
 }

@@ -828,14 +828,6 @@ fn the_admin_ui_serves_https_with_secure_cookies() {
     rt.block_on(running.stop("test"));
 }
 
-/// Runs the binary.
-fn mukaika(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_mukaika"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() {
     let data = tempfile::tempdir().unwrap();
@@ -854,7 +846,7 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
     seed(data.path(), "Q0002", None, "malformed", "held", original);
 
     // No service: the CLI acts under the data directory's lock.
-    let out = mukaika(&[
+    let out = support::mukaika(&[
         "admin",
         "user",
         "add",
@@ -871,19 +863,19 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("one-time password: "), "{text}");
-    assert!(
-        mukaika(&["admin", "user", "add", "ap1", "--role", "approver", "--config", conf])
-            .status
-            .success()
-    );
+    assert!(support::mukaika(&[
+        "admin", "user", "add", "ap1", "--role", "approver", "--config", conf
+    ])
+    .status
+    .success());
     assert_eq!(
-        mukaika(&["admin", "user", "add", "x", "--role", "root", "--config", conf])
+        support::mukaika(&["admin", "user", "add", "x", "--role", "root", "--config", conf])
             .status
             .code(),
         Some(2)
     );
 
-    let out = mukaika(&[
+    let out = support::mukaika(&[
         "quarantine",
         "request-release",
         "Q0001",
@@ -899,7 +891,7 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = mukaika(&[
+    let out = support::mukaika(&[
         "quarantine",
         "request-release",
         "Q0001",
@@ -914,7 +906,7 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
     let rid = mukaika::review::read_requests(data.path(), None).unwrap()[0]
         .id
         .clone();
-    let out = mukaika(&[
+    let out = support::mukaika(&[
         "quarantine",
         "approve",
         &rid,
@@ -927,7 +919,7 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
     ]);
     assert_eq!(out.status.code(), Some(77), "self-approval refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("兼務の禁止"));
-    let out = mukaika(&[
+    let out = support::mukaika(&[
         "quarantine",
         "approve",
         &rid,
@@ -944,7 +936,7 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(maildir_files(data.path()).len(), 1);
-    let out = mukaika(&[
+    let out = support::mukaika(&[
         "quarantine",
         "delete",
         "Q0002",
@@ -956,7 +948,7 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         conf,
     ]);
     assert_eq!(out.status.code(), Some(1), "a reason is required");
-    let out = mukaika(&["quarantine", "show", "../etc", "--config", conf]);
+    let out = support::mukaika(&["quarantine", "show", "../etc", "--config", conf]);
     assert_eq!(out.status.code(), Some(2));
 
     // With the service running, the same commands go through its control socket.
@@ -965,7 +957,7 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
             .unwrap();
     let rt = runtime();
     let running = support::start(&rt, c, "test");
-    let out = mukaika(&[
+    let out = support::mukaika(&[
         "quarantine",
         "request-release",
         "Q0002",
@@ -988,7 +980,7 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
             .unwrap()[0]
             .id
             .clone();
-    let out = mukaika(&[
+    let out = support::mukaika(&[
         "quarantine",
         "reject",
         &rid2,
@@ -1004,7 +996,7 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = mukaika(&[
+    let out = support::mukaika(&[
         "quarantine",
         "delete",
         "Q0002",
@@ -1020,7 +1012,7 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let list = mukaika(&["quarantine", "list", "--config", conf]);
+    let list = support::mukaika(&["quarantine", "list", "--config", conf]);
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("Q0001") && !list.contains("Q0002"), "{list}");
     rt.block_on(running.stop("test"));

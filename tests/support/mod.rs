@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 
 use mukaika::config::{ServiceConfig, DEFAULT_TOML};
 
+/// Runs the `mukaika` binary with `args` and waits for it.
+pub fn mukaika(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// The embedded default on 127.0.0.1:0 with data under `data`, plus extra TOML text appended
 /// (or replacing defaults through `edits`).
 pub fn config(data: &Path, extra: &str) -> ServiceConfig {
