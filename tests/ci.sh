@@ -52,4 +52,8 @@ if [ ! -f ../shared/corpus/MANIFEST.tsv ]; then
   echo "ci: the reference corpus is expected at ../shared/corpus (set MUKAIKA_CORPUS)" >&2
 fi
 
+# A fresh clone gains nothing from incremental caches (about 1 GB of them); say how much disk
+# the build has, so a full disk is recognisable before the linker dies of it.
+export CARGO_INCREMENTAL=0
+df -h --output=avail,target . | sed 's/^/ci: /'
 cargo test --workspace --locked
