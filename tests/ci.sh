@@ -55,5 +55,5 @@ fi
 # A fresh clone gains nothing from incremental caches (about 1 GB of them); say how much disk
 # the build has, so a full disk is recognisable before the linker dies of it.
 export CARGO_INCREMENTAL=0
-df -h --output=avail,target . | sed 's/^/ci: /'
+echo "ci: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free on the disk of $PWD"
 cargo test --workspace --locked

@@ -3,15 +3,11 @@
 #[path = "../fixtures/generate.rs"]
 mod generate;
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
 
-fn mukaika(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mukaika"))
-        .args(args)
-        .output()
-        .expect("run mukaika")
-}
+use std::path::Path;
+use std::process::Command;
+use support::mukaika;
 
 fn report(dir: &Path, name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join(format!("{name}.report.json")))
