@@ -55,5 +55,9 @@ fi
 # A fresh clone gains nothing from incremental caches (about 1 GB of them); say how much disk
 # the build has, so a full disk is recognisable before the linker dies of it.
 export CARGO_INCREMENTAL=0
-echo "ci: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free on the disk of $PWD"
+avail_kb=$(df -k --output=avail . | tail -n 1 | tr -d ' ')
+echo "ci: $((avail_kb / 1024)) MB free on the disk of $PWD"
+if [ "$avail_kb" -lt $((3 * 1024 * 1024)) ]; then
+  echo "ci: warning: a fresh test build needs about 2.5 GB; a full disk shows up as a linker crash (SIGBUS)" >&2
+fi
 cargo test --workspace --locked
