@@ -1,0 +1,197 @@
+//! The container build, checked without a Docker engine: the files the Dockerfile's build stage
+//! copies must be enough for `cargo build --release --locked`, and the image must not run as root.
+//!
+//! A stage that copied only the manifests once failed on the first line of the build (Cargo.toml
+//! declares a bench target whose file was not there), and nothing on a machine without Docker
+//! noticed. These tests read the Dockerfile and `cargo metadata` and fail on the same gap.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The instructions of one stage (`FROM … AS name` up to the next `FROM`), continuation lines
+/// joined.
+fn stage(dockerfile: &str, name: &str) -> Vec<String> {
+    let joined = dockerfile.replace("\\\n", " ");
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in joined.lines().map(str::trim) {
+        if line.starts_with("FROM ") {
+            inside = line.ends_with(&format!(" AS {name}"));
+            continue;
+        }
+        if inside && !line.is_empty() && !line.starts_with('#') {
+            out.push(line.to_string());
+        }
+    }
+    out
+}
+
+/// What the build stage copies from the context, as paths relative to the repository root.
+fn copied(build: &[String]) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for line in build {
+        let Some(args) = line.strip_prefix("COPY ") else {
+            continue;
+        };
+        let words: Vec<&str> = args
+            .split_whitespace()
+            .filter(|w| !w.starts_with("--"))
+            .collect();
+        if let Some((_, sources)) = words.split_last() {
+            paths.extend(
+                sources
+                    .iter()
+                    .map(|s| PathBuf::from(s.trim_end_matches('/'))),
+            );
+        }
+    }
+    paths
+}
+
+fn covered(copied: &[PathBuf], path: &Path) -> bool {
+    copied.iter().any(|c| path.starts_with(c))
+}
+
+fn dockerfile() -> String {
+    std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).expect("Dockerfile")
+}
+
+#[test]
+fn the_build_stage_copies_every_file_cargo_needs() {
+    let build = stage(&dockerfile(), "build");
+    assert!(!build.is_empty(), "no `FROM … AS build` stage");
+    let copies = copied(&build);
+    assert!(
+        build
+            .iter()
+            .any(|l| l.contains("cargo build --release --locked")),
+        "the build must use the committed Cargo.lock: {build:#?}"
+    );
+
+    let out = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(ROOT)
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let root = Path::new(meta["workspace_root"].as_str().unwrap());
+
+    let mut needed = vec![PathBuf::from("Cargo.lock")];
+    for package in meta["packages"].as_array().unwrap() {
+        let manifest = Path::new(package["manifest_path"].as_str().unwrap());
+        needed.push(manifest.strip_prefix(root).unwrap().to_path_buf());
+        for target in package["targets"].as_array().unwrap() {
+            // Test targets are found by looking, so a stage without tests/ simply has none;
+            // every other kind cargo insists on when it reads the manifest.
+            if target["kind"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|k| k == "test")
+            {
+                continue;
+            }
+            let src = Path::new(target["src_path"].as_str().unwrap());
+            needed.push(src.strip_prefix(root).unwrap().to_path_buf());
+        }
+    }
+    let missing: Vec<_> = needed.iter().filter(|p| !covered(&copies, p)).collect();
+    assert!(
+        missing.is_empty(),
+        "the Dockerfile's build stage copies {copies:?} but cargo also needs {missing:?}"
+    );
+}
+
+#[test]
+fn sources_include_nothing_from_outside_what_the_build_stage_copies() {
+    let copies = copied(&stage(&dockerfile(), "build"));
+    let mut stack = vec![PathBuf::from("src"), PathBuf::from("sanitizers/src")];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(Path::new(ROOT).join(&dir)).unwrap() {
+            let path = dir.join(entry.unwrap().file_name());
+            if Path::new(ROOT).join(&path).is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(Path::new(ROOT).join(&path)).unwrap();
+            for marker in ["include_str!(\"", "include_bytes!(\"", "#[path = \""] {
+                for (at, _) in text.match_indices(marker) {
+                    let rest = &text[at + marker.len()..];
+                    let literal = &rest[..rest.find('"').unwrap()];
+                    let target = normalise(&path.parent().unwrap().join(literal));
+                    assert!(
+                        covered(&copies, &target),
+                        "{}: {marker}{literal}\" reads {} which the build stage does not copy",
+                        path.display(),
+                        target.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(files > 20, "walked only {files} source files");
+}
+
+/// `a/b/../c` → `a/c`, without touching the file system.
+fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[test]
+fn the_image_runs_as_an_unprivileged_user_with_state_in_a_volume() {
+    let runtime = stage(&dockerfile(), "runtime");
+    let user = runtime
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER instruction in the runtime stage");
+    let name = user.split(':').next().unwrap();
+    assert!(name != "root" && name != "0", "the image runs as {user}");
+    assert!(
+        runtime
+            .iter()
+            .any(|l| l.starts_with("VOLUME ") && l.contains("/var/lib/mukaika")),
+        "state is not in a volume: {runtime:#?}"
+    );
+}
+
+#[test]
+fn copied_reads_the_sources_of_each_copy_line() {
+    let build = stage(
+        "FROM a AS build\nCOPY Cargo.toml Cargo.lock ./\nCOPY --chown=x src/ src\nRUN x \\\n  y\nFROM b AS runtime\nCOPY --from=build /out/m /m\n",
+        "build",
+    );
+    assert_eq!(build.len(), 3);
+    assert_eq!(
+        copied(&build),
+        ["Cargo.toml", "Cargo.lock", "src"].map(PathBuf::from)
+    );
+}
