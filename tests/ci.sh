@@ -4,7 +4,8 @@
 # Installs (idempotently) what the tests use as independent verifiers — qpdf, poppler-utils,
 # LibreOffice with Japanese fonts, oletools in a venv under target/, and ClamAV's daemon (the
 # antivirus tests start a private clamd of their own; the packaged service is not used),
-# Debian's Chromium with playwright-core from npm for the review UI's browser test — then runs
+# Debian's Chromium with playwright-core from npm for the review UI's browser test, and
+# systemd-analyze to verify the shipped unit file — then runs
 # every test in the workspace. Nothing is skipped when a tool is missing: the tests fail
 # instead, so this script is the one way to run them.
 set -euo pipefail
@@ -15,7 +16,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 packages=(qpdf poppler-utils libreoffice-writer-nogui libreoffice-calc-nogui
           fonts-ipaexfont-gothic fonts-ipaexfont-mincho python3-venv ca-certificates
-          postfix swaks clamav-daemon chromium)
+          postfix swaks clamav-daemon chromium systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

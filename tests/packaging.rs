@@ -1,5 +1,7 @@
-//! The container build, checked without a Docker engine: the files the Dockerfile's build stage
-//! copies must be enough for `cargo build --release --locked`, and the image must not run as root.
+//! How mukaika is installed, checked on a machine with neither a Docker engine nor systemd
+//! running: the files the Dockerfile's build stage copies must be enough for `cargo build
+//! --release --locked`, the image must not run as root, and the systemd unit must pass
+//! `systemd-analyze verify` and call subcommands and options the binary accepts.
 //!
 //! A stage that copied only the manifests once failed on the first line of the build (Cargo.toml
 //! declares a bench target whose file was not there), and nothing on a machine without Docker
@@ -193,5 +195,48 @@ fn copied_reads_the_sources_of_each_copy_line() {
     assert_eq!(
         copied(&build),
         ["Cargo.toml", "Cargo.lock", "src"].map(PathBuf::from)
+    );
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_runs_real_subcommands() {
+    let unit = std::fs::read_to_string(Path::new(ROOT).join("docs/systemd/mukaika.service"))
+        .expect("docs/systemd/mukaika.service");
+    let bin = env!("CARGO_BIN_EXE_mukaika");
+    let mut execs = 0;
+    for line in unit.lines().filter(|l| l.starts_with("Exec")) {
+        let (_, command) = line.split_once('=').unwrap();
+        let mut words = command.split_whitespace();
+        assert_eq!(words.next(), Some("/usr/local/bin/mukaika"), "{line}");
+        // clap rejects an unknown subcommand or option before it looks at --help.
+        let out = Command::new(bin)
+            .args(words)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        execs += 1;
+    }
+    assert_eq!(execs, 3, "ExecStartPre, ExecStart and ExecReload");
+
+    // systemd's own checker: sections, known keys, executables. It exits 0 on an unknown key
+    // and only warns, so any output is a failure too.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mukaika.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/mukaika", bin)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian package systemd; tests/ci.sh installs it)");
+    assert!(
+        out.status.success() && out.stderr.is_empty() && out.stdout.is_empty(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
