@@ -59,6 +59,6 @@ export CARGO_INCREMENTAL=0
 avail_kb=$(df -k --output=avail . | tail -n 1 | tr -d ' ')
 echo "ci: $((avail_kb / 1024)) MB free on the disk of $PWD"
 if [ "$avail_kb" -lt $((3 * 1024 * 1024)) ]; then
-  echo "ci: warning: a fresh test build needs about 2.5 GB; a full disk shows up as a linker crash (SIGBUS)" >&2
+  echo "ci: warning: a fresh test build needs about 2 GB; a full disk shows up as a linker crash (SIGBUS)" >&2
 fi
 cargo test --workspace --locked
