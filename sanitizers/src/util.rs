@@ -49,3 +49,74 @@ mod tests {
         assert_eq!(super::percent_decode("%41"), b"A");
     }
 }
+
+/// Base64 as mail clients read it: characters outside the alphabet (line breaks, spaces, stray
+/// punctuation) are skipped, and a final group without its padding still yields its bytes
+/// (Python, Thunderbird and Outlook all keep them; a strict decoder would drop the last one or
+/// two bytes of many bodies). Padding ends the data unless only more base64 follows
+/// (concatenated encodings): a mailing list's footer appended after a base64 body is not data.
+pub(crate) fn base64_lenient(input: &[u8]) -> Vec<u8> {
+    fn value(b: u8) -> Option<u32> {
+        Some(match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 3);
+    let (mut acc, mut n) = (0u32, 0u8);
+    let flush = |acc: u32, n: u8, out: &mut Vec<u8>| match n {
+        2 => out.push((acc >> 4) as u8),
+        3 => {
+            out.push((acc >> 10) as u8);
+            out.push((acc >> 2) as u8);
+        }
+        _ => {}
+    };
+    for (i, &b) in input.iter().enumerate() {
+        if b == b'=' {
+            flush(acc, n, &mut out);
+            (acc, n) = (0, 0);
+            let rest = &input[i + 1..];
+            let more_base64 = rest
+                .iter()
+                .all(|&c| c.is_ascii_whitespace() || c == b'=' || value(c).is_some());
+            if !more_base64 {
+                return out;
+            }
+            continue;
+        }
+        let Some(v) = value(b) else { continue };
+        acc = (acc << 6) | v;
+        n += 1;
+        if n == 4 {
+            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+            (acc, n) = (0, 0);
+        }
+    }
+    flush(acc, n, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod base64_tests {
+    use super::base64_lenient;
+
+    #[test]
+    fn keeps_the_bytes_of_an_unpadded_final_group() {
+        assert_eq!(base64_lenient(b"eHB0bw"), b"xpto");
+        assert_eq!(base64_lenient(b"eHB0b28"), b"xpto\x6f"[..5].to_vec());
+        assert_eq!(base64_lenient(b"eHB0bw=="), b"xpto");
+        assert_eq!(base64_lenient(b"eHB0\r\nbw\r\n"), b"xpto");
+        assert_eq!(base64_lenient(b"eA==eA=="), b"xx");
+        assert_eq!(base64_lenient(b""), b"");
+        // A list footer after the padding is not part of the data.
+        assert_eq!(
+            base64_lenient(b"eHB0bw==\r\n\r\n___\r\nlist@example.invalid\r\n"),
+            b"xpto"
+        );
+    }
+}
