@@ -134,6 +134,18 @@ pub enum OutputCharset {
     Iso2022Jp,
 }
 
+/// What happens to links in delivered mail bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkMode {
+    /// Every URL, `www.` name, bare IP host and UNC path is made unclickable
+    /// (`hxxps://example[.]jp`), and the notice says so. The default.
+    Defang,
+    /// Links in plain text stay as sent (links from HTML are still shown defanged beside their
+    /// text); the notice then makes no claim about links.
+    Keep,
+}
+
 /// Mail → text policy (`[mail]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -155,6 +167,8 @@ pub struct MailPolicy {
     pub max_parts: u32,
     /// Most header fields in one part.
     pub max_headers: u32,
+    /// `defang` (default) or `keep`: links in delivered bodies.
+    pub links: LinkMode,
 }
 
 impl Default for MailPolicy {
@@ -168,6 +182,7 @@ impl Default for MailPolicy {
             max_depth: 12,
             max_parts: 1000,
             max_headers: 500,
+            links: LinkMode::Defang,
         }
     }
 }

@@ -8,14 +8,122 @@
 
 use html2text::render::{TaggedLine, TextDecorator};
 
-/// Renders HTML as text (no wrapping: the reader's client wraps).
+/// Renders HTML as text (no wrapping: the reader's client wraps). Each link becomes its visible
+/// text followed by `<defanged target>`, and `⚠表示と異なるリンク先` when the visible text names
+/// another host than the target.
 pub fn to_text(html: &str) -> String {
-    let text = html2text::config::with_decorator(LinkDecorator::default())
+    let decorator = LinkDecorator {
+        links: Vec::new(),
+        misleading: misleading_targets(html),
+    };
+    let text = html2text::config::with_decorator(decorator)
         .no_table_borders()
         .allow_width_overflow()
         .string_from_read(html.as_bytes(), 10_000)
         .unwrap_or_else(|_| strip_tags(html));
     tidy(&text)
+}
+
+/// The targets of links whose visible text names another host than the target. Read by a
+/// small tag scanner of our own, since the renderer's decorator never sees a link's text; a
+/// target is marked wherever it appears if any link to it misleads.
+fn misleading_targets(html: &str) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    let lower = html.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find("<a") {
+        let start = from + at;
+        from = start + 2;
+        if !lower[from..].starts_with(|c: char| c.is_ascii_whitespace()) {
+            continue;
+        }
+        let Some(tag_end) = lower[start..].find('>').map(|e| start + e) else {
+            break;
+        };
+        let Some(href) = attribute(&html[start..tag_end], "href") else {
+            continue;
+        };
+        let close = lower[tag_end..]
+            .find("</a")
+            .map_or(lower.len(), |e| tag_end + e);
+        let visible = entities(&strip_tags(&html[tag_end + 1..close.max(tag_end + 1)]));
+        if crate::mail::links::misleading(&visible, &href) {
+            out.insert(href);
+        }
+        from = close.max(from);
+    }
+    out
+}
+
+/// An attribute's value in a start tag (quoted or not), entities decoded.
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let lower = tag.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find(name) {
+        let i = from + at;
+        from = i + name.len();
+        let before_ok = lower[..i].ends_with(|c: char| c.is_ascii_whitespace());
+        let rest = lower[from..].trim_start();
+        if !before_ok || !rest.starts_with('=') {
+            continue;
+        }
+        let value_start = tag.len() - rest.len() + 1;
+        let value = tag[value_start..].trim_start();
+        let raw = match value.chars().next() {
+            Some(q @ ('"' | '\'')) => value[1..].split(q).next().unwrap_or(""),
+            _ => value
+                .split(|c: char| c.is_ascii_whitespace() || c == '>')
+                .next()
+                .unwrap_or(""),
+        };
+        return Some(entities(raw).trim().to_string());
+    }
+    None
+}
+
+/// The few character references link text and targets use.
+fn entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest.find(';').filter(|&e| e < 12);
+        let decoded = end.and_then(|e| {
+            let name = &rest[1..e];
+            match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "nbsp" => Some(' '),
+                _ => {
+                    let num = name.strip_prefix('#')?;
+                    let v = match num.strip_prefix(['x', 'X']) {
+                        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                        None => num.parse().ok()?,
+                    };
+                    char::from_u32(v)
+                }
+            }
+        });
+        match (decoded, end) {
+            (Some(c), Some(e)) => {
+                out.push(c);
+                rest = &rest[e + 1..];
+            }
+            _ => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Collapses runs of blank lines and trailing spaces.
@@ -77,9 +185,10 @@ pub fn defang(url: &str) -> Option<String> {
     Some(format!("{scheme}{}{path}", host.replace('.', "[.]")))
 }
 
-#[derive(Default)]
 struct LinkDecorator {
     links: Vec<String>,
+    /// Targets whose link text names another host (see [`misleading_targets`]).
+    misleading: std::collections::HashSet<String>,
 }
 
 impl TextDecorator for LinkDecorator {
@@ -90,9 +199,15 @@ impl TextDecorator for LinkDecorator {
         (String::new(), ())
     }
     fn decorate_link_end(&mut self) -> String {
-        match self.links.pop().as_deref().and_then(defang) {
-            Some(target) => format!(" <{target}>"),
-            None => String::new(),
+        let href = self.links.pop().unwrap_or_default();
+        let warn = if self.misleading.contains(href.trim()) {
+            format!(" {}", crate::mail::links::MISLEADING)
+        } else {
+            String::new()
+        };
+        match defang(&href) {
+            Some(target) => format!(" <{target}>{warn}"),
+            None => warn,
         }
     }
     fn decorate_em_start(&self) -> (String, ()) {
@@ -142,7 +257,10 @@ impl TextDecorator for LinkDecorator {
         format!("{i}. ")
     }
     fn make_subblock_decorator(&self) -> Self {
-        LinkDecorator::default()
+        LinkDecorator {
+            links: Vec::new(),
+            misleading: self.misleading.clone(),
+        }
     }
     fn finalise(&mut self, _urls: Vec<String>) -> Vec<TaggedLine<()>> {
         Vec::new()
