@@ -223,7 +223,9 @@ fn mailboxes(list: &[Mailbox], cs: Charset) -> Option<String> {
             .map(clean)
             .filter(|n| !n.is_empty() && *n != address);
         out.push(match name {
-            Some(n) if n.is_ascii() => format!("\"{}\" <{address}>", n.replace(['"', '\\'], "")),
+            Some(n) if n.is_ascii() && !n.contains("=?") => {
+                format!("\"{}\" <{address}>", n.replace(['"', '\\'], ""))
+            }
             Some(n) => format!("{} <{address}>", encode_words(&n, cs)?),
             None => format!("<{address}>"),
         });
@@ -232,9 +234,11 @@ fn mailboxes(list: &[Mailbox], cs: Charset) -> Option<String> {
 }
 
 /// RFC 2047 encoded words (B encoding), each at most 75 characters, split at character
-/// boundaries and folded. ASCII-only text is written as is.
+/// boundaries and folded. ASCII-only text is written as is, unless it holds `=?` (a client
+/// would decode that as an encoded-word of its own — text that decoded to `=?…=0D=0A…?=` must
+/// reach the reader as those characters, not as a new header line) or is too long for one line.
 fn encode_words(text: &str, cs: Charset) -> Option<String> {
-    if text.is_ascii() {
+    if text.is_ascii() && !text.contains("=?") && text.len() <= 900 {
         return Some(text.to_string());
     }
     let (label, max_input) = match cs {

@@ -17,8 +17,11 @@
 //! the notice and the report.
 
 pub mod build;
+pub mod charset;
 pub mod headers;
 pub mod html;
+mod links;
+mod smuggle;
 mod text;
 
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
@@ -26,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::Declared;
 use crate::kind::{FileKind, KindClass};
-use crate::policy::{Action, AttachmentMode, Policy};
+use crate::policy::{Action, AttachmentMode, LinkMode, Policy};
 use crate::registry::Registry;
 use crate::report::{sha256_hex, Reason, Report, Verdict};
 
@@ -124,6 +127,9 @@ pub struct MailReport {
     pub signed: bool,
     /// Characters that could not be decoded and were shown as U+FFFD.
     pub replaced_characters: u64,
+    /// Links whose visible text names another host than their target (marked in the body).
+    #[serde(default)]
+    pub misleading_links: u64,
     /// One entry per attachment, in message order.
     pub attachments: Vec<AttachmentEntry>,
     /// SHA-256 of the converted message.
@@ -215,6 +221,7 @@ fn empty_report(raw: &[u8], id: &str) -> MailReport {
         subject: String::new(),
         signed: false,
         replaced_characters: 0,
+        misleading_links: 0,
         attachments: Vec::new(),
         output_sha256: None,
     }
@@ -242,19 +249,15 @@ fn convert_unguarded(raw: &[u8], id: &str, registry: &Registry, policy: &Policy)
     }
     let (normalized, ending) = normalize_line_endings(raw);
     report.findings.extend(ending);
-    let Some(message) = MessageParser::default().parse(&normalized[..]) else {
+    let prepared = prepare_header_block(&normalized);
+    let Some(message) = MessageParser::default().parse(&prepared[..]) else {
         return hold(report, Stop::new("malformed", "not a parseable message"));
     };
     report.message_id = message.message_id().map(str::to_string);
-    // mail-parser decodes each encoded-word on its own; joining them first keeps a character
-    // split across two words whole. Its own decoding stays the fallback (UTF-7 and friends).
-    report.subject = message
-        .header_raw("Subject")
-        .filter(|raw| raw.contains("=?"))
-        .and_then(headers::decode)
-        .unwrap_or_else(|| message.subject().unwrap_or_default().to_string());
-    report.from = addresses(message.from());
-    report.to = addresses(message.to());
+    let top = Headers::of(&message, 0);
+    report.subject = top.subject(&message);
+    report.from = addresses(&top.mailboxes(&message, "From"));
+    report.to = addresses(&top.mailboxes(&message, "To"));
     check_structure(&message, policy, 0, "1", &mut report.findings);
     if let Some(first) = report.findings.first() {
         let stop = Stop::new(
@@ -279,6 +282,7 @@ fn convert_unguarded(raw: &[u8], id: &str, registry: &Registry, policy: &Policy)
         signed: false,
         replaced: 0,
         held_count: 0,
+        lifted: 0,
     };
     if let Err(stop) = walker.message(&message, 0, "1") {
         return hold(report, stop);
@@ -288,21 +292,25 @@ fn convert_unguarded(raw: &[u8], id: &str, registry: &Registry, policy: &Policy)
     report.attachments = std::mem::take(&mut walker.entries);
 
     let mut body = html::tidy(&walker.body);
-    body.push_str(&notice(&report));
+    report.misleading_links = body.matches(links::MISLEADING).count() as u64;
+    if policy.mail.links == LinkMode::Defang {
+        body = links::defang_all(&body);
+    }
+    body.push_str(&notice(&report, policy.mail.links));
     let subject = match &policy.mail.subject_tag {
         Some(tag) if !tag.is_empty() => format!("{tag} {}", report.subject),
         _ => report.subject.clone(),
     };
     let outgoing = Outgoing {
-        from: mailboxes(message.from()),
-        to: mailboxes(message.to()),
-        cc: mailboxes(message.cc()),
+        from: top.mailboxes(&message, "From"),
+        to: top.mailboxes(&message, "To"),
+        cc: top.mailboxes(&message, "Cc"),
         reply_to: if policy.mail.keep_reply_to {
-            mailboxes(message.reply_to())
+            top.mailboxes(&message, "Reply-To")
         } else {
             Vec::new()
         },
-        date: message.date().map(|d| d.to_rfc822()),
+        date: top.date(&message),
         subject,
         message_id: report.message_id.clone(),
         in_reply_to: id_list(message.in_reply_to()),
@@ -324,6 +332,117 @@ fn convert_unguarded(raw: &[u8], id: &str, registry: &Registry, policy: &Policy)
         message: Some(CleanMessage { bytes }),
         held: walker.held,
     }
+}
+
+/// Rewrites the top-level header block into a form every parser reads the same way, as
+/// Python's and Thunderbird's parsers do: white-space-only lines and an mbox `From ` line before
+/// the first field are dropped; a line that is neither a field nor a continuation ends the
+/// header block (a blank line is inserted before it, so the body is not read as headers);
+/// `Date` is rewritten in RFC 5322 form by our own parser (mail-parser reads a date ending in
+/// `Z` or a one-letter zone into the next line and so loses the field after it — a
+/// `Content-Type: multipart/…` there turned a message with an attachment into text) or, when it
+/// cannot be read, renamed so no date parser sees it. Only the parser's input changes: the
+/// converted message is written from scratch either way.
+fn prepare_header_block(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len() + 64);
+    let mut changed = false;
+    let mut pos = 0;
+    let mut started = false;
+    let line_at = |pos: usize| -> (&[u8], usize) {
+        let end = raw[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(raw.len(), |i| pos + i + 1);
+        (&raw[pos..end], end)
+    };
+    let is_field = |line: &[u8]| {
+        let name_len = line
+            .iter()
+            .position(|&b| !(0x21..=0x7E).contains(&b) || b == b':')
+            .unwrap_or(line.len());
+        if name_len == 0 {
+            return false;
+        }
+        let after = &line[name_len..];
+        let ws = after
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count();
+        after.get(ws) == Some(&b':')
+    };
+    while pos < raw.len() {
+        let (line, next) = line_at(pos);
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content.is_empty() {
+            // The end of the header block.
+            break;
+        }
+        if !started
+            && (content.iter().all(|b| b.is_ascii_whitespace()) || content.starts_with(b"From "))
+        {
+            changed = true;
+            pos = next;
+            continue;
+        }
+        if started && (content[0] == b' ' || content[0] == b'\t') {
+            out.extend_from_slice(line);
+            pos = next;
+            continue;
+        }
+        if !is_field(content) {
+            if started {
+                // No blank line before the body: end the header block here.
+                out.extend_from_slice(if line.ends_with(b"\r\n") {
+                    b"\r\n"
+                } else {
+                    b"\n"
+                });
+                changed = true;
+            }
+            break;
+        }
+        started = true;
+        // The whole field, continuation lines included.
+        let mut end = next;
+        while end < raw.len() && matches!(raw[end], b' ' | b'\t') {
+            end = line_at(end).1;
+        }
+        let field = &raw[pos..end];
+        let eol: &[u8] = if field.ends_with(b"\r\n") {
+            b"\r\n"
+        } else {
+            b"\n"
+        };
+        let colon = field.iter().position(|&b| b == b':').unwrap_or(0);
+        let name = String::from_utf8_lossy(&field[..colon])
+            .trim()
+            .to_ascii_lowercase();
+        if name == "date" || name == "resent-date" {
+            let value = String::from_utf8_lossy(&field[colon + 1..]);
+            changed = true;
+            match headers::parse_date(&value) {
+                Some(date) => {
+                    out.extend_from_slice(&field[..colon + 1]);
+                    out.extend_from_slice(b" ");
+                    out.extend_from_slice(date.as_bytes());
+                    out.extend_from_slice(eol);
+                }
+                None => {
+                    out.extend_from_slice(b"X-Mukaika-Unread-Date:");
+                    out.extend_from_slice(&field[colon + 1..]);
+                }
+            }
+        } else {
+            out.extend_from_slice(field);
+        }
+        pos = end;
+    }
+    if !changed {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    out.extend_from_slice(&raw[pos..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Consistent LF-only (files on disk) and CR-only (classic Mac) messages are normal and are
@@ -416,12 +535,16 @@ fn check_structure(
             "Content-Transfer-Encoding",
             "Content-Disposition",
         ] {
-            let count = part
+            let values: Vec<&[u8]> = part
                 .headers
                 .iter()
                 .filter(|h| h.name().eq_ignore_ascii_case(name))
-                .count();
-            if count > 1 {
+                .map(|h| raw_value(msg, h))
+                .collect();
+            let count = values.len();
+            // The same field twice, byte for byte, means one thing to every reader.
+            let differ = values.windows(2).any(|w| trim_ws(w[0]) != trim_ws(w[1]));
+            if count > 1 && differ {
                 finding(
                     "duplicate-mime-header",
                     format!("{here}: {name} appears {count} times"),
@@ -492,6 +615,8 @@ struct Walker<'a> {
     replaced: u64,
     /// Held attachments so far, across nested messages (quarantine IDs count on from it).
     held_count: usize,
+    /// How deep MIME structure found in body text is being walked (bounded by max_depth).
+    lifted: u32,
 }
 
 impl Walker<'_> {
@@ -561,8 +686,9 @@ impl Walker<'_> {
                 self.entries.extend(quoted.entries);
                 Ok(())
             }
-            PartType::Text(text) | PartType::Html(text) if !as_attachment && !is_file(part) => {
-                self.text(part, &mime, text, &here)
+            PartType::Text(_) | PartType::Html(_) if !as_attachment && !is_file(part) => {
+                let text = part_text(msg, part, &mime);
+                self.text(&mime, &text, &here)
             }
             _ => self.binary(msg, part, &mime, &here),
         }
@@ -631,13 +757,7 @@ impl Walker<'_> {
         }
     }
 
-    fn text(
-        &mut self,
-        part: &MessagePart<'_>,
-        mime: &str,
-        text: &str,
-        here: &str,
-    ) -> Result<(), Stop> {
+    fn text(&mut self, mime: &str, text: &str, here: &str) -> Result<(), Stop> {
         if text.contains("-----BEGIN PGP MESSAGE-----") {
             return Err(Stop::new(
                 "encrypted",
@@ -653,25 +773,66 @@ impl Walker<'_> {
                 if text.contains("-----BEGIN PGP SIGNED MESSAGE-----") {
                     self.signed = true;
                 }
-                let (rest, files) = text::extract_uuencode(text);
-                for (i, file) in files.into_iter().enumerate() {
-                    self.attach(
-                        &file.name,
-                        "application/octet-stream",
-                        &file.bytes,
-                        &format!("{here}/uuencode {i}"),
-                    );
-                }
-                text::drop_cid_junk(&rest)
+                text::drop_cid_junk(text)
             }
         };
-        let _ = part;
+        // Whatever the part was, its text is scanned as it will be delivered: a file hidden
+        // in it (uuencode in an HTML <pre>, base64 runs, MIME structure a broken header block
+        // left as text) is cut out and goes through the registry like any attachment.
+        let (rest, found) = smuggle::extract(&rendered);
         if !self.body.is_empty() && !self.body.ends_with("\n\n") {
             self.body.push('\n');
         }
-        self.body.push_str(&rendered);
+        self.body.push_str(&rest);
         self.body.push('\n');
+        for (i, embedded) in found.into_iter().enumerate() {
+            self.embedded(embedded, &format!("{here}/本文中 {i}"))?;
+        }
         Ok(())
+    }
+
+    /// Puts one thing found in body text through the registry (or, for MIME structure, through
+    /// this walker as a multipart of its own, so its text is shown and its files handled).
+    fn embedded(&mut self, found: smuggle::Embedded, location: &str) -> Result<(), Stop> {
+        match found {
+            smuggle::Embedded::File { name, bytes } => {
+                self.attach(&name, "application/octet-stream", &bytes, location);
+                Ok(())
+            }
+            smuggle::Embedded::BinHex { name, encoded } => {
+                self.attach(&name, "application/mac-binhex40", &encoded, location);
+                Ok(())
+            }
+            smuggle::Embedded::Mime { boundary, body } => {
+                self.lifted += 1;
+                if self.lifted > self.policy.mail.max_depth {
+                    return Err(Stop::new(
+                        "limit-exceeded",
+                        format!("{location}: MIME structure nested in text too deeply"),
+                    ));
+                }
+                let boundary = boundary.replace(['"', '\\'], "");
+                let synthetic =
+                    format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n{body}");
+                let Some(inner) = MessageParser::default().parse(synthetic.as_bytes()) else {
+                    return Err(Stop::new(
+                        "ambiguous-mime",
+                        format!("{location}: MIME structure in body text that does not parse"),
+                    ));
+                };
+                let mut findings = Vec::new();
+                check_structure(&inner, self.policy, 0, location, &mut findings);
+                if let Some(first) = findings.first() {
+                    return Err(Stop::new(
+                        "ambiguous-mime",
+                        format!("{}: {}", first.code, first.detail),
+                    ));
+                }
+                let result = self.part(&inner, 0, 1, location, false);
+                self.lifted -= 1;
+                result
+            }
+        }
     }
 
     fn binary(
@@ -718,12 +879,12 @@ impl Walker<'_> {
             | "message/global-headers"
                 if !is_file(part) =>
             {
-                let text = String::from_utf8_lossy(part.contents()).into_owned();
-                self.text(part, "text/plain", &text, here)
+                let text = part_text(msg, part, "text/plain");
+                self.text("text/plain", &text, here)
             }
             _ => {
                 let name = file_name(msg, part).unwrap_or_default();
-                self.attach(&name, mime, part.contents(), here);
+                self.attach(&name, mime, &part_bytes(msg, part), here);
                 Ok(())
             }
         }
@@ -846,6 +1007,109 @@ impl Walker<'_> {
     }
 }
 
+/// A part's body decoded from its transfer encoding by our own decoders: base64 as clients read
+/// it (an unpadded last group keeps its bytes; mail-parser drops them) and quoted-printable.
+/// Bodies mail-parser could not decode (`is_encoding_problem`) and 7bit/8bit/binary bodies are
+/// its bytes as they are.
+fn part_bytes<'a>(msg: &'a Message<'_>, part: &'a MessagePart<'_>) -> std::borrow::Cow<'a, [u8]> {
+    use std::borrow::Cow;
+    let raw = msg
+        .raw_message
+        .get(part.offset_body as usize..part.offset_end as usize);
+    // The declared transfer encoding, even where mail-parser gave up on it (a base64 body with
+    // stray characters is still base64 to every client).
+    let cte = part
+        .headers
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case("Content-Transfer-Encoding"))
+        .map(|h| String::from_utf8_lossy(trim_ws(raw_value(msg, h))).to_ascii_lowercase());
+    let is_text = matches!(part.body, PartType::Text(_) | PartType::Html(_));
+    match (cte.as_deref(), raw) {
+        (Some("base64"), Some(raw)) => Cow::Owned(crate::util::base64_lenient(raw)),
+        (Some("quoted-printable"), Some(raw)) => Cow::Owned(qp_decode(raw)),
+        (_, Some(raw)) if is_text && !matches!(part.body, PartType::Binary(_)) => {
+            Cow::Borrowed(raw)
+        }
+        _ => Cow::Borrowed(part.contents()),
+    }
+}
+
+/// Quoted-printable, leniently: `=XX` is a byte, `=` at a line end is a soft break, anything
+/// else (a lone `=`, lower-case hex) is kept or read as clients do.
+fn qp_decode(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'=' {
+            if let Some(v) = crate::util::hex_pair(raw, i + 1) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+            // A soft line break: `=`, optional trailing white space, then the line end.
+            let ws = raw[i + 1..]
+                .iter()
+                .take_while(|&&b| b == b' ' || b == b'\t')
+                .count();
+            match raw.get(i + 1 + ws..) {
+                Some([b'\r', b'\n', ..]) => {
+                    i += 3 + ws;
+                    continue;
+                }
+                Some([b'\n', ..]) => {
+                    i += 2 + ws;
+                    continue;
+                }
+                Some([]) => break,
+                _ => {}
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    out
+}
+
+/// A text part's body as text: transfer encoding undone by [`part_bytes`], then the charset
+/// label read through our alias table and sniffed where the label cannot be right (see
+/// [`charset`]). An HTML part without a label is read by its `<meta charset>`.
+fn part_text(msg: &Message<'_>, part: &MessagePart<'_>, mime: &str) -> String {
+    let bytes = part_bytes(msg, part);
+    let label = part
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .map(str::to_string)
+        .or_else(|| {
+            (mime == "text/html")
+                .then(|| html_meta_charset(&bytes))
+                .flatten()
+        });
+    // A label no decoder here knows (UTF-7): mail-parser's own reading of the part.
+    if label
+        .as_deref()
+        .is_some_and(|l| charset::for_label(l).is_none())
+    {
+        if let PartType::Text(text) | PartType::Html(text) = &part.body {
+            return text.to_string();
+        }
+    }
+    charset::decode_text(label.as_deref(), &bytes).0
+}
+
+/// The charset an HTML document declares in its first 2 KB (`<meta charset=…>` or the
+/// `http-equiv` form).
+fn html_meta_charset(bytes: &[u8]) -> Option<String> {
+    let head = &bytes[..bytes.len().min(2048)];
+    let lower = String::from_utf8_lossy(head).to_ascii_lowercase();
+    let at = lower.find("charset=")? + "charset=".len();
+    let label: String = lower[at..]
+        .trim_start_matches(['"', '\''])
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        .collect();
+    (!label.is_empty()).then_some(label)
+}
+
 /// The part's file name, decoded from the raw headers (RFC 2231 continuations joined as bytes,
 /// encoded-words inside quotes decoded); mail-parser's reading is the fallback.
 fn file_name(msg: &Message<'_>, part: &MessagePart<'_>) -> Option<String> {
@@ -908,43 +1172,97 @@ fn best_alternative(msg: &Message<'_>, children: &[u32]) -> Option<u32> {
 }
 
 fn header_summary(msg: &Message<'_>) -> String {
+    let h = Headers::of(msg, 0);
     let mut out = String::new();
-    let from = addresses(msg.from()).join(", ");
+    let from = addresses(&h.mailboxes(msg, "From")).join(", ");
     out.push_str(&format!("From: {from}\n"));
-    if let Some(date) = msg.date() {
-        out.push_str(&format!("Date: {}\n", date.to_rfc822()));
+    if let Some(date) = h.date(msg) {
+        out.push_str(&format!("Date: {date}\n"));
     }
-    out.push_str(&format!("To: {}\n", addresses(msg.to()).join(", ")));
     out.push_str(&format!(
-        "Subject: {}\n\n",
-        msg.subject().unwrap_or_default()
+        "To: {}\n",
+        addresses(&h.mailboxes(msg, "To")).join(", ")
     ));
+    out.push_str(&format!("Subject: {}\n\n", h.subject(msg)));
     out
 }
 
-fn addresses(list: Option<&mail_parser::Address<'_>>) -> Vec<String> {
-    mailboxes(list)
-        .into_iter()
-        .map(|m| match m.name {
+fn addresses(list: &[Mailbox]) -> Vec<String> {
+    list.iter()
+        .map(|m| match &m.name {
             Some(n) if !n.is_empty() => format!("{n} <{}>", m.address),
-            _ => m.address,
+            _ => m.address.clone(),
         })
         .collect()
 }
 
-fn mailboxes(list: Option<&mail_parser::Address<'_>>) -> Vec<Mailbox> {
-    list.map(|a| {
-        a.iter()
-            .filter_map(|addr| {
-                let address = addr.address.as_deref()?.to_string();
-                Some(Mailbox {
-                    name: addr.name.as_deref().map(str::to_string),
-                    address,
-                })
+/// The raw bytes of a header's value (after the colon, folding included).
+fn raw_value<'a>(msg: &'a Message<'_>, h: &mail_parser::Header<'_>) -> &'a [u8] {
+    msg.raw_message
+        .get(h.offset_start as usize..h.offset_end as usize)
+        .unwrap_or_default()
+}
+
+fn trim_ws(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end.max(start)]
+}
+
+/// The header fields of one part, read from the raw bytes by our own decoders: mail-parser
+/// finds the fields, but its decoding of display names, raw 8-bit/JIS text, folded
+/// ISO-2022-JP words, unpadded base64 and obsolete dates is not what Japanese clients show.
+struct Headers<'p, 'x> {
+    part: Option<&'p MessagePart<'x>>,
+}
+
+impl<'p, 'x> Headers<'p, 'x> {
+    fn of(msg: &'p Message<'x>, id: usize) -> Self {
+        Self {
+            part: msg.parts.get(id),
+        }
+    }
+
+    /// The raw value of the first field called `name`.
+    fn raw<'m>(&self, msg: &'m Message<'_>, name: &str) -> Option<&'m [u8]> {
+        let h = self
+            .part?
+            .headers
+            .iter()
+            .find(|h| h.name().eq_ignore_ascii_case(name))?;
+        Some(raw_value(msg, h))
+    }
+
+    fn subject(&self, msg: &Message<'_>) -> String {
+        self.raw(msg, "Subject")
+            .and_then(headers::decode_unstructured)
+            // A charset our decoders do not know (UTF-7): mail-parser's reading.
+            .or_else(|| msg.subject().map(headers::without_controls))
+            .unwrap_or_default()
+    }
+
+    fn mailboxes(&self, msg: &Message<'_>, name: &str) -> Vec<Mailbox> {
+        self.raw(msg, name)
+            .map(headers::address_list)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| !m.address.is_empty() || m.name.is_some())
+            .map(|m| Mailbox {
+                name: m.name,
+                address: m.address,
             })
             .collect()
-    })
-    .unwrap_or_default()
+    }
+
+    fn date(&self, msg: &Message<'_>) -> Option<String> {
+        headers::parse_date(&String::from_utf8_lossy(self.raw(msg, "Date")?))
+    }
 }
 
 fn id_list(value: &mail_parser::HeaderValue<'_>) -> Vec<String> {
@@ -978,14 +1296,24 @@ fn marker(report: &MailReport) -> String {
 }
 
 /// The Japanese notice block appended to every converted body.
-fn notice(report: &MailReport) -> String {
+fn notice(report: &MailReport, links: LinkMode) -> String {
     let mut out = String::from("\n\n----------------------------------------\n【無害化ゲートウェイ mukaika からのお知らせ】\n");
     out.push_str(
         "このメールはインターネットから受信したため、本文をテキスト形式に変換しました。\n",
     );
-    out.push_str(
-        "HTML・書式は取り除かれ、リンクは「hxxps://example[.]jp」の形で無効化されています。\n",
-    );
+    match links {
+        LinkMode::Defang => out.push_str(
+            "HTML・書式は取り除かれ、リンクは「hxxps://example[.]jp」の形で無効化されています。\n",
+        ),
+        LinkMode::Keep => out.push_str("HTML・書式は取り除かれています。\n"),
+    }
+    if report.misleading_links > 0 {
+        out.push_str(&format!(
+            "表示されている文字と実際のリンク先が異なるリンクが {} 件あり、「{}」と表示しています。\n",
+            report.misleading_links,
+            links::MISLEADING
+        ));
+    }
     if report.signed {
         out.push_str("電子署名付きのメールでしたが、署名は引き継がれていません。\n");
     }

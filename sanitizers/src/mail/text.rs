@@ -1,67 +1,5 @@
-//! Plain-text helpers for the mail body: uuencoded blocks, `[cid:…]` junk, iCalendar summaries
-//! and text/enriched.
-//!
-//! Invariant: text that looks like an encoded file is never left in the body — uuencoded
-//! blocks are cut out and handed back as attachments (which go through the registry).
-
-/// A file found inside a text body.
-pub struct Embedded {
-    /// The name from the `begin` line.
-    pub name: String,
-    /// The decoded bytes.
-    pub bytes: Vec<u8>,
-}
-
-/// Cuts uuencoded blocks (`begin 644 name` … `end`) out of `text`, returning the remaining
-/// text and the decoded files. A block that does not decode is still removed (and returned
-/// with what decoded), never left as text.
-pub fn extract_uuencode(text: &str) -> (String, Vec<Embedded>) {
-    let mut out = String::with_capacity(text.len());
-    let mut files = Vec::new();
-    let mut lines = text.lines().peekable();
-    while let Some(line) = lines.next() {
-        let name = line.strip_prefix("begin ").and_then(|rest| {
-            let (mode, name) = rest.split_once(' ')?;
-            (mode.len() == 3 && mode.bytes().all(|b| (b'0'..=b'7').contains(&b)))
-                .then(|| name.trim().to_string())
-        });
-        let Some(name) = name else {
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        };
-        let mut bytes = Vec::new();
-        for body in lines.by_ref() {
-            if body.trim_end() == "end" {
-                break;
-            }
-            decode_uu_line(body.trim_end_matches('\r'), &mut bytes);
-        }
-        files.push(Embedded { name, bytes });
-    }
-    (out, files)
-}
-
-fn decode_uu_line(line: &str, out: &mut Vec<u8>) {
-    let bytes = line.as_bytes();
-    let Some(&first) = bytes.first() else {
-        return;
-    };
-    let len = (first.wrapping_sub(b' ') & 0x3F) as usize;
-    let data: Vec<u8> = bytes[1..]
-        .iter()
-        .map(|b| b.wrapping_sub(b' ') & 0x3F)
-        .collect();
-    let mut decoded = Vec::with_capacity(len);
-    for group in data.chunks(4) {
-        let g = |i: usize| group.get(i).copied().unwrap_or(0);
-        decoded.push((g(0) << 2) | (g(1) >> 4));
-        decoded.push((g(1) << 4) | (g(2) >> 2));
-        decoded.push((g(2) << 6) | g(3));
-    }
-    decoded.truncate(len);
-    out.extend_from_slice(&decoded);
-}
+//! Plain-text helpers for the mail body: `[cid:…]` junk, iCalendar summaries and text/enriched.
+//! (Files hidden in text — uuencode, yEnc, BinHex, base64 runs — are cut out by `smuggle`.)
 
 /// Removes Outlook's `[cid:image001.png@01D…]` placeholders.
 pub fn drop_cid_junk(text: &str) -> String {
@@ -212,16 +150,6 @@ pub fn strip_enriched(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cuts_uuencoded_files_out_of_text() {
-        let text = "前文\nbegin 644 a.txt\n#86)C\n`\nend\n後文\n";
-        let (rest, files) = extract_uuencode(text);
-        assert_eq!(rest, "前文\n後文\n");
-        assert_eq!(files.len(), 1);
-        assert_eq!(files[0].name, "a.txt");
-        assert_eq!(files[0].bytes, b"abc");
-    }
 
     #[test]
     fn odd_calendar_times_are_shown_not_sliced() {
