@@ -250,6 +250,7 @@ fn convert_unguarded(raw: &[u8], id: &str, registry: &Registry, policy: &Policy)
     let (normalized, ending) = normalize_line_endings(raw);
     report.findings.extend(ending);
     let prepared = prepare_header_block(&normalized);
+    let prepared = neutralize_stray_boundaries(prepared);
     let Some(message) = MessageParser::default().parse(&prepared[..]) else {
         return hold(report, Stop::new("malformed", "not a parseable message"));
     };
@@ -443,6 +444,82 @@ fn prepare_header_block(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
     out.extend_from_slice(&raw[pos..]);
     std::borrow::Cow::Owned(out)
+}
+
+/// mail-parser ends a part at `--boundary` wherever it stands, also in the middle of a line;
+/// RFC 2046 (and Python, Thunderbird, Outlook) take only a line that starts with it. Such
+/// mid-line occurrences are broken up (`- -boundary`) so the parser reads the same parts every
+/// client does and no text is cut. Boundaries are read from every `boundary=` parameter in the
+/// message; what starts a line is never touched.
+fn neutralize_stray_boundaries(raw: std::borrow::Cow<'_, [u8]>) -> std::borrow::Cow<'_, [u8]> {
+    let boundaries = boundary_params(&raw);
+    if boundaries.is_empty() {
+        return raw;
+    }
+    let mut stray = Vec::new();
+    for b in &boundaries {
+        let needle = [b"--".as_slice(), b.as_slice()].concat();
+        let mut from = 0;
+        while let Some(at) = find(&raw[from..], &needle) {
+            let i = from + at;
+            from = i + 2;
+            // At a line start it is a delimiter, or a longer word (`--hbx` for `hb`) that the
+            // hidden-part check holds rather than guesses about.
+            if i == 0 || raw[i - 1] == b'\n' {
+                continue;
+            }
+            stray.push(i);
+        }
+    }
+    if stray.is_empty() {
+        return raw;
+    }
+    stray.sort_unstable();
+    stray.dedup();
+    let mut out = Vec::with_capacity(raw.len() + stray.len());
+    let mut copied = 0;
+    for i in stray {
+        out.extend_from_slice(&raw[copied..=i]);
+        out.push(b' ');
+        copied = i + 1;
+    }
+    out.extend_from_slice(&raw[copied..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Every `boundary=` parameter value in the message (quoted or not), without duplicates.
+fn boundary_params(raw: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut from = 0;
+    while let Some(at) = find_ignore_case(&raw[from..], b"boundary=") {
+        let start = from + at + b"boundary=".len();
+        from = start;
+        let value: Vec<u8> = match raw.get(start) {
+            Some(b'"') => raw[start + 1..]
+                .iter()
+                .take_while(|&&c| c != b'"' && c != b'\r' && c != b'\n')
+                .copied()
+                .collect(),
+            _ => raw[start..]
+                .iter()
+                .take_while(|&&c| !c.is_ascii_whitespace() && c != b';')
+                .copied()
+                .collect(),
+        };
+        if !value.is_empty() && value.len() <= 200 && !out.contains(&value) {
+            out.push(value);
+        }
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn find_ignore_case(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Consistent LF-only (files on disk) and CR-only (classic Mac) messages are normal and are
