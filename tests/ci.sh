@@ -62,3 +62,14 @@ if [ "$avail_kb" -lt $((3 * 1024 * 1024)) ]; then
   echo "ci: warning: a fresh test build needs about 2 GB; a full disk shows up as a linker crash (SIGBUS)" >&2
 fi
 cargo test --workspace --locked
+
+# Mail fidelity on about 500 real test mails from other projects' suites (judged by Python's
+# `email`): any fidelity failure, error or false quarantine fails the run. The release binary,
+# as the tool is documented to use (and as the service runs).
+if [ -f ../shared/corpus/mail-ext/SOURCES.tsv ]; then
+  cargo build --release --locked --bin mukaika
+  python3 ../shared/tools/mail_fidelity.py --bin target/release/mukaika --fp-fail
+else
+  echo "ci: ../shared/corpus/mail-ext is missing; the mail fidelity check cannot run" >&2
+  exit 1
+fi

@@ -109,7 +109,10 @@ fn an_unpadded_final_base64_group_keeps_its_characters() {
 #[test]
 fn raw_jis_euc_jp_and_cp932_subjects_are_decoded() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (ISO_2022_JP.encode("テスト送信").0.into_owned(), "テスト送信"),
+        (
+            ISO_2022_JP.encode("テスト送信").0.into_owned(),
+            "テスト送信",
+        ),
         (EUC_JP.encode("テスト送信").0.into_owned(), "テスト送信"),
         (SHIFT_JIS.encode("①②③ 髙橋").0.into_owned(), "①②③ 髙橋"),
         ("日本語 UTF-8".as_bytes().to_vec(), "日本語 UTF-8"),
@@ -133,7 +136,9 @@ fn unlabelled_and_mislabelled_japanese_parts_are_read_right() {
     raw.extend_from_slice(b"\r\n");
     assert!(delivered(&convert(&raw)).body.contains(text));
     // iPhone's `cp932` label.
-    let mut raw = b"From: a@example.invalid\r\nSubject: x\r\nContent-Type: text/plain; charset=cp932\r\n\r\n".to_vec();
+    let mut raw =
+        b"From: a@example.invalid\r\nSubject: x\r\nContent-Type: text/plain; charset=cp932\r\n\r\n"
+            .to_vec();
     raw.extend_from_slice(&SHIFT_JIS.encode("①髙﨑").0);
     raw.extend_from_slice(b"\r\n");
     assert!(delivered(&convert(&raw)).body.contains("①髙﨑"));
@@ -142,7 +147,11 @@ fn unlabelled_and_mislabelled_japanese_parts_are_read_right() {
     raw.extend_from_slice(&EUC_JP.encode(text).0);
     raw.extend_from_slice(b"\r\n");
     let d = delivered(&convert(&raw));
-    assert!(d.body.contains(text) && !d.body.contains('\u{FFFD}'), "{}", d.body);
+    assert!(
+        d.body.contains(text) && !d.body.contains('\u{FFFD}'),
+        "{}",
+        d.body
+    );
     // A delivery-status part in JIS.
     let mut raw = b"From: MAILER-DAEMON@example.invalid\r\nSubject: x\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nreport\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nDiagnostic-Code: ".to_vec();
     raw.extend_from_slice(&ISO_2022_JP.encode("宛先不明").0);
@@ -181,8 +190,11 @@ fn assert_exe_absent(out: &MailOutcome, exe: &[u8]) {
         "base64 of the exe in the output"
     );
     assert!(
-        out.report.attachments.iter().any(|a| a.disposition == Disposition::Removed
-            && a.report.input.as_deref() == Some("invoice.exe")),
+        out.report
+            .attachments
+            .iter()
+            .any(|a| a.disposition == Disposition::Removed
+                && a.report.input.as_deref() == Some("invoice.exe")),
         "the report names the attachment: {:?}",
         out.report.attachments
     );
@@ -214,7 +226,8 @@ fn a_named_zone_in_date_keeps_its_offset() {
 
 #[test]
 fn a_white_space_first_line_or_a_missing_blank_line_keeps_the_headers() {
-    let raw = b"     \r\nFrom: Name <name@example.invalid>\r\nSubject: Hello World !\r\n\r\nbody\r\n";
+    let raw =
+        b"     \r\nFrom: Name <name@example.invalid>\r\nSubject: Hello World !\r\n\r\nbody\r\n";
     let out = convert(raw);
     assert_eq!(out.report.subject, "Hello World !");
     assert_eq!(out.report.from, vec!["Name <name@example.invalid>"]);
@@ -237,7 +250,10 @@ fn mailer_daemon_with_the_null_path_and_nested_comments_keep_their_names() {
     assert_eq!(out.report.from, vec!["MAILER-DAEMON <>"]);
     let text = String::from_utf8_lossy(&delivered(&out).bytes).into_owned();
     assert!(text.contains("From: \"MAILER-DAEMON\" <>\r\n"), "{text}");
-    assert!(text.contains("Cc: \"Pete\" <pete@silly.example>\r\n"), "{text}");
+    assert!(
+        text.contains("Cc: \"Pete\" <pete@silly.example>\r\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -261,7 +277,12 @@ fn uuencode(bytes: &[u8]) -> String {
         out.push((b' ' + chunk.len() as u8) as char);
         for g in chunk.chunks(3) {
             let b = |i: usize| g.get(i).copied().unwrap_or(0);
-            for v in [b(0) >> 2, (b(0) << 4 | b(1) >> 4) & 63, (b(1) << 2 | b(2) >> 6) & 63, b(2) & 63] {
+            for v in [
+                b(0) >> 2,
+                (b(0) << 4 | b(1) >> 4) & 63,
+                (b(1) << 2 | b(2) >> 6) & 63,
+                b(2) & 63,
+            ] {
                 out.push(if v == 0 { '`' } else { (b' ' + v) as char });
             }
         }
@@ -299,7 +320,10 @@ fn uuencode_in_any_text_form_is_lifted_out() {
         ("text/plain", format!("前文\r\nbegin-base64 644 tool.exe\r\n{}\r\n====\r\n", b64(&exe))),
     ];
     for (ctype, body) in bodies {
-        let raw = message(&format!("Subject: x\r\nContent-Type: {ctype}; charset=utf-8\r\n"), &body);
+        let raw = message(
+            &format!("Subject: x\r\nContent-Type: {ctype}; charset=utf-8\r\n"),
+            &body,
+        );
         let out = convert(&raw);
         assert_lifted(&out, &exe, "tool.exe");
     }
@@ -362,7 +386,10 @@ fn a_decoded_subject_never_becomes_a_new_header_line() {
     assert!(!text.contains("\r\nBcc:"), "{text}");
     // Decoded once by a client, the subject shows the literal characters, not a line break.
     assert_eq!(d.subject, inner);
-    let raw = message("Subject: =?utf-8?Q?a=0D=0ABcc:_v@example.invalid?=\r\n", "b\r\n");
+    let raw = message(
+        "Subject: =?utf-8?Q?a=0D=0ABcc:_v@example.invalid?=\r\n",
+        "b\r\n",
+    );
     let d = delivered(&convert(&raw));
     assert!(!d.subject.contains('\r') && !d.subject.contains('\n'));
 }
@@ -379,7 +406,10 @@ fn every_link_form_in_plain_text_is_defanged() {
         ("www.evil.example/x", "www[.]evil[.]example/x"),
         ("http://192.0.2.10/a", "hxxp://192[.]0[.]2[.]10/a"),
         ("192.0.2.10/a", "192[.]0[.]2[.]10/a"),
-        ("\\\\fileserver.example\\share\\a.docx", "[\\\\]fileserver[.]example\\share\\a.docx"),
+        (
+            "\\\\fileserver.example\\share\\a.docx",
+            "[\\\\]fileserver[.]example\\share\\a.docx",
+        ),
         ("\\\\srv\\c$", "[\\\\]srv\\c$"),
         ("ftp://files.example/a", "ftp[:]//files[.]example/a"),
         ("file:///C:/x.exe", "file[:]///C:/x.exe"),
@@ -391,10 +421,17 @@ fn every_link_form_in_plain_text_is_defanged() {
             &format!("こちら {link} です\r\n"),
         );
         let d = delivered(&convert(&raw));
-        assert!(d.body.contains(&format!("こちら {want} です")), "{link}: {}", d.body);
+        assert!(
+            d.body.contains(&format!("こちら {want} です")),
+            "{link}: {}",
+            d.body
+        );
     }
     // mailto and plain addresses stay as they are.
-    let raw = message("Subject: x\r\n", "mailto:taro@example.invalid taro@example.invalid\r\n");
+    let raw = message(
+        "Subject: x\r\n",
+        "mailto:taro@example.invalid taro@example.invalid\r\n",
+    );
     assert!(delivered(&convert(&raw))
         .body
         .contains("mailto:taro@example.invalid taro@example.invalid"));
@@ -414,7 +451,12 @@ fn link_text_naming_another_site_is_marked() {
         d.body
     );
     assert!(!d.body.contains("https://"), "{}", d.body);
-    assert_eq!(d.body.matches("⚠表示と異なるリンク先").count(), 1 + 1, "{}", d.body);
+    assert_eq!(
+        d.body.matches("⚠表示と異なるリンク先").count(),
+        1 + 1,
+        "{}",
+        d.body
+    );
     assert_eq!(out.report.misleading_links, 1);
 }
 

@@ -476,6 +476,7 @@ fn neutralize_stray_boundaries(raw: std::borrow::Cow<'_, [u8]>) -> std::borrow::
     }
     stray.sort_unstable();
     stray.dedup();
+
     let mut out = Vec::with_capacity(raw.len() + stray.len());
     let mut copied = 0;
     for i in stray {
