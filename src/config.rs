@@ -1109,7 +1109,10 @@ mod tests {
             .replace("hard_error_limit = 20\n", "")
             .replace("memory_budget_bytes = 134217728\n", "");
         assert_eq!(
-            ServiceConfig::from_toml(&old).unwrap().smtp.memory_budget_bytes,
+            ServiceConfig::from_toml(&old)
+                .unwrap()
+                .smtp
+                .memory_budget_bytes,
             128 << 20
         );
     }

@@ -66,7 +66,7 @@ impl Raw {
     /// True when the server has closed the connection (end of stream within the timeout).
     fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
-        matches!(self.reader.read_to_end(&mut rest), Ok(_) if rest.is_empty())
+        self.reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
     }
 }
 
@@ -92,7 +92,7 @@ impl Drop for Served {
 #[test]
 fn connection_churn_gives_its_memory_back() {
     // Issue #16 B: every finished connection task stayed in a JoinSet that was never drained
-    // (+21 MB RSS after 10,000 connections).
+    // (+21 MB RSS after 10,000 connections in a release build).
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let path = dir.path().join("mukaika.toml");
@@ -115,24 +115,41 @@ fn connection_churn_gives_its_memory_back() {
         assert!(Instant::now() < deadline, "serve did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let churn = |n: usize| {
-        for _ in 0..n {
-            // Read the greeting so the server has really served the connection, then hang up.
-            let mut c = Raw::connect(addr, Duration::from_secs(10));
-            assert!(c.reply().starts_with("220 "));
-        }
+        rt.block_on(async {
+            use tokio::io::AsyncReadExt;
+            for i in 0..n {
+                // Spread over four source addresses: 20,000 closed connections in TIME_WAIT
+                // would crowd one address's ephemeral ports.
+                let source = format!("127.0.0.{}:0", 1 + i % 4);
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(source.parse().unwrap()).unwrap();
+                let mut stream = socket.connect(addr).await.unwrap();
+                // Read the greeting so the server has really served the connection, then
+                // hang up.
+                let mut greeting = [0u8; 4];
+                stream.read_exact(&mut greeting).await.unwrap();
+                assert_eq!(&greeting, b"220 ");
+            }
+        });
         // Let the last connection tasks see the hang-up and end.
         std::thread::sleep(Duration::from_millis(500));
     };
     // Warm up the allocator's arenas and the runtime's worker threads first.
-    churn(1_000);
+    churn(2_000);
     let before = vm_rss_kib(served.0.id());
-    churn(10_000);
+    churn(20_000);
     let after = vm_rss_kib(served.0.id());
-    eprintln!("VmRSS before {before} KiB, after 10,000 connections {after} KiB");
+    eprintln!("VmRSS before {before} KiB, after 20,000 connections {after} KiB");
+    // Measured in a debug build: about 330 bytes a connection kept before the fix (+6.6 MB
+    // here), under 0.2 MB in all after it.
     assert!(
-        after < before + 5 * 1024,
-        "RSS grew from {before} KiB to {after} KiB over 10,000 connections"
+        after < before + 2 * 1024,
+        "RSS grew from {before} KiB to {after} KiB over 20,000 connections"
     );
 }
 
@@ -147,12 +164,17 @@ fn a_bare_cr_in_data_gets_550_at_once_and_the_session_goes_on() {
     let mut c = Raw::connect(running.smtp_addr, Duration::from_secs(2));
     assert!(c.reply().starts_with("220 "));
     assert!(c.send(b"EHLO x\r\n").starts_with("250"));
-    assert!(c.send(b"MAIL FROM:<a@example.invalid>\r\n").starts_with("250 "));
-    assert!(c.send(b"RCPT TO:<b@city.example.invalid>\r\n").starts_with("250 "));
+    assert!(c
+        .send(b"MAIL FROM:<a@example.invalid>\r\n")
+        .starts_with("250 "));
+    assert!(c
+        .send(b"RCPT TO:<b@city.example.invalid>\r\n")
+        .starts_with("250 "));
     assert!(c.send(b"DATA\r\n").starts_with("354 "));
     let started = Instant::now();
     let reply = c.send(b"Subject: x\r\n\r\nhello\rworld\r\n.\r\n");
     let took = started.elapsed();
+    eprintln!("bare CR: {reply:?} after {took:?}");
     assert!(reply.starts_with("550 5.5.2 "), "{reply:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert!(c.send(b"NOOP\r\n").starts_with("250 "), "usable after");
@@ -229,6 +251,7 @@ fn a_client_trickling_one_endless_line_is_dropped_at_the_command_deadline() {
         Duration::from_millis(200),
         Duration::from_secs(8),
     );
+    eprintln!("endless line: {said:?} after {took:?}");
     assert!(said.starts_with("421 4.4.2 "), "{said:?} after {took:?}");
     assert!(took < Duration::from_secs(4), "{took:?}");
     rt.block_on(running.stop("test"));
@@ -249,7 +272,11 @@ fn a_client_sending_one_byte_a_second_is_dropped_at_the_command_deadline() {
         Duration::from_secs(1),
         Duration::from_secs(10),
     );
-    assert_eq!(said, "421 4.4.2 Timeout, closing connection\r\n", "{took:?}");
+    eprintln!("one byte a second: {said:?} after {took:?}");
+    assert_eq!(
+        said, "421 4.4.2 Timeout, closing connection\r\n",
+        "{took:?}"
+    );
     assert!(took < Duration::from_secs(4), "{took:?}");
     rt.block_on(running.stop("test"));
 }
@@ -263,8 +290,12 @@ fn a_trickled_data_phase_is_dropped_at_the_data_deadline() {
     let mut c = Raw::connect(running.smtp_addr, Duration::from_millis(200));
     assert!(c.reply().starts_with("220 "));
     assert!(c.send(b"EHLO x\r\n").starts_with("250"));
-    assert!(c.send(b"MAIL FROM:<a@example.invalid>\r\n").starts_with("250 "));
-    assert!(c.send(b"RCPT TO:<b@city.example.invalid>\r\n").starts_with("250 "));
+    assert!(c
+        .send(b"MAIL FROM:<a@example.invalid>\r\n")
+        .starts_with("250 "));
+    assert!(c
+        .send(b"RCPT TO:<b@city.example.invalid>\r\n")
+        .starts_with("250 "));
     assert!(c.send(b"DATA\r\n").starts_with("354 "));
     // A whole line every half second: lines keep coming, the phase never ends.
     let (said, took) = trickle(
@@ -274,7 +305,11 @@ fn a_trickled_data_phase_is_dropped_at_the_data_deadline() {
         Duration::from_millis(150),
         Duration::from_secs(10),
     );
-    assert_eq!(said, "421 4.4.2 Timeout, closing connection\r\n", "{took:?}");
+    eprintln!("trickled DATA: {said:?} after {took:?}");
+    assert_eq!(
+        said, "421 4.4.2 Timeout, closing connection\r\n",
+        "{took:?}"
+    );
     assert!(
         took >= Duration::from_millis(2500) && took < Duration::from_secs(5),
         "{took:?}"
@@ -289,9 +324,7 @@ fn open_from(rt: &tokio::runtime::Runtime, source: &str, addr: SocketAddr, n: us
         .map(|_| {
             let stream = rt.block_on(async {
                 let socket = tokio::net::TcpSocket::new_v4().unwrap();
-                socket
-                    .bind(format!("{source}:0").parse().unwrap())
-                    .unwrap();
+                socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
                 socket.connect(addr).await.unwrap().into_std().unwrap()
             });
             stream.set_nonblocking(false).unwrap();
@@ -331,6 +364,7 @@ fn a_full_listener_closes_an_idle_connection_to_serve_a_new_client() {
     let greeting = probe.reply();
     assert!(greeting.starts_with("220 "), "{greeting:?}");
     assert!(probe.send(b"EHLO probe\r\n").starts_with("250"));
+    eprintln!("probe served after {:?}", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(2));
     // Exactly one idle connection made room, told why.
     let mut evicted = 0;
@@ -377,6 +411,7 @@ fn under_pressure_idle_clients_are_dropped_at_the_stress_timeout() {
             dropped += 1;
         }
     }
+    eprintln!("{dropped} of 30 idle clients dropped within 2.5 s");
     assert!(dropped >= 11, "only {dropped} of 30 idle clients dropped");
     drop(idle);
     std::thread::sleep(Duration::from_millis(200));
@@ -405,7 +440,10 @@ fn concurrent_uploads_past_the_memory_budget_get_452_until_memory_is_free() {
     let (config, text) = config_with(
         data.path(),
         &[
-            ("max_message_bytes = 26214400", "max_message_bytes = 1048576"),
+            (
+                "max_message_bytes = 26214400",
+                "max_message_bytes = 1048576",
+            ),
             (
                 "memory_budget_bytes = 134217728",
                 "memory_budget_bytes = 4194304",
@@ -419,8 +457,12 @@ fn concurrent_uploads_past_the_memory_budget_get_452_until_memory_is_free() {
         let mut c = Raw::connect(running.smtp_addr, Duration::from_secs(10));
         assert!(c.reply().starts_with("220 "));
         assert!(c.send(b"EHLO x\r\n").starts_with("250"));
-        assert!(c.send(b"MAIL FROM:<a@example.invalid>\r\n").starts_with("250 "));
-        assert!(c.send(b"RCPT TO:<b@city.example.invalid>\r\n").starts_with("250 "));
+        assert!(c
+            .send(b"MAIL FROM:<a@example.invalid>\r\n")
+            .starts_with("250 "));
+        assert!(c
+            .send(b"RCPT TO:<b@city.example.invalid>\r\n")
+            .starts_with("250 "));
         assert!(c.send(b"DATA\r\n").starts_with("354 "));
         c
     };
@@ -462,7 +504,9 @@ fn non_ascii_addresses_without_smtputf8_get_553() {
     assert!(c.send(b"EHLO x\r\n").starts_with("250"));
     let reply = c.send("MAIL FROM:<山田@example.invalid>\r\n".as_bytes());
     assert!(reply.starts_with("553 5.6.7 "), "{reply:?}");
-    assert!(c.send(b"MAIL FROM:<a@example.invalid>\r\n").starts_with("250 "));
+    assert!(c
+        .send(b"MAIL FROM:<a@example.invalid>\r\n")
+        .starts_with("250 "));
     let reply = c.send("RCPT TO:<総務@city.example.invalid>\r\n".as_bytes());
     assert!(reply.starts_with("553 5.6.7 "), "{reply:?}");
     assert!(c.send(b"RSET\r\n").starts_with("250 "));
@@ -488,7 +532,10 @@ fn a_client_making_too_many_errors_gets_421_and_is_disconnected() {
     // The 20th error (the default limit) is answered, then the session ends.
     c.writer.write_all(b"FOO\r\n").unwrap();
     assert!(c.reply().starts_with("500 "));
-    assert_eq!(c.reply(), "421 4.7.0 Too many errors, closing connection\r\n");
+    assert_eq!(
+        c.reply(),
+        "421 4.7.0 Too many errors, closing connection\r\n"
+    );
     assert!(c.closed());
     rt.block_on(running.stop("test"));
 }

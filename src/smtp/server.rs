@@ -116,11 +116,16 @@ impl Shared {
         let active = if opened {
             self.active.fetch_add(1, Ordering::Relaxed) + 1
         } else {
-            self.active.fetch_sub(1, Ordering::Relaxed).saturating_sub(1)
+            self.active
+                .fetch_sub(1, Ordering::Relaxed)
+                .saturating_sub(1)
         };
         if active.saturating_mul(4) >= self.max_connections.saturating_mul(3) {
             if !self.stressed.swap(true, Ordering::Relaxed) {
-                tracing::warn!(active, "SMTP listener under pressure; idle clients get the stress timeout");
+                tracing::warn!(
+                    active,
+                    "SMTP listener under pressure; idle clients get the stress timeout"
+                );
             }
         } else if active.saturating_mul(2) < self.max_connections
             && self.stressed.swap(false, Ordering::Relaxed)
@@ -370,8 +375,7 @@ async fn connection(
                             return Ok(());
                         };
                         link.tracked.waiting_since_ms.store(BUSY, Ordering::Relaxed);
-                        match tokio::time::timeout(command_timeout, acceptor.accept(stream)).await
-                        {
+                        match tokio::time::timeout(command_timeout, acceptor.accept(stream)).await {
                             Ok(Ok(tls)) => {
                                 stream = Box::new(tls);
                                 session.tls_established();

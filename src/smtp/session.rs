@@ -830,7 +830,11 @@ mod tests {
         assert!(stored.is_empty());
         assert_eq!(codes(&out)[4..], ["354", "452", "250"], "{out}");
         assert!(out.contains("452 4.3.1 "), "{out}");
-        assert_eq!(budget.used(), held, "the refused session gave everything back");
+        assert_eq!(
+            budget.used(),
+            held,
+            "the refused session gave everything back"
+        );
         // A declared size the budget cannot hold is refused at MAIL (RFC 1870).
         let (out, _) = run(
             big.clone(),
