@@ -35,12 +35,23 @@ max_message_bytes = 26214400
 max_recipients = 100
 # Longest command or data line, in bytes.
 max_line_bytes = 4096
-# Seconds a client may take per command, and for the whole DATA phase.
+# Seconds a client may take per command, and for the whole DATA phase (deadlines, however
+# slowly the bytes trickle in).
 command_timeout_secs = 300
 data_timeout_secs = 600
-# Concurrent connections, in all and per client address.
+# Concurrent connections, in all and per client address. A full listener closes (421) a
+# connection waiting for a command, from the busiest address, to serve a new client.
 max_connections = 500
 max_connections_per_client = 50
+# With three quarters of max_connections in use, a client waiting for a command is dropped
+# after this many seconds instead (Postfix's stress mode).
+stress_command_timeout_secs = 10
+# Error replies a client may get without delivering a message before 421 and disconnect
+# (Postfix's smtpd_hard_error_limit).
+hard_error_limit = 20
+# Message bytes all sessions together may hold in memory (restart to change); past it, DATA
+# gets 452 4.3.1 and the client retries later. At least twice max_message_bytes.
+memory_budget_bytes = 134217728
 # Bare CR or LF in DATA (SMTP smuggling, CVE-2023-51764/5/6): "reject" with 550 5.5.2, or
 # "normalize" to CRLF. Either way only CRLF.CRLF ends a message.
 bare_line_endings = "reject"
@@ -235,14 +246,28 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     /// Longest line, bytes.
     pub max_line_bytes: usize,
-    /// Per-command timeout, seconds.
+    /// Deadline for each whole command (from the previous reply to the end of the command
+    /// line), seconds: a client trickling bytes is dropped then with 421 4.4.2.
     pub command_timeout_secs: u64,
-    /// DATA timeout, seconds.
+    /// Deadline for the whole DATA phase (354 to the final dot), seconds.
     pub data_timeout_secs: u64,
-    /// Concurrent connections.
+    /// Concurrent connections (restart to change).
     pub max_connections: usize,
     /// Concurrent connections per client address.
     pub max_connections_per_client: usize,
+    /// Under pressure (three quarters of `max_connections` in use), the deadline for a client
+    /// waiting for a command, seconds (Postfix's stress-mode `smtpd_timeout`).
+    #[serde(default = "default_stress_command_timeout")]
+    pub stress_command_timeout_secs: u64,
+    /// Error replies a client may get without delivering a message before the session ends
+    /// with 421 (Postfix's `smtpd_hard_error_limit`).
+    #[serde(default = "default_hard_error_limit")]
+    pub hard_error_limit: u32,
+    /// Message bytes all SMTP sessions together may hold in memory, counting each buffer
+    /// twice (it and the spool's copy while writing it); past it DATA gets 452 4.3.1. Sized
+    /// at start-up. At least twice `max_message_bytes`, so one largest message always fits.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget_bytes: u64,
     /// `reject` or `normalize`.
     pub bare_line_endings: BareLineEndings,
     /// PEM certificate chain for STARTTLS.
@@ -251,6 +276,18 @@ pub struct SmtpConfig {
     /// PEM private key for STARTTLS.
     #[serde(default)]
     pub tls_key_file: Option<PathBuf>,
+}
+
+fn default_stress_command_timeout() -> u64 {
+    10
+}
+
+fn default_hard_error_limit() -> u32 {
+    20
+}
+
+fn default_memory_budget() -> u64 {
+    128 << 20
 }
 
 /// What to do with bare CR or LF in DATA.
@@ -903,6 +940,8 @@ impl ServiceConfig {
             ("max_message_bytes", s.max_message_bytes),
             ("command_timeout_secs", s.command_timeout_secs),
             ("data_timeout_secs", s.data_timeout_secs),
+            ("stress_command_timeout_secs", s.stress_command_timeout_secs),
+            ("hard_error_limit", u64::from(s.hard_error_limit)),
             ("pipeline.timeout_secs", self.pipeline.timeout_secs),
         ] {
             if v == 0 {
@@ -917,6 +956,11 @@ impl ServiceConfig {
             || s.max_line_bytes < 1000
         {
             return Err(ConfigError("smtp: recipient and connection limits must be positive and max_line_bytes at least 1000 (RFC 5321)".into()));
+        }
+        if s.memory_budget_bytes < s.max_message_bytes.saturating_mul(2) {
+            return Err(ConfigError(
+                "smtp.memory_budget_bytes: at least twice max_message_bytes (one largest message and the spool's copy of it)".into(),
+            ));
         }
         match (&s.tls_cert_file, &s.tls_key_file) {
             (Some(c), Some(k)) => {
@@ -1034,6 +1078,43 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn smtp_memory_budget_holds_one_largest_message_and_limits_are_positive() {
+        let c = ServiceConfig::default_config();
+        assert_eq!(c.smtp.hard_error_limit, 20);
+        assert_eq!(c.smtp.stress_command_timeout_secs, 10);
+        assert_eq!(c.smtp.memory_budget_bytes, 128 << 20);
+        let small = DEFAULT_TOML.replace(
+            "memory_budget_bytes = 134217728",
+            "memory_budget_bytes = 52428799",
+        );
+        assert!(ServiceConfig::from_toml(&small)
+            .unwrap_err()
+            .to_string()
+            .contains("memory_budget_bytes"));
+        for zero in [
+            ("hard_error_limit = 20", "hard_error_limit = 0"),
+            (
+                "stress_command_timeout_secs = 10",
+                "stress_command_timeout_secs = 0",
+            ),
+        ] {
+            assert!(ServiceConfig::from_toml(&DEFAULT_TOML.replace(zero.0, zero.1)).is_err());
+        }
+        // Older files without the new keys get the defaults.
+        let old = DEFAULT_TOML
+            .replace("stress_command_timeout_secs = 10\n", "")
+            .replace("hard_error_limit = 20\n", "")
+            .replace("memory_budget_bytes = 134217728\n", "");
+        assert_eq!(
+            ServiceConfig::from_toml(&old)
+                .unwrap()
+                .smtp
+                .memory_budget_bytes,
+            128 << 20
+        );
     }
 
     #[test]

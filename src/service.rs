@@ -418,6 +418,7 @@ async fn retention_task(
 const RESTART_ONLY: &[&str] = &[
     "smtp.listen",
     "smtp.max_connections",
+    "smtp.memory_budget_bytes",
     "smtp.tls_cert_file",
     "smtp.tls_key_file",
     "data",
@@ -456,6 +457,7 @@ impl Running {
             .collect();
         new.smtp.listen = old.smtp.listen;
         new.smtp.max_connections = old.smtp.max_connections;
+        new.smtp.memory_budget_bytes = old.smtp.memory_budget_bytes;
         new.smtp.tls_cert_file.clone_from(&old.smtp.tls_cert_file);
         new.smtp.tls_key_file.clone_from(&old.smtp.tls_key_file);
         new.data = old.data.clone();

@@ -1,27 +1,50 @@
 //! The SMTP listener: sockets, timeouts, connection limits and the durable-write handshake.
 //!
 //! Owns: accepting connections (clients outside the configured networks get 554 and are
-//! closed; over the total or per-client limit, 421), driving a [`Session`] per connection with
-//! the command and data timeouts, and answering a finished DATA only after the spool's fsync
-//! and the audit record are durable (451 4.3.5 or 452 4.3.1 otherwise, and nothing is kept).
+//! closed; over the per-client limit, 421), driving a [`Session`] per connection under its
+//! deadlines, and answering a finished DATA only after the spool's fsync and the audit record
+//! are durable (451 4.3.5 or 452 4.3.1 otherwise, and nothing is kept).
+//! Invariants:
+//! - `command_timeout_secs` bounds each whole command (from the previous reply to the end of
+//!   the next line) and `data_timeout_secs` the whole DATA phase, however slowly the bytes
+//!   trickle in; a write to a client that does not read is bounded the same way.
+//! - Under pressure a client waiting for a command is dropped after
+//!   `stress_command_timeout_secs` (Postfix's stress mode). Pressure begins when three quarters
+//!   of `max_connections` are in use and ends when fewer than half are, so idle connections are
+//!   cleared well below the limit rather than one at a time at its edge.
+//! - A full listener keeps room for a new client: it closes (421) one connection that is
+//!   waiting for a command, from the address holding the most connections (or one idle past the
+//!   stress timeout), before it refuses anybody. Connections in DATA are never evicted.
+//! - Finished connection tasks are reaped as they end, so memory per connection is returned.
+//!
 //! Shutdown (mini-redis's pattern): a watch channel tells every connection; a connection not
 //! in the middle of DATA answers 421 and closes; the listener stops accepting.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
+use tokio::time::Instant;
 
 use crate::audit::event::MessageReceived;
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::ServiceConfig;
 use crate::live::Live;
+use crate::smtp::budget::MemoryBudget;
 use crate::smtp::session::{Action, Session, SessionConfig};
 use crate::spool::Spool;
+
+/// Bytes read from a socket at a time. Small on purpose: every open connection holds one
+/// buffer (500 connections × 16 KiB = 8 MiB), and DATA arrives line by line anyway.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// How long a full listener waits for an evicted connection to hand over its slot.
+const EVICTION_WAIT: Duration = Duration::from_millis(500);
 
 /// What intake needs.
 pub struct Intake {
@@ -46,15 +69,126 @@ pub struct Intake {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// Marks a connection that is not waiting for a command (DATA, storing, TLS handshake).
+const BUSY: u64 = u64::MAX;
+
+/// One open connection, as the listener sees it.
+struct Tracked {
+    /// The client address, for the per-client count.
+    ip: IpAddr,
+    /// Milliseconds since [`Shared::epoch`] at which the connection began waiting for its
+    /// current command, or [`BUSY`]: only a connection waiting for a command may be evicted.
+    waiting_since_ms: AtomicU64,
+    /// Already chosen for eviction (so two newcomers do not pick the same one).
+    evicted: AtomicBool,
+    /// Tells the connection to close with 421 to make room.
+    evict: Notify,
+}
+
+/// Open connections, per client address.
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    conns: HashMap<u64, Arc<Tracked>>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// State the listener and its connections share.
+struct Shared {
+    registry: Mutex<Registry>,
+    /// Connections holding a slot now.
+    active: AtomicUsize,
+    /// Stress mode (see the module comment), updated as connections come and go.
+    stressed: AtomicBool,
+    /// The connection limit the slots were sized with (restart-only).
+    max_connections: usize,
+    /// The zero point of `waiting_since_ms`.
+    epoch: Instant,
+}
+
+impl Shared {
+    fn under_pressure(&self) -> bool {
+        self.stressed.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection in (+1) or out (-1) and moves in or out of stress mode.
+    fn count(&self, opened: bool) {
+        let active = if opened {
+            self.active.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.active
+                .fetch_sub(1, Ordering::Relaxed)
+                .saturating_sub(1)
+        };
+        if active.saturating_mul(4) >= self.max_connections.saturating_mul(3) {
+            if !self.stressed.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    active,
+                    "SMTP listener under pressure; idle clients get the stress timeout"
+                );
+            }
+        } else if active.saturating_mul(2) < self.max_connections
+            && self.stressed.swap(false, Ordering::Relaxed)
+        {
+            tracing::info!(active, "SMTP listener no longer under pressure");
+        }
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.duration_since(self.epoch).as_millis()).unwrap_or(BUSY - 1)
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Picks a connection to close so that a client from `newcomer` can be served: one waiting
+    /// for a command whose address holds more connections than the newcomer's, or that has
+    /// been waiting longer than `stress`; the most crowded address first, then the longest
+    /// wait. None when every connection is busy or belongs to a client no busier than this one.
+    fn choose_victim(&self, newcomer: IpAddr, stress: Duration) -> Option<Arc<Tracked>> {
+        let registry = self.registry();
+        let now = self.millis(Instant::now());
+        let stress_ms = u64::try_from(stress.as_millis()).unwrap_or(u64::MAX);
+        let own = registry.per_ip.get(&newcomer).copied().unwrap_or(0);
+        let victim = registry
+            .conns
+            .values()
+            .filter(|t| !t.evicted.load(Ordering::Relaxed))
+            .filter_map(|t| {
+                let since = t.waiting_since_ms.load(Ordering::Relaxed);
+                if since == BUSY {
+                    return None;
+                }
+                let crowd = registry.per_ip.get(&t.ip).copied().unwrap_or(0);
+                let waited = now.saturating_sub(since);
+                (crowd > own || waited >= stress_ms).then_some(((crowd, waited), t))
+            })
+            .max_by_key(|(key, _)| *key)
+            .map(|(_, t)| Arc::clone(t))?;
+        victim.evicted.store(true, Ordering::Relaxed);
+        Some(victim)
+    }
+}
+
 /// Accepts connections until shutdown.
 pub async fn serve(
     listener: TcpListener,
     intake: Arc<Intake>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // The connection limit sizes a semaphore once; changing it needs a restart.
-    let slots = Arc::new(Semaphore::new(intake.config.get().smtp.max_connections));
-    let per_client: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::new(Mutex::new(HashMap::new()));
+    // The connection limit and the memory budget are sized once; changing them needs a restart.
+    let first = intake.config.get();
+    let max_connections = first.smtp.max_connections;
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let memory = MemoryBudget::new(first.smtp.memory_budget_bytes);
+    let shared = Arc::new(Shared {
+        registry: Mutex::new(Registry::default()),
+        active: AtomicUsize::new(0),
+        stressed: AtomicBool::new(false),
+        max_connections,
+        epoch: Instant::now(),
+    });
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -67,38 +201,51 @@ pub async fn serve(
                     let _ = stream.write_all(b"554 5.7.1 Access denied\r\n").await;
                     continue;
                 }
-                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    let _ = stream.write_all(b"421 4.7.0 Too many connections, try again later\r\n").await;
-                    continue;
-                };
-                let admitted = {
-                    let mut map = per_client.lock().unwrap_or_else(|p| p.into_inner());
-                    let count = map.entry(ip).or_insert(0);
-                    let ok = *count < config.smtp.max_connections_per_client;
-                    if ok {
-                        *count += 1;
-                    }
-                    ok
-                };
-                if !admitted {
+                let crowded = shared.registry().per_ip.get(&ip).copied().unwrap_or(0)
+                    >= config.smtp.max_connections_per_client;
+                if crowded {
                     let _ = stream.write_all(b"421 4.7.0 Too many connections from your address\r\n").await;
                     continue;
                 }
-                let (intake, per_client, shutdown) = (Arc::clone(&intake), Arc::clone(&per_client), shutdown.clone());
+                let stress = Duration::from_secs(config.smtp.stress_command_timeout_secs);
+                let permit = match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => match shared.choose_victim(ip, stress) {
+                        Some(victim) => {
+                            tracing::info!(client = %ip, evicted = %victim.ip, "listener full; closing a waiting connection to make room");
+                            victim.evict.notify_one();
+                            tokio::time::timeout(EVICTION_WAIT, Arc::clone(&slots).acquire_owned())
+                                .await
+                                .ok()
+                                .and_then(Result::ok)
+                        }
+                        None => None,
+                    },
+                };
+                let Some(permit) = permit else {
+                    let _ = stream.write_all(b"421 4.7.0 Too many connections, try again later\r\n").await;
+                    continue;
+                };
+                let tracked = Arc::new(Tracked {
+                    ip,
+                    waiting_since_ms: AtomicU64::new(shared.millis(Instant::now())),
+                    evicted: AtomicBool::new(false),
+                    evict: Notify::new(),
+                });
+                let admitted = Admitted::new(Arc::clone(&shared), Arc::clone(&tracked), permit);
+                let (intake, shutdown, memory) =
+                    (Arc::clone(&intake), shutdown.clone(), Arc::clone(&memory));
                 connections.spawn(async move {
-                    if let Err(e) = connection(stream, peer, &intake, &config, shutdown).await {
+                    let link = Link { shared: &admitted.shared, tracked: &tracked, memory };
+                    if let Err(e) = connection(stream, peer, &intake, &config, link, shutdown).await {
                         tracing::debug!(client = %peer, error = %e, "connection ended");
                     }
-                    let mut map = per_client.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(c) = map.get_mut(&ip) {
-                        *c -= 1;
-                        if *c == 0 {
-                            map.remove(&ip);
-                        }
-                    }
-                    drop(permit);
+                    drop(admitted);
                 });
             }
+            // Reap finished connections as they end: a JoinSet keeps every finished task
+            // until it is joined (issue #16 B: 2.2 KB per connection, never returned).
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = shutdown.changed() => break,
         }
     }
@@ -106,11 +253,78 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
+/// A connection's place in the registry and its slot, given back when dropped (also when
+/// the connection task panics, so a crash never leaks a slot or a per-client count).
+struct Admitted {
+    shared: Arc<Shared>,
+    id: u64,
+    ip: IpAddr,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Admitted {
+    fn new(
+        shared: Arc<Shared>,
+        tracked: Arc<Tracked>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Self {
+        let ip = tracked.ip;
+        let id = {
+            let mut registry = shared.registry();
+            let id = registry.next_id;
+            registry.next_id += 1;
+            registry.conns.insert(id, tracked);
+            *registry.per_ip.entry(ip).or_insert(0) += 1;
+            id
+        };
+        shared.count(true);
+        Self {
+            shared,
+            id,
+            ip,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        {
+            let mut registry = self.shared.registry();
+            registry.conns.remove(&self.id);
+            if let Some(c) = registry.per_ip.get_mut(&self.ip) {
+                *c = c.saturating_sub(1);
+                if *c == 0 {
+                    registry.per_ip.remove(&self.ip);
+                }
+            }
+        }
+        self.shared.count(false);
+    }
+}
+
+/// What a connection shares with the listener.
+struct Link<'a> {
+    shared: &'a Shared,
+    tracked: &'a Tracked,
+    memory: Arc<MemoryBudget>,
+}
+
+/// Writes all of `bytes` before `deadline`: a client that sends but never reads must not hold
+/// the connection past its deadline by filling the socket buffer.
+async fn send(stream: &mut Box<dyn Io>, bytes: &[u8], deadline: Instant) -> std::io::Result<()> {
+    match tokio::time::timeout_at(deadline, stream.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     intake: &Intake,
     snapshot: &ServiceConfig,
+    link: Link<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     // The configuration this connection was admitted under, kept for its whole life.
@@ -127,27 +341,41 @@ async fn connection(
             .collect(),
         bare_line_endings: smtp.bare_line_endings,
         starttls: intake.tls.is_some(),
+        hard_error_limit: smtp.hard_error_limit,
+        memory: link.memory,
     };
+    let command_timeout = Duration::from_secs(smtp.command_timeout_secs);
+    let data_timeout = Duration::from_secs(smtp.data_timeout_secs);
+    let stress_timeout = Duration::from_secs(smtp.stress_command_timeout_secs);
     let _ = tcp.set_nodelay(true);
     let mut stream: Box<dyn Io> = Box::new(tcp);
     let (mut session, greeting) = Session::new(config);
-    stream.write_all(greeting.as_bytes()).await?;
-    let mut buf = vec![0u8; 64 * 1024];
+    // When the current command (or DATA phase) began, and when it must be over.
+    let mut since = Instant::now();
+    let mut deadline = since + command_timeout;
+    send(&mut stream, greeting.as_bytes(), deadline).await?;
+    let mut buf = vec![0u8; READ_BUFFER];
     let mut pending: Vec<Action> = Vec::new();
     loop {
         // Work through what the session asked for; a stored message may release more input.
+        let answered = !pending.is_empty();
         while !pending.is_empty() {
             let mut next = Vec::new();
             for action in pending.drain(..) {
                 match action {
-                    Action::Reply(r) => stream.write_all(r.as_bytes()).await?,
+                    Action::Reply(r) => {
+                        // Each write gets the command timeout: a client that pipelines
+                        // commands but never reads its replies is dropped then.
+                        let write_by = Instant::now() + command_timeout;
+                        send(&mut stream, r.as_bytes(), write_by).await?
+                    }
                     Action::Close => return Ok(()),
                     Action::StartTls => {
                         let Some(acceptor) = intake.tls.clone() else {
                             return Ok(());
                         };
-                        let limit = Duration::from_secs(smtp.command_timeout_secs);
-                        match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                        link.tracked.waiting_since_ms.store(BUSY, Ordering::Relaxed);
+                        match tokio::time::timeout(command_timeout, acceptor.accept(stream)).await {
                             Ok(Ok(tls)) => {
                                 stream = Box::new(tls);
                                 session.tls_established();
@@ -156,34 +384,72 @@ async fn connection(
                         }
                     }
                     Action::Store(envelope, data) => {
+                        link.tracked.waiting_since_ms.store(BUSY, Ordering::Relaxed);
                         let reply =
                             session.message_stored(store(intake, envelope, peer, data).await);
-                        stream.write_all(reply.as_bytes()).await?;
+                        let write_by = Instant::now() + command_timeout;
+                        send(&mut stream, reply.as_bytes(), write_by).await?;
                         next.extend(session.feed(b""));
                     }
                 }
             }
             pending = next;
         }
-        let limit = Duration::from_secs(if session.in_data() {
-            smtp.data_timeout_secs
+        let in_data = session.in_data();
+        if answered && !in_data {
+            // A command was answered: the next one gets its own deadline.
+            since = Instant::now();
+            deadline = since + command_timeout;
+        }
+        link.tracked.waiting_since_ms.store(
+            if in_data {
+                BUSY
+            } else {
+                link.shared.millis(since)
+            },
+            Ordering::Relaxed,
+        );
+        // Wake at the deadline, or (waiting for a command) when the stress timeout would end
+        // the wait, and then every second to see whether the listener is under pressure.
+        let now = Instant::now();
+        let stress_at = since + stress_timeout;
+        let wake = if in_data {
+            deadline
+        } else if now < stress_at {
+            deadline.min(stress_at)
         } else {
-            smtp.command_timeout_secs
-        });
+            deadline.min(now + Duration::from_secs(1))
+        };
         tokio::select! {
-            read = tokio::time::timeout(limit, stream.read(&mut buf)) => {
+            read = stream.read(&mut buf) => {
                 match read {
-                    Err(_) => {
-                        stream.write_all(b"421 4.4.2 Timeout, closing connection\r\n").await?;
-                        return Ok(());
+                    Ok(0) => return Ok(()),
+                    Ok(n) => {
+                        pending = session.feed(&buf[..n]);
+                        if session.in_data() && !in_data {
+                            // DATA began: the whole phase must end within the data timeout.
+                            since = Instant::now();
+                            deadline = since + data_timeout;
+                        }
                     }
-                    Ok(Ok(0)) => return Ok(()),
-                    Ok(Ok(n)) => pending = session.feed(&buf[..n]),
-                    Ok(Err(e)) => return Err(e),
+                    Err(e) => return Err(e),
                 }
             }
-            _ = shutdown.changed(), if !session.in_data() => {
-                stream.write_all(b"421 4.3.2 Service shutting down\r\n").await?;
+            () = tokio::time::sleep_until(wake) => {
+                let now = Instant::now();
+                let stressed = !in_data && now >= stress_at && link.shared.under_pressure();
+                if now >= deadline || stressed {
+                    tracing::info!(client = %peer, in_data, stressed, "deadline passed; closing");
+                    let _ = send(&mut stream, b"421 4.4.2 Timeout, closing connection\r\n", now + Duration::from_secs(1)).await;
+                    return Ok(());
+                }
+            }
+            () = link.tracked.evict.notified(), if !in_data => {
+                let _ = send(&mut stream, b"421 4.7.0 Too many connections; closing an idle one\r\n", Instant::now() + Duration::from_secs(1)).await;
+                return Ok(());
+            }
+            _ = shutdown.changed(), if !in_data => {
+                send(&mut stream, b"421 4.3.2 Service shutting down\r\n", deadline).await?;
                 return Ok(());
             }
         }

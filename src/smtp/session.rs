@@ -4,10 +4,16 @@
 //! message for the server to make durable. No sockets, no clock: the server feeds bytes in and
 //! writes replies out, which is how the transcript tests drive it.
 //! Invariants:
-//! - Only `<CRLF>.<CRLF>` ends DATA. A bare LF or bare CR anywhere in DATA (including the
-//!   `\n.\n`, `\r.\r` and `\r\r\n` smuggling forms) never ends or splits a message: the whole
-//!   message is rejected with 550 5.5.2, or normalised to CRLF, by configuration
-//!   (CVE-2023-51764/5/6).
+//! - Only `<CRLF>.<CRLF>` ends DATA, and it always does: a bare LF or bare CR anywhere in DATA
+//!   (including the `\n.\n`, `\r.\r` and `\r\r\n` smuggling forms) never ends or splits a
+//!   message, and never hides the real end either: the whole message is rejected with
+//!   550 5.5.2, or normalised to CRLF, by configuration (CVE-2023-51764/5/6).
+//! - Message bytes are taken from the shared [`MemoryBudget`] before they are allocated (twice:
+//!   the buffer and the spool's copy while writing it); past the budget the rest of the DATA is
+//!   read and dropped and the reply is 452 4.3.1, so memory across sessions stays bounded.
+//! - A non-ASCII address needs SMTPUTF8 on MAIL (RFC 6531 §3.4: 553 5.6.7 otherwise).
+//! - `hard_error_limit` error replies without a delivered message end the session with 421
+//!   (Postfix's `smtpd_hard_error_limit`): a client cannot probe or spin forever.
 //! - A message over the size limit is read to its end and discarded (552); the session stays
 //!   usable. Pipelined commands after DATA wait until the server reports the durable write.
 //! - 250 for DATA is never produced here: the server answers only after the spool's fsync.
@@ -17,6 +23,10 @@ use std::collections::VecDeque;
 use smtp_proto::{Error as ParseError, Request, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8};
 
 use crate::config::BareLineEndings;
+use crate::smtp::budget::{MemoryBudget, Reservation};
+
+/// The smallest buffer a DATA phase starts with: small messages need no regrowth.
+const FIRST_DATA_CAPACITY: usize = 64 * 1024;
 
 /// Limits and identity for a session.
 #[derive(Debug, Clone)]
@@ -35,6 +45,10 @@ pub struct SessionConfig {
     pub bare_line_endings: BareLineEndings,
     /// STARTTLS is offered (a certificate is configured).
     pub starttls: bool,
+    /// Error replies allowed before the session is closed with 421.
+    pub hard_error_limit: u32,
+    /// Message bytes all sessions together may hold.
+    pub memory: std::sync::Arc<MemoryBudget>,
 }
 
 /// The envelope of one message.
@@ -81,6 +95,8 @@ struct DataFlaws {
     bare: bool,
     oversize: bool,
     long_line: bool,
+    /// The memory budget could not spare the bytes: 452, try later.
+    no_memory: bool,
     /// The previous line ended in a real CRLF: only then can `.CRLF` end the data
     /// (`\n.\r\n` is the smuggling form that an LF-tolerant reader would end early).
     after_crlf: bool,
@@ -92,6 +108,7 @@ impl Default for DataFlaws {
             bare: false,
             oversize: false,
             long_line: false,
+            no_memory: false,
             after_crlf: true,
         }
     }
@@ -109,6 +126,10 @@ pub struct Session {
     rcpt_to: Vec<String>,
     data: Vec<u8>,
     flaws: DataFlaws,
+    /// What `data` (and the spool's copy of it) holds of the shared memory budget.
+    reservation: Reservation,
+    /// Error replies since the last delivered message.
+    errors: u32,
     tls: bool,
 }
 
@@ -116,6 +137,7 @@ impl Session {
     /// Starts a session; returns it and the greeting to send.
     pub fn new(config: SessionConfig) -> (Self, String) {
         let greeting = format!("220 {} ESMTP mukaika\r\n", config.hostname);
+        let reservation = Reservation::new(std::sync::Arc::clone(&config.memory));
         let session = Session {
             config,
             state: State::Command,
@@ -127,6 +149,8 @@ impl Session {
             rcpt_to: Vec::new(),
             data: Vec::new(),
             flaws: DataFlaws::default(),
+            reservation,
+            errors: 0,
             tls: false,
         };
         (session, greeting)
@@ -147,18 +171,22 @@ impl Session {
                 State::Closed | State::Storing => break,
                 State::Command => {
                     let Some(line) = self.take_line() else { break };
+                    let before = actions.len();
                     match line {
                         Line::TooLong { .. } => {
                             actions.push(Action::Reply("500 5.5.2 Line too long\r\n".into()))
                         }
                         Line::Complete(line) => self.command(&line, &mut actions),
                     }
+                    self.count_errors(&mut actions, before);
                 }
                 State::Data => {
                     let Some(line) = self.take_line() else { break };
+                    let before = actions.len();
                     if let Some(action) = self.data_line(line) {
                         actions.push(action);
                     }
+                    self.count_errors(&mut actions, before);
                 }
             }
             if matches!(
@@ -169,6 +197,28 @@ impl Session {
             }
         }
         actions
+    }
+
+    /// Counts the error replies among `actions[from..]`; at the limit, closes with 421.
+    fn count_errors(&mut self, actions: &mut Vec<Action>, from: usize) {
+        let errors = actions[from..]
+            .iter()
+            .filter(|a| matches!(a, Action::Reply(r) if r.starts_with(['4', '5'])))
+            .count();
+        if errors == 0 {
+            return;
+        }
+        self.errors = self
+            .errors
+            .saturating_add(u32::try_from(errors).unwrap_or(u32::MAX));
+        if self.errors >= self.config.hard_error_limit && self.state != State::Closed {
+            tracing::info!(errors = self.errors, "too many errors; closing the session");
+            actions.push(Action::Reply(
+                "421 4.7.0 Too many errors, closing connection\r\n".into(),
+            ));
+            self.state = State::Closed;
+            actions.push(Action::Close);
+        }
     }
 
     /// The TLS handshake finished: RFC 3207 says to forget everything learnt before it, so the
@@ -187,7 +237,11 @@ impl Session {
         self.state = State::Command;
         self.reset_transaction();
         match result {
-            Ok(id) => format!("250 2.0.0 Ok: queued as {id}\r\n"),
+            Ok(id) => {
+                // Postfix's rule: the error limit counts errors made without delivering mail.
+                self.errors = 0;
+                format!("250 2.0.0 Ok: queued as {id}\r\n")
+            }
             Err(reply) => reply,
         }
     }
@@ -196,6 +250,7 @@ impl Session {
         self.mail_from = None;
         self.rcpt_to.clear();
         self.data = Vec::new();
+        self.reservation.release();
         self.flaws = DataFlaws::default();
         self.eight_bit = false;
         self.smtputf8 = false;
@@ -251,7 +306,10 @@ impl Session {
         if proper && body == b"." && self.flaws.after_crlf {
             return Some(self.end_of_data());
         }
-        self.flaws.after_crlf = proper && !bare_cr_inside;
+        // A line that ends in a real CRLF puts the stream right after a CRLF, whatever bare CR
+        // it held inside: `hello\rworld\r\n.\r\n` does contain CRLF.CRLF, and a reader that
+        // did not end there would leave the client waiting for a reply that never comes.
+        self.flaws.after_crlf = proper;
         if !proper || bare_cr_inside {
             self.flaws.bare = true;
         }
@@ -259,11 +317,29 @@ impl Session {
         let content = body.strip_prefix(b".").unwrap_or(body);
         if self.data.len() as u64 + content.len() as u64 + 2 > self.config.max_message_bytes {
             self.flaws.oversize = true;
-            self.data = Vec::new();
+            self.drop_data();
         }
         // Nothing is kept once the message is known to be refused.
-        let refused = self.flaws.oversize
+        let mut refused = self.flaws.oversize
+            || self.flaws.no_memory
             || (self.flaws.bare && self.config.bare_line_endings == BareLineEndings::Reject);
+        if !refused {
+            // Normalising turns each bare CR into CRLF: one byte more each.
+            let extra = if self.config.bare_line_endings == BareLineEndings::Normalize {
+                content.iter().filter(|&&b| b == b'\r').count()
+            } else {
+                0
+            };
+            if !self.make_room(content.len() + extra + 2) {
+                tracing::warn!(
+                    budget_used = self.config.memory.used(),
+                    "SMTP memory budget exhausted; this message will get 452"
+                );
+                self.flaws.no_memory = true;
+                self.drop_data();
+                refused = true;
+            }
+        }
         if !refused {
             if self.config.bare_line_endings == BareLineEndings::Normalize && bare_cr_inside {
                 for chunk in content.split(|&b| b == b'\r') {
@@ -279,6 +355,39 @@ impl Session {
         None
     }
 
+    /// Forgets the message bytes and gives their memory back.
+    fn drop_data(&mut self) {
+        self.data = Vec::new();
+        self.reservation.release();
+    }
+
+    /// Makes room in `data` for `add` more bytes, taking the memory from the budget first.
+    /// Capacity doubles (from [`FIRST_DATA_CAPACITY`], never past the size limit unless one
+    /// line needs it) so a large message costs a few budget checks, not one per line. Each
+    /// byte of capacity is taken twice: the spool writes the message through a copy of it.
+    /// False when the budget cannot spare it; nothing is allocated then.
+    fn make_room(&mut self, add: usize) -> bool {
+        let need = self.data.len().saturating_add(add);
+        let capacity = self.data.capacity();
+        if need <= capacity {
+            return true;
+        }
+        let cap_limit = usize::try_from(self.config.max_message_bytes).unwrap_or(usize::MAX);
+        let target = need.max(
+            capacity
+                .saturating_mul(2)
+                .max(FIRST_DATA_CAPACITY)
+                .min(cap_limit),
+        );
+        let want = (target as u64).saturating_mul(2);
+        let held = self.reservation.held();
+        if want > held && !self.reservation.grow(want - held) {
+            return false;
+        }
+        self.data.reserve_exact(target - self.data.len());
+        true
+    }
+
     fn end_of_data(&mut self) -> Action {
         let flaws = self.flaws;
         let reply = if flaws.oversize {
@@ -287,6 +396,8 @@ impl Session {
             Some("500 5.5.2 Line too long\r\n")
         } else if flaws.bare && self.config.bare_line_endings == BareLineEndings::Reject {
             Some("550 5.5.2 Bare CR or LF in message; line endings must be CRLF\r\n")
+        } else if flaws.no_memory {
+            Some("452 4.3.1 Insufficient system storage\r\n")
         } else {
             None
         };
@@ -349,6 +460,11 @@ impl Session {
                     reply("503 5.5.1 Sender already given\r\n");
                 } else if from.size as u64 > self.config.max_message_bytes {
                     reply("552 5.3.4 Message size exceeds fixed maximum message size\r\n");
+                } else if (from.size as u64).saturating_mul(2) > self.config.memory.available() {
+                    // RFC 1870: a declared size that cannot be held now is a temporary 452.
+                    reply("452 4.3.1 Insufficient system storage\r\n");
+                } else if !from.address.is_ascii() && from.flags & MAIL_SMTPUTF8 == 0 {
+                    reply("553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n");
                 } else {
                     self.mail_from = Some(from.address.to_string());
                     self.eight_bit = from.flags & MAIL_BODY_8BITMIME != 0;
@@ -364,6 +480,8 @@ impl Session {
                     .unwrap_or_default();
                 if self.mail_from.is_none() {
                     reply("503 5.5.1 Need MAIL before RCPT\r\n");
+                } else if !address.is_ascii() && !self.smtputf8 {
+                    reply("553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n");
                 } else if self.rcpt_to.len() >= self.config.max_recipients {
                     reply("452 4.5.3 Too many recipients\r\n");
                 } else if !self.config.accepted_domains.is_empty()
@@ -435,6 +553,8 @@ enum Line {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn config() -> SessionConfig {
@@ -446,6 +566,8 @@ mod tests {
             accepted_domains: vec!["city.example".into()],
             bare_line_endings: BareLineEndings::Reject,
             starttls: false,
+            hard_error_limit: 20,
+            memory: MemoryBudget::new(1 << 30),
         }
     }
 
@@ -635,6 +757,96 @@ mod tests {
             ["220", "250", "500", "250", "250", "354", "500"],
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_bare_cr_inside_data_is_refused_at_the_real_end_of_data() {
+        // Issue #16 D: the `.` after a line holding a bare CR was taken as data, and the client
+        // waited for a reply until the data timeout.
+        let mut t = HEAD.to_vec();
+        t.extend_from_slice(b"hello\rworld\r\n.\r\nNOOP\r\n");
+        let (out, stored) = run(config(), &t);
+        assert!(stored.is_empty(), "{out}");
+        assert_eq!(codes(&out)[4..], ["354", "550", "250"], "{out}");
+        assert!(out.contains("550 5.5.2 Bare CR"), "{out}");
+    }
+
+    #[test]
+    fn non_ascii_addresses_need_smtputf8() {
+        let (out, _) = run(
+            config(),
+            "EHLO c\r\nMAIL FROM:<山田@送信.test>\r\nMAIL FROM:<a@s.test>\r\nRCPT TO:<総務@city.example>\r\nRSET\r\nMAIL FROM:<山田@送信.test> SMTPUTF8\r\nRCPT TO:<総務@city.example>\r\n"
+                .as_bytes(),
+        );
+        assert_eq!(
+            codes(&out),
+            ["220", "250", "553", "250", "553", "250", "250", "250"],
+            "{out}"
+        );
+        assert!(out.contains("553 5.6.7 "), "{out}");
+    }
+
+    #[test]
+    fn too_many_errors_close_the_session_with_421() {
+        let (out, _) = run(config(), &b"FOO\r\n".repeat(30));
+        let c = codes(&out);
+        assert_eq!(c.len(), 1 + 20 + 1, "{out}");
+        assert!(c[1..21].iter().all(|c| *c == "500"), "{out}");
+        assert_eq!(c[21], "421", "{out}");
+        assert!(out.ends_with("421 4.7.0 Too many errors, closing connection\r\n"));
+    }
+
+    #[test]
+    fn a_delivered_message_resets_the_error_count() {
+        let mut t = b"FOO\r\n".repeat(19);
+        t.extend_from_slice(HEAD);
+        t.extend_from_slice(b"x\r\n.\r\n");
+        t.extend_from_slice(&b"FOO\r\n".repeat(19));
+        t.extend_from_slice(b"QUIT\r\n");
+        let (out, stored) = run(config(), &t);
+        assert_eq!(stored.len(), 1);
+        assert_eq!(codes(&out).last(), Some(&"221"), "{out}");
+    }
+
+    #[test]
+    fn data_past_the_memory_budget_gets_452_and_gives_the_memory_back() {
+        let budget = MemoryBudget::new(300_000);
+        let big = SessionConfig {
+            max_message_bytes: 1_000_000,
+            memory: Arc::clone(&budget),
+            ..config()
+        };
+        // A first session holds part of the budget with an unfinished message.
+        let (mut first, _) = Session::new(big.clone());
+        first.feed(HEAD);
+        first.feed(&b"0123456789012345678901234567890123456789\r\n".repeat(1000));
+        let held = budget.used();
+        assert!(held > 0 && held <= 300_000, "{held}");
+        // A second one cannot get what it needs: its message is drained and refused with 452.
+        let mut t = HEAD.to_vec();
+        t.extend_from_slice(&b"0123456789012345678901234567890123456789\r\n".repeat(3000));
+        t.extend_from_slice(b".\r\nNOOP\r\n");
+        let (out, stored) = run(big.clone(), &t);
+        assert!(stored.is_empty());
+        assert_eq!(codes(&out)[4..], ["354", "452", "250"], "{out}");
+        assert!(out.contains("452 4.3.1 "), "{out}");
+        assert_eq!(
+            budget.used(),
+            held,
+            "the refused session gave everything back"
+        );
+        // A declared size the budget cannot hold is refused at MAIL (RFC 1870).
+        let (out, _) = run(
+            big.clone(),
+            b"EHLO c\r\nMAIL FROM:<a@s.test> SIZE=200000\r\n",
+        );
+        assert_eq!(codes(&out), ["220", "250", "452"], "{out}");
+        // The first message finishes and is stored; then its memory is free again.
+        let actions = first.feed(b".\r\n");
+        assert!(matches!(actions[..], [Action::Store(..)]), "{actions:?}");
+        assert_eq!(budget.used(), held, "held until the spool has written it");
+        first.message_stored(Ok("Q1".into()));
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]
