@@ -239,6 +239,10 @@ fn libreoffice_opens_the_outputs_and_the_text_survives() {
         ("macro.xlsm".into(), xlsm_with_macros().build()),
         ("threats.odt".into(), odt_with_threats()),
         (
+            "alternate-content.docx".into(),
+            docx_with_fields_in_alternate_content(),
+        ),
+        (
             "bench-50k.docx".into(),
             std::fs::read(workspace_root().join("../shared/bench/docx-50k.docx")).unwrap(),
         ),
@@ -365,4 +369,38 @@ fn rtfobj_and_msodde_find_nothing_in_rtf_outputs() {
         shown.contains("会議資料") && shown.contains("dde result"),
         "{shown}"
     );
+}
+
+#[test]
+fn msodde_finds_no_field_in_outputs_of_documents_with_hidden_fields() {
+    // msodde reads simple fields anywhere and complex fields in text boxes, so it sees these
+    // inputs' fields; the run-level AlternateContent and Office Math fields it cannot see are
+    // checked by searching every output part for the marker (tests/ooxml.rs).
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes, seen) in [
+        (
+            "alternate-content.docx",
+            docx_with_fields_in_alternate_content(),
+            "INCLUDETEXT",
+        ),
+        ("text-box.docx", docx_with_field_in_text_box(), "DDEAUTO"),
+    ] {
+        let in_path = dir.path().join(format!("in-{name}"));
+        std::fs::write(&in_path, &bytes).unwrap();
+        let (_, text) = run(Command::new(tool("msodde")).arg(&in_path));
+        assert!(
+            text.contains(seen) && text.contains(HIDDEN_MARK),
+            "{name}: msodde does not see the fixture field:\n{text}"
+        );
+        let outcome = process(&bytes, name);
+        let out_path = dir.path().join(format!("out-{name}"));
+        std::fs::write(&out_path, outcome.output().expect("sanitized").bytes()).unwrap();
+        let (_, text) = run(Command::new(tool("msodde")).arg(&out_path));
+        let links = text.split("DDE Links:").nth(1).map(str::trim);
+        assert_eq!(
+            links,
+            Some(""),
+            "{name}: msodde finds a field in the output:\n{text}"
+        );
+    }
 }

