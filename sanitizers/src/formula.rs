@@ -186,9 +186,7 @@ pub(crate) fn judge(formula: &str, keep_links: bool) -> Option<Reach> {
             // Sheet names may hold neither brackets nor slashes: a quoted name that does is a
             // path or a workbook (`'C:\dir\[b.xlsx]Sheet1'!A1`); one followed by `#` is an ODF
             // reference into another file (`'file:///x.ods'#$Sheet1.A1`).
-            Token::Quoted(name)
-                if name.contains(['[', ']', '\\', '/']) || next_is(i + 1, '#') =>
-            {
+            Token::Quoted(name) if name.contains(['[', ']', '\\', '/']) || next_is(i + 1, '#') => {
                 return Some(other_file(name));
             }
             Token::Ident(name) => {
