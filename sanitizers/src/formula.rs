@@ -179,7 +179,7 @@ pub(crate) fn judge(formula: &str, keep_links: bool) -> Option<Reach> {
                 if let (Some(Token::Ident(inner)), true) = (tokens.get(i + 1), next_is(i + 2, ']'))
                 {
                     if inner.chars().all(|c| c.is_ascii_digit()) || names_workbook(inner) {
-                        return Some(other_file(inner));
+                        return Some(other_file(&format!("[{inner}]")));
                     }
                 }
             }
