@@ -408,35 +408,42 @@ fn filter(doc: &mut Document<'_>, part: &str, cx: &mut Context<'_>) {
                 continue;
             }
         }
-        // The first formula that reaches outside decides; an owner goes whole.
-        let reach = doc
+        // Every formula attribute that reaches outside goes (all of them, so a second pass
+        // finds none); an owner goes whole with the first.
+        let reaching: Vec<(String, formula::Reach, String)> = doc
             .attrs(id)
             .filter(|a| FORMULA_ATTRS.contains(&a.local()) || is_formula_value(&local, a.local()))
-            .find_map(|a| {
+            .filter_map(|a| {
                 let value = a.value();
                 formula::judge(&value, keep_links).map(|r| (a.qname().to_string(), r, value))
-            });
-        if let Some((attr_name, reach, value)) = reach {
+            })
+            .collect();
+        if !reaching.is_empty() {
             let owner = FORMULA_OWNERS.contains(&local.as_str());
-            let label = match doc
+            let name = doc
                 .attrs(id)
                 .find(|a| a.local() == "name")
-                .map(|a| a.value())
-            {
-                Some(name) if owner => format!("{local} {name}"),
-                _ => format!("{local} {attr_name}"),
-            };
-            cx.remove(
-                reach.what,
-                part,
-                format!("{label}: {} {}", reach.why, short(&value)),
-            );
+                .map(|a| a.value());
+            for (attr_name, reach, value) in &reaching {
+                let label = match &name {
+                    Some(name) if owner => format!("{local} {name}"),
+                    _ => format!("{local} {attr_name}"),
+                };
+                cx.remove(
+                    reach.what,
+                    part,
+                    format!("{label}: {} {}", reach.why, short(value)),
+                );
+                if owner {
+                    break;
+                }
+            }
             if owner {
                 doc.remove(id);
                 continue;
             }
             for attr in doc.attrs_mut(id) {
-                if attr.qname() == attr_name {
+                if reaching.iter().any(|(n, _, _)| *n == attr.qname()) {
                     attr.removed = true;
                 }
             }

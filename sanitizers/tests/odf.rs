@@ -179,7 +179,14 @@ fn spreadsheet_formulas_names_and_conditions_that_reach_outside_go() {
     let input = ods_with_outside_formulas();
     let outcome = assert_marker_gone("集計.ods", &input);
     for (what, needle) in [
-        (What::ExternalReference, "content-validation"),
+        (
+            What::ExternalReference,
+            "content-validation table:condition",
+        ),
+        (
+            What::ExternalReference,
+            "content-validation table:base-cell-address",
+        ),
         (What::Field, "DDE call"),
         (What::DataConnection, "WEBSERVICE call"),
         (What::ExternalReference, "-3.ods"),
@@ -197,7 +204,7 @@ fn spreadsheet_formulas_names_and_conditions_that_reach_outside_go() {
     }
     assert_eq!(
         outcome.report.removed.len(),
-        9,
+        10,
         "{:#?}",
         outcome.report.removed
     );
