@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod detect;
 pub mod error;
+mod formula;
 pub mod html;
 pub mod kind;
 pub mod mail;

@@ -8,16 +8,20 @@
 //! Removed and reported: Basic and script libraries, dialogs, UI configurations, event
 //! listeners and inline scripts, macro-running fields, OLE objects (their replacement picture
 //! stays), plug-ins, applets, floating frames, DDE sources and connections, linked sections and
-//! tables, external images, formulas that call DDE or web services, hyperlinks (by policy),
-//! signatures, thumbnails and settings.
+//! tables, external images, hyperlinks (by policy), signatures, thumbnails and settings; and
+//! every formula that reaches outside the document (judged by [`crate::formula`], as in OOXML:
+//! DDE, references into other files, web calls, hyperlinks) — a cell formula goes and the
+//! cell keeps its cached value, a named expression or range goes whole, a condition goes.
 //! Invariants: every kept XML part is re-serialised from our tree; nothing outside the
-//! allowlist is copied; a second pass finds nothing to remove.
+//! allowlist is copied; a second pass finds nothing to remove. Links and script handlers are
+//! recognised by their namespace, never by the prefix a document chose for it.
 //! Must never: copy a member it did not classify, or keep an external reference.
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
 
 use crate::error::{Error, Result};
+use crate::formula;
 use crate::kind::FileKind;
 use crate::ooxml::xml::{escape_attr, Document, NodeId};
 use crate::policy::link_allowed;
@@ -26,6 +30,28 @@ use crate::report::What;
 use crate::util::short;
 
 const MANIFEST_NS: &str = "urn:oasis:names:tc:opendocument:xmlns:manifest:1.0";
+/// XLink: every link and picture reference (`xlink:href`, whatever the prefix).
+const XLINK_NS: &str = "http://www.w3.org/1999/xlink";
+/// ODF scripts: event handler attributes.
+const SCRIPT_NS: &str = "urn:oasis:names:tc:opendocument:xmlns:script:1.0";
+
+/// Attributes (by local name) whose value is a formula or a cell address that may name
+/// another file: cell and text-table formulas, validity and format conditions, named
+/// expressions and ranges, conditional-format values, chart and filter ranges.
+const FORMULA_ATTRS: &[&str] = &[
+    "formula",
+    "condition",
+    "expression",
+    "cell-range-address",
+    "base-cell-address",
+    "target-range-address",
+    "source-cell-range",
+];
+
+/// Elements that go whole when one of their formula attributes reaches outside: a name or a
+/// condition without its formula is not valid (`calcext:condition`, `style:map`). Elsewhere
+/// only the attribute goes (a cell keeps its cached value, a validity its other settings).
+const FORMULA_OWNERS: &[&str] = &["named-expression", "named-range", "condition", "map"];
 
 /// Rebuilds OpenDocument packages.
 pub struct OdfSanitizer;
@@ -69,9 +95,6 @@ const UNWRAPPED_ELEMENTS: &[(&str, What, &str)] = &[
     ("execute-macro", What::Macro, "macro-running field"),
     ("dde-connection", What::DataConnection, "DDE field"),
 ];
-
-/// Formula functions that reach outside the document.
-const FORMULA_CALLS: &[&str] = &["DDE(", "WEBSERVICE(", "FILTERXML(", "HYPERLINK("];
 
 fn classify(path: &str, strip_metadata: bool, sub_docs: &[String]) -> Fate {
     let (dir, base) = match path.rsplit_once('/') {
@@ -315,6 +338,15 @@ fn descendants(doc: &Document<'_>, id: NodeId) -> Vec<NodeId> {
     out
 }
 
+/// True for the `value` of a conditional-format condition or entry, which is a formula.
+fn is_formula_value(element: &str, attr: &str) -> bool {
+    attr == "value"
+        && matches!(
+            element,
+            "condition" | "formatting-entry" | "color-scale-entry"
+        )
+}
+
 /// Applies the element and attribute rules to one XML part.
 fn filter(doc: &mut Document<'_>, part: &str, cx: &mut Context<'_>) {
     let keep_links = cx.policy().keep_links;
@@ -357,7 +389,7 @@ fn filter(doc: &mut Document<'_>, part: &str, cx: &mut Context<'_>) {
         }
         let href = doc
             .attrs(id)
-            .find(|a| a.local() == "href" && a.qname().starts_with("xlink"))
+            .find(|a| a.local() == "href" && a.ns() == XLINK_NS)
             .map(|a| a.value());
         if let Some(href) = href {
             let link = local == "a";
@@ -376,22 +408,51 @@ fn filter(doc: &mut Document<'_>, part: &str, cx: &mut Context<'_>) {
                 continue;
             }
         }
+        // Every formula attribute that reaches outside goes (all of them, so a second pass
+        // finds none); an owner goes whole with the first.
+        let reaching: Vec<(String, formula::Reach, String)> = doc
+            .attrs(id)
+            .filter(|a| FORMULA_ATTRS.contains(&a.local()) || is_formula_value(&local, a.local()))
+            .filter_map(|a| {
+                let value = a.value();
+                formula::judge(&value, keep_links).map(|r| (a.qname().to_string(), r, value))
+            })
+            .collect();
+        if !reaching.is_empty() {
+            let owner = FORMULA_OWNERS.contains(&local.as_str());
+            let name = doc
+                .attrs(id)
+                .find(|a| a.local() == "name")
+                .map(|a| a.value());
+            for (attr_name, reach, value) in &reaching {
+                let label = match &name {
+                    Some(name) if owner => format!("{local} {name}"),
+                    _ => format!("{local} {attr_name}"),
+                };
+                cx.remove(
+                    reach.what,
+                    part,
+                    format!("{label}: {} {}", reach.why, short(value)),
+                );
+                if owner {
+                    break;
+                }
+            }
+            if owner {
+                doc.remove(id);
+                continue;
+            }
+            for attr in doc.attrs_mut(id) {
+                if reaching.iter().any(|(n, _, _)| *n == attr.qname()) {
+                    attr.removed = true;
+                }
+            }
+        }
         for attr in doc.attrs_mut(id) {
             if attr.removed {
                 continue;
             }
-            let name = attr.local();
-            if name == "formula" || name == "condition" {
-                let value = attr.value().to_ascii_uppercase();
-                if let Some(call) = FORMULA_CALLS.iter().find(|c| value.contains(*c)) {
-                    attr.removed = true;
-                    cx.remove(
-                        What::DataConnection,
-                        part,
-                        format!("formula calling {}", call.trim_end_matches('(')),
-                    );
-                }
-            } else if name.starts_with("on") && attr.qname().starts_with("script") {
+            if attr.local().starts_with("on") && attr.ns() == SCRIPT_NS {
                 attr.removed = true;
                 cx.remove(What::AutoAction, part, format!("{} handler", attr.qname()));
             }

@@ -239,6 +239,10 @@ fn libreoffice_opens_the_outputs_and_the_text_survives() {
         ("macro.xlsm".into(), xlsm_with_macros().build()),
         ("threats.odt".into(), odt_with_threats()),
         (
+            "alternate-content.docx".into(),
+            docx_with_fields_in_alternate_content(),
+        ),
+        (
             "bench-50k.docx".into(),
             std::fs::read(workspace_root().join("../shared/bench/docx-50k.docx")).unwrap(),
         ),
@@ -365,4 +369,102 @@ fn rtfobj_and_msodde_find_nothing_in_rtf_outputs() {
         shown.contains("会議資料") && shown.contains("dde result"),
         "{shown}"
     );
+}
+
+#[test]
+fn msodde_finds_no_field_in_outputs_of_documents_with_hidden_fields() {
+    // msodde reads simple fields anywhere and complex fields in text boxes, so it sees these
+    // inputs' fields; the run-level AlternateContent and Office Math fields it cannot see are
+    // checked by searching every output part for the marker (tests/ooxml.rs).
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes, seen) in [
+        (
+            "alternate-content.docx",
+            docx_with_fields_in_alternate_content(),
+            "INCLUDETEXT",
+        ),
+        ("text-box.docx", docx_with_field_in_text_box(), "DDEAUTO"),
+    ] {
+        let in_path = dir.path().join(format!("in-{name}"));
+        std::fs::write(&in_path, &bytes).unwrap();
+        let (_, text) = run(Command::new(tool("msodde")).arg(&in_path));
+        assert!(
+            text.contains(seen) && text.contains(HIDDEN_MARK),
+            "{name}: msodde does not see the fixture field:\n{text}"
+        );
+        let outcome = process(&bytes, name);
+        let out_path = dir.path().join(format!("out-{name}"));
+        std::fs::write(&out_path, outcome.output().expect("sanitized").bytes()).unwrap();
+        let (_, text) = run(Command::new(tool("msodde")).arg(&out_path));
+        let links = text.split("DDE Links:").nth(1).map(str::trim);
+        assert_eq!(
+            links,
+            Some(""),
+            "{name}: msodde finds a field in the output:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn libreoffice_opens_outputs_whose_outside_formulas_and_links_were_removed() {
+    // A removed formula leaves its cached value: LibreOffice shows the value, where the input
+    // showed an error or recalculated through the link.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile");
+    let cases: [(&str, Vec<u8>, &[&str]); 4] = [
+        (
+            "quoted.xlsx",
+            xlsx_with_quoted_sheet_dde(),
+            &["7", "8", "9"],
+        ),
+        (
+            "places.xlsx",
+            xlsx_with_outside_formulas(),
+            &["売上（架空）", "開く", "応答", "400"],
+        ),
+        (
+            "formulas.ods",
+            ods_with_outside_formulas(),
+            &["10", "応答", "5", "開く"],
+        ),
+        (
+            "xlink.odt",
+            odt_with_prefixed_xlink(),
+            &["本文", "ファイルへのリンク"],
+        ),
+    ];
+    let mut cmd = Command::new(tool("soffice"));
+    cmd.arg(format!(
+        "-env:UserInstallation=file://{}",
+        profile.display()
+    ))
+    .args([
+        "--headless",
+        "--norestore",
+        "--convert-to",
+        "pdf",
+        "--outdir",
+    ])
+    .arg(dir.path().join("pdf"));
+    for (name, bytes, _) in &cases {
+        let outcome = process(bytes, name);
+        let path = dir.path().join(name);
+        std::fs::write(&path, outcome.output().expect("sanitized").bytes()).unwrap();
+        cmd.arg(&path);
+    }
+    let (code, text) = run(&mut cmd);
+    assert_eq!(code, 0, "soffice failed: {text}");
+    for (name, _, shown) in &cases {
+        let pdf = dir
+            .path()
+            .join("pdf")
+            .join(Path::new(name).with_extension("pdf"));
+        let text = pdftotext(&pdf)
+            .unwrap_or_else(|| panic!("{name}: LibreOffice did not convert the output"));
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for s in *shown {
+            assert!(words.contains(s), "{name}: {s} not shown: {text}");
+        }
+        assert!(!text.contains(HIDDEN_MARK), "{name}: {text}");
+    }
 }

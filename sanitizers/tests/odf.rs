@@ -122,3 +122,105 @@ fn password_protected_packages_are_held() {
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     assert_eq!(outcome.report.reason.unwrap().code, "encrypted");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue #20, class 6: links by namespace, formulas and names that reach outside.
+// ---------------------------------------------------------------------------------------------
+
+/// A marker carried by every hostile link and formula below: it must not survive anywhere.
+const MARK: &str = HIDDEN_MARK;
+
+/// Sanitizes a package and checks no member of the output holds the marker, and that a
+/// second pass removes nothing.
+fn assert_marker_gone(name: &str, input: &[u8]) -> mukaika_sanitizers::Outcome {
+    let outcome = assert_fail_closed(name, input);
+    let out = outcome.output().unwrap().bytes();
+    assert_eq!(
+        zip_members_containing(out, MARK),
+        Vec::<String>::new(),
+        "{name}: the marker survives; report {:#?}",
+        outcome.report.removed
+    );
+    assert_second_pass_removes_nothing(&outcome);
+    outcome
+}
+
+#[test]
+fn links_under_any_prefix_bound_to_xlink_are_judged() {
+    // Links kept by policy: only web and mail links may stay, whatever their prefix.
+    let policy = Policy {
+        keep_links: true,
+        ..Policy::default()
+    };
+    let input = odt_with_prefixed_xlink();
+    assert_marker_gone("prefix.odt", &input);
+    let outcome = process_with(&input, "prefix.odt", &policy);
+    assert!(
+        removed(&outcome, What::ExternalReference, "attacker.invalid"),
+        "{:#?}",
+        outcome.report.removed
+    );
+    assert!(removed(&outcome, What::Hyperlink, "file:///C:/"));
+    let out = outcome.output().unwrap().bytes();
+    assert_eq!(zip_members_containing(out, MARK), Vec::<String>::new());
+    let content = member(out, "content.xml").unwrap();
+    for kept in [
+        "本文",
+        "ファイルへのリンク",
+        "foo:href=\"Pictures/logo.png\"",
+    ] {
+        assert!(content.contains(kept), "{kept} lost: {content}");
+    }
+    assert!(zip_names(out).contains(&"Pictures/logo.png".to_string()));
+}
+
+#[test]
+fn spreadsheet_formulas_names_and_conditions_that_reach_outside_go() {
+    let input = ods_with_outside_formulas();
+    let outcome = assert_marker_gone("集計.ods", &input);
+    for (what, needle) in [
+        (
+            What::ExternalReference,
+            "content-validation table:condition",
+        ),
+        (
+            What::ExternalReference,
+            "content-validation table:base-cell-address",
+        ),
+        (What::Field, "DDE call"),
+        (What::DataConnection, "WEBSERVICE call"),
+        (What::ExternalReference, "-3.ods"),
+        (What::Hyperlink, "HYPERLINK to file:"),
+        (What::DataConnection, "condition"),
+        (What::ExternalReference, "named-range 遠隔"),
+        (What::DataConnection, "named-expression ウェブ"),
+        (What::Field, "named-expression 交換"),
+    ] {
+        assert!(
+            removed(&outcome, what, needle),
+            "missing {what:?} {needle}: {:#?}",
+            outcome.report.removed
+        );
+    }
+    assert_eq!(
+        outcome.report.removed.len(),
+        10,
+        "{:#?}",
+        outcome.report.removed
+    );
+    let content = member(outcome.output().unwrap().bytes(), "content.xml").unwrap();
+    for kept in [
+        "office:value=\"10\"",
+        "office:string-value=\"応答\"",
+        "office:value=\"5\"",
+        "of:=SUM([.A1])",
+        "table:name=\"範囲\"",
+        "table:name=\"val1\"",
+    ] {
+        assert!(content.contains(kept), "{kept} lost: {content}");
+    }
+    assert!(
+        !content.contains("遠隔") && !content.contains("ウェブ"),
+        "{content}"
+    );
+}

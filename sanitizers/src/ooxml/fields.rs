@@ -5,7 +5,11 @@
 //! other field (DDE, DDEAUTO, INCLUDETEXT, INCLUDEPICTURE…) while keeping its displayed result.
 //! Invariants: instructions split across many runs are joined before deciding; a field nested
 //! in the instruction of a removed field goes with it, result included; unbalanced fields are
-//! malformed (guessing where a field ends could keep a live instruction).
+//! malformed (guessing where a field ends could keep a live instruction). Field characters are
+//! found wherever they are — in Word runs, in Office Math runs (`m:r`), and in every nested
+//! story: each branch of an `mc:AlternateContent` (a reader runs one of them, so each must be
+//! clean and balanced on its own) and each run's non-text content (a text box in a drawing)
+//! is a sequence of its own, decided by the same rules.
 
 use crate::error::{Error, Result};
 use crate::registry::Context;
@@ -14,6 +18,14 @@ use crate::util::short;
 
 use super::xml::{Document, NodeId};
 use super::NS_W;
+
+/// Markup compatibility (`mc:AlternateContent`, `mc:Choice`, `mc:Fallback`).
+const NS_MC: &[&str] = &["http://schemas.openxmlformats.org/markup-compatibility/2006"];
+/// Office Math, whose runs (`m:r`) may hold Word field characters.
+const NS_M: &[&str] = &[
+    "http://schemas.openxmlformats.org/officeDocument/2006/math",
+    "http://purl.oclc.org/ooxml/officeDocument/math",
+];
 
 #[derive(Debug)]
 enum Token {
@@ -42,8 +54,22 @@ struct Field {
 /// # Errors
 /// Unbalanced field characters.
 pub fn neutralise(doc: &mut Document<'_>, part: &str, cx: &mut Context<'_>) -> Result<()> {
-    let mut items = Vec::new();
-    collect(doc, doc.root(), &mut items, 0);
+    let mut stories = vec![doc.root()];
+    while let Some(story) = stories.pop() {
+        let mut items = Vec::new();
+        collect(doc, story, &mut items, &mut stories, 0);
+        neutralise_story(doc, items, part, cx)?;
+    }
+    Ok(())
+}
+
+/// Decides the fields of one story (a sequence of field characters that must balance).
+fn neutralise_story(
+    doc: &mut Document<'_>,
+    items: Vec<(NodeId, Token)>,
+    part: &str,
+    cx: &mut Context<'_>,
+) -> Result<()> {
     if items.iter().all(|(_, t)| matches!(t, Token::Other)) {
         return Ok(());
     }
@@ -154,31 +180,46 @@ impl Field {
     }
 }
 
-/// Lists the children of every run (the field tokens among them) in document order.
-fn collect(doc: &Document<'_>, el: NodeId, out: &mut Vec<(NodeId, Token)>, depth: usize) {
+/// Lists the children of every run (the field tokens among them) in document order, and the
+/// roots of nested stories to decide on their own: each branch of an `mc:AlternateContent`,
+/// and each run child with element content (a drawing, a picture, an embedded text box).
+fn collect(
+    doc: &Document<'_>,
+    el: NodeId,
+    out: &mut Vec<(NodeId, Token)>,
+    stories: &mut Vec<NodeId>,
+    depth: usize,
+) {
+    // The parser bounds nesting well below this; a deeper tree cannot exist here.
     if depth > 256 {
         return;
     }
-    let is_run = doc.is(el, NS_W, "r");
+    let is_run = doc.is(el, NS_W, "r") || doc.is(el, NS_M, "r");
     for c in doc.child_elements(el) {
-        if is_run {
-            let token = if doc.is(c, NS_W, "fldChar") {
-                match doc.attr_ns(c, NS_W, "fldCharType").as_deref() {
-                    Some("begin") => Token::Begin,
-                    Some("separate") => Token::Separate,
-                    Some("end") => Token::End,
-                    _ => Token::Other,
-                }
-            } else if doc.is(c, NS_W, "instrText") || doc.is(c, NS_W, "delInstrText") {
-                Token::Instr(doc.text(c))
-            } else if doc.is(c, NS_W, "rPr") {
+        let token = if doc.is(c, NS_W, "fldChar") {
+            match doc.attr_ns(c, NS_W, "fldCharType").as_deref() {
+                Some("begin") => Token::Begin,
+                Some("separate") => Token::Separate,
+                Some("end") => Token::End,
+                _ => Token::Other,
+            }
+        } else if doc.is(c, NS_W, "instrText") || doc.is(c, NS_W, "delInstrText") {
+            Token::Instr(doc.text(c))
+        } else if doc.is(c, NS_MC, "AlternateContent") {
+            stories.extend(doc.child_elements(c));
+            Token::Other
+        } else if is_run {
+            if doc.local(c) == "rPr" {
                 continue;
-            } else {
-                Token::Other
-            };
-            out.push((c, token));
+            }
+            if doc.child_elements(c).next().is_some() {
+                stories.push(c);
+            }
+            Token::Other
         } else {
-            collect(doc, c, out, depth + 1);
-        }
+            collect(doc, c, out, stories, depth + 1);
+            continue;
+        };
+        out.push((c, token));
     }
 }

@@ -3,16 +3,20 @@
 //! Owns: the element-level rules — elements referencing a removed relationship go (hyperlinks
 //! only lose the reference, keeping their text), Word simple and complex fields outside the
 //! allowlist become their displayed result, spreadsheet formulas that reach outside the
-//! workbook (external references, DDE) lose the formula and keep the cached value, auto-run
-//! defined names and names of removed macro sheets go, and containers left empty are dropped.
+//! workbook (judged by [`crate::formula`]: DDE, other files, web calls, hyperlinks) go wherever
+//! they live — a cell loses its formula and keeps the cached value; a data validation,
+//! conditional format, sparkline or table-column formula goes with its owner; a defined name
+//! goes — auto-run defined names and names of removed macro sheets go, and containers left
+//! empty are dropped.
 //! Also owns the package-wide consistency check for removed Excel 4.0 macro sheets.
 //! Invariants: the output is parsed again by the registry's re-check; anything this module
 //! cannot remove while keeping the workbook consistent is an error (quarantine), not a guess.
 
 use crate::util::short;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
+use crate::formula;
 use crate::registry::Context;
 use crate::report::What;
 
@@ -92,12 +96,24 @@ pub fn rewrite_part(
         fields::neutralise(&mut doc, &location, cx)?;
     }
     let is_workbook = doc.is(root, NS_S, "workbook");
+    let keep_links = cx.policy().keep_links;
+    // A shared formula's followers hold no text of their own: they go with their leader,
+    // wherever in the sheet they are.
+    let dropped_shared = if doc.is(root, NS_S, "worksheet") && contains(bytes, b"shared") {
+        shared_leaders_reaching_outside(&doc, keep_links)
+    } else {
+        HashSet::new()
+    };
     let mut filter = Filter {
         part: location,
         removed,
         state,
         cx,
         sheets_dropped: false,
+        keep_links,
+        dropped_shared,
+        cell: String::new(),
+        range: String::new(),
     };
     filter.children(&mut doc, root)?;
     if is_workbook && filter.sheets_dropped {
@@ -117,6 +133,14 @@ struct Filter<'a, 'c, 'p> {
     state: &'a mut PackageState,
     cx: &'c mut Context<'p>,
     sheets_dropped: bool,
+    /// The policy's link setting, for `HYPERLINK` formulas.
+    keep_links: bool,
+    /// `si` of shared formulas whose leader reaches outside the workbook.
+    dropped_shared: HashSet<String>,
+    /// The reference of the cell being filtered.
+    cell: String,
+    /// The range of the conditional format being filtered.
+    range: String,
 }
 
 enum Decision {
@@ -134,6 +158,42 @@ const DROP_WHEN_EMPTY: &[&str] = &[
     "hyperlinks",
 ];
 
+/// Containers (in a spreadsheet namespace) that go when the filter removed the last child
+/// they need ("" for any child element): an `x14` conditional format keeps its `xm:sqref`
+/// after its last rule goes, and is pointless without one.
+const PRUNE_WHEN_EMPTIED: &[(&str, &str)] = &[
+    ("dataValidations", "dataValidation"),
+    ("conditionalFormatting", "cfRule"),
+    ("conditionalFormattings", "conditionalFormatting"),
+    ("sparklineGroups", "sparklineGroup"),
+    ("sparklineGroup", "sparklines"),
+    ("sparklines", "sparkline"),
+    ("ext", ""),
+    ("extLst", ""),
+];
+
+/// Elements that own formulas and go whole when one of them reaches outside the workbook.
+const FORMULA_OWNERS: &[&str] = &[
+    "dataValidation",
+    "cfRule",
+    "sparkline",
+    "calculatedColumnFormula",
+    "totalsRowFormula",
+];
+
+/// Elements that hold one formula as their text.
+const FORMULA_ELEMENTS: &[&str] = &["f", "formula", "formula1", "formula2"];
+
+/// The `xm` namespace of spreadsheet extension formulas (`xm:f`, `xm:sqref`).
+const NS_XM: &str = "http://schemas.microsoft.com/office/excel/2006/main";
+
+/// SpreadsheetML and its Microsoft extension namespaces (`x14`, `x15`, `xm`…).
+fn is_sheet_ns(ns: &str) -> bool {
+    NS_S.contains(&ns)
+        || ns == NS_XM
+        || ns.starts_with("http://schemas.microsoft.com/office/spreadsheetml/")
+}
+
 /// Elements that only lose their relationship attribute (their text stays).
 const LINK_ELEMENTS: &[&str] = &["hyperlink", "hlinkClick", "hlinkHover", "hlinkMouseOver"];
 
@@ -148,11 +208,35 @@ impl Filter<'_, '_, '_> {
             }
             match self.decide(doc, c)? {
                 Decision::Keep => {
+                    let prune = PRUNE_WHEN_EMPTIED
+                        .iter()
+                        .find(|(l, _)| *l == doc.local(c))
+                        .filter(|_| is_sheet_ns(doc.ns(c)))
+                        .map(|(_, required)| *required);
+                    let count = |doc: &Document<'_>, required: &str| {
+                        doc.child_elements(c)
+                            .filter(|&k| required.is_empty() || doc.local(k) == required)
+                            .count()
+                    };
+                    let before = prune.map(|r| count(doc, r));
                     self.children(doc, c)?;
                     if DROP_WHEN_EMPTY.contains(&doc.local(c))
                         && doc.child_elements(c).next().is_none()
                     {
                         doc.remove(c);
+                    }
+                    if let (Some(required), Some(before)) = (prune, before) {
+                        let after = count(doc, required);
+                        if before > 0 && after == 0 {
+                            doc.remove(c);
+                        } else if after < before {
+                            // `count` would now lie; it is optional.
+                            for a in doc.attrs_mut(c) {
+                                if a.qname() == "count" {
+                                    a.removed = true;
+                                }
+                            }
+                        }
                     }
                 }
                 Decision::Drop => doc.remove(c),
@@ -209,25 +293,64 @@ impl Filter<'_, '_, '_> {
                 return Ok(Decision::Unwrap);
             }
         }
-        if doc.is(el, NS_S, "f") {
-            let formula = doc.text(el);
-            if reaches_outside(&formula) {
-                self.cx.remove(
-                    What::Field,
-                    self.part.clone(),
-                    format!("external or DDE formula {}", short(&formula)),
-                );
-                return Ok(Decision::Drop);
+        if is_sheet_ns(doc.ns(el)) {
+            let local = doc.local(el);
+            // Where the formulas below sit, for the report.
+            if local == "c" {
+                self.cell = doc.attr(el, "r").unwrap_or_default();
+            } else if local == "conditionalFormatting" {
+                self.range = sqref(doc, el);
             }
-            if self
-                .state
-                .removed_sheets
-                .iter()
-                .any(|s| names_sheet(&formula, s))
-            {
-                self.state
-                    .dangling
-                    .push(format!("{} formula {}", self.part, short(&formula)));
+            if FORMULA_OWNERS.contains(&local) {
+                let formulas = owned_formulas(doc, el);
+                if let Some((reach, f)) = formulas
+                    .iter()
+                    .find_map(|f| formula::judge(f, self.keep_links).map(|r| (r, f)))
+                {
+                    let label = owner_label(doc, el, &self.range);
+                    self.cx.remove(
+                        reach.what,
+                        self.part.clone(),
+                        format!("{label}: {} {}", reach.why, short(f)),
+                    );
+                    return Ok(Decision::Drop);
+                }
+            } else if FORMULA_ELEMENTS.contains(&local) {
+                let formula = doc.text(el);
+                let is_cell = doc.is(el, NS_S, "f");
+                let follower = is_cell
+                    && doc.attr(el, "t").as_deref() == Some("shared")
+                    && doc
+                        .attr(el, "si")
+                        .is_some_and(|si| self.dropped_shared.contains(&si));
+                if let Some(reach) = formula::judge(&formula, self.keep_links) {
+                    let label = if is_cell {
+                        format!("cell {}", self.cell)
+                    } else {
+                        format!("{} formula", doc.local(el))
+                    };
+                    self.cx.remove(
+                        reach.what,
+                        self.part.clone(),
+                        format!("{label}: {} {}", reach.why, short(&formula)),
+                    );
+                    return Ok(Decision::Drop);
+                }
+                if follower && formula.trim().is_empty() {
+                    // Reported with its leader; a follower alone would be a broken cell.
+                    return Ok(Decision::Drop);
+                }
+                if is_cell
+                    && self
+                        .state
+                        .removed_sheets
+                        .iter()
+                        .any(|s| names_sheet(&formula, s))
+                {
+                    self.state
+                        .dangling
+                        .push(format!("{} formula {}", self.part, short(&formula)));
+                }
             }
         }
         if doc.is(el, NS_S, "definedName") {
@@ -254,11 +377,11 @@ impl Filter<'_, '_, '_> {
                 );
                 return Ok(Decision::Drop);
             }
-            if reaches_outside(&text) {
+            if let Some(reach) = formula::judge(&text, self.keep_links) {
                 self.cx.remove(
-                    What::ExternalReference,
+                    reach.what,
                     self.part.clone(),
-                    format!("name {name} refers outside the workbook"),
+                    format!("name {name}: {} {}", reach.why, short(&text)),
                 );
                 return Ok(Decision::Drop);
             }
@@ -302,45 +425,75 @@ fn is_auto_run_name(name: &str) -> bool {
     .any(|p| n.starts_with(p))
 }
 
-/// A formula that reaches outside the workbook: an external workbook index (`[1]Sheet!A1`)
-/// or a DDE call (`cmd|'/c calc'!A1`).
-fn reaches_outside(formula: &str) -> bool {
-    let mut in_string = false;
-    let bytes = formula.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'"' => in_string = !in_string,
-            b'|' if !in_string => return true,
-            b'[' if !in_string => {
-                let digits = bytes[i + 1..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_digit())
-                    .count();
-                if digits > 0 && bytes.get(i + 1 + digits) == Some(&b']') {
-                    return true;
+/// Every formula an owner holds: the text of its formula elements (`formula1`, `xm:f`…), a
+/// table column's own text, and the `val` of `cfvo type="formula"` thresholds.
+fn owned_formulas(doc: &Document<'_>, owner: NodeId) -> Vec<String> {
+    let mut out = Vec::new();
+    if matches!(
+        doc.local(owner),
+        "calculatedColumnFormula" | "totalsRowFormula"
+    ) {
+        out.push(doc.text(owner));
+        return out;
+    }
+    let mut stack = vec![owner];
+    while let Some(n) = stack.pop() {
+        for c in doc.child_elements(n) {
+            let local = doc.local(c);
+            if FORMULA_ELEMENTS.contains(&local) {
+                out.push(doc.text(c));
+            } else {
+                if local == "cfvo" && doc.attr(c, "type").as_deref() == Some("formula") {
+                    out.extend(doc.attr(c, "val"));
                 }
+                stack.push(c);
             }
-            _ => {}
         }
     }
-    false
+    out
+}
+
+/// The range an element applies to: its `sqref` attribute or its `xm:sqref` child.
+fn sqref(doc: &Document<'_>, el: NodeId) -> String {
+    doc.attr(el, "sqref").unwrap_or_else(|| {
+        doc.child_elements(el)
+            .find(|&c| doc.local(c) == "sqref")
+            .map(|c| doc.text(c))
+            .unwrap_or_default()
+    })
+}
+
+/// How a removed formula owner is named in the report.
+fn owner_label(doc: &Document<'_>, owner: NodeId, range: &str) -> String {
+    match doc.local(owner) {
+        "dataValidation" => format!("data validation {}", sqref(doc, owner)),
+        "cfRule" => format!("conditional format {range}"),
+        "sparkline" => format!("sparkline {}", sqref(doc, owner)),
+        other => other.to_string(),
+    }
+}
+
+/// The `si` of every shared-formula leader in a worksheet that reaches outside the workbook.
+fn shared_leaders_reaching_outside(doc: &Document<'_>, keep_links: bool) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let mut stack = vec![doc.root()];
+    while let Some(n) = stack.pop() {
+        for c in doc.child_elements(n) {
+            if doc.is(c, NS_S, "f") {
+                if doc.attr(c, "t").as_deref() == Some("shared")
+                    && formula::judge(&doc.text(c), keep_links).is_some()
+                {
+                    out.extend(doc.attr(c, "si"));
+                }
+            } else {
+                stack.push(c);
+            }
+        }
+    }
+    out
 }
 
 fn names_sheet(formula: &str, sheet: &str) -> bool {
     formula.contains(&format!("{sheet}!"))
         || formula.contains(&format!("'{}'!", sheet.replace('\'', "''")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spots_formulas_that_leave_the_workbook() {
-        assert!(reaches_outside("cmd|' /C calc'!A0"));
-        assert!(reaches_outside("[1]Sheet1!$A$1"));
-        assert!(!reaches_outside("SUM(A1:A3)"));
-        assert!(!reaches_outside("\"a|b\"&A1"));
-        assert!(!reaches_outside("Table1[Column]"));
-    }
 }

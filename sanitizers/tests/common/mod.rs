@@ -197,3 +197,41 @@ pub fn corpus_dir() -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("../shared/corpus"))
 }
+
+/// Names of the ZIP members whose bytes contain `marker` (ASCII case ignored): every part of
+/// an output package is searched, not just the one a test expects the marker in.
+pub fn zip_members_containing(bytes: &[u8], marker: &str) -> Vec<String> {
+    let mut z = zip::ZipArchive::new(Cursor::new(bytes)).expect("zip");
+    let needle = marker.to_ascii_lowercase();
+    let mut out = Vec::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).expect("zip member");
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).expect("zip member bytes");
+        let text = String::from_utf8_lossy(&data).to_ascii_lowercase();
+        if text.contains(&needle) {
+            out.push(f.name().expect("utf-8 name").into_owned());
+        }
+    }
+    out
+}
+
+/// Sanitizes an output again under its own name: it must open, and the second pass must
+/// remove nothing and warn of nothing.
+pub fn assert_second_pass_removes_nothing(outcome: &Outcome) {
+    let out = outcome.output().expect("sanitized output");
+    let again = process(out.bytes(), out.name());
+    assert_eq!(
+        again.report.verdict,
+        Verdict::Sanitized,
+        "{}: the output must sanitize again: {:?}",
+        out.name(),
+        again.report.reason
+    );
+    assert!(
+        again.report.removed.is_empty(),
+        "{}: the second pass removed {:#?}",
+        out.name(),
+        again.report.removed
+    );
+}
