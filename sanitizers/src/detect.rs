@@ -101,17 +101,6 @@ pub fn detect(bytes: &[u8], declared: &Declared<'_>) -> Detection {
             }
         }
     }
-    // Explorer acts on a shell file by its name alone (desktop.ini when the folder is shown, a
-    // .url or .scf when its icon is drawn): whatever text is in it, it is a shell file.
-    if let Some(name) = declared.name.filter(|n| is_shell_file_name(n)) {
-        if matches!(
-            kind.class(),
-            KindClass::Text | KindClass::Markup | KindClass::Unknown | KindClass::Empty
-        ) {
-            kind = FileKind::ShellFile;
-            detail = Some(format!("{name:?} is a Windows shell file by its name"));
-        }
-    }
 
     if let Some(name) = declared.name {
         if name.chars().any(is_bidi_control) {

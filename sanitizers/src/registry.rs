@@ -477,7 +477,7 @@ impl Registry {
             );
         }
         if let Some(name) = declared.name.filter(|n| policy.blocks_name(n)) {
-            let detail = format!("the name {name:?} has an extension Windows runs or mounts");
+            let detail = format!("the name {name:?} is one Windows runs, mounts or acts on");
             return refuse(report, Verdict::Blocked, "blocked-name", detail);
         }
         if encrypted {

@@ -68,7 +68,8 @@ const MAX_BINDINGS: usize = 1024;
 pub enum XmlClass {
     /// Office opens it as a document (macros, DDE, remote templates, OLE links and all).
     Office(String),
-    /// The root element is XHTML.
+    /// The root element is XHTML, or `html` in no namespace (a well-formed HTML page, whose
+    /// DOCTYPE is then the page's, not a data file's entity store).
     Xhtml,
     /// The root element is SVG.
     Svg,
@@ -352,7 +353,7 @@ fn resolve<'b>(bindings: &'b [(String, String)], prefix: &str) -> Option<&'b str
 
 /// What the root element alone decides.
 fn classify_root(ns: &str, local: &str) -> Option<XmlClass> {
-    if ns == XHTML_NS {
+    if ns == XHTML_NS || ns.is_empty() && local.eq_ignore_ascii_case("html") {
         return Some(XmlClass::Xhtml);
     }
     if ns == SVG_NS {
