@@ -484,7 +484,13 @@ fn sniff_text(bytes: &[u8], detail: &mut Option<String>) -> FileKind {
     // Markup that says it is XML (a declaration, namespaces, Office or stylesheet PIs) but does
     // not parse can be neither proven plain data nor handed to a sanitizer that would parse it.
     if let Some(why) = malformed {
-        let anywhere = |needle: &[u8]| contains_ignore_case(bytes, needle, utf16);
+        // One case-folded copy (without UTF-16's zero bytes), searched once per marker.
+        let folded: Vec<u8> = bytes
+            .iter()
+            .filter(|&&b| !utf16 || b != 0)
+            .map(u8::to_ascii_lowercase)
+            .collect();
+        let anywhere = |needle: &[u8]| memchr::memmem::find(&folded, needle).is_some();
         if [
             b"mso-application".as_slice(),
             b"urn:schemas-microsoft-com:office:",
@@ -543,24 +549,6 @@ fn shell_section(bytes: &[u8], utf16: bool) -> Option<&'static str> {
                 .is_some_and(|l| l.eq_ignore_ascii_case(s.as_bytes()))
         })
     })
-}
-
-/// Whether `needle` (lower-case ASCII) occurs anywhere in the file, ignoring ASCII case (and,
-/// in UTF-16, the zero bytes of ASCII characters).
-fn contains_ignore_case(bytes: &[u8], needle: &[u8], utf16: bool) -> bool {
-    let owned;
-    let hay: &[u8] = if utf16 {
-        owned = bytes
-            .iter()
-            .copied()
-            .filter(|&b| b != 0)
-            .collect::<Vec<u8>>();
-        &owned
-    } else {
-        bytes
-    };
-    hay.windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Text: no NUL or stray C0 controls (ESC, used by ISO-2022-JP, and FF are fine). High bytes

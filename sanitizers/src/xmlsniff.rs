@@ -16,7 +16,7 @@
 //! fetch a DTD, or call a document plain data because it failed to parse.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -60,8 +60,6 @@ const SHELL_NS_PREFIX: &str = "http://schemas.microsoft.com/windows/";
 
 /// Deepest element nesting followed before the document is called unverifiable.
 const MAX_DEPTH: usize = 4096;
-/// Most namespace bindings in scope at once (each element's lookup scans them).
-const MAX_BINDINGS: usize = 1024;
 
 /// What a markup document is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,10 +101,12 @@ pub fn sniff(bytes: &[u8]) -> Option<XmlClass> {
     Some(classify(&text))
 }
 
-/// The document as UTF-8: UTF-8 (BOM or not), UTF-16 with a BOM, or the encoding its XML
-/// declaration names — each decoded without a single replacement.
+/// The document as UTF-8, decoded the way an XML reader would: a BOM wins, then the encoding
+/// the XML declaration names, else UTF-8 — each without a single replacement. A declared
+/// encoding we cannot follow byte for byte (UTF-7, UTF-16 without a BOM, ISO-2022-JP, EBCDIC)
+/// is an error: another reader could see markup where we see text.
 fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, String> {
-    use encoding_rs::{Encoding, UTF_16BE, UTF_16LE};
+    use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
     let strict = |enc: &'static Encoding, body: &[u8]| {
         enc.decode_without_bom_handling_and_without_replacement(body)
             .map(|t| Cow::Owned(t.into_owned()))
@@ -118,15 +118,24 @@ fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, String> {
     if let Some(rest) = bytes.strip_prefix(b"\xFE\xFF") {
         return strict(UTF_16BE, rest);
     }
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    if let Ok(text) = std::str::from_utf8(body) {
-        return Ok(Cow::Borrowed(text));
+    let (body, bom) = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => (rest, true),
+        None => (bytes, false),
+    };
+    let declared = match declared_encoding(body) {
+        Some(label) => Some(
+            Encoding::for_label(label.trim().as_bytes())
+                .filter(|e| e.is_ascii_compatible() && *e != encoding_rs::ISO_2022_JP)
+                .ok_or_else(|| format!("declared encoding {label:?} cannot be verified"))?,
+        ),
+        None => None,
+    };
+    match declared {
+        Some(enc) if !bom && enc != UTF_8 => strict(enc, body),
+        _ => std::str::from_utf8(body)
+            .map(Cow::Borrowed)
+            .map_err(|_| "not UTF-8 and no other encoding declared".to_string()),
     }
-    let label = declared_encoding(body).ok_or("not UTF-8 and no encoding declared")?;
-    let enc = Encoding::for_label(label.as_bytes())
-        .filter(|e| e.is_ascii_compatible())
-        .ok_or_else(|| format!("unknown or unusable encoding {label:?}"))?;
-    strict(enc, body)
 }
 
 /// The `encoding` pseudo-attribute of a leading XML declaration.
@@ -147,9 +156,41 @@ fn declared_encoding(body: &[u8]) -> Option<String> {
     Some(value[..value.find(quote)?].to_string())
 }
 
-/// One open element: how many namespace bindings it declared.
-struct Open {
-    declared: usize,
+/// Namespace bindings in scope: per prefix, a stack of URIs (innermost last), so a lookup
+/// costs the same however many declarations a document piles up.
+#[derive(Default)]
+struct Scopes {
+    by_prefix: HashMap<String, Vec<String>>,
+}
+
+impl Scopes {
+    fn bind(&mut self, prefix: &str, uri: String) {
+        self.by_prefix
+            .entry(prefix.to_string())
+            .or_default()
+            .push(uri);
+    }
+
+    fn unbind(&mut self, prefixes: &[String]) {
+        for prefix in prefixes {
+            if let Some(uris) = self.by_prefix.get_mut(prefix) {
+                uris.pop();
+            }
+        }
+    }
+
+    /// The namespace bound to `prefix` (`xml` is always bound; `xmlns=""` undeclares the
+    /// default namespace).
+    fn resolve(&self, prefix: &str) -> Option<&str> {
+        if prefix == "xml" {
+            return Some("http://www.w3.org/XML/1998/namespace");
+        }
+        self.by_prefix
+            .get(prefix)
+            .and_then(|uris| uris.last())
+            .map(String::as_str)
+            .filter(|ns| !(prefix.is_empty() && ns.is_empty()))
+    }
 }
 
 fn classify(text: &str) -> XmlClass {
@@ -168,8 +209,9 @@ fn walk(text: &str) -> Result<XmlClass, String> {
     config.check_comments = true;
     config.expand_empty_elements = false;
 
-    let mut stack: Vec<Open> = Vec::new();
-    let mut bindings: Vec<(String, String)> = Vec::new();
+    // Per open element, the prefixes it declared (empty, so no allocation, for most).
+    let mut stack: Vec<Vec<String>> = Vec::new();
+    let mut scopes = Scopes::default();
     let mut seen_root = false;
     let mut seen_markup = false;
     let mut doctype = false;
@@ -212,7 +254,7 @@ fn walk(text: &str) -> Result<XmlClass, String> {
                     return Err("more than one root element".into());
                 }
                 // Namespace declarations first: the element's own name resolves against them.
-                let mut declared = 0;
+                let mut declared: Vec<String> = Vec::new();
                 // A set, not quick-xml's pairwise check: an element with 100 000 attributes
                 // must cost 100 000 steps, not 10^10.
                 let mut keys: HashSet<&str> = HashSet::new();
@@ -238,8 +280,8 @@ fn walk(text: &str) -> Result<XmlClass, String> {
                             if prefix == "xmlns" {
                                 return Err("the xmlns prefix cannot be declared".into());
                             }
-                            bindings.push((prefix.to_string(), value.into_owned()));
-                            declared += 1;
+                            scopes.bind(prefix, value.into_owned());
+                            declared.push(prefix.to_string());
                         }
                         None => {
                             if let Some((p, _)) = key.split_once(':') {
@@ -248,13 +290,8 @@ fn walk(text: &str) -> Result<XmlClass, String> {
                         }
                     }
                 }
-                if bindings.len() > MAX_BINDINGS {
-                    return Ok(XmlClass::Active(format!(
-                        "over {MAX_BINDINGS} namespace declarations in scope (not verified)"
-                    )));
-                }
                 for p in attr_prefixes {
-                    if p != "xml" && resolve(&bindings, p).is_none() {
+                    if scopes.resolve(p).is_none() {
                         return Err(format!("attribute prefix {p} is not declared"));
                     }
                 }
@@ -263,7 +300,7 @@ fn walk(text: &str) -> Result<XmlClass, String> {
                     Some((p, l)) => (p, l),
                     None => ("", qname),
                 };
-                let ns = match resolve(&bindings, prefix) {
+                let ns = match scopes.resolve(prefix) {
                     Some(ns) => ns,
                     None if prefix.is_empty() => "",
                     None => return Err(format!("element prefix {prefix} is not declared")),
@@ -284,19 +321,19 @@ fn walk(text: &str) -> Result<XmlClass, String> {
                     return Ok(class);
                 }
                 if matches!(event, Event::Empty(_)) {
-                    bindings.truncate(bindings.len() - declared);
+                    scopes.unbind(&declared);
                 } else {
                     if stack.len() >= MAX_DEPTH {
                         return Ok(XmlClass::Active(format!(
                             "elements nested over {MAX_DEPTH} deep (not verified)"
                         )));
                     }
-                    stack.push(Open { declared });
+                    stack.push(declared);
                 }
             }
             Event::End(_) => {
-                let open = stack.pop().ok_or("unbalanced end tag")?;
-                bindings.truncate(bindings.len() - open.declared);
+                let declared = stack.pop().ok_or("unbalanced end tag")?;
+                scopes.unbind(&declared);
             }
             Event::Text(t) => {
                 if stack.is_empty() && !t.trim().is_empty() {
@@ -335,20 +372,6 @@ fn walk(text: &str) -> Result<XmlClass, String> {
         return Err("no root element".into());
     }
     Ok(XmlClass::Data)
-}
-
-/// The namespace bound to `prefix`, innermost first (`xml` is always bound).
-fn resolve<'b>(bindings: &'b [(String, String)], prefix: &str) -> Option<&'b str> {
-    if prefix == "xml" {
-        return Some("http://www.w3.org/XML/1998/namespace");
-    }
-    bindings
-        .iter()
-        .rev()
-        .find(|(p, _)| p == prefix)
-        .map(|(_, ns)| ns.as_str())
-        // `xmlns=""` undeclares the default namespace.
-        .filter(|ns| !(prefix.is_empty() && ns.is_empty()))
 }
 
 /// What the root element alone decides.
@@ -427,6 +450,14 @@ mod tests {
         assert_eq!(class(doc), XmlClass::Svg);
         let doc = "<a xmlns=\"urn:x\"><b xmlns=\"\"><c/></b></a>";
         assert_eq!(class(doc), XmlClass::Data);
+    }
+
+    #[test]
+    fn encodings_another_reader_could_decode_differently_are_not_data() {
+        let utf7 = b"<?xml version=\"1.0\" encoding=\"UTF-7\"?><d>+ADw-x/+AD4-</d>";
+        assert!(matches!(sniff(utf7), Some(XmlClass::Malformed(_))));
+        let utf16 = b"<?xml version=\"1.0\" encoding=\"UTF-16\"?><d/>";
+        assert!(matches!(sniff(utf16), Some(XmlClass::Malformed(_))));
     }
 
     #[test]
