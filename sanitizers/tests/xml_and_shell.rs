@@ -329,8 +329,7 @@ fn shell_files() -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn shell_files_are_blocked_by_name_even_when_the_site_replaces_the_extension_list() {
-    let mut policy = Policy::default();
-    policy.blocked_extensions = vec!["exe".into()];
+    let policy = Policy::from_toml("blocked_extensions = [\"exe\"]").unwrap();
     for (name, bytes) in shell_files() {
         for policy in [&Policy::default(), &policy] {
             let outcome = process_with(&bytes, name, policy);

@@ -10,8 +10,8 @@ use libfuzzer_sys::fuzz_target;
 use mukaika_sanitizers::detect::{detect, Declared};
 use mukaika_sanitizers::xmlsniff::{self, XmlClass};
 use mukaika_sanitizers::FileKind;
-use quick_xml::name::ResolveResult;
 use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
 const WATCHED: &[&str] = &[
