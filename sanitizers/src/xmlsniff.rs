@@ -376,7 +376,10 @@ fn walk(text: &str) -> Result<XmlClass, String> {
 
 /// What the root element alone decides.
 fn classify_root(ns: &str, local: &str) -> Option<XmlClass> {
-    if ns == XHTML_NS || ns.is_empty() && local.eq_ignore_ascii_case("html") {
+    // Word's "save as web page" roots its HTML in the old REC-html40 namespace, with Office
+    // and VML namespaces below: a page, converted to text, not an Office document.
+    let html_ns = ns.is_empty() || ns == "http://www.w3.org/TR/REC-html40";
+    if ns == XHTML_NS || html_ns && local.eq_ignore_ascii_case("html") {
         return Some(XmlClass::Xhtml);
     }
     if ns == SVG_NS {
@@ -450,6 +453,13 @@ mod tests {
         assert_eq!(class(doc), XmlClass::Svg);
         let doc = "<a xmlns=\"urn:x\"><b xmlns=\"\"><c/></b></a>";
         assert_eq!(class(doc), XmlClass::Data);
+    }
+
+    #[test]
+    fn word_web_pages_are_html_even_with_office_namespaces() {
+        let page = "<html xmlns:o=\"urn:schemas-microsoft-com:office:office\" \
+            xmlns=\"http://www.w3.org/TR/REC-html40\"><body><o:p>x</o:p></body></html>";
+        assert_eq!(class(page), XmlClass::Xhtml);
     }
 
     #[test]
