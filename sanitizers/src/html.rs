@@ -43,7 +43,7 @@ impl Sanitizer for HtmlSanitizer {
                 "automatic redirect",
             ),
         ] {
-            let count = lower.matches(tag).count();
+            let count = count_tags(&lower, tag);
             if count > 0 {
                 cx.remove(what, "html", format!("{count} × {detail}"));
             }
@@ -57,5 +57,41 @@ impl Sanitizer for HtmlSanitizer {
             out.extend_from_slice(b"\r\n");
         }
         Ok(Sanitized::new(out, FileKind::Text))
+    }
+}
+
+/// Occurrences of `needle` (which starts with `<`) also in its prefixed form, `<h:script`:
+/// in XHTML any prefix bound to the XHTML namespace makes an element HTML.
+fn count_tags(lower: &str, needle: &str) -> usize {
+    let Some(rest) = needle.strip_prefix('<') else {
+        return lower.matches(needle).count();
+    };
+    let bytes = lower.as_bytes();
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+    lower
+        .match_indices(rest)
+        .filter(|&(at, _)| match at.checked_sub(1).map(|i| bytes[i]) {
+            Some(b'<') => true,
+            Some(b':') => {
+                let prefix_start = bytes[..at - 1]
+                    .iter()
+                    .rposition(|&b| !is_name(b))
+                    .map_or(0, |i| i + 1);
+                prefix_start < at - 1 && prefix_start > 0 && bytes[prefix_start - 1] == b'<'
+            }
+            _ => false,
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_tags;
+
+    #[test]
+    fn prefixed_xhtml_tags_are_counted() {
+        let doc = "<h:script>a</h:script><script>b</script><x:y:script><notscript>";
+        assert_eq!(count_tags(doc, "<script"), 2);
+        assert_eq!(count_tags("<a href=x><h:a href=y>", "<a "), 2);
     }
 }

@@ -116,8 +116,15 @@ kinds! {
     Vhd => "vhd", DiskImage, ["vhd", "vhdx"];
     Dmg => "dmg", DiskImage, ["dmg"];
     Sylk => "sylk", Document, ["slk", "sylk"];
-    OfficeXml => "office-xml", Document, [];
+    // Word 2003 XML, SpreadsheetML, Flat OPC: named .xml, opened by Office as documents.
+    OfficeXml => "office-xml", Document, ["xml"];
+    // Windows shell files: Explorer reads them when it shows the folder or the icon, and an
+    // icon or target on a UNC share leaks the user's NTLM hash. desktop.ini is one by name.
+    ShellFile => "shell-file", Shortcut, ["url", "website", "scf", "library-ms", "searchconnector-ms", "search-ms", "settingcontent-ms", "theme", "themepack", "deskthemepack"];
     Html => "html", Markup, ["html", "htm", "xhtml", "mht", "mhtml"];
+    // XML a browser would style, script or expand (xml-stylesheet, XHTML/SVG/XSLT elements
+    // below a data root, a DOCTYPE), or XML that claims to be XML and does not parse.
+    XmlActive => "xml-active", Markup, [];
     Text => "text", Text, ["txt", "text", "log", "md", "xml", "json", "ini", "cfg"];
     Csv => "csv", Text, ["csv", "tsv"];
     Empty => "empty", Empty, [];

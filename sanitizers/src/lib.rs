@@ -29,6 +29,7 @@ pub mod svg;
 pub mod text;
 pub mod tnef;
 mod util;
+pub mod xmlsniff;
 mod zipread;
 
 pub use detect::{Declared, Detection, Finding};

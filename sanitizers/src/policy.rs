@@ -477,13 +477,16 @@ impl Policy {
         Ok(())
     }
 
-    /// True when a file of this name is blocked by its extension alone.
+    /// True when a file of this name is blocked by its name alone: an extension in
+    /// `blocked_extensions`, or a Windows shell file (desktop.ini, .url, .scf, .library-ms…),
+    /// which no site list can let through — Explorer acts on those just by showing them.
     pub fn blocks_name(&self, name: &str) -> bool {
-        crate::detect::extension(name).is_some_and(|ext| {
-            self.blocked_extensions
-                .iter()
-                .any(|b| b.eq_ignore_ascii_case(&ext))
-        })
+        crate::detect::is_shell_file_name(name)
+            || crate::detect::extension(name).is_some_and(|ext| {
+                self.blocked_extensions
+                    .iter()
+                    .any(|b| b.eq_ignore_ascii_case(&ext))
+            })
     }
 
     /// The action for a kind: the override from `[actions]`, else the safe default.

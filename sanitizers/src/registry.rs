@@ -426,7 +426,10 @@ impl Registry {
             kind,
             findings,
             encrypted,
+            detail,
         } = detect(input, declared);
+        // What made the content this kind, for reasons that name the kind.
+        let because = detail.map(|d| format!(" ({d})")).unwrap_or_default();
         let mut report = Report::unhashed(declared.name, input.len(), kind);
         report.findings = findings;
 
@@ -470,11 +473,11 @@ impl Registry {
                 report,
                 Verdict::Blocked,
                 "blocked-kind",
-                format!("{kind} is blocked by policy"),
+                format!("{kind} is blocked by policy{because}"),
             );
         }
         if let Some(name) = declared.name.filter(|n| policy.blocks_name(n)) {
-            let detail = format!("the name {name:?} has an extension Windows runs or mounts");
+            let detail = format!("the name {name:?} is one Windows runs, mounts or acts on");
             return refuse(report, Verdict::Blocked, "blocked-name", detail);
         }
         if encrypted {
@@ -520,7 +523,7 @@ impl Registry {
                 report,
                 Verdict::Quarantined,
                 "policy-quarantine",
-                format!("{kind} is not sanitized; held by policy"),
+                format!("{kind} is not sanitized; held by policy{because}"),
             ),
         }
     }
