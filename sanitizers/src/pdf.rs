@@ -159,11 +159,39 @@ impl Sanitizer for PdfSanitizer {
             );
         }
 
+        if doc.encryption_state.is_some() {
+            // lopdf keeps an object it could only partly decrypt and skips one it could not
+            // parse after decrypting; either would leave a half-broken rebuild.
+            let encrypt = doc.encryption_state.as_ref().and_then(|s| s.encrypt_object_id());
+            let lost = doc
+                .reference_table
+                .entries
+                .iter()
+                .filter_map(|(num, entry)| match entry {
+                    lopdf::xref::XrefEntry::Normal { generation, .. } => Some((*num, *generation)),
+                    lopdf::xref::XrefEntry::Compressed { .. } => Some((*num, 0)),
+                    _ => None,
+                })
+                .filter(|id| Some(*id) != encrypt && !doc.objects.contains_key(id))
+                .count();
+            if lost > 0 {
+                return Err(Error::encrypted(format!(
+                    "{lost} object(s) could not be read after decrypting with the empty password"
+                )));
+            }
+        }
         let (mut out, pages_in) = Rebuild::new(&doc, cx).run()?;
         let mut bytes = Vec::with_capacity(body.len());
         out.save_to(&mut bytes)
             .map_err(|e| Error::internal(format!("writing the rebuilt PDF failed: {e}")))?;
-        check_written(&bytes, pages_in)?;
+        let limit = usize::try_from(cx.policy().limits.max_pdf_stream_bytes).unwrap_or(usize::MAX);
+        check_written(&bytes, pages_in, limit).map_err(|e| {
+            if doc.encryption_state.is_some() {
+                Error::encrypted(format!("decrypting with the empty password gave a broken file: {e}"))
+            } else {
+                e
+            }
+        })?;
         Ok(Sanitized::new(bytes, FileKind::Pdf))
     }
 }
@@ -173,7 +201,7 @@ impl Sanitizer for PdfSanitizer {
 ///
 /// # Errors
 /// Internal, naming what is wrong with our own output.
-fn check_written(bytes: &[u8], pages: usize) -> Result<()> {
+fn check_written(bytes: &[u8], pages: usize, limit: usize) -> Result<()> {
     let doc = Document::load_mem(bytes)
         .map_err(|e| Error::internal(format!("the rebuilt PDF does not re-open: {e}")))?;
     if doc.xref_recovery.is_some() {
@@ -194,7 +222,59 @@ fn check_written(bytes: &[u8], pages: usize) -> Result<()> {
             tree.leaves.len()
         )));
     }
+    // Every stream whose filters are general-purpose must decode, as qpdf --check requires; a
+    // stream that does not (damaged, or left half-encrypted) makes the file refused.
+    for (id, obj) in &doc.objects {
+        let Object::Stream(s) = obj else { continue };
+        let filters = match s.dict.get(b"Filter") {
+            Ok(Object::Name(n)) => vec![n.as_slice()],
+            Ok(Object::Array(a)) => a.iter().filter_map(|f| f.as_name().ok()).collect(),
+            _ => continue,
+        };
+        let general = filters.iter().all(|f| {
+            matches!(
+                *f,
+                b"FlateDecode"
+                    | b"LZWDecode"
+                    | b"ASCII85Decode"
+                    | b"ASCIIHexDecode"
+                    | b"RunLengthDecode"
+            )
+        });
+        if general {
+            let decoded = if filters.first() == Some(&&b"FlateDecode"[..]) {
+                // lopdf forgives a broken zlib stream (it returns what it could read); qpdf
+                // does not, and neither may we.
+                strict_inflate(&s.content, limit).map(drop)
+            } else {
+                s.decompressed_content_with_limit(limit)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            };
+            if let Err(e) = decoded {
+                return Err(Error::malformed(format!(
+                    "stream {} {} does not decode: {e}",
+                    id.0, id.1
+                )));
+            }
+        }
+    }
     Ok(())
+}
+
+/// Inflates a zlib stream, failing on any damage (a bad header, a bad checksum, a stream cut
+/// short) and at `limit` bytes of output.
+fn strict_inflate(data: &[u8], limit: usize) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(data)
+        .take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| format!("inflate: {e}"))?;
+    if out.len() > limit {
+        return Err(format!("decodes to more than {limit} bytes"));
+    }
+    Ok(out)
 }
 
 /// Catalog keys copied (cleaned) into the new catalog. Everything else is dropped and reported.

@@ -544,12 +544,84 @@ fn a_nested_page_tree_is_rebuilt_flat_with_inherited_attributes() {
 
 #[test]
 fn an_empty_password_encrypted_pdf_is_rebuilt_unencrypted_and_valid() {
-    use lopdf::encryption::crypt_filters::{Aes128CryptFilter, CryptFilter};
+    use lopdf::encryption::crypt_filters::{Aes128CryptFilter, Aes256CryptFilter, CryptFilter};
     use std::collections::BTreeMap;
     use std::sync::Arc;
-    let (doc, _, _) = pdf_base(2);
-    let mut bytes = Vec::new();
-    let mut doc = doc;
+    for variant in ["rc4-128", "aes-128", "aes-256"] {
+        let (mut doc, cat, _) = pdf_base(2);
+        doc.trailer.set(
+            "ID",
+            vec![
+                lopdf::Object::String(b"0123456789abcdef".to_vec(), lopdf::StringFormat::Hexadecimal),
+                lopdf::Object::String(b"0123456789abcdef".to_vec(), lopdf::StringFormat::Hexadecimal),
+            ],
+        );
+        // A string outside any stream, so string decryption is exercised too.
+        doc.get_object_mut(cat)
+            .and_then(lopdf::Object::as_dict_mut)
+            .unwrap()
+            .set("Lang", lit("ja-JP-mukaika-lang"));
+        let key = [7u8; 32];
+        let state = {
+            let version = match variant {
+                "rc4-128" => lopdf::EncryptionVersion::V2 {
+                    document: &doc,
+                    owner_password: "owner-secret",
+                    user_password: "",
+                    key_length: 128,
+                    permissions: lopdf::Permissions::all(),
+                },
+                "aes-128" => {
+                    let filter: Arc<dyn CryptFilter> = Arc::new(Aes128CryptFilter);
+                    lopdf::EncryptionVersion::V4 {
+                        document: &doc,
+                        encrypt_metadata: true,
+                        crypt_filters: BTreeMap::from([(b"StdCF".to_vec(), filter)]),
+                        stream_filter: b"StdCF".to_vec(),
+                        string_filter: b"StdCF".to_vec(),
+                        owner_password: "owner-secret",
+                        user_password: "",
+                        permissions: lopdf::Permissions::all(),
+                    }
+                }
+                _ => {
+                    let filter: Arc<dyn CryptFilter> = Arc::new(Aes256CryptFilter);
+                    lopdf::EncryptionVersion::V5 {
+                        encrypt_metadata: true,
+                        crypt_filters: BTreeMap::from([(b"StdCF".to_vec(), filter)]),
+                        file_encryption_key: &key,
+                        stream_filter: b"StdCF".to_vec(),
+                        string_filter: b"StdCF".to_vec(),
+                        owner_password: "owner-secret",
+                        user_password: "",
+                        permissions: lopdf::Permissions::all(),
+                    }
+                }
+            };
+            lopdf::EncryptionState::try_from(version).unwrap()
+        };
+        doc.encrypt(&state).unwrap();
+        let bytes = save(doc);
+        assert!(contains(&bytes, "/Encrypt"), "{variant}");
+        assert!(!contains(&bytes, "mukaika-fixture-text"), "{variant}: not encrypted");
+        let outcome = assert_fail_closed("protected.pdf", &bytes);
+        assert!(
+            removed(&outcome, What::Encryption, "empty user password"),
+            "{variant}: {:?}",
+            outcome.report.removed
+        );
+        let out = outcome.output().unwrap().bytes();
+        assert!(!pdf_names(out).iter().any(|n| n == "Encrypt"), "{variant}");
+        let payload = pdf_payload(out);
+        assert!(contains(&payload, "mukaika-fixture-text"), "{variant}");
+        assert!(contains(&payload, "ja-JP-mukaika-lang"), "{variant}");
+        assert_eq!(pdf_pages(out), 2, "{variant}");
+    }
+}
+
+#[test]
+fn an_empty_password_pdf_that_does_not_decrypt_cleanly_is_held() {
+    let (mut doc, _, _) = pdf_base(2);
     doc.trailer.set(
         "ID",
         vec![
@@ -557,25 +629,30 @@ fn an_empty_password_encrypted_pdf_is_rebuilt_unencrypted_and_valid() {
             lopdf::Object::String(b"0123456789abcdef".to_vec(), lopdf::StringFormat::Hexadecimal),
         ],
     );
-    let filter: Arc<dyn CryptFilter> = Arc::new(Aes128CryptFilter);
-    let version = lopdf::EncryptionVersion::V4 {
+    let version = lopdf::EncryptionVersion::V2 {
         document: &doc,
-        encrypt_metadata: true,
-        crypt_filters: BTreeMap::from([(b"StdCF".to_vec(), filter)]),
-        stream_filter: b"StdCF".to_vec(),
-        string_filter: b"StdCF".to_vec(),
         owner_password: "owner-secret",
         user_password: "",
+        key_length: 128,
         permissions: lopdf::Permissions::all(),
     };
     let state = lopdf::EncryptionState::try_from(version).unwrap();
     doc.encrypt(&state).unwrap();
-    doc.save_to(&mut bytes).unwrap();
-    assert!(contains(&bytes, "/Encrypt"));
-    let outcome = assert_fail_closed("protected.pdf", &bytes);
-    assert!(removed(&outcome, What::Encryption, "empty user password"));
-    let out = outcome.output().unwrap().bytes();
-    assert!(!pdf_names(out).iter().any(|n| n == "Encrypt"));
-    assert!(contains(&pdf_payload(out), "mukaika-fixture-text"));
-    assert_eq!(pdf_pages(out), 2);
+    // Page 2's content no longer decrypts to a valid Flate stream.
+    let contents = doc
+        .get_dictionary(*doc.get_pages().get(&2).unwrap())
+        .and_then(|p| p.get(b"Contents"))
+        .and_then(lopdf::Object::as_reference)
+        .unwrap();
+    let stream = doc
+        .get_object_mut(contents)
+        .and_then(lopdf::Object::as_stream_mut)
+        .unwrap();
+    stream.dict.set("Filter", "FlateDecode");
+    stream.set_content(b"\x13\x37 damaged ciphertext \xde\xad\xbe\xef".to_vec());
+    let outcome = process(&save(doc), "damaged.pdf");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    let reason = outcome.report.reason.unwrap();
+    assert_eq!(reason.code, "encrypted", "{}", reason.detail);
+    assert!(reason.detail.contains("does not decode"), "{}", reason.detail);
 }
