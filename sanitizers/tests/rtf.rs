@@ -141,6 +141,7 @@ fn a_field_with_two_instructions_or_a_stray_instruction_keeps_only_its_result() 
         r#"{\field{\*\fldinst PAGE}{\*\fldinst INCLUDEPICTURE "\\\\host\\share\\a.png" \\d}{\fldrslt two shown}}"#,
         r#"{\field{\*\fldinst PAGE}{\fldrslt two shown}{\*\fldinst DDEAUTO c:\\windows\\system32\\cmd.exe}}"#,
         r#"two shown{\*\fldinst DDEAUTO c:\\windows\\system32\\cmd.exe "/c calc"}"#,
+        r#"two shown{\b \fldinst DDEAUTO c:\\windows\\system32\\cmd.exe "/c calc"}"#,
     ] {
         let (outcome, text) = sanitized_rtf(body);
         assert!(

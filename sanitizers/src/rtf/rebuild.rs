@@ -324,6 +324,16 @@ impl Filter<'_, '_> {
                         format!("mail merge control word \\{}", String::from_utf8_lossy(&name)),
                     );
                 }
+                Node::Token(Token::Word { name, .. }) if name == b"fldinst" => {
+                    // An instruction word that does not open its own group: what follows it in
+                    // this group is an instruction no field owns.
+                    self.cx.remove(
+                        What::Field,
+                        path.to_string(),
+                        "field instruction outside a field",
+                    );
+                    break;
+                }
                 Node::Token(Token::Word { name, .. }) if name == b"objdata" => {
                     // A bare \objdata without its own group: the rest of the group is data.
                     self.cx
