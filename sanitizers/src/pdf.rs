@@ -15,7 +15,8 @@
 //!   on a dictionary as a stream is dropped. Embedded font programs stay only when they parse
 //!   as their format (`pdf_font.rs`).
 //! - The page tree is rebuilt flat (one /Pages node, inherited attributes pushed down to each
-//!   page); a tree that reaches a node twice (a loop, a page listed twice) is refused.
+//!   page); a tree that reaches an inner node twice (a loop) is refused, and a page listed
+//!   twice is written as two page objects.
 //! - The written file is re-read before it leaves: it must parse without repair and its page
 //!   tree must hold every page; in the output re-check any repair is an error.
 //! - A document lopdf cannot decrypt with the empty password is refused as encrypted; one it
@@ -162,7 +163,10 @@ impl Sanitizer for PdfSanitizer {
         if doc.encryption_state.is_some() {
             // lopdf keeps an object it could only partly decrypt and skips one it could not
             // parse after decrypting; either would leave a half-broken rebuild.
-            let encrypt = doc.encryption_state.as_ref().and_then(|s| s.encrypt_object_id());
+            let encrypt = doc
+                .encryption_state
+                .as_ref()
+                .and_then(|s| s.encrypt_object_id());
             let lost = doc
                 .reference_table
                 .entries
@@ -187,7 +191,9 @@ impl Sanitizer for PdfSanitizer {
         let limit = usize::try_from(cx.policy().limits.max_pdf_stream_bytes).unwrap_or(usize::MAX);
         check_written(&bytes, pages_in, limit).map_err(|e| {
             if doc.encryption_state.is_some() {
-                Error::encrypted(format!("decrypting with the empty password gave a broken file: {e}"))
+                Error::encrypted(format!(
+                    "decrypting with the empty password gave a broken file: {e}"
+                ))
             } else {
                 e
             }
@@ -355,6 +361,7 @@ const STREAM_KEYS: &[&[u8]] = &[
     b"JBIG2Globals",
     b"G",
     b"RC",
+    b"RV",
     b"N",
     b"R",
     b"D",
@@ -489,12 +496,9 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 self.cx.check_deadline()?;
             }
             let obj = match self.src.objects.get(&src_id) {
-                Some(obj) => self.clean_object(
-                    obj,
-                    &format!("object {} {}", src_id.0, src_id.1),
-                    0,
-                    slot,
-                )?,
+                Some(obj) => {
+                    self.clean_object(obj, &format!("object {} {}", src_id.0, src_id.1), 0, slot)?
+                }
                 None => Object::Null,
             };
             self.out.objects.insert(new_id, obj);
@@ -583,8 +587,8 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             return Ok(false);
         }
         if let Some(format) = slot.font {
-            let limit = usize::try_from(self.cx.policy().limits.max_pdf_stream_bytes)
-                .unwrap_or(usize::MAX);
+            let limit =
+                usize::try_from(self.cx.policy().limits.max_pdf_stream_bytes).unwrap_or(usize::MAX);
             let data = match s.decompressed_content_with_limit(limit) {
                 Ok(data) => Some(data),
                 Err(_) if !s.dict.has(b"Filter") => Some(s.content.clone()),
@@ -662,9 +666,9 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
     }
 
     /// Rebuilds the page tree flat: one /Pages node whose kids are the leaf pages in order,
-    /// each carrying what it inherited. A tree that visits a node twice (a loop, or one page
-    /// listed twice) is refused: copying it would give a file viewers and qpdf read
-    /// differently.
+    /// each carrying what it inherited. A tree that reaches an inner node twice (a loop) is
+    /// refused: copying it would give a file viewers and qpdf read differently. A page listed
+    /// twice becomes two page objects.
     fn page_tree(&mut self, value: &Object) -> Result<Object> {
         let Object::Reference(root) = value else {
             return Err(Error::malformed("catalog /Pages is not a reference"));
@@ -678,7 +682,12 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
         }
         let mut kids = Vec::with_capacity(tree.leaves.len());
         for (n, (leaf, inherited)) in tree.leaves.iter().enumerate() {
-            let new_id = self.alloc(*leaf);
+            // A page listed again gets an object of its own.
+            let new_id = if self.map.contains_key(leaf) {
+                self.fresh_id()
+            } else {
+                self.alloc(*leaf)
+            };
             let mut page = self
                 .src
                 .get_dictionary(*leaf)
@@ -695,9 +704,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 .clean_dict(&page, &format!("page {}", n + 1), 0, false)?
                 .ok_or_else(|| Error::malformed("a page is an action dictionary"))?;
             cleaned.set("Parent", Object::Reference(pages_id));
-            self.out
-                .objects
-                .insert(new_id, Object::Dictionary(cleaned));
+            self.out.objects.insert(new_id, Object::Dictionary(cleaned));
             kids.push(Object::Reference(new_id));
         }
         self.pages = kids.len();
@@ -706,9 +713,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
         pages.set("Type", Object::Name(b"Pages".to_vec()));
         pages.set("Kids", Object::Array(kids));
         pages.set("Count", Object::Integer(count));
-        self.out
-            .objects
-            .insert(pages_id, Object::Dictionary(pages));
+        self.out.objects.insert(pages_id, Object::Dictionary(pages));
         Ok(Object::Reference(pages_id))
     }
 
@@ -899,9 +904,8 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             .map(|o| resolve(self.src, o))
             .and_then(Object::as_name)
             .ok();
-        let is_action = d.has_type(b"Action")
-            || d.has(b"JS")
-            || s.is_some_and(|s| ACTION_TYPES.contains(&s));
+        let is_action =
+            d.has_type(b"Action") || d.has(b"JS") || s.is_some_and(|s| ACTION_TYPES.contains(&s));
         if is_action {
             let kind = s.unwrap_or(b"");
             if kind != b"GoTo" && !(kind == b"URI" && self.uri_kept(d)) {
@@ -936,7 +940,11 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 }
                 // A navigation node's /Next is the next node, not an action: it is cleaned like
                 // any dictionary (and the actions in it are still judged by their /S).
-                b"Next" if resolve(self.src, value).as_dict().is_ok_and(|n| !n.has(b"S")) => {
+                b"Next"
+                    if resolve(self.src, value)
+                        .as_dict()
+                        .is_ok_and(|n| !n.has(b"S")) =>
+                {
                     let v = self.clean(value, &here, depth + 1, Slot::NONE)?;
                     if !matches!(v, Object::Null) {
                         out.set(key.clone(), v);
@@ -1031,17 +1039,20 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
     }
 }
 
+/// Attributes a page inherits from the page tree (key, value), nearest ancestor last.
+type Inherited = Vec<(Vec<u8>, Object)>;
+
 /// A page tree read from the catalog: the leaf pages in order with their inherited attributes,
 /// and the inner nodes.
 struct PageTree {
-    leaves: Vec<(ObjectId, Vec<(Vec<u8>, Object)>)>,
+    leaves: Vec<(ObjectId, Inherited)>,
     nodes: Vec<ObjectId>,
 }
 
 /// Walks the page tree depth-first in document order.
 ///
 /// # Errors
-/// Malformed when a node is visited twice (a loop, a page listed twice), a node is not a
+/// Malformed when an inner node is reached twice (a loop), a node is not a
 /// dictionary, a kid is not a reference, an inner node has no /Kids array, the tree is deeper
 /// than 64 levels or holds no page.
 fn collect_pages(src: &Document, root: ObjectId) -> Result<PageTree> {
@@ -1050,14 +1061,8 @@ fn collect_pages(src: &Document, root: ObjectId) -> Result<PageTree> {
         nodes: Vec::new(),
     };
     let mut seen = std::collections::HashSet::new();
-    let mut stack: Vec<(ObjectId, Vec<(Vec<u8>, Object)>, u32)> = vec![(root, Vec::new(), 0)];
+    let mut stack: Vec<(ObjectId, Inherited, u32)> = vec![(root, Vec::new(), 0)];
     while let Some((id, inherited, depth)) = stack.pop() {
-        if !seen.insert(id) {
-            return Err(Error::malformed(format!(
-                "the page tree reaches object {} {} twice (a loop or a shared page)",
-                id.0, id.1
-            )));
-        }
         if depth > 64 {
             return Err(Error::malformed("the page tree is deeper than 64 levels"));
         }
@@ -1069,8 +1074,16 @@ fn collect_pages(src: &Document, root: ObjectId) -> Result<PageTree> {
         };
         let inner = dict.has_type(b"Pages") || (dict.has(b"Kids") && !dict.has_type(b"Page"));
         if !inner {
+            // A page listed twice is shown twice; the rebuild writes it as two pages (what
+            // qpdf does too), so it is no loop.
             tree.leaves.push((id, inherited));
             continue;
+        }
+        if !seen.insert(id) {
+            return Err(Error::malformed(format!(
+                "the page tree reaches node {} {} twice (a loop)",
+                id.0, id.1
+            )));
         }
         let mut inherited = inherited;
         for key in INHERITABLE {

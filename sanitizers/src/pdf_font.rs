@@ -166,7 +166,9 @@ fn cff_index(data: &[u8], pos: usize) -> Result<(Vec<(usize, usize)>, usize), St
     let mut offsets = Vec::with_capacity(count + 1);
     for i in 0..=count {
         let at = offsets_at + i * off_size;
-        let bytes = data.get(at..at + off_size).ok_or("an INDEX runs past the end")?;
+        let bytes = data
+            .get(at..at + off_size)
+            .ok_or("an INDEX runs past the end")?;
         let value = bytes.iter().fold(0usize, |v, &b| (v << 8) | usize::from(b));
         if offsets.last().is_some_and(|&prev| value < prev) || (i == 0 && value != 1) {
             return Err("INDEX offsets out of order".into());
@@ -177,7 +179,10 @@ fn cff_index(data: &[u8], pos: usize) -> Result<(Vec<(usize, usize)>, usize), St
     if end > data.len() {
         return Err("an INDEX runs past the end".into());
     }
-    let items = offsets.windows(2).map(|w| (base + w[0], base + w[1])).collect();
+    let items = offsets
+        .windows(2)
+        .map(|w| (base + w[0], base + w[1]))
+        .collect();
     Ok((items, end))
 }
 
@@ -188,7 +193,12 @@ fn cff_dict(dict: &[u8]) -> Result<Vec<(u16, Vec<i64>)>, String> {
     let mut i = 0;
     while i < dict.len() {
         let b0 = dict[i];
-        let byte = |k: usize| dict.get(i + k).copied().map(i64::from).ok_or("truncated DICT");
+        let byte = |k: usize| {
+            dict.get(i + k)
+                .copied()
+                .map(i64::from)
+                .ok_or("truncated DICT")
+        };
         match b0 {
             0..=21 => {
                 let op = if b0 == 12 {
@@ -321,7 +331,10 @@ fn type1(dict: &Dictionary, data: &[u8], src: &Document) -> Result<(), String> {
             .iter()
             .any(|&b| !(b.is_ascii_graphic() || b.is_ascii_whitespace() || b == 0))
     {
-        return Err(format!("{} bytes of data after the font program", rest.len()));
+        return Err(format!(
+            "{} bytes of data after the font program",
+            rest.len()
+        ));
     }
     Ok(())
 }

@@ -208,7 +208,10 @@ fn pdf_payload(bytes: &[u8]) -> Vec<u8> {
             lopdf::Object::Dictionary(d) => d.iter().for_each(|(_, v)| walk(v, out)),
             lopdf::Object::Stream(s) => {
                 s.dict.iter().for_each(|(_, v)| walk(v, out));
-                out.extend(s.decompressed_content().unwrap_or_else(|_| s.content.clone()));
+                out.extend(
+                    s.decompressed_content()
+                        .unwrap_or_else(|_| s.content.clone()),
+                );
             }
             _ => {}
         }
@@ -246,7 +249,10 @@ fn actions_without_a_type_are_judged_by_s_wherever_they_sit() {
     );
     page_dict(&mut doc, 2).set(
         "PieceOfArray",
-        vec![Object::Integer(1), Object::Dictionary(dictionary! { "S" => "ImportData", "F" => lit("array-import.fdf") })],
+        vec![
+            Object::Integer(1),
+            Object::Dictionary(dictionary! { "S" => "ImportData", "F" => lit("array-import.fdf") }),
+        ],
     );
     // A GoTo whose /Next chain leaves the document.
     let goto = dictionary! {
@@ -256,7 +262,10 @@ fn actions_without_a_type_are_judged_by_s_wherever_they_sit() {
             Object::Dictionary(dictionary! { "S" => "GoToE", "T" => dictionary! { "R" => "C", "N" => lit("next-embedded") } }),
         ],
     };
-    let c = doc.get_object_mut(cat).and_then(Object::as_dict_mut).unwrap();
+    let c = doc
+        .get_object_mut(cat)
+        .and_then(Object::as_dict_mut)
+        .unwrap();
     c.set("OpenAction", goto);
     // A destination name tree whose value is an action.
     c.set(
@@ -324,8 +333,14 @@ fn streams_under_keys_not_on_the_allowlist_are_dropped() {
     page_dict(&mut doc, 1).set("Payload", payload);
     page_dict(&mut doc, 1).set("Extras", vec![Object::Reference(in_array)]);
     let in_catalog_child = doc.add_object(Stream::new(dictionary! {}, pe_bytes()));
-    let c = doc.get_object_mut(cat).and_then(Object::as_dict_mut).unwrap();
-    c.set("ViewerPreferences", dictionary! { "Blob" => in_catalog_child });
+    let c = doc
+        .get_object_mut(cat)
+        .and_then(Object::as_dict_mut)
+        .unwrap();
+    c.set(
+        "ViewerPreferences",
+        dictionary! { "Blob" => in_catalog_child },
+    );
     let outcome = assert_fail_closed("carrier.pdf", &save(doc));
     assert!(
         removed(&outcome, What::UnknownPart, "/Payload"),
@@ -403,11 +418,23 @@ fn embedded_font_programs_are_kept_only_when_they_parse() {
     let mut type1 = clear;
     type1.extend_from_slice(b"\x01\x02\x03\x04");
     type1.extend(pe_bytes());
-    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, Vec<(&'a str, i64)>);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        Vec<(&'a str, i64)>,
+    );
     let cases: Vec<Case> = vec![
         ("good", "FontFile2", None, valid_sfnt(), vec![]),
         ("appended", "FontFile2", None, with_pe_appended, vec![]),
-        ("table", "FontFile3", Some("OpenType"), with_pe_table, vec![]),
+        (
+            "table",
+            "FontFile3",
+            Some("OpenType"),
+            with_pe_table,
+            vec![],
+        ),
         ("garbage2", "FontFile2", None, pe_bytes(), vec![]),
         ("garbage3", "FontFile3", Some("Type1C"), pe_bytes(), vec![]),
         (
@@ -460,7 +487,11 @@ fn embedded_font_programs_are_kept_only_when_they_parse() {
     assert_eq!(dropped.len(), 5, "{:#?}", outcome.report.removed);
     assert!(removed(&outcome, What::EmbeddedFont, "belong to no table"));
     assert!(removed(&outcome, What::EmbeddedFont, "not a font table"));
-    assert!(removed(&outcome, What::EmbeddedFont, "data after the font program"));
+    assert!(removed(
+        &outcome,
+        What::EmbeddedFont,
+        "data after the font program"
+    ));
     let out = outcome.output().unwrap().bytes();
     assert!(!contains(&pdf_payload(out), PE_MARKER), "a PE survived");
     let names = pdf_names(out);
@@ -472,7 +503,7 @@ fn embedded_font_programs_are_kept_only_when_they_parse() {
 }
 
 #[test]
-fn a_page_tree_that_loops_or_repeats_a_page_is_held() {
+fn a_page_tree_that_loops_is_held_and_a_repeated_page_is_written_twice() {
     use lopdf::{dictionary, Object};
     // /Kids naming the node itself.
     let (mut doc, _, pages) = pdf_base(2);
@@ -495,6 +526,20 @@ fn a_page_tree_that_loops_or_repeats_a_page_is_held() {
         .unwrap()
         .push(Object::Reference(inner));
     let cycle = save(doc);
+    // The same page listed twice is no loop: it is shown twice, and written as two pages.
+    let (mut doc, _, pages) = pdf_base(2);
+    let first = *doc.get_pages().get(&1).unwrap();
+    let root = doc
+        .get_object_mut(pages)
+        .and_then(Object::as_dict_mut)
+        .unwrap();
+    root.get_mut(b"Kids")
+        .and_then(Object::as_array_mut)
+        .unwrap()
+        .push(Object::Reference(first));
+    root.set("Count", 3);
+    let outcome = assert_fail_closed("repeated.pdf", &save(doc));
+    assert_eq!(pdf_pages(outcome.output().unwrap().bytes()), 3);
     for (name, bytes) in [("looped.pdf", looped), ("cycle.pdf", cycle)] {
         let outcome = process(&bytes, name);
         assert_eq!(outcome.report.verdict, Verdict::Quarantined, "{name}");
@@ -508,12 +553,19 @@ fn a_page_tree_that_loops_or_repeats_a_page_is_held() {
 fn a_nested_page_tree_is_rebuilt_flat_with_inherited_attributes() {
     use lopdf::{dictionary, Object};
     let (mut doc, cat, pages) = pdf_base(3);
-    let kids: Vec<Object> = doc.get_pages().values().map(|id| Object::Reference(*id)).collect();
+    let kids: Vec<Object> = doc
+        .get_pages()
+        .values()
+        .map(|id| Object::Reference(*id))
+        .collect();
     // Pages 2 and 3 under an inner node that carries their media box and resources.
     let inner = doc.new_object_id();
     for kid in &kids[1..] {
         let id = kid.as_reference().unwrap();
-        let page = doc.get_object_mut(id).and_then(Object::as_dict_mut).unwrap();
+        let page = doc
+            .get_object_mut(id)
+            .and_then(Object::as_dict_mut)
+            .unwrap();
         page.remove(b"MediaBox");
         let res = page.remove(b"Resources").unwrap();
         page.set("Parent", inner);
@@ -527,7 +579,10 @@ fn a_nested_page_tree_is_rebuilt_flat_with_inherited_attributes() {
             "MediaBox" => vec![0.into(), 0.into(), 300.into(), 400.into()], "Resources" => font,
         }),
     );
-    let root = doc.get_object_mut(pages).and_then(Object::as_dict_mut).unwrap();
+    let root = doc
+        .get_object_mut(pages)
+        .and_then(Object::as_dict_mut)
+        .unwrap();
     root.set("Kids", vec![kids[0].clone(), Object::Reference(inner)]);
     let _ = cat;
     let outcome = assert_fail_closed("nested.pdf", &save(doc));
@@ -536,7 +591,9 @@ fn a_nested_page_tree_is_rebuilt_flat_with_inherited_attributes() {
     assert_eq!(pages.len(), 3);
     let third = out.get_dictionary(pages[&3]).unwrap();
     assert_eq!(
-        third.get(b"MediaBox").unwrap().as_array().unwrap()[3].as_i64().unwrap(),
+        third.get(b"MediaBox").unwrap().as_array().unwrap()[3]
+            .as_i64()
+            .unwrap(),
         400
     );
     assert!(third.has(b"Resources"));
@@ -552,8 +609,14 @@ fn an_empty_password_encrypted_pdf_is_rebuilt_unencrypted_and_valid() {
         doc.trailer.set(
             "ID",
             vec![
-                lopdf::Object::String(b"0123456789abcdef".to_vec(), lopdf::StringFormat::Hexadecimal),
-                lopdf::Object::String(b"0123456789abcdef".to_vec(), lopdf::StringFormat::Hexadecimal),
+                lopdf::Object::String(
+                    b"0123456789abcdef".to_vec(),
+                    lopdf::StringFormat::Hexadecimal,
+                ),
+                lopdf::Object::String(
+                    b"0123456789abcdef".to_vec(),
+                    lopdf::StringFormat::Hexadecimal,
+                ),
             ],
         );
         // A string outside any stream, so string decryption is exercised too.
@@ -603,7 +666,10 @@ fn an_empty_password_encrypted_pdf_is_rebuilt_unencrypted_and_valid() {
         doc.encrypt(&state).unwrap();
         let bytes = save(doc);
         assert!(contains(&bytes, "/Encrypt"), "{variant}");
-        assert!(!contains(&bytes, "mukaika-fixture-text"), "{variant}: not encrypted");
+        assert!(
+            !contains(&bytes, "mukaika-fixture-text"),
+            "{variant}: not encrypted"
+        );
         let outcome = assert_fail_closed("protected.pdf", &bytes);
         assert!(
             removed(&outcome, What::Encryption, "empty user password"),
@@ -625,8 +691,14 @@ fn an_empty_password_pdf_that_does_not_decrypt_cleanly_is_held() {
     doc.trailer.set(
         "ID",
         vec![
-            lopdf::Object::String(b"0123456789abcdef".to_vec(), lopdf::StringFormat::Hexadecimal),
-            lopdf::Object::String(b"0123456789abcdef".to_vec(), lopdf::StringFormat::Hexadecimal),
+            lopdf::Object::String(
+                b"0123456789abcdef".to_vec(),
+                lopdf::StringFormat::Hexadecimal,
+            ),
+            lopdf::Object::String(
+                b"0123456789abcdef".to_vec(),
+                lopdf::StringFormat::Hexadecimal,
+            ),
         ],
     );
     let version = lopdf::EncryptionVersion::V2 {
@@ -654,5 +726,9 @@ fn an_empty_password_pdf_that_does_not_decrypt_cleanly_is_held() {
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     let reason = outcome.report.reason.unwrap();
     assert_eq!(reason.code, "encrypted", "{}", reason.detail);
-    assert!(reason.detail.contains("does not decode"), "{}", reason.detail);
+    assert!(
+        reason.detail.contains("does not decode"),
+        "{}",
+        reason.detail
+    );
 }

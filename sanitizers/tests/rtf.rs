@@ -204,7 +204,10 @@ fn allowlisted_fields_stay_as_plain_instructions() {
         r#"{\field{\*\fldinst FORMTEXT {\*\datafield 8001000000000000}{\*\formfield{\fftype0{\*\ffname Text1}}}}{\fldrslt filled}}"#,
     );
     assert!(removed(&outcome, What::Field, "ignorable group"));
-    assert!(text.contains("FORMTEXT") && !text.contains("datafield"), "{text}");
+    assert!(
+        text.contains("FORMTEXT") && !text.contains("datafield"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -220,7 +223,10 @@ fn a_shape_picture_linked_to_a_unc_path_goes() {
     for gone in ["pibName", "host", "share", "fillBlipName", "fetch.invalid"] {
         assert!(!text.contains(gone), "{gone} survived: {text}");
     }
-    assert!(text.contains("shapeType"), "harmless properties stay: {text}");
+    assert!(
+        text.contains("shapeType"),
+        "harmless properties stay: {text}"
+    );
 }
 
 #[test]

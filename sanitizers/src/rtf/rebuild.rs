@@ -321,7 +321,10 @@ impl Filter<'_, '_> {
                     self.cx.remove(
                         What::DataConnection,
                         path.to_string(),
-                        format!("mail merge control word \\{}", String::from_utf8_lossy(&name)),
+                        format!(
+                            "mail merge control word \\{}",
+                            String::from_utf8_lossy(&name)
+                        ),
                     );
                 }
                 Node::Token(Token::Word { name, .. }) if name == b"fldinst" => {
@@ -552,9 +555,11 @@ fn read_instruction(inst: &[Node], allow: &[String]) -> std::result::Result<Inst
         return Err(shown);
     }
     for view in [&r.word_view, &r.raw_view] {
-        let dangerous = view
-            .split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|w| DANGEROUS_FIELD_WORDS.iter().any(|d| d.eq_ignore_ascii_case(w)));
+        let dangerous = view.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| {
+            DANGEROUS_FIELD_WORDS
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(w))
+        });
         if dangerous {
             return Err(shown);
         }
@@ -604,9 +609,15 @@ fn linked_shape_property(sp: &[Node]) -> Option<String> {
         || lower.contains("://")
         || lower.starts_with("file:")
         || lower.starts_with("mhtml:")
-        || (value.len() > 2 && value.as_bytes()[1] == b':' && value.as_bytes()[0].is_ascii_alphabetic());
+        || (value.len() > 2
+            && value.as_bytes()[1] == b':'
+            && value.as_bytes()[0].is_ascii_alphabetic());
     if LINKING.iter().any(|l| l.eq_ignore_ascii_case(name)) || looks_external {
-        let shown: String = value.chars().filter(|c| !c.is_control()).take(120).collect();
+        let shown: String = value
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(120)
+            .collect();
         return Some(format!("shape property {name} linking to {shown}"));
     }
     None
