@@ -845,7 +845,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             },
             Object::Stream(s) => {
                 if self.stream_allowed(s, loc, slot)? {
-                    self.clean_stream(s, loc, depth)?
+                    self.clean_stream(s, loc, depth, slot)?
                 } else {
                     Object::Null
                 }
@@ -858,7 +858,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
         self.clean(obj, loc, depth, slot)
     }
 
-    fn clean_stream(&mut self, s: &Stream, loc: &str, depth: u32) -> Result<Object> {
+    fn clean_stream(&mut self, s: &Stream, loc: &str, depth: u32, slot: Slot) -> Result<Object> {
         if s.dict.has_type(b"EmbeddedFile") {
             self.cx
                 .remove(What::EmbeddedFile, loc.to_string(), "embedded file stream");
@@ -881,6 +881,56 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     "stream data in an external file",
                 );
             }
+        }
+        let sfnt = match slot.font {
+            Some(font::Format::TrueType) => true,
+            Some(font::Format::FontFile3) => s
+                .dict
+                .get(b"Subtype")
+                .and_then(Object::as_name)
+                .is_ok_and(|n| n == b"OpenType"),
+            _ => false,
+        };
+        if sfnt {
+            // A TrueType/OpenType program is written anew from its known tables (it was
+            // checked when it was reached, so it decodes and parses).
+            let limit =
+                usize::try_from(self.cx.policy().limits.max_pdf_stream_bytes).unwrap_or(usize::MAX);
+            let data = s
+                .decompressed_content_with_limit(limit)
+                .or_else(|e| {
+                    if s.dict.has(b"Filter") {
+                        Err(e)
+                    } else {
+                        Ok(s.content.clone())
+                    }
+                })
+                .map_err(|e| Error::malformed(format!("font program at {loc}: {e}")))?;
+            let (font, dropped) = font::rebuild_sfnt(&data)
+                .map_err(|e| Error::malformed(format!("font program at {loc}: {e}")))?;
+            for tag in dropped {
+                self.cx.remove(
+                    What::EmbeddedFont,
+                    loc.to_string(),
+                    format!("font table '{tag}' is not a font table"),
+                );
+            }
+            for key in [
+                &b"Filter"[..],
+                b"DecodeParms",
+                b"Length",
+                b"Length2",
+                b"Length3",
+            ] {
+                dict.remove(key);
+            }
+            if slot.font == Some(font::Format::TrueType) {
+                dict.set("Length1", i64::try_from(font.len()).unwrap_or(i64::MAX));
+            }
+            let mut out = Stream::new(dict, font);
+            out.compress()
+                .map_err(|e| Error::internal(format!("compressing a font program: {e}")))?;
+            return Ok(Object::Stream(out));
         }
         let mut out = Stream::new(dict, s.content.clone());
         out.allows_compression = s.allows_compression;

@@ -2,17 +2,20 @@
 //! parse as the format their key names.
 //!
 //! Owns: strict structural readers for the three containers — the sfnt table directory of
-//! TrueType and OpenType fonts (every table named by a known tag, inside the data, not
+//! TrueType and OpenType fonts (every table inside the data, not
 //! overlapping, and every byte of the file belonging to the header, the directory or a table,
-//! give or take its 0–3 padding bytes), CFF's header, INDEXes and top DICT (CharStrings and
-//! Private inside the data), and Type 1's clear-text header with its `Length1`/`Length2`
+//! give or take its 0–3 padding bytes), CFF's header, INDEXes, top DICT, charset, encoding,
+//! FDSelect, font DICTs and Private DICTs with their subroutines (all inside the data, and the
+//! data ending where the last of them ends), and Type 1's clear-text header with its `Length1`/`Length2`
 //! sections and a plain-text trailer.
 //! Invariants: sans-IO; never panics on any input; bounded by the data's length.
-//! Must never: accept a font because a viewer would — a program that does not parse, carries
-//! a table no font format defines or bytes outside its structures is dropped (and reported by
-//! the caller), the page's text then shows in a substitute font.
+//! TrueType and OpenType fonts are then written anew ([`rebuild_sfnt`]) from the tables the
+//! font specifications define; any other table (a vendor's, or a payload) is left out.
+//! Must never: accept a font because a viewer would — a program that does not parse or has
+//! bytes outside its structures is dropped (and reported by the caller), the page's text then
+//! shows in a substitute font.
 //! Limits (said plainly): the glyph programs inside tables and CFF charstrings are not
-//! interpreted, and bytes between CFF structures are not accounted for.
+//! interpreted, and bytes between CFF structures (not after the last) are not accounted for.
 
 use lopdf::{Dictionary, Document, Object};
 
@@ -89,11 +92,8 @@ fn sfnt(data: &[u8]) -> Result<(), String> {
             .get(rec..rec + 4)
             .and_then(|t| t.try_into().ok())
             .ok_or("truncated table record")?;
-        if !KNOWN_TABLES.contains(&&tag) {
-            return Err(format!(
-                "table '{}' is not a font table",
-                String::from_utf8_lossy(&tag).escape_debug()
-            ));
+        if !tag.iter().all(|b| (0x20..=0x7e).contains(b)) {
+            return Err("a table tag is not printable".into());
         }
         let offset = u32_at(data, rec + 8).ok_or("truncated table record")?;
         let len = u32_at(data, rec + 12).ok_or("truncated table record")?;
@@ -138,6 +138,83 @@ fn sfnt(data: &[u8]) -> Result<(), String> {
         covered = *end;
     }
     check_padding(data, covered, data.len())
+}
+
+/// Writes a checked sfnt font anew from its tables of [`KNOWN_TABLES`], in tag order, each
+/// padded to four bytes with zeros, with fresh checksums. Returns the font and the tags of the
+/// tables left out (a vendor's private table, or a payload hung on the font).
+///
+/// # Errors
+/// When the font does not pass [`sfnt`]'s checks.
+pub fn rebuild_sfnt(data: &[u8]) -> Result<(Vec<u8>, Vec<String>), String> {
+    sfnt(data)?;
+    let count = u16_at(data, 4).unwrap_or(0);
+    let mut kept: Vec<([u8; 4], &[u8])> = Vec::with_capacity(count);
+    let mut dropped = Vec::new();
+    for i in 0..count {
+        let rec = 12 + 16 * i;
+        let Some(tag) = data
+            .get(rec..rec + 4)
+            .and_then(|t| <[u8; 4]>::try_from(t).ok())
+        else {
+            continue;
+        };
+        let (Some(offset), Some(len)) = (u32_at(data, rec + 8), u32_at(data, rec + 12)) else {
+            continue;
+        };
+        let body = data.get(offset..offset + len).unwrap_or_default();
+        if KNOWN_TABLES.contains(&&tag) {
+            kept.push((tag, body));
+        } else {
+            dropped.push(String::from_utf8_lossy(&tag).escape_debug().to_string());
+        }
+    }
+    kept.sort_by_key(|(tag, _)| *tag);
+    let n = kept.len();
+    let mut out = Vec::with_capacity(data.len());
+    out.extend_from_slice(&data[..4]);
+    let entry_selector = usize::BITS - 1 - n.max(1).leading_zeros();
+    let search_range = 16usize << entry_selector;
+    for v in [
+        n,
+        search_range,
+        entry_selector as usize,
+        n * 16 - search_range.min(n * 16),
+    ] {
+        out.extend_from_slice(&u16::try_from(v).unwrap_or(0).to_be_bytes());
+    }
+    let mut offset = 12 + 16 * n;
+    let mut bodies = Vec::with_capacity(data.len());
+    let mut head_at = None;
+    for (tag, body) in &kept {
+        let mut padded = body.to_vec();
+        if tag == b"head" && padded.len() >= 12 {
+            padded[8..12].fill(0);
+            head_at = Some(offset);
+        }
+        padded.resize(padded.len().div_ceil(4) * 4, 0);
+        out.extend_from_slice(tag);
+        out.extend_from_slice(&checksum(&padded).to_be_bytes());
+        out.extend_from_slice(&u32::try_from(offset).unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(0).to_be_bytes());
+        offset += padded.len();
+        bodies.extend_from_slice(&padded);
+    }
+    out.extend_from_slice(&bodies);
+    if let Some(at) = head_at {
+        let adjust = 0xB1B0_AFBAu32.wrapping_sub(checksum(&out));
+        out[at + 8..at + 12].copy_from_slice(&adjust.to_be_bytes());
+    }
+    Ok((out, dropped))
+}
+
+/// The sfnt checksum: the wrapping sum of big-endian 32-bit words (the tail zero-padded).
+fn checksum(data: &[u8]) -> u32 {
+    data.chunks(4).fold(0u32, |sum, chunk| {
+        let mut word = [0u8; 4];
+        word[..chunk.len()].copy_from_slice(chunk);
+        sum.wrapping_add(u32::from_be_bytes(word))
+    })
 }
 
 fn check_padding(data: &[u8], from: usize, to: usize) -> Result<(), String> {
@@ -252,7 +329,101 @@ fn cff_dict(dict: &[u8]) -> Result<Vec<(u16, Vec<i64>)>, String> {
     Ok(out)
 }
 
-/// A bare CFF font (`Type1C`, `CIDFontType0C`).
+/// The first operand of `op` in a parsed DICT, as an offset or size.
+fn dict_operand(dict: &[(u16, Vec<i64>)], op: u16, n: usize) -> Option<usize> {
+    dict.iter()
+        .find(|(o, _)| *o == op)
+        .and_then(|(_, v)| v.get(n).copied())
+        .and_then(|v| usize::try_from(v).ok())
+}
+
+/// A Private DICT given as `[size offset]`, with its local subroutines: the end of both.
+fn cff_private(data: &[u8], size: usize, offset: usize) -> Result<usize, String> {
+    let end = offset
+        .checked_add(size)
+        .filter(|&e| e <= data.len())
+        .ok_or("the Private DICT lies outside the font")?;
+    let private = cff_dict(&data[offset..end])?;
+    match dict_operand(&private, 19, 0) {
+        Some(subrs) => {
+            let (_, subrs_end) = cff_index(data, offset + subrs)?;
+            Ok(end.max(subrs_end))
+        }
+        None => Ok(end),
+    }
+}
+
+/// The end of a charset (format 0, 1 or 2) for `glyphs` glyphs.
+fn cff_charset_end(data: &[u8], at: usize, glyphs: usize) -> Result<usize, String> {
+    let format = *data.get(at).ok_or("the charset lies outside the font")?;
+    let mut pos = at + 1;
+    let mut covered = 1; // .notdef is implicit
+    match format {
+        0 => pos += 2 * glyphs.saturating_sub(1),
+        1 | 2 => {
+            let width = if format == 1 { 1 } else { 2 };
+            while covered < glyphs {
+                let left = if format == 1 {
+                    usize::from(
+                        *data
+                            .get(pos + 2)
+                            .ok_or("the charset lies outside the font")?,
+                    )
+                } else {
+                    u16_at(data, pos + 2).ok_or("the charset lies outside the font")?
+                };
+                covered += left + 1;
+                pos += 2 + width;
+            }
+        }
+        other => return Err(format!("charset format {other}")),
+    }
+    if pos > data.len() {
+        return Err("the charset lies outside the font".into());
+    }
+    Ok(pos)
+}
+
+/// The end of an FDSelect (format 0 or 3) for `glyphs` glyphs.
+fn cff_fdselect_end(data: &[u8], at: usize, glyphs: usize) -> Result<usize, String> {
+    let end = match data.get(at) {
+        Some(0) => at + 1 + glyphs,
+        Some(3) => at + 3 + 3 * u16_at(data, at + 1).ok_or("FDSelect lies outside the font")? + 2,
+        Some(other) => return Err(format!("FDSelect format {other}")),
+        None => return Err("FDSelect lies outside the font".into()),
+    };
+    if end > data.len() {
+        return Err("FDSelect lies outside the font".into());
+    }
+    Ok(end)
+}
+
+/// The end of a custom encoding (format 0 or 1, with or without supplements).
+fn cff_encoding_end(data: &[u8], at: usize) -> Result<usize, String> {
+    let format = *data.get(at).ok_or("the encoding lies outside the font")?;
+    let n = usize::from(
+        *data
+            .get(at + 1)
+            .ok_or("the encoding lies outside the font")?,
+    );
+    let mut end = match format & 0x7f {
+        0 => at + 2 + n,
+        1 => at + 2 + 2 * n,
+        other => return Err(format!("encoding format {other}")),
+    };
+    if format & 0x80 != 0 {
+        let sups = usize::from(*data.get(end).ok_or("the encoding lies outside the font")?);
+        end += 1 + 3 * sups;
+    }
+    if end > data.len() {
+        return Err("the encoding lies outside the font".into());
+    }
+    Ok(end)
+}
+
+/// A bare CFF font (`Type1C`, `CIDFontType0C`). Every structure is read and the file must end
+/// where the last of them does (give or take three padding bytes): data appended to a valid
+/// font is refused.
 fn cff(data: &[u8]) -> Result<(), String> {
     let header = data.get(..4).ok_or("shorter than a CFF header")?;
     if header[0] != 1 || header[2] < 4 || !(1..=4).contains(&header[3]) {
@@ -264,39 +435,40 @@ fn cff(data: &[u8]) -> Result<(), String> {
         return Err("a CFF font set must hold exactly one font".into());
     }
     let (_, end) = cff_index(data, end)?; // strings
-    cff_index(data, end)?; // global subroutines
+    let (_, mut last) = cff_index(data, end)?; // global subroutines
     let (from, to) = tops[0];
     let top = cff_dict(data.get(from..to).ok_or("top DICT out of range")?)?;
-    let operand = |op: u16, n: usize| {
-        top.iter()
-            .find(|(o, _)| *o == op)
-            .and_then(|(_, v)| v.get(n).copied())
-            .and_then(|v| usize::try_from(v).ok())
-    };
-    let charstrings = operand(17, 0).ok_or("no CharStrings")?;
-    let (glyphs, _) = cff_index(data, charstrings)?;
+    let charstrings = dict_operand(&top, 17, 0).ok_or("no CharStrings")?;
+    let (glyphs, glyphs_end) = cff_index(data, charstrings)?;
     if glyphs.is_empty() {
         return Err("no glyphs".into());
     }
-    if let (Some(size), Some(offset)) = (operand(18, 0), operand(18, 1)) {
-        let end = offset.checked_add(size).filter(|&e| e <= data.len());
-        let private = end
-            .and_then(|e| data.get(offset..e))
-            .ok_or("the Private DICT lies outside the font")?;
-        let private = cff_dict(private)?;
-        if let Some(subrs) = private
-            .iter()
-            .find(|(o, _)| *o == 19)
-            .and_then(|(_, v)| v.first().copied())
-            .and_then(|v| usize::try_from(v).ok())
-        {
-            cff_index(data, offset + subrs)?;
+    last = last.max(glyphs_end);
+    if let (Some(size), Some(offset)) = (dict_operand(&top, 18, 0), dict_operand(&top, 18, 1)) {
+        last = last.max(cff_private(data, size, offset)?);
+    }
+    // charset 0–2 and encoding 0–1 are predefined, not stored.
+    if let Some(charset) = dict_operand(&top, 15, 0).filter(|&c| c > 2) {
+        last = last.max(cff_charset_end(data, charset, glyphs.len())?);
+    }
+    if let Some(encoding) = dict_operand(&top, 16, 0).filter(|&e| e > 1) {
+        last = last.max(cff_encoding_end(data, encoding)?);
+    }
+    if let Some(fd_select) = dict_operand(&top, 1237, 0) {
+        last = last.max(cff_fdselect_end(data, fd_select, glyphs.len())?);
+    }
+    if let Some(fd_array) = dict_operand(&top, 1236, 0) {
+        let (fds, fds_end) = cff_index(data, fd_array)?;
+        last = last.max(fds_end);
+        for (from, to) in fds {
+            let fd = cff_dict(&data[from..to])?;
+            if let (Some(size), Some(offset)) = (dict_operand(&fd, 18, 0), dict_operand(&fd, 18, 1))
+            {
+                last = last.max(cff_private(data, size, offset)?);
+            }
         }
     }
-    if let Some(fd_array) = operand(1236, 0) {
-        cff_index(data, fd_array)?;
-    }
-    Ok(())
+    check_padding(data, last, data.len())
 }
 
 /// A Type 1 font program: clear text starting `%!`, encrypted binary, then zeros and

@@ -397,6 +397,23 @@ fn valid_sfnt() -> Vec<u8> {
     ])
 }
 
+/// A minimal CFF font: one name, a top DICT pointing at one glyph's charstring (`endchar`).
+fn valid_cff() -> Vec<u8> {
+    let mut cff = vec![1, 0, 4, 1];
+    cff.extend_from_slice(&[0, 1, 1, 1, 2, b'A']); // Name INDEX
+    let charstrings: i32 = 4 + 6 + 11 + 2 + 2;
+    let mut top = vec![29];
+    top.extend_from_slice(&charstrings.to_be_bytes());
+    top.push(17);
+    cff.extend_from_slice(&[0, 1, 1, 1, 1 + top.len() as u8]); // Top DICT INDEX
+    cff.extend(top);
+    cff.extend_from_slice(&[0, 0]); // String INDEX
+    cff.extend_from_slice(&[0, 0]); // Global Subr INDEX
+    assert_eq!(cff.len() as i32, charstrings);
+    cff.extend_from_slice(&[0, 1, 1, 1, 2, 14]); // CharStrings INDEX: endchar
+    cff
+}
+
 #[test]
 fn embedded_font_programs_are_kept_only_when_they_parse() {
     use lopdf::{dictionary, Object, Stream};
@@ -437,6 +454,18 @@ fn embedded_font_programs_are_kept_only_when_they_parse() {
         ),
         ("garbage2", "FontFile2", None, pe_bytes(), vec![]),
         ("garbage3", "FontFile3", Some("Type1C"), pe_bytes(), vec![]),
+        ("cff", "FontFile3", Some("Type1C"), valid_cff(), vec![]),
+        (
+            "cff-appended",
+            "FontFile3",
+            Some("Type1C"),
+            {
+                let mut cff = valid_cff();
+                cff.extend(pe_bytes());
+                cff
+            },
+            vec![],
+        ),
         (
             "type1",
             "FontFile",
@@ -484,9 +513,9 @@ fn embedded_font_programs_are_kept_only_when_they_parse() {
         .iter()
         .filter(|r| r.what == What::EmbeddedFont)
         .collect();
-    assert_eq!(dropped.len(), 5, "{:#?}", outcome.report.removed);
+    assert_eq!(dropped.len(), 6, "{:#?}", outcome.report.removed);
     assert!(removed(&outcome, What::EmbeddedFont, "belong to no table"));
-    assert!(removed(&outcome, What::EmbeddedFont, "not a font table"));
+    assert!(removed(&outcome, What::EmbeddedFont, "font table 'zPE!'"));
     assert!(removed(
         &outcome,
         What::EmbeddedFont,
@@ -498,7 +527,12 @@ fn embedded_font_programs_are_kept_only_when_they_parse() {
     assert_eq!(
         names.iter().filter(|n| *n == "FontFile2").count(),
         1,
-        "the well-formed font stays"
+        "the well-formed TrueType font stays"
+    );
+    assert_eq!(
+        names.iter().filter(|n| *n == "FontFile3").count(),
+        2,
+        "the well-formed CFF font and the OpenType font without its odd table stay"
     );
 }
 
