@@ -199,6 +199,16 @@ fn allowlisted_fields_stay_as_plain_instructions() {
     );
     assert!(text.contains(r#"DATE \\@ "yyyy\'94\'4e""#), "{text}");
     assert!(text.contains("\\fldlock"), "{text}");
+    // A Unicode bookmark name (with a document-wide \uc2) is written with one '?' fallback and
+    // a \uc1 that says so; a second pass reads it the same (the registry re-checks that).
+    let (outcome, text) =
+        sanitized_rtf(r#"\uc2 {\field{\*\fldinst REF \u12354 \'82\'a0_mark \\h}{\fldrslt r}}"#);
+    assert!(
+        outcome.report.removed.is_empty(),
+        "{:?}",
+        outcome.report.removed
+    );
+    assert!(text.contains(r#"\uc1 REF \u12354 ?_mark \\h}"#), "{text}");
     // Ignorable data inside an allowed instruction goes, and is reported.
     let (outcome, text) = sanitized_rtf(
         r#"{\field{\*\fldinst FORMTEXT {\*\datafield 8001000000000000}{\*\formfield{\fftype0{\*\ffname Text1}}}}{\fldrslt filled}}"#,

@@ -127,6 +127,8 @@ struct Filter<'c, 'a> {
     allow: Vec<String>,
     strip_metadata: bool,
     objects: usize,
+    /// The `\ucN` in force where the filter is (fallback characters after each `\uN`).
+    uc: usize,
 }
 
 impl Filter<'_, '_> {
@@ -246,7 +248,7 @@ impl Filter<'_, '_> {
             }
         }
         let verdict = match insts.as_slice() {
-            [inst] => read_instruction(inst, &self.allow),
+            [inst] => read_instruction(inst, &self.allow, self.uc),
             [] => Err("field without an instruction".to_string()),
             more => Err(format!("field with {} instruction groups", more.len())),
         };
@@ -310,7 +312,18 @@ impl Filter<'_, '_> {
 
     fn children(&mut self, group: Vec<Node>, path: &str) -> Result<Vec<Node>> {
         let mut out = Vec::with_capacity(group.len());
+        // \ucN holds to the end of the group it is set in, and fields inside read it.
+        let outer_uc = self.uc;
         for node in group {
+            if let Node::Token(Token::Word {
+                name,
+                param: Some(n),
+            }) = &node
+            {
+                if name == b"uc" {
+                    self.uc = usize::try_from(*n).unwrap_or(0).min(16);
+                }
+            }
             match node {
                 Node::Group(g) => {
                     if let Some(kept) = self.group(g, path)? {
@@ -346,6 +359,7 @@ impl Filter<'_, '_> {
                 token => out.push(token),
             }
         }
+        self.uc = outer_uc;
         Ok(out)
     }
 }
@@ -402,14 +416,18 @@ const DANGEROUS_FIELD_WORDS: &[&str] = &[
     "RD",
 ];
 
-/// How Word reads a `\fldinst` group: text, symbols, `\'hh` bytes and `\uN` characters (with
+/// How Word reads a `\fldinst` group (`uc`: the `\ucN` in force around the field): text, symbols, `\'hh` bytes and `\uN` characters (with
 /// their `\ucN` fallbacks skipped) in order, through nested formatting groups, skipping `\*`
 /// destinations; the field type is the first word after leading spaces.
 ///
 /// # Errors
 /// A description of why the field may not stay: no allowlisted type first, a nested field, a
 /// dangerous field type anywhere, or a reading that differs when fallbacks are counted.
-fn read_instruction(inst: &[Node], allow: &[String]) -> std::result::Result<Instruction, String> {
+fn read_instruction(
+    inst: &[Node],
+    allow: &[String],
+    uc: usize,
+) -> std::result::Result<Instruction, String> {
     struct Reader {
         /// Word's reading, as chars (code-page bytes above 0x7f become U+FFFD).
         word_view: String,
@@ -526,7 +544,7 @@ fn read_instruction(inst: &[Node], allow: &[String]) -> std::result::Result<Inst
         }
         other => other,
     };
-    walk(&mut r, body, 1);
+    walk(&mut r, body, uc);
     let shown: String = r
         .word_view
         .trim()
@@ -696,6 +714,7 @@ impl Sanitizer for RtfSanitizer {
             strip_metadata: cx.policy().strip_metadata,
             cx,
             objects: 0,
+            uc: 1,
         };
         let kept = filter.children(document, "")?;
         let mut out = Vec::with_capacity(input.len());
