@@ -7,7 +7,18 @@
 //!   object by object into a fresh document, starting from the catalog. Earlier revisions,
 //!   orphans and bytes outside `%PDF-` … `%%EOF` are simply never copied.
 //! - Actions survive only as in-document `GoTo`; `/AA`, JavaScript, embedded files, `/AF`,
-//!   rich media, XFA and signatures never do. URI links follow `Policy::keep_links`.
+//!   rich media, XFA and signatures never do. URI links follow `Policy::keep_links`. A
+//!   dictionary is an action when its `/S` names an action type (or it has `/JS` or
+//!   `/Type /Action`), wherever it sits — `/PresSteps /NA`, arrays, name trees, `/Next` chains.
+//! - A stream is copied only under a key where the PDF specification puts streams (or under an
+//!   author-chosen name inside resources, appearance and glyph dictionaries); anything else hung
+//!   on a dictionary as a stream is dropped. Embedded font programs stay only when they parse
+//!   as their format (`pdf_font.rs`).
+//! - The page tree is rebuilt flat (one /Pages node, inherited attributes pushed down to each
+//!   page); a tree that reaches an inner node twice (a loop) is refused, and a page listed
+//!   twice is written as two page objects.
+//! - The written file is re-read before it leaves: it must parse without repair and its page
+//!   tree must hold every page; in the output re-check any repair is an error.
 //! - A document lopdf cannot decrypt with the empty password is refused as encrypted; one it
 //!   can is written unencrypted.
 //! - The page count of the output equals the input's, and is at least one.
@@ -23,6 +34,9 @@ use crate::error::{Error, Result};
 use crate::kind::FileKind;
 use crate::registry::{Context, Sanitized, Sanitizer};
 use crate::report::What;
+
+#[path = "pdf_font.rs"]
+mod font;
 
 /// Rebuilds PDF files.
 pub struct PdfSanitizer;
@@ -123,6 +137,12 @@ impl Sanitizer for PdfSanitizer {
             Some(_) => cx.warn("a cross-reference offset was wrong and was corrected"),
             None => {}
         }
+        if doc.xref_recovery.is_some() && cx.is_recheck() {
+            // Our own output must read without repair.
+            return Err(Error::internal(
+                "the rebuilt PDF's cross-reference data needed repair",
+            ));
+        }
         let linearized = doc
             .objects
             .values()
@@ -140,23 +160,127 @@ impl Sanitizer for PdfSanitizer {
             );
         }
 
-        let pages_in = doc.page_iter().count();
-        if pages_in == 0 {
-            return Err(Error::malformed("the page tree has no pages"));
+        if doc.encryption_state.is_some() {
+            // lopdf keeps an object it could only partly decrypt and skips one it could not
+            // parse after decrypting; either would leave a half-broken rebuild.
+            let encrypt = doc
+                .encryption_state
+                .as_ref()
+                .and_then(|s| s.encrypt_object_id());
+            let lost = doc
+                .reference_table
+                .entries
+                .iter()
+                .filter_map(|(num, entry)| match entry {
+                    lopdf::xref::XrefEntry::Normal { generation, .. } => Some((*num, *generation)),
+                    lopdf::xref::XrefEntry::Compressed { .. } => Some((*num, 0)),
+                    _ => None,
+                })
+                .filter(|id| Some(*id) != encrypt && !doc.objects.contains_key(id))
+                .count();
+            if lost > 0 {
+                return Err(Error::encrypted(format!(
+                    "{lost} object(s) could not be read after decrypting with the empty password"
+                )));
+            }
         }
-        let out = Rebuild::new(&doc, cx).run()?;
-        let pages_out = out.page_iter().count();
-        if pages_out != pages_in {
-            return Err(Error::malformed(format!(
-                "page tree lost pages when rebuilt ({pages_in} in, {pages_out} out)"
-            )));
-        }
-        let mut out = out;
+        let (mut out, pages_in) = Rebuild::new(&doc, cx).run()?;
         let mut bytes = Vec::with_capacity(body.len());
         out.save_to(&mut bytes)
             .map_err(|e| Error::internal(format!("writing the rebuilt PDF failed: {e}")))?;
+        let limit = usize::try_from(cx.policy().limits.max_pdf_stream_bytes).unwrap_or(usize::MAX);
+        check_written(&bytes, pages_in, limit).map_err(|e| {
+            if doc.encryption_state.is_some() {
+                Error::encrypted(format!(
+                    "decrypting with the empty password gave a broken file: {e}"
+                ))
+            } else {
+                e
+            }
+        })?;
         Ok(Sanitized::new(bytes, FileKind::Pdf))
     }
+}
+
+/// Re-reads what we wrote: it must parse without any repair, its page tree must be sound and
+/// hold every page. A file that fails this is never delivered.
+///
+/// # Errors
+/// Internal, naming what is wrong with our own output.
+fn check_written(bytes: &[u8], pages: usize, limit: usize) -> Result<()> {
+    let doc = Document::load_mem(bytes)
+        .map_err(|e| Error::internal(format!("the rebuilt PDF does not re-open: {e}")))?;
+    if doc.xref_recovery.is_some() {
+        return Err(Error::internal(
+            "the rebuilt PDF's cross-reference table needed repair",
+        ));
+    }
+    let root = doc
+        .catalog()
+        .and_then(|c| c.get(b"Pages"))
+        .and_then(Object::as_reference)
+        .map_err(|_| Error::internal("the rebuilt PDF has no page tree"))?;
+    let tree = collect_pages(&doc, root)
+        .map_err(|e| Error::internal(format!("the rebuilt PDF's page tree is unsound: {e}")))?;
+    if tree.leaves.len() != pages || tree.nodes.len() != 1 {
+        return Err(Error::internal(format!(
+            "page tree lost pages when rebuilt ({pages} in, {} out)",
+            tree.leaves.len()
+        )));
+    }
+    // Every stream whose filters are general-purpose must decode, as qpdf --check requires; a
+    // stream that does not (damaged, or left half-encrypted) makes the file refused.
+    for (id, obj) in &doc.objects {
+        let Object::Stream(s) = obj else { continue };
+        let filters = match s.dict.get(b"Filter") {
+            Ok(Object::Name(n)) => vec![n.as_slice()],
+            Ok(Object::Array(a)) => a.iter().filter_map(|f| f.as_name().ok()).collect(),
+            _ => continue,
+        };
+        let general = filters.iter().all(|f| {
+            matches!(
+                *f,
+                b"FlateDecode"
+                    | b"LZWDecode"
+                    | b"ASCII85Decode"
+                    | b"ASCIIHexDecode"
+                    | b"RunLengthDecode"
+            )
+        });
+        if general {
+            let decoded = if filters.first() == Some(&&b"FlateDecode"[..]) {
+                // lopdf forgives a broken zlib stream (it returns what it could read); qpdf
+                // does not, and neither may we.
+                strict_inflate(&s.content, limit).map(drop)
+            } else {
+                s.decompressed_content_with_limit(limit)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            };
+            if let Err(e) = decoded {
+                return Err(Error::malformed(format!(
+                    "stream {} {} does not decode: {e}",
+                    id.0, id.1
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Inflates a zlib stream, failing on any damage (a bad header, a bad checksum, a stream cut
+/// short) and at `limit` bytes of output.
+fn strict_inflate(data: &[u8], limit: usize) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(data)
+        .take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| format!("inflate: {e}"))?;
+    if out.len() > limit {
+        return Err(format!("decodes to more than {limit} bytes"));
+    }
+    Ok(out)
 }
 
 /// Catalog keys copied (cleaned) into the new catalog. Everything else is dropped and reported.
@@ -179,6 +303,132 @@ const CATALOG_KEEP: &[&[u8]] = &[
     b"Threads",
 ];
 
+/// Action types (`/S`): a dictionary naming one is an action wherever it sits.
+const ACTION_TYPES: &[&[u8]] = &[
+    b"GoTo",
+    b"GoToR",
+    b"GoToE",
+    b"GoToDp",
+    b"Launch",
+    b"Thread",
+    b"URI",
+    b"Sound",
+    b"Movie",
+    b"Hide",
+    b"Named",
+    b"SubmitForm",
+    b"ResetForm",
+    b"ImportData",
+    b"JavaScript",
+    b"SetOCGState",
+    b"Rendition",
+    b"Trans",
+    b"GoTo3DView",
+    b"RichMediaExecute",
+    b"SetState",
+    b"NOP",
+];
+
+/// Keys under which the PDF specification puts a stream (or an array holding streams): page
+/// contents, resources' own parts, font programs and maps, images' masks and colour spaces,
+/// functions, appearance streams and icons, output intents, thumbnails, metadata.
+const STREAM_KEYS: &[&[u8]] = &[
+    b"Contents",
+    b"Metadata",
+    b"FontFile",
+    b"FontFile2",
+    b"FontFile3",
+    b"ToUnicode",
+    b"CIDSet",
+    b"CIDToGIDMap",
+    b"Encoding",
+    b"UseCMap",
+    b"Thumb",
+    b"SMask",
+    b"Mask",
+    b"Function",
+    b"Functions",
+    b"TR",
+    b"TR2",
+    b"BG",
+    b"BG2",
+    b"UCR",
+    b"UCR2",
+    b"TransferFunction",
+    b"HT",
+    b"Shading",
+    b"DestOutputProfile",
+    b"JBIG2Globals",
+    b"G",
+    b"RC",
+    b"RV",
+    b"N",
+    b"R",
+    b"D",
+    b"I",
+    b"RI",
+    b"IX",
+    b"ColorSpace",
+    b"CS",
+    b"Alternate",
+    b"Stm",
+    b"Obj",
+    b"Image",
+    b"Alternates",
+];
+
+/// Keys whose dictionary value is keyed by author-chosen names that may each hold a stream.
+const NAMED_STREAM_PARENTS: &[&[u8]] = &[
+    b"XObject",
+    b"Pattern",
+    b"Shading",
+    b"ColorSpace",
+    b"ExtGState",
+    b"Properties",
+    b"CharProcs",
+    b"Colorants",
+    b"N",
+    b"R",
+    b"D",
+];
+
+/// Page attributes a page inherits from its ancestors in the page tree.
+const INHERITABLE: &[&[u8]] = &[b"Resources", b"MediaBox", b"CropBox", b"Rotate"];
+
+/// Where a value sits, as far as streams are concerned: stream data is copied only where the
+/// specification puts streams, so one hung under a made-up key (a PE, a second document) is
+/// never copied.
+#[derive(Clone, Copy)]
+struct Slot {
+    /// A stream may sit here.
+    stream_ok: bool,
+    /// This value is a dictionary keyed by author-chosen names, each of which may hold a stream.
+    named: bool,
+    /// A stream here is a font program of this format and must parse as one.
+    font: Option<font::Format>,
+}
+
+impl Slot {
+    const NONE: Slot = Slot {
+        stream_ok: false,
+        named: false,
+        font: None,
+    };
+
+    fn under(key: &[u8], parent_named: bool) -> Slot {
+        Slot {
+            stream_ok: parent_named || STREAM_KEYS.contains(&key),
+            named: NAMED_STREAM_PARENTS.contains(&key),
+            font: match key {
+                b"FontFile" => Some(font::Format::Type1),
+                b"FontFile2" => Some(font::Format::TrueType),
+                b"FontFile3" => Some(font::Format::FontFile3),
+                _ => None,
+            },
+        }
+    }
+}
+
 /// Annotation subtypes that carry media, files or 3D and are dropped whole.
 const ANNOT_DROP: &[(&[u8], What)] = &[
     (b"FileAttachment", What::EmbeddedFile),
@@ -193,8 +443,10 @@ struct Rebuild<'d, 'c, 'p> {
     src: &'d Document,
     out: Document,
     map: HashMap<ObjectId, ObjectId>,
-    queue: VecDeque<(ObjectId, ObjectId)>,
+    queue: VecDeque<(ObjectId, ObjectId, Slot)>,
     next: u32,
+    /// Leaf pages written by [`Self::page_tree`].
+    pages: usize,
     cx: &'c mut Context<'p>,
 }
 
@@ -214,11 +466,13 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             map: HashMap::new(),
             queue: VecDeque::new(),
             next: 1,
+            pages: 0,
             cx,
         }
     }
 
-    fn run(mut self) -> Result<Document> {
+    /// Builds the new document; returns it with its page count.
+    fn run(mut self) -> Result<(Document, usize)> {
         let root_id = self
             .src
             .trailer
@@ -236,14 +490,14 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             .insert(new_root, Object::Dictionary(cleaned));
 
         let mut steps = 0u32;
-        while let Some((src_id, new_id)) = self.queue.pop_front() {
+        while let Some((src_id, new_id, slot)) = self.queue.pop_front() {
             steps += 1;
             if steps.is_multiple_of(1024) {
                 self.cx.check_deadline()?;
             }
             let obj = match self.src.objects.get(&src_id) {
                 Some(obj) => {
-                    self.clean_object(obj, &format!("object {} {}", src_id.0, src_id.1), 0)?
+                    self.clean_object(obj, &format!("object {} {}", src_id.0, src_id.1), 0, slot)?
                 }
                 None => Object::Null,
             };
@@ -275,7 +529,8 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             }
         }
         self.out.max_id = self.next - 1;
-        Ok(self.out)
+        let pages = self.pages;
+        Ok((self.out, pages))
     }
 
     fn fresh_id(&mut self) -> ObjectId {
@@ -294,17 +549,76 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
         id
     }
 
-    fn reference(&mut self, src_id: ObjectId) -> Object {
+    fn reference(&mut self, src_id: ObjectId, loc: &str, slot: Slot) -> Result<Object> {
         if let Some(id) = self.map.get(&src_id) {
-            return Object::Reference(*id);
+            return Ok(Object::Reference(*id));
+        }
+        if let Some(Object::Stream(s)) = self.src.objects.get(&src_id) {
+            if !self.stream_allowed(s, loc, slot)? {
+                return Ok(Object::Null);
+            }
         }
         let id = self.alloc(src_id);
-        self.queue.push_back((src_id, id));
-        Object::Reference(id)
+        self.queue.push_back((src_id, id, slot));
+        Ok(Object::Reference(id))
+    }
+
+    /// Whether a stream may be copied where it sits; reports it when not. Font programs must
+    /// also parse as the font format their key names.
+    fn stream_allowed(&mut self, s: &Stream, loc: &str, slot: Slot) -> Result<bool> {
+        if !slot.stream_ok {
+            self.cx.remove(
+                What::UnknownPart,
+                loc.to_string(),
+                format!(
+                    "stream under a key not on the allowlist ({} bytes)",
+                    s.content.len()
+                ),
+            );
+            return Ok(false);
+        }
+        if s.dict
+            .get(b"Subtype")
+            .and_then(Object::as_name)
+            .is_ok_and(|n| n == b"PS")
+        {
+            self.cx
+                .remove(What::UnknownPart, loc.to_string(), "PostScript XObject");
+            return Ok(false);
+        }
+        if let Some(format) = slot.font {
+            let limit =
+                usize::try_from(self.cx.policy().limits.max_pdf_stream_bytes).unwrap_or(usize::MAX);
+            let data = match s.decompressed_content_with_limit(limit) {
+                Ok(data) => Some(data),
+                Err(_) if !s.dict.has(b"Filter") => Some(s.content.clone()),
+                Err(_) => None,
+            };
+            let verdict = match data {
+                Some(data) => font::check(format, &s.dict, &data, self.src),
+                None => Err("its data does not decode".to_string()),
+            };
+            if let Err(why) = verdict {
+                self.cx.remove(
+                    What::EmbeddedFont,
+                    loc.to_string(),
+                    format!("embedded font program dropped: {why}"),
+                );
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn clean_catalog(&mut self, catalog: &Dictionary) -> Result<Dictionary> {
         let mut out = Dictionary::new();
+        // The page tree first, so that every page is claimed (and rebuilt with its inherited
+        // attributes) before a destination elsewhere can queue it as a plain object.
+        let pages = catalog
+            .get(b"Pages")
+            .map_err(|_| Error::malformed("catalog has no /Pages"))?;
+        let pages = self.page_tree(pages)?;
+        out.set("Pages", pages);
         for (key, value) in catalog.iter() {
             let loc = format!("catalog /{}", String::from_utf8_lossy(key));
             match key.as_slice() {
@@ -324,11 +638,13 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     }
                 }
                 b"Metadata" if !self.cx.policy().strip_metadata => {
-                    let v = self.clean(value, &loc, 0)?;
+                    let v = self.clean(value, &loc, 0, Slot::under(key, false))?;
                     out.set("Metadata", v);
                 }
+                // Built first, above.
+                b"Pages" => {}
                 k if CATALOG_KEEP.contains(&k) => {
-                    let v = self.clean(value, &loc, 0)?;
+                    let v = self.clean(value, &loc, 0, Slot::under(key, false))?;
                     out.set(key.clone(), v);
                 }
                 other => {
@@ -345,11 +661,60 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 }
             }
         }
-        if !out.has(b"Pages") {
-            return Err(Error::malformed("catalog has no /Pages"));
-        }
         out.set("Type", Object::Name(b"Catalog".to_vec()));
         Ok(out)
+    }
+
+    /// Rebuilds the page tree flat: one /Pages node whose kids are the leaf pages in order,
+    /// each carrying what it inherited. A tree that reaches an inner node twice (a loop) is
+    /// refused: copying it would give a file viewers and qpdf read differently. A page listed
+    /// twice becomes two page objects.
+    fn page_tree(&mut self, value: &Object) -> Result<Object> {
+        let Object::Reference(root) = value else {
+            return Err(Error::malformed("catalog /Pages is not a reference"));
+        };
+        let tree = collect_pages(self.src, *root)?;
+        let pages_id = self.fresh_id();
+        // Anything else pointing at an inner node (a /Parent, a structure element) now points
+        // at the one node there is.
+        for node in &tree.nodes {
+            self.map.insert(*node, pages_id);
+        }
+        let mut kids = Vec::with_capacity(tree.leaves.len());
+        for (n, (leaf, inherited)) in tree.leaves.iter().enumerate() {
+            // A page listed again gets an object of its own.
+            let new_id = if self.map.contains_key(leaf) {
+                self.fresh_id()
+            } else {
+                self.alloc(*leaf)
+            };
+            let mut page = self
+                .src
+                .get_dictionary(*leaf)
+                .map_err(|_| Error::malformed("a page is not a dictionary"))?
+                .clone();
+            page.remove(b"Parent");
+            for (key, v) in inherited {
+                if !page.has(key) {
+                    page.set(key.clone(), v.clone());
+                }
+            }
+            page.set("Type", Object::Name(b"Page".to_vec()));
+            let mut cleaned = self
+                .clean_dict(&page, &format!("page {}", n + 1), 0, false)?
+                .ok_or_else(|| Error::malformed("a page is an action dictionary"))?;
+            cleaned.set("Parent", Object::Reference(pages_id));
+            self.out.objects.insert(new_id, Object::Dictionary(cleaned));
+            kids.push(Object::Reference(new_id));
+        }
+        self.pages = kids.len();
+        let count = i64::try_from(kids.len()).unwrap_or(i64::MAX);
+        let mut pages = Dictionary::new();
+        pages.set("Type", Object::Name(b"Pages".to_vec()));
+        pages.set("Kids", Object::Array(kids));
+        pages.set("Count", Object::Integer(count));
+        self.out.objects.insert(pages_id, Object::Dictionary(pages));
+        Ok(Object::Reference(pages_id))
     }
 
     /// Keeps only the named-destinations tree of the /Names dictionary.
@@ -362,7 +727,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             let here = format!("{loc} /{}", String::from_utf8_lossy(key));
             match key.as_slice() {
                 b"Dests" => {
-                    let v = self.clean(v, &here, 0)?;
+                    let v = self.clean(v, &here, 0, Slot::NONE)?;
                     out.set("Dests", v);
                 }
                 b"JavaScript" => self.cx.remove(
@@ -398,7 +763,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     .cx
                     .remove(What::Xfa, here, "XFA form (AcroForm appearance kept)"),
                 b"Fields" | b"NeedAppearances" | b"CO" | b"DR" | b"DA" | b"Q" | b"SigFlags" => {
-                    let v = self.clean(v, &here, 0)?;
+                    let v = self.clean(v, &here, 0, Slot::under(key, false))?;
                     out.set(key.clone(), v);
                 }
                 _ => self.cx.remove(
@@ -421,13 +786,13 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
         match resolved {
             Object::Array(_) | Object::Name(_) | Object::String(..) => {
                 // A destination, not an action: GoTo in all but name.
-                Ok(Some(self.clean(value, loc, 0)?))
+                Ok(Some(self.clean(value, loc, 0, Slot::NONE)?))
             }
             Object::Dictionary(d) => {
                 let kind = d.get(b"S").and_then(Object::as_name).unwrap_or(b"");
                 let keep = kind == b"GoTo" || (kind == b"URI" && self.uri_kept(d));
                 if keep {
-                    return Ok(Some(self.clean(value, loc, 0)?));
+                    return Ok(Some(self.clean(value, loc, 0, Slot::NONE)?));
                 }
                 let detail = action_detail(self, d, kind);
                 let what = match kind {
@@ -459,35 +824,41 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 .is_ok_and(|u| crate::policy::link_allowed(&String::from_utf8_lossy(u)))
     }
 
-    fn clean(&mut self, obj: &Object, loc: &str, depth: u32) -> Result<Object> {
+    fn clean(&mut self, obj: &Object, loc: &str, depth: u32, slot: Slot) -> Result<Object> {
         if depth > 64 {
             return Err(Error::malformed(format!(
                 "objects nested too deeply at {loc}"
             )));
         }
         Ok(match obj {
-            Object::Reference(id) => self.reference(*id),
+            Object::Reference(id) => self.reference(*id, loc, slot)?,
             Object::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
-                    out.push(self.clean(item, loc, depth + 1)?);
+                    out.push(self.clean(item, loc, depth + 1, slot)?);
                 }
                 Object::Array(out)
             }
-            Object::Dictionary(d) => match self.clean_dict(d, loc, depth)? {
+            Object::Dictionary(d) => match self.clean_dict(d, loc, depth, slot.named)? {
                 Some(d) => Object::Dictionary(d),
                 None => Object::Null,
             },
-            Object::Stream(s) => self.clean_stream(s, loc, depth)?,
+            Object::Stream(s) => {
+                if self.stream_allowed(s, loc, slot)? {
+                    self.clean_stream(s, loc, depth, slot)?
+                } else {
+                    Object::Null
+                }
+            }
             other => other.clone(),
         })
     }
 
-    fn clean_object(&mut self, obj: &Object, loc: &str, depth: u32) -> Result<Object> {
-        self.clean(obj, loc, depth)
+    fn clean_object(&mut self, obj: &Object, loc: &str, depth: u32, slot: Slot) -> Result<Object> {
+        self.clean(obj, loc, depth, slot)
     }
 
-    fn clean_stream(&mut self, s: &Stream, loc: &str, depth: u32) -> Result<Object> {
+    fn clean_stream(&mut self, s: &Stream, loc: &str, depth: u32, slot: Slot) -> Result<Object> {
         if s.dict.has_type(b"EmbeddedFile") {
             self.cx
                 .remove(What::EmbeddedFile, loc.to_string(), "embedded file stream");
@@ -498,7 +869,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 .remove(What::Metadata, loc.to_string(), "XMP metadata stream");
             return Ok(Object::Null);
         }
-        let mut dict = match self.clean_dict(&s.dict, loc, depth)? {
+        let mut dict = match self.clean_dict(&s.dict, loc, depth, false)? {
             Some(d) => d,
             None => return Ok(Object::Null),
         };
@@ -511,24 +882,91 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 );
             }
         }
+        let sfnt = match slot.font {
+            Some(font::Format::TrueType) => true,
+            Some(font::Format::FontFile3) => s
+                .dict
+                .get(b"Subtype")
+                .and_then(Object::as_name)
+                .is_ok_and(|n| n == b"OpenType"),
+            _ => false,
+        };
+        if sfnt {
+            // A TrueType/OpenType program is written anew from its known tables (it was
+            // checked when it was reached, so it decodes and parses).
+            let limit =
+                usize::try_from(self.cx.policy().limits.max_pdf_stream_bytes).unwrap_or(usize::MAX);
+            let data = s
+                .decompressed_content_with_limit(limit)
+                .or_else(|e| {
+                    if s.dict.has(b"Filter") {
+                        Err(e)
+                    } else {
+                        Ok(s.content.clone())
+                    }
+                })
+                .map_err(|e| Error::malformed(format!("font program at {loc}: {e}")))?;
+            let (font, dropped) = font::rebuild_sfnt(&data)
+                .map_err(|e| Error::malformed(format!("font program at {loc}: {e}")))?;
+            for tag in dropped {
+                self.cx.remove(
+                    What::EmbeddedFont,
+                    loc.to_string(),
+                    format!("font table '{tag}' is not a font table"),
+                );
+            }
+            for key in [
+                &b"Filter"[..],
+                b"DecodeParms",
+                b"Length",
+                b"Length2",
+                b"Length3",
+            ] {
+                dict.remove(key);
+            }
+            if slot.font == Some(font::Format::TrueType) {
+                dict.set("Length1", i64::try_from(font.len()).unwrap_or(i64::MAX));
+            }
+            let mut out = Stream::new(dict, font);
+            out.compress()
+                .map_err(|e| Error::internal(format!("compressing a font program: {e}")))?;
+            return Ok(Object::Stream(out));
+        }
         let mut out = Stream::new(dict, s.content.clone());
         out.allows_compression = s.allows_compression;
         Ok(Object::Stream(out))
     }
 
-    fn clean_dict(&mut self, d: &Dictionary, loc: &str, depth: u32) -> Result<Option<Dictionary>> {
-        // An action dictionary reached by a path other than /A, /AA, /OpenAction or /Next is
-        // dropped whole unless it is a GoTo.
-        if let Ok(s) = d.get(b"S").and_then(Object::as_name) {
-            if (d.has(b"JS") || d.has_type(b"Action"))
-                && s != b"GoTo"
-                && !(s == b"URI" && self.uri_kept(d))
-            {
-                let detail = action_detail(self, d, s);
-                let what = if s == b"JavaScript" {
-                    What::Javascript
-                } else {
-                    What::Action
+    /// Cleans a dictionary; `named` says its keys are author-chosen names (resources,
+    /// appearance states, glyphs) whose values may be streams.
+    fn clean_dict(
+        &mut self,
+        d: &Dictionary,
+        loc: &str,
+        depth: u32,
+        named: bool,
+    ) -> Result<Option<Dictionary>> {
+        // An action is known by its /S, wherever the dictionary sits and whatever its /Type
+        // says (viewers run a /Launch under /PresSteps /NA that has no /Type /Action): only
+        // an in-document GoTo, or a URI the link policy keeps, stays.
+        let s = d
+            .get(b"S")
+            .map(|o| resolve(self.src, o))
+            .and_then(Object::as_name)
+            .ok();
+        let is_action =
+            d.has_type(b"Action") || d.has(b"JS") || s.is_some_and(|s| ACTION_TYPES.contains(&s));
+        if is_action {
+            let kind = s.unwrap_or(b"");
+            if kind != b"GoTo" && !(kind == b"URI" && self.uri_kept(d)) {
+                let detail = action_detail(self, d, kind);
+                let what = match kind {
+                    b"JavaScript" => What::Javascript,
+                    _ if d.has(b"JS") => What::Javascript,
+                    b"URI" => What::Hyperlink,
+                    b"Rendition" | b"Sound" | b"Movie" | b"RichMediaExecute" => What::Multimedia,
+                    b"GoToE" => What::EmbeddedFile,
+                    _ => What::Action,
                 };
                 self.cx.remove(what, loc.to_string(), detail);
                 return Ok(None);
@@ -550,7 +988,19 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     self.cx
                         .remove(What::AutoAction, here, format!("triggers: {triggers}"));
                 }
-                b"A" | b"PA" | b"Next" => {
+                // A navigation node's /Next is the next node, not an action: it is cleaned like
+                // any dictionary (and the actions in it are still judged by their /S).
+                b"Next"
+                    if resolve(self.src, value)
+                        .as_dict()
+                        .is_ok_and(|n| !n.has(b"S")) =>
+                {
+                    let v = self.clean(value, &here, depth + 1, Slot::NONE)?;
+                    if !matches!(v, Object::Null) {
+                        out.set(key.clone(), v);
+                    }
+                }
+                b"A" | b"PA" | b"NA" | b"Next" => {
                     if let Object::Array(items) = resolve(self.src, value) {
                         let items = items.clone();
                         let mut kept = Vec::new();
@@ -588,8 +1038,11 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     out.set("Annots", annots);
                 }
                 _ => {
-                    let v = self.clean(value, &here, depth + 1)?;
-                    out.set(key.clone(), v);
+                    let v = self.clean(value, &here, depth + 1, Slot::under(key, named))?;
+                    // A dropped action or stream takes its key with it.
+                    if !matches!(v, Object::Null) || matches!(value, Object::Null) {
+                        out.set(key.clone(), v);
+                    }
                 }
             }
         }
@@ -630,10 +1083,87 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     }
                 }
             }
-            kept.push(self.clean(item, &here, depth + 1)?);
+            kept.push(self.clean(item, &here, depth + 1, Slot::NONE)?);
         }
         Ok(Object::Array(kept))
     }
+}
+
+/// Attributes a page inherits from the page tree (key, value), nearest ancestor last.
+type Inherited = Vec<(Vec<u8>, Object)>;
+
+/// A page tree read from the catalog: the leaf pages in order with their inherited attributes,
+/// and the inner nodes.
+struct PageTree {
+    leaves: Vec<(ObjectId, Inherited)>,
+    nodes: Vec<ObjectId>,
+}
+
+/// Walks the page tree depth-first in document order.
+///
+/// # Errors
+/// Malformed when an inner node is reached twice (a loop), a node is not a
+/// dictionary, a kid is not a reference, an inner node has no /Kids array, the tree is deeper
+/// than 64 levels or holds no page.
+fn collect_pages(src: &Document, root: ObjectId) -> Result<PageTree> {
+    let mut tree = PageTree {
+        leaves: Vec::new(),
+        nodes: Vec::new(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<(ObjectId, Inherited, u32)> = vec![(root, Vec::new(), 0)];
+    while let Some((id, inherited, depth)) = stack.pop() {
+        if depth > 64 {
+            return Err(Error::malformed("the page tree is deeper than 64 levels"));
+        }
+        let Ok(dict) = src.get_dictionary(id) else {
+            return Err(Error::malformed(format!(
+                "page tree node {} {} is not a dictionary",
+                id.0, id.1
+            )));
+        };
+        let inner = dict.has_type(b"Pages") || (dict.has(b"Kids") && !dict.has_type(b"Page"));
+        if !inner {
+            // A page listed twice is shown twice; the rebuild writes it as two pages (what
+            // qpdf does too), so it is no loop.
+            tree.leaves.push((id, inherited));
+            continue;
+        }
+        if !seen.insert(id) {
+            return Err(Error::malformed(format!(
+                "the page tree reaches node {} {} twice (a loop)",
+                id.0, id.1
+            )));
+        }
+        let mut inherited = inherited;
+        for key in INHERITABLE {
+            if let Ok(v) = dict.get(key) {
+                inherited.retain(|(k, _)| k.as_slice() != *key);
+                inherited.push((key.to_vec(), v.clone()));
+            }
+        }
+        let Ok(kids) = dict
+            .get(b"Kids")
+            .map(|k| resolve(src, k))
+            .and_then(Object::as_array)
+        else {
+            return Err(Error::malformed(format!(
+                "page tree node {} {} has no /Kids array",
+                id.0, id.1
+            )));
+        };
+        tree.nodes.push(id);
+        for kid in kids.iter().rev() {
+            let Object::Reference(kid) = kid else {
+                return Err(Error::malformed("a page tree kid is not a reference"));
+            };
+            stack.push((*kid, inherited.clone(), depth + 1));
+        }
+    }
+    if tree.leaves.is_empty() {
+        return Err(Error::malformed("the page tree has no pages"));
+    }
+    Ok(tree)
 }
 
 fn action_detail(rb: &Rebuild<'_, '_, '_>, d: &Dictionary, kind: &[u8]) -> String {

@@ -95,6 +95,9 @@ pub enum What {
     Dde,
     /// An archive member that was blocked or held (only when policy delivers the rest).
     ArchiveMember,
+    /// An embedded font program that does not parse as its format (the text stays, shown in
+    /// a substitute font).
+    EmbeddedFont,
 }
 
 impl What {
@@ -127,6 +130,7 @@ impl What {
             What::Formula => "数式として実行されるセル (CSV インジェクション)",
             What::Dde => "DDE 命令の形をしたセル",
             What::ArchiveMember => "書庫内の削除・隔離されたファイル",
+            What::EmbeddedFont => "埋め込みフォント (形式不正)",
         }
     }
 
@@ -159,6 +163,7 @@ impl What {
             What::Formula => "cell a spreadsheet would run as a formula (CSV injection)",
             What::Dde => "cell shaped like a DDE command",
             What::ArchiveMember => "archive member that was blocked or held",
+            What::EmbeddedFont => "embedded font program that does not parse",
         }
     }
 }

@@ -2,7 +2,8 @@
 //! file — PDF, Office (OOXML, legacy, ODF), RTF, images, archives, text, executables, scripts,
 //! TNEF, polyglots — must reach its expected verdict (or an alternative its notes allow), and
 //! no file may be delivered when it should have been blocked or held. EICAR alone waits for
-//! the virus scanner. Prints a score table.
+//! the virus scanner. Every PDF delivered must pass `qpdf --check` with exit 0 (checked in
+//! `common::process`). Prints a score table.
 
 mod common;
 

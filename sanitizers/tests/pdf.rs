@@ -179,3 +179,590 @@ fn quarantines_zip_magic_in_front_of_a_pdf() {
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     assert_eq!(outcome.report.reason.unwrap().code, "polyglot");
 }
+
+fn page_dict(doc: &mut lopdf::Document, n: u32) -> &mut lopdf::Dictionary {
+    let id = *doc.get_pages().get(&n).unwrap();
+    doc.get_object_mut(id)
+        .and_then(lopdf::Object::as_dict_mut)
+        .unwrap()
+}
+
+fn lit(s: &str) -> lopdf::Object {
+    lopdf::Object::string_literal(s)
+}
+
+fn save(mut doc: lopdf::Document) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    doc.save_to(&mut bytes).unwrap();
+    bytes
+}
+
+/// Every stream's decoded bytes and every string in a PDF, for "marker gone" checks.
+fn pdf_payload(bytes: &[u8]) -> Vec<u8> {
+    let doc = lopdf::Document::load_mem(bytes).expect("output parses");
+    let mut out = Vec::new();
+    fn walk(obj: &lopdf::Object, out: &mut Vec<u8>) {
+        match obj {
+            lopdf::Object::String(s, _) => out.extend_from_slice(s),
+            lopdf::Object::Array(a) => a.iter().for_each(|o| walk(o, out)),
+            lopdf::Object::Dictionary(d) => d.iter().for_each(|(_, v)| walk(v, out)),
+            lopdf::Object::Stream(s) => {
+                s.dict.iter().for_each(|(_, v)| walk(v, out));
+                out.extend(
+                    s.decompressed_content()
+                        .unwrap_or_else(|_| s.content.clone()),
+                );
+            }
+            _ => {}
+        }
+    }
+    doc.objects.values().for_each(|o| walk(o, &mut out));
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn actions_without_a_type_are_judged_by_s_wherever_they_sit() {
+    use lopdf::{dictionary, Object};
+    let (mut doc, cat, _) = pdf_base(2);
+    let page2 = *doc.get_pages().get(&2).unwrap();
+    // A presentation step's next action, with no /Type /Action.
+    let launch = doc.add_object(dictionary! { "S" => "Launch", "F" => lit("presstep-calc.exe") });
+    let submit = dictionary! { "S" => "SubmitForm", "F" => dictionary! { "FS" => "URL", "F" => lit("http://submit-marker.invalid/") } };
+    page_dict(&mut doc, 1).set(
+        "PresSteps",
+        dictionary! { "Type" => "NavNode", "NA" => launch, "Next" => dictionary! { "Type" => "NavNode", "NA" => submit } },
+    );
+    // A Text annotation's action and triggers, and an action inside an array under an odd key.
+    let annot = doc.add_object(dictionary! {
+        "Type" => "Annot", "Subtype" => "Text", "Rect" => vec![0.into(), 0.into(), 10.into(), 10.into()],
+        "A" => dictionary! { "S" => "URI", "URI" => lit("http://uri-marker.invalid/") },
+        "AA" => dictionary! { "E" => dictionary! { "S" => "JavaScript", "JS" => lit("annot-js-marker()") } },
+    });
+    page_dict(&mut doc, 1).set("Annots", vec![Object::Reference(annot)]);
+    page_dict(&mut doc, 2).set(
+        "AA",
+        dictionary! { "O" => dictionary! { "S" => "ImportData", "F" => lit("aa-import.fdf") } },
+    );
+    page_dict(&mut doc, 2).set(
+        "PieceOfArray",
+        vec![
+            Object::Integer(1),
+            Object::Dictionary(dictionary! { "S" => "ImportData", "F" => lit("array-import.fdf") }),
+        ],
+    );
+    // A GoTo whose /Next chain leaves the document.
+    let goto = dictionary! {
+        "S" => "GoTo", "D" => vec![Object::Reference(page2), "Fit".into()],
+        "Next" => vec![
+            Object::Dictionary(dictionary! { "S" => "GoToR", "F" => lit("next-remote.pdf"), "D" => vec![0.into(), "Fit".into()] }),
+            Object::Dictionary(dictionary! { "S" => "GoToE", "T" => dictionary! { "R" => "C", "N" => lit("next-embedded") } }),
+        ],
+    };
+    let c = doc
+        .get_object_mut(cat)
+        .and_then(Object::as_dict_mut)
+        .unwrap();
+    c.set("OpenAction", goto);
+    // A destination name tree whose value is an action.
+    c.set(
+        "Names",
+        dictionary! { "Dests" => dictionary! { "Names" => vec![
+            lit("d1"), Object::Array(vec![Object::Reference(page2), "Fit".into()]),
+            lit("d2"), Object::Dictionary(dictionary! { "S" => "Launch", "F" => lit("names-launch.exe") }),
+            lit("d3"), Object::Dictionary(dictionary! { "D" => vec![Object::Reference(page2), "Fit".into()], "Next" => dictionary! { "S" => "JavaScript", "JS" => lit("dest-js-marker()") } }),
+        ] } },
+    );
+    let input = save(doc);
+    let outcome = assert_fail_closed("steps.pdf", &input);
+    for (what, needle) in [
+        (What::Action, "presstep-calc.exe"),
+        (What::Action, "submit-marker.invalid"),
+        (What::Hyperlink, "uri-marker.invalid"),
+        (What::Action, "array-import.fdf"),
+        (What::Action, "next-remote.pdf"),
+        (What::EmbeddedFile, "GoToE"),
+        (What::Action, "names-launch.exe"),
+        (What::Javascript, "Next"),
+    ] {
+        assert!(
+            removed(&outcome, what, needle),
+            "missing {what:?} {needle}: {:#?}",
+            outcome.report.removed
+        );
+    }
+    let out = outcome.output().unwrap().bytes();
+    assert_no_active_content(out);
+    let payload = pdf_payload(out);
+    for marker in [
+        "presstep-calc",
+        "submit-marker",
+        "uri-marker",
+        "annot-js-marker",
+        "aa-import",
+        "array-import",
+        "next-remote",
+        "next-embedded",
+        "names-launch",
+        "dest-js-marker",
+    ] {
+        assert!(!contains(&payload, marker), "{marker} survived");
+    }
+    assert!(pdf_names(out).iter().any(|n| n == "GoTo"), "the GoTo stays");
+    assert_eq!(pdf_pages(out), 2);
+}
+
+const PE_MARKER: &str = "This program cannot be run in DOS mode";
+
+fn pe_bytes() -> Vec<u8> {
+    let mut pe = b"MZ\x90\x00\x03\x00\x00\x00".to_vec();
+    pe.extend_from_slice(PE_MARKER.as_bytes());
+    pe.extend_from_slice(b"PE\0\0L\x01");
+    pe
+}
+
+#[test]
+fn streams_under_keys_not_on_the_allowlist_are_dropped() {
+    use lopdf::{dictionary, Object, Stream};
+    let (mut doc, cat, _) = pdf_base(1);
+    let payload = doc.add_object(Stream::new(dictionary! {}, pe_bytes()));
+    let in_array = doc.add_object(Stream::new(dictionary! {}, pe_bytes()));
+    page_dict(&mut doc, 1).set("Payload", payload);
+    page_dict(&mut doc, 1).set("Extras", vec![Object::Reference(in_array)]);
+    let in_catalog_child = doc.add_object(Stream::new(dictionary! {}, pe_bytes()));
+    let c = doc
+        .get_object_mut(cat)
+        .and_then(Object::as_dict_mut)
+        .unwrap();
+    c.set(
+        "ViewerPreferences",
+        dictionary! { "Blob" => in_catalog_child },
+    );
+    let outcome = assert_fail_closed("carrier.pdf", &save(doc));
+    assert!(
+        removed(&outcome, What::UnknownPart, "/Payload"),
+        "{:#?}",
+        outcome.report.removed
+    );
+    assert!(removed(&outcome, What::UnknownPart, "/Extras"));
+    assert!(removed(&outcome, What::UnknownPart, "/Blob"));
+    let out = outcome.output().unwrap().bytes();
+    assert!(!contains(&pdf_payload(out), PE_MARKER), "the PE survived");
+    assert!(!contains(out, PE_MARKER));
+    assert_eq!(pdf_pages(out), 1);
+}
+
+/// A minimal sfnt font: the tables named, each 4-byte aligned, directory sorted by tag.
+fn sfnt(tables: &[(&[u8; 4], Vec<u8>)]) -> Vec<u8> {
+    let mut tables = tables.to_vec();
+    tables.sort_by_key(|(t, _)| **t);
+    let n = tables.len() as u16;
+    let mut out = Vec::new();
+    out.extend_from_slice(&0x0001_0000u32.to_be_bytes());
+    out.extend_from_slice(&n.to_be_bytes());
+    out.extend_from_slice(&[0, 16, 0, 0, 0, 0]);
+    let mut offset = 12 + 16 * tables.len();
+    let mut data = Vec::new();
+    for (tag, body) in &tables {
+        out.extend_from_slice(*tag);
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&(offset as u32).to_be_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        data.extend_from_slice(body);
+        while data.len() % 4 != 0 {
+            data.push(0);
+        }
+        offset = 12 + 16 * tables.len() + data.len();
+    }
+    out.extend(data);
+    out
+}
+
+fn valid_sfnt() -> Vec<u8> {
+    let mut head = vec![0u8; 54];
+    head[0..4].copy_from_slice(&0x0001_0000u32.to_be_bytes());
+    head[12..16].copy_from_slice(&0x5F0F_3CF5u32.to_be_bytes());
+    head[18..20].copy_from_slice(&1000u16.to_be_bytes());
+    let mut maxp = vec![0u8; 6];
+    maxp[0..4].copy_from_slice(&0x0000_5000u32.to_be_bytes());
+    maxp[4..6].copy_from_slice(&1u16.to_be_bytes());
+    sfnt(&[
+        (b"head", head),
+        (b"maxp", maxp),
+        (b"loca", vec![0, 0, 0, 0]),
+        (b"glyf", Vec::new()),
+    ])
+}
+
+/// A minimal CFF font: one name, a top DICT pointing at one glyph's charstring (`endchar`).
+fn valid_cff() -> Vec<u8> {
+    let mut cff = vec![1, 0, 4, 1];
+    cff.extend_from_slice(&[0, 1, 1, 1, 2, b'A']); // Name INDEX
+    let charstrings: i32 = 4 + 6 + 11 + 2 + 2;
+    let mut top = vec![29];
+    top.extend_from_slice(&charstrings.to_be_bytes());
+    top.push(17);
+    cff.extend_from_slice(&[0, 1, 1, 1, 1 + top.len() as u8]); // Top DICT INDEX
+    cff.extend(top);
+    cff.extend_from_slice(&[0, 0]); // String INDEX
+    cff.extend_from_slice(&[0, 0]); // Global Subr INDEX
+    assert_eq!(cff.len() as i32, charstrings);
+    cff.extend_from_slice(&[0, 1, 1, 1, 2, 14]); // CharStrings INDEX: endchar
+    cff
+}
+
+#[test]
+fn embedded_font_programs_are_kept_only_when_they_parse() {
+    use lopdf::{dictionary, Object, Stream};
+    let (mut doc, _, _) = pdf_base(1);
+    let mut with_pe_appended = valid_sfnt();
+    with_pe_appended.extend(pe_bytes());
+    // A well-formed font with one more table, named like no font table, holding a PE.
+    let mut head = vec![0u8; 54];
+    head[12..16].copy_from_slice(&0x5F0F_3CF5u32.to_be_bytes());
+    let with_pe_table = sfnt(&[
+        (b"head", head),
+        (b"maxp", vec![0, 0, 0x50, 0, 0, 1]),
+        (b"loca", vec![0, 0, 0, 0]),
+        (b"glyf", Vec::new()),
+        (b"zPE!", pe_bytes()),
+    ]);
+    let clear = b"%!PS-AdobeFont-1.0: X\n/FontName /X def\ncurrentfile eexec\n".to_vec();
+    let clear_len = clear.len() as i64;
+    let mut type1 = clear;
+    type1.extend_from_slice(b"\x01\x02\x03\x04");
+    type1.extend(pe_bytes());
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        Vec<(&'a str, i64)>,
+    );
+    let cases: Vec<Case> = vec![
+        ("good", "FontFile2", None, valid_sfnt(), vec![]),
+        ("appended", "FontFile2", None, with_pe_appended, vec![]),
+        (
+            "table",
+            "FontFile3",
+            Some("OpenType"),
+            with_pe_table,
+            vec![],
+        ),
+        ("garbage2", "FontFile2", None, pe_bytes(), vec![]),
+        ("garbage3", "FontFile3", Some("Type1C"), pe_bytes(), vec![]),
+        ("cff", "FontFile3", Some("Type1C"), valid_cff(), vec![]),
+        (
+            "cff-appended",
+            "FontFile3",
+            Some("Type1C"),
+            {
+                let mut cff = valid_cff();
+                cff.extend(pe_bytes());
+                cff
+            },
+            vec![],
+        ),
+        (
+            "type1",
+            "FontFile",
+            None,
+            type1,
+            vec![("Length1", clear_len), ("Length2", 4), ("Length3", 0)],
+        ),
+    ];
+    let mut fonts = lopdf::Dictionary::new();
+    for (i, (name, key, subtype, data, lengths)) in cases.iter().enumerate() {
+        let mut dict = dictionary! {};
+        if let Some(s) = subtype {
+            dict.set("Subtype", Object::Name(s.as_bytes().to_vec()));
+        }
+        for (k, v) in lengths {
+            dict.set(*k, *v);
+        }
+        let file = doc.add_object(Stream::new(dict, data.clone()));
+        let descriptor = doc.add_object(dictionary! {
+            "Type" => "FontDescriptor", "FontName" => Object::Name(name.as_bytes().to_vec()),
+            "Flags" => 32, "FontBBox" => vec![0.into(), 0.into(), 1000.into(), 1000.into()],
+            "ItalicAngle" => 0, "Ascent" => 800, "Descent" => -200, "CapHeight" => 700, "StemV" => 80,
+            *key => file,
+        });
+        let font = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "TrueType", "BaseFont" => Object::Name(name.as_bytes().to_vec()),
+            "FontDescriptor" => descriptor,
+        });
+        fonts.set(format!("G{i}"), font);
+    }
+    let font_res = page_dict(&mut doc, 1)
+        .get_mut(b"Resources")
+        .and_then(Object::as_dict_mut)
+        .unwrap()
+        .get_mut(b"Font")
+        .and_then(Object::as_dict_mut)
+        .unwrap();
+    for (k, v) in fonts.iter() {
+        font_res.set(k.clone(), v.clone());
+    }
+    let outcome = assert_fail_closed("fonts.pdf", &save(doc));
+    let dropped: Vec<_> = outcome
+        .report
+        .removed
+        .iter()
+        .filter(|r| r.what == What::EmbeddedFont)
+        .collect();
+    assert_eq!(dropped.len(), 6, "{:#?}", outcome.report.removed);
+    assert!(removed(&outcome, What::EmbeddedFont, "belong to no table"));
+    assert!(removed(&outcome, What::EmbeddedFont, "font table 'zPE!'"));
+    assert!(removed(
+        &outcome,
+        What::EmbeddedFont,
+        "data after the font program"
+    ));
+    let out = outcome.output().unwrap().bytes();
+    assert!(!contains(&pdf_payload(out), PE_MARKER), "a PE survived");
+    let names = pdf_names(out);
+    assert_eq!(
+        names.iter().filter(|n| *n == "FontFile2").count(),
+        1,
+        "the well-formed TrueType font stays"
+    );
+    assert_eq!(
+        names.iter().filter(|n| *n == "FontFile3").count(),
+        2,
+        "the well-formed CFF font and the OpenType font without its odd table stay"
+    );
+}
+
+#[test]
+fn a_page_tree_that_loops_is_held_and_a_repeated_page_is_written_twice() {
+    use lopdf::{dictionary, Object};
+    // /Kids naming the node itself.
+    let (mut doc, _, pages) = pdf_base(2);
+    doc.get_object_mut(pages)
+        .and_then(Object::as_dict_mut)
+        .unwrap()
+        .get_mut(b"Kids")
+        .and_then(Object::as_array_mut)
+        .unwrap()
+        .push(Object::Reference(pages));
+    let looped = save(doc);
+    // An inner node whose kid is the root.
+    let (mut doc, _, pages) = pdf_base(1);
+    let inner = doc.add_object(dictionary! { "Type" => "Pages", "Parent" => pages, "Kids" => vec![Object::Reference(pages)], "Count" => 1 });
+    doc.get_object_mut(pages)
+        .and_then(Object::as_dict_mut)
+        .unwrap()
+        .get_mut(b"Kids")
+        .and_then(Object::as_array_mut)
+        .unwrap()
+        .push(Object::Reference(inner));
+    let cycle = save(doc);
+    // The same page listed twice is no loop: it is shown twice, and written as two pages.
+    let (mut doc, _, pages) = pdf_base(2);
+    let first = *doc.get_pages().get(&1).unwrap();
+    let root = doc
+        .get_object_mut(pages)
+        .and_then(Object::as_dict_mut)
+        .unwrap();
+    root.get_mut(b"Kids")
+        .and_then(Object::as_array_mut)
+        .unwrap()
+        .push(Object::Reference(first));
+    root.set("Count", 3);
+    let outcome = assert_fail_closed("repeated.pdf", &save(doc));
+    assert_eq!(pdf_pages(outcome.output().unwrap().bytes()), 3);
+    for (name, bytes) in [("looped.pdf", looped), ("cycle.pdf", cycle)] {
+        let outcome = process(&bytes, name);
+        assert_eq!(outcome.report.verdict, Verdict::Quarantined, "{name}");
+        let reason = outcome.report.reason.unwrap();
+        assert_eq!(reason.code, "malformed", "{name}: {}", reason.detail);
+        assert!(reason.detail.contains("twice"), "{name}: {}", reason.detail);
+    }
+}
+
+#[test]
+fn a_nested_page_tree_is_rebuilt_flat_with_inherited_attributes() {
+    use lopdf::{dictionary, Object};
+    let (mut doc, cat, pages) = pdf_base(3);
+    let kids: Vec<Object> = doc
+        .get_pages()
+        .values()
+        .map(|id| Object::Reference(*id))
+        .collect();
+    // Pages 2 and 3 under an inner node that carries their media box and resources.
+    let inner = doc.new_object_id();
+    for kid in &kids[1..] {
+        let id = kid.as_reference().unwrap();
+        let page = doc
+            .get_object_mut(id)
+            .and_then(Object::as_dict_mut)
+            .unwrap();
+        page.remove(b"MediaBox");
+        let res = page.remove(b"Resources").unwrap();
+        page.set("Parent", inner);
+        let _ = res;
+    }
+    let font = page_dict(&mut doc, 1).get(b"Resources").unwrap().clone();
+    doc.objects.insert(
+        inner,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Parent" => pages, "Kids" => kids[1..].to_vec(), "Count" => 2,
+            "MediaBox" => vec![0.into(), 0.into(), 300.into(), 400.into()], "Resources" => font,
+        }),
+    );
+    let root = doc
+        .get_object_mut(pages)
+        .and_then(Object::as_dict_mut)
+        .unwrap();
+    root.set("Kids", vec![kids[0].clone(), Object::Reference(inner)]);
+    let _ = cat;
+    let outcome = assert_fail_closed("nested.pdf", &save(doc));
+    let out = lopdf::Document::load_mem(outcome.output().unwrap().bytes()).unwrap();
+    let pages = out.get_pages();
+    assert_eq!(pages.len(), 3);
+    let third = out.get_dictionary(pages[&3]).unwrap();
+    assert_eq!(
+        third.get(b"MediaBox").unwrap().as_array().unwrap()[3]
+            .as_i64()
+            .unwrap(),
+        400
+    );
+    assert!(third.has(b"Resources"));
+}
+
+#[test]
+fn an_empty_password_encrypted_pdf_is_rebuilt_unencrypted_and_valid() {
+    use lopdf::encryption::crypt_filters::{Aes128CryptFilter, Aes256CryptFilter, CryptFilter};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    for variant in ["rc4-128", "aes-128", "aes-256"] {
+        let (mut doc, cat, _) = pdf_base(2);
+        doc.trailer.set(
+            "ID",
+            vec![
+                lopdf::Object::String(
+                    b"0123456789abcdef".to_vec(),
+                    lopdf::StringFormat::Hexadecimal,
+                ),
+                lopdf::Object::String(
+                    b"0123456789abcdef".to_vec(),
+                    lopdf::StringFormat::Hexadecimal,
+                ),
+            ],
+        );
+        // A string outside any stream, so string decryption is exercised too.
+        doc.get_object_mut(cat)
+            .and_then(lopdf::Object::as_dict_mut)
+            .unwrap()
+            .set("Lang", lit("ja-JP-mukaika-lang"));
+        let key = [7u8; 32];
+        let state = {
+            let version = match variant {
+                "rc4-128" => lopdf::EncryptionVersion::V2 {
+                    document: &doc,
+                    owner_password: "owner-secret",
+                    user_password: "",
+                    key_length: 128,
+                    permissions: lopdf::Permissions::all(),
+                },
+                "aes-128" => {
+                    let filter: Arc<dyn CryptFilter> = Arc::new(Aes128CryptFilter);
+                    lopdf::EncryptionVersion::V4 {
+                        document: &doc,
+                        encrypt_metadata: true,
+                        crypt_filters: BTreeMap::from([(b"StdCF".to_vec(), filter)]),
+                        stream_filter: b"StdCF".to_vec(),
+                        string_filter: b"StdCF".to_vec(),
+                        owner_password: "owner-secret",
+                        user_password: "",
+                        permissions: lopdf::Permissions::all(),
+                    }
+                }
+                _ => {
+                    let filter: Arc<dyn CryptFilter> = Arc::new(Aes256CryptFilter);
+                    lopdf::EncryptionVersion::V5 {
+                        encrypt_metadata: true,
+                        crypt_filters: BTreeMap::from([(b"StdCF".to_vec(), filter)]),
+                        file_encryption_key: &key,
+                        stream_filter: b"StdCF".to_vec(),
+                        string_filter: b"StdCF".to_vec(),
+                        owner_password: "owner-secret",
+                        user_password: "",
+                        permissions: lopdf::Permissions::all(),
+                    }
+                }
+            };
+            lopdf::EncryptionState::try_from(version).unwrap()
+        };
+        doc.encrypt(&state).unwrap();
+        let bytes = save(doc);
+        assert!(contains(&bytes, "/Encrypt"), "{variant}");
+        assert!(
+            !contains(&bytes, "mukaika-fixture-text"),
+            "{variant}: not encrypted"
+        );
+        let outcome = assert_fail_closed("protected.pdf", &bytes);
+        assert!(
+            removed(&outcome, What::Encryption, "empty user password"),
+            "{variant}: {:?}",
+            outcome.report.removed
+        );
+        let out = outcome.output().unwrap().bytes();
+        assert!(!pdf_names(out).iter().any(|n| n == "Encrypt"), "{variant}");
+        let payload = pdf_payload(out);
+        assert!(contains(&payload, "mukaika-fixture-text"), "{variant}");
+        assert!(contains(&payload, "ja-JP-mukaika-lang"), "{variant}");
+        assert_eq!(pdf_pages(out), 2, "{variant}");
+    }
+}
+
+#[test]
+fn an_empty_password_pdf_that_does_not_decrypt_cleanly_is_held() {
+    let (mut doc, _, _) = pdf_base(2);
+    doc.trailer.set(
+        "ID",
+        vec![
+            lopdf::Object::String(
+                b"0123456789abcdef".to_vec(),
+                lopdf::StringFormat::Hexadecimal,
+            ),
+            lopdf::Object::String(
+                b"0123456789abcdef".to_vec(),
+                lopdf::StringFormat::Hexadecimal,
+            ),
+        ],
+    );
+    let version = lopdf::EncryptionVersion::V2 {
+        document: &doc,
+        owner_password: "owner-secret",
+        user_password: "",
+        key_length: 128,
+        permissions: lopdf::Permissions::all(),
+    };
+    let state = lopdf::EncryptionState::try_from(version).unwrap();
+    doc.encrypt(&state).unwrap();
+    // Page 2's content no longer decrypts to a valid Flate stream.
+    let contents = doc
+        .get_dictionary(*doc.get_pages().get(&2).unwrap())
+        .and_then(|p| p.get(b"Contents"))
+        .and_then(lopdf::Object::as_reference)
+        .unwrap();
+    let stream = doc
+        .get_object_mut(contents)
+        .and_then(lopdf::Object::as_stream_mut)
+        .unwrap();
+    stream.dict.set("Filter", "FlateDecode");
+    stream.set_content(b"\x13\x37 damaged ciphertext \xde\xad\xbe\xef".to_vec());
+    let outcome = process(&save(doc), "damaged.pdf");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    let reason = outcome.report.reason.unwrap();
+    assert_eq!(reason.code, "encrypted", "{}", reason.detail);
+    assert!(
+        reason.detail.contains("does not decode"),
+        "{}",
+        reason.detail
+    );
+}

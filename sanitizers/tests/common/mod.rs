@@ -9,23 +9,52 @@ pub mod generate;
 use std::io::{Cursor, Read};
 
 use lopdf::{Document, Object};
-use mukaika_sanitizers::{Declared, Outcome, Policy, Registry, Verdict, What};
+use mukaika_sanitizers::{Declared, FileKind, Outcome, Policy, Registry, Verdict, What};
 
 /// Processes bytes under a name with the default policy.
 pub fn process(bytes: &[u8], name: &str) -> Outcome {
     process_with(bytes, name, &Policy::default())
 }
 
-/// Processes bytes under a name with a policy.
+/// Processes bytes under a name with a policy. Every PDF output is checked by qpdf on the way.
 pub fn process_with(bytes: &[u8], name: &str, policy: &Policy) -> Outcome {
-    Registry::standard().process(
+    let outcome = Registry::standard().process(
         bytes,
         &Declared {
             name: Some(name),
             mime: None,
         },
         policy,
-    )
+    );
+    if let Some(out) = outcome.output() {
+        if out.kind() == FileKind::Pdf {
+            assert_qpdf_accepts(name, out.bytes());
+        }
+    }
+    outcome
+}
+
+/// `qpdf --check` must exit 0 on a PDF we deliver: 2 is an error, and 3 ("warnings") means
+/// qpdf had to repair or guess, which a viewer may do differently — both fail.
+///
+/// # Panics
+/// When qpdf rejects the file or is not installed (`bash tests/ci.sh` installs it).
+pub fn assert_qpdf_accepts(name: &str, pdf: &[u8]) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("out.pdf");
+    std::fs::write(&path, pdf).expect("write output");
+    let out = std::process::Command::new("qpdf")
+        .arg("--check")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("qpdf is not installed ({e}): run `bash tests/ci.sh`"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{name}: qpdf --check rejects our output:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The compliance helper (after vector's sink tests): runs a good input, then hostile variants
