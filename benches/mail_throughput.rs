@@ -19,6 +19,12 @@ fn main() {
         ("mail-50k-html.eml", load("mail-50k-html.eml"), 1000),
         ("mail-2m-pdf.eml", load("mail-2m-pdf.eml"), 60),
     ];
+    // `MAIL_BENCH_ONLY=mail-10k.eml` measures one message alone (for a profiler).
+    let only = std::env::var("MAIL_BENCH_ONLY").ok();
+    let inputs: Vec<_> = inputs
+        .into_iter()
+        .filter(|(name, _, _)| only.as_deref().is_none_or(|o| o == *name))
+        .collect();
     let registry = Registry::standard();
     let policy = Policy::default();
     println!(

@@ -56,16 +56,28 @@ mod tests {
 /// two bytes of many bodies). Padding ends the data unless only more base64 follows
 /// (concatenated encodings): a mailing list's footer appended after a base64 body is not data.
 pub(crate) fn base64_lenient(input: &[u8]) -> Vec<u8> {
-    fn value(b: u8) -> Option<u32> {
-        Some(match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
+    // 0xFF: not in the alphabet.
+    const TABLE: [u8; 256] = {
+        let mut t = [0xFFu8; 256];
+        let mut i = 0;
+        while i < 26 {
+            t[b'A' as usize + i] = i as u8;
+            t[b'a' as usize + i] = 26 + i as u8;
+            i += 1;
+        }
+        let mut d = 0;
+        while d < 10 {
+            t[b'0' as usize + d] = 52 + d as u8;
+            d += 1;
+        }
+        t[b'+' as usize] = 62;
+        t[b'/' as usize] = 63;
+        t
+    };
+    let value = |b: u8| {
+        let v = TABLE[b as usize];
+        (v != 0xFF).then_some(u32::from(v))
+    };
     let mut out = Vec::with_capacity(input.len() / 4 * 3 + 3);
     let (mut acc, mut n) = (0u32, 0u8);
     let flush = |acc: u32, n: u8, out: &mut Vec<u8>| match n {

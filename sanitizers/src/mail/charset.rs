@@ -67,9 +67,13 @@ pub fn decode_text(label: Option<&str>, bytes: &[u8]) -> (String, usize) {
         // ESC designations under "us-ascii" or no useful label are ISO-2022-JP.
         Some(e) if e == UTF_8 && !eight_bit && has_jis_escapes(bytes) => ISO_2022_JP,
         Some(e) => {
-            if clean(e, bytes) {
-                e
-            } else {
+            // One decoding serves both the check and the result in the common case.
+            let decoded = decode_with(e, bytes);
+            let private = (e == SHIFT_JIS || e == EUC_JP) && decoded.0.chars().any(is_private_use);
+            if decoded.1 == 0 && !private {
+                return decoded;
+            }
+            {
                 // A Japanese or UTF-8 label whose decoding fails where another Japanese
                 // encoding decodes cleanly was mislabelled (common with `Shift_JIS` on
                 // EUC-JP text and the reverse).

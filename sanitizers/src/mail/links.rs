@@ -65,7 +65,9 @@ fn match_at(text: &str, i: usize, at_word_start: bool) -> Option<(String, usize)
             return Some((format!("[\\\\]{}", defang_authority(body)), len));
         }
     }
-    if !at_word_start {
+    // Every other form starts a word with an ASCII letter or digit; this check keeps the pass
+    // cheap over Japanese text, where nearly every position starts a "word".
+    if !at_word_start || !b.first().is_some_and(u8::is_ascii_alphanumeric) {
         return None;
     }
     // scheme://
@@ -91,23 +93,23 @@ fn match_at(text: &str, i: usize, at_word_start: bool) -> Option<(String, usize)
         return Some((format!("{new_scheme}{}", defang_authority(after)), len));
     }
     // Colon schemes that start programs: file:, ms-*:, search-ms:.
-    let lower_head: String = rest
-        .chars()
-        .take(24)
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let starts_with = |prefix: &str| {
+        b.get(..prefix.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(prefix.as_bytes()))
+    };
     let colon_scheme = COLON_SCHEMES
         .iter()
-        .find(|s| lower_head.starts_with(*s))
+        .find(|s| starts_with(s))
         .map(|s| s.len())
         .or_else(|| {
-            lower_head.starts_with("ms-").then(|| {
-                let n = lower_head
-                    .bytes()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == b'-')
-                    .count();
-                (lower_head.as_bytes().get(n) == Some(&b':') && n > 3).then_some(n + 1)
-            })?
+            if !starts_with("ms-") {
+                return None;
+            }
+            let n = b
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == b'-')
+                .count();
+            (b.get(n) == Some(&b':') && n > 3).then_some(n + 1)
         });
     if let Some(n) = colon_scheme {
         let len = url_len(rest).max(n);
@@ -120,7 +122,7 @@ fn match_at(text: &str, i: usize, at_word_start: bool) -> Option<(String, usize)
         }
     }
     // www.host
-    if lower_head.starts_with("www.") && b.get(4).is_some_and(|c| c.is_ascii_alphanumeric()) {
+    if starts_with("www.") && b.get(4).is_some_and(|c| c.is_ascii_alphanumeric()) {
         let len = url_len(rest);
         return Some((defang_authority(&rest[..len]), len));
     }

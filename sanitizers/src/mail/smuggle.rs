@@ -72,10 +72,7 @@ pub fn extract(text: &str) -> (String, Vec<Embedded>) {
             i = next;
             continue;
         }
-        if line
-            .to_ascii_lowercase()
-            .contains("(this file must be converted with binhex")
-        {
+        if contains_ignore_case(line.as_bytes(), b"(this file must be converted with binhex") {
             let (name, encoded, next) = binhex_block(&lines, i);
             found.push(Embedded::BinHex { name, encoded });
             i = next;
@@ -111,6 +108,13 @@ pub fn extract(text: &str) -> (String, Vec<Embedded>) {
         i += 1;
     }
     (out, found)
+}
+
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len()
+        && hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn trim_eol(line: &str) -> &str {
