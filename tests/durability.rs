@@ -184,9 +184,11 @@ fn sigkill_at_random_points_loses_nothing_and_delivers_each_message_once() {
     const KILLS: usize = 20;
     // The killer: one SIGKILL per iteration, at a pseudo-random moment of it (mid-intake,
     // mid-fsync, mid-conversion, between a delivery and its record), then a restart, while
-    // the clients keep sending — a few hundred messages per iteration.
+    // the clients keep sending.
+    let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let killer = {
         let (child, config) = (std::sync::Arc::clone(&child), config.clone());
+        let acked_so_far = std::sync::Arc::clone(&acked_so_far);
         std::thread::spawn(move || {
             let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
             let mut kills = 0;
@@ -194,7 +196,18 @@ fn sigkill_at_random_points_loses_nothing_and_delivers_each_message_once() {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
-                std::thread::sleep(Duration::from_millis(400 + rng % 800));
+                // 100 to 400 acknowledged messages per iteration, however fast the machine,
+                // then a moment more so the kill lands anywhere in a message's processing.
+                let target = acked_so_far.load(std::sync::atomic::Ordering::Relaxed)
+                    + 100
+                    + rng as usize % 300;
+                let patience = Instant::now() + Duration::from_secs(60);
+                while acked_so_far.load(std::sync::atomic::Ordering::Relaxed) < target
+                    && Instant::now() < patience
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                std::thread::sleep(Duration::from_millis(rng % 40));
                 let mut c = child.lock().unwrap();
                 c.kill().unwrap(); // SIGKILL
                 c.wait().unwrap();
@@ -210,6 +223,7 @@ fn sigkill_at_random_points_loses_nothing_and_delivers_each_message_once() {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
             let sending = std::sync::Arc::clone(&sending);
+            let acked_so_far = std::sync::Arc::clone(&acked_so_far);
             std::thread::spawn(move || {
                 let (mut acked, mut ambiguous) = (Vec::new(), Vec::new());
                 let mut id = c * 1_000_000;
@@ -219,6 +233,7 @@ fn sigkill_at_random_points_loses_nothing_and_delivers_each_message_once() {
                         match send_detail(port, id) {
                             Sent::Acked => {
                                 acked.push(id);
+                                acked_so_far.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 break;
                             }
                             Sent::Ambiguous => ambiguous.push(id),
