@@ -5,9 +5,11 @@
 //! by default; any other address needs `admin.dangerous_expose = true`, since `/metrics` and
 //! `/healthz` do not ask who is calling (the review pages do). HTTPS when `admin.tls_*` is set.
 //! Invariants: `/healthz` answers 200 only when every check passes — the spool takes a write,
-//! the disk has more than `data.min_free_bytes` free, and delivery to the LGWAN side has not
-//! been failing for longer than `admin.delivery_unhealthy_secs` — and 503 listing what failed
-//! otherwise. Both handlers only read.
+//! the disk has more than `data.min_free_bytes` free, the last audit or spool write did not
+//! fail (or a probe write of [`PROBE_BYTES`] in the same folder succeeds now: the disk has
+//! room again), and delivery to the LGWAN side has not been failing for longer than
+//! `admin.delivery_unhealthy_secs` — and 503 listing what failed otherwise. Both handlers only
+//! read the queue and the records; the probes write and remove their own files.
 //! Must never: serve quarantined or spooled bytes from the monitoring endpoints.
 
 use std::path::PathBuf;
@@ -40,6 +42,25 @@ pub struct AdminState {
     pub antivirus: Option<Arc<crate::antivirus::Clamd>>,
     /// Host names answered besides IP addresses and `localhost` (`admin.hostnames`).
     pub hostnames: Vec<String>,
+    /// The audit log, whose failed writes health reports until the disk takes writes again.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
+}
+
+/// The size of the probe write that tells whether a folder whose writes failed takes writes
+/// again: larger than an audit batch or a typical message, so a disk with a few free pages
+/// left is not mistaken for a recovered one.
+pub const PROBE_BYTES: usize = 256 * 1024;
+
+/// Writes, fsyncs and removes a probe file of [`PROBE_BYTES`] in `dir`.
+fn probe_write(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(format!(".healthz-probe-{}", std::process::id()));
+    let result = std::fs::File::create(&path).and_then(|mut f| {
+        f.write_all(&vec![0u8; PROBE_BYTES])?;
+        f.sync_data()
+    });
+    let _ = std::fs::remove_file(&path);
+    result
 }
 
 /// Serves the monitoring endpoints and, when given, the review UI until `shutdown` turns
@@ -109,6 +130,27 @@ pub fn health_problems(state: &AdminState) -> Vec<String> {
             None => problems.push(format!("空き容量を取得できません / free space unknown: {name} spool")),
         }
     }
+    // A failed write stays a problem until the folder takes a probe write again.
+    if let Some(audit) = &state.audit {
+        if audit.write_failure().is_some() && probe_write(audit.dir()).is_ok() {
+            audit.clear_write_failure();
+        }
+        if let Some(e) = audit.write_failure() {
+            problems.push(format!(
+                "監査ログに書き込めません / audit log writes failing: {e}"
+            ));
+        }
+    }
+    for (name, spool) in &state.spools {
+        if spool.write_failure().is_some() && probe_write(spool.root()).is_ok() {
+            spool.clear_write_failure();
+        }
+        if let Some(e) = spool.write_failure() {
+            problems.push(format!(
+                "スプールへの受付が失敗しています / {name} spool writes failing: {e}"
+            ));
+        }
+    }
     if let Some(clamd) = &state.antivirus {
         if let Err(e) = clamd.ping() {
             problems.push(format!(
@@ -161,6 +203,7 @@ mod tests {
             delivery_unhealthy: Duration::ZERO,
             antivirus: None,
             hostnames: Vec::new(),
+            audit: None,
         };
         assert!(health_problems(&state).is_empty());
         metrics.recorded(&[AuditEvent::Deferred(Deferred {

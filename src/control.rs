@@ -3,9 +3,11 @@
 //!
 //! Owns: a Unix socket at `<data>/control.sock` (mode 0600: only the service's own account, or
 //! root, can connect) speaking one JSON line each way, and [`execute`], which runs one
-//! [`Op`] through [`Review`] — the same code path the web UI takes, so the same rules hold.
+//! [`Op`] through [`Review`] — the same code path the web UI takes, so the same rules hold —
+//! or, for `mukaika queue retry|hold|release`, through the running service's own spool.
 //! Without a running service the CLI takes the data directory's lock and calls [`execute`]
-//! itself; there is never a second writer of the audit chain.
+//! itself; there is never a second writer of the audit chain, and never a second process
+//! recovering (moving, deleting) spool files under the service's workers.
 //! Invariant: the acting account named on the command line is checked by `Review` against the
 //! account store, exactly as a web session's account is.
 //! Must never: accept a connection from a socket path it did not create.
@@ -16,10 +18,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::config::ServiceConfig;
 use crate::review::{Review, ReviewError, Role, Target};
+use crate::spool::Spool;
 
 /// One action asked of the service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +98,54 @@ pub enum Op {
         /// Account name.
         name: String,
     },
+    /// An operator moves a queue item (`mukaika queue retry|hold|release`).
+    QueueMove {
+        /// The outgoing (relay) queue rather than the intake queue.
+        outgoing: bool,
+        /// Queue ID.
+        id: String,
+        /// `incoming` (retry, release) or `hold`.
+        to: String,
+    },
+}
+
+/// The running service's queues, for [`Op::QueueMove`].
+#[derive(Clone)]
+pub struct Queues {
+    /// The intake spool and the pipeline workers' wake-up.
+    pub intake: (Arc<Spool>, Arc<Notify>),
+    /// The outgoing spool and the relay workers' wake-up (relay mode only).
+    pub outgoing: Option<(Arc<Spool>, Arc<Notify>)>,
+}
+
+/// Moves a queue item in `queues`; the reply says from where to where.
+pub fn execute_queue(queues: &Queues, outgoing: bool, id: &str, to: &str) -> Reply {
+    let Some((spool, wake)) = (if outgoing {
+        queues.outgoing.as_ref()
+    } else {
+        Some(&queues.intake)
+    }) else {
+        return Reply {
+            ok: false,
+            message: "no outgoing queue: delivery is not in relay mode".into(),
+            forbidden: false,
+        };
+    };
+    match spool.operator_move(id, to) {
+        Ok(from) => {
+            wake.notify_one();
+            Reply {
+                ok: true,
+                message: format!("{from} → {to}"),
+                forbidden: false,
+            }
+        }
+        Err(e) => Reply {
+            ok: false,
+            message: e.to_string(),
+            forbidden: false,
+        },
+    }
 }
 
 /// The socket's reply.
@@ -188,6 +239,11 @@ pub fn execute(review: &Review, op: Op) -> Reply {
                 review.unlock(&by, &name)?;
                 done(format!("ロックを解除しました / unlocked: {name}"))
             }
+            Op::QueueMove { .. } => {
+                return Err(ReviewError::invalid(
+                    "queue operations are not review actions".to_string(),
+                ))
+            }
         })
     })();
     result.unwrap_or_else(|e| Reply {
@@ -204,6 +260,7 @@ pub fn execute(review: &Review, op: Op) -> Reply {
 pub fn serve(
     path: PathBuf,
     review: Arc<Review>,
+    queues: Queues,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<impl std::future::Future<Output = ()>, String> {
     // A socket left by a crash would refuse the bind; the pid-file lock already proves no
@@ -224,6 +281,7 @@ pub fn serve(
             };
             let Ok((stream, _)) = accepted else { continue };
             let review = Arc::clone(&review);
+            let queues = queues.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
@@ -234,13 +292,18 @@ pub fn serve(
                     return;
                 }
                 let reply = match serde_json::from_str::<Op>(&line) {
-                    Ok(op) => tokio::task::spawn_blocking(move || execute(&review, op))
-                        .await
-                        .unwrap_or_else(|e| Reply {
-                            ok: false,
-                            message: format!("internal error: {e}"),
-                            forbidden: false,
-                        }),
+                    Ok(op) => tokio::task::spawn_blocking(move || match op {
+                        Op::QueueMove { outgoing, id, to } => {
+                            execute_queue(&queues, outgoing, &id, &to)
+                        }
+                        op => execute(&review, op),
+                    })
+                    .await
+                    .unwrap_or_else(|e| Reply {
+                        ok: false,
+                        message: format!("internal error: {e}"),
+                        forbidden: false,
+                    }),
                     Err(e) => Reply {
                         ok: false,
                         message: format!("bad request: {e}"),
@@ -297,6 +360,17 @@ pub fn run(config: &ServiceConfig, op: Op) -> Result<Reply, String> {
     }
     let _lock = crate::service::lock_data_dir(config)?;
     let data = &config.data.dir;
+    if let Op::QueueMove { outgoing, id, to } = &op {
+        // No service runs and the lock is ours: recovering the spool here is safe.
+        let dir = data.join(if *outgoing { "outgoing" } else { "spool" });
+        let (spool, _) = crate::spool::Spool::open(dir, config.data.min_free_bytes)
+            .map_err(|e| e.to_string())?;
+        let queues = Queues {
+            intake: (Arc::clone(&spool), Arc::new(Notify::new())),
+            outgoing: Some((spool, Arc::new(Notify::new()))),
+        };
+        return Ok(execute_queue(&queues, *outgoing, id, to));
+    }
     let audit = Arc::new(crate::service::open_audit(config)?);
     let quarantine = crate::quarantine::open(data.join("quarantine"), config.quarantine.store)
         .map_err(|e| e.to_string())?;

@@ -85,6 +85,10 @@ struct LedgerEntry {
     /// (temporary path, final path) of every export.
     renames: Vec<(PathBuf, PathBuf)>,
     archive_to: Option<PathBuf>,
+    /// The audit records gathered before the ledger was written (the import, its quarantine):
+    /// a crash before they were appended leaves them to the pass that completes the entry.
+    #[serde(default)]
+    events: Vec<AuditEvent>,
 }
 
 /// Runs passes over the configured pairs.
@@ -280,6 +284,27 @@ impl Importer {
         }
     }
 
+    /// The import ID of a file: derived from the pair, path, inode, change time and content,
+    /// so a pass that a crash interrupted and the pass that takes the file again agree on it
+    /// (the quarantine stores it once), while the same name dropped again later (a new inode or
+    /// change time) is a new import. Falls back to a fresh ID if the metadata is unreadable.
+    fn import_id(&self, pair: &ImportPair, rel: &str, path: &Path, sha256: &str) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = fs::symlink_metadata(path) else {
+            return self.next_id();
+        };
+        let key = format!(
+            "{}\0{rel}\0{}\0{}\0{}.{}\0{sha256}",
+            pair.name,
+            meta.dev(),
+            meta.ino(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        );
+        let digest = sha_hex(key.as_bytes());
+        format!("I{}", &digest[..24])
+    }
+
     fn next_id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let millis = crate::audit::time::now_millis();
@@ -293,7 +318,6 @@ impl Importer {
         rel: &str,
         policy: &Policy,
     ) -> Result<Processed, String> {
-        let id = self.next_id();
         let (rel_dir, base) = match rel.rsplit_once('/') {
             Some((d, b)) => (d.to_string(), b.to_string()),
             None => (String::new(), rel.to_string()),
@@ -339,6 +363,9 @@ impl Importer {
                 }
             }
         };
+        // The same file met again after a crash (same inode, same change time, same bytes)
+        // gets the same ID, so its quarantine record is stored once and audited on this pass.
+        let id = self.import_id(pair, rel, path, &bytes_sha);
         events.push(AuditEvent::FileImported(FileImported {
             item_id: id.clone(),
             department: pair.name.clone(),
@@ -440,6 +467,7 @@ impl Importer {
             source: path.to_path_buf(),
             renames,
             archive_to,
+            events: events.clone(),
         };
         let ledger_path = ledger.join(format!("{id}.json"));
         write_synced(
@@ -485,7 +513,9 @@ impl Importer {
 
     /// Completes exports a crash interrupted: finishes renames whose temporary file is still
     /// there, then retires the original. The audit records of such a file were not written (they
-    /// are written after the renames), so the file is recorded as exported now.
+    /// are written after the renames), so they are written now from the ledger — its import and
+    /// quarantine records too, so no quarantined item is left without one (a crash after the
+    /// records and before the ledger's removal records them a second time: visible, not lost).
     fn finish_ledger(&self, summary: &mut PassSummary) -> Result<(), String> {
         let dir = self.data.join("ledger");
         let Ok(entries) = fs::read_dir(&dir) else {
@@ -510,23 +540,23 @@ impl Importer {
                     sync(parent)?;
                 }
             }
-            self.audit
-                .append(AuditEvent::FileExported(FileExported {
-                    item_id: path
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    department: ledger.pair.clone(),
-                    path: ledger
-                        .renames
-                        .iter()
-                        .map(|(_, f)| f.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    verdict: "completed-after-restart".into(),
-                    sha256: None,
-                }))
-                .map_err(|e| e.to_string())?;
+            let mut events = ledger.events.clone();
+            events.push(AuditEvent::FileExported(FileExported {
+                item_id: path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                department: ledger.pair.clone(),
+                path: ledger
+                    .renames
+                    .iter()
+                    .map(|(_, f)| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                verdict: "completed-after-restart".into(),
+                sha256: None,
+            }));
+            self.audit.append_all(&events).map_err(|e| e.to_string())?;
             retire(&ledger)?;
             fs::remove_file(&path).map_err(|e| e.to_string())?;
             summary.processed.push(Processed {

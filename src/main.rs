@@ -11,6 +11,50 @@ use clap::{Parser, Subcommand};
 use mukaika::sanitize;
 use mukaika::sanitizers::{Registry, Verdict};
 
+/// `println!` that ends the process quietly when stdout is a closed pipe
+/// (`mukaika quarantine list | head -1`), instead of std's panic. Defined before any use, it
+/// shadows the prelude's macro in this file. Another write error is reported and exits 1.
+macro_rules! println {
+    ($($arg:tt)*) => {
+        stdout_line(format_args!($($arg)*))
+    };
+}
+
+/// `print!` likewise.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        stdout_write(format_args!($($arg)*), false)
+    };
+}
+
+/// Writes one line to stdout; see [`println!`] above.
+fn stdout_line(args: std::fmt::Arguments<'_>) {
+    stdout_write(args, true)
+}
+
+fn stdout_write(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // The reader has what it wanted (`head`): a normal end, like other Unix tools.
+            std::process::exit(0);
+        }
+        eprintln!("mukaika: stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "mukaika",
@@ -775,19 +819,25 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
         eprintln!("mukaika: no queue at {}", dir.display());
         return Ok(ExitCode::from(1));
     }
-    let (spool, _) = mukaika::spool::Spool::open(&dir, 0).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let moved = |r: std::result::Result<&str, mukaika::spool::SpoolError>, to: &str| match r {
-        Ok(from) => {
-            println!("{from} → {to}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            eprintln!("mukaika: {e}");
-            Ok(ExitCode::from(1))
-        }
+    // Moves go through the running service (or run here under the data directory's lock);
+    // never a second process recovering the spool under the service's workers.
+    let moved = |id: String, to: &str| {
+        act(
+            &service,
+            mukaika::control::Op::QueueMove {
+                outgoing,
+                id,
+                to: to.into(),
+            },
+        )
     };
+    // Listing and showing only read: whoever owns the spool may be working in it right now.
+    let inspect = || mukaika::spool::Spool::inspect(&dir).map_err(|e| anyhow::anyhow!("{e}"));
     match command {
+        QueueCommand::Retry { id } | QueueCommand::Release { id } => moved(id, "incoming"),
+        QueueCommand::Hold { id } => moved(id, "hold"),
         QueueCommand::List { state } => {
+            let spool = inspect()?;
             let states = ["incoming", "active", "deferred", "hold", "corrupt"];
             for s in states
                 .iter()
@@ -808,7 +858,7 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
             }
             Ok(ExitCode::SUCCESS)
         }
-        QueueCommand::Show { id } => match spool.find(&id) {
+        QueueCommand::Show { id } => match inspect()?.find(&id) {
             Some((state, meta)) => {
                 println!(
                     "{}",
@@ -823,10 +873,6 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
                 Ok(ExitCode::from(1))
             }
         },
-        QueueCommand::Retry { id } | QueueCommand::Release { id } => {
-            moved(spool.operator_move(&id, "incoming"), "incoming")
-        }
-        QueueCommand::Hold { id } => moved(spool.operator_move(&id, "hold"), "hold"),
     }
 }
 

@@ -5,10 +5,14 @@
 //! deadline with panics caught, and settling each item: the converted message into the
 //! maildir, held attachments and wholly held messages into the quarantine store, and an audit
 //! record for every step.
-//! Invariants: the order is outcome durable → audit durable → lease completed, so a crash at
-//! any point leaves the item in the spool and it is processed again (at-least-once, never
-//! lost); a panic, timeout or error quarantines the original whole and never stalls the queue;
-//! only a `CleanMessage` is ever written to the maildir.
+//! Invariants: the order is outcome durable → delivery marker → audit durable → lease
+//! completed, so a crash at any point leaves the item in the spool and it is processed again
+//! (never lost); the marker (and, for the maildir, its file name derived from the queue ID)
+//! makes the second pass skip a delivery already made, so each message is delivered once and
+//! the audit log still gets its record. A settle that fails (a full disk, an audit write
+//! refused) backs the worker off exponentially instead of retrying at once, and its ERROR line
+//! is rate-limited. A panic, timeout or error quarantines the original whole and never stalls
+//! the queue; only a `CleanMessage` is ever written to the maildir.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +29,7 @@ use crate::audit::event::{
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::ServiceConfig;
 use crate::live::Live;
-use crate::quarantine::{deliver_maildir, QuarantineItem, QuarantineStore};
+use crate::quarantine::{deliver_maildir, maildir_name, QuarantineItem, QuarantineStore};
 use crate::spool::{Lease, Spool};
 
 /// Everything a worker needs.
@@ -91,9 +95,12 @@ impl Sink {
     }
 }
 
-/// Leases items from `spool` until shutdown and hands each to `work`. With nothing to do it
-/// waits for `wake`, a second (deferred items fall due, a hint may have been missed), or
-/// shutdown; shutdown is only looked at between items, so the item in hand is finished.
+/// Leases items from `spool` until shutdown and hands each to `work`, which answers whether
+/// the item was settled. With nothing to do it waits for `wake`, a second (deferred items fall
+/// due, a hint may have been missed), or shutdown; shutdown is only looked at between items, so
+/// the item in hand is finished. After a failed settle the worker waits, doubling from 100 ms
+/// up to [`MAX_BACKOFF`]: a full disk must not turn into a busy loop that rewrites the same
+/// message over and over.
 pub(crate) async fn lease_loop<F, Fut>(
     spool: Arc<Spool>,
     wake: Arc<Notify>,
@@ -101,15 +108,28 @@ pub(crate) async fn lease_loop<F, Fut>(
     mut work: F,
 ) where
     F: FnMut(Lease) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = bool>,
 {
+    let mut backoff = Duration::ZERO;
     loop {
         if *shutdown.borrow() {
             return;
         }
+        if !backoff.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
         let s = Arc::clone(&spool);
         match tokio::task::spawn_blocking(move || s.lease(crate::audit::log::now_millis())).await {
-            Ok(Ok(Some(lease))) => work(lease).await,
+            Ok(Ok(Some(lease))) => {
+                backoff = if work(lease).await {
+                    Duration::ZERO
+                } else {
+                    (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF)
+                };
+            }
             Ok(Ok(None)) => {
                 tokio::select! {
                     _ = wake.notified() => {}
@@ -125,6 +145,41 @@ pub(crate) async fn lease_loop<F, Fut>(
         }
     }
 }
+
+/// The longest a worker waits after a failed settle before it tries again.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Lets one ERROR line a second through for a recurring failure and counts the rest, so an
+/// outage is visible without flooding the log (every worker of a full disk fails at once).
+pub(crate) struct RateLimit {
+    /// (last line's time in ms, lines suppressed since).
+    state: std::sync::Mutex<(u64, u64)>,
+}
+
+impl RateLimit {
+    /// A limiter that lets the first line through.
+    pub(crate) const fn new() -> Self {
+        Self {
+            state: std::sync::Mutex::new((0, 0)),
+        }
+    }
+
+    /// `Some(suppressed)` when a line may be written now.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        let now = crate::audit::log::now_millis();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if now.saturating_sub(st.0) >= 1000 {
+            let suppressed = st.1;
+            *st = (now, 0);
+            Some(suppressed)
+        } else {
+            st.1 += 1;
+            None
+        }
+    }
+}
+
+static SETTLE_ERRORS: RateLimit = RateLimit::new();
 
 /// Takes the lease out of its slot (a poisoned lock still yields it: the lease is the item).
 fn take(slot: &std::sync::Mutex<Option<Lease>>) -> Option<Lease> {
@@ -165,13 +220,16 @@ impl Pipeline {
         .await;
     }
 
-    async fn process(self: &Arc<Self>, lease: Lease) {
+    /// Processes one item; false when it could not be settled (it stays queued).
+    async fn process(self: &Arc<Self>, lease: Lease) -> bool {
         let id = lease.meta().id.clone();
         let data = match lease.data() {
             Ok(d) => Arc::new(d),
             Err(e) => {
-                tracing::error!(queue_id = %id, error = %e, "spooled message unreadable");
-                return; // dropped lease: back to incoming
+                if let Some(suppressed) = SETTLE_ERRORS.allow() {
+                    tracing::error!(queue_id = %id, error = %e, suppressed, "spooled message unreadable");
+                }
+                return false; // dropped lease: back to incoming
             }
         };
         // One snapshot for the whole message: a reload never changes the rules halfway.
@@ -222,9 +280,52 @@ impl Pipeline {
                 None => Ok(()), // it finished in the instant the deadline passed
             },
         };
-        if let Err(e) = settled {
-            tracing::error!(queue_id = %id, error = %e, "could not settle; the message stays queued");
+        match settled {
+            Ok(()) => true,
+            Err(e) => {
+                if let Some(suppressed) = SETTLE_ERRORS.allow() {
+                    tracing::error!(queue_id = %id, error = %e, suppressed, "could not settle; the message stays queued and is retried with back-off");
+                }
+                false
+            }
         }
+    }
+
+    /// Where the delivery under `key` went if it was already made: its marker, or (maildir)
+    /// the file its name is derived from. A crash or a failed audit write after a delivery
+    /// brings the item back; this keeps the second pass from delivering it again.
+    fn delivered_before(&self, key: &str) -> Option<String> {
+        let maildir = match &self.sink {
+            Sink::Maildir(root) => Some(root.join("new").join(maildir_name(key))),
+            Sink::Relay { .. } => None,
+        };
+        let on_disk = maildir.as_ref().is_some_and(|p| p.exists());
+        if !(on_disk || self.spool.delivered(key)) {
+            return None;
+        }
+        Some(match maildir {
+            Some(p) => p.display().to_string(),
+            None => "outgoing (queued before)".into(),
+        })
+    }
+
+    /// Delivers under `key` unless that was done before; records the delivery's marker.
+    /// Returns the destination and whether it was a repeat.
+    fn deliver_once(
+        &self,
+        envelope: crate::smtp::session::Envelope,
+        key: &str,
+        message: &[u8],
+    ) -> Result<(String, bool), String> {
+        if let Some(dest) = self.delivered_before(key) {
+            return Ok((dest, true));
+        }
+        let dest = self.sink.deliver(envelope, key, message)?;
+        if let Err(e) = self.spool.mark_delivered(key) {
+            // The maildir's own name still prevents a second copy; the relay may repeat.
+            tracing::warn!(key, error = %e, "delivery marker not written");
+        }
+        Ok((dest, false))
     }
 
     /// Runs the antivirus stage and the mail engine on one message (on a blocking thread).
@@ -401,17 +502,19 @@ impl Pipeline {
             elapsed_ms: Some(elapsed.as_millis() as u64),
         }));
         if let Some(message) = message {
-            let delivered = self
-                .sink
-                .deliver(meta.envelope.clone(), &meta.id, message.bytes());
+            let delivered = self.deliver_once(meta.envelope.clone(), &meta.id, message.bytes());
             match delivered {
                 // The relay audits its own delivery when the LGWAN MTA takes the message.
-                Ok(path) if matches!(self.sink, Sink::Maildir(_)) => {
+                Ok((path, repeat)) if matches!(self.sink, Sink::Maildir(_)) => {
                     events.push(AuditEvent::Delivered(Delivered {
                         queue_id: meta.id.clone(),
                         destination: path,
                         rcpt_to: meta.envelope.rcpt_to.clone(),
-                        reply: "maildir".into(),
+                        reply: if repeat {
+                            "maildir (delivered before an interruption; not repeated)".into()
+                        } else {
+                            "maildir".into()
+                        },
                     }))
                 }
                 Ok(_) => {}
@@ -492,11 +595,8 @@ impl Pipeline {
             return;
         };
         let rcpt_to = envelope.rcpt_to.clone();
-        match self
-            .sink
-            .deliver(envelope, &format!("{}-notice", meta.id), &bytes)
-        {
-            Ok(destination) => events.push(AuditEvent::NoticeSent(NoticeSent {
+        match self.deliver_once(envelope, &format!("{}-notice", meta.id), &bytes) {
+            Ok((destination, _)) => events.push(AuditEvent::NoticeSent(NoticeSent {
                 queue_id: meta.id.clone(),
                 items: held.iter().map(|i| i.id.clone()).collect(),
                 rcpt_to,

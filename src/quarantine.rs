@@ -259,7 +259,10 @@ impl FsQuarantine {
     }
 }
 
-/// Delivers a converted message into a maildir: `tmp/` → fsync → `new/` → fsync.
+/// Delivers a converted message into a maildir: `tmp/` → fsync → `new/` → fsync. The file
+/// name is derived from `id` alone ([`maildir_name`]), so delivering the same message again
+/// (after a crash between the delivery and its record) replaces the first copy instead of
+/// adding a second one; a failed write leaves nothing behind in `tmp/`.
 ///
 /// # Errors
 /// Any write or rename failure (the caller defers the item).
@@ -267,19 +270,34 @@ pub fn deliver_maildir(root: &std::path::Path, id: &str, bytes: &[u8]) -> std::i
     for d in ["tmp", "new", "cur"] {
         fs::create_dir_all(root.join(d))?;
     }
-    let name = format!(
-        "{}.{}.{id}.mukaika",
-        crate::audit::log::now_millis() / 1000,
-        std::process::id()
-    );
+    let name = maildir_name(id);
     let tmp = root.join("tmp").join(&name);
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    let written = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     let dest = root.join("new").join(&name);
-    fs::rename(&tmp, &dest)?;
+    if let Err(e) = fs::rename(&tmp, &dest) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     sync_dir(&root.join("new")).map_err(std::io::Error::other)?;
     Ok(dest)
+}
+
+/// The maildir file name of the delivery `id` (a queue ID, `<ID>-notice`, `release-<ID>`…):
+/// unique because IDs are, and the same on every attempt.
+pub fn maildir_name(id: &str) -> String {
+    let safe: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    format!("{safe}.mukaika")
 }
 
 /// The SQLite store: item records in `quarantine.db` (WAL, `synchronous = FULL`, so a

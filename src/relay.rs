@@ -92,12 +92,17 @@ impl Relay {
         .await;
     }
 
-    async fn send(&self, lease: Lease) {
+    /// Sends one item; false when it could not be settled (the worker backs off).
+    async fn send(&self, lease: Lease) -> bool {
         let meta = lease.meta().clone();
         let outcome = match (
             lease.data(),
             envelope_ok(&meta.envelope.mail_from, &meta.envelope.rcpt_to),
         ) {
+            // The LGWAN MTA said 250 before a crash or a failed audit write: not sent twice.
+            _ if self.outgoing.delivered(&meta.id) => {
+                Outcome::Sent("250 (accepted before an interruption; not sent again)".into())
+            }
             (Err(e), _) => Outcome::Retry(e.to_string()),
             (_, Err(e)) => Outcome::Hold(format!("envelope not usable: {e}")),
             (Ok(data), Ok(())) => match self
@@ -111,11 +116,15 @@ impl Relay {
             },
         };
         let audit = Arc::clone(&self.audit);
+        let outgoing = Arc::clone(&self.outgoing);
         let (destination, config) = (self.destination.clone(), self.config.clone());
         let settled = tokio::task::spawn_blocking(move || -> Result<(), String> {
             let id = meta.id.clone();
             match outcome {
                 Outcome::Sent(reply) => {
+                    if let Err(e) = outgoing.mark_delivered(&id) {
+                        tracing::warn!(queue_id = %id, error = %e, "delivery marker not written");
+                    }
                     audit.append(AuditEvent::Delivered(Delivered { queue_id: id, destination, rcpt_to: meta.envelope.rcpt_to.clone(), reply })).map_err(|e| e.to_string())?;
                     lease.complete().map_err(|e| e.to_string())
                 }
@@ -134,8 +143,12 @@ impl Relay {
             }
         })
         .await;
-        if let Ok(Err(e)) | Err(e) = settled.map_err(|e| e.to_string()) {
-            tracing::error!(error = %e, "could not settle a relayed message; it stays queued");
+        match settled.map_err(|e| e.to_string()) {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) | Err(e) => {
+                tracing::error!(error = %e, "could not settle a relayed message; it stays queued");
+                false
+            }
         }
     }
 }

@@ -187,6 +187,7 @@ pub async fn start(
     let wake = Arc::new(Notify::new());
     let (shutdown, watch_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut outgoing_queue = None;
     let sink = match config.delivery.mode {
         DeliveryMode::Maildir => Sink::Maildir(data.join("maildir")),
         DeliveryMode::Relay => {
@@ -198,6 +199,7 @@ pub async fn start(
                 tracing::error!(queue_id = %id, "outgoing item unreadable; moved to corrupt/");
             }
             let relay_wake = Arc::new(Notify::new());
+            outgoing_queue = Some((Arc::clone(&outgoing), Arc::clone(&relay_wake)));
             let relay = Arc::new(Relay::new(
                 &config.delivery,
                 &config.smtp.hostname,
@@ -251,6 +253,10 @@ pub async fn start(
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
         _ => None,
     };
+    let queues = crate::control::Queues {
+        intake: (Arc::clone(&spool), Arc::clone(&wake)),
+        outgoing: outgoing_queue,
+    };
     let intake = Arc::new(Intake {
         config: Arc::clone(&live),
         spool,
@@ -286,6 +292,7 @@ pub async fn start(
             ),
             antivirus: clamd.clone(),
             hostnames: config.admin.hostnames.clone(),
+            audit: Some(Arc::clone(&audit)),
         }),
         Some(web),
         admin_tls,
@@ -294,6 +301,7 @@ pub async fn start(
     tasks.spawn(crate::control::serve(
         crate::control::socket_path(&config),
         Arc::clone(&review),
+        queues,
         watch_rx.clone(),
     )?);
     tasks.spawn(review_task(

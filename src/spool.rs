@@ -12,7 +12,14 @@
 //!   [`Lease`] dropped without an outcome puts the item back — completion defaults to
 //!   failure, never to loss.
 //! - On open, items left in `active/` go back to `incoming/`; unreadable metadata goes to
-//!   `corrupt/` and is reported.
+//!   `corrupt/` and is reported. Only the process holding the data directory's lock (the
+//!   service, or a one-off command that took it) may open with recovery: [`Spool::inspect`]
+//!   opens for reading and never moves or removes anything, so `mukaika queue list` beside a
+//!   running service cannot pull items from under its workers.
+//! - Delivery is effectively once: a sink records `delivered/<key>` (fsynced) once a message
+//!   is durably handed on, and a worker that meets the item again (after a crash, or after
+//!   the audit write that follows the delivery failed) skips the delivery. The marker goes
+//!   only after the item's removal is durable, so the two can never be lost in the wrong order.
 //!
 //! Must never: delete an acknowledged item except after its outcome is durable elsewhere.
 
@@ -28,6 +35,9 @@ use serde::{Deserialize, Serialize};
 use crate::smtp::session::Envelope;
 
 const STATES: [&str; 6] = ["tmp", "incoming", "active", "deferred", "hold", "corrupt"];
+
+/// Markers of deliveries already made (see the module invariants); not an item state.
+const DELIVERED: &str = "delivered";
 
 /// The metadata of one spooled message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +116,14 @@ pub struct Spool {
     ready: Mutex<VecDeque<String>>,
     /// Coalesces the `incoming/` directory fsyncs of concurrent intakes.
     incoming_sync: DirSync,
+    /// Coalesces the `active/` directory fsyncs that make completions durable before their
+    /// delivery markers go.
+    active_sync: DirSync,
+    /// Coalesces the `delivered/` directory fsyncs of delivery markers.
+    delivered_sync: DirSync,
+    /// The last write that failed and has not been followed by a successful one (for
+    /// `/healthz`: a full disk is reported while it refuses intake, and cleared after).
+    write_failure: Mutex<Option<String>>,
 }
 
 /// Group commit for one directory's fsync: every caller returns only after an fsync that
@@ -173,17 +191,11 @@ impl Spool {
         min_free_bytes: u64,
     ) -> Result<(Arc<Self>, Vec<String>), SpoolError> {
         let root = root.into();
-        for state in STATES {
+        for state in STATES.iter().chain(&[DELIVERED]) {
             let dir = root.join(state);
             fs::create_dir_all(&dir).map_err(|e| SpoolError::io("create", &dir, e))?;
         }
-        let spool = Arc::new(Spool {
-            root,
-            min_free_bytes,
-            counter: AtomicU64::new(0),
-            ready: Mutex::new(VecDeque::new()),
-            incoming_sync: DirSync::default(),
-        });
+        let spool = Self::new(root, min_free_bytes);
         // Intake that never reached incoming/ was never acknowledged.
         for entry in spool.entries("tmp")? {
             let _ = fs::remove_file(entry);
@@ -218,7 +230,91 @@ impl Spool {
         for state in STATES {
             sync_dir(&spool.root.join(state))?;
         }
+        // Markers whose item is gone (its removal is durable now: the directories were just
+        // synced) are no longer needed; a marker with its item still queued stays.
+        let queued: std::collections::HashSet<String> = ["incoming", "deferred", "hold", "corrupt"]
+            .into_iter()
+            .flat_map(|s| spool.items(s).unwrap_or_default())
+            .map(|p| id_of(&p))
+            .collect();
+        for marker in spool.entries(DELIVERED)? {
+            let name = id_of(&marker);
+            let item = name.split('-').next().unwrap_or_default();
+            if !queued.contains(item) {
+                let _ = fs::remove_file(marker);
+            }
+        }
         Ok((spool, corrupt))
+    }
+
+    fn new(root: PathBuf, min_free_bytes: u64) -> Arc<Self> {
+        Arc::new(Spool {
+            root,
+            min_free_bytes,
+            counter: AtomicU64::new(0),
+            ready: Mutex::new(VecDeque::new()),
+            incoming_sync: DirSync::default(),
+            active_sync: DirSync::default(),
+            delivered_sync: DirSync::default(),
+            write_failure: Mutex::new(None),
+        })
+    }
+
+    /// Opens an existing spool for reading only: no directory is created, nothing is
+    /// recovered, moved or removed. This is what a process that does not own the data
+    /// directory (`mukaika queue list|show` beside a running service) may use.
+    ///
+    /// # Errors
+    /// The spool's directories do not exist.
+    pub fn inspect(root: impl Into<PathBuf>) -> Result<Arc<Self>, SpoolError> {
+        let root = root.into();
+        for state in ["incoming", "active", "deferred", "hold", "corrupt"] {
+            let dir = root.join(state);
+            if !dir.is_dir() {
+                return Err(SpoolError::io(
+                    "open",
+                    &dir,
+                    std::io::ErrorKind::NotFound.into(),
+                ));
+            }
+        }
+        Ok(Self::new(root, 0))
+    }
+
+    /// The last write failure not followed by a success, if any (`/healthz` reports it).
+    pub fn write_failure(&self) -> Option<String> {
+        self.write_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Forgets a write failure once a probe write on the same file system succeeded.
+    pub fn clear_write_failure(&self) {
+        *self.write_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn note_write(&self, result: Result<(), &SpoolError>) {
+        let mut failure = self.write_failure.lock().unwrap_or_else(|p| p.into_inner());
+        *failure = result.err().map(|e| e.to_string());
+    }
+
+    /// Whether a delivery under `key` (a queue ID, or `<ID>-notice`) was already made.
+    pub fn delivered(&self, key: &str) -> bool {
+        self.root.join(DELIVERED).join(safe_key(key)).exists()
+    }
+
+    /// Records durably that the delivery under `key` was made (see the module invariants).
+    ///
+    /// # Errors
+    /// The marker cannot be created or synced; the caller still has the sink's own check.
+    pub fn mark_delivered(&self, key: &str) -> Result<(), SpoolError> {
+        let dir = self.root.join(DELIVERED);
+        fs::create_dir_all(&dir).map_err(|e| SpoolError::io("create", &dir, e))?;
+        let path = dir.join(safe_key(key));
+        File::create(&path).map_err(|e| SpoolError::io("create", &path, e))?;
+        // The marker is empty: its name is what counts, so the directory fsync suffices.
+        self.delivered_sync.sync(&dir)
     }
 
     /// The spool's root directory.
@@ -279,6 +375,7 @@ impl Spool {
             // tmp/ need not be synced: what is left there after a crash is removed on open.
             self.incoming_sync.sync(&incoming)
         })();
+        self.note_write(result.as_ref().map(|_| ()));
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
             let _ = fs::remove_file(self.root.join("incoming").join(format!("{id}.item")));
@@ -397,7 +494,9 @@ impl Spool {
     }
 
     /// Operator moves (`mukaika queue retry|hold|release`): `to` is `incoming` or `hold`.
-    /// Items being worked on (`active/`) are never moved under a worker's feet.
+    /// Items being worked on (`active/`) are never moved under a worker's feet: the item is
+    /// claimed into `active/` first, with the same atomic rename a worker uses, so an operator
+    /// and a worker can never both hold it (a crash in between puts it back in `incoming/`).
     ///
     /// # Errors
     /// Unknown ID, an active item, or a failed rename.
@@ -406,25 +505,43 @@ impl Spool {
             message: m,
             no_space: false,
         };
-        let (from, mut meta) = self
+        let busy = || {
+            err(format!(
+                "{id}: being processed right now; try again in a moment"
+            ))
+        };
+        let (from, meta) = self
             .find(id)
             .ok_or_else(|| err(format!("{id}: no such queue item")))?;
         if from == "active" {
-            return Err(err(format!(
-                "{id}: being processed right now; try again in a moment"
-            )));
+            return Err(busy());
         }
+        let to: &'static str = if to == "hold" { "hold" } else { "incoming" };
         if from == to {
             return Ok(from);
         }
-        let to: &'static str = if to == "hold" { "hold" } else { "incoming" };
-        meta.next_attempt_ms = None;
-        let path = self.root.join(from).join(format!("{}.item", meta.id));
-        let data = read_data(&path).ok_or_else(|| err(format!("{id}: unreadable")))?;
-        let tmp = self.root.join("tmp").join(format!("{}.item", meta.id));
-        write_synced(&tmp, &encode(&meta, &data))?;
-        rename(&tmp, &path)?;
-        self.move_item(&meta.id, from, to)?;
+        let name = format!("{}.item", meta.id);
+        let active = self.root.join("active").join(&name);
+        if fs::rename(self.root.join(from).join(&name), &active).is_err() {
+            // A worker claimed it between the look-up and now.
+            return Err(busy());
+        }
+        let result = (|| {
+            let bytes = fs::read(&active).map_err(|e| SpoolError::io("read", &active, e))?;
+            let (mut meta, data) = split(&bytes).ok_or_else(|| err(format!("{id}: unreadable")))?;
+            meta.next_attempt_ms = None;
+            let tmp = self.root.join("tmp").join(&name);
+            write_synced(&tmp, &encode(&meta, data)).inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })?;
+            rename(&tmp, &active)?;
+            self.move_item(&meta.id, "active", to)
+        })();
+        if let Err(e) = result {
+            // Where it came from, untouched (or back to incoming on the next start).
+            let _ = self.move_item(&meta.id, "active", from);
+            return Err(e);
+        }
         if to == "incoming" {
             self.ready
                 .lock()
@@ -507,9 +624,22 @@ impl Lease {
             .join("active")
             .join(format!("{}.item", self.meta.id));
         fs::remove_file(&p).map_err(|e| SpoolError::io("remove", &p, e))?;
-        // No directory fsync: the outcome is already durable, and a removal lost in a crash
-        // only means the item is processed once more (at-least-once, never lost).
         self.settled = true;
+        // The item's delivery markers may go only once its removal is durable (group-committed
+        // with other completions); a marker left behind by a crash is swept at the next open.
+        let markers = [self.meta.id.clone(), format!("{}-notice", self.meta.id)];
+        let dir = self.spool.root.join(DELIVERED);
+        if markers.iter().any(|m| dir.join(m).exists())
+            && self
+                .spool
+                .active_sync
+                .sync(&self.spool.root.join("active"))
+                .is_ok()
+        {
+            for m in markers {
+                let _ = fs::remove_file(dir.join(m));
+            }
+        }
         Ok(())
     }
 
@@ -545,7 +675,9 @@ impl Lease {
             .root
             .join("tmp")
             .join(format!("{}.item", self.meta.id));
-        write_synced(&tmp, &encode(&self.meta, &data))?;
+        write_synced(&tmp, &encode(&self.meta, &data)).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })?;
         rename(&tmp, &path)?;
         self.spool.move_item(&self.meta.id, "active", to)?;
         self.settled = true;
@@ -594,9 +726,12 @@ fn read_meta(path: &Path) -> Option<ItemMeta> {
     serde_json::from_slice(line.strip_suffix(b"\n")?).ok()
 }
 
-fn read_data(path: &Path) -> Option<Vec<u8>> {
-    let bytes = fs::read(path).ok()?;
-    split(&bytes).map(|(_, d)| d.to_vec())
+/// A marker's file name: only `[A-Za-z0-9-]` (queue IDs and `-notice` suffixes), so no key
+/// names a path.
+fn safe_key(key: &str) -> String {
+    key.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
 }
 
 fn id_of(path: &Path) -> String {
@@ -612,7 +747,13 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
     let mut f = File::create(path).map_err(|e| SpoolError::io("create", path, e))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_data())
-        .map_err(|e| SpoolError::io("write", path, e))
+        .map_err(|e| {
+            let no_space = e.kind() == std::io::ErrorKind::StorageFull;
+            SpoolError {
+                no_space,
+                ..SpoolError::io("write", path, e)
+            }
+        })
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), SpoolError> {

@@ -445,3 +445,74 @@ fn selfcheck_prints_the_clause_table_and_fails_on_any_gap() {
     assert_eq!(code, 1);
     assert_eq!(result(&table, "改ざん検知"), "不適合", "{table}");
 }
+
+/// Issue #16 I: `mukaika quarantine list | head -1` (and `queue list | head`) panicked on the
+/// closed pipe. The reader here is gone before the first line, as `head` is after its one.
+#[test]
+fn listings_into_a_closed_pipe_end_quietly() {
+    let data = tempfile::tempdir().unwrap();
+    let cfg = data.path().join("mukaika.toml");
+    std::fs::write(&cfg, support::config_text(data.path(), "127.0.0.1:0")).unwrap();
+    let store = mukaika::quarantine::open(
+        data.path().join("quarantine"),
+        mukaika::config::QuarantineBackend::Sqlite,
+    )
+    .unwrap();
+    let (spool, _) = mukaika::spool::Spool::open(data.path().join("spool"), 1).unwrap();
+    for n in 0..3 {
+        let body = format!("held {n}");
+        store
+            .put(
+                &mukaika::quarantine::QuarantineItem {
+                    id: format!("Q{n}"),
+                    source: "mail".into(),
+                    origin_id: format!("O{n}"),
+                    name: None,
+                    reason: "encrypted".into(),
+                    detail: String::new(),
+                    sha256: mukaika::sanitizers::report::sha256_hex(body.as_bytes()),
+                    size: body.len() as u64,
+                    at: format!("2026-01-0{}T00:00:00.000Z", n + 1),
+                    report: serde_json::Value::Null,
+                    mail_from: None,
+                    rcpt_to: Vec::new(),
+                    subject: None,
+                    detected_type: None,
+                },
+                body.as_bytes(),
+            )
+            .unwrap();
+        spool
+            .accept(
+                mukaika::smtp::session::Envelope {
+                    helo: "x".into(),
+                    mail_from: "a@example.invalid".into(),
+                    rcpt_to: vec!["b@example.invalid".into()],
+                    eight_bit: false,
+                    smtputf8: false,
+                },
+                "127.0.0.1",
+                b"Subject: q\r\n\r\nx\r\n",
+            )
+            .unwrap();
+    }
+    for args in [
+        ["quarantine", "list", "--config"],
+        ["queue", "list", "--config"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_mukaika"))
+            .args(args)
+            .arg(&cfg)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && stderr.is_empty(),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

@@ -393,3 +393,100 @@ fn shell_files_and_office_xml_never_reach_the_export_folder() {
     let page = std::fs::read_to_string(data.join("export/課/page.txt")).unwrap();
     assert!(page.contains("hello") && !page.contains("<h:"), "{page}");
 }
+
+/// Issue #16 H: a SIGKILL during an import pass left one held file quarantined twice, one copy
+/// without an audit record. Killed again and again mid-pass, each held file ends up in the
+/// quarantine once, with its `quarantined` record, and nothing is lost.
+#[test]
+fn import_killed_mid_pass_quarantines_each_file_once_with_its_audit_record() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    // Batches of held and passing files; a new batch whenever the folder is empty before
+    // enough kills have landed mid-pass (how far a pass gets depends on the machine's load).
+    const BATCH: usize = 40;
+    let mut held = 0;
+    let mut add_batch = |held: &mut usize| {
+        for n in *held..*held + BATCH {
+            put(
+                &data.join(format!("import/prog-{n:03}.exe")),
+                format!("MZ\x00\x00 synthetic program {n}").as_bytes(),
+            );
+            put(
+                &data.join(format!("import/memo-{n:03}.txt")),
+                format!("memo {n}\n").as_bytes(),
+            );
+        }
+        *held += BATCH;
+    };
+    add_batch(&mut held);
+    let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut kills = 0;
+    let mut passes = 0;
+    loop {
+        if files_under(&data.join("import")).is_empty() {
+            if kills >= 20 {
+                break;
+            }
+            add_batch(&mut held);
+        }
+        passes += 1;
+        assert!(passes < 300, "the import never finished");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mukaika"))
+            .args(["import", "once", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        if kills < 20 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            std::thread::sleep(Duration::from_millis(30 + rng % 200));
+            if child.try_wait().unwrap().is_none() {
+                kills += 1;
+            }
+            let _ = child.kill(); // SIGKILL
+        }
+        let _ = child.wait();
+    }
+    assert!(kills >= 20, "only {kills} kills landed mid-pass");
+    let items = support::quarantined(&data, held);
+    let mut per_file: std::collections::HashMap<&str, usize> = Default::default();
+    for item in &items {
+        *per_file.entry(item.origin_id.as_str()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = per_file.iter().filter(|(_, n)| **n > 1).collect();
+    let records = mukaika::audit::search(&data.join("audit"), &Default::default()).unwrap();
+    let audited: std::collections::HashSet<&str> = records
+        .iter()
+        .filter(|r| r.event["type"] == "quarantined")
+        .filter_map(|r| r.event["item_id"].as_str())
+        .collect();
+    let unaudited: Vec<_> = items
+        .iter()
+        .filter(|i| !audited.contains(i.id.as_str()))
+        .map(|i| (&i.id, &i.origin_id))
+        .collect();
+    println!(
+        "issue16-H: {kills} kills over {passes} passes; {} quarantined items for {held} files, {} held twice, {} without a record",
+        items.len(),
+        twice.len(),
+        unaudited.len()
+    );
+    assert!(twice.is_empty(), "quarantined more than once: {twice:?}");
+    assert_eq!(per_file.len(), held, "every held file is in the quarantine");
+    assert!(unaudited.is_empty(), "no audit record: {unaudited:?}");
+    let exported = files_under(&data.join("export"));
+    for n in 0..held {
+        let memo = format!("memo-{n:03}.txt");
+        assert_eq!(
+            exported.iter().filter(|f| **f == memo).count(),
+            1,
+            "{memo} exported once: {exported:?}"
+        );
+    }
+    let audit = mukaika::audit::verify(&data.join("audit"), None, None).unwrap();
+    assert!(audit.intact(), "{:?}", audit.problem);
+}

@@ -746,3 +746,210 @@ fn a_conversion_past_its_deadline_quarantines_the_message_whole_once_and_the_que
     );
     assert_eq!(spool.depths().incoming + spool.depths().active, 0);
 }
+
+/// Counts delivered files per `<tag-N@` Message-ID in `maildir/new`.
+fn delivered_per_id(data: &std::path::Path, tag: &str) -> std::collections::HashMap<usize, usize> {
+    let mut seen = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(data.join("maildir/new"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if let Some(n) = text
+            .split(&format!("<{tag}-"))
+            .nth(1)
+            .and_then(|t| t.split('@').next())
+            .and_then(|n| n.parse().ok())
+        {
+            *seen.entry(n).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+fn tagged_mail(tag: &str, n: usize) -> Vec<u8> {
+    format!(
+        "From: s@example.invalid\r\nTo: soumu@city.example.invalid\r\nSubject: {tag} {n}\r\nMessage-ID: <{tag}-{n}@example.invalid>\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n本文 {n}\r\n"
+    )
+    .into_bytes()
+}
+
+/// Issue #16 A: `mukaika queue …` beside a running service ran the spool's crash recovery —
+/// it deleted `tmp/` and moved `active/` back under the workers (451s and duplicates).
+#[test]
+fn queue_commands_beside_a_running_service_neither_recover_the_spool_nor_disturb_delivery() {
+    use mukaika::smtp::session::Envelope;
+    let data = tempfile::tempdir().unwrap();
+    let cfg = data.path().join("mukaika.toml");
+    std::fs::write(&cfg, support::config_text(data.path(), "127.0.0.1:0")).unwrap();
+    let queue = |args: &[&str]| {
+        let mut all = vec!["queue", "--config", cfg.to_str().unwrap()];
+        all.extend_from_slice(args);
+        support::mukaika(&all)
+    };
+    // Held messages from before the start, to be released during the load.
+    const HELD: usize = 40;
+    let held: Vec<String> = {
+        let (spool, _) = mukaika::spool::Spool::open(data.path().join("spool"), 1).unwrap();
+        (0..HELD)
+            .map(|n| {
+                let env = Envelope {
+                    helo: "x".into(),
+                    mail_from: "s@example.invalid".into(),
+                    rcpt_to: vec!["soumu@city.example.invalid".into()],
+                    eight_bit: false,
+                    smtputf8: false,
+                };
+                let id = spool
+                    .accept(env, "127.0.0.1", &tagged_mail("held", n))
+                    .unwrap()
+                    .id;
+                spool.operator_move(&id, "hold").unwrap();
+                id
+            })
+            .collect()
+    };
+    let rt = runtime();
+    let running = support::start(&rt, config(data.path(), ""), DEFAULT_TOML);
+
+    // Directly: what the service has in tmp/ and active/ is not the lister's to touch.
+    let spool_dir = data.path().join("spool");
+    let stray_tmp = spool_dir.join("tmp/FFFFFFFFFFFF0000000000.item");
+    std::fs::write(&stray_tmp, b"an intake being written").unwrap();
+    let meta = mukaika::spool::ItemMeta {
+        id: "FFFFFFFFFFFF0000000001".into(),
+        envelope: Envelope {
+            helo: "x".into(),
+            mail_from: "s@example.invalid".into(),
+            rcpt_to: vec!["soumu@city.example.invalid".into()],
+            eight_bit: false,
+            smtputf8: false,
+        },
+        client: "127.0.0.1".into(),
+        received_at: "2026-01-01T00:00:00.000Z".into(),
+        size: 1,
+        sha256: String::new(),
+        attempts: 0,
+        next_attempt_ms: None,
+        last_error: None,
+    };
+    let in_work = spool_dir.join(format!("active/{}.item", meta.id));
+    let mut bytes = serde_json::to_vec(&meta).unwrap();
+    bytes.extend_from_slice(b"\nx");
+    std::fs::write(&in_work, &bytes).unwrap();
+    let listed = queue(&["list"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        stray_tmp.exists() && in_work.exists(),
+        "queue list removed or moved the service's files"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&meta.id) && l.contains(" active ")),
+        "the item in work is listed as active: {listed}"
+    );
+    assert_eq!(listed.matches(" hold ").count(), HELD, "{listed}");
+    std::fs::remove_file(&stray_tmp).unwrap();
+    std::fs::remove_file(&in_work).unwrap();
+
+    // Under load: list every 0.2 s and release every held message.
+    const SENDERS: usize = 4;
+    const PER_SENDER: usize = 60;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lister = {
+        let done = std::sync::Arc::clone(&done);
+        let cfg = cfg.clone();
+        std::thread::spawn(move || {
+            let mut runs = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = support::mukaika(&["queue", "--config", cfg.to_str().unwrap(), "list"]);
+                assert!(out.status.success(), "{out:?}");
+                runs += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            runs
+        })
+    };
+    let releaser = {
+        let cfg = cfg.clone();
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for id in &held {
+                let out =
+                    support::mukaika(&["queue", "--config", cfg.to_str().unwrap(), "release", id]);
+                assert!(out.status.success(), "release {id}: {out:?}");
+            }
+        })
+    };
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|s| {
+            let addr = running.smtp_addr;
+            std::thread::spawn(move || {
+                let (mut c, greeting) = Client::connect(addr);
+                assert_eq!(greeting, 220);
+                assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
+                (0..PER_SENDER)
+                    .map(|i| {
+                        let n = s * PER_SENDER + i;
+                        (
+                            n,
+                            c.mail("soumu@city.example.invalid", &tagged_mail("load", n)),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let replies: Vec<(usize, u16)> = senders
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    releaser.join().unwrap();
+    let refused: Vec<_> = replies.iter().filter(|(_, code)| *code != 250).collect();
+    assert!(
+        refused.is_empty(),
+        "messages refused while queue commands ran: {refused:?}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let (load, released) = loop {
+        let (load, released) = (
+            delivered_per_id(data.path(), "load"),
+            delivered_per_id(data.path(), "held"),
+        );
+        if (load.len() == SENDERS * PER_SENDER && released.len() == HELD)
+            || std::time::Instant::now() > deadline
+        {
+            break (load, released);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // A duplicate would land a moment after the first copy.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let runs = lister.join().unwrap();
+    let (load_again, released_again) = (
+        delivered_per_id(data.path(), "load"),
+        delivered_per_id(data.path(), "held"),
+    );
+    assert_eq!(load.len(), SENDERS * PER_SENDER, "every message delivered");
+    assert_eq!(released.len(), HELD, "every released message delivered");
+    let dups: Vec<_> = load_again
+        .iter()
+        .chain(released_again.iter())
+        .filter(|(_, n)| **n > 1)
+        .collect();
+    assert!(dups.is_empty(), "delivered more than once: {dups:?}");
+    assert!(runs >= 3, "queue list ran only {runs} times");
+    rt.block_on(running.stop("test"));
+    let report = mukaika::audit::verify(&data.path().join("audit"), None, None).unwrap();
+    assert!(report.intact(), "{:?}", report.problem);
+    println!(
+        "issue16-A: {} messages + {HELD} released, queue list ran {runs} times, refused {}, duplicates {}",
+        SENDERS * PER_SENDER,
+        refused.len(),
+        dups.len()
+    );
+}

@@ -11,9 +11,13 @@
 //! - On open after a crash, a torn last line is never dropped silently: logging continues in
 //!   a new file whose first record is a `recovery` event naming the torn line (file, line,
 //!   length, SHA-256), and verify reports it.
-//! - After a write error the log refuses further appends (callers fail closed: no ack).
+//! - A write error fails every record of the batch (callers fail closed: no ack). The torn
+//!   tail of the failed write is cut back to the last durable record and the chain state is
+//!   rolled back to it, so the next append (the disk has space again) continues a chain that
+//!   verifies; records of a failed batch never reach the file. Only when the tail cannot be
+//!   cut does the log refuse every further append.
 //!
-//! Must never: rewrite or truncate an existing line.
+//! Must never: rewrite or truncate a line that was reported durable.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -70,8 +74,20 @@ struct State {
     pending: Vec<u8>,
     pending_last: u64,
     durable: u64,
+    /// Chain state at `durable`: what a failed write rolls back to.
+    durable_hash: String,
+    durable_ts: u64,
+    durable_since_checkpoint: u64,
+    /// Bumped by every failed write: records pushed in an older epoch were discarded unless
+    /// they were already durable when it ended.
+    epoch: u64,
+    /// `durable` at the end of each past epoch (index = epoch).
+    epoch_ends: Vec<u64>,
     writing: bool,
+    /// The log cannot continue (a failed write's tail could not be removed).
     failed: Option<String>,
+    /// The last write failure not yet followed by a successful write (for `/healthz`).
+    last_error: Option<String>,
 }
 
 /// The audit log. Share it (it is `Sync`); `append` blocks until the record is durable.
@@ -134,14 +150,20 @@ impl AuditLog {
                 index,
                 size,
                 next_seq: seq,
-                last_hash: hash,
+                last_hash: hash.clone(),
                 last_ts,
                 since_checkpoint: 0,
                 pending: Vec::new(),
                 pending_last: seq - 1,
                 durable: seq - 1,
+                durable_hash: hash,
+                durable_ts: last_ts,
+                durable_since_checkpoint: 0,
+                epoch: 0,
+                epoch_ends: Vec::new(),
                 writing: false,
                 failed: None,
+                last_error: None,
             }),
             flushed: Condvar::new(),
             forwarder: config.syslog.map(super::syslog::Forwarder::start),
@@ -203,11 +225,28 @@ impl AuditLog {
             self.push(&mut st, &AuditEvent::Checkpoint(Checkpoint { records }));
             st.since_checkpoint = 0;
         }
-        let seq = self.wait_durable(st, last)?;
+        let epoch = st.epoch;
+        let seq = self.wait_durable(st, last, epoch)?;
         if let Some(observer) = self.observer.get() {
             observer.recorded(events);
         }
         Ok(seq)
+    }
+
+    /// The last write failure not yet followed by a successful write, or the reason the log
+    /// refuses appends. `/healthz` reports it.
+    pub fn write_failure(&self) -> Option<String> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.failed.clone().or_else(|| st.last_error.clone())
+    }
+
+    /// Forgets a write failure once a probe write on the same file system succeeded (the next
+    /// append would succeed too). A log that refuses appends stays failed.
+    pub fn clear_write_failure(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_error = None;
     }
 
     /// Sets the observer told of every durable event (once; later calls are ignored).
@@ -263,15 +302,29 @@ impl AuditLog {
     }
 
     /// Group commit: the first waiter whose record is not yet durable becomes the writer for
-    /// everything pending; the others sleep until a flush covers them.
+    /// everything pending; the others sleep until a flush covers them. `epoch` is the one the
+    /// caller's records were pushed in: a failed write in between discarded them.
     fn wait_durable<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         seq: u64,
+        epoch: u64,
     ) -> Result<u64, AuditError> {
         loop {
             if let Some(e) = &st.failed {
                 return Err(AuditError::failed(e.clone()));
+            }
+            if st.epoch != epoch {
+                // Durable before the failure that ended its epoch, or discarded with it.
+                let end = st.epoch_ends.get(epoch as usize).copied().unwrap_or(0);
+                if seq <= end {
+                    return Ok(seq);
+                }
+                let e = st
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "audit write failed".into());
+                return Err(AuditError::failed(e));
             }
             if st.durable >= seq {
                 return Ok(seq);
@@ -285,6 +338,9 @@ impl AuditLog {
             }
             let batch = std::mem::take(&mut st.pending);
             let last = st.pending_last;
+            // The chain state after this batch: it becomes the durable one if the write holds.
+            let (batch_hash, batch_ts, batch_since) =
+                (st.last_hash.clone(), st.last_ts, st.since_checkpoint);
             let mut file = st
                 .file
                 .try_clone()
@@ -301,11 +357,39 @@ impl AuditLog {
                 Ok(()) => {
                     st.size += batch.len() as u64;
                     st.durable = last;
+                    st.durable_hash = batch_hash;
+                    st.durable_ts = batch_ts;
+                    st.durable_since_checkpoint = batch_since;
+                    st.last_error = None;
                     if let Some(f) = &self.forwarder {
                         f.forward_batch(&batch);
                     }
                 }
-                Err(e) => st.failed = Some(format!("audit write failed: {e}")),
+                Err(e) => {
+                    let message = format!("audit write failed: {e}");
+                    // Whatever part of the batch reached the file was never acknowledged: cut
+                    // it off so the next record follows the last durable one.
+                    let cut = file.set_len(st.size).and_then(|()| file.sync_all());
+                    match cut {
+                        Ok(()) => {
+                            st.pending.clear();
+                            st.next_seq = st.durable + 1;
+                            st.pending_last = st.durable;
+                            st.last_hash = st.durable_hash.clone();
+                            st.last_ts = st.durable_ts;
+                            st.since_checkpoint = st.durable_since_checkpoint;
+                            let end = st.durable;
+                            st.epoch_ends.push(end);
+                            st.epoch += 1;
+                            st.last_error = Some(message);
+                        }
+                        Err(cut_error) => {
+                            st.failed = Some(format!(
+                                "{message}; the torn tail could not be removed ({cut_error}): restart to recover"
+                            ));
+                        }
+                    }
+                }
             }
             self.flushed.notify_all();
         }
