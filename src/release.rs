@@ -193,8 +193,8 @@ pub fn to_export(
     let mut chosen = name.clone();
     let mut written = write_new(export_dir, &chosen, bytes, pair);
     if matches!(&written, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists) {
-        chosen = names::shorten(&format!("{}_{name}", marker.request_id), names::NAME_MAX)
-            .into_owned();
+        chosen =
+            names::shorten(&format!("{}_{name}", marker.request_id), names::NAME_MAX).into_owned();
         written = write_new(export_dir, &chosen, bytes, pair);
     }
     written?;

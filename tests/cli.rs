@@ -453,7 +453,10 @@ fn mail_convert_keeps_a_held_attachment_whose_name_is_300_bytes() {
     let ppap = String::from_utf8(generate::mail_ppap()).unwrap();
     let short_word = generate::encoded_word("UTF-8", "見積書.zip".as_bytes());
     assert!(ppap.contains(&short_word));
-    let raw = ppap.replace(&short_word, &generate::encoded_word("UTF-8", long.as_bytes()));
+    let raw = ppap.replace(
+        &short_word,
+        &generate::encoded_word("UTF-8", long.as_bytes()),
+    );
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let input = tmp.path().join("long.eml");

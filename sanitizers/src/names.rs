@@ -43,7 +43,10 @@ pub fn shorten(name: &str, max_bytes: usize) -> Cow<'_, str> {
         }
         s[..at].trim_end_matches(['.', ' ']).to_string()
     };
-    let stem = cut(&name[..name.len() - ext.len()], max_bytes.saturating_sub(ext.len()));
+    let stem = cut(
+        &name[..name.len() - ext.len()],
+        max_bytes.saturating_sub(ext.len()),
+    );
     if stem.is_empty() {
         // No room for a stem beside the extension: a name that is only `.csv` would be hidden.
         return Cow::Owned(cut(name, max_bytes));

@@ -102,7 +102,6 @@ impl TextEncoding {
             TextEncoding::EucJp => "EUC-JP",
         }
     }
-
 }
 
 /// A file decoded without replacements.

@@ -380,7 +380,11 @@ fn negative_numbers_stay_numbers_under_every_split() {
     let csv = "-500,残高\r\n\"-1\",\"x\"\r\n1;-2,+3.5e2\r\n";
     let outcome = process(csv.as_bytes(), "一覧.csv");
     assert_eq!(outcome.report.verdict, Verdict::Sanitized);
-    assert!(outcome.report.removed.is_empty(), "{:?}", outcome.report.removed);
+    assert!(
+        outcome.report.removed.is_empty(),
+        "{:?}",
+        outcome.report.removed
+    );
     assert_eq!(outcome.output().unwrap().bytes(), csv.as_bytes());
 }
 
@@ -395,12 +399,22 @@ fn cp932_with_dos_eof(text: &str) -> Vec<u8> {
 fn cp932_text_and_csv_ending_in_dos_eof_are_delivered() {
     let txt = cp932_with_dos_eof("お知らせ　①②\r\n以上\r\n");
     let outcome = process(&txt, "お知らせ.txt");
-    assert_eq!(outcome.report.verdict, Verdict::Passed, "{:?}", outcome.report.reason);
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Passed,
+        "{:?}",
+        outcome.report.reason
+    );
     assert_eq!(outcome.output().unwrap().bytes(), &txt[..]);
 
     let csv = cp932_with_dos_eof("氏名,金額\r\n山田,100\r\n");
     let outcome = process(&csv, "一覧.csv");
-    assert_eq!(outcome.report.verdict, Verdict::Sanitized, "{:?}", outcome.report.reason);
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{:?}",
+        outcome.report.reason
+    );
     assert_eq!(outcome.output().unwrap().bytes(), &csv[..]);
 
     let formula = cp932_with_dos_eof("氏名,金額\r\n山田,=1+1\r\n");

@@ -9,9 +9,9 @@
 //! fail-closed and not a failure.
 #![no_main]
 
-mod setup;
 #[path = "../../tests/csv_oracle/mod.rs"]
 mod csv_oracle;
+mod setup;
 
 use encoding_rs::SHIFT_JIS;
 use libfuzzer_sys::fuzz_target;
@@ -80,7 +80,11 @@ fuzz_target!(|data: &[u8]| {
             out_chars.next();
             added += 1;
         }
-        assert_eq!(out_chars.next(), Some(c), "a character other than `'` changed");
+        assert_eq!(
+            out_chars.next(),
+            Some(c),
+            "a character other than `'` changed"
+        );
     }
     added += out_chars.filter(|&c| c == '\'').count();
     assert_eq!(added, outcome.report.removed.len());

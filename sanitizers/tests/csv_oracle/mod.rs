@@ -17,7 +17,10 @@ pub const TRIGGERS: &[char] = &[
 pub fn formula_cells(text: &str) -> Vec<(char, String)> {
     let mut delimiters = vec![',', ';', '\t'];
     let first = text.split(['\r', '\n']).next().unwrap_or("");
-    for line in [first, first.trim_matches(|c: char| c.is_whitespace() || c == '"')] {
+    for line in [
+        first,
+        first.trim_matches(|c: char| c.is_whitespace() || c == '"'),
+    ] {
         let chars: Vec<char> = line.chars().collect();
         if chars.len() == 5 {
             let head: String = chars[..4].iter().collect();
