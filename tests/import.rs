@@ -383,3 +383,34 @@ fn a_long_japanese_name_gets_an_export_and_report_that_fit_and_is_taken_once() {
         "{everything:?}"
     );
 }
+
+#[test]
+fn a_long_name_that_clashes_gets_a_numbered_name_that_fits() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    let import = data.join("import");
+    let export = data.join("export");
+    let name = format!("{}.txt", "議事録".repeat(83 / 3) + "議事");
+    put(&export.join(&name), b"an earlier result\n");
+    put(&import.join(&name), "本文\r\n".as_bytes());
+
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    // The stem gives way to " (2)"; the extension stays.
+    let numbered = format!("{} (2).txt", "議事録".repeat(82 / 3) + "議");
+    assert!(numbered.len() <= 255);
+    let out = files_under(&export);
+    assert!(out.contains(&numbered), "{out:?}");
+    assert_eq!(
+        std::fs::read(export.join(&name)).unwrap(),
+        b"an earlier result\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(export.join(&numbered)).unwrap(),
+        "本文\r\n"
+    );
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(out.iter().all(|f| f.len() <= 255 && (f.ends_with(".txt"))));
+    assert!(files_under(&import).is_empty());
+}
