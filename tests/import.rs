@@ -411,6 +411,6 @@ fn a_long_name_that_clashes_gets_a_numbered_name_that_fits() {
         "本文\r\n"
     );
     assert_eq!(out.len(), 3, "{out:?}");
-    assert!(out.iter().all(|f| f.len() <= 255 && (f.ends_with(".txt"))));
+    assert!(out.iter().all(|f| f.len() <= 255 && f.ends_with(".txt")));
     assert!(files_under(&import).is_empty());
 }
