@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
-use mukaika_sanitizers::{Declared, Policy, Registry, Report, Verdict};
+use mukaika_sanitizers::{names, Declared, Policy, Registry, Report, Verdict};
 
 use crate::audit::event::{FileExported, FileImported, Quarantined};
 use crate::audit::{AuditEvent, AuditLog};
@@ -448,6 +448,8 @@ impl Importer {
                 serde_json::to_vec_pretty(&report).unwrap_or_default(),
             ),
         };
+        // The report's name is derived from the output's, so it is the one that overflows.
+        let shown = names::shorten(&shown, names::NAME_MAX - suffix.len());
         writes.push((unique(&export_dir, &format!("{shown}{suffix}")), body, None));
 
         let mut renames = Vec::new();
@@ -799,19 +801,26 @@ pub fn check_name(rel: &str) -> Option<String> {
     None
 }
 
-/// `name`, or `stem (2).ext`… when it (or its temporary) is taken in `dir`.
+/// `name`, or `stem (2).ext`… when it is taken in `dir`; every candidate shortened to a name
+/// the file system holds (the stem gives way to the number and the extension).
 fn unique(dir: &Path, name: &str) -> String {
-    if !dir.join(name).exists() {
-        return name.to_string();
+    let name = names::shorten(name, names::NAME_MAX);
+    if !dir.join(name.as_ref()).exists() {
+        return name.into_owned();
     }
     let (stem, ext) = match name.split_once('.') {
         Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
         _ => (name.to_string(), String::new()),
     };
     (2..)
-        .map(|n| format!("{stem} ({n}){ext}"))
+        .map(|n| {
+            let tag = format!(" ({n})");
+            let room = names::NAME_MAX.saturating_sub(tag.len() + ext.len());
+            let candidate = format!("{}{tag}{ext}", names::shorten(&stem, room));
+            names::shorten(&candidate, names::NAME_MAX).into_owned()
+        })
         .find(|candidate| !dir.join(candidate).exists())
-        .unwrap_or_else(|| name.to_string())
+        .unwrap_or_else(|| name.into_owned())
 }
 
 fn verdict_name(v: Verdict) -> &'static str {

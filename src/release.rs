@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::Path;
 
 use mukaika_sanitizers::mail::build::{OutPart, Outgoing};
+use mukaika_sanitizers::names;
 
 use crate::config::ImportPair;
 use crate::quarantine::QuarantineItem;
@@ -138,9 +139,10 @@ pub fn safe_file_name(item: &QuarantineItem) -> String {
         })
         .collect::<String>()
         .trim_matches(|c: char| c == '.' || c == ' ')
-        .chars()
-        .take(120)
-        .collect();
+        .to_string();
+    // Cut by bytes at a character boundary, extension kept (120 characters of kanji were
+    // 360 bytes, more than a file system holds).
+    let cleaned = names::shorten(&cleaned, names::NAME_MAX).into_owned();
     if cleaned.is_empty() || crate::import::check_name(&cleaned).is_some() {
         fallback()
     } else {
@@ -151,7 +153,11 @@ pub fn safe_file_name(item: &QuarantineItem) -> String {
 /// Writes `bytes` to `dir/name` through a temporary file, never replacing an existing one.
 /// The file has the pair's mode and owner before it appears under its name.
 fn write_new(dir: &Path, name: &str, bytes: &[u8], pair: &ImportPair) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{name}.mukaika-tmp"));
+    const TMP: &str = ".mukaika-tmp";
+    let tmp = dir.join(format!(
+        ".{}{TMP}",
+        names::shorten(name, names::NAME_MAX - 1 - TMP.len())
+    ));
     let mut f = File::create(&tmp)?;
     let written = f
         .write_all(bytes)
@@ -187,13 +193,18 @@ pub fn to_export(
     let mut chosen = name.clone();
     let mut written = write_new(export_dir, &chosen, bytes, pair);
     if matches!(&written, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists) {
-        chosen = format!("{}_{name}", marker.request_id);
+        chosen =
+            names::shorten(&format!("{}_{name}", marker.request_id), names::NAME_MAX).into_owned();
         written = write_new(export_dir, &chosen, bytes, pair);
     }
     written?;
+    const REPORT: &str = ".解除レポート.txt";
     write_new(
         export_dir,
-        &format!("{chosen}.解除レポート.txt"),
+        &format!(
+            "{}{REPORT}",
+            names::shorten(&chosen, names::NAME_MAX - REPORT.len())
+        ),
         marker.report_text().as_bytes(),
         pair,
     )?;

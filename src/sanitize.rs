@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use mukaika_sanitizers::{Declared, Policy, Registry, Report};
+use mukaika_sanitizers::{names, Declared, Policy, Registry, Report};
 
 /// What went wrong for one input or for the whole run.
 #[derive(Debug)]
@@ -218,7 +218,7 @@ pub(crate) fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf,
             .map_err(|e| CommandError::io(format!("cannot write in {}", dir.display()), e))?;
     }
     let (stem, ext) = match safe.rsplit_once('.') {
-        Some((s, e)) if !s.is_empty() && !safe.ends_with(".report.json") => {
+        Some((s, e)) if !s.is_empty() && e.len() < 16 && !safe.ends_with(".report.json") => {
             (s.to_string(), format!(".{e}"))
         }
         _ if safe.ends_with(".report.json") => (
@@ -228,11 +228,16 @@ pub(crate) fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf,
         _ => (safe.clone(), String::new()),
     };
     for n in 1..10_000 {
-        let candidate = if n == 1 {
-            dir.join(&safe)
+        // Every candidate fits a file system name (a long Japanese attachment name would
+        // otherwise fail the whole command): the stem gives way to the number and extension.
+        let tag = if n == 1 {
+            String::new()
         } else {
-            dir.join(format!("{stem} ({n}){ext}"))
+            format!(" ({n})")
         };
+        let room = names::NAME_MAX.saturating_sub(tag.len() + ext.len());
+        let name = format!("{}{tag}{ext}", names::shorten(&stem, room));
+        let candidate = dir.join(names::shorten(&name, names::NAME_MAX).as_ref());
         // hard_link fails if the target exists, which makes "never overwrite" atomic.
         match fs::hard_link(&tmp, &candidate) {
             Ok(()) => {

@@ -516,3 +516,48 @@ fn listings_into_a_closed_pipe_end_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn mail_convert_keeps_a_held_attachment_whose_name_is_300_bytes() {
+    let long = format!("{}ab資料.zip", "見積書".repeat(32));
+    assert_eq!(long.len(), 300);
+    let ppap = String::from_utf8(generate::mail_ppap()).unwrap();
+    let short_word = generate::encoded_word("UTF-8", "見積書.zip".as_bytes());
+    assert!(ppap.contains(&short_word));
+    let raw = ppap.replace(
+        &short_word,
+        &generate::encoded_word("UTF-8", long.as_bytes()),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let input = tmp.path().join("long.eml");
+    std::fs::write(&input, raw).unwrap();
+    let result = mukaika(&[
+        "mail",
+        "convert",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8(result.stdout).unwrap().trim()).unwrap();
+    assert_eq!(report["attachments"][0]["disposition"], "held");
+    let qid = report["attachments"][0]["quarantine_id"].as_str().unwrap();
+    let held: Vec<String> = std::fs::read_dir(out.join("quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let name = &held[0];
+    assert!(name.len() <= 255, "{} bytes", name.len());
+    // Cut at a character (a String holds it), extension kept, and the rest of the original.
+    let stem = name.strip_suffix(".zip").unwrap();
+    assert!(stem.len() > 200, "{name}");
+    assert!(format!("{qid}-{long}").starts_with(stem), "{name}");
+}

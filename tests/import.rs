@@ -490,3 +490,78 @@ fn import_killed_mid_pass_quarantines_each_file_once_with_its_audit_record() {
     let audit = mukaika::audit::verify(&data.join("audit"), None, None).unwrap();
     assert!(audit.intact(), "{:?}", audit.problem);
 }
+
+#[test]
+fn a_long_japanese_name_gets_an_export_and_report_that_fit_and_is_taken_once() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    let import = data.join("import");
+    let export = data.join("export");
+    // 253 bytes: near the 255 a Linux file system holds (a 300-byte name cannot even be
+    // created here), so `.無害化レポート.txt` (26 bytes) cannot simply be appended.
+    let name = format!("{}.csv", "議事録".repeat(83 / 3) + "議事");
+    assert_eq!(name.len(), 253);
+    put(&import.join(&name), "名前,金額\r\n架空,=1+1\r\n".as_bytes());
+
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    let report = format!("{}.csv.無害化レポート.txt", "議事録".repeat(25));
+    assert!(report.len() <= 255);
+    assert_eq!(files_under(&export), {
+        let mut v = vec![name.clone(), report.clone()];
+        v.sort();
+        v
+    });
+    assert_eq!(
+        std::fs::read_to_string(export.join(&name)).unwrap(),
+        "名前,金額\r\n架空,'=1+1\r\n"
+    );
+    assert!(std::fs::read_to_string(export.join(&report))
+        .unwrap()
+        .contains(&format!("出力: {name}")));
+    assert!(files_under(&import).is_empty(), "the original is taken");
+
+    // A rescan finds nothing more to do, and no temporary or ledger file is left anywhere.
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    assert_eq!(files_under(&export).len(), 2);
+    let everything = files_under(&data);
+    assert!(
+        !everything
+            .iter()
+            .any(|f| f.ends_with(".tmp") || f.contains("ledger/")),
+        "{everything:?}"
+    );
+}
+
+#[test]
+fn a_long_name_that_clashes_gets_a_numbered_name_that_fits() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    let import = data.join("import");
+    let export = data.join("export");
+    let name = format!("{}.txt", "議事録".repeat(83 / 3) + "議事");
+    put(&export.join(&name), b"an earlier result\n");
+    put(&import.join(&name), "本文\r\n".as_bytes());
+
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    // The stem gives way to " (2)"; the extension stays.
+    let numbered = format!("{} (2).txt", "議事録".repeat(82 / 3) + "議");
+    assert!(numbered.len() <= 255);
+    let out = files_under(&export);
+    assert!(out.contains(&numbered), "{out:?}");
+    assert_eq!(
+        std::fs::read(export.join(&name)).unwrap(),
+        b"an earlier result\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(export.join(&numbered)).unwrap(),
+        "本文\r\n"
+    );
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(out.iter().all(|f| f.len() <= 255 && f.ends_with(".txt")));
+    assert!(files_under(&import).is_empty());
+}

@@ -402,6 +402,8 @@ fn sniff_cfb(bytes: &[u8]) -> FileKind {
 }
 
 fn sniff_text(bytes: &[u8], detail: &mut Option<String>) -> FileKind {
+    // A trailing DOS EOF (0x1A) ends old CP932 exports; the text validator accepts it there.
+    let bytes = bytes.strip_suffix(b"\x1A").unwrap_or(bytes);
     let head = &bytes[..bytes.len().min(8192)];
     let utf16 = head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]);
     if !utf16 && !looks_like_text(head) {

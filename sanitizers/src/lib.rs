@@ -15,6 +15,7 @@ pub mod html;
 pub mod kind;
 pub mod mail;
 pub mod mp3;
+pub mod names;
 pub mod odf;
 pub mod ole;
 pub mod ooxml;

@@ -748,8 +748,13 @@ fn verify(
 }
 
 /// The delivered name: the input's base name (never a path) with the output kind's extension
-/// when the kind changed or the extension did not fit.
+/// when the kind changed or the extension did not fit, shortened to what a file system holds.
 pub fn output_name(input: Option<&str>, in_kind: FileKind, out_kind: FileKind) -> String {
+    let name = full_output_name(input, in_kind, out_kind);
+    crate::names::shorten(&name, crate::names::NAME_MAX).into_owned()
+}
+
+fn full_output_name(input: Option<&str>, in_kind: FileKind, out_kind: FileKind) -> String {
     let base = input
         .and_then(|n| n.rsplit(['/', '\\']).next())
         .map(|n| n.chars().filter(|c| !c.is_control()).collect::<String>())

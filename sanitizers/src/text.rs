@@ -2,12 +2,15 @@
 //!
 //! Owns: deciding which encoding a text file is in (UTF-8 with or without BOM, UTF-16 with BOM,
 //! ISO-2022-JP, CP932, EUC-JP), validating that every byte decodes in it, and neutralising CSV
-//! cells a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR).
+//! cells a spreadsheet would run as a formula (`=`, `+`, `-`, `@` and their fullwidth forms,
+//! after any leading whitespace or quotes) under any split Excel or LibreOffice could apply
+//! (comma, semicolon, tab, a `sep=` first line).
 //! Invariants: text is delivered byte for byte as it came (機種依存文字 in CP932 must survive, so
 //! nothing is re-encoded), and only after the whole file decoded without a single replacement
-//! character and without control characters a terminal or viewer would act on. CSV is rewritten
-//! only by inserting `'` before a trigger cell, at a byte offset that is a character boundary in
-//! the file's own encoding, so the rest of every line stays as it was.
+//! character and without control characters a terminal or viewer would act on (one trailing DOS
+//! EOF byte 0x1A aside). CSV is rewritten only by inserting `'` before a trigger character, at
+//! a byte offset that is a character boundary in the file's own encoding, so the rest of every
+//! line stays as it was; `'` is structural under no split, so a second pass finds nothing.
 //! Must never: guess an encoding from a declared charset, or deliver text that only decoded
 //! with replacements.
 
@@ -36,7 +39,7 @@ impl Sanitizer for TextSanitizer {
         let decoded = decode(input)?;
         cx.warn(format!("encoding: {}", decoded.encoding.label()));
         if kind == FileKind::Csv {
-            let cells = trigger_cells(&decoded, delimiter(&decoded.text));
+            let cells = trigger_cells(&decoded.text, Some(&*cx))?;
             if let Some(cell) = cells.first() {
                 return Err(Error::unsupported(format!(
                     "{} cell(s) a spreadsheet would run as a formula, first at {}",
@@ -58,7 +61,7 @@ impl Sanitizer for TextSanitizer {
         if !cx.is_recheck() {
             cx.warn(format!("encoding: {}", decoded.encoding.label()));
         }
-        let cells = trigger_cells(&decoded, delimiter(&decoded.text));
+        let cells = trigger_cells(&decoded.text, Some(&*cx))?;
         if !cells.is_empty() && !cx.policy().csv_neutralize_formulas {
             return Err(Error::unsupported(format!(
                 "{} cell(s) a spreadsheet would run as a formula (neutralising is off)",
@@ -99,16 +102,6 @@ impl TextEncoding {
             TextEncoding::EucJp => "EUC-JP",
         }
     }
-
-    /// Byte-compatible with ASCII for the CSV structure characters: a `,`, `"`, tab, CR or LF
-    /// byte is always that character (UTF-8, EUC-JP: multibyte bytes are ≥ 0x80; CP932: trail
-    /// bytes are ≥ 0x40).
-    fn ascii_structural(self) -> bool {
-        matches!(
-            self,
-            TextEncoding::Utf8 | TextEncoding::Utf8Bom | TextEncoding::Cp932 | TextEncoding::EucJp
-        )
-    }
 }
 
 /// A file decoded without replacements.
@@ -122,6 +115,13 @@ struct Decoded<'a> {
 /// # Errors
 /// Malformed when no supported encoding decodes it cleanly, or when it holds control characters.
 fn decode(input: &[u8]) -> Result<Decoded<'_>> {
+    // One trailing SUB (0x1A) is the DOS end-of-file mark old Japanese editors and exports
+    // still write; it ends the text rather than being part of it, and it is delivered as is.
+    let wide = input.starts_with(b"\xFF\xFE") || input.starts_with(b"\xFE\xFF");
+    let input = match input.strip_suffix(b"\x1A") {
+        Some(body) if !wide => body,
+        _ => input,
+    };
     let (encoding, text) = if let Some(rest) = input.strip_prefix(b"\xEF\xBB\xBF") {
         (TextEncoding::Utf8Bom, strict(UTF_8, rest))
     } else if let Some(rest) = input.strip_prefix(b"\xFF\xFE") {
@@ -209,22 +209,186 @@ fn control_character(text: &str) -> Option<(usize, char)> {
     None
 }
 
-/// Tab-separated when the first line has tabs and no commas; comma-separated otherwise.
-fn delimiter(text: &str) -> u8 {
-    let first = text.lines().next().unwrap_or_default();
-    if first.contains('\t') && !first.contains(',') {
-        b'\t'
-    } else {
-        b','
+/// One way a spreadsheet may cut the text into cells.
+///
+/// Excel and LibreOffice do not agree on how to split a CSV, and neither asks the sender: Excel
+/// honours a first-line `sep=X`, otherwise uses the list separator of the reader's locale (`,`
+/// in Japan, `;` in much of Europe); "Text Import" and LibreOffice offer tab, comma and
+/// semicolon; UTF-16 text opens tab-separated. Some readers open a quoted field only at the
+/// very start of a cell, others also after leading spaces. A cell is neutralised when it
+/// would be a formula under any of these splits, so no reader's choice can run one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Split {
+    delimiter: char,
+    /// `a, "b,c"`: the quote after the space opens a quoted field (else it is a literal `"`).
+    quote_after_space: bool,
+}
+
+/// Every split to check, the file's own (its `sep=` directive, else a guess from line 1) first
+/// so report locations read as the sender laid the file out.
+fn splits(text: &str) -> Vec<Split> {
+    let directives = sep_directives(text);
+    let mut delimiters: Vec<char> = directives.clone();
+    if directives.is_empty() {
+        delimiters.push(guess_delimiter(text));
     }
+    for d in [',', ';', '\t'] {
+        if !delimiters.contains(&d) {
+            delimiters.push(d);
+        }
+    }
+    delimiters
+        .into_iter()
+        .flat_map(|delimiter| {
+            [false, true].map(|quote_after_space| Split {
+                delimiter,
+                quote_after_space,
+            })
+        })
+        .collect()
+}
+
+/// The separator a `sep=X` first line declares (Excel reads it and drops the line). Read
+/// leniently — with or without surrounding quotes and spaces, any case — because an extra split
+/// only ever neutralises more.
+fn sep_directives(text: &str) -> Vec<char> {
+    let first = text.split(['\r', '\n']).next().unwrap_or_default();
+    let trimmed = first.trim_matches(|c: char| c.is_whitespace() || c == '"');
+    let mut found = Vec::new();
+    for line in [first, trimmed] {
+        let declared = line
+            .get(..4)
+            .filter(|p| p.eq_ignore_ascii_case("sep="))
+            .and_then(|_| {
+                let mut rest = line[4..].chars();
+                rest.next().filter(|_| rest.next().is_none())
+            });
+        if let Some(c) = declared.filter(|c| !found.contains(c)) {
+            found.push(c);
+        }
+    }
+    found
+}
+
+/// Tab when the first line has tabs and no commas, semicolon when it has semicolons and no
+/// commas, comma otherwise. Only orders the report: every split is checked.
+fn guess_delimiter(text: &str) -> char {
+    let first = text.lines().next().unwrap_or_default();
+    if first.contains(',') {
+        ','
+    } else if first.contains('\t') {
+        '\t'
+    } else if first.contains(';') {
+        ';'
+    } else {
+        ','
+    }
+}
+
+/// Calls `visit(start, end, row, column)` for every cell of `text` under `split`, where
+/// `start..end` is the cell's raw text (quotes included, delimiter and line end excluded).
+fn for_each_cell(text: &str, split: Split, mut visit: impl FnMut(usize, usize, usize, usize)) {
+    let bytes = text.as_bytes();
+    let len = bytes.len();
+    let mut buf = [0u8; 4];
+    let delimiter = split.delimiter.encode_utf8(&mut buf).as_bytes();
+    let at_delimiter = |j: usize| bytes[j..].starts_with(delimiter);
+    let line_end = |j: usize| matches!(bytes[j], b'\r' | b'\n');
+    let (mut row, mut column) = (1usize, 1usize);
+    let mut i = 0;
+    loop {
+        let mut j = i;
+        if split.quote_after_space {
+            while j < len && !at_delimiter(j) && matches!(bytes[j], b' ' | b'\t') {
+                j += 1;
+            }
+        }
+        if j < len && bytes[j] == b'"' && !at_delimiter(j) {
+            // Quoted: delimiters and line ends inside are content; `""` is a literal quote.
+            j += 1;
+            while j < len {
+                if bytes[j] == b'"' {
+                    if bytes.get(j + 1) == Some(&b'"') {
+                        j += 2;
+                        continue;
+                    }
+                    j += 1;
+                    break;
+                }
+                j += 1;
+            }
+        } else {
+            j = i;
+        }
+        // Unquoted, or what follows a closing quote (readers append it to the cell).
+        while j < len && !at_delimiter(j) && !line_end(j) {
+            j += 1;
+        }
+        visit(i, j, row, column);
+        if j >= len {
+            break;
+        }
+        if at_delimiter(j) {
+            column += 1;
+            i = j + delimiter.len();
+        } else {
+            row += 1;
+            column = 1;
+            i = j + if bytes[j] == b'\r' && bytes.get(j + 1) == Some(&b'\n') {
+                2
+            } else {
+                1
+            };
+            if i >= len {
+                break;
+            }
+        }
+    }
+}
+
+/// The characters that start a formula: ASCII, and the fullwidth and small forms a Japanese
+/// spreadsheet folds into them.
+fn is_trigger_char(c: char) -> bool {
+    matches!(
+        c,
+        '=' | '+' | '-' | '@' | '＝' | '＋' | '－' | '＠' | '﹦' | '﹢' | '﹣' | '﹫' | '\u{2212}'
+    )
+}
+
+/// What a reader may skip before a cell's first visible character: whitespace (including
+/// U+3000 and the tab and CR OWASP lists as triggers), quotes, and invisible marks.
+fn is_padding(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '"' | '\u{FEFF}' | '\u{200B}')
+}
+
+/// Offset (in `text`) of the trigger character of the cell `start..end`, if it is a formula.
+fn trigger_in(text: &str, start: usize, end: usize) -> Option<usize> {
+    let cell = text.get(start..end)?;
+    let (at, c) = cell.char_indices().find(|&(_, c)| !is_padding(c))?;
+    if !is_trigger_char(c) {
+        return None;
+    }
+    let value = cell[at..].trim_end_matches(is_padding);
+    (!is_inert_number(value)).then_some(start + at)
+}
+
+/// A number, or a number that another split cuts off at `,` `;` tab or `"` with nothing after
+/// it that could call anything (no function, DDE, sheet or workbook reference). `-500,残高`
+/// read with semicolons is no formula a spreadsheet accepts, and a comma reader needs the
+/// number: neutralising it would turn every negative first column into text.
+fn is_inert_number(value: &str) -> bool {
+    let cut = value.find([',', ';', '\t', '"']).unwrap_or(value.len());
+    is_plain_number(value[..cut].trim_end()) && !value[cut..].contains(['(', '|', '!', '['])
 }
 
 /// A cell that starts with a formula trigger.
 struct TriggerCell {
-    /// Byte offset, in the decoded UTF-8 text, of the cell's first content character.
+    /// Byte offset, in the decoded UTF-8 text, of the trigger character (where `'` goes).
     text_offset: usize,
     row: usize,
     column: usize,
+    /// The split it was found under, when that is not the file's own.
+    other_split: Option<char>,
     dde: bool,
     /// The cell's first characters, for the report.
     preview: String,
@@ -232,100 +396,51 @@ struct TriggerCell {
 
 impl TriggerCell {
     fn location(&self) -> String {
-        format!("row {}, column {}", self.row, self.column)
+        let at = format!("row {}, column {}", self.row, self.column);
+        match self.other_split {
+            None => at,
+            Some('\t') => format!("{at} (split on tab)"),
+            Some(d) => format!("{at} (split on '{d}')"),
+        }
     }
 }
 
-/// Walks the CSV structure of the decoded text and lists every trigger cell.
-fn trigger_cells(decoded: &Decoded<'_>, delimiter: u8) -> Vec<TriggerCell> {
-    let text = decoded.text.as_ref();
-    let bytes = text.as_bytes();
-    let mut cells = Vec::new();
-    let (mut row, mut column) = (1usize, 1usize);
-    let mut i = 0;
-    while i <= bytes.len() {
-        // At the start of a cell.
-        let quoted = bytes.get(i) == Some(&b'"');
-        let start = if quoted { i + 1 } else { i };
-        let first = if quoted && bytes.get(start) == Some(&b'"') {
-            None // `""` opens with a literal quote: not a trigger.
-        } else {
-            bytes.get(start).copied()
-        };
-        // Scan to the end of the cell.
-        let mut j = start.min(bytes.len());
-        let mut content_end = None;
-        if quoted {
-            while j < bytes.len() {
-                if bytes[j] == b'"' {
-                    if bytes.get(j + 1) == Some(&b'"') {
-                        j += 2;
-                        continue;
-                    }
-                    content_end = Some(j);
-                    j += 1;
-                    break;
-                }
-                j += 1;
-            }
+/// Every cell that is a formula under at least one split, once each, in text order.
+///
+/// # Errors
+/// Unsupported when a `sep='` directive makes the neutralising quote itself a delimiter;
+/// a deadline hit.
+fn trigger_cells(text: &str, cx: Option<&Context<'_>>) -> Result<Vec<TriggerCell>> {
+    let splits = splits(text);
+    let own = splits.first().map(|s| s.delimiter);
+    let mut found = std::collections::BTreeMap::new();
+    for split in &splits {
+        if let Some(cx) = cx {
+            cx.check_deadline()?;
         }
-        while j < bytes.len() && bytes[j] != delimiter && bytes[j] != b'\n' && bytes[j] != b'\r' {
-            j += 1;
-        }
-        let content_end = content_end.unwrap_or(j).min(bytes.len());
-        let content = text
-            .get(start.min(content_end)..content_end)
-            .unwrap_or_default();
-        if let Some(first) = first {
-            if is_trigger(first, quoted, delimiter) && !is_plain_number(content) {
-                cells.push(TriggerCell {
-                    text_offset: start,
+        for_each_cell(text, *split, |start, end, row, column| {
+            let Some(at) = trigger_in(text, start, end) else {
+                return;
+            };
+            found.entry(at).or_insert_with(|| {
+                let value = text[at..end].trim_end_matches(is_padding);
+                TriggerCell {
+                    text_offset: at,
                     row,
                     column,
-                    dde: looks_like_dde(content),
-                    preview: content.chars().take(40).collect(),
-                });
-            }
-        }
-        // Past the delimiter or line end.
-        match bytes.get(j) {
-            Some(&b) if b == delimiter => {
-                column += 1;
-                i = j + 1;
-            }
-            Some(b'\r') => {
-                row += 1;
-                column = 1;
-                i = if bytes.get(j + 1) == Some(&b'\n') {
-                    j + 2
-                } else {
-                    j + 1
-                };
-                if i == bytes.len() {
-                    break;
+                    other_split: (Some(split.delimiter) != own).then_some(split.delimiter),
+                    dde: looks_like_dde(value),
+                    preview: value.chars().take(40).collect(),
                 }
-            }
-            Some(b'\n') => {
-                row += 1;
-                column = 1;
-                i = j + 1;
-                if i == bytes.len() {
-                    break;
-                }
-            }
-            _ => break,
-        }
+            });
+        });
     }
-    cells
-}
-
-fn is_trigger(first: u8, quoted: bool, delimiter: u8) -> bool {
-    match first {
-        b'=' | b'+' | b'-' | b'@' => true,
-        b'\t' => delimiter != b'\t',
-        b'\r' => quoted,
-        _ => false,
+    if !found.is_empty() && splits.iter().any(|s| s.delimiter == '\'') {
+        return Err(Error::unsupported(
+            "sep=' makes the quote that neutralises a formula a delimiter",
+        ));
     }
+    Ok(found.into_values().collect())
 }
 
 /// `-12`, `+3.5`, `-1e3`: numbers a spreadsheet reads as numbers, not formulas.
@@ -352,37 +467,42 @@ fn looks_like_dde(cell: &str) -> bool {
         .is_some_and(|pipe| cell[pipe..].contains('!') && pipe > 1)
 }
 
-/// Inserts `'` before every trigger cell, writing in the file's own encoding.
+/// Inserts `'` before every trigger character, writing in the file's own encoding, and proves
+/// the result decodes to exactly the text with those quotes added.
 fn neutralize(input: &[u8], decoded: &Decoded<'_>, cells: &[TriggerCell]) -> Result<Vec<u8>> {
     if cells.is_empty() {
         return Ok(input.to_vec());
     }
     let text = decoded.text.as_ref();
-    match decoded.encoding {
-        enc if enc.ascii_structural() || enc == TextEncoding::Iso2022Jp => {
-            // Same structure bytes in the input as in the decoded text: map each cell's
-            // position by counting structural bytes, and splice `'` into the input itself.
-            let offsets = input_offsets(input, enc, text, cells)?;
-            Ok(splice(input, &offsets))
-        }
+    let expected = splice_text(text, cells);
+    let out = match decoded.encoding {
         TextEncoding::Utf16Le | TextEncoding::Utf16Be => {
-            let rewritten = splice_text(text, cells);
-            let mut out = Vec::with_capacity(rewritten.len() * 2 + 2);
+            // UTF-16 round-trips exactly, so re-encoding keeps every other character as it was.
+            let mut out = Vec::with_capacity(expected.len() * 2 + 2);
             let le = decoded.encoding == TextEncoding::Utf16Le;
             out.extend_from_slice(if le { b"\xFF\xFE" } else { b"\xFE\xFF" });
-            for unit in rewritten.encode_utf16() {
+            for unit in expected.encode_utf16() {
                 out.extend_from_slice(&if le {
                     unit.to_le_bytes()
                 } else {
                     unit.to_be_bytes()
                 });
             }
-            Ok(out)
+            out
         }
-        other => Err(Error::internal(format!(
-            "no CSV writer for {}",
-            other.label()
-        ))),
+        enc => {
+            // CP932 is not re-encoded (NEC and IBM duplicates would change bytes): `'` is
+            // spliced into the input itself, at the byte where each trigger character begins.
+            let points: Vec<usize> = cells.iter().map(|c| c.text_offset).collect();
+            let offsets = input_offsets(input, enc, text, &points)?;
+            splice(input, &offsets)
+        }
+    };
+    match decode(&out) {
+        Ok(again) if again.encoding == decoded.encoding && again.text == expected => Ok(out),
+        _ => Err(Error::internal(
+            "the neutralised CSV does not decode to the expected text",
+        )),
     }
 }
 
@@ -410,81 +530,70 @@ fn splice(input: &[u8], offsets: &[usize]) -> Vec<u8> {
     out
 }
 
-/// Structural positions: offsets of every ASCII `,` / tab / `"` / CR / LF byte, which are
-/// the same sequence in the decoded text and (for ASCII-structural encodings) in the input.
-fn structural(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| matches!(b, b',' | b'\t' | b'"' | b'\r' | b'\n'))
-        .map(|(i, _)| i)
+/// ISO-2022-JP decoder state (the escape sequences the WHATWG decoder knows).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Iso2022State {
+    Ascii,
+    Roman,
+    Katakana,
+    Jis0208,
 }
 
-/// Maps each cell's text offset to the input offset, through the structural byte just before
-/// it (a cell starts at the file start or right after one of them): the n-th structural byte
-/// of the decoded text is the n-th of the input.
+/// Maps text offsets (sorted, each at a character) to the input offsets where those characters'
+/// bytes begin, by walking the input one character at a time. The input decoded cleanly, so
+/// each character's length follows from its lead byte (CP932: ASCII, 0x80 and half-width
+/// katakana are one byte, the rest two; EUC-JP: 0x8F starts three, other non-ASCII two).
 fn input_offsets(
     input: &[u8],
     enc: TextEncoding,
     text: &str,
-    cells: &[TriggerCell],
+    points: &[usize],
 ) -> Result<Vec<usize>> {
-    let (start, positions) = if enc == TextEncoding::Iso2022Jp {
-        (0, iso2022_structural(input))
-    } else {
-        let skip = if enc == TextEncoding::Utf8Bom { 3 } else { 0 };
-        (skip, structural(&input[skip..]).map(|p| p + skip).collect())
-    };
-    let text_positions: Vec<usize> = structural(text.as_bytes()).collect();
-    if text_positions.len() != positions.len() {
-        return Err(Error::internal(
-            "CSV structure differs between the input and its decoding",
-        ));
-    }
-    cells
-        .iter()
-        .map(|cell| {
-            if cell.text_offset == 0 {
-                return Ok(start);
+    let mut pos = if enc == TextEncoding::Utf8Bom { 3 } else { 0 };
+    let mut state = Iso2022State::Ascii;
+    let mut out = Vec::with_capacity(points.len());
+    let mut next = points.iter().copied().peekable();
+    let lost = || Error::internal("CSV text and input bytes fell out of step");
+    for (offset, c) in text.char_indices() {
+        if enc == TextEncoding::Iso2022Jp {
+            while input.get(pos) == Some(&0x1B) {
+                state = match input.get(pos + 1..pos + 3) {
+                    Some(b"(B") => Iso2022State::Ascii,
+                    Some(b"(J") => Iso2022State::Roman,
+                    Some(b"(I") => Iso2022State::Katakana,
+                    Some(b"$@") | Some(b"$B") => Iso2022State::Jis0208,
+                    _ => return Err(lost()),
+                };
+                pos += 3;
             }
-            let n = text_positions
-                .binary_search(&(cell.text_offset - 1))
-                .map_err(|_| Error::internal("CSV cell does not follow a delimiter"))?;
-            let at = positions[n] + 1;
-            // The cell must start in ASCII state: a trigger after an ISO-2022-JP escape
-            // sequence would need the escape moved, which this writer does not do.
-            if input.get(at) == Some(&0x1B) {
+        }
+        while next.peek() == Some(&offset) {
+            if !matches!(state, Iso2022State::Ascii | Iso2022State::Roman) {
+                // `'` would need escape sequences around it, which this writer does not add.
                 return Err(Error::unsupported(
-                    "a formula cell starts with an ISO-2022-JP escape sequence",
+                    "a formula cell starts inside an ISO-2022-JP kanji run",
                 ));
             }
-            Ok(at)
-        })
-        .collect()
-}
-
-/// Structural bytes of ISO-2022-JP, counted only while the decoder is in an ASCII / JIS-Roman
-/// state (in a two-byte state those bytes are halves of kanji).
-fn iso2022_structural(input: &[u8]) -> Vec<usize> {
-    let mut positions = Vec::new();
-    let mut ascii = true;
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == 0x1B {
-            match input.get(i + 1..i + 3) {
-                Some(b"(B") | Some(b"(J") => ascii = true,
-                Some(_) => ascii = false,
-                None => {}
-            }
-            i += 3;
-            continue;
+            out.push(pos);
+            next.next();
         }
-        if ascii && matches!(input[i], b',' | b'\t' | b'"' | b'\r' | b'\n') {
-            positions.push(i);
-        }
-        i += 1;
+        let lead = *input.get(pos).ok_or_else(lost)?;
+        pos += match enc {
+            TextEncoding::Utf8 | TextEncoding::Utf8Bom => c.len_utf8(),
+            TextEncoding::Cp932 if lead <= 0x80 || (0xA1..=0xDF).contains(&lead) => 1,
+            TextEncoding::Cp932 => 2,
+            TextEncoding::EucJp if lead < 0x80 => 1,
+            TextEncoding::EucJp if lead == 0x8F => 3,
+            TextEncoding::EucJp => 2,
+            TextEncoding::Iso2022Jp if state == Iso2022State::Jis0208 => 2,
+            TextEncoding::Iso2022Jp => 1,
+            TextEncoding::Utf16Le | TextEncoding::Utf16Be => return Err(lost()),
+        };
     }
-    positions
+    if next.peek().is_some() || pos > input.len() {
+        return Err(lost());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -493,10 +602,17 @@ mod tests {
 
     fn cells(text: &str) -> Vec<String> {
         let decoded = decode(text.as_bytes()).unwrap();
-        trigger_cells(&decoded, delimiter(&decoded.text))
+        trigger_cells(&decoded.text, None)
+            .unwrap()
             .iter()
             .map(|c| c.location())
             .collect()
+    }
+
+    fn neutralised(text: &str) -> String {
+        let decoded = decode(text.as_bytes()).unwrap();
+        let cells = trigger_cells(&decoded.text, None).unwrap();
+        String::from_utf8(neutralize(text.as_bytes(), &decoded, &cells).unwrap()).unwrap()
     }
 
     #[test]
@@ -507,10 +623,17 @@ mod tests {
                 "row 1, column 2",
                 "row 2, column 1",
                 "row 2, column 2",
-                "row 2, column 3"
+                "row 2, column 3",
+                "row 3, column 1",
             ]
         );
         assert!(cells("1,-2.5,+3e4,text\n").is_empty());
+        assert!(cells(" -1 ,\"+2\", 3e4\n").is_empty());
+        // Negative first columns stay numbers for the comma reader, whatever a semicolon
+        // reader would make of the rest of the line…
+        assert!(cells("-500,残高\n\"-1\",\"x\"\n-2;x\n").is_empty());
+        // …unless that rest could call something.
+        assert_eq!(cells("-1,cmd|' /C calc'!A0\n").len(), 1);
     }
 
     #[test]
@@ -520,17 +643,97 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_that_is_a_formula_only_under_another_split_is_found() {
+        // Comma-separated, but a semicolon reader sees `=HYPERLINK(…)` start a cell.
+        assert_eq!(
+            neutralised("名前,メモ\nx,a;=HYPERLINK(\"http://evil.example\")\n"),
+            "名前,メモ\nx,a;'=HYPERLINK(\"http://evil.example\")\n"
+        );
+        // A quote opened only by a comma reader hides the semicolon cell from it.
+        assert_eq!(neutralised("x,\"a;=1+1\"\n"), "x,\"a;'=1+1\"\n");
+        // A space-then-quote field: a literal quote to some readers, a quoted field to others.
+        assert_eq!(neutralised("a, \"b,=1+1\"\n"), "a, \"b,'=1+1\"\n");
+    }
+
+    #[test]
+    fn sep_directive_adds_its_delimiter() {
+        assert_eq!(sep_directives("sep=|\na|=1\n"), vec!['|']);
+        assert_eq!(neutralised("sep=|\na|=1+1\n"), "sep=|\na|'=1+1\n");
+        assert_eq!(cells("SEP=|\na|b\n"), Vec::<String>::new());
+        assert!(sep_directives("sep=ab\n").is_empty());
+        let decoded = decode(b"sep='\na'=1+1\n").unwrap();
+        assert!(trigger_cells(&decoded.text, None).is_err());
+    }
+
+    #[test]
+    fn fullwidth_and_padded_triggers_are_neutralised_at_the_trigger() {
+        assert_eq!(
+            neutralised("＝1+1,＋A1,－A1,＠SUM(A1)\n  =1+1,\t@x,\"  -A1\",\u{3000}=1\n"),
+            "'＝1+1,'＋A1,'－A1,'＠SUM(A1)\n  '=1+1,\t'@x,\"  '-A1\",\u{3000}'=1\n"
+        );
+    }
+
+    #[test]
     fn iso2022jp_csv_is_neutralised_outside_kanji_runs() {
         // 「会議」 encodes with bytes that read as ',' and '"' in the two-byte state.
         let csv = "名前,会議\r\n架空,=1+1\r\n";
         let (bytes, _, bad) = ISO_2022_JP.encode(csv);
         assert!(!bad);
         let decoded = decode(&bytes).unwrap();
-        let cells = trigger_cells(&decoded, b',');
+        let cells = trigger_cells(&decoded.text, None).unwrap();
         let out = neutralize(&bytes, &decoded, &cells).unwrap();
         let (text, _, errors) = ISO_2022_JP.decode(&out);
         assert!(!errors);
         assert_eq!(text, "名前,会議\r\n架空,'=1+1\r\n");
+    }
+
+    #[test]
+    fn legacy_character_lengths_follow_the_lead_byte() {
+        // Every single character CP932 and EUC-JP decode: the lead-byte rule of
+        // `input_offsets` must give its exact byte length.
+        let mut checked = 0;
+        for enc in [TextEncoding::Cp932, TextEncoding::EucJp] {
+            let encoding = if enc == TextEncoding::Cp932 {
+                SHIFT_JIS
+            } else {
+                EUC_JP
+            };
+            let mut samples: Vec<Vec<u8>> = (0u8..=0xFF).map(|b| vec![b]).collect();
+            for a in 0x80u8..=0xFF {
+                for b in 0u8..=0xFF {
+                    samples.push(vec![a, b]);
+                    if enc == TextEncoding::EucJp && a == 0x8F {
+                        samples.extend((0xA1u8..=0xFE).map(|c| vec![a, b, c]));
+                    }
+                }
+            }
+            for bytes in samples {
+                let Some(text) = strict(encoding, &bytes) else {
+                    continue;
+                };
+                if text.chars().count() != 1 || text.contains('\u{1b}') {
+                    continue;
+                }
+                let at = text.len();
+                let mut input = bytes.clone();
+                input.push(b'=');
+                let with_trigger = format!("{text}=");
+                let offsets = input_offsets(&input, enc, &with_trigger, &[at]).unwrap();
+                assert_eq!(offsets, vec![bytes.len()], "{enc:?} {bytes:02X?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 15_000, "{checked}");
+    }
+
+    #[test]
+    fn dos_eof_byte_ends_cp932_text() {
+        let mut sjis = SHIFT_JIS.encode("令和６年度,①\r\n").0.into_owned();
+        sjis.push(0x1A);
+        let decoded = decode(&sjis).unwrap();
+        assert_eq!(decoded.encoding, TextEncoding::Cp932);
+        assert_eq!(decoded.text, "令和６年度,①\r\n");
+        assert!(decode(b"a\x1Ab\n").is_err(), "only at the very end");
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! blocked whatever the content.
 
 mod common;
+mod csv_oracle;
 
 use common::*;
 use encoding_rs::SHIFT_JIS;
 use mukaika_sanitizers::{FileKind, Policy, Registry, Verdict, What};
+use proptest::prelude::*;
 
 #[test]
 fn cp932_text_with_machine_dependent_characters_passes_unchanged() {
@@ -228,4 +230,272 @@ fn japanese_office_formats_without_an_open_cdr_are_held() {
     assert_eq!(outcome.report.detected_type, FileKind::OleOther);
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     assert!(outcome.output().is_none());
+}
+
+/// The encodings the CSV tests below write their files in.
+#[derive(Debug, Clone, Copy)]
+enum Enc {
+    Utf8,
+    Cp932,
+    Utf16Le,
+}
+
+fn encode(text: &str, enc: Enc) -> Vec<u8> {
+    match enc {
+        Enc::Utf8 => text.as_bytes().to_vec(),
+        Enc::Cp932 => {
+            let (bytes, _, unmappable) = SHIFT_JIS.encode(text);
+            assert!(!unmappable, "{text:?} is not CP932");
+            bytes.into_owned()
+        }
+        // encoding_rs only decodes UTF-16 (WHATWG), so build the units by hand.
+        Enc::Utf16Le => std::iter::once(0xFEFF)
+            .chain(text.encode_utf16())
+            .flat_map(u16::to_le_bytes)
+            .collect(),
+    }
+}
+
+fn decode_as(bytes: &[u8], enc: Enc) -> String {
+    match enc {
+        Enc::Utf8 => String::from_utf8(bytes.to_vec()).unwrap(),
+        Enc::Cp932 => {
+            let (text, _, errors) = SHIFT_JIS.decode(bytes);
+            assert!(!errors);
+            text.into_owned()
+        }
+        Enc::Utf16Le => {
+            assert_eq!(&bytes[..2], b"\xFF\xFE");
+            let units: Vec<u16> = bytes[2..]
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16(&units).unwrap()
+        }
+    }
+}
+
+/// The output re-opens clean: a second pass removes nothing and changes no byte.
+fn assert_idempotent(out: &[u8], name: &str) {
+    let again = process(out, name);
+    assert_eq!(again.report.verdict, Verdict::Sanitized, "{name}");
+    assert!(
+        again.report.removed.is_empty(),
+        "second pass removed {:?}",
+        again.report.removed
+    );
+    assert_eq!(again.output().unwrap().bytes(), out);
+}
+
+/// Sanitizes `csv` written in `enc` and checks the output reads exactly `expected` (so every
+/// character that is not an inserted `'` is as it was), that no reader's split finds a formula
+/// in it, and that it is idempotent.
+fn assert_neutralised(csv: &str, enc: Enc, expected: &str) -> mukaika_sanitizers::Outcome {
+    let name = "一覧.csv";
+    let outcome = process(&encode(csv, enc), name);
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{:?}",
+        outcome.report.reason
+    );
+    let out = outcome.output().unwrap().bytes().to_vec();
+    assert_eq!(decode_as(&out, enc), expected);
+    assert_eq!(
+        csv_oracle::formula_cells(expected),
+        Vec::<(char, String)>::new()
+    );
+    assert_eq!(
+        outcome.report.removed.len(),
+        expected.matches('\'').count() - csv.matches('\'').count()
+    );
+    assert_idempotent(&out, name);
+    outcome
+}
+
+#[test]
+fn sep_directive_on_the_first_line_sets_the_split() {
+    let outcome = assert_neutralised(
+        "sep=;\r\n氏名;備考\r\n山田;=cmd|' /C calc'!A0\r\n",
+        Enc::Cp932,
+        "sep=;\r\n氏名;備考\r\n山田;'=cmd|' /C calc'!A0\r\n",
+    );
+    assert!(removed(&outcome, What::Dde, "row 3, column 2"));
+}
+
+#[test]
+fn a_delimiter_that_changes_after_line_one_is_still_split() {
+    assert_neutralised(
+        "氏名\t備考\r\n山田,=1+1\r\n鈴木;+A1\r\n",
+        Enc::Utf8,
+        "氏名\t備考\r\n山田,'=1+1\r\n鈴木;'+A1\r\n",
+    );
+}
+
+#[test]
+fn utf16_csv_is_split_on_tabs_even_when_line_one_has_a_comma() {
+    assert_neutralised(
+        "\"氏名, 役職\"\t金額\r\n山田\t=HYPERLINK(\"http://evil.example/\")\r\n",
+        Enc::Utf16Le,
+        "\"氏名, 役職\"\t金額\r\n山田\t'=HYPERLINK(\"http://evil.example/\")\r\n",
+    );
+}
+
+#[test]
+fn quoted_padded_and_fullwidth_triggers_are_neutralised() {
+    assert_neutralised(
+        "a,\"=1+1\",  =1+1,\t-A1,\" @SUM(A1)\"\r\n＝1+1,＋A1,－A1,＠SUM(A1),\u{3000}=1+1\r\n",
+        Enc::Cp932,
+        "a,\"'=1+1\",  '=1+1,\t'-A1,\" '@SUM(A1)\"\r\n'＝1+1,'＋A1,'－A1,'＠SUM(A1),\u{3000}'=1+1\r\n",
+    );
+}
+
+#[test]
+fn a_formula_only_under_a_semicolon_split_is_neutralised() {
+    let outcome = assert_neutralised(
+        "氏名,備考\r\n山田,メモ;=HYPERLINK(\"http://evil.example/\",\"詳細\")\r\n",
+        Enc::Cp932,
+        "氏名,備考\r\n山田,メモ;'=HYPERLINK(\"http://evil.example/\",\"詳細\")\r\n",
+    );
+    assert!(removed(&outcome, What::Formula, "split on ';'"));
+}
+
+#[test]
+fn only_the_quote_is_added_machine_dependent_bytes_stay() {
+    // 髙 ① ㈱ and an NEC-selected IBM extension (0xED40, 纊) that re-encoding would change,
+    // then an ideographic space and a fullwidth ＝: the `'` goes between two 2-byte characters.
+    let mut input = SHIFT_JIS.encode("髙橋,①,㈱\r\n").0.into_owned();
+    input.extend_from_slice(b"\xED\x40,");
+    let at = input.len() + 2;
+    input.extend_from_slice(&SHIFT_JIS.encode("\u{3000}＝1+1\r\n").0);
+    let mut expected = input.clone();
+    expected.insert(at, b'\'');
+    let outcome = process(&input, "一覧.csv");
+    assert_eq!(outcome.output().unwrap().bytes(), &expected[..]);
+    assert_idempotent(&expected, "一覧.csv");
+}
+
+#[test]
+fn negative_numbers_stay_numbers_under_every_split() {
+    let csv = "-500,残高\r\n\"-1\",\"x\"\r\n1;-2,+3.5e2\r\n";
+    let outcome = process(csv.as_bytes(), "一覧.csv");
+    assert_eq!(outcome.report.verdict, Verdict::Sanitized);
+    assert!(
+        outcome.report.removed.is_empty(),
+        "{:?}",
+        outcome.report.removed
+    );
+    assert_eq!(outcome.output().unwrap().bytes(), csv.as_bytes());
+}
+
+/// CP932 text as old Japanese editors save it: with the DOS end-of-file byte.
+fn cp932_with_dos_eof(text: &str) -> Vec<u8> {
+    let mut bytes = SHIFT_JIS.encode(text).0.into_owned();
+    bytes.push(0x1A);
+    bytes
+}
+
+#[test]
+fn cp932_text_and_csv_ending_in_dos_eof_are_delivered() {
+    let txt = cp932_with_dos_eof("お知らせ　①②\r\n以上\r\n");
+    let outcome = process(&txt, "お知らせ.txt");
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Passed,
+        "{:?}",
+        outcome.report.reason
+    );
+    assert_eq!(outcome.output().unwrap().bytes(), &txt[..]);
+
+    let csv = cp932_with_dos_eof("氏名,金額\r\n山田,100\r\n");
+    let outcome = process(&csv, "一覧.csv");
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{:?}",
+        outcome.report.reason
+    );
+    assert_eq!(outcome.output().unwrap().bytes(), &csv[..]);
+
+    let formula = cp932_with_dos_eof("氏名,金額\r\n山田,=1+1\r\n");
+    let outcome = process(&formula, "一覧.csv");
+    let out = outcome.output().unwrap().bytes();
+    assert_eq!(out, &cp932_with_dos_eof("氏名,金額\r\n山田,'=1+1\r\n")[..]);
+    assert_idempotent(out, "一覧.csv");
+}
+
+#[test]
+fn cp932_mail_attachment_ending_in_dos_eof_is_attached() {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD
+        .encode(cp932_with_dos_eof("会議のお知らせ\r\n①日時\r\n"));
+    let raw = format!(
+        "From: sender@example.jp\r\nTo: staff@city.example.lg.jp\r\nSubject: notice\r\n\
+         Date: Fri, 4 Dec 2026 10:00:00 +0900\r\nMessage-ID: <eof@example.jp>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nsee attached\r\n\
+         --b1\r\nContent-Type: text/plain; name=\"memo.txt\"\r\n\
+         Content-Disposition: attachment; filename=\"memo.txt\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{body}\r\n--b1--\r\n"
+    );
+    let outcome = mukaika_sanitizers::mail::convert(
+        raw.as_bytes(),
+        "eof",
+        &Registry::standard(),
+        &Policy::default(),
+    );
+    let attachments = &outcome.report.attachments;
+    assert_eq!(attachments.len(), 1);
+    assert_eq!(
+        attachments[0].disposition,
+        mukaika_sanitizers::mail::Disposition::Attached,
+        "{:?}",
+        attachments[0].report.reason
+    );
+    assert_eq!(attachments[0].report.verdict, Verdict::Passed);
+}
+
+/// Pieces CSV files are made of, weighted toward the characters that decide a split.
+fn csv_piece() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        ",", ",", ";", ";", "\t", "\t", "\"", "\"", " ", "\u{3000}", "=", "+", "-", "@", "＝",
+        "－", "＠", "1", "2", ".", "e", "a", "名", "\r\n", "\n", "\r", "|", "!", "(", "[", "'",
+        "sep=;\n", "sep=|\n",
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Whatever the file: no cell under any split is left a formula, only `'` is added, and
+    /// a second pass removes nothing.
+    #[test]
+    fn no_formula_survives_any_split(
+        pieces in prop::collection::vec(csv_piece(), 0..40),
+        enc in prop::sample::select(vec![Enc::Utf8, Enc::Cp932, Enc::Utf16Le]),
+    ) {
+        let csv: String = pieces.concat();
+        let outcome = process(&encode(&csv, enc), "x.csv");
+        let Some(out) = outcome.output() else {
+            // Held is fail-closed and allowed (e.g. `sep='`); nothing to check.
+            return Ok(());
+        };
+        let text = decode_as(out.bytes(), enc);
+        prop_assert_eq!(csv_oracle::formula_cells(&text), Vec::<(char, String)>::new());
+        // Only quotes were added: dropping exactly as many `'` as were removed gives the input.
+        let mut rest = text.chars().peekable();
+        let mut added = 0;
+        for c in csv.chars() {
+            while rest.peek() == Some(&'\'') && c != '\'' {
+                rest.next();
+                added += 1;
+            }
+            prop_assert_eq!(rest.next(), Some(c));
+        }
+        added += rest.filter(|&c| c == '\'').count();
+        prop_assert_eq!(added, outcome.report.removed.len());
+        let again = process(out.bytes(), "x.csv");
+        prop_assert!(again.report.removed.is_empty(), "{:?}", again.report.removed);
+        prop_assert_eq!(again.output().map(|o| o.bytes().to_vec()), Some(out.bytes().to_vec()));
+    }
 }
