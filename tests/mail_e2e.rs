@@ -38,35 +38,27 @@ msg = email.message_from_bytes(open(sys.argv[1], "rb").read(), policy=policy.def
 sys.stdout.write(str(msg["Subject"]))
 "#;
 
+/// Runs a Python script with one argument; returns what it printed (fails on any error).
+fn python(script: &str, arg: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", script, arg])
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn a_japanese_subject_folded_by_python_arrives_character_for_character() {
     let data = tempfile::tempdir().unwrap();
     let rt = runtime();
     let running = support::start(&rt, config(data.path(), ""), DEFAULT_TOML);
-    let sent = Command::new("python3")
-        .args(["-c", SEND, &running.smtp_addr.port().to_string()])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
-    let want = String::from_utf8(sent.stdout).unwrap();
+    let want = python(SEND, &running.smtp_addr.port().to_string());
     assert!(want.starts_with("【重要・架空】"), "{want}");
 
     let delivered = wait_for(&data.path().join("maildir/new"), 1);
     assert_eq!(delivered.len(), 1);
-    let read = Command::new("python3")
-        .args(["-c", READ, delivered[0].to_str().unwrap()])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        read.status.success(),
-        "{}",
-        String::from_utf8_lossy(&read.stderr)
-    );
-    let got = String::from_utf8(read.stdout).unwrap();
+    let got = python(READ, delivered[0].to_str().unwrap());
     assert_eq!(got, want);
     assert!(!got.contains('\u{FFFD}'));
     rt.block_on(running.stop("test"));
