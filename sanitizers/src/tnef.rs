@@ -198,10 +198,11 @@ pub fn parse(input: &[u8]) -> Result<Tnef> {
         (Some(t), _, _) if !t.trim().is_empty() => Some(t),
         // No policy reaches this parser; the default depth bound still keeps a deeply
         // nested HTML body from tying up the renderer (the stream is held instead).
-        (_, Some(h), _) => Some(crate::mail::html::to_text(
-            &h,
-            crate::policy::Limits::default().max_html_depth,
-        )?),
+        (_, Some(h), _) => {
+            let limits = crate::policy::Limits::default();
+            let time = std::time::Duration::from_millis(limits.max_millis);
+            Some(crate::mail::html::to_text(&h, limits.max_html_depth, time)?)
+        }
         (_, _, Some(compressed)) => Some(crate::rtf::text::to_text(&decompress_rtf(&compressed)?)),
         (t, _, _) => t,
     };

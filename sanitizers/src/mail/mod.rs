@@ -893,7 +893,8 @@ impl Walker<'_> {
         let rendered = match mime {
             "text/html" => {
                 let until = self.budget();
-                let rendered = html::to_text(text, self.policy.limits.max_html_depth)
+                let left = until.saturating_duration_since(Instant::now());
+                let rendered = html::to_text(text, self.policy.limits.max_html_depth, left)
                     .map_err(|e| Stop::new(e.reason_code(), format!("{here}: {}", e.message())))?;
                 // The renderer cannot look at the clock; a body it finished late is not used.
                 if Instant::now() > until {
