@@ -250,7 +250,7 @@ impl Pipeline {
             );
             tokio::task::spawn_blocking(move || {
                 let converted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    this.convert(&data, &qid, &config)
+                    this.convert(&data, &qid, &config, started + timeout)
                 }))
                 .unwrap_or_else(|_| {
                     Converted::Failed("internal-error", "the converter panicked".into())
@@ -329,7 +329,15 @@ impl Pipeline {
     }
 
     /// Runs the antivirus stage and the mail engine on one message (on a blocking thread).
-    fn convert(&self, raw: &[u8], qid: &str, config: &ServiceConfig) -> Converted {
+    /// The engine stops by itself at `deadline` (the same instant the caller stops waiting),
+    /// so a message that times out does not keep a thread busy after it has been held.
+    fn convert(
+        &self,
+        raw: &[u8],
+        qid: &str,
+        config: &ServiceConfig,
+        deadline: std::time::Instant,
+    ) -> Converted {
         // The message as received is scanned whole first; its parts are scanned again as the
         // registry meets them.
         let whole = match &self.antivirus {
@@ -342,7 +350,7 @@ impl Pipeline {
             }
             None => None,
         };
-        let outcome = mail::convert(raw, qid, &self.registry, &config.policy);
+        let outcome = mail::convert_by(raw, qid, &self.registry, &config.policy, Some(deadline));
         // A detection the registry accounts for (an attachment it blocked for a virus) is
         // handled there: the text and notice still go. One it cannot place — in a body, a
         // part it never hands out — holds the whole message.

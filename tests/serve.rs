@@ -953,3 +953,100 @@ fn queue_commands_beside_a_running_service_neither_recover_the_spool_nor_disturb
         dups.len()
     );
 }
+
+/// A sanitizer that works until its deadline stops it, checking the clock as it goes (PDF
+/// only), and records when its thread gave up.
+struct UntilStopped(std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl mukaika_sanitizers::Sanitizer for UntilStopped {
+    fn kinds(&self) -> &'static [mukaika_sanitizers::FileKind] {
+        &[mukaika_sanitizers::FileKind::Pdf]
+    }
+    fn sanitize(
+        &self,
+        _input: &[u8],
+        _kind: mukaika_sanitizers::FileKind,
+        cx: &mut mukaika_sanitizers::Context<'_>,
+    ) -> Result<mukaika_sanitizers::Sanitized, mukaika_sanitizers::Error> {
+        let stopped = loop {
+            if let Err(e) = cx.check_deadline() {
+                break e;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        *self.0.lock().unwrap() = Some(std::time::Instant::now());
+        Err(stopped)
+    }
+}
+
+#[test]
+fn a_timed_out_conversion_stops_its_thread_at_the_message_deadline() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let data = tempfile::tempdir().unwrap();
+    // The file budget (60 s by default) is far longer than the message's: the message's
+    // deadline is what must stop the work.
+    let mut c = config(data.path(), "");
+    c.pipeline.timeout_secs = 1;
+    c.notices.recipients = false;
+    let rt = runtime();
+    let (spool, _) = mukaika::spool::Spool::open(data.path().join("spool"), 1).unwrap();
+    let audit = Arc::new(
+        mukaika::audit::AuditLog::open(mukaika::audit::AuditConfig::new(
+            data.path().join("audit"),
+            "t",
+        ))
+        .unwrap(),
+    );
+    let quarantine =
+        mukaika::quarantine::open(data.path().join("quarantine"), c.quarantine.store).unwrap();
+    let stopped_at = Arc::new(Mutex::new(None));
+    let pipeline = Arc::new(mukaika::pipeline::Pipeline {
+        spool: Arc::clone(&spool),
+        audit,
+        quarantine,
+        sink: mukaika::pipeline::Sink::Maildir(data.path().join("maildir")),
+        registry: Arc::new(mukaika_sanitizers::Registry::with_sanitizers(vec![
+            Box::new(UntilStopped(Arc::clone(&stopped_at))),
+        ])),
+        antivirus: None,
+        config: Arc::new(mukaika::live::Live::new(c)),
+        wake: Arc::new(tokio::sync::Notify::new()),
+    });
+    let envelope = mukaika::smtp::session::Envelope {
+        helo: "client.invalid".into(),
+        mail_from: "sender@example.invalid".into(),
+        rcpt_to: vec!["soumu@city.example.invalid".into()],
+        eight_bit: false,
+        smtputf8: false,
+    };
+    let slow = b"From: a@example.invalid\r\nTo: soumu@city.example.invalid\r\nSubject: slow\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF-1.4\r\n%%EOF\r\n--b--\r\n";
+    spool.accept(envelope, "127.0.0.1", slow).unwrap();
+    let started = Instant::now();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = rt.spawn(Arc::clone(&pipeline).worker(stop_rx));
+    let items = support::quarantined(data.path(), 1);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].reason, "timeout");
+    // Held at the deadline; and the conversion thread has given up too, within twice the
+    // deadline, instead of running on for the file's whole budget.
+    while stopped_at.lock().unwrap().is_none() && started.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stopped = stopped_at.lock().unwrap().take();
+    let stopped = stopped.expect("the conversion thread still runs past twice the deadline");
+    assert!(
+        stopped.duration_since(started) < Duration::from_secs(2),
+        "stopped after {:?}",
+        stopped.duration_since(started)
+    );
+    let _ = stop.send(true);
+    rt.block_on(worker).unwrap();
+    assert_eq!(
+        std::fs::read_dir(data.path().join("maildir/new"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "nothing of the timed-out message is delivered"
+    );
+}

@@ -49,7 +49,10 @@ impl Sanitizer for HtmlSanitizer {
             }
         }
         cx.check_deadline()?;
-        let text = crate::mail::html::to_text(&html);
+        let limits = &cx.policy().limits;
+        let text = crate::mail::html::to_text(&html, limits.max_html_depth, cx.remaining())?;
+        // The renderer cannot look at the clock; what it finished late is not delivered.
+        cx.check_deadline()?;
         let mut out = Vec::with_capacity(text.len() + 16);
         out.extend_from_slice(b"\xEF\xBB\xBF");
         for line in text.lines() {

@@ -44,8 +44,14 @@ pub struct Limits {
     pub ratio_floor_bytes: u64,
     /// Deepest nesting of containers (an archive in an archive is depth 2).
     pub max_depth: u32,
-    /// Wall-clock budget for one top-level file, in milliseconds.
+    /// Wall-clock budget for one top-level file, in milliseconds. Work that cannot be
+    /// interrupted once started (drawing an SVG's filters) is estimated first and refused when
+    /// it would not fit in what is left of it.
     pub max_millis: u64,
+    /// Deepest nesting of HTML elements (in an HTML file or a mail body) that is rendered as
+    /// text; deeper markup is held before the HTML parser sees it, whose cost grows with the
+    /// square of the depth.
+    pub max_html_depth: u32,
     /// Most indirect objects a PDF may hold.
     pub max_pdf_objects: u64,
     /// Largest size any single PDF stream may decompress to while parsing, in bytes.
@@ -68,6 +74,7 @@ impl Default for Limits {
             ratio_floor_bytes: 1 << 20,
             max_depth: 3,
             max_millis: 60_000,
+            max_html_depth: 256,
             max_pdf_objects: 1_000_000,
             max_pdf_stream_bytes: 256 << 20,
             max_image_pixels: 64 << 20,

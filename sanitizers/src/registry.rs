@@ -180,6 +180,24 @@ impl<'a> Context<'a> {
         }
         Ok(())
     }
+
+    /// Time left before the deadline (zero once it has passed). Work that cannot be
+    /// interrupted once started (a renderer from another crate) is sized against this up
+    /// front and refused when it would not fit.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Holds a result that arrived after the deadline: whatever a sanitizer or validator produced
+/// late — one that never looked at the clock — is not delivered.
+fn in_time<T>(result: Result<T>, deadline: Instant) -> Result<T> {
+    match result {
+        Ok(_) if Instant::now() > deadline => Err(Error::timeout(
+            "time budget for this file exhausted before the result was ready",
+        )),
+        other => other,
+    }
 }
 
 /// One file's place in the work: its policy, nesting, deadline, and whether its output gets
@@ -549,7 +567,10 @@ impl Registry {
             );
         };
         let mut cx = Context::new(self, policy, depth, deadline);
-        let result = run_guarded(|| validator.validate(input, kind, &mut cx));
+        let result = in_time(
+            run_guarded(|| validator.validate(input, kind, &mut cx)),
+            deadline,
+        );
         report.warnings = std::mem::take(&mut cx.warnings);
         if let Some(removal) = cx.removed.first() {
             // A validator never changes anything; one that found something to remove has
@@ -630,6 +651,7 @@ impl Registry {
             }
             Ok(out)
         });
+        let result = in_time(result, deadline);
         report.removed = std::mem::take(&mut cx.removed);
         report.warnings = std::mem::take(&mut cx.warnings);
         report.children = std::mem::take(&mut cx.children);

@@ -9,7 +9,12 @@
 //! an SVG has text (the library reads no files, and a gateway that never sees SVG text never
 //! pays the fonts' memory); an SVG with text and no fonts to draw it is held rather than
 //! rendered without its words.
-//! Must never: load a resource by URL or path.
+//! Filters are the one part of drawing whose cost the file decides almost freely (a 300-byte
+//! `feMorphology` with a large radius runs for an hour; a blur on a large canvas takes
+//! gigabytes) and resvg cannot be stopped once it draws, so their work is estimated from the
+//! parsed tree first and a file whose filters would not fit in the time left is held.
+//! Must never: load a resource by URL or path, or start drawing work that cannot fit in the
+//! file's deadline.
 
 use std::sync::{Arc, OnceLock};
 
@@ -118,6 +123,15 @@ impl Sanitizer for SvgSanitizer {
                 "SVG draws at {width}×{height}, over the image limits"
             )));
         }
+        // resvg cannot be interrupted: the filters' cost is the one the file decides, so it
+        // must fit in the time left before drawing starts.
+        let work = filter_work(&tree, width, height);
+        let budget = cx.remaining().as_secs_f64() * 1000.0 * FILTER_WORK_PER_MS;
+        if work > budget {
+            return Err(Error::limit_exceeded(format!(
+                "SVG filters would cost about {work:.0} pixel operations; {budget:.0} fit in the time left"
+            )));
+        }
         let mut pixmap = resvg::tiny_skia::Pixmap::new(width, height)
             .ok_or_else(|| Error::malformed("SVG has no drawable size"))?;
         resvg::render(
@@ -138,5 +152,65 @@ impl Sanitizer for SvgSanitizer {
             .write_to(&mut png, image::ImageFormat::Png)
             .map_err(|e| Error::internal(format!("PNG encoder failed: {e}")))?;
         Ok(Sanitized::new(png.into_inner(), FileKind::Png))
+    }
+}
+
+/// Pixel operations per millisecond assumed when sizing filter work against the deadline:
+/// several times below what resvg manages on one slow core, so a file refused here would
+/// really not have been drawn in time.
+const FILTER_WORK_PER_MS: f64 = 50_000.0;
+
+/// An estimate, in pixel operations, of what drawing the filters of `tree` on a
+/// `width`×`height` canvas costs, following how resvg 0.49 does it: each filtered group gets
+/// a layer the size of its filter region (at most 5× the canvas each way), and each primitive
+/// walks that layer once — `feMorphology` once per pixel of its radius window, a convolution
+/// once per kernel cell, a blur a fixed number of passes. Masks, clip paths, patterns and
+/// `feImage` content are counted wherever they are drawn.
+fn filter_work(tree: &usvg::Tree, width: u32, height: u32) -> f64 {
+    let max = (5.0 * f64::from(width), 5.0 * f64::from(height));
+    let mut total = 0.0;
+    group_filter_work(tree.root(), max, &mut total);
+    total
+}
+
+fn group_filter_work(group: &usvg::Group, max: (f64, f64), total: &mut f64) {
+    let ts = group.abs_transform();
+    let (sx, sy) = ts.get_scale();
+    let (sx, sy) = (f64::from(sx).max(1e-3), f64::from(sy).max(1e-3));
+    for filter in group.filters() {
+        let (w, h) = filter.rect().transform(ts).map_or(max, |r| {
+            (
+                f64::from(r.width()).ceil().clamp(1.0, max.0),
+                f64::from(r.height()).ceil().clamp(1.0, max.1),
+            )
+        });
+        let area = w * h;
+        // The layer itself, drawn and copied.
+        *total += 2.0 * area;
+        for primitive in filter.primitives() {
+            use usvg::filter::Kind;
+            let per_pixel = match primitive.kind() {
+                Kind::Morphology(m) => {
+                    let rx = (f64::from(m.radius_x().get()) * sx).round().min(w);
+                    let ry = (f64::from(m.radius_y().get()) * sy).round().min(h);
+                    (2.0 * rx + 1.0) * (2.0 * ry + 1.0)
+                }
+                Kind::ConvolveMatrix(c) => {
+                    f64::from(c.matrix().columns()) * f64::from(c.matrix().rows())
+                }
+                Kind::Turbulence(t) => 8.0 * f64::from(t.num_octaves().max(1)),
+                // Five box passes each way, plus the copies around them.
+                Kind::GaussianBlur(_) | Kind::DropShadow(_) => 14.0,
+                Kind::DiffuseLighting(_) | Kind::SpecularLighting(_) => 12.0,
+                _ => 2.0,
+            };
+            *total += area * per_pixel;
+        }
+    }
+    for child in group.children() {
+        if let usvg::Node::Group(g) = child {
+            group_filter_work(g, max, total);
+        }
+        child.subroots(|sub| group_filter_work(sub, max, total));
     }
 }

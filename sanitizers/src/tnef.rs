@@ -196,7 +196,13 @@ pub fn parse(input: &[u8]) -> Result<Tnef> {
     }
     out.body = match (plain, html, rtf) {
         (Some(t), _, _) if !t.trim().is_empty() => Some(t),
-        (_, Some(h), _) => Some(crate::mail::html::to_text(&h)),
+        // No policy reaches this parser; the default depth bound still keeps a deeply
+        // nested HTML body from tying up the renderer (the stream is held instead).
+        (_, Some(h), _) => {
+            let limits = crate::policy::Limits::default();
+            let time = std::time::Duration::from_millis(limits.max_millis);
+            Some(crate::mail::html::to_text(&h, limits.max_html_depth, time)?)
+        }
         (_, _, Some(compressed)) => Some(crate::rtf::text::to_text(&decompress_rtf(&compressed)?)),
         (t, _, _) => t,
     };

@@ -33,6 +33,8 @@ use crate::policy::{Action, AttachmentMode, LinkMode, Policy};
 use crate::registry::Registry;
 use crate::report::{sha256_hex, Reason, Report, Verdict};
 
+use std::time::{Duration, Instant};
+
 use build::{Mailbox, OutPart, Outgoing};
 
 /// A converted message, written by mukaika. Only [`convert`] makes one.
@@ -189,8 +191,22 @@ impl Stop {
 /// Never unwinds: a panic anywhere in conversion (a bug, ours or the MIME parser's) holds
 /// the message whole with reason `internal-error`, as any other failure would.
 pub fn convert(raw: &[u8], id: &str, registry: &Registry, policy: &Policy) -> MailOutcome {
+    convert_by(raw, id, registry, policy, None)
+}
+
+/// [`convert`] that gives up at `deadline`: the service's per-message timeout. The walk stops
+/// at the next part, body or attachment once it has passed (attachments are processed by the
+/// registry under it too), and a message finished after it is held with reason `timeout`, so
+/// a conversion the caller has stopped waiting for ends instead of running on.
+pub fn convert_by(
+    raw: &[u8],
+    id: &str,
+    registry: &Registry,
+    policy: &Policy,
+    deadline: Option<Instant>,
+) -> MailOutcome {
     let converted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        convert_unguarded(raw, id, registry, policy)
+        convert_unguarded(raw, id, registry, policy, deadline)
     }));
     converted.unwrap_or_else(|_| {
         let mut report = empty_report(raw, id);
@@ -227,7 +243,13 @@ fn empty_report(raw: &[u8], id: &str) -> MailReport {
     }
 }
 
-fn convert_unguarded(raw: &[u8], id: &str, registry: &Registry, policy: &Policy) -> MailOutcome {
+fn convert_unguarded(
+    raw: &[u8],
+    id: &str,
+    registry: &Registry,
+    policy: &Policy,
+    deadline: Option<Instant>,
+) -> MailOutcome {
     let mut report = empty_report(raw, id);
     let hold = |mut report: MailReport, stop: Stop| {
         report.verdict = MailVerdict::Quarantined;
@@ -284,8 +306,12 @@ fn convert_unguarded(raw: &[u8], id: &str, registry: &Registry, policy: &Policy)
         replaced: 0,
         held_count: 0,
         lifted: 0,
+        deadline,
     };
     if let Err(stop) = walker.message(&message, 0, "1") {
+        return hold(report, stop);
+    }
+    if let Err(stop) = walker.in_time("message") {
         return hold(report, stop);
     }
     report.signed = walker.signed;
@@ -695,9 +721,29 @@ struct Walker<'a> {
     held_count: usize,
     /// How deep MIME structure found in body text is being walked (bounded by max_depth).
     lifted: u32,
+    /// The caller's deadline for the whole message, if it set one.
+    deadline: Option<Instant>,
 }
 
 impl Walker<'_> {
+    /// Stops the walk once the message's deadline has passed.
+    fn in_time(&self, here: &str) -> Result<(), Stop> {
+        match self.deadline {
+            Some(d) if Instant::now() > d => Err(Stop::new(
+                "timeout",
+                format!("{here}: time budget for this message exhausted"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The deadline for one piece of work starting now: its own budget (`max_millis`, as for
+    /// any file), never later than the message's.
+    fn budget(&self) -> Instant {
+        let own = Instant::now() + Duration::from_millis(self.policy.limits.max_millis);
+        self.deadline.map_or(own, |d| d.min(own))
+    }
+
     fn message(&mut self, msg: &Message<'_>, depth: u32, path: &str) -> Result<(), Stop> {
         if depth > self.policy.mail.max_depth {
             return Err(Stop::new(
@@ -719,6 +765,7 @@ impl Walker<'_> {
         let Some(part) = msg.parts.get(id as usize) else {
             return Ok(());
         };
+        self.in_time(&format!("{path}.{id}"))?;
         let (ctype, subtype) = part
             .content_type()
             .map(|ct| {
@@ -844,7 +891,20 @@ impl Walker<'_> {
         }
         self.replaced += text.chars().filter(|&c| c == '\u{FFFD}').count() as u64;
         let rendered = match mime {
-            "text/html" => html::to_text(text),
+            "text/html" => {
+                let until = self.budget();
+                let left = until.saturating_duration_since(Instant::now());
+                let rendered = html::to_text(text, self.policy.limits.max_html_depth, left)
+                    .map_err(|e| Stop::new(e.reason_code(), format!("{here}: {}", e.message())))?;
+                // The renderer cannot look at the clock; a body it finished late is not used.
+                if Instant::now() > until {
+                    return Err(Stop::new(
+                        "timeout",
+                        format!("{here}: rendering the HTML body took longer than its budget"),
+                    ));
+                }
+                rendered
+            }
             "text/calendar" => text::calendar_summary(text),
             "text/enriched" | "text/richtext" => text::strip_enriched(text),
             _ => {
@@ -1025,7 +1085,12 @@ impl Walker<'_> {
                 return;
             }
         }
-        let outcome = self.registry.process(bytes, &declared, self.policy);
+        let outcome = match self.deadline {
+            Some(_) => self
+                .registry
+                .process_at(bytes, &declared, self.policy, 1, self.budget()),
+            None => self.registry.process(bytes, &declared, self.policy),
+        };
         let (mut report, output) = outcome.into_parts();
         if let Some(clean) = output {
             self.out_parts.push(OutPart {
