@@ -1025,7 +1025,11 @@ fn one_client_holding_unfinished_requests_leaves_healthz_to_others_and_slow_head
         match slow.read(&mut buf) {
             Ok(0) => break started.elapsed(),
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => break started.elapsed(),
         }
     };

@@ -115,14 +115,18 @@ mod tests {
 
     #[test]
     fn controls_and_bidi_overrides_are_escaped_and_nothing_else_changes() {
-        let hostile = "x\u{1b}]0;title\u{7}\r\n\t\u{7f}\u{85}\u{9b}\u{202e}\u{2066}\u{200f}\u{61c}y 日本語";
+        let hostile =
+            "x\u{1b}]0;title\u{7}\r\n\t\u{7f}\u{85}\u{9b}\u{202e}\u{2066}\u{200f}\u{61c}y 日本語";
         let shown = escape_controls(hostile);
         assert!(!shown.chars().any(is_hidden_control), "{shown}");
         assert_eq!(
             shown,
             "x\\u{1b}]0;title\\u{7}\\u{d}\\u{a}\\u{9}\\u{7f}\\u{85}\\u{9b}\\u{202e}\\u{2066}\\u{200f}\\u{61c}y 日本語"
         );
-        assert!(matches!(escape_controls("会議資料 (2).docx"), Cow::Borrowed(_)));
+        assert!(matches!(
+            escape_controls("会議資料 (2).docx"),
+            Cow::Borrowed(_)
+        ));
         let on_disk = file_name_safe("請求書\u{202e}fdp.exe");
         assert_eq!(on_disk, "請求書_fdp.exe");
         assert!(matches!(file_name_safe("請求書.pdf"), Cow::Borrowed(_)));

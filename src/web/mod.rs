@@ -471,7 +471,9 @@ impl Slot {
         client: std::net::IpAddr,
         limits: ConnLimits,
     ) -> Option<Slot> {
-        let mut s = slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut s = slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let held = s.by_client.get(&client).copied().unwrap_or(0);
         let free = limits.total.saturating_sub(s.open);
         let reserve = limits.per_client.min(limits.total);
@@ -558,8 +560,7 @@ pub async fn serve(
                 .header_read_timeout(limits.header_timeout);
             let served = match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream))
-                        .await
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                     {
                         Ok(Ok(s)) => {
                             builder
