@@ -1127,6 +1127,37 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_listener_keeps_room_beside_one_clients_share_and_a_header_deadline() {
+        let admin =
+            |from: &str, to: &str| ServiceConfig::from_toml(&DEFAULT_TOML.replace(from, to));
+        let default = ServiceConfig::from_toml(DEFAULT_TOML).unwrap().admin;
+        assert_eq!(
+            (
+                default.max_connections,
+                default.max_connections_per_client,
+                default.header_timeout_secs
+            ),
+            (256, 32, 10)
+        );
+        for (from, to) in [
+            (
+                "max_connections_per_client = 32",
+                "max_connections_per_client = 0",
+            ),
+            (
+                "max_connections_per_client = 32",
+                "max_connections_per_client = 129",
+            ),
+            ("header_timeout_secs = 10", "header_timeout_secs = 0"),
+        ] {
+            assert!(
+                admin(from, to).unwrap_err().to_string().contains("admin."),
+                "{to}"
+            );
+        }
+    }
+
+    #[test]
     fn smtp_memory_budget_holds_one_largest_message_and_limits_are_positive() {
         let c = ServiceConfig::default_config();
         assert_eq!(c.smtp.hard_error_limit, 20);

@@ -603,6 +603,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_client_gets_its_share_and_the_reserve_is_left_to_clients_holding_none() {
+        let limits = ConnLimits {
+            total: 8,
+            per_client: 3,
+            header_timeout: Duration::from_secs(1),
+        };
+        let slots = Arc::new(std::sync::Mutex::new(Slots::default()));
+        let ip = |n: u8| std::net::IpAddr::from([127, 0, 0, n]);
+        let a: Vec<Slot> = (0..5)
+            .filter_map(|_| Slot::take(&slots, ip(1), limits))
+            .collect();
+        assert_eq!(a.len(), 3, "one client holds at most its share");
+        let b: Vec<Slot> = (0..5)
+            .filter_map(|_| Slot::take(&slots, ip(2), limits))
+            .collect();
+        assert_eq!(b.len(), 2, "a second client stops where the reserve begins");
+        let c: Vec<Slot> = (3..6)
+            .filter_map(|n| Slot::take(&slots, ip(n), limits))
+            .collect();
+        assert_eq!(c.len(), 3, "the reserve goes to clients holding none");
+        assert!(Slot::take(&slots, ip(9), limits).is_none(), "full");
+        drop(a);
+        assert!(
+            Slot::take(&slots, ip(1), limits).is_some(),
+            "slots are given back"
+        );
+    }
+
+    #[test]
     fn only_addresses_localhost_and_configured_names_are_answered() {
         let names = vec!["mukaika-admin.city.example.lg.jp".to_string()];
         for ok in [
