@@ -411,7 +411,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mukaika: {e:#}");
+            eprintln!("mukaika: {}", shown(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }
@@ -546,7 +546,7 @@ fn sanitize_files(
             Err(e) => {
                 usage |= e.is_usage();
                 failed = true;
-                eprintln!("mukaika: {e}");
+                eprintln!("mukaika: {}", shown(&e.to_string()));
             }
         }
         if let Some(bar) = &bar {
@@ -598,7 +598,7 @@ fn convert_mail(
             Err(e) => {
                 usage |= e.is_usage();
                 failed = true;
-                eprintln!("mukaika: {e}");
+                eprintln!("mukaika: {}", shown(&e.to_string()));
             }
         }
     }
@@ -902,11 +902,11 @@ fn batch_setup(
     let registry =
         Registry::standard_with_fonts(mukaika::fonts::source(mukaika::fonts::default_dirs()));
     let policy = sanitize::load_policy(policy, &registry).map_err(|e| {
-        eprintln!("mukaika: {e}");
+        eprintln!("mukaika: {}", shown(&e.to_string()));
         ExitCode::from(2)
     })?;
     sanitize::prepare_out_dir(out).map_err(|e| {
-        eprintln!("mukaika: {e}");
+        eprintln!("mukaika: {}", shown(&e.to_string()));
         ExitCode::from(1)
     })?;
     Ok((registry, policy))
@@ -923,7 +923,7 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let _lock = match mukaika::service::lock_data_dir(&config) {
         Ok(lock) => lock,
         Err(e) => {
-            eprintln!("mukaika: {e}");
+            eprintln!("mukaika: {}", shown(&e.to_string()));
             return Ok(ExitCode::from(2));
         }
     };
@@ -1044,7 +1044,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
             let item = match store.get(&id) {
                 Ok(i) => i,
                 Err(e) => {
-                    eprintln!("mukaika: {e}");
+                    eprintln!("mukaika: {}", shown(&e.to_string()));
                     return Ok(ExitCode::from(1));
                 }
             };
@@ -1155,7 +1155,7 @@ fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitC
             let roles = match mukaika::review::parse_roles(&role) {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("mukaika: {e}");
+                    eprintln!("mukaika: {}", shown(&e.to_string()));
                     return Ok(ExitCode::from(2));
                 }
             };
