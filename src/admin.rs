@@ -70,6 +70,7 @@ pub async fn serve(
     state: Arc<AdminState>,
     web: Option<Arc<crate::web::Web>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: crate::web::ConnLimits,
     shutdown: watch::Receiver<bool>,
 ) {
     let hostnames = state.hostnames.clone();
@@ -81,7 +82,14 @@ pub async fn serve(
         Some(web) => monitoring.merge(crate::web::router(web)),
         None => monitoring,
     };
-    crate::web::serve(listener, crate::web::secured(app, hostnames), tls, shutdown).await;
+    crate::web::serve(
+        listener,
+        crate::web::secured(app, hostnames),
+        tls,
+        limits,
+        shutdown,
+    )
+    .await;
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {

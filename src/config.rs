@@ -149,6 +149,12 @@ lockout_secs = 900
 # Host names the listener answers to besides IP addresses and localhost; any other Host
 # header gets 421 (a defence against DNS rebinding). Add the name you browse or scrape it by.
 # hostnames = ["mukaika-admin.city.example.lg.jp"]
+# Connections open at once, in all and from one address; the last max_connections_per_client
+# are kept for addresses holding none, so one flooding client cannot lock out the UI or /healthz.
+max_connections = 256
+max_connections_per_client = 32
+# Seconds a client has to send its request headers (and finish TLS) before it is dropped.
+header_timeout_secs = 10
 
 [notices]
 # A short Japanese notice to the LGWAN-side recipients when mail for them is quarantined.
@@ -570,6 +576,31 @@ pub struct AdminSection {
     /// rebinding) cannot reach the UI or `/metrics` from a staff member's browser.
     #[serde(default)]
     pub hostnames: Vec<String>,
+    /// Connections the admin listener holds open at once, from all clients.
+    #[serde(default = "default_admin_connections")]
+    pub max_connections: usize,
+    /// Connections one IP address may hold open at once. The last this many of
+    /// `max_connections` are also a reserve for addresses that hold none, so a client that
+    /// opens connections and never finishes them cannot lock out the UI or `/healthz`.
+    #[serde(default = "default_admin_connections_per_client")]
+    pub max_connections_per_client: usize,
+    /// Seconds a client has to finish the TLS handshake and send each request's headers
+    /// (an idle keep-alive connection is closed after it too): a slow sender gives its
+    /// connection back at this deadline.
+    #[serde(default = "default_admin_header_timeout_secs")]
+    pub header_timeout_secs: u64,
+}
+
+fn default_admin_connections() -> usize {
+    256
+}
+
+fn default_admin_connections_per_client() -> usize {
+    32
+}
+
+fn default_admin_header_timeout_secs() -> u64 {
+    10
 }
 
 fn default_idle_secs() -> u64 {
@@ -701,6 +732,9 @@ impl Default for AdminSection {
             lockout_attempts: default_lockout_attempts(),
             lockout_secs: default_lockout_secs(),
             hostnames: Vec::new(),
+            max_connections: default_admin_connections(),
+            max_connections_per_client: default_admin_connections_per_client(),
+            header_timeout_secs: default_admin_header_timeout_secs(),
         }
     }
 }
@@ -861,6 +895,18 @@ impl ServiceConfig {
         if self.audit.retention_days == 0 || self.quarantine.retention_days == 0 {
             return Err(ConfigError(
                 "audit.retention_days and quarantine.retention_days: at least one day".into(),
+            ));
+        }
+        let admin = &self.admin;
+        if admin.max_connections_per_client == 0
+            || admin.max_connections_per_client * 2 > admin.max_connections
+            || admin.header_timeout_secs == 0
+        {
+            return Err(ConfigError(
+                "admin.max_connections_per_client: at least 1 and at most half of \
+                 admin.max_connections (the rest is what other clients keep); \
+                 admin.header_timeout_secs: at least 1"
+                    .into(),
             ));
         }
         if let Some(clamd) = &self.antivirus.clamd {
@@ -1076,6 +1122,37 @@ mod tests {
             assert!(
                 named(bad).unwrap_err().to_string().contains("hostnames"),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_admin_listener_keeps_room_beside_one_clients_share_and_a_header_deadline() {
+        let admin =
+            |from: &str, to: &str| ServiceConfig::from_toml(&DEFAULT_TOML.replace(from, to));
+        let default = ServiceConfig::from_toml(DEFAULT_TOML).unwrap().admin;
+        assert_eq!(
+            (
+                default.max_connections,
+                default.max_connections_per_client,
+                default.header_timeout_secs
+            ),
+            (256, 32, 10)
+        );
+        for (from, to) in [
+            (
+                "max_connections_per_client = 32",
+                "max_connections_per_client = 0",
+            ),
+            (
+                "max_connections_per_client = 32",
+                "max_connections_per_client = 129",
+            ),
+            ("header_timeout_secs = 10", "header_timeout_secs = 0"),
+        ] {
+            assert!(
+                admin(from, to).unwrap_err().to_string().contains("admin."),
+                "{to}"
             );
         }
     }

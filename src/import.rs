@@ -802,9 +802,11 @@ pub fn check_name(rel: &str) -> Option<String> {
 }
 
 /// `name`, or `stem (2).ext`… when it is taken in `dir`; every candidate shortened to a name
-/// the file system holds (the stem gives way to the number and the extension).
+/// the file system holds (the stem gives way to the number and the extension), with no control
+/// or bidi character (an RLO would show `請求書\u{202e}fdp.exe` as `請求書exe.pdf` in Explorer).
 fn unique(dir: &Path, name: &str) -> String {
-    let name = names::shorten(name, names::NAME_MAX);
+    let name = names::file_name_safe(name);
+    let name = names::shorten(&name, names::NAME_MAX);
     if !dir.join(name.as_ref()).exists() {
         return name.into_owned();
     }
@@ -841,7 +843,7 @@ pub fn report_text(
 ) -> String {
     let mut t = String::from("\u{FEFF}無害化レポート\r\n");
     t.push_str("================\r\n");
-    t.push_str(&format!("ファイル: {rel}\r\n"));
+    t.push_str(&format!("ファイル: {}\r\n", names::escape_controls(rel)));
     t.push_str(&format!("判定: {}\r\n", report.verdict.label_ja()));
     t.push_str(&format!("種類: {}", report.detected_type));
     if let Some(out) = report.output_type.filter(|o| *o != report.detected_type) {
@@ -880,7 +882,7 @@ pub fn report_text(
     for child in &report.children {
         t.push_str(&format!(
             "  内包ファイル {}: {}\r\n",
-            child.input.as_deref().unwrap_or("?"),
+            names::escape_controls(child.input.as_deref().unwrap_or("?")),
             child.verdict.label_ja()
         ));
     }

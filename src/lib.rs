@@ -15,6 +15,7 @@ pub mod control;
 pub mod fonts;
 pub mod import;
 pub mod live;
+pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod notice;

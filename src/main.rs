@@ -411,7 +411,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mukaika: {e:#}");
+            eprintln!("mukaika: {}", shown(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }
@@ -510,25 +510,25 @@ fn sanitize_files(
     let mut usage = false;
     for file in &files {
         if let Some(bar) = &bar {
-            bar.set_message(file.display().to_string());
+            bar.set_message(shown_path(file));
         }
         match sanitize::process_file(file, &out, &registry, &policy) {
             Ok(done) => {
                 if json {
-                    println!("{}", serde_json::to_string(&done.report)?);
+                    println!("{}", shown_json(serde_json::to_string(&done.report)?));
                 }
                 let line = match (&done.report.verdict, &done.output) {
                     (Verdict::Sanitized | Verdict::Passed, Some(path)) => {
                         format!(
                             "{}: {} -> {}",
-                            file.display(),
+                            shown_path(file),
                             done.report.verdict.label_ja(),
-                            path.display()
+                            shown_path(path)
                         )
                     }
                     _ => format!(
                         "{}: {} ({})",
-                        file.display(),
+                        shown_path(file),
                         done.report.verdict.label_ja(),
                         done.report
                             .reason
@@ -546,7 +546,7 @@ fn sanitize_files(
             Err(e) => {
                 usage |= e.is_usage();
                 failed = true;
-                eprintln!("mukaika: {e}");
+                eprintln!("mukaika: {}", shown(&e.to_string()));
             }
         }
         if let Some(bar) = &bar {
@@ -580,7 +580,7 @@ fn convert_mail(
         match mukaika::mail::convert_file(file, &out, &registry, &policy) {
             Ok(done) => {
                 if json {
-                    println!("{}", serde_json::to_string(&done.report)?);
+                    println!("{}", shown_json(serde_json::to_string(&done.report)?));
                 } else {
                     let verdict = match done.report.verdict {
                         mukaika::sanitizers::mail::MailVerdict::Delivered => "変換済み",
@@ -588,17 +588,17 @@ fn convert_mail(
                         mukaika::sanitizers::mail::MailVerdict::Blocked => "削除",
                     };
                     let detail = match (&done.output, &done.report.reason) {
-                        (Some(path), _) => format!("-> {}", path.display()),
-                        (None, Some(r)) => format!("({}: {})", r.code, r.detail),
+                        (Some(path), _) => format!("-> {}", shown_path(path)),
+                        (None, Some(r)) => format!("({}: {})", r.code, shown(&r.detail)),
                         (None, None) => String::new(),
                     };
-                    eprintln!("{}: {verdict} {detail}", done.input);
+                    eprintln!("{}: {verdict} {detail}", shown(&done.input));
                 }
             }
             Err(e) => {
                 usage |= e.is_usage();
                 failed = true;
-                eprintln!("mukaika: {e}");
+                eprintln!("mukaika: {}", shown(&e.to_string()));
             }
         }
     }
@@ -631,10 +631,10 @@ fn audit(command: AuditCommand) -> Result<ExitCode> {
             let report =
                 audit::verify(&dir, key.as_deref().map(|k| k.trim_ascii()), day.as_deref())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", shown_json(serde_json::to_string_pretty(&report)?));
             } else {
                 for note in &report.notes {
-                    println!("注記: {note}");
+                    println!("注記: {}", shown(note));
                 }
                 match &report.problem {
                     None => println!(
@@ -643,7 +643,10 @@ fn audit(command: AuditCommand) -> Result<ExitCode> {
                     ),
                     Some(p) => println!(
                         "監査ログの連鎖が壊れています: {}:{}: {} — {}",
-                        p.file, p.line, p.kind, p.detail
+                        shown(&p.file),
+                        p.line,
+                        p.kind,
+                        shown(&p.detail)
                     ),
                 }
             }
@@ -680,7 +683,10 @@ fn audit(command: AuditCommand) -> Result<ExitCode> {
                 if json {
                     println!(
                         "{}",
-                        serde_json::json!({"seq": r.seq, "ts": r.ts, "node": r.node, "event": r.event})
+                        shown_json(
+                            serde_json::json!({"seq": r.seq, "ts": r.ts, "node": r.node, "event": r.event})
+                                .to_string()
+                        )
                     );
                 } else {
                     let kind = r.event.get("type").and_then(|t| t.as_str()).unwrap_or("");
@@ -694,7 +700,11 @@ fn audit(command: AuditCommand) -> Result<ExitCode> {
                         .unwrap_or("");
                     println!(
                         "{:>8}  {}  {:<20} {:<28} {}",
-                        r.seq, r.ts, kind, id, verdict
+                        r.seq,
+                        shown(&r.ts),
+                        shown(kind),
+                        shown(id),
+                        shown(verdict)
                     );
                 }
             }
@@ -710,11 +720,18 @@ fn serve(config: Option<PathBuf>, log_format: &str) -> Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     match log_format {
+        // Every line through the escaping writer: names and subjects in log fields come from
+        // senders; without colours, so an escape in a line is always one a field carried.
         "json" => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
+            .with_writer(mukaika::logging::escaping(std::io::stdout, true))
             .init(),
-        "text" => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        "text" => tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_env_filter(filter)
+            .with_writer(mukaika::logging::escaping(std::io::stdout, false))
+            .init(),
         other => {
             eprintln!("mukaika: --log-format must be text or json, not {other}");
             return Ok(ExitCode::from(2));
@@ -846,13 +863,13 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
                 for m in spool.list(s) {
                     println!(
                         "{:<24} {:<9} {:>9}  {}  {} -> {}  {}",
-                        m.id,
+                        shown(&m.id),
                         s,
                         m.size,
-                        m.received_at,
-                        m.envelope.mail_from,
-                        m.envelope.rcpt_to.join(","),
-                        m.last_error.unwrap_or_default()
+                        shown(&m.received_at),
+                        shown(&m.envelope.mail_from),
+                        shown(&m.envelope.rcpt_to.join(",")),
+                        shown(&m.last_error.unwrap_or_default())
                     );
                 }
             }
@@ -862,9 +879,9 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
             Some((state, meta)) => {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(
+                    shown_json(serde_json::to_string_pretty(
                         &serde_json::json!({"state": state, "item": meta})
-                    )?
+                    )?)
                 );
                 Ok(ExitCode::SUCCESS)
             }
@@ -885,11 +902,11 @@ fn batch_setup(
     let registry =
         Registry::standard_with_fonts(mukaika::fonts::source(mukaika::fonts::default_dirs()));
     let policy = sanitize::load_policy(policy, &registry).map_err(|e| {
-        eprintln!("mukaika: {e}");
+        eprintln!("mukaika: {}", shown(&e.to_string()));
         ExitCode::from(2)
     })?;
     sanitize::prepare_out_dir(out).map_err(|e| {
-        eprintln!("mukaika: {e}");
+        eprintln!("mukaika: {}", shown(&e.to_string()));
         ExitCode::from(1)
     })?;
     Ok((registry, policy))
@@ -906,7 +923,7 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let _lock = match mukaika::service::lock_data_dir(&config) {
         Ok(lock) => lock,
         Err(e) => {
-            eprintln!("mukaika: {e}");
+            eprintln!("mukaika: {}", shown(&e.to_string()));
             return Ok(ExitCode::from(2));
         }
     };
@@ -925,24 +942,26 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let importer =
         mukaika::import::Importer::new(config.import.clone(), &data, registry, audit, quarantine);
     for problem in importer.create_folders() {
-        eprintln!("mukaika: {problem}");
+        eprintln!("mukaika: {}", shown(&problem));
     }
     let summary = importer.pass(&config.policy, false);
     println!("フォルダ\tファイル\t判定\t出力\t隔離ID");
     for p in &summary.processed {
         println!(
             "{}\t{}\t{}\t{}\t{}",
-            p.pair,
-            p.path,
+            shown(&p.pair),
+            shown(&p.path),
             p.verdict.label_ja(),
-            p.output.as_deref().unwrap_or("-"),
-            p.quarantine_id.as_deref().unwrap_or("-")
+            shown(p.output.as_deref().unwrap_or("-")),
+            shown(p.quarantine_id.as_deref().unwrap_or("-"))
         );
     }
     for f in &summary.failed {
         println!(
             "{}\t{}\tエラー (取り込みフォルダに残ります)\t-\t{}",
-            f.pair, f.path, f.error
+            shown(&f.pair),
+            shown(&f.path),
+            shown(&f.error)
         );
     }
     println!(
@@ -963,10 +982,10 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
 fn act(config: &mukaika::config::ServiceConfig, op: mukaika::control::Op) -> Result<ExitCode> {
     let reply = mukaika::control::run(config, op).map_err(anyhow::Error::msg)?;
     if reply.ok {
-        println!("{}", reply.message);
+        println!("{}", shown(&reply.message));
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("mukaika: {}", reply.message);
+        eprintln!("mukaika: {}", shown(&reply.message));
         Ok(ExitCode::from(if reply.forbidden { 77 } else { 1 }))
     }
 }
@@ -990,23 +1009,26 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
         QuarantineCommand::List { reason, json } => {
             let store =
                 mukaika::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
-            println!("隔離ID	日時(JST)	経路	理由	名前	差出人	宛先");
+            // JSON lines only under --json: a header row is not JSON.
+            if !json {
+                println!("隔離ID	日時(JST)	経路	理由	名前	差出人	宛先");
+            }
             for item in store.list()? {
                 if reason.as_ref().is_some_and(|r| *r != item.reason) {
                     continue;
                 }
                 if json {
-                    println!("{}", serde_json::to_string(&item)?);
+                    println!("{}", shown_json(serde_json::to_string(&item)?));
                 } else {
                     println!(
                         "{}	{}	{}	{}	{}	{}	{}",
-                        item.id,
-                        mukaika::audit::time::jst(&item.at),
-                        item.source,
-                        item.reason,
-                        item.name.as_deref().unwrap_or("(メール全体)"),
-                        item.mail_from.as_deref().unwrap_or("-"),
-                        item.rcpt_to.join(",")
+                        shown(&item.id),
+                        shown(&mukaika::audit::time::jst(&item.at)),
+                        shown(&item.source),
+                        shown(&item.reason),
+                        shown(item.name.as_deref().unwrap_or("(メール全体)")),
+                        shown(item.mail_from.as_deref().unwrap_or("-")),
+                        shown(&item.rcpt_to.join(","))
                     );
                 }
             }
@@ -1022,24 +1044,24 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
             let item = match store.get(&id) {
                 Ok(i) => i,
                 Err(e) => {
-                    eprintln!("mukaika: {e}");
+                    eprintln!("mukaika: {}", shown(&e.to_string()));
                     return Ok(ExitCode::from(1));
                 }
             };
-            println!("{}", serde_json::to_string_pretty(&item)?);
+            println!("{}", shown_json(serde_json::to_string_pretty(&item)?));
             for r in mukaika::review::read_requests(&data, None)?
                 .into_iter()
                 .filter(|r| r.item_id == id)
             {
                 println!(
                     "申請 {}: {} ({}), 申請者 {}, 理由 {}, 判断 {} {}",
-                    r.id,
+                    shown(&r.id),
                     r.state.label_ja(),
-                    r.target,
-                    r.requester,
-                    r.reason,
-                    r.decided_by.as_deref().unwrap_or("-"),
-                    r.decision_reason.as_deref().unwrap_or("")
+                    shown(&r.target.to_string()),
+                    shown(&r.requester),
+                    shown(&r.reason),
+                    shown(r.decided_by.as_deref().unwrap_or("-")),
+                    shown(r.decision_reason.as_deref().unwrap_or(""))
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -1050,13 +1072,13 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
             for r in mukaika::review::read_requests(&data, state)? {
                 println!(
                     "{}	{}	{}	{}	{}	{}	{}",
-                    r.id,
-                    r.item_id,
+                    shown(&r.id),
+                    shown(&r.item_id),
                     r.state.as_str(),
-                    r.requester,
-                    r.target,
-                    r.reason,
-                    r.decided_by.as_deref().unwrap_or("-")
+                    shown(&r.requester),
+                    shown(&r.target.to_string()),
+                    shown(&r.reason),
+                    shown(r.decided_by.as_deref().unwrap_or("-"))
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -1133,7 +1155,7 @@ fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitC
             let roles = match mukaika::review::parse_roles(&role) {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("mukaika: {e}");
+                    eprintln!("mukaika: {}", shown(&e.to_string()));
                     return Ok(ExitCode::from(2));
                 }
             };
@@ -1165,7 +1187,7 @@ fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitC
             for u in mukaika::review::list_users_at(&config.data.dir)? {
                 println!(
                     "{}	{}	{}	{}",
-                    u.name,
+                    shown(&u.name),
                     mukaika::review::roles_text(&u.roles),
                     u.last_login_at
                         .as_deref()
@@ -1177,6 +1199,23 @@ fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Text from outside (a file or mail name, a subject, an address, a remote reply) as a
+/// listing shows it: controls and bidi overrides escaped, so a row stays one row and a
+/// terminal obeys none of it.
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    mukaika::sanitizers::names::escape_controls(text)
+}
+
+/// A path from outside as [`shown`] shows text.
+fn shown_path(path: &std::path::Path) -> String {
+    shown(&path.display().to_string()).into_owned()
+}
+
+/// JSON for a terminal: serde_json leaves DEL, C1 and bidi controls raw inside strings.
+fn shown_json(json: String) -> String {
+    mukaika::logging::escape_json(&json).into_owned()
 }
 
 /// The service configuration (file or embedded default); a bad one is a usage error (2).

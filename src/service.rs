@@ -296,6 +296,11 @@ pub async fn start(
         }),
         Some(web),
         admin_tls,
+        crate::web::ConnLimits {
+            total: config.admin.max_connections,
+            per_client: config.admin.max_connections_per_client,
+            header_timeout: std::time::Duration::from_secs(config.admin.header_timeout_secs),
+        },
         watch_rx.clone(),
     ));
     tasks.spawn(crate::control::serve(

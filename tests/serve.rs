@@ -1050,3 +1050,92 @@ fn a_timed_out_conversion_stops_its_thread_at_the_message_deadline() {
         "nothing of the timed-out message is delivered"
     );
 }
+
+/// A plain connection to `to` from the loopback address `from` (all of 127/8 is local on Linux).
+fn connect_from(
+    rt: &tokio::runtime::Runtime,
+    from: &str,
+    to: std::net::SocketAddr,
+) -> std::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let stream = rt.block_on(socket.connect(to)).unwrap().into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+#[test]
+fn one_client_holding_unfinished_requests_leaves_healthz_to_others_and_slow_headers_are_dropped() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let data = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let text = support::config_text(data.path(), "127.0.0.1:0")
+        .replace("header_timeout_secs = 10", "header_timeout_secs = 2");
+    let running = support::start(&rt, ServiceConfig::from_toml(&text).unwrap(), &text);
+    let admin = running.admin_addr;
+
+    // One client opens more connections than the whole listener used to hold, each with a
+    // request that never ends.
+    let flood: Vec<std::net::TcpStream> = (0..260)
+        .map(|_| {
+            let mut s = connect_from(&rt, "127.0.0.1", admin);
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Another client still gets its answer, well within the header deadline.
+    let asked = Instant::now();
+    let mut other = connect_from(&rt, "127.0.0.2", admin);
+    other
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = other.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && asked.elapsed() < Duration::from_secs(2),
+        "after {:?}: {answer:?}",
+        asked.elapsed()
+    );
+
+    // A client that sends its headers a line at a time is dropped at the deadline, not kept.
+    let started = Instant::now();
+    let mut slow = connect_from(&rt, "127.0.0.3", admin);
+    slow.set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    let _ = slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    let mut buf = [0u8; 512];
+    let closed_after = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "a slow sender kept its connection"
+        );
+        if slow.write_all(b"X-Slow: 1\r\n").is_err() {
+            break started.elapsed();
+        }
+        match slow.read(&mut buf) {
+            Ok(0) => break started.elapsed(),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break started.elapsed(),
+        }
+    };
+    assert!(
+        closed_after >= Duration::from_millis(1500) && closed_after < Duration::from_secs(4),
+        "closed after {closed_after:?}"
+    );
+    // The flood's connections went at the same deadline: the first client is served again.
+    let (status, _) = support::http_get(admin, "/healthz");
+    assert_eq!(status, 200);
+    drop(flood);
+}

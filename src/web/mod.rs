@@ -424,8 +424,86 @@ async fn check_host(
         .unwrap_or_default()
 }
 
-/// Connections the admin listener serves at once.
-const MAX_CONNECTIONS: usize = 256;
+/// How many connections the admin listener holds, and for how long a client may take to send
+/// its request headers (`[admin] max_connections`, `max_connections_per_client`,
+/// `header_timeout_secs`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Connections open at once, from everyone.
+    pub total: usize,
+    /// Connections open at once from one IP address. The last this many of `total` are a
+    /// reserve only a client holding no connection may take, so a few flooding addresses
+    /// still leave room for a browser or a monitoring probe.
+    pub per_client: usize,
+    /// Deadline for the TLS handshake and for each request's headers, counted from the first
+    /// wait (an idle keep-alive connection is closed at it too).
+    pub header_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            total: 256,
+            per_client: 32,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The open connections, counted per client address.
+#[derive(Default)]
+struct Slots {
+    open: usize,
+    by_client: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+/// One connection's place in [`Slots`], given back when the connection ends.
+struct Slot {
+    slots: Arc<std::sync::Mutex<Slots>>,
+    client: std::net::IpAddr,
+}
+
+impl Slot {
+    /// A place for a connection from `client`, or `None` when that client holds its share or
+    /// only the reserve is left and it already holds a connection.
+    fn take(
+        slots: &Arc<std::sync::Mutex<Slots>>,
+        client: std::net::IpAddr,
+        limits: ConnLimits,
+    ) -> Option<Slot> {
+        let mut s = slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = s.by_client.get(&client).copied().unwrap_or(0);
+        let free = limits.total.saturating_sub(s.open);
+        let reserve = limits.per_client.min(limits.total);
+        if free == 0 || held >= limits.per_client || (held > 0 && free <= reserve) {
+            return None;
+        }
+        s.open += 1;
+        *s.by_client.entry(client).or_insert(0) += 1;
+        Some(Slot {
+            slots: Arc::clone(slots),
+            client,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.open = s.open.saturating_sub(1);
+        if let Some(n) = s.by_client.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                s.by_client.remove(&self.client);
+            }
+        }
+    }
+}
 
 /// The client address of a request, as the accept loop recorded it.
 #[derive(Debug, Clone, Copy)]
@@ -437,11 +515,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ConnLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // A bounded number of connections, each with a header deadline: a slow or flooding
-    // client cannot exhaust the listener that operators rely on.
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // A bounded number of connections per client and in all, each with a header deadline: a
+    // slow or flooding client cannot exhaust the listener that operators and probes rely on.
+    let slots = Arc::new(std::sync::Mutex::new(Slots::default()));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -458,8 +537,8 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(%peer, "admin listener at its connection limit; connection closed");
+        let Some(permit) = Slot::take(&slots, peer.ip(), limits) else {
+            tracing::warn!(%peer, "admin listener: this client holds its share of connections; connection closed");
             continue;
         };
         let app = app.clone();
@@ -478,11 +557,10 @@ pub async fn serve(
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30));
+                .header_read_timeout(limits.header_timeout);
             let served = match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                     {
                         Ok(Ok(s)) => {
                             builder
@@ -523,6 +601,35 @@ pub(crate) fn review_error(lang: Lang, e: &crate::review::ReviewError) -> Respon
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_gets_its_share_and_the_reserve_is_left_to_clients_holding_none() {
+        let limits = ConnLimits {
+            total: 8,
+            per_client: 3,
+            header_timeout: Duration::from_secs(1),
+        };
+        let slots = Arc::new(std::sync::Mutex::new(Slots::default()));
+        let ip = |n: u8| std::net::IpAddr::from([127, 0, 0, n]);
+        let a: Vec<Slot> = (0..5)
+            .filter_map(|_| Slot::take(&slots, ip(1), limits))
+            .collect();
+        assert_eq!(a.len(), 3, "one client holds at most its share");
+        let b: Vec<Slot> = (0..5)
+            .filter_map(|_| Slot::take(&slots, ip(2), limits))
+            .collect();
+        assert_eq!(b.len(), 2, "a second client stops where the reserve begins");
+        let c: Vec<Slot> = (3..6)
+            .filter_map(|n| Slot::take(&slots, ip(n), limits))
+            .collect();
+        assert_eq!(c.len(), 3, "the reserve goes to clients holding none");
+        assert!(Slot::take(&slots, ip(9), limits).is_none(), "full");
+        drop(a);
+        assert!(
+            Slot::take(&slots, ip(1), limits).is_some(),
+            "slots are given back"
+        );
+    }
 
     #[test]
     fn only_addresses_localhost_and_configured_names_are_answered() {
