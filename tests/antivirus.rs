@@ -141,14 +141,10 @@ fn eicar_is_blocked_by_name_wherever_it_hides_and_clamd_down_holds_everything() 
         "{:?}",
         zipped.report.reason
     );
-    // clamd unpacks the zip itself; either way the signature is named.
-    assert!(zipped
-        .report
-        .reason
-        .as_ref()
-        .unwrap()
-        .detail
-        .contains(SIGNATURE));
+    // clamd unpacks the zip itself; either way the scanner decided, and named the signature.
+    let reason = zipped.report.reason.as_ref().unwrap();
+    assert_eq!(reason.code, "virus", "{}", reason.detail);
+    assert!(reason.detail.contains(SIGNATURE), "{}", reason.detail);
 
     let clean = process(b"an ordinary memo\n", "memo.txt");
     assert_eq!(clean.report.verdict, Verdict::Passed);
@@ -388,6 +384,18 @@ fn the_corpus_eicar_files_are_blocked_with_the_scanner() {
             Verdict::Blocked,
             "{name}: {:?}",
             outcome.report.reason
+        );
+        // Blocked by the scanner, by name: not by type, and not by a bug on the way.
+        let reason = outcome
+            .report
+            .reason
+            .as_ref()
+            .expect("a blocked file has a reason");
+        assert_eq!(reason.code, "virus", "{name}: {}", reason.detail);
+        assert!(
+            reason.detail.contains(SIGNATURE),
+            "{name}: {}",
+            reason.detail
         );
         seen += 1;
     }
