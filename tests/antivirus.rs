@@ -221,12 +221,20 @@ fn the_gateway_blocks_eicar_in_mail_and_import_and_tempfails_while_clamd_is_down
             "the attachment is removed, the text delivered:\n{text}"
         );
     }
-    let reasons = mukaika::audit::search(&data.join("audit"), &Default::default())
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.event["type"] == "part_sanitized" && r.event["verdict"] == "blocked")
-        .count();
-    assert_eq!(reasons, 2, "both attachments blocked on record");
+    // The audit records a delivery after it happened, so the second message's record may
+    // land a moment after its maildir file: wait for it rather than race it.
+    let blocked_on_record = || {
+        mukaika::audit::search(&data.join("audit"), &Default::default())
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.event["type"] == "part_sanitized" && r.event["verdict"] == "blocked")
+            .count()
+    };
+    let since = Instant::now();
+    while blocked_on_record() < 2 && since.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(blocked_on_record(), 2, "both attachments blocked on record");
 
     // The import folder: the file leaves only a report naming the detection.
     support_put(&data.join("import/請求書.txt"), &eicar());
