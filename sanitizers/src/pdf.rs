@@ -700,6 +700,23 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 }
             }
             page.set("Type", Object::Name(b"Page".to_vec()));
+            // A /Contents that is neither a stream nor an array of streams (a damaged content
+            // object that lopdf read as something else) would be copied through as it is, and
+            // qpdf, like a viewer, would have to guess what the page shows.
+            if let Ok(contents) = page.get(b"Contents") {
+                let is_stream = |o: &Object| matches!(resolve(self.src, o), Object::Stream(_));
+                let ok = match resolve(self.src, contents) {
+                    Object::Null | Object::Stream(_) => true,
+                    Object::Array(items) => items.iter().all(is_stream),
+                    _ => false,
+                };
+                if !ok {
+                    return Err(Error::malformed(format!(
+                        "page {} /Contents is not a stream or an array of streams",
+                        n + 1
+                    )));
+                }
+            }
             let mut cleaned = self
                 .clean_dict(&page, &format!("page {}", n + 1), 0, false)?
                 .ok_or_else(|| Error::malformed("a page is an action dictionary"))?;

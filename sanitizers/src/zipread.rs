@@ -3,7 +3,8 @@
 //!
 //! Owns: turning ZIP bytes into an ordered list of members with their raw names and bytes.
 //! Invariants: every rule below is an error, never a repair — encrypted entries; local headers
-//! that overlap another entry's data (the overlapping-entry bomb); more members than allowed;
+//! that overlap another entry's data (the overlapping-entry bomb); a local header naming its
+//! member differently from the central directory; more members than allowed;
 //! declared or actual expanded sizes over the budget; a compression ratio past the limit; a
 //! stored member whose CRC or sizes disagree; an entry that inflates to another size than its
 //! header says.
@@ -30,6 +31,17 @@ pub struct Entry<'a> {
     pub modified: Option<zip::DateTime>,
     /// The member's expanded bytes: borrowed from the input when stored, inflated otherwise.
     pub bytes: Cow<'a, [u8]>,
+}
+
+/// The name a local file header at `start` records (signature checked), if it is in bounds.
+fn local_name(input: &[u8], start: u64) -> Option<&[u8]> {
+    let start = usize::try_from(start).ok()?;
+    let header = input.get(start..start.checked_add(30)?)?;
+    if header[..4] != *b"PK\x03\x04" {
+        return None;
+    }
+    let len = usize::from(u16::from_le_bytes([header[26], header[27]]));
+    input.get(start + 30..start + 30 + len)
 }
 
 /// Reads every member of the ZIP into memory, enforcing the limits.
@@ -65,6 +77,13 @@ pub fn entries<'a>(input: &'a [u8], limits: &Limits) -> Result<Vec<Entry<'a>>> {
         let data_start = entry
             .data_start()
             .ok_or_else(|| Error::malformed(format!("ZIP entry {name} has no data offset")))?;
+        if local_name(input, entry.header_start()) != Some(raw_name.as_slice()) {
+            // The central directory and the local header name the member differently: a
+            // reader that walks local headers sees another package than we rebuild from.
+            return Err(Error::malformed(format!(
+                "ZIP entry {name}: its local header gives another name"
+            )));
+        }
         spans.push((
             entry.header_start(),
             data_start.saturating_add(entry.compressed_size()),

@@ -313,3 +313,41 @@ fn seven_zip_members_are_rebuilt_and_encryption_is_held() {
     let outcome = process(&bad, "bad.7z");
     assert_eq!(outcome.report.reason.as_ref().unwrap().code, "malformed");
 }
+
+/// Found by the registry's single-byte-corruption property test: one byte of a package's
+/// central directory renamed `word/document.xml` to ` ord/document.xml` while the local header
+/// kept the old name. Readers that walk local headers and readers that trust the central
+/// directory then see different packages; the rebuild lost its main part and only the output
+/// re-check (internal-error) stopped it. Now the disagreement itself is the verdict.
+#[test]
+fn a_member_named_differently_in_its_local_header_is_malformed() {
+    let mut buf = Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default();
+        w.start_file("docs/readme.txt", opts).unwrap();
+        w.write_all(b"an ordinary memo\n").unwrap();
+        w.finish().unwrap();
+    }
+    let good = buf.into_inner();
+    assert_eq!(
+        process(&good, "docs.zip").report.verdict,
+        Verdict::Sanitized
+    );
+    // The second occurrence of the name is the central directory's copy.
+    let at = good
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"docs")
+        .map(|(i, _)| i)
+        .nth(1)
+        .expect("central directory name");
+    let mut bad = good.clone();
+    bad[at] = b'x';
+    let outcome = process(&bad, "docs.zip");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    assert!(outcome.output().is_none());
+    let reason = outcome.report.reason.unwrap();
+    assert_eq!(reason.code, "malformed", "{}", reason.detail);
+    assert!(reason.detail.contains("local header"), "{}", reason.detail);
+}

@@ -6,6 +6,7 @@ mod common;
 
 use std::process::Command;
 
+use common::assert_mail_not_internal_error;
 use common::generate::*;
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use mukaika_sanitizers::mail::{self, Disposition, MailOutcome, MailVerdict};
@@ -14,6 +15,7 @@ use mukaika_sanitizers::{Policy, Registry};
 
 fn convert_with(raw: &[u8], policy: &Policy) -> MailOutcome {
     let outcome = mail::convert(raw, "test", &Registry::standard(), policy);
+    assert_mail_not_internal_error("test", &outcome);
     if let Some(message) = outcome.message() {
         check_converted(message.bytes(), &outcome);
     }

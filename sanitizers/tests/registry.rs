@@ -80,8 +80,22 @@ fn quarantines_on_sanitizer_panic() {
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     assert!(outcome.output().is_none());
     let reason = outcome.report.reason.unwrap();
-    assert_eq!(reason.code, "internal-error");
+    assert_eq!(reason.code, INTERNAL_ERROR);
     assert!(reason.detail.contains("boom in a sanitizer"));
+}
+
+#[test]
+fn the_suite_helpers_fail_on_a_verdict_reached_by_a_panic() {
+    // Fail-closed hides a bug as a quarantine; the helpers every other test goes through
+    // must refuse that verdict, or "never panics" is untested.
+    let outcome = run(
+        Registry::with_sanitizers(vec![Box::new(Panics)]),
+        &Policy::default(),
+    );
+    let caught = std::panic::catch_unwind(|| assert_not_internal_error("a.pdf", &outcome.report));
+    assert!(caught.is_err(), "a caught panic passed the helper");
+    let clean = process(b"an ordinary memo\n", "memo.txt");
+    assert_not_internal_error("memo.txt", &clean.report);
 }
 
 #[test]
@@ -92,12 +106,11 @@ fn quarantines_when_a_second_pass_still_finds_something() {
     );
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     assert!(outcome.output().is_none());
-    assert!(outcome
-        .report
-        .reason
-        .unwrap()
-        .detail
-        .contains("second pass"));
+    // This test injects the bug on purpose, so it is the one place internal-error is the
+    // expected verdict (everywhere else `common::process` fails on it).
+    let reason = outcome.report.reason.unwrap();
+    assert_eq!(reason.code, INTERNAL_ERROR);
+    assert!(reason.detail.contains("second pass"));
 }
 
 #[test]

@@ -1071,6 +1071,21 @@ impl Walker<'_> {
         if crate::tnef::is_tnef(bytes) {
             if let Ok(tnef) = crate::tnef::parse(bytes) {
                 let label = name.unwrap_or("winmail.dat");
+                if tnef.attachments.is_empty()
+                    && tnef.body.as_deref().is_none_or(|b| b.trim().is_empty())
+                {
+                    // Nothing to quote and nothing to attach (a DSN's property-only
+                    // winmail.dat): the part still leaves a record and a notice line, so no
+                    // part of a message ever vanishes unaccounted for.
+                    let mut report = Report::new(name, bytes, FileKind::Tnef);
+                    report.verdict = Verdict::Blocked;
+                    report.reason = Some(Reason::new(
+                        "placeholder",
+                        "a winmail.dat (TNEF) with neither message text nor files",
+                    ));
+                    self.entries.push(removed(report));
+                    return;
+                }
                 if let Some(body) = tnef.body.filter(|b| !b.trim().is_empty()) {
                     self.body.push_str(&format!(
                         "\n---------- {label} (Outlook 形式) の本文 ----------\n"
