@@ -141,11 +141,14 @@ listen = "127.0.0.1:9925"
 # tls_key_file = "/etc/mukaika/tls/admin-key.pem"
 # /healthz fails once delivery to the LGWAN side has failed this long.
 delivery_unhealthy_secs = 900
-# Seconds without a request before a UI session ends.
+# Seconds without a request before a UI session ends, and after login however active.
 session_idle_secs = 900
+session_max_secs = 43200
 # Failed logins in a row that lock an account, and for how long (対策基準 7.2(4)).
 lockout_attempts = 5
 lockout_secs = 900
+# Failed logins one client address may make within lockout_secs, whatever the names.
+login_attempts_per_client = 20
 # Host names the listener answers to besides IP addresses and localhost; any other Host
 # header gets 421 (a defence against DNS rebinding). Add the name you browse or scrape it by.
 # hostnames = ["mukaika-admin.city.example.lg.jp"]
@@ -567,9 +570,18 @@ pub struct AdminSection {
     /// Failed logins in a row that lock an account (対策基準 7.2(4)).
     #[serde(default = "default_lockout_attempts")]
     pub lockout_attempts: u32,
-    /// Seconds a locked account stays locked.
+    /// Seconds a locked account stays locked; also the window of `login_attempts_per_client`.
     #[serde(default = "default_lockout_secs")]
     pub lockout_secs: u64,
+    /// Failed logins one client address may make within `lockout_secs`, across all account
+    /// names; further attempts are refused without checking any password, so one address
+    /// cannot lock every account.
+    #[serde(default = "default_login_attempts_per_client")]
+    pub login_attempts_per_client: u32,
+    /// Seconds after login at which a UI session ends however active it is (an absolute
+    /// lifetime on top of `session_idle_secs`).
+    #[serde(default = "default_session_max_secs")]
+    pub session_max_secs: u64,
     /// Host names the admin listener answers to besides IP addresses and `localhost` (the
     /// name in the certificate, the one Prometheus scrapes). A request for any other host is
     /// refused with 421, so a web page that points its own name at this address (DNS
@@ -613,6 +625,14 @@ fn default_lockout_attempts() -> u32 {
 
 fn default_lockout_secs() -> u64 {
     900
+}
+
+fn default_login_attempts_per_client() -> u32 {
+    20
+}
+
+fn default_session_max_secs() -> u64 {
+    12 * 3600
 }
 
 /// `[notices]`: mail telling people that something was quarantined.
@@ -731,6 +751,8 @@ impl Default for AdminSection {
             session_idle_secs: default_idle_secs(),
             lockout_attempts: default_lockout_attempts(),
             lockout_secs: default_lockout_secs(),
+            login_attempts_per_client: default_login_attempts_per_client(),
+            session_max_secs: default_session_max_secs(),
             hostnames: Vec::new(),
             max_connections: default_admin_connections(),
             max_connections_per_client: default_admin_connections_per_client(),
@@ -947,9 +969,13 @@ impl ServiceConfig {
                 "admin.hostnames: {bad:?} is not a host name (no port, no scheme)"
             )));
         }
-        if self.admin.lockout_attempts == 0 || self.admin.session_idle_secs == 0 {
+        if self.admin.lockout_attempts == 0
+            || self.admin.session_idle_secs == 0
+            || self.admin.login_attempts_per_client == 0
+            || self.admin.session_max_secs == 0
+        {
             return Err(ConfigError(
-                "admin.lockout_attempts and admin.session_idle_secs: at least 1".into(),
+                "admin.lockout_attempts, login_attempts_per_client, session_idle_secs and session_max_secs: at least 1".into(),
             ));
         }
         for addr in self.notices.admin_to.iter().chain([&self.notices.from]) {

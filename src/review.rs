@@ -2,7 +2,7 @@
 //!
 //! Owns: `review.db` under the data directory (SQLite: accounts and release requests),
 //! password hashing (argon2id), login lockout, and every decision on a quarantined item —
-//! request, cancel, approve, reject, delete, original download — with its audit record and, on
+//! request, cancel, approve, reject, delete, original download or view — with its audit record and, on
 //! approval, delivery through the normal sinks. The web UI, the control socket and the CLI all
 //! act through [`Review`], so the rules hold whichever door is used.
 //! Invariants:
@@ -13,7 +13,13 @@
 //!   ([`Review::deliver_approved`]) — at least once, never silently dropped.
 //! - Reason codes in `quarantine.never_release` (a detected virus) are never released.
 //! - No account exists until an administrator creates one; a new or reset account's password
-//!   is shown once and must be changed at first login (対策基準 6.4(3)⑤).
+//!   is shown once and must be changed at first login (対策基準 6.4(3)⑤), to one long enough
+//!   and hard to guess (6.4(3)③: no repeats, digits only, account name or common password).
+//! - A login attempt is counted (per account or unknown name, and per client address) before
+//!   its password is checked, so parallel attempts get no more checks than the lockout
+//!   allows; at most [`MAX_PASSWORD_HASHES`] argon2 runs happen at once.
+//! - A request leaves `pending` once: the check, the audit record and the write happen under
+//!   one lock and transaction. Only its requester withdraws it; only someone else decides it.
 //!
 //! Must never: deliver a quarantined item without a second person's approval, store a password
 //! or a one-time password in clear, or tell a login attempt which of name and password was
@@ -285,6 +291,7 @@ enum ErrorKind {
     NotFound,
     Invalid,
     Login,
+    Conflict,
     Internal,
 }
 
@@ -318,6 +325,11 @@ impl ReviewError {
     /// The request itself is malformed (empty reason, bad target, weak password…).
     pub fn is_invalid(&self) -> bool {
         self.kind == ErrorKind::Invalid
+    }
+
+    /// Someone else moved the request first (it is no longer pending).
+    pub fn is_conflict(&self) -> bool {
+        self.kind == ErrorKind::Conflict
     }
 
     /// A login failed (wrong name or password, or a locked account).
@@ -404,20 +416,217 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| hash_password(&random_hex(16)).unwrap_or_default())
 }
 
-/// Checks a new password: at least 12 characters, not the name, not the old one.
+/// Passwords too common to be hard to guess, compared after lowercasing, both with the digits
+/// and symbols around them dropped (`Password2024!` is `password`) and with every
+/// non-letter dropped (`1qaz2wsx3edc` is `qazwsxedc`).
+const COMMON_PASSWORDS: &[&str] = &[
+    "password",
+    "passw0rd",
+    "p@ssw0rd",
+    "p@ssword",
+    "passwd",
+    "pass",
+    "qwerty",
+    "qwertyuiop",
+    "asdfghjkl",
+    "zxcvbnm",
+    "qazwsx",
+    "qazwsxedc",
+    "qazwsxedcrfv",
+    "1qaz2wsx",
+    "zaq12wsx",
+    "1q2w3e4r",
+    "1q2w3e4r5t",
+    "abc",
+    "abcd",
+    "abcdef",
+    "abcdefgh",
+    "abcdefghijkl",
+    "abcdefghijklmnopqrstuvwxyz",
+    "letmein",
+    "welcome",
+    "iloveyou",
+    "admin",
+    "administrator",
+    "root",
+    "changeme",
+    "secret",
+    "monkey",
+    "dragon",
+    "master",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "trustno1",
+    "superman",
+    "starwars",
+    "hello",
+    "login",
+    "guest",
+    "test",
+    "user",
+    "mukaika",
+    "lgwan",
+    "sakura",
+    "tokyo",
+    "nippon",
+    "nihon",
+    "pokemon",
+    "doraemon",
+    "yamada",
+    "tanaka",
+    "suzuki",
+    "sato",
+    "satou",
+    "watanabe",
+    "takahashi",
+];
+
+/// Checks a new password against 対策基準 6.4(3)③ (long enough and hard to guess): at least
+/// 12 characters, not one character repeated, not digits only (staff codes, phone numbers,
+/// birth dates), not containing the account name, not a common password, not the old one.
 fn check_new_password(name: &str, old: &str, new: &str) -> Result<(), ReviewError> {
+    let lower = new.to_lowercase();
+    let distinct: std::collections::HashSet<char> = lower.chars().collect();
+    let core = lower.trim_matches(|c: char| !c.is_alphabetic());
+    let letters: String = lower.chars().filter(|c| c.is_alphabetic()).collect();
     let problem = if new.chars().count() < 12 {
         Some("パスワードは 12 文字以上にしてください / at least 12 characters")
+    } else if distinct.len() < 4 {
+        Some("同じ文字の繰り返しは使えません。4 種類以上の文字を使ってください / too few different characters")
+    } else if new
+        .chars()
+        .all(|c| c.is_ascii_digit() || " -/.:".contains(c))
+    {
+        Some("数字だけのパスワード（職員番号・電話番号・生年月日など）は使えません / digits only")
     } else if new == old {
         Some("前と同じパスワードは使えません / must differ from the old one")
-    } else if new.to_lowercase().contains(&name.to_lowercase()) {
+    } else if lower.contains(&name.to_lowercase()) {
         Some("アカウント名を含むパスワードは使えません / must not contain the account name")
+    } else if COMMON_PASSWORDS.contains(&lower.as_str())
+        || COMMON_PASSWORDS.contains(&core)
+        // A few letters scattered among digits are chance, not a word.
+        || (letters.len() >= 6 && COMMON_PASSWORDS.contains(&letters.as_str()))
+    {
+        Some("よく使われるパスワードは推測されやすいため使えません / too common a password")
     } else {
         None
     };
     match problem {
         Some(p) => Err(ReviewError::new(ErrorKind::Invalid, p)),
         None => Ok(()),
+    }
+}
+
+/// The one answer to every refused login: wrong name, wrong password, locked account and
+/// throttled address read the same, so the answer enumerates no account.
+const LOGIN_REFUSED: &str = "アカウント名またはパスワードが違うか、アカウントがロックされています。\
+しばらく待ってから再試行するか、管理者に連絡してください / wrong name or password, or the account is locked";
+
+/// Argon2 hashes or verifications running at once, across every login and password change.
+/// Each holds a 19 MiB buffer: four keep a login burst under 80 MiB, and two cores gain
+/// nothing from more.
+pub const MAX_PASSWORD_HASHES: usize = 4;
+
+/// A counting gate for [`MAX_PASSWORD_HASHES`], remembering its peak.
+#[derive(Default)]
+struct HashGate {
+    running: Mutex<usize>,
+    freed: std::sync::Condvar,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+/// One place in a [`HashGate`], given back when dropped (also on a panic).
+struct HashSlot<'a>(&'a HashGate);
+
+impl HashGate {
+    fn enter(&self) -> HashSlot<'_> {
+        // A poisoned count is still a count: a panic elsewhere must not stop every login.
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        while *running >= MAX_PASSWORD_HASHES {
+            running = self.freed.wait(running).unwrap_or_else(|p| p.into_inner());
+        }
+        *running += 1;
+        self.peak
+            .fetch_max(*running, std::sync::atomic::Ordering::Relaxed);
+        HashSlot(self)
+    }
+}
+
+impl Drop for HashSlot<'_> {
+    fn drop(&mut self) {
+        let mut running = self.0.running.lock().unwrap_or_else(|p| p.into_inner());
+        *running = running.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
+}
+
+/// Failed logins per client address within a window (in memory: an address's count does not
+/// need to survive a restart, and the account counts do).
+#[derive(Default)]
+struct ClientThrottle(Mutex<HashMap<String, (i64, u32)>>);
+
+impl ClientThrottle {
+    /// Counts an attempt from `client`; false once `limit` attempts not given back fell in
+    /// the window that began with the first of them.
+    fn reserve(&self, client: &str, limit: u32, window_ms: i64, now: i64) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 4096 {
+            map.retain(|_, (start, _)| now - *start < window_ms);
+        }
+        let entry = map.entry(client.to_string()).or_insert((now, 0));
+        if now - entry.0 >= window_ms {
+            *entry = (now, 0);
+        }
+        if entry.1 >= limit {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+
+    /// Gives a successful attempt back: only failures count.
+    fn refund(&self, client: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = map.get_mut(client) {
+            entry.1 = entry.1.saturating_sub(1);
+        }
+    }
+}
+
+/// Attempt counts and locks of names that are no account, kept like the accounts' own so
+/// that an unknown name answers exactly as an account does (fast once "locked").
+#[derive(Default)]
+struct Ghosts(Mutex<HashMap<String, (i64, i64)>>);
+
+impl Ghosts {
+    /// This attempt's number, or `None` while the name counts as locked.
+    fn reserve(&self, name: &str, attempts: i64, now: i64, window_ms: i64) -> Option<i64> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 4096 {
+            map.retain(|_, (failed, until)| *until > now || *failed > 0);
+        }
+        let key: String = name.chars().take(64).collect();
+        let entry = map.entry(key).or_insert((0, 0));
+        if entry.1 > now {
+            return None;
+        }
+        if entry.0 >= attempts {
+            // As for an account: every attempt is taken, so the name locks now.
+            *entry = (0, now + window_ms);
+            return None;
+        }
+        if entry.1 != 0 {
+            *entry = (0, 0);
+        }
+        entry.0 += 1;
+        Some(entry.0)
+    }
+
+    fn lock(&self, name: &str, until: i64) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(name.chars().take(64).collect(), (0, until));
     }
 }
 
@@ -434,6 +643,12 @@ pub struct Review {
     /// a change of password ends every session opened with the old one. In memory, as the
     /// sessions are.
     credentials: Mutex<HashMap<String, u64>>,
+    /// Bounds the argon2 work running at once.
+    hashes: HashGate,
+    /// Failed logins per client address.
+    clients: ClientThrottle,
+    /// Failed logins per unknown name.
+    ghosts: Ghosts,
 }
 
 const USER_COLUMNS: &str =
@@ -584,6 +799,9 @@ impl Review {
             config,
             data_dir,
             credentials: Mutex::new(HashMap::new()),
+            hashes: HashGate::default(),
+            clients: ClientThrottle::default(),
+            ghosts: Ghosts::default(),
         })
     }
 
@@ -716,7 +934,7 @@ impl Review {
             ));
         }
         let password = one_time_password();
-        let hash = hash_password(&password)?;
+        let hash = self.hashing(|| hash_password(&password))?;
         self.record(AuditEvent::UserChanged(UserChanged {
             user: name.into(),
             by: by.into(),
@@ -743,7 +961,7 @@ impl Review {
         self.user(name)?
             .ok_or_else(|| ReviewError::new(ErrorKind::NotFound, format!("no account {name}")))?;
         let password = one_time_password();
-        let hash = hash_password(&password)?;
+        let hash = self.hashing(|| hash_password(&password))?;
         self.record(AuditEvent::UserChanged(UserChanged {
             user: name.into(),
             by: by.into(),
@@ -786,28 +1004,22 @@ impl Review {
         Ok(())
     }
 
-    /// Checks a password. Wrong name and wrong password look the same to the caller; after
-    /// `admin.lockout_attempts` failures in a row the account locks for `admin.lockout_secs`.
+    /// Checks a password. Wrong name, wrong password, a locked account and a throttled
+    /// address all get the same answer (and, but for the hash, the same time).
+    ///
+    /// Each attempt is counted before its password is checked, in one statement, so a burst
+    /// of parallel attempts gets at most `admin.lockout_attempts` checks against an account;
+    /// once that many have failed the account locks for `admin.lockout_secs`. Unknown names
+    /// are counted the same way (in memory), so a name's existence does not show in when the
+    /// answers turn fast. Before any of that, the client address is counted: after
+    /// `admin.login_attempts_per_client` failures within `admin.lockout_secs` it is refused
+    /// without touching any account, so one address cannot lock every account.
     ///
     /// # Errors
     /// [`ReviewError::is_login_failure`] for any refusal.
     pub fn login(&self, name: &str, password: &str, client: &str) -> Result<LoginOk, ReviewError> {
         let admin = self.config.get().admin.clone();
-        let refused = || {
-            ReviewError::new(
-                ErrorKind::Login,
-                "アカウント名またはパスワードが違います / wrong name or password",
-            )
-        };
-        let row: Option<(String, i64, i64)> = self
-            .db()?
-            .query_row(
-                "SELECT hash, locked_until, failed FROM users WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(sql)?;
+        let refused = || ReviewError::new(ErrorKind::Login, LOGIN_REFUSED);
         let audit = |outcome: &str| {
             self.record(AuditEvent::AdminLogin(AdminLogin {
                 user: name.chars().take(64).collect(),
@@ -815,56 +1027,96 @@ impl Review {
                 outcome: outcome.into(),
             }))
         };
+        let now = now_millis() as i64;
+        let window = (admin.lockout_secs as i64).saturating_mul(1000);
+        if !self
+            .clients
+            .reserve(client, admin.login_attempts_per_client, window, now)
+        {
+            audit("throttled")?;
+            return Err(refused());
+        }
         // Read before the password is checked: a reset racing this login then ends the
         // session it opens rather than blessing it.
         let credentials = self.credential_epoch(name);
-        let Some((hash, locked_until, failed)) = row else {
-            verify_password(password, dummy_hash());
-            audit("failure")?;
-            return Err(refused());
-        };
-        let now = now_millis() as i64;
-        if locked_until > now {
-            audit("locked")?;
-            // Tries against a locked account are failures the owner is told of, too.
-            self.db()?
-                .execute(
-                    "UPDATE users SET failed_since_login = failed_since_login + 1 WHERE name = ?1",
-                    [name],
-                )
-                .map_err(sql)?;
-            return Err(ReviewError::new(
-                ErrorKind::Login,
-                format!(
-                    "アカウントはロックされています。{} 分後に再試行するか管理者に連絡してください / account locked",
-                    (locked_until - now) / 60_000 + 1
-                ),
-            ));
-        }
-        if !verify_password(password, &hash) {
-            let failed = failed + 1;
-            let lock = failed >= i64::from(admin.lockout_attempts);
-            audit(if lock { "lockout" } else { "failure" })?;
-            self.db()?
-                .execute(
-                    "UPDATE users SET failed = ?2, locked_until = ?3, failed_since_login = failed_since_login + 1 WHERE name = ?1",
-                    params![
-                        name,
-                        if lock { 0 } else { failed },
-                        if lock { now + (admin.lockout_secs as i64) * 1000 } else { 0 }
-                    ],
-                )
-                .map_err(sql)?;
-            return Err(if lock {
-                ReviewError::new(
-                    ErrorKind::Login,
-                    "ログインに続けて失敗したため、アカウントをロックしました / account locked after repeated failures",
-                )
+        let attempts = i64::from(admin.lockout_attempts);
+        let slot = {
+            let db = self.db()?;
+            let exists = db
+                .query_row("SELECT 1 FROM users WHERE name = ?1", [name], |_| Ok(()))
+                .optional()
+                .map_err(sql)?
+                .is_some();
+            if exists {
+                // The count and the check of it in one statement: parallel attempts each
+                // take their own number, and none past the limit reaches the hash.
+                let taken: Option<(String, i64)> = db
+                    .query_row(
+                        "UPDATE users SET failed = failed + 1, failed_since_login = failed_since_login + 1 \
+                         WHERE name = ?1 AND locked_until <= ?2 AND failed < ?3 RETURNING hash, failed",
+                        params![name, now, attempts],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(sql)?;
+                if taken.is_none() {
+                    // Tries against a locked account are failures the owner is told of, too.
+                    db.execute(
+                        "UPDATE users SET failed_since_login = failed_since_login + 1 WHERE name = ?1",
+                        [name],
+                    )
+                    .map_err(sql)?;
+                    // Every attempt allowed is taken but the account is not locked: they are
+                    // still being checked, or their process died, or the limit was lowered.
+                    // Lock it now, so the account is never refused with no end in sight.
+                    db.execute(
+                        "UPDATE users SET failed = 0, locked_until = ?2 WHERE name = ?1 AND locked_until <= ?3 AND failed >= ?4",
+                        params![name, now + window, now, attempts],
+                    )
+                    .map_err(sql)?;
+                }
+                Some(taken)
             } else {
-                refused()
-            });
+                None
+            }
+        };
+        let (hash, number) = match slot {
+            Some(Some((hash, n))) => (Some(hash), n),
+            Some(None) => {
+                audit("locked")?;
+                return Err(refused());
+            }
+            None => match self.ghosts.reserve(name, attempts, now, window) {
+                Some(n) => (None, n),
+                None => {
+                    audit("locked")?;
+                    return Err(refused());
+                }
+            },
+        };
+        let against: &str = match &hash {
+            Some(h) => h,
+            None => dummy_hash(),
+        };
+        let ok = self.hashing(|| verify_password(password, against)) && hash.is_some();
+        if !ok {
+            let lock = number >= attempts;
+            audit(if lock { "lockout" } else { "failure" })?;
+            if lock {
+                let until = now_millis() as i64 + window;
+                if hash.is_some() {
+                    self.db()?
+                        .execute(
+                            "UPDATE users SET failed = 0, locked_until = ?2 WHERE name = ?1",
+                            params![name, until],
+                        )
+                        .map_err(sql)?;
+                } else {
+                    self.ghosts.lock(name, until);
+                }
+            }
+            return Err(refused());
         }
-        audit("success")?;
         let db = self.db()?;
         let (previous_login, previous_from, failed_since): (Option<String>, Option<String>, i64) =
             db.query_row(
@@ -873,12 +1125,29 @@ impl Review {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(sql)?;
+        // A parallel attempt may have locked the account while this one was checked: the
+        // lock wins.
+        let now = now_millis() as i64;
+        let locked: bool = db
+            .query_row(
+                "SELECT locked_until > ?2 FROM users WHERE name = ?1",
+                params![name, now],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        if locked {
+            drop(db);
+            audit("locked")?;
+            return Err(refused());
+        }
+        audit("success")?;
         db.execute(
             "UPDATE users SET failed = 0, failed_since_login = 0, last_login_at = ?2, last_login_from = ?3 WHERE name = ?1",
             params![name, now_rfc3339(), client],
         )
         .map_err(sql)?;
         drop(db);
+        self.clients.refund(client);
         let user = self
             .user(name)?
             .ok_or_else(|| ReviewError::internal("account vanished"))?;
@@ -886,9 +1155,23 @@ impl Review {
             user,
             previous_login,
             previous_from,
-            failed_since: failed_since as u32,
+            // This attempt was counted as it began; it is not a failure.
+            failed_since: (failed_since - 1).max(0) as u32,
             credentials,
         })
+    }
+
+    /// Runs `f` (an argon2 hash or verification) once fewer than [`MAX_PASSWORD_HASHES`] run:
+    /// each holds a 19 MiB buffer, so a burst of logins waits here rather than taking the
+    /// memory.
+    fn hashing<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _slot = self.hashes.enter();
+        f()
+    }
+
+    /// The most password hashes that ever ran at once (never above [`MAX_PASSWORD_HASHES`]).
+    pub fn password_hashes_peak(&self) -> usize {
+        self.hashes.peak.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Changes one's own password (the old one proves it is them). Returns the new
@@ -905,14 +1188,14 @@ impl Review {
             })
             .optional()
             .map_err(sql)?;
-        if !hash.is_some_and(|h| verify_password(old, &h)) {
+        if !hash.is_some_and(|h| self.hashing(|| verify_password(old, &h))) {
             return Err(ReviewError::new(
                 ErrorKind::Invalid,
                 "現在のパスワードが違います / the current password is wrong",
             ));
         }
         check_new_password(name, old, new)?;
-        let hash = hash_password(new)?;
+        let hash = self.hashing(|| hash_password(new))?;
         self.record(AuditEvent::UserChanged(UserChanged {
             user: name.into(),
             by: name.into(),
@@ -1037,6 +1320,78 @@ impl Review {
         self.set_state(&request.id, state, Some(by), Some(reason))
     }
 
+    /// Moves a pending request to `state` — the one transition a request makes out of
+    /// pending. The request is read, checked with `allowed`, audited and written under the
+    /// database lock and an immediate (writing) transaction, so of two people deciding at
+    /// once exactly one is recorded and the other gets [`ReviewError::is_conflict`].
+    fn transition(
+        &self,
+        request_id: &str,
+        allowed: impl FnOnce(&Request) -> Result<(), ReviewError>,
+        event: fn(ReleaseDecision) -> AuditEvent,
+        state: RequestState,
+        by: &str,
+        reason: &str,
+    ) -> Result<Request, ReviewError> {
+        let mut db = self.db()?;
+        // IMMEDIATE takes the write lock now: a command-line process deciding the same
+        // request waits, and then sees it decided.
+        let tx = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let request = tx
+            .query_row(
+                &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
+                [request_id],
+                row_request,
+            )
+            .optional()
+            .map_err(sql)?
+            .ok_or_else(|| {
+                ReviewError::new(
+                    ErrorKind::NotFound,
+                    format!("申請 {request_id:?} はありません"),
+                )
+            })?;
+        allowed(&request)?;
+        if request.state != RequestState::Pending {
+            return Err(ReviewError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "申請は既に「{}」です / the request is no longer pending",
+                    request.state.label_ja()
+                ),
+            ));
+        }
+        self.record(event(ReleaseDecision {
+            item_id: request.item_id.clone(),
+            request_id: Some(request.id.clone()),
+            by: by.into(),
+            reason: reason.into(),
+            target: Some(request.target.to_string()),
+        }))?;
+        tx.execute(
+            "UPDATE requests SET state = ?2, decided_by = ?3, decision_reason = ?4, decided_at = ?5 WHERE id = ?1 AND state = 'pending'",
+            params![request.id, state.as_str(), by, reason, now_rfc3339()],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(request)
+    }
+
+    /// Refuses a decision on one's own request (対策基準 2(9) 兼務の禁止).
+    fn not_own(actor: &str) -> impl FnOnce(&Request) -> Result<(), ReviewError> + '_ {
+        move |request| {
+            if request.requester == actor {
+                return Err(ReviewError::new(
+                    ErrorKind::Forbidden,
+                    "自分の申請は承認・却下できません（対策基準 2(9) 兼務の禁止） / nobody decides their own request",
+                ));
+            }
+            Ok(())
+        }
+    }
+
     fn need_reason(reason: &str) -> Result<String, ReviewError> {
         let reason = reason.trim();
         if reason.is_empty() {
@@ -1128,42 +1483,21 @@ impl Review {
         self.request(&id)
     }
 
-    /// A pending request, decided by someone other than its requester.
-    fn decidable(&self, actor: &str, request_id: &str, what: &str) -> Result<Request, ReviewError> {
-        self.actor(actor, &[Role::Approver], what)?;
-        let request = self.request(request_id)?;
-        if request.state != RequestState::Pending {
-            return Err(ReviewError::new(
-                ErrorKind::Invalid,
-                format!(
-                    "申請は既に「{}」です / the request is no longer pending",
-                    request.state.label_ja()
-                ),
-            ));
-        }
-        if request.requester == actor {
-            return Err(ReviewError::new(
-                ErrorKind::Forbidden,
-                "自分の申請は承認・却下できません（対策基準 2(9) 兼務の禁止） / nobody decides their own request",
-            ));
-        }
-        Ok(request)
-    }
-
     /// An approver other than the requester approves; the item is then delivered.
     ///
     /// # Errors
-    /// Wrong role, self-approval, a request not pending; a delivery failure after the approval
-    /// leaves the request approved for [`Review::deliver_approved`] to retry.
+    /// Wrong role, self-approval, a request decided meanwhile ([`ReviewError::is_conflict`]);
+    /// a delivery failure after the approval leaves the request approved for
+    /// [`Review::deliver_approved`] to retry.
     pub fn approve(
         &self,
         actor: &str,
         request_id: &str,
         reason: &str,
     ) -> Result<Request, ReviewError> {
-        let request = self.decidable(actor, request_id, "承認")?;
+        self.actor(actor, &[Role::Approver], "承認")?;
         let reason = Self::need_reason(reason)?;
-        let item = self.item(&request.item_id)?;
+        let item = self.item(&self.request(request_id)?.item_id)?;
         if self
             .config
             .get()
@@ -1176,8 +1510,9 @@ impl Review {
                 "この隔離は解除できません / never released",
             ));
         }
-        self.decide(
-            &request,
+        self.transition(
+            request_id,
+            Self::not_own(actor),
             AuditEvent::ReleaseApproved,
             RequestState::Approved,
             actor,
@@ -1194,40 +1529,46 @@ impl Review {
     /// An approver other than the requester rejects.
     ///
     /// # Errors
-    /// Wrong role, self-decision, a request not pending, no reason.
+    /// Wrong role, self-decision, a request decided meanwhile, no reason.
     pub fn reject(&self, actor: &str, request_id: &str, reason: &str) -> Result<(), ReviewError> {
-        let request = self.decidable(actor, request_id, "却下")?;
+        self.actor(actor, &[Role::Approver], "却下")?;
         let reason = Self::need_reason(reason)?;
-        self.decide(
-            &request,
+        self.transition(
+            request_id,
+            Self::not_own(actor),
             AuditEvent::ReleaseRejected,
             RequestState::Rejected,
             actor,
             &reason,
         )
+        .map(|_| ())
     }
 
-    /// An operator withdraws a pending request.
+    /// The requester withdraws their own pending request; nobody else may.
     ///
     /// # Errors
-    /// Wrong role, or a request not pending.
+    /// Wrong role, someone else's request ([`ReviewError::is_forbidden`]), or a request not
+    /// pending.
     pub fn cancel(&self, actor: &str, request_id: &str, reason: &str) -> Result<(), ReviewError> {
         self.actor(actor, &[Role::Operator], "申請の取り下げ")?;
         let reason = Self::need_reason(reason)?;
-        let request = self.request(request_id)?;
-        if request.state != RequestState::Pending {
-            return Err(ReviewError::new(
-                ErrorKind::Invalid,
-                "承認待ちの申請だけを取り下げられます / only pending requests can be withdrawn",
-            ));
-        }
-        self.decide(
-            &request,
+        self.transition(
+            request_id,
+            |request| {
+                if request.requester != actor {
+                    return Err(ReviewError::new(
+                        ErrorKind::Forbidden,
+                        "他の人の申請は取り下げられません / only the requester may withdraw a request",
+                    ));
+                }
+                Ok(())
+            },
             AuditEvent::ReleaseCancelled,
             RequestState::Cancelled,
             actor,
             &reason,
         )
+        .map(|_| ())
     }
 
     /// An approver deletes an item (its open requests are withdrawn with it).
@@ -1291,15 +1632,30 @@ impl Review {
         Ok((item, bytes))
     }
 
-    /// The original bytes for the read-only safe view (never sent as they are).
+    /// The original bytes for the read-only safe view (never sent as they are), audited
+    /// before they are handed out: reading an original's text is seeing it, as a download is.
     ///
     /// # Errors
-    /// Unknown item.
-    pub fn view_bytes(&self, item_id: &str) -> Result<Vec<u8>, ReviewError> {
+    /// Unknown actor or item.
+    pub fn view_bytes(&self, actor: &str, item_id: &str) -> Result<Vec<u8>, ReviewError> {
+        self.actor(
+            actor,
+            &[Role::Operator, Role::Approver, Role::Auditor, Role::Admin],
+            "原本の表示",
+        )?;
         self.item(item_id)?;
-        self.quarantine
+        let bytes = self
+            .quarantine
             .bytes(item_id)
-            .map_err(ReviewError::internal)
+            .map_err(ReviewError::internal)?;
+        self.record(AuditEvent::OriginalViewed(ReleaseDecision {
+            item_id: item_id.into(),
+            request_id: None,
+            by: actor.into(),
+            reason: "safe view".into(),
+            target: None,
+        }))?;
+        Ok(bytes)
     }
 
     /// Delivers every approved request not yet delivered (after a crash or a failed delivery),
@@ -1459,6 +1815,21 @@ mod tests {
         assert!(check_new_password("sato", "old-password-1", "old-password-1").is_err());
         assert!(check_new_password("sato", "x", "my-SATO-password").is_err());
         assert!(check_new_password("sato", "x", "correct horse battery").is_ok());
+        for guessable in [
+            "aaaaaaaaaaaa",
+            "121212121212",
+            "0312345678901",
+            "1985/12/24-0042",
+            "Passw0rd2024!!",
+            "!!Sakura2025!!",
+            "1qaz2wsx3edc4rfv",
+        ] {
+            assert!(
+                check_new_password("sato", "x", guessable).is_err(),
+                "{guessable}"
+            );
+        }
+        assert!(check_new_password("sato", "x", "a9#b7!c5$d3%").is_ok());
     }
 
     #[test]

@@ -231,3 +231,104 @@ fn the_administrators_digest_goes_out_when_due_and_not_before() {
     assert_eq!(mukaika::notice::admin_pass(&f.review, &sink).unwrap(), 0);
     assert_eq!(files_in(&f.data.path().join("maildir/new")).len(), 1);
 }
+
+#[test]
+fn password_hashes_run_at_most_a_bounded_number_at_once() {
+    let f = fixture(None, |c| c.admin.login_attempts_per_client = 10_000);
+    std::thread::scope(|s| {
+        for i in 0..24 {
+            let review = &f.review;
+            s.spawn(move || {
+                let name = format!("ghost{i}");
+                let e = review
+                    .login(&name, "wrong-password", &format!("10.0.0.{i}"))
+                    .unwrap_err();
+                assert!(e.is_login_failure());
+            });
+        }
+    });
+    let peak = f.review.password_hashes_peak();
+    assert!(
+        (1..=mukaika::review::MAX_PASSWORD_HASHES).contains(&peak),
+        "{peak} hashes ran at once"
+    );
+}
+
+#[test]
+fn two_approvals_at_once_leave_one_record_and_a_conflict() {
+    let f = fixture(None, |_| {});
+    f.review
+        .add_user("cli:test", "ap2", &[Role::Approver])
+        .unwrap();
+    let now = mukaika::audit::log::now_rfc3339();
+    for i in 0..8 {
+        let id = format!("C{i}");
+        f.store
+            .put(&item(&id, "mail", &now), id.as_bytes())
+            .unwrap();
+        let r = f
+            .review
+            .request_release("op", &id, Target::Original, "x")
+            .unwrap();
+        let barrier = std::sync::Barrier::new(2);
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = ["ap", "ap2"]
+                .into_iter()
+                .map(|who| {
+                    let (review, barrier, rid) = (&f.review, &barrier, r.id.clone());
+                    s.spawn(move || {
+                        barrier.wait();
+                        review.approve(who, &rid, "ok")
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "round {i}");
+        assert!(
+            results
+                .iter()
+                .any(|r| r.as_ref().is_err_and(|e| e.is_conflict())),
+            "round {i}"
+        );
+    }
+    let approvals = mukaika::audit::search(&f.data.path().join("audit"), &Default::default())
+        .unwrap()
+        .iter()
+        .filter(|r| r.event["type"] == "release_approved")
+        .count();
+    assert_eq!(approvals, 8);
+}
+
+#[test]
+fn a_throttled_address_leaves_the_accounts_usable_from_elsewhere() {
+    let f = fixture(None, |c| {
+        c.admin.lockout_attempts = 2;
+        c.admin.login_attempts_per_client = 3;
+        c.admin.lockout_secs = 600;
+    });
+    let op = f.review.reset_password("cli:test", "op").unwrap();
+    let ap = f.review.reset_password("cli:test", "ap").unwrap();
+    let attacker = "192.0.2.66";
+    for name in ["nobody", "nobody", "ap", "ap", "op", "op"] {
+        assert!(f
+            .review
+            .login(name, "wrong-password", attacker)
+            .unwrap_err()
+            .is_login_failure());
+    }
+    assert!(
+        f.review.login("op", &op, attacker).is_err(),
+        "the address is throttled"
+    );
+    let counted = |name: &str| {
+        let u = f.review.user(name).unwrap().unwrap();
+        (u.failed, u.locked_until_ms)
+    };
+    // The third failure reached ap; nothing after it reached any account.
+    assert_eq!(counted("ap"), (1, 0));
+    assert_eq!(counted("op"), (0, 0));
+    // The accounts the address tried last were never counted against: staff elsewhere log in.
+    assert!(f.review.login("op", &op, "192.0.2.10").is_ok());
+    assert!(f.review.login("ap", &ap, "192.0.2.11").is_ok());
+}

@@ -347,14 +347,14 @@ fn a_release_needs_a_second_person_and_arrives_with_who_decided() {
     for step in ["release_requested", "release_approved", "release_delivered"] {
         assert!(page.contains(step), "{step} missing from the trail");
     }
-    // Approving twice does nothing more.
+    // Approving twice does nothing more: the request was decided already (409).
     assert_eq!(
         ap.post(
             &format!("/requests/{rid}/approve"),
             &[("csrf", &t), ("reason", "x")]
         )
         .status,
-        400
+        409
     );
     rt.block_on(running.stop("test"));
     let kinds = audit_types(data.path());
@@ -1089,5 +1089,406 @@ fn the_list_filters_searches_and_pages() {
         dash.contains("malformed") && dash.contains(&today),
         "{dash}"
     );
+    rt.block_on(running.stop("test"));
+}
+
+/// The `admin_login` outcomes in the audit log for `user` (after the service stopped).
+fn login_outcomes(data: &Path, user: &str) -> Vec<String> {
+    mukaika::audit::search(&data.join("audit"), &Default::default())
+        .unwrap()
+        .iter()
+        .filter(|r| r.event["type"] == "admin_login" && r.event["user"] == user)
+        .map(|r| r.event["outcome"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A password was checked (as opposed to refused before the hash).
+fn checked(outcome: &str) -> bool {
+    matches!(outcome, "failure" | "lockout" | "success")
+}
+
+#[test]
+fn two_hundred_parallel_logins_check_no_more_passwords_than_the_lockout_allows() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), "");
+    c.admin.lockout_attempts = 5;
+    // Only the account's own count is under test here.
+    c.admin.login_attempts_per_client = 10_000;
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    drop(account(&c, addr, "op1", "operator"));
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..200)
+            .map(|i| {
+                s.spawn(move || {
+                    Browser::new(addr)
+                        .login("op1", &format!("wrong-password-{i}"))
+                        .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(
+        Browser::new(addr).login("op1", PASSWORD).status,
+        401,
+        "locked: the right password does not log in"
+    );
+    rt.block_on(running.stop("test"));
+    let outcomes = login_outcomes(data.path(), "op1");
+    let checks = outcomes.iter().filter(|o| checked(o)).count();
+    // One success is the first login of `account`.
+    assert!(checks <= 5 + 1, "{checks} password checks: {outcomes:?}");
+    assert!(
+        outcomes.iter().any(|o| o == "lockout"),
+        "the account locked: {outcomes:?}"
+    );
+    let user = mukaika::review::list_users_at(data.path())
+        .unwrap()
+        .into_iter()
+        .find(|u| u.name == "op1")
+        .unwrap();
+    assert!(user.locked_until_ms > 0, "{user:?}");
+}
+
+/// A login answer with its fresh form token taken out, for comparing.
+fn login_answer(b: &mut Browser, name: &str, password: &str) -> (u16, String) {
+    let r = b.login(name, password);
+    let token = r.csrf();
+    (r.status, r.text().replace(&token, "TOKEN"))
+}
+
+#[test]
+fn locked_unknown_and_wrong_logins_get_the_same_answer() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), "");
+    c.admin.lockout_attempts = 2;
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    drop(account(&c, addr, "op1", "operator"));
+    let mut b = Browser::new(addr);
+    let wrong = login_answer(&mut b, "op1", "wrong-password-1");
+    let locking = login_answer(&mut b, "op1", "wrong-password-2");
+    let locked = login_answer(&mut b, "op1", PASSWORD);
+    let unknown = login_answer(&mut b, "nobody", "wrong-password-1");
+    let unknown_again = login_answer(&mut b, "nobody", "wrong-password-2");
+    let unknown_locked = login_answer(&mut b, "nobody", "wrong-password-3");
+    assert_eq!(wrong.0, 401);
+    assert!(wrong.1.contains("ロックされています"), "{}", wrong.1);
+    for (what, answer) in [
+        ("the failure that locks", &locking),
+        ("a locked account", &locked),
+        ("an unknown name", &unknown),
+        ("an unknown name again", &unknown_again),
+        ("an unknown name a third time", &unknown_locked),
+    ] {
+        assert_eq!(answer, &wrong, "{what} answers differently");
+    }
+    rt.block_on(running.stop("test"));
+    // The audit log still tells the administrator what happened.
+    let outcomes = login_outcomes(data.path(), "op1");
+    assert!(outcomes.contains(&"lockout".to_string()), "{outcomes:?}");
+    assert!(outcomes.contains(&"locked".to_string()), "{outcomes:?}");
+}
+
+#[test]
+fn one_address_cannot_lock_every_account() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), "");
+    c.admin.lockout_attempts = 2;
+    c.admin.login_attempts_per_client = 3;
+    // Long enough that a loaded machine does not see the window pass mid-test.
+    c.admin.lockout_secs = 600;
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    for name in ["a1", "b1", "c1"] {
+        drop(account(&c, addr, name, "operator"));
+    }
+    let mut attacker = Browser::new(addr);
+    for name in ["a1", "a1", "b1", "b1", "c1", "c1"] {
+        assert_eq!(attacker.login(name, "wrong-password").status, 401);
+    }
+    // Even the right password is refused from this address now…
+    assert_eq!(attacker.login("c1", PASSWORD).status, 401);
+    let users = mukaika::review::list_users_at(data.path()).unwrap();
+    let get = |n: &str| users.iter().find(|u| u.name == n).unwrap().clone();
+    // …but only the first account's two failures were counted against accounts.
+    assert!(get("a1").locked_until_ms > 0, "{:?}", get("a1"));
+    assert_eq!(
+        (get("b1").failed, get("b1").locked_until_ms),
+        (1, 0),
+        "{:?}",
+        get("b1")
+    );
+    assert_eq!(
+        (get("c1").failed, get("c1").locked_until_ms),
+        (0, 0),
+        "{:?}",
+        get("c1")
+    );
+    rt.block_on(running.stop("test"));
+    let throttled = login_outcomes(data.path(), "c1")
+        .iter()
+        .filter(|o| *o == "throttled")
+        .count();
+    assert!(throttled >= 2, "refusals are audited as throttled");
+}
+
+#[test]
+fn an_operator_cannot_withdraw_another_operators_request() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    seed(
+        data.path(),
+        "Q0001-1",
+        Some("a.zip"),
+        "encrypted",
+        "s",
+        b"PK",
+    );
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    let mut a = account(&c, addr, "op1", "operator");
+    let mut b = account(&c, addr, "op2", "operator");
+    let t = a.token();
+    let r = a.post(
+        "/items/Q0001-1/request",
+        &[("csrf", &t), ("target", "original"), ("reason", "必要")],
+    );
+    assert_eq!(r.status, 303);
+    let rid = mukaika::review::read_requests(data.path(), None).unwrap()[0]
+        .id
+        .clone();
+    let t = b.token();
+    let r = b.post(
+        &format!("/requests/{rid}/cancel"),
+        &[("csrf", &t), ("reason", "邪魔なので")],
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let request = mukaika::review::read_requests(data.path(), None).unwrap()[0].clone();
+    assert_eq!(request.state, mukaika::review::RequestState::Pending);
+    // The requester still may.
+    let t = a.token();
+    let r = a.post(
+        &format!("/requests/{rid}/cancel"),
+        &[("csrf", &t), ("reason", "不要になった")],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    rt.block_on(running.stop("test"));
+    let records = mukaika::audit::search(&data.path().join("audit"), &Default::default()).unwrap();
+    let cancels: Vec<_> = records
+        .iter()
+        .filter(|r| r.event["type"] == "release_cancelled")
+        .map(|r| r.event["by"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cancels, ["op1"], "op2's refused attempt left no record");
+}
+
+#[test]
+fn two_approvers_at_once_record_one_approval_and_the_other_gets_409() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), "");
+    c.notices.recipients = false;
+    const ROUNDS: usize = 6;
+    for i in 0..ROUNDS {
+        let original = format!(
+            "From: sender@example.com\r\nTo: staff@city.example.lg.jp\r\nSubject: held {i}\r\n\r\nbody\r\n"
+        );
+        seed(
+            data.path(),
+            &format!("Q000{i}"),
+            None,
+            "malformed",
+            "held",
+            original.as_bytes(),
+        );
+    }
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    let mut op = account(&c, addr, "op1", "operator");
+    let mut ap1 = account(&c, addr, "ap1", "approver");
+    let mut ap2 = account(&c, addr, "ap2", "approver");
+    let (t1, t2) = (ap1.token(), ap2.token());
+    for i in 0..ROUNDS {
+        let t = op.token();
+        let r = op.post(
+            &format!("/items/Q000{i}/request"),
+            &[("csrf", &t), ("target", "original"), ("reason", "必要")],
+        );
+        assert_eq!(r.status, 303);
+        let rid = mukaika::review::read_requests(data.path(), None).unwrap()[0]
+            .id
+            .clone();
+        let barrier = std::sync::Barrier::new(2);
+        let mut statuses = std::thread::scope(|s| {
+            let one = s.spawn(|| {
+                barrier.wait();
+                ap1.post(
+                    &format!("/requests/{rid}/approve"),
+                    &[("csrf", &t1), ("reason", "確認")],
+                )
+                .status
+            });
+            let two = s.spawn(|| {
+                barrier.wait();
+                ap2.post(
+                    &format!("/requests/{rid}/approve"),
+                    &[("csrf", &t2), ("reason", "確認")],
+                )
+                .status
+            });
+            vec![one.join().unwrap(), two.join().unwrap()]
+        });
+        statuses.sort_unstable();
+        assert_eq!(statuses, [303, 409], "round {i}");
+    }
+    assert_eq!(
+        maildir_files(data.path()).len(),
+        ROUNDS,
+        "each went out once"
+    );
+    rt.block_on(running.stop("test"));
+    let kinds = audit_types(data.path());
+    for k in ["release_approved", "release_delivered"] {
+        assert_eq!(
+            kinds.iter().filter(|x| *x == k).count(),
+            ROUNDS,
+            "{k}: {kinds:?}"
+        );
+    }
+}
+
+#[test]
+fn guessable_passwords_are_refused_with_the_reason_in_japanese() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let one_time = add_user(&c, "yamada", "operator");
+    let mut b = Browser::new(running.admin_addr);
+    assert_eq!(b.login("yamada", &one_time).status, 303);
+    let token = b.get("/password").csrf();
+    for (weak, why) in [
+        ("aaaaaaaaaaaa", "同じ文字の繰り返し"),
+        ("abababababab", "同じ文字の繰り返し"),
+        ("090123456789", "数字だけ"),
+        ("1980-04-01-0042", "数字だけ"),
+        ("Yamada-2024-spring", "アカウント名"),
+        ("Password2024!", "よく使われる"),
+        ("qwertyuiop1234", "よく使われる"),
+        ("1qaz2wsx3edc", "よく使われる"),
+    ] {
+        let r = b.post(
+            "/password",
+            &[
+                ("csrf", &token),
+                ("old", &one_time),
+                ("new", weak),
+                ("again", weak),
+            ],
+        );
+        assert!(r.text().contains(why), "{weak}: {}", r.text());
+        assert_eq!(b.get("/").header("location"), Some("/password"), "{weak}");
+    }
+    let r = b.post(
+        "/password",
+        &[
+            ("csrf", &token),
+            ("old", &one_time),
+            ("new", "kumo-no-ue-de-odoru"),
+            ("again", "kumo-no-ue-de-odoru"),
+        ],
+    );
+    assert_eq!(r.header("location"), Some("/?done=password"));
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn a_session_ends_after_its_absolute_lifetime_however_active() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), "");
+    c.admin.session_max_secs = 4;
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = account(&c, running.admin_addr, "op1", "operator");
+    let start = Instant::now();
+    // Never idle for more than a moment (the idle limit is 15 minutes)…
+    while start.elapsed() < Duration::from_secs(2) {
+        assert_eq!(b.get("/").status, 200);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_millis(4200).saturating_sub(start.elapsed()));
+    // …and still over.
+    assert_eq!(b.get("/").header("location"), Some("/login?expired=1"));
+    assert_eq!(b.login("op1", PASSWORD).status, 303);
+    assert_eq!(b.get("/").status, 200, "a new login starts a new lifetime");
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn reading_an_originals_safe_view_is_audited() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    seed(
+        data.path(),
+        "Q0001-1",
+        Some("a.zip"),
+        "encrypted",
+        "s",
+        b"PK",
+    );
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut kansa = account(&c, running.admin_addr, "kansa", "auditor");
+    assert_eq!(kansa.get("/items/Q0001-1").status, 200);
+    rt.block_on(running.stop("test"));
+    let records = mukaika::audit::search(&data.path().join("audit"), &Default::default()).unwrap();
+    let viewed = records
+        .iter()
+        .find(|r| r.event["type"] == "original_viewed")
+        .expect("an original_viewed record");
+    assert_eq!(viewed.event["by"], "kansa");
+    assert_eq!(viewed.event["item_id"], "Q0001-1");
+}
+
+/// One GET with the given raw header lines: the status code.
+fn get_with_headers(addr: std::net::SocketAddr, path: &str, headers: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_request_with_two_host_headers_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    let port = addr.port();
+    let good = format!("Host: 127.0.0.1:{port}\r\n");
+    let evil = format!("Host: rebind.attacker.example:{port}\r\n");
+    assert_eq!(get_with_headers(addr, "/login", &good), 200);
+    for (what, headers) in [
+        ("good then evil", format!("{good}{evil}")),
+        ("evil then good", format!("{evil}{good}")),
+        ("good twice", format!("{good}{good}")),
+    ] {
+        assert_eq!(get_with_headers(addr, "/login", &headers), 421, "{what}");
+        assert_eq!(get_with_headers(addr, "/metrics", &headers), 421, "{what}");
+    }
     rt.block_on(running.stop("test"));
 }

@@ -46,6 +46,8 @@ pub enum AuditEvent {
     QuarantineDeleted(ReleaseDecision),
     /// An approver downloaded a quarantined original.
     OriginalDownloaded(ReleaseDecision),
+    /// Someone read a quarantined original in the UI's safe text or hex view.
+    OriginalViewed(ReleaseDecision),
     /// A quarantine notice was handed to the LGWAN side.
     NoticeSent(NoticeSent),
     /// An account was created, reset, unlocked or changed its password.

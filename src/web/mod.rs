@@ -5,7 +5,7 @@
 //! [`crate::review::Review`]; this module only asks who is acting and passes it on.
 //! Invariants:
 //! - Every page but the login page and the stylesheet needs a session; a session ends after
-//!   `admin.session_idle_secs` without a request, at logout, when the account's password is
+//!   `admin.session_idle_secs` without a request, `admin.session_max_secs` after login, at logout, when the account's password is
 //!   reset or changed in another session, or at restart (sessions live only in memory). A
 //!   one-time password must be changed before anything else is shown.
 //! - Every POST carries the session's CSRF token (the login form a token of its own, bound to
@@ -54,6 +54,8 @@ pub struct Session {
     /// The account's credential count at login; the session ends when it moves.
     credentials: u64,
     last_seen: Instant,
+    /// When it began: it ends `admin.session_max_secs` later however active it is.
+    started: Instant,
 }
 
 /// What the review pages share.
@@ -90,6 +92,10 @@ impl Web {
         Duration::from_secs(self.review.config().admin.session_idle_secs)
     }
 
+    fn max_age(&self) -> Duration {
+        Duration::from_secs(self.review.config().admin.session_max_secs)
+    }
+
     fn session_cookie(&self) -> &'static str {
         if self.tls {
             "__Host-mukaika_session"
@@ -122,10 +128,11 @@ impl Web {
             failed_since: ok.failed_since,
             credentials: ok.credentials,
             last_seen: Instant::now(),
+            started: Instant::now(),
         };
         if let Ok(mut sessions) = self.sessions.lock() {
-            let idle = self.idle();
-            sessions.retain(|_, s| s.last_seen.elapsed() < idle);
+            let (idle, max) = (self.idle(), self.max_age());
+            sessions.retain(|_, s| s.last_seen.elapsed() < idle && s.started.elapsed() < max);
             sessions.insert(token.clone(), session);
         }
         token
@@ -145,7 +152,7 @@ impl Web {
         let Ok(mut sessions) = self.sessions.lock() else {
             return SessionLookup::None;
         };
-        let idle = self.idle();
+        let (idle, max) = (self.idle(), self.max_age());
         match sessions.get_mut(&token) {
             // The password was reset or changed elsewhere: this session was opened with
             // the old one.
@@ -153,7 +160,7 @@ impl Web {
                 sessions.remove(&token);
                 SessionLookup::None
             }
-            Some(s) if s.last_seen.elapsed() < idle => {
+            Some(s) if s.last_seen.elapsed() < idle && s.started.elapsed() < max => {
                 s.last_seen = Instant::now();
                 SessionLookup::Live(token, s.clone())
             }
@@ -398,19 +405,25 @@ fn is_port(p: &str) -> bool {
     (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Refuses (421) a request whose Host header or absolute URI names another host.
+/// Refuses (421) a request whose Host header or absolute URI names another host, or that
+/// carries more than one Host header.
 async fn check_host(
     axum::extract::State(names): axum::extract::State<Arc<Vec<String>>>,
     request: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response<Body> {
-    let header_host = request
+    // Every Host header counts, not just the first: a second one is how a request names
+    // two hosts to two readers, so more than one is refused outright.
+    let header_hosts: Vec<String> = request
         .headers()
-        .get(header::HOST)
-        .map(|v| v.to_str().map(str::to_string).unwrap_or_default());
+        .get_all(header::HOST)
+        .iter()
+        .map(|v| v.to_str().map(str::to_string).unwrap_or_default())
+        .collect();
+    let single = header_hosts.len() <= 1;
     let uri_host = request.uri().authority().map(|a| a.as_str().to_string());
-    let named: Vec<String> = header_host.into_iter().chain(uri_host).collect();
-    if !named.is_empty() && named.iter().all(|h| host_allowed(h, &names)) {
+    let named: Vec<String> = header_hosts.into_iter().chain(uri_host).collect();
+    if single && !named.is_empty() && named.iter().all(|h| host_allowed(h, &names)) {
         return next.run(request).await;
     }
     tracing::warn!(host = ?named, "admin request for another host refused (DNS rebinding?)");
@@ -591,6 +604,8 @@ pub(crate) fn review_error(lang: Lang, e: &crate::review::ReviewError) -> Respon
         StatusCode::NOT_FOUND
     } else if e.is_invalid() {
         StatusCode::BAD_REQUEST
+    } else if e.is_conflict() {
+        StatusCode::CONFLICT
     } else {
         tracing::error!(error = %e, "review action failed");
         StatusCode::INTERNAL_SERVER_ERROR

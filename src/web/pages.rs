@@ -144,8 +144,8 @@ fn login_page(web: &Web, lang: Lang, error: Option<&str>, expired: bool) -> Res 
     let mut body = String::new();
     if expired {
         body.push_str(&notice(lang.t(
-            "一定時間操作がなかったため、ログアウトしました。",
-            "Your session ended after a period without activity.",
+            "一定時間操作がなかったか、ログインから一定時間が経ったため、ログアウトしました。",
+            "Your session ended after a period without activity or after its maximum lifetime.",
         )));
     }
     if let Some(e) = error {
@@ -270,7 +270,10 @@ fn password_body(ctx: &Ctx, error: Option<&str>) -> String {
          <p><button>{}</button></p></form>",
         csrf_field(ctx),
         lang.t("現在のパスワード", "Current password"),
-        lang.t("新しいパスワード（12 文字以上）", "New password (12 characters or more)"),
+        lang.t(
+            "新しいパスワード（12 文字以上。同じ文字の繰り返し、数字だけ、アカウント名を含むもの、よく使われるものは不可）",
+            "New password (12 characters or more; no repeats, not digits only, not your account name, not a common password)",
+        ),
         lang.t("新しいパスワード（確認）", "New password again"),
         lang.t("変更する", "Change"),
     );
@@ -845,9 +848,10 @@ async fn item(
     }
     let w = Arc::clone(&web);
     let lookup = id.clone();
+    let viewer = ctx.session.user.clone();
     let loaded = blocking(move || {
         let item = w.review.item(&lookup)?;
-        let bytes = w.review.view_bytes(&lookup)?;
+        let bytes = w.review.view_bytes(&viewer, &lookup)?;
         let requests = w.review.requests_for(&lookup)?;
         let mut trail = crate::audit::search(
             &w.audit_dir,
