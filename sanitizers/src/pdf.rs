@@ -716,6 +716,41 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                         n + 1
                     )));
                 }
+                // The page's content streams together must read as PDF tokens (strings and
+                // hex strings closed, inline images ended): a damaged one would be copied
+                // through and every reader would have to guess where its tokens end.
+                let streams: Vec<&lopdf::Stream> = match resolve(self.src, contents) {
+                    Object::Stream(st) => vec![st],
+                    Object::Array(items) => items
+                        .iter()
+                        .filter_map(|o| match resolve(self.src, o) {
+                            Object::Stream(st) => Some(st),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let limit = usize::try_from(self.cx.policy().limits.max_pdf_stream_bytes)
+                    .unwrap_or(usize::MAX);
+                let mut joined = Vec::new();
+                for st in streams {
+                    let data = if st.dict.has(b"Filter") {
+                        st.decompressed_content_with_limit(limit).map_err(|e| {
+                            Error::malformed(format!("page {} contents do not decode: {e}", n + 1))
+                        })?
+                    } else {
+                        st.content.clone()
+                    };
+                    joined.extend_from_slice(&data);
+                    // Streams of one page are read as if joined by white space.
+                    joined.push(b'\n');
+                }
+                if let Err(why) = content_tokens_ok(&joined) {
+                    return Err(Error::malformed(format!(
+                        "page {} contents are not well-formed: {why}",
+                        n + 1
+                    )));
+                }
             }
             let mut cleaned = self
                 .clean_dict(&page, &format!("page {}", n + 1), 0, false)?
@@ -1201,6 +1236,131 @@ fn action_detail(rb: &Rebuild<'_, '_, '_>, d: &Dictionary, kind: &[u8]) -> Strin
 }
 
 /// Follows references (bounded) to the object they name.
+/// Checks that a content stream reads as PDF tokens (ISO 32000-1 §7.2, §8.9.7): literal strings
+/// closed (nested parentheses, backslash escapes), hex strings closed and made of hex digits, no
+/// stray `)` or `>`, and every inline image's data ended by `EI`. It judges only where tokens
+/// end, not what the operators mean.
+fn content_tokens_ok(data: &[u8]) -> std::result::Result<(), &'static str> {
+    let ws = |b: u8| matches!(b, 0 | b'\t' | b'\n' | 0x0C | b'\r' | b' ');
+    let delim = |b: u8| {
+        matches!(
+            b,
+            b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%'
+        )
+    };
+    // Open arrays (`[`) and dictionaries (`<`, for `<<`), innermost last.
+    let mut open: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        let b = data[i];
+        match b {
+            _ if ws(b) => i += 1,
+            b'%' => {
+                while i < data.len() && data[i] != b'\n' && data[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'(' => {
+                let mut depth = 0usize;
+                loop {
+                    let Some(&c) = data.get(i) else {
+                        return Err("a string is not closed");
+                    };
+                    i += 1;
+                    match c {
+                        b'\\' => i += 1,
+                        b'(' => depth += 1,
+                        b')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            b')' => return Err("a ) closes no string"),
+            b'<' if data.get(i + 1) == Some(&b'<') => {
+                open.push(b'<');
+                i += 2;
+            }
+            b'>' if data.get(i + 1) == Some(&b'>') => {
+                if open.pop() != Some(b'<') {
+                    return Err("a >> closes no dictionary");
+                }
+                i += 2;
+            }
+            b'<' => {
+                i += 1;
+                loop {
+                    match data.get(i) {
+                        None => return Err("a hex string is not closed"),
+                        Some(b'>') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(&c) if c.is_ascii_hexdigit() || ws(c) => i += 1,
+                        Some(_) => return Err("a hex string holds a character that is not hex"),
+                    }
+                }
+            }
+            b'>' => return Err("a > closes nothing"),
+            b'[' => {
+                open.push(b'[');
+                i += 1;
+            }
+            b']' => {
+                if open.pop() != Some(b'[') {
+                    return Err("a ] closes no array");
+                }
+                i += 1;
+            }
+            b'{' | b'}' => i += 1,
+            _ => {
+                // A name, number or operator: regular characters up to a delimiter.
+                let start = i;
+                i += 1;
+                while i < data.len() && !ws(data[i]) && !delim(data[i]) {
+                    i += 1;
+                }
+                let token = &data[start..i];
+                let operand = token.starts_with(b"/")
+                    || matches!(token, b"true" | b"false" | b"null")
+                    || (token.iter().any(u8::is_ascii_digit)
+                        && token.iter().all(|c| b"+-.0123456789".contains(c)));
+                if !open.is_empty() && !operand {
+                    return Err("an operator inside an array or dictionary");
+                }
+                if token == b"ID" {
+                    // Inline image data: one white-space byte, then anything up to an `EI`
+                    // followed by white space, a delimiter or the end.
+                    i += 1;
+                    let mut found = false;
+                    while i + 1 < data.len() {
+                        if data[i] == b'E'
+                            && data[i + 1] == b'I'
+                            && data.get(i + 2).is_none_or(|&c| ws(c) || delim(c))
+                        {
+                            i += 2;
+                            found = true;
+                            break;
+                        }
+                        i += 1;
+                    }
+                    if !found {
+                        return Err("an inline image has no EI");
+                    }
+                }
+            }
+        }
+    }
+    if !open.is_empty() {
+        return Err("an array or dictionary is not closed");
+    }
+    Ok(())
+}
+
 fn resolve<'a>(src: &'a Document, mut obj: &'a Object) -> &'a Object {
     for _ in 0..32 {
         match obj {
@@ -1242,4 +1402,32 @@ fn count(hay: &[u8], needle: &[u8]) -> usize {
 
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+#[cfg(test)]
+mod content_token_tests {
+    use super::content_tokens_ok;
+
+    #[test]
+    fn well_formed_content_reads_and_damaged_content_does_not() {
+        let good = b"BT /F1 12 Tf (a (nested) \\) string) Tj <48656c6c6f> Tj ET\n<< /A 1 >> BDC EMC\n% c\nBI /W 1 /H 1 ID \x00\xffEI Q";
+        assert_eq!(content_tokens_ok(good), Ok(()));
+        for bad in [
+            &b"BT (never closed Tj ET"[..],
+            b"BT <48656c Tj ET",
+            b"BT <48zz> Tj ET",
+            b"q ) Q",
+            b"BI /W 1 ID \x01\x02\x03",
+            b"[(a) 10 (b) TJ",
+            b"(a) ] TJ",
+            b"[(a) Tj] TJ",
+            b"/P << /MCID 0 BDC",
+        ] {
+            assert!(
+                content_tokens_ok(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 }

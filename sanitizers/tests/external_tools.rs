@@ -491,9 +491,9 @@ fn libreoffice_opens_outputs_whose_outside_formulas_and_links_were_removed() {
         let words: Vec<&str> = text.split_whitespace().collect();
         for s in *shown {
             // Numbers whole; words may be clipped by their column on the right.
-            let seen = words.iter().any(|w| {
-                w == s || (!s.bytes().all(|b| b.is_ascii_digit()) && w.starts_with(s))
-            });
+            let seen = words
+                .iter()
+                .any(|w| w == s || (!s.bytes().all(|b| b.is_ascii_digit()) && w.starts_with(s)));
             assert!(seen, "{name}: {s} not shown: {text}");
         }
         assert!(!text.contains(HIDDEN_MARK), "{name}: {text}");

@@ -294,7 +294,7 @@ fn base64_run(lines: &[&str], i: usize) -> usize {
             // A short line ends the block, and belongs to it when the block is long enough and
             // the line looks like a base64 tail (padding, or a whole group of mixed symbols).
             let tail = line.ends_with('=')
-                || (line.len() % 4 == 0
+                || (line.len().is_multiple_of(4)
                     && line.len() >= 4
                     && line
                         .bytes()
