@@ -153,7 +153,7 @@ fn a_file_name_with_a_newline_cannot_forge_a_service_log_line() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let config = config_file(&data);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mukaika"))
+    let child = Command::new(env!("CARGO_BIN_EXE_mukaika"))
         .args(["serve", "--config"])
         .arg(&config)
         .env("RUST_LOG", "info")
