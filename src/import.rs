@@ -21,7 +21,7 @@
 //! Must never: write an input byte into the export folder (only registry outputs and reports),
 //! or overwrite an existing export.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{Read, Seek, Write};
@@ -143,6 +143,8 @@ pub struct Importer {
     quarantine: Arc<dyn QuarantineStore>,
     /// Size and mtime of each candidate when last seen (daemon settle rule).
     seen: Mutex<HashMap<PathBuf, (u64, SystemTime)>>,
+    /// Names already reported as not taken (and why): audited once, not on every pass.
+    refused: Mutex<HashSet<(PathBuf, String)>>,
     hook: Option<Hook>,
 }
 
@@ -171,6 +173,7 @@ impl Importer {
             audit,
             quarantine,
             seen: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashSet::new()),
             hook: None,
         }
     }
@@ -280,7 +283,7 @@ impl Importer {
         }
         for pair in &self.section.pairs {
             let mut files = Vec::new();
-            walk(&pair.import, 0, &mut files);
+            walk(&pair.import, &mut files);
             files.sort();
             for path in files {
                 let rel = rel_path(&pair.import, &path);
@@ -289,7 +292,23 @@ impl Importer {
                     Ok(source) => source,
                     Err(OpenRefusal::Gone) => continue,
                     Err(OpenRefusal::Skip(why)) => {
-                        tracing::warn!(pair = %pair.name, path = %rel, reason = %why, "not a plain file of the import folder; left untouched");
+                        let first = self
+                            .refused
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((path.clone(), why.clone()));
+                        if first {
+                            tracing::warn!(pair = %pair.name, path = %rel, reason = %why, "not a plain file of the import folder; left untouched");
+                            let refused =
+                                AuditEvent::ImportFailed(crate::audit::event::ImportFailed {
+                                    department: pair.name.clone(),
+                                    path: rel.clone(),
+                                    error: format!("取り込みません / not taken: {why}"),
+                                });
+                            if let Err(e) = self.audit.append(refused) {
+                                tracing::error!(error = %e, "refusal could not be audited");
+                            }
+                        }
                         summary.skipped.push(Failed {
                             pair: pair.name.clone(),
                             path: rel,
@@ -912,26 +931,56 @@ fn walk_temps(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Regular files below `dir` (no symlinks followed, copy tools' temporary names skipped).
-fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+/// Regular files below `root` (no symlinks followed, copy tools' temporary names skipped).
+/// Each folder is listed from a descriptor opened relative to its parent with `O_NOFOLLOW`, so
+/// a folder swapped for a link while the pass lists cannot lead the listing outside.
+fn walk(root: &Path, out: &mut Vec<PathBuf>) {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if let Ok(fd) = rustix::fs::open(root, flags, Mode::empty()) {
+        walk_at(&fd, root, 0, out);
+    }
+}
+
+fn walk_at(dir: &OwnedFd, path: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    use std::os::unix::ffi::OsStrExt;
     if depth > 16 {
         return;
     }
-    let Ok(entries) = fs::read_dir(dir) else {
+    let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
         return;
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(kind) = entry.file_type() else {
-            continue;
+    for entry in entries {
+        let Ok(entry) = entry else {
+            break;
         };
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if kind.is_dir() {
-            walk(&path, depth + 1, out);
-        } else if kind.is_file() && !temporary_name(&name) {
-            out.push(path);
-        } else if kind.is_symlink() {
-            tracing::warn!(path = %path.display(), "symbolic link in an import folder is ignored");
+        let raw = entry.file_name().to_bytes();
+        if raw == b"." || raw == b".." {
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(raw);
+        let child = path.join(name);
+        let kind = match entry.file_type() {
+            // Some file systems do not say in the listing.
+            FileType::Unknown => match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => FileType::from_raw_mode(st.st_mode),
+                Err(_) => continue,
+            },
+            known => known,
+        };
+        match kind {
+            FileType::Directory => {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                if let Ok(sub) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
+                    walk_at(&sub, &child, depth + 1, out);
+                }
+            }
+            FileType::RegularFile if !temporary_name(&name.to_string_lossy()) => out.push(child),
+            FileType::Symlink => {
+                tracing::warn!(path = %child.display(), "symbolic link in an import folder is ignored");
+            }
+            _ => {}
         }
     }
 }

@@ -698,6 +698,13 @@ fn a_hard_linked_file_is_skipped_and_its_other_name_untouched() {
     assert_eq!(std::fs::read(&outside).unwrap(), b"private notes\n");
     assert_eq!(mode_of(&outside), 0o600);
     assert!(data.join("import/private.txt").exists(), "left untouched");
+    let again = importer.pass(&config.policy, false);
+    assert_eq!(again.skipped.len(), 1, "still not taken");
+    let refusals = support::audit_kinds(&data)
+        .iter()
+        .filter(|k| *k == "import_failed")
+        .count();
+    assert_eq!(refusals, 1, "audited once, not on every pass");
 }
 
 #[test]
