@@ -737,3 +737,26 @@ fn a_file_put_in_place_of_the_original_before_removal_is_kept_for_the_next_pass(
         b"first version\n"
     );
 }
+
+#[test]
+fn processed_originals_are_archived_not_deleted_when_configured() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("archive_processed = false", "archive_processed = true");
+    std::fs::write(&config, text).unwrap();
+    put(&data.join("import/課/memo.txt"), b"keep me\n");
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    assert!(!data.join("import/課/memo.txt").exists());
+    assert_eq!(
+        std::fs::read(data.join("import-state/processed/default/課/memo.txt")).unwrap(),
+        b"keep me\n"
+    );
+    assert_eq!(
+        std::fs::read(data.join("export/課/memo.txt")).unwrap(),
+        b"keep me\n"
+    );
+}
