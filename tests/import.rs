@@ -406,7 +406,7 @@ fn import_killed_mid_pass_quarantines_each_file_once_with_its_audit_record() {
     // enough kills have landed mid-pass (how far a pass gets depends on the machine's load).
     const BATCH: usize = 40;
     let mut held = 0;
-    let mut add_batch = |held: &mut usize| {
+    let add_batch = |held: &mut usize| {
         for n in *held..*held + BATCH {
             put(
                 &data.join(format!("import/prog-{n:03}.exe")),
