@@ -120,6 +120,8 @@ name = "default"
 # Relative folders are taken from data.dir.
 import = "import"
 export = "export"
+# Exports are 0640 (folders 0750) unless a mode is set: mukaika never writes anything other
+# users can read. Give the LGWAN-side reader the group (gid), or set mode = "0644" for everyone.
 # mode = "0640"
 # uid = 1000
 # gid = 1000

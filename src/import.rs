@@ -13,15 +13,20 @@
 //! last. A crash at any point leaves either the original to process again or a ledger entry
 //! that the next pass completes — never a lost file and never a second copy. Names are NFC
 //! normalised; names that could escape the folder or that Windows cannot hold are refused with
-//! a report. Symbolic links are never followed.
+//! a report. Symbolic links are never followed: a file is opened from directory descriptors,
+//! component by component with `O_NOFOLLOW`, checked on the opened descriptor (a regular file
+//! with one link — not a FIFO, not a hard link to something outside), read from that
+//! descriptor, and removed relative to its folder's descriptor only while that name still
+//! holds the same inode. The names listed are only candidates.
 //! Must never: write an input byte into the export folder (only registry outputs and reports),
 //! or overwrite an existing export.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{Read, Seek, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -75,6 +80,40 @@ pub struct PassSummary {
     pub failed: Vec<Failed>,
     /// Files seen but not yet stable (still being written, or too recent).
     pub waiting: usize,
+    /// Names that were not taken because what they held is not a plain file of the import
+    /// folder: reached through a symbolic link, not a regular file (a FIFO, a device), or a
+    /// hard link (its other name may be outside). They are left untouched.
+    pub skipped: Vec<Failed>,
+}
+
+/// Where a pass calls the hook set by [`Importer::with_hook`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPoint {
+    /// A listed file is about to be opened.
+    BeforeOpen,
+    /// A file's results are durable; the original is about to be removed or archived.
+    BeforeRetire,
+}
+
+/// A test hook: called with the point and the listed path.
+type Hook = Box<dyn Fn(HookPoint, &Path) + Send + Sync>;
+
+/// A file opened for import and what `fstat` said about it when opened. It stays open until
+/// the original is retired, so its inode number cannot be reused by a file put in its place.
+struct Source {
+    file: File,
+    meta: fs::Metadata,
+}
+
+/// Why a listed name is not opened as an import.
+enum OpenRefusal {
+    /// Not a plain, singly linked file reached without links: skipped, left untouched.
+    Skip(String),
+    /// Gone since it was listed (renamed or removed by its owner).
+    Gone,
+    /// An I/O error: the file fails this pass and is retried.
+    Io(String),
 }
 
 /// The ledger entry of a file being exported (see the module invariants).
@@ -84,6 +123,10 @@ struct LedgerEntry {
     source: PathBuf,
     /// (temporary path, final path) of every export.
     renames: Vec<(PathBuf, PathBuf)>,
+    /// (device, inode) of the original as opened: the name is removed only while it still
+    /// holds that inode (a file put there since is someone else's).
+    #[serde(default)]
+    inode: Option<(u64, u64)>,
     archive_to: Option<PathBuf>,
     /// The audit records gathered before the ledger was written (the import, its quarantine):
     /// a crash before they were appended leaves them to the pass that completes the entry.
@@ -100,7 +143,9 @@ pub struct Importer {
     quarantine: Arc<dyn QuarantineStore>,
     /// Size and mtime of each candidate when last seen (daemon settle rule).
     seen: Mutex<HashMap<PathBuf, (u64, SystemTime)>>,
-    counter: AtomicU64,
+    /// Names already reported as not taken (and why): audited once, not on every pass.
+    refused: Mutex<HashSet<(PathBuf, String)>>,
+    hook: Option<Hook>,
 }
 
 impl Importer {
@@ -128,7 +173,23 @@ impl Importer {
             audit,
             quarantine,
             seen: Mutex::new(HashMap::new()),
-            counter: AtomicU64::new(0),
+            refused: Mutex::new(HashSet::new()),
+            hook: None,
+        }
+    }
+
+    /// Test support only: `hook` runs at each [`HookPoint`] of a pass, so a test can change the
+    /// folder exactly between listing and opening, or between reading and removing.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_hook(mut self, hook: impl Fn(HookPoint, &Path) + Send + Sync + 'static) -> Self {
+        self.hook = Some(Box::new(hook));
+        self
+    }
+
+    fn at(&self, point: HookPoint, path: &Path) {
+        if let Some(hook) = &self.hook {
+            hook(point, path);
         }
     }
 
@@ -222,15 +283,50 @@ impl Importer {
         }
         for pair in &self.section.pairs {
             let mut files = Vec::new();
-            walk(&pair.import, 0, &mut files);
+            walk(&pair.import, &mut files);
             files.sort();
             for path in files {
-                if !self.ready(&path, daemon) {
+                let rel = rel_path(&pair.import, &path);
+                self.at(HookPoint::BeforeOpen, &path);
+                let source = match open_source(&pair.import, &path) {
+                    Ok(source) => source,
+                    Err(OpenRefusal::Gone) => continue,
+                    Err(OpenRefusal::Skip(why)) => {
+                        let first = self
+                            .refused
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((path.clone(), why.clone()));
+                        if first {
+                            tracing::warn!(pair = %pair.name, path = %rel, reason = %why, "not a plain file of the import folder; left untouched");
+                            let refused =
+                                AuditEvent::ImportFailed(crate::audit::event::ImportFailed {
+                                    department: pair.name.clone(),
+                                    path: rel.clone(),
+                                    error: format!("取り込みません / not taken: {why}"),
+                                });
+                            if let Err(e) = self.audit.append(refused) {
+                                tracing::error!(error = %e, "refusal could not be audited");
+                            }
+                        }
+                        summary.skipped.push(Failed {
+                            pair: pair.name.clone(),
+                            path: rel,
+                            error: why,
+                        });
+                        continue;
+                    }
+                    Err(OpenRefusal::Io(error)) => {
+                        tracing::warn!(pair = %pair.name, path = %rel, error = %error, "cannot open; retried on the next pass");
+                        summary.waiting += 1;
+                        continue;
+                    }
+                };
+                if !self.ready(&path, &source, daemon) {
                     summary.waiting += 1;
                     continue;
                 }
-                let rel = rel_path(&pair.import, &path);
-                match self.process(pair, &path, &rel, policy) {
+                match self.process(pair, &source, &path, &rel, policy) {
                     Ok(done) => summary.processed.push(done),
                     Err(error) => {
                         tracing::error!(pair = %pair.name, path = %rel, error = %error, "import failed; the file stays");
@@ -256,11 +352,9 @@ impl Importer {
 
     /// Stable: mtime at least `settle_secs` ago, not flock-ed by a writer, and (daemon) the
     /// same size and mtime as on the previous pass.
-    fn ready(&self, path: &Path, daemon: bool) -> bool {
-        let Ok(meta) = fs::symlink_metadata(path) else {
-            return false;
-        };
-        let Ok(mtime) = meta.modified() else {
+    fn ready(&self, path: &Path, source: &Source, daemon: bool) -> bool {
+        let size = source.meta.len();
+        let Ok(mtime) = source.meta.modified() else {
             return false;
         };
         let settle = Duration::from_secs(self.section.settle_secs);
@@ -269,30 +363,26 @@ impl Importer {
             .is_ok_and(|age| age >= settle);
         let unchanged = {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            let before = seen.insert(path.to_path_buf(), (meta.len(), mtime));
-            !daemon || before == Some((meta.len(), mtime))
+            let before = seen.insert(path.to_path_buf(), (size, mtime));
+            !daemon || before == Some((size, mtime))
         };
         if !(old_enough && unchanged) {
             return false;
         }
         // A writer holding an exclusive lock (Samba, LibreOffice) is still writing.
-        match File::open(path) {
-            Ok(f) => rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared)
-                .and_then(|()| rustix::fs::flock(&f, rustix::fs::FlockOperation::Unlock))
-                .is_ok(),
-            Err(_) => false,
-        }
+        let f = &source.file;
+        rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockShared)
+            .and_then(|()| rustix::fs::flock(f, rustix::fs::FlockOperation::Unlock))
+            .is_ok()
     }
 
     /// The import ID of a file: derived from the pair, path, inode, change time and content,
     /// so a pass that a crash interrupted and the pass that takes the file again agree on it
     /// (the quarantine stores it once), while the same name dropped again later (a new inode or
-    /// change time) is a new import. Falls back to a fresh ID if the metadata is unreadable.
-    fn import_id(&self, pair: &ImportPair, rel: &str, path: &Path, sha256: &str) -> String {
+    /// change time) is a new import. The metadata is the opened descriptor's.
+    fn import_id(&self, pair: &ImportPair, rel: &str, source: &Source, sha256: &str) -> String {
         use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = fs::symlink_metadata(path) else {
-            return self.next_id();
-        };
+        let meta = &source.meta;
         let key = format!(
             "{}\0{rel}\0{}\0{}\0{}.{}\0{sha256}",
             pair.name,
@@ -305,15 +395,10 @@ impl Importer {
         format!("I{}", &digest[..24])
     }
 
-    fn next_id(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let millis = crate::audit::time::now_millis();
-        format!("I{millis}-{}-{n}", std::process::id())
-    }
-
     fn process(
         &self,
         pair: &ImportPair,
+        source: &Source,
         path: &Path,
         rel: &str,
         policy: &Policy,
@@ -322,17 +407,17 @@ impl Importer {
             Some((d, b)) => (d.to_string(), b.to_string()),
             None => (String::new(), rel.to_string()),
         };
-        let size = fs::metadata(path).map_err(|e| e.to_string())?.len();
+        let size = source.meta.len();
         let mut events = Vec::new();
         let name_problem = check_name(rel);
         let (report, output, bytes_sha) = if let Some(problem) = &name_problem {
-            let bytes = read_limited(path, policy.limits.max_input_bytes)?;
-            let sha = sha_of(path, bytes.as_deref())?;
+            let bytes = read_limited(source, path, policy.limits.max_input_bytes)?;
+            let sha = sha_of(source, path, bytes.as_deref())?;
             let mut report = Registry::over_limit_report(Some(&base), sha.clone(), size, policy);
             report.reason = Some(mukaika_sanitizers::Reason::new("bad-name", problem.clone()));
             (report, None, sha)
         } else {
-            match read_limited(path, policy.limits.max_input_bytes)? {
+            match read_limited(source, path, policy.limits.max_input_bytes)? {
                 Some(bytes) => {
                     let outcome = self.registry.process(
                         &bytes,
@@ -356,7 +441,7 @@ impl Importer {
                     (report, output, sha)
                 }
                 None => {
-                    let sha = sha_of(path, None)?;
+                    let sha = sha_of(source, path, None)?;
                     let report =
                         Registry::over_limit_report(Some(&base), sha.clone(), size, policy);
                     (report, None, sha)
@@ -365,7 +450,7 @@ impl Importer {
         };
         // The same file met again after a crash (same inode, same change time, same bytes)
         // gets the same ID, so its quarantine record is stored once and audited on this pass.
-        let id = self.import_id(pair, rel, path, &bytes_sha);
+        let id = self.import_id(pair, rel, source, &bytes_sha);
         events.push(AuditEvent::FileImported(FileImported {
             item_id: id.clone(),
             department: pair.name.clone(),
@@ -396,7 +481,7 @@ impl Importer {
                 detected_type: Some(report.detected_type.name().to_string()),
             };
             self.quarantine
-                .put_file(&item, path)
+                .put_file(&item, &source.file)
                 .map_err(|e| format!("quarantine: {e}"))?;
             events.push(AuditEvent::Quarantined(Quarantined {
                 item_id: item.id,
@@ -468,6 +553,7 @@ impl Importer {
             pair: pair.name.clone(),
             source: path.to_path_buf(),
             renames,
+            inode: Some(inode_of(&source.meta)),
             archive_to,
             events: events.clone(),
         };
@@ -495,7 +581,8 @@ impl Importer {
             }));
         }
         self.audit.append_all(&events).map_err(|e| e.to_string())?;
-        retire(&entry)?;
+        self.at(HookPoint::BeforeRetire, path);
+        self.retire(&entry)?;
         fs::remove_file(&ledger_path).map_err(|e| e.to_string())?;
         tracing::info!(pair = %pair.name, path = %rel, verdict = ?report.verdict, "imported");
         Ok(Processed {
@@ -511,6 +598,85 @@ impl Importer {
             }),
             quarantine_id,
         })
+    }
+
+    /// Removes the original (or moves it to the processed archive) once its results are
+    /// durable: relative to its folder's descriptor (reached without following links), and only
+    /// while the name still holds the inode that was read — a file put there since is left for
+    /// the next pass.
+    fn retire(&self, entry: &LedgerEntry) -> Result<(), String> {
+        use rustix::fs::{AtFlags, OFlags};
+        use rustix::io::Errno;
+        let shown = entry.source.display();
+        let Some(pair) = self.section.pairs.iter().find(|p| p.name == entry.pair) else {
+            tracing::warn!(pair = %entry.pair, path = %shown, "pair no longer configured; the original is left in place");
+            return Ok(());
+        };
+        let (dir, name) = match open_parent(&pair.import, &entry.source) {
+            Ok(found) => found,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(format!("{shown}: {e}")),
+        };
+        let current = match rustix::fs::openat(
+            &dir,
+            &name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(format!("{shown}: {e}")),
+        };
+        let meta = current.metadata().map_err(|e| format!("{shown}: {e}"))?;
+        let same = match entry.inode {
+            Some(inode) => inode_of(&meta) == inode,
+            // A ledger from before inodes were recorded: a plain file at least.
+            None => meta.file_type().is_file(),
+        };
+        if !same {
+            tracing::warn!(pair = %entry.pair, path = %shown, "the original was replaced after it was read; the new file is left for the next pass");
+            return Ok(());
+        }
+        match &entry.archive_to {
+            Some(to) => {
+                if let Some(parent) = to.parent() {
+                    fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                }
+                match rustix::fs::renameat(&dir, &name, rustix::fs::CWD, to) {
+                    Ok(()) => {}
+                    // Another file system: copy from a descriptor of that same inode, then unlink.
+                    Err(Errno::XDEV) => {
+                        let mut from = File::from(
+                            rustix::fs::openat(
+                                &dir,
+                                &name,
+                                OFlags::RDONLY
+                                    | OFlags::NOFOLLOW
+                                    | OFlags::NONBLOCK
+                                    | OFlags::CLOEXEC,
+                                rustix::fs::Mode::empty(),
+                            )
+                            .map_err(|e| format!("archiving {shown}: {e}"))?,
+                        );
+                        let opened = from.metadata().map_err(|e| e.to_string())?;
+                        if inode_of(&opened) != inode_of(&meta) {
+                            return Err(format!("archiving {shown}: replaced while archiving"));
+                        }
+                        let mut out =
+                            File::create(to).map_err(|e| format!("{}: {e}", to.display()))?;
+                        std::io::copy(&mut from, &mut out)
+                            .and_then(|_| out.sync_all())
+                            .map_err(|e| format!("archiving {shown}: {e}"))?;
+                        rustix::fs::unlinkat(&dir, &name, AtFlags::empty())
+                            .map_err(|e| format!("removing {shown}: {e}"))?;
+                    }
+                    Err(e) => return Err(format!("archiving {shown}: {e}")),
+                }
+            }
+            None => rustix::fs::unlinkat(&dir, &name, AtFlags::empty())
+                .map_err(|e| format!("removing {shown}: {e}"))?,
+        }
+        rustix::fs::fsync(&dir).map_err(|e| format!("{shown}: folder sync: {e}"))
     }
 
     /// Completes exports a crash interrupted: finishes renames whose temporary file is still
@@ -559,7 +725,7 @@ impl Importer {
                 sha256: None,
             }));
             self.audit.append_all(&events).map_err(|e| e.to_string())?;
-            retire(&ledger)?;
+            self.retire(&ledger)?;
             fs::remove_file(&path).map_err(|e| e.to_string())?;
             summary.processed.push(Processed {
                 pair: ledger.pair,
@@ -580,31 +746,6 @@ impl Importer {
         }
         Ok(())
     }
-}
-
-/// Removes the original (or moves it to the processed archive) once its results are durable.
-fn retire(entry: &LedgerEntry) -> Result<(), String> {
-    if !entry.source.exists() {
-        return Ok(());
-    }
-    match &entry.archive_to {
-        Some(to) => {
-            if let Some(parent) = to.parent() {
-                fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-            }
-            fs::rename(&entry.source, to)
-                .or_else(|_| {
-                    fs::copy(&entry.source, to).and_then(|_| fs::remove_file(&entry.source))
-                })
-                .map_err(|e| format!("archiving {}: {e}", entry.source.display()))?;
-        }
-        None => fs::remove_file(&entry.source)
-            .map_err(|e| format!("removing {}: {e}", entry.source.display()))?,
-    }
-    if let Some(parent) = entry.source.parent() {
-        sync(parent)?;
-    }
-    Ok(())
 }
 
 fn sync(dir: &Path) -> Result<(), String> {
@@ -671,9 +812,79 @@ fn dir_permissions(pair: &ImportPair, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads a file whole, or returns None when it is larger than `limit`.
-fn read_limited(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, String> {
-    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// (device, inode): what a name must still hold for the importer to remove it.
+fn inode_of(meta: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// Opens the folder holding `path` (below `root`) one component at a time, never following a
+/// symbolic link, and returns it with the file's name in it. `root` itself is configuration
+/// and may be a link.
+fn open_parent(root: &Path, path: &Path) -> Result<(OwnedFd, OsString), rustix::io::Errno> {
+    use rustix::fs::{Mode, OFlags};
+    let rel = path
+        .strip_prefix(root)
+        .map_err(|_| rustix::io::Errno::INVAL)?;
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir = rustix::fs::open(root, dir_flags, Mode::empty())?;
+    let mut parts = rel.components().peekable();
+    while let Some(part) = parts.next() {
+        let Component::Normal(name) = part else {
+            return Err(rustix::io::Errno::INVAL);
+        };
+        if parts.peek().is_none() {
+            return Ok((dir, name.to_os_string()));
+        }
+        dir = rustix::fs::openat(&dir, name, dir_flags | OFlags::NOFOLLOW, Mode::empty())?;
+    }
+    Err(rustix::io::Errno::INVAL)
+}
+
+/// Opens a listed file for import: beneath the root without following links, non-blocking
+/// (a FIFO put in its place cannot hang the pass), and taken only if the opened descriptor is
+/// a regular file with one link.
+fn open_source(root: &Path, path: &Path) -> Result<Source, OpenRefusal> {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::io::Errno;
+    let refusal = |e: Errno| match e {
+        Errno::NOENT => OpenRefusal::Gone,
+        Errno::LOOP | Errno::NOTDIR => OpenRefusal::Skip(
+            "シンボリックリンク経由のパス / reached through a symbolic link".into(),
+        ),
+        e => OpenRefusal::Io(e.to_string()),
+    };
+    let (dir, name) = open_parent(root, path).map_err(refusal)?;
+    let fd = rustix::fs::openat(
+        &dir,
+        &name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(refusal)?;
+    let file = File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(|e| OpenRefusal::Io(e.to_string()))?;
+    if !meta.file_type().is_file() {
+        return Err(OpenRefusal::Skip(
+            "通常のファイルではありません / not a regular file".into(),
+        ));
+    }
+    let links = std::os::unix::fs::MetadataExt::nlink(&meta);
+    if links != 1 {
+        return Err(OpenRefusal::Skip(format!(
+            "ハードリンクされたファイル / a hard link ({links} names)"
+        )));
+    }
+    Ok(Source { file, meta })
+}
+
+/// Reads the opened file whole, or returns None when it is larger than `limit`.
+fn read_limited(source: &Source, path: &Path, limit: u64) -> Result<Option<Vec<u8>>, String> {
+    let mut f = &source.file;
+    f.seek(std::io::SeekFrom::Start(0))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut bytes = Vec::new();
     f.take(limit + 1)
         .read_to_end(&mut bytes)
@@ -685,12 +896,18 @@ fn sha_hex(bytes: &[u8]) -> String {
     mukaika_sanitizers::report::sha256_hex(bytes)
 }
 
-/// SHA-256 of a file, from bytes already read or by streaming it.
-fn sha_of(path: &Path, bytes: Option<&[u8]>) -> Result<String, String> {
-    match bytes {
-        Some(b) => Ok(sha_hex(b)),
-        None => crate::sanitize::sha256_file(path).map_err(|e| format!("{}: {e}", path.display())),
+/// SHA-256 of the opened file, from bytes already read or by streaming it.
+fn sha_of(source: &Source, path: &Path, bytes: Option<&[u8]>) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    if let Some(b) = bytes {
+        return Ok(sha_hex(b));
     }
+    let mut f = &source.file;
+    let mut hasher = Sha256::new();
+    f.seek(std::io::SeekFrom::Start(0))
+        .and_then(|_| std::io::copy(&mut f, &mut hasher))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Our own temporary export names (`.I<millis>-<pid>-<n>.<k>.tmp`) below `dir`.
@@ -714,26 +931,56 @@ fn walk_temps(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Regular files below `dir` (no symlinks followed, copy tools' temporary names skipped).
-fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+/// Regular files below `root` (no symlinks followed, copy tools' temporary names skipped).
+/// Each folder is listed from a descriptor opened relative to its parent with `O_NOFOLLOW`, so
+/// a folder swapped for a link while the pass lists cannot lead the listing outside.
+fn walk(root: &Path, out: &mut Vec<PathBuf>) {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if let Ok(fd) = rustix::fs::open(root, flags, Mode::empty()) {
+        walk_at(&fd, root, 0, out);
+    }
+}
+
+fn walk_at(dir: &OwnedFd, path: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    use std::os::unix::ffi::OsStrExt;
     if depth > 16 {
         return;
     }
-    let Ok(entries) = fs::read_dir(dir) else {
+    let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
         return;
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(kind) = entry.file_type() else {
-            continue;
+    for entry in entries {
+        let Ok(entry) = entry else {
+            break;
         };
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if kind.is_dir() {
-            walk(&path, depth + 1, out);
-        } else if kind.is_file() && !temporary_name(&name) {
-            out.push(path);
-        } else if kind.is_symlink() {
-            tracing::warn!(path = %path.display(), "symbolic link in an import folder is ignored");
+        let raw = entry.file_name().to_bytes();
+        if raw == b"." || raw == b".." {
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(raw);
+        let child = path.join(name);
+        let kind = match entry.file_type() {
+            // Some file systems do not say in the listing.
+            FileType::Unknown => match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => FileType::from_raw_mode(st.st_mode),
+                Err(_) => continue,
+            },
+            known => known,
+        };
+        match kind {
+            FileType::Directory => {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                if let Ok(sub) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
+                    walk_at(&sub, &child, depth + 1, out);
+                }
+            }
+            FileType::RegularFile if !temporary_name(&name.to_string_lossy()) => out.push(child),
+            FileType::Symlink => {
+                tracing::warn!(path = %child.display(), "symbolic link in an import folder is ignored");
+            }
+            _ => {}
         }
     }
 }

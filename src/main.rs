@@ -397,6 +397,7 @@ enum MailCommand {
 }
 
 fn main() -> ExitCode {
+    mukaika::service::restrict_umask();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -95,8 +95,12 @@ pub trait QuarantineStore: Send + Sync {
     ///
     /// # Errors
     /// As [`QuarantineStore::put`].
-    fn put_file(&self, item: &QuarantineItem, path: &std::path::Path) -> std::io::Result<()> {
-        let bytes = fs::read(path)?;
+    fn put_file(&self, item: &QuarantineItem, file: &File) -> std::io::Result<()> {
+        use std::io::{Read, Seek};
+        let mut bytes = Vec::new();
+        let mut reader = file;
+        reader.seek(std::io::SeekFrom::Start(0))?;
+        reader.read_to_end(&mut bytes)?;
         self.put(item, &bytes)
     }
     /// Deletes an item (and its blob once no other item shares it). The caller audits first.
@@ -178,8 +182,8 @@ impl QuarantineStore for FsQuarantine {
         fs::read(self.blob_path(&item.sha256))
     }
 
-    fn put_file(&self, item: &QuarantineItem, path: &std::path::Path) -> std::io::Result<()> {
-        self.put_blob_file(&item.sha256, path)?;
+    fn put_file(&self, item: &QuarantineItem, file: &File) -> std::io::Result<()> {
+        self.put_blob_file(&item.sha256, file)?;
         self.put_record(item)
     }
 
@@ -225,7 +229,7 @@ impl FsQuarantine {
     }
 
     /// Stores a blob streamed from a file (once per content): copy, fsync, rename, fsync.
-    fn put_blob_file(&self, sha256: &str, path: &std::path::Path) -> std::io::Result<()> {
+    fn put_blob_file(&self, sha256: &str, file: &File) -> std::io::Result<()> {
         if self.blob_path(sha256).exists() {
             return Ok(());
         }
@@ -233,8 +237,13 @@ impl FsQuarantine {
             .root
             .join("tmp")
             .join(format!("{sha256}.{}", std::process::id()));
-        fs::copy(path, &tmp)?;
-        File::open(&tmp)?.sync_all()?;
+        // Copied from the descriptor the importer checked (not by path, which could have been
+        // swapped since), into a file of our own mode rather than the original's.
+        let mut reader = file;
+        std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0))?;
+        let mut out = File::create(&tmp)?;
+        std::io::copy(&mut reader, &mut out)?;
+        out.sync_all()?;
         fs::rename(&tmp, self.blob_path(sha256))?;
         sync_dir(&self.root.join("blobs")).map_err(std::io::Error::other)
     }
@@ -454,8 +463,8 @@ impl QuarantineStore for SqliteQuarantine {
         self.insert(item)
     }
 
-    fn put_file(&self, item: &QuarantineItem, path: &std::path::Path) -> std::io::Result<()> {
-        self.files.put_blob_file(&item.sha256, path)?;
+    fn put_file(&self, item: &QuarantineItem, file: &File) -> std::io::Result<()> {
+        self.files.put_blob_file(&item.sha256, file)?;
         self.insert(item)
     }
 

@@ -120,14 +120,45 @@ fn lock_pid_file(path: &std::path::Path) -> Result<std::fs::File, String> {
     Ok(file)
 }
 
+/// The permission bits no file or folder mukaika creates may have: group write and anything
+/// for other users (the review database holds password hashes, the quarantine the originals
+/// that only an approver may download, the audit log and spool whole messages).
+pub const PRIVATE_UMASK: u32 = 0o027;
+
+/// Adds [`PRIVATE_UMASK`] to the process umask (a stricter umask is kept), so every file
+/// created from here on — SQLite's too — is 0640 at most and every folder 0750, whatever the
+/// umask the service was started with. Process-wide: called once, first thing, by the binary.
+pub fn restrict_umask() {
+    use rustix::fs::Mode;
+    let private = Mode::from_raw_mode(PRIVATE_UMASK);
+    let old = rustix::process::umask(private);
+    rustix::process::umask(old | private);
+}
+
+/// Creates the data directory, and takes group write and other users' access away from it
+/// when it already exists (an installation made under umask 022 left it 0755).
+fn private_data_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & PRIVATE_UMASK != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & !PRIVATE_UMASK))
+            .map_err(|e| format!("{}: chmod: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// Takes the data directory's lock for a one-off command (`mukaika import once`), writing
 /// this process's pid; fails while a service or another command holds it.
 ///
 /// # Errors
 /// The lock is held elsewhere, or the file cannot be opened.
 pub fn lock_data_dir(config: &ServiceConfig) -> Result<std::fs::File, String> {
-    std::fs::create_dir_all(&config.data.dir)
-        .map_err(|e| format!("{}: {e}", config.data.dir.display()))?;
+    private_data_dir(&config.data.dir)?;
     let file = lock_pid_file(&pid_file(config))?;
     {
         use std::io::Write;
@@ -150,7 +181,7 @@ pub async fn start(
     let data = config.data.dir.clone();
     // Before anything is opened: a second service on the same data would interleave two
     // writers in one audit chain and one spool.
-    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    private_data_dir(&data)?;
     let pid_path = pid_file(&config);
     let pid_lock = lock_pid_file(&pid_path)?;
     let config = Arc::new(Live::new(config));

@@ -565,3 +565,198 @@ fn a_long_name_that_clashes_gets_a_numbered_name_that_fits() {
     assert!(out.iter().all(|f| f.len() <= 255 && f.ends_with(".txt")));
     assert!(files_under(&import).is_empty());
 }
+
+/// An importer run in this process (settle time 0) whose test hook is `hook`.
+fn hooked_importer(
+    data: &Path,
+    hook: impl Fn(mukaika::import::HookPoint, &Path) + Send + Sync + 'static,
+) -> (mukaika::import::Importer, mukaika::config::ServiceConfig) {
+    let text =
+        support::config_text(data, "127.0.0.1:0").replace("settle_secs = 5", "settle_secs = 0");
+    let config = mukaika::config::ServiceConfig::from_toml(&text).unwrap();
+    std::fs::create_dir_all(data).unwrap();
+    let audit = std::sync::Arc::new(mukaika::service::open_audit(&config).unwrap());
+    let quarantine =
+        mukaika::quarantine::open(data.join("quarantine"), config.quarantine.store).unwrap();
+    let registry = std::sync::Arc::new(mukaika::service::registry(&config, None));
+    let importer = mukaika::import::Importer::new(
+        config.import.clone(),
+        &config.data.dir,
+        registry,
+        audit,
+        quarantine,
+    )
+    .with_hook(hook);
+    assert!(importer.create_folders().is_empty());
+    (importer, config)
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_subfolder_swapped_for_a_link_outside_after_listing_exports_and_deletes_nothing_outside() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let outside = root.path().join("outside");
+    put(&outside.join("secret.txt"), b"outside secret\n");
+    std::fs::set_permissions(
+        outside.join("secret.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let import = data.join("import");
+    let swapped = AtomicBool::new(false);
+    let (dept, moved, target) = (import.join("課"), import.join("課.old"), outside.clone());
+    let (importer, config) = hooked_importer(&data, move |point, path| {
+        if point == mukaika::import::HookPoint::BeforeOpen
+            && path.ends_with("課/secret.txt")
+            && !swapped.swap(true, Ordering::SeqCst)
+        {
+            std::fs::rename(&dept, &moved).unwrap();
+            std::os::unix::fs::symlink(&target, &dept).unwrap();
+        }
+    });
+    put(&import.join("課/secret.txt"), b"inside, listed\n");
+
+    let summary = importer.pass(&config.policy, false);
+
+    assert!(summary.processed.is_empty(), "{:?}", summary.processed);
+    assert_eq!(summary.skipped.len(), 1, "{:?}", summary.skipped);
+    let exported = files_under(&data.join("export"));
+    assert!(
+        exported.is_empty(),
+        "nothing from outside is exported: {exported:?}"
+    );
+    assert_eq!(
+        std::fs::read(outside.join("secret.txt")).unwrap(),
+        b"outside secret\n",
+        "the outside original is not deleted"
+    );
+    assert!(data.join("import/課.old/secret.txt").exists());
+}
+
+#[test]
+fn a_fifo_put_in_place_of_a_listed_file_does_not_hang_the_pass() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let swapped = AtomicBool::new(false);
+    let (importer, config) = hooked_importer(&data, move |point, path| {
+        if point == mukaika::import::HookPoint::BeforeOpen && !swapped.swap(true, Ordering::SeqCst)
+        {
+            std::fs::remove_file(path).unwrap();
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                path,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o644),
+                0,
+            )
+            .unwrap();
+        }
+    });
+    put(&data.join("import/a.txt"), b"listed as a file\n");
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let summary = importer.pass(&config.policy, false);
+        let _ = tx.send((summary.processed.len(), summary.skipped.len()));
+    });
+    let (processed, skipped) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the pass returns although a FIFO took the file's place");
+    assert_eq!((processed, skipped), (0, 1));
+    assert!(files_under(&data.join("export")).is_empty());
+}
+
+#[test]
+fn a_hard_linked_file_is_skipped_and_its_other_name_untouched() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let (importer, config) = hooked_importer(&data, |_, _| {});
+    let outside = root.path().join("outside/private.txt");
+    put(&outside, b"private notes\n");
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::hard_link(&outside, data.join("import/private.txt")).unwrap();
+
+    let summary = importer.pass(&config.policy, false);
+
+    assert!(summary.processed.is_empty(), "{:?}", summary.processed);
+    assert_eq!(summary.skipped.len(), 1);
+    assert!(
+        summary.skipped[0].error.contains("hard link"),
+        "{:?}",
+        summary.skipped
+    );
+    assert!(files_under(&data.join("export")).is_empty());
+    assert_eq!(std::fs::read(&outside).unwrap(), b"private notes\n");
+    assert_eq!(mode_of(&outside), 0o600);
+    assert!(data.join("import/private.txt").exists(), "left untouched");
+    let again = importer.pass(&config.policy, false);
+    assert_eq!(again.skipped.len(), 1, "still not taken");
+    let refusals = support::audit_kinds(&data)
+        .iter()
+        .filter(|k| *k == "import_failed")
+        .count();
+    assert_eq!(refusals, 1, "audited once, not on every pass");
+}
+
+#[test]
+fn a_file_put_in_place_of_the_original_before_removal_is_kept_for_the_next_pass() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let replaced = AtomicBool::new(false);
+    let (importer, config) = hooked_importer(&data, move |point, path| {
+        if point == mukaika::import::HookPoint::BeforeRetire
+            && !replaced.swap(true, Ordering::SeqCst)
+        {
+            let newer = path.with_file_name("newer.part");
+            std::fs::write(&newer, b"second version\n").unwrap();
+            std::fs::rename(&newer, path).unwrap();
+        }
+    });
+    put(&data.join("import/memo.txt"), b"first version\n");
+
+    let summary = importer.pass(&config.policy, false);
+
+    assert_eq!(summary.processed.len(), 1, "{:?}", summary.failed);
+    assert_eq!(
+        std::fs::read(data.join("import/memo.txt")).unwrap(),
+        b"second version\n",
+        "the file put there after reading is not deleted"
+    );
+    assert_eq!(
+        std::fs::read(data.join("export/memo.txt")).unwrap(),
+        b"first version\n"
+    );
+}
+
+#[test]
+fn processed_originals_are_archived_not_deleted_when_configured() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("archive_processed = false", "archive_processed = true");
+    std::fs::write(&config, text).unwrap();
+    put(&data.join("import/課/memo.txt"), b"keep me\n");
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    assert!(!data.join("import/課/memo.txt").exists());
+    assert_eq!(
+        std::fs::read(data.join("import-state/processed/default/課/memo.txt")).unwrap(),
+        b"keep me\n"
+    );
+    assert_eq!(
+        std::fs::read(data.join("export/課/memo.txt")).unwrap(),
+        b"keep me\n"
+    );
+}

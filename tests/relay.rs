@@ -29,7 +29,9 @@ fn send_one(addr: std::net::SocketAddr, message: &[u8]) {
 fn relays_only_converted_mail_to_the_lgwan_mta() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let dump = data.path().join("sink");
+    // Outside the data directory, which other users (smtp-sink runs as nobody) cannot enter.
+    let sink_dir = tempfile::tempdir().unwrap();
+    let dump = sink_dir.path().join("sink");
     let sink = smtp_sink(port, &dump, &[]);
     let rt = runtime();
     let running = support::start(&rt, relay_config(data.path(), port), "");
@@ -72,7 +74,9 @@ fn defers_while_the_relay_is_down_then_delivers_when_it_returns() {
         audit_kinds(data.path()).iter().any(|k| k == "deferred"),
         "a refused connection defers"
     );
-    let dump = data.path().join("sink");
+    // Outside the data directory, which other users (smtp-sink runs as nobody) cannot enter.
+    let sink_dir = tempfile::tempdir().unwrap();
+    let dump = sink_dir.path().join("sink");
     let sink = smtp_sink(port, &dump, &[]);
     let dumped = wait_for(&dump, 1);
     rt.block_on(running.stop("test"));
@@ -94,7 +98,9 @@ fn defers_while_the_relay_is_down_then_delivers_when_it_returns() {
 fn holds_a_message_the_relay_refuses_permanently() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let dump = data.path().join("sink");
+    // Outside the data directory, which other users (smtp-sink runs as nobody) cannot enter.
+    let sink_dir = tempfile::tempdir().unwrap();
+    let dump = sink_dir.path().join("sink");
     let sink = smtp_sink(port, &dump, &["-f", "RCPT"]);
     let rt = runtime();
     let running = support::start(&rt, relay_config(data.path(), port), "");
@@ -114,7 +120,9 @@ fn holds_a_message_the_relay_refuses_permanently() {
 fn swaks_sends_html_japanese_and_macro_mail_and_the_relay_gets_only_conversions() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let dump = data.path().join("sink");
+    // Outside the data directory, which other users (smtp-sink runs as nobody) cannot enter.
+    let sink_dir = tempfile::tempdir().unwrap();
+    let dump = sink_dir.path().join("sink");
     let sink = smtp_sink(port, &dump, &[]);
     let rt = runtime();
     let running = support::start(&rt, relay_config(data.path(), port), "");
@@ -262,7 +270,9 @@ fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
     use mukaika::control::{run, Op};
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let dump = data.path().join("sink");
+    // Outside the data directory, which other users (smtp-sink runs as nobody) cannot enter.
+    let sink_dir = tempfile::tempdir().unwrap();
+    let dump = sink_dir.path().join("sink");
     let sink = smtp_sink(port, &dump, &[]);
     let mut c = relay_config(data.path(), port);
     c.notices.recipients = false;
