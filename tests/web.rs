@@ -1112,8 +1112,11 @@ fn two_hundred_parallel_logins_check_no_more_passwords_than_the_lockout_allows()
     let data = tempfile::tempdir().unwrap();
     let mut c = config(data.path(), "");
     c.admin.lockout_attempts = 5;
-    // Only the account's own count is under test here.
+    // Only the account's own count is under test here: neither the per-address login throttle
+    // nor the listener's per-client connection share (32 by default) may refuse the burst.
     c.admin.login_attempts_per_client = 10_000;
+    c.admin.max_connections = 512;
+    c.admin.max_connections_per_client = 256;
     let rt = runtime();
     let running = support::start(&rt, c.clone(), "test");
     let addr = running.admin_addr;
