@@ -307,8 +307,10 @@ fn trailer(bytes: &[u8], n: usize) -> Option<&[u8]> {
     bytes.len().checked_sub(n).map(|at| &bytes[at..])
 }
 
-/// An ID3v2 tag followed by an MPEG audio frame, or two MPEG audio frames in a row (one sync
-/// word alone is too weak a signal).
+/// An ID3v2 tag followed by an MPEG audio frame, or two MPEG audio frames in a row. One frame
+/// alone, even one exactly as long as the file, is too weak a signal: a UTF-16LE text starts
+/// with `FF FE`, which is also an MPEG-1 Layer I sync word, and a 68-byte CSV beginning with `'`
+/// was read as one such frame.
 fn looks_like_mp3(bytes: &[u8]) -> bool {
     use crate::mp3::frame_len;
     let start = if bytes.starts_with(b"ID3") && bytes.len() >= 10 {
@@ -326,7 +328,7 @@ fn looks_like_mp3(bytes: &[u8]) -> bool {
         return false;
     };
     let next = start + first;
-    start > 0 || next == bytes.len() || bytes.get(next..).and_then(frame_len).is_some()
+    start > 0 || bytes.get(next..).and_then(frame_len).is_some()
 }
 
 /// Names the format whose magic `bytes` start with, for polyglot findings.
@@ -682,6 +684,19 @@ pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn utf16_text_as_long_as_one_mpeg_frame_is_not_mp3() {
+        // FF FE (the UTF-16LE BOM) then `'` (0x27): an MPEG-1 Layer I header of 64 kbit/s,
+        // 48 kHz, padded — a 68-byte frame. Found by the CSV property test.
+        let mut bytes = vec![0xFF, 0xFE];
+        for unit in "'=,1,,1,,1,,1,1,1,,1,sep=;\n,1,2,3,4,5".encode_utf16() {
+            bytes.extend_from_slice(&unit.to_le_bytes());
+        }
+        bytes.truncate(68);
+        assert_eq!(bytes.len(), 68);
+        assert!(!super::looks_like_mp3(&bytes));
+    }
+
     use super::*;
 
     fn named(bytes: &[u8], name: &str) -> Detection {
