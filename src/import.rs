@@ -1018,9 +1018,11 @@ pub fn check_name(rel: &str) -> Option<String> {
         if segment.contains('\u{FFFD}') {
             return Some("文字コードを判別できない名前 / undecodable name".into());
         }
+        // Bidi overrides and isolates too: `held\u{202e}gpj.exe` shows as `heldexe.jpg` in
+        // Explorer, whether it names the file or a folder on its way.
         if segment
             .chars()
-            .any(|c| c.is_control() || "<>:\"\\|?*".contains(c))
+            .any(|c| c.is_control() || names::is_hidden_control(c) || "<>:\"\\|?*".contains(c))
         {
             return Some(format!(
                 "使えない文字を含む名前 / reserved characters in {segment:?}"

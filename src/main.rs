@@ -965,10 +965,21 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
             shown(&f.error)
         );
     }
+    // Links, FIFOs and hard-linked files are refused without being touched (#22): say so here
+    // as well as in the log and the audit record, so whoever runs the pass sees why a file stays.
+    for f in &summary.skipped {
+        println!(
+            "{}	{}	対象外 (取り込みフォルダに残ります)	-	{}",
+            shown(&f.pair),
+            shown(&f.path),
+            shown(&f.error)
+        );
+    }
     println!(
-        "処理 {} 件、エラー {} 件、待機中 {} 件",
+        "処理 {} 件、エラー {} 件、対象外 {} 件、待機中 {} 件",
         summary.processed.len(),
         summary.failed.len(),
+        summary.skipped.len(),
         summary.waiting
     );
     Ok(if summary.failed.is_empty() {

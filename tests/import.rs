@@ -760,3 +760,51 @@ fn processed_originals_are_archived_not_deleted_when_configured() {
         b"keep me\n"
     );
 }
+
+/// Issue #22 item 6: a folder whose name carries a bidi override (`資料\u{202e}txt.exe`) is not
+/// mirrored into the export side, where Explorer would show it reversed; the file in it is held
+/// with a reason, and a plain neighbour is exported as usual.
+#[test]
+fn a_folder_named_with_a_bidi_override_is_not_mirrored_into_the_export() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    put(
+        &data.join("import/資料\u{202e}txt.exe/memo.txt"),
+        "架空のメモ\r\n".as_bytes(),
+    );
+    put(&data.join("import/plain.txt"), "本文\r\n".as_bytes());
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    let out = files_under(&data.join("export"));
+    assert!(out.iter().any(|f| f == "plain.txt"), "{out:?}");
+    assert!(
+        !out.iter().any(|f| f.contains('\u{202e}')),
+        "a bidi override reached the export side: {out:?}"
+    );
+    assert!(
+        !out.iter().any(|f| f.ends_with("memo.txt")),
+        "the file under the disguised folder was exported: {out:?}"
+    );
+}
+
+/// `import once` names the files it refused to touch (a hard link here) in its table, so the
+/// operator running the pass sees why a file stays in the import folder.
+#[test]
+fn import_once_lists_the_files_it_refused_to_touch() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    let outside = root.path().join("outside/private.txt");
+    put(&outside, b"private notes\n");
+    std::fs::create_dir_all(data.join("import")).unwrap();
+    std::fs::hard_link(&outside, data.join("import/private.txt")).unwrap();
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.contains("private.txt"))
+        .unwrap_or_else(|| panic!("no row for the refused file: {table}"));
+    assert!(row.contains("対象外"), "{row}");
+    assert!(table.contains("対象外 1 件"), "{table}");
+}
