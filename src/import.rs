@@ -1011,19 +1011,22 @@ pub fn check_name(rel: &str) -> Option<String> {
     if rel.len() > 1024 {
         return Some("パスが長すぎます / path too long".into());
     }
-    for segment in rel.split('/') {
+    let segments: Vec<&str> = rel.split('/').collect();
+    for (i, &segment) in segments.iter().enumerate() {
+        let is_folder = i + 1 < segments.len();
         if segment.is_empty() || segment == "." || segment == ".." {
             return Some(format!("不正なパス要素 / bad path segment {segment:?}"));
         }
         if segment.contains('\u{FFFD}') {
             return Some("文字コードを判別できない名前 / undecodable name".into());
         }
-        // Bidi overrides and isolates too: `held\u{202e}gpj.exe` shows as `heldexe.jpg` in
-        // Explorer, whether it names the file or a folder on its way.
-        if segment
-            .chars()
-            .any(|c| c.is_control() || names::is_hidden_control(c) || "<>:\"\\|?*".contains(c))
-        {
+        // Bidi overrides and isolates in a folder name too: the folder would be mirrored to
+        // the export side as it is (`資料\u{202e}txt.exe` shows as `資料exe.txt`). A file name
+        // with one goes on to the sanitizer, which holds it as a disguise and names its report
+        // with the control replaced.
+        if segment.chars().any(|c| {
+            c.is_control() || (is_folder && names::is_hidden_control(c)) || "<>:\"\\|?*".contains(c)
+        }) {
             return Some(format!(
                 "使えない文字を含む名前 / reserved characters in {segment:?}"
             ));
