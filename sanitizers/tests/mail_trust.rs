@@ -1,6 +1,8 @@
 //! Mail that staff can trust (issue #15): every cause of 文字化け, every smuggling path through
 //! body text and every link form, each on a synthetic message built here in code.
 
+mod common;
+
 use base64::Engine;
 use encoding_rs::{EUC_JP, ISO_2022_JP, SHIFT_JIS};
 use mail_parser::{MessageParser, MimeHeaders, PartType};
@@ -371,6 +373,27 @@ fn binhex_yenc_base64_runs_and_mime_structure_in_text_are_lifted_out() {
         &format!("forwarded:\r\n--inner\r\nContent-Type: application/octet-stream; name=\"tool.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{block}--inner--\r\n"),
     );
     assert_lifted(&convert(&raw), &exe, "tool.exe");
+}
+
+#[test]
+fn a_file_hidden_in_a_winmail_dat_body_is_lifted_out_too() {
+    let (_, exe) = exe_message("+0900");
+    let block: String = b64(&exe)
+        .as_bytes()
+        .chunks(76)
+        .map(|c| format!("{}\r\n", String::from_utf8_lossy(c)))
+        .collect();
+    let tnef = common::generate::tnef(&format!("Outlook の本文\r\n{block}以上\r\n"), &[]);
+    let raw = message(
+        "Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n",
+        &format!(
+            "--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/ms-tnef; name=winmail.dat\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+            b64(&tnef)
+        ),
+    );
+    let out = convert(&raw);
+    assert!(delivered(&out).body.contains("Outlook の本文"));
+    assert_lifted(&out, &exe, "本文中");
 }
 
 #[test]

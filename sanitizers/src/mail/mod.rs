@@ -934,12 +934,10 @@ impl Walker<'_> {
     fn embedded(&mut self, found: smuggle::Embedded, location: &str) -> Result<(), Stop> {
         match found {
             smuggle::Embedded::File { name, bytes } => {
-                self.attach(&name, "application/octet-stream", &bytes, location);
-                Ok(())
+                self.attach(&name, "application/octet-stream", &bytes, location)
             }
             smuggle::Embedded::BinHex { name, encoded } => {
-                self.attach(&name, "application/mac-binhex40", &encoded, location);
-                Ok(())
+                self.attach(&name, "application/mac-binhex40", &encoded, location)
             }
             smuggle::Embedded::Mime { boundary, body } => {
                 self.lifted += 1;
@@ -1022,14 +1020,14 @@ impl Walker<'_> {
             }
             _ => {
                 let name = file_name(msg, part).unwrap_or_default();
-                self.attach(&name, mime, &part_bytes(msg, part), here);
-                Ok(())
+                self.attach(&name, mime, &part_bytes(msg, part), here)
             }
         }
     }
 
-    /// Sends one attachment through the registry and records its fate.
-    fn attach(&mut self, name: &str, mime: &str, bytes: &[u8], location: &str) {
+    /// Sends one attachment through the registry and records its fate. Stops only where a
+    /// winmail.dat's body holds something that holds the whole message (see [`Self::text`]).
+    fn attach(&mut self, name: &str, mime: &str, bytes: &[u8], location: &str) -> Result<(), Stop> {
         let name = if name.trim().is_empty() {
             None
         } else {
@@ -1045,25 +1043,29 @@ impl Walker<'_> {
             location: location.to_string(),
             report,
         };
-        if self.policy.mail.attachments == AttachmentMode::RemoveAll {
-            let mut report = Report::new(name, bytes, crate::detect::detect(bytes, &declared).kind);
+        // A part removed without going through the registry, with the reason it went.
+        let decided = |kind: FileKind, code: &str, detail: &str| {
+            let mut report = Report::new(name, bytes, kind);
             report.verdict = Verdict::Blocked;
-            report.reason = Some(Reason::new(
+            report.reason = Some(Reason::new(code, detail));
+            report
+        };
+        if self.policy.mail.attachments == AttachmentMode::RemoveAll {
+            let kind = crate::detect::detect(bytes, &declared).kind;
+            self.entries.push(removed(decided(
+                kind,
                 "text-only",
                 "the site accepts message text only",
-            ));
-            self.entries.push(removed(report));
-            return;
+            )));
+            return Ok(());
         }
         if mime == "application/mac-binhex40" {
-            let mut report = Report::new(name, bytes, FileKind::Unknown);
-            report.verdict = Verdict::Blocked;
-            report.reason = Some(Reason::new(
+            self.entries.push(removed(decided(
+                FileKind::Unknown,
                 "unsupported-encoding",
                 "BinHex is not decoded; the part is removed",
-            ));
-            self.entries.push(removed(report));
-            return;
+            )));
+            return Ok(());
         }
         // winmail.dat: unpacked in place, its body quoted and its attachments handled like
         // the message's own. A TNEF stream that does not parse goes to the registry, which
@@ -1077,27 +1079,27 @@ impl Walker<'_> {
                     // Nothing to quote and nothing to attach (a DSN's property-only
                     // winmail.dat): the part still leaves a record and a notice line, so no
                     // part of a message ever vanishes unaccounted for.
-                    let mut report = Report::new(name, bytes, FileKind::Tnef);
-                    report.verdict = Verdict::Blocked;
-                    report.reason = Some(Reason::new(
+                    self.entries.push(removed(decided(
+                        FileKind::Tnef,
                         "placeholder",
                         "a winmail.dat (TNEF) with neither message text nor files",
-                    ));
-                    self.entries.push(removed(report));
-                    return;
+                    )));
+                    return Ok(());
                 }
                 if let Some(body) = tnef.body.filter(|b| !b.trim().is_empty()) {
                     self.body.push_str(&format!(
                         "\n---------- {label} (Outlook 形式) の本文 ----------\n"
                     ));
-                    self.body.push_str(text::drop_cid_junk(&body).trim_end());
-                    self.body.push_str("\n---------- ここまで ----------\n");
+                    // Through the same path as every other text body, so a file hidden in
+                    // it is lifted out like one in the message's own text.
+                    self.text("text/plain", &body, &format!("{location}/{label}"))?;
+                    self.body.push_str("---------- ここまで ----------\n");
                 }
                 for (n, (inner, data)) in tnef.attachments.iter().enumerate() {
                     let mime = "application/octet-stream";
-                    self.attach(inner, mime, data, &format!("{location}/{label}/{n}"));
+                    self.attach(inner, mime, data, &format!("{location}/{label}/{n}"))?;
                 }
-                return;
+                return Ok(());
             }
         }
         let outcome = match self.deadline {
@@ -1119,7 +1121,7 @@ impl Walker<'_> {
                 location: location.to_string(),
                 report,
             });
-            return;
+            return Ok(());
         }
         // A few bytes of nothing under an image/audio/video label (parser-test placeholders,
         // broken inline logos) carry no content to hold: removed, with a notice line.
@@ -1143,11 +1145,11 @@ impl Walker<'_> {
                 "a few bytes that are not a picture or media file",
             ));
             self.entries.push(removed(report));
-            return;
+            return Ok(());
         }
         if report.verdict == Verdict::Blocked {
             self.entries.push(removed(report));
-            return;
+            return Ok(());
         }
         self.held_count += 1;
         let quarantine_id = format!("{}-{}", self.id, self.held_count);
@@ -1162,6 +1164,7 @@ impl Walker<'_> {
             location: location.to_string(),
             report,
         });
+        Ok(())
     }
 }
 
