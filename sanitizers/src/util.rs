@@ -88,15 +88,16 @@ pub(crate) fn base64_lenient(input: &[u8]) -> Vec<u8> {
         }
         _ => {}
     };
+    // Where the data certainly ends: the last byte that is neither base64, padding nor white
+    // space (found once, so a body of many padded groups stays linear).
+    let last_other = input
+        .iter()
+        .rposition(|&c| !(c.is_ascii_whitespace() || c == b'=' || value(c).is_some()));
     for (i, &b) in input.iter().enumerate() {
         if b == b'=' {
             flush(acc, n, &mut out);
             (acc, n) = (0, 0);
-            let rest = &input[i + 1..];
-            let more_base64 = rest
-                .iter()
-                .all(|&c| c.is_ascii_whitespace() || c == b'=' || value(c).is_some());
-            if !more_base64 {
+            if last_other.is_some_and(|p| p > i) {
                 return out;
             }
             continue;
