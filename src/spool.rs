@@ -232,11 +232,12 @@ impl Spool {
         }
         // Markers whose item is gone (its removal is durable now: the directories were just
         // synced) are no longer needed; a marker with its item still queued stays.
-        let queued: std::collections::HashSet<String> = ["incoming", "deferred", "hold", "corrupt"]
-            .into_iter()
-            .flat_map(|s| spool.items(s).unwrap_or_default())
-            .map(|p| id_of(&p))
-            .collect();
+        // A folder that cannot be read must not look empty: that would sweep the marker of an
+        // item still queued and, in relay mode, send it again.
+        let mut queued = std::collections::HashSet::new();
+        for state in ["incoming", "deferred", "hold", "corrupt"] {
+            queued.extend(spool.items(state)?.iter().map(|p| id_of(p)));
+        }
         for marker in spool.entries(DELIVERED)? {
             let name = id_of(&marker);
             let item = name.split('-').next().unwrap_or_default();
@@ -309,8 +310,8 @@ impl Spool {
     /// # Errors
     /// The marker cannot be created or synced; the caller still has the sink's own check.
     pub fn mark_delivered(&self, key: &str) -> Result<(), SpoolError> {
+        // `open` created the folder; it is never removed.
         let dir = self.root.join(DELIVERED);
-        fs::create_dir_all(&dir).map_err(|e| SpoolError::io("create", &dir, e))?;
         let path = dir.join(safe_key(key));
         File::create(&path).map_err(|e| SpoolError::io("create", &path, e))?;
         // The marker is empty: its name is what counts, so the directory fsync suffices.
