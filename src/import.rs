@@ -563,6 +563,9 @@ impl Importer {
             &serde_json::to_vec(&entry).map_err(|e| e.to_string())?,
             None,
         )?;
+        // The entry's name must be durable before the renames it records, or a crash leaves
+        // exports whose original is processed again.
+        sync(&ledger)?;
         for (tmp, fin) in &entry.renames {
             fs::rename(tmp, fin).map_err(|e| format!("{}: {e}", fin.display()))?;
         }
@@ -667,10 +670,17 @@ impl Importer {
                         std::io::copy(&mut from, &mut out)
                             .and_then(|_| out.sync_all())
                             .map_err(|e| format!("archiving {shown}: {e}"))?;
+                        if let Some(parent) = to.parent() {
+                            sync(parent)?;
+                        }
                         rustix::fs::unlinkat(&dir, &name, AtFlags::empty())
                             .map_err(|e| format!("removing {shown}: {e}"))?;
                     }
                     Err(e) => return Err(format!("archiving {shown}: {e}")),
+                }
+                // The archived name is durable before the import folder's loses it.
+                if let Some(parent) = to.parent() {
+                    sync(parent)?;
                 }
             }
             None => rustix::fs::unlinkat(&dir, &name, AtFlags::empty())
