@@ -239,10 +239,30 @@ impl FsQuarantine {
             .join(format!("{sha256}.{}", std::process::id()));
         // Copied from the descriptor the importer checked (not by path, which could have been
         // swapped since), into a file of our own mode rather than the original's.
+        // The blob is named by the hash of the bytes the importer checked; the file's owner can
+        // still write to it, so the copy is hashed as it goes and must match that name, or a
+        // later file with the checked hash would be served these other bytes.
+        use sha2::Digest;
+        use std::io::Read;
         let mut reader = file;
         std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0))?;
         let mut out = File::create(&tmp)?;
-        std::io::copy(&mut reader, &mut out)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+        }
+        if hex::encode(hasher.finalize()) != sha256 {
+            let _ = fs::remove_file(&tmp);
+            return Err(std::io::Error::other(
+                "the file changed after it was checked; not held under the checked hash",
+            ));
+        }
         out.sync_all()?;
         fs::rename(&tmp, self.blob_path(sha256))?;
         sync_dir(&self.root.join("blobs")).map_err(std::io::Error::other)
@@ -633,6 +653,33 @@ mod store_tests {
         store.remove("b").unwrap();
         assert!(store.bytes("b").is_err());
         assert!(store.remove("nope").is_err());
+    }
+
+    #[test]
+    fn a_file_changed_after_it_was_checked_is_not_held_under_the_checked_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let checked = dir.path().join("checked.bin");
+        fs::write(&checked, b"checked bytes").unwrap();
+        let held = item("I1", "2026-01-01T00:00:00.000Z", b"checked bytes");
+        // The owner rewrites the same inode between the check and the copy.
+        fs::write(&checked, b"other bytes!!").unwrap();
+        let file = File::open(&checked).unwrap();
+        for store in [
+            open(
+                dir.path().join("files"),
+                crate::config::QuarantineBackend::Files,
+            )
+            .unwrap(),
+            open(
+                dir.path().join("sqlite"),
+                crate::config::QuarantineBackend::Sqlite,
+            )
+            .unwrap(),
+        ] {
+            assert!(store.put_file(&held, &file).is_err());
+            assert!(store.get("I1").is_err(), "no record without its blob");
+            assert!(store.bytes("I1").is_err());
+        }
     }
 
     #[test]
