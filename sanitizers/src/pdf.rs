@@ -443,6 +443,8 @@ struct Rebuild<'d, 'c, 'p> {
     src: &'d Document,
     out: Document,
     map: HashMap<ObjectId, ObjectId>,
+    /// The font format each copied stream was checked as (None: not a font program).
+    stream_fonts: HashMap<ObjectId, Option<font::Format>>,
     queue: VecDeque<(ObjectId, ObjectId, Slot)>,
     next: u32,
     /// Leaf pages written by [`Self::page_tree`].
@@ -464,6 +466,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             src,
             out,
             map: HashMap::new(),
+            stream_fonts: HashMap::new(),
             queue: VecDeque::new(),
             next: 1,
             pages: 0,
@@ -550,13 +553,24 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
     }
 
     fn reference(&mut self, src_id: ObjectId, loc: &str, slot: Slot) -> Result<Object> {
+        let is_stream = matches!(self.src.objects.get(&src_id), Some(Object::Stream(_)));
         if let Some(id) = self.map.get(&src_id) {
+            // A stream is checked (and a font program rebuilt) as what it was first reached as;
+            // the same object reached again as another kind of font — or as a font after being
+            // taken as an image — would be copied without that kind's check.
+            let admitted = self.stream_fonts.get(&src_id).copied().flatten();
+            if is_stream && admitted != slot.font {
+                return Err(Error::malformed(format!(
+                    "{loc}: one stream is used as two kinds of object"
+                )));
+            }
             return Ok(Object::Reference(*id));
         }
         if let Some(Object::Stream(s)) = self.src.objects.get(&src_id) {
             if !self.stream_allowed(s, loc, slot)? {
                 return Ok(Object::Null);
             }
+            self.stream_fonts.insert(src_id, slot.font);
         }
         let id = self.alloc(src_id);
         self.queue.push_back((src_id, id, slot));
@@ -681,6 +695,8 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             self.map.insert(*node, pages_id);
         }
         let mut kids = Vec::with_capacity(tree.leaves.len());
+        // A page listed many times has its contents inflated and read once.
+        let mut contents_checked = std::collections::HashSet::new();
         for (n, (leaf, inherited)) in tree.leaves.iter().enumerate() {
             // A page listed again gets an object of its own.
             let new_id = if self.map.contains_key(leaf) {
@@ -703,7 +719,8 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
             // A /Contents that is neither a stream nor an array of streams (a damaged content
             // object that lopdf read as something else) would be copied through as it is, and
             // qpdf, like a viewer, would have to guess what the page shows.
-            if let Ok(contents) = page.get(b"Contents") {
+            let first_time = contents_checked.insert(*leaf);
+            if let (Ok(contents), true) = (page.get(b"Contents"), first_time) {
                 let is_stream = |o: &Object| matches!(resolve(self.src, o), Object::Stream(_));
                 let ok = match resolve(self.src, contents) {
                     Object::Null | Object::Stream(_) => true,

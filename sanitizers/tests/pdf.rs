@@ -537,6 +537,49 @@ fn embedded_font_programs_are_kept_only_when_they_parse() {
 }
 
 #[test]
+fn a_stream_reached_as_an_image_first_and_then_as_a_font_program_is_held() {
+    // The page's XObject reference comes first, so the stream was once admitted as an image;
+    // the font descriptor then names the same object, which would have skipped the font check.
+    use lopdf::{dictionary, Object, Stream};
+    let (mut doc, _, _) = pdf_base(1);
+    let mut junk = valid_sfnt();
+    junk.extend(pe_bytes());
+    let shared = doc.add_object(Stream::new(
+        dictionary! { "Type" => "XObject", "Subtype" => "Form", "BBox" => vec![0.into(), 0.into(), 1.into(), 1.into()] },
+        junk,
+    ));
+    let descriptor = doc.add_object(dictionary! {
+        "Type" => "FontDescriptor", "FontName" => "X", "Flags" => 32,
+        "FontBBox" => vec![0.into(), 0.into(), 1000.into(), 1000.into()],
+        "ItalicAngle" => 0, "Ascent" => 800, "Descent" => -200, "CapHeight" => 700, "StemV" => 80,
+        "FontFile2" => shared,
+    });
+    let font = doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "TrueType", "BaseFont" => "X", "FontDescriptor" => descriptor,
+    });
+    let resources = page_dict(&mut doc, 1)
+        .get_mut(b"Resources")
+        .and_then(Object::as_dict_mut)
+        .unwrap();
+    // XObject before Font in the dictionary, so the image reference is met first.
+    let mut fonts = resources.remove(b"Font").unwrap();
+    fonts.as_dict_mut().unwrap().set("G9", font);
+    resources.set("XObject", dictionary! { "Im1" => shared });
+    resources.set("Font", fonts);
+    let outcome = process(&save(doc), "shared.pdf");
+    match outcome.output() {
+        Some(out) => assert!(
+            !contains(&pdf_payload(out.bytes()), PE_MARKER),
+            "a PE survived as an unchecked font"
+        ),
+        None => assert_eq!(
+            outcome.report.reason.as_ref().map(|r| r.code.as_str()),
+            Some("malformed")
+        ),
+    }
+}
+
+#[test]
 fn a_page_tree_that_loops_is_held_and_a_repeated_page_is_written_twice() {
     use lopdf::{dictionary, Object};
     // /Kids naming the node itself.
