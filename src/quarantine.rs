@@ -322,11 +322,7 @@ pub fn deliver_maildir(root: &std::path::Path, id: &str, bytes: &[u8]) -> std::i
 /// The maildir file name of the delivery `id` (a queue ID, `<ID>-notice`, `release-<ID>`…):
 /// unique because IDs are, and the same on every attempt.
 pub fn maildir_name(id: &str) -> String {
-    let safe: String = id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
-    format!("{safe}.mukaika")
+    format!("{}.mukaika", crate::spool::safe_key(id))
 }
 
 /// The SQLite store: item records in `quarantine.db` (WAL, `synchronous = FULL`, so a

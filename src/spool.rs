@@ -729,7 +729,10 @@ fn read_meta(path: &Path) -> Option<ItemMeta> {
 
 /// A marker's file name: only `[A-Za-z0-9-]` (queue IDs and `-notice` suffixes), so no key
 /// names a path.
-fn safe_key(key: &str) -> String {
+/// A delivery key reduced to what may stand in a file name (ASCII letters, digits, `-`): the
+/// delivered marker's name here and, with `.mukaika`, the maildir file's name — one rule, so the
+/// two always agree.
+pub(crate) fn safe_key(key: &str) -> String {
     key.chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect()
