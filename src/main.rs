@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use mukaika::sanitize;
+mod cli;
+
+use cli::files as sanitize;
 use mukaika::sanitizers::{Registry, Verdict};
 
 /// `println!` that ends the process quietly when stdout is a closed pipe
@@ -442,8 +444,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let checks = mukaika::selfcheck::run(&config);
-            print!("{}", mukaika::selfcheck::table(&checks));
+            let checks = mukaika::admin::selfcheck::run(&config);
+            print!("{}", mukaika::admin::selfcheck::table(&checks));
             Ok(if checks.iter().all(|c| c.ok) {
                 ExitCode::SUCCESS
             } else {
@@ -578,7 +580,7 @@ fn convert_mail(
     };
     let (mut failed, mut usage) = (false, false);
     for file in &files {
-        match mukaika::mail::convert_file(file, &out, &registry, &policy) {
+        match cli::mail::convert_file(file, &out, &registry, &policy) {
             Ok(done) => {
                 if json {
                     println!("{}", shown_json(serde_json::to_string(&done.report)?));
@@ -842,7 +844,7 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
     let moved = |id: String, to: &str| {
         act(
             &service,
-            mukaika::control::Op::QueueMove {
+            mukaika::admin::control::Op::QueueMove {
                 outgoing,
                 id,
                 to: to.into(),
@@ -850,7 +852,8 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
         )
     };
     // Listing and showing only read: whoever owns the spool may be working in it right now.
-    let inspect = || mukaika::spool::Spool::inspect(&dir).map_err(|e| anyhow::anyhow!("{e}"));
+    let inspect =
+        || mukaika::store::spool::Spool::inspect(&dir).map_err(|e| anyhow::anyhow!("{e}"));
     match command {
         QueueCommand::Retry { id } | QueueCommand::Release { id } => moved(id, "incoming"),
         QueueCommand::Hold { id } => moved(id, "hold"),
@@ -937,11 +940,17 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
             sha256: mukaika::sanitizers::report::sha256_hex(text.as_bytes()),
         },
     ))?;
-    let quarantine = mukaika::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
+    let quarantine =
+        mukaika::store::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
     let clamd = mukaika::service::clamd(&config).map_err(anyhow::Error::msg)?;
     let registry = std::sync::Arc::new(mukaika::service::registry(&config, clamd.as_ref()));
-    let importer =
-        mukaika::import::Importer::new(config.import.clone(), &data, registry, audit, quarantine);
+    let importer = mukaika::source::import::Importer::new(
+        config.import.clone(),
+        &data,
+        registry,
+        audit,
+        quarantine,
+    );
     for problem in importer.create_folders() {
         eprintln!("mukaika: {}", shown(&problem));
     }
@@ -991,8 +1000,11 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
 
 /// Sends a review action to the running service (or runs it here under the data lock) and
 /// prints the answer: exit 0 done, 77 refused for permission, 1 otherwise.
-fn act(config: &mukaika::config::ServiceConfig, op: mukaika::control::Op) -> Result<ExitCode> {
-    let reply = mukaika::control::run(config, op).map_err(anyhow::Error::msg)?;
+fn act(
+    config: &mukaika::config::ServiceConfig,
+    op: mukaika::admin::control::Op,
+) -> Result<ExitCode> {
+    let reply = mukaika::admin::control::run(config, op).map_err(anyhow::Error::msg)?;
     if reply.ok {
         println!("{}", shown(&reply.message));
         Ok(ExitCode::SUCCESS)
@@ -1011,7 +1023,7 @@ fn cli_actor() -> String {
 }
 
 fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> Result<ExitCode> {
-    use mukaika::control::Op;
+    use mukaika::admin::control::Op;
     let (config, _) = match service_config(config) {
         Ok(c) => c,
         Err(code) => return Ok(code),
@@ -1020,7 +1032,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
     match command {
         QuarantineCommand::List { reason, json } => {
             let store =
-                mukaika::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
+                mukaika::store::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
             // JSON lines only under --json: a header row is not JSON.
             if !json {
                 println!("隔離ID	日時(JST)	経路	理由	名前	差出人	宛先");
@@ -1047,12 +1059,12 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
             Ok(ExitCode::SUCCESS)
         }
         QuarantineCommand::Show { id } => {
-            if !mukaika::quarantine::valid_id(&id) {
+            if !mukaika::store::quarantine::valid_id(&id) {
                 eprintln!("mukaika: 隔離IDの形式が正しくありません / malformed item ID");
                 return Ok(ExitCode::from(2));
             }
             let store =
-                mukaika::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
+                mukaika::store::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
             let item = match store.get(&id) {
                 Ok(i) => i,
                 Err(e) => {
@@ -1157,7 +1169,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
 }
 
 fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitCode> {
-    use mukaika::control::Op;
+    use mukaika::admin::control::Op;
     let (config, _) = match service_config(config) {
         Ok(c) => c,
         Err(code) => return Ok(code),

@@ -22,10 +22,10 @@ use crate::config::DeliveryMode;
 use crate::config::ServiceConfig;
 use crate::live::Live;
 use crate::pipeline::{Pipeline, Sink};
-use crate::quarantine::QuarantineStore;
-use crate::relay::Relay;
-use crate::smtp::server::{self, Intake};
-use crate::spool::Spool;
+use crate::sink::relay::Relay;
+use crate::source::smtp::server::{self, Intake};
+use crate::store::quarantine::QuarantineStore;
+use crate::store::spool::Spool;
 
 /// A running service.
 pub struct Running {
@@ -188,7 +188,7 @@ pub async fn start(
     let live = Arc::clone(&config);
     let config = config.get();
     let audit = Arc::new(open_audit(&config)?);
-    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let metrics = Arc::new(crate::admin::metrics::Metrics::default());
     audit.observe(Arc::clone(&metrics) as Arc<dyn crate::audit::log::Observer>);
     audit
         .append(AuditEvent::ConfigLoaded(ConfigLoaded {
@@ -204,7 +204,7 @@ pub async fn start(
     let clamd = clamd(&config)?;
     let registry = Arc::new(registry(&config, clamd.as_ref()));
     let quarantine: Arc<dyn QuarantineStore> =
-        crate::quarantine::open(data.join("quarantine"), config.quarantine.store)
+        crate::store::quarantine::open(data.join("quarantine"), config.quarantine.store)
             .map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.smtp.listen)
         .await
@@ -284,7 +284,7 @@ pub async fn start(
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let queues = crate::control::Queues {
+    let queues = crate::admin::control::Queues {
         intake: (Arc::clone(&spool), Arc::clone(&wake)),
         outgoing: outgoing_queue,
     };
@@ -305,15 +305,15 @@ pub async fn start(
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let web = Arc::new(crate::web::Web::new(
+    let web = Arc::new(crate::admin::web::Web::new(
         Arc::clone(&review),
         spools.clone(),
         data.join("audit"),
         admin_tls.is_some(),
     ));
-    tasks.spawn(crate::admin::serve(
+    tasks.spawn(crate::admin::server::serve(
         admin_listener,
-        Arc::new(crate::admin::AdminState {
+        Arc::new(crate::admin::server::AdminState {
             metrics,
             spools,
             probe_dir: data.join("spool"),
@@ -327,15 +327,15 @@ pub async fn start(
         }),
         Some(web),
         admin_tls,
-        crate::web::ConnLimits {
+        crate::admin::web::ConnLimits {
             total: config.admin.max_connections,
             per_client: config.admin.max_connections_per_client,
             header_timeout: std::time::Duration::from_secs(config.admin.header_timeout_secs),
         },
         watch_rx.clone(),
     ));
-    tasks.spawn(crate::control::serve(
-        crate::control::socket_path(&config),
+    tasks.spawn(crate::admin::control::serve(
+        crate::admin::control::socket_path(&config),
         Arc::clone(&review),
         queues,
         watch_rx.clone(),
@@ -346,7 +346,7 @@ pub async fn start(
         watch_rx.clone(),
     ));
     if !config.import.pairs.is_empty() {
-        let importer = Arc::new(crate::import::Importer::new(
+        let importer = Arc::new(crate::source::import::Importer::new(
             config.import.clone(),
             &data,
             Arc::clone(&pipeline.registry),
@@ -409,7 +409,7 @@ async fn review_task(
                     tracing::error!(error = %e, "approved releases could not be read");
                 }
             }
-            if let Err(e) = crate::notice::admin_pass(&r, &s) {
+            if let Err(e) = crate::pipeline::notice::admin_pass(&r, &s) {
                 tracing::error!(error = %e, "administrators' quarantine notice not sent; retried");
             }
         })
@@ -436,7 +436,7 @@ async fn retention_task(
         };
         let (a, q) = (Arc::clone(&audit), Arc::clone(&quarantine));
         let pass = tokio::task::spawn_blocking(move || {
-            crate::retention::run(&a, q.as_ref(), audit_days, quarantine_days)
+            crate::review::retention::run(&a, q.as_ref(), audit_days, quarantine_days)
         })
         .await;
         match pass {

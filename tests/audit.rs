@@ -454,7 +454,7 @@ fn records_are_forwarded_to_syslog_as_rfc5424() {
 
 #[test]
 fn quarantine_retention_removes_old_items_only_after_recording_them() {
-    use mukaika::quarantine::{FsQuarantine, QuarantineItem, QuarantineStore};
+    use mukaika::store::quarantine::{FsQuarantine, QuarantineItem, QuarantineStore};
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(AuditConfig::new(dir.path().join("audit"), "gw1")).unwrap();
     let store = FsQuarantine::open(dir.path().join("quarantine")).unwrap();
@@ -481,7 +481,7 @@ fn quarantine_retention_removes_old_items_only_after_recording_them() {
     item("new-1", &mukaika::audit::log::now_rfc3339(), b"new bytes");
     item("odd-1", "not a time", b"odd bytes");
 
-    let expired = mukaika::retention::run(&log, &store, 1825, 180).unwrap();
+    let expired = mukaika::review::retention::run(&log, &store, 1825, 180).unwrap();
     assert_eq!(expired.quarantine_items, ["old-1"]);
     let left: Vec<String> = store.list().unwrap().into_iter().map(|i| i.id).collect();
     assert_eq!(left.len(), 2);
@@ -496,7 +496,7 @@ fn quarantine_retention_removes_old_items_only_after_recording_them() {
     assert_eq!(record.event["days"], 180);
 
     // A second pass finds nothing and records nothing.
-    let again = mukaika::retention::run(&log, &store, 1825, 180).unwrap();
+    let again = mukaika::review::retention::run(&log, &store, 1825, 180).unwrap();
     assert!(again.quarantine_items.is_empty());
     let records = audit::search(&dir.path().join("audit"), &audit::Search::default()).unwrap();
     assert_eq!(

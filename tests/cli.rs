@@ -403,9 +403,9 @@ fn selfcheck_prints_the_clause_table_and_fails_on_any_gap() {
 
     // An account still on its one-time password fails 6.4(3)⑤.
     let parsed = mukaika::config::ServiceConfig::from_toml(&base).unwrap();
-    let reply = mukaika::control::run(
+    let reply = mukaika::admin::control::run(
         &parsed,
-        mukaika::control::Op::UserAdd {
+        mukaika::admin::control::Op::UserAdd {
             by: "cli:test".into(),
             name: "sato".into(),
             roles: vec![mukaika::review::Role::Operator],
@@ -453,17 +453,17 @@ fn listings_into_a_closed_pipe_end_quietly() {
     let data = tempfile::tempdir().unwrap();
     let cfg = data.path().join("mukaika.toml");
     std::fs::write(&cfg, support::config_text(data.path(), "127.0.0.1:0")).unwrap();
-    let store = mukaika::quarantine::open(
+    let store = mukaika::store::quarantine::open(
         data.path().join("quarantine"),
         mukaika::config::QuarantineBackend::Sqlite,
     )
     .unwrap();
-    let (spool, _) = mukaika::spool::Spool::open(data.path().join("spool"), 1).unwrap();
+    let (spool, _) = mukaika::store::spool::Spool::open(data.path().join("spool"), 1).unwrap();
     for n in 0..3 {
         let body = format!("held {n}");
         store
             .put(
-                &mukaika::quarantine::QuarantineItem {
+                &mukaika::store::quarantine::QuarantineItem {
                     id: format!("Q{n}"),
                     source: "mail".into(),
                     origin_id: format!("O{n}"),
@@ -484,7 +484,7 @@ fn listings_into_a_closed_pipe_end_quietly() {
             .unwrap();
         spool
             .accept(
-                mukaika::smtp::session::Envelope {
+                mukaika::source::smtp::session::Envelope {
                     helo: "x".into(),
                     mail_from: "a@example.invalid".into(),
                     rcpt_to: vec!["b@example.invalid".into()],

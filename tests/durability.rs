@@ -380,7 +380,7 @@ fn pipeline_errors(log: &Path) -> usize {
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["level"] == "ERROR" && v["target"] != "mukaika::smtp::server")
+        .filter(|v| v["level"] == "ERROR" && v["target"] != "mukaika::source::smtp::server")
         .count()
 }
 
@@ -403,7 +403,7 @@ fn a_full_disk_refuses_then_recovers_delivering_each_message_once() {
     const QUEUED: usize = 40;
     let due = Instant::now() + Duration::from_secs(10);
     {
-        let (spool, _) = mukaika::spool::Spool::open(data.join("spool"), 1).unwrap();
+        let (spool, _) = mukaika::store::spool::Spool::open(data.join("spool"), 1).unwrap();
         let at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -412,7 +412,7 @@ fn a_full_disk_refuses_then_recovers_delivering_each_message_once() {
         for n in 0..QUEUED {
             let id = 100_000 + n;
             let body = format!("From: s@example.invalid\r\nTo: r@city.example.invalid\r\nSubject: queued {id}\r\nMessage-ID: <dur-{id}@example.invalid>\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{}\r\n", "本文 ".repeat(2000));
-            let envelope = mukaika::smtp::session::Envelope {
+            let envelope = mukaika::source::smtp::session::Envelope {
                 helo: "t".into(),
                 mail_from: "s@example.invalid".into(),
                 rcpt_to: vec!["r@city.example.invalid".into()],

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mukaika::quarantine::QuarantineItem;
+use mukaika::store::quarantine::QuarantineItem;
 use mukaika_sanitizers::names::is_hidden_control;
 
 /// Sets a terminal's title, splits a TSV row and a log line, starts a fake column.
@@ -69,7 +69,7 @@ fn hostile_names_are_escaped_in_listings_and_kept_out_of_export_names() {
     let config = config_file(&data);
     drop_hostile_files(&data.join("import"));
     // A quarantined mail whose envelope carries the same tricks.
-    let store = mukaika::quarantine::open(
+    let store = mukaika::store::quarantine::open(
         data.join("quarantine"),
         mukaika::config::QuarantineBackend::Sqlite,
     )

@@ -569,17 +569,20 @@ fn a_long_name_that_clashes_gets_a_numbered_name_that_fits() {
 /// An importer run in this process (settle time 0) whose test hook is `hook`.
 fn hooked_importer(
     data: &Path,
-    hook: impl Fn(mukaika::import::HookPoint, &Path) + Send + Sync + 'static,
-) -> (mukaika::import::Importer, mukaika::config::ServiceConfig) {
+    hook: impl Fn(mukaika::source::import::HookPoint, &Path) + Send + Sync + 'static,
+) -> (
+    mukaika::source::import::Importer,
+    mukaika::config::ServiceConfig,
+) {
     let text =
         support::config_text(data, "127.0.0.1:0").replace("settle_secs = 5", "settle_secs = 0");
     let config = mukaika::config::ServiceConfig::from_toml(&text).unwrap();
     std::fs::create_dir_all(data).unwrap();
     let audit = std::sync::Arc::new(mukaika::service::open_audit(&config).unwrap());
     let quarantine =
-        mukaika::quarantine::open(data.join("quarantine"), config.quarantine.store).unwrap();
+        mukaika::store::quarantine::open(data.join("quarantine"), config.quarantine.store).unwrap();
     let registry = std::sync::Arc::new(mukaika::service::registry(&config, None));
-    let importer = mukaika::import::Importer::new(
+    let importer = mukaika::source::import::Importer::new(
         config.import.clone(),
         &config.data.dir,
         registry,
@@ -613,7 +616,7 @@ fn a_subfolder_swapped_for_a_link_outside_after_listing_exports_and_deletes_noth
     let swapped = AtomicBool::new(false);
     let (dept, moved, target) = (import.join("課"), import.join("課.old"), outside.clone());
     let (importer, config) = hooked_importer(&data, move |point, path| {
-        if point == mukaika::import::HookPoint::BeforeOpen
+        if point == mukaika::source::import::HookPoint::BeforeOpen
             && path.ends_with("課/secret.txt")
             && !swapped.swap(true, Ordering::SeqCst)
         {
@@ -647,7 +650,8 @@ fn a_fifo_put_in_place_of_a_listed_file_does_not_hang_the_pass() {
     let data = root.path().join("data");
     let swapped = AtomicBool::new(false);
     let (importer, config) = hooked_importer(&data, move |point, path| {
-        if point == mukaika::import::HookPoint::BeforeOpen && !swapped.swap(true, Ordering::SeqCst)
+        if point == mukaika::source::import::HookPoint::BeforeOpen
+            && !swapped.swap(true, Ordering::SeqCst)
         {
             std::fs::remove_file(path).unwrap();
             rustix::fs::mknodat(
@@ -714,7 +718,7 @@ fn a_file_put_in_place_of_the_original_before_removal_is_kept_for_the_next_pass(
     let data = root.path().join("data");
     let replaced = AtomicBool::new(false);
     let (importer, config) = hooked_importer(&data, move |point, path| {
-        if point == mukaika::import::HookPoint::BeforeRetire
+        if point == mukaika::source::import::HookPoint::BeforeRetire
             && !replaced.swap(true, Ordering::SeqCst)
         {
             let newer = path.with_file_name("newer.part");

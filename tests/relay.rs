@@ -267,7 +267,7 @@ fn relays_over_starttls_only_to_a_relay_whose_certificate_verifies() {
 
 #[test]
 fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
-    use mukaika::control::{run, Op};
+    use mukaika::admin::control::{run, Op};
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     // Outside the data directory, which other users (smtp-sink runs as nobody) cannot enter.
@@ -278,10 +278,11 @@ fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
     c.notices.recipients = false;
     let original = b"From: sender@example.com\r\nTo: soumu@city.example.invalid\r\nSubject: held\r\n\r\nbody line\r\n";
     let store =
-        mukaika::quarantine::open(data.path().join("quarantine"), c.quarantine.store).unwrap();
+        mukaika::store::quarantine::open(data.path().join("quarantine"), c.quarantine.store)
+            .unwrap();
     store
         .put(
-            &mukaika::quarantine::QuarantineItem {
+            &mukaika::store::quarantine::QuarantineItem {
                 id: "Q0001".into(),
                 source: "mail".into(),
                 origin_id: "Q0001".into(),

@@ -8,8 +8,8 @@ use mukaika::audit::{AuditConfig, AuditLog};
 use mukaika::config::{NoticeMode, ServiceConfig};
 use mukaika::live::Live;
 use mukaika::pipeline::Sink;
-use mukaika::quarantine::{QuarantineItem, QuarantineStore, SqliteQuarantine};
 use mukaika::review::{RequestState, Review, Role, Target};
+use mukaika::store::quarantine::{QuarantineItem, QuarantineStore, SqliteQuarantine};
 
 struct Fixture {
     review: Review,
@@ -201,7 +201,10 @@ fn the_administrators_digest_goes_out_when_due_and_not_before() {
     let now = mukaika::audit::log::now_millis();
     let at = |mins_ago: u64| mukaika::audit::log::rfc3339_at(now - mins_ago * 60_000);
     // The first pass only sets where notices start.
-    assert_eq!(mukaika::notice::admin_pass(&f.review, &sink).unwrap(), 0);
+    assert_eq!(
+        mukaika::pipeline::notice::admin_pass(&f.review, &sink).unwrap(),
+        0
+    );
     let state = f.data.path().join("notice-state");
     assert!(state.exists());
     // Pretend the last digest went out 40 minutes ago; two items since, one before.
@@ -213,7 +216,10 @@ fn the_administrators_digest_goes_out_when_due_and_not_before() {
     f.store
         .put(&item("NEW2", "import", &at(10)), b"NEW2")
         .unwrap();
-    assert_eq!(mukaika::notice::admin_pass(&f.review, &sink).unwrap(), 2);
+    assert_eq!(
+        mukaika::pipeline::notice::admin_pass(&f.review, &sink).unwrap(),
+        2
+    );
     let mails = files_in(&f.data.path().join("maildir/new"));
     assert_eq!(mails.len(), 1);
     let parsed = mail_parser::MessageParser::default()
@@ -228,7 +234,10 @@ fn the_administrators_digest_goes_out_when_due_and_not_before() {
     );
     // Not due again for another half hour, whatever arrives.
     f.store.put(&item("NEW3", "mail", &at(1)), b"NEW3").unwrap();
-    assert_eq!(mukaika::notice::admin_pass(&f.review, &sink).unwrap(), 0);
+    assert_eq!(
+        mukaika::pipeline::notice::admin_pass(&f.review, &sink).unwrap(),
+        0
+    );
     assert_eq!(files_in(&f.data.path().join("maildir/new")).len(), 1);
 }
 

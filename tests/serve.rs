@@ -158,7 +158,7 @@ fn refuses_clients_outside_the_networks_and_relaying_beyond_accepted_domains() {
 
 #[test]
 fn a_lease_dropped_mid_work_or_left_by_a_crash_goes_back_to_incoming() {
-    use mukaika::smtp::session::Envelope;
+    use mukaika::source::smtp::session::Envelope;
     let dir = tempfile::tempdir().unwrap();
     let envelope = Envelope {
         helo: "x".into(),
@@ -167,7 +167,7 @@ fn a_lease_dropped_mid_work_or_left_by_a_crash_goes_back_to_incoming() {
         eight_bit: false,
         smtputf8: false,
     };
-    let (spool, _) = mukaika::spool::Spool::open(dir.path(), 1).unwrap();
+    let (spool, _) = mukaika::store::spool::Spool::open(dir.path(), 1).unwrap();
     let meta = spool
         .accept(envelope.clone(), "127.0.0.1", b"Subject: x\r\n\r\nbody\r\n")
         .unwrap();
@@ -189,7 +189,7 @@ fn a_lease_dropped_mid_work_or_left_by_a_crash_goes_back_to_incoming() {
     std::fs::write(dir.path().join("tmp/half.item"), b"partial").unwrap();
     std::fs::write(dir.path().join("incoming/orphan.eml"), b"not an item").unwrap();
     std::fs::write(dir.path().join("incoming/broken.item"), b"{not json\nx").unwrap();
-    let (spool, corrupt) = mukaika::spool::Spool::open(dir.path(), 1).unwrap();
+    let (spool, corrupt) = mukaika::store::spool::Spool::open(dir.path(), 1).unwrap();
     assert_eq!(corrupt, ["orphan.eml", "broken"]);
     let depths = spool.depths();
     assert_eq!((depths.incoming, depths.active, depths.corrupt), (1, 0, 1));
@@ -202,7 +202,7 @@ fn a_lease_dropped_mid_work_or_left_by_a_crash_goes_back_to_incoming() {
     lease.complete().unwrap();
     assert_eq!(
         spool.depths(),
-        mukaika::spool::Depths {
+        mukaika::store::spool::Depths {
             corrupt: 1,
             ..Default::default()
         }
@@ -211,7 +211,7 @@ fn a_lease_dropped_mid_work_or_left_by_a_crash_goes_back_to_incoming() {
 
 #[test]
 fn operators_hold_release_and_retry_queue_items_from_the_cli() {
-    use mukaika::smtp::session::Envelope;
+    use mukaika::source::smtp::session::Envelope;
     let data = tempfile::tempdir().unwrap();
     let cfg = data.path().join("mukaika.toml");
     std::fs::write(
@@ -222,7 +222,7 @@ fn operators_hold_release_and_retry_queue_items_from_the_cli() {
         ),
     )
     .unwrap();
-    let (spool, _) = mukaika::spool::Spool::open(data.path().join("spool"), 1).unwrap();
+    let (spool, _) = mukaika::store::spool::Spool::open(data.path().join("spool"), 1).unwrap();
     let env = Envelope {
         helo: "x".into(),
         mail_from: "a@example.invalid".into(),
@@ -679,7 +679,7 @@ fn a_conversion_past_its_deadline_quarantines_the_message_whole_once_and_the_que
     c.pipeline.timeout_secs = 1;
     c.notices.recipients = false;
     let rt = runtime();
-    let (spool, _) = mukaika::spool::Spool::open(data.path().join("spool"), 1).unwrap();
+    let (spool, _) = mukaika::store::spool::Spool::open(data.path().join("spool"), 1).unwrap();
     let audit = Arc::new(
         mukaika::audit::AuditLog::open(mukaika::audit::AuditConfig::new(
             data.path().join("audit"),
@@ -688,7 +688,8 @@ fn a_conversion_past_its_deadline_quarantines_the_message_whole_once_and_the_que
         .unwrap(),
     );
     let quarantine =
-        mukaika::quarantine::open(data.path().join("quarantine"), c.quarantine.store).unwrap();
+        mukaika::store::quarantine::open(data.path().join("quarantine"), c.quarantine.store)
+            .unwrap();
     let pipeline = Arc::new(mukaika::pipeline::Pipeline {
         spool: Arc::clone(&spool),
         audit,
@@ -701,7 +702,7 @@ fn a_conversion_past_its_deadline_quarantines_the_message_whole_once_and_the_que
         config: Arc::new(mukaika::live::Live::new(c)),
         wake: Arc::new(tokio::sync::Notify::new()),
     });
-    let envelope = mukaika::smtp::session::Envelope {
+    let envelope = mukaika::source::smtp::session::Envelope {
         helo: "client.invalid".into(),
         mail_from: "sender@example.invalid".into(),
         rcpt_to: vec!["soumu@city.example.invalid".into()],
@@ -779,7 +780,7 @@ fn tagged_mail(tag: &str, n: usize) -> Vec<u8> {
 /// it deleted `tmp/` and moved `active/` back under the workers (451s and duplicates).
 #[test]
 fn queue_commands_beside_a_running_service_neither_recover_the_spool_nor_disturb_delivery() {
-    use mukaika::smtp::session::Envelope;
+    use mukaika::source::smtp::session::Envelope;
     let data = tempfile::tempdir().unwrap();
     let cfg = data.path().join("mukaika.toml");
     std::fs::write(&cfg, support::config_text(data.path(), "127.0.0.1:0")).unwrap();
@@ -791,7 +792,7 @@ fn queue_commands_beside_a_running_service_neither_recover_the_spool_nor_disturb
     // Held messages from before the start, to be released during the load.
     const HELD: usize = 40;
     let held: Vec<String> = {
-        let (spool, _) = mukaika::spool::Spool::open(data.path().join("spool"), 1).unwrap();
+        let (spool, _) = mukaika::store::spool::Spool::open(data.path().join("spool"), 1).unwrap();
         (0..HELD)
             .map(|n| {
                 let env = Envelope {
@@ -817,7 +818,7 @@ fn queue_commands_beside_a_running_service_neither_recover_the_spool_nor_disturb
     let spool_dir = data.path().join("spool");
     let stray_tmp = spool_dir.join("tmp/FFFFFFFFFFFF0000000000.item");
     std::fs::write(&stray_tmp, b"an intake being written").unwrap();
-    let meta = mukaika::spool::ItemMeta {
+    let meta = mukaika::store::spool::ItemMeta {
         id: "FFFFFFFFFFFF0000000001".into(),
         envelope: Envelope {
             helo: "x".into(),
@@ -990,7 +991,7 @@ fn a_timed_out_conversion_stops_its_thread_at_the_message_deadline() {
     c.pipeline.timeout_secs = 1;
     c.notices.recipients = false;
     let rt = runtime();
-    let (spool, _) = mukaika::spool::Spool::open(data.path().join("spool"), 1).unwrap();
+    let (spool, _) = mukaika::store::spool::Spool::open(data.path().join("spool"), 1).unwrap();
     let audit = Arc::new(
         mukaika::audit::AuditLog::open(mukaika::audit::AuditConfig::new(
             data.path().join("audit"),
@@ -999,7 +1000,8 @@ fn a_timed_out_conversion_stops_its_thread_at_the_message_deadline() {
         .unwrap(),
     );
     let quarantine =
-        mukaika::quarantine::open(data.path().join("quarantine"), c.quarantine.store).unwrap();
+        mukaika::store::quarantine::open(data.path().join("quarantine"), c.quarantine.store)
+            .unwrap();
     let stopped_at = Arc::new(Mutex::new(None));
     let pipeline = Arc::new(mukaika::pipeline::Pipeline {
         spool: Arc::clone(&spool),
@@ -1013,7 +1015,7 @@ fn a_timed_out_conversion_stops_its_thread_at_the_message_deadline() {
         config: Arc::new(mukaika::live::Live::new(c)),
         wake: Arc::new(tokio::sync::Notify::new()),
     });
-    let envelope = mukaika::smtp::session::Envelope {
+    let envelope = mukaika::source::smtp::session::Envelope {
         helo: "client.invalid".into(),
         mail_from: "sender@example.invalid".into(),
         rcpt_to: vec!["soumu@city.example.invalid".into()],

@@ -9,13 +9,13 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mukaika::quarantine::QuarantineItem;
+use mukaika::store::quarantine::QuarantineItem;
 use support::web::{account, add_user, Browser, PASSWORD};
 use support::{config, runtime};
 
 /// Puts an item straight into the service's quarantine store.
 fn seed(data: &Path, id: &str, name: Option<&str>, reason: &str, subject: &str, bytes: &[u8]) {
-    let store = mukaika::quarantine::open(
+    let store = mukaika::store::quarantine::open(
         data.join("quarantine"),
         mukaika::config::QuarantineBackend::Sqlite,
     )
@@ -523,9 +523,9 @@ fn accounts_lock_after_repeated_failures_and_the_next_login_reports_them() {
     assert_eq!(r.status, 401, "locked even with the right password");
     assert!(r.text().contains("ロックされています"), "{}", r.text());
     // An administrator unlocks it from the command line.
-    let reply = mukaika::control::run(
+    let reply = mukaika::admin::control::run(
         &c,
-        mukaika::control::Op::UserUnlock {
+        mukaika::admin::control::Op::UserUnlock {
             by: "cli:test".into(),
             name: "op1".into(),
         },
@@ -583,9 +583,9 @@ fn a_password_reset_or_change_ends_the_other_sessions_of_that_account() {
 
     // An administrator's reset (here from the command line, through the running service)
     // ends it too; someone else's session is untouched.
-    let reply = mukaika::control::run(
+    let reply = mukaika::admin::control::run(
         &c,
-        mukaika::control::Op::UserReset {
+        mukaika::admin::control::Op::UserReset {
             by: "cli:test".into(),
             name: "op1".into(),
         },

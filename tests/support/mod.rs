@@ -189,10 +189,10 @@ pub fn audit_kinds(data: &Path) -> Vec<String> {
 
 /// The quarantine's items under `data` (the configured default store), waiting up to 30 s
 /// for at least `n`.
-pub fn quarantined(data: &Path, n: usize) -> Vec<mukaika::quarantine::QuarantineItem> {
+pub fn quarantined(data: &Path, n: usize) -> Vec<mukaika::store::quarantine::QuarantineItem> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let items = mukaika::quarantine::open(
+        let items = mukaika::store::quarantine::open(
             data.join("quarantine"),
             mukaika::config::QuarantineBackend::Sqlite,
         )

@@ -249,9 +249,9 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 /// Creates an account through the same path as `mukaika admin user add` and returns its
 /// one-time password.
 pub fn add_user(config: &mukaika::config::ServiceConfig, name: &str, roles: &str) -> String {
-    let reply = mukaika::control::run(
+    let reply = mukaika::admin::control::run(
         config,
-        mukaika::control::Op::UserAdd {
+        mukaika::admin::control::Op::UserAdd {
             by: "cli:test".into(),
             name: name.into(),
             roles: mukaika::review::parse_roles(roles).unwrap(),

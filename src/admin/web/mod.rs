@@ -63,7 +63,7 @@ pub struct Web {
     /// Decisions, accounts, items.
     pub review: Arc<Review>,
     /// Queue depths for the dashboard.
-    pub spools: Vec<(&'static str, Arc<crate::spool::Spool>)>,
+    pub spools: Vec<(&'static str, Arc<crate::store::spool::Spool>)>,
     /// The audit directory (item trails and audit search).
     pub audit_dir: std::path::PathBuf,
     /// Served over TLS (cookies get `Secure` and the `__Host-` prefix).
@@ -75,7 +75,7 @@ impl Web {
     /// The UI over `review`.
     pub fn new(
         review: Arc<Review>,
-        spools: Vec<(&'static str, Arc<crate::spool::Spool>)>,
+        spools: Vec<(&'static str, Arc<crate::store::spool::Spool>)>,
         audit_dir: std::path::PathBuf,
         tls: bool,
     ) -> Self {

@@ -18,8 +18,8 @@ use crate::audit::event::{Deferred, Delivered, Held};
 use crate::audit::log::{now_millis, now_rfc3339, parse_ts};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::DeliveryConfig;
-use crate::relay_client::RelayClient;
-use crate::spool::{Lease, Spool};
+use crate::sink::relay_client::RelayClient;
+use crate::store::spool::{Lease, Spool};
 
 /// The relay sink.
 pub struct Relay {
@@ -63,7 +63,7 @@ impl Relay {
                 .relay_ca_file
                 .as_deref()
                 .ok_or("delivery.relay_ca_file: needed with relay_starttls")?;
-            client = client.with_tls(crate::relay_client::RelayTls::new(ca, &host)?);
+            client = client.with_tls(crate::sink::relay_client::RelayTls::new(ca, &host)?);
         }
         Ok(Self {
             outgoing,

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::smtp::session::Envelope;
+use crate::source::smtp::session::Envelope;
 
 const STATES: [&str; 6] = ["tmp", "incoming", "active", "deferred", "hold", "corrupt"];
 

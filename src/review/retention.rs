@@ -10,7 +10,7 @@
 use crate::audit::event::RetentionExpired;
 use crate::audit::log::{now_rfc3339, parse_ts};
 use crate::audit::{AuditEvent, AuditLog};
-use crate::quarantine::QuarantineStore;
+use crate::store::quarantine::QuarantineStore;
 
 /// What one pass removed.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use mukaika_sanitizers::mail::{self, MailReport, MailVerdict};
 use mukaika_sanitizers::{Policy, Registry};
 
-use crate::sanitize::{write_new, CommandError};
+use super::files::{write_new, CommandError};
 
 /// What converting one input produced.
 #[derive(Debug)]

@@ -25,6 +25,9 @@
 //! or a one-time password in clear, or tell a login attempt which of name and password was
 //! wrong.
 
+pub mod release;
+pub mod retention;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -38,7 +41,7 @@ use crate::audit::{AuditEvent, AuditLog};
 use crate::config::ServiceConfig;
 use crate::live::Live;
 use crate::pipeline::Sink;
-use crate::quarantine::{valid_id, QuarantineItem, QuarantineStore};
+use crate::store::quarantine::{valid_id, QuarantineItem, QuarantineStore};
 
 /// What an account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -1708,7 +1711,7 @@ impl Review {
             .map_err(ReviewError::internal)?;
         let approver = request.decided_by.clone().unwrap_or_default();
         let config = self.config.get();
-        let marker = crate::release::Marker {
+        let marker = crate::review::release::Marker {
             item: &item,
             request_id: &request.id,
             requester: &request.requester,
@@ -1722,8 +1725,13 @@ impl Review {
                     .iter()
                     .find(|p| &p.name == pair)
                     .ok_or_else(|| ReviewError::internal(format!("import pair {pair} is gone")))?;
-                crate::release::to_export(&self.data_dir.join(&pair.export), pair, &marker, &bytes)
-                    .map_err(ReviewError::internal)?
+                crate::review::release::to_export(
+                    &self.data_dir.join(&pair.export),
+                    pair,
+                    &marker,
+                    &bytes,
+                )
+                .map_err(ReviewError::internal)?
             }
             target => {
                 let to = match target {
@@ -1731,7 +1739,7 @@ impl Review {
                     _ => item.rcpt_to.clone(),
                 };
                 let (envelope, message) =
-                    crate::release::as_mail(&marker, &bytes, &to, &config.notices.from);
+                    crate::review::release::as_mail(&marker, &bytes, &to, &config.notices.from);
                 self.sink
                     .deliver(envelope, &format!("release-{}", request.id), &message)
                     .map_err(ReviewError::internal)?

@@ -1,4 +1,4 @@
-//! The admin listener: the quarantine review UI ([`crate::web`]), `/metrics` (Prometheus
+//! The admin listener: the quarantine review UI ([`crate::admin::web`]), `/metrics` (Prometheus
 //! text) and `/healthz`.
 //!
 //! Owns: the monitoring endpoints and the composition of the admin listener's routes. Loopback
@@ -23,8 +23,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
-use crate::spool::Spool;
+use crate::admin::metrics::Metrics;
+use crate::store::spool::Spool;
 
 /// What the handlers read.
 pub struct AdminState {
@@ -68,9 +68,9 @@ fn probe_write(dir: &std::path::Path) -> std::io::Result<()> {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AdminState>,
-    web: Option<Arc<crate::web::Web>>,
+    web: Option<Arc<crate::admin::web::Web>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    limits: crate::web::ConnLimits,
+    limits: crate::admin::web::ConnLimits,
     shutdown: watch::Receiver<bool>,
 ) {
     let hostnames = state.hostnames.clone();
@@ -79,12 +79,12 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .with_state(state);
     let app = match web {
-        Some(web) => monitoring.merge(crate::web::router(web)),
+        Some(web) => monitoring.merge(crate::admin::web::router(web)),
         None => monitoring,
     };
-    crate::web::serve(
+    crate::admin::web::serve(
         listener,
-        crate::web::secured(app, hostnames),
+        crate::admin::web::secured(app, hostnames),
         tls,
         limits,
         shutdown,

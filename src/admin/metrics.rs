@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::audit::log::Observer;
 use crate::audit::AuditEvent;
-use crate::spool::Spool;
+use crate::store::spool::Spool;
 
 /// Upper bounds of the conversion-time histogram buckets, in seconds.
 const BUCKETS: [f64; 12] = [

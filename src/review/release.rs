@@ -18,8 +18,8 @@ use mukaika_sanitizers::mail::build::{OutPart, Outgoing};
 use mukaika_sanitizers::names;
 
 use crate::config::ImportPair;
-use crate::quarantine::QuarantineItem;
-use crate::smtp::session::Envelope;
+use crate::source::smtp::session::Envelope;
+use crate::store::quarantine::QuarantineItem;
 
 /// Who released what.
 pub struct Marker<'a> {
@@ -50,7 +50,7 @@ impl Marker<'_> {
             if self.item.name.is_some() { "ファイル" } else { "メール" },
             self.item.id,
             self.item.name.as_deref().unwrap_or("メール全体"),
-            crate::notice::reason_ja(&self.item.reason),
+            crate::pipeline::notice::reason_ja(&self.item.reason),
             self.item.reason,
             self.item.sha256,
             self.requester,
@@ -110,7 +110,7 @@ pub fn as_mail(
         }],
         ..Outgoing::default()
     };
-    crate::notice::from_gateway(notice_from, to, msg)
+    crate::pipeline::notice::from_gateway(notice_from, to, msg)
 }
 
 /// One safe file name from a quarantined item's name (its last path segment, with characters
@@ -143,7 +143,7 @@ pub fn safe_file_name(item: &QuarantineItem) -> String {
     // Cut by bytes at a character boundary, extension kept (120 characters of kanji were
     // 360 bytes, more than a file system holds).
     let cleaned = names::shorten(&cleaned, names::NAME_MAX).into_owned();
-    if cleaned.is_empty() || crate::import::check_name(&cleaned).is_some() {
+    if cleaned.is_empty() || crate::source::import::check_name(&cleaned).is_some() {
         fallback()
     } else {
         cleaned
@@ -161,7 +161,7 @@ fn write_new(dir: &Path, name: &str, bytes: &[u8], pair: &ImportPair) -> std::io
     let mut f = File::create(&tmp)?;
     let written = f
         .write_all(bytes)
-        .and_then(|()| crate::import::apply_ownership(&f, pair))
+        .and_then(|()| crate::source::import::apply_ownership(&f, pair))
         .and_then(|()| f.sync_all());
     drop(f);
     if let Err(e) = written {
@@ -173,7 +173,7 @@ fn write_new(dir: &Path, name: &str, bytes: &[u8], pair: &ImportPair) -> std::io
     let linked = fs::hard_link(&tmp, &dest);
     let _ = fs::remove_file(&tmp);
     linked?;
-    crate::spool::sync_dir(dir).map_err(std::io::Error::other)
+    crate::store::spool::sync_dir(dir).map_err(std::io::Error::other)
 }
 
 /// Copies the item into `export_dir` (as its own name, prefixed with the request ID if that

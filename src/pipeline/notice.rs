@@ -13,8 +13,8 @@ use mukaika_sanitizers::mail::build::{self, Mailbox, Outgoing};
 use mukaika_sanitizers::policy::OutputCharset;
 
 use crate::config::NoticesSection;
-use crate::quarantine::QuarantineItem;
-use crate::smtp::session::Envelope;
+use crate::source::smtp::session::Envelope;
+use crate::store::quarantine::QuarantineItem;
 
 /// Fills `{key}` placeholders; unknown ones stay as written.
 pub fn fill(template: &str, values: &[(&str, &str)]) -> String {

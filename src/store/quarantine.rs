@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spool::sync_dir;
+use crate::store::spool::sync_dir;
 
 /// One quarantined item's metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -322,7 +322,7 @@ pub fn deliver_maildir(root: &std::path::Path, id: &str, bytes: &[u8]) -> std::i
 /// The maildir file name of the delivery `id` (a queue ID, `<ID>-notice`, `release-<ID>`…):
 /// unique because IDs are, and the same on every attempt.
 pub fn maildir_name(id: &str) -> String {
-    format!("{}.mukaika", crate::spool::safe_key(id))
+    format!("{}.mukaika", crate::store::spool::safe_key(id))
 }
 
 /// The SQLite store: item records in `quarantine.db` (WAL, `synchronous = FULL`, so a

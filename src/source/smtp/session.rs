@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use smtp_proto::{Error as ParseError, Request, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8};
 
 use crate::config::BareLineEndings;
-use crate::smtp::budget::{MemoryBudget, Reservation};
+use crate::source::smtp::budget::{MemoryBudget, Reservation};
 
 /// The smallest buffer a DATA phase starts with: small messages need no regrowth.
 const FIRST_DATA_CAPACITY: usize = 64 * 1024;

@@ -55,14 +55,10 @@ impl std::error::Error for CommandError {}
 /// The result for one input.
 #[derive(Debug)]
 pub struct Processed {
-    /// The input path as given.
-    pub input: PathBuf,
     /// Its report.
     pub report: Report,
     /// Where the output was written, if any.
     pub output: Option<PathBuf>,
-    /// Where the report was written.
-    pub report_path: PathBuf,
 }
 
 /// Loads a policy file, or the default policy, and checks it against the registry.
@@ -159,12 +155,10 @@ pub fn process_file(
     }
     let json = serde_json::to_vec_pretty(&report)
         .map_err(|e| CommandError::io("serialising a report".into(), io::Error::other(e)))?;
-    let report_path = write_new(out_dir, &format!("{name}.report.json"), &json)?;
+    write_new(out_dir, &format!("{name}.report.json"), &json)?;
     Ok(Processed {
-        input: input.to_path_buf(),
         report,
         output: output_path,
-        report_path,
     })
 }
 

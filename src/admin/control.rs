@@ -22,7 +22,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::ServiceConfig;
 use crate::review::{Review, ReviewError, Role, Target};
-use crate::spool::Spool;
+use crate::store::spool::Spool;
 
 /// One action asked of the service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -363,7 +363,7 @@ pub fn run(config: &ServiceConfig, op: Op) -> Result<Reply, String> {
     if let Op::QueueMove { outgoing, id, to } = &op {
         // No service runs and the lock is ours: recovering the spool here is safe.
         let dir = data.join(if *outgoing { "outgoing" } else { "spool" });
-        let (spool, _) = crate::spool::Spool::open(dir, config.data.min_free_bytes)
+        let (spool, _) = crate::store::spool::Spool::open(dir, config.data.min_free_bytes)
             .map_err(|e| e.to_string())?;
         let queues = Queues {
             intake: (Arc::clone(&spool), Arc::new(Notify::new())),
@@ -372,8 +372,9 @@ pub fn run(config: &ServiceConfig, op: Op) -> Result<Reply, String> {
         return Ok(execute_queue(&queues, *outgoing, id, to));
     }
     let audit = Arc::new(crate::service::open_audit(config)?);
-    let quarantine = crate::quarantine::open(data.join("quarantine"), config.quarantine.store)
-        .map_err(|e| e.to_string())?;
+    let quarantine =
+        crate::store::quarantine::open(data.join("quarantine"), config.quarantine.store)
+            .map_err(|e| e.to_string())?;
     let sink = match config.delivery.mode {
         crate::config::DeliveryMode::Maildir => {
             crate::pipeline::Sink::Maildir(data.join("maildir"))
@@ -381,7 +382,7 @@ pub fn run(config: &ServiceConfig, op: Op) -> Result<Reply, String> {
         crate::config::DeliveryMode::Relay => {
             // The relay sends it once the service starts.
             let (outgoing, _) =
-                crate::spool::Spool::open(data.join("outgoing"), config.data.min_free_bytes)
+                crate::store::spool::Spool::open(data.join("outgoing"), config.data.min_free_bytes)
                     .map_err(|e| e.to_string())?;
             crate::pipeline::Sink::Relay {
                 outgoing,

@@ -38,7 +38,7 @@ use mukaika_sanitizers::{names, Declared, Policy, Registry, Report, Verdict};
 use crate::audit::event::{FileExported, FileImported, Quarantined};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::{ImportPair, ImportSection, ReportFormat};
-use crate::quarantine::{QuarantineItem, QuarantineStore};
+use crate::store::quarantine::{QuarantineItem, QuarantineStore};
 
 /// Suffix of the report written next to every result.
 pub const REPORT_SUFFIX: &str = ".無害化レポート.txt";
@@ -759,7 +759,7 @@ impl Importer {
 }
 
 fn sync(dir: &Path) -> Result<(), String> {
-    crate::spool::sync_dir(dir).map_err(|e| e.to_string())
+    crate::store::spool::sync_dir(dir).map_err(|e| e.to_string())
 }
 
 /// Writes, fsyncs and applies the pair's ownership and mode.

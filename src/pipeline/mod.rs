@@ -14,6 +14,8 @@
 //! is rate-limited. A panic, timeout or error quarantines the original whole and never stalls
 //! the queue; only a `CleanMessage` is ever written to the maildir.
 
+pub mod notice;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +31,8 @@ use crate::audit::event::{
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::ServiceConfig;
 use crate::live::Live;
-use crate::quarantine::{deliver_maildir, maildir_name, QuarantineItem, QuarantineStore};
-use crate::spool::{Lease, Spool};
+use crate::store::quarantine::{deliver_maildir, maildir_name, QuarantineItem, QuarantineStore};
+use crate::store::spool::{Lease, Spool};
 
 /// Everything a worker needs.
 pub struct Pipeline {
@@ -75,7 +77,7 @@ impl Sink {
     /// Any write failure; nothing was delivered then.
     pub fn deliver(
         &self,
-        envelope: crate::smtp::session::Envelope,
+        envelope: crate::source::smtp::session::Envelope,
         id: &str,
         message: &[u8],
     ) -> Result<String, String> {
@@ -313,7 +315,7 @@ impl Pipeline {
     /// Returns the destination and whether it was a repeat.
     fn deliver_once(
         &self,
-        envelope: crate::smtp::session::Envelope,
+        envelope: crate::source::smtp::session::Envelope,
         key: &str,
         message: &[u8],
     ) -> Result<(String, bool), String> {
@@ -551,7 +553,7 @@ impl Pipeline {
     fn quarantine(
         &self,
         held: Held<'_>,
-        envelope: &crate::smtp::session::Envelope,
+        envelope: &crate::source::smtp::session::Envelope,
         events: &mut Vec<AuditEvent>,
     ) -> Result<QuarantineItem, String> {
         let item = QuarantineItem {
@@ -588,13 +590,13 @@ impl Pipeline {
     /// retrying the whole message would deliver its converted text twice.
     fn notify(
         &self,
-        meta: &crate::spool::ItemMeta,
+        meta: &crate::store::spool::ItemMeta,
         held: &[QuarantineItem],
         events: &mut Vec<AuditEvent>,
     ) {
         let config = self.config.get();
         let refs: Vec<&QuarantineItem> = held.iter().collect();
-        let Some((envelope, bytes)) = crate::notice::for_recipients(
+        let Some((envelope, bytes)) = crate::pipeline::notice::for_recipients(
             &config.notices,
             &meta.id,
             &crate::audit::time::jst(&meta.received_at),

@@ -18,8 +18,8 @@ use axum::Router;
 use super::html::{esc, esc_short, notice, page, url, Lang, Viewer};
 use super::{blocking, error_page, page_response, redirect, review_error, Access, Ctx, Peer, Web};
 use crate::audit::time::{jst, parse_rfc3339};
-use crate::quarantine::{valid_id, QuarantineItem};
 use crate::review::{RequestState, Role, Target};
+use crate::store::quarantine::{valid_id, QuarantineItem};
 
 type Res = Response<Body>;
 type Params = HashMap<String, String>;
@@ -351,7 +351,7 @@ fn status_label(lang: Lang, key: &str) -> &'static str {
 
 fn reason_label(lang: Lang, code: &str) -> String {
     match lang {
-        Lang::Ja => format!("{}（{code}）", crate::notice::reason_ja(code)),
+        Lang::Ja => format!("{}（{code}）", crate::pipeline::notice::reason_ja(code)),
         Lang::En => code.to_string(),
     }
 }
@@ -371,7 +371,7 @@ async fn dashboard(
         let items = w.review.store().list();
         let statuses = w.review.statuses();
         let pending = w.review.requests(Some(RequestState::Pending));
-        let depths: Vec<(&str, crate::spool::Depths)> =
+        let depths: Vec<(&str, crate::store::spool::Depths)> =
             w.spools.iter().map(|(n, s)| (*n, s.depths())).collect();
         (items, statuses, pending, depths)
     })
@@ -1155,7 +1155,7 @@ async fn original(
         Ok(Err(e)) => return review_error(ctx.lang, &e),
         Err(r) => return r,
     };
-    let name = crate::release::safe_file_name(&item);
+    let name = crate::review::release::safe_file_name(&item);
     let ascii: String = name
         .chars()
         .map(|c| {

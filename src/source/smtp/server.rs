@@ -35,9 +35,9 @@ use crate::audit::event::MessageReceived;
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::ServiceConfig;
 use crate::live::Live;
-use crate::smtp::budget::MemoryBudget;
-use crate::smtp::session::{Action, Session, SessionConfig};
-use crate::spool::Spool;
+use crate::source::smtp::budget::MemoryBudget;
+use crate::source::smtp::session::{Action, Session, SessionConfig};
+use crate::store::spool::Spool;
 
 /// Bytes read from a socket at a time. Small on purpose: every open connection holds one
 /// buffer (500 connections × 16 KiB = 8 MiB), and DATA arrives line by line anyway.
@@ -62,7 +62,7 @@ pub struct Intake {
     /// accepted (451 4.7.1 otherwise; the client keeps the message and retries).
     pub antivirus_gate: Option<Arc<crate::antivirus::Clamd>>,
     /// Where the accept latency goes.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<crate::admin::metrics::Metrics>,
 }
 
 /// A connection before or after STARTTLS.
@@ -484,7 +484,7 @@ pub fn tls_acceptor(
 /// Spool fsync, then the audit record, then 250. Anything failing leaves nothing behind.
 async fn store(
     intake: &Intake,
-    envelope: crate::smtp::session::Envelope,
+    envelope: crate::source::smtp::session::Envelope,
     peer: SocketAddr,
     data: Vec<u8>,
 ) -> Result<String, String> {
