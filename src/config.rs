@@ -981,7 +981,7 @@ impl ServiceConfig {
             ));
         }
         for addr in self.notices.admin_to.iter().chain([&self.notices.from]) {
-            if !crate::review::plausible_address(addr) {
+            if !crate::names::plausible_address(addr) {
                 return Err(ConfigError(format!(
                     "notices: {addr:?} is not a mail address"
                 )));

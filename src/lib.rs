@@ -11,14 +11,18 @@ pub mod alloc;
 pub mod antivirus;
 pub mod audit;
 pub mod config;
+pub mod durable;
+pub mod envelope;
 pub mod fonts;
 pub mod live;
 pub mod logging;
+pub mod names;
 pub mod pipeline;
 pub mod review;
 pub mod service;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod tls;
 
 pub use mukaika_sanitizers as sanitizers;

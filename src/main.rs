@@ -399,7 +399,7 @@ enum MailCommand {
 }
 
 fn main() -> ExitCode {
-    mukaika::service::restrict_umask();
+    mukaika::store::restrict_umask();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -787,7 +787,7 @@ fn reload(config: Option<PathBuf>) -> Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let pid_file = mukaika::service::pid_file(&service);
+    let pid_file = mukaika::store::pid_file(&service);
     let pid = std::fs::read_to_string(&pid_file)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
@@ -924,7 +924,7 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     };
     // One writer per audit chain: while `mukaika serve` (or another pass) holds the data
     // directory, it does the importing.
-    let _lock = match mukaika::service::lock_data_dir(&config) {
+    let _lock = match mukaika::store::lock_data_dir(&config) {
         Ok(lock) => lock,
         Err(e) => {
             eprintln!("mukaika: {}", shown(&e.to_string()));
@@ -933,7 +933,7 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     };
     let data = config.data.dir.clone();
     let audit =
-        std::sync::Arc::new(mukaika::service::open_audit(&config).map_err(anyhow::Error::msg)?);
+        std::sync::Arc::new(mukaika::store::open_audit(&config).map_err(anyhow::Error::msg)?);
     audit.append(mukaika::audit::AuditEvent::ConfigLoaded(
         mukaika::audit::event::ConfigLoaded {
             source: "import once".into(),

@@ -17,15 +17,17 @@ use tokio::sync::{watch, Notify};
 use mukaika_sanitizers::Registry;
 
 use crate::audit::event::{ConfigLoaded, ServiceEvent};
-use crate::audit::{AuditConfig, AuditEvent, AuditLog};
+use crate::audit::{AuditEvent, AuditLog};
 use crate::config::DeliveryMode;
 use crate::config::ServiceConfig;
 use crate::live::Live;
-use crate::pipeline::{Pipeline, Sink};
+use crate::pipeline::Pipeline;
 use crate::sink::relay::Relay;
+use crate::sink::Sink;
 use crate::source::smtp::server::{self, Intake};
 use crate::store::quarantine::QuarantineStore;
 use crate::store::spool::Spool;
+use crate::store::{lock_pid_file, open_audit, pid_file, private_data_dir};
 
 /// A running service.
 pub struct Running {
@@ -41,33 +43,6 @@ pub struct Running {
     /// Holds an exclusive lock on the pid file for the life of the service: one writer per
     /// audit chain and spool.
     _pid_lock: std::fs::File,
-}
-
-/// The file `mukaika reload` reads to find the running service: `<data dir>/mukaika.pid`.
-pub fn pid_file(config: &ServiceConfig) -> PathBuf {
-    config.data.dir.join("mukaika.pid")
-}
-
-/// The audit log `config` names: its folder under the data directory, node name, HMAC key and
-/// syslog target.
-///
-/// # Errors
-/// The key file cannot be read, the syslog target is malformed, or the log cannot be opened.
-pub fn open_audit(config: &ServiceConfig) -> Result<AuditLog, String> {
-    let mut audit_config =
-        AuditConfig::new(config.data.dir.join("audit"), config.audit.node.clone());
-    if let Some(path) = &config.audit.hmac_key_file {
-        let key = std::fs::read(path)
-            .map_err(|e| format!("audit.hmac_key_file {}: {e}", path.display()))?;
-        audit_config.hmac_key = Some(key.trim_ascii().to_vec());
-    }
-    audit_config.syslog = config
-        .audit
-        .syslog
-        .as_deref()
-        .map(str::parse::<crate::audit::syslog::SyslogTarget>)
-        .transpose()?;
-    AuditLog::open(audit_config).map_err(|e| e.to_string())
 }
 
 /// The clamd client `[antivirus]` configures, if any.
@@ -98,75 +73,6 @@ pub fn registry(config: &ServiceConfig, clamd: Option<&Arc<crate::antivirus::Cla
         }
         None => registry,
     }
-}
-
-/// Opens the pid file and takes an exclusive lock on it, or names the process holding it.
-fn lock_pid_file(path: &std::path::Path) -> Result<std::fs::File, String> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-        let holder = std::fs::read_to_string(path).unwrap_or_default();
-        return Err(format!(
-            "{} is in use by another mukaika (pid {}): one service per data directory",
-            path.display(),
-            holder.trim()
-        ));
-    }
-    Ok(file)
-}
-
-/// The permission bits no file or folder mukaika creates may have: group write and anything
-/// for other users (the review database holds password hashes, the quarantine the originals
-/// that only an approver may download, the audit log and spool whole messages).
-pub const PRIVATE_UMASK: u32 = 0o027;
-
-/// Adds [`PRIVATE_UMASK`] to the process umask (a stricter umask is kept), so every file
-/// created from here on — SQLite's too — is 0640 at most and every folder 0750, whatever the
-/// umask the service was started with. Process-wide: called once, first thing, by the binary.
-pub fn restrict_umask() {
-    use rustix::fs::Mode;
-    let private = Mode::from_raw_mode(PRIVATE_UMASK);
-    let old = rustix::process::umask(private);
-    rustix::process::umask(old | private);
-}
-
-/// Creates the data directory, and takes group write and other users' access away from it
-/// when it already exists (an installation made under umask 022 left it 0755).
-fn private_data_dir(dir: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mode = std::fs::metadata(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .permissions()
-        .mode()
-        & 0o7777;
-    if mode & PRIVATE_UMASK != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & !PRIVATE_UMASK))
-            .map_err(|e| format!("{}: chmod: {e}", dir.display()))?;
-    }
-    Ok(())
-}
-
-/// Takes the data directory's lock for a one-off command (`mukaika import once`), writing
-/// this process's pid; fails while a service or another command holds it.
-///
-/// # Errors
-/// The lock is held elsewhere, or the file cannot be opened.
-pub fn lock_data_dir(config: &ServiceConfig) -> Result<std::fs::File, String> {
-    private_data_dir(&config.data.dir)?;
-    let file = lock_pid_file(&pid_file(config))?;
-    {
-        use std::io::Write;
-        let mut f = &file;
-        let _ = f.set_len(0);
-        let _ = writeln!(f, "{}", std::process::id());
-    }
-    Ok(file)
 }
 
 /// Starts everything. `config_text` is the configuration as read (its SHA-256 is audited).
@@ -281,7 +187,7 @@ pub async fn start(
         tasks.spawn(Arc::clone(&pipeline).worker(watch_rx.clone()));
     }
     let tls = match (&config.smtp.tls_cert_file, &config.smtp.tls_key_file) {
-        (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(crate::tls::tls_acceptor(cert, key)?),
         _ => None,
     };
     let queues = crate::admin::control::Queues {
@@ -302,7 +208,7 @@ pub async fn start(
     });
     tasks.spawn(server::serve(listener, intake, watch_rx.clone()));
     let admin_tls = match (&config.admin.tls_cert_file, &config.admin.tls_key_file) {
-        (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(crate::tls::tls_acceptor(cert, key)?),
         _ => None,
     };
     let web = Arc::new(crate::admin::web::Web::new(
@@ -409,7 +315,7 @@ async fn review_task(
                     tracing::error!(error = %e, "approved releases could not be read");
                 }
             }
-            if let Err(e) = crate::pipeline::notice::admin_pass(&r, &s) {
+            if let Err(e) = crate::review::digest::admin_pass(&r, &s) {
                 tracing::error!(error = %e, "administrators' quarantine notice not sent; retried");
             }
         })

@@ -484,7 +484,7 @@ fn listings_into_a_closed_pipe_end_quietly() {
             .unwrap();
         spool
             .accept(
-                mukaika::source::smtp::session::Envelope {
+                mukaika::envelope::Envelope {
                     helo: "x".into(),
                     mail_from: "a@example.invalid".into(),
                     rcpt_to: vec!["b@example.invalid".into()],

@@ -412,7 +412,7 @@ fn a_full_disk_refuses_then_recovers_delivering_each_message_once() {
         for n in 0..QUEUED {
             let id = 100_000 + n;
             let body = format!("From: s@example.invalid\r\nTo: r@city.example.invalid\r\nSubject: queued {id}\r\nMessage-ID: <dur-{id}@example.invalid>\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{}\r\n", "本文 ".repeat(2000));
-            let envelope = mukaika::source::smtp::session::Envelope {
+            let envelope = mukaika::envelope::Envelope {
                 helo: "t".into(),
                 mail_from: "s@example.invalid".into(),
                 rcpt_to: vec!["r@city.example.invalid".into()],

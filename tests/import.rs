@@ -578,7 +578,7 @@ fn hooked_importer(
         support::config_text(data, "127.0.0.1:0").replace("settle_secs = 5", "settle_secs = 0");
     let config = mukaika::config::ServiceConfig::from_toml(&text).unwrap();
     std::fs::create_dir_all(data).unwrap();
-    let audit = std::sync::Arc::new(mukaika::service::open_audit(&config).unwrap());
+    let audit = std::sync::Arc::new(mukaika::store::open_audit(&config).unwrap());
     let quarantine =
         mukaika::store::quarantine::open(data.join("quarantine"), config.quarantine.store).unwrap();
     let registry = std::sync::Arc::new(mukaika::service::registry(&config, None));

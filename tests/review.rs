@@ -7,8 +7,8 @@ use std::sync::Arc;
 use mukaika::audit::{AuditConfig, AuditLog};
 use mukaika::config::{NoticeMode, ServiceConfig};
 use mukaika::live::Live;
-use mukaika::pipeline::Sink;
 use mukaika::review::{RequestState, Review, Role, Target};
+use mukaika::sink::Sink;
 use mukaika::store::quarantine::{QuarantineItem, QuarantineStore, SqliteQuarantine};
 
 struct Fixture {
@@ -202,7 +202,7 @@ fn the_administrators_digest_goes_out_when_due_and_not_before() {
     let at = |mins_ago: u64| mukaika::audit::log::rfc3339_at(now - mins_ago * 60_000);
     // The first pass only sets where notices start.
     assert_eq!(
-        mukaika::pipeline::notice::admin_pass(&f.review, &sink).unwrap(),
+        mukaika::review::digest::admin_pass(&f.review, &sink).unwrap(),
         0
     );
     let state = f.data.path().join("notice-state");
@@ -217,7 +217,7 @@ fn the_administrators_digest_goes_out_when_due_and_not_before() {
         .put(&item("NEW2", "import", &at(10)), b"NEW2")
         .unwrap();
     assert_eq!(
-        mukaika::pipeline::notice::admin_pass(&f.review, &sink).unwrap(),
+        mukaika::review::digest::admin_pass(&f.review, &sink).unwrap(),
         2
     );
     let mails = files_in(&f.data.path().join("maildir/new"));
@@ -235,7 +235,7 @@ fn the_administrators_digest_goes_out_when_due_and_not_before() {
     // Not due again for another half hour, whatever arrives.
     f.store.put(&item("NEW3", "mail", &at(1)), b"NEW3").unwrap();
     assert_eq!(
-        mukaika::pipeline::notice::admin_pass(&f.review, &sink).unwrap(),
+        mukaika::review::digest::admin_pass(&f.review, &sink).unwrap(),
         0
     );
     assert_eq!(files_in(&f.data.path().join("maildir/new")).len(), 1);

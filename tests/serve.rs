@@ -158,7 +158,7 @@ fn refuses_clients_outside_the_networks_and_relaying_beyond_accepted_domains() {
 
 #[test]
 fn a_lease_dropped_mid_work_or_left_by_a_crash_goes_back_to_incoming() {
-    use mukaika::source::smtp::session::Envelope;
+    use mukaika::envelope::Envelope;
     let dir = tempfile::tempdir().unwrap();
     let envelope = Envelope {
         helo: "x".into(),
@@ -211,7 +211,7 @@ fn a_lease_dropped_mid_work_or_left_by_a_crash_goes_back_to_incoming() {
 
 #[test]
 fn operators_hold_release_and_retry_queue_items_from_the_cli() {
-    use mukaika::source::smtp::session::Envelope;
+    use mukaika::envelope::Envelope;
     let data = tempfile::tempdir().unwrap();
     let cfg = data.path().join("mukaika.toml");
     std::fs::write(
@@ -694,7 +694,7 @@ fn a_conversion_past_its_deadline_quarantines_the_message_whole_once_and_the_que
         spool: Arc::clone(&spool),
         audit,
         quarantine,
-        sink: mukaika::pipeline::Sink::Maildir(data.path().join("maildir")),
+        sink: mukaika::sink::Sink::Maildir(data.path().join("maildir")),
         registry: Arc::new(mukaika_sanitizers::Registry::with_sanitizers(vec![
             Box::new(Slow),
         ])),
@@ -702,7 +702,7 @@ fn a_conversion_past_its_deadline_quarantines_the_message_whole_once_and_the_que
         config: Arc::new(mukaika::live::Live::new(c)),
         wake: Arc::new(tokio::sync::Notify::new()),
     });
-    let envelope = mukaika::source::smtp::session::Envelope {
+    let envelope = mukaika::envelope::Envelope {
         helo: "client.invalid".into(),
         mail_from: "sender@example.invalid".into(),
         rcpt_to: vec!["soumu@city.example.invalid".into()],
@@ -780,7 +780,7 @@ fn tagged_mail(tag: &str, n: usize) -> Vec<u8> {
 /// it deleted `tmp/` and moved `active/` back under the workers (451s and duplicates).
 #[test]
 fn queue_commands_beside_a_running_service_neither_recover_the_spool_nor_disturb_delivery() {
-    use mukaika::source::smtp::session::Envelope;
+    use mukaika::envelope::Envelope;
     let data = tempfile::tempdir().unwrap();
     let cfg = data.path().join("mukaika.toml");
     std::fs::write(&cfg, support::config_text(data.path(), "127.0.0.1:0")).unwrap();
@@ -1007,7 +1007,7 @@ fn a_timed_out_conversion_stops_its_thread_at_the_message_deadline() {
         spool: Arc::clone(&spool),
         audit,
         quarantine,
-        sink: mukaika::pipeline::Sink::Maildir(data.path().join("maildir")),
+        sink: mukaika::sink::Sink::Maildir(data.path().join("maildir")),
         registry: Arc::new(mukaika_sanitizers::Registry::with_sanitizers(vec![
             Box::new(UntilStopped(Arc::clone(&stopped_at))),
         ])),
@@ -1015,7 +1015,7 @@ fn a_timed_out_conversion_stops_its_thread_at_the_message_deadline() {
         config: Arc::new(mukaika::live::Live::new(c)),
         wake: Arc::new(tokio::sync::Notify::new()),
     });
-    let envelope = mukaika::source::smtp::session::Envelope {
+    let envelope = mukaika::envelope::Envelope {
         helo: "client.invalid".into(),
         mail_from: "sender@example.invalid".into(),
         rcpt_to: vec!["soumu@city.example.invalid".into()],

@@ -358,7 +358,7 @@ pub fn run(config: &ServiceConfig, op: Op) -> Result<Reply, String> {
     if let Some(reply) = call(config, &op)? {
         return Ok(reply);
     }
-    let _lock = crate::service::lock_data_dir(config)?;
+    let _lock = crate::store::lock_data_dir(config)?;
     let data = &config.data.dir;
     if let Op::QueueMove { outgoing, id, to } = &op {
         // No service runs and the lock is ours: recovering the spool here is safe.
@@ -371,20 +371,18 @@ pub fn run(config: &ServiceConfig, op: Op) -> Result<Reply, String> {
         };
         return Ok(execute_queue(&queues, *outgoing, id, to));
     }
-    let audit = Arc::new(crate::service::open_audit(config)?);
+    let audit = Arc::new(crate::store::open_audit(config)?);
     let quarantine =
         crate::store::quarantine::open(data.join("quarantine"), config.quarantine.store)
             .map_err(|e| e.to_string())?;
     let sink = match config.delivery.mode {
-        crate::config::DeliveryMode::Maildir => {
-            crate::pipeline::Sink::Maildir(data.join("maildir"))
-        }
+        crate::config::DeliveryMode::Maildir => crate::sink::Sink::Maildir(data.join("maildir")),
         crate::config::DeliveryMode::Relay => {
             // The relay sends it once the service starts.
             let (outgoing, _) =
                 crate::store::spool::Spool::open(data.join("outgoing"), config.data.min_free_bytes)
                     .map_err(|e| e.to_string())?;
-            crate::pipeline::Sink::Relay {
+            crate::sink::Sink::Relay {
                 outgoing,
                 wake: Arc::new(tokio::sync::Notify::new()),
             }

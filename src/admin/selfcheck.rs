@@ -67,7 +67,7 @@ pub fn run(config: &ServiceConfig) -> Vec<Check> {
     ));
 
     let tls = match (&smtp.tls_cert_file, &smtp.tls_key_file) {
-        (Some(cert), Some(key)) => match crate::source::smtp::server::tls_acceptor(cert, key) {
+        (Some(cert), Some(key)) => match crate::tls::tls_acceptor(cert, key) {
             Ok(_) => Ok(format!("STARTTLS ({})", cert.display())),
             Err(e) => Err(format!("証明書を読み込めません: {e}")),
         },

@@ -16,7 +16,6 @@
 
 pub mod notice;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +30,10 @@ use crate::audit::event::{
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::ServiceConfig;
 use crate::live::Live;
-use crate::store::quarantine::{deliver_maildir, maildir_name, QuarantineItem, QuarantineStore};
+use crate::sink::maildir::maildir_name;
+use crate::sink::Sink;
+use crate::store::quarantine::{QuarantineItem, QuarantineStore};
+use crate::store::spool::lease_loop;
 use crate::store::spool::{Lease, Spool};
 
 /// Everything a worker needs.
@@ -53,103 +55,6 @@ pub struct Pipeline {
     /// Woken by intake when a message arrives.
     pub wake: Arc<Notify>,
 }
-
-/// Where converted messages go.
-#[derive(Clone)]
-pub enum Sink {
-    /// Straight into a maildir (tmp → new), the embedded default.
-    Maildir(PathBuf),
-    /// Into the outgoing spool, which the relay workers send from.
-    Relay {
-        /// The outgoing spool.
-        outgoing: Arc<Spool>,
-        /// Wakes the relay workers.
-        wake: Arc<Notify>,
-    },
-}
-
-impl Sink {
-    /// Hands a message mukaika built to the LGWAN side: into the maildir (tmp → new, fsynced)
-    /// or the outgoing spool (fsynced; the relay workers are woken). Returns where it went:
-    /// the maildir file, or `outgoing:<queue ID>`.
-    ///
-    /// # Errors
-    /// Any write failure; nothing was delivered then.
-    pub fn deliver(
-        &self,
-        envelope: crate::source::smtp::session::Envelope,
-        id: &str,
-        message: &[u8],
-    ) -> Result<String, String> {
-        match self {
-            Sink::Maildir(maildir) => deliver_maildir(maildir, id, message)
-                .map(|path| path.display().to_string())
-                .map_err(|e| e.to_string()),
-            Sink::Relay { outgoing, wake } => {
-                let queued = outgoing
-                    .accept(envelope, "pipeline", message)
-                    .map(|meta| format!("outgoing:{}", meta.id))
-                    .map_err(|e| e.to_string());
-                wake.notify_one();
-                queued
-            }
-        }
-    }
-}
-
-/// Leases items from `spool` until shutdown and hands each to `work`, which answers whether
-/// the item was settled. With nothing to do it waits for `wake`, a second (deferred items fall
-/// due, a hint may have been missed), or shutdown; shutdown is only looked at between items, so
-/// the item in hand is finished. After a failed settle the worker waits, doubling from 100 ms
-/// up to [`MAX_BACKOFF`]: a full disk must not turn into a busy loop that rewrites the same
-/// message over and over.
-pub(crate) async fn lease_loop<F, Fut>(
-    spool: Arc<Spool>,
-    wake: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-    mut work: F,
-) where
-    F: FnMut(Lease) -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let mut backoff = Duration::ZERO;
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        if !backoff.is_zero() {
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-        let s = Arc::clone(&spool);
-        match tokio::task::spawn_blocking(move || s.lease(crate::audit::log::now_millis())).await {
-            Ok(Ok(Some(lease))) => {
-                backoff = if work(lease).await {
-                    Duration::ZERO
-                } else {
-                    (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF)
-                };
-            }
-            Ok(Ok(None)) => {
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::error!(spool = %spool.root().display(), error = %e, "spool unreadable");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => tracing::error!(error = %e, "lease task failed"),
-        }
-    }
-}
-
-/// The longest a worker waits after a failed settle before it tries again.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Lets one ERROR line a second through for a recurring failure and counts the rest, so an
 /// outage is visible without flooding the log (every worker of a full disk fails at once).
@@ -315,7 +220,7 @@ impl Pipeline {
     /// Returns the destination and whether it was a repeat.
     fn deliver_once(
         &self,
-        envelope: crate::source::smtp::session::Envelope,
+        envelope: crate::envelope::Envelope,
         key: &str,
         message: &[u8],
     ) -> Result<(String, bool), String> {
@@ -553,7 +458,7 @@ impl Pipeline {
     fn quarantine(
         &self,
         held: Held<'_>,
-        envelope: &crate::source::smtp::session::Envelope,
+        envelope: &crate::envelope::Envelope,
         events: &mut Vec<AuditEvent>,
     ) -> Result<QuarantineItem, String> {
         let item = QuarantineItem {

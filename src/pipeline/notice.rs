@@ -13,7 +13,7 @@ use mukaika_sanitizers::mail::build::{self, Mailbox, Outgoing};
 use mukaika_sanitizers::policy::OutputCharset;
 
 use crate::config::NoticesSection;
-use crate::source::smtp::session::Envelope;
+use crate::envelope::Envelope;
 use crate::store::quarantine::QuarantineItem;
 
 /// Fills `{key}` placeholders; unknown ones stay as written.
@@ -164,71 +164,6 @@ pub fn for_admins(
         fill(&config.admin_body, &values),
         &format!("{id}-admin-notice"),
     ))
-}
-
-/// Where the administrators' notices have got to: items quarantined at or before this time
-/// (RFC 3339) were announced. Kept in `<data>/notice-state`, so a restart neither repeats nor
-/// skips a notice.
-fn watermark_path(config: &crate::config::ServiceConfig) -> std::path::PathBuf {
-    config.data.dir.join("notice-state")
-}
-
-/// Items quarantined after the watermark are only announced once they are this old, so an item
-/// whose record was still being written when the last pass looked is not skipped.
-const SETTLE_MS: u64 = 5_000;
-
-/// One pass of administrators' notices: when due, mails every item quarantined since the last
-/// one (mail and import alike) and moves the watermark. Returns how many were announced.
-///
-/// # Errors
-/// The store, the sink or the watermark file failed; the watermark stays, so the next pass
-/// sends them.
-pub fn admin_pass(
-    review: &crate::review::Review,
-    sink: &crate::pipeline::Sink,
-) -> Result<usize, String> {
-    let config = review.config();
-    let notices = &config.notices;
-    let path = watermark_path(&config);
-    let now = crate::audit::log::now_millis();
-    let upto = crate::audit::log::rfc3339_at(now.saturating_sub(SETTLE_MS));
-    let since = match std::fs::read_to_string(&path) {
-        Ok(s) => s.trim().to_string(),
-        // First run: start from now rather than announcing the whole history.
-        Err(_) => {
-            write_watermark(&path, &upto)?;
-            return Ok(0);
-        }
-    };
-    if notices.admin_to.is_empty() {
-        return write_watermark(&path, &upto).map(|()| 0);
-    }
-    if notices.admin_mode == crate::config::NoticeMode::Digest {
-        let last = crate::audit::time::parse_rfc3339(&since).unwrap_or(0);
-        if now.saturating_sub(last) < notices.digest_minutes.max(1) * 60_000 + SETTLE_MS {
-            return Ok(0);
-        }
-    }
-    let items = review
-        .store()
-        .list_since(&since)
-        .map_err(|e| e.to_string())?;
-    let fresh: Vec<&QuarantineItem> = items
-        .iter()
-        .filter(|i| i.at.as_str() <= upto.as_str())
-        .collect();
-    if let Some((envelope, bytes)) = for_admins(notices, &format!("A{now}"), &fresh) {
-        sink.deliver(envelope, &format!("admin-notice-{now}"), &bytes)?;
-    }
-    write_watermark(&path, &upto)?;
-    Ok(fresh.len())
-}
-
-fn write_watermark(path: &std::path::Path, value: &str) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, value)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

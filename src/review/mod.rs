@@ -25,9 +25,11 @@
 //! or a one-time password in clear, or tell a login attempt which of name and password was
 //! wrong.
 
+pub mod digest;
 pub mod release;
 pub mod retention;
 
+use crate::names::plausible_address;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -40,7 +42,7 @@ use crate::audit::log::{now_millis, now_rfc3339};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::ServiceConfig;
 use crate::live::Live;
-use crate::pipeline::Sink;
+use crate::sink::Sink;
 use crate::store::quarantine::{valid_id, QuarantineItem, QuarantineStore};
 
 /// What an account may do.
@@ -351,21 +353,6 @@ impl std::error::Error for ReviewError {}
 
 fn sql(e: rusqlite::Error) -> ReviewError {
     ReviewError::internal(format!("review database: {e}"))
-}
-
-/// Whether `s` looks like one mail address (`local@domain`, no spaces, controls or brackets):
-/// enough to refuse header injection and typos, not a full RFC 5321 parser.
-pub fn plausible_address(s: &str) -> bool {
-    let Some((local, domain)) = s.rsplit_once('@') else {
-        return false;
-    };
-    s.len() <= 254
-        && !local.is_empty()
-        && !domain.is_empty()
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && s.chars()
-            .all(|c| !c.is_control() && !c.is_whitespace() && !"<>()[],;:\"\\".contains(c))
 }
 
 /// Account names: `[A-Za-z0-9._-]`, 1–32 characters (safe in headers, paths and logs).

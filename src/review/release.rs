@@ -18,7 +18,7 @@ use mukaika_sanitizers::mail::build::{OutPart, Outgoing};
 use mukaika_sanitizers::names;
 
 use crate::config::ImportPair;
-use crate::source::smtp::session::Envelope;
+use crate::envelope::Envelope;
 use crate::store::quarantine::QuarantineItem;
 
 /// Who released what.
@@ -143,7 +143,7 @@ pub fn safe_file_name(item: &QuarantineItem) -> String {
     // Cut by bytes at a character boundary, extension kept (120 characters of kanji were
     // 360 bytes, more than a file system holds).
     let cleaned = names::shorten(&cleaned, names::NAME_MAX).into_owned();
-    if cleaned.is_empty() || crate::source::import::check_name(&cleaned).is_some() {
+    if cleaned.is_empty() || crate::names::check_name(&cleaned).is_some() {
         fallback()
     } else {
         cleaned
@@ -161,7 +161,7 @@ fn write_new(dir: &Path, name: &str, bytes: &[u8], pair: &ImportPair) -> std::io
     let mut f = File::create(&tmp)?;
     let written = f
         .write_all(bytes)
-        .and_then(|()| crate::source::import::apply_ownership(&f, pair))
+        .and_then(|()| crate::sink::export::apply_ownership(&f, pair))
         .and_then(|()| f.sync_all());
     drop(f);
     if let Err(e) = written {
@@ -173,7 +173,7 @@ fn write_new(dir: &Path, name: &str, bytes: &[u8], pair: &ImportPair) -> std::io
     let linked = fs::hard_link(&tmp, &dest);
     let _ = fs::remove_file(&tmp);
     linked?;
-    crate::store::spool::sync_dir(dir).map_err(std::io::Error::other)
+    crate::durable::sync_dir(dir)
 }
 
 /// Copies the item into `export_dir` (as its own name, prefixed with the request ID if that

@@ -5,5 +5,58 @@
 //! Must never: deliver bytes that mukaika did not produce itself (a converted message, a notice,
 //! or an approved release).
 
+pub mod export;
+pub mod maildir;
 pub mod relay;
 pub mod relay_client;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::store::spool::Spool;
+use maildir::deliver_maildir;
+
+/// Where converted messages go.
+#[derive(Clone)]
+pub enum Sink {
+    /// Straight into a maildir (tmp → new), the embedded default.
+    Maildir(PathBuf),
+    /// Into the outgoing spool, which the relay workers send from.
+    Relay {
+        /// The outgoing spool.
+        outgoing: Arc<Spool>,
+        /// Wakes the relay workers.
+        wake: Arc<Notify>,
+    },
+}
+
+impl Sink {
+    /// Hands a message mukaika built to the LGWAN side: into the maildir (tmp → new, fsynced)
+    /// or the outgoing spool (fsynced; the relay workers are woken). Returns where it went:
+    /// the maildir file, or `outgoing:<queue ID>`.
+    ///
+    /// # Errors
+    /// Any write failure; nothing was delivered then.
+    pub fn deliver(
+        &self,
+        envelope: crate::envelope::Envelope,
+        id: &str,
+        message: &[u8],
+    ) -> Result<String, String> {
+        match self {
+            Sink::Maildir(maildir) => deliver_maildir(maildir, id, message)
+                .map(|path| path.display().to_string())
+                .map_err(|e| e.to_string()),
+            Sink::Relay { outgoing, wake } => {
+                let queued = outgoing
+                    .accept(envelope, "pipeline", message)
+                    .map(|meta| format!("outgoing:{}", meta.id))
+                    .map_err(|e| e.to_string());
+                wake.notify_one();
+                queued
+            }
+        }
+    }
+}

@@ -85,7 +85,7 @@ impl Relay {
     /// Runs one relay worker until shutdown.
     pub async fn worker(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
         let (spool, wake) = (Arc::clone(&self.outgoing), Arc::clone(&self.wake));
-        crate::pipeline::lease_loop(spool, wake, shutdown, |lease| {
+        crate::store::spool::lease_loop(spool, wake, shutdown, |lease| {
             let this = Arc::clone(&self);
             async move { this.send(lease).await }
         })

@@ -21,6 +21,8 @@
 //! Must never: write an input byte into the export folder (only registry outputs and reports),
 //! or overwrite an existing export.
 
+use crate::names::check_name;
+use crate::sink::export::apply_ownership;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -759,7 +761,7 @@ impl Importer {
 }
 
 fn sync(dir: &Path) -> Result<(), String> {
-    crate::store::spool::sync_dir(dir).map_err(|e| e.to_string())
+    crate::durable::sync_dir(dir).map_err(|e| e.to_string())
 }
 
 /// Writes, fsyncs and applies the pair's ownership and mode.
@@ -772,27 +774,6 @@ fn write_synced(path: &Path, bytes: &[u8], pair: Option<&ImportPair>) -> Result<
         Some(pair) => apply_ownership(&f, pair).map_err(|e| format!("{}: {e}", path.display())),
         None => Ok(()),
     }
-}
-
-/// Gives an open file the pair's mode and owner (each only when configured), so whatever
-/// mukaika writes for the LGWAN side is readable by whom the pair says.
-///
-/// # Errors
-/// chmod or chown failed (naming which).
-pub(crate) fn apply_ownership(f: &File, pair: &ImportPair) -> std::io::Result<()> {
-    if let Some(mode) = pair.mode_bits() {
-        rustix::fs::fchmod(f, rustix::fs::Mode::from_raw_mode(mode))
-            .map_err(|e| std::io::Error::other(format!("chmod: {e}")))?;
-    }
-    if pair.uid.is_some() || pair.gid.is_some() {
-        rustix::fs::fchown(
-            f,
-            pair.uid.map(rustix::fs::Uid::from_raw),
-            pair.gid.map(rustix::fs::Gid::from_raw),
-        )
-        .map_err(|e| std::io::Error::other(format!("chown: {e}")))?;
-    }
-    Ok(())
 }
 
 /// Gives the mirrored folders below the export root the pair's owner and mode (a folder also
@@ -1014,53 +995,6 @@ fn rel_path(root: &Path, path: &Path) -> String {
         .map(|c| c.as_os_str().to_string_lossy().nfc().collect::<String>())
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// Why a path cannot be exported as named, if it cannot.
-pub fn check_name(rel: &str) -> Option<String> {
-    if rel.len() > 1024 {
-        return Some("パスが長すぎます / path too long".into());
-    }
-    let segments: Vec<&str> = rel.split('/').collect();
-    for (i, &segment) in segments.iter().enumerate() {
-        let is_folder = i + 1 < segments.len();
-        if segment.is_empty() || segment == "." || segment == ".." {
-            return Some(format!("不正なパス要素 / bad path segment {segment:?}"));
-        }
-        if segment.contains('\u{FFFD}') {
-            return Some("文字コードを判別できない名前 / undecodable name".into());
-        }
-        // Bidi overrides and isolates in a folder name too: the folder would be mirrored to
-        // the export side as it is (`資料\u{202e}txt.exe` shows as `資料exe.txt`). A file name
-        // with one goes on to the sanitizer, which holds it as a disguise and names its report
-        // with the control replaced.
-        if segment.chars().any(|c| {
-            c.is_control() || (is_folder && names::is_hidden_control(c)) || "<>:\"\\|?*".contains(c)
-        }) {
-            return Some(format!(
-                "使えない文字を含む名前 / reserved characters in {segment:?}"
-            ));
-        }
-        if segment.len() > 255 {
-            return Some("名前が長すぎます / name too long".into());
-        }
-        if segment.ends_with('.') || segment.ends_with(' ') {
-            return Some(format!(
-                "末尾が . または空白の名前 / trailing dot or space in {segment:?}"
-            ));
-        }
-        let stem = segment.split('.').next().unwrap_or("").to_ascii_uppercase();
-        let device = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL" | "CLOCK$")
-            || (stem.len() == 4
-                && (stem.starts_with("COM") || stem.starts_with("LPT"))
-                && stem.as_bytes()[3].is_ascii_digit());
-        if device {
-            return Some(format!(
-                "Windows の予約名 / reserved device name {segment:?}"
-            ));
-        }
-    }
-    None
 }
 
 /// `name`, or `stem (2).ext`… when it is taken in `dir`; every candidate shortened to a name

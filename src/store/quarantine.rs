@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::spool::sync_dir;
+use crate::durable::sync_dir;
 
 /// One quarantined item's metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,7 +153,7 @@ impl FsQuarantine {
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, self.root.join(dir).join(name))?;
-        sync_dir(&self.root.join(dir)).map_err(std::io::Error::other)
+        sync_dir(&self.root.join(dir))
     }
 }
 
@@ -190,7 +190,7 @@ impl QuarantineStore for FsQuarantine {
     fn remove(&self, id: &str) -> std::io::Result<()> {
         let item = self.item(id)?;
         fs::remove_file(self.item_path(id))?;
-        sync_dir(&self.root.join("items")).map_err(std::io::Error::other)?;
+        sync_dir(&self.root.join("items"))?;
         let shared = self.list()?.iter().any(|other| other.sha256 == item.sha256);
         if !shared {
             self.drop_blob(&item.sha256)?;
@@ -265,7 +265,7 @@ impl FsQuarantine {
         }
         out.sync_all()?;
         fs::rename(&tmp, self.blob_path(sha256))?;
-        sync_dir(&self.root.join("blobs")).map_err(std::io::Error::other)
+        sync_dir(&self.root.join("blobs"))
     }
 
     /// Removes a blob no item refers to any more.
@@ -274,7 +274,7 @@ impl FsQuarantine {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        sync_dir(&self.root.join("blobs")).map_err(std::io::Error::other)
+        sync_dir(&self.root.join("blobs"))
     }
 
     fn put_record(&self, item: &QuarantineItem) -> std::io::Result<()> {
@@ -286,43 +286,6 @@ impl FsQuarantine {
         let json = serde_json::to_vec_pretty(item).map_err(std::io::Error::other)?;
         self.write_synced(&format!("{}.json", item.id), "items", &json)
     }
-}
-
-/// Delivers a converted message into a maildir: `tmp/` → fsync → `new/` → fsync. The file
-/// name is derived from `id` alone ([`maildir_name`]), so delivering the same message again
-/// (after a crash between the delivery and its record) replaces the first copy instead of
-/// adding a second one; a failed write leaves nothing behind in `tmp/`.
-///
-/// # Errors
-/// Any write or rename failure (the caller defers the item).
-pub fn deliver_maildir(root: &std::path::Path, id: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    for d in ["tmp", "new", "cur"] {
-        fs::create_dir_all(root.join(d))?;
-    }
-    let name = maildir_name(id);
-    let tmp = root.join("tmp").join(&name);
-    let written = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    let dest = root.join("new").join(&name);
-    if let Err(e) = fs::rename(&tmp, &dest) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(&root.join("new")).map_err(std::io::Error::other)?;
-    Ok(dest)
-}
-
-/// The maildir file name of the delivery `id` (a queue ID, `<ID>-notice`, `release-<ID>`…):
-/// unique because IDs are, and the same on every attempt.
-pub fn maildir_name(id: &str) -> String {
-    format!("{}.mukaika", crate::store::spool::safe_key(id))
 }
 
 /// The SQLite store: item records in `quarantine.db` (WAL, `synchronous = FULL`, so a

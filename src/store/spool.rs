@@ -23,16 +23,20 @@
 //!
 //! Must never: delete an acknowledged item except after its outcome is durable elsewhere.
 
+use crate::names::safe_key;
 use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
 
 use serde::{Deserialize, Serialize};
 
-use crate::source::smtp::session::Envelope;
+use crate::envelope::Envelope;
 
 const STATES: [&str; 6] = ["tmp", "incoming", "active", "deferred", "hold", "corrupt"];
 
@@ -727,17 +731,6 @@ fn read_meta(path: &Path) -> Option<ItemMeta> {
     serde_json::from_slice(line.strip_suffix(b"\n")?).ok()
 }
 
-/// A marker's file name: only `[A-Za-z0-9-]` (queue IDs and `-notice` suffixes), so no key
-/// names a path.
-/// A delivery key reduced to what may stand in a file name (ASCII letters, digits, `-`): the
-/// delivered marker's name here and, with `.mukaika`, the maildir file's name — one rule, so the
-/// two always agree.
-pub(crate) fn safe_key(key: &str) -> String {
-    key.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect()
-}
-
 fn id_of(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -765,8 +758,60 @@ fn rename(from: &Path, to: &Path) -> Result<(), SpoolError> {
 }
 
 /// Fsyncs a directory so that renames into it survive a crash.
-pub fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| SpoolError::io("fsync", dir, e))
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    crate::durable::sync_dir(dir).map_err(|e| SpoolError::io("fsync", dir, e))
 }
+
+/// Leases items from `spool` until shutdown and hands each to `work`, which answers whether
+/// the item was settled. With nothing to do it waits for `wake`, a second (deferred items fall
+/// due, a hint may have been missed), or shutdown; shutdown is only looked at between items, so
+/// the item in hand is finished. After a failed settle the worker waits, doubling from 100 ms
+/// up to [`MAX_BACKOFF`]: a full disk must not turn into a busy loop that rewrites the same
+/// message over and over.
+pub(crate) async fn lease_loop<F, Fut>(
+    spool: Arc<Spool>,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    mut work: F,
+) where
+    F: FnMut(Lease) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut backoff = Duration::ZERO;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if !backoff.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+        let s = Arc::clone(&spool);
+        match tokio::task::spawn_blocking(move || s.lease(crate::audit::log::now_millis())).await {
+            Ok(Ok(Some(lease))) => {
+                backoff = if work(lease).await {
+                    Duration::ZERO
+                } else {
+                    (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF)
+                };
+            }
+            Ok(Ok(None)) => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(spool = %spool.root().display(), error = %e, "spool unreadable");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => tracing::error!(error = %e, "lease task failed"),
+        }
+    }
+}
+
+/// The longest a worker waits after a failed settle before it tries again.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);

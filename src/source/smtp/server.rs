@@ -456,35 +456,10 @@ async fn connection(
     }
 }
 
-/// Builds the STARTTLS acceptor from PEM files (rustls with the ring provider only).
-///
-/// # Errors
-/// Unreadable or unusable certificate or key.
-pub fn tls_acceptor(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<tokio_rustls::TlsAcceptor, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| format!("TLS certificate: {e}"))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
 /// Spool fsync, then the audit record, then 250. Anything failing leaves nothing behind.
 async fn store(
     intake: &Intake,
-    envelope: crate::source::smtp::session::Envelope,
+    envelope: crate::envelope::Envelope,
     peer: SocketAddr,
     data: Vec<u8>,
 ) -> Result<String, String> {

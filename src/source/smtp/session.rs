@@ -18,6 +18,7 @@
 //!   usable. Pipelined commands after DATA wait until the server reports the durable write.
 //! - 250 for DATA is never produced here: the server answers only after the spool's fsync.
 
+pub use crate::envelope::Envelope;
 use std::collections::VecDeque;
 
 use smtp_proto::{Error as ParseError, Request, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8};
@@ -49,21 +50,6 @@ pub struct SessionConfig {
     pub hard_error_limit: u32,
     /// Message bytes all sessions together may hold.
     pub memory: std::sync::Arc<MemoryBudget>,
-}
-
-/// The envelope of one message.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Envelope {
-    /// HELO/EHLO name.
-    pub helo: String,
-    /// MAIL FROM address ("" for the null sender).
-    pub mail_from: String,
-    /// RCPT TO addresses.
-    pub rcpt_to: Vec<String>,
-    /// 8BITMIME was declared.
-    pub eight_bit: bool,
-    /// SMTPUTF8 was declared.
-    pub smtputf8: bool,
 }
 
 /// What the server must do next.

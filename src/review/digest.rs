@@ -1,0 +1,78 @@
+//! The administrators' notices about new quarantine items: one mail per pass, or a digest every
+//! `digest_minutes`, for items held by mail and by the import folder alike.
+//!
+//! Owns: the watermark `<data>/notice-state` (written through `crate::durable`), so a restart
+//! neither repeats nor skips a notice.
+//! Must never: announce an item whose record may still be being written (see `SETTLE_MS`).
+
+use crate::pipeline::notice;
+use crate::review::Review;
+use crate::sink::Sink;
+use crate::store::quarantine::QuarantineItem;
+
+/// Where the administrators' notices have got to: items quarantined at or before this time
+/// (RFC 3339) were announced. Kept in `<data>/notice-state`, so a restart neither repeats nor
+/// skips a notice.
+fn watermark_path(config: &crate::config::ServiceConfig) -> std::path::PathBuf {
+    config.data.dir.join("notice-state")
+}
+
+/// Items quarantined after the watermark are only announced once they are this old, so an item
+/// whose record was still being written when the last pass looked is not skipped.
+const SETTLE_MS: u64 = 5_000;
+
+/// One pass of administrators' notices: when due, mails every item quarantined since the last
+/// one (mail and import alike) and moves the watermark. Returns how many were announced.
+///
+/// # Errors
+/// The store, the sink or the watermark file failed; the watermark stays, so the next pass
+/// sends them.
+pub fn admin_pass(review: &Review, sink: &Sink) -> Result<usize, String> {
+    let config = review.config();
+    let notices = &config.notices;
+    let path = watermark_path(&config);
+    let now = crate::audit::log::now_millis();
+    let upto = crate::audit::log::rfc3339_at(now.saturating_sub(SETTLE_MS));
+    let since = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().to_string(),
+        // First run: start from now rather than announcing the whole history.
+        Err(_) => {
+            write_watermark(&path, &upto)?;
+            return Ok(0);
+        }
+    };
+    if notices.admin_to.is_empty() {
+        return write_watermark(&path, &upto).map(|()| 0);
+    }
+    if notices.admin_mode == crate::config::NoticeMode::Digest {
+        let last = crate::audit::time::parse_rfc3339(&since).unwrap_or(0);
+        if now.saturating_sub(last) < notices.digest_minutes.max(1) * 60_000 + SETTLE_MS {
+            return Ok(0);
+        }
+    }
+    let items = review
+        .store()
+        .list_since(&since)
+        .map_err(|e| e.to_string())?;
+    let fresh: Vec<&QuarantineItem> = items
+        .iter()
+        .filter(|i| i.at.as_str() <= upto.as_str())
+        .collect();
+    if let Some((envelope, bytes)) = notice::for_admins(notices, &format!("A{now}"), &fresh) {
+        sink.deliver(envelope, &format!("admin-notice-{now}"), &bytes)?;
+    }
+    write_watermark(&path, &upto)?;
+    Ok(fresh.len())
+}
+
+/// Moves the watermark durably: a crash right after a notice went out must not send it again.
+fn write_watermark(path: &std::path::Path, value: &str) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("notice-state");
+    crate::durable::write(dir, name, value.as_bytes(), crate::durable::Mode::Replace)
+        .map(|_| ())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}

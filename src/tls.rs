@@ -1,0 +1,31 @@
+//! TLS server configuration from PEM files, shared by the SMTP listener and `selfcheck`.
+//!
+//! Owns: building a rustls acceptor with the ring provider only and safe protocol defaults.
+//! Must never: fall back to plaintext or to a weaker provider when the files are unusable.
+
+use std::sync::Arc;
+
+/// Builds the STARTTLS acceptor from PEM files (rustls with the ring provider only).
+///
+/// # Errors
+/// Unreadable or unusable certificate or key.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("TLS certificate: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
