@@ -6,7 +6,7 @@
 //! parses or trusts message headers.
 
 /// The envelope of one message.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Envelope {
     /// HELO/EHLO name.
     pub helo: String,

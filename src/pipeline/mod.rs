@@ -1,40 +1,37 @@
 //! Pipeline workers: the only place where untrusted bytes become something a forwarding sink
 //! accepts.
 //!
-//! Owns: taking leases from the spool, running the mail engine on a blocking thread under a
-//! deadline with panics caught, and settling each item: the converted message into the
-//! maildir, held attachments and wholly held messages into the quarantine store, and an audit
-//! record for every step.
-//! Invariants: the order is outcome durable → delivery marker → audit durable → lease
-//! completed, so a crash at any point leaves the item in the spool and it is processed again
-//! (never lost); the marker (and, for the maildir, its file name derived from the queue ID)
-//! makes the second pass skip a delivery already made, so each message is delivered once and
-//! the audit log still gets its record. A settle that fails (a full disk, an audit write
-//! refused) backs the worker off exponentially instead of retrying at once, and its ERROR line
-//! is rate-limited. A panic, timeout or error quarantines the original whole and never stalls
-//! the queue; only a `CleanMessage` is ever written to the maildir.
+//! Owns: taking leases from the spool, running the antivirus stage and the mail engine on a
+//! blocking thread under a deadline with panics caught, and handing what came of it to
+//! [`settle`]: `settle::decide` says what to hold, deliver, announce and audit (pure), and
+//! `settle::apply` does it in order over this module's [`settle::Effects`] (quarantine store,
+//! sink with delivery markers, audit log, lease).
+//! Invariants: see `settle` for the order that makes a crash at any point leave the item in
+//! the spool, processed again and delivered once. A settle that fails (a full disk, an audit
+//! write refused) backs the worker off exponentially instead of retrying at once, and its
+//! ERROR line is rate-limited. A panic, timeout or error quarantines the original whole and
+//! never stalls the queue; only an [`Outgoing`] (a `CleanMessage` or a notice) reaches the sink.
 
 pub mod notice;
+pub mod settle;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use mukaika_sanitizers::mail::{self, Disposition, MailOutcome, MailVerdict};
+use mukaika_sanitizers::mail;
 use mukaika_sanitizers::Registry;
 
-use crate::audit::event::{
-    Deferred, Delivered, MessageConverted, NoticeSent, PartSanitized, Quarantined,
-};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::ServiceConfig;
 use crate::live::Live;
 use crate::sink::maildir::maildir_name;
-use crate::sink::Sink;
-use crate::store::quarantine::{QuarantineItem, QuarantineStore};
+use crate::sink::{Outgoing, Sink};
+use crate::store::quarantine::QuarantineStore;
 use crate::store::spool::lease_loop;
 use crate::store::spool::{Lease, Spool};
+use settle::{Converted, Delivery};
 
 /// Everything a worker needs.
 pub struct Pipeline {
@@ -92,29 +89,6 @@ static SETTLE_ERRORS: RateLimit = RateLimit::new();
 fn take(slot: &std::sync::Mutex<Option<Lease>>) -> Option<Lease> {
     slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
-
-/// What to put in the quarantine.
-struct Held<'a> {
-    id: &'a str,
-    origin: &'a str,
-    name: Option<String>,
-    reason: &'a str,
-    detail: &'a str,
-    bytes: &'a [u8],
-    report: serde_json::Value,
-    subject: Option<String>,
-    detected_type: Option<String>,
-}
-
-enum Converted {
-    Outcome(Box<MailOutcome>),
-    Failed(&'static str, String),
-    /// The antivirus engine gave no answer: nothing is decided, the message waits.
-    ScannerUnavailable(String),
-}
-
-/// How long a message waits for the antivirus engine before it is tried again.
-const SCANNER_RETRY_MS: u64 = 10_000;
 
 impl Pipeline {
     /// Runs one worker until shutdown; finishes the message in hand first.
@@ -216,23 +190,28 @@ impl Pipeline {
         })
     }
 
-    /// Delivers under `key` unless that was done before; records the delivery's marker.
-    /// Returns the destination and whether it was a repeat.
-    fn deliver_once(
-        &self,
-        envelope: crate::envelope::Envelope,
-        key: &str,
-        message: &[u8],
-    ) -> Result<(String, bool), String> {
-        if let Some(dest) = self.delivered_before(key) {
-            return Ok((dest, true));
+    /// Delivers `out` unless a delivery under its key was made before; records the
+    /// delivery's marker.
+    fn deliver_once(&self, out: Outgoing) -> Result<Delivery, String> {
+        let audited_by_sink = matches!(self.sink, Sink::Relay { .. });
+        if let Some(destination) = self.delivered_before(out.key()) {
+            return Ok(Delivery {
+                destination,
+                repeat: true,
+                audited_by_sink,
+            });
         }
-        let dest = self.sink.deliver(envelope, key, message)?;
-        if let Err(e) = self.spool.mark_delivered(key) {
+        let key = out.key().to_string();
+        let destination = self.sink.deliver(out)?;
+        if let Err(e) = self.spool.mark_delivered(&key) {
             // The maildir's own name still prevents a second copy; the relay may repeat.
             tracing::warn!(key, error = %e, "delivery marker not written");
         }
-        Ok((dest, false))
+        Ok(Delivery {
+            destination,
+            repeat: false,
+            audited_by_sink,
+        })
     }
 
     /// Runs the antivirus stage and the mail engine on one message (on a blocking thread).
@@ -288,8 +267,9 @@ impl Pipeline {
         }
     }
 
-    /// Makes the outcome durable, audits it, then completes the lease. Any failure before the
-    /// completion leaves the item queued (deferred when delivery itself failed).
+    /// Decides how to settle the item ([`settle::decide`]) and carries it out
+    /// ([`settle::apply`]): any failure before the completion leaves the item queued
+    /// (deferred when delivery itself failed).
     fn settle(
         &self,
         lease: Lease,
@@ -298,228 +278,67 @@ impl Pipeline {
         elapsed: Duration,
     ) -> Result<(), String> {
         let meta = lease.meta().clone();
-        // Every record of this item goes into one durable audit write, after the outcome
-        // itself is durable and before the lease completes.
-        let mut events: Vec<AuditEvent> = Vec::new();
-        let outcome = match converted {
-            Converted::Outcome(o) => *o,
-            Converted::ScannerUnavailable(why) => {
-                let next = crate::audit::log::now_millis() + SCANNER_RETRY_MS;
-                self.audit
-                    .append(AuditEvent::Deferred(Deferred {
-                        queue_id: meta.id.clone(),
-                        reason: format!("antivirus unavailable: {why}"),
-                        attempt: meta.attempts + 1,
-                        next_attempt: crate::audit::log::rfc3339_at(next),
-                    }))
-                    .map_err(|e| e.to_string())?;
-                tracing::warn!(queue_id = %meta.id, reason = %why, "antivirus unavailable; conversion deferred");
-                return lease
-                    .defer("antivirus unavailable", next)
-                    .map_err(|e| e.to_string());
-            }
-            Converted::Failed(code, detail) => {
-                let held = Held {
-                    id: &meta.id,
-                    origin: &meta.id,
-                    name: None,
-                    reason: code,
-                    detail: &detail,
-                    bytes: original,
-                    report: serde_json::Value::Null,
-                    subject: None,
-                    detected_type: Some("message/rfc822".into()),
-                };
-                let item = self.quarantine(held, &meta.envelope, &mut events)?;
-                self.notify(&meta, &[item], &mut events);
-                self.audit.append_all(&events).map_err(|e| e.to_string())?;
-                tracing::warn!(queue_id = %meta.id, reason = code, "message quarantined whole");
-                return lease.complete().map_err(|e| e.to_string());
-            }
-        };
-        let (report, message, held) = outcome.into_parts();
-        let report_json = serde_json::to_value(&report).unwrap_or_default();
-        let outcome_subject = report.subject.clone();
-        let mut held_items: Vec<QuarantineItem> = Vec::new();
-        for h in &held {
-            let entry = report
-                .attachments
-                .iter()
-                .find(|a| a.quarantine_id.as_deref() == Some(h.quarantine_id.as_str()));
-            let reason = entry
-                .and_then(|a| a.report.reason.clone())
-                .map(|r| (r.code, r.detail))
-                .unwrap_or_default();
-            let report = entry
-                .map(|a| serde_json::to_value(&a.report).unwrap_or_default())
-                .unwrap_or_default();
-            let held = Held {
-                id: &h.quarantine_id,
-                origin: &meta.id,
-                name: Some(h.name.clone()),
-                reason: &reason.0,
-                detail: &reason.1,
-                bytes: &h.bytes,
-                report,
-                subject: Some(outcome_subject.clone()),
-                detected_type: entry.map(|a| a.report.detected_type.name().to_string()),
-            };
-            held_items.push(self.quarantine(held, &meta.envelope, &mut events)?);
-        }
-        for a in &report.attachments {
-            events.push(AuditEvent::PartSanitized(PartSanitized {
-                item_id: meta.id.clone(),
-                name: a.report.input.clone(),
-                verdict: match a.disposition {
-                    Disposition::Attached => "sanitized",
-                    Disposition::Removed => "blocked",
-                    Disposition::Held => "quarantined",
-                }
-                .into(),
-                input_sha256: a.report.input_sha256.clone(),
-                output_sha256: a.report.output_sha256.clone(),
-                removed: a
-                    .report
-                    .removed
-                    .iter()
-                    .map(|r| format!("{:?} at {}", r.what, r.location))
-                    .collect(),
-                detected_type: Some(a.report.detected_type.name().to_string()),
-            }));
-        }
-        if report.verdict == MailVerdict::Quarantined {
-            let reason = report
-                .reason
-                .clone()
-                .map(|r| (r.code, r.detail))
-                .unwrap_or_default();
-            let held = Held {
-                id: &meta.id,
-                origin: &meta.id,
-                name: None,
-                reason: &reason.0,
-                detail: &reason.1,
-                bytes: original,
-                report: report_json.clone(),
-                subject: Some(outcome_subject.clone()),
-                detected_type: Some("message/rfc822".into()),
-            };
-            held_items.push(self.quarantine(held, &meta.envelope, &mut events)?);
-        }
-        events.push(AuditEvent::MessageConverted(MessageConverted {
-            queue_id: meta.id.clone(),
-            mukaika_id: report.id.clone(),
-            message_id: report.message_id.clone(),
-            verdict: format!("{:?}", report.verdict).to_ascii_lowercase(),
-            input_sha256: report.input_sha256.clone(),
-            output_sha256: report.output_sha256.clone(),
-            findings: report.findings.iter().map(|f| f.code.clone()).collect(),
-            elapsed_ms: Some(elapsed.as_millis() as u64),
-        }));
-        if let Some(message) = message {
-            let delivered = self.deliver_once(meta.envelope.clone(), &meta.id, message.bytes());
-            match delivered {
-                // The relay audits its own delivery when the LGWAN MTA takes the message.
-                Ok((path, repeat)) if matches!(self.sink, Sink::Maildir(_)) => {
-                    events.push(AuditEvent::Delivered(Delivered {
-                        queue_id: meta.id.clone(),
-                        destination: path,
-                        rcpt_to: meta.envelope.rcpt_to.clone(),
-                        reply: if repeat {
-                            "maildir (delivered before an interruption; not repeated)".into()
-                        } else {
-                            "maildir".into()
-                        },
-                    }))
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let next = crate::audit::log::now_millis()
-                        + 60_000 * u64::from(meta.attempts + 1).min(60);
-                    events.push(AuditEvent::Deferred(Deferred {
-                        queue_id: meta.id.clone(),
-                        reason: e.clone(),
-                        attempt: meta.attempts + 1,
-                        next_attempt: crate::audit::log::rfc3339_at(next),
-                    }));
-                    self.audit.append_all(&events).map_err(|e| e.to_string())?;
-                    return lease.defer(&e, next).map_err(|e| e.to_string());
-                }
-            }
-        }
-        if !held_items.is_empty() {
-            self.notify(&meta, &held_items, &mut events);
-        }
-        self.audit.append_all(&events).map_err(|e| e.to_string())?;
-        lease.complete().map_err(|e| e.to_string())
-    }
-
-    /// Stores an original in the quarantine (durably) and queues its audit record.
-    fn quarantine(
-        &self,
-        held: Held<'_>,
-        envelope: &crate::envelope::Envelope,
-        events: &mut Vec<AuditEvent>,
-    ) -> Result<QuarantineItem, String> {
-        let item = QuarantineItem {
-            id: held.id.to_string(),
-            source: "mail".into(),
-            origin_id: held.origin.to_string(),
-            name: held.name,
-            reason: held.reason.to_string(),
-            detail: held.detail.to_string(),
-            sha256: mukaika_sanitizers::report::sha256_hex(held.bytes),
-            size: held.bytes.len() as u64,
-            at: crate::audit::log::now_rfc3339(),
-            report: held.report,
-            mail_from: Some(envelope.mail_from.clone()),
-            rcpt_to: envelope.rcpt_to.clone(),
-            subject: held.subject,
-            detected_type: held.detected_type,
-        };
-        self.quarantine
-            .put(&item, held.bytes)
-            .map_err(|e| e.to_string())?;
-        events.push(AuditEvent::Quarantined(Quarantined {
-            item_id: item.id.clone(),
-            source: item.source.clone(),
-            origin_id: item.origin_id.clone(),
-            reason: item.reason.clone(),
-            sha256: item.sha256.clone(),
-        }));
-        Ok(item)
-    }
-
-    /// Tells the recipients what of their message was quarantined (`[notices] recipients`).
-    /// A failure is logged, not retried: the item itself is safe in the quarantine, and
-    /// retrying the whole message would deliver its converted text twice.
-    fn notify(
-        &self,
-        meta: &crate::store::spool::ItemMeta,
-        held: &[QuarantineItem],
-        events: &mut Vec<AuditEvent>,
-    ) {
+        let now = crate::audit::log::now_millis();
         let config = self.config.get();
-        let refs: Vec<&QuarantineItem> = held.iter().collect();
-        let Some((envelope, bytes)) = crate::pipeline::notice::for_recipients(
+        let settlement = settle::decide(
+            &meta,
+            original,
+            converted,
             &config.notices,
-            &meta.id,
-            &crate::audit::time::jst(&meta.received_at),
-            &refs,
-        ) else {
-            return;
+            now,
+            elapsed.as_millis() as u64,
+        );
+        let whole = settlement.held.iter().any(|h| h.item.id == meta.id);
+        let mut fx = Worker {
+            pipeline: self,
+            lease: Some(lease),
         };
-        let rcpt_to = envelope.rcpt_to.clone();
-        match self.deliver_once(envelope, &format!("{}-notice", meta.id), &bytes) {
-            Ok((destination, _)) => events.push(AuditEvent::NoticeSent(NoticeSent {
-                queue_id: meta.id.clone(),
-                items: held.iter().map(|i| i.id.clone()).collect(),
-                rcpt_to,
-                destination,
-            })),
-            Err(e) => {
-                tracing::error!(queue_id = %meta.id, error = %e, "quarantine notice not delivered")
-            }
+        settle::apply(settlement, &meta, now, &mut fx)?;
+        if whole {
+            tracing::warn!(queue_id = %meta.id, "message quarantined whole");
+        }
+        Ok(())
+    }
+}
+
+/// The pipeline's side of [`settle::apply`]: the quarantine store, the sink with its delivery
+/// markers, the audit log and the spool lease.
+struct Worker<'a> {
+    pipeline: &'a Pipeline,
+    lease: Option<Lease>,
+}
+
+impl settle::Effects for Worker<'_> {
+    fn hold(&mut self, hold: &settle::Hold) -> Result<(), String> {
+        self.pipeline
+            .quarantine
+            .put(&hold.item, &hold.bytes)
+            .map_err(|e| e.to_string())
+    }
+
+    fn deliver_once(&mut self, out: Outgoing) -> Result<Delivery, String> {
+        self.pipeline.deliver_once(out)
+    }
+
+    fn audit(&mut self, events: &[AuditEvent]) -> Result<(), String> {
+        self.pipeline
+            .audit
+            .append_all(events)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn defer(&mut self, reason: &str, next: u64) -> Result<(), String> {
+        match self.lease.take() {
+            Some(lease) => lease.defer(reason, next).map_err(|e| e.to_string()),
+            None => Err("the lease was already given back".into()),
+        }
+    }
+
+    fn complete(&mut self) -> Result<(), String> {
+        match self.lease.take() {
+            Some(lease) => lease.complete().map_err(|e| e.to_string()),
+            None => Err("the lease was already given back".into()),
         }
     }
 }

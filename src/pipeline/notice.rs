@@ -9,11 +9,12 @@
 //! Must never: be sent to the internet-side sender (a forged sender would turn notices into
 //! backscatter).
 
-use mukaika_sanitizers::mail::build::{self, Mailbox, Outgoing};
+use mukaika_sanitizers::mail::build::{self, Mailbox, Outgoing as Written};
 use mukaika_sanitizers::policy::OutputCharset;
 
 use crate::config::NoticesSection;
 use crate::envelope::Envelope;
+use crate::sink::Outgoing;
 use crate::store::quarantine::QuarantineItem;
 
 /// Fills `{key}` placeholders; unknown ones stay as written.
@@ -45,34 +46,36 @@ fn item_lines(items: &[&QuarantineItem]) -> String {
         .collect()
 }
 
-/// A notice written by mukaika to `to`.
+/// A notice written by mukaika to `to`, delivered under `key`.
 fn compose(
     config: &NoticesSection,
     to: &[String],
     subject: String,
     body: String,
     id: &str,
-) -> (Envelope, Vec<u8>) {
-    from_gateway(
+    key: &str,
+) -> Outgoing {
+    let (envelope, bytes) = from_gateway(
         &config.from,
         to,
-        Outgoing {
+        Written {
             subject,
             message_id: Some(format!("{id}@mukaika.notice")),
             mukaika_id: id.to_string(),
             sanitized: "notice".into(),
             body,
-            ..Outgoing::default()
+            ..Written::default()
         },
-    )
+    );
+    Outgoing::notice(envelope, key, bytes)
 }
 
 /// Sends `msg` as mukaika itself: from `from` under the gateway's display name, to `to` in
 /// the headers and the envelope alike, dated now, written by the same message writer as
 /// converted mail (so nothing in `msg` can add a header). Notices and released files both go
 /// out this way.
-pub(crate) fn from_gateway(from: &str, to: &[String], msg: Outgoing) -> (Envelope, Vec<u8>) {
-    let msg = Outgoing {
+pub(crate) fn from_gateway(from: &str, to: &[String], msg: Written) -> (Envelope, Vec<u8>) {
+    let msg = Written {
         from: vec![Mailbox {
             name: Some("mukaika 無害化ゲートウェイ".into()),
             address: from.to_string(),
@@ -104,7 +107,7 @@ pub fn for_recipients(
     queue_id: &str,
     date: &str,
     items: &[&QuarantineItem],
-) -> Option<(Envelope, Vec<u8>)> {
+) -> Option<Outgoing> {
     let first = items.first()?;
     if !config.recipients || first.rcpt_to.is_empty() {
         return None;
@@ -125,6 +128,7 @@ pub fn for_recipients(
         fill(&config.recipient_subject, &values),
         fill(&config.recipient_body, &values),
         &format!("{queue_id}-notice"),
+        &format!("{queue_id}-notice"),
     ))
 }
 
@@ -133,7 +137,7 @@ pub fn for_admins(
     config: &NoticesSection,
     id: &str,
     items: &[&QuarantineItem],
-) -> Option<(Envelope, Vec<u8>)> {
+) -> Option<Outgoing> {
     if config.admin_to.is_empty() || items.is_empty() {
         return None;
     }
@@ -162,6 +166,7 @@ pub fn for_admins(
         &config.admin_to,
         fill(&config.admin_subject, &values),
         fill(&config.admin_body, &values),
+        &format!("{id}-admin-notice"),
         &format!("{id}-admin-notice"),
     ))
 }
@@ -197,10 +202,11 @@ mod tests {
             Some("見積書.zip"),
             "見積\r\nBcc: victim@example.invalid",
         );
-        let (env, bytes) = for_recipients(&config, "Q1", "2026-11-27", &[&item]).unwrap();
+        let out = for_recipients(&config, "Q1", "2026-11-27", &[&item]).unwrap();
+        let (env, bytes) = (out.envelope(), out.bytes());
         assert_eq!(env.rcpt_to, ["staff@city.example.lg.jp"]);
         assert_eq!(env.mail_from, config.from);
-        let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        let parsed = mail_parser::MessageParser::default().parse(bytes).unwrap();
         let body = parsed.body_text(0).unwrap();
         assert!(body.contains("見積書.zip"), "{body}");
         assert!(body.contains("隔離ID: Q1-1"), "{body}");
@@ -210,7 +216,7 @@ mod tests {
             .subject()
             .unwrap()
             .starts_with("【隔離のお知らせ】見積"));
-        let text = String::from_utf8_lossy(&bytes);
+        let text = String::from_utf8_lossy(bytes);
         assert!(!text.contains("\r\nBcc:"), "{text}");
     }
 
@@ -227,9 +233,10 @@ mod tests {
             admin_to: vec!["security@city.example.lg.jp".into()],
             ..NoticesSection::default()
         };
-        let (env, bytes) = for_admins(&admins, "Q1", &[&item]).unwrap();
+        let out = for_admins(&admins, "Q1", &[&item]).unwrap();
+        let (env, bytes) = (out.envelope(), out.bytes());
         assert_eq!(env.rcpt_to, ["security@city.example.lg.jp"]);
-        let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        let parsed = mail_parser::MessageParser::default().parse(bytes).unwrap();
         assert_eq!(parsed.subject(), Some("[mukaika] 隔離 1 件"));
         assert!(parsed.body_text(0).unwrap().contains("sender@example.com"));
     }

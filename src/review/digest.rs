@@ -58,8 +58,8 @@ pub fn admin_pass(review: &Review, sink: &Sink) -> Result<usize, String> {
         .iter()
         .filter(|i| i.at.as_str() <= upto.as_str())
         .collect();
-    if let Some((envelope, bytes)) = notice::for_admins(notices, &format!("A{now}"), &fresh) {
-        sink.deliver(envelope, &format!("admin-notice-{now}"), &bytes)?;
+    if let Some(out) = notice::for_admins(notices, &format!("A{now}"), &fresh) {
+        sink.deliver(out)?;
     }
     write_watermark(&path, &upto)?;
     Ok(fresh.len())

@@ -42,7 +42,7 @@ use crate::audit::log::{now_millis, now_rfc3339};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::ServiceConfig;
 use crate::live::Live;
-use crate::sink::Sink;
+use crate::sink::{Approval, Outgoing, Sink};
 use crate::store::quarantine::{valid_id, QuarantineItem, QuarantineStore};
 
 /// What an account may do.
@@ -1727,8 +1727,12 @@ impl Review {
                 };
                 let (envelope, message) =
                     crate::review::release::as_mail(&marker, &bytes, &to, &config.notices.from);
+                let approval = Approval::new(&request.id, &request.requester, &approver)
+                    .ok_or_else(|| {
+                        ReviewError::internal("an approval by the requester is no approval")
+                    })?;
                 self.sink
-                    .deliver(envelope, &format!("release-{}", request.id), &message)
+                    .deliver(Outgoing::release(envelope, &approval, message))
                     .map_err(ReviewError::internal)?
             }
         };

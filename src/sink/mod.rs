@@ -7,6 +7,7 @@
 
 pub mod export;
 pub mod maildir;
+pub mod outgoing;
 pub mod relay;
 pub mod relay_client;
 
@@ -17,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::store::spool::Spool;
 use maildir::deliver_maildir;
+pub use outgoing::{Approval, Origin, Outgoing};
 
 /// Where converted messages go.
 #[derive(Clone)]
@@ -39,19 +41,14 @@ impl Sink {
     ///
     /// # Errors
     /// Any write failure; nothing was delivered then.
-    pub fn deliver(
-        &self,
-        envelope: crate::envelope::Envelope,
-        id: &str,
-        message: &[u8],
-    ) -> Result<String, String> {
+    pub fn deliver(&self, out: Outgoing) -> Result<String, String> {
         match self {
-            Sink::Maildir(maildir) => deliver_maildir(maildir, id, message)
+            Sink::Maildir(maildir) => deliver_maildir(maildir, out.key(), out.bytes())
                 .map(|path| path.display().to_string())
                 .map_err(|e| e.to_string()),
             Sink::Relay { outgoing, wake } => {
                 let queued = outgoing
-                    .accept(envelope, "pipeline", message)
+                    .accept(out.envelope().clone(), out.origin().as_str(), out.bytes())
                     .map(|meta| format!("outgoing:{}", meta.id))
                     .map_err(|e| e.to_string());
                 wake.notify_one();
