@@ -13,6 +13,7 @@
 //!   the next pass settles it again; the delivery markers keep that pass from delivering twice.
 //! - The original bytes appear in a settlement only inside [`Hold`]s (quarantine); what goes
 //!   out is an [`Outgoing`], which cannot be made from them.
+//!
 //! Must never: deliver before the held originals are durable, or complete the lease before the
 //! audit records are.
 
