@@ -28,6 +28,7 @@ pub mod rtf;
 pub mod scanner;
 pub mod svg;
 pub mod text;
+pub mod threads;
 pub mod tnef;
 mod util;
 pub mod xmlsniff;

@@ -148,6 +148,12 @@ impl<'a> Context<'a> {
 
     /// A context for work on the same file done on another thread: same policy, depth,
     /// deadline and pass, nothing recorded yet. Hand it back with [`Context::join`].
+    /// Takes up to `wanted` helper threads from the registry's budget (see
+    /// [`crate::threads`]): the work must come out the same with any number granted.
+    pub(crate) fn helper_threads(&self, wanted: usize) -> crate::threads::Permit {
+        self.registry.threads.take(wanted)
+    }
+
     pub(crate) fn fork(&self) -> Context<'a> {
         Context {
             removed: Vec::new(),
@@ -261,6 +267,8 @@ impl Outcome {
 pub struct Registry {
     sanitizers: Vec<Box<dyn Sanitizer>>,
     scanner: Option<std::sync::Arc<dyn crate::scanner::Scanner>>,
+    /// Helper threads all conversions of this registry share (see [`crate::threads`]).
+    threads: std::sync::Arc<crate::threads::ThreadBudget>,
 }
 
 impl Default for Registry {
@@ -294,6 +302,7 @@ impl Registry {
                 Box::new(crate::svg::SvgSanitizer::new(fonts)),
             ],
             scanner: None,
+            threads: crate::threads::ThreadBudget::per_core(),
         }
     }
 
@@ -302,6 +311,7 @@ impl Registry {
         Self {
             sanitizers,
             scanner: None,
+            threads: crate::threads::ThreadBudget::per_core(),
         }
     }
 
@@ -309,6 +319,19 @@ impl Registry {
     pub fn with_scanner(mut self, scanner: std::sync::Arc<dyn crate::scanner::Scanner>) -> Self {
         self.scanner = Some(scanner);
         self
+    }
+
+    /// Limits the helper threads the sanitizers may start beside their callers' threads, over
+    /// all conversions together (the default is one per core; 0 runs everything on the
+    /// callers' threads).
+    pub fn with_helper_threads(mut self, limit: usize) -> Self {
+        self.threads = crate::threads::ThreadBudget::new(limit);
+        self
+    }
+
+    /// The helper-thread budget.
+    pub fn threads(&self) -> &std::sync::Arc<crate::threads::ThreadBudget> {
+        &self.threads
     }
 
     fn sanitizer_for(&self, kind: FileKind) -> Option<&dyn Sanitizer> {
@@ -407,7 +430,8 @@ impl Registry {
         // Hashing a large input costs as much as rebuilding a small document, so it runs on
         // a second thread beside the rebuild. Every path below leaves the hash empty; it is
         // filled in here, once, for all of them.
-        let (hash, mut outcome) = if input.len() >= HASH_BESIDE_MIN_BYTES {
+        let helper = (input.len() >= HASH_BESIDE_MIN_BYTES).then(|| self.threads.take(1));
+        let (hash, mut outcome) = if helper.as_ref().is_some_and(|p| p.count() == 1) {
             std::thread::scope(|scope| {
                 let hasher = scope.spawn(|| sha256_hex(input));
                 let outcome = self.judge(input, declared, &job);
@@ -635,7 +659,9 @@ impl Registry {
         let mut output_hash: Option<String> = None;
         let result = run_guarded(|| sanitizer.sanitize(input, kind, &mut cx)).and_then(|out| {
             if recheck_output {
-                if out.bytes.len() >= HASH_BESIDE_MIN_BYTES {
+                let helper = (out.bytes.len() >= HASH_BESIDE_MIN_BYTES)
+                    .then(|| self.threads.take(1));
+                if helper.as_ref().is_some_and(|p| p.count() == 1) {
                     let hash = std::thread::scope(|scope| {
                         let hasher = scope.spawn(|| sha256_hex(&out.bytes));
                         let checked = verify(self, sanitizer, &out, policy, depth, deadline);

@@ -195,9 +195,9 @@ impl Sanitizer for OoxmlSanitizer {
     }
 }
 
-/// Threads used to rewrite one package's XML parts. Two covers this deployment's cores and
-/// nearly halves the time of a document dominated by two large parts (styles.xml and
-/// stylesWithEffects.xml in a typical Word file).
+/// Lanes used at most to rewrite one package's XML parts (the caller's thread and helpers
+/// from the registry's thread budget). Two nearly halves the time of a document dominated by
+/// two large parts (styles.xml and stylesWithEffects.xml in a typical Word file).
 const PART_THREADS: usize = 2;
 
 /// Below this much XML a second thread costs more than it saves.
@@ -221,19 +221,26 @@ where
     F: Fn(&str, &mut filter::PackageState, &mut Context<'_>) -> Result<Vec<u8>> + Sync,
 {
     let total: usize = jobs.iter().map(|(_, size)| size).sum();
-    if jobs.len() < 2 || total < PARALLEL_MIN_BYTES {
+    // Helpers come from the registry's budget, shared by every conversion running now: under
+    // load there may be none, and the parts are rewritten on this thread alone.
+    let helpers = if jobs.len() < 2 || total < PARALLEL_MIN_BYTES {
+        None
+    } else {
+        Some(cx.helper_threads(PART_THREADS - 1)).filter(|p| p.count() > 0)
+    };
+    let Some(helpers) = helpers else {
         let mut out = Vec::with_capacity(jobs.len());
         for (name, _) in jobs {
             cx.check_deadline()?;
             out.push((*name, rewrite(name, state, cx)?));
         }
         return Ok(out);
-    }
+    };
 
     // Largest part first, each to the least-loaded lane: close to an even split.
     let mut by_size: Vec<usize> = (0..jobs.len()).collect();
     by_size.sort_by_key(|&i| std::cmp::Reverse(jobs[i].1));
-    let mut lanes: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); PART_THREADS];
+    let mut lanes: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); 1 + helpers.count()];
     for i in by_size {
         if let Some(lane) = lanes.iter_mut().min_by_key(|(load, _)| *load) {
             lane.0 += jobs[i].1;
@@ -243,34 +250,33 @@ where
 
     let base_state: &filter::PackageState = state;
     let base_cx: &Context<'_> = cx;
+    let run_lane = |parts: Vec<usize>| -> std::result::Result<Vec<PartDone<'_>>, (usize, Error)> {
+        let mut done = Vec::with_capacity(parts.len());
+        for i in parts {
+            let mut part_state = base_state.fork();
+            let mut part_cx = base_cx.fork();
+            part_cx.check_deadline().map_err(|e| (i, e))?;
+            let bytes =
+                rewrite(jobs[i].0, &mut part_state, &mut part_cx).map_err(|e| (i, e))?;
+            done.push((i, bytes, part_state, part_cx));
+        }
+        Ok(done)
+    };
+    let mut lanes = lanes.into_iter().map(|(_, parts)| parts);
+    let own = lanes.next().unwrap_or_default();
+    // The first lane runs on this thread; the others on the helpers the permit allows.
     let lane_results = std::thread::scope(|scope| {
         let handles: Vec<_> = lanes
-            .into_iter()
-            .map(|(_, parts)| {
-                scope.spawn(
-                    move || -> std::result::Result<Vec<PartDone<'_>>, (usize, Error)> {
-                        let mut done = Vec::with_capacity(parts.len());
-                        for i in parts {
-                            let mut part_state = base_state.fork();
-                            let mut part_cx = base_cx.fork();
-                            part_cx.check_deadline().map_err(|e| (i, e))?;
-                            let bytes = rewrite(jobs[i].0, &mut part_state, &mut part_cx)
-                                .map_err(|e| (i, e))?;
-                            done.push((i, bytes, part_state, part_cx));
-                        }
-                        Ok(done)
-                    },
-                )
-            })
+            .map(|parts| scope.spawn(move || run_lane(parts)))
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect::<Vec<_>>()
+        let mut results = vec![run_lane(own)];
+        results.extend(handles.into_iter().map(|h| {
+            h.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }));
+        results
     });
+    drop(helpers);
 
     let mut slots: Vec<Option<(Vec<u8>, filter::PackageState, Context<'_>)>> =
         (0..jobs.len()).map(|_| None).collect();
