@@ -208,6 +208,7 @@ impl Reason {
             "malformed" => "ファイル構造が壊れている、または曖昧なため隔離",
             "unsupported" => "対応していない機能を含むため隔離",
             "encrypted" => "暗号化・パスワード付きのため隔離",
+            "wrong-password" => "パスワードが一致せず開けないため隔離",
             "limit-exceeded" => "サイズ・展開量などの上限を超えたため隔離",
             "timeout" => "処理時間の上限を超えたため隔離",
             "internal-error" => "処理中の内部エラーのため隔離",
