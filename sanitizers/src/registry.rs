@@ -420,6 +420,19 @@ impl Registry {
             (sha256_hex(input), self.judge(input, declared, &job))
         };
         outcome.report.input_sha256 = hash;
+        if outcome
+            .report
+            .reason
+            .as_ref()
+            .is_some_and(|r| r.code == "encrypted")
+        {
+            // What staff can see without the password, for deciding whether to ask for it.
+            // Listing parses hostile input too: a panic there loses the listing, not the hold.
+            outcome.report.encrypted =
+                catch_unwind(AssertUnwindSafe(|| crate::unlock::encrypted_listing(input)))
+                    .ok()
+                    .flatten();
+        }
         outcome
     }
 
@@ -498,12 +511,16 @@ impl Registry {
             let detail = format!("the name {name:?} is one Windows runs, mounts or acts on");
             return refuse(report, Verdict::Blocked, "blocked-name", detail);
         }
-        if encrypted {
+        if encrypted || kind == FileKind::EncryptedOoxml {
             return refuse(
                 report,
                 Verdict::Quarantined,
                 "encrypted",
-                "the container has encrypted members",
+                if encrypted {
+                    "the container has encrypted members"
+                } else {
+                    "the Office document is password-protected (EncryptedPackage)"
+                },
             );
         }
         if let Some(finding) = report.findings.first() {

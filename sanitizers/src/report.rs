@@ -252,6 +252,10 @@ pub struct Report {
     pub output_type: Option<FileKind>,
     /// Reports of nested members (archive entries, mail attachments).
     pub children: Vec<Report>,
+    /// For a file held as `encrypted`: what it shows without its password (container,
+    /// method, member names and sizes). Never holds a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<crate::unlock::EncryptedListing>,
 }
 
 impl Report {
@@ -286,6 +290,7 @@ impl Report {
             output_sha256: None,
             output_type: None,
             children: Vec::new(),
+            encrypted: None,
         }
     }
 }

@@ -101,8 +101,16 @@ pub(super) fn unlock(input: &[u8], password: &Password, limits: &Limits) -> Resu
             doc.objects.len()
         )));
     }
-    // Saved in the clear: with no encryption state lopdf writes no /Encrypt.
+    // Saved in the clear: with no encryption state lopdf writes no /Encrypt. Decryption
+    // dropped the /Encrypt object, and the save writes one classic xref table: the trailer's
+    // /Size and pointers into the old file would be stale.
     doc.encryption_state = None;
+    let highest = doc.objects.keys().map(|(n, _)| *n).max().unwrap_or(0);
+    doc.max_id = highest;
+    doc.trailer.set("Size", i64::from(highest) + 1);
+    for stale in [b"Prev".as_slice(), b"XRefStm", b"Encrypt"] {
+        doc.trailer.remove(stale);
+    }
     let mut bytes = Vec::new();
     doc.save_to(&mut bytes)
         .map_err(|e| Error::internal(format!("saving the decrypted PDF: {e}")))?;
