@@ -14,6 +14,7 @@
 //!   `です` / `。` stripped. A label whose same-line value is empty or a lead-in ("以下の通り",
 //!   "下記") takes the next non-empty line as a whole instead; prose ("別途お送りします")
 //!   yields nothing.
+//!
 //! Must never: log or format a candidate (they are [`Password`]s, which print `***`).
 
 use unicode_normalization::char::compose;

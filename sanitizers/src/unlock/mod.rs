@@ -12,6 +12,7 @@
 //! - Limits (input size, member count, expanded size, ratio) hold while decrypting: a bomb
 //!   inside an encrypted container stops at the limit, not after inflating.
 //! - The unlocked bytes are never a deliverable: they go through the whole registry.
+//!
 //! Must never: put a password in an error, a listing, a log line or a `Debug` output; return
 //! partially decrypted content; decrypt legacy doc/xls/ppt RC4 (no maintained crate does it
 //! for all three; they stay held as `unsupported`).

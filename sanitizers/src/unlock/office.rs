@@ -293,7 +293,7 @@ impl AnyAes {
             .get(..16)
             .and_then(|v| v.try_into().ok())
             .ok_or_else(|| Error::malformed("AES IV shorter than a block"))?;
-        if data.len() % 16 != 0 {
+        if !data.len().is_multiple_of(16) {
             return Err(Error::malformed(
                 "AES-CBC data is not a whole number of blocks",
             ));
@@ -314,7 +314,7 @@ impl AnyAes {
     }
 
     fn ecb_decrypt(&self, data: &[u8]) -> Result<Vec<u8>> {
-        if data.len() % 16 != 0 {
+        if !data.len().is_multiple_of(16) {
             return Err(Error::malformed(
                 "AES-ECB data is not a whole number of blocks",
             ));
