@@ -427,11 +427,7 @@ impl Registry {
             .is_some_and(|r| r.code == "encrypted")
         {
             // What staff can see without the password, for deciding whether to ask for it.
-            // Listing parses hostile input too: a panic there loses the listing, not the hold.
-            outcome.report.encrypted =
-                catch_unwind(AssertUnwindSafe(|| crate::unlock::encrypted_listing(input)))
-                    .ok()
-                    .flatten();
+            outcome.report.encrypted = crate::unlock::encrypted_listing(input);
         }
         outcome
     }

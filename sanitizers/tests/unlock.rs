@@ -431,3 +431,70 @@ fn clear_and_unknown_inputs_are_not_unlocked() {
     let outcome = process_with(&empty_user, "x.pdf", &policy);
     assert_eq!(outcome.report.verdict, Verdict::Sanitized);
 }
+
+/// A CFB file with the given streams.
+fn compound(streams: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut file = cfb::CompoundFile::create(std::io::Cursor::new(Vec::new())).unwrap();
+    for (path, bytes) in streams {
+        file.create_stream(path).unwrap().write_all(bytes).unwrap();
+    }
+    file.flush().unwrap();
+    file.into_inner().into_inner()
+}
+
+#[test]
+fn legacy_office_encryption_is_listed_and_held_as_unsupported() {
+    // Word 97: FIB magic, fEncrypted (0x0100) in the flags at 0x0A.
+    let mut fib = vec![0u8; 0x40];
+    fib[..2].copy_from_slice(&[0xEC, 0xA5]);
+    fib[0x0A..0x0C].copy_from_slice(&0x0100u16.to_le_bytes());
+    let doc = compound(&[("/WordDocument", &fib), ("/1Table", &[0u8; 16])]);
+    // Excel 97: BOF, then FILEPASS (0x002F) in the globals substream.
+    let mut book = Vec::new();
+    for (kind, data) in [
+        (0x0809u16, &[0u8; 16][..]),
+        (0x002F, &[1, 0, 1, 0][..]),
+        (0x000A, &[][..]),
+    ] {
+        book.extend(kind.to_le_bytes());
+        book.extend((data.len() as u16).to_le_bytes());
+        book.extend(data);
+    }
+    let xls = compound(&[("/Workbook", &book)]);
+    for (name, locked) in [("a.doc", doc), ("a.xls", xls)] {
+        let listing = encrypted_listing(&locked).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(
+            (listing.container, listing.method, listing.unlockable),
+            (Container::LegacyOffice, Method::LegacyOffice, false)
+        );
+        let err = unlock(&locked, &Password::new("any"), &limits()).unwrap_err();
+        assert!(err.is_unsupported(), "{name}: {err}");
+        assert!(err.message().contains("legacy"), "{err}");
+    }
+    // Without the flag it is no encrypted container.
+    let mut clear_fib = vec![0u8; 0x40];
+    clear_fib[..2].copy_from_slice(&[0xEC, 0xA5]);
+    assert!(encrypted_listing(&compound(&[("/WordDocument", &clear_fib)])).is_none());
+}
+
+#[test]
+fn candidates_from_a_password_mail_unlock_the_attachment_it_belongs_to() {
+    use mukaika_sanitizers::mail::ppap::{mask_passwords, password_candidates};
+    let mail = "田中様\n\nお世話になっております。\n先ほどの「見積書.zip」の解凍パスワードをお送りします。\n\n【パスワード】\n  ｑ９ｗ８ｅ７\n\n※PW: は半角英数字です。\n";
+    let locked = zipcrypto(
+        &[("見積書.txt", "金額: 100円\n".as_bytes())],
+        "q9w8e7",
+        false,
+    );
+    let candidates = password_candidates(mail, 3);
+    assert!(!candidates.is_empty());
+    let opened = candidates
+        .iter()
+        .find_map(|p| unlock(&locked, p, &limits()).ok())
+        .expect("one candidate opens the attachment");
+    assert_eq!(opened.members_verified, 1);
+    let (masked, n) = mask_passwords(mail);
+    assert_eq!(n, 1);
+    assert!(!masked.contains("ｑ９ｗ８ｅ７") && masked.contains("********"));
+}

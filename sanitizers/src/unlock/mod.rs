@@ -190,6 +190,13 @@ fn is_pdf(input: &[u8]) -> bool {
 /// Detects an encrypted container and lists what it shows without the password. `None` for
 /// anything that is not encrypted (or not parseable enough to tell).
 pub fn encrypted_listing(input: &[u8]) -> Option<EncryptedListing> {
+    // The parsers read hostile input: a panic in one loses the listing, nothing else.
+    std::panic::catch_unwind(|| listing_of(input))
+        .ok()
+        .flatten()
+}
+
+fn listing_of(input: &[u8]) -> Option<EncryptedListing> {
     if is_zip(input) {
         zipfile::listing(input)
     } else if input.starts_with(SEVEN_ZIP_MAGIC) {
@@ -221,20 +228,27 @@ pub fn unlock(input: &[u8], password: &Password, limits: &Limits) -> Result<Unlo
             limits.max_input_bytes
         )));
     }
-    let unlocked = if is_zip(input) {
-        zipfile::unlock(input, password, limits)?
+    // The parsers and decoders read hostile input: a panic is a failure like any other.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        unlock_checked(input, password, limits)
+    }))
+    .unwrap_or_else(|_| Err(Error::internal("unlocking panicked")))
+}
+
+fn unlock_checked(input: &[u8], password: &Password, limits: &Limits) -> Result<Unlocked> {
+    if is_zip(input) {
+        zipfile::unlock(input, password, limits)
     } else if input.starts_with(SEVEN_ZIP_MAGIC) {
-        sevenz::unlock(input, password, limits)?
+        sevenz::unlock(input, password, limits)
     } else if input.starts_with(CFB_MAGIC) {
-        office::unlock(input, password, limits)?
+        office::unlock(input, password, limits)
     } else if is_pdf(input) {
-        pdf::unlock(input, password, limits)?
+        pdf::unlock(input, password, limits)
     } else {
-        return Err(Error::unsupported(
+        Err(Error::unsupported(
             "not an encrypted container mukaika can unlock",
-        ));
-    };
-    Ok(unlocked)
+        ))
+    }
 }
 
 /// The kind of decrypted bytes, from their content alone.

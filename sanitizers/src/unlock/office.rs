@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::policy::Limits;
 
 /// Highest agile spin count accepted (Office writes 100 000).
-const MAX_SPIN_COUNT: u32 = 10_000_000;
+const MAX_SPIN_COUNT: u32 = 1_000_000;
 /// Standard encryption's fixed spin count.
 const STANDARD_SPIN_COUNT: u32 = 50_000;
 /// Agile package segment size.
@@ -420,6 +420,21 @@ fn number(map: &HashMap<String, String>, name: &str) -> Result<usize> {
         .map_err(|_| Error::malformed(format!("EncryptionInfo {name} is not a number")))
 }
 
+/// Sizes come from the sender's XML: only what AES and the hashes above can have.
+fn aes_key_bytes(bits: usize) -> Result<usize> {
+    match bits {
+        128 | 192 | 256 => Ok(bits / 8),
+        other => Err(Error::unsupported(format!("ECMA-376 key of {other} bits"))),
+    }
+}
+
+fn hash_bytes(size: usize) -> Result<usize> {
+    match size {
+        20 | 32 | 48 | 64 => Ok(size),
+        other => Err(Error::malformed(format!("ECMA-376 hash size {other}"))),
+    }
+}
+
 fn check_cipher(map: &HashMap<String, String>) -> Result<()> {
     let algorithm = attr(map, "cipherAlgorithm")?;
     let chaining = attr(map, "cipherChaining")?;
@@ -446,8 +461,8 @@ fn agile(info: &[u8], package: &[u8], password: &Password) -> Result<Vec<u8>> {
             "ECMA-376 spin count {spin} over {MAX_SPIN_COUNT}"
         )));
     }
-    let key_bytes = number(key, "keyBits")? / 8;
-    let hash_size = number(key, "hashSize")?;
+    let key_bytes = aes_key_bytes(number(key, "keyBits")?)?;
+    let hash_size = hash_bytes(number(key, "hashSize")?)?;
     let salt = b64(key, "saltValue")?;
 
     let mut h = zeroize::Zeroizing::new(alg.hash(&[&salt, &utf16le(password)]));
@@ -474,7 +489,12 @@ fn agile(info: &[u8], package: &[u8], password: &Password) -> Result<Vec<u8>> {
     let data_alg = HashAlg::from_name(attr(data, "hashAlgorithm")?)?;
     let data_salt = b64(data, "saltValue")?;
     let block_size = number(data, "blockSize")?;
-    let data_hash_size = number(data, "hashSize")?;
+    if block_size != 16 {
+        return Err(Error::unsupported(format!(
+            "ECMA-376 block size {block_size}"
+        )));
+    }
+    let data_hash_size = hash_bytes(number(data, "hashSize")?)?;
     let cipher = AnyAes::new(&secret)?;
     let iv_for = |block: &[u8]| fit(data_alg.hash(&[&data_salt, block]), block_size, 0x36);
 
@@ -507,8 +527,8 @@ fn agile(info: &[u8], package: &[u8], password: &Password) -> Result<Vec<u8>> {
 // ---- standard ---------------------------------------------------------------------------
 
 fn le32(bytes: &[u8], at: usize) -> Result<u32> {
-    bytes
-        .get(at..at + 4)
+    at.checked_add(4)
+        .and_then(|end| bytes.get(at..end))
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .ok_or_else(|| Error::malformed("EncryptionInfo too short"))
 }
@@ -533,13 +553,15 @@ fn standard(info: &[u8], body: &[u8], password: &Password) -> Result<Vec<u8>> {
     if salt_size != 16 {
         return Err(Error::malformed("standard encryption salt is not 16 bytes"));
     }
-    let slice = |at: usize, len: usize| {
-        info.get(at..at + len)
+    let slice = |offset: usize, len: usize| {
+        verifier
+            .checked_add(offset)
+            .and_then(|at| info.get(at..at.checked_add(len)?))
             .ok_or_else(|| Error::malformed("EncryptionInfo too short"))
     };
-    let salt = slice(verifier + 4, 16)?;
-    let encrypted_verifier = slice(verifier + 20, 16)?;
-    let encrypted_hash = slice(verifier + 40, 32)?;
+    let salt = slice(4, 16)?;
+    let encrypted_verifier = slice(20, 16)?;
+    let encrypted_hash = slice(40, 32)?;
 
     let mut h = zeroize::Zeroizing::new(HashAlg::Sha1.hash(&[salt, &utf16le(password)]));
     for i in 0..STANDARD_SPIN_COUNT {
