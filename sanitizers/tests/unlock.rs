@@ -498,3 +498,50 @@ fn candidates_from_a_password_mail_unlock_the_attachment_it_belongs_to() {
     assert_eq!(n, 1);
     assert!(!masked.contains("ｑ９ｗ８ｅ７") && masked.contains("********"));
 }
+
+#[test]
+fn real_world_encrypted_files_from_the_corpus_unlock_with_their_passwords() {
+    let dir = corpus_dir();
+    let read = |path: &str| {
+        std::fs::read(dir.join(path))
+            .unwrap_or_else(|e| panic!("corpus file {path} ({e}): see tests/ci.sh"))
+    };
+    // Excel-written agile encryption with Excel's default password, a macro inside.
+    let xlsm = read("office/encrypted/oletools-autostart-encrypt-standardpassword.xlsm");
+    let listing = encrypted_listing(&xlsm).unwrap();
+    assert_eq!(listing.method, Method::OoxmlAgile);
+    assert!(unlock(&xlsm, &Password::new("velvetsweatshop"), &limits())
+        .unwrap_err()
+        .is_wrong_password());
+    let open = unlock(&xlsm, &Password::new("VelvetSweatshop"), &limits()).unwrap();
+    assert_eq!(open.kind, FileKind::Xlsm);
+    let outcome = process(&open.bytes, "autostart.xlsm");
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{:?}",
+        outcome.report.reason
+    );
+    let out = outcome.output().unwrap();
+    assert_eq!(out.kind(), FileKind::Xlsx);
+    assert!(!zip_names(out.bytes())
+        .iter()
+        .any(|n| n.contains("vbaProject")));
+
+    // A ZipCrypto ZIP as oletools ships its samples ("infected-test").
+    let zip = read("office/dde/oletools-dde-test-from-office2016.doc.zip");
+    assert_eq!(encrypted_listing(&zip).unwrap().method, Method::ZipCrypto);
+    assert!(unlock(&zip, &Password::new("infected"), &limits())
+        .unwrap_err()
+        .is_wrong_password());
+    let open = unlock(&zip, &Password::new("infected-test"), &limits()).unwrap();
+    assert_eq!(open.members_verified, 1);
+    // The Word document inside has a DDE field: the registry holds the archive for it.
+    let outcome = process(&open.bytes, "dde.zip");
+    assert_ne!(outcome.report.verdict, Verdict::Sanitized);
+    assert!(outcome
+        .report
+        .children
+        .iter()
+        .any(|c| c.detected_type == FileKind::Doc));
+}
