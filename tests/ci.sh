@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh Debian 12 machine or an already prepared one.
 #
 # Installs (idempotently) what the tests use as independent verifiers — qpdf, poppler-utils,
-# LibreOffice with Japanese fonts, oletools in a venv under target/, and ClamAV's daemon (the
+# LibreOffice with Japanese fonts, oletools and msoffcrypto-tool in venvs under target/, Info-ZIP
+# zip and 7-Zip (PPAP fixtures), and ClamAV's daemon (the
 # antivirus tests start a private clamd of their own; the packaged service is not used),
 # Debian's Chromium with playwright-core from npm for the review UI's browser test, and
 # systemd-analyze to verify the shipped unit file — then runs
@@ -16,7 +17,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 packages=(qpdf poppler-utils libreoffice-writer-nogui libreoffice-calc-nogui
           fonts-ipaexfont-gothic fonts-ipaexfont-mincho python3-venv ca-certificates
-          postfix swaks clamav-daemon chromium systemd)
+          postfix swaks clamav-daemon chromium systemd zip p7zip-full)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -37,6 +38,17 @@ if ! "$venv/bin/olevba" --help >/dev/null 2>&1; then
   mkdir -p target
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "oletools==0.60.2"
+fi
+
+# msoffcrypto-tool encrypts the OOXML documents the PPAP unlock tests decrypt
+# (sanitizers/tests/unlock.rs finds it in target/ppap-venv).
+ppap_venv=target/ppap-venv
+if ! "$ppap_venv/bin/msoffcrypto-tool" --help >/dev/null 2>&1; then
+  echo "ci: installing msoffcrypto-tool into $ppap_venv"
+  rm -rf "$ppap_venv"
+  mkdir -p target
+  python3 -m venv "$ppap_venv"
+  "$ppap_venv/bin/pip" install -q --disable-pip-version-check "msoffcrypto-tool==6.1.0"
 fi
 
 if ! command -v node >/dev/null 2>&1; then

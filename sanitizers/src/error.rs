@@ -27,6 +27,7 @@ enum ErrorKind {
     Internal,
     Blocked,
     HeldMember,
+    WrongPassword,
 }
 
 impl Error {
@@ -67,6 +68,12 @@ impl Error {
         Self::new(ErrorKind::HeldMember, message)
     }
 
+    /// A password was tried on an encrypted input and did not open it (a verifier, CRC or
+    /// HMAC disagreed). The message never contains the password.
+    pub fn wrong_password(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::WrongPassword, message)
+    }
+
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -104,6 +111,11 @@ impl Error {
         self.kind == ErrorKind::Blocked
     }
 
+    /// True when a password was tried and did not open the input: nothing was decrypted.
+    pub fn is_wrong_password(&self) -> bool {
+        self.kind == ErrorKind::WrongPassword
+    }
+
     /// The stable reason code written into reports and audit records.
     pub fn reason_code(&self) -> &'static str {
         match self.kind {
@@ -115,6 +127,7 @@ impl Error {
             ErrorKind::Internal => "internal-error",
             ErrorKind::Blocked => "blocked-member",
             ErrorKind::HeldMember => "held-member",
+            ErrorKind::WrongPassword => "wrong-password",
         }
     }
 

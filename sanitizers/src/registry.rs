@@ -444,6 +444,15 @@ impl Registry {
             (sha256_hex(input), self.judge(input, declared, &job))
         };
         outcome.report.input_sha256 = hash;
+        if outcome
+            .report
+            .reason
+            .as_ref()
+            .is_some_and(|r| r.code == "encrypted")
+        {
+            // What staff can see without the password, for deciding whether to ask for it.
+            outcome.report.encrypted = crate::unlock::encrypted_listing(input);
+        }
         outcome
     }
 
@@ -522,12 +531,16 @@ impl Registry {
             let detail = format!("the name {name:?} is one Windows runs, mounts or acts on");
             return refuse(report, Verdict::Blocked, "blocked-name", detail);
         }
-        if encrypted {
+        if encrypted || kind == FileKind::EncryptedOoxml {
             return refuse(
                 report,
                 Verdict::Quarantined,
                 "encrypted",
-                "the container has encrypted members",
+                if encrypted {
+                    "the container has encrypted members"
+                } else {
+                    "the Office document is password-protected (EncryptedPackage)"
+                },
             );
         }
         if let Some(finding) = report.findings.first() {

@@ -208,6 +208,7 @@ impl Reason {
             "malformed" => "ファイル構造が壊れている、または曖昧なため隔離",
             "unsupported" => "対応していない機能を含むため隔離",
             "encrypted" => "暗号化・パスワード付きのため隔離",
+            "wrong-password" => "パスワードが一致せず開けないため隔離",
             "limit-exceeded" => "サイズ・展開量などの上限を超えたため隔離",
             "timeout" => "処理時間の上限を超えたため隔離",
             "internal-error" => "処理中の内部エラーのため隔離",
@@ -251,6 +252,10 @@ pub struct Report {
     pub output_type: Option<FileKind>,
     /// Reports of nested members (archive entries, mail attachments).
     pub children: Vec<Report>,
+    /// For a file held as `encrypted`: what it shows without its password (container,
+    /// method, member names and sizes). Never holds a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<crate::unlock::EncryptedListing>,
 }
 
 impl Report {
@@ -285,6 +290,7 @@ impl Report {
             output_sha256: None,
             output_type: None,
             children: Vec::new(),
+            encrypted: None,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod charset;
 pub mod headers;
 pub mod html;
 mod links;
+pub mod ppap;
 mod smuggle;
 mod text;
 

@@ -1,0 +1,411 @@
+//! Password candidates in a PPAP password mail ("パスワードは「q9w8e7」です。").
+//!
+//! Owns: finding the values that follow a password label in a mail's text, and masking the
+//! very same values in the text that is delivered.
+//! Invariants:
+//! - One finder serves both [`password_candidates`] and [`mask_passwords`]: what is tried is
+//!   what is masked.
+//! - Labels: `パスワード`, `PW`, `Password` (ASCII case-insensitive, not inside a longer
+//!   word), `解凍` (パスワード), `暗証` (番号), after NFKC folding (fullwidth and halfwidth
+//!   forms), followed by `:`, `：`, `は`, `=`, a closing bracket (`【パスワード】`) or a line
+//!   break; an optional note in parentheses may stand between (`パスワード(半角)：`).
+//! - A value has the "value shape": 4–64 printable ASCII characters, no space, after folding
+//!   (fullwidth `ｘＹ７８９` is `xY789`), with quotes `"` `'` 「」 『』 “” ‘’ and a trailing
+//!   `です` / `。` stripped. A label whose same-line value is empty or a lead-in ("以下の通り",
+//!   "下記") takes the next non-empty line as a whole instead; prose ("別途お送りします")
+//!   yields nothing.
+//!
+//! Must never: log or format a candidate (they are [`Password`]s, which print `***`).
+
+use unicode_normalization::char::compose;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::unlock::Password;
+
+/// What a masked value becomes in the delivered text.
+pub const MASK: &str = "********";
+
+/// Labels, lower-cased and folded. Longer variants first is not needed: a label's optional
+/// suffix (`解凍パスワード`, `暗証番号`) is consumed with it.
+const LABELS: &[&str] = &["パスワード", "password", "pw", "解凍", "暗証"];
+/// Words that may follow a label before the separator.
+const SUFFIXES: &[&str] = &[
+    "パスワード",
+    "用パスワード",
+    "用",
+    "番号",
+    "コード",
+    "キー",
+    "key",
+    "password",
+    "pw",
+];
+/// Words that announce the value on the next line.
+const LEAD_INS: &[&str] = &["以下", "下記", "次の", "通り", "below", "follow"];
+/// Opening and closing quotes stripped around a value.
+const QUOTES: &[(char, char)] = &[
+    ('「', '」'),
+    ('『', '』'),
+    ('"', '"'),
+    ('\'', '\''),
+    ('“', '”'),
+    ('‘', '’'),
+    ('`', '`'),
+    ('【', '】'),
+];
+
+/// The text folded with NFKC (halfwidth kana recomposed), each folded byte mapped to the
+/// original byte range it came from.
+struct Folded {
+    text: String,
+    /// `(start, end)` in the original for every byte of `text`.
+    origin: Vec<(usize, usize)>,
+}
+
+fn fold(original: &str) -> Folded {
+    let mut chars: Vec<(char, usize, usize)> = Vec::with_capacity(original.len());
+    for (start, c) in original.char_indices() {
+        let end = start + c.len_utf8();
+        for f in std::iter::once(c).nfkc() {
+            // Halfwidth ｶﾞ folds character by character to カ + a combining mark: recompose.
+            if let Some(last) = chars.last_mut() {
+                if let Some(composed) = compose(last.0, f) {
+                    *last = (composed, last.1, end);
+                    continue;
+                }
+            }
+            chars.push((f, start, end));
+        }
+    }
+    let mut text = String::with_capacity(original.len());
+    let mut origin = Vec::with_capacity(original.len());
+    for (c, start, end) in chars {
+        text.push(c);
+        origin.extend(std::iter::repeat_n((start, end), c.len_utf8()));
+    }
+    Folded { text, origin }
+}
+
+/// A value found: its range in the folded text and the value itself.
+struct Found {
+    start: usize,
+    end: usize,
+    value: String,
+}
+
+fn is_value_shape(value: &str) -> bool {
+    (4..=64).contains(&value.chars().count()) && value.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Strips a trailing `です`/`。`/`、` (repeatedly) and surrounding quotes; returns the value's
+/// offset and length within `raw`.
+fn trim_value(raw: &str) -> (usize, &str) {
+    let mut start = 0;
+    let mut value = raw.trim();
+    start += raw.len() - raw.trim_start().len();
+    loop {
+        let before = value.len();
+        for tail in ["です", "。", "、"] {
+            if let Some(v) = value.strip_suffix(tail) {
+                value = v.trim_end();
+            }
+        }
+        if value.len() == before {
+            break;
+        }
+    }
+    for (open, close) in QUOTES {
+        if let Some(inner) = value.strip_prefix(*open) {
+            if let Some(end) = inner.find(*close) {
+                start += open.len_utf8();
+                return (start, &inner[..end]);
+            }
+        }
+    }
+    (start, value)
+}
+
+/// The token at the start of `rest` (after separators): up to whitespace or a non-ASCII
+/// character, or the quoted text when it opens with a quote.
+fn token(rest: &str) -> (usize, &str) {
+    let lead = rest.len() - rest.trim_start().len();
+    let body = &rest[lead..];
+    for (open, close) in QUOTES {
+        if let Some(inner) = body.strip_prefix(*open) {
+            let end = inner.find(*close).unwrap_or(inner.len());
+            return (lead + open.len_utf8(), &inner[..end]);
+        }
+    }
+    let end = body
+        .char_indices()
+        .find(|(_, c)| c.is_whitespace() || !c.is_ascii())
+        .map_or(body.len(), |(i, _)| i);
+    let mut value = &body[..end];
+    // "Abc123(半角)" stops at 半: drop the bracket the note opened.
+    if end < body.len() {
+        value = value.trim_end_matches(['(', '[', '<']);
+    }
+    (lead, value)
+}
+
+fn is_ascii_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+/// Finds every value in the folded text.
+fn find_all(folded: &str) -> Vec<Found> {
+    let lower = folded.to_ascii_lowercase();
+    let mut found = Vec::new();
+    let mut at = 0usize;
+    while at < lower.len() {
+        // The earliest label from `at`.
+        let Some((pos, label)) = LABELS
+            .iter()
+            .filter_map(|l| lower[at..].find(l).map(|p| (at + p, *l)))
+            .min_by_key(|(p, _)| *p)
+        else {
+            break;
+        };
+        let mut cursor = pos + label.len();
+        let ascii = label.is_ascii();
+        if ascii {
+            let before = pos.checked_sub(1).and_then(|i| lower.as_bytes().get(i));
+            let after = lower.as_bytes().get(cursor);
+            if before.is_some_and(|b| is_ascii_word_byte(*b))
+                || after.is_some_and(|b| is_ascii_word_byte(*b))
+            {
+                at = cursor;
+                continue;
+            }
+        }
+        if let Some(f) = value_after(folded, &lower, cursor) {
+            cursor = f.end;
+            found.push(f);
+        }
+        at = cursor.max(pos + label.len());
+    }
+    found
+}
+
+/// The value following a label that ends at `cursor`, if the separator and shape rules hold.
+fn value_after(folded: &str, lower: &str, mut cursor: usize) -> Option<Found> {
+    // Optional suffix words and a parenthesised note, then the separator.
+    loop {
+        let rest = &lower[cursor..];
+        let trimmed = rest.trim_start_matches([' ', '\t', '\u{3000}']);
+        let skipped = rest.len() - trimmed.len();
+        if let Some(s) = SUFFIXES.iter().find(|s| trimmed.starts_with(**s)) {
+            cursor += skipped + s.len();
+            continue;
+        }
+        if trimmed.starts_with('(') {
+            if let Some(close) = trimmed.find(')').filter(|c| *c <= 40) {
+                if !trimmed[..close].contains('\n') {
+                    cursor += skipped + close + 1;
+                    continue;
+                }
+            }
+        }
+        break;
+    }
+    let rest = &lower[cursor..];
+    let trimmed = rest.trim_start_matches([' ', '\t', '\u{3000}']);
+    let mut sep_end = cursor + (rest.len() - trimmed.len());
+    let mut separated = false;
+    let mut line_break = false;
+    // Separators may repeat: "【パスワード】：", "PW =".
+    for c in trimmed.chars() {
+        match c {
+            ':' | 'は' | '=' | '】' | ']' | '>' | '》' => {
+                separated = true;
+                sep_end += c.len_utf8();
+            }
+            ' ' | '\t' | '\u{3000}' if separated => sep_end += c.len_utf8(),
+            '\r' | '\n' => {
+                line_break = true;
+                break;
+            }
+            _ => break,
+        }
+    }
+    if !separated && !line_break {
+        return None;
+    }
+    let line_end = folded[sep_end..]
+        .find(['\r', '\n'])
+        .map_or(folded.len(), |i| sep_end + i);
+    let same_line = &folded[sep_end..line_end];
+    let (offset, value) = token(same_line);
+    let (inner, value) = trim_value(value);
+    if is_value_shape(value) {
+        let start = sep_end + offset + inner;
+        return Some(Found {
+            start,
+            end: start + value.len(),
+            value: value.to_string(),
+        });
+    }
+    // Nothing on the line, or a lead-in ("以下の通りです"): the next non-empty line.
+    let lead = same_line.trim();
+    let lead_lower = lead.to_ascii_lowercase();
+    if !lead.is_empty() && !LEAD_INS.iter().any(|l| lead_lower.contains(l)) {
+        return None;
+    }
+    let mut line_start = line_end;
+    for line in folded[line_end..].split_inclusive('\n') {
+        let this_start = line_start;
+        line_start += line.len();
+        let content = line.trim_end_matches(['\r', '\n']);
+        if content.trim().is_empty() {
+            continue;
+        }
+        let (offset, value) = trim_value(content);
+        if is_value_shape(value) {
+            let start = this_start + offset;
+            return Some(Found {
+                start,
+                end: start + value.len(),
+                value: value.to_string(),
+            });
+        }
+        return None;
+    }
+    None
+}
+
+/// The password candidates in a mail's text, in order of appearance, deduplicated, at most
+/// `max`.
+pub fn password_candidates(text: &str, max: usize) -> Vec<Password> {
+    let folded = fold(text);
+    let mut seen: Vec<String> = Vec::new();
+    for f in find_all(&folded.text) {
+        if seen.len() >= max {
+            break;
+        }
+        if !seen.contains(&f.value) {
+            seen.push(f.value);
+        }
+    }
+    let out = seen.iter().map(|v| Password::new(v.as_str())).collect();
+    for mut v in seen {
+        zeroize::Zeroize::zeroize(&mut v);
+    }
+    out
+}
+
+/// The text with every candidate value replaced by [`MASK`], and how many were masked.
+pub fn mask_passwords(text: &str) -> (String, usize) {
+    let folded = fold(text);
+    let found = find_all(&folded.text);
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0usize;
+    let mut count = 0usize;
+    for f in &found {
+        let (Some(first), Some(last)) = (
+            folded.origin.get(f.start),
+            f.end.checked_sub(1).and_then(|i| folded.origin.get(i)),
+        ) else {
+            continue;
+        };
+        let (start, end) = (first.0, last.1);
+        if start < copied {
+            continue;
+        }
+        out.push_str(&text[copied..start]);
+        out.push_str(MASK);
+        copied = end;
+        count += 1;
+    }
+    out.push_str(&text[copied..]);
+    (out, count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidates(text: &str) -> Vec<String> {
+        password_candidates(text, 5)
+            .iter()
+            .map(|p| p.expose().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn finds_the_password_in_realistic_ppap_mails() {
+        let cases: &[(&str, &[&str])] = &[
+            ("お世話になっております。\n先ほどお送りしたファイルのパスワードをお知らせします。\n\n【パスワード】\n  Abc123!\n\nよろしくお願いいたします。", &["Abc123!"]),
+            ("パスワード：ｘＹ７８９", &["xY789"]),
+            ("解凍パスワードは「q9w8e7」です。", &["q9w8e7"]),
+            ("PW: hoge", &["hoge"]),
+            ("pw:hoge2024", &["hoge2024"]),
+            ("Password: Tr0ub4dor&3", &["Tr0ub4dor&3"]),
+            ("PASSWORD = s3cr3t", &["s3cr3t"]),
+            ("【パスワード】Kx9#mQ2z", &["Kx9#mQ2z"]),
+            ("パスワード(半角英数)：Ab12Cd34", &["Ab12Cd34"]),
+            ("暗証番号：4821", &["4821"]),
+            ("暗証番号は 0000 です", &["0000"]),
+            ("ﾊﾟｽﾜｰﾄﾞ:halfKana9", &["halfKana9"]),
+            ("解凍パスワードは以下の通りです。\n\n  『z8X!p0q』\n", &["z8X!p0q"]),
+            ("パスワードは\n20261204abc\nです。", &["20261204abc"]),
+            ("見積書.zip のパスワード：Mitsu2026。", &["Mitsu2026"]),
+            ("パスワード：“r7T-u8I”", &["r7T-u8I"]),
+            ("パスワード：Abc123（半角）", &["Abc123"]),
+            ("パスワード：ab12\nパスワード：ab12\nPW: cd34", &["ab12", "cd34"]),
+        ];
+        for (mail, expected) in cases {
+            assert_eq!(&candidates(mail), expected, "mail: {mail}");
+        }
+    }
+
+    #[test]
+    fn prose_that_mentions_passwords_yields_nothing() {
+        for mail in [
+            "パスワードについては別途ご連絡いたします。\nよろしくお願いします。",
+            "パスワードは別途お送りします。\n山田",
+            "パスワードは後ほど別メールにてお送りします。",
+            "PPAP廃止に伴い、パスワード付きZIPの送付を取りやめます。",
+            "Passwords are sent separately.",
+            "新しいPWDの設定方法は添付資料をご覧ください。",
+            "解凍できない場合はご連絡ください。",
+            "パスワード：なし",
+            "パスワード: ab",
+            "暗証番号は各自で管理してください。",
+            "upwards: 1234",
+        ] {
+            assert!(
+                candidates(mail).is_empty(),
+                "mail: {mail} gave {:?}",
+                candidates(mail)
+            );
+        }
+    }
+
+    #[test]
+    fn at_most_max_candidates_are_returned() {
+        let mail = "PW: aaaa1\nPW: bbbb2\nPW: cccc3\nPW: dddd4";
+        assert_eq!(password_candidates(mail, 2).len(), 2);
+        assert_eq!(password_candidates(mail, 0).len(), 0);
+    }
+
+    #[test]
+    fn masking_hides_exactly_what_is_tried() {
+        let mail = "お世話になります。\n解凍パスワードは「q9w8e7」です。\nPW：ｘＹ７８９\n以上";
+        let (masked, n) = mask_passwords(mail);
+        assert_eq!(n, 2);
+        assert_eq!(
+            masked,
+            "お世話になります。\n解凍パスワードは「********」です。\nPW：********\n以上"
+        );
+        assert!(!masked.contains("q9w8e7") && !masked.contains("ｘＹ７８９"));
+        let (again, n) = mask_passwords(mail);
+        assert_eq!((again.as_str(), n), (masked.as_str(), 2));
+        let next_line = "【パスワード】\n  Abc123!\n";
+        assert_eq!(
+            mask_passwords(next_line),
+            ("【パスワード】\n  ********\n".to_string(), 1)
+        );
+        let none = "パスワードは別途お送りします。";
+        assert_eq!(mask_passwords(none), (none.to_string(), 0));
+    }
+}
