@@ -694,3 +694,83 @@ fn vba_in_an_unknown_place_or_structure_still_holds() {
         assert_eq!(outcome.report.reason.unwrap().code, code, "{name}");
     }
 }
+
+/// A BIFF8 workbook with every kind of stream position the rebuild recomputes: a sheet's
+/// BOUNDSHEET, an EXTSST into the SST, and a sheet INDEX naming its DefColWidth and DBCELL.
+/// Positions are laid out for the records actually written, with or without OBPROJ.
+fn workbook_with_positions(obproj: bool) -> Vec<u8> {
+    let bof: &[u8] = &[0, 6, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let sst: &[u8] = &[1, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, b'a', b'b', b'c'];
+    let lay = |positions: &[u32]| -> Vec<(u16, Vec<u8>)> {
+        let (sheet, sst_at, defcol, dbcell) =
+            (positions[0], positions[1], positions[2], positions[3]);
+        let mut records: Vec<(u16, Vec<u8>)> =
+            vec![(0x0809, bof.to_vec()), (0x0042, vec![0xE4, 0x04])];
+        if obproj {
+            records.push((0x00D3, Vec::new()));
+        }
+        let mut boundsheet = sheet.to_le_bytes().to_vec();
+        boundsheet.extend_from_slice(&[0, 0, 5, 0, b'S', b'h', b'e', b'e', b't']);
+        records.push((0x0085, boundsheet));
+        records.push((0x00FC, sst.to_vec()));
+        let mut extsst = 8u16.to_le_bytes().to_vec();
+        extsst.extend_from_slice(&(sst_at + 12).to_le_bytes());
+        extsst.extend_from_slice(&12u16.to_le_bytes());
+        extsst.extend_from_slice(&[0, 0]);
+        records.push((0x00FF, extsst));
+        records.push((0x000A, Vec::new()));
+        records.push((0x0809, bof.to_vec()));
+        let mut index = vec![0u8; 4];
+        index.extend_from_slice(&0u32.to_le_bytes());
+        index.extend_from_slice(&1u32.to_le_bytes());
+        index.extend_from_slice(&defcol.to_le_bytes());
+        index.extend_from_slice(&dbcell.to_le_bytes());
+        records.push((0x020B, index));
+        records.push((0x0055, 8u16.to_le_bytes().to_vec()));
+        records.push((0x0208, vec![0; 16]));
+        records.push((0x00D7, vec![20, 0, 0, 0]));
+        records.push((0x000A, Vec::new()));
+        records
+    };
+    // First pass with dummy positions to find where each record lands, then the real one.
+    let mut positions = [0u32; 4];
+    let mut at = 0u32;
+    let mut bofs = 0;
+    for (kind, data) in lay(&positions) {
+        match kind {
+            0x0809 if bofs == 1 => positions[0] = at,
+            0x00FC => positions[1] = at,
+            0x0055 => positions[2] = at,
+            0x00D7 => positions[3] = at,
+            _ => {}
+        }
+        if kind == 0x0809 {
+            bofs += 1;
+        }
+        at += 4 + data.len() as u32;
+    }
+    let records = lay(&positions);
+    let refs: Vec<(u16, &[u8])> = records.iter().map(|(k, d)| (*k, d.as_slice())).collect();
+    biff(&refs)
+}
+
+#[test]
+fn excel_rebuild_recomputes_every_stream_position() {
+    let input = compound(&[
+        ("/Workbook", &workbook_with_positions(true)),
+        ("/_VBA_PROJECT_CUR/VBA/dir", b"\x01"),
+    ]);
+    let outcome = process(&input, "book.xls");
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{:?}",
+        outcome.report.reason
+    );
+    assert!(removed(&outcome, What::Macro, "OBPROJ"));
+    assert_eq!(
+        stream_of(outcome.output().unwrap().bytes(), "/Workbook"),
+        workbook_with_positions(false)
+    );
+    assert_second_pass_removes_nothing(&outcome);
+}

@@ -191,7 +191,7 @@ pub(super) fn without_vba_records(
         let pointers: Vec<(usize, Option<u16>)> = match r.kind {
             BOUNDSHEET => vec![(0, Some(BOF))],
             INDEX => {
-                if data.len() < 16 || data.len() % 4 != 0 {
+                if data.len() < 16 || !data.len().is_multiple_of(4) {
                     return Err(Error::malformed("Excel INDEX record has a bad length"));
                 }
                 // ibXF points at the DefColWidth record; rgibRw at each DBCELL.
@@ -200,7 +200,7 @@ pub(super) fn without_vba_records(
                 p
             }
             EXTSST => {
-                if data.len() < 2 || (data.len() - 2) % 8 != 0 {
+                if data.len() < 2 || !(data.len() - 2).is_multiple_of(8) {
                     return Err(Error::malformed("Excel EXTSST record has a bad length"));
                 }
                 (2..data.len()).step_by(8).map(|at| (at, None)).collect()
