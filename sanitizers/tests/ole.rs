@@ -774,3 +774,34 @@ fn excel_rebuild_recomputes_every_stream_position() {
     );
     assert_second_pass_removes_nothing(&outcome);
 }
+
+#[test]
+fn powerpoint_program_package_blocks_and_encryption_holds() {
+    let base = libreoffice_convert(&[("object.odp", &odp(true))], "ppt").remove(0);
+
+    // An object storage whose package is a program: the document is blocked, not cleaned.
+    let storage = compound(&[(
+        "/\u{1}Ole10Native",
+        &package("setup.exe", b"MZ\x90\x00\x03\x00\x00\x00 synthetic"),
+    )]);
+    let mut stream = stream_of(&base, "/PowerPoint Document");
+    stream.extend(ppt_header(0x0000, 0x1011, storage.len()));
+    stream.extend_from_slice(&storage);
+    let input = amend(&base, &[("/PowerPoint Document", stream)], "", &[]);
+    let outcome = process(&input, "object.ppt");
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Blocked,
+        "{:?}",
+        outcome.report.reason
+    );
+    assert!(outcome.output().is_none());
+
+    // The CurrentUserAtom's token says the document is encrypted.
+    let mut user = stream_of(&base, "/Current User");
+    user[12..16].copy_from_slice(&0xF3D1_C4DFu32.to_le_bytes());
+    let input = amend(&base, &[("/Current User", user)], "", &[]);
+    let outcome = process(&input, "object.ppt");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    assert_eq!(outcome.report.reason.unwrap().code, "encrypted");
+}

@@ -46,7 +46,7 @@ fn allowed(kind: FileKind, name: &str) -> bool {
 
 const SUMMARY: [&str; 2] = ["\u{5}SummaryInformation", "\u{5}DocumentSummaryInformation"];
 
-/// Storage names that hold a VBA project, at any depth.
+/// Root storage names that hold a VBA project (one deeper goes with the storage holding it).
 const VBA_STORAGES: [&str; 4] = ["Macros", "_VBA_PROJECT_CUR", "VBA", "_VBA_PROJECT"];
 
 struct Inventory {

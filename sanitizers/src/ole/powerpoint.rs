@@ -342,9 +342,16 @@ pub(super) fn rebuild(stream: &[u8], user: &[u8], cx: &mut Context<'_>) -> Resul
     }
 
     // Every persist object, by id.
+    // Persist objects never overlap, so together they fit in the stream; ids that share or
+    // overlap bytes would make the copy larger than the input (and are not a presentation).
     let mut objects: BTreeMap<u32, Rec> = BTreeMap::new();
+    let mut total = 0usize;
     for (&id, &off) in &directory {
         let r = rec_at(stream, off as usize, stream.len())?;
+        total = total.saturating_add(r.end() - r.at);
+        if total > stream.len() {
+            return Err(Error::malformed("PowerPoint persist objects overlap"));
+        }
         if !known_persist_object(r.kind) {
             return Err(Error::unsupported(format!(
                 "PowerPoint persist object {id} of unknown type {:#06x}",
