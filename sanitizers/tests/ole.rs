@@ -325,7 +325,7 @@ fn removes_vba_project_from_word_document() {
     let text = "Synthetic memo MUKAIKA_TEXT 会議のお知らせ";
     let base = libreoffice_convert(&[("memo.txt", text.as_bytes())], "doc").remove(0);
     let input = amend(&base, &[], "/Macros", &vba_project());
-    let outcome = process(&input, "memo.doc");
+    let outcome = assert_fail_closed("memo.doc", &input);
     assert!(
         removed(&outcome, What::Macro, "Macros"),
         "{:?}",
@@ -401,7 +401,7 @@ fn removes_vba_project_and_obproj_from_excel_workbook() {
         "/_VBA_PROJECT_CUR",
         &vba_project(),
     );
-    let outcome = process(&input, "book.xls");
+    let outcome = assert_fail_closed("book.xls", &input);
     assert!(removed(&outcome, What::Macro, "_VBA_PROJECT_CUR"));
     assert!(removed(&outcome, What::Macro, "OBPROJ"));
     let out = outcome.output().unwrap();
@@ -587,7 +587,7 @@ fn ppt_record_types(stream: &[u8]) -> Vec<u16> {
 fn removes_vba_project_from_powerpoint_presentation() {
     let base = libreoffice_convert(&[("slides.odp", &odp(false))], "ppt").remove(0);
     let input = with_vba_edit(&base, false);
-    let outcome = process(&input, "slides.ppt");
+    let outcome = assert_fail_closed("slides.ppt", &input);
     assert!(
         removed(&outcome, What::Macro, "VBAInfoContainer"),
         "{:?}",
@@ -760,7 +760,7 @@ fn excel_rebuild_recomputes_every_stream_position() {
         ("/Workbook", &workbook_with_positions(true)),
         ("/_VBA_PROJECT_CUR/VBA/dir", b"\x01"),
     ]);
-    let outcome = process(&input, "book.xls");
+    let outcome = assert_fail_closed("book.xls", &input);
     assert_eq!(
         outcome.report.verdict,
         Verdict::Sanitized,

@@ -63,7 +63,27 @@ impl Sanitizer for OleSanitizer {
         let limits = cx.policy().limits.clone();
         let mut file = cfb::CompoundFile::open(Cursor::new(input))
             .map_err(|e| Error::malformed(format!("not a readable compound file: {e}")))?;
+        // The file is its header and whole sectors; one that ends inside a sector was cut
+        // short, even when the cut only takes padding the rebuild would not read.
+        let sector = match file.version() {
+            cfb::Version::V3 => 512,
+            cfb::Version::V4 => 4096,
+        };
+        if !input.len().is_multiple_of(sector) {
+            return Err(Error::malformed(format!(
+                "compound file of {} bytes ends inside a {sector}-byte sector",
+                input.len()
+            )));
+        }
         let inventory = inventory(&file, &limits)?;
+        // Every stream must be whole, kept or not: a compound file cut short is not one, even
+        // where the cut falls in a stream the rebuild leaves behind.
+        for (path, is_stream, _) in &inventory.entries {
+            if *is_stream {
+                cx.check_deadline()?;
+                read_stream(&mut file, path, &limits)?;
+            }
+        }
         // Streams a kind's module rebuilt: written instead of the stored bytes.
         let mut rebuilt: Vec<(&'static str, Vec<u8>)> = Vec::new();
         let mut read = |path: &str| -> Result<Vec<u8>> { read_stream(&mut file, path, &limits) };
