@@ -646,11 +646,22 @@ fn removes_embedded_object_from_powerpoint_and_keeps_its_picture() {
 }
 
 #[test]
-fn vba_in_an_unknown_place_or_structure_still_holds() {
+fn vba_links_and_unknown_structures_still_hold() {
     // PowerPoint: a VBAInfoContainer outside the DocInfoList.
     let base = libreoffice_convert(&[("slides.odp", &odp(false))], "ppt").remove(0);
     let misplaced = with_vba_edit(&base, true);
     let outcome = process(&misplaced, "slides.ppt");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    assert_eq!(outcome.report.reason.unwrap().code, "unsupported");
+
+    // PowerPoint: the same object as a link (ExOleLinkContainer), which keeps its storage.
+    let object = libreoffice_convert(&[("object.odp", &odp(true))], "ppt").remove(0);
+    let mut stream = stream_of(&object, "/PowerPoint Document");
+    let embed = [0x0F, 0x00, 0xCC, 0x0F];
+    let at = stream.windows(4).position(|w| w == embed).unwrap();
+    stream[at + 2] = 0xCE;
+    let linked = amend(&object, &[("/PowerPoint Document", stream)], "", &[]);
+    let outcome = process(&linked, "object.ppt");
     assert_eq!(outcome.report.verdict, Verdict::Quarantined);
     assert_eq!(outcome.report.reason.unwrap().code, "unsupported");
 
