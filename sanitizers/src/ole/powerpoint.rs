@@ -341,8 +341,7 @@ pub(super) fn rebuild(stream: &[u8], user: &[u8], cx: &mut Context<'_>) -> Resul
         ));
     }
 
-    // Every persist object, by id.
-    // Persist objects never overlap, so together they fit in the stream; ids that share or
+    // Every persist object, by id. Persist objects never overlap, so together they fit in the stream; ids that share or
     // overlap bytes would make the copy larger than the input (and are not a presentation).
     let mut objects: BTreeMap<u32, Rec> = BTreeMap::new();
     let mut total = 0usize;
