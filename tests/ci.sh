@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-packages=(qpdf poppler-utils libreoffice-writer-nogui libreoffice-calc-nogui
+packages=(qpdf poppler-utils libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui
           fonts-ipaexfont-gothic fonts-ipaexfont-mincho python3-venv ca-certificates
           postfix swaks clamav-daemon chromium systemd zip p7zip-full)
 missing=()

@@ -305,3 +305,103 @@ pub fn assert_second_pass_removes_nothing(outcome: &Outcome) {
         again.report.removed
     );
 }
+
+/// A tool the suite runs: oletools from `target/oletools-venv/bin` (or `MUKAIKA_OLETOOLS`),
+/// everything else from `PATH`. A missing tool fails the test: nothing is skipped.
+///
+/// # Panics
+/// When the tool is not installed (`bash tests/ci.sh` installs them all).
+pub fn external_tool(name: &str) -> std::path::PathBuf {
+    if matches!(name, "olevba" | "mraptor" | "rtfobj" | "msodde" | "oleid") {
+        let venv = std::env::var_os("MUKAIKA_OLETOOLS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target/oletools-venv/bin"));
+        let path = venv.join(name);
+        assert!(
+            path.exists(),
+            "{} is missing: run `bash tests/ci.sh`",
+            path.display()
+        );
+        return path;
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(name))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| panic!("{name} is not installed: run `bash tests/ci.sh`"))
+}
+
+/// Converts each `(file name, bytes)` with LibreOffice in one headless run (a fresh profile)
+/// to the format `to` (`doc`, `xls`, `ppt`, `pdf`…); the results come back in order.
+///
+/// # Panics
+/// When soffice fails or does not write one of the outputs.
+pub fn libreoffice_convert(files: &[(&str, &[u8])], to: &str) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = std::process::Command::new(external_tool("soffice"));
+    cmd.arg(format!(
+        "-env:UserInstallation=file://{}",
+        dir.path().join("profile").display()
+    ))
+    .args(["--headless", "--norestore", "--convert-to", to, "--outdir"])
+    .arg(dir.path().join("out"));
+    for (name, bytes) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write input");
+        cmd.arg(path);
+    }
+    let out = cmd.output().expect("run soffice");
+    let ext = to.split(':').next().unwrap_or(to);
+    files
+        .iter()
+        .map(|(name, _)| {
+            let stem = std::path::Path::new(name).with_extension(ext);
+            std::fs::read(dir.path().join("out").join(stem)).unwrap_or_else(|e| {
+                panic!(
+                    "{name}: LibreOffice wrote no {ext} ({e}):\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+        })
+        .collect()
+}
+
+/// The text LibreOffice shows for each document: converted to PDF, then read by pdftotext.
+///
+/// # Panics
+/// When a conversion fails.
+pub fn libreoffice_text(files: &[(&str, &[u8])]) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    libreoffice_convert(files, "pdf")
+        .into_iter()
+        .enumerate()
+        .map(|(i, pdf)| {
+            let path = dir.path().join(format!("{i}.pdf"));
+            std::fs::write(&path, pdf).expect("write pdf");
+            let out = std::process::Command::new(external_tool("pdftotext"))
+                .args(["-q", "-enc", "UTF-8"])
+                .arg(&path)
+                .arg("-")
+                .output()
+                .expect("run pdftotext");
+            assert!(out.status.success(), "pdftotext failed on {}", files[i].0);
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect()
+}
+
+/// What olevba prints for `bytes` saved under `name`.
+pub fn olevba_output(name: &str, bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).expect("write file");
+    let out = std::process::Command::new(external_tool("olevba"))
+        .arg(&path)
+        .output()
+        .expect("run olevba");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

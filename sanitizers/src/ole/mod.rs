@@ -1,17 +1,22 @@
 //! Legacy Office (Word 97–2003 `.doc`, Excel `.xls`, PowerPoint `.ppt`) in OLE2 compound files.
 //!
-//! Owns: finding what no open-source cleaner removes verifiably — VBA projects, Excel 4.0 macro
-//! sheets and VB module sheets, encryption, DDE and remote-include fields, external workbook
-//! and DDE links, embedded objects inside PowerPoint's record stream — and holding the file with
-//! that exact finding; rebuilding every other document into a new compound file that holds only
-//! the streams its application needs. Word's `ObjectPool` and Excel's `MBD…` object storages
-//! are removed (the document keeps the object's picture); an embedded OLE package whose file is
-//! a program, script or shortcut blocks the document instead.
-//! Invariants: a stream is copied only if its name is on the allowlist for the kind; summary
-//! information goes when policy strips metadata; reading is bounded by the policy's expanded
-//! size and member count.
-//! Must never: patch bytes inside a stream (the streams it keeps are copied whole, and anything
-//! that would need patching is a reason to hold the file).
+//! Owns: rebuilding every legacy Office document into a new compound file that holds only the
+//! streams its application needs, and removing what those streams refer to but must not keep:
+//! VBA projects (Word's `Macros`, Excel's `_VBA_PROJECT_CUR` with its OBPROJ record, PowerPoint's
+//! VBAInfoContainer and project storage), Word's `ObjectPool` and Excel's `MBD…` object storages,
+//! and PowerPoint's embedded OLE objects (each document keeps the object's picture). An embedded
+//! OLE package whose file is a program, script or shortcut blocks the document. What cannot be
+//! removed verifiably holds the file with that exact finding: Excel 4.0 macro sheets and VB
+//! module sheets, encryption, DDE and remote-include fields, external workbook and DDE links,
+//! PowerPoint links and controls, and any structure the rebuild does not understand.
+//! Word lives in [`word`], Excel's record stream in [`excel`], PowerPoint's in [`powerpoint`].
+//! Invariants: a stream is copied only if its name is on the allowlist for the kind; a stream
+//! that must lose something is rebuilt record by record from its parsed structure (Excel's
+//! Workbook, PowerPoint's document and `Current User`), every offset into it recomputed;
+//! summary information goes when policy strips metadata; reading is bounded by the policy's
+//! expanded size and member count; the output re-opened by this sanitizer removes nothing.
+//! Must never: patch bytes of a stream it does not parse (kept streams are copied whole), keep a
+//! VBA storage, or deliver a stream whose offsets it could not recompute (that holds the file).
 
 use std::io::{Cursor, Read, Write};
 
@@ -19,6 +24,10 @@ use crate::error::{Error, Result};
 use crate::kind::FileKind;
 use crate::registry::{Context, Sanitized, Sanitizer};
 use crate::report::{Verdict, What};
+
+mod excel;
+mod powerpoint;
+mod word;
 
 /// Rebuilds legacy Office compound files.
 pub struct OleSanitizer;
@@ -37,7 +46,7 @@ fn allowed(kind: FileKind, name: &str) -> bool {
 
 const SUMMARY: [&str; 2] = ["\u{5}SummaryInformation", "\u{5}DocumentSummaryInformation"];
 
-/// Storage names that hold a VBA project, at any depth.
+/// Root storage names that hold a VBA project (one deeper goes with the storage holding it).
 const VBA_STORAGES: [&str; 4] = ["Macros", "_VBA_PROJECT_CUR", "VBA", "_VBA_PROJECT"];
 
 struct Inventory {
@@ -54,26 +63,44 @@ impl Sanitizer for OleSanitizer {
         let limits = cx.policy().limits.clone();
         let mut file = cfb::CompoundFile::open(Cursor::new(input))
             .map_err(|e| Error::malformed(format!("not a readable compound file: {e}")))?;
+        // The file is its header and whole sectors; one that ends inside a sector was cut
+        // short, even when the cut only takes padding the rebuild would not read.
+        let sector = match file.version() {
+            cfb::Version::V3 => 512,
+            cfb::Version::V4 => 4096,
+        };
+        if !input.len().is_multiple_of(sector) {
+            return Err(Error::malformed(format!(
+                "compound file of {} bytes ends inside a {sector}-byte sector",
+                input.len()
+            )));
+        }
         let inventory = inventory(&file, &limits)?;
-        for (path, _, _) in &inventory.entries {
-            if path
-                .split('/')
-                .any(|segment| VBA_STORAGES.contains(&segment))
-            {
-                return Err(Error::unsupported(format!(
-                    "VBA macro project ({path}): macros in legacy Office files are held, not removed"
-                )));
+        // Every stream must be whole, kept or not: a compound file cut short is not one, even
+        // where the cut falls in a stream the rebuild leaves behind.
+        for (path, is_stream, _) in &inventory.entries {
+            if *is_stream {
+                cx.check_deadline()?;
+                read_stream(&mut file, path, &limits)?;
             }
         }
+        // Streams a kind's module rebuilt: written instead of the stored bytes.
+        let mut rebuilt: Vec<(&'static str, Vec<u8>)> = Vec::new();
         let mut read = |path: &str| -> Result<Vec<u8>> { read_stream(&mut file, path, &limits) };
         match kind {
             FileKind::Doc => {
                 let word = read("WordDocument")?;
-                check_word(&word)?;
+                word::check_word(&word)?;
             }
             FileKind::Xls => {
-                let book = read("Workbook").or_else(|_| read("Book"))?;
-                check_workbook(&book)?;
+                let (name, book) = match read("Workbook") {
+                    Ok(book) => ("Workbook", book),
+                    Err(_) => ("Book", read("Book")?),
+                };
+                excel::check_workbook(&book)?;
+                if let Some(book) = excel::without_vba_records(&book, name, cx)? {
+                    rebuilt.push((name, book));
+                }
             }
             FileKind::Ppt => {
                 if inventory
@@ -84,7 +111,11 @@ impl Sanitizer for OleSanitizer {
                     return Err(Error::encrypted("PowerPoint file is encrypted"));
                 }
                 let stream = read("PowerPoint Document")?;
-                check_powerpoint(&stream, cx)?;
+                let user = read("Current User")?;
+                powerpoint::check_powerpoint(&stream, cx)?;
+                let rebuilt_ppt = powerpoint::rebuild(&stream, &user, cx)?;
+                rebuilt.push(("PowerPoint Document", rebuilt_ppt.document));
+                rebuilt.push(("Current User", rebuilt_ppt.current_user));
             }
             other => return Err(Error::unsupported(format!("{other} is not legacy Office"))),
         }
@@ -132,6 +163,10 @@ impl Sanitizer for OleSanitizer {
             if !top {
                 continue; // children of a storage that is not kept
             }
+            if VBA_STORAGES.contains(&path.as_str()) {
+                cx.remove(What::Macro, show(path), "VBA project storage");
+                continue;
+            }
             if SUMMARY.contains(&path.as_str()) {
                 if strip_metadata {
                     cx.remove(What::Metadata, show(path), "summary information");
@@ -146,13 +181,21 @@ impl Sanitizer for OleSanitizer {
                 cx.remove(what, show(path), format!("{len} bytes"));
                 continue;
             }
-            let bytes = read_stream(&mut file, path, &limits)?;
+            let bytes = match rebuilt.iter().position(|(name, _)| name == path) {
+                Some(i) => rebuilt.swap_remove(i).1,
+                None => read_stream(&mut file, path, &limits)?,
+            };
             let mut stream = out
                 .create_stream(format!("/{path}"))
                 .map_err(|e| Error::internal(format!("creating stream {}: {e}", show(path))))?;
             stream
                 .write_all(&bytes)
                 .map_err(|e| Error::internal(format!("writing stream {}: {e}", show(path))))?;
+        }
+        if let Some((name, _)) = rebuilt.first() {
+            return Err(Error::internal(format!(
+                "rebuilt stream {name} has no place in the output"
+            )));
         }
         out.flush()
             .map_err(|e| Error::internal(format!("finishing the compound file: {e}")))?;
@@ -225,165 +268,8 @@ fn read_stream<F: Read + std::io::Seek>(
     Ok(bytes)
 }
 
-/// Fields that run something, fetch something or pull in another file when Word updates them.
-const DANGEROUS_FIELDS: [&str; 7] = [
-    "DDEAUTO",
-    "DDE",
-    "INCLUDETEXT",
-    "INCLUDEPICTURE",
-    "IMPORT",
-    "LINK",
-    "DATABASE",
-];
-
-/// Word: encryption flag in the FIB, and dangerous field instructions in the text (field begin
-/// mark 0x13 followed by the instruction, in 8-bit or UTF-16 text pieces).
-fn check_word(word: &[u8]) -> Result<()> {
-    let flags = word
-        .get(0x0A..0x0C)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
-        .ok_or_else(|| Error::malformed("WordDocument stream is too short for its FIB"))?;
-    if word.get(..2) != Some(&[0xEC, 0xA5]) {
-        return Err(Error::malformed("WordDocument stream has no Word 97 FIB"));
-    }
-    if flags & 0x0100 != 0 {
-        return Err(Error::encrypted("Word document is encrypted or obfuscated"));
-    }
-    for (i, _) in word.iter().enumerate().filter(|(_, &b)| b == 0x13) {
-        for wide in [false, true] {
-            let step = if wide { 2 } else { 1 };
-            let mut j = i + step;
-            let mut name = String::new();
-            while let Some(&b) = word.get(j) {
-                if wide && word.get(j + 1) != Some(&0) {
-                    break;
-                }
-                if b == b' ' && name.is_empty() {
-                    j += step;
-                    continue;
-                }
-                if !b.is_ascii_alphabetic() || name.len() > 16 {
-                    break;
-                }
-                name.push(b.to_ascii_uppercase() as char);
-                j += step;
-            }
-            if DANGEROUS_FIELDS.contains(&name.as_str()) {
-                return Err(Error::unsupported(format!(
-                    "{name} field in a Word 97–2003 document (its text cannot be rewritten safely)"
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One BIFF record: type and data.
-fn biff_records(stream: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut at = 0usize;
-    std::iter::from_fn(move || {
-        let header = stream.get(at..at + 4)?;
-        let kind = u16::from_le_bytes([header[0], header[1]]);
-        let len = usize::from(u16::from_le_bytes([header[2], header[3]]));
-        let data = stream.get(at + 4..at + 4 + len)?;
-        at += 4 + len;
-        Some((kind, data))
-    })
-}
-
-/// Excel: FILEPASS (encryption), BOUNDSHEET of a macro or VB module sheet, and SUPBOOK links to
-/// other workbooks or DDE servers.
-fn check_workbook(book: &[u8]) -> Result<()> {
-    for (kind, data) in biff_records(book) {
-        match kind {
-            0x002F => return Err(Error::encrypted("Excel workbook is encrypted (FILEPASS)")),
-            0x0085 => match data.get(5) {
-                Some(0x01) => {
-                    return Err(Error::unsupported(
-                        "Excel 4.0 (XLM) macro sheet: held, not removed",
-                    ))
-                }
-                Some(0x06) => {
-                    return Err(Error::unsupported(
-                        "Excel VB module sheet: held, not removed",
-                    ))
-                }
-                _ => {}
-            },
-            0x01AE => {
-                // SUPBOOK: 0x0401 marks this workbook, 0x3A01 add-in functions; anything else
-                // names an external workbook or a DDE/OLE server.
-                let marker = data.get(2..4).map(|b| u16::from_le_bytes([b[0], b[1]]));
-                if !matches!(marker, Some(0x0401) | Some(0x3A01)) {
-                    return Err(Error::unsupported(
-                        "Excel link to an external workbook or DDE server (SUPBOOK)",
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// PowerPoint: walks the record tree for VBA (VBAInfoContainer), encryption
-/// (CryptSession10Container) and embedded objects (ExOleObjStg), which live inside the stream
-/// and cannot be cut out without rewriting its offsets.
-fn check_powerpoint(stream: &[u8], cx: &mut Context<'_>) -> Result<()> {
-    let mut stack = vec![(0usize, stream.len())];
-    let mut objects = 0usize;
-    while let Some((mut at, end)) = stack.pop() {
-        while at + 8 <= end {
-            cx.check_deadline()?;
-            let ver_instance = u16::from_le_bytes([stream[at], stream[at + 1]]);
-            let kind = u16::from_le_bytes([stream[at + 2], stream[at + 3]]);
-            let len = u32::from_le_bytes([
-                stream[at + 4],
-                stream[at + 5],
-                stream[at + 6],
-                stream[at + 7],
-            ]) as usize;
-            let body = at + 8;
-            let Some(next) = body.checked_add(len).filter(|&n| n <= end) else {
-                return Err(Error::malformed(format!(
-                    "PowerPoint record {kind:#06x} at {at} runs past its container"
-                )));
-            };
-            match kind {
-                0x03FF => {
-                    return Err(Error::unsupported(
-                        "VBA macro project in a PowerPoint 97–2003 file: held, not removed",
-                    ))
-                }
-                0x2F14 => return Err(Error::encrypted("PowerPoint file is encrypted")),
-                0x1011 => {
-                    objects += 1;
-                    let data = &stream[body..next];
-                    let storage = if ver_instance >> 4 == 1 {
-                        inflate_object(data, &cx.policy().limits)?
-                    } else {
-                        data.to_vec()
-                    };
-                    judge_embedded_storage(&storage, &format!("ExOleObjStg at {at}"), cx)?;
-                }
-                _ => {}
-            }
-            if ver_instance & 0x000F == 0x000F {
-                stack.push((body, next));
-            }
-            at = next;
-        }
-    }
-    if objects > 0 {
-        return Err(Error::unsupported(format!(
-            "{objects} embedded OLE object(s) inside a PowerPoint 97–2003 file: held, not removed"
-        )));
-    }
-    Ok(())
-}
-
 /// ExOleObjStgCompressedAtom: a 4-byte decompressed size, then zlib.
-fn inflate_object(data: &[u8], limits: &crate::policy::Limits) -> Result<Vec<u8>> {
+pub(super) fn inflate_object(data: &[u8], limits: &crate::policy::Limits) -> Result<Vec<u8>> {
     let size = data
         .get(..4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
@@ -402,7 +288,11 @@ fn inflate_object(data: &[u8], limits: &crate::policy::Limits) -> Result<Vec<u8>
 }
 
 /// An embedded object's own compound file: if it is an OLE package, judge the file inside.
-fn judge_embedded_storage(storage: &[u8], location: &str, cx: &mut Context<'_>) -> Result<()> {
+pub(super) fn judge_embedded_storage(
+    storage: &[u8],
+    location: &str,
+    cx: &mut Context<'_>,
+) -> Result<()> {
     let Ok(mut inner) = cfb::CompoundFile::open(Cursor::new(storage)) else {
         return Ok(());
     };
@@ -471,29 +361,6 @@ fn parse_package(native: &[u8]) -> Option<(String, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn biff_macro_sheets_and_external_links_are_found() {
-        let mut book = Vec::new();
-        let record = |kind: u16, data: &[u8]| {
-            let mut r = kind.to_le_bytes().to_vec();
-            r.extend_from_slice(&(data.len() as u16).to_le_bytes());
-            r.extend_from_slice(data);
-            r
-        };
-        book.extend(record(0x0809, &[0; 16]));
-        book.extend(record(0x0085, &[0, 0, 0, 0, 0, 0x00, 1, 0, b'A']));
-        assert!(check_workbook(&book).is_ok());
-        let mut xlm = book.clone();
-        xlm.extend(record(0x0085, &[0, 0, 0, 0, 0, 0x01, 1, 0, b'M']));
-        assert!(check_workbook(&xlm).unwrap_err().message().contains("XLM"));
-        let mut linked = book.clone();
-        linked.extend(record(0x01AE, &[1, 0, 3, 0, 0, b'c', b'm', b'd']));
-        assert!(check_workbook(&linked).is_err());
-        let mut locked = book;
-        locked.extend(record(0x002F, &[0; 6]));
-        assert!(check_workbook(&locked).unwrap_err().is_encrypted());
-    }
 
     #[test]
     fn packages_name_their_file() {
