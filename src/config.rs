@@ -86,6 +86,9 @@ relay_connections = 8
 workers = 0
 # Seconds one message may take to convert before it is quarantined whole.
 timeout_secs = 120
+# Extra threads the sanitizers may use beside the workers, all together (hashing a large
+# file beside its rebuild, rewriting a large Office file's parts in parallel). 0: one per core.
+helper_threads = 0
 
 [audit]
 # This gateway's name in every audit record.
@@ -394,10 +397,14 @@ pub enum DeliveryMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
-    /// Worker count (0: one per core).
+    /// Worker count (0: eight per core; they mostly wait for fsyncs).
     pub workers: usize,
     /// Per-message conversion timeout, seconds.
     pub timeout_secs: u64,
+    /// Helper threads the sanitizers may start beside the workers, all conversions together
+    /// (0: one per core). A conversion that finds none free works on its own thread.
+    #[serde(default)]
+    pub helper_threads: usize,
 }
 
 /// `[audit]`.

@@ -66,7 +66,11 @@ pub fn clamd(config: &ServiceConfig) -> Result<Option<Arc<crate::antivirus::Clam
 /// The registry the service (and `import once`) judges with: every sanitizer, SVG fonts from
 /// `[fonts]`, and clamd when configured.
 pub fn registry(config: &ServiceConfig, clamd: Option<&Arc<crate::antivirus::Clamd>>) -> Registry {
-    let registry = Registry::standard_with_fonts(crate::fonts::source(config.fonts.dirs.clone()));
+    let mut registry =
+        Registry::standard_with_fonts(crate::fonts::source(config.fonts.dirs.clone()));
+    if config.pipeline.helper_threads > 0 {
+        registry = registry.with_helper_threads(config.pipeline.helper_threads);
+    }
     match clamd {
         Some(c) => {
             registry.with_scanner(Arc::clone(c) as Arc<dyn mukaika_sanitizers::scanner::Scanner>)

@@ -319,3 +319,53 @@ fn reports_the_sha256_of_input_and_output_whatever_the_path() {
         }
     }
 }
+
+#[test]
+fn the_same_output_whatever_the_helper_thread_budget() {
+    // Large parts (rewritten in lanes when helpers are free) and a large input (hashed beside
+    // the rebuild): with no helpers at all, and with the budget exhausted by another holder,
+    // the output and report are what the default budget gives.
+    let big_text = para(&"令和八年度 予算説明資料（架空）".repeat(20_000));
+    let input = docx_benign()
+        .part(
+            "word/document.xml",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
+            word_document(&big_text),
+        )
+        .part(
+            "word/styles.xml",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.styles+xml",
+            format!(
+                "<w:styles xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\">{}</w:styles>",
+                "<w:style w:styleId=\"a\"/>".repeat(40_000)
+            ),
+        )
+        .build();
+    assert!(big_text.len() > 512 * 1024, "enough XML for part lanes");
+    let run = |registry: &Registry| {
+        let declared = Declared {
+            name: Some("big.docx"),
+            mime: None,
+        };
+        let outcome = registry.process(&input, &declared, &Policy::default());
+        assert_eq!(
+            outcome.report.verdict,
+            Verdict::Sanitized,
+            "{:?}",
+            outcome.report
+        );
+        (
+            outcome.output().map(|o| o.bytes().to_vec()),
+            outcome.report.removed.len(),
+        )
+    };
+    let default = Registry::standard();
+    let expected = run(&default);
+    assert_eq!(run(&Registry::standard().with_helper_threads(0)), expected);
+    let starved = Registry::standard().with_helper_threads(1);
+    let held = starved.threads().take(1);
+    assert_eq!(held.count(), 1);
+    assert_eq!(run(&starved), expected);
+    drop(held);
+    assert_eq!(default.threads().in_use(), 0, "every permit is given back");
+}
