@@ -13,6 +13,7 @@ pub mod audit;
 pub mod config;
 pub mod durable;
 pub mod envelope;
+pub mod error;
 pub mod fonts;
 pub mod live;
 pub mod logging;

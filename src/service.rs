@@ -20,6 +20,7 @@ use crate::audit::event::{ConfigLoaded, ServiceEvent};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::DeliveryMode;
 use crate::config::ServiceConfig;
+use crate::error::{Error, Result};
 use crate::live::Live;
 use crate::pipeline::Pipeline;
 use crate::sink::relay::Relay;
@@ -49,14 +50,16 @@ pub struct Running {
 ///
 /// # Errors
 /// A malformed endpoint.
-pub fn clamd(config: &ServiceConfig) -> Result<Option<Arc<crate::antivirus::Clamd>>, String> {
+pub fn clamd(config: &ServiceConfig) -> Result<Option<Arc<crate::antivirus::Clamd>>> {
     config
         .antivirus
         .clamd
         .as_deref()
         .map(|endpoint| {
             Ok(Arc::new(crate::antivirus::Clamd::new(
-                endpoint.parse()?,
+                endpoint
+                    .parse()
+                    .map_err(|e| Error::config(format!("antivirus.clamd: {e}")))?,
                 std::time::Duration::from_secs(config.antivirus.timeout_secs),
             )))
         })
@@ -87,7 +90,7 @@ pub async fn start(
     config: ServiceConfig,
     config_source: &str,
     config_text: &str,
-) -> anyhow_free::Result<Running> {
+) -> Result<Running> {
     let data = config.data.dir.clone();
     // Before anything is opened: a second service on the same data would interleave two
     // writers in one audit chain and one spool.
@@ -105,9 +108,8 @@ pub async fn start(
             source: config_source.into(),
             sha256: mukaika_sanitizers::report::sha256_hex(config_text.as_bytes()),
         }))
-        .map_err(|e| e.to_string())?;
-    let (spool, corrupt) =
-        Spool::open(data.join("spool"), config.data.min_free_bytes).map_err(|e| e.to_string())?;
+        .map_err(|e| Error::transient(format!("audit log: {e}")))?;
+    let (spool, corrupt) = Spool::open(data.join("spool"), config.data.min_free_bytes)?;
     for id in corrupt {
         tracing::error!(queue_id = %id, "spool item unreadable; moved to corrupt/");
     }
@@ -115,15 +117,24 @@ pub async fn start(
     let registry = Arc::new(registry(&config, clamd.as_ref()));
     let quarantine: Arc<dyn QuarantineStore> =
         crate::store::quarantine::open(data.join("quarantine"), config.quarantine.store)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::io("quarantine store", e))?;
     let listener = tokio::net::TcpListener::bind(config.smtp.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.smtp.listen))?;
-    let smtp_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| Error::io(format!("cannot listen on {}", config.smtp.listen), e))?;
+    let smtp_addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("SMTP listener", e))?;
     let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
         .await
-        .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.listen))?;
-    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            Error::io(
+                format!("cannot listen on {} (admin)", config.admin.listen),
+                e,
+            )
+        })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|e| Error::io("admin listener", e))?;
     let mut spools: Vec<(&'static str, Arc<Spool>)> = vec![("intake", Arc::clone(&spool))];
     let wake = Arc::new(Notify::new());
     let (shutdown, watch_rx) = watch::channel(false);
@@ -133,8 +144,7 @@ pub async fn start(
         DeliveryMode::Maildir => Sink::Maildir(data.join("maildir")),
         DeliveryMode::Relay => {
             let (outgoing, corrupt) =
-                Spool::open(data.join("outgoing"), config.data.min_free_bytes)
-                    .map_err(|e| e.to_string())?;
+                Spool::open(data.join("outgoing"), config.data.min_free_bytes)?;
             spools.push(("outgoing", Arc::clone(&outgoing)));
             for id in corrupt {
                 tracing::error!(queue_id = %id, "outgoing item unreadable; moved to corrupt/");
@@ -164,7 +174,7 @@ pub async fn start(
             Arc::clone(&audit),
             sink.clone(),
         )
-        .map_err(|e| e.to_string())?,
+        .map_err(|e| Error::transient(format!("review database: {e}")))?,
     );
     let pipeline = Arc::new(Pipeline {
         spool: Arc::clone(&spool),
@@ -277,7 +287,7 @@ pub async fn start(
             version: env!("CARGO_PKG_VERSION").into(),
             reason: None,
         }))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::transient(format!("audit log: {e}")))?;
     let pid_file = pid_path;
     {
         use std::io::{Seek, Write};
@@ -285,7 +295,7 @@ pub async fn start(
         f.set_len(0)
             .and_then(|()| f.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
             .and_then(|()| writeln!(f, "{}", std::process::id()))
-            .map_err(|e| format!("{}: {e}", pid_file.display()))?;
+            .map_err(|e| Error::io(pid_file.display().to_string(), e))?;
     }
     tracing::info!(smtp = %smtp_addr, admin = %admin_addr, workers, data = %data.display(), "mukaika started");
     Ok(Running {
@@ -397,7 +407,7 @@ impl Running {
         mut new: ServiceConfig,
         source: &str,
         text: &str,
-    ) -> Result<Vec<&'static str>, String> {
+    ) -> Result<Vec<&'static str>> {
         let old = self.config.get();
         let as_json = |c: &ServiceConfig| serde_json::to_value(c).unwrap_or_default();
         let (old_json, new_json) = (as_json(&old), as_json(&new));
@@ -427,7 +437,7 @@ impl Running {
                 source: format!("reload:{source}"),
                 sha256: mukaika_sanitizers::report::sha256_hex(text.as_bytes()),
             }))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::transient(format!("audit log: {e}")))?;
         self.config.replace(new);
         if pending.is_empty() {
             tracing::info!(source, "configuration reloaded");
@@ -448,10 +458,4 @@ impl Running {
         }));
         tracing::info!(reason, "mukaika stopped");
     }
-}
-
-/// A tiny string-error result for start-up (anyhow stays in main.rs).
-pub mod anyhow_free {
-    /// Start-up result.
-    pub type Result<T> = std::result::Result<T, String>;
 }

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use crate::error::Error;
+
 /// Builds the STARTTLS acceptor from PEM files (rustls with the ring provider only).
 ///
 /// # Errors
@@ -12,20 +14,21 @@ use std::sync::Arc;
 pub fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
-) -> Result<tokio_rustls::TlsAcceptor, String> {
+) -> crate::error::Result<tokio_rustls::TlsAcceptor> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        .map_err(|e| Error::config(format!("{}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::config(format!("{}: {e}", key.display())))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(|e| Error::config(format!("TLS: {e}")))?
     .with_no_client_auth()
     .with_single_cert(certs, key)
-    .map_err(|e| format!("TLS certificate: {e}"))?;
+    .map_err(|e| Error::config(format!("TLS certificate: {e}")))?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

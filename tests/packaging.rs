@@ -244,6 +244,7 @@ fn the_systemd_unit_verifies_and_runs_real_subcommands() {
 /// The service crate's layers, lowest first (README, "Layout"). A module may use only what
 /// stands in a lower layer or inside itself; a new top-level module must be placed here.
 const LAYERS: &[&[&str]] = &[
+    &["error"],
     &[
         "alloc",
         "antivirus",

@@ -12,6 +12,7 @@
 //! account store, exactly as a web session's account is.
 //! Must never: accept a connection from a socket path it did not create.
 
+use crate::error::Error;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -262,16 +263,16 @@ pub fn serve(
     review: Arc<Review>,
     queues: Queues,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<impl std::future::Future<Output = ()>, String> {
+) -> crate::error::Result<impl std::future::Future<Output = ()>> {
     // A socket left by a crash would refuse the bind; the pid-file lock already proves no
     // other service owns this data directory.
     let _ = std::fs::remove_file(&path);
-    let listener =
-        tokio::net::UnixListener::bind(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let listener = tokio::net::UnixListener::bind(&path)
+        .map_err(|e| Error::io(path.display().to_string(), e))?;
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| Error::io(path.display().to_string(), e))?;
     }
     Ok(async move {
         loop {
@@ -323,7 +324,7 @@ pub fn serve(
 ///
 /// # Errors
 /// The service answered nothing usable.
-pub fn call(config: &ServiceConfig, op: &Op) -> Result<Option<Reply>, String> {
+pub fn call(config: &ServiceConfig, op: &Op) -> crate::error::Result<Option<Reply>> {
     let path = socket_path(config);
     let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
         Ok(s) => s,
@@ -335,18 +336,20 @@ pub fn call(config: &ServiceConfig, op: &Op) -> Result<Option<Reply>, String> {
         {
             return Ok(None)
         }
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(e) => return Err(Error::io(path.display().to_string(), e)),
     };
-    let mut line = serde_json::to_vec(op).map_err(|e| e.to_string())?;
+    let mut line = serde_json::to_vec(op)
+        .map_err(|e| Error::permanent("encoding the request").with_source(e))?;
     line.push(b'\n');
-    stream.write_all(&line).map_err(|e| e.to_string())?;
+    let talk = |e| Error::io(format!("talking to the service on {}", path.display()), e);
+    stream.write_all(&line).map_err(talk)?;
     let mut answer = String::new();
     BufReader::new(stream)
         .read_line(&mut answer)
-        .map_err(|e| e.to_string())?;
+        .map_err(talk)?;
     serde_json::from_str(&answer)
         .map(Some)
-        .map_err(|e| format!("the service's answer: {e}"))
+        .map_err(|e| Error::transient("the service's answer").with_source(e))
 }
 
 /// Runs `op` through the running service, or — when none runs — here, under the data
@@ -354,7 +357,7 @@ pub fn call(config: &ServiceConfig, op: &Op) -> Result<Option<Reply>, String> {
 ///
 /// # Errors
 /// The lock is held without a socket answering, or the stores cannot be opened.
-pub fn run(config: &ServiceConfig, op: Op) -> Result<Reply, String> {
+pub fn run(config: &ServiceConfig, op: Op) -> crate::error::Result<Reply> {
     if let Some(reply) = call(config, &op)? {
         return Ok(reply);
     }
@@ -363,8 +366,7 @@ pub fn run(config: &ServiceConfig, op: Op) -> Result<Reply, String> {
     if let Op::QueueMove { outgoing, id, to } = &op {
         // No service runs and the lock is ours: recovering the spool here is safe.
         let dir = data.join(if *outgoing { "outgoing" } else { "spool" });
-        let (spool, _) = crate::store::spool::Spool::open(dir, config.data.min_free_bytes)
-            .map_err(|e| e.to_string())?;
+        let (spool, _) = crate::store::spool::Spool::open(dir, config.data.min_free_bytes)?;
         let queues = Queues {
             intake: (Arc::clone(&spool), Arc::new(Notify::new())),
             outgoing: Some((spool, Arc::new(Notify::new()))),
@@ -374,14 +376,15 @@ pub fn run(config: &ServiceConfig, op: Op) -> Result<Reply, String> {
     let audit = Arc::new(crate::store::open_audit(config)?);
     let quarantine =
         crate::store::quarantine::open(data.join("quarantine"), config.quarantine.store)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::io("quarantine store", e))?;
     let sink = match config.delivery.mode {
         crate::config::DeliveryMode::Maildir => crate::sink::Sink::Maildir(data.join("maildir")),
         crate::config::DeliveryMode::Relay => {
             // The relay sends it once the service starts.
-            let (outgoing, _) =
-                crate::store::spool::Spool::open(data.join("outgoing"), config.data.min_free_bytes)
-                    .map_err(|e| e.to_string())?;
+            let (outgoing, _) = crate::store::spool::Spool::open(
+                data.join("outgoing"),
+                config.data.min_free_bytes,
+            )?;
             crate::sink::Sink::Relay {
                 outgoing,
                 wake: Arc::new(tokio::sync::Notify::new()),
@@ -394,6 +397,6 @@ pub fn run(config: &ServiceConfig, op: Op) -> Result<Reply, String> {
         audit,
         sink,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| Error::transient(format!("review database: {e}")))?;
     Ok(execute(&review, op))
 }

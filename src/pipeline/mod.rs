@@ -25,6 +25,7 @@ use mukaika_sanitizers::Registry;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::ServiceConfig;
+use crate::error::{Error, Result};
 use crate::live::Live;
 use crate::sink::maildir::maildir_name;
 use crate::sink::{Outgoing, Sink};
@@ -144,7 +145,7 @@ impl Pipeline {
         };
         let settled = match tokio::time::timeout(timeout, task).await {
             Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(format!("settle task failed: {join}")),
+            Ok(Err(join)) => Err(Error::permanent(format!("settle task failed: {join}"))),
             Err(_) => match take(&slot) {
                 Some(lease) => {
                     let this = Arc::clone(self);
@@ -156,7 +157,9 @@ impl Pipeline {
                         this.settle(lease, &data, converted, started.elapsed())
                     })
                     .await
-                    .unwrap_or_else(|join| Err(format!("settle task failed: {join}")))
+                    .unwrap_or_else(|join| {
+                        Err(Error::permanent(format!("settle task failed: {join}")))
+                    })
                 }
                 None => Ok(()), // it finished in the instant the deadline passed
             },
@@ -192,7 +195,7 @@ impl Pipeline {
 
     /// Delivers `out` unless a delivery under its key was made before; records the
     /// delivery's marker.
-    fn deliver_once(&self, out: Outgoing) -> Result<Delivery, String> {
+    fn deliver_once(&self, out: Outgoing) -> Result<Delivery> {
         let audited_by_sink = matches!(self.sink, Sink::Relay { .. });
         if let Some(destination) = self.delivered_before(out.key()) {
             return Ok(Delivery {
@@ -276,7 +279,7 @@ impl Pipeline {
         original: &[u8],
         converted: Converted,
         elapsed: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let meta = lease.meta().clone();
         let now = crate::audit::log::now_millis();
         let config = self.config.get();
@@ -309,36 +312,36 @@ struct Worker<'a> {
 }
 
 impl settle::Effects for Worker<'_> {
-    fn hold(&mut self, hold: &settle::Hold) -> Result<(), String> {
+    fn hold(&mut self, hold: &settle::Hold) -> Result<()> {
         self.pipeline
             .quarantine
             .put(&hold.item, &hold.bytes)
-            .map_err(|e| e.to_string())
+            .map_err(|e| Error::io(format!("quarantine {}", hold.item.id), e))
     }
 
-    fn deliver_once(&mut self, out: Outgoing) -> Result<Delivery, String> {
+    fn deliver_once(&mut self, out: Outgoing) -> Result<Delivery> {
         self.pipeline.deliver_once(out)
     }
 
-    fn audit(&mut self, events: &[AuditEvent]) -> Result<(), String> {
+    fn audit(&mut self, events: &[AuditEvent]) -> Result<()> {
         self.pipeline
             .audit
             .append_all(events)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| Error::transient(format!("audit log: {e}")))
     }
 
-    fn defer(&mut self, reason: &str, next: u64) -> Result<(), String> {
+    fn defer(&mut self, reason: &str, next: u64) -> Result<()> {
         match self.lease.take() {
-            Some(lease) => lease.defer(reason, next).map_err(|e| e.to_string()),
-            None => Err("the lease was already given back".into()),
+            Some(lease) => Ok(lease.defer(reason, next)?),
+            None => Err(Error::permanent("the lease was already given back")),
         }
     }
 
-    fn complete(&mut self) -> Result<(), String> {
+    fn complete(&mut self) -> Result<()> {
         match self.lease.take() {
-            Some(lease) => lease.complete().map_err(|e| e.to_string()),
-            None => Err("the lease was already given back".into()),
+            Some(lease) => Ok(lease.complete()?),
+            None => Err(Error::permanent("the lease was already given back")),
         }
     }
 }

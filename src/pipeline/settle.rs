@@ -24,6 +24,7 @@ use crate::audit::event::{
 };
 use crate::audit::AuditEvent;
 use crate::config::NoticesSection;
+use crate::error::Result;
 use crate::sink::Outgoing;
 use crate::store::quarantine::QuarantineItem;
 use crate::store::spool::ItemMeta;
@@ -222,17 +223,17 @@ fn notice_for(notices: &NoticesSection, meta: &ItemMeta, held: &[Hold]) -> Optio
 /// over the spool lease, quarantine store, sink and audit log; tests implement it in memory.
 pub trait Effects {
     /// Holds one original durably.
-    fn hold(&mut self, hold: &Hold) -> Result<(), String>;
+    fn hold(&mut self, hold: &Hold) -> Result<()>;
     /// Delivers `out` unless a delivery under its key was made before; returns where it went,
     /// whether it was a repeat, and whether the sink audits the delivery itself (the relay
     /// does, when the LGWAN server takes it).
-    fn deliver_once(&mut self, out: Outgoing) -> Result<Delivery, String>;
+    fn deliver_once(&mut self, out: Outgoing) -> Result<Delivery>;
     /// Appends audit records durably, all or nothing.
-    fn audit(&mut self, events: &[AuditEvent]) -> Result<(), String>;
+    fn audit(&mut self, events: &[AuditEvent]) -> Result<()>;
     /// The item waits until `next` (ms); it stays in the spool.
-    fn defer(&mut self, reason: &str, next: u64) -> Result<(), String>;
+    fn defer(&mut self, reason: &str, next: u64) -> Result<()>;
     /// The item is settled and leaves the spool.
-    fn complete(&mut self) -> Result<(), String>;
+    fn complete(&mut self) -> Result<()>;
 }
 
 /// Where one delivery went.
@@ -250,12 +251,7 @@ pub struct Delivery {
 ///
 /// # Errors
 /// A hold, audit, defer or completion failed: the item stays queued and is settled again.
-pub fn apply(
-    s: Settlement,
-    meta: &ItemMeta,
-    now: u64,
-    fx: &mut impl Effects,
-) -> Result<(), String> {
+pub fn apply(s: Settlement, meta: &ItemMeta, now: u64, fx: &mut impl Effects) -> Result<()> {
     let Settlement {
         defer,
         held,
@@ -288,14 +284,15 @@ pub fn apply(
             }
             Err(e) => {
                 let next = now + 60_000 * u64::from(meta.attempts + 1).min(60);
+                let reason = e.to_string();
                 events.push(AuditEvent::Deferred(Deferred {
                     queue_id: meta.id.clone(),
-                    reason: e.clone(),
+                    reason: reason.clone(),
                     attempt: meta.attempts + 1,
                     next_attempt: crate::audit::log::rfc3339_at(next),
                 }));
                 fx.audit(&events)?;
-                return fx.defer(&e, next);
+                return fx.defer(&reason, next);
             }
         }
     }
@@ -323,6 +320,7 @@ pub fn apply(
 mod tests {
     use super::*;
     use crate::envelope::Envelope;
+    use crate::error::Error;
     use mukaika_sanitizers::mail;
     use mukaika_sanitizers::Registry;
 
@@ -499,16 +497,16 @@ Content-Transfer-Encoding: base64\r\n\r\n"
     }
 
     impl Effects for Recorder {
-        fn hold(&mut self, h: &Hold) -> Result<(), String> {
+        fn hold(&mut self, h: &Hold) -> Result<()> {
             if self.fail_hold {
-                return Err("disk full".into());
+                return Err(Error::no_space("disk full"));
             }
             self.log.push(format!("hold {}", h.item.id));
             Ok(())
         }
-        fn deliver_once(&mut self, out: Outgoing) -> Result<Delivery, String> {
+        fn deliver_once(&mut self, out: Outgoing) -> Result<Delivery> {
             if self.fail_delivery && out.origin() == crate::sink::Origin::Converted {
-                return Err("sink down".into());
+                return Err(Error::transient("sink down"));
             }
             self.log.push(format!("deliver {}", out.key()));
             Ok(Delivery {
@@ -517,15 +515,15 @@ Content-Transfer-Encoding: base64\r\n\r\n"
                 audited_by_sink: false,
             })
         }
-        fn audit(&mut self, events: &[AuditEvent]) -> Result<(), String> {
+        fn audit(&mut self, events: &[AuditEvent]) -> Result<()> {
             self.log.push(format!("audit {}", kinds(events)));
             Ok(())
         }
-        fn defer(&mut self, reason: &str, _next: u64) -> Result<(), String> {
+        fn defer(&mut self, reason: &str, _next: u64) -> Result<()> {
             self.log.push(format!("defer {reason}"));
             Ok(())
         }
-        fn complete(&mut self) -> Result<(), String> {
+        fn complete(&mut self) -> Result<()> {
             self.log.push("complete".into());
             Ok(())
         }
@@ -594,7 +592,8 @@ Content-Transfer-Encoding: base64\r\n\r\n"
             fail_hold: true,
             ..Recorder::default()
         };
-        assert_eq!(apply(s, &meta(), 0, &mut fx).unwrap_err(), "disk full");
+        let e = apply(s, &meta(), 0, &mut fx).unwrap_err();
+        assert!(e.is_no_space(), "{e}");
         assert!(fx.log.is_empty(), "{:?}", fx.log);
     }
 }

@@ -59,7 +59,7 @@ pub fn admin_pass(review: &Review, sink: &Sink) -> Result<usize, String> {
         .filter(|i| i.at.as_str() <= upto.as_str())
         .collect();
     if let Some(out) = notice::for_admins(notices, &format!("A{now}"), &fresh) {
-        sink.deliver(out)?;
+        sink.deliver(out).map_err(|e| e.to_string())?;
     }
     write_watermark(&path, &upto)?;
     Ok(fresh.len())

@@ -41,16 +41,16 @@ impl Sink {
     ///
     /// # Errors
     /// Any write failure; nothing was delivered then.
-    pub fn deliver(&self, out: Outgoing) -> Result<String, String> {
+    pub fn deliver(&self, out: Outgoing) -> crate::error::Result<String> {
         match self {
             Sink::Maildir(maildir) => deliver_maildir(maildir, out.key(), out.bytes())
                 .map(|path| path.display().to_string())
-                .map_err(|e| e.to_string()),
+                .map_err(|e| crate::error::Error::io(format!("maildir {}", maildir.display()), e)),
             Sink::Relay { outgoing, wake } => {
                 let queued = outgoing
                     .accept(out.envelope().clone(), out.origin().as_str(), out.bytes())
                     .map(|meta| format!("outgoing:{}", meta.id))
-                    .map_err(|e| e.to_string());
+                    .map_err(crate::error::Error::from);
                 wake.notify_one();
                 queued
             }

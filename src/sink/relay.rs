@@ -49,8 +49,11 @@ impl Relay {
         outgoing: Arc<Spool>,
         audit: Arc<AuditLog>,
         wake: Arc<Notify>,
-    ) -> Result<Self, String> {
-        let (host, port) = config.relay_target().map_err(|e| e.to_string())?;
+    ) -> crate::error::Result<Self> {
+        use crate::error::Error;
+        let (host, port) = config
+            .relay_target()
+            .map_err(|e| Error::config(format!("delivery.relay: {e}")))?;
         let mut client = RelayClient::new(
             host.clone(),
             port,
@@ -59,11 +62,12 @@ impl Relay {
             config.relay_connections as usize,
         );
         if config.relay_starttls {
-            let ca = config
-                .relay_ca_file
-                .as_deref()
-                .ok_or("delivery.relay_ca_file: needed with relay_starttls")?;
-            client = client.with_tls(crate::sink::relay_client::RelayTls::new(ca, &host)?);
+            let ca = config.relay_ca_file.as_deref().ok_or_else(|| {
+                Error::config("delivery.relay_ca_file: needed with relay_starttls")
+            })?;
+            client = client.with_tls(
+                crate::sink::relay_client::RelayTls::new(ca, &host).map_err(Error::config)?,
+            );
         }
         Ok(Self {
             outgoing,

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use crate::audit::{AuditConfig, AuditLog};
 use crate::config::ServiceConfig;
+use crate::error::{Error, Result};
 
 /// The file `mukaika reload` reads to find the running service: `<data dir>/mukaika.pid`.
 pub fn pid_file(config: &ServiceConfig) -> PathBuf {
@@ -25,12 +26,13 @@ pub fn pid_file(config: &ServiceConfig) -> PathBuf {
 ///
 /// # Errors
 /// The key file cannot be read, the syslog target is malformed, or the log cannot be opened.
-pub fn open_audit(config: &ServiceConfig) -> Result<AuditLog, String> {
+pub fn open_audit(config: &ServiceConfig) -> Result<AuditLog> {
     let mut audit_config =
         AuditConfig::new(config.data.dir.join("audit"), config.audit.node.clone());
     if let Some(path) = &config.audit.hmac_key_file {
-        let key = std::fs::read(path)
-            .map_err(|e| format!("audit.hmac_key_file {}: {e}", path.display()))?;
+        let key = std::fs::read(path).map_err(|e| {
+            Error::config(format!("audit.hmac_key_file {}", path.display())).with_source(e)
+        })?;
         audit_config.hmac_key = Some(key.trim_ascii().to_vec());
     }
     audit_config.syslog = config
@@ -38,26 +40,28 @@ pub fn open_audit(config: &ServiceConfig) -> Result<AuditLog, String> {
         .syslog
         .as_deref()
         .map(str::parse::<crate::audit::syslog::SyslogTarget>)
-        .transpose()?;
-    AuditLog::open(audit_config).map_err(|e| e.to_string())
+        .transpose()
+        .map_err(|e| Error::config(format!("audit.syslog: {e}")))?;
+    AuditLog::open(audit_config).map_err(|e| Error::transient(format!("audit log: {e}")))
 }
 
 /// Opens the pid file and takes an exclusive lock on it, or names the process holding it.
-pub(crate) fn lock_pid_file(path: &std::path::Path) -> Result<std::fs::File, String> {
+pub(crate) fn lock_pid_file(path: &std::path::Path) -> Result<std::fs::File> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| Error::io(path.display().to_string(), e))?;
     if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         let holder = std::fs::read_to_string(path).unwrap_or_default();
-        return Err(format!(
+        // Transient: the other process may stop (a one-off command ends by itself).
+        return Err(Error::transient(format!(
             "{} is in use by another mukaika (pid {}): one service per data directory",
             path.display(),
             holder.trim()
-        ));
+        )));
     }
     Ok(file)
 }
@@ -79,17 +83,14 @@ pub fn restrict_umask() {
 
 /// Creates the data directory, and takes group write and other users' access away from it
 /// when it already exists (an installation made under umask 022 left it 0755).
-pub(crate) fn private_data_dir(dir: &std::path::Path) -> Result<(), String> {
+pub(crate) fn private_data_dir(dir: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mode = std::fs::metadata(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .permissions()
-        .mode()
-        & 0o7777;
+    let io = |e| Error::io(dir.display().to_string(), e);
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode() & 0o7777;
     if mode & PRIVATE_UMASK != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & !PRIVATE_UMASK))
-            .map_err(|e| format!("{}: chmod: {e}", dir.display()))?;
+            .map_err(|e| Error::io(format!("{}: chmod", dir.display()), e))?;
     }
     Ok(())
 }
@@ -99,7 +100,7 @@ pub(crate) fn private_data_dir(dir: &std::path::Path) -> Result<(), String> {
 ///
 /// # Errors
 /// The lock is held elsewhere, or the file cannot be opened.
-pub fn lock_data_dir(config: &ServiceConfig) -> Result<std::fs::File, String> {
+pub fn lock_data_dir(config: &ServiceConfig) -> Result<std::fs::File> {
     private_data_dir(&config.data.dir)?;
     let file = lock_pid_file(&pid_file(config))?;
     {
@@ -109,4 +110,15 @@ pub fn lock_data_dir(config: &ServiceConfig) -> Result<std::fs::File, String> {
         let _ = writeln!(f, "{}", std::process::id());
     }
     Ok(file)
+}
+
+impl From<spool::SpoolError> for Error {
+    fn from(e: spool::SpoolError) -> Error {
+        let base = if e.is_no_space() {
+            Error::no_space("spool")
+        } else {
+            Error::transient("spool")
+        };
+        base.with_source(e)
+    }
 }
