@@ -478,7 +478,7 @@ fn quarantine_retention_removes_old_items_only_after_recording_them() {
         store.put(&it, body).unwrap();
     };
     item("old-1", "2020-01-01T00:00:00.000Z", b"old bytes");
-    item("new-1", &mukaika::audit::log::now_rfc3339(), b"new bytes");
+    item("new-1", &mukaika::clock::now_rfc3339(), b"new bytes");
     item("odd-1", "not a time", b"odd bytes");
 
     let expired = mukaika::review::retention::run(&log, &store, 1825, 180).unwrap();

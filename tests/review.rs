@@ -84,7 +84,7 @@ fn an_approval_survives_a_failed_delivery_and_goes_out_on_the_next_pass() {
     let maildir = blocker.path().join("maildir");
     std::fs::write(&maildir, b"a file where the maildir should be").unwrap();
     let f = fixture(Some(&maildir), |_| {});
-    let now = mukaika::audit::log::now_rfc3339();
+    let now = mukaika::clock::now_rfc3339();
     f.store.put(&item("I1", "mail", &now), b"I1").unwrap();
     let r = f
         .review
@@ -111,7 +111,7 @@ fn an_approval_survives_a_failed_delivery_and_goes_out_on_the_next_pass() {
 #[test]
 fn an_import_item_is_copied_to_its_export_folder_with_a_release_report() {
     let f = fixture(None, |_| {});
-    let now = mukaika::audit::log::now_rfc3339();
+    let now = mukaika::clock::now_rfc3339();
     f.store.put(&item("I2", "import", &now), b"I2").unwrap();
     let refused = f.review.request_release("op", "I2", Target::Original, "x");
     assert!(refused.unwrap_err().is_invalid(), "no original recipients");
@@ -137,7 +137,7 @@ fn an_import_item_is_copied_to_its_export_folder_with_a_release_report() {
 #[test]
 fn requests_whose_item_expired_are_closed_not_left_open() {
     let f = fixture(None, |_| {});
-    let now = mukaika::audit::log::now_rfc3339();
+    let now = mukaika::clock::now_rfc3339();
     f.store.put(&item("I3", "mail", &now), b"I3").unwrap();
     let r = f
         .review
@@ -155,7 +155,7 @@ fn requests_whose_item_expired_are_closed_not_left_open() {
 #[test]
 fn wrong_roles_and_missing_reasons_are_refused_with_predicates() {
     let f = fixture(None, |_| {});
-    let now = mukaika::audit::log::now_rfc3339();
+    let now = mukaika::clock::now_rfc3339();
     f.store.put(&item("I4", "mail", &now), b"I4").unwrap();
     assert!(f
         .review
@@ -198,8 +198,8 @@ fn the_administrators_digest_goes_out_when_due_and_not_before() {
         c.notices.digest_minutes = 30;
     });
     let sink = Sink::Maildir(f.data.path().join("maildir"));
-    let now = mukaika::audit::log::now_millis();
-    let at = |mins_ago: u64| mukaika::audit::log::rfc3339_at(now - mins_ago * 60_000);
+    let now = mukaika::clock::now_ms();
+    let at = |mins_ago: u64| mukaika::clock::rfc3339_utc(now - mins_ago * 60_000);
     // The first pass only sets where notices start.
     assert_eq!(
         mukaika::review::digest::admin_pass(&f.review, &sink).unwrap(),
@@ -269,7 +269,7 @@ fn two_approvals_at_once_leave_one_record_and_a_conflict() {
     f.review
         .add_user("cli:test", "ap2", &[Role::Approver])
         .unwrap();
-    let now = mukaika::audit::log::now_rfc3339();
+    let now = mukaika::clock::now_rfc3339();
     for i in 0..8 {
         let id = format!("C{i}");
         f.store

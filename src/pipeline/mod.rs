@@ -73,7 +73,7 @@ impl RateLimit {
 
     /// `Some(suppressed)` when a line may be written now.
     pub(crate) fn allow(&self) -> Option<u64> {
-        let now = crate::audit::log::now_millis();
+        let now = crate::clock::now_ms();
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if now.saturating_sub(st.0) >= 1000 {
             let suppressed = st.1;
@@ -304,13 +304,13 @@ impl Pipeline {
         let outcome = match converted {
             Converted::Outcome(o) => *o,
             Converted::ScannerUnavailable(why) => {
-                let next = crate::audit::log::now_millis() + SCANNER_RETRY_MS;
+                let next = crate::clock::now_ms() + SCANNER_RETRY_MS;
                 self.audit
                     .append(AuditEvent::Deferred(Deferred {
                         queue_id: meta.id.clone(),
                         reason: format!("antivirus unavailable: {why}"),
                         attempt: meta.attempts + 1,
-                        next_attempt: crate::audit::log::rfc3339_at(next),
+                        next_attempt: crate::clock::rfc3339_utc(next),
                     }))
                     .map_err(|e| e.to_string())?;
                 tracing::warn!(queue_id = %meta.id, reason = %why, "antivirus unavailable; conversion deferred");
@@ -434,13 +434,13 @@ impl Pipeline {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    let next = crate::audit::log::now_millis()
-                        + 60_000 * u64::from(meta.attempts + 1).min(60);
+                    let next =
+                        crate::clock::now_ms() + 60_000 * u64::from(meta.attempts + 1).min(60);
                     events.push(AuditEvent::Deferred(Deferred {
                         queue_id: meta.id.clone(),
                         reason: e.clone(),
                         attempt: meta.attempts + 1,
-                        next_attempt: crate::audit::log::rfc3339_at(next),
+                        next_attempt: crate::clock::rfc3339_utc(next),
                     }));
                     self.audit.append_all(&events).map_err(|e| e.to_string())?;
                     return lease.defer(&e, next).map_err(|e| e.to_string());
@@ -470,7 +470,7 @@ impl Pipeline {
             detail: held.detail.to_string(),
             sha256: mukaika_sanitizers::report::sha256_hex(held.bytes),
             size: held.bytes.len() as u64,
-            at: crate::audit::log::now_rfc3339(),
+            at: crate::clock::now_rfc3339(),
             report: held.report,
             mail_from: Some(envelope.mail_from.clone()),
             rcpt_to: envelope.rcpt_to.clone(),
@@ -504,7 +504,7 @@ impl Pipeline {
         let Some((envelope, bytes)) = crate::pipeline::notice::for_recipients(
             &config.notices,
             &meta.id,
-            &crate::audit::time::jst(&meta.received_at),
+            &crate::clock::jst_display_of(&meta.received_at),
             &refs,
         ) else {
             return;
