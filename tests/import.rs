@@ -144,7 +144,9 @@ fn dropped_files_come_out_sanitized_with_reports_and_the_rest_is_held() {
         .find_map(|l| l.strip_prefix("処理日時: "))
         .unwrap_or_default();
     assert!(
-        processed.len() == 25 && processed.ends_with(" (JST)") && !processed.contains('T'),
+        processed.len() == 25
+            && processed.get(10..11) == Some(" ")
+            && processed.ends_with(" (JST)"),
         "{report}"
     );
     let exe = std::fs::read_to_string(export.join("setup.exe.無害化レポート.txt")).unwrap();
