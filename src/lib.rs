@@ -10,6 +10,7 @@ pub mod admin;
 pub mod alloc;
 pub mod antivirus;
 pub mod audit;
+pub mod clock;
 pub mod config;
 pub mod durable;
 pub mod envelope;

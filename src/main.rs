@@ -704,7 +704,8 @@ fn audit(command: AuditCommand) -> Result<ExitCode> {
                     println!(
                         "{:>8}  {}  {:<20} {:<28} {}",
                         r.seq,
-                        shown(&r.ts),
+                        // People read this listing: Japan time, marked (--json keeps UTC).
+                        shown(&mukaika::clock::jst_display_of(&r.ts)),
                         shown(kind),
                         shown(id),
                         shown(verdict)
@@ -870,7 +871,7 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
                         shown(&m.id),
                         s,
                         m.size,
-                        shown(&m.received_at),
+                        shown(&mukaika::clock::jst_display_of(&m.received_at)),
                         shown(&m.envelope.mail_from),
                         shown(&m.envelope.rcpt_to.join(",")),
                         shown(&m.last_error.unwrap_or_default())
@@ -1035,7 +1036,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                 mukaika::store::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
             // JSON lines only under --json: a header row is not JSON.
             if !json {
-                println!("隔離ID	日時(JST)	経路	理由	名前	差出人	宛先");
+                println!("隔離ID	日時	経路	理由	名前	差出人	宛先");
             }
             for item in store.list()? {
                 if reason.as_ref().is_some_and(|r| *r != item.reason) {
@@ -1047,7 +1048,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                     println!(
                         "{}	{}	{}	{}	{}	{}	{}",
                         shown(&item.id),
-                        shown(&mukaika::audit::time::jst(&item.at)),
+                        shown(&mukaika::clock::jst_display_of(&item.at)),
                         shown(&item.source),
                         shown(&item.reason),
                         shown(item.name.as_deref().unwrap_or("(メール全体)")),
@@ -1215,7 +1216,7 @@ fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitC
                     mukaika::review::roles_text(&u.roles),
                     u.last_login_at
                         .as_deref()
-                        .map(mukaika::audit::time::jst)
+                        .map(mukaika::clock::jst_display_of)
                         .unwrap_or_default(),
                     if u.must_change { "はい" } else { "いいえ" }
                 );

@@ -478,7 +478,7 @@ fn quarantine_retention_removes_old_items_only_after_recording_them() {
         store.put(&it, body).unwrap();
     };
     item("old-1", "2020-01-01T00:00:00.000Z", b"old bytes");
-    item("new-1", &mukaika::audit::log::now_rfc3339(), b"new bytes");
+    item("new-1", &mukaika::clock::now_rfc3339(), b"new bytes");
     item("odd-1", "not a time", b"odd bytes");
 
     let expired = mukaika::review::retention::run(&log, &store, 1825, 180).unwrap();
@@ -506,4 +506,80 @@ fn quarantine_retention_removes_old_items_only_after_recording_them() {
             .count(),
         1
     );
+}
+
+/// 2026-12-04T17:52:55.843Z: 02:52:55 on the 5th in Japan.
+const LATE_EVENING_UTC: u64 = 1_796_406_775_843;
+
+#[test]
+fn records_carry_the_clock_in_utc_and_search_shows_people_japan_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = mukaika::clock::TestClock::at(LATE_EVENING_UTC);
+    let log = AuditLog::open(AuditConfig {
+        clock: clock.clone(),
+        ..AuditConfig::new(dir.path(), "gw1")
+    })
+    .unwrap();
+    log.append(received(1)).unwrap();
+    clock.advance(std::time::Duration::from_secs(3600));
+    log.append(received(2)).unwrap();
+    drop(log);
+    // The record itself: UTC, in the format verifiers and SIEMs read, and the file named by
+    // the UTC day.
+    let all = files(dir.path());
+    assert_eq!(all.len(), 1);
+    assert!(all[0].ends_with("audit-20261204-0000.jsonl"), "{all:?}");
+    let text = std::fs::read_to_string(&all[0]).unwrap();
+    assert!(
+        text.contains(r#""ts":"2026-12-04T17:52:55.843Z""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""ts":"2026-12-04T18:52:55.843Z""#),
+        "{text}"
+    );
+
+    let search = |json: bool| {
+        let mut args = vec!["audit", "search", "--dir", dir.path().to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mukaika"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let shown = search(false);
+    assert!(shown.contains("2026-12-05 02:52:55 (JST)"), "{shown}");
+    assert!(shown.contains("2026-12-05 03:52:55 (JST)"), "{shown}");
+    assert!(!shown.contains("T17:52"), "{shown}");
+    let json = search(true);
+    assert!(
+        json.contains(r#""ts":"2026-12-04T17:52:55.843Z""#),
+        "{json}"
+    );
+}
+
+#[test]
+fn verify_reports_a_chained_record_whose_time_is_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, hash) = audit::chain::encode(
+        1,
+        "2026-12-04T17:52:55.843Z",
+        "gw1",
+        audit::chain::GENESIS,
+        &received(1),
+        None,
+    );
+    // Re-chained by someone without a key: the hashes link, the time is no time.
+    let (second, _) = audit::chain::encode(2, "yesterday", "gw1", &hash, &received(2), None);
+    std::fs::write(
+        dir.path().join("audit-20261204-0000.jsonl"),
+        format!("{first}{second}"),
+    )
+    .unwrap();
+    let p = problem(dir.path());
+    assert_eq!((p.kind.as_str(), p.line), ("bad-timestamp", 2), "{p:?}");
 }

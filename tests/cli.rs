@@ -561,3 +561,70 @@ fn mail_convert_keeps_a_held_attachment_whose_name_is_300_bytes() {
     assert!(stem.len() > 200, "{name}");
     assert!(format!("{qid}-{long}").starts_with(stem), "{name}");
 }
+
+/// Listings are read by people: Japan time, marked; `--json` keeps the UTC record.
+#[test]
+fn quarantine_and_queue_listings_show_japan_time() {
+    let data = tempfile::tempdir().unwrap();
+    let cfg = data.path().join("mukaika.toml");
+    std::fs::write(&cfg, support::config_text(data.path(), "127.0.0.1:0")).unwrap();
+    let store = mukaika::store::quarantine::open(
+        data.path().join("quarantine"),
+        mukaika::config::QuarantineBackend::Sqlite,
+    )
+    .unwrap();
+    // 2026-12-04T17:52:55.843Z: 02:52:55 on the 5th in Japan.
+    let clock = mukaika::clock::TestClock::at(1_796_406_775_843);
+    let (spool, _) =
+        mukaika::store::spool::Spool::open_with_clock(data.path().join("spool"), 1, clock).unwrap();
+    store
+        .put(
+            &mukaika::store::quarantine::QuarantineItem {
+                id: "Q1".into(),
+                source: "mail".into(),
+                origin_id: "Q1".into(),
+                name: None,
+                reason: "encrypted".into(),
+                detail: String::new(),
+                sha256: mukaika::sanitizers::report::sha256_hex(b"x"),
+                size: 1,
+                at: "2026-12-04T17:52:55.843Z".into(),
+                report: serde_json::Value::Null,
+                mail_from: None,
+                rcpt_to: Vec::new(),
+                subject: None,
+                detected_type: None,
+            },
+            b"x",
+        )
+        .unwrap();
+    spool
+        .accept(
+            mukaika::envelope::Envelope {
+                helo: "x".into(),
+                mail_from: "a@example.invalid".into(),
+                rcpt_to: vec!["b@example.invalid".into()],
+                eight_bit: false,
+                smtputf8: false,
+            },
+            "127.0.0.1",
+            b"Subject: q\r\n\r\nx\r\n",
+        )
+        .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        ["quarantine", "list", "--config", cfg],
+        ["queue", "list", "--config", cfg],
+    ] {
+        let out = mukaika(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            stdout.contains("2026-12-05 02:52:55 (JST)"),
+            "{args:?}: {stdout}"
+        );
+        assert!(!stdout.contains("T17:52"), "{args:?}: {stdout}");
+    }
+    let json = mukaika(&["quarantine", "list", "--json", "--config", cfg]);
+    assert!(String::from_utf8_lossy(&json.stdout).contains("2026-12-04T17:52:55.843Z"));
+}

@@ -138,6 +138,17 @@ fn dropped_files_come_out_sanitized_with_reports_and_the_rest_is_held() {
     ] {
         assert!(report.contains(needle), "{needle} missing:\n{report}");
     }
+    // Staff read the text report: its time is Japan time, and says so.
+    let processed = report
+        .lines()
+        .find_map(|l| l.strip_prefix("処理日時: "))
+        .unwrap_or_default();
+    assert!(
+        processed.len() == 25
+            && processed.get(10..11) == Some(" ")
+            && processed.ends_with(" (JST)"),
+        "{report}"
+    );
     let exe = std::fs::read_to_string(export.join("setup.exe.無害化レポート.txt")).unwrap();
     assert!(
         exe.contains("判定: 削除") && exe.contains("隔離ID: "),

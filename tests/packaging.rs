@@ -247,6 +247,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &[
         "alloc",
+        "clock",
         "antivirus",
         "durable",
         "envelope",

@@ -291,7 +291,7 @@ fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
                 detail: "synthetic".into(),
                 sha256: mukaika_sanitizers::report::sha256_hex(original),
                 size: original.len() as u64,
-                at: mukaika::audit::log::now_rfc3339(),
+                at: mukaika::clock::now_rfc3339(),
                 report: serde_json::Value::Null,
                 mail_from: Some("sender@example.com".into()),
                 rcpt_to: vec!["soumu@city.example.invalid".into()],

@@ -18,12 +18,27 @@ struct Fixture {
 }
 
 fn fixture(sink_dir: Option<&Path>, edit: impl FnOnce(&mut ServiceConfig)) -> Fixture {
+    fixture_at(mukaika::clock::system(), sink_dir, edit)
+}
+
+/// A fixture whose review and audit log run on `clock`.
+fn fixture_at(
+    clock: mukaika::clock::SharedClock,
+    sink_dir: Option<&Path>,
+    edit: impl FnOnce(&mut ServiceConfig),
+) -> Fixture {
     let data = tempfile::tempdir().unwrap();
     let mut config = ServiceConfig::default_config();
     config.data.dir = data.path().to_path_buf();
     edit(&mut config);
     let store = Arc::new(SqliteQuarantine::open(data.path().join("quarantine")).unwrap());
-    let audit = Arc::new(AuditLog::open(AuditConfig::new(data.path().join("audit"), "t")).unwrap());
+    let audit = Arc::new(
+        AuditLog::open(AuditConfig {
+            clock,
+            ..AuditConfig::new(data.path().join("audit"), "t")
+        })
+        .unwrap(),
+    );
     let sink = Sink::Maildir(
         sink_dir
             .map(Path::to_path_buf)
@@ -84,7 +99,7 @@ fn an_approval_survives_a_failed_delivery_and_goes_out_on_the_next_pass() {
     let maildir = blocker.path().join("maildir");
     std::fs::write(&maildir, b"a file where the maildir should be").unwrap();
     let f = fixture(Some(&maildir), |_| {});
-    let now = mukaika::audit::log::now_rfc3339();
+    let now = mukaika::clock::now_rfc3339();
     f.store.put(&item("I1", "mail", &now), b"I1").unwrap();
     let r = f
         .review
@@ -111,7 +126,7 @@ fn an_approval_survives_a_failed_delivery_and_goes_out_on_the_next_pass() {
 #[test]
 fn an_import_item_is_copied_to_its_export_folder_with_a_release_report() {
     let f = fixture(None, |_| {});
-    let now = mukaika::audit::log::now_rfc3339();
+    let now = mukaika::clock::now_rfc3339();
     f.store.put(&item("I2", "import", &now), b"I2").unwrap();
     let refused = f.review.request_release("op", "I2", Target::Original, "x");
     assert!(refused.unwrap_err().is_invalid(), "no original recipients");
@@ -137,7 +152,7 @@ fn an_import_item_is_copied_to_its_export_folder_with_a_release_report() {
 #[test]
 fn requests_whose_item_expired_are_closed_not_left_open() {
     let f = fixture(None, |_| {});
-    let now = mukaika::audit::log::now_rfc3339();
+    let now = mukaika::clock::now_rfc3339();
     f.store.put(&item("I3", "mail", &now), b"I3").unwrap();
     let r = f
         .review
@@ -155,7 +170,7 @@ fn requests_whose_item_expired_are_closed_not_left_open() {
 #[test]
 fn wrong_roles_and_missing_reasons_are_refused_with_predicates() {
     let f = fixture(None, |_| {});
-    let now = mukaika::audit::log::now_rfc3339();
+    let now = mukaika::clock::now_rfc3339();
     f.store.put(&item("I4", "mail", &now), b"I4").unwrap();
     assert!(f
         .review
@@ -198,8 +213,8 @@ fn the_administrators_digest_goes_out_when_due_and_not_before() {
         c.notices.digest_minutes = 30;
     });
     let sink = Sink::Maildir(f.data.path().join("maildir"));
-    let now = mukaika::audit::log::now_millis();
-    let at = |mins_ago: u64| mukaika::audit::log::rfc3339_at(now - mins_ago * 60_000);
+    let now = mukaika::clock::now_ms();
+    let at = |mins_ago: u64| mukaika::clock::rfc3339_utc(now - mins_ago * 60_000);
     // The first pass only sets where notices start.
     assert_eq!(
         mukaika::review::digest::admin_pass(&f.review, &sink).unwrap(),
@@ -269,7 +284,7 @@ fn two_approvals_at_once_leave_one_record_and_a_conflict() {
     f.review
         .add_user("cli:test", "ap2", &[Role::Approver])
         .unwrap();
-    let now = mukaika::audit::log::now_rfc3339();
+    let now = mukaika::clock::now_rfc3339();
     for i in 0..8 {
         let id = format!("C{i}");
         f.store
@@ -340,4 +355,68 @@ fn a_throttled_address_leaves_the_accounts_usable_from_elsewhere() {
     // The accounts the address tried last were never counted against: staff elsewhere log in.
     assert!(f.review.login("op", &op, "192.0.2.10").is_ok());
     assert!(f.review.login("ap", &ap, "192.0.2.11").is_ok());
+}
+
+/// 2030-01-01T00:00:00Z: far from the machine's clock, so only the fixture's clock can make
+/// these digests due.
+const T2030: u64 = 1_893_456_000_000;
+
+fn digest_fixture(clock: &Arc<mukaika::clock::TestClock>) -> Fixture {
+    fixture_at(clock.clone(), None, |c| {
+        c.notices.admin_to = vec!["security@city.example.lg.jp".into()];
+        c.notices.admin_mode = NoticeMode::Digest;
+        c.notices.digest_minutes = 30;
+    })
+}
+
+#[test]
+fn admin_digest_is_due_when_the_clock_passes_digest_minutes() {
+    use mukaika::clock::rfc3339_utc;
+    use std::time::Duration;
+    let clock = mukaika::clock::TestClock::at(T2030);
+    let f = digest_fixture(&clock);
+    let sink = Sink::Maildir(f.data.path().join("maildir"));
+    let pass = || mukaika::review::digest::admin_pass(&f.review, &sink).unwrap();
+    assert_eq!(pass(), 0, "the first pass only sets where notices start");
+    clock.advance(Duration::from_secs(60));
+    f.store
+        .put(&item("NEW1", "mail", &rfc3339_utc(T2030 + 60_000)), b"NEW1")
+        .unwrap();
+    clock.advance(Duration::from_secs(28 * 60));
+    assert_eq!(pass(), 0, "29 minutes after the last: not due");
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        pass(),
+        1,
+        "30 minutes (and the settling time) after the last: due"
+    );
+    assert_eq!(files_in(&f.data.path().join("maildir/new")).len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(f.data.path().join("notice-state")).unwrap(),
+        rfc3339_utc(T2030 + 30 * 60_000 - 5_000)
+    );
+}
+
+#[test]
+fn a_damaged_digest_watermark_announces_items_rather_than_skipping_them() {
+    let clock = mukaika::clock::TestClock::at(T2030);
+    let f = digest_fixture(&clock);
+    let sink = Sink::Maildir(f.data.path().join("maildir"));
+    f.store
+        .put(
+            &item(
+                "HELD",
+                "mail",
+                &mukaika::clock::rfc3339_utc(T2030 - 3_600_000),
+            ),
+            b"HELD",
+        )
+        .unwrap();
+    // "zz" sorts after every timestamp: listed as text, it would hide every item.
+    std::fs::write(f.data.path().join("notice-state"), "zz").unwrap();
+    assert_eq!(
+        mukaika::review::digest::admin_pass(&f.review, &sink).unwrap(),
+        1
+    );
+    assert_eq!(files_in(&f.data.path().join("maildir/new")).len(), 1);
 }

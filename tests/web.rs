@@ -31,7 +31,7 @@ fn seed(data: &Path, id: &str, name: Option<&str>, reason: &str, subject: &str, 
                 detail: "synthetic test item".into(),
                 sha256: mukaika_sanitizers::report::sha256_hex(bytes),
                 size: bytes.len() as u64,
-                at: mukaika::audit::log::now_rfc3339(),
+                at: mukaika::clock::now_rfc3339(),
                 report: serde_json::json!({"verdict": "quarantined", "findings": [subject]}),
                 mail_from: Some("sender@example.com".into()),
                 rcpt_to: vec!["staff@city.example.lg.jp".into()],
@@ -1079,7 +1079,7 @@ fn the_list_filters_searches_and_pages() {
         rows(&b.get("/items?since=2000-01-01&until=2000-01-02").text()),
         0
     );
-    let today = mukaika::audit::time::jst(&mukaika::audit::log::now_rfc3339())[..10].to_string();
+    let today = mukaika::audit::time::jst(&mukaika::clock::now_rfc3339())[..10].to_string();
     assert!(b
         .get(&format!("/items?since={today}&until={today}"))
         .text()

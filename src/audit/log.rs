@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 
 use super::chain::{self, GENESIS};
 use super::event::{AuditEvent, Checkpoint, Recovery};
-use super::time;
 use super::AuditError;
+use crate::clock::{self, SharedClock};
 
 /// How the log is written.
 #[derive(Debug, Clone)]
@@ -46,6 +46,8 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// Also forward every record to a SIEM (RFC 5424), after it is durable.
     pub syslog: Option<super::syslog::SyslogTarget>,
+    /// Where record times come from (tests set a [`crate::clock::TestClock`]).
+    pub clock: SharedClock,
 }
 
 impl AuditConfig {
@@ -58,6 +60,7 @@ impl AuditConfig {
             max_file_bytes: 64 << 20,
             checkpoint_every: 1000,
             syslog: None,
+            clock: clock::system(),
         }
     }
 }
@@ -115,12 +118,12 @@ impl AuditLog {
         fs::create_dir_all(&config.dir).map_err(|e| AuditError::io(&config.dir, e))?;
         let files = list_files(&config.dir)?;
         let tail = last_valid(&files, config.hmac_key.as_deref())?;
-        let now = time::now_millis();
+        let now = config.clock.now_ms();
         let (seq, hash, last_ts) = match &tail.last {
             Some((seq, hash, ts)) => (*seq + 1, hash.clone(), *ts),
             None => (1, GENESIS.to_string(), 0),
         };
-        let today = time::day(now);
+        let today = clock::day_utc(now);
         // Keep appending to today's file unless it ends in a torn line (never write after one).
         let (file, day, index, size) = match files.last() {
             Some(last)
@@ -179,6 +182,11 @@ impl AuditLog {
     /// The syslog forwarder, if configured (for health and metrics).
     pub fn forwarder(&self) -> Option<&super::syslog::Forwarder> {
         self.forwarder.as_ref()
+    }
+
+    /// The clock that stamps records (retention judges ages by it too).
+    pub fn clock(&self) -> &SharedClock {
+        &self.config.clock
     }
 
     /// The directory the log writes to.
@@ -267,11 +275,11 @@ impl AuditLog {
 
     fn needs_rotation(&self, st: &State) -> bool {
         st.size + st.pending.len() as u64 >= self.config.max_file_bytes
-            || time::day(time::now_millis().max(st.last_ts)) != st.day
+            || clock::day_utc(self.config.clock.now_ms().max(st.last_ts)) != st.day
     }
 
     fn rotate(&self, st: &mut State) -> Result<(), AuditError> {
-        let day = time::day(time::now_millis().max(st.last_ts));
+        let day = clock::day_utc(self.config.clock.now_ms().max(st.last_ts));
         let index = if day == st.day { st.index + 1 } else { 0 };
         let (file, _) = create_file(&self.config.dir, &day, index)?;
         st.file = file;
@@ -283,10 +291,10 @@ impl AuditLog {
 
     fn push(&self, st: &mut State, event: &AuditEvent) -> u64 {
         let seq = st.next_seq;
-        let ts = time::now_millis().max(st.last_ts);
+        let ts = self.config.clock.now_ms().max(st.last_ts);
         let (line, hash) = chain::encode(
             seq,
-            &time::rfc3339(ts),
+            &clock::rfc3339_utc(ts),
             &self.config.node,
             &st.last_hash,
             event,
@@ -405,7 +413,12 @@ impl AuditLog {
     /// # Errors
     /// A file cannot be read or removed, or the record cannot be written.
     pub fn expire(&self, days: u32) -> Result<Vec<String>, AuditError> {
-        let cutoff = time::day(time::now_millis().saturating_sub(u64::from(days) * 86_400_000));
+        let cutoff = clock::day_utc(
+            self.config
+                .clock
+                .now_ms()
+                .saturating_sub(u64::from(days) * 86_400_000),
+        );
         let current = {
             let st = self.lock()?;
             format!("audit-{}-{:04}.jsonl", st.day, st.index)
@@ -510,7 +523,13 @@ fn last_valid(files: &[PathBuf], key: Option<&[u8]>) -> Result<Tail, AuditError>
         for (n, line) in lines.iter().enumerate() {
             let is_last = n + 1 == lines.len();
             match chain::decode(line, key) {
-                Ok(r) => last = Some((r.seq, r.hash, parse_ts(&r.ts))),
+                Ok(r) => {
+                    // A time that cannot be read (verify reports it) raises no floor for the
+                    // next record's time: the floor stays at the last readable one.
+                    let floor = last.as_ref().map_or(0, |(_, _, ts)| *ts);
+                    let ts = clock::parse_rfc3339(&r.ts).unwrap_or(floor);
+                    last = Some((r.seq, r.hash, ts));
+                }
                 Err(_) if is_last && i + 1 == files.len() && torn.is_none() => {
                     torn = Some(Recovery {
                         file: path
@@ -541,45 +560,8 @@ fn last_valid(files: &[PathBuf], key: Option<&[u8]>) -> Result<Tail, AuditError>
     Ok(Tail { last: None, torn })
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, by the system clock. Kept only for `src/admin/web`,
+/// which is being rewritten elsewhere; everything else uses `crate::clock`.
 pub fn now_millis() -> u64 {
-    time::now_millis()
-}
-
-/// A given instant (milliseconds since the epoch) in the audit log's timestamp format.
-pub fn rfc3339_at(millis: u64) -> String {
-    time::rfc3339(millis)
-}
-
-/// Now, as the audit log writes timestamps (RFC 3339 UTC with milliseconds).
-pub fn now_rfc3339() -> String {
-    time::rfc3339(time::now_millis())
-}
-
-/// Milliseconds of an RFC 3339 timestamp written by this module (0 if unreadable).
-pub fn parse_ts(ts: &str) -> u64 {
-    let num = |r: std::ops::Range<usize>| ts.get(r).and_then(|s| s.parse::<u64>().ok());
-    let (Some(y), Some(m), Some(d), Some(h), Some(mi), Some(s), Some(ms)) = (
-        num(0..4),
-        num(5..7),
-        num(8..10),
-        num(11..13),
-        num(14..16),
-        num(17..19),
-        num(20..23),
-    ) else {
-        return 0;
-    };
-    // Days from civil (inverse of time::civil).
-    let (y, m) = if m <= 2 {
-        (y as i64 - 1, m + 9)
-    } else {
-        (y as i64, m - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m as i64 + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    (days as u64) * 86_400_000 + h * 3_600_000 + mi * 60_000 + s * 1000 + ms
+    crate::clock::now_ms()
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::chain::{self, LineProblem, Record, GENESIS};
-use super::log::{list_files, parse_ts};
+use super::log::list_files;
 use super::AuditError;
 
 /// The result of a verification run.
@@ -44,7 +44,7 @@ pub struct Problem {
     pub file: String,
     /// The line (1-based).
     pub line: u64,
-    /// `edited`, `broken-link`, `gap`, `reordered`, `truncated`, `bad-mac`.
+    /// `edited`, `broken-link`, `gap`, `reordered`, `bad-timestamp`, `truncated`, `bad-mac`.
     pub kind: String,
     /// Details.
     pub detail: String,
@@ -159,11 +159,20 @@ pub fn verify(
                     record.seq - 1
                 ));
             }
-            if let Some(problem) = check_link(&record, prev.as_ref(), &name, line_no) {
+            // The writer only writes readable times: one that is not was written by someone
+            // else (the chain without a key proves only the order of records).
+            let Some(at) = crate::clock::parse_rfc3339(&record.ts) else {
+                report.problem = Some(fail(
+                    "bad-timestamp",
+                    format!("timestamp {:?} is not an RFC 3339 time", record.ts),
+                ));
+                return Ok(report);
+            };
+            if let Some(problem) = check_link(&record, at, prev.as_ref(), &name, line_no) {
                 report.problem = Some(problem);
                 return Ok(report);
             }
-            prev = Some((record.seq, record.hash.clone(), parse_ts(&record.ts)));
+            prev = Some((record.seq, record.hash.clone(), at));
             report.records += 1;
         }
     }
@@ -217,6 +226,7 @@ fn complete_final(files: &[std::path::PathBuf]) -> bool {
 
 fn check_link(
     record: &Record,
+    at: u64,
     prev: Option<&(u64, String, u64)>,
     file: &str,
     line: u64,
@@ -262,7 +272,7 @@ fn check_link(
                     ),
                 );
             }
-            if parse_ts(&record.ts) < *ts {
+            if at < *ts {
                 return fail(
                     "reordered",
                     format!("timestamp {} is earlier than the record before", record.ts),

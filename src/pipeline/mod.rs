@@ -71,7 +71,7 @@ impl RateLimit {
 
     /// `Some(suppressed)` when a line may be written now.
     pub(crate) fn allow(&self) -> Option<u64> {
-        let now = crate::audit::log::now_millis();
+        let now = crate::clock::now_ms();
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if now.saturating_sub(st.0) >= 1000 {
             let suppressed = st.1;
@@ -281,7 +281,7 @@ impl Pipeline {
         elapsed: Duration,
     ) -> Result<()> {
         let meta = lease.meta().clone();
-        let now = crate::audit::log::now_millis();
+        let now = self.spool.clock().now_ms();
         let config = self.config.get();
         let settlement = settle::decide(
             &meta,

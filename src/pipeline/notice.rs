@@ -87,7 +87,7 @@ pub(crate) fn from_gateway(from: &str, to: &[String], msg: Written) -> (Envelope
                 address: a.clone(),
             })
             .collect(),
-        date: Some(crate::audit::time::rfc5322_now()),
+        date: Some(crate::clock::rfc5322(crate::clock::now_ms())),
         ..msg
     };
     let envelope = Envelope {
@@ -146,11 +146,13 @@ pub fn for_admins(
         .iter()
         .map(|i| {
             format!(
-                "・{} [{}] {} — {}（差出人 {}、宛先 {}）\n",
+                "・{} [{}] {} — {}（{} 隔離、差出人 {}、宛先 {}）\n",
                 i.id,
                 i.source,
                 i.name.as_deref().unwrap_or("メール全体"),
                 reason_ja(&i.reason),
+                // People read this: Japan time, marked; the record keeps UTC.
+                crate::clock::jst_display_of(&i.at),
                 i.mail_from.as_deref().unwrap_or("-"),
                 if i.rcpt_to.is_empty() {
                     "-".to_string()
@@ -239,5 +241,21 @@ mod tests {
         let parsed = mail_parser::MessageParser::default().parse(bytes).unwrap();
         assert_eq!(parsed.subject(), Some("[mukaika] 隔離 1 件"));
         assert!(parsed.body_text(0).unwrap().contains("sender@example.com"));
+    }
+
+    #[test]
+    fn admins_notice_shows_when_each_item_was_held_in_japan_time() {
+        let admins = NoticesSection {
+            admin_to: vec!["security@city.example.lg.jp".into()],
+            ..NoticesSection::default()
+        };
+        let mut late = held("Q2", Some("b.zip"), "s");
+        late.at = "2026-11-27T15:30:00.000Z".into(); // already the 28th in Japan
+        let (_, bytes) = for_admins(&admins, "A1", &[&held("Q1", None, "s"), &late]).unwrap();
+        let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        let body = parsed.body_text(0).unwrap();
+        assert!(body.contains("2026-11-27 09:00:00 (JST) 隔離"), "{body}");
+        assert!(body.contains("2026-11-28 00:30:00 (JST) 隔離"), "{body}");
+        assert!(!body.contains("T15:30"), "{body}");
     }
 }

@@ -85,7 +85,7 @@ pub fn decide(
         notice: None,
         events: Vec::new(),
     };
-    let at = crate::audit::log::rfc3339_at(now);
+    let at = crate::clock::rfc3339_utc(now);
     let record =
         |id: &str, name: Option<String>, reason: (&str, &str), bytes: &[u8]| QuarantineItem {
             id: id.to_string(),
@@ -111,7 +111,7 @@ pub fn decide(
                 queue_id: meta.id.clone(),
                 reason: format!("antivirus unavailable: {why}"),
                 attempt: meta.attempts + 1,
-                next_attempt: crate::audit::log::rfc3339_at(next),
+                next_attempt: crate::clock::rfc3339_utc(next),
             }));
             s.defer = Some(("antivirus unavailable".into(), next));
             return s;
@@ -289,7 +289,7 @@ pub fn apply(s: Settlement, meta: &ItemMeta, now: u64, fx: &mut impl Effects) ->
                     queue_id: meta.id.clone(),
                     reason: reason.clone(),
                     attempt: meta.attempts + 1,
-                    next_attempt: crate::audit::log::rfc3339_at(next),
+                    next_attempt: crate::clock::rfc3339_utc(next),
                 }));
                 fx.audit(&events)?;
                 return fx.defer(&reason, next);

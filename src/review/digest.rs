@@ -3,6 +3,8 @@
 //!
 //! Owns: the watermark `<data>/notice-state` (written through `crate::durable`), so a restart
 //! neither repeats nor skips a notice.
+//! Time comes from the review's clock ([`Review::clock`]), so a test decides when a digest is
+//! due instead of waiting `digest_minutes`.
 //! Must never: announce an item whose record may still be being written (see `SETTLE_MS`).
 
 use crate::pipeline::notice;
@@ -31,8 +33,8 @@ pub fn admin_pass(review: &Review, sink: &Sink) -> Result<usize, String> {
     let config = review.config();
     let notices = &config.notices;
     let path = watermark_path(&config);
-    let now = crate::audit::log::now_millis();
-    let upto = crate::audit::log::rfc3339_at(now.saturating_sub(SETTLE_MS));
+    let now = review.clock().now_ms();
+    let upto = crate::clock::rfc3339_utc(now.saturating_sub(SETTLE_MS));
     let since = match std::fs::read_to_string(&path) {
         Ok(s) => s.trim().to_string(),
         // First run: start from now rather than announcing the whole history.
@@ -41,13 +43,24 @@ pub fn admin_pass(review: &Review, sink: &Sink) -> Result<usize, String> {
             return Ok(0);
         }
     };
+    // A damaged watermark must not make notices skip items: items are listed by comparing
+    // text, and garbage such as "x" sorts after every timestamp. Announce everything still in
+    // quarantine once instead (some again, none missed), and say so.
+    let since = if crate::clock::parse_rfc3339(&since).is_some() {
+        since
+    } else {
+        tracing::warn!(path = %path.display(), watermark = %since, "notice watermark unreadable; announcing every quarantined item");
+        String::new()
+    };
     if notices.admin_to.is_empty() {
         return write_watermark(&path, &upto).map(|()| 0);
     }
     if notices.admin_mode == crate::config::NoticeMode::Digest {
-        let last = crate::audit::time::parse_rfc3339(&since).unwrap_or(0);
-        if now.saturating_sub(last) < notices.digest_minutes.max(1) * 60_000 + SETTLE_MS {
-            return Ok(0);
+        // No readable watermark (see above): due now.
+        if let Some(last) = crate::clock::parse_rfc3339(&since) {
+            if now.saturating_sub(last) < notices.digest_minutes.max(1) * 60_000 + SETTLE_MS {
+                return Ok(0);
+            }
         }
     }
     let items = review

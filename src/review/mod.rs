@@ -38,8 +38,8 @@ use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::event::{AdminLogin, ReleaseDecision, UserChanged};
-use crate::audit::log::{now_millis, now_rfc3339};
 use crate::audit::{AuditEvent, AuditLog};
+use crate::clock::SharedClock;
 use crate::config::ServiceConfig;
 use crate::live::Live;
 use crate::sink::{Approval, Outgoing, Sink};
@@ -829,6 +829,20 @@ impl Review {
             .map_err(ReviewError::internal)
     }
 
+    /// The clock decisions, lockouts and notices are timed by: the audit log's, so that what
+    /// the database holds and what the log records agree (tests set a `TestClock`).
+    pub fn clock(&self) -> &SharedClock {
+        self.audit.clock()
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.audit.clock().now_ms()
+    }
+
+    fn now_rfc3339(&self) -> String {
+        crate::clock::rfc3339_utc(self.now_ms())
+    }
+
     /// The quarantine store (for listing and reading items).
     pub fn store(&self) -> &dyn QuarantineStore {
         self.quarantine.as_ref()
@@ -934,7 +948,7 @@ impl Review {
         self.db()?
             .execute(
                 "INSERT INTO users (name, role, hash, must_change, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
-                params![name, roles_text(roles), hash, now_rfc3339()],
+                params![name, roles_text(roles), hash, self.now_rfc3339()],
             )
             .map_err(sql)?;
         Ok(password)
@@ -1017,7 +1031,7 @@ impl Review {
                 outcome: outcome.into(),
             }))
         };
-        let now = now_millis() as i64;
+        let now = self.now_ms() as i64;
         let window = (admin.lockout_secs as i64).saturating_mul(1000);
         if !self
             .clients
@@ -1093,7 +1107,7 @@ impl Review {
             let lock = number >= attempts;
             audit(if lock { "lockout" } else { "failure" })?;
             if lock {
-                let until = now_millis() as i64 + window;
+                let until = self.now_ms() as i64 + window;
                 if hash.is_some() {
                     self.db()?
                         .execute(
@@ -1117,7 +1131,7 @@ impl Review {
             .map_err(sql)?;
         // A parallel attempt may have locked the account while this one was checked: the
         // lock wins.
-        let now = now_millis() as i64;
+        let now = self.now_ms() as i64;
         let locked: bool = db
             .query_row(
                 "SELECT locked_until > ?2 FROM users WHERE name = ?1",
@@ -1133,7 +1147,7 @@ impl Review {
         audit("success")?;
         db.execute(
             "UPDATE users SET failed = 0, failed_since_login = 0, last_login_at = ?2, last_login_from = ?3 WHERE name = ?1",
-            params![name, now_rfc3339(), client],
+            params![name, self.now_rfc3339(), client],
         )
         .map_err(sql)?;
         drop(db);
@@ -1279,7 +1293,7 @@ impl Review {
         match by {
             Some(by) => db.execute(
                 "UPDATE requests SET state = ?2, decided_by = ?3, decision_reason = ?4, decided_at = ?5 WHERE id = ?1",
-                params![id, state.as_str(), by, reason, now_rfc3339()],
+                params![id, state.as_str(), by, reason, self.now_rfc3339()],
             ),
             None => db.execute(
                 "UPDATE requests SET state = ?2 WHERE id = ?1",
@@ -1362,7 +1376,7 @@ impl Review {
         }))?;
         tx.execute(
             "UPDATE requests SET state = ?2, decided_by = ?3, decision_reason = ?4, decided_at = ?5 WHERE id = ?1 AND state = 'pending'",
-            params![request.id, state.as_str(), by, reason, now_rfc3339()],
+            params![request.id, state.as_str(), by, reason, self.now_rfc3339()],
         )
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
@@ -1449,7 +1463,7 @@ impl Review {
                 "この項目には処理中の申請があります / a request for this item is already open",
             ));
         }
-        let id = format!("R{}-{}", now_millis(), &random_hex(3));
+        let id = format!("R{}-{}", self.now_ms(), &random_hex(3));
         self.record(AuditEvent::ReleaseRequested(ReleaseDecision {
             item_id: item_id.into(),
             request_id: Some(id.clone()),
@@ -1466,7 +1480,7 @@ impl Review {
                     actor,
                     serde_json::to_string(&target).map_err(ReviewError::internal)?,
                     reason,
-                    now_rfc3339()
+                    self.now_rfc3339()
                 ],
             )
             .map_err(sql)?;
@@ -1589,7 +1603,7 @@ impl Review {
         self.db()?
             .execute(
                 "UPDATE requests SET state = 'cancelled', decided_by = ?2, decision_reason = ?3, decided_at = ?4 WHERE item_id = ?1 AND state = 'pending'",
-                params![item_id, actor, "item deleted", now_rfc3339()],
+                params![item_id, actor, "item deleted", self.now_rfc3339()],
             )
             .map_err(sql)?;
         self.quarantine

@@ -5,10 +5,12 @@
 //! `retention_expired` record naming what goes *before* it goes, so a crash between the two
 //! leaves a record of a removal that the next pass completes, never a removal without a record.
 //! The audit chain keeps verifying across expired files (see `AuditLog::expire`).
-//! Must never: remove the audit file being written, or an item younger than the period.
+//! Time comes from the audit log's clock ([`AuditLog::clock`]), so that the files and the items
+//! are judged by one "now", and a test decides it without waiting days.
+//! Must never: remove the audit file being written, or an item younger than the period, or an
+//! item whose time cannot be read (it is kept and logged: an unknown age is no proof of age).
 
 use crate::audit::event::RetentionExpired;
-use crate::audit::log::{now_rfc3339, parse_ts};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::store::quarantine::QuarantineStore;
 
@@ -33,13 +35,21 @@ pub fn run(
     quarantine_days: u32,
 ) -> Result<Expired, String> {
     let audit_files = audit.expire(audit_days).map_err(|e| e.to_string())?;
-    let cutoff = parse_ts(&now_rfc3339()).saturating_sub(u64::from(quarantine_days) * 86_400_000);
+    let cutoff = audit
+        .clock()
+        .now_ms()
+        .saturating_sub(u64::from(quarantine_days) * 86_400_000);
     let old: Vec<String> = quarantine
         .list()
         .map_err(|e| format!("quarantine: {e}"))?
         .into_iter()
-        // An unreadable timestamp reads as 0: such an item is kept, never taken for old.
-        .filter(|item| (1..cutoff).contains(&parse_ts(&item.at)))
+        .filter(|item| match crate::clock::parse_rfc3339(&item.at) {
+            Some(at) => at < cutoff,
+            None => {
+                tracing::warn!(id = %item.id, at = %item.at, "quarantine item time unreadable; kept");
+                false
+            }
+        })
         .map(|item| item.id)
         .collect();
     if !old.is_empty() {
@@ -66,4 +76,60 @@ pub fn run(
         audit_files,
         quarantine_items: old,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditConfig;
+    use crate::clock::{Clock, TestClock};
+    use crate::store::quarantine::{FsQuarantine, QuarantineItem};
+    use std::time::Duration;
+
+    fn item(id: &str, at: &str) -> QuarantineItem {
+        QuarantineItem {
+            id: id.into(),
+            source: "mail".into(),
+            origin_id: "Q1".into(),
+            name: None,
+            reason: "policy-quarantine".into(),
+            detail: String::new(),
+            sha256: String::new(),
+            size: 1,
+            at: at.into(),
+            report: serde_json::Value::Null,
+            mail_from: None,
+            rcpt_to: Vec::new(),
+            subject: None,
+            detected_type: None,
+        }
+    }
+
+    #[test]
+    fn expires_an_item_when_the_clock_passes_its_period_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = TestClock::at(1_796_406_775_843);
+        let audit = AuditLog::open(AuditConfig {
+            clock: clock.clone(),
+            ..AuditConfig::new(dir.path().join("audit"), "gw1")
+        })
+        .unwrap();
+        let store = FsQuarantine::open(dir.path().join("quarantine")).unwrap();
+        let put = |it: &QuarantineItem| store.put(it, b"x").unwrap();
+        put(&item("q-now", &crate::clock::rfc3339_utc(clock.now_ms())));
+        put(&item("q-odd", "not a time"));
+        put(&item("q-jst", "2026-12-05T02:52:55.843+09:00"));
+
+        clock.advance(Duration::from_secs(180 * 86_400));
+        assert!(run(&audit, &store, 1825, 180)
+            .unwrap()
+            .quarantine_items
+            .is_empty());
+        clock.advance(Duration::from_millis(1));
+        let mut expired = run(&audit, &store, 1825, 180).unwrap().quarantine_items;
+        expired.sort();
+        assert_eq!(expired, ["q-jst", "q-now"]);
+        let left: Vec<String> = store.list().unwrap().into_iter().map(|i| i.id).collect();
+        assert_eq!(left, ["q-odd"]);
+    }
 }

@@ -475,7 +475,7 @@ impl Importer {
                 detail: reason.detail.clone(),
                 sha256: bytes_sha.clone(),
                 size,
-                at: crate::audit::log::now_rfc3339(),
+                at: crate::clock::now_rfc3339(),
                 report: serde_json::to_value(&report).unwrap_or_default(),
                 mail_from: None,
                 rcpt_to: Vec::new(),
@@ -527,8 +527,14 @@ impl Importer {
         let (suffix, body) = match self.section.report_format {
             ReportFormat::Text => (
                 REPORT_SUFFIX,
-                report_text(&report, rel, out_name.as_deref(), quarantine_id.as_deref())
-                    .into_bytes(),
+                report_text(
+                    &report,
+                    rel,
+                    out_name.as_deref(),
+                    quarantine_id.as_deref(),
+                    crate::clock::now_ms(),
+                )
+                .into_bytes(),
             ),
             ReportFormat::Json => (
                 JSON_REPORT_SUFFIX,
@@ -1036,6 +1042,7 @@ pub fn report_text(
     rel: &str,
     output: Option<&str>,
     quarantine: Option<&str>,
+    processed_at_ms: u64,
 ) -> String {
     let mut t = String::from("\u{FEFF}無害化レポート\r\n");
     t.push_str("================\r\n");
@@ -1082,9 +1089,41 @@ pub fn report_text(
             child.verdict.label_ja()
         ));
     }
+    // Staff read this report: Japan time, marked (the JSON report beside it stays UTC).
     t.push_str(&format!(
         "処理日時: {}\r\n",
-        crate::audit::log::now_rfc3339()
+        crate::clock::jst_display(processed_at_ms)
     ));
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mukaika_sanitizers::FileKind;
+
+    #[test]
+    fn text_report_shows_the_processing_time_in_japan_time() {
+        let report = Report {
+            input: Some("a.pdf".into()),
+            input_sha256: "00".repeat(32),
+            input_size: 1,
+            detected_type: FileKind::Pdf,
+            verdict: Verdict::Passed,
+            reason: None,
+            findings: Vec::new(),
+            removed: Vec::new(),
+            warnings: Vec::new(),
+            output: Some("a.pdf".into()),
+            output_sha256: None,
+            output_type: None,
+            children: Vec::new(),
+        };
+        // 2026-12-04T17:52:55.843Z: already the 5th in Japan.
+        let text = report_text(&report, "a.pdf", Some("a.pdf"), None, 1_796_406_775_843);
+        assert!(
+            text.ends_with("処理日時: 2026-12-05 02:52:55 (JST)\r\n"),
+            "{text}"
+        );
+    }
 }

@@ -36,6 +36,7 @@ use tokio::sync::{watch, Notify};
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::SharedClock;
 use crate::envelope::Envelope;
 
 const STATES: [&str; 6] = ["tmp", "incoming", "active", "deferred", "hold", "corrupt"];
@@ -128,6 +129,9 @@ pub struct Spool {
     /// The last write that failed and has not been followed by a successful one (for
     /// `/healthz`: a full disk is reported while it refuses intake, and cleared after).
     write_failure: Mutex<Option<String>>,
+    /// Stamps `received_at` and IDs, and decides which deferred items are due (tests hand in
+    /// a [`crate::clock::TestClock`] to decide deferrals without sleeping).
+    clock: SharedClock,
 }
 
 /// Group commit for one directory's fsync: every caller returns only after an fsync that
@@ -194,12 +198,24 @@ impl Spool {
         root: impl Into<PathBuf>,
         min_free_bytes: u64,
     ) -> Result<(Arc<Self>, Vec<String>), SpoolError> {
+        Self::open_with_clock(root, min_free_bytes, crate::clock::system())
+    }
+
+    /// [`Spool::open`] with the clock it is to use.
+    ///
+    /// # Errors
+    /// As [`Spool::open`].
+    pub fn open_with_clock(
+        root: impl Into<PathBuf>,
+        min_free_bytes: u64,
+        clock: SharedClock,
+    ) -> Result<(Arc<Self>, Vec<String>), SpoolError> {
         let root = root.into();
         for state in STATES.iter().chain(&[DELIVERED]) {
             let dir = root.join(state);
             fs::create_dir_all(&dir).map_err(|e| SpoolError::io("create", &dir, e))?;
         }
-        let spool = Self::new(root, min_free_bytes);
+        let spool = Self::new(root, min_free_bytes, clock);
         // Intake that never reached incoming/ was never acknowledged.
         for entry in spool.entries("tmp")? {
             let _ = fs::remove_file(entry);
@@ -252,7 +268,7 @@ impl Spool {
         Ok((spool, corrupt))
     }
 
-    fn new(root: PathBuf, min_free_bytes: u64) -> Arc<Self> {
+    fn new(root: PathBuf, min_free_bytes: u64, clock: SharedClock) -> Arc<Self> {
         Arc::new(Spool {
             root,
             min_free_bytes,
@@ -262,6 +278,7 @@ impl Spool {
             active_sync: DirSync::default(),
             delivered_sync: DirSync::default(),
             write_failure: Mutex::new(None),
+            clock,
         })
     }
 
@@ -283,7 +300,7 @@ impl Spool {
                 ));
             }
         }
-        Ok(Self::new(root, 0))
+        Ok(Self::new(root, 0, crate::clock::system()))
     }
 
     /// The last write failure not followed by a success, if any (`/healthz` reports it).
@@ -327,11 +344,13 @@ impl Spool {
         &self.root
     }
 
+    /// The spool's clock: its users decide deferrals by the same time it stamps items with.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     fn new_id(&self) -> String {
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        let millis = self.clock.now_ms();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!(
             "{millis:012X}{:05X}{:04X}",
@@ -365,7 +384,7 @@ impl Spool {
             id: id.clone(),
             envelope,
             client: client.to_string(),
-            received_at: crate::audit::log::now_rfc3339(),
+            received_at: crate::clock::rfc3339_utc(self.clock.now_ms()),
             size: data.len() as u64,
             sha256: mukaika_sanitizers::report::sha256_hex(data),
             attempts: 0,
@@ -789,7 +808,7 @@ pub(crate) async fn lease_loop<F, Fut>(
             }
         }
         let s = Arc::clone(&spool);
-        match tokio::task::spawn_blocking(move || s.lease(crate::audit::log::now_millis())).await {
+        match tokio::task::spawn_blocking(move || s.lease(s.clock.now_ms())).await {
             Ok(Ok(Some(lease))) => {
                 backoff = if work(lease).await {
                     Duration::ZERO
@@ -815,3 +834,40 @@ pub(crate) async fn lease_loop<F, Fut>(
 
 /// The longest a worker waits after a failed settle before it tries again.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, TestClock};
+
+    fn envelope() -> Envelope {
+        Envelope {
+            helo: "h".into(),
+            mail_from: "a@example.jp".into(),
+            rcpt_to: vec!["b@example.lg.jp".into()],
+            eight_bit: false,
+            smtputf8: false,
+        }
+    }
+
+    #[test]
+    fn deferred_item_falls_due_when_the_clock_reaches_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = TestClock::at(1_796_406_775_843);
+        let (spool, _) = Spool::open_with_clock(dir.path(), 0, clock.clone()).unwrap();
+        let meta = spool
+            .accept(envelope(), "192.0.2.1", b"Subject: x\r\n\r\nx\r\n")
+            .unwrap();
+        assert_eq!(meta.received_at, "2026-12-04T17:52:55.843Z");
+        let lease = spool.lease(spool.clock().now_ms()).unwrap().unwrap();
+        lease
+            .defer("421 try later", clock.now_ms() + 60_000)
+            .unwrap();
+        clock.advance(Duration::from_secs(59));
+        assert!(spool.lease(spool.clock().now_ms()).unwrap().is_none());
+        clock.advance(Duration::from_secs(1));
+        let again = spool.lease(spool.clock().now_ms()).unwrap().unwrap();
+        assert_eq!(again.meta().id, meta.id);
+        assert_eq!(again.meta().attempts, 1);
+    }
+}
