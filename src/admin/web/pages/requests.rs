@@ -1,0 +1,184 @@
+//! Release requests: the list, and the approve / reject / withdraw decisions.
+//!
+//! Owns: `/requests`, the posts `/requests/{id}/approve`, `/reject` (approvers) and
+//! `/cancel` (operators), and [`decision_forms`], which the item page shows as well.
+//! Invariants: a decision form is offered only on a pending request and only for a role
+//! that may take it; an approver never gets an approve or reject form on their own request
+//! (`Review` refuses it too: 兼務の禁止); an unknown action is a 404 before any session is
+//! looked at.
+//! Must never: decide anything on a GET, or without a reason field posted.
+
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::HeaderMap;
+use maud::{html, Markup};
+
+use super::{no_such_action, state_label, Page, Params, Res};
+use crate::admin::web::guard::{Admits, Approvers, Ctx, Operators, Posted, Signed};
+use crate::admin::web::html::url;
+use crate::admin::web::layout::{done_notice, frame};
+use crate::admin::web::{blocking, lang, redirect, review_error, Web};
+use crate::audit::time::jst;
+use crate::review::{Request, RequestState};
+
+/// The approve / reject / withdraw forms a request offers this account.
+pub(super) fn decision_forms(ctx: &Ctx, r: &Request, me: &str) -> Markup {
+    let lang = ctx.lang;
+    if r.state != RequestState::Pending {
+        return html! {};
+    }
+    let form = |action: &str, label: &str| {
+        html! {
+            form method="post" action={ "/requests/" (url(&r.id)) "/" (action) } {
+                input type="hidden" name="csrf" value=(ctx.session.csrf);
+                input name="reason" required placeholder=(lang.t("理由", "reason")) size="24";
+                " "
+                button { (label) }
+            }
+        }
+    };
+    html! {
+        @if ctx.may::<Approvers>() {
+            @if r.requester == me {
+                span.badge { (lang.t("自分の申請は承認できません", "You cannot decide your own request")) }
+            } @else {
+                (form("approve", lang.t("承認", "Approve")))
+                (form("reject", lang.t("却下", "Reject")))
+            }
+        }
+        @if ctx.may::<Operators>() {
+            (form("cancel", lang.t("取り下げ", "Withdraw")))
+        }
+    }
+}
+
+pub(super) async fn requests(
+    State(web): State<Arc<Web>>,
+    Query(q): Query<Params>,
+    Signed(ctx, _): Signed,
+) -> Page {
+    let lang = ctx.lang;
+    let review = Arc::clone(&web.review);
+    let all = blocking(move || review.requests(None))
+        .await?
+        .map_err(|e| review_error(lang, &e))?;
+    let me = ctx.session.user.as_str();
+    let sections = [
+        (lang.t("承認待ち", "Awaiting approval"), true),
+        (
+            lang.t(
+                "これまでの申請（最新 200 件）",
+                "Earlier requests (latest 200)",
+            ),
+            false,
+        ),
+    ];
+    let body = html! {
+        (done_notice(lang, q.get("done").map(String::as_str)))
+        @for (title, pending) in sections {
+            h2 { (title) }
+            table {
+                tr {
+                    th { "ID" }
+                    th { (lang.t("隔離ID", "Item")) }
+                    th { (lang.t("申請日時", "Requested")) }
+                    th { (lang.t("申請者", "Requester")) }
+                    th { (lang.t("宛先・出力先", "Target")) }
+                    th { (lang.t("理由", "Reason")) }
+                    th { (lang.t("状態", "State")) }
+                    th {}
+                }
+                @for r in all.iter().filter(|r| (r.state == RequestState::Pending) == pending).take(200) {
+                    tr {
+                        td { (r.id) }
+                        td { a href={ "/items/" (url(&r.item_id)) } { (r.item_id) } }
+                        td { (jst(&r.requested_at)) }
+                        td { (r.requester) }
+                        td { (r.target) }
+                        td { (r.reason) }
+                        td {
+                            (state_label(lang, r.state))
+                            @if let Some(by) = &r.decided_by {
+                                " — " (by) " " (r.decision_reason.as_deref().unwrap_or(""))
+                            }
+                        }
+                        td { (decision_forms(&ctx, r, me)) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(frame(
+        lang,
+        &ctx.viewer(),
+        lang.t("解除申請", "Release requests"),
+        body,
+    ))
+}
+
+/// What a decision post does.
+#[derive(Clone, Copy)]
+enum Decision {
+    Approve,
+    Reject,
+    Cancel,
+}
+
+/// Takes `decision` on request `id` for the poster, then shows the item with the outcome.
+async fn decide<R: Admits>(web: Arc<Web>, id: String, post: Posted<R>, decision: Decision) -> Page {
+    let lang = post.ctx.lang;
+    let reason = post.field("reason");
+    let review = Arc::clone(&web.review);
+    let user = post.ctx.session.user.clone();
+    let item = blocking(move || {
+        let item = review.request(&id)?.item_id;
+        match decision {
+            Decision::Approve => review.approve(&user, &id, &reason).map(|_| ()),
+            Decision::Reject => review.reject(&user, &id, &reason),
+            Decision::Cancel => review.cancel(&user, &id, &reason),
+        }
+        .map(|()| item)
+    })
+    .await?
+    .map_err(|e| review_error(lang, &e))?;
+    let done = match decision {
+        Decision::Approve => "approved",
+        Decision::Reject => "rejected",
+        Decision::Cancel => "cancelled",
+    };
+    Ok(redirect(&format!("/items/{}?done={done}", url(&item))))
+}
+
+pub(super) async fn approve(
+    State(web): State<Arc<Web>>,
+    Path(id): Path<String>,
+    post: Posted<Approvers>,
+) -> Page {
+    decide(web, id, post, Decision::Approve).await
+}
+
+pub(super) async fn reject(
+    State(web): State<Arc<Web>>,
+    Path(id): Path<String>,
+    post: Posted<Approvers>,
+) -> Page {
+    decide(web, id, post, Decision::Reject).await
+}
+
+pub(super) async fn cancel(
+    State(web): State<Arc<Web>>,
+    Path(id): Path<String>,
+    post: Posted<Operators>,
+) -> Page {
+    decide(web, id, post, Decision::Cancel).await
+}
+
+/// Any other action: 404 before the session is looked at (the form is still read first).
+pub(super) async fn unknown_action(
+    headers: HeaderMap,
+    Path(_): Path<(String, String)>,
+    Form(_): Form<Params>,
+) -> Res {
+    no_such_action(lang(&headers))
+}
