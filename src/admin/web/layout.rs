@@ -121,6 +121,11 @@ pub(crate) fn error_page(lang: Lang, status: StatusCode, message: &str) -> Respo
     )
 }
 
+/// A table's heading row: each column's Japanese and English name.
+pub(crate) fn head_row(lang: Lang, columns: &[(&str, &str)]) -> Markup {
+    html! { tr { @for (ja, en) in columns { th { (lang.t(ja, en)) } } } }
+}
+
 /// A green notice paragraph.
 pub(crate) fn notice(text: &str) -> Markup {
     html! { p.notice { (text) } }

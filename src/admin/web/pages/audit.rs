@@ -15,7 +15,7 @@ use maud::{html, Markup};
 use super::{Page, Params};
 use crate::admin::web::guard::{Auditors, Signed};
 use crate::admin::web::html::{cut, Lang};
-use crate::admin::web::layout::{error_page, frame};
+use crate::admin::web::layout::{error_page, frame, head_row};
 use crate::admin::web::{blocking, Web};
 use crate::audit::time::jst;
 
@@ -56,12 +56,12 @@ fn kind_and_fields(r: &crate::audit::Record) -> (String, String) {
 pub(super) fn audit_table(lang: Lang, records: &[crate::audit::Record]) -> Markup {
     html! {
         table {
-            tr {
-                th { "#" }
-                th { (lang.t("日時", "Time")) }
-                th { (lang.t("種類", "Event")) }
-                th { (lang.t("内容", "Details")) }
-            }
+            (head_row(lang, &[
+                ("#", "#"),
+                ("日時", "Time"),
+                ("種類", "Event"),
+                ("内容", "Details"),
+            ]))
             @for r in records {
                 @let (kind, fields) = kind_and_fields(r);
                 tr {

@@ -10,13 +10,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use maud::html;
 
-use super::{reason_label, status_key, status_label, Page, Params, STATUS_KEYS};
+use super::{
+    held_items, reason_label, status_key, status_label, unreadable, Page, Params, STATUS_KEYS,
+};
 use crate::admin::web::guard::Signed;
 use crate::admin::web::html::{url, Lang};
-use crate::admin::web::layout::{done_notice, error_page, frame};
+use crate::admin::web::layout::{done_notice, frame, head_row};
 use crate::admin::web::{blocking, Session, Web};
 use crate::audit::time::jst;
 use crate::review::RequestState;
@@ -51,26 +52,15 @@ pub(super) async fn dashboard(
     Signed(ctx, _): Signed,
 ) -> Page {
     let lang = ctx.lang;
+    let (items, statuses) = held_items(&web, lang).await?;
     let w = Arc::clone(&web);
-    let data = blocking(move || {
-        let items = w.review.store().list();
-        let statuses = w.review.statuses();
-        let pending = w.review.requests(Some(RequestState::Pending));
+    let (pending, depths) = blocking(move || {
         let depths: Vec<(&str, crate::store::spool::Depths)> =
             w.spools.iter().map(|(n, s)| (*n, s.depths())).collect();
-        (items, statuses, pending, depths)
+        (w.review.requests(Some(RequestState::Pending)), depths)
     })
     .await?;
-    let (items, statuses, pending, depths) = match data {
-        (Ok(i), Ok(s), Ok(p), d) => (i, s, p, d),
-        _ => {
-            return Err(error_page(
-                lang,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store unreadable",
-            ))
-        }
-    };
+    let pending = pending.map_err(|_| unreadable(lang))?;
     let mut by_status: HashMap<&str, usize> = HashMap::new();
     let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_day: BTreeMap<String, usize> = BTreeMap::new();
@@ -94,7 +84,7 @@ pub(super) async fn dashboard(
         p { a href="/requests" { (lang.t("承認待ちの申請:", "Requests awaiting approval:")) " " (pending.len()) } }
         h2 { (lang.t("理由別", "By reason")) }
         table {
-            tr { th { (lang.t("理由", "Reason")) } th { (lang.t("件数", "Count")) } }
+            (head_row(lang, &[("理由", "Reason"), ("件数", "Count")]))
             @for (reason, n) in &by_reason {
                 tr {
                     td { a href={ "/items?reason=" (url(reason)) } { (reason_label(lang, reason)) } }
@@ -104,7 +94,7 @@ pub(super) async fn dashboard(
         }
         h2 { (lang.t("日別（直近 14 日）", "By day (last 14 days)")) }
         table {
-            tr { th { (lang.t("日付", "Day")) } th { (lang.t("件数", "Count")) } }
+            (head_row(lang, &[("日付", "Day"), ("件数", "Count")]))
             @for (day, n) in by_day.iter().rev().take(14) {
                 tr {
                     td { a href={ "/items?since=" (day) "&until=" (day) } { (day) } }
@@ -114,7 +104,13 @@ pub(super) async fn dashboard(
         }
         h2 { (lang.t("キューの状況", "Queue depths")) }
         table {
-            tr { th { (lang.t("キュー", "Queue")) } th { "incoming" } th { "active" } th { "deferred" } th { "hold" } }
+            (head_row(lang, &[
+                ("キュー", "Queue"),
+                ("incoming", "incoming"),
+                ("active", "active"),
+                ("deferred", "deferred"),
+                ("hold", "hold"),
+            ]))
             @for (name, d) in &depths {
                 tr { td { (name) } td { (d.incoming) } td { (d.active) } td { (d.deferred) } td { (d.hold) } }
             }

@@ -15,16 +15,17 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{header, Response, StatusCode};
+use axum::response::IntoResponse;
 use maud::{html, Markup};
 
 use super::audit::audit_table;
 use super::requests::decision_forms;
-use super::{checked_id, reason_label, state_label, Page, Params};
-use crate::admin::web::guard::{Approvers, Operators, Posted, Signed};
+use super::{act, checked_id, reason_label, state_label, Page, Params, Res};
+use crate::admin::web::guard::{Admits, Approvers, Operators, Posted, Signed};
 use crate::admin::web::html::{url, Lang};
-use crate::admin::web::layout::{done_notice, error, error_page, frame};
+use crate::admin::web::layout::{done_notice, error, error_page, frame, head_row};
 use crate::admin::web::{blocking, redirect, review_error, Web};
 use crate::audit::time::jst;
 use crate::review::{RequestState, Target};
@@ -267,15 +268,15 @@ pub(super) async fn item(
         // Requests and the decisions open to this account.
         h2 { (lang.t("解除申請", "Release requests")) }
         table {
-            tr {
-                th { "ID" }
-                th { (lang.t("申請者", "Requester")) }
-                th { (lang.t("宛先・出力先", "Target")) }
-                th { (lang.t("理由", "Reason")) }
-                th { (lang.t("状態", "State")) }
-                th { (lang.t("判断", "Decision")) }
-                th {}
-            }
+            (head_row(lang, &[
+                ("ID", "ID"),
+                ("申請者", "Requester"),
+                ("宛先・出力先", "Target"),
+                ("理由", "Reason"),
+                ("状態", "State"),
+                ("判断", "Decision"),
+                ("", ""),
+            ]))
             @for r in &requests {
                 tr {
                     td { (r.id) }
@@ -356,18 +357,35 @@ pub(super) async fn item(
     Ok(frame(lang, &ctx.viewer(), &title, body))
 }
 
-pub(super) async fn original(
-    State(web): State<Arc<Web>>,
-    Path(id): Path<String>,
-    post: Posted<Approvers>,
-) -> Page {
-    let lang = post.ctx.lang;
-    checked_id(lang, &id)?;
-    let review = Arc::clone(&web.review);
-    let user = post.ctx.session.user.clone();
-    let (item, bytes) = blocking(move || review.original(&user, &id))
-        .await?
-        .map_err(|e| review_error(lang, &e))?;
+/// A form posted about one item: the item ID from the path, then everything [`Posted`]
+/// checks, then the ID's form (it must not name a path; a 400 page otherwise).
+pub(super) struct ItemPost<R: Admits> {
+    /// The item.
+    id: String,
+    /// The post, guarded.
+    post: Posted<R>,
+}
+
+impl<R: Admits> FromRequest<Arc<Web>> for ItemPost<R> {
+    type Rejection = Res;
+
+    async fn from_request(request: Request, web: &Arc<Web>) -> Result<Self, Res> {
+        let (mut parts, body) = request.into_parts();
+        let Path(id) = Path::<String>::from_request_parts(&mut parts, web)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let post = Posted::<R>::from_request(Request::from_parts(parts, body), web).await?;
+        checked_id(post.ctx.lang, &id)?;
+        Ok(ItemPost { id, post })
+    }
+}
+
+pub(super) async fn original(State(web): State<Arc<Web>>, item: ItemPost<Approvers>) -> Page {
+    let ItemPost { id, post } = item;
+    let (item, bytes) = act(&web, &post.ctx, move |review, user| {
+        review.original(user, &id)
+    })
+    .await?;
     let name = crate::review::release::safe_file_name(&item);
     let ascii: String = name
         .chars()
@@ -404,11 +422,10 @@ fn release_target(post: &Posted<Operators>) -> Result<Target, String> {
 
 pub(super) async fn request_release(
     State(web): State<Arc<Web>>,
-    Path(id): Path<String>,
-    post: Posted<Operators>,
+    item: ItemPost<Operators>,
 ) -> Page {
+    let ItemPost { id, post } = item;
     let lang = post.ctx.lang;
-    checked_id(lang, &id)?;
     let target = release_target(&post).map_err(|e| {
         error_page(
             lang,
@@ -420,27 +437,20 @@ pub(super) async fn request_release(
         )
     })?;
     let reason = post.field("reason");
-    let review = Arc::clone(&web.review);
-    let user = post.ctx.session.user.clone();
     let item_id = id.clone();
-    blocking(move || review.request_release(&user, &item_id, target, &reason))
-        .await?
-        .map_err(|e| review_error(lang, &e))?;
+    act(&web, &post.ctx, move |review, user| {
+        review.request_release(user, &item_id, target, &reason)
+    })
+    .await?;
     Ok(redirect(&format!("/items/{}?done=requested", url(&id))))
 }
 
-pub(super) async fn delete_item(
-    State(web): State<Arc<Web>>,
-    Path(id): Path<String>,
-    post: Posted<Approvers>,
-) -> Page {
-    let lang = post.ctx.lang;
-    checked_id(lang, &id)?;
+pub(super) async fn delete_item(State(web): State<Arc<Web>>, item: ItemPost<Approvers>) -> Page {
+    let ItemPost { id, post } = item;
     let reason = post.field("reason");
-    let review = Arc::clone(&web.review);
-    let user = post.ctx.session.user.clone();
-    blocking(move || review.delete(&user, &id, &reason))
-        .await?
-        .map_err(|e| review_error(lang, &e))?;
+    act(&web, &post.ctx, move |review, user| {
+        review.delete(user, &id, &reason)
+    })
+    .await?;
     Ok(redirect("/items?done=deleted"))
 }

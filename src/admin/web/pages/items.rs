@@ -10,14 +10,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use maud::html;
 
-use super::{reason_label, status_key, status_label, Page, Params, STATUS_KEYS};
+use super::{held_items, reason_label, status_key, status_label, Page, Params, STATUS_KEYS};
 use crate::admin::web::guard::Signed;
 use crate::admin::web::html::{cut, url};
-use crate::admin::web::layout::{done_notice, error_page, frame};
-use crate::admin::web::{blocking, Web};
+use crate::admin::web::layout::{done_notice, frame, head_row};
+use crate::admin::web::Web;
 use crate::audit::time::{jst, parse_rfc3339};
 use crate::store::quarantine::QuarantineItem;
 
@@ -72,18 +71,7 @@ pub(super) async fn items(
     Signed(ctx, _): Signed,
 ) -> Page {
     let lang = ctx.lang;
-    let w = Arc::clone(&web);
-    let (all, statuses) =
-        match blocking(move || (w.review.store().list(), w.review.statuses())).await? {
-            (Ok(i), Ok(s)) => (i, s),
-            _ => {
-                return Err(error_page(
-                    lang,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "store unreadable",
-                ))
-            }
-        };
+    let (all, statuses) = held_items(&web, lang).await?;
     let mut reasons: Vec<&str> = all.iter().map(|i| i.reason.as_str()).collect();
     reasons.sort_unstable();
     reasons.dedup();
@@ -143,18 +131,18 @@ pub(super) async fn items(
         }
         p { (matching.len()) " " (lang.t("件", "items")) }
         table {
-            tr {
-                th { "ID" }
-                th { (lang.t("日時", "Time")) }
-                th { (lang.t("経路", "Source")) }
-                th { (lang.t("差出人", "Sender")) }
-                th { (lang.t("宛先", "Recipients")) }
-                th { (lang.t("件名", "Subject")) }
-                th { (lang.t("名前", "Name")) }
-                th { (lang.t("理由", "Reason")) }
-                th { (lang.t("形式", "Type")) }
-                th { (lang.t("状態", "Status")) }
-            }
+            (head_row(lang, &[
+                ("ID", "ID"),
+                ("日時", "Time"),
+                ("経路", "Source"),
+                ("差出人", "Sender"),
+                ("宛先", "Recipients"),
+                ("件名", "Subject"),
+                ("名前", "Name"),
+                ("理由", "Reason"),
+                ("形式", "Type"),
+                ("状態", "Status"),
+            ]))
             @for (i, status) in matching.iter().skip((page_no - 1) * PAGE_SIZE).take(PAGE_SIZE) {
                 tr {
                     td { a href={ "/items/" (url(&i.id)) } { (i.id) } }

@@ -29,11 +29,12 @@ use axum::http::{header, Response, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 
+use super::guard::Ctx;
 use super::html::Lang;
 use super::layout::error_page;
-use super::Web;
-use crate::review::RequestState;
-use crate::store::quarantine::valid_id;
+use super::{blocking, review_error, Web};
+use crate::review::{RequestState, Review, ReviewError};
+use crate::store::quarantine::{valid_id, QuarantineItem};
 
 type Res = Response<Body>;
 /// What a handler answers: `Err` is an answer too (an error page or a redirect), so `?` ends
@@ -58,9 +59,18 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/items/{id}/request", post(item::request_release))
         .route("/items/{id}/delete", post(item::delete_item))
         .route("/requests", get(requests::requests))
-        .route("/requests/{id}/approve", post(requests::approve))
-        .route("/requests/{id}/reject", post(requests::reject))
-        .route("/requests/{id}/cancel", post(requests::cancel))
+        .route(
+            "/requests/{id}/approve",
+            post(requests::decide::<requests::Approve>),
+        )
+        .route(
+            "/requests/{id}/reject",
+            post(requests::decide::<requests::Reject>),
+        )
+        .route(
+            "/requests/{id}/cancel",
+            post(requests::decide::<requests::Cancel>),
+        )
         .route("/requests/{id}/{action}", post(requests::unknown_action))
         .route("/audit", get(audit::audit_search))
         .route("/users", get(users::users).post(users::add_user))
@@ -87,6 +97,38 @@ async fn set_lang(Path(lang): Path<String>) -> Res {
         )
         .body(Body::empty())
         .unwrap_or_default()
+}
+
+/// Runs `f` on the review as the signed-in account, off the async threads; a refusal becomes
+/// its error page (403, 404, 400, 409 or 500 by kind).
+async fn act<T, F>(web: &Web, ctx: &Ctx, f: F) -> Result<T, Res>
+where
+    T: Send + 'static,
+    F: FnOnce(&Review, &str) -> Result<T, ReviewError> + Send + 'static,
+{
+    let review = Arc::clone(&web.review);
+    let user = ctx.session.user.clone();
+    let lang = ctx.lang;
+    blocking(move || f(&review, &user))
+        .await?
+        .map_err(|e| review_error(lang, &e))
+}
+
+/// Every item with its review status, or the 500 page when the stores cannot be read.
+async fn held_items(
+    web: &Arc<Web>,
+    lang: Lang,
+) -> Result<(Vec<QuarantineItem>, HashMap<String, RequestState>), Res> {
+    let w = Arc::clone(web);
+    match blocking(move || (w.review.store().list(), w.review.statuses())).await? {
+        (Ok(items), Ok(statuses)) => Ok((items, statuses)),
+        _ => Err(unreadable(lang)),
+    }
+}
+
+/// The 500 page for stores that could not be read.
+fn unreadable(lang: Lang) -> Res {
+    error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, "store unreadable")
 }
 
 /// The 404 page for a form posted to an action that does not exist.

@@ -14,13 +14,13 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::HeaderMap;
 use maud::{html, Markup};
 
-use super::{no_such_action, state_label, Page, Params, Res};
+use super::{act, no_such_action, state_label, Page, Params, Res};
 use crate::admin::web::guard::{Admits, Approvers, Ctx, Operators, Posted, Signed};
 use crate::admin::web::html::url;
-use crate::admin::web::layout::{done_notice, frame};
-use crate::admin::web::{blocking, lang, redirect, review_error, Web};
+use crate::admin::web::layout::{done_notice, frame, head_row};
+use crate::admin::web::{lang, redirect, Web};
 use crate::audit::time::jst;
-use crate::review::{Request, RequestState};
+use crate::review::{Request, RequestState, Review, ReviewError};
 
 /// The approve / reject / withdraw forms a request offers this account.
 pub(super) fn decision_forms(ctx: &Ctx, r: &Request, me: &str) -> Markup {
@@ -59,10 +59,7 @@ pub(super) async fn requests(
     Signed(ctx, _): Signed,
 ) -> Page {
     let lang = ctx.lang;
-    let review = Arc::clone(&web.review);
-    let all = blocking(move || review.requests(None))
-        .await?
-        .map_err(|e| review_error(lang, &e))?;
+    let all = act(&web, &ctx, |review, _| review.requests(None)).await?;
     let me = ctx.session.user.as_str();
     let sections = [
         (lang.t("承認待ち", "Awaiting approval"), true),
@@ -79,16 +76,16 @@ pub(super) async fn requests(
         @for (title, pending) in sections {
             h2 { (title) }
             table {
-                tr {
-                    th { "ID" }
-                    th { (lang.t("隔離ID", "Item")) }
-                    th { (lang.t("申請日時", "Requested")) }
-                    th { (lang.t("申請者", "Requester")) }
-                    th { (lang.t("宛先・出力先", "Target")) }
-                    th { (lang.t("理由", "Reason")) }
-                    th { (lang.t("状態", "State")) }
-                    th {}
-                }
+                (head_row(lang, &[
+                    ("ID", "ID"),
+                    ("隔離ID", "Item"),
+                    ("申請日時", "Requested"),
+                    ("申請者", "Requester"),
+                    ("宛先・出力先", "Target"),
+                    ("理由", "Reason"),
+                    ("状態", "State"),
+                    ("", ""),
+                ]))
                 @for r in all.iter().filter(|r| (r.state == RequestState::Pending) == pending).take(200) {
                     tr {
                         td { (r.id) }
@@ -117,61 +114,61 @@ pub(super) async fn requests(
     ))
 }
 
-/// What a decision post does.
-#[derive(Clone, Copy)]
-enum Decision {
-    Approve,
-    Reject,
-    Cancel,
+/// One kind of decision on a pending request: who may take it, what it does, and the
+/// `done` message it leads to.
+pub(super) trait Decision: Send + Sync + 'static {
+    /// The roles that may take it.
+    type Who: Admits;
+    /// The `?done=` key of the item page afterwards.
+    const DONE: &'static str;
+    /// Takes it as `user` on request `id`.
+    fn take(review: &Review, user: &str, id: &str, reason: &str) -> Result<(), ReviewError>;
 }
 
-/// Takes `decision` on request `id` for the poster, then shows the item with the outcome.
-async fn decide<R: Admits>(web: Arc<Web>, id: String, post: Posted<R>, decision: Decision) -> Page {
-    let lang = post.ctx.lang;
+/// An approver releases the item (to the sink, now).
+pub(super) struct Approve;
+/// An approver refuses; the item stays held.
+pub(super) struct Reject;
+/// The request is withdrawn by an operator.
+pub(super) struct Cancel;
+
+impl Decision for Approve {
+    type Who = Approvers;
+    const DONE: &'static str = "approved";
+    fn take(review: &Review, user: &str, id: &str, reason: &str) -> Result<(), ReviewError> {
+        review.approve(user, id, reason).map(|_| ())
+    }
+}
+
+impl Decision for Reject {
+    type Who = Approvers;
+    const DONE: &'static str = "rejected";
+    fn take(review: &Review, user: &str, id: &str, reason: &str) -> Result<(), ReviewError> {
+        review.reject(user, id, reason)
+    }
+}
+
+impl Decision for Cancel {
+    type Who = Operators;
+    const DONE: &'static str = "cancelled";
+    fn take(review: &Review, user: &str, id: &str, reason: &str) -> Result<(), ReviewError> {
+        review.cancel(user, id, reason)
+    }
+}
+
+/// Takes decision `D` on request `id`, then shows the item with the outcome.
+pub(super) async fn decide<D: Decision>(
+    State(web): State<Arc<Web>>,
+    Path(id): Path<String>,
+    post: Posted<D::Who>,
+) -> Page {
     let reason = post.field("reason");
-    let review = Arc::clone(&web.review);
-    let user = post.ctx.session.user.clone();
-    let item = blocking(move || {
+    let item = act(&web, &post.ctx, move |review, user| {
         let item = review.request(&id)?.item_id;
-        match decision {
-            Decision::Approve => review.approve(&user, &id, &reason).map(|_| ()),
-            Decision::Reject => review.reject(&user, &id, &reason),
-            Decision::Cancel => review.cancel(&user, &id, &reason),
-        }
-        .map(|()| item)
+        D::take(review, user, &id, &reason).map(|()| item)
     })
-    .await?
-    .map_err(|e| review_error(lang, &e))?;
-    let done = match decision {
-        Decision::Approve => "approved",
-        Decision::Reject => "rejected",
-        Decision::Cancel => "cancelled",
-    };
-    Ok(redirect(&format!("/items/{}?done={done}", url(&item))))
-}
-
-pub(super) async fn approve(
-    State(web): State<Arc<Web>>,
-    Path(id): Path<String>,
-    post: Posted<Approvers>,
-) -> Page {
-    decide(web, id, post, Decision::Approve).await
-}
-
-pub(super) async fn reject(
-    State(web): State<Arc<Web>>,
-    Path(id): Path<String>,
-    post: Posted<Approvers>,
-) -> Page {
-    decide(web, id, post, Decision::Reject).await
-}
-
-pub(super) async fn cancel(
-    State(web): State<Arc<Web>>,
-    Path(id): Path<String>,
-    post: Posted<Operators>,
-) -> Page {
-    decide(web, id, post, Decision::Cancel).await
+    .await?;
+    Ok(redirect(&format!("/items/{}?done={}", url(&item), D::DONE)))
 }
 
 /// Any other action: 404 before the session is looked at (the form is still read first).

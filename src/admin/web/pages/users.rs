@@ -11,34 +11,31 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use maud::{html, Markup};
 
-use super::{no_such_action, Page, Params, Res};
+use super::{act, no_such_action, Page, Params, Res};
 use crate::admin::web::guard::{Admins, Ctx, Posted, Signed};
 use crate::admin::web::html::{url, Lang};
-use crate::admin::web::layout::{done_notice, frame, role_label, roles_label};
-use crate::admin::web::{blocking, redirect, review_error, Web};
+use crate::admin::web::layout::{done_notice, frame, head_row, role_label, roles_label};
+use crate::admin::web::{redirect, Web};
 use crate::audit::time::jst;
 use crate::review::Role;
 
 /// The accounts page with `notice` above the list.
 async fn users_page(web: &Web, ctx: &Ctx, notice: Markup) -> Page {
     let lang = ctx.lang;
-    let review = Arc::clone(&web.review);
-    let list = blocking(move || review.users())
-        .await?
-        .map_err(|e| review_error(lang, &e))?;
+    let list = act(web, ctx, |review, _| review.users()).await?;
     let now = crate::audit::log::now_millis();
     let csrf = ctx.session.csrf.as_str();
     let body = html! {
         (notice)
         table {
-            tr {
-                th { (lang.t("アカウント", "Account")) }
-                th { (lang.t("役割", "Role")) }
-                th { (lang.t("前回ログイン", "Last login")) }
-                th { (lang.t("状態", "State")) }
-                th { (lang.t("作成", "Created")) }
-                th {}
-            }
+            (head_row(lang, &[
+                ("アカウント", "Account"),
+                ("役割", "Role"),
+                ("前回ログイン", "Last login"),
+                ("状態", "State"),
+                ("作成", "Created"),
+                ("", ""),
+            ]))
             @for u in &list {
                 tr {
                     td { (u.name) }
@@ -117,18 +114,18 @@ fn one_time_notice(lang: Lang, name: &str, password: &str) -> Markup {
 }
 
 pub(super) async fn add_user(State(web): State<Arc<Web>>, post: Posted<Admins>) -> Page {
-    let lang = post.ctx.lang;
     let name = post.field("name");
     let roles: Vec<Role> = Role::ALL
         .into_iter()
         .filter(|r| post.form.contains_key(&format!("role_{}", r.as_str())))
         .collect();
-    let review = Arc::clone(&web.review);
-    let (by, who) = (post.ctx.session.user.clone(), name.clone());
-    let password = blocking(move || review.add_user(&by, &who, &roles))
-        .await?
-        .map_err(|e| review_error(lang, &e))?;
-    users_page(&web, &post.ctx, one_time_notice(lang, &name, &password)).await
+    let who = name.clone();
+    let password = act(&web, &post.ctx, move |review, by| {
+        review.add_user(by, &who, &roles)
+    })
+    .await?;
+    let notice = one_time_notice(post.ctx.lang, &name, &password);
+    users_page(&web, &post.ctx, notice).await
 }
 
 pub(super) async fn unlock(
@@ -136,27 +133,23 @@ pub(super) async fn unlock(
     Path(name): Path<String>,
     post: Posted<Admins>,
 ) -> Page {
-    let lang = post.ctx.lang;
-    let review = Arc::clone(&web.review);
-    let by = post.ctx.session.user.clone();
-    blocking(move || review.unlock(&by, &name))
-        .await?
-        .map_err(|e| review_error(lang, &e))?;
+    act(&web, &post.ctx, move |review, by| review.unlock(by, &name)).await?;
     Ok(redirect("/users?done=unlocked"))
 }
 
+/// Issues a new one-time password for `name` and shows it once.
 pub(super) async fn reset(
     State(web): State<Arc<Web>>,
     Path(name): Path<String>,
     post: Posted<Admins>,
 ) -> Page {
-    let lang = post.ctx.lang;
-    let review = Arc::clone(&web.review);
-    let (by, who) = (post.ctx.session.user.clone(), name.clone());
-    let password = blocking(move || review.reset_password(&by, &who))
-        .await?
-        .map_err(|e| review_error(lang, &e))?;
-    users_page(&web, &post.ctx, one_time_notice(lang, &name, &password)).await
+    let who = name.clone();
+    let password = act(&web, &post.ctx, move |review, by| {
+        review.reset_password(by, &who)
+    })
+    .await?;
+    let notice = one_time_notice(post.ctx.lang, &name, &password);
+    users_page(&web, &post.ctx, notice).await
 }
 
 /// Any other action: 404, after the administrator check as before.
