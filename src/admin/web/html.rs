@@ -4,7 +4,7 @@
 //! Owns: [`Lang`], [`url`], [`cut`] and [`shown`]. Escaping itself belongs to the template
 //! engine: pages are `maud::html!` templates, and every `(value)` in one is escaped by maud
 //! (`&`, `<`, `>`, `"`), so a value needs no call to reach a page safely.
-//! Invariants: [`shown`] runs once over every whole document ([`super::layout`] is its only
+//! Invariants: [`shown`] runs once over every whole document (`layout::document` is its only
 //! caller); after it no `'`, control character (but newline and tab) or bidirectional
 //! override reaches the browser — they read `&#39;` and `[U+XXXX]`. Nothing here builds markup.
 //! Must never: hand a page to the browser without [`shown`], or be used to mark a value as

@@ -39,6 +39,7 @@ pub(crate) fn document(
     body: Markup,
 ) -> String {
     let page = html! {
+        // maud's own constant `<!DOCTYPE html>`, the one pre-escaped piece of a page.
         (DOCTYPE) "\n"
         html lang=(lang.code()) {
             head {

@@ -12,8 +12,8 @@
 //!   a cookie); anything else is refused before it is read further.
 //! - Cookies are HttpOnly and SameSite=Strict, and Secure under TLS; every response carries a
 //!   CSP without script or inline style, nosniff, frame-deny, no-referrer and no-store.
-//! - Every route checks its role with a [`guard`] extractor (a page cannot be written without
-//!   one), and `Review` checks it again against the account store.
+//! - Every route but the login page, the language switch and the stylesheet takes a `guard`
+//!   extractor naming its roles, and `Review` checks the role again against the account store.
 //! - Pages are maud templates: the engine escapes every value, and [`html::shown`] makes
 //!   control characters and bidirectional overrides visible in every finished page.
 //!

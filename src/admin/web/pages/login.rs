@@ -20,7 +20,7 @@ use crate::admin::web::html::Lang;
 use crate::admin::web::layout::{document, error, notice, respond};
 use crate::admin::web::{blocking, cookie, lang, redirect, review_error, same_token, Peer, Web};
 
-/// The login page; 401 when it answers a failed attempt (`error`).
+/// The login page; 401 with `failure` above the form when it answers a failed attempt.
 pub(super) fn login_page(web: &Web, lang: Lang, failure: Option<&str>, expired: bool) -> Res {
     let token = crate::review::random_hex(16);
     let body = html! {

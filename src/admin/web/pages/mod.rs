@@ -2,9 +2,10 @@
 //!
 //! Owns: the route table, the stylesheet and language routes, and what several pages show
 //! alike (an item's review status, a quarantine reason, a request's state, the item-ID check).
-//! Invariants: every route but `/login`, `/lang/…` and the stylesheet takes a
-//! [`Signed`](super::guard::Signed) or [`Posted`](super::guard::Posted) extractor naming the
-//! roles it admits; every page is a maud template framed by [`super::layout`].
+//! Invariants: every route but `/login`, `/lang/…`, the stylesheet and the 404 for an unknown
+//! request action takes a `Signed` or `Posted` extractor (see `guard`) naming the roles it
+//! admits, so no handler checks a session by hand; every page is a maud template framed by
+//! `layout`.
 //! Must never: show an original as anything but escaped text or a hex dump, or act on a form
 //! whose CSRF token did not match.
 

@@ -6,7 +6,7 @@
 //! that may take it; an approver never gets an approve or reject form on their own request
 //! (`Review` refuses it too: 兼務の禁止); an unknown action is a 404 before any session is
 //! looked at.
-//! Must never: decide anything on a GET, or without a reason field posted.
+//! Must never: decide anything on a GET (and `Review` refuses a decision without a reason).
 
 use std::sync::Arc;
 
