@@ -1079,7 +1079,7 @@ fn the_list_filters_searches_and_pages() {
         rows(&b.get("/items?since=2000-01-01&until=2000-01-02").text()),
         0
     );
-    let today = mukaika::audit::time::jst(&mukaika::clock::now_rfc3339())[..10].to_string();
+    let today = mukaika::clock::jst_date(mukaika::clock::now_ms());
     assert!(b
         .get(&format!("/items?since={today}&until={today}"))
         .text()

@@ -559,9 +559,3 @@ fn last_valid(files: &[PathBuf], key: Option<&[u8]>) -> Result<Tail, AuditError>
     }
     Ok(Tail { last: None, torn })
 }
-
-/// Milliseconds since the Unix epoch, by the system clock. Kept only for `src/admin/web`,
-/// which is being rewritten elsewhere; everything else uses `crate::clock`.
-pub fn now_millis() -> u64 {
-    crate::clock::now_ms()
-}

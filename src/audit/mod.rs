@@ -12,7 +12,6 @@ pub mod chain;
 pub mod event;
 pub mod log;
 pub mod syslog;
-pub mod time;
 pub mod verify;
 
 use std::fmt;

@@ -214,7 +214,7 @@ fn notice_for(notices: &NoticesSection, meta: &ItemMeta, held: &[Hold]) -> Optio
     crate::pipeline::notice::for_recipients(
         notices,
         &meta.id,
-        &crate::audit::time::jst(&meta.received_at),
+        &crate::clock::jst_display_of(&meta.received_at),
         &refs,
     )
 }

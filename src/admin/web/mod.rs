@@ -12,12 +12,17 @@
 //!   a cookie); anything else is refused before it is read further.
 //! - Cookies are HttpOnly and SameSite=Strict, and Secure under TLS; every response carries a
 //!   CSP without script or inline style, nosniff, frame-deny, no-referrer and no-store.
-//! - Every route checks its role here, and `Review` checks it again against the account store.
+//! - Every route but the login page, the language switch and the stylesheet takes a `guard`
+//!   extractor naming its roles, and `Review` checks the role again against the account store.
+//! - Pages are maud templates: the engine escapes every value, and [`html::shown`] makes
+//!   control characters and bidirectional overrides visible in every finished page.
 //!
-//! Must never: render stored content as HTML (every value goes through [`html::esc`]), or
-//! hand out an original except to an approver, as an attachment, after auditing it.
+//! Must never: render stored content as HTML, or hand out an original except to an approver,
+//! as an attachment, after auditing it.
 
+mod guard;
 pub mod html;
+mod layout;
 mod pages;
 
 use std::collections::HashMap;
@@ -33,6 +38,7 @@ use tokio::sync::watch;
 use crate::review::{Review, Role};
 
 pub use html::Lang;
+use layout::error_page;
 
 /// One logged-in browser.
 #[derive(Debug, Clone)]
@@ -187,29 +193,6 @@ enum SessionLookup {
     Live(String, Session),
 }
 
-/// A request that passed the guard.
-pub(crate) struct Ctx {
-    token: String,
-    session: Session,
-    lang: Lang,
-}
-
-impl Ctx {
-    /// Whether the session holds any of `roles`.
-    pub(crate) fn has_any(&self, roles: &[Role]) -> bool {
-        roles.iter().any(|r| self.session.roles.contains(r))
-    }
-}
-
-/// Which accounts a route admits.
-#[derive(Clone, Copy)]
-pub(crate) enum Access {
-    /// Any logged-in account.
-    Any,
-    /// Only these roles.
-    Roles(&'static [Role]),
-}
-
 /// The value of cookie `name`, if sent.
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -245,89 +228,6 @@ fn redirect(to: &str) -> Response<Body> {
         .header(header::LOCATION, to)
         .body(Body::empty())
         .unwrap_or_default()
-}
-
-fn page_response(status: StatusCode, body: String) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .body(Body::from(body))
-        .unwrap_or_default()
-}
-
-fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response<Body> {
-    let body = format!(
-        "<p class=\"error\">{}</p><p><a href=\"/\">{}</a></p>",
-        html::esc(message),
-        lang.t("ダッシュボードへ", "Back to the dashboard")
-    );
-    page_response(
-        status,
-        html::page(lang, lang.t("エラー", "Error"), None, &body),
-    )
-}
-
-impl Web {
-    /// Admits the request or answers it: login page without a session, the password page
-    /// while a one-time password is in use, 403 for the wrong role.
-    // The error is the answer itself, returned once per request: boxing it buys nothing.
-    #[allow(clippy::result_large_err)]
-    pub(crate) fn guard(
-        &self,
-        headers: &HeaderMap,
-        access: Access,
-        path: &str,
-    ) -> Result<Ctx, Response<Body>> {
-        let lang = lang(headers);
-        let (token, session) = match self.session(headers) {
-            SessionLookup::Live(t, s) => (t, s),
-            SessionLookup::Expired => return Err(redirect("/login?expired=1")),
-            SessionLookup::None => return Err(redirect("/login")),
-        };
-        if session.must_change && path != "/password" {
-            return Err(redirect("/password"));
-        }
-        if let Access::Roles(roles) = access {
-            if !roles.iter().any(|r| session.roles.contains(r)) {
-                return Err(error_page(
-                    lang,
-                    StatusCode::FORBIDDEN,
-                    lang.t(
-                        "この操作を行う権限がありません。",
-                        "Your role does not allow this.",
-                    ),
-                ));
-            }
-        }
-        Ok(Ctx {
-            token,
-            session,
-            lang,
-        })
-    }
-
-    /// [`Web::guard`] for a form post: the CSRF token must match the session's.
-    #[allow(clippy::result_large_err)]
-    pub(crate) fn guard_post(
-        &self,
-        headers: &HeaderMap,
-        access: Access,
-        path: &str,
-        form: &HashMap<String, String>,
-    ) -> Result<Ctx, Response<Body>> {
-        let ctx = self.guard(headers, access, path)?;
-        match form.get("csrf") {
-            Some(t) if same_token(t, &ctx.session.csrf) => Ok(ctx),
-            _ => Err(error_page(
-                ctx.lang,
-                StatusCode::FORBIDDEN,
-                ctx.lang.t(
-                    "フォームの有効期限が切れたか、不正な送信です。ページを開き直してください。",
-                    "The form is stale or forged (CSRF check failed). Reload the page.",
-                ),
-            )),
-        }
-    }
 }
 
 /// Runs blocking review work off the async threads.

@@ -1,0 +1,186 @@
+//! The chrome every review page shares: the document head, the header bar with its menu and
+//! logout form, the flash messages, the error page, and the stylesheet.
+//!
+//! Owns: [`document`] (the only maker of a whole page, and so the only caller of
+//! [`html::shown`]), [`frame`], [`error_page`], [`notice`], [`error`], [`done_notice`], the
+//! role labels and [`STYLE`].
+//! Invariants: every page is a maud template, so every value in it is escaped by the engine;
+//! the menu shows only what the viewer's roles may open; no page carries script or inline
+//! style (the CSP forbids both), and the stylesheet is served from `/static/style.css`.
+//! Must never: take markup as a string, or use `PreEscaped` for anything but constant text
+//! written here.
+
+use axum::body::Body;
+use axum::http::{header, Response, StatusCode};
+use maud::{html, Markup, DOCTYPE};
+
+use super::html::{shown, Lang};
+use crate::review::Role;
+
+/// Who is looking at a page (for the header bar).
+pub(crate) struct Viewer<'a> {
+    /// Account name.
+    pub user: &'a str,
+    /// Roles at login.
+    pub roles: &'a [Role],
+    /// The session's CSRF token (for the logout form).
+    pub csrf: &'a str,
+    /// The menu offers the audit log search.
+    pub audit: bool,
+    /// The menu offers the accounts page.
+    pub accounts: bool,
+}
+
+/// A whole page, finished by [`shown`].
+pub(crate) fn document(
+    lang: Lang,
+    title: &str,
+    viewer: Option<&Viewer<'_>>,
+    body: Markup,
+) -> String {
+    let page = html! {
+        // maud's own constant `<!DOCTYPE html>`, the one pre-escaped piece of a page.
+        (DOCTYPE) "\n"
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width";
+                title { (title) " — mukaika" }
+                link rel="stylesheet" href="/static/style.css";
+            }
+            body {
+                header {
+                    strong { "mukaika" }
+                    " " (lang.t("無害化ゲートウェイ 隔離管理", "quarantine review"))
+                    @if let Some(v) = viewer { (menu(lang, v)) }
+                    span.lang {
+                        @match lang {
+                            Lang::Ja => a href="/lang/en" lang="en" { "English" },
+                            Lang::En => a href="/lang/ja" lang="ja" { "日本語" },
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    };
+    shown(&page.into_string())
+}
+
+/// The header bar's links for `v`, who they are, and the logout form.
+fn menu(lang: Lang, v: &Viewer<'_>) -> Markup {
+    let mut links = vec![
+        ("/", lang.t("ダッシュボード", "Dashboard")),
+        ("/items", lang.t("隔離一覧", "Quarantine")),
+        ("/requests", lang.t("解除申請", "Release requests")),
+    ];
+    if v.audit {
+        links.push(("/audit", lang.t("監査ログ", "Audit log")));
+    }
+    if v.accounts {
+        links.push(("/users", lang.t("アカウント", "Accounts")));
+    }
+    links.push(("/password", lang.t("パスワード変更", "Password")));
+    html! {
+        nav {
+            @for (href, label) in &links { a href=(href) { (label) } }
+            span.who { (v.user) " (" (roles_label(lang, v.roles)) ")" }
+            form method="post" action="/logout" class="inline" {
+                input type="hidden" name="csrf" value=(v.csrf);
+                button { (lang.t("ログアウト", "Log out")) }
+            }
+        }
+    }
+}
+
+/// An HTML answer.
+pub(crate) fn respond(status: StatusCode, document: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .body(Body::from(document))
+        .unwrap_or_default()
+}
+
+/// A page (200) for a logged-in account.
+pub(crate) fn frame(lang: Lang, viewer: &Viewer<'_>, title: &str, body: Markup) -> Response<Body> {
+    respond(StatusCode::OK, document(lang, title, Some(viewer), body))
+}
+
+/// The error page: `message` and a link back to the dashboard.
+pub(crate) fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response<Body> {
+    let body = html! {
+        (error(message))
+        p { a href="/" { (lang.t("ダッシュボードへ", "Back to the dashboard")) } }
+    };
+    respond(
+        status,
+        document(lang, lang.t("エラー", "Error"), None, body),
+    )
+}
+
+/// A table's heading row: each column's Japanese and English name.
+pub(crate) fn head_row(lang: Lang, columns: &[(&str, &str)]) -> Markup {
+    html! { tr { @for (ja, en) in columns { th { (lang.t(ja, en)) } } } }
+}
+
+/// A green notice paragraph.
+pub(crate) fn notice(text: &str) -> Markup {
+    html! { p.notice { (text) } }
+}
+
+/// A red error paragraph.
+pub(crate) fn error(text: &str) -> Markup {
+    html! { p.error { (text) } }
+}
+
+/// A fixed message for `?done=…` (never the query text itself).
+pub(crate) fn done_notice(lang: Lang, done: Option<&str>) -> Markup {
+    let text = match done {
+        Some("requested") => lang.t(
+            "解除を申請しました。別の承認者の承認を待っています。",
+            "Release requested; waiting for another person's approval.",
+        ),
+        Some("approved") => lang.t("承認し、配送しました。", "Approved and delivered."),
+        Some("rejected") => lang.t("却下しました。", "Rejected."),
+        Some("cancelled") => lang.t("申請を取り下げました。", "Request withdrawn."),
+        Some("deleted") => lang.t("削除しました。", "Deleted."),
+        Some("password") => lang.t("パスワードを変更しました。", "Password changed."),
+        Some("unlocked") => lang.t("ロックを解除しました。", "Unlocked."),
+        _ => return html! {},
+    };
+    notice(text)
+}
+
+/// The name of one role.
+pub(crate) fn role_label(lang: Lang, role: Role) -> &'static str {
+    match lang {
+        Lang::Ja => role.label_ja(),
+        Lang::En => role.as_str(),
+    }
+}
+
+/// The names of `roles`, joined.
+pub(crate) fn roles_label(lang: Lang, roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| role_label(lang, *r))
+        .collect::<Vec<_>>()
+        .join(lang.t("・", ", "))
+}
+
+/// The stylesheet (served from `/static/style.css`; the CSP allows no inline style).
+pub const STYLE: &str = "body{font-family:'Noto Sans JP','IPAexGothic',sans-serif;margin:0;color:#222;background:#f7f7f5}\
+header{background:#1d3557;color:#fff;padding:.5em 1em;display:flex;gap:1em;align-items:center;flex-wrap:wrap}\
+header a{color:#fff}nav{display:flex;gap:1em;align-items:center;flex:1}.who{margin-left:auto}\
+main{padding:1em 2em}table{border-collapse:collapse;width:100%;background:#fff}\
+th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
+th{background:#e9edf2}pre{background:#fff;border:1px solid #ccc;padding:.5em;white-space:pre-wrap;overflow-wrap:anywhere;max-height:40em;overflow:auto}\
+.error{background:#fde2e2;border:1px solid #c00;padding:.5em}.notice{background:#e6f4ea;border:1px solid #2a7;padding:.5em}\
+.inline{display:inline}form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em}\
+form.filters label{display:flex;flex-direction:column;font-size:.85em}fieldset{background:#fff;margin:1em 0}\
+.pager{margin:1em 0;display:flex;gap:1em}.badge{padding:0 .4em;border-radius:.3em;background:#ddd}\
+.secret{font-family:monospace;font-size:1.4em;background:#fff3cd;padding:.3em}";

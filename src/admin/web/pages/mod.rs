@@ -1,0 +1,195 @@
+//! The review pages and their form handlers, one module a page.
+//!
+//! Owns: the route table, the stylesheet and language routes, and what several pages show
+//! alike (an item's review status, a quarantine reason, a request's state, the item-ID check).
+//! Invariants: every route but `/login`, `/lang/…`, the stylesheet and the 404 for an unknown
+//! request action takes a `Signed` or `Posted` extractor (see `guard`) naming the roles it
+//! admits, so no handler checks a session by hand; every page is a maud template framed by
+//! `layout`.
+//! Must never: show an original as anything but escaped text or a hex dump, or act on a form
+//! whose CSRF token did not match.
+
+mod account;
+mod audit;
+mod dashboard;
+mod item;
+mod items;
+mod login;
+mod requests;
+mod users;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Path;
+use axum::http::{header, Response, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::guard::Ctx;
+use super::html::Lang;
+use super::layout::error_page;
+use super::{blocking, review_error, Web};
+use crate::review::{RequestState, Review, ReviewError};
+use crate::store::quarantine::{valid_id, QuarantineItem};
+
+type Res = Response<Body>;
+/// What a handler answers: `Err` is an answer too (an error page or a redirect), so `?` ends
+/// a handler early with it.
+type Page = Result<Res, Res>;
+type Params = HashMap<String, String>;
+
+pub(super) fn routes() -> Router<Arc<Web>> {
+    Router::new()
+        .route("/", get(dashboard::dashboard))
+        .route("/static/style.css", get(style))
+        .route("/lang/{lang}", get(set_lang))
+        .route("/login", get(login::login_form).post(login::login))
+        .route("/logout", post(login::logout))
+        .route(
+            "/password",
+            get(account::password_form).post(account::change_password),
+        )
+        .route("/items", get(items::items))
+        .route("/items/{id}", get(item::item))
+        .route("/items/{id}/original", post(item::original))
+        .route("/items/{id}/request", post(item::request_release))
+        .route("/items/{id}/delete", post(item::delete_item))
+        .route("/requests", get(requests::requests))
+        .route(
+            "/requests/{id}/approve",
+            post(requests::decide::<requests::Approve>),
+        )
+        .route(
+            "/requests/{id}/reject",
+            post(requests::decide::<requests::Reject>),
+        )
+        .route(
+            "/requests/{id}/cancel",
+            post(requests::decide::<requests::Cancel>),
+        )
+        .route("/requests/{id}/{action}", post(requests::unknown_action))
+        .route("/audit", get(audit::audit_search))
+        .route("/users", get(users::users).post(users::add_user))
+        .route("/users/{name}/unlock", post(users::unlock))
+        .route("/users/{name}/reset", post(users::reset))
+        .route("/users/{name}/{action}", post(users::unknown_action))
+}
+
+async fn style() -> Res {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/css; charset=utf-8")
+        .body(Body::from(super::layout::STYLE))
+        .unwrap_or_default()
+}
+
+async fn set_lang(Path(lang): Path<String>) -> Res {
+    let value = if lang == "en" { "en" } else { "ja" };
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, "/")
+        .header(
+            header::SET_COOKIE,
+            format!("mukaika_lang={value}; Path=/; SameSite=Strict; Max-Age=31536000"),
+        )
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+/// Runs `f` on the review as the signed-in account, off the async threads; a refusal becomes
+/// its error page (403, 404, 400, 409 or 500 by kind).
+async fn act<T, F>(web: &Web, ctx: &Ctx, f: F) -> Result<T, Res>
+where
+    T: Send + 'static,
+    F: FnOnce(&Review, &str) -> Result<T, ReviewError> + Send + 'static,
+{
+    let review = Arc::clone(&web.review);
+    let user = ctx.session.user.clone();
+    let lang = ctx.lang;
+    blocking(move || f(&review, &user))
+        .await?
+        .map_err(|e| review_error(lang, &e))
+}
+
+/// Every item with its review status, or the 500 page when the stores cannot be read.
+async fn held_items(
+    web: &Arc<Web>,
+    lang: Lang,
+) -> Result<(Vec<QuarantineItem>, HashMap<String, RequestState>), Res> {
+    let w = Arc::clone(web);
+    match blocking(move || (w.review.store().list(), w.review.statuses())).await? {
+        (Ok(items), Ok(statuses)) => Ok((items, statuses)),
+        _ => Err(unreadable(lang)),
+    }
+}
+
+/// The 500 page for stores that could not be read.
+fn unreadable(lang: Lang) -> Res {
+    error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, "store unreadable")
+}
+
+/// The 404 page for a form posted to an action that does not exist.
+fn no_such_action(lang: Lang) -> Res {
+    error_page(lang, StatusCode::NOT_FOUND, "unknown action")
+}
+
+/// `Err(400 page)` unless `id` is a well-formed item ID (one that cannot name a path).
+#[allow(clippy::result_large_err)]
+fn checked_id(lang: Lang, id: &str) -> Result<(), Res> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(error_page(
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.t("隔離IDの形式が正しくありません。", "Malformed item ID."),
+        ))
+    }
+}
+
+/// An item's review status key: held, pending, released, rejected.
+fn status_key(state: Option<RequestState>) -> &'static str {
+    match state {
+        None | Some(RequestState::Cancelled) => "held",
+        Some(RequestState::Pending) => "pending",
+        Some(RequestState::Approved) | Some(RequestState::Delivered) => "released",
+        Some(RequestState::Rejected) => "rejected",
+    }
+}
+
+/// The status keys in the order the dashboard and the list filter show them.
+const STATUS_KEYS: [&str; 4] = ["held", "pending", "rejected", "released"];
+
+fn status_label(lang: Lang, key: &str) -> &'static str {
+    match key {
+        "pending" => lang.t("承認待ち", "awaiting approval"),
+        "released" => lang.t("解除済み", "released"),
+        "rejected" => lang.t("却下（隔離中）", "rejected (held)"),
+        _ => lang.t("隔離中", "held"),
+    }
+}
+
+fn reason_label(lang: Lang, code: &str) -> String {
+    match lang {
+        Lang::Ja => format!("{}（{code}）", crate::pipeline::notice::reason_ja(code)),
+        Lang::En => code.to_string(),
+    }
+}
+
+/// A release request's state in the UI language.
+fn state_label(lang: Lang, s: RequestState) -> &'static str {
+    match lang {
+        Lang::Ja => s.label_ja(),
+        Lang::En => match s {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved (delivering)",
+            RequestState::Delivered => "delivered",
+            RequestState::Rejected => "rejected",
+            RequestState::Cancelled => "withdrawn",
+        },
+    }
+}

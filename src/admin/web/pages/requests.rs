@@ -1,0 +1,181 @@
+//! Release requests: the list, and the approve / reject / withdraw decisions.
+//!
+//! Owns: `/requests`, the posts `/requests/{id}/approve`, `/reject` (approvers) and
+//! `/cancel` (operators), and [`decision_forms`], which the item page shows as well.
+//! Invariants: a decision form is offered only on a pending request and only for a role
+//! that may take it; an approver never gets an approve or reject form on their own request
+//! (`Review` refuses it too: 兼務の禁止); an unknown action is a 404 before any session is
+//! looked at.
+//! Must never: decide anything on a GET (and `Review` refuses a decision without a reason).
+
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::HeaderMap;
+use maud::{html, Markup};
+
+use super::{act, no_such_action, state_label, Page, Params, Res};
+use crate::admin::web::guard::{Admits, Approvers, Ctx, Operators, Posted, Signed};
+use crate::admin::web::html::jst;
+use crate::admin::web::html::url;
+use crate::admin::web::layout::{done_notice, frame, head_row};
+use crate::admin::web::{lang, redirect, Web};
+use crate::review::{Request, RequestState, Review, ReviewError};
+
+/// The approve / reject / withdraw forms a request offers this account.
+pub(super) fn decision_forms(ctx: &Ctx, r: &Request, me: &str) -> Markup {
+    let lang = ctx.lang;
+    if r.state != RequestState::Pending {
+        return html! {};
+    }
+    let form = |action: &str, label: &str| {
+        html! {
+            form method="post" action={ "/requests/" (url(&r.id)) "/" (action) } {
+                input type="hidden" name="csrf" value=(ctx.session.csrf);
+                input name="reason" required placeholder=(lang.t("理由", "reason")) size="24";
+                " "
+                button { (label) }
+            }
+        }
+    };
+    html! {
+        @if ctx.may::<Approvers>() {
+            @if r.requester == me {
+                span.badge { (lang.t("自分の申請は承認できません", "You cannot decide your own request")) }
+            } @else {
+                (form("approve", lang.t("承認", "Approve")))
+                (form("reject", lang.t("却下", "Reject")))
+            }
+        }
+        @if ctx.may::<Operators>() {
+            (form("cancel", lang.t("取り下げ", "Withdraw")))
+        }
+    }
+}
+
+pub(super) async fn requests(
+    State(web): State<Arc<Web>>,
+    Query(q): Query<Params>,
+    Signed(ctx, _): Signed,
+) -> Page {
+    let lang = ctx.lang;
+    let all = act(&web, &ctx, |review, _| review.requests(None)).await?;
+    let me = ctx.session.user.as_str();
+    let sections = [
+        (lang.t("承認待ち", "Awaiting approval"), true),
+        (
+            lang.t(
+                "これまでの申請（最新 200 件）",
+                "Earlier requests (latest 200)",
+            ),
+            false,
+        ),
+    ];
+    let body = html! {
+        (done_notice(lang, q.get("done").map(String::as_str)))
+        @for (title, pending) in sections {
+            h2 { (title) }
+            table {
+                (head_row(lang, &[
+                    ("ID", "ID"),
+                    ("隔離ID", "Item"),
+                    ("申請日時", "Requested"),
+                    ("申請者", "Requester"),
+                    ("宛先・出力先", "Target"),
+                    ("理由", "Reason"),
+                    ("状態", "State"),
+                    ("", ""),
+                ]))
+                @for r in all.iter().filter(|r| (r.state == RequestState::Pending) == pending).take(200) {
+                    tr {
+                        td { (r.id) }
+                        td { a href={ "/items/" (url(&r.item_id)) } { (r.item_id) } }
+                        td { (jst(&r.requested_at)) }
+                        td { (r.requester) }
+                        td { (r.target) }
+                        td { (r.reason) }
+                        td {
+                            (state_label(lang, r.state))
+                            @if let Some(by) = &r.decided_by {
+                                " — " (by) " " (r.decision_reason.as_deref().unwrap_or(""))
+                            }
+                        }
+                        td { (decision_forms(&ctx, r, me)) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(frame(
+        lang,
+        &ctx.viewer(),
+        lang.t("解除申請", "Release requests"),
+        body,
+    ))
+}
+
+/// One kind of decision on a pending request: who may take it, what it does, and the
+/// `done` message it leads to.
+pub(super) trait Decision: Send + Sync + 'static {
+    /// The roles that may take it.
+    type Who: Admits;
+    /// The `?done=` key of the item page afterwards.
+    const DONE: &'static str;
+    /// Takes it as `user` on request `id`.
+    fn take(review: &Review, user: &str, id: &str, reason: &str) -> Result<(), ReviewError>;
+}
+
+/// An approver releases the item (to the sink, now).
+pub(super) struct Approve;
+/// An approver refuses; the item stays held.
+pub(super) struct Reject;
+/// The request is withdrawn by an operator.
+pub(super) struct Cancel;
+
+impl Decision for Approve {
+    type Who = Approvers;
+    const DONE: &'static str = "approved";
+    fn take(review: &Review, user: &str, id: &str, reason: &str) -> Result<(), ReviewError> {
+        review.approve(user, id, reason).map(|_| ())
+    }
+}
+
+impl Decision for Reject {
+    type Who = Approvers;
+    const DONE: &'static str = "rejected";
+    fn take(review: &Review, user: &str, id: &str, reason: &str) -> Result<(), ReviewError> {
+        review.reject(user, id, reason)
+    }
+}
+
+impl Decision for Cancel {
+    type Who = Operators;
+    const DONE: &'static str = "cancelled";
+    fn take(review: &Review, user: &str, id: &str, reason: &str) -> Result<(), ReviewError> {
+        review.cancel(user, id, reason)
+    }
+}
+
+/// Takes decision `D` on request `id`, then shows the item with the outcome.
+pub(super) async fn decide<D: Decision>(
+    State(web): State<Arc<Web>>,
+    Path(id): Path<String>,
+    post: Posted<D::Who>,
+) -> Page {
+    let reason = post.field("reason");
+    let item = act(&web, &post.ctx, move |review, user| {
+        let item = review.request(&id)?.item_id;
+        D::take(review, user, &id, &reason).map(|()| item)
+    })
+    .await?;
+    Ok(redirect(&format!("/items/{}?done={}", url(&item), D::DONE)))
+}
+
+/// Any other action: 404 before the session is looked at (the form is still read first).
+pub(super) async fn unknown_action(
+    headers: HeaderMap,
+    Path(_): Path<(String, String)>,
+    Form(_): Form<Params>,
+) -> Res {
+    no_such_action(lang(&headers))
+}
