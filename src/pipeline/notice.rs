@@ -251,8 +251,10 @@ mod tests {
         };
         let mut late = held("Q2", Some("b.zip"), "s");
         late.at = "2026-11-27T15:30:00.000Z".into(); // already the 28th in Japan
-        let (_, bytes) = for_admins(&admins, "A1", &[&held("Q1", None, "s"), &late]).unwrap();
-        let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        let out = for_admins(&admins, "A1", &[&held("Q1", None, "s"), &late]).unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(out.bytes())
+            .unwrap();
         let body = parsed.body_text(0).unwrap();
         assert!(body.contains("2026-11-27 09:00:00 (JST) 隔離"), "{body}");
         assert!(body.contains("2026-11-28 00:30:00 (JST) 隔離"), "{body}");

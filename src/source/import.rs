@@ -1118,6 +1118,7 @@ mod tests {
             output_sha256: None,
             output_type: None,
             children: Vec::new(),
+            encrypted: None,
         };
         // 2026-12-04T17:52:55.843Z: already the 5th in Japan.
         let text = report_text(&report, "a.pdf", Some("a.pdf"), None, 1_796_406_775_843);

@@ -89,6 +89,24 @@ pub fn url(s: &str) -> String {
     out
 }
 
+/// A record's UTC timestamp as the pages show it: `2026-11-27 18:19:41`, Japan time without a
+/// zone marker (the pages' own headings say JST). Other text is returned as it is.
+pub fn jst(s: &str) -> String {
+    match crate::clock::parse_rfc3339(s) {
+        // `jst_display` ends in " (JST)"; the pages add their own marker.
+        Some(ms) => crate::clock::jst_display(ms)
+            .trim_end_matches(" (JST)")
+            .to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// A record timestamp, or a bare date the pages' filters send (as midnight UTC), in
+/// milliseconds since the epoch.
+pub fn parse_filter_time(s: &str) -> Option<u64> {
+    crate::clock::parse_rfc3339(s).or_else(|| crate::clock::parse_day_utc(s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,22 +125,4 @@ mod tests {
         assert_eq!(cut("長長長長", 3), "長長長…");
         assert_eq!(cut("", 0), "");
     }
-}
-
-/// A record's UTC timestamp as the pages show it: `2026-11-27 18:19:41`, Japan time without a
-/// zone marker (the pages' own headings say JST). Other text is returned as it is.
-pub fn jst(s: &str) -> String {
-    match crate::clock::parse_rfc3339(s) {
-        // `jst_display` ends in " (JST)"; the pages add their own marker.
-        Some(ms) => crate::clock::jst_display(ms)
-            .trim_end_matches(" (JST)")
-            .to_string(),
-        None => s.to_string(),
-    }
-}
-
-/// A record timestamp, or a bare date the pages' filters send (as midnight UTC), in
-/// milliseconds since the epoch.
-pub fn parse_filter_time(s: &str) -> Option<u64> {
-    crate::clock::parse_rfc3339(s).or_else(|| crate::clock::parse_day_utc(s))
 }
