@@ -86,22 +86,69 @@ impl Sanitizer for PdfSanitizer {
         }
 
         let limits = &cx.policy().limits;
+        let stream_limit = usize::try_from(limits.max_pdf_stream_bytes).unwrap_or(usize::MAX);
+        let bounds = crate::pdf_repair::Bounds {
+            max_objects: limits.max_pdf_objects,
+            max_stream_bytes: stream_limit,
+        };
         let options = LoadOptions {
-            max_decompressed_size: Some(
-                usize::try_from(limits.max_pdf_stream_bytes).unwrap_or(usize::MAX),
-            ),
+            max_decompressed_size: Some(stream_limit),
             ..LoadOptions::default()
         };
-        let doc = Document::load_mem_with_options(body, options).map_err(|e| {
-            let text = e.to_string();
-            if text.contains("limit") {
-                Error::limit_exceeded(format!("PDF stream over the size limit: {text}"))
-            } else if text.to_ascii_lowercase().contains("password") || text.contains("ncrypt") {
-                Error::encrypted(format!("PDF cannot be decrypted: {text}"))
-            } else {
-                Error::malformed(format!("PDF does not parse: {text}"))
+        let load = |bytes: &[u8]| {
+            Document::load_mem_with_options(bytes, options.clone()).map_err(|e| {
+                let text = e.to_string();
+                if text.contains("limit") {
+                    Error::limit_exceeded(format!("PDF stream over the size limit: {text}"))
+                } else if text.to_ascii_lowercase().contains("password") || text.contains("ncrypt")
+                {
+                    Error::encrypted(format!("PDF cannot be decrypted: {text}"))
+                } else {
+                    Error::malformed(format!("PDF does not parse: {text}"))
+                }
+            })
+        };
+        let first = load(body);
+        // Damaged cross-reference data: lopdf could not read it, had to rebuild it by its own
+        // scan (which guesses the catalog when no trailer survives), or read a table whose
+        // entries do not point at their objects (lopdf then silently loses those objects).
+        let damaged = match &first {
+            Ok(doc) => {
+                matches!(
+                    doc.xref_recovery,
+                    Some(lopdf::xref::XrefRecovery::Reconstructed)
+                ) || !xref_locates_objects(doc, body)
             }
-        })?;
+            Err(e) => e.is_malformed(),
+        };
+        let doc = if damaged {
+            if cx.is_recheck() {
+                // Our own output must read without repair.
+                return Err(Error::internal(
+                    "the rebuilt PDF's cross-reference data needed repair",
+                ));
+            }
+            // Every object is found by a scan and laid out anew with an intact table; what
+            // was found then goes through the same rebuild as any other file.
+            let repaired = {
+                let cx = &*cx;
+                crate::pdf_repair::rebuild(body, &bounds, &mut || cx.check_deadline())?
+            };
+            let doc = load(&repaired)?;
+            if doc.xref_recovery.is_some() {
+                return Err(Error::internal(
+                    "the reconstructed PDF's cross-reference data still needed repair",
+                ));
+            }
+            cx.warn("cross-reference table was damaged; objects were located by scanning");
+            doc
+        } else {
+            let doc = first?;
+            if doc.xref_recovery.is_some() {
+                cx.warn("a cross-reference offset was wrong and was corrected");
+            }
+            doc
+        };
         if doc.trailer.has(b"Encrypt") {
             return Err(Error::encrypted("PDF is encrypted with a user password"));
         }
@@ -117,25 +164,6 @@ impl Sanitizer for PdfSanitizer {
                 "{} objects in the PDF",
                 doc.objects.len()
             )));
-        }
-        match doc.xref_recovery {
-            Some(lopdf::xref::XrefRecovery::Reconstructed) => {
-                // A scan finds every object of every revision; only the author's own trailer
-                // dictionary and a startxref say which catalog is current. When the index was
-                // a (now unreadable) cross-reference stream, lopdf can only pick the newest
-                // catalog it happens to find — a guess, so refuse rather than rebuild it.
-                if !doc.trailer.has(b"Size")
-                    || find(body, b"trailer").is_none()
-                    || find(body, b"startxref").is_none()
-                {
-                    return Err(Error::malformed(
-                        "cross-reference data is unusable and no trailer says which objects are current",
-                    ));
-                }
-                cx.warn("cross-reference table was damaged; objects were located by scanning");
-            }
-            Some(_) => cx.warn("a cross-reference offset was wrong and was corrected"),
-            None => {}
         }
         if doc.xref_recovery.is_some() && cx.is_recheck() {
             // Our own output must read without repair.
@@ -266,6 +294,20 @@ fn check_written(bytes: &[u8], pages: usize, limit: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether every in-use entry of the cross-reference data read points at the header of its
+/// own object. A table that does not describes another file (bytes were added or removed), and
+/// lopdf drops the objects it cannot find there.
+fn xref_locates_objects(doc: &Document, body: &[u8]) -> bool {
+    doc.reference_table
+        .entries
+        .iter()
+        .all(|(number, entry)| match entry {
+            lopdf::xref::XrefEntry::Normal { offset, generation } => usize::try_from(*offset)
+                .is_ok_and(|at| crate::pdf_repair::defines_at(body, at, *number, *generation)),
+            _ => true,
+        })
 }
 
 /// Inflates a zlib stream, failing on any damage (a bad header, a bad checksum, a stream cut

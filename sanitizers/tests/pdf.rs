@@ -809,3 +809,297 @@ fn an_empty_password_pdf_that_does_not_decrypt_cleanly_is_held() {
         reason.detail
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Damaged cross-reference data (issue #20 class 11): files qpdf and pdf.js open are rebuilt
+// from the objects a scan finds.
+// ---------------------------------------------------------------------------------------------
+
+fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    hay.windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn last(hay: &[u8], needle: &[u8]) -> usize {
+    *find_all(hay, needle).last().expect("keyword present")
+}
+
+/// Where the last classic cross-reference table starts.
+fn table_at(bytes: &[u8]) -> usize {
+    last(bytes, b"\nxref\n") + 1
+}
+
+/// The text pdftotext reads from a PDF.
+fn pdf_text(bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.pdf");
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .arg("-q")
+        .arg(&path)
+        .arg("-")
+        .output()
+        .expect("pdftotext is installed");
+    assert_eq!(out.status.code(), Some(0), "pdftotext fails");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Saves with a classic cross-reference table and trailer (lopdf writes a stream by default).
+fn save_classic(mut doc: lopdf::Document) -> Vec<u8> {
+    doc.reference_table.cross_reference_type = lopdf::xref::XrefType::CrossReferenceTable;
+    let bytes = save(doc);
+    assert!(contains(&bytes, "trailer"));
+    bytes
+}
+
+/// A two-page document with a classic cross-reference table.
+fn intact_pdf() -> Vec<u8> {
+    save_classic(pdf_base(2).0)
+}
+
+/// The same document written with object streams and a cross-reference stream.
+fn intact_modern_pdf() -> Vec<u8> {
+    let (mut doc, _, _) = pdf_base(2);
+    let mut bytes = Vec::new();
+    doc.save_modern(&mut bytes).unwrap();
+    assert!(contains(&bytes, "/ObjStm") && contains(&bytes, "/XRef"));
+    bytes
+}
+
+/// Replaces the number after the last `startxref`.
+fn with_startxref(bytes: &[u8], value: &str) -> Vec<u8> {
+    let at = last(bytes, b"startxref") + b"startxref".len();
+    let eof = last(bytes, b"%%EOF");
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(format!("\n{value}\n").as_bytes());
+    out.extend_from_slice(&bytes[eof..]);
+    out
+}
+
+/// Inserts a comment line after the header: every offset the file records is now wrong.
+fn shifted(bytes: &[u8]) -> Vec<u8> {
+    let nl = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut out = bytes[..nl].to_vec();
+    out.extend_from_slice(b"% a line an editor added, shifting every object by its length\n");
+    out.extend_from_slice(&bytes[nl..]);
+    out
+}
+
+/// Asserts the damaged file is rebuilt: sanitized with the scan warning, accepted by qpdf,
+/// the text of both pages kept, and the output read again without repair.
+fn assert_repaired(name: &str, damaged: &[u8]) -> Vec<u8> {
+    let outcome = process(damaged, name);
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{name}: {:?}",
+        outcome.report.reason
+    );
+    let out = outcome.output().unwrap().bytes().to_vec();
+    assert_qpdf_accepts(name, &out);
+    let text = pdf_text(&out);
+    for page in ["Page 1 mukaika-fixture-text", "Page 2 mukaika-fixture-text"] {
+        assert!(text.contains(page), "{name}: lost {page:?}: {text:?}");
+    }
+    assert_eq!(pdf_pages(&out), 2, "{name}");
+    let reread = lopdf::Document::load_mem(&out).unwrap();
+    assert!(
+        reread.xref_recovery.is_none(),
+        "{name}: output needs repair"
+    );
+    assert_second_pass_removes_nothing(&outcome);
+    out
+}
+
+fn warned_of_scan(name: &str, damaged: &[u8]) {
+    let outcome = process(damaged, name);
+    assert!(
+        outcome
+            .report
+            .warnings
+            .iter()
+            .any(|w| w.contains("objects were located by scanning")),
+        "{name}: {:?}",
+        outcome.report.warnings
+    );
+}
+
+#[test]
+fn a_pdf_with_a_long_binary_tail_after_eof_is_rebuilt() {
+    // More than 1024 bytes after %%EOF: the startxref is not where readers look for it.
+    for (name, mut damaged) in [
+        ("tail.pdf", intact_pdf()),
+        ("tail-modern.pdf", intact_modern_pdf()),
+    ] {
+        let mut x: u32 = 0x1234_5678;
+        for _ in 0..4000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            // Bytes no PDF keyword is made of.
+            damaged.push(0x80 | (x as u8 & 0x7f));
+        }
+        assert_repaired(name, &damaged);
+    }
+}
+
+#[test]
+fn a_pdf_whose_xref_offsets_are_wrong_is_rebuilt() {
+    let bytes = intact_pdf();
+    let table = table_at(&bytes);
+    let trailer = last(&bytes, b"trailer");
+    let mut damaged = bytes[..table].to_vec();
+    let entries = String::from_utf8_lossy(&bytes[table..trailer]).into_owned();
+    for line in entries.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.len() >= 3 && fields[2] == "n" {
+            let off: u64 = fields[0].parse().unwrap();
+            damaged.extend_from_slice(format!("{:010} {} n\r\n", off + 7, fields[1]).as_bytes());
+        } else {
+            damaged.extend_from_slice(line.as_bytes());
+            damaged.push(b'\n');
+        }
+    }
+    damaged.extend_from_slice(&bytes[trailer..]);
+    warned_of_scan("offsets.pdf", &damaged);
+    assert_repaired("offsets.pdf", &damaged);
+    // A cross-reference stream written without compression: every offset in it moved by 7.
+    let bytes = intact_modern_pdf();
+    let data = last(&bytes, b"/Type/XRef");
+    let start = data + find_all(&bytes[data..], b"stream\n")[0] + 7;
+    let end = data + find_all(&bytes[data..], b"endstream")[0] - 1;
+    let mut damaged = bytes.clone();
+    for entry in damaged[start..end].chunks_mut(7) {
+        if entry[0] == 1 {
+            let off = u32::from_be_bytes([entry[1], entry[2], entry[3], entry[4]]) + 7;
+            entry[1..5].copy_from_slice(&off.to_be_bytes());
+        }
+    }
+    assert_ne!(damaged, bytes);
+    assert_repaired("offsets-stream.pdf", &damaged);
+}
+
+#[test]
+fn a_pdf_cut_before_its_xref_table_is_rebuilt() {
+    let bytes = intact_pdf();
+    let damaged = bytes[..table_at(&bytes)].to_vec();
+    warned_of_scan("cut.pdf", &damaged);
+    assert_repaired("cut.pdf", &damaged);
+    // The table and trailer gone but startxref left, pointing at nothing.
+    let mut no_table = bytes[..table_at(&bytes)].to_vec();
+    no_table.extend_from_slice(&bytes[last(&bytes, b"startxref")..]);
+    assert_repaired("no-table.pdf", &no_table);
+}
+
+#[test]
+fn a_pdf_whose_xref_stream_offsets_are_wrong_is_rebuilt() {
+    let bytes = shifted(&intact_modern_pdf());
+    // startxref made right again, so the stream is read and its entries are what is wrong.
+    let xref_obj = {
+        let type_at = last(&bytes, b"/XRef");
+        let obj = find_all(&bytes[..type_at], b" obj").pop().unwrap();
+        let line = bytes[..obj].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+        line
+    };
+    let damaged = with_startxref(&bytes, &xref_obj.to_string());
+    warned_of_scan("xref-stream.pdf", &damaged);
+    assert_repaired("xref-stream.pdf", &damaged);
+    // And with startxref left wrong too.
+    assert_repaired("xref-stream-shifted.pdf", &bytes);
+}
+
+#[test]
+fn a_pdf_whose_startxref_is_wrong_is_rebuilt() {
+    for (name, value) in [
+        ("zero.pdf", "0"),
+        ("past-end.pdf", "999999"),
+        ("inside.pdf", "100"),
+    ] {
+        assert_repaired(name, &with_startxref(&intact_pdf(), value));
+        assert_repaired(name, &with_startxref(&intact_modern_pdf(), value));
+    }
+}
+
+#[test]
+fn a_pdf_with_garbage_before_the_header_counted_in_its_offsets_is_rebuilt() {
+    // A writer that put a mail header in front and counted it in every offset.
+    let bytes = intact_pdf();
+    let garbage = b"X-Mailer: something\r\nContent-Type: application/pdf\r\n\r\n";
+    let mut damaged = garbage.to_vec();
+    // Offsets right for the file as a whole, wrong when read from the header.
+    let pdf = bytes;
+    let table = table_at(&pdf);
+    let trailer = last(&pdf, b"trailer");
+    let mut body = pdf[..table].to_vec();
+    for line in String::from_utf8_lossy(&pdf[table..trailer]).lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.len() >= 3 && fields[2] == "n" {
+            let off: usize = fields[0].parse().unwrap();
+            body.extend_from_slice(
+                format!("{:010} {} n\r\n", off + garbage.len(), fields[1]).as_bytes(),
+            );
+        } else {
+            body.extend_from_slice(line.as_bytes());
+            body.push(b'\n');
+        }
+    }
+    body.extend_from_slice(&pdf[trailer..]);
+    let body = with_startxref(&body, &(table + garbage.len()).to_string());
+    damaged.extend(body);
+    assert_repaired("prefixed.pdf", &damaged);
+    // The same with a cross-reference stream.
+    let mut damaged = garbage.to_vec();
+    damaged.extend(shifted(&intact_modern_pdf()));
+    assert_repaired("prefixed-modern.pdf", &damaged);
+}
+
+#[test]
+fn a_pdf_cut_before_its_xref_stream_finds_the_catalog_in_an_object_stream() {
+    let bytes = intact_modern_pdf();
+    let type_at = last(&bytes, b"/XRef");
+    let obj = find_all(&bytes[..type_at], b" obj").pop().unwrap();
+    let line = bytes[..obj].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let damaged = bytes[..line].to_vec();
+    assert!(!contains(&damaged, "/Root"));
+    warned_of_scan("cut-modern.pdf", &damaged);
+    assert_repaired("cut-modern.pdf", &damaged);
+}
+
+#[test]
+fn a_damaged_pdf_with_two_catalogs_and_no_trailer_is_held() {
+    let (mut doc, _, pages) = pdf_base(2);
+    doc.add_object(lopdf::dictionary! { "Type" => "Catalog", "Pages" => pages, "OpenAction" => lopdf::dictionary! { "S" => "JavaScript", "JS" => lit("second-catalog()") } });
+    let bytes = save_classic(doc);
+    let damaged = bytes[..table_at(&bytes)].to_vec();
+    let outcome = process(&damaged, "two.pdf");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    let reason = outcome.report.reason.unwrap();
+    assert_eq!(reason.code, "malformed", "{}", reason.detail);
+    assert!(reason.detail.contains("catalog"), "{}", reason.detail);
+}
+
+#[test]
+fn a_damaged_pdf_still_has_its_javascript_removed() {
+    let (mut doc, cat, _) = pdf_base(2);
+    doc.get_object_mut(cat)
+        .and_then(lopdf::Object::as_dict_mut)
+        .unwrap()
+        .set("OpenAction", lopdf::dictionary! { "S" => "JavaScript", "JS" => lit("app.alert('mukaika-js-marker')") });
+    let bytes = save_classic(doc);
+    let damaged = bytes[..table_at(&bytes)].to_vec();
+    let outcome = process(&damaged, "js.pdf");
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{:?}",
+        outcome.report.reason
+    );
+    assert!(removed(&outcome, What::Javascript, "OpenAction"));
+    let out = outcome.output().unwrap().bytes();
+    assert_no_active_content(out);
+    assert!(!contains(&pdf_payload(out), "mukaika-js-marker"));
+    assert_eq!(pdf_pages(out), 2);
+}
