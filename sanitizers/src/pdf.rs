@@ -10,10 +10,14 @@
 //!   rich media, XFA and signatures never do. URI links follow `Policy::keep_links`. A
 //!   dictionary is an action when its `/S` names an action type (or it has `/JS` or
 //!   `/Type /Action`), wherever it sits — `/PresSteps /NA`, arrays, name trees, `/Next` chains.
-//! - A stream is copied only under a key where the PDF specification puts streams (or under an
-//!   author-chosen name inside resources, appearance and glyph dictionaries); anything else hung
-//!   on a dictionary as a stream is dropped. Embedded font programs stay only when they parse
-//!   as their format (`pdf_font.rs`).
+//! - A stream is copied only under a key where the PDF specification puts streams in that kind
+//!   of dictionary (or under an author-chosen name inside resources, appearance and glyph
+//!   dictionaries). The kind ([`Role`]) comes from where the dictionary was reached, never from
+//!   the key name alone: a `/FontFile2`, `/ToUnicode` or `/Contents` stream on a catalog, an
+//!   annotation or a made-up dictionary is dropped. Embedded font programs stay only when they
+//!   parse as their format (`pdf_font.rs`).
+//! - A file whose cross-reference data is damaged is first laid out anew from a scan of its
+//!   objects (`pdf_repair.rs`), then rebuilt like any other.
 //! - The page tree is rebuilt flat (one /Pages node, inherited attributes pushed down to each
 //!   page); a tree that reaches an inner node twice (a loop) is refused, and a page listed
 //!   twice is written as two page objects.
@@ -371,81 +375,180 @@ const ACTION_TYPES: &[&[u8]] = &[
     b"NOP",
 ];
 
-/// Keys under which the PDF specification puts a stream (or an array holding streams): page
-/// contents, resources' own parts, font programs and maps, images' masks and colour spaces,
-/// functions, appearance streams and icons, output intents, thumbnails, metadata.
-const STREAM_KEYS: &[&[u8]] = &[
-    b"Contents",
-    b"Metadata",
-    b"FontFile",
-    b"FontFile2",
-    b"FontFile3",
-    b"ToUnicode",
-    b"CIDSet",
-    b"CIDToGIDMap",
-    b"Encoding",
-    b"UseCMap",
-    b"Thumb",
-    b"SMask",
-    b"Mask",
-    b"Function",
-    b"Functions",
-    b"TR",
-    b"TR2",
-    b"BG",
-    b"BG2",
-    b"UCR",
-    b"UCR2",
-    b"TransferFunction",
-    b"HT",
-    b"Shading",
-    b"DestOutputProfile",
-    b"JBIG2Globals",
-    b"G",
-    b"RC",
-    b"RV",
-    b"N",
-    b"R",
-    b"D",
-    b"I",
-    b"RI",
-    b"IX",
-    b"ColorSpace",
-    b"CS",
-    b"Alternate",
-    b"Stm",
-    b"Obj",
-    b"Image",
-    b"Alternates",
-];
-
-/// Keys whose dictionary value is keyed by author-chosen names that may each hold a stream.
-const NAMED_STREAM_PARENTS: &[&[u8]] = &[
-    b"XObject",
-    b"Pattern",
-    b"Shading",
-    b"ColorSpace",
-    b"ExtGState",
-    b"Properties",
-    b"CharProcs",
-    b"Colorants",
-    b"N",
-    b"R",
-    b"D",
-];
-
 /// Page attributes a page inherits from its ancestors in the page tree.
 const INHERITABLE: &[&[u8]] = &[b"Resources", b"MediaBox", b"CropBox", b"Rotate"];
 
+/// What a dictionary (or a stream's dictionary) is, as far as the streams it may hold go. The
+/// role comes from where the dictionary was reached (the key and the role of its parent), never
+/// from what the dictionary says about itself: a stream is kept only under a key the PDF
+/// specification gives a stream in that kind of dictionary, so a `/FontFile2`, `/ToUnicode` or
+/// `/Contents` hung on a catalog, an annotation or a made-up dictionary is dropped.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// Any other dictionary: it holds no streams (outlines, actions, destinations, name and
+    /// number trees, viewer preferences, optional content, threads, field values, …).
+    Other,
+    Catalog,
+    Page,
+    Resources,
+    /// A content stream (page contents, glyph procedures, marked-content references).
+    Content,
+    /// An XObject (form or image): also thumbnails, masks, appearance streams, icons.
+    XObject,
+    /// A font or CIDFont dictionary.
+    Font,
+    FontDescriptor,
+    /// An embedded font program's stream.
+    FontProgram,
+    /// A CMap (`/ToUnicode`, a composite font's `/Encoding`).
+    CMap,
+    /// A colour space array's parts: ICC profiles, lookup tables, tint transforms.
+    ColorSpace,
+    Function,
+    Shading,
+    Pattern,
+    ExtGState,
+    SoftMask,
+    Halftone,
+    /// A transparency group attribute dictionary.
+    Group,
+    DecodeParms,
+    Annotation,
+    /// An annotation's `/AP`.
+    Appearance,
+    /// A widget's `/MK` (its icons).
+    AppearanceChars,
+    AcroForm,
+    OutputIntent,
+    /// The structure tree: its elements, marked-content and object references.
+    Struct,
+    /// An entry of an image's `/Alternates`.
+    AltImage,
+    /// Dictionaries keyed by author-chosen names; every value is of one kind.
+    NamedXObjects,
+    NamedFonts,
+    NamedColorSpaces,
+    NamedPatterns,
+    NamedShadings,
+    NamedExtGStates,
+    NamedProperties,
+    /// A Type 3 font's glyph procedures.
+    CharProcs,
+    /// An appearance's states (`/N`, `/R`, `/D` as a dictionary of states).
+    AppearanceStates,
+    /// A CIDFont descriptor's `/FD`: font descriptors by class name.
+    FontDescriptors,
+}
+
+impl Role {
+    /// The role of the value under `key` in a dictionary of this role (`dict`), and whether a
+    /// stream may sit there.
+    fn child(self, key: &[u8], dict: &Dictionary) -> (Role, bool) {
+        use Role::*;
+        match self {
+            NamedXObjects | AppearanceStates => return (XObject, true),
+            NamedFonts => return (Font, false),
+            NamedColorSpaces => return (ColorSpace, true),
+            NamedPatterns => return (Pattern, true),
+            NamedShadings => return (Shading, true),
+            NamedExtGStates => return (ExtGState, false),
+            NamedProperties => return (Other, false),
+            CharProcs => return (Content, true),
+            FontDescriptors => return (FontDescriptor, false),
+            _ => {}
+        }
+        match (self, key) {
+            (_, b"DecodeParms") => (DecodeParms, false),
+            (
+                Catalog | Page | XObject | FontDescriptor | FontProgram | ColorSpace | Struct,
+                b"Metadata",
+            ) => (Other, true),
+            (Catalog, b"OutputIntents") => (OutputIntent, false),
+            (Catalog, b"StructTreeRoot") => (Struct, false),
+            (Catalog, b"AcroForm") => (AcroForm, false),
+            (Page, b"Contents") => (Content, true),
+            (Page, b"Thumb") => (XObject, true),
+            (Page | XObject | Font | Pattern, b"Resources") => (Resources, false),
+            (AcroForm | Annotation, b"DR") => (Resources, false),
+            (Page | XObject, b"Group") => (Group, false),
+            (Resources, b"XObject") => (NamedXObjects, false),
+            (Resources, b"Font") => (NamedFonts, false),
+            (Resources, b"ColorSpace") => (NamedColorSpaces, false),
+            (Resources, b"Pattern") => (NamedPatterns, false),
+            (Resources, b"Shading") => (NamedShadings, false),
+            (Resources, b"ExtGState") => (NamedExtGStates, false),
+            (Resources, b"Properties") => (NamedProperties, false),
+            (XObject, b"SMask" | b"Mask") => (XObject, true),
+            (XObject | Shading | ColorSpace, b"ColorSpace") | (Group, b"CS") => (ColorSpace, true),
+            (XObject, b"Alternates") => (AltImage, false),
+            (AltImage, b"Image") => (XObject, true),
+            (Font, b"FontDescriptor") => (FontDescriptor, false),
+            (Font, b"DescendantFonts") => (Font, false),
+            (Font, b"ToUnicode" | b"Encoding") | (CMap, b"UseCMap") => (CMap, true),
+            (Font, b"CIDToGIDMap") | (FontDescriptor, b"CIDSet") => (Other, true),
+            (Font, b"CharProcs") => (CharProcs, false),
+            (FontDescriptor, b"FontFile" | b"FontFile2" | b"FontFile3") => (FontProgram, true),
+            (FontDescriptor, b"FD") => (FontDescriptors, false),
+            (ColorSpace, b"Alternate") => (ColorSpace, true),
+            (ColorSpace, b"Colorants") => (NamedColorSpaces, false),
+            (ColorSpace, b"Process") => (ColorSpace, false),
+            (ColorSpace | Function | Shading, b"Function" | b"Functions") => (Function, true),
+            (Pattern, b"Shading") => (Shading, true),
+            (Pattern, b"ExtGState") => (ExtGState, false),
+            (ExtGState, b"SMask") => (SoftMask, false),
+            (ExtGState | SoftMask, b"TR" | b"TR2" | b"BG" | b"BG2" | b"UCR" | b"UCR2") => {
+                (Function, true)
+            }
+            (ExtGState, b"HT") => (Halftone, true),
+            (ExtGState, b"Font") => (Font, false),
+            (SoftMask, b"G") => (XObject, true),
+            (Halftone, b"TransferFunction") => (Function, true),
+            // A type 5 halftone holds one halftone per colorant, under the colorant's name.
+            (Halftone, _)
+                if dict
+                    .get(b"HalftoneType")
+                    .and_then(Object::as_i64)
+                    .is_ok_and(|t| t == 5) =>
+            {
+                (Halftone, true)
+            }
+            (Annotation, b"AP") => (Appearance, false),
+            (Annotation, b"MK") => (AppearanceChars, false),
+            (Annotation, b"RC" | b"RV") => (Other, true),
+            (Annotation, b"Parent" | b"Kids" | b"Popup" | b"IRT") => (Annotation, false),
+            (Appearance, b"N" | b"R" | b"D") => (AppearanceStates, true),
+            (AppearanceChars, b"I" | b"RI" | b"IX") => (XObject, true),
+            (AcroForm, b"Fields" | b"CO") => (Annotation, false),
+            (OutputIntent, b"DestOutputProfile") => (ColorSpace, true),
+            (Struct, b"K" | b"P" | b"ParentTree" | b"Nums" | b"Kids" | b"IDTree" | b"Names") => {
+                (Struct, false)
+            }
+            (Struct, b"Stm") => (Content, true),
+            (Struct, b"Obj") => (XObject, true),
+            (DecodeParms, b"JBIG2Globals") => (Other, true),
+            _ => (Other, false),
+        }
+    }
+
+    /// The role of a stream's own dictionary reached in this role.
+    fn of_stream(self) -> Role {
+        match self {
+            Role::AppearanceStates => Role::XObject,
+            other => other,
+        }
+    }
+}
+
 /// Where a value sits, as far as streams are concerned: stream data is copied only where the
-/// specification puts streams, so one hung under a made-up key (a PE, a second document) is
-/// never copied.
+/// specification puts streams in the parent's kind of dictionary, so one hung under a made-up
+/// key, or under a real key of another kind of dictionary (a PE, a second document), is never
+/// copied.
 #[derive(Clone, Copy)]
 struct Slot {
     /// A stream may sit here.
     stream_ok: bool,
-    /// This value is a dictionary keyed by author-chosen names, each of which may hold a stream.
-    named: bool,
+    /// What the value here is (a dictionary's, an array's items', a stream's dictionary's).
+    role: Role,
     /// A stream here is a font program of this format and must parse as one.
     font: Option<font::Format>,
 }
@@ -453,18 +556,25 @@ struct Slot {
 impl Slot {
     const NONE: Slot = Slot {
         stream_ok: false,
-        named: false,
+        role: Role::Other,
         font: None,
     };
 
-    fn under(key: &[u8], parent_named: bool) -> Slot {
+    /// A value of `role` where no stream may sit (annotations listed in `/Annots`).
+    fn of(role: Role) -> Slot {
+        Slot { role, ..Slot::NONE }
+    }
+
+    /// The value under `key` in `parent`, a dictionary of role `role`.
+    fn under(role: Role, key: &[u8], parent: &Dictionary) -> Slot {
+        let (child, stream_ok) = role.child(key, parent);
         Slot {
-            stream_ok: parent_named || STREAM_KEYS.contains(&key),
-            named: NAMED_STREAM_PARENTS.contains(&key),
-            font: match key {
-                b"FontFile" => Some(font::Format::Type1),
-                b"FontFile2" => Some(font::Format::TrueType),
-                b"FontFile3" => Some(font::Format::FontFile3),
+            stream_ok,
+            role: child,
+            font: match (child, key) {
+                (Role::FontProgram, b"FontFile") => Some(font::Format::Type1),
+                (Role::FontProgram, b"FontFile2") => Some(font::Format::TrueType),
+                (Role::FontProgram, b"FontFile3") => Some(font::Format::FontFile3),
                 _ => None,
             },
         }
@@ -627,7 +737,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 What::UnknownPart,
                 loc.to_string(),
                 format!(
-                    "stream under a key not on the allowlist ({} bytes)",
+                    "stream under a key not on the allowlist for this kind of dictionary ({} bytes)",
                     s.content.len()
                 ),
             );
@@ -694,13 +804,13 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     }
                 }
                 b"Metadata" if !self.cx.policy().strip_metadata => {
-                    let v = self.clean(value, &loc, 0, Slot::under(key, false))?;
+                    let v = self.clean(value, &loc, 0, Slot::under(Role::Catalog, key, catalog))?;
                     out.set("Metadata", v);
                 }
                 // Built first, above.
                 b"Pages" => {}
                 k if CATALOG_KEEP.contains(&k) => {
-                    let v = self.clean(value, &loc, 0, Slot::under(key, false))?;
+                    let v = self.clean(value, &loc, 0, Slot::under(Role::Catalog, key, catalog))?;
                     out.set(key.clone(), v);
                 }
                 other => {
@@ -812,7 +922,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 }
             }
             let mut cleaned = self
-                .clean_dict(&page, &format!("page {}", n + 1), 0, false)?
+                .clean_dict(&page, &format!("page {}", n + 1), 0, Role::Page)?
                 .ok_or_else(|| Error::malformed("a page is an action dictionary"))?;
             cleaned.set("Parent", Object::Reference(pages_id));
             self.out.objects.insert(new_id, Object::Dictionary(cleaned));
@@ -874,7 +984,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     .cx
                     .remove(What::Xfa, here, "XFA form (AcroForm appearance kept)"),
                 b"Fields" | b"NeedAppearances" | b"CO" | b"DR" | b"DA" | b"Q" | b"SigFlags" => {
-                    let v = self.clean(v, &here, 0, Slot::under(key, false))?;
+                    let v = self.clean(v, &here, 0, Slot::under(Role::AcroForm, key, form))?;
                     out.set(key.clone(), v);
                 }
                 _ => self.cx.remove(
@@ -950,7 +1060,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 }
                 Object::Array(out)
             }
-            Object::Dictionary(d) => match self.clean_dict(d, loc, depth, slot.named)? {
+            Object::Dictionary(d) => match self.clean_dict(d, loc, depth, slot.role)? {
                 Some(d) => Object::Dictionary(d),
                 None => Object::Null,
             },
@@ -980,7 +1090,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 .remove(What::Metadata, loc.to_string(), "XMP metadata stream");
             return Ok(Object::Null);
         }
-        let mut dict = match self.clean_dict(&s.dict, loc, depth, false)? {
+        let mut dict = match self.clean_dict(&s.dict, loc, depth, slot.role.of_stream())? {
             Some(d) => d,
             None => return Ok(Object::Null),
         };
@@ -1048,14 +1158,14 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
         Ok(Object::Stream(out))
     }
 
-    /// Cleans a dictionary; `named` says its keys are author-chosen names (resources,
+    /// Cleans a dictionary of role `role` (which says where its values may be streams).
     /// appearance states, glyphs) whose values may be streams.
     fn clean_dict(
         &mut self,
         d: &Dictionary,
         loc: &str,
         depth: u32,
-        named: bool,
+        role: Role,
     ) -> Result<Option<Dictionary>> {
         // An action is known by its /S, wherever the dictionary sits and whatever its /Type
         // says (viewers run a /Launch under /PresSteps /NA that has no /Type /Action): only
@@ -1149,7 +1259,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     out.set("Annots", annots);
                 }
                 _ => {
-                    let v = self.clean(value, &here, depth + 1, Slot::under(key, named))?;
+                    let v = self.clean(value, &here, depth + 1, Slot::under(role, key, d))?;
                     // A dropped action or stream takes its key with it.
                     if !matches!(v, Object::Null) || matches!(value, Object::Null) {
                         out.set(key.clone(), v);
@@ -1194,7 +1304,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     }
                 }
             }
-            kept.push(self.clean(item, &here, depth + 1, Slot::NONE)?);
+            kept.push(self.clean(item, &here, depth + 1, Slot::of(Role::Annotation))?);
         }
         Ok(Object::Array(kept))
     }

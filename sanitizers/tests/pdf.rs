@@ -1103,3 +1103,88 @@ fn a_damaged_pdf_still_has_its_javascript_removed() {
     assert!(!contains(&pdf_payload(out), "mukaika-js-marker"));
     assert_eq!(pdf_pages(out), 2);
 }
+
+#[test]
+fn streams_under_kept_key_names_on_the_wrong_kind_of_dictionary_are_dropped() {
+    use lopdf::{dictionary, Object, Stream};
+    let (mut doc, cat, _) = pdf_base(1);
+    // A font that parses as one (and so passes the font check) with the PE in its glyph data.
+    let mut head = vec![0u8; 54];
+    head[0..4].copy_from_slice(&0x0001_0000u32.to_be_bytes());
+    head[12..16].copy_from_slice(&0x5F0F_3CF5u32.to_be_bytes());
+    head[18..20].copy_from_slice(&1000u16.to_be_bytes());
+    let font_with_pe = sfnt(&[
+        (b"head", head),
+        (b"maxp", vec![0, 0, 0x50, 0, 0, 1]),
+        (b"loca", vec![0, 0, 0, 0]),
+        (b"glyf", pe_bytes()),
+    ]);
+    let on_catalog = doc.add_object(Stream::new(dictionary! {}, font_with_pe.clone()));
+    let on_prefs = doc.add_object(Stream::new(dictionary! {}, font_with_pe));
+    let mut compressed = Stream::new(dictionary! {}, pe_bytes());
+    compressed.compress().unwrap();
+    let to_unicode = doc.add_object(compressed);
+    let annot_contents = doc.add_object(Stream::new(dictionary! {}, pe_bytes()));
+    let annot = doc.add_object(dictionary! {
+        "Type" => "Annot", "Subtype" => "Text", "Rect" => vec![0.into(), 0.into(), 10.into(), 10.into()],
+        "Contents" => annot_contents,
+    });
+    page_dict(&mut doc, 1).set("Annots", vec![Object::Reference(annot)]);
+    // A real embedded TrueType font where fonts go: it stays.
+    let good = doc.add_object(Stream::new(dictionary! {}, valid_sfnt()));
+    let descriptor = doc.add_object(dictionary! {
+        "Type" => "FontDescriptor", "FontName" => "Good", "Flags" => 32,
+        "FontBBox" => vec![0.into(), 0.into(), 1000.into(), 1000.into()],
+        "ItalicAngle" => 0, "Ascent" => 800, "Descent" => -200, "CapHeight" => 700, "StemV" => 80,
+        "FontFile2" => good,
+    });
+    let font = doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "TrueType", "BaseFont" => "Good", "FontDescriptor" => descriptor,
+    });
+    page_dict(&mut doc, 1)
+        .get_mut(b"Resources")
+        .and_then(Object::as_dict_mut)
+        .unwrap()
+        .get_mut(b"Font")
+        .and_then(Object::as_dict_mut)
+        .unwrap()
+        .set("G1", font);
+    let c = doc
+        .get_object_mut(cat)
+        .and_then(Object::as_dict_mut)
+        .unwrap();
+    c.set("FontFile2", on_catalog);
+    c.set(
+        "ViewerPreferences",
+        dictionary! { "ToUnicode" => to_unicode, "FontFile2" => on_prefs },
+    );
+    let input = save(doc);
+    let outcome = assert_fail_closed("roles.pdf", &input);
+    for needle in [
+        "/ViewerPreferences /ToUnicode",
+        "/ViewerPreferences /FontFile2",
+        // The annotation is an object of its own, so it is named by its number.
+        " /Contents",
+    ] {
+        assert!(
+            removed(&outcome, What::UnknownPart, needle),
+            "missing {needle}: {:#?}",
+            outcome.report.removed
+        );
+    }
+    assert!(removed(&outcome, What::UnknownPart, "catalog /FontFile2"));
+    let out = outcome.output().unwrap().bytes();
+    assert!(!contains(&pdf_payload(out), PE_MARKER), "a PE survived");
+    assert!(
+        !contains(&pdf_payload(out), "MZ\u{90}"),
+        "an MZ header survived"
+    );
+    let names = pdf_names(out);
+    assert_eq!(
+        names.iter().filter(|n| *n == "FontFile2").count(),
+        1,
+        "the real font stays"
+    );
+    assert!(!names.iter().any(|n| n == "ToUnicode"));
+    assert_second_pass_removes_nothing(&outcome);
+}
