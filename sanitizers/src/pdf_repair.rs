@@ -128,6 +128,16 @@ pub(crate) fn rebuild(
             .and_then(Object::as_reference)
             .map_err(|_| Error::malformed("the last trailer has no /Root reference"))?,
         None => {
+            // A security handler's dictionary with no trailer naming it and the file's /ID: the
+            // objects cannot be decrypted, and read as they are they are ciphertext.
+            let security = objects.values().any(|(_, f)| {
+                matches!(&f.object, Object::Dictionary(d) if d.has(b"Filter") && d.has(b"O") && d.has(b"U"))
+            });
+            if security {
+                return Err(Error::encrypted(
+                    "an encrypted PDF lost its trailer: its objects cannot be decrypted",
+                ));
+            }
             let catalogs: Vec<ObjectId> = objects
                 .iter()
                 .filter(|(_, (_, f))| {
@@ -221,6 +231,7 @@ fn scan(body: &[u8], bounds: &Bounds, tick: &mut dyn FnMut() -> Result<()>) -> R
         trailer: None,
         dangling: false,
     };
+    let mut attempts = 0u64;
     let mut pos = 0;
     while pos < body.len() {
         let Some(&b) = body.get(pos) else { break };
@@ -231,34 +242,44 @@ fn scan(body: &[u8], bounds: &Bounds, tick: &mut dyn FnMut() -> Result<()>) -> R
         let boundary = pos == 0 || body.get(pos - 1).is_some_and(|&p| is_ws(p) || is_delim(p));
         if boundary && b.is_ascii_digit() {
             if let Some((number, generation, after)) = object_header(body, pos) {
-                let parsed = object_body(body, after);
-                out.dangling = !parsed.as_ref().is_some_and(|b| b.closed);
-                if let Some(Body {
-                    object,
-                    end,
-                    length_right,
-                    ..
-                }) = parsed
-                {
-                    if let Object::Stream(s) = &object {
-                        if s.dict.has_type(b"XRef") {
-                            let intact = length_right && xref_stream_intact(s, bounds);
-                            out.trailer = Some((s.dict.clone(), intact));
+                attempts += 1;
+                if attempts.is_multiple_of(64) {
+                    tick()?;
+                }
+                match object_body(body, after) {
+                    Ok(Body {
+                        object,
+                        end,
+                        closed,
+                        length_right,
+                    }) => {
+                        out.dangling = !closed;
+                        if let Object::Stream(s) = &object {
+                            if s.dict.has_type(b"XRef") {
+                                let intact = length_right && xref_stream_intact(s, bounds);
+                                out.trailer = Some((s.dict.clone(), intact));
+                            }
                         }
+                        out.objects
+                            .push((pos, number, Found { generation, object }));
+                        if out.objects.len() as u64 > bounds.max_objects.saturating_mul(4) {
+                            return Err(Error::limit_exceeded(format!(
+                                "more than {} object definitions in the PDF",
+                                bounds.max_objects.saturating_mul(4)
+                            )));
+                        }
+                        pos = end;
+                        continue;
                     }
-                    out.objects
-                        .push((pos, number, Found { generation, object }));
-                    if out.objects.len() as u64 > bounds.max_objects.saturating_mul(4) {
-                        return Err(Error::limit_exceeded(format!(
-                            "more than {} object definitions in the PDF",
-                            bounds.max_objects.saturating_mul(4)
-                        )));
+                    Err(stop) if stop >= body.len() => {
+                        // The object runs to the end of the file (a string or stream never
+                        // closed): everything after its header is inside it, so nothing
+                        // after it is an object of its own. Stopping here also keeps the scan
+                        // linear: every later header would be read to the end again.
+                        out.dangling = true;
+                        break;
                     }
-                    if out.objects.len().is_multiple_of(1024) {
-                        tick()?;
-                    }
-                    pos = end;
-                    continue;
+                    Err(_) => out.dangling = true,
                 }
             }
         }
@@ -267,10 +288,15 @@ fn scan(body: &[u8], bounds: &Bounds, tick: &mut dyn FnMut() -> Result<()>) -> R
                 data: body,
                 pos: pos + 7,
             };
-            if let Some(Object::Dictionary(d)) = lx.value(0) {
-                out.trailer = Some((d, true));
-                pos = lx.pos;
-                continue;
+            match lx.value(0) {
+                Some(Object::Dictionary(d)) => {
+                    out.trailer = Some((d, true));
+                    pos = lx.pos;
+                    continue;
+                }
+                // As above: a trailer that runs to the end swallows the rest.
+                None if lx.pos >= body.len() => break,
+                _ => {}
             }
         }
         pos += 1;
@@ -358,10 +384,11 @@ struct Body {
     length_right: bool,
 }
 
-/// The object after its header: a value, or a dictionary with stream data.
-fn object_body(data: &[u8], at: usize) -> Option<Body> {
+/// The object after its header: a value, or a dictionary with stream data. When it does not
+/// read, where reading stopped (the data's length when the data ran out first).
+fn object_body(data: &[u8], at: usize) -> std::result::Result<Body, usize> {
     let mut lx = Lexer { data, pos: at };
-    let value = lx.value(0)?;
+    let value = lx.value(0).ok_or(lx.pos)?;
     lx.skip_ws();
     let mut length_right = false;
     let value = match value {
@@ -374,7 +401,7 @@ fn object_body(data: &[u8], at: usize) -> Option<Body> {
             if data.get(start) == Some(&b'\n') {
                 start += 1;
             }
-            let (content, end, right) = stream_data(data, start, &dict)?;
+            let (content, end, right) = stream_data(data, start, &dict).ok_or(data.len())?;
             lx.pos = end;
             length_right = right;
             let mut s = Stream::new(dict, content.to_vec());
@@ -387,7 +414,7 @@ fn object_body(data: &[u8], at: usize) -> Option<Body> {
     // A missing endobj is forgiven (qpdf does too) where another object follows: the value
     // itself was complete. At the end of the file it means the file was cut.
     let closed = lx.keyword(b"endobj");
-    Some(Body {
+    Ok(Body {
         object: value,
         end: lx.pos,
         closed,
@@ -457,7 +484,7 @@ fn members(stream: &Stream, bounds: &Bounds) -> Result<Vec<(u32, Object)>> {
         data: &data,
         pos: 0,
     };
-    let mut out = Vec::with_capacity(count);
+    let mut index = Vec::with_capacity(count);
     for _ in 0..count {
         head.skip_ws();
         let number = head.unsigned().and_then(|n| u32::try_from(n).ok());
@@ -466,12 +493,30 @@ fn members(stream: &Stream, bounds: &Bounds) -> Result<Vec<(u32, Object)>> {
         let (Some(number), Some(offset)) = (number, offset) else {
             return Err(Error::malformed("an object stream's index does not read"));
         };
+        if index.last().is_some_and(|(_, prev)| *prev >= offset) {
+            // Members are stored in order; reading each up to the next keeps the work to one
+            // pass over the data.
+            return Err(Error::malformed(
+                "an object stream's members are not in order",
+            ));
+        }
+        index.push((number, offset));
+    }
+    let mut out = Vec::with_capacity(count);
+    for (i, (number, offset)) in index.iter().enumerate() {
+        let end = index
+            .get(i + 1)
+            .map_or(data.len(), |(_, next)| first.saturating_add(*next))
+            .min(data.len());
+        let Some(slice) = data.get(..end) else {
+            continue;
+        };
         let mut lx = Lexer {
-            data: &data,
-            pos: first.saturating_add(offset),
+            data: slice,
+            pos: first.saturating_add(*offset),
         };
         if let Some(value) = lx.value(0) {
-            out.push((number, value));
+            out.push((*number, value));
         }
     }
     Ok(out)
@@ -784,12 +829,14 @@ mod tests {
         let text = b"1 0 obj << /Length 5 >> stream\nabcde\nendstream endobj";
         let (h, g, at) = object_header(text, 0).unwrap();
         assert_eq!((h, g), (1, 0));
-        let body = object_body(text, at).unwrap();
+        let body = object_body(text, at).ok().unwrap();
         assert!(body.closed && body.length_right);
         assert_eq!(body.object.as_stream().unwrap().content, b"abcde");
         assert_eq!(body.end, text.len());
         let wrong = b"1 0 obj << /Length 99 >> stream\r\nab endobj cd\r\nendstream\nendobj";
-        let body = object_body(wrong, object_header(wrong, 0).unwrap().2).unwrap();
+        let body = object_body(wrong, object_header(wrong, 0).unwrap().2)
+            .ok()
+            .unwrap();
         assert!(!body.length_right);
         assert_eq!(body.object.as_stream().unwrap().content, b"ab endobj cd");
     }

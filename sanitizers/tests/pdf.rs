@@ -1188,3 +1188,58 @@ fn streams_under_kept_key_names_on_the_wrong_kind_of_dictionary_are_dropped() {
     assert!(!names.iter().any(|n| n == "ToUnicode"));
     assert_second_pass_removes_nothing(&outcome);
 }
+
+/// A two-page document encrypted with the empty user password, saved with a classic table.
+fn encrypted_classic_pdf() -> Vec<u8> {
+    let (mut doc, _, _) = pdf_base(2);
+    let id = lopdf::Object::String(
+        b"0123456789abcdef".to_vec(),
+        lopdf::StringFormat::Hexadecimal,
+    );
+    doc.trailer.set("ID", vec![id.clone(), id]);
+    let version = lopdf::EncryptionVersion::V2 {
+        document: &doc,
+        owner_password: "owner-secret",
+        user_password: "",
+        key_length: 128,
+        permissions: lopdf::Permissions::all(),
+    };
+    let state = lopdf::EncryptionState::try_from(version).unwrap();
+    doc.encrypt(&state).unwrap();
+    let bytes = save_classic(doc);
+    assert!(!contains(&bytes, "mukaika-fixture-text"));
+    bytes
+}
+
+#[test]
+fn a_damaged_encrypted_pdf_is_decrypted_after_the_scan_and_held_without_its_trailer() {
+    // The trailer (with /Encrypt and /ID) survives: the scan keeps it, lopdf decrypts.
+    let mut damaged = encrypted_classic_pdf();
+    damaged.extend(std::iter::repeat_n(0xA5u8, 4000));
+    let out = assert_repaired("encrypted-tail.pdf", &damaged);
+    assert!(!pdf_names(&out).iter().any(|n| n == "Encrypt"));
+    // Cut before the table, the trailer is gone: nothing says how to decrypt.
+    let bytes = encrypted_classic_pdf();
+    let outcome = process(&bytes[..table_at(&bytes)], "encrypted-cut.pdf");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    let reason = outcome.report.reason.unwrap();
+    assert_eq!(reason.code, "encrypted", "{}", reason.detail);
+}
+
+#[test]
+fn a_damaged_pdf_with_an_unclosed_string_is_held_quickly() {
+    // Thousands of object headers each opening a string that never closes: reading every one
+    // to the end of the file would take minutes.
+    let mut damaged = b"%PDF-1.4\n".to_vec();
+    while damaged.len() < 400_000 {
+        damaged.extend_from_slice(b"1 0 obj (\n");
+    }
+    let started = std::time::Instant::now();
+    let outcome = process(&damaged, "unclosed.pdf");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+}
