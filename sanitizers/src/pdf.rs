@@ -1344,6 +1344,14 @@ fn collect_pages(src: &Document, root: ObjectId) -> Result<PageTree> {
             )));
         };
         let inner = dict.has_type(b"Pages") || (dict.has(b"Kids") && !dict.has_type(b"Page"));
+        if !inner && dict.has(b"Kids") {
+            // Typed a page but with kids: qpdf and some viewers read it as an inner node,
+            // others as a page; which pages the document has cannot be told.
+            return Err(Error::malformed(format!(
+                "page tree node {} {} is typed /Page but has /Kids",
+                id.0, id.1
+            )));
+        }
         if !inner {
             // A page listed twice is shown twice; the rebuild writes it as two pages (what
             // qpdf does too), so it is no loop.

@@ -241,7 +241,8 @@ fn scan(body: &[u8], bounds: &Bounds, tick: &mut dyn FnMut() -> Result<()>) -> R
         }
         let boundary = pos == 0 || body.get(pos - 1).is_some_and(|&p| is_ws(p) || is_delim(p));
         if boundary && b.is_ascii_digit() {
-            if let Some((number, generation, after)) = object_header(body, pos) {
+            // Object 0 heads the free list; it is never an object.
+            if let Some((number @ 1.., generation, after)) = object_header(body, pos) {
                 attempts += 1;
                 if attempts.is_multiple_of(64) {
                     tick()?;
