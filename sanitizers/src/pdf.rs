@@ -3,9 +3,12 @@
 //! Owns: turning a PDF into a new PDF built only from what the final revision's catalog reaches
 //! through allowlisted keys, with every active or risky element dropped and reported.
 //! Invariants:
-//! - lopdf parses the file (object and xref streams included, never a byte scan); we then copy
-//!   object by object into a fresh document, starting from the catalog. Earlier revisions,
-//!   orphans and bytes outside `%PDF-` … `%%EOF` are simply never copied.
+//! - lopdf parses the file (object and xref streams included); we then copy object by object
+//!   into a fresh document, starting from the catalog. Earlier revisions, orphans and bytes
+//!   outside `%PDF-` … `%%EOF` are simply never copied. Only when the cross-reference data is
+//!   damaged (lopdf cannot read it, rebuilds it itself, or its entries do not point at their
+//!   objects) are the objects found by a token-level scan instead (`pdf_repair.rs`), which
+//!   never guesses between catalogs; the result is then rebuilt like any other file.
 //! - Actions survive only as in-document `GoTo`; `/AA`, JavaScript, embedded files, `/AF`,
 //!   rich media, XFA and signatures never do. URI links follow `Policy::keep_links`. A
 //!   dictionary is an action when its `/S` names an action type (or it has `/JS` or
@@ -16,8 +19,6 @@
 //!   the key name alone: a `/FontFile2`, `/ToUnicode` or `/Contents` stream on a catalog, an
 //!   annotation or a made-up dictionary is dropped. Embedded font programs stay only when they
 //!   parse as their format (`pdf_font.rs`).
-//! - A file whose cross-reference data is damaged is first laid out anew from a scan of its
-//!   objects (`pdf_repair.rs`), then rebuilt like any other.
 //! - The page tree is rebuilt flat (one /Pages node, inherited attributes pushed down to each
 //!   page); a tree that reaches an inner node twice (a loop) is refused, and a page listed
 //!   twice is written as two page objects.

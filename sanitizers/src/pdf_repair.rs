@@ -37,6 +37,9 @@ pub(crate) struct Bounds {
     pub max_stream_bytes: usize,
 }
 
+/// The highest object number a PDF may use (ISO 32000-1, Annex C); a larger one is no object.
+const MAX_OBJECT_NUMBER: u32 = 8_388_607;
+
 /// Nesting of arrays and dictionaries beyond which an object is taken as unparseable.
 const MAX_DEPTH: u32 = 64;
 
@@ -99,6 +102,9 @@ pub(crate) fn rebuild(
     }
     for (place, stream) in streams {
         for (i, (number, object)) in members(&stream, bounds)?.into_iter().enumerate() {
+            if !(1..=MAX_OBJECT_NUMBER).contains(&number) {
+                continue;
+            }
             let key = (place, i + 1);
             let newer = objects.get(&number).is_none_or(|(at, _)| *at < key);
             if newer {
@@ -117,8 +123,14 @@ pub(crate) fn rebuild(
         }
         tick()?;
     }
+    // Object and cross-reference streams are replaced by the new table (lopdf's writer leaves
+    // out anything typed so, a dictionary included: leaving it out here too keeps what was
+    // found and what is written the same).
     objects.retain(|_, (_, f)| {
-        !matches!(&f.object, Object::Stream(s) if s.dict.has_type(b"ObjStm") || s.dict.has_type(b"XRef"))
+        !matches!(
+            f.object.type_name(),
+            Ok(b"ObjStm" | b"XRef" | b"Linearized")
+        )
     });
 
     let generation_of = |n: u32| objects.get(&n).map(|(_, f)| f.generation);
@@ -242,7 +254,9 @@ fn scan(body: &[u8], bounds: &Bounds, tick: &mut dyn FnMut() -> Result<()>) -> R
         let boundary = pos == 0 || body.get(pos - 1).is_some_and(|&p| is_ws(p) || is_delim(p));
         if boundary && b.is_ascii_digit() {
             // Object 0 heads the free list; it is never an object.
-            if let Some((number @ 1.., generation, after)) = object_header(body, pos) {
+            if let Some((number @ 1..=MAX_OBJECT_NUMBER, generation, after)) =
+                object_header(body, pos)
+            {
                 attempts += 1;
                 if attempts.is_multiple_of(64) {
                     tick()?;
@@ -784,7 +798,15 @@ impl Lexer<'_> {
         if digits.len() % 2 == 1 {
             digits.push(0);
         }
-        Some(digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect())
+        Some(
+            digits
+                .chunks_exact(2)
+                .map(|p| match p {
+                    [hi, lo] => hi << 4 | lo,
+                    _ => 0,
+                })
+                .collect(),
+        )
     }
 }
 
