@@ -248,10 +248,18 @@ fn scan(body: &[u8], bounds: &Bounds, tick: &mut dyn FnMut() -> Result<()>) -> R
     while pos < body.len() {
         let Some(&b) = body.get(pos) else { break };
         if b == b'%' {
-            pos = line_end(body, pos);
+            // `%%EOF` ends a revision, and writers append the next one right after it, on the
+            // same line: the comment is the marker alone, or the update would be lost.
+            pos = if body.get(pos..).is_some_and(|r| r.starts_with(b"%%EOF")) {
+                pos + 5
+            } else {
+                line_end(body, pos)
+            };
             continue;
         }
-        let boundary = pos == 0 || body.get(pos - 1).is_some_and(|&p| is_ws(p) || is_delim(p));
+        let boundary = pos == 0
+            || body.get(pos - 1).is_some_and(|&p| is_ws(p) || is_delim(p))
+            || body.get(..pos).is_some_and(|r| r.ends_with(b"%%EOF"));
         if boundary && b.is_ascii_digit() {
             // Object 0 heads the free list; it is never an object.
             if let Some((number @ 1..=MAX_OBJECT_NUMBER, generation, after)) =

@@ -1325,3 +1325,37 @@ fn a_page_tree_node_typed_page_with_kids_is_held() {
     assert_eq!(reason.code, "malformed", "{}", reason.detail);
     assert!(reason.detail.contains("/Kids"), "{}", reason.detail);
 }
+
+#[test]
+fn a_damaged_pdf_with_an_update_is_rebuilt_from_the_last_definitions() {
+    // The update redefines the catalog with a JavaScript OpenAction. With the table lost, the
+    // scan must take the update's catalog (the last definition), not the first revision's.
+    // The update follows the first revision's %%EOF on the same line, as the fixture (and
+    // some writers) append it.
+    let bytes = pdf_incremental_js();
+    let first_eof = find_all(&bytes, b"%%EOF")[0];
+    assert!(bytes[first_eof + 5].is_ascii_digit());
+    let mut tail = bytes.clone();
+    tail.extend(std::iter::repeat_n(0xA5u8, 4000));
+    for (name, damaged) in [("update-tail.pdf", tail)] {
+        let outcome = process(&damaged, name);
+        assert_eq!(
+            outcome.report.verdict,
+            Verdict::Sanitized,
+            "{name}: {:?}",
+            outcome.report.reason
+        );
+        assert!(
+            removed(&outcome, What::Javascript, "OpenAction"),
+            "{name}: the update's catalog was not the one rebuilt: {:#?}",
+            outcome.report.removed
+        );
+        let out = outcome.output().unwrap().bytes();
+        assert_no_active_content(out);
+        assert!(
+            pdf_text(out).contains("Page 2 mukaika-fixture-text"),
+            "{name}"
+        );
+        assert_eq!(pdf_pages(out), 2, "{name}");
+    }
+}
