@@ -1337,7 +1337,10 @@ fn a_damaged_pdf_with_an_update_is_rebuilt_from_the_last_definitions() {
     assert!(bytes[first_eof + 5].is_ascii_digit());
     let mut tail = bytes.clone();
     tail.extend(std::iter::repeat_n(0xA5u8, 4000));
-    for (name, damaged) in [("update-tail.pdf", tail)] {
+    for (name, damaged) in [
+        ("update-tail.pdf", tail),
+        ("update-startxref.pdf", with_startxref(&bytes, "0")),
+    ] {
         let outcome = process(&damaged, name);
         assert_eq!(
             outcome.report.verdict,
