@@ -20,6 +20,7 @@ pub mod odf;
 pub mod ole;
 pub mod ooxml;
 pub mod pdf;
+mod pdf_repair;
 pub mod policy;
 pub mod raster;
 pub mod registry;

@@ -3,17 +3,22 @@
 //! Owns: turning a PDF into a new PDF built only from what the final revision's catalog reaches
 //! through allowlisted keys, with every active or risky element dropped and reported.
 //! Invariants:
-//! - lopdf parses the file (object and xref streams included, never a byte scan); we then copy
-//!   object by object into a fresh document, starting from the catalog. Earlier revisions,
-//!   orphans and bytes outside `%PDF-` … `%%EOF` are simply never copied.
+//! - lopdf parses the file (object and xref streams included); we then copy object by object
+//!   into a fresh document, starting from the catalog. Earlier revisions, orphans and bytes
+//!   outside `%PDF-` … `%%EOF` are simply never copied. Only when the cross-reference data is
+//!   damaged (lopdf cannot read it, rebuilds it itself, or its entries do not point at their
+//!   objects) are the objects found by a token-level scan instead (`pdf_repair.rs`), which
+//!   never guesses between catalogs; the result is then rebuilt like any other file.
 //! - Actions survive only as in-document `GoTo`; `/AA`, JavaScript, embedded files, `/AF`,
 //!   rich media, XFA and signatures never do. URI links follow `Policy::keep_links`. A
 //!   dictionary is an action when its `/S` names an action type (or it has `/JS` or
 //!   `/Type /Action`), wherever it sits — `/PresSteps /NA`, arrays, name trees, `/Next` chains.
-//! - A stream is copied only under a key where the PDF specification puts streams (or under an
-//!   author-chosen name inside resources, appearance and glyph dictionaries); anything else hung
-//!   on a dictionary as a stream is dropped. Embedded font programs stay only when they parse
-//!   as their format (`pdf_font.rs`).
+//! - A stream is copied only under a key where the PDF specification puts streams in that kind
+//!   of dictionary (or under an author-chosen name inside resources, appearance and glyph
+//!   dictionaries). The kind ([`Role`]) comes from where the dictionary was reached, never from
+//!   the key name alone: a `/FontFile2`, `/ToUnicode` or `/Contents` stream on a catalog, an
+//!   annotation or a made-up dictionary is dropped. Embedded font programs stay only when they
+//!   parse as their format (`pdf_font.rs`).
 //! - The page tree is rebuilt flat (one /Pages node, inherited attributes pushed down to each
 //!   page); a tree that reaches an inner node twice (a loop) is refused, and a page listed
 //!   twice is written as two page objects.
@@ -86,22 +91,69 @@ impl Sanitizer for PdfSanitizer {
         }
 
         let limits = &cx.policy().limits;
+        let stream_limit = usize::try_from(limits.max_pdf_stream_bytes).unwrap_or(usize::MAX);
+        let bounds = crate::pdf_repair::Bounds {
+            max_objects: limits.max_pdf_objects,
+            max_stream_bytes: stream_limit,
+        };
         let options = LoadOptions {
-            max_decompressed_size: Some(
-                usize::try_from(limits.max_pdf_stream_bytes).unwrap_or(usize::MAX),
-            ),
+            max_decompressed_size: Some(stream_limit),
             ..LoadOptions::default()
         };
-        let doc = Document::load_mem_with_options(body, options).map_err(|e| {
-            let text = e.to_string();
-            if text.contains("limit") {
-                Error::limit_exceeded(format!("PDF stream over the size limit: {text}"))
-            } else if text.to_ascii_lowercase().contains("password") || text.contains("ncrypt") {
-                Error::encrypted(format!("PDF cannot be decrypted: {text}"))
-            } else {
-                Error::malformed(format!("PDF does not parse: {text}"))
+        let load = |bytes: &[u8]| {
+            Document::load_mem_with_options(bytes, options.clone()).map_err(|e| {
+                let text = e.to_string();
+                if text.contains("limit") {
+                    Error::limit_exceeded(format!("PDF stream over the size limit: {text}"))
+                } else if text.to_ascii_lowercase().contains("password") || text.contains("ncrypt")
+                {
+                    Error::encrypted(format!("PDF cannot be decrypted: {text}"))
+                } else {
+                    Error::malformed(format!("PDF does not parse: {text}"))
+                }
+            })
+        };
+        let first = load(body);
+        // Damaged cross-reference data: lopdf could not read it, had to rebuild it by its own
+        // scan (which guesses the catalog when no trailer survives), or read a table whose
+        // entries do not point at their objects (lopdf then silently loses those objects).
+        let damaged = match &first {
+            Ok(doc) => {
+                matches!(
+                    doc.xref_recovery,
+                    Some(lopdf::xref::XrefRecovery::Reconstructed)
+                ) || !xref_locates_objects(doc, body)
             }
-        })?;
+            Err(e) => e.is_malformed(),
+        };
+        let doc = if damaged {
+            if cx.is_recheck() {
+                // Our own output must read without repair.
+                return Err(Error::internal(
+                    "the rebuilt PDF's cross-reference data needed repair",
+                ));
+            }
+            // Every object is found by a scan and laid out anew with an intact table; what
+            // was found then goes through the same rebuild as any other file.
+            let repaired = {
+                let cx = &*cx;
+                crate::pdf_repair::rebuild(body, &bounds, &mut || cx.check_deadline())?
+            };
+            let doc = load(&repaired)?;
+            if doc.xref_recovery.is_some() {
+                return Err(Error::internal(
+                    "the reconstructed PDF's cross-reference data still needed repair",
+                ));
+            }
+            cx.warn("cross-reference table was damaged; objects were located by scanning");
+            doc
+        } else {
+            let doc = first?;
+            if doc.xref_recovery.is_some() {
+                cx.warn("a cross-reference offset was wrong and was corrected");
+            }
+            doc
+        };
         if doc.trailer.has(b"Encrypt") {
             return Err(Error::encrypted("PDF is encrypted with a user password"));
         }
@@ -117,25 +169,6 @@ impl Sanitizer for PdfSanitizer {
                 "{} objects in the PDF",
                 doc.objects.len()
             )));
-        }
-        match doc.xref_recovery {
-            Some(lopdf::xref::XrefRecovery::Reconstructed) => {
-                // A scan finds every object of every revision; only the author's own trailer
-                // dictionary and a startxref say which catalog is current. When the index was
-                // a (now unreadable) cross-reference stream, lopdf can only pick the newest
-                // catalog it happens to find — a guess, so refuse rather than rebuild it.
-                if !doc.trailer.has(b"Size")
-                    || find(body, b"trailer").is_none()
-                    || find(body, b"startxref").is_none()
-                {
-                    return Err(Error::malformed(
-                        "cross-reference data is unusable and no trailer says which objects are current",
-                    ));
-                }
-                cx.warn("cross-reference table was damaged; objects were located by scanning");
-            }
-            Some(_) => cx.warn("a cross-reference offset was wrong and was corrected"),
-            None => {}
         }
         if doc.xref_recovery.is_some() && cx.is_recheck() {
             // Our own output must read without repair.
@@ -268,6 +301,20 @@ fn check_written(bytes: &[u8], pages: usize, limit: usize) -> Result<()> {
     Ok(())
 }
 
+/// Whether every in-use entry of the cross-reference data read points at the header of its
+/// own object. A table that does not describes another file (bytes were added or removed), and
+/// lopdf drops the objects it cannot find there.
+fn xref_locates_objects(doc: &Document, body: &[u8]) -> bool {
+    doc.reference_table
+        .entries
+        .iter()
+        .all(|(number, entry)| match entry {
+            lopdf::xref::XrefEntry::Normal { offset, generation } => usize::try_from(*offset)
+                .is_ok_and(|at| crate::pdf_repair::defines_at(body, at, *number, *generation)),
+            _ => true,
+        })
+}
+
 /// Inflates a zlib stream, failing on any damage (a bad header, a bad checksum, a stream cut
 /// short) and at `limit` bytes of output.
 fn strict_inflate(data: &[u8], limit: usize) -> std::result::Result<Vec<u8>, String> {
@@ -329,81 +376,180 @@ const ACTION_TYPES: &[&[u8]] = &[
     b"NOP",
 ];
 
-/// Keys under which the PDF specification puts a stream (or an array holding streams): page
-/// contents, resources' own parts, font programs and maps, images' masks and colour spaces,
-/// functions, appearance streams and icons, output intents, thumbnails, metadata.
-const STREAM_KEYS: &[&[u8]] = &[
-    b"Contents",
-    b"Metadata",
-    b"FontFile",
-    b"FontFile2",
-    b"FontFile3",
-    b"ToUnicode",
-    b"CIDSet",
-    b"CIDToGIDMap",
-    b"Encoding",
-    b"UseCMap",
-    b"Thumb",
-    b"SMask",
-    b"Mask",
-    b"Function",
-    b"Functions",
-    b"TR",
-    b"TR2",
-    b"BG",
-    b"BG2",
-    b"UCR",
-    b"UCR2",
-    b"TransferFunction",
-    b"HT",
-    b"Shading",
-    b"DestOutputProfile",
-    b"JBIG2Globals",
-    b"G",
-    b"RC",
-    b"RV",
-    b"N",
-    b"R",
-    b"D",
-    b"I",
-    b"RI",
-    b"IX",
-    b"ColorSpace",
-    b"CS",
-    b"Alternate",
-    b"Stm",
-    b"Obj",
-    b"Image",
-    b"Alternates",
-];
-
-/// Keys whose dictionary value is keyed by author-chosen names that may each hold a stream.
-const NAMED_STREAM_PARENTS: &[&[u8]] = &[
-    b"XObject",
-    b"Pattern",
-    b"Shading",
-    b"ColorSpace",
-    b"ExtGState",
-    b"Properties",
-    b"CharProcs",
-    b"Colorants",
-    b"N",
-    b"R",
-    b"D",
-];
-
 /// Page attributes a page inherits from its ancestors in the page tree.
 const INHERITABLE: &[&[u8]] = &[b"Resources", b"MediaBox", b"CropBox", b"Rotate"];
 
+/// What a dictionary (or a stream's dictionary) is, as far as the streams it may hold go. The
+/// role comes from where the dictionary was reached (the key and the role of its parent), never
+/// from what the dictionary says about itself: a stream is kept only under a key the PDF
+/// specification gives a stream in that kind of dictionary, so a `/FontFile2`, `/ToUnicode` or
+/// `/Contents` hung on a catalog, an annotation or a made-up dictionary is dropped.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// Any other dictionary: it holds no streams (outlines, actions, destinations, name and
+    /// number trees, viewer preferences, optional content, threads, field values, …).
+    Other,
+    Catalog,
+    Page,
+    Resources,
+    /// A content stream (page contents, glyph procedures, marked-content references).
+    Content,
+    /// An XObject (form or image): also thumbnails, masks, appearance streams, icons.
+    XObject,
+    /// A font or CIDFont dictionary.
+    Font,
+    FontDescriptor,
+    /// An embedded font program's stream.
+    FontProgram,
+    /// A CMap (`/ToUnicode`, a composite font's `/Encoding`).
+    CMap,
+    /// A colour space array's parts: ICC profiles, lookup tables, tint transforms.
+    ColorSpace,
+    Function,
+    Shading,
+    Pattern,
+    ExtGState,
+    SoftMask,
+    Halftone,
+    /// A transparency group attribute dictionary.
+    Group,
+    DecodeParms,
+    Annotation,
+    /// An annotation's `/AP`.
+    Appearance,
+    /// A widget's `/MK` (its icons).
+    AppearanceChars,
+    AcroForm,
+    OutputIntent,
+    /// The structure tree: its elements, marked-content and object references.
+    Struct,
+    /// An entry of an image's `/Alternates`.
+    AltImage,
+    /// Dictionaries keyed by author-chosen names; every value is of one kind.
+    NamedXObjects,
+    NamedFonts,
+    NamedColorSpaces,
+    NamedPatterns,
+    NamedShadings,
+    NamedExtGStates,
+    NamedProperties,
+    /// A Type 3 font's glyph procedures.
+    CharProcs,
+    /// An appearance's states (`/N`, `/R`, `/D` as a dictionary of states).
+    AppearanceStates,
+    /// A CIDFont descriptor's `/FD`: font descriptors by class name.
+    FontDescriptors,
+}
+
+impl Role {
+    /// The role of the value under `key` in a dictionary of this role (`dict`), and whether a
+    /// stream may sit there.
+    fn child(self, key: &[u8], dict: &Dictionary) -> (Role, bool) {
+        use Role::*;
+        match self {
+            NamedXObjects | AppearanceStates => return (XObject, true),
+            NamedFonts => return (Font, false),
+            NamedColorSpaces => return (ColorSpace, true),
+            NamedPatterns => return (Pattern, true),
+            NamedShadings => return (Shading, true),
+            NamedExtGStates => return (ExtGState, false),
+            NamedProperties => return (Other, false),
+            CharProcs => return (Content, true),
+            FontDescriptors => return (FontDescriptor, false),
+            _ => {}
+        }
+        match (self, key) {
+            (_, b"DecodeParms") => (DecodeParms, false),
+            (
+                Catalog | Page | XObject | FontDescriptor | FontProgram | ColorSpace | Struct,
+                b"Metadata",
+            ) => (Other, true),
+            (Catalog, b"OutputIntents") => (OutputIntent, false),
+            (Catalog, b"StructTreeRoot") => (Struct, false),
+            (Catalog, b"AcroForm") => (AcroForm, false),
+            (Page, b"Contents") => (Content, true),
+            (Page, b"Thumb") => (XObject, true),
+            (Page | XObject | Font | Pattern, b"Resources") => (Resources, false),
+            (AcroForm | Annotation, b"DR") => (Resources, false),
+            (Page | XObject, b"Group") => (Group, false),
+            (Resources, b"XObject") => (NamedXObjects, false),
+            (Resources, b"Font") => (NamedFonts, false),
+            (Resources, b"ColorSpace") => (NamedColorSpaces, false),
+            (Resources, b"Pattern") => (NamedPatterns, false),
+            (Resources, b"Shading") => (NamedShadings, false),
+            (Resources, b"ExtGState") => (NamedExtGStates, false),
+            (Resources, b"Properties") => (NamedProperties, false),
+            (XObject, b"SMask" | b"Mask") => (XObject, true),
+            (XObject | Shading | ColorSpace, b"ColorSpace") | (Group, b"CS") => (ColorSpace, true),
+            (XObject, b"Alternates") => (AltImage, false),
+            (AltImage, b"Image") => (XObject, true),
+            (Font, b"FontDescriptor") => (FontDescriptor, false),
+            (Font, b"DescendantFonts") => (Font, false),
+            (Font, b"ToUnicode" | b"Encoding") | (CMap, b"UseCMap") => (CMap, true),
+            (Font, b"CIDToGIDMap") | (FontDescriptor, b"CIDSet") => (Other, true),
+            (Font, b"CharProcs") => (CharProcs, false),
+            (FontDescriptor, b"FontFile" | b"FontFile2" | b"FontFile3") => (FontProgram, true),
+            (FontDescriptor, b"FD") => (FontDescriptors, false),
+            (ColorSpace, b"Alternate") => (ColorSpace, true),
+            (ColorSpace, b"Colorants") => (NamedColorSpaces, false),
+            (ColorSpace, b"Process") => (ColorSpace, false),
+            (ColorSpace | Function | Shading, b"Function" | b"Functions") => (Function, true),
+            (Pattern, b"Shading") => (Shading, true),
+            (Pattern, b"ExtGState") => (ExtGState, false),
+            (ExtGState, b"SMask") => (SoftMask, false),
+            (ExtGState | SoftMask, b"TR" | b"TR2" | b"BG" | b"BG2" | b"UCR" | b"UCR2") => {
+                (Function, true)
+            }
+            (ExtGState, b"HT") => (Halftone, true),
+            (ExtGState, b"Font") => (Font, false),
+            (SoftMask, b"G") => (XObject, true),
+            (Halftone, b"TransferFunction") => (Function, true),
+            // A type 5 halftone holds one halftone per colorant, under the colorant's name.
+            (Halftone, _)
+                if dict
+                    .get(b"HalftoneType")
+                    .and_then(Object::as_i64)
+                    .is_ok_and(|t| t == 5) =>
+            {
+                (Halftone, true)
+            }
+            (Annotation, b"AP") => (Appearance, false),
+            (Annotation, b"MK") => (AppearanceChars, false),
+            (Annotation, b"RC" | b"RV") => (Other, true),
+            (Annotation, b"Parent" | b"Kids" | b"Popup" | b"IRT") => (Annotation, false),
+            (Appearance, b"N" | b"R" | b"D") => (AppearanceStates, true),
+            (AppearanceChars, b"I" | b"RI" | b"IX") => (XObject, true),
+            (AcroForm, b"Fields" | b"CO") => (Annotation, false),
+            (OutputIntent, b"DestOutputProfile") => (ColorSpace, true),
+            (Struct, b"K" | b"P" | b"ParentTree" | b"Nums" | b"Kids" | b"IDTree" | b"Names") => {
+                (Struct, false)
+            }
+            (Struct, b"Stm") => (Content, true),
+            (Struct, b"Obj") => (XObject, true),
+            (DecodeParms, b"JBIG2Globals") => (Other, true),
+            _ => (Other, false),
+        }
+    }
+
+    /// The role of a stream's own dictionary reached in this role.
+    fn of_stream(self) -> Role {
+        match self {
+            Role::AppearanceStates => Role::XObject,
+            other => other,
+        }
+    }
+}
+
 /// Where a value sits, as far as streams are concerned: stream data is copied only where the
-/// specification puts streams, so one hung under a made-up key (a PE, a second document) is
-/// never copied.
+/// specification puts streams in the parent's kind of dictionary, so one hung under a made-up
+/// key, or under a real key of another kind of dictionary (a PE, a second document), is never
+/// copied.
 #[derive(Clone, Copy)]
 struct Slot {
     /// A stream may sit here.
     stream_ok: bool,
-    /// This value is a dictionary keyed by author-chosen names, each of which may hold a stream.
-    named: bool,
+    /// What the value here is (a dictionary's, an array's items', a stream's dictionary's).
+    role: Role,
     /// A stream here is a font program of this format and must parse as one.
     font: Option<font::Format>,
 }
@@ -411,18 +557,25 @@ struct Slot {
 impl Slot {
     const NONE: Slot = Slot {
         stream_ok: false,
-        named: false,
+        role: Role::Other,
         font: None,
     };
 
-    fn under(key: &[u8], parent_named: bool) -> Slot {
+    /// A value of `role` where no stream may sit (annotations listed in `/Annots`).
+    fn of(role: Role) -> Slot {
+        Slot { role, ..Slot::NONE }
+    }
+
+    /// The value under `key` in `parent`, a dictionary of role `role`.
+    fn under(role: Role, key: &[u8], parent: &Dictionary) -> Slot {
+        let (child, stream_ok) = role.child(key, parent);
         Slot {
-            stream_ok: parent_named || STREAM_KEYS.contains(&key),
-            named: NAMED_STREAM_PARENTS.contains(&key),
-            font: match key {
-                b"FontFile" => Some(font::Format::Type1),
-                b"FontFile2" => Some(font::Format::TrueType),
-                b"FontFile3" => Some(font::Format::FontFile3),
+            stream_ok,
+            role: child,
+            font: match (child, key) {
+                (Role::FontProgram, b"FontFile") => Some(font::Format::Type1),
+                (Role::FontProgram, b"FontFile2") => Some(font::Format::TrueType),
+                (Role::FontProgram, b"FontFile3") => Some(font::Format::FontFile3),
                 _ => None,
             },
         }
@@ -585,7 +738,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 What::UnknownPart,
                 loc.to_string(),
                 format!(
-                    "stream under a key not on the allowlist ({} bytes)",
+                    "stream under a key not on the allowlist for this kind of dictionary ({} bytes)",
                     s.content.len()
                 ),
             );
@@ -652,13 +805,13 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     }
                 }
                 b"Metadata" if !self.cx.policy().strip_metadata => {
-                    let v = self.clean(value, &loc, 0, Slot::under(key, false))?;
+                    let v = self.clean(value, &loc, 0, Slot::under(Role::Catalog, key, catalog))?;
                     out.set("Metadata", v);
                 }
                 // Built first, above.
                 b"Pages" => {}
                 k if CATALOG_KEEP.contains(&k) => {
-                    let v = self.clean(value, &loc, 0, Slot::under(key, false))?;
+                    let v = self.clean(value, &loc, 0, Slot::under(Role::Catalog, key, catalog))?;
                     out.set(key.clone(), v);
                 }
                 other => {
@@ -770,7 +923,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 }
             }
             let mut cleaned = self
-                .clean_dict(&page, &format!("page {}", n + 1), 0, false)?
+                .clean_dict(&page, &format!("page {}", n + 1), 0, Role::Page)?
                 .ok_or_else(|| Error::malformed("a page is an action dictionary"))?;
             cleaned.set("Parent", Object::Reference(pages_id));
             self.out.objects.insert(new_id, Object::Dictionary(cleaned));
@@ -832,7 +985,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     .cx
                     .remove(What::Xfa, here, "XFA form (AcroForm appearance kept)"),
                 b"Fields" | b"NeedAppearances" | b"CO" | b"DR" | b"DA" | b"Q" | b"SigFlags" => {
-                    let v = self.clean(v, &here, 0, Slot::under(key, false))?;
+                    let v = self.clean(v, &here, 0, Slot::under(Role::AcroForm, key, form))?;
                     out.set(key.clone(), v);
                 }
                 _ => self.cx.remove(
@@ -908,7 +1061,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 }
                 Object::Array(out)
             }
-            Object::Dictionary(d) => match self.clean_dict(d, loc, depth, slot.named)? {
+            Object::Dictionary(d) => match self.clean_dict(d, loc, depth, slot.role)? {
                 Some(d) => Object::Dictionary(d),
                 None => Object::Null,
             },
@@ -938,7 +1091,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 .remove(What::Metadata, loc.to_string(), "XMP metadata stream");
             return Ok(Object::Null);
         }
-        let mut dict = match self.clean_dict(&s.dict, loc, depth, false)? {
+        let mut dict = match self.clean_dict(&s.dict, loc, depth, slot.role.of_stream())? {
             Some(d) => d,
             None => return Ok(Object::Null),
         };
@@ -1006,14 +1159,14 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
         Ok(Object::Stream(out))
     }
 
-    /// Cleans a dictionary; `named` says its keys are author-chosen names (resources,
+    /// Cleans a dictionary of role `role` (which says where its values may be streams).
     /// appearance states, glyphs) whose values may be streams.
     fn clean_dict(
         &mut self,
         d: &Dictionary,
         loc: &str,
         depth: u32,
-        named: bool,
+        role: Role,
     ) -> Result<Option<Dictionary>> {
         // An action is known by its /S, wherever the dictionary sits and whatever its /Type
         // says (viewers run a /Launch under /PresSteps /NA that has no /Type /Action): only
@@ -1107,7 +1260,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     out.set("Annots", annots);
                 }
                 _ => {
-                    let v = self.clean(value, &here, depth + 1, Slot::under(key, named))?;
+                    let v = self.clean(value, &here, depth + 1, Slot::under(role, key, d))?;
                     // A dropped action or stream takes its key with it.
                     if !matches!(v, Object::Null) || matches!(value, Object::Null) {
                         out.set(key.clone(), v);
@@ -1152,7 +1305,7 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                     }
                 }
             }
-            kept.push(self.clean(item, &here, depth + 1, Slot::NONE)?);
+            kept.push(self.clean(item, &here, depth + 1, Slot::of(Role::Annotation))?);
         }
         Ok(Object::Array(kept))
     }
@@ -1192,6 +1345,14 @@ fn collect_pages(src: &Document, root: ObjectId) -> Result<PageTree> {
             )));
         };
         let inner = dict.has_type(b"Pages") || (dict.has(b"Kids") && !dict.has_type(b"Page"));
+        if !inner && dict.has(b"Kids") {
+            // Typed a page but with kids: qpdf and some viewers read it as an inner node,
+            // others as a page; which pages the document has cannot be told.
+            return Err(Error::malformed(format!(
+                "page tree node {} {} is typed /Page but has /Kids",
+                id.0, id.1
+            )));
+        }
         if !inner {
             // A page listed twice is shown twice; the rebuild writes it as two pages (what
             // qpdf does too), so it is no loop.

@@ -809,3 +809,556 @@ fn an_empty_password_pdf_that_does_not_decrypt_cleanly_is_held() {
         reason.detail
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Damaged cross-reference data (issue #20 class 11): files qpdf and pdf.js open are rebuilt
+// from the objects a scan finds.
+// ---------------------------------------------------------------------------------------------
+
+fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    hay.windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn last(hay: &[u8], needle: &[u8]) -> usize {
+    *find_all(hay, needle).last().expect("keyword present")
+}
+
+/// Where the last classic cross-reference table starts.
+fn table_at(bytes: &[u8]) -> usize {
+    last(bytes, b"\nxref\n") + 1
+}
+
+/// The text pdftotext reads from a PDF.
+fn pdf_text(bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.pdf");
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .arg("-q")
+        .arg(&path)
+        .arg("-")
+        .output()
+        .expect("pdftotext is installed");
+    assert_eq!(out.status.code(), Some(0), "pdftotext fails");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Saves with a classic cross-reference table and trailer (lopdf writes a stream by default).
+fn save_classic(mut doc: lopdf::Document) -> Vec<u8> {
+    doc.reference_table.cross_reference_type = lopdf::xref::XrefType::CrossReferenceTable;
+    let bytes = save(doc);
+    assert!(contains(&bytes, "trailer"));
+    bytes
+}
+
+/// A two-page document with a classic cross-reference table.
+fn intact_pdf() -> Vec<u8> {
+    save_classic(pdf_base(2).0)
+}
+
+/// The same document written with object streams and a cross-reference stream.
+fn intact_modern_pdf() -> Vec<u8> {
+    let (mut doc, _, _) = pdf_base(2);
+    let mut bytes = Vec::new();
+    doc.save_modern(&mut bytes).unwrap();
+    assert!(contains(&bytes, "/ObjStm") && contains(&bytes, "/XRef"));
+    bytes
+}
+
+/// Replaces the number after the last `startxref`.
+fn with_startxref(bytes: &[u8], value: &str) -> Vec<u8> {
+    let at = last(bytes, b"startxref") + b"startxref".len();
+    let eof = last(bytes, b"%%EOF");
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(format!("\n{value}\n").as_bytes());
+    out.extend_from_slice(&bytes[eof..]);
+    out
+}
+
+/// Inserts a comment line after the header: every offset the file records is now wrong.
+fn shifted(bytes: &[u8]) -> Vec<u8> {
+    let nl = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut out = bytes[..nl].to_vec();
+    out.extend_from_slice(b"% a line an editor added, shifting every object by its length\n");
+    out.extend_from_slice(&bytes[nl..]);
+    out
+}
+
+/// Asserts the damaged file is rebuilt: sanitized with the scan warning, accepted by qpdf,
+/// the text of both pages kept, and the output read again without repair.
+fn assert_repaired(name: &str, damaged: &[u8]) -> Vec<u8> {
+    let outcome = process(damaged, name);
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{name}: {:?}",
+        outcome.report.reason
+    );
+    let out = outcome.output().unwrap().bytes().to_vec();
+    assert_qpdf_accepts(name, &out);
+    let text = pdf_text(&out);
+    for page in ["Page 1 mukaika-fixture-text", "Page 2 mukaika-fixture-text"] {
+        assert!(text.contains(page), "{name}: lost {page:?}: {text:?}");
+    }
+    assert_eq!(pdf_pages(&out), 2, "{name}");
+    let reread = lopdf::Document::load_mem(&out).unwrap();
+    assert!(
+        reread.xref_recovery.is_none(),
+        "{name}: output needs repair"
+    );
+    assert_second_pass_removes_nothing(&outcome);
+    out
+}
+
+fn warned_of_scan(name: &str, damaged: &[u8]) {
+    let outcome = process(damaged, name);
+    assert!(
+        outcome
+            .report
+            .warnings
+            .iter()
+            .any(|w| w.contains("objects were located by scanning")),
+        "{name}: {:?}",
+        outcome.report.warnings
+    );
+}
+
+#[test]
+fn a_pdf_with_a_long_binary_tail_after_eof_is_rebuilt() {
+    // More than 1024 bytes after %%EOF: the startxref is not where readers look for it.
+    for (name, mut damaged) in [
+        ("tail.pdf", intact_pdf()),
+        ("tail-modern.pdf", intact_modern_pdf()),
+    ] {
+        let mut x: u32 = 0x1234_5678;
+        for _ in 0..4000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            // Bytes no PDF keyword is made of.
+            damaged.push(0x80 | (x as u8 & 0x7f));
+        }
+        assert_repaired(name, &damaged);
+    }
+}
+
+#[test]
+fn a_pdf_whose_xref_offsets_are_wrong_is_rebuilt() {
+    let bytes = intact_pdf();
+    let table = table_at(&bytes);
+    let trailer = last(&bytes, b"trailer");
+    let mut damaged = bytes[..table].to_vec();
+    let entries = String::from_utf8_lossy(&bytes[table..trailer]).into_owned();
+    for line in entries.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.len() >= 3 && fields[2] == "n" {
+            let off: u64 = fields[0].parse().unwrap();
+            damaged.extend_from_slice(format!("{:010} {} n\r\n", off + 7, fields[1]).as_bytes());
+        } else {
+            damaged.extend_from_slice(line.as_bytes());
+            damaged.push(b'\n');
+        }
+    }
+    damaged.extend_from_slice(&bytes[trailer..]);
+    warned_of_scan("offsets.pdf", &damaged);
+    assert_repaired("offsets.pdf", &damaged);
+    // A cross-reference stream written without compression: every offset in it moved by 7.
+    let bytes = intact_modern_pdf();
+    let data = last(&bytes, b"/Type/XRef");
+    let start = data + find_all(&bytes[data..], b"stream\n")[0] + 7;
+    let end = data + find_all(&bytes[data..], b"endstream")[0] - 1;
+    let mut damaged = bytes.clone();
+    for entry in damaged[start..end].chunks_mut(7) {
+        if entry[0] == 1 {
+            let off = u32::from_be_bytes([entry[1], entry[2], entry[3], entry[4]]) + 7;
+            entry[1..5].copy_from_slice(&off.to_be_bytes());
+        }
+    }
+    assert_ne!(damaged, bytes);
+    assert_repaired("offsets-stream.pdf", &damaged);
+}
+
+#[test]
+fn a_pdf_cut_before_its_xref_table_is_rebuilt() {
+    let bytes = intact_pdf();
+    let damaged = bytes[..table_at(&bytes)].to_vec();
+    warned_of_scan("cut.pdf", &damaged);
+    assert_repaired("cut.pdf", &damaged);
+    // The table and trailer gone but startxref left, pointing at nothing.
+    let mut no_table = bytes[..table_at(&bytes)].to_vec();
+    no_table.extend_from_slice(&bytes[last(&bytes, b"startxref")..]);
+    assert_repaired("no-table.pdf", &no_table);
+}
+
+#[test]
+fn a_pdf_whose_xref_stream_offsets_are_wrong_is_rebuilt() {
+    let bytes = shifted(&intact_modern_pdf());
+    // startxref made right again, so the stream is read and its entries are what is wrong.
+    let xref_obj = {
+        let type_at = last(&bytes, b"/XRef");
+        let obj = find_all(&bytes[..type_at], b" obj").pop().unwrap();
+        let line = bytes[..obj].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+        line
+    };
+    let damaged = with_startxref(&bytes, &xref_obj.to_string());
+    warned_of_scan("xref-stream.pdf", &damaged);
+    assert_repaired("xref-stream.pdf", &damaged);
+    // And with startxref left wrong too.
+    assert_repaired("xref-stream-shifted.pdf", &bytes);
+}
+
+#[test]
+fn a_pdf_whose_startxref_is_wrong_is_rebuilt() {
+    for (name, value) in [
+        ("zero.pdf", "0"),
+        ("past-end.pdf", "999999"),
+        ("inside.pdf", "100"),
+    ] {
+        assert_repaired(name, &with_startxref(&intact_pdf(), value));
+        assert_repaired(name, &with_startxref(&intact_modern_pdf(), value));
+    }
+}
+
+#[test]
+fn a_pdf_with_garbage_before_the_header_counted_in_its_offsets_is_rebuilt() {
+    // A writer that put a mail header in front and counted it in every offset.
+    let bytes = intact_pdf();
+    let garbage = b"X-Mailer: something\r\nContent-Type: application/pdf\r\n\r\n";
+    let mut damaged = garbage.to_vec();
+    // Offsets right for the file as a whole, wrong when read from the header.
+    let pdf = bytes;
+    let table = table_at(&pdf);
+    let trailer = last(&pdf, b"trailer");
+    let mut body = pdf[..table].to_vec();
+    for line in String::from_utf8_lossy(&pdf[table..trailer]).lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.len() >= 3 && fields[2] == "n" {
+            let off: usize = fields[0].parse().unwrap();
+            body.extend_from_slice(
+                format!("{:010} {} n\r\n", off + garbage.len(), fields[1]).as_bytes(),
+            );
+        } else {
+            body.extend_from_slice(line.as_bytes());
+            body.push(b'\n');
+        }
+    }
+    body.extend_from_slice(&pdf[trailer..]);
+    let body = with_startxref(&body, &(table + garbage.len()).to_string());
+    damaged.extend(body);
+    assert_repaired("prefixed.pdf", &damaged);
+    // The same with a cross-reference stream.
+    let mut damaged = garbage.to_vec();
+    damaged.extend(shifted(&intact_modern_pdf()));
+    assert_repaired("prefixed-modern.pdf", &damaged);
+}
+
+#[test]
+fn a_pdf_cut_before_its_xref_stream_finds_the_catalog_in_an_object_stream() {
+    let bytes = intact_modern_pdf();
+    let type_at = last(&bytes, b"/XRef");
+    let obj = find_all(&bytes[..type_at], b" obj").pop().unwrap();
+    let line = bytes[..obj].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let damaged = bytes[..line].to_vec();
+    assert!(!contains(&damaged, "/Root"));
+    warned_of_scan("cut-modern.pdf", &damaged);
+    assert_repaired("cut-modern.pdf", &damaged);
+}
+
+#[test]
+fn a_damaged_pdf_with_two_catalogs_and_no_trailer_is_held() {
+    let (mut doc, _, pages) = pdf_base(2);
+    doc.add_object(lopdf::dictionary! { "Type" => "Catalog", "Pages" => pages, "OpenAction" => lopdf::dictionary! { "S" => "JavaScript", "JS" => lit("second-catalog()") } });
+    let bytes = save_classic(doc);
+    let damaged = bytes[..table_at(&bytes)].to_vec();
+    let outcome = process(&damaged, "two.pdf");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    let reason = outcome.report.reason.unwrap();
+    assert_eq!(reason.code, "malformed", "{}", reason.detail);
+    assert!(reason.detail.contains("catalog"), "{}", reason.detail);
+}
+
+#[test]
+fn a_damaged_pdf_still_has_its_javascript_removed() {
+    let (mut doc, cat, _) = pdf_base(2);
+    doc.get_object_mut(cat)
+        .and_then(lopdf::Object::as_dict_mut)
+        .unwrap()
+        .set("OpenAction", lopdf::dictionary! { "S" => "JavaScript", "JS" => lit("app.alert('mukaika-js-marker')") });
+    let bytes = save_classic(doc);
+    let damaged = bytes[..table_at(&bytes)].to_vec();
+    let outcome = process(&damaged, "js.pdf");
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{:?}",
+        outcome.report.reason
+    );
+    assert!(removed(&outcome, What::Javascript, "OpenAction"));
+    let out = outcome.output().unwrap().bytes();
+    assert_no_active_content(out);
+    assert!(!contains(&pdf_payload(out), "mukaika-js-marker"));
+    assert_eq!(pdf_pages(out), 2);
+}
+
+#[test]
+fn streams_under_kept_key_names_on_the_wrong_kind_of_dictionary_are_dropped() {
+    use lopdf::{dictionary, Object, Stream};
+    let (mut doc, cat, _) = pdf_base(1);
+    // A font that parses as one (and so passes the font check) with the PE in its glyph data.
+    let mut head = vec![0u8; 54];
+    head[0..4].copy_from_slice(&0x0001_0000u32.to_be_bytes());
+    head[12..16].copy_from_slice(&0x5F0F_3CF5u32.to_be_bytes());
+    head[18..20].copy_from_slice(&1000u16.to_be_bytes());
+    let font_with_pe = sfnt(&[
+        (b"head", head),
+        (b"maxp", vec![0, 0, 0x50, 0, 0, 1]),
+        (b"loca", vec![0, 0, 0, 0]),
+        (b"glyf", pe_bytes()),
+    ]);
+    let on_catalog = doc.add_object(Stream::new(dictionary! {}, font_with_pe.clone()));
+    let on_prefs = doc.add_object(Stream::new(dictionary! {}, font_with_pe));
+    let mut compressed = Stream::new(dictionary! {}, pe_bytes());
+    compressed.compress().unwrap();
+    let to_unicode = doc.add_object(compressed);
+    let annot_contents = doc.add_object(Stream::new(dictionary! {}, pe_bytes()));
+    let annot = doc.add_object(dictionary! {
+        "Type" => "Annot", "Subtype" => "Text", "Rect" => vec![0.into(), 0.into(), 10.into(), 10.into()],
+        "Contents" => annot_contents,
+    });
+    page_dict(&mut doc, 1).set("Annots", vec![Object::Reference(annot)]);
+    // A real embedded TrueType font where fonts go: it stays.
+    let good = doc.add_object(Stream::new(dictionary! {}, valid_sfnt()));
+    let descriptor = doc.add_object(dictionary! {
+        "Type" => "FontDescriptor", "FontName" => "Good", "Flags" => 32,
+        "FontBBox" => vec![0.into(), 0.into(), 1000.into(), 1000.into()],
+        "ItalicAngle" => 0, "Ascent" => 800, "Descent" => -200, "CapHeight" => 700, "StemV" => 80,
+        "FontFile2" => good,
+    });
+    let font = doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "TrueType", "BaseFont" => "Good", "FontDescriptor" => descriptor,
+    });
+    page_dict(&mut doc, 1)
+        .get_mut(b"Resources")
+        .and_then(Object::as_dict_mut)
+        .unwrap()
+        .get_mut(b"Font")
+        .and_then(Object::as_dict_mut)
+        .unwrap()
+        .set("G1", font);
+    let c = doc
+        .get_object_mut(cat)
+        .and_then(Object::as_dict_mut)
+        .unwrap();
+    c.set("FontFile2", on_catalog);
+    c.set(
+        "ViewerPreferences",
+        dictionary! { "ToUnicode" => to_unicode, "FontFile2" => on_prefs },
+    );
+    let input = save(doc);
+    let outcome = assert_fail_closed("roles.pdf", &input);
+    for needle in [
+        "/ViewerPreferences /ToUnicode",
+        "/ViewerPreferences /FontFile2",
+        // The annotation is an object of its own, so it is named by its number.
+        " /Contents",
+    ] {
+        assert!(
+            removed(&outcome, What::UnknownPart, needle),
+            "missing {needle}: {:#?}",
+            outcome.report.removed
+        );
+    }
+    assert!(removed(&outcome, What::UnknownPart, "catalog /FontFile2"));
+    let out = outcome.output().unwrap().bytes();
+    assert!(!contains(&pdf_payload(out), PE_MARKER), "a PE survived");
+    assert!(
+        !contains(&pdf_payload(out), "MZ\u{90}"),
+        "an MZ header survived"
+    );
+    let names = pdf_names(out);
+    assert_eq!(
+        names.iter().filter(|n| *n == "FontFile2").count(),
+        1,
+        "the real font stays"
+    );
+    assert!(!names.iter().any(|n| n == "ToUnicode"));
+    assert_second_pass_removes_nothing(&outcome);
+}
+
+/// A two-page document encrypted with the empty user password, saved with a classic table.
+fn encrypted_classic_pdf() -> Vec<u8> {
+    let (mut doc, _, _) = pdf_base(2);
+    let id = lopdf::Object::String(
+        b"0123456789abcdef".to_vec(),
+        lopdf::StringFormat::Hexadecimal,
+    );
+    doc.trailer.set("ID", vec![id.clone(), id]);
+    let version = lopdf::EncryptionVersion::V2 {
+        document: &doc,
+        owner_password: "owner-secret",
+        user_password: "",
+        key_length: 128,
+        permissions: lopdf::Permissions::all(),
+    };
+    let state = lopdf::EncryptionState::try_from(version).unwrap();
+    doc.encrypt(&state).unwrap();
+    let bytes = save_classic(doc);
+    assert!(!contains(&bytes, "mukaika-fixture-text"));
+    bytes
+}
+
+#[test]
+fn a_damaged_encrypted_pdf_is_decrypted_after_the_scan_and_held_without_its_trailer() {
+    // The trailer (with /Encrypt and /ID) survives: the scan keeps it, lopdf decrypts.
+    let mut damaged = encrypted_classic_pdf();
+    damaged.extend(std::iter::repeat_n(0xA5u8, 4000));
+    let out = assert_repaired("encrypted-tail.pdf", &damaged);
+    assert!(!pdf_names(&out).iter().any(|n| n == "Encrypt"));
+    // Cut before the table, the trailer is gone: nothing says how to decrypt.
+    let bytes = encrypted_classic_pdf();
+    let outcome = process(&bytes[..table_at(&bytes)], "encrypted-cut.pdf");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    let reason = outcome.report.reason.unwrap();
+    assert_eq!(reason.code, "encrypted", "{}", reason.detail);
+}
+
+#[test]
+fn a_damaged_pdf_with_an_unclosed_string_is_held_quickly() {
+    // Thousands of object headers each opening a string that never closes: reading every one
+    // to the end of the file would take minutes.
+    let mut damaged = b"%PDF-1.4\n".to_vec();
+    while damaged.len() < 400_000 {
+        damaged.extend_from_slice(b"1 0 obj (\n");
+    }
+    let started = std::time::Instant::now();
+    let outcome = process(&damaged, "unclosed.pdf");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+}
+
+#[test]
+fn a_pdf_whose_last_xref_stream_is_itself_damaged_is_held() {
+    // The stream that would say which catalog is current has a wrong /Length and the
+    // startxref is wrong too: another catalog's word would be a guess.
+    let bytes = shifted(&intact_modern_pdf());
+    let xref = last(&bytes, b"/Type/XRef");
+    let length = xref + find_all(&bytes[xref..], b"/Length ")[0] + b"/Length ".len();
+    let digits = bytes[length..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let value: usize = std::str::from_utf8(&bytes[length..length + digits])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut damaged = bytes[..length].to_vec();
+    damaged.extend_from_slice(format!("{}", value - 5).as_bytes());
+    damaged.extend_from_slice(&bytes[length + digits..]);
+    let outcome = process(&damaged, "bad-xref-stream.pdf");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    let reason = outcome.report.reason.unwrap();
+    assert_eq!(reason.code, "malformed", "{}", reason.detail);
+    assert!(
+        reason
+            .detail
+            .contains("cross-reference stream is itself damaged"),
+        "{}",
+        reason.detail
+    );
+}
+
+#[test]
+fn damaged_pdfs_are_rebuilt_or_held_and_never_held_by_a_bug() {
+    // Every cut and a spread of overwritten bytes, of both kinds of cross-reference data: each
+    // outcome is a decision (process() fails on an internal error, and checks every output
+    // with qpdf).
+    let mut delivered = 0;
+    let mut held = 0;
+    for intact in [intact_pdf(), intact_modern_pdf(), pdf_kitchen_sink()] {
+        let mut variants: Vec<Vec<u8>> = (9..intact.len())
+            .step_by(29)
+            .map(|cut| intact[..cut].to_vec())
+            .collect();
+        for at in (9..intact.len()).step_by(31) {
+            for byte in [b'0', b' ', b'(', 0xFF, b'/'] {
+                let mut v = intact.clone();
+                v[at] = byte;
+                variants.push(v);
+            }
+        }
+        for v in variants {
+            let outcome = process(&v, "damaged.pdf");
+            match outcome.output() {
+                Some(out) => {
+                    assert!(pdf_pages(out.bytes()) >= 1);
+                    delivered += 1;
+                }
+                None => held += 1,
+            }
+        }
+    }
+    assert!(
+        delivered > 0 && held > 0,
+        "{delivered} delivered, {held} held"
+    );
+}
+
+#[test]
+fn a_page_tree_node_typed_page_with_kids_is_held() {
+    // qpdf reads it as an inner node, a reader trusting /Type as a page.
+    let (mut doc, _, pages) = pdf_base(2);
+    doc.get_object_mut(pages)
+        .and_then(lopdf::Object::as_dict_mut)
+        .unwrap()
+        .set("Type", "Page");
+    let outcome = process(&save(doc), "typed.pdf");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    let reason = outcome.report.reason.unwrap();
+    assert_eq!(reason.code, "malformed", "{}", reason.detail);
+    assert!(reason.detail.contains("/Kids"), "{}", reason.detail);
+}
+
+#[test]
+fn a_damaged_pdf_with_an_update_is_rebuilt_from_the_last_definitions() {
+    // The update redefines the catalog with a JavaScript OpenAction. With the table lost, the
+    // scan must take the update's catalog (the last definition), not the first revision's.
+    // The update follows the first revision's %%EOF on the same line, as the fixture (and
+    // some writers) append it.
+    let bytes = pdf_incremental_js();
+    let first_eof = find_all(&bytes, b"%%EOF")[0];
+    assert!(bytes[first_eof + 5].is_ascii_digit());
+    let mut tail = bytes.clone();
+    tail.extend(std::iter::repeat_n(0xA5u8, 4000));
+    for (name, damaged) in [
+        ("update-tail.pdf", tail),
+        ("update-startxref.pdf", with_startxref(&bytes, "0")),
+    ] {
+        let outcome = process(&damaged, name);
+        assert_eq!(
+            outcome.report.verdict,
+            Verdict::Sanitized,
+            "{name}: {:?}",
+            outcome.report.reason
+        );
+        assert!(
+            removed(&outcome, What::Javascript, "OpenAction"),
+            "{name}: the update's catalog was not the one rebuilt: {:#?}",
+            outcome.report.removed
+        );
+        let out = outcome.output().unwrap().bytes();
+        assert_no_active_content(out);
+        assert!(
+            pdf_text(out).contains("Page 2 mukaika-fixture-text"),
+            "{name}"
+        );
+        assert_eq!(pdf_pages(out), 2, "{name}");
+    }
+}
