@@ -263,6 +263,42 @@ fn a_crash_between_ledger_and_rename_is_completed_without_a_duplicate() {
 }
 
 #[test]
+fn a_ledger_entry_a_crash_cut_off_before_its_rename_is_discarded_and_the_file_taken_again() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    let source = data.join("import/報告.txt");
+    put(&source, b"report body\n");
+    // A crash inside the ledger's durable write: the entry is whole under its temporary name,
+    // never renamed, so it was never committed and its exports must not appear.
+    let export = data.join("export");
+    let tmp = export.join(".I1.7.0.0123456789ab.tmp");
+    put(&tmp, b"stale body\n");
+    let ledger = serde_json::json!({
+        "pair": "default",
+        "source": source,
+        "renames": [[tmp, export.join("報告.txt")]],
+        "archive_to": null,
+    });
+    let cut_off = data.join("import-state/ledger/.mukaika.7.0.0123456789ab.tmp");
+    put(&cut_off, ledger.to_string().as_bytes());
+
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    assert_eq!(
+        files_under(&export),
+        vec!["報告.txt", "報告.txt.無害化レポート.txt"]
+    );
+    assert_eq!(
+        std::fs::read(export.join("報告.txt")).unwrap(),
+        b"report body\n",
+        "exported from the original, not from the uncommitted entry"
+    );
+    assert!(!cut_off.exists());
+    assert!(files_under(&data.join("import-state/ledger")).is_empty());
+}
+
+#[test]
 fn the_daemon_waits_for_a_slow_writer_and_survives_sigkill() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
