@@ -10,11 +10,11 @@
 //! Invariants (lose nothing, duplicate nothing): exports are written through `crate::durable`
 //! under temporary names tagged with the import ID, with the pair's mode and owner, and
 //! fsynced; a ledger entry naming the final names is written durably before they are renamed
-//! into place; the audit records are durable before the original is removed; the ledger entry goes
-//! last. A crash at any point leaves either the original to process again or a ledger entry
-//! that the next pass completes — never a lost file and never a second copy. Names are NFC
-//! normalised; names that could escape the folder or that Windows cannot hold are refused with
-//! a report. Symbolic links are never followed: a file is opened from directory descriptors,
+//! into place; the audit records are durable before the original is removed; the ledger
+//! entry goes last. A crash at any point leaves either the original to process again or a
+//! ledger entry that the next pass completes — never a lost file and never a second copy.
+//! Names are NFC normalised; names that could escape the folder or that Windows cannot hold
+//! are refused with a report. Symbolic links are never followed: a file is opened from directory descriptors,
 //! component by component with `O_NOFOLLOW`, checked on the opened descriptor (a regular file
 //! with one link — not a FIFO, not a hard link to something outside), read from that
 //! descriptor, and removed relative to its folder's descriptor only while that name still
