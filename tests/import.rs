@@ -236,28 +236,46 @@ fn exports_get_the_configured_mode() {
     assert_eq!(mode(&data.join("export/課")), 0o750);
 }
 
-#[test]
-fn a_crash_between_ledger_and_rename_is_completed_without_a_duplicate() {
+/// A ledger entry of the pair `default` for `source`, with its (temporary, final) renames.
+fn ledger_entry(source: &Path, renames: &[(&Path, PathBuf)]) -> Vec<u8> {
+    serde_json::json!({
+        "pair": "default",
+        "source": source,
+        "renames": renames,
+        "archive_to": null,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A data directory with `import/報告.txt` waiting: (its root, data, config, the file).
+fn one_report_to_import() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let config = config_file(&data, 0, "");
     let source = data.join("import/報告.txt");
     put(&source, b"report body\n");
+    (root, data, config, source)
+}
+
+#[test]
+fn a_crash_between_ledger_and_rename_is_completed_without_a_duplicate() {
+    let (_root, data, config, source) = one_report_to_import();
     // The state a crash leaves after the ledger was written and before the renames.
     let export = data.join("export");
     let tmp = export.join(".I1-1-0.0.tmp");
     let tmp_report = export.join(".I1-1-0.1.tmp");
     put(&tmp, b"report body\n");
     put(&tmp_report, "\u{FEFF}無害化レポート\r\n".as_bytes());
-    let ledger = serde_json::json!({
-        "pair": "default",
-        "source": source,
-        "renames": [[tmp, export.join("報告.txt")], [tmp_report, export.join("報告.txt.無害化レポート.txt")]],
-        "archive_to": null,
-    });
     put(
         &data.join("import-state/ledger/I1-1-0.json"),
-        ledger.to_string().as_bytes(),
+        &ledger_entry(
+            &source,
+            &[
+                (&tmp, export.join("報告.txt")),
+                (&tmp_report, export.join("報告.txt.無害化レポート.txt")),
+            ],
+        ),
     );
     // And a stray temporary from a crash before any ledger.
     put(&export.join(".I2-1-0.0.tmp"), b"partial");
@@ -270,6 +288,35 @@ fn a_crash_between_ledger_and_rename_is_completed_without_a_duplicate() {
         "completed once, no second copy, no leftovers"
     );
     assert!(!source.exists());
+    assert!(files_under(&data.join("import-state/ledger")).is_empty());
+}
+
+#[test]
+fn a_ledger_entry_a_crash_cut_off_before_its_rename_is_discarded_and_the_file_taken_again() {
+    let (_root, data, config, source) = one_report_to_import();
+    // A crash inside the ledger's durable write: the entry is whole under its temporary name,
+    // never renamed, so it was never committed and its exports must not appear.
+    let export = data.join("export");
+    let tmp = export.join(".I1.7.0.0123456789ab.tmp");
+    put(&tmp, b"stale body\n");
+    let cut_off = data.join("import-state/ledger/.mukaika.7.0.0123456789ab.tmp");
+    put(
+        &cut_off,
+        &ledger_entry(&source, &[(&tmp, export.join("報告.txt"))]),
+    );
+
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    assert_eq!(
+        files_under(&export),
+        vec!["報告.txt", "報告.txt.無害化レポート.txt"]
+    );
+    assert_eq!(
+        std::fs::read(export.join("報告.txt")).unwrap(),
+        b"report body\n",
+        "exported from the original, not from the uncommitted entry"
+    );
+    assert!(!cut_off.exists());
     assert!(files_under(&data.join("import-state/ledger")).is_empty());
 }
 

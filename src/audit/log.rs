@@ -462,8 +462,7 @@ impl AuditLog {
         for (path, _) in &expired {
             fs::remove_file(path).map_err(|e| AuditError::io(path, e))?;
         }
-        File::open(&self.config.dir)
-            .and_then(|d| d.sync_all())
+        crate::durable::sync_dir(&self.config.dir)
             .map_err(|e| AuditError::io(&self.config.dir, e))?;
         Ok(names)
     }
@@ -477,9 +476,7 @@ fn create_file(dir: &Path, day: &str, index: u32) -> Result<(File, PathBuf), Aud
         .open(&path)
         .map_err(|e| AuditError::io(&path, e))?;
     // The new name must survive a crash too.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| AuditError::io(dir, e))?;
+    crate::durable::sync_dir(dir).map_err(|e| AuditError::io(dir, e))?;
     Ok((file, path))
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Owns: reading inputs (streaming the hash of over-limit ones instead of loading them),
 //! running each through the registry, and writing `<output>` plus `<input>.report.json` into
-//! the output folder — atomically (temp name, then rename) and never overwriting: clashing
-//! names get a numbered suffix.
+//! the output folder — through `mukaika::durable` (temp name, fsync, rename that never
+//! overwrites): clashing names get a numbered suffix.
 //! Invariants: an output file is written only from a `CleanFile`; every readable input gets a
 //! report whatever its verdict.
 //! Must never: write outside `--out`, or follow an input's name into a path.
@@ -14,6 +14,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+use mukaika::durable::{self, Temp};
 
 use mukaika_sanitizers::{names, Declared, Policy, Registry, Report};
 
@@ -184,8 +186,9 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Writes `bytes` under `name` in `dir` via a temporary file and a rename, picking
-/// `name (2).ext`, `name (3).ext`… when the name is taken. Returns the path written.
+/// Writes `bytes` under `name` in `dir` durably, picking `name (2).ext`, `name (3).ext`… when
+/// the name is taken (the first free one is taken atomically, so a file created meanwhile is
+/// never replaced). Returns the path written.
 pub(crate) fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, CommandError> {
     let safe: String = name
         .chars()
@@ -202,15 +205,11 @@ pub(crate) fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf,
     } else {
         safe
     };
-    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), unique()));
-    {
-        let mut f = File::create(&tmp)
-            .map_err(|e| CommandError::io(format!("cannot write in {}", dir.display()), e))?;
-        // No fsync: this batch command promises atomic names (temp file, then link), not
-        // durability; it never deletes its inputs, so a crash loses nothing.
-        f.write_all(bytes)
-            .map_err(|e| CommandError::io(format!("cannot write in {}", dir.display()), e))?;
-    }
+    let mut temp = Temp::create_as(dir, "sanitize", durable::READABLE)
+        .map_err(|e| CommandError::io(format!("cannot write in {}", dir.display()), e))?;
+    temp.file()
+        .write_all(bytes)
+        .map_err(|e| CommandError::io(format!("cannot write in {}", dir.display()), e))?;
     let (stem, ext) = match safe.rsplit_once('.') {
         Some((s, e)) if !s.is_empty() && e.len() < 16 && !safe.ends_with(".report.json") => {
             (s.to_string(), format!(".{e}"))
@@ -221,7 +220,7 @@ pub(crate) fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf,
         ),
         _ => (safe.clone(), String::new()),
     };
-    for n in 1..10_000 {
+    let candidates = (1..10_000).map(|n| {
         // Every candidate fits a file system name (a long Japanese attachment name would
         // otherwise fail the whole command): the stem gives way to the number and extension.
         let tag = if n == 1 {
@@ -231,41 +230,14 @@ pub(crate) fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf,
         };
         let room = names::NAME_MAX.saturating_sub(tag.len() + ext.len());
         let name = format!("{}{tag}{ext}", names::shorten(&stem, room));
-        let candidate = dir.join(names::shorten(&name, names::NAME_MAX).as_ref());
-        // hard_link fails if the target exists, which makes "never overwrite" atomic.
-        match fs::hard_link(&tmp, &candidate) {
-            Ok(()) => {
-                let _ = fs::remove_file(&tmp);
-                return Ok(candidate);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            // Some shares (SMB, FAT) have no hard links: fall back to a rename, which is
-            // still atomic but may replace a file created in the instant since the check.
-            Err(_) if !candidate.exists() => {
-                return fs::rename(&tmp, &candidate)
-                    .map(|()| candidate.clone())
-                    .map_err(|e| {
-                        CommandError::io(format!("cannot write {}", candidate.display()), e)
-                    });
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(CommandError::io(
-                    format!("cannot write {}", candidate.display()),
-                    e,
-                ));
-            }
+        dir.join(names::shorten(&name, names::NAME_MAX).as_ref())
+    });
+    // Never over an existing file: the first free candidate is taken atomically.
+    temp.commit_first(candidates).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            CommandError::io(format!("too many files named {safe}"), e)
+        } else {
+            CommandError::io(format!("cannot write in {}", dir.display()), e)
         }
-    }
-    let _ = fs::remove_file(&tmp);
-    Err(CommandError::io(
-        format!("too many files named {safe}"),
-        io::Error::other("name clash"),
-    ))
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    COUNTER.fetch_add(1, Ordering::Relaxed)
+    })
 }

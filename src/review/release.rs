@@ -6,11 +6,11 @@
 //! folder with its 解除レポート.
 //! Invariants: only [`crate::review::Review`] calls this, and only for a request a second
 //! person approved; names written to an export folder are reduced to one safe file name and
-//! never overwrite anything; files are written under a temporary name with the pair's mode
-//! and owner, fsynced, and linked into place.
+//! never overwrite anything; files are written through `crate::durable` (a temporary name
+//! with the pair's mode and owner, fsynced, committed under a name that must not exist yet).
 //! Must never: be reachable from the automatic pipeline — a release is a person's decision.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::Path;
 
@@ -18,6 +18,7 @@ use mukaika_sanitizers::mail::build::{OutPart, Outgoing};
 use mukaika_sanitizers::names;
 
 use crate::config::ImportPair;
+use crate::durable::{self, Temp};
 use crate::envelope::Envelope;
 use crate::store::quarantine::QuarantineItem;
 
@@ -150,30 +151,23 @@ pub fn safe_file_name(item: &QuarantineItem) -> String {
     }
 }
 
-/// Writes `bytes` to `dir/name` through a temporary file, never replacing an existing one.
-/// The file has the pair's mode and owner before it appears under its name.
-fn write_new(dir: &Path, name: &str, bytes: &[u8], pair: &ImportPair) -> std::io::Result<()> {
-    const TMP: &str = ".mukaika-tmp";
-    let tmp = dir.join(format!(
-        ".{}{TMP}",
-        names::shorten(name, names::NAME_MAX - 1 - TMP.len())
-    ));
-    let mut f = File::create(&tmp)?;
-    let written = f
-        .write_all(bytes)
-        .and_then(|()| crate::sink::export::apply_ownership(&f, pair))
-        .and_then(|()| f.sync_all());
-    drop(f);
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    let dest = dir.join(name);
-    // A hard link fails if the name exists, so nothing is overwritten.
-    let linked = fs::hard_link(&tmp, &dest);
-    let _ = fs::remove_file(&tmp);
-    linked?;
-    crate::durable::sync_dir(dir)
+/// Writes `bytes` to the first of `names` not taken in `dir`, never replacing an existing
+/// file; returns the name written. The file has the pair's mode and owner before it appears
+/// under its name (0640 under the service's umask when the pair sets no mode).
+fn write_new(
+    dir: &Path,
+    names: &[String],
+    bytes: &[u8],
+    pair: &ImportPair,
+) -> std::io::Result<String> {
+    let mut temp = Temp::create_as(dir, "release", durable::READABLE)?;
+    temp.file().write_all(bytes)?;
+    temp.set_metadata(|f| crate::sink::export::apply_ownership(f, pair))?;
+    let taken = temp.commit_first(names.iter().map(|n| dir.join(n)))?;
+    Ok(taken
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default())
 }
 
 /// Copies the item into `export_dir` (as its own name, prefixed with the request ID if that
@@ -190,21 +184,16 @@ pub fn to_export(
 ) -> std::io::Result<String> {
     fs::create_dir_all(export_dir)?;
     let name = safe_file_name(marker.item);
-    let mut chosen = name.clone();
-    let mut written = write_new(export_dir, &chosen, bytes, pair);
-    if matches!(&written, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists) {
-        chosen =
-            names::shorten(&format!("{}_{name}", marker.request_id), names::NAME_MAX).into_owned();
-        written = write_new(export_dir, &chosen, bytes, pair);
-    }
-    written?;
+    let prefixed =
+        names::shorten(&format!("{}_{name}", marker.request_id), names::NAME_MAX).into_owned();
+    let chosen = write_new(export_dir, &[name, prefixed], bytes, pair)?;
     const REPORT: &str = ".解除レポート.txt";
     write_new(
         export_dir,
-        &format!(
+        &[format!(
             "{}{REPORT}",
             names::shorten(&chosen, names::NAME_MAX - REPORT.len())
-        ),
+        )],
         marker.report_text().as_bytes(),
         pair,
     )?;

@@ -1,18 +1,23 @@
 //! The Maildir drop: the embedded default's LGWAN side, and where tests and small sites read
 //! delivered mail.
 //!
-//! Owns: `tmp/` → fsync → `new/` → fsync of the folder, with a file name derived from the
-//! delivery key alone, so a repeated delivery replaces the first copy.
+//! Owns: `tmp/` → fsync → `new/` → fsync of the folder (through `crate::durable`, the
+//! temporary file uniquely named in `tmp/`), with a final name derived from the delivery key
+//! alone, so a repeated delivery replaces the first copy.
 //! Must never: leave a partial file in `new/`.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
+
+use crate::durable::{self, Temp};
 
 /// Delivers a converted message into a maildir: `tmp/` → fsync → `new/` → fsync. The file
 /// name is derived from `id` alone ([`maildir_name`]), so delivering the same message again
 /// (after a crash between the delivery and its record) replaces the first copy instead of
-/// adding a second one; a failed write leaves nothing behind in `tmp/`.
+/// adding a second one; a failed write leaves nothing behind in `tmp/`. The file is readable
+/// as `File::create` would make it (the umask decides): the maildir's reader is often another
+/// user of the group.
 ///
 /// # Errors
 /// Any write or rename failure (the caller defers the item).
@@ -20,24 +25,12 @@ pub fn deliver_maildir(root: &std::path::Path, id: &str, bytes: &[u8]) -> std::i
     for d in ["tmp", "new", "cur"] {
         fs::create_dir_all(root.join(d))?;
     }
-    let name = maildir_name(id);
-    let tmp = root.join("tmp").join(&name);
-    let written = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    let dest = root.join("new").join(&name);
-    if let Err(e) = fs::rename(&tmp, &dest) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    crate::durable::sync_dir(&root.join("new"))?;
-    Ok(dest)
+    let mut temp = Temp::create_as(&root.join("tmp"), "delivery", durable::READABLE)?;
+    temp.file().write_all(bytes)?;
+    temp.commit(
+        &root.join("new").join(maildir_name(id)),
+        durable::Mode::Replace,
+    )
 }
 
 /// The maildir file name of the delivery `id` (a queue ID, `<ID>-notice`, `release-<ID>`…):

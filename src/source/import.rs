@@ -7,13 +7,14 @@
 //! Japanese report atomically into the mirrored export folder, quarantining originals that
 //! cannot be made safe, auditing, and only then removing the original (or moving it to the
 //! processed archive).
-//! Invariants (lose nothing, duplicate nothing): exports are written under temporary names and
-//! fsynced; a ledger entry naming the final names is fsynced before they are renamed into
-//! place; the audit records are durable before the original is removed; the ledger entry goes
-//! last. A crash at any point leaves either the original to process again or a ledger entry
-//! that the next pass completes — never a lost file and never a second copy. Names are NFC
-//! normalised; names that could escape the folder or that Windows cannot hold are refused with
-//! a report. Symbolic links are never followed: a file is opened from directory descriptors,
+//! Invariants (lose nothing, duplicate nothing): exports are written through `crate::durable`
+//! under temporary names tagged with the import ID, with the pair's mode and owner, and
+//! fsynced; a ledger entry naming the final names is written durably before they are renamed
+//! into place; the audit records are durable before the original is removed; the ledger
+//! entry goes last. A crash at any point leaves either the original to process again or a
+//! ledger entry that the next pass completes — never a lost file and never a second copy.
+//! Names are NFC normalised; names that could escape the folder or that Windows cannot hold
+//! are refused with a report. Symbolic links are never followed: a file is opened from directory descriptors,
 //! component by component with `O_NOFOLLOW`, checked on the opened descriptor (a regular file
 //! with one link — not a FIFO, not a hard link to something outside), read from that
 //! descriptor, and removed relative to its folder's descriptor only while that name still
@@ -547,8 +548,7 @@ impl Importer {
 
         let mut renames = Vec::new();
         for (name, bytes, _) in &writes {
-            let tmp = export_dir.join(format!(".{id}.{}.tmp", renames.len()));
-            write_synced(&tmp, bytes, Some(pair))?;
+            let tmp = write_export(&export_dir, &id, bytes, pair)?;
             renames.push((tmp, export_dir.join(name)));
         }
         let archive_to = self
@@ -565,15 +565,15 @@ impl Importer {
             archive_to,
             events: events.clone(),
         };
-        let ledger_path = ledger.join(format!("{id}.json"));
-        write_synced(
-            &ledger_path,
+        // The entry's name is durable (the folder is flushed) before the renames it records,
+        // or a crash leaves exports whose original is processed again.
+        let ledger_path = crate::durable::write(
+            &ledger,
+            &format!("{id}.json"),
             &serde_json::to_vec(&entry).map_err(|e| e.to_string())?,
-            None,
-        )?;
-        // The entry's name must be durable before the renames it records, or a crash leaves
-        // exports whose original is processed again.
-        sync(&ledger)?;
+            crate::durable::Mode::Replace,
+        )
+        .map_err(|e| format!("{}: {e}", ledger.display()))?;
         for (tmp, fin) in &entry.renames {
             fs::rename(tmp, fin).map_err(|e| format!("{}: {e}", fin.display()))?;
         }
@@ -673,14 +673,17 @@ impl Importer {
                         if inode_of(&opened) != inode_of(&meta) {
                             return Err(format!("archiving {shown}: replaced while archiving"));
                         }
-                        let mut out =
-                            File::create(to).map_err(|e| format!("{}: {e}", to.display()))?;
-                        std::io::copy(&mut from, &mut out)
-                            .and_then(|_| out.sync_all())
+                        // Never a torn copy under the archived name: temp, fsync, rename.
+                        let parent = to.parent().unwrap_or(Path::new("."));
+                        let mut temp = crate::durable::Temp::create_as(
+                            parent,
+                            "archive",
+                            crate::durable::READABLE,
+                        )
+                        .map_err(|e| format!("{}: {e}", to.display()))?;
+                        std::io::copy(&mut from, temp.file())
+                            .and_then(|_| temp.commit(to, crate::durable::Mode::Replace))
                             .map_err(|e| format!("archiving {shown}: {e}"))?;
-                        if let Some(parent) = to.parent() {
-                            sync(parent)?;
-                        }
                         rustix::fs::unlinkat(&dir, &name, AtFlags::empty())
                             .map_err(|e| format!("removing {shown}: {e}"))?;
                     }
@@ -709,6 +712,12 @@ impl Importer {
         };
         for entry in entries.flatten() {
             let path = entry.path();
+            if crate::durable::is_temp_name(&entry.file_name().to_string_lossy()) {
+                // An entry a crash cut off before it was committed: its exports are temporary
+                // files swept below, and its original is still there to be processed again.
+                let _ = fs::remove_file(&path);
+                continue;
+            }
             let ledger: LedgerEntry = match fs::read(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
@@ -770,16 +779,18 @@ fn sync(dir: &Path) -> Result<(), String> {
     crate::durable::sync_dir(dir).map_err(|e| e.to_string())
 }
 
-/// Writes, fsyncs and applies the pair's ownership and mode.
-fn write_synced(path: &Path, bytes: &[u8], pair: Option<&ImportPair>) -> Result<(), String> {
-    let mut f = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    match pair {
-        Some(pair) => apply_ownership(&f, pair).map_err(|e| format!("{}: {e}", path.display())),
-        None => Ok(()),
-    }
+/// Writes an export under a temporary name tagged with the import ID `id` (so the sweep of
+/// [`walk_temps`] knows it as the importer's), with the pair's mode and owner (0640 under the
+/// service's umask when the pair sets no mode), fsynced; returns the temporary path, which the
+/// ledger records before the rename.
+fn write_export(dir: &Path, id: &str, bytes: &[u8], pair: &ImportPair) -> Result<PathBuf, String> {
+    let failed = |e: std::io::Error| format!("{}: {e}", dir.display());
+    let mut temp =
+        crate::durable::Temp::create_as(dir, id, crate::durable::READABLE).map_err(failed)?;
+    temp.file().write_all(bytes).map_err(failed)?;
+    temp.set_metadata(|f| apply_ownership(f, pair))
+        .map_err(failed)?;
+    temp.keep().map_err(failed)
 }
 
 /// Gives the mirrored folders below the export root the pair's owner and mode (a folder also
@@ -907,7 +918,9 @@ fn sha_of(source: &Source, path: &Path, bytes: Option<&[u8]>) -> Result<String, 
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Our own temporary export names (`.I<millis>-<pid>-<n>.<k>.tmp`) below `dir`.
+/// Our own temporary export names below `dir`: `crate::durable`'s, tagged with an import ID
+/// (`.I<hash>.<pid>.<n>.<random>.tmp`), and those of earlier versions (`.I<hash>.<k>.tmp`).
+/// Other writers' temporary files in the export folder (a release's) are not ours to remove.
 fn walk_temps(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     if depth > 16 {
         return;

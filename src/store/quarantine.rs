@@ -3,9 +3,13 @@
 //! Owns: the [`QuarantineStore`] seam (a PostgreSQL backend can follow behind it) and two
 //! implementations sharing content-addressed blobs (`blobs/<sha256>`): SQLite item records
 //! (`quarantine.db`, the default) and one JSON record per item (`items/<id>.json`).
-//! Invariants: `put` returns only after the blob and the record are fsynced; blobs are written
-//! under a temporary name and renamed, so a crash never leaves a partial blob under a hash
-//! name; the same bytes quarantined twice are stored once. Only the quarantine accepts
+//! Invariants: `put` returns only after the blob and the record are fsynced; blobs and file
+//! records are written through `crate::durable` (a temporary file of its own in `tmp/`, then
+//! renamed), so a crash never leaves a partial blob under a hash name and two workers holding
+//! the same content never write through one file; the same bytes quarantined twice are stored
+//! once. A record is never committed pointing at a blob that is being removed: storing
+//! (blob, then record) and removing (record, then the blob if nothing else refers to it) hold
+//! the lock of that content's hash ([`blob_lock`]) throughout. Only the quarantine accepts
 //! untrusted bytes — nothing here is ever forwarded.
 //! rusqlite rather than sqlx: the stores are called from blocking threads, and the two crates
 //! cannot link SQLite side by side.
@@ -13,10 +17,28 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::durable::sync_dir;
+use crate::durable::{self, sync_dir, Temp};
+
+/// The lock of the blob `sha256`, one of a fixed set shared by every store of the process (a
+/// process holds the data directory alone, and the CLI and control socket open stores of
+/// their own beside the service's): held from the check that a blob exists until the record
+/// that refers to it is committed, and from a record's removal until its blob is dropped.
+fn blob_lock(sha256: &str) -> MutexGuard<'static, ()> {
+    const STRIPES: usize = 64;
+    static LOCKS: [Mutex<()>; STRIPES] = [const { Mutex::new(()) }; STRIPES];
+    // FNV-1a: any spread will do, the name is already a hash.
+    let h = sha256.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    // Nothing guarded lives in the mutex: a panic elsewhere leaves no broken state.
+    LOCKS[(h % STRIPES as u64) as usize]
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
 
 /// One quarantined item's metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,21 +166,19 @@ impl FsQuarantine {
         Ok(Self { root })
     }
 
+    /// Writes `dir/name` durably, its temporary file in `tmp/` (never in `items/`, whose
+    /// listing reads every file there).
     fn write_synced(&self, name: &str, dir: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{name}.{}", std::process::id()));
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, self.root.join(dir).join(name))?;
-        sync_dir(&self.root.join(dir))
+        let mut temp = Temp::create(&self.root.join("tmp"))?;
+        temp.file().write_all(bytes)?;
+        temp.commit(&self.root.join(dir).join(name), durable::Mode::Replace)
+            .map(|_| ())
     }
 }
 
 impl QuarantineStore for FsQuarantine {
     fn put(&self, item: &QuarantineItem, bytes: &[u8]) -> std::io::Result<()> {
+        let _blob = blob_lock(&item.sha256);
         self.put_blob(&item.sha256, bytes)?;
         self.put_record(item)
     }
@@ -183,19 +203,27 @@ impl QuarantineStore for FsQuarantine {
     }
 
     fn put_file(&self, item: &QuarantineItem, file: &File) -> std::io::Result<()> {
+        let _blob = blob_lock(&item.sha256);
         self.put_blob_file(&item.sha256, file)?;
         self.put_record(item)
     }
 
     fn remove(&self, id: &str) -> std::io::Result<()> {
-        let item = self.item(id)?;
-        fs::remove_file(self.item_path(id))?;
-        sync_dir(&self.root.join("items"))?;
-        let shared = self.list()?.iter().any(|other| other.sha256 == item.sha256);
-        if !shared {
-            self.drop_blob(&item.sha256)?;
+        loop {
+            let sha256 = self.item(id)?.sha256;
+            let _blob = blob_lock(&sha256);
+            // Held again meanwhile with other content: lock that content's blob instead.
+            if self.item(id)?.sha256 != sha256 {
+                continue;
+            }
+            fs::remove_file(self.item_path(id))?;
+            sync_dir(&self.root.join("items"))?;
+            let shared = self.list()?.iter().any(|other| other.sha256 == sha256);
+            if !shared {
+                self.drop_blob(&sha256)?;
+            }
+            return Ok(());
         }
-        Ok(())
     }
 }
 
@@ -220,7 +248,7 @@ impl FsQuarantine {
         self.root.join("blobs").join(sha256)
     }
 
-    /// Stores a blob from memory (once per content).
+    /// Stores a blob from memory (once per content). The caller holds [`blob_lock`].
     fn put_blob(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
         if self.blob_path(sha256).exists() {
             return Ok(());
@@ -228,15 +256,12 @@ impl FsQuarantine {
         self.write_synced(sha256, "blobs", bytes)
     }
 
-    /// Stores a blob streamed from a file (once per content): copy, fsync, rename, fsync.
+    /// Stores a blob streamed from a file (once per content), hashing it on the way. The
+    /// caller holds [`blob_lock`].
     fn put_blob_file(&self, sha256: &str, file: &File) -> std::io::Result<()> {
         if self.blob_path(sha256).exists() {
             return Ok(());
         }
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{sha256}.{}", std::process::id()));
         // Copied from the descriptor the importer checked (not by path, which could have been
         // swapped since), into a file of our own mode rather than the original's.
         // The blob is named by the hash of the bytes the importer checked; the file's owner can
@@ -246,7 +271,7 @@ impl FsQuarantine {
         use std::io::Read;
         let mut reader = file;
         std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0))?;
-        let mut out = File::create(&tmp)?;
+        let mut temp = Temp::create(&self.root.join("tmp"))?;
         let mut hasher = sha2::Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -255,20 +280,19 @@ impl FsQuarantine {
                 break;
             }
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
+            temp.file().write_all(&buf[..n])?;
         }
         if hex::encode(hasher.finalize()) != sha256 {
-            let _ = fs::remove_file(&tmp);
+            // Dropping the temporary file removes it.
             return Err(std::io::Error::other(
                 "the file changed after it was checked; not held under the checked hash",
             ));
         }
-        out.sync_all()?;
-        fs::rename(&tmp, self.blob_path(sha256))?;
-        sync_dir(&self.root.join("blobs"))
+        temp.commit(&self.blob_path(sha256), durable::Mode::Replace)
+            .map(|_| ())
     }
 
-    /// Removes a blob no item refers to any more.
+    /// Removes a blob no item refers to any more. The caller holds [`blob_lock`].
     fn drop_blob(&self, sha256: &str) -> std::io::Result<()> {
         match fs::remove_file(self.blob_path(sha256)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -438,11 +462,13 @@ const COLUMNS: &str =
 
 impl QuarantineStore for SqliteQuarantine {
     fn put(&self, item: &QuarantineItem, bytes: &[u8]) -> std::io::Result<()> {
+        let _blob = blob_lock(&item.sha256);
         self.files.put_blob(&item.sha256, bytes)?;
         self.insert(item)
     }
 
     fn put_file(&self, item: &QuarantineItem, file: &File) -> std::io::Result<()> {
+        let _blob = blob_lock(&item.sha256);
         self.files.put_blob_file(&item.sha256, file)?;
         self.insert(item)
     }
@@ -515,13 +541,25 @@ impl QuarantineStore for SqliteQuarantine {
     }
 
     fn remove(&self, id: &str) -> std::io::Result<()> {
-        let db = self
-            .db
-            .lock()
-            .map_err(|_| std::io::Error::other("lock poisoned"))?;
-        let sha: String = db
-            .query_row("SELECT sha256 FROM items WHERE id = ?1", [id], |r| r.get(0))
-            .map_err(sql)?;
+        let sha_of = |db: &rusqlite::Connection| -> std::io::Result<String> {
+            db.query_row("SELECT sha256 FROM items WHERE id = ?1", [id], |r| r.get(0))
+                .map_err(sql)
+        };
+        let lock = || {
+            self.db
+                .lock()
+                .map_err(|_| std::io::Error::other("lock poisoned"))
+        };
+        // The blob's lock before the database's, as `put` takes them.
+        let (_blob, db, sha) = loop {
+            let sha = sha_of(&*lock()?)?;
+            let blob = blob_lock(&sha);
+            let db = lock()?;
+            // Held again meanwhile with other content: lock that content's blob instead.
+            if sha_of(&db)? == sha {
+                break (blob, db, sha);
+            }
+        };
         db.execute("DELETE FROM items WHERE id = ?1", [id])
             .map_err(sql)?;
         let shared: i64 = db
@@ -638,6 +676,88 @@ mod store_tests {
             assert!(store.put_file(&held, &file).is_err());
             assert!(store.get("I1").is_err(), "no record without its blob");
             assert!(store.bytes("I1").is_err());
+        }
+    }
+
+    fn both_stores(dir: &std::path::Path) -> [std::sync::Arc<dyn QuarantineStore>; 2] {
+        [
+            open(dir.join("files"), crate::config::QuarantineBackend::Files).unwrap(),
+            open(dir.join("sqlite"), crate::config::QuarantineBackend::Sqlite).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn workers_holding_the_same_attachment_at_once_store_one_intact_blob() {
+        // Large enough that the writes overlap; every worker starts at the same instant.
+        let body: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let from_file = dir.path().join("attachment.bin");
+        fs::write(&from_file, &body).unwrap();
+        for (n, store) in both_stores(dir.path()).into_iter().enumerate() {
+            let barrier = std::sync::Barrier::new(8);
+            let results: Vec<std::io::Result<()>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|w| {
+                        let (store, barrier, body) = (&store, &barrier, &body);
+                        let from_file = &from_file;
+                        s.spawn(move || {
+                            let held = item(&format!("W{w}"), "2026-01-01T00:00:00.000Z", body);
+                            barrier.wait();
+                            if w % 2 == 0 {
+                                store.put(&held, body)
+                            } else {
+                                store.put_file(&held, &File::open(from_file).unwrap())
+                            }
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for r in &results {
+                assert!(r.is_ok(), "store {n}: {r:?}");
+            }
+            for w in 0..8 {
+                assert!(
+                    store.bytes(&format!("W{w}")).unwrap() == body,
+                    "store {n}: torn blob"
+                );
+            }
+            let root = dir.path().join(["files", "sqlite"][n]);
+            let left: Vec<_> = fs::read_dir(root.join("tmp")).unwrap().collect();
+            assert!(left.is_empty(), "store {n}: temporary files left: {left:?}");
+        }
+    }
+
+    #[test]
+    fn a_record_is_never_committed_pointing_at_a_blob_being_removed() {
+        // Each worker holds an item and removes it again, all with the same content: a
+        // removal that sees no other record drops the blob, and must not do so while another
+        // worker is between finding the blob present and committing its record.
+        let dir = tempfile::tempdir().unwrap();
+        for (n, store) in both_stores(dir.path()).into_iter().enumerate() {
+            let missing = std::sync::Mutex::new(Vec::new());
+            std::thread::scope(|s| {
+                for w in 0..4 {
+                    let (store, missing) = (&store, &missing);
+                    s.spawn(move || {
+                        for i in 0..60 {
+                            let id = format!("R{w}-{i}");
+                            let held = item(&id, "2026-01-01T00:00:00.000Z", b"shared");
+                            store.put(&held, b"shared").unwrap();
+                            if store.bytes(&id).is_err() {
+                                missing.lock().unwrap().push(id.clone());
+                            }
+                            store.remove(&id).unwrap();
+                        }
+                    });
+                }
+            });
+            let missing = missing.into_inner().unwrap();
+            assert!(
+                missing.is_empty(),
+                "store {n}: records without a blob: {missing:?}"
+            );
+            assert!(store.list().unwrap().is_empty());
         }
     }
 

@@ -4,9 +4,11 @@
 //! file `<id>.item`: a line of JSON metadata (envelope, hash, attempts), then the message
 //! exactly as received. One file per item means one data fsync per step, not two.
 //! Invariants (Postfix qmgr and stalwart's queue are the models):
-//! - Intake writes the item to `tmp/`, fdatasyncs it, renames it into `incoming/` and fsyncs
-//!   the directory; only then may SMTP answer 250. Whatever is left in `tmp/` after a crash
-//!   was never acknowledged.
+//! - Every item file is written through `crate::durable` (a uniquely named temporary file in
+//!   `tmp/`, fdatasynced, renamed into place); the folder fsync after the rename is the
+//!   spool's own, coalesced across concurrent writers. Intake renames into `incoming/` and
+//!   fsyncs the directory; only then may SMTP answer 250. Whatever is left in `tmp/` after a
+//!   crash was never acknowledged.
 //! - The directory is the truth; hints only save directory listings. A worker claims an item
 //!   by renaming it into `active/` (the rename is atomic, so two workers never share one); a
 //!   [`Lease`] dropped without an outcome puts the item back — completion defaults to
@@ -391,17 +393,14 @@ impl Spool {
             next_attempt_ms: None,
             last_error: None,
         };
-        let tmp = self.root.join("tmp").join(format!("{id}.item"));
         let result = (|| {
-            write_synced(&tmp, &encode(&meta, data))?;
             let incoming = self.root.join("incoming");
-            rename(&tmp, &incoming.join(format!("{id}.item")))?;
+            self.write_item(&incoming.join(format!("{id}.item")), &encode(&meta, data))?;
             // tmp/ need not be synced: what is left there after a crash is removed on open.
             self.incoming_sync.sync(&incoming)
         })();
         self.note_write(result.as_ref().map(|_| ()));
         if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
             let _ = fs::remove_file(self.root.join("incoming").join(format!("{id}.item")));
             return Err(e);
         }
@@ -554,11 +553,8 @@ impl Spool {
             let bytes = fs::read(&active).map_err(|e| SpoolError::io("read", &active, e))?;
             let (mut meta, data) = split(&bytes).ok_or_else(|| err(format!("{id}: unreadable")))?;
             meta.next_attempt_ms = None;
-            let tmp = self.root.join("tmp").join(&name);
-            write_synced(&tmp, &encode(&meta, data)).inspect_err(|_| {
-                let _ = fs::remove_file(&tmp);
-            })?;
-            rename(&tmp, &active)?;
+            // The folder fsyncs of the move that follows make the rewrite durable too.
+            self.write_item(&active, &encode(&meta, data))?;
             self.move_item(&meta.id, "active", to)
         })();
         if let Err(e) = result {
@@ -591,6 +587,20 @@ impl Spool {
             .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "item"))
             .collect())
+    }
+
+    /// Writes an item file to `dest` (replacing it) through a temporary file in `tmp/`:
+    /// fdatasynced (the data and size, what reading it back needs), renamed, and left for the
+    /// caller to make the name durable with a fsync of `dest`'s folder.
+    fn write_item(&self, dest: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+        let failed = |e: std::io::Error| SpoolError {
+            no_space: e.kind() == std::io::ErrorKind::StorageFull,
+            ..SpoolError::io("write", dest, e)
+        };
+        let mut temp = crate::durable::Temp::create(&self.root.join("tmp")).map_err(failed)?;
+        temp.file().write_all(bytes).map_err(failed)?;
+        temp.rename_into(dest).map_err(failed)?;
+        Ok(())
     }
 
     fn move_item(&self, id: &str, from: &str, to: &str) -> Result<(), SpoolError> {
@@ -694,15 +704,8 @@ impl Lease {
             .join("active")
             .join(format!("{}.item", self.meta.id));
         let data = self.data()?;
-        let tmp = self
-            .spool
-            .root
-            .join("tmp")
-            .join(format!("{}.item", self.meta.id));
-        write_synced(&tmp, &encode(&self.meta, &data)).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })?;
-        rename(&tmp, &path)?;
+        // The folder fsyncs of the move that follows make the rewrite durable too.
+        self.spool.write_item(&path, &encode(&self.meta, &data))?;
         self.spool.move_item(&self.meta.id, "active", to)?;
         self.settled = true;
         Ok(())
@@ -754,22 +757,6 @@ fn id_of(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// Writes a new file and makes its contents durable. `fdatasync` is enough: it flushes the
-/// data and the size (what reading the file back needs) without the timestamps; the name is
-/// made durable by the directory fsync after the rename.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
-    let mut f = File::create(path).map_err(|e| SpoolError::io("create", path, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_data())
-        .map_err(|e| {
-            let no_space = e.kind() == std::io::ErrorKind::StorageFull;
-            SpoolError {
-                no_space,
-                ..SpoolError::io("write", path, e)
-            }
-        })
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), SpoolError> {
