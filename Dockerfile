@@ -15,6 +15,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY sanitizers/Cargo.toml sanitizers/Cargo.toml
 COPY sanitizers/src sanitizers/src
+# A workspace member (test fixtures); cargo reads every member's manifest even for one binary.
+COPY fixtures fixtures
 COPY benches benches
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

@@ -1,0 +1,146 @@
+//! The review UI in a real browser: Debian's Chromium driven by playwright-core
+//! (tests/browser/review.mjs). Mail is quarantined by a real SMTP run; one person requests a
+//! release, another approves it, and the message must arrive at the sink naming both;
+//! self-approval, CSRF, lockout and the idle timeout are tried on the way. Screenshots of the
+//! pages are kept in target/browser-artifacts/.
+//!
+//! Needs node, /usr/bin/chromium and tests/browser/node_modules (bash tests/ci.sh installs all
+//! three); without them this test fails and says so.
+
+use mukaika_fixtures as generate;
+use crate::support;
+
+use std::path::Path;
+
+#[test]
+fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script_dir = root.join("tests/browser");
+    assert!(
+        script_dir.join("node_modules/playwright-core").is_dir()
+            && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs chromium and playwright-core: run bash tests/ci.sh"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let mut c = support::config(data.path(), "");
+    c.admin.session_idle_secs = 3;
+    c.admin.lockout_attempts = 3;
+    c.notices.recipients = false;
+    let rt = support::runtime();
+    let running = support::start(&rt, c.clone(), "test");
+
+    let (mut smtp, _) = support::Client::connect(running.smtp_addr);
+    assert_eq!(smtp.send(b"EHLO client.invalid\r\n"), 250);
+    assert_eq!(
+        smtp.mail("staff@city.example.lg.jp", &generate::mail_ppap()),
+        250
+    );
+    assert_eq!(
+        smtp.mail(
+            "staff@city.example.lg.jp",
+            &generate::mail_smime_enveloped()
+        ),
+        250
+    );
+    let items = support::quarantined(data.path(), 2);
+    assert_eq!(items.len(), 2);
+    let attachment = items.iter().find(|i| i.name.is_some()).unwrap();
+    let whole = items.iter().find(|i| i.name.is_none()).unwrap();
+    let converted = support::wait_for(&data.path().join("maildir/new"), 1);
+    assert_eq!(converted.len(), 1, "the PPAP mail's text went through");
+
+    let mut env = vec![
+        ("BASE".to_string(), format!("http://{}", running.admin_addr)),
+        ("ITEM".into(), attachment.id.clone()),
+        ("ITEM2".into(), whole.id.clone()),
+        ("IDLE_SECS".into(), "3".into()),
+        ("LOCK_AFTER".into(), "3".into()),
+        (
+            "ARTIFACTS".into(),
+            root.join("target/browser-artifacts").display().to_string(),
+        ),
+    ];
+    for (var, name, roles) in [
+        ("OP", "yamada", "operator"),
+        ("AP", "tanaka", "approver"),
+        ("BOTH", "sato", "operator,approver"),
+        ("LOCKED", "suzuki", "auditor"),
+    ] {
+        let password = support::web::add_user(&c, name, roles);
+        env.push((var.into(), format!("{name}:{password}")));
+    }
+    let out = std::process::Command::new("node")
+        .arg("review.mjs")
+        .current_dir(&script_dir)
+        .envs(env)
+        .output()
+        .expect("node is needed for the browser test: run bash tests/ci.sh");
+    assert!(
+        out.status.success(),
+        "browser flow failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The approved item arrived at the sink, marked with who asked and who approved.
+    let arrived = support::wait_for(&data.path().join("maildir/new"), 2);
+    let released: Vec<mail_parser::Message<'static>> = arrived
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .filter_map(|b| {
+            mail_parser::MessageParser::default()
+                .parse(&b)
+                .map(|m| m.into_owned())
+        })
+        .filter(|m| m.header_raw("X-Mukaika-Released").is_some())
+        .collect();
+    assert_eq!(released.len(), 1, "exactly one release went out");
+    let marker = released[0].header_raw("X-Mukaika-Released").unwrap();
+    assert!(
+        marker.contains(&format!("item={}", attachment.id))
+            && marker.contains("requester=yamada")
+            && marker.contains("approver=tanaka"),
+        "{marker}"
+    );
+    let zip = released[0].attachment(0).unwrap();
+    assert_eq!(
+        mukaika_sanitizers::report::sha256_hex(zip.contents()),
+        attachment.sha256,
+        "the original bytes, unchanged"
+    );
+    for shot in [
+        "dashboard",
+        "list",
+        "detail",
+        "requests",
+        "released",
+        "locked",
+    ] {
+        let path = root.join(format!("target/browser-artifacts/{shot}.png"));
+        assert!(
+            std::fs::metadata(&path).is_ok_and(|m| m.len() > 1000),
+            "{shot}.png"
+        );
+    }
+    rt.block_on(running.stop("test"));
+    let records = mukaika::audit::search(&data.path().join("audit"), &Default::default()).unwrap();
+    let by = |kind: &str| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| r.event["type"] == kind)
+            .map(|r| r.event["by"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(by("release_requested"), ["yamada", "sato"]);
+    assert_eq!(
+        by("release_approved"),
+        ["tanaka"],
+        "sato's self-approval left no record"
+    );
+    assert_eq!(by("release_delivered"), ["tanaka"]);
+    let lockouts = records
+        .iter()
+        .filter(|r| r.event["type"] == "admin_login" && r.event["outcome"] == "lockout")
+        .count();
+    assert_eq!(lockouts, 1);
+}
