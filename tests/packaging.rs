@@ -259,6 +259,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["store"],
     &["sink"],
+    &["ppap"],
     &["pipeline"],
     &["review"],
     &["admin"],
