@@ -273,7 +273,12 @@ impl PpapSection {
     /// Sets the mail policy's candidate search and masking from this section (done once when
     /// the configuration is parsed: `[ppap]` governs them, not `[policy.mail]`).
     fn apply_to(&self, policy: &mut Policy) {
-        policy.mail.password_candidates = if self.enabled { self.max_candidates } else { 0 };
+        // Masking needs the search even where pairing is off.
+        policy.mail.password_candidates = if self.enabled || self.mask_password {
+            self.max_candidates
+        } else {
+            0
+        };
         policy.mail.mask_passwords = self.mask_password;
     }
 }
