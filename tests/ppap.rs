@@ -282,7 +282,8 @@ fn docm() -> Vec<u8> {
     generate::docm_with_macro().build()
 }
 
-const ZIP_TEXT: &str = "お世話になっております。\n見積書をお送りします。パスワードは別途お送りします。\n";
+const ZIP_TEXT: &str =
+    "お世話になっております。\n見積書をお送りします。パスワードは別途お送りします。\n";
 
 fn password_text(password: &str) -> String {
     format!("お世話になっております。\n先ほどお送りしたファイルの解凍パスワードは「{password}」です。\nよろしくお願いいたします。\n")
@@ -319,7 +320,10 @@ fn a_zip_then_its_password_mail_gives_one_sanitized_delivery_with_the_docm_as_do
         "見積書の送付",
         ZIP_TEXT,
         "見積書.zip",
-        &zip_e(&[("見積書.docm", &docm()), ("memo.txt", b"memo text\n")], password),
+        &zip_e(
+            &[("見積書.docm", &docm()), ("memo.txt", b"memo text\n")],
+            password,
+        ),
     ));
     let held = gw.held(1);
     assert_eq!(held.len(), 1, "the encrypted zip is held first");
@@ -351,7 +355,10 @@ fn a_zip_then_its_password_mail_gives_one_sanitized_delivery_with_the_docm_as_do
     let state = mukaika::ppap::unlocked_state(&gw.data, &held[0].id)
         .unwrap()
         .expect("marked unlocked");
-    assert_eq!((state.way.as_str(), state.verdict.as_str()), ("password-mail", "sanitized"));
+    assert_eq!(
+        (state.way.as_str(), state.verdict.as_str()),
+        ("password-mail", "sanitized")
+    );
     assert_eq!(gw.held(1).len(), 1, "the original stays in quarantine");
     let attempts = gw.events("unlock_attempted", 1);
     assert_eq!(attempts[0]["outcome"], "unlocked");
@@ -378,7 +385,10 @@ fn a_password_mail_first_then_its_7z_unlocks_too() {
     let p = parse(&unlocked[0]);
     assert!(p.text.contains("パスワードメール"), "{}", p.text);
     let (name, zip) = &p.attachments[0];
-    assert_eq!(name, "見積書.zip", "a 7z is delivered as the zip it was unlocked into");
+    assert_eq!(
+        name, "見積書.zip",
+        "a 7z is delivered as the zip it was unlocked into"
+    );
     let names: Vec<String> = zip_members(zip).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["見積書.docx"]);
 }
@@ -427,7 +437,11 @@ fn the_password_in_the_same_mail_unlocks_its_attachment_as_same_mail_ppap() {
         .next()
         .expect("the mail's text");
     assert!(!converted.text.contains(password), "{}", converted.text);
-    assert!(converted.text.contains("解除しました"), "{}", converted.text);
+    assert!(
+        converted.text.contains("解除しました"),
+        "{}",
+        converted.text
+    );
     let attempts = gw.events("unlock_attempted", 1);
     assert_eq!(attempts[0]["way"], "same-mail");
 }
@@ -532,7 +546,8 @@ fn a_bomb_inside_is_held_for_the_limit_and_an_executable_is_blocked() {
         "outer.zip",
         &zip_e(&[("zeros.bin", &zeros)], password),
     ));
-    let exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\xff\xff\x00\x00payload-marker-0123456789".to_vec();
+    let exe =
+        b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\xff\xff\x00\x00payload-marker-0123456789".to_vec();
     gw.send(&mail_with(
         "setup",
         ZIP_TEXT,
@@ -559,7 +574,11 @@ fn a_bomb_inside_is_held_for_the_limit_and_an_executable_is_blocked() {
     assert!(setup.attachments.is_empty());
     assert!(setup.text.contains("削除"), "{}", setup.text);
     let attempts = gw.events("unlock_attempted", 3);
-    let outer_id = &held.iter().find(|i| i.name.as_deref() == Some("outer.zip")).unwrap().id;
+    let outer_id = &held
+        .iter()
+        .find(|i| i.name.as_deref() == Some("outer.zip"))
+        .unwrap()
+        .id;
     let outer = attempts
         .iter()
         .find(|a| a["item_id"] == outer_id.as_str())
@@ -595,7 +614,11 @@ fn an_operator_unlocks_with_a_password_file_and_a_wrong_one_is_refused() {
     let held = gw.held(1);
     let id = held[0].id.as_str();
     let out = gw.mukaika(&["admin", "user", "add", "op", "--role", "operator"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = gw.mukaika(&["admin", "user", "add", "au", "--role", "auditor"], None);
     assert!(out.status.success());
 
@@ -603,13 +626,34 @@ fn an_operator_unlocks_with_a_password_file_and_a_wrong_one_is_refused() {
     std::fs::write(&pw, "not-it-0\n").unwrap();
     let pw_arg = pw.to_str().unwrap();
     let out = gw.mukaika(
-        &["quarantine", "unlock", id, "--user", "op", "--password-file", pw_arg],
+        &[
+            "quarantine",
+            "unlock",
+            id,
+            "--user",
+            "op",
+            "--password-file",
+            pw_arg,
+        ],
         None,
     );
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong password"));
     let out = gw.mukaika(
-        &["quarantine", "unlock", id, "--user", "au", "--password-file", "-"],
+        &[
+            "quarantine",
+            "unlock",
+            id,
+            "--user",
+            "au",
+            "--password-file",
+            "-",
+        ],
         Some(&format!("{password}\n")),
     );
     assert_eq!(out.status.code(), Some(77), "an auditor may not unlock");
@@ -617,10 +661,22 @@ fn an_operator_unlocks_with_a_password_file_and_a_wrong_one_is_refused() {
 
     std::fs::write(&pw, format!("{password}\n")).unwrap();
     let out = gw.mukaika(
-        &["quarantine", "unlock", id, "--user", "op", "--password-file", pw_arg],
+        &[
+            "quarantine",
+            "unlock",
+            id,
+            "--user",
+            "op",
+            "--password-file",
+            pw_arg,
+        ],
         None,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let unlocked = gw.unlocked(1);
     assert_eq!(unlocked.len(), 1);
     assert!(unlocked[0].contains("way=cli"));
@@ -630,11 +686,23 @@ fn an_operator_unlocks_with_a_password_file_and_a_wrong_one_is_refused() {
         .iter()
         .map(|a| a["outcome"].as_str().unwrap())
         .collect();
-    assert_eq!(outcomes, ["wrong-password", "unlocked"], "the auditor's refusal is no attempt");
+    assert_eq!(
+        outcomes,
+        ["wrong-password", "unlocked"],
+        "the auditor's refusal is no attempt"
+    );
     assert_eq!(attempts[1]["by"], "op");
     // A second unlock of the same item delivers nothing more.
     let out = gw.mukaika(
-        &["quarantine", "unlock", id, "--user", "op", "--password-file", pw_arg],
+        &[
+            "quarantine",
+            "unlock",
+            id,
+            "--user",
+            "op",
+            "--password-file",
+            pw_arg,
+        ],
         None,
     );
     assert_eq!(out.status.code(), Some(1));
@@ -669,11 +737,21 @@ fn no_password_reaches_the_audit_log_reports_spool_or_quarantine_records() {
         "a.zip",
         &zip_e(&[("a.docm", &docm())], first),
     ));
-    gw.send(&mail_with("later", ZIP_TEXT, "b.zip", &zip_e(&[("b.docm", &docm())], second)));
+    gw.send(&mail_with(
+        "later",
+        ZIP_TEXT,
+        "b.zip",
+        &zip_e(&[("b.docm", &docm())], second),
+    ));
     gw.held(2);
     gw.send(&text_mail("password", &password_text(second)));
     gw.unlocked(2);
-    gw.send(&mail_with("wrong", ZIP_TEXT, "c.zip", &zip_e(&[("c.docm", &docm())], "x-right-9")));
+    gw.send(&mail_with(
+        "wrong",
+        ZIP_TEXT,
+        "c.zip",
+        &zip_e(&[("c.docm", &docm())], "x-right-9"),
+    ));
     gw.held(3);
     gw.send(&text_mail("password 2", &password_text(wrong)));
     gw.events("unlock_attempted", 3);

@@ -207,7 +207,8 @@ fn query(db: &rusqlite::Connection, item_id: &str) -> Result<Option<Unlocked>, S
 
 /// True when the two recipient lists share an address (case-insensitively).
 fn overlap(a: &[String], b: &[String]) -> bool {
-    a.iter().any(|x| b.iter().any(|y| x.eq_ignore_ascii_case(y)))
+    a.iter()
+        .any(|x| b.iter().any(|y| x.eq_ignore_ascii_case(y)))
 }
 
 /// The name of the unlocked content: the sent name with the extension the unlocker gives
@@ -263,7 +264,11 @@ impl Ppap {
     }
 
     fn window_ms(&self) -> u64 {
-        self.config.get().ppap.match_window_secs.saturating_mul(1000)
+        self.config
+            .get()
+            .ppap
+            .match_window_secs
+            .saturating_mul(1000)
     }
 
     /// Drops pending candidates older than the window (their passwords are wiped).
@@ -295,7 +300,9 @@ impl Ppap {
             .filter(|i| {
                 i.reason == ENCRYPTED
                     && i.origin_id != except
-                    && i.mail_from.as_deref().is_some_and(|f| f.eq_ignore_ascii_case(sender))
+                    && i.mail_from
+                        .as_deref()
+                        .is_some_and(|f| f.eq_ignore_ascii_case(sender))
                     && overlap(&i.rcpt_to, rcpt)
                     && matches!(self.state(&i.id), Ok(None))
             })
@@ -364,9 +371,9 @@ impl Ppap {
             name: Some(&name),
             mime: None,
         };
-        let result = self
-            .registry
-            .process_at(&opened.bytes, &declared, &config.policy, 1, deadline);
+        let result =
+            self.registry
+                .process_at(&opened.bytes, &declared, &config.policy, 1, deadline);
         let unlocked_sha256 = sha256_hex(&opened.bytes);
         drop(opened);
         let id = format!("ppap-{}", item.id);

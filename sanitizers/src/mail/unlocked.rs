@@ -47,7 +47,9 @@ impl UnlockWay {
     pub fn label_ja(self) -> &'static str {
         match self {
             UnlockWay::PasswordMail => "パスワードメール（同じ差出人から届いたパスワードの連絡）",
-            UnlockWay::SameMail => "同一メール（添付ファイルと同じメールの本文に書かれたパスワード）",
+            UnlockWay::SameMail => {
+                "同一メール（添付ファイルと同じメールの本文に書かれたパスワード）"
+            }
             UnlockWay::Web => "Web（パスワード入力画面）",
             UnlockWay::Cli => "CLI（運用担当者によるパスワード入力）",
         }
@@ -150,10 +152,9 @@ fn mailbox(address: &str) -> Mailbox {
 /// The registry's verdict in the words the mail notice uses.
 fn fate(r: &Report) -> String {
     match r.verdict {
-        Verdict::Sanitized | Verdict::Passed => format!(
-            "無害化して添付: {}",
-            r.output.clone().unwrap_or_default()
-        ),
+        Verdict::Sanitized | Verdict::Passed => {
+            format!("無害化して添付: {}", r.output.clone().unwrap_or_default())
+        }
         Verdict::Blocked => format!("削除: {}", removed_label(r)),
         Verdict::Quarantined => format!("隔離: {}", held_label(r)),
     }
@@ -169,7 +170,11 @@ fn removals(r: &Report) -> Vec<String> {
 fn collect(r: &Report, out: &mut Vec<String>) {
     let at = r.input.clone().unwrap_or_default();
     for x in &r.removed {
-        out.push(format!("{}（{at} {}）", x.what.description_ja(), x.location));
+        out.push(format!(
+            "{}（{at} {}）",
+            x.what.description_ja(),
+            x.location
+        ));
     }
     if r.verdict == Verdict::Blocked && !at.is_empty() && r.reason.is_some() {
         out.push(format!("{at}: {}", removed_label(r)));
@@ -189,6 +194,54 @@ mod tests {
     use super::*;
     use crate::detect::Declared;
     use crate::registry::Registry;
+
+    const PASSWORD_MAIL: &[u8] = "From: a@example.com\r\nTo: b@example.com\r\nSubject: pw\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n解凍パスワードは「q9w8e7X」です。\r\n".as_bytes();
+
+    fn text_of(message: &CleanMessage) -> String {
+        mail_parser::MessageParser::default()
+            .parse(message.bytes())
+            .unwrap()
+            .body_text(0)
+            .unwrap()
+            .into_owned()
+    }
+
+    #[test]
+    fn the_engine_returns_candidates_masks_them_and_can_add_a_note() {
+        let registry = Registry::standard();
+        let mut policy = Policy::default();
+        let plain = crate::mail::convert(PASSWORD_MAIL, "Q1", &registry, &policy);
+        assert!(plain.password_candidates().is_empty(), "off by default");
+        assert!(text_of(plain.message().unwrap()).contains("q9w8e7X"));
+
+        policy.mail.password_candidates = 5;
+        let mut out = crate::mail::convert(PASSWORD_MAIL, "Q1", &registry, &policy);
+        assert_eq!(out.password_candidates().len(), 1);
+        assert_eq!(
+            format!("{:?}", out.password_candidates()),
+            "[Password(***)]"
+        );
+        let text = text_of(out.message().unwrap());
+        assert!(
+            !text.contains("q9w8e7X") && text.contains("「********」"),
+            "{text}"
+        );
+        assert!(!format!("{out:?}").contains("q9w8e7X"));
+        assert!(out.add_note("解除しました: Q0-1"));
+        let text = text_of(out.message().unwrap());
+        assert!(text.contains("解除しました: Q0-1") && !text.contains("q9w8e7X"));
+        assert_eq!(
+            out.report.output_sha256.as_deref(),
+            Some(sha256_hex(out.message().unwrap().bytes()).as_str())
+        );
+        assert!(!serde_json::to_string(&out.report)
+            .unwrap()
+            .contains("q9w8e7X"));
+
+        policy.mail.mask_passwords = false;
+        let unmasked = crate::mail::convert(PASSWORD_MAIL, "Q1", &registry, &policy);
+        assert!(text_of(unmasked.message().unwrap()).contains("q9w8e7X"));
+    }
 
     #[test]
     fn the_unlocked_delivery_attaches_the_registry_output_and_names_the_way() {
@@ -219,7 +272,10 @@ mod tests {
             .unwrap();
         assert_eq!(parsed.attachment_count(), 1);
         let text = parsed.body_text(0).unwrap();
-        assert!(text.contains("見積書.zip") && text.contains("パスワードメール"), "{text}");
+        assert!(
+            text.contains("見積書.zip") && text.contains("パスワードメール"),
+            "{text}"
+        );
         assert!(parsed.subject().unwrap().contains("見積書の送付"));
     }
 }
