@@ -672,8 +672,8 @@ impl Registry {
         let mut output_hash: Option<String> = None;
         let result = run_guarded(|| sanitizer.sanitize(input, kind, &mut cx)).and_then(|out| {
             if recheck_output {
-                let helper =
-                    (out.bytes.len() >= HASH_BESIDE_MIN_BYTES).then(|| self.threads.take(1));
+                let helper = (out.bytes.len() >= HASH_BESIDE_MIN_BYTES)
+                    .then(|| self.threads.take(1));
                 if helper.as_ref().is_some_and(|p| p.count() == 1) {
                     let hash = std::thread::scope(|scope| {
                         let hasher = scope.spawn(|| sha256_hex(&out.bytes));

@@ -256,7 +256,8 @@ where
             let mut part_state = base_state.fork();
             let mut part_cx = base_cx.fork();
             part_cx.check_deadline().map_err(|e| (i, e))?;
-            let bytes = rewrite(jobs[i].0, &mut part_state, &mut part_cx).map_err(|e| (i, e))?;
+            let bytes =
+                rewrite(jobs[i].0, &mut part_state, &mut part_cx).map_err(|e| (i, e))?;
             done.push((i, bytes, part_state, part_cx));
         }
         Ok(done)
