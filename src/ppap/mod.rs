@@ -109,7 +109,6 @@ struct Ready {
 pub struct Plan {
     ready: Vec<Ready>,
     events: Vec<AuditEvent>,
-    candidates: Vec<Password>,
     /// Encrypted attachments this mail held that its own text did not unlock.
     still_held: Vec<String>,
 }
@@ -299,6 +298,8 @@ impl Ppap {
             .into_iter()
             .filter(|i| {
                 i.reason == ENCRYPTED
+                    // A whole message held as encrypted (S/MIME, PGP) is no PPAP file.
+                    && i.detected_type.as_deref() != Some("message/rfc822")
                     && i.origin_id != except
                     && i.mail_from
                         .as_deref()
@@ -554,6 +555,21 @@ impl Ppap {
         if candidates.is_empty() {
             return plan;
         }
+        // Registered before the store is read: a file settling at this very moment on another
+        // worker then finds them in its own pass (`pair_waiting`), so the two never miss each
+        // other. The claim and the unlocked row keep both from delivering.
+        let now = now_millis();
+        self.prune(now);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Pending {
+                sender: meta.envelope.mail_from.clone(),
+                rcpt: meta.envelope.rcpt_to.clone(),
+                at_ms: now,
+                origin: meta.id.clone(),
+                candidates: candidates.clone(),
+            });
         let mut targets: Vec<(QuarantineItem, Vec<u8>, UnlockWay)> = own
             .into_iter()
             .map(|(i, b)| (i, b, UnlockWay::SameMail))
@@ -583,7 +599,6 @@ impl Ppap {
                 plan.ready.push(ready);
             }
         }
-        plan.candidates = candidates;
         plan
     }
 
@@ -594,10 +609,12 @@ impl Ppap {
     pub fn after_settle(&self, meta: &ItemMeta, plan: Plan, deadline: Instant) {
         let Plan {
             ready,
-            mut events,
-            candidates,
+            events,
             still_held,
         } = plan;
+        // The attempts are on record before anything they unlocked goes out.
+        self.record(&events);
+        let mut events = Vec::new();
         for r in ready {
             let id = r.item.id.clone();
             match self.finish(r) {
@@ -607,28 +624,20 @@ impl Ppap {
                 }
             }
         }
-        let now = now_millis();
-        self.prune(now);
-        let config = self.config.get();
-        if config.ppap.enabled && !candidates.is_empty() {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Pending {
-                    sender: meta.envelope.mail_from.clone(),
-                    rcpt: meta.envelope.rcpt_to.clone(),
-                    at_ms: now,
-                    origin: meta.id.clone(),
-                    candidates,
-                });
-        }
-        if config.ppap.enabled && !still_held.is_empty() {
+        self.prune(now_millis());
+        if self.config.get().ppap.enabled && !still_held.is_empty() {
             self.pair_waiting(meta, &still_held, deadline, &mut events);
         }
-        if !events.is_empty() {
-            if let Err(e) = self.audit.append_all(&events) {
-                tracing::error!(error = %e, "PPAP audit records not written");
-            }
+        self.record(&events);
+    }
+
+    /// Appends PPAP audit records; a failure is logged (the mail is settled already).
+    fn record(&self, events: &[AuditEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = self.audit.append_all(events) {
+            tracing::error!(error = %e, "PPAP audit records not written");
         }
     }
 
@@ -664,8 +673,8 @@ impl Ppap {
                     continue;
                 }
             };
-            if !self.claim(id) {
-                continue;
+            if !matches!(self.state(id), Ok(None)) || !self.claim(id) {
+                continue; // unlocked meanwhile, or being unlocked by another path
             }
             // Newest password mail first: a resent password replaces an older one.
             for (origin, candidates) in waiting.iter().rev() {
@@ -683,7 +692,8 @@ impl Ppap {
                     &event,
                     AuditEvent::UnlockAttempted(a) if a.outcome == "wrong-password"
                 );
-                events.push(event);
+                // The attempt is on record before what it unlocked goes out.
+                self.record(std::slice::from_ref(&event));
                 if let Some(ready) = ready {
                     match self.finish(ready) {
                         Ok((event, _)) => events.push(event),
@@ -761,19 +771,18 @@ impl Ppap {
                 AuditEvent::UnlockAttempted(a) => a.outcome.clone(),
                 _ => String::new(),
             };
-            let mut events = vec![event];
-            let mut result = UnlockResult {
-                outcome,
-                verdict: None,
-                destination: None,
+            // The attempt is on record before what it unlocked goes out.
+            self.audit.append(event).map_err(|e| e.to_string())?;
+            let Some(ready) = ready else {
+                return Ok(UnlockResult {
+                    outcome,
+                    verdict: None,
+                    destination: None,
+                });
             };
-            if let Some(ready) = ready {
-                let (event, done) = self.finish(ready)?;
-                events.push(event);
-                result = done;
-            }
-            self.audit.append_all(&events).map_err(|e| e.to_string())?;
-            Ok(result)
+            let (event, done) = self.finish(ready)?;
+            self.audit.append(event).map_err(|e| e.to_string())?;
+            Ok(done)
         })();
         self.release(item_id);
         result

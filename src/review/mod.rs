@@ -1571,6 +1571,12 @@ impl Review {
         let _ = self.ppap.set(ppap);
     }
 
+    /// The PPAP engine, when the service runs (the recipients' password page unlocks through
+    /// it with `UnlockWay::Web` and the one recipient as the delivery's only address).
+    pub fn ppap(&self) -> Option<&Arc<crate::ppap::Ppap>> {
+        self.ppap.get()
+    }
+
     /// An operator unlocks a held password-protected item with `password`: the content goes
     /// through the registry and the result to the item's recipients
     /// ([`crate::ppap::Ppap::unlock_item`]); the encrypted original stays held. The attempt is
