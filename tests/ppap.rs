@@ -60,6 +60,25 @@ fn seven_zip(files: &[(&str, &[u8])], password: &str) -> Vec<u8> {
     std::fs::read(dir.path().join("out.7z")).unwrap()
 }
 
+/// qpdf AES-256 with a user and an owner password.
+fn qpdf_encrypted(pdf: &[u8], user: &str) -> Vec<u8> {
+    let dir = staged(&[("in.pdf", pdf)]);
+    run(
+        "qpdf",
+        &[
+            "--encrypt",
+            user,
+            "owner-pw-x",
+            "256",
+            "--",
+            "in.pdf",
+            "out.pdf",
+        ],
+        dir.path(),
+    );
+    std::fs::read(dir.path().join("out.pdf")).unwrap()
+}
+
 /// The EICAR test string, assembled here so this source file itself is not a detection.
 fn eicar() -> Vec<u8> {
     let mut s = String::from("X5O!P%@AP[4\\PZX54(P^)7CC)7}$");
@@ -140,6 +159,28 @@ impl Gateway {
         let (mut c, _) = Client::connect(addr);
         assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
         assert_eq!(c.mail(RCPT, message), 250);
+        assert_eq!(c.send(b"QUIT\r\n"), 221);
+    }
+
+    /// Sends `message` with its own envelope sender and recipient.
+    fn send_as(&self, from: &str, rcpt: &str, message: &[u8]) {
+        let addr = self.running.as_ref().unwrap().smtp_addr;
+        let (mut c, _) = Client::connect(addr);
+        assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
+        assert_eq!(c.send(format!("MAIL FROM:<{from}>\r\n").as_bytes()), 250);
+        assert_eq!(c.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()), 250);
+        assert_eq!(c.send(b"DATA\r\n"), 354);
+        let mut data = Vec::new();
+        for line in message.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.starts_with(b".") {
+                data.push(b'.');
+            }
+            data.extend_from_slice(line);
+            data.extend_from_slice(b"\r\n");
+        }
+        data.extend_from_slice(b".\r\n");
+        assert_eq!(c.send(&data), 250);
         assert_eq!(c.send(b"QUIT\r\n"), 221);
     }
 
@@ -394,6 +435,30 @@ fn a_password_mail_first_then_its_7z_unlocks_too() {
 }
 
 #[test]
+fn a_pdf_with_a_user_password_is_unlocked_and_rebuilt_without_its_javascript() {
+    let gw = Gateway::start(|t| t);
+    let password = "Pdf-User-8";
+    gw.send(&mail_with(
+        "請求書",
+        ZIP_TEXT,
+        "請求書.pdf",
+        &qpdf_encrypted(&generate::pdf_js_openaction(), password),
+    ));
+    gw.held(1);
+    gw.send(&text_mail("password", &format!("PW: {password}\n")));
+    let unlocked = gw.unlocked(1);
+    assert_eq!(unlocked.len(), 1);
+    let p = parse(&unlocked[0]);
+    assert_eq!(p.attachments.len(), 1);
+    let (name, pdf) = &p.attachments[0];
+    assert_eq!(name, "請求書.pdf");
+    assert!(pdf.starts_with(b"%PDF-"));
+    assert!(!String::from_utf8_lossy(pdf).contains("/JavaScript"));
+    let doc = lopdf::Document::load_mem(pdf).expect("our rebuilt PDF opens");
+    assert!(!doc.is_encrypted(), "delivered in the clear");
+}
+
+#[test]
 fn a_wrong_password_mail_leaves_the_item_held_and_delivers_nothing() {
     let gw = Gateway::start(|t| t);
     gw.send(&mail_with(
@@ -413,6 +478,39 @@ fn a_wrong_password_mail_leaves_the_item_held_and_delivers_nothing() {
     assert!(mukaika::ppap::unlocked_state(&gw.data, &held[0].id)
         .unwrap()
         .is_none());
+}
+
+#[test]
+fn passwords_pair_only_with_the_same_sender_a_shared_recipient_and_within_the_window() {
+    let gw = Gateway::start(|t| t.replace("match_window_secs = 3600", "match_window_secs = 2"));
+    let password = "Pair-Rule-3";
+    gw.send(&mail_with(
+        "見積書の送付",
+        ZIP_TEXT,
+        "見積書.zip",
+        &zip_e(&[("見積書.docm", &docm())], password),
+    ));
+    gw.held(1);
+    let text = text_mail("password", &password_text(password));
+    gw.send_as("someone-else@example.invalid", RCPT, &text);
+    gw.send_as(
+        "sender@example.invalid",
+        "jinji@city.example.invalid",
+        &text,
+    );
+    assert_eq!(gw.events("message_converted", 3).len(), 3);
+    assert!(
+        gw.events("unlock_attempted", 0).is_empty(),
+        "another sender, other recipients"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    gw.send(&text);
+    assert_eq!(gw.events("message_converted", 4).len(), 4);
+    assert!(
+        gw.events("unlock_attempted", 0).is_empty(),
+        "the window has passed"
+    );
+    assert!(gw.unlocked(0).is_empty());
 }
 
 #[test]
