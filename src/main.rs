@@ -1086,6 +1086,15 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                 }
             };
             println!("{}", shown_json(serde_json::to_string_pretty(&item)?));
+            if let Ok(Some(u)) = mukaika::ppap::unlocked_state(&data, &id) {
+                println!(
+                    "パスワード解除済み / unlocked: {} ({}), {} → {}",
+                    shown(&mukaika::audit::time::jst(&u.at)),
+                    u.way,
+                    u.verdict,
+                    shown(&u.destination)
+                );
+            }
             for r in mukaika::review::read_requests(&data, None)?
                 .into_iter()
                 .filter(|r| r.item_id == id)

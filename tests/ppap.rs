@@ -779,6 +779,12 @@ fn an_operator_unlocks_with_a_password_file_and_a_wrong_one_is_refused() {
     assert_eq!(unlocked.len(), 1);
     assert!(unlocked[0].contains("way=cli"));
     assert_sanitized_docx_inside(&unlocked[0], "CLI");
+    let show = gw.mukaika(&["quarantine", "show", id], None);
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("unlocked:"),
+        "{}",
+        String::from_utf8_lossy(&show.stdout)
+    );
     let attempts = gw.events("unlock_attempted", 2);
     let outcomes: Vec<&str> = attempts
         .iter()

@@ -182,7 +182,17 @@ fn open_db(data_dir: &Path) -> Result<rusqlite::Connection, String> {
 /// # Errors
 /// The table cannot be read.
 pub fn unlocked_state(data_dir: &Path, item_id: &str) -> Result<Option<Unlocked>, String> {
-    query(&open_db(data_dir)?, item_id)
+    let path = data_dir.join("ppap.db");
+    if !path.exists() {
+        return Ok(None); // nothing was ever unlocked here
+    }
+    // Read-only: a listing run beside the service never writes its database.
+    let db = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    query(&db, item_id)
 }
 
 fn query(db: &rusqlite::Connection, item_id: &str) -> Result<Option<Unlocked>, String> {
