@@ -1,5 +1,5 @@
 //! PPAP end to end (#17): password-protected attachments built at test time by the real tools
-//! senders use (Info-ZIP `zip -e`, 7-Zip), sent over SMTP to a running gateway on
+//! senders use (Info-ZIP `zip -e`, 7-Zip, qpdf, msoffcrypto-tool), sent over SMTP to a running gateway on
 //! 127.0.0.1:0, unlocked by a password mail (either order), by the password in the same mail
 //! or by an operator with `mukaika quarantine unlock`, and delivered only as what the registry
 //! made of them. The password never reaches the audit log, a report, the spool or the

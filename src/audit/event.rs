@@ -86,8 +86,8 @@ pub struct UnlockAttempted {
     pub by: String,
     /// How many candidates were tried.
     pub candidates: u32,
-    /// `unlocked`, `wrong-password`, `limit-exceeded`, `unsupported`, `already-unlocked` or
-    /// `error`.
+    /// `unlocked`, `wrong-password`, `limit-exceeded`, `unsupported`, `already-unlocked`,
+    /// `busy` (another path is unlocking it), `timeout` or `error`.
     pub outcome: String,
     /// What the unlocker said when it was not `unlocked` (never holds a password).
     pub detail: Option<String>,

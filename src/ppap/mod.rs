@@ -109,6 +109,11 @@ struct Ready {
 pub struct Plan {
     ready: Vec<Ready>,
     events: Vec<AuditEvent>,
+    /// Items the mail's candidates could not be tried on in the half of its time budget the
+    /// pairing may use before it settles: tried after it settled, on a budget of their own.
+    deferred: Vec<(QuarantineItem, Vec<u8>, UnlockWay)>,
+    /// The mail's candidates, kept only while something is deferred.
+    candidates: Vec<Password>,
     /// Encrypted attachments this mail held that its own text did not unlock.
     still_held: Vec<String>,
 }
@@ -116,7 +121,8 @@ pub struct Plan {
 /// What an operator's (or recipient's) unlock came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnlockResult {
-    /// `unlocked`, `wrong-password`, `limit-exceeded`, `unsupported`, `already-unlocked`, `error`.
+    /// `unlocked`, `wrong-password`, `limit-exceeded`, `unsupported`, `already-unlocked`,
+    /// `timeout`, `error`.
     pub outcome: String,
     /// What the registry made of the content (`sanitized`, `blocked`, …) when unlocked.
     pub verdict: Option<String>,
@@ -340,7 +346,7 @@ impl Ppap {
         let mut opened = None;
         for candidate in candidates {
             if Instant::now() > deadline {
-                outcome = "error";
+                outcome = "timeout";
                 detail = Some("time budget exhausted before every candidate was tried".into());
                 break;
             }
@@ -590,14 +596,30 @@ impl Ppap {
                 Err(e) => tracing::error!(item = %item.id, error = %e, "held item unreadable"),
             }
         }
+        // The pairing takes at most half of what is left of the mail's budget before it
+        // settles, so a slow unlock never makes the password mail itself time out (and be held
+        // whole); what does not fit is tried after it settled.
+        let budget = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
         for (item, bytes, way) in targets {
+            if Instant::now() > budget {
+                plan.deferred.push((item, bytes, way));
+                continue;
+            }
             if !self.claim(&item.id) {
                 continue;
             }
             let rcpt = item.rcpt_to.clone();
             let (event, ready) =
-                self.attempt(&item, &bytes, &candidates, way, &meta.id, rcpt, deadline);
+                self.attempt(&item, &bytes, &candidates, way, &meta.id, rcpt, budget);
             self.release(&item.id);
+            let late = matches!(&event, AuditEvent::UnlockAttempted(a) if a.outcome == "timeout")
+                || ready
+                    .as_ref()
+                    .is_some_and(|r| r.report.any_reason("timeout"));
+            if late {
+                plan.deferred.push((item, bytes, way));
+                continue;
+            }
             plan.events.push(event);
             if let Some(ready) = ready {
                 plan.still_held.retain(|id| *id != item.id);
@@ -608,6 +630,9 @@ impl Ppap {
                 ));
                 plan.ready.push(ready);
             }
+        }
+        if !plan.deferred.is_empty() {
+            plan.candidates = candidates;
         }
         plan
     }
@@ -620,6 +645,8 @@ impl Ppap {
         let Plan {
             ready,
             events,
+            deferred,
+            candidates,
             still_held,
         } = plan;
         // The attempts are on record before anything they unlocked goes out.
@@ -633,6 +660,24 @@ impl Ppap {
                     tracing::error!(item = %id, error = %e, "unlocked item not delivered; it stays held")
                 }
             }
+        }
+        for (item, bytes, way) in deferred {
+            if !matches!(self.state(&item.id), Ok(None)) || !self.claim(&item.id) {
+                continue;
+            }
+            let rcpt = item.rcpt_to.clone();
+            let (event, ready) =
+                self.attempt(&item, &bytes, &candidates, way, &meta.id, rcpt, deadline);
+            self.record(std::slice::from_ref(&event));
+            if let Some(ready) = ready {
+                match self.finish(ready) {
+                    Ok((event, _)) => events.push(event),
+                    Err(e) => {
+                        tracing::error!(item = %item.id, error = %e, "unlocked item not delivered; it stays held")
+                    }
+                }
+            }
+            self.release(&item.id);
         }
         self.prune(now_millis());
         if self.config.get().ppap.enabled && !still_held.is_empty() {
