@@ -29,7 +29,12 @@
 //!   must not depend on audit files that retention removes, and its primary key makes a
 //!   second unlock of the same item (an operator while a password mail pairs) a no-op.
 //! - Every attempt is audited with its item, way, outcome and the number of candidates — never
-//!   a candidate.
+//!   a candidate — before anything it unlocked goes out.
+//! - Timing: a mail's candidates are tried before it settles (so its delivered text can say
+//!   what they unlocked) on at most half of its remaining time budget; the rest is tried after
+//!   it settled. Deliveries only ever happen after the mail settled, i.e. after its own
+//!   originals are durably held. A crash in between loses nothing but the pairing: the item
+//!   stays held, and the delivery key `ppap-<item id>` keeps a repeat from delivering twice.
 //!
 //! Must never: write, log or format a password; deliver anything that did not come out of
 //! the registry; unlock an item for another sender's password mail.
