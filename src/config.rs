@@ -184,6 +184,16 @@ digest_minutes = 60
 # Folders with TrueType/OpenType fonts for drawing SVG text (read at start-up).
 dirs = ["/usr/share/fonts"]
 
+[ppap]
+# Password-protected attachments (PPAP): a password found in the text of a mail from the same
+# sender to overlapping recipients (either order, within the window) unlocks the held file,
+# which is then sanitized like any attachment and delivered as a new message.
+enabled = true
+match_window_secs = 3600
+max_candidates = 5
+mask_password = true
+# public_url = "https://gateway.city.example.lg.jp/ppap"
+
 [policy]
 # The sanitizing policy (see README, "Policy"); defaults are fail-closed.
 "#;
@@ -220,9 +230,60 @@ pub struct ServiceConfig {
     /// Quarantine notices.
     #[serde(default)]
     pub notices: NoticesSection,
+    /// Password-protected attachments (PPAP).
+    #[serde(default)]
+    pub ppap: PpapSection,
     /// Sanitizing policy.
     #[serde(default)]
     pub policy: Policy,
+}
+
+/// `[ppap]`: password-protected attachments, unlocked with the password the sender mails
+/// separately (or in the same mail), then sanitized and delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpapSection {
+    /// Look for passwords in mail text and pair them with held encrypted attachments from the
+    /// same sender (on by default). Off: encrypted files stay held as before; an operator can
+    /// still unlock one (`mukaika quarantine unlock`).
+    pub enabled: bool,
+    /// How long (seconds) a held encrypted file and a password mail from the same sender to
+    /// overlapping recipients are paired, in either order. Passwords wait in memory only, and
+    /// no longer than this.
+    pub match_window_secs: u64,
+    /// At most this many password candidates are read from one mail (and tried per file).
+    pub max_candidates: u32,
+    /// Replace the passwords found in a delivered mail's text with `********`.
+    pub mask_password: bool,
+    /// The address of the recipients' password page (`https://gateway.example/ppap`); unset,
+    /// notices carry no link and only operators unlock.
+    pub public_url: Option<String>,
+}
+
+impl Default for PpapSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            match_window_secs: 3600,
+            max_candidates: 5,
+            mask_password: true,
+            public_url: None,
+        }
+    }
+}
+
+impl PpapSection {
+    /// Sets the mail policy's candidate search and masking from this section (done once when
+    /// the configuration is parsed: `[ppap]` governs them, not `[policy.mail]`).
+    fn apply_to(&self, policy: &mut Policy) {
+        // Masking needs the search even where pairing is off.
+        policy.mail.password_candidates = if self.enabled || self.mask_password {
+            self.max_candidates
+        } else {
+            0
+        };
+        policy.mail.mask_passwords = self.mask_password;
+    }
 }
 
 /// `[fonts]`.
@@ -896,7 +957,9 @@ impl ServiceConfig {
     /// TOML errors (with the key), unknown keys, and everything [`ServiceConfig::validate`]
     /// refuses.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: ServiceConfig = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        let mut config: ServiceConfig =
+            toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        config.ppap.apply_to(&mut config.policy);
         config.validate()?;
         Ok(config)
     }
@@ -944,6 +1007,19 @@ impl ServiceConfig {
             clamd
                 .parse::<crate::antivirus::Endpoint>()
                 .map_err(ConfigError)?;
+        }
+        let ppap = &self.ppap;
+        if ppap.enabled && (ppap.match_window_secs == 0 || ppap.max_candidates == 0) {
+            return Err(ConfigError(
+                "ppap.match_window_secs and ppap.max_candidates: at least 1 (or ppap.enabled = false)".into(),
+            ));
+        }
+        if let Some(url) = &ppap.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError(format!(
+                    "ppap.public_url: {url:?} is not an http(s) address"
+                )));
+            }
         }
         for pair in &self.import.pairs {
             if pair.mode.is_some() && pair.mode_bits().is_none_or(|m| m > 0o7777) {

@@ -227,6 +227,19 @@ enum QuarantineCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Unlock a held password-protected item (operator): the content is sanitized and the
+    /// result delivered to the item's recipients; the encrypted original stays held.
+    Unlock {
+        /// Item ID.
+        id: String,
+        /// The acting account.
+        #[arg(long)]
+        user: String,
+        /// A file holding the password (its first line), or `-` for standard input. Never on
+        /// the command line itself, where `ps` and the shell history would show it.
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
+    },
     /// Delete an item (approver).
     Delete {
         /// Item ID.
@@ -1074,6 +1087,15 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                 }
             };
             println!("{}", shown_json(serde_json::to_string_pretty(&item)?));
+            if let Ok(Some(u)) = mukaika::ppap::unlocked_state(&data, &id) {
+                println!(
+                    "パスワード解除済み / unlocked: {} ({}), {} → {}",
+                    shown(&mukaika::audit::time::jst(&u.at)),
+                    u.way,
+                    u.verdict,
+                    shown(&u.destination)
+                );
+            }
             for r in mukaika::review::read_requests(&data, None)?
                 .into_iter()
                 .filter(|r| r.item_id == id)
@@ -1158,6 +1180,27 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                 reason,
             },
         ),
+        QuarantineCommand::Unlock {
+            id,
+            user,
+            password_file,
+        } => {
+            let password = match read_password(&password_file) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("mukaika: {}", shown(&e));
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            act(
+                &config,
+                Op::Unlock {
+                    user,
+                    item: id,
+                    password,
+                },
+            )
+        }
         QuarantineCommand::Delete { id, user, reason } => act(
             &config,
             Op::Delete {
@@ -1167,6 +1210,25 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
             },
         ),
     }
+}
+
+/// The password for `quarantine unlock`: the first line of `path` (`-`: standard input),
+/// without its line ending. An empty one is refused.
+fn read_password(path: &std::path::Path) -> std::result::Result<mukaika::ppap::SecretText, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = if path == std::path::Path::new("-") {
+        std::io::stdin().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    read.map_err(|e| format!("パスワードファイル / password file {}: {e}", path.display()))?;
+    let end = text.find(['\r', '\n']).unwrap_or(text.len());
+    text.truncate(end);
+    if text.is_empty() {
+        return Err("パスワードが空です / the password file is empty".into());
+    }
+    Ok(mukaika::ppap::SecretText::new(text))
 }
 
 fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitCode> {

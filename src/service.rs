@@ -176,6 +176,15 @@ pub async fn start(
         )
         .map_err(|e| Error::transient(format!("review database: {e}")))?,
     );
+    let ppap = Arc::new(crate::ppap::Ppap::open(
+        Arc::clone(&live),
+        Arc::clone(&quarantine),
+        Arc::clone(&audit),
+        sink.clone(),
+        Some(Arc::clone(&spool)),
+        Arc::clone(&registry),
+    )?);
+    review.set_ppap(Arc::clone(&ppap));
     let pipeline = Arc::new(Pipeline {
         spool: Arc::clone(&spool),
         audit: Arc::clone(&audit),
@@ -185,6 +194,7 @@ pub async fn start(
         antivirus: clamd.clone(),
         config: Arc::clone(&live),
         wake: Arc::clone(&wake),
+        ppap: Some(ppap),
     });
     // Workers mostly wait for fsyncs (the conversion itself runs on the blocking pool), so
     // several per core keep the disk busy: with one per core the queue backed up behind

@@ -176,6 +176,14 @@ pub struct MailPolicy {
     pub max_headers: u32,
     /// `defang` (default) or `keep`: links in delivered bodies.
     pub links: LinkMode,
+    /// PPAP password mails: at most this many password candidates (`パスワード：…`) are read
+    /// from a message's text and handed to the caller to try on held encrypted attachments;
+    /// 0 (the default) reads none. The service sets it from `[ppap] max_candidates`.
+    pub password_candidates: u32,
+    /// Replace the candidates found in the delivered text with `********` (on by default;
+    /// only when `password_candidates` is above 0). The service sets it from
+    /// `[ppap] mask_password`.
+    pub mask_passwords: bool,
 }
 
 impl Default for MailPolicy {
@@ -190,6 +198,8 @@ impl Default for MailPolicy {
             max_parts: 1000,
             max_headers: 500,
             links: LinkMode::Defang,
+            password_candidates: 0,
+            mask_passwords: true,
         }
     }
 }

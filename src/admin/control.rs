@@ -99,6 +99,15 @@ pub enum Op {
         /// Account name.
         name: String,
     },
+    /// An operator unlocks a held password-protected item (`mukaika quarantine unlock`).
+    Unlock {
+        /// Acting account.
+        user: String,
+        /// Item ID.
+        item: String,
+        /// The password (prints as `***`; read from a file or stdin, never from argv).
+        password: crate::ppap::SecretText,
+    },
     /// An operator moves a queue item (`mukaika queue retry|hold|release`).
     QueueMove {
         /// The outgoing (relay) queue rather than the intake queue.
@@ -239,6 +248,36 @@ pub fn execute(review: &Review, op: Op) -> Reply {
             Op::UserUnlock { by, name } => {
                 review.unlock(&by, &name)?;
                 done(format!("ロックを解除しました / unlocked: {name}"))
+            }
+            Op::Unlock {
+                user,
+                item,
+                password,
+            } => {
+                let password = password.into_password();
+                let r = review.unlock_item(
+                    &user,
+                    &item,
+                    &password,
+                    mukaika_sanitizers::mail::unlocked::UnlockWay::Cli,
+                )?;
+                match r.outcome.as_str() {
+                    "unlocked" => done(format!(
+                        "解除しました / unlocked: {item} → {} ({})",
+                        r.destination.unwrap_or_default(),
+                        r.verdict.unwrap_or_default()
+                    )),
+                    "wrong-password" => {
+                        return Err(ReviewError::invalid(format!(
+                            "パスワードが違います / wrong password for {item}"
+                        )))
+                    }
+                    other => {
+                        return Err(ReviewError::invalid(format!(
+                            "解除できませんでした / not unlocked ({other}): {item}"
+                        )))
+                    }
+                }
             }
             Op::QueueMove { .. } => {
                 return Err(ReviewError::invalid(

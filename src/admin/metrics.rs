@@ -159,6 +159,21 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "counter",
         "Import attempts that failed (the file stays), by department.",
     ),
+    (
+        "mukaika_ppap_held_total",
+        "counter",
+        "Password-protected (encrypted) files held (PPAP).",
+    ),
+    (
+        "mukaika_ppap_unlocked_total",
+        "counter",
+        "Held encrypted files unlocked and delivered sanitized, by way (password-mail, same-mail, web, cli).",
+    ),
+    (
+        "mukaika_ppap_failed_attempts_total",
+        "counter",
+        "Unlock attempts that did not unlock, by way and outcome.",
+    ),
 ];
 
 impl Metrics {
@@ -188,7 +203,9 @@ impl Metrics {
                 }
             }
             // Unlabelled counters start at 0; labelled ones appear with their first event.
-            let unlabelled = family.ends_with("received_total") || family.contains("retention");
+            let unlabelled = family.ends_with("received_total")
+                || family.contains("retention")
+                || family.ends_with("ppap_held_total");
             if !any && unlabelled {
                 let _ = writeln!(out, "{family} 0");
             }
@@ -290,10 +307,25 @@ impl Observer for Metrics {
                         ("verdict", e.verdict.clone()),
                     ],
                 ),
-                AuditEvent::Quarantined(e) => Self::add(
+                AuditEvent::Quarantined(e) => {
+                    Self::add(
+                        &mut st,
+                        "mukaika_quarantined_total",
+                        vec![("reason", e.reason.clone())],
+                    );
+                    if e.reason == crate::ppap::ENCRYPTED {
+                        Self::add(&mut st, "mukaika_ppap_held_total", vec![]);
+                    }
+                }
+                AuditEvent::UnlockDelivered(e) => Self::add(
                     &mut st,
-                    "mukaika_quarantined_total",
-                    vec![("reason", e.reason.clone())],
+                    "mukaika_ppap_unlocked_total",
+                    vec![("way", e.way.clone())],
+                ),
+                AuditEvent::UnlockAttempted(e) if e.outcome != "unlocked" => Self::add(
+                    &mut st,
+                    "mukaika_ppap_failed_attempts_total",
+                    vec![("way", e.way.clone()), ("outcome", e.outcome.clone())],
                 ),
                 AuditEvent::Delivered(_) => {
                     Self::add(
@@ -347,7 +379,47 @@ impl Observer for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::event::ImportFailed;
+    use crate::audit::event::{ImportFailed, Quarantined, UnlockAttempted, UnlockDelivered};
+
+    #[test]
+    fn ppap_items_are_counted_held_unlocked_by_way_and_failed() {
+        let m = Metrics::default();
+        m.recorded(&[
+            AuditEvent::Quarantined(Quarantined {
+                item_id: "Q-1".into(),
+                source: "mail".into(),
+                origin_id: "Q".into(),
+                reason: "encrypted".into(),
+                sha256: String::new(),
+            }),
+            AuditEvent::UnlockAttempted(UnlockAttempted {
+                item_id: "Q-1".into(),
+                way: "password-mail".into(),
+                by: "Q2".into(),
+                candidates: 2,
+                outcome: "wrong-password".into(),
+                detail: None,
+            }),
+            AuditEvent::UnlockDelivered(UnlockDelivered {
+                item_id: "Q-1".into(),
+                way: "cli".into(),
+                verdict: "sanitized".into(),
+                reason: None,
+                unlocked_sha256: String::new(),
+                output_sha256: None,
+                destination: "maildir".into(),
+                rcpt_to: vec![],
+            }),
+        ]);
+        let text = m.render(&[]);
+        for line in [
+            "mukaika_ppap_held_total 1",
+            "mukaika_ppap_unlocked_total{way=\"cli\"} 1",
+            "mukaika_ppap_failed_attempts_total{way=\"password-mail\",outcome=\"wrong-password\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
 
     #[test]
     fn import_failures_are_counted_per_department() {

@@ -68,6 +68,51 @@ pub enum AuditEvent {
     Recovery(Recovery),
     /// Retention removed audit files or quarantined items; lists them.
     RetentionExpired(RetentionExpired),
+    /// Passwords were tried on a held password-protected item (PPAP).
+    UnlockAttempted(UnlockAttempted),
+    /// What the registry made of an unlocked item went out as a new message.
+    UnlockDelivered(UnlockDelivered),
+}
+
+/// Passwords were tried on one held password-protected item. Carries how many, never which:
+/// no password, candidate or part of one is ever written here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnlockAttempted {
+    /// The quarantine item.
+    pub item_id: String,
+    /// `password-mail`, `same-mail`, `web` or `cli`.
+    pub way: String,
+    /// Who gave the password: the account (web, CLI) or the queue ID of the mail it was in.
+    pub by: String,
+    /// How many candidates were tried.
+    pub candidates: u32,
+    /// `unlocked`, `wrong-password`, `limit-exceeded`, `unsupported`, `already-unlocked`,
+    /// `busy` (another path is unlocking it), `timeout` or `error`.
+    pub outcome: String,
+    /// What the unlocker said when it was not `unlocked` (never holds a password).
+    pub detail: Option<String>,
+}
+
+/// An unlocked item's result was delivered to the original recipients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnlockDelivered {
+    /// The quarantine item (its encrypted original stays held).
+    pub item_id: String,
+    /// `password-mail`, `same-mail`, `web` or `cli`.
+    pub way: String,
+    /// What the registry made of the unlocked content: `sanitized`, `passed`, `blocked`,
+    /// `quarantined`.
+    pub verdict: String,
+    /// The registry's reason when it was not delivered.
+    pub reason: Option<String>,
+    /// SHA-256 of the unlocked content (as decrypted).
+    pub unlocked_sha256: String,
+    /// SHA-256 of the sanitized file attached, if any.
+    pub output_sha256: Option<String>,
+    /// Where the message went.
+    pub destination: String,
+    /// Its recipients.
+    pub rcpt_to: Vec<String>,
 }
 
 /// SMTP accepted a message.

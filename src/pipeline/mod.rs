@@ -52,6 +52,9 @@ pub struct Pipeline {
     pub config: Arc<Live<ServiceConfig>>,
     /// Woken by intake when a message arrives.
     pub wake: Arc<Notify>,
+    /// PPAP pairing (`[ppap]`): tries a mail's password candidates before it settles and
+    /// delivers what they unlocked after. None: encrypted files stay held.
+    pub ppap: Option<Arc<crate::ppap::Ppap>>,
 }
 
 /// Lets one ERROR line a second through for a recurring failure and counts the rest, so an
@@ -118,6 +121,7 @@ impl Pipeline {
         let config = self.config.get();
         let timeout = Duration::from_secs(config.pipeline.timeout_secs);
         let started = std::time::Instant::now();
+        let meta = lease.meta().clone();
         // Conversion and settling share one blocking task (one hand-off per message instead
         // of two). The lease waits in a slot: whoever takes it settles — the task when the
         // conversion ends, or the deadline below when it does not — so a message is settled
@@ -137,8 +141,16 @@ impl Pipeline {
                 .unwrap_or_else(|_| {
                     Converted::Failed("internal-error", "the converter panicked".into())
                 });
+                let (converted, plan) = this.ppap_before(&meta, converted, started + timeout);
                 match take(&slot) {
-                    Some(lease) => this.settle(lease, &data, converted, started.elapsed()),
+                    Some(lease) => {
+                        this.settle(lease, &data, converted, started.elapsed())?;
+                        // PPAP deliveries only once the mail's own originals are held.
+                        if let (Some(ppap), Some(plan)) = (&this.ppap, plan) {
+                            ppap.after_settle(&meta, plan, std::time::Instant::now() + timeout);
+                        }
+                        Ok(())
+                    }
                     None => Ok(()), // the deadline settled it already
                 }
             })
@@ -191,6 +203,28 @@ impl Pipeline {
             Some(p) => p.display().to_string(),
             None => "outgoing (queued before)".into(),
         })
+    }
+
+    /// PPAP before settling: a converted mail's password candidates are tried (and what they
+    /// unlock is named in its text); a panic there costs the pairing, not the mail.
+    fn ppap_before(
+        &self,
+        meta: &crate::store::spool::ItemMeta,
+        converted: Converted,
+        deadline: std::time::Instant,
+    ) -> (Converted, Option<crate::ppap::Plan>) {
+        match (&self.ppap, converted) {
+            (Some(ppap), Converted::Outcome(mut outcome)) => {
+                let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    ppap.before_settle(meta, &mut outcome, deadline)
+                }));
+                if plan.is_err() {
+                    tracing::error!(queue_id = %meta.id, "PPAP pairing panicked; the mail settles as converted");
+                }
+                (Converted::Outcome(outcome), plan.ok())
+            }
+            (_, converted) => (converted, None),
+        }
     }
 
     /// Delivers `out` unless a delivery under its key was made before; records the

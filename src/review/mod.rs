@@ -639,6 +639,8 @@ pub struct Review {
     clients: ClientThrottle,
     /// Failed logins per unknown name.
     ghosts: Ghosts,
+    /// PPAP unlocking, set by the running service (absent: unlocking is refused).
+    ppap: std::sync::OnceLock<Arc<crate::ppap::Ppap>>,
 }
 
 const USER_COLUMNS: &str =
@@ -792,6 +794,7 @@ impl Review {
             hashes: HashGate::default(),
             clients: ClientThrottle::default(),
             ghosts: Ghosts::default(),
+            ppap: std::sync::OnceLock::new(),
         })
     }
 
@@ -1577,6 +1580,44 @@ impl Review {
 
     /// An approver deletes an item (its open requests are withdrawn with it).
     ///
+    /// Gives the review its PPAP engine (the running service does, once).
+    pub fn set_ppap(&self, ppap: Arc<crate::ppap::Ppap>) {
+        let _ = self.ppap.set(ppap);
+    }
+
+    /// The PPAP engine, when the service runs (the recipients' password page unlocks through
+    /// it with `UnlockWay::Web` and the one recipient as the delivery's only address).
+    pub fn ppap(&self) -> Option<&Arc<crate::ppap::Ppap>> {
+        self.ppap.get()
+    }
+
+    /// An operator unlocks a held password-protected item with `password`: the content goes
+    /// through the registry and the result to the item's recipients
+    /// ([`crate::ppap::Ppap::unlock_item`]); the encrypted original stays held. The attempt is
+    /// audited (never the password) whatever its outcome.
+    ///
+    /// # Errors
+    /// Wrong role, unknown item, not held for encryption, no PPAP engine (the service is not
+    /// running), or the delivery or audit record failed.
+    pub fn unlock_item(
+        &self,
+        actor: &str,
+        item_id: &str,
+        password: &mukaika_sanitizers::Password,
+        way: mukaika_sanitizers::mail::unlocked::UnlockWay,
+    ) -> Result<crate::ppap::UnlockResult, ReviewError> {
+        self.actor(actor, &[Role::Operator], "パスワード解除")?;
+        self.item(item_id)?;
+        let ppap = self.ppap.get().ok_or_else(|| {
+            ReviewError::new(
+                ErrorKind::Invalid,
+                "パスワード解除は起動中のサービスが行います / unlocking needs the running service (its registry and antivirus engine)",
+            )
+        })?;
+        ppap.unlock_item(item_id, password, way, actor, None)
+            .map_err(|e| ReviewError::new(ErrorKind::Invalid, e))
+    }
+
     /// # Errors
     /// Wrong role, unknown item, no reason, or the store cannot be written.
     pub fn delete(&self, actor: &str, item_id: &str, reason: &str) -> Result<(), ReviewError> {

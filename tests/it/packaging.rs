@@ -261,6 +261,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["store"],
     &["sink"],
+    &["ppap"],
     &["pipeline"],
     &["review"],
     &["admin"],

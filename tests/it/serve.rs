@@ -700,6 +700,7 @@ fn a_conversion_past_its_deadline_quarantines_the_message_whole_once_and_the_que
         antivirus: None,
         config: Arc::new(mukaika::live::Live::new(c)),
         wake: Arc::new(tokio::sync::Notify::new()),
+        ppap: None,
     });
     let envelope = mukaika::envelope::Envelope {
         helo: "client.invalid".into(),
@@ -1013,6 +1014,7 @@ fn a_timed_out_conversion_stops_its_thread_at_the_message_deadline() {
         antivirus: None,
         config: Arc::new(mukaika::live::Live::new(c)),
         wake: Arc::new(tokio::sync::Notify::new()),
+        ppap: None,
     });
     let envelope = mukaika::envelope::Envelope {
         helo: "client.invalid".into(),

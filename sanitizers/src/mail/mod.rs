@@ -24,6 +24,7 @@ mod links;
 pub mod ppap;
 mod smuggle;
 mod text;
+pub mod unlocked;
 
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,7 @@ use crate::kind::{FileKind, KindClass};
 use crate::policy::{Action, AttachmentMode, LinkMode, Policy};
 use crate::registry::Registry;
 use crate::report::{sha256_hex, Reason, Report, Verdict};
+use crate::unlock::Password;
 
 use std::time::{Duration, Instant};
 
@@ -159,12 +161,58 @@ pub struct MailOutcome {
     /// Attachments held in quarantine (empty when the whole message is held: the caller keeps
     /// the original message itself).
     pub held: Vec<HeldAttachment>,
+    /// PPAP password candidates found in the delivered text (policy
+    /// `mail.password_candidates`). Private, never serialized, never in a report: they are
+    /// [`Password`]s, which print `***`.
+    candidates: Vec<Password>,
+    /// What the delivered message was written from, kept only when candidates were found so
+    /// a note can be added once the caller knows what they unlocked.
+    rebuild: Option<Box<(build::Outgoing, crate::policy::OutputCharset)>>,
 }
 
 impl MailOutcome {
     /// The converted message, when the verdict is `delivered`.
     pub fn message(&self) -> Option<&CleanMessage> {
         self.message.as_ref()
+    }
+
+    /// The PPAP password candidates found in this message's text (empty unless the policy's
+    /// `mail.password_candidates` is above 0 and the message is delivered).
+    pub fn password_candidates(&self) -> &[Password] {
+        &self.candidates
+    }
+
+    /// Takes the password candidates out (they are wiped when dropped).
+    pub fn take_password_candidates(&mut self) -> Vec<Password> {
+        std::mem::take(&mut self.candidates)
+    }
+
+    /// Adds a line to the end of the delivered text (PPAP: "this mail's password unlocked …")
+    /// and writes the message again from the same decoded text and registry outputs. False
+    /// (and nothing changed) when there is no message, it was not kept for rewriting (no
+    /// candidates were found), or the rewritten message fails its re-check.
+    pub fn add_note(&mut self, note: &str) -> bool {
+        let Some(rebuild) = self.rebuild.as_mut() else {
+            return false;
+        };
+        if self.message.is_none() {
+            return false;
+        }
+        let (outgoing, charset) = &mut **rebuild;
+        let before = outgoing.body.len();
+        if !outgoing.body.ends_with('\n') {
+            outgoing.body.push('\n');
+        }
+        outgoing.body.push_str(note);
+        outgoing.body.push('\n');
+        let bytes = build::write(outgoing, *charset);
+        if recheck(&bytes, outgoing.attachments.len()).is_err() {
+            outgoing.body.truncate(before);
+            return false;
+        }
+        self.report.output_sha256 = Some(sha256_hex(&bytes));
+        self.message = Some(CleanMessage { bytes });
+        true
     }
     /// Splits into its parts.
     pub fn into_parts(self) -> (MailReport, Option<CleanMessage>, Vec<HeldAttachment>) {
@@ -219,6 +267,8 @@ pub fn convert_by(
             report,
             message: None,
             held: Vec::new(),
+            candidates: Vec::new(),
+            rebuild: None,
         }
     })
 }
@@ -260,6 +310,8 @@ fn convert_unguarded(
             report,
             message: None,
             held: Vec::new(),
+            candidates: Vec::new(),
+            rebuild: None,
         }
     };
     if raw.len() as u64 > policy.limits.max_input_bytes {
@@ -321,10 +373,27 @@ fn convert_unguarded(
 
     let mut body = html::tidy(&walker.body);
     report.misleading_links = body.matches(links::MISLEADING).count() as u64;
+    // PPAP: the candidates are read from the text as it will be shown (HTML rendered), before
+    // links are defanged (which would change a value such as `a.b.c1`), and masked with the
+    // very same finder, so what is tried is what is hidden.
+    let candidates = match policy.mail.password_candidates {
+        0 => Vec::new(),
+        n => ppap::password_candidates(&body, n as usize),
+    };
+    let mut masked = 0;
+    if !candidates.is_empty() && policy.mail.mask_passwords {
+        (body, masked) = ppap::mask_passwords(&body);
+    }
     if policy.mail.links == LinkMode::Defang {
         body = links::defang_all(&body);
     }
     body.push_str(&notice(&report, policy.mail.links));
+    if masked > 0 {
+        body.push_str(&format!(
+            "パスワードと思われる文字列 {masked} 件を「{}」で伏せています。\n",
+            ppap::MASK
+        ));
+    }
     let subject = match &policy.mail.subject_tag {
         Some(tag) if !tag.is_empty() => format!("{tag} {}", report.subject),
         _ => report.subject.clone(),
@@ -355,10 +424,14 @@ fn convert_unguarded(
     }
     report.output_sha256 = Some(sha256_hex(&bytes));
     report.verdict = MailVerdict::Delivered;
+    let rebuild =
+        (!candidates.is_empty()).then(|| Box::new((outgoing, policy.mail.output_charset)));
     MailOutcome {
         report,
         message: Some(CleanMessage { bytes }),
         held: walker.held,
+        candidates,
+        rebuild,
     }
 }
 

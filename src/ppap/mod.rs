@@ -1,0 +1,878 @@
+//! PPAP: password-protected attachments held as `encrypted` are unlocked with the password the
+//! sender mails separately (or writes in the same mail), or that an operator gives, then go
+//! through the whole registry and out as a new message — never released raw.
+//!
+//! Owns: pairing password mails with held encrypted items, trying passwords
+//! ([`mukaika_sanitizers::unlock`]), the unlocked delivery (`ppap-<item id>`), the
+//! unlocked-state table `ppap.db`, and the `unlock_attempted` / `unlock_delivered` audit
+//! records.
+//!
+//! Pairing: an item held with reason `encrypted` is found again through the quarantine store
+//! (its record keeps the envelope sender, recipients and time). A mail whose text has password
+//! candidates is paired with the items of the same envelope sender that share at least one
+//! recipient and were held within `[ppap] match_window_secs` — in either order: the
+//! candidates of a password mail that came first wait in memory for a file that comes later.
+//!
+//! Invariants:
+//! - Passwords live in memory only. Pending candidates are [`Password`]s (wiped on drop, print
+//!   `***`), kept in this struct alone — never on disk, in the spool, a report, a log line or
+//!   the audit log — and dropped once older than the window (checked at every use). A restart
+//!   forgets them; the item stays held and an operator can still unlock it.
+//! - Unlocked bytes are never a deliverable: they go through the registry (antivirus, block
+//!   list, CDR, limits, depth) under a deadline, and only its [`mukaika_sanitizers::CleanFile`]
+//!   reaches the message, which [`mukaika_sanitizers::mail::unlocked::unlocked_message`]
+//!   writes. A wrong password yields nothing (the unlocker checks CRC/HMAC, not only the
+//!   ZipCrypto header byte).
+//! - The encrypted original stays in the quarantine under its retention. That it was unlocked
+//!   is a row in `ppap.db` (item, way, verdict, when, where it went) rather than a state
+//!   derived from the audit log: it is read for every password mail and every item page,
+//!   must not depend on audit files that retention removes, and its primary key makes a
+//!   second unlock of the same item (an operator while a password mail pairs) a no-op.
+//! - Every attempt is audited with its item, way, outcome and the number of candidates — never
+//!   a candidate — before anything it unlocked goes out.
+//! - Timing: a mail's candidates are tried before it settles (so its delivered text can say
+//!   what they unlocked) on at most half of its remaining time budget; the rest is tried after
+//!   it settled. Deliveries only ever happen after the mail settled, i.e. after its own
+//!   originals are durably held. A crash in between loses nothing but the pairing: the item
+//!   stays held, and the delivery key `ppap-<item id>` keeps a repeat from delivering twice.
+//!
+//! Must never: write, log or format a password; deliver anything that did not come out of
+//! the registry; unlock an item for another sender's password mail.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use mukaika_sanitizers::mail::unlocked::{unlocked_message, UnlockWay, UnlockedSource};
+use mukaika_sanitizers::mail::{Disposition, MailOutcome};
+use mukaika_sanitizers::report::sha256_hex;
+use mukaika_sanitizers::{unlock, Declared, Password, Registry};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::event::{UnlockAttempted, UnlockDelivered};
+use crate::audit::log::{now_millis, rfc3339_at};
+use crate::audit::{AuditEvent, AuditLog};
+use crate::config::ServiceConfig;
+use crate::envelope::Envelope;
+use crate::live::Live;
+use crate::sink::maildir::maildir_name;
+use crate::sink::{Outgoing, Sink};
+use crate::store::quarantine::{QuarantineItem, QuarantineStore};
+use crate::store::spool::{ItemMeta, Spool};
+
+/// The reason code of an item PPAP can unlock.
+pub const ENCRYPTED: &str = "encrypted";
+
+/// A password given from outside (the CLI through the control socket, a web form): printed as
+/// `***`, and turned into a [`Password`] (wiped on drop) as soon as it arrives.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    /// Wraps a secret.
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
+    /// The password, moving the text (no copy is left behind here).
+    pub fn into_password(self) -> Password {
+        Password::new(self.0)
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Candidates from one mail, waiting for a file from the same sender.
+struct Pending {
+    sender: String,
+    rcpt: Vec<String>,
+    at_ms: u64,
+    /// The queue ID of the mail they came from (audited as `by`).
+    origin: String,
+    candidates: Vec<Password>,
+}
+
+/// An unlocked item's message, ready to go out.
+struct Ready {
+    item: QuarantineItem,
+    way: UnlockWay,
+    unlocked_sha256: String,
+    report: mukaika_sanitizers::Report,
+    message: mukaika_sanitizers::mail::CleanMessage,
+    /// Recipients (the item's, or the one recipient who typed the password).
+    rcpt_to: Vec<String>,
+}
+
+/// What a mail's candidates unlocked before it settled, delivered after it did.
+#[derive(Default)]
+pub struct Plan {
+    ready: Vec<Ready>,
+    events: Vec<AuditEvent>,
+    /// Items the mail's candidates could not be tried on in the half of its time budget the
+    /// pairing may use before it settles: tried after it settled, on a budget of their own.
+    deferred: Vec<(QuarantineItem, Vec<u8>, UnlockWay)>,
+    /// The mail's candidates, kept only while something is deferred.
+    candidates: Vec<Password>,
+    /// Encrypted attachments this mail held that its own text did not unlock.
+    still_held: Vec<String>,
+}
+
+/// What an operator's (or recipient's) unlock came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnlockResult {
+    /// `unlocked`, `wrong-password`, `limit-exceeded`, `unsupported`, `already-unlocked`,
+    /// `timeout`, `error`.
+    pub outcome: String,
+    /// What the registry made of the content (`sanitized`, `blocked`, …) when unlocked.
+    pub verdict: Option<String>,
+    /// Where the message went.
+    pub destination: Option<String>,
+}
+
+/// The unlocked state of an item (a row of `ppap.db`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unlocked {
+    /// The item.
+    pub item_id: String,
+    /// How the password was given.
+    pub way: String,
+    /// What the registry made of the content.
+    pub verdict: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Where the message went.
+    pub destination: String,
+}
+
+/// The PPAP engine of one gateway.
+pub struct Ppap {
+    quarantine: Arc<dyn QuarantineStore>,
+    audit: Arc<AuditLog>,
+    sink: Sink,
+    /// The intake spool, whose delivery markers keep a repeat from delivering twice.
+    spool: Option<Arc<Spool>>,
+    registry: Arc<Registry>,
+    config: Arc<Live<ServiceConfig>>,
+    db: Mutex<rusqlite::Connection>,
+    /// Candidates waiting for a file (memory only; see the module header).
+    pending: Mutex<Vec<Pending>>,
+    /// Items being unlocked right now, so two paths never work on one at once.
+    busy: Mutex<HashSet<String>>,
+}
+
+fn sql(e: rusqlite::Error) -> String {
+    format!("ppap database: {e}")
+}
+
+fn open_db(data_dir: &Path) -> Result<rusqlite::Connection, String> {
+    let db = rusqlite::Connection::open(data_dir.join("ppap.db")).map_err(sql)?;
+    db.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         CREATE TABLE IF NOT EXISTS unlocked (
+             item_id TEXT PRIMARY KEY,
+             way TEXT NOT NULL,
+             verdict TEXT NOT NULL,
+             at TEXT NOT NULL,
+             destination TEXT NOT NULL
+         );",
+    )
+    .map_err(sql)?;
+    Ok(db)
+}
+
+/// The unlocked state of `item_id` under `data_dir`, if it was unlocked (for pages and the CLI,
+/// which may run beside the service).
+///
+/// # Errors
+/// The table cannot be read.
+pub fn unlocked_state(data_dir: &Path, item_id: &str) -> Result<Option<Unlocked>, String> {
+    let path = data_dir.join("ppap.db");
+    if !path.exists() {
+        return Ok(None); // nothing was ever unlocked here
+    }
+    // Read-only: a listing run beside the service never writes its database.
+    let db = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    query(&db, item_id)
+}
+
+fn query(db: &rusqlite::Connection, item_id: &str) -> Result<Option<Unlocked>, String> {
+    use rusqlite::OptionalExtension;
+    db.query_row(
+        "SELECT item_id, way, verdict, at, destination FROM unlocked WHERE item_id = ?1",
+        [item_id],
+        |r| {
+            Ok(Unlocked {
+                item_id: r.get(0)?,
+                way: r.get(1)?,
+                verdict: r.get(2)?,
+                at: r.get(3)?,
+                destination: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(sql)
+}
+
+/// True when the two recipient lists share an address (case-insensitively).
+fn overlap(a: &[String], b: &[String]) -> bool {
+    a.iter()
+        .any(|x| b.iter().any(|y| x.eq_ignore_ascii_case(y)))
+}
+
+/// The name of the unlocked content: the sent name with the extension the unlocker gives
+/// (`資料.7z` → `資料.zip`).
+fn unlocked_name(sent: Option<&str>, extension: &str) -> String {
+    let sent = sent.unwrap_or("unlocked");
+    let lower = sent.to_ascii_lowercase();
+    if lower.ends_with(&format!(".{extension}")) {
+        return sent.to_string();
+    }
+    let stem = match sent.rfind('.') {
+        Some(dot) if dot > 0 => &sent[..dot],
+        _ => sent,
+    };
+    format!("{stem}.{extension}")
+}
+
+impl Ppap {
+    /// The engine over the service's stores, sink and registry; `ppap.db` is opened under
+    /// the data directory.
+    ///
+    /// # Errors
+    /// `ppap.db` cannot be opened.
+    pub fn open(
+        config: Arc<Live<ServiceConfig>>,
+        quarantine: Arc<dyn QuarantineStore>,
+        audit: Arc<AuditLog>,
+        sink: Sink,
+        spool: Option<Arc<Spool>>,
+        registry: Arc<Registry>,
+    ) -> Result<Self, String> {
+        let db = open_db(&config.get().data.dir)?;
+        Ok(Self {
+            quarantine,
+            audit,
+            sink,
+            spool,
+            registry,
+            config,
+            db: Mutex::new(db),
+            pending: Mutex::new(Vec::new()),
+            busy: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The unlocked state of an item.
+    ///
+    /// # Errors
+    /// The table cannot be read.
+    pub fn state(&self, item_id: &str) -> Result<Option<Unlocked>, String> {
+        let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        query(&db, item_id)
+    }
+
+    fn window_ms(&self) -> u64 {
+        self.config
+            .get()
+            .ppap
+            .match_window_secs
+            .saturating_mul(1000)
+    }
+
+    /// Drops pending candidates older than the window (their passwords are wiped).
+    fn prune(&self, now: u64) {
+        let window = self.window_ms();
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.retain(|p| now.saturating_sub(p.at_ms) <= window);
+    }
+
+    /// How many mails' candidates wait now (for tests and the dashboard; never the values).
+    pub fn pending_mails(&self) -> usize {
+        self.prune(now_millis());
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// Held encrypted items of `sender` with a recipient in `rcpt`, held within the window,
+    /// not unlocked yet, and not from the mail `except`.
+    fn held_for(&self, sender: &str, rcpt: &[String], except: &str) -> Vec<QuarantineItem> {
+        let since = rfc3339_at(now_millis().saturating_sub(self.window_ms()));
+        let items = match self.quarantine.list_since(&since) {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::error!(error = %e, "quarantine unreadable; password mail not paired");
+                return Vec::new();
+            }
+        };
+        items
+            .into_iter()
+            .filter(|i| {
+                i.reason == ENCRYPTED
+                    // A whole message held as encrypted (S/MIME, PGP) is no PPAP file.
+                    && i.detected_type.as_deref() != Some("message/rfc822")
+                    && i.origin_id != except
+                    && i.mail_from
+                        .as_deref()
+                        .is_some_and(|f| f.eq_ignore_ascii_case(sender))
+                    && overlap(&i.rcpt_to, rcpt)
+                    && matches!(self.state(&i.id), Ok(None))
+            })
+            .collect()
+    }
+
+    /// Tries `candidates` on one item; on success its content goes through the registry and
+    /// the unlocked delivery is written. Returns the audit record of the attempt and, when
+    /// unlocked, the message to deliver.
+    #[allow(clippy::too_many_arguments)]
+    fn attempt(
+        &self,
+        item: &QuarantineItem,
+        bytes: &[u8],
+        candidates: &[Password],
+        way: UnlockWay,
+        by: &str,
+        rcpt_to: Vec<String>,
+        deadline: Instant,
+    ) -> (AuditEvent, Option<Ready>) {
+        let config = self.config.get();
+        let mut outcome = "wrong-password";
+        let mut detail = None;
+        let mut opened = None;
+        for candidate in candidates {
+            if Instant::now() > deadline {
+                outcome = "timeout";
+                detail = Some("time budget exhausted before every candidate was tried".into());
+                break;
+            }
+            match unlock(bytes, candidate, &config.policy.limits) {
+                Ok(u) => {
+                    opened = Some(u);
+                    outcome = "unlocked";
+                    break;
+                }
+                Err(e) if e.is_wrong_password() => {}
+                Err(e) => {
+                    // Not a question of the password (a limit, an unsupported method): the
+                    // other candidates would meet the same.
+                    outcome = match e.reason_code() {
+                        "limit-exceeded" => "limit-exceeded",
+                        "unsupported" => "unsupported",
+                        _ => "error",
+                    };
+                    detail = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let event = |outcome: &str, detail: Option<String>| {
+            AuditEvent::UnlockAttempted(UnlockAttempted {
+                item_id: item.id.clone(),
+                way: way.as_str().into(),
+                by: by.to_string(),
+                candidates: candidates.len() as u32,
+                outcome: outcome.into(),
+                detail,
+            })
+        };
+        let Some(opened) = opened else {
+            return (event(outcome, detail), None);
+        };
+        let name = unlocked_name(item.name.as_deref(), opened.extension);
+        let declared = Declared {
+            name: Some(&name),
+            mime: None,
+        };
+        let result =
+            self.registry
+                .process_at(&opened.bytes, &declared, &config.policy, 1, deadline);
+        let unlocked_sha256 = sha256_hex(&opened.bytes);
+        drop(opened);
+        let id = format!("ppap-{}", item.id);
+        let subject = item.subject.clone().unwrap_or_default();
+        let from = item.mail_from.clone().unwrap_or_default();
+        let source = UnlockedSource {
+            id: &id,
+            item_id: &item.id,
+            file_name: item.name.as_deref().unwrap_or("(名前なし)"),
+            from: &from,
+            to: &rcpt_to,
+            subject: &subject,
+            way,
+        };
+        let written = unlocked_message(&source, result, &config.policy);
+        match written.message {
+            Ok(message) => (
+                event("unlocked", None),
+                Some(Ready {
+                    item: item.clone(),
+                    way,
+                    unlocked_sha256,
+                    report: written.report,
+                    message,
+                    rcpt_to,
+                }),
+            ),
+            Err(e) => (
+                event("error", Some(format!("unlocked, but the message: {e}"))),
+                None,
+            ),
+        }
+    }
+
+    /// Delivers `out` unless a delivery under its key was made before (as the pipeline does).
+    fn deliver_once(&self, out: Outgoing) -> Result<String, String> {
+        let key = out.key().to_string();
+        if let Sink::Maildir(root) = &self.sink {
+            let path = root.join("new").join(maildir_name(&key));
+            if path.exists() {
+                return Ok(path.display().to_string());
+            }
+        }
+        if self.spool.as_ref().is_some_and(|s| s.delivered(&key)) {
+            return Ok("outgoing (queued before)".into());
+        }
+        let destination = self.sink.deliver(out)?;
+        if let Some(spool) = &self.spool {
+            if let Err(e) = spool.mark_delivered(&key) {
+                tracing::warn!(key, error = %e, "delivery marker not written");
+            }
+        }
+        Ok(destination)
+    }
+
+    /// Delivers one unlocked message, records the item as unlocked, and returns the audit
+    /// record of the delivery.
+    fn finish(&self, ready: Ready) -> Result<(AuditEvent, UnlockResult), String> {
+        let Ready {
+            item,
+            way,
+            unlocked_sha256,
+            report,
+            message,
+            rcpt_to,
+        } = ready;
+        let envelope = Envelope {
+            mail_from: item.mail_from.clone().unwrap_or_default(),
+            rcpt_to: rcpt_to.clone(),
+            ..Envelope::default()
+        };
+        let key = format!("ppap-{}", item.id);
+        let destination = self.deliver_once(Outgoing::converted(envelope, &key, message))?;
+        let verdict = format!("{:?}", report.verdict).to_ascii_lowercase();
+        {
+            let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+            db.execute(
+                "INSERT OR IGNORE INTO unlocked (item_id, way, verdict, at, destination)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![
+                    item.id,
+                    way.as_str(),
+                    verdict,
+                    crate::audit::log::now_rfc3339(),
+                    destination
+                ],
+            )
+            .map_err(sql)?;
+        }
+        let event = AuditEvent::UnlockDelivered(UnlockDelivered {
+            item_id: item.id.clone(),
+            way: way.as_str().into(),
+            verdict: verdict.clone(),
+            reason: report.reason.as_ref().map(|r| r.code.clone()),
+            unlocked_sha256,
+            output_sha256: report.output_sha256.clone(),
+            destination: destination.clone(),
+            rcpt_to,
+        });
+        Ok((
+            event,
+            UnlockResult {
+                outcome: "unlocked".into(),
+                verdict: Some(verdict),
+                destination: Some(destination),
+            },
+        ))
+    }
+
+    /// Claims an item for this thread; false when another path works on it now.
+    fn claim(&self, id: &str) -> bool {
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string())
+    }
+
+    fn release(&self, id: &str) {
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Before a converted mail settles: its password candidates (taken out of `outcome`) are
+    /// tried on its own held encrypted attachments (same-mail PPAP) and on the sender's held
+    /// encrypted items; what they unlock is named in its text. The deliveries wait in the
+    /// returned plan for [`Ppap::after_settle`], so nothing goes out before the mail's own
+    /// originals are held.
+    pub fn before_settle(
+        &self,
+        meta: &ItemMeta,
+        outcome: &mut MailOutcome,
+        deadline: Instant,
+    ) -> Plan {
+        let mut plan = Plan::default();
+        let own: Vec<(QuarantineItem, Vec<u8>)> = outcome
+            .held
+            .iter()
+            .filter_map(|h| {
+                let entry = outcome.report.attachments.iter().find(|a| {
+                    a.disposition == Disposition::Held
+                        && a.quarantine_id.as_deref() == Some(h.quarantine_id.as_str())
+                })?;
+                let encrypted = entry
+                    .report
+                    .reason
+                    .as_ref()
+                    .is_some_and(|r| r.code == ENCRYPTED);
+                encrypted.then(|| {
+                    (
+                        QuarantineItem {
+                            id: h.quarantine_id.clone(),
+                            source: "mail".into(),
+                            origin_id: meta.id.clone(),
+                            name: Some(h.name.clone()),
+                            reason: ENCRYPTED.into(),
+                            detail: String::new(),
+                            sha256: entry.report.input_sha256.clone(),
+                            size: h.bytes.len() as u64,
+                            at: String::new(),
+                            report: serde_json::Value::Null,
+                            mail_from: Some(meta.envelope.mail_from.clone()),
+                            rcpt_to: meta.envelope.rcpt_to.clone(),
+                            subject: Some(outcome.report.subject.clone()),
+                            detected_type: None,
+                        },
+                        h.bytes.clone(),
+                    )
+                })
+            })
+            .collect();
+        plan.still_held = own.iter().map(|(i, _)| i.id.clone()).collect();
+        if !self.config.get().ppap.enabled {
+            return plan;
+        }
+        let candidates = outcome.take_password_candidates();
+        if candidates.is_empty() {
+            return plan;
+        }
+        // Registered before the store is read: a file settling at this very moment on another
+        // worker then finds them in its own pass (`pair_waiting`), so the two never miss each
+        // other. The claim and the unlocked row keep both from delivering.
+        let now = now_millis();
+        self.prune(now);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Pending {
+                sender: meta.envelope.mail_from.clone(),
+                rcpt: meta.envelope.rcpt_to.clone(),
+                at_ms: now,
+                origin: meta.id.clone(),
+                candidates: candidates.clone(),
+            });
+        let mut targets: Vec<(QuarantineItem, Vec<u8>, UnlockWay)> = own
+            .into_iter()
+            .map(|(i, b)| (i, b, UnlockWay::SameMail))
+            .collect();
+        for item in self.held_for(&meta.envelope.mail_from, &meta.envelope.rcpt_to, &meta.id) {
+            match self.quarantine.bytes(&item.id) {
+                Ok(bytes) => targets.push((item, bytes, UnlockWay::PasswordMail)),
+                Err(e) => tracing::error!(item = %item.id, error = %e, "held item unreadable"),
+            }
+        }
+        // The pairing takes at most half of what is left of the mail's budget before it
+        // settles, so a slow unlock never makes the password mail itself time out (and be held
+        // whole); what does not fit is tried after it settled.
+        let budget = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
+        for (item, bytes, way) in targets {
+            if Instant::now() > budget {
+                plan.deferred.push((item, bytes, way));
+                continue;
+            }
+            if !self.claim(&item.id) {
+                continue;
+            }
+            let rcpt = item.rcpt_to.clone();
+            let (event, ready) =
+                self.attempt(&item, &bytes, &candidates, way, &meta.id, rcpt, budget);
+            self.release(&item.id);
+            let late = matches!(&event, AuditEvent::UnlockAttempted(a) if a.outcome == "timeout")
+                || ready
+                    .as_ref()
+                    .is_some_and(|r| r.report.any_reason("timeout"));
+            if late {
+                plan.deferred.push((item, bytes, way));
+                continue;
+            }
+            plan.events.push(event);
+            if let Some(ready) = ready {
+                plan.still_held.retain(|id| *id != item.id);
+                let name = item.name.clone().unwrap_or_default();
+                outcome.add_note(&format!(
+                    "【mukaika】このメールに書かれたパスワードで、保留中のパスワード付きファイル「{name}」（隔離ID: {}）を解除しました。無害化した結果は別のメールでお届けします。",
+                    item.id
+                ));
+                plan.ready.push(ready);
+            }
+        }
+        if !plan.deferred.is_empty() {
+            plan.candidates = candidates;
+        }
+        plan
+    }
+
+    /// After the mail settled: delivers what its candidates unlocked, remembers the candidates
+    /// for files still to come, and tries candidates that came first on the encrypted files
+    /// this mail held. Failures are logged and leave the items held (an operator can still
+    /// unlock them); the mail itself is settled either way.
+    pub fn after_settle(&self, meta: &ItemMeta, plan: Plan, deadline: Instant) {
+        let Plan {
+            ready,
+            events,
+            deferred,
+            candidates,
+            still_held,
+        } = plan;
+        // The attempts are on record before anything they unlocked goes out.
+        self.record(&events);
+        let mut events = Vec::new();
+        for r in ready {
+            let id = r.item.id.clone();
+            match self.finish(r) {
+                Ok((event, _)) => events.push(event),
+                Err(e) => {
+                    tracing::error!(item = %id, error = %e, "unlocked item not delivered; it stays held")
+                }
+            }
+        }
+        for (item, bytes, way) in deferred {
+            if !matches!(self.state(&item.id), Ok(None)) || !self.claim(&item.id) {
+                continue;
+            }
+            let rcpt = item.rcpt_to.clone();
+            let (event, ready) =
+                self.attempt(&item, &bytes, &candidates, way, &meta.id, rcpt, deadline);
+            self.record(std::slice::from_ref(&event));
+            if let Some(ready) = ready {
+                match self.finish(ready) {
+                    Ok((event, _)) => events.push(event),
+                    Err(e) => {
+                        tracing::error!(item = %item.id, error = %e, "unlocked item not delivered; it stays held")
+                    }
+                }
+            }
+            self.release(&item.id);
+        }
+        self.prune(now_millis());
+        if self.config.get().ppap.enabled && !still_held.is_empty() {
+            self.pair_waiting(meta, &still_held, deadline, &mut events);
+        }
+        self.record(&events);
+    }
+
+    /// Appends PPAP audit records; a failure is logged (the mail is settled already).
+    fn record(&self, events: &[AuditEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = self.audit.append_all(events) {
+            tracing::error!(error = %e, "PPAP audit records not written");
+        }
+    }
+
+    /// Candidates that came before this mail (same sender, a shared recipient, within the
+    /// window) tried on the encrypted items it held.
+    fn pair_waiting(
+        &self,
+        meta: &ItemMeta,
+        held: &[String],
+        deadline: Instant,
+        events: &mut Vec<AuditEvent>,
+    ) {
+        let waiting: Vec<(String, Vec<Password>)> = {
+            let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending
+                .iter()
+                .filter(|p| {
+                    p.origin != meta.id
+                        && p.sender.eq_ignore_ascii_case(&meta.envelope.mail_from)
+                        && overlap(&p.rcpt, &meta.envelope.rcpt_to)
+                })
+                .map(|p| (p.origin.clone(), p.candidates.clone()))
+                .collect()
+        };
+        if waiting.is_empty() {
+            return;
+        }
+        for id in held {
+            let (item, bytes) = match (self.quarantine.get(id), self.quarantine.bytes(id)) {
+                (Ok(i), Ok(b)) => (i, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(item = %id, error = %e, "held item unreadable");
+                    continue;
+                }
+            };
+            if !matches!(self.state(id), Ok(None)) || !self.claim(id) {
+                continue; // unlocked meanwhile, or being unlocked by another path
+            }
+            // Newest password mail first: a resent password replaces an older one.
+            for (origin, candidates) in waiting.iter().rev() {
+                let rcpt = item.rcpt_to.clone();
+                let (event, ready) = self.attempt(
+                    &item,
+                    &bytes,
+                    candidates,
+                    UnlockWay::PasswordMail,
+                    origin,
+                    rcpt,
+                    deadline,
+                );
+                let stop = !matches!(
+                    &event,
+                    AuditEvent::UnlockAttempted(a) if a.outcome == "wrong-password"
+                );
+                // The attempt is on record before what it unlocked goes out.
+                self.record(std::slice::from_ref(&event));
+                if let Some(ready) = ready {
+                    match self.finish(ready) {
+                        Ok((event, _)) => events.push(event),
+                        Err(e) => {
+                            tracing::error!(item = %id, error = %e, "unlocked item not delivered; it stays held")
+                        }
+                    }
+                }
+                if stop {
+                    break;
+                }
+            }
+            self.release(id);
+        }
+    }
+
+    /// Unlocks one item with a password an operator (CLI, web) or the recipient (web) gave.
+    /// `recipients` narrows delivery (the recipient's own page); by default the item's own
+    /// recipients get it. The attempt is audited under `by` whatever its outcome.
+    ///
+    /// # Errors
+    /// The item is unknown or unreadable, or the delivery or audit record failed.
+    pub fn unlock_item(
+        &self,
+        item_id: &str,
+        password: &Password,
+        way: UnlockWay,
+        by: &str,
+        recipients: Option<Vec<String>>,
+    ) -> Result<UnlockResult, String> {
+        let item = self.quarantine.get(item_id).map_err(|e| e.to_string())?;
+        if item.reason != ENCRYPTED {
+            return Err(format!(
+                "隔離理由が encrypted ではありません / item {item_id} is held for {:?}, not for encryption",
+                item.reason
+            ));
+        }
+        let refused = |outcome: &str| -> Result<UnlockResult, String> {
+            self.audit
+                .append(AuditEvent::UnlockAttempted(UnlockAttempted {
+                    item_id: item_id.to_string(),
+                    way: way.as_str().into(),
+                    by: by.to_string(),
+                    candidates: 1,
+                    outcome: outcome.into(),
+                    detail: None,
+                }))
+                .map_err(|e| e.to_string())?;
+            Ok(UnlockResult {
+                outcome: outcome.into(),
+                verdict: None,
+                destination: None,
+            })
+        };
+        if self.state(item_id)?.is_some() {
+            return refused("already-unlocked");
+        }
+        if !self.claim(item_id) {
+            return refused("busy");
+        }
+        let result = (|| {
+            let bytes = self.quarantine.bytes(item_id).map_err(|e| e.to_string())?;
+            let timeout = std::time::Duration::from_secs(self.config.get().pipeline.timeout_secs);
+            let rcpt = recipients.unwrap_or_else(|| item.rcpt_to.clone());
+            let (event, ready) = self.attempt(
+                &item,
+                &bytes,
+                std::slice::from_ref(password),
+                way,
+                by,
+                rcpt,
+                Instant::now() + timeout,
+            );
+            let outcome = match &event {
+                AuditEvent::UnlockAttempted(a) => a.outcome.clone(),
+                _ => String::new(),
+            };
+            // The attempt is on record before what it unlocked goes out.
+            self.audit.append(event).map_err(|e| e.to_string())?;
+            let Some(ready) = ready else {
+                return Ok(UnlockResult {
+                    outcome,
+                    verdict: None,
+                    destination: None,
+                });
+            };
+            let (event, done) = self.finish(ready)?;
+            self.audit.append(event).map_err(|e| e.to_string())?;
+            Ok(done)
+        })();
+        self.release(item_id);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_text_never_prints() {
+        let s = SecretText::new("Abc123!".into());
+        assert_eq!(format!("{s:?}"), "***");
+        assert!(!format!("{:?}", s.into_password()).contains("Abc123"));
+    }
+
+    #[test]
+    fn the_unlocked_name_takes_the_unlocked_extension() {
+        assert_eq!(unlocked_name(Some("見積書.zip"), "zip"), "見積書.zip");
+        assert_eq!(unlocked_name(Some("資料.7z"), "zip"), "資料.zip");
+        assert_eq!(unlocked_name(Some("a.DOCX"), "docx"), "a.DOCX");
+        assert_eq!(unlocked_name(None, "pdf"), "unlocked.pdf");
+    }
+
+    #[test]
+    fn recipients_overlap_case_insensitively() {
+        let a = vec!["Soumu@City.example".to_string()];
+        let b = vec!["x@y".to_string(), "soumu@city.example".to_string()];
+        assert!(overlap(&a, &b));
+        assert!(!overlap(&a, &["x@y".to_string()]));
+    }
+}
