@@ -1090,7 +1090,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
             if let Ok(Some(u)) = mukaika::ppap::unlocked_state(&data, &id) {
                 println!(
                     "パスワード解除済み / unlocked: {} ({}), {} → {}",
-                    shown(&mukaika::audit::time::jst(&u.at)),
+                    shown(&mukaika::clock::jst_display_of(&u.at)),
                     u.way,
                     u.verdict,
                     shown(&u.destination)

@@ -176,14 +176,17 @@ pub async fn start(
         )
         .map_err(|e| Error::transient(format!("review database: {e}")))?,
     );
-    let ppap = Arc::new(crate::ppap::Ppap::open(
-        Arc::clone(&live),
-        Arc::clone(&quarantine),
-        Arc::clone(&audit),
-        sink.clone(),
-        Some(Arc::clone(&spool)),
-        Arc::clone(&registry),
-    )?);
+    let ppap = Arc::new(
+        crate::ppap::Ppap::open(
+            Arc::clone(&live),
+            Arc::clone(&quarantine),
+            Arc::clone(&audit),
+            sink.clone(),
+            Some(Arc::clone(&spool)),
+            Arc::clone(&registry),
+        )
+        .map_err(|e| Error::transient(format!("PPAP state: {e}")))?,
+    );
     review.set_ppap(Arc::clone(&ppap));
     let pipeline = Arc::new(Pipeline {
         spool: Arc::clone(&spool),

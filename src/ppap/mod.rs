@@ -51,8 +51,8 @@ use mukaika_sanitizers::{unlock, Declared, Password, Registry};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::event::{UnlockAttempted, UnlockDelivered};
-use crate::audit::log::{now_millis, rfc3339_at};
 use crate::audit::{AuditEvent, AuditLog};
+use crate::clock::{now_ms as now_millis, rfc3339_utc as rfc3339_at};
 use crate::config::ServiceConfig;
 use crate::envelope::Envelope;
 use crate::live::Live;
@@ -442,7 +442,7 @@ impl Ppap {
         if self.spool.as_ref().is_some_and(|s| s.delivered(&key)) {
             return Ok("outgoing (queued before)".into());
         }
-        let destination = self.sink.deliver(out)?;
+        let destination = self.sink.deliver(out).map_err(|e| e.to_string())?;
         if let Some(spool) = &self.spool {
             if let Err(e) = spool.mark_delivered(&key) {
                 tracing::warn!(key, error = %e, "delivery marker not written");
@@ -479,7 +479,7 @@ impl Ppap {
                     item.id,
                     way.as_str(),
                     verdict,
-                    crate::audit::log::now_rfc3339(),
+                    crate::clock::now_rfc3339(),
                     destination
                 ],
             )

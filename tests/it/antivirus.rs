@@ -4,8 +4,8 @@
 //! signature name; with clamd stopped intake tempfails and nothing is lost; with clamd back
 //! everything flows.
 
-use mukaika_fixtures as generate;
 use crate::support;
+use mukaika_fixtures as generate;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -7,8 +7,8 @@
 //! Needs node, /usr/bin/chromium and tests/browser/node_modules (bash tests/ci.sh installs all
 //! three); without them this test fails and says so.
 
-use mukaika_fixtures as generate;
 use crate::support;
+use mukaika_fixtures as generate;
 
 use std::path::Path;
 

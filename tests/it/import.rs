@@ -3,8 +3,8 @@
 //! to the quarantine, nothing is taken before it settles, and a crash loses and duplicates
 //! nothing.
 
-use mukaika_fixtures as generate;
 use crate::support;
+use mukaika_fixtures as generate;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -14,6 +14,7 @@ mod import;
 mod mail_e2e;
 mod packaging;
 mod permissions;
+mod ppap;
 mod relay;
 mod review;
 mod serve;

@@ -1,7 +1,7 @@
 //! The relay sink against a real peer: Postfix's smtp-sink stands in for the LGWAN-side MTA.
 
-use mukaika_fixtures as generate;
 use crate::support;
+use mukaika_fixtures as generate;
 
 use std::time::{Duration, Instant};
 

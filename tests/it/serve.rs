@@ -1,8 +1,8 @@
 //! The gateway end to end: a real listener on 127.0.0.1:0, a temporary data directory, SMTP
 //! spoken over a socket, and the results read back from the maildir, quarantine and audit log.
 
-use mukaika_fixtures as generate;
 use crate::support;
+use mukaika_fixtures as generate;
 
 use mukaika::config::{ServiceConfig, DEFAULT_TOML};
 use support::{config, runtime, wait_for, Client};

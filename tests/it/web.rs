@@ -2,8 +2,8 @@
 //! route, the two-person release, escaping of hostile content, downloads, notices, HTTPS, and
 //! the CLI's parity with the UI.
 
-use mukaika_fixtures as generate;
 use crate::support;
+use mukaika_fixtures as generate;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

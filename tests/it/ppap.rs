@@ -6,9 +6,8 @@
 //! quarantine records. `bash tests/ci.sh` installs zip, 7-Zip, qpdf, clamav-daemon and
 //! msoffcrypto-tool (in target/ppap-venv).
 
-#[path = "../fixtures/generate.rs"]
-mod generate;
-mod support;
+use crate::support;
+use mukaika_fixtures as generate;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
