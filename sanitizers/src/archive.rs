@@ -252,16 +252,7 @@ fn seven_zip_members(input: &[u8], limits: &Limits) -> Result<Vec<Member<'static
     let mut failure: Option<Error> = None;
     reader
         .for_each_entries(|entry, data| {
-            const UNIX_EXTENSION: u32 = 0x8000;
-            const REPARSE_POINT: u32 = 0x0400;
-            let attrs = entry.windows_attributes;
-            let unix_type = (attrs >> 16) & 0o170000;
-            let special = entry.has_windows_attributes
-                && (attrs & REPARSE_POINT != 0
-                    || (attrs & UNIX_EXTENSION != 0
-                        && unix_type != 0
-                        && unix_type != 0o100000
-                        && unix_type != 0o040000));
+            let special = is_special_7z_entry(entry);
             let path = match safe_path(&entry.name) {
                 Ok(p) => p,
                 Err(e) => {
@@ -528,6 +519,21 @@ pub(crate) fn unique(used: &mut HashSet<String>, dir: &str, name: &str) -> Strin
         n += 1;
     }
     candidate
+}
+
+/// Whether a 7z entry is a link, device or other special file (a Windows reparse point, or a
+/// Unix mode that is neither a regular file nor a folder): never extracted as data.
+pub(crate) fn is_special_7z_entry(entry: &sevenz_rust2::ArchiveEntry) -> bool {
+    const UNIX_EXTENSION: u32 = 0x8000;
+    const REPARSE_POINT: u32 = 0x0400;
+    let attrs = entry.windows_attributes;
+    let unix_type = (attrs >> 16) & 0o170000;
+    entry.has_windows_attributes
+        && (attrs & REPARSE_POINT != 0
+            || (attrs & UNIX_EXTENSION != 0
+                && unix_type != 0
+                && unix_type != 0o100000
+                && unix_type != 0o040000))
 }
 
 #[cfg(test)]

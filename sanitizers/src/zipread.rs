@@ -47,10 +47,15 @@ fn local_name(input: &[u8], start: u64) -> Option<&[u8]> {
 /// Reads every member of the ZIP into memory, enforcing the limits.
 ///
 /// # Errors
-/// Malformed, encrypted or over-limit archives, as listed in the module docs; unsupported
-/// compression methods are `unsupported`.
-pub fn entries<'a>(input: &'a [u8], limits: &Limits) -> Result<Vec<Entry<'a>>> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(input))
+/// Opens a ZIP's central directory, refusing more members than `limits` allow.
+///
+/// # Errors
+/// Not a readable ZIP (`malformed`), or too many members (`limit-exceeded`).
+pub(crate) fn open<'a>(
+    input: &'a [u8],
+    limits: &Limits,
+) -> Result<zip::ZipArchive<Cursor<&'a [u8]>>> {
+    let archive = zip::ZipArchive::new(Cursor::new(input))
         .map_err(|e| Error::malformed(format!("not a readable ZIP: {e}")))?;
     if archive.len() as u64 > limits.max_members {
         return Err(Error::limit_exceeded(format!(
@@ -59,6 +64,13 @@ pub fn entries<'a>(input: &'a [u8], limits: &Limits) -> Result<Vec<Entry<'a>>> {
             limits.max_members
         )));
     }
+    Ok(archive)
+}
+
+/// Malformed, encrypted or over-limit archives, as listed in the module docs; unsupported
+/// compression methods are `unsupported`.
+pub fn entries<'a>(input: &'a [u8], limits: &Limits) -> Result<Vec<Entry<'a>>> {
+    let mut archive = open(input, limits)?;
     let mut out = Vec::with_capacity(archive.len());
     let mut spans: Vec<(u64, u64, String)> = Vec::new();
     let mut total: u64 = 0;

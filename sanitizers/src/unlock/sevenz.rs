@@ -116,16 +116,7 @@ pub(super) fn unlock(input: &[u8], password: &Password, limits: &Limits) -> Resu
     let mut failure: Option<Error> = None;
     reader
         .for_each_entries(|entry, data| {
-            const UNIX_EXTENSION: u32 = 0x8000;
-            const REPARSE_POINT: u32 = 0x0400;
-            let attrs = entry.windows_attributes;
-            let unix_type = (attrs >> 16) & 0o170000;
-            let special = entry.has_windows_attributes
-                && (attrs & REPARSE_POINT != 0
-                    || (attrs & UNIX_EXTENSION != 0
-                        && unix_type != 0
-                        && unix_type != 0o100000
-                        && unix_type != 0o040000));
+            let special = crate::archive::is_special_7z_entry(entry);
             let step = (|| -> Result<()> {
                 if special {
                     return Err(Error::malformed(format!(

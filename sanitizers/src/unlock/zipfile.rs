@@ -101,15 +101,7 @@ fn read_failure(name: &str, encrypted: bool, e: std::io::Error) -> Error {
 }
 
 pub(super) fn unlock(input: &[u8], password: &Password, limits: &Limits) -> Result<Unlocked> {
-    let mut archive = ZipArchive::new(Cursor::new(input))
-        .map_err(|e| Error::malformed(format!("not a readable ZIP: {e}")))?;
-    if archive.len() as u64 > limits.max_members {
-        return Err(Error::limit_exceeded(format!(
-            "{} members in the ZIP (limit {})",
-            archive.len(),
-            limits.max_members
-        )));
-    }
+    let mut archive = crate::zipread::open(input, limits)?;
     // Every limit is checked on the declared values first, so a bomb stops before inflating.
     let metas = (0..archive.len())
         .map(|i| meta(&mut archive, i))
