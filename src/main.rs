@@ -148,6 +148,15 @@ enum Command {
         #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
     },
+    /// Your own account of the review UI: change its password from the command line (how an
+    /// account used only here leaves its one-time password).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+        /// Configuration file; the embedded default otherwise.
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Administration: accounts of the review UI.
     Admin {
         #[command(subcommand)]
@@ -187,6 +196,10 @@ enum QuarantineCommand {
         /// The acting account (checked against the account store).
         #[arg(long)]
         user: String,
+        /// A file holding that account's password (its first line), or `-` for standard
+        /// input: the command acts only after the same check as a login (対策基準 2(9)).
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
         /// original-recipients, to:ADDR[,ADDR…] or export:PAIR.
         #[arg(long, default_value = "original-recipients")]
         target: String,
@@ -201,6 +214,10 @@ enum QuarantineCommand {
         /// The acting account.
         #[arg(long)]
         user: String,
+        /// A file holding that account's password (its first line), or `-` for standard
+        /// input: the command acts only after the same check as a login (対策基準 2(9)).
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
         /// Why.
         #[arg(long)]
         reason: String,
@@ -212,6 +229,10 @@ enum QuarantineCommand {
         /// The acting account.
         #[arg(long)]
         user: String,
+        /// A file holding that account's password (its first line), or `-` for standard
+        /// input: the command acts only after the same check as a login (対策基準 2(9)).
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
         /// Why.
         #[arg(long)]
         reason: String,
@@ -223,6 +244,10 @@ enum QuarantineCommand {
         /// The acting account.
         #[arg(long)]
         user: String,
+        /// A file holding that account's password (its first line), or `-` for standard
+        /// input: the command acts only after the same check as a login (対策基準 2(9)).
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
         /// Why.
         #[arg(long)]
         reason: String,
@@ -235,10 +260,14 @@ enum QuarantineCommand {
         /// The acting account.
         #[arg(long)]
         user: String,
-        /// A file holding the password (its first line), or `-` for standard input. Never on
-        /// the command line itself, where `ps` and the shell history would show it.
+        /// A file holding that account's password (its first line), or `-` for standard
+        /// input: the command acts only after the same check as a login (対策基準 2(9)).
         #[arg(long, value_name = "FILE")]
         password_file: PathBuf,
+        /// A file holding the archive's password (its first line), or `-` for standard input.
+        /// Never on the command line itself, where `ps` and the shell history would show it.
+        #[arg(long, value_name = "FILE")]
+        archive_password_file: PathBuf,
     },
     /// Delete an item (approver).
     Delete {
@@ -247,6 +276,10 @@ enum QuarantineCommand {
         /// The acting account.
         #[arg(long)]
         user: String,
+        /// A file holding that account's password (its first line), or `-` for standard
+        /// input: the command acts only after the same check as a login (対策基準 2(9)).
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
         /// Why.
         #[arg(long)]
         reason: String,
@@ -259,6 +292,23 @@ enum AdminCommand {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Change an account's password: the current one (the one-time one, the first time) from
+    /// --password-file, the new one from --new-password-file (the review UI's rules apply).
+    Password {
+        /// The account.
+        #[arg(long)]
+        user: String,
+        /// A file holding the current password (its first line), or `-` for standard input.
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
+        /// A file holding the new password (its first line).
+        #[arg(long, value_name = "FILE")]
+        new_password_file: PathBuf,
     },
 }
 
@@ -492,6 +542,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: AdminCommand::User { command },
             config,
         } => users(command, config.as_deref()),
+        Command::Account {
+            command:
+                AccountCommand::Password {
+                    user,
+                    password_file,
+                    new_password_file,
+                },
+            config,
+        } => {
+            let (config, _) = match service_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let old = match proof(&password_file) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let new = match read_password(&new_password_file) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("mukaika: {}", shown(&e));
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            act(
+                &config,
+                mukaika::admin::control::Op::ChangePassword {
+                    user,
+                    old: old.password,
+                    new,
+                    via: old.via,
+                },
+            )
+        }
         Command::Mail {
             command:
                 MailCommand::Convert {
@@ -1019,11 +1103,17 @@ fn act(
     op: mukaika::admin::control::Op,
 ) -> Result<ExitCode> {
     let reply = mukaika::admin::control::run(config, op).map_err(anyhow::Error::msg)?;
+    // Line by line: the service's messages have several lines (a one-time password on its
+    // own), and each line is escaped for the terminal on its own.
     if reply.ok {
-        println!("{}", shown(&reply.message));
+        for line in reply.message.lines() {
+            println!("{}", shown(line));
+        }
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("mukaika: {}", shown(&reply.message));
+        for line in reply.message.lines() {
+            eprintln!("mukaika: {}", shown(line));
+        }
         Ok(ExitCode::from(if reply.forbidden { 77 } else { 1 }))
     }
 }
@@ -1133,12 +1223,17 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
         QuarantineCommand::RequestRelease {
             id,
             user,
+            password_file,
             target,
             reason,
         } => act(
             &config,
             Op::RequestRelease {
                 user,
+                auth: match proof(&password_file) {
+                    Ok(p) => p,
+                    Err(code) => return Ok(code),
+                },
                 item: id,
                 target,
                 reason,
@@ -1147,11 +1242,16 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
         QuarantineCommand::Approve {
             request,
             user,
+            password_file,
             reason,
         } => act(
             &config,
             Op::Approve {
                 user,
+                auth: match proof(&password_file) {
+                    Ok(p) => p,
+                    Err(code) => return Ok(code),
+                },
                 request,
                 reason,
             },
@@ -1159,11 +1259,16 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
         QuarantineCommand::Reject {
             request,
             user,
+            password_file,
             reason,
         } => act(
             &config,
             Op::Reject {
                 user,
+                auth: match proof(&password_file) {
+                    Ok(p) => p,
+                    Err(code) => return Ok(code),
+                },
                 request,
                 reason,
             },
@@ -1171,11 +1276,16 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
         QuarantineCommand::Cancel {
             request,
             user,
+            password_file,
             reason,
         } => act(
             &config,
             Op::Cancel {
                 user,
+                auth: match proof(&password_file) {
+                    Ok(p) => p,
+                    Err(code) => return Ok(code),
+                },
                 request,
                 reason,
             },
@@ -1184,8 +1294,13 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
             id,
             user,
             password_file,
+            archive_password_file,
         } => {
-            let password = match read_password(&password_file) {
+            let auth = match proof(&password_file) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let password = match read_password(&archive_password_file) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("mukaika: {}", shown(&e));
@@ -1196,15 +1311,25 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                 &config,
                 Op::Unlock {
                     user,
+                    auth,
                     item: id,
                     password,
                 },
             )
         }
-        QuarantineCommand::Delete { id, user, reason } => act(
+        QuarantineCommand::Delete {
+            id,
+            user,
+            password_file,
+            reason,
+        } => act(
             &config,
             Op::Delete {
                 user,
+                auth: match proof(&password_file) {
+                    Ok(p) => p,
+                    Err(code) => return Ok(code),
+                },
                 item: id,
                 reason,
             },
@@ -1229,6 +1354,21 @@ fn read_password(path: &std::path::Path) -> std::result::Result<mukaika::ppap::S
         return Err("パスワードが空です / the password file is empty".into());
     }
     Ok(mukaika::ppap::SecretText::new(text))
+}
+
+/// The proof a command-line action carries: the acting account's password from `path` and
+/// where the command came from (the OS user and this process), for the audit record.
+fn proof(path: &std::path::Path) -> std::result::Result<mukaika::admin::control::Proof, ExitCode> {
+    match read_password(path) {
+        Ok(password) => Ok(mukaika::admin::control::Proof {
+            password,
+            via: format!("{} pid {}", cli_actor(), std::process::id()),
+        }),
+        Err(e) => {
+            eprintln!("mukaika: {}", shown(&e));
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitCode> {

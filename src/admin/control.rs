@@ -25,6 +25,32 @@ use crate::config::ServiceConfig;
 use crate::review::{Review, ReviewError, Role, Target};
 use crate::store::spool::Spool;
 
+/// What a command-line action carries to prove it is the account it names (対策基準 2(9):
+/// without it, one shell could request as one person and approve as another).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proof {
+    /// The account's password (prints as `***`; read from a file or stdin, never argv).
+    pub password: crate::ppap::SecretText,
+    /// Where the command came from, for the audit record: `cli:<OS user> pid <pid>`.
+    pub via: String,
+}
+
+/// Checks `proof` for `user` the way the review UI's login does (the same lockout, throttling
+/// and audit record, with `via` as the client), and refuses an account still on its one-time
+/// password.
+fn prove(review: &Review, user: &str, proof: Proof) -> Result<(), ReviewError> {
+    let ok = review
+        .login(user, proof.password.expose(), &proof.via)
+        .map_err(|_| ReviewError::forbidden("本人確認に失敗しました / authentication failed"))?;
+    if ok.user.must_change {
+        return Err(ReviewError::forbidden(
+            "一時パスワードのままです。`mukaika account password` か画面で変更してください / \
+             change the one-time password first (`mukaika account password` or the review UI)",
+        ));
+    }
+    Ok(())
+}
+
 /// One action asked of the service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -33,6 +59,8 @@ pub enum Op {
     RequestRelease {
         /// Acting account.
         user: String,
+        /// Its proof: the account's password and where the command came from.
+        auth: Proof,
         /// Item ID.
         item: String,
         /// `original-recipients`, `to:ADDR,…` or `export:PAIR`.
@@ -44,6 +72,8 @@ pub enum Op {
     Approve {
         /// Acting account.
         user: String,
+        /// Its proof: the account's password and where the command came from.
+        auth: Proof,
         /// Request ID.
         request: String,
         /// Why.
@@ -53,6 +83,8 @@ pub enum Op {
     Reject {
         /// Acting account.
         user: String,
+        /// Its proof: the account's password and where the command came from.
+        auth: Proof,
         /// Request ID.
         request: String,
         /// Why.
@@ -62,6 +94,8 @@ pub enum Op {
     Cancel {
         /// Acting account.
         user: String,
+        /// Its proof: the account's password and where the command came from.
+        auth: Proof,
         /// Request ID.
         request: String,
         /// Why.
@@ -71,10 +105,24 @@ pub enum Op {
     Delete {
         /// Acting account.
         user: String,
+        /// Its proof: the account's password and where the command came from.
+        auth: Proof,
         /// Item ID.
         item: String,
         /// Why.
         reason: String,
+    },
+    /// An account changes its own password (`mukaika account password`): the way an account
+    /// used only from the command line leaves its one-time password.
+    ChangePassword {
+        /// The account.
+        user: String,
+        /// Its current password (the one-time one, the first time).
+        old: crate::ppap::SecretText,
+        /// The new one (the same rules as in the review UI).
+        new: crate::ppap::SecretText,
+        /// Where the command came from (`cli:<OS user> pid <pid>`).
+        via: String,
     },
     /// Create an account (prints its one-time password).
     UserAdd {
@@ -103,6 +151,8 @@ pub enum Op {
     Unlock {
         /// Acting account.
         user: String,
+        /// Its proof: the account's password and where the command came from.
+        auth: Proof,
         /// Item ID.
         item: String,
         /// The password (prints as `***`; read from a file or stdin, never from argv).
@@ -186,10 +236,12 @@ pub fn execute(review: &Review, op: Op) -> Reply {
         Ok(match op {
             Op::RequestRelease {
                 user,
+                auth,
                 item,
                 target,
                 reason,
             } => {
+                prove(review, &user, auth)?;
                 let target: Target = target.parse().map_err(|e: String| {
                     ReviewError::invalid(format!("宛先・出力先 / target: {e}"))
                 })?;
@@ -201,9 +253,11 @@ pub fn execute(review: &Review, op: Op) -> Reply {
             }
             Op::Approve {
                 user,
+                auth,
                 request,
                 reason,
             } => {
+                prove(review, &user, auth)?;
                 let r = review.approve(&user, &request, &reason)?;
                 done(format!(
                     "承認しました / approved: {} → {}",
@@ -214,23 +268,48 @@ pub fn execute(review: &Review, op: Op) -> Reply {
             }
             Op::Reject {
                 user,
+                auth,
                 request,
                 reason,
             } => {
+                prove(review, &user, auth)?;
                 review.reject(&user, &request, &reason)?;
                 done(format!("却下しました / rejected: {request}"))
             }
             Op::Cancel {
                 user,
+                auth,
                 request,
                 reason,
             } => {
+                prove(review, &user, auth)?;
                 review.cancel(&user, &request, &reason)?;
                 done(format!("取り下げました / withdrawn: {request}"))
             }
-            Op::Delete { user, item, reason } => {
+            Op::Delete {
+                user,
+                auth,
+                item,
+                reason,
+            } => {
+                prove(review, &user, auth)?;
                 review.delete(&user, &item, &reason)?;
                 done(format!("削除しました / deleted: {item}"))
+            }
+            Op::ChangePassword {
+                user,
+                old,
+                new,
+                via,
+            } => {
+                // The same throttled, audited check as a login; then the UI's password rules.
+                review.login(&user, old.expose(), &via).map_err(|_| {
+                    ReviewError::forbidden("本人確認に失敗しました / authentication failed")
+                })?;
+                review.change_password(&user, old.expose(), new.expose())?;
+                done(format!(
+                    "パスワードを変更しました / password changed: {user}"
+                ))
             }
             Op::UserAdd { by, name, roles } => {
                 let password = review.add_user(&by, &name, &roles)?;
@@ -251,9 +330,11 @@ pub fn execute(review: &Review, op: Op) -> Reply {
             }
             Op::Unlock {
                 user,
+                auth,
                 item,
                 password,
             } => {
+                prove(review, &user, auth)?;
                 let password = password.into_password();
                 let r = review.unlock_item(
                     &user,

@@ -80,6 +80,11 @@ impl SecretText {
     pub fn into_password(self) -> Password {
         Password::new(self.0)
     }
+
+    /// The text, for checking an account's password against its hash.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for SecretText {

@@ -317,6 +317,12 @@ impl ReviewError {
         Self::new(ErrorKind::Internal, e.to_string())
     }
 
+    /// A refusal for lack of permission or proof (for callers that check their own, like the
+    /// control socket's proof of the account).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, message)
+    }
+
     /// The actor may not do this (role, self-approval, never-release).
     pub fn is_forbidden(&self) -> bool {
         self.kind == ErrorKind::Forbidden

@@ -767,14 +767,10 @@ fn an_operator_unlocks_with_a_password_file_and_a_wrong_one_is_refused() {
     ));
     let held = gw.held(1);
     let id = held[0].id.as_str();
-    let out = gw.mukaika(&["admin", "user", "add", "op", "--role", "operator"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = gw.mukaika(&["admin", "user", "add", "au", "--role", "auditor"], None);
-    assert!(out.status.success());
+    let conf = gw.conf.to_str().unwrap().to_string();
+    let op_pw = support::cli_account(&conf, gw.dir.path(), "op", "operator");
+    let au_pw = support::cli_account(&conf, gw.dir.path(), "au", "auditor");
+    let (op_pw, au_pw) = (op_pw.to_str().unwrap(), au_pw.to_str().unwrap());
 
     let pw = gw.dir.path().join("pw.txt");
     std::fs::write(&pw, "not-it-0\n").unwrap();
@@ -787,6 +783,8 @@ fn an_operator_unlocks_with_a_password_file_and_a_wrong_one_is_refused() {
             "--user",
             "op",
             "--password-file",
+            op_pw,
+            "--archive-password-file",
             pw_arg,
         ],
         None,
@@ -806,6 +804,8 @@ fn an_operator_unlocks_with_a_password_file_and_a_wrong_one_is_refused() {
             "--user",
             "au",
             "--password-file",
+            au_pw,
+            "--archive-password-file",
             "-",
         ],
         Some(&format!("{password}\n")),
@@ -822,6 +822,8 @@ fn an_operator_unlocks_with_a_password_file_and_a_wrong_one_is_refused() {
             "--user",
             "op",
             "--password-file",
+            op_pw,
+            "--archive-password-file",
             pw_arg,
         ],
         None,
@@ -861,6 +863,8 @@ fn an_operator_unlocks_with_a_password_file_and_a_wrong_one_is_refused() {
             "--user",
             "op",
             "--password-file",
+            op_pw,
+            "--archive-password-file",
             pw_arg,
         ],
         None,

@@ -314,11 +314,28 @@ fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
         )
         .unwrap();
         assert!(reply.ok, "{}", reply.message);
+        let one_time = reply
+            .message
+            .lines()
+            .find_map(|l| l.split_once("one-time password: ").map(|(_, p)| p.trim()))
+            .unwrap();
+        let reply = run(
+            &c,
+            Op::ChangePassword {
+                user: name.into(),
+                old: mukaika::ppap::SecretText::new(one_time.into()),
+                new: mukaika::ppap::SecretText::new(support::CLI_PASSWORD.into()),
+                via: "cli:test pid 0".into(),
+            },
+        )
+        .unwrap();
+        assert!(reply.ok, "{}", reply.message);
     }
     let reply = run(
         &c,
         Op::RequestRelease {
             user: "op1".into(),
+            auth: support::proof(support::CLI_PASSWORD),
             item: "Q0001".into(),
             target: "original-recipients".into(),
             reason: "取引先に確認済み".into(),
@@ -333,6 +350,7 @@ fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
         &c,
         Op::Approve {
             user: "ap1".into(),
+            auth: support::proof(support::CLI_PASSWORD),
             request: request.clone(),
             reason: "確認".into(),
         },

@@ -828,6 +828,143 @@ fn the_admin_ui_serves_https_with_secure_cookies() {
 }
 
 #[test]
+fn the_two_person_rule_cannot_be_faked_from_one_shell() {
+    // One shell, one person: request as yamada, approve as tanaka. Each action must prove it
+    // is the account it names, with that account's own password (対策基準 2(9) 兼務の禁止).
+    let data = tempfile::tempdir().unwrap();
+    let conf_path = data.path().join("mukaika.toml");
+    std::fs::write(&conf_path, support::config_text(data.path(), "127.0.0.1:0")).unwrap();
+    let conf = conf_path.to_str().unwrap();
+    let original = b"Subject: held\r\n\r\nbody\r\n";
+    seed(data.path(), "Q0001", None, "malformed", "held", original);
+    let yamada = support::cli_account(conf, data.path(), "yamada", "operator");
+    let tanaka = support::cli_account(conf, data.path(), "tanaka", "approver");
+    let (yamada, tanaka) = (yamada.to_str().unwrap(), tanaka.to_str().unwrap());
+    let request = |user: &str, pw: Option<&str>| {
+        let mut args = vec![
+            "quarantine",
+            "request-release",
+            "Q0001",
+            "--user",
+            user,
+            "--reason",
+            "取引先に確認済み",
+            "--config",
+            conf,
+        ];
+        if let Some(pw) = pw {
+            args.extend(["--password-file", pw]);
+        }
+        support::mukaika(&args)
+    };
+    // No proof at all: refused before anything is asked of the service.
+    assert_eq!(request("yamada", None).status.code(), Some(2));
+    // Someone else's password: refused as unauthenticated, nothing requested.
+    let out = request("yamada", Some(tanaka));
+    assert_eq!(
+        out.status.code(),
+        Some(77),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("authentication failed"));
+    assert!(mukaika::review::read_requests(data.path(), None)
+        .unwrap()
+        .is_empty());
+    // yamada's own password: requested.
+    let out = request("yamada", Some(yamada));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rid = mukaika::review::read_requests(data.path(), None).unwrap()[0]
+        .id
+        .clone();
+    let approve = |user: &str, pw: &str| {
+        support::mukaika(&[
+            "quarantine",
+            "approve",
+            &rid,
+            "--user",
+            user,
+            "--password-file",
+            pw,
+            "--reason",
+            "ok",
+            "--config",
+            conf,
+        ])
+    };
+    // The same shell approving as tanaka with yamada's password: refused, still pending.
+    let out = approve("tanaka", yamada);
+    assert_eq!(out.status.code(), Some(77));
+    assert_eq!(
+        mukaika::review::read_requests(data.path(), Some(mukaika::review::RequestState::Pending))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(maildir_files(data.path()).is_empty());
+    // tanaka's own password: approved and delivered.
+    let out = approve("tanaka", tanaka);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(maildir_files(data.path()).len(), 1);
+    // Every check is in the audit log as a login from the command line, with the OS user and
+    // the process, and the failures say so.
+    let logins: Vec<(String, String, String)> = mukaika::audit::search(
+        &data.path().join("audit"),
+        &mukaika::audit::Search::default(),
+    )
+    .unwrap()
+    .into_iter()
+    .filter(|r| r.event["type"] == "admin_login")
+    .map(|r| {
+        (
+            r.event["user"].as_str().unwrap().to_string(),
+            r.event["client"].as_str().unwrap().to_string(),
+            r.event["outcome"].as_str().unwrap().to_string(),
+        )
+    })
+    .collect();
+    assert!(
+        logins
+            .iter()
+            .all(|(_, client, _)| client.starts_with("cli:") && client.contains(" pid ")),
+        "{logins:?}"
+    );
+    let failed: Vec<&str> = logins
+        .iter()
+        .filter(|(_, _, outcome)| outcome != "success")
+        .map(|(user, _, _)| user.as_str())
+        .collect();
+    assert_eq!(failed, ["yamada", "tanaka"], "{logins:?}");
+
+    // An account still on its one-time password acts nowhere until it has changed it.
+    let out = support::mukaika(&[
+        "admin", "user", "add", "suzuki", "--role", "operator", "--config", conf,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let one_time = text
+        .lines()
+        .find_map(|l| l.split_once("one-time password: ").map(|(_, p)| p.trim()))
+        .unwrap();
+    let ot = data.path().join("suzuki.one-time");
+    std::fs::write(&ot, format!("{one_time}\n")).unwrap();
+    let out = request("suzuki", Some(ot.to_str().unwrap()));
+    assert_eq!(out.status.code(), Some(77));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("one-time"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() {
     let data = tempfile::tempdir().unwrap();
     let conf_path = data.path().join("mukaika.toml");
@@ -862,8 +999,29 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("one-time password: "), "{text}");
+    let ap1_pw = support::cli_account(conf, data.path(), "ap1", "approver");
+    let ap1_pw = ap1_pw.to_str().unwrap();
+    // sato leaves the one-time password the way a command-line user does.
+    let one_time = text
+        .lines()
+        .find_map(|l| l.split_once("one-time password: ").map(|(_, p)| p.trim()))
+        .unwrap();
+    let sato_old = data.path().join("sato.one-time");
+    std::fs::write(&sato_old, format!("{one_time}\n")).unwrap();
+    let sato_new = data.path().join("sato.password");
+    std::fs::write(&sato_new, format!("{}\n", support::CLI_PASSWORD)).unwrap();
+    let sato_pw = sato_new.to_str().unwrap();
     assert!(support::mukaika(&[
-        "admin", "user", "add", "ap1", "--role", "approver", "--config", conf
+        "account",
+        "password",
+        "--user",
+        "sato",
+        "--password-file",
+        sato_old.to_str().unwrap(),
+        "--new-password-file",
+        sato_pw,
+        "--config",
+        conf,
     ])
     .status
     .success());
@@ -880,6 +1038,8 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         "Q0001",
         "--user",
         "sato",
+        "--password-file",
+        sato_pw,
         "--reason",
         "必要",
         "--config",
@@ -896,6 +1056,8 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         "Q0001",
         "--user",
         "nobody",
+        "--password-file",
+        ap1_pw,
         "--reason",
         "x",
         "--config",
@@ -911,6 +1073,8 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         &rid,
         "--user",
         "sato",
+        "--password-file",
+        sato_pw,
         "--reason",
         "self",
         "--config",
@@ -924,6 +1088,8 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         &rid,
         "--user",
         "ap1",
+        "--password-file",
+        ap1_pw,
         "--reason",
         "ok",
         "--config",
@@ -941,6 +1107,8 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         "Q0002",
         "--user",
         "sato",
+        "--password-file",
+        sato_pw,
         "--reason",
         "",
         "--config",
@@ -962,6 +1130,8 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         "Q0002",
         "--user",
         "sato",
+        "--password-file",
+        sato_pw,
         "--target",
         "to:kacho@city.example.lg.jp",
         "--reason",
@@ -985,6 +1155,8 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         &rid2,
         "--user",
         "ap1",
+        "--password-file",
+        ap1_pw,
         "--reason",
         "不要",
         "--config",
@@ -1001,6 +1173,8 @@ fn the_command_line_follows_the_same_rules_with_and_without_a_running_service() 
         "Q0002",
         "--user",
         "ap1",
+        "--password-file",
+        ap1_pw,
         "--reason",
         "不要と判断",
         "--config",

@@ -242,3 +242,58 @@ pub fn localhost_cert(
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     (cert, cert_path, key_path)
 }
+
+/// The password tests give accounts they set up on the command line; [`cli_account`] adds a
+/// number derived from the account's name, so two accounts never share one.
+pub const CLI_PASSWORD: &str = "tadashii-uma-denchi-7";
+
+/// An account made on the command line (`mukaika admin user add`) and moved off its one-time
+/// password the way a CLI-only user does (`mukaika account password`), with `config` as the
+/// configuration file. Returns a file in `dir` holding its password (its own, see
+/// [`CLI_PASSWORD`]).
+pub fn cli_account(config: &str, dir: &Path, name: &str, roles: &str) -> std::path::PathBuf {
+    let out = mukaika(&[
+        "admin", "user", "add", name, "--role", roles, "--config", config,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let one_time = text
+        .lines()
+        .find_map(|l| l.split_once("one-time password: ").map(|(_, p)| p.trim()))
+        .expect("a one-time password");
+    let old = dir.join(format!("{name}.one-time"));
+    std::fs::write(&old, format!("{one_time}\n")).unwrap();
+    let new = dir.join(format!("{name}.password"));
+    let own: u32 = name.bytes().map(u32::from).sum();
+    std::fs::write(&new, format!("{CLI_PASSWORD}-{own}\n")).unwrap();
+    let out = mukaika(&[
+        "account",
+        "password",
+        "--user",
+        name,
+        "--password-file",
+        old.to_str().unwrap(),
+        "--new-password-file",
+        new.to_str().unwrap(),
+        "--config",
+        config,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    new
+}
+
+/// The proof a test gives for an account [`cli_account`] or `account password` set up.
+pub fn proof(password: &str) -> mukaika::admin::control::Proof {
+    mukaika::admin::control::Proof {
+        password: mukaika::ppap::SecretText::new(password.to_string()),
+        via: "cli:test pid 0".into(),
+    }
+}
