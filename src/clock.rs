@@ -224,6 +224,26 @@ pub fn jst_display_of(record_ts: &str) -> String {
     parse_rfc3339(record_ts).map_or_else(|| record_ts.to_string(), jst_display)
 }
 
+/// A time a person typed, as milliseconds since the epoch: RFC 3339 with a zone (`Z`,
+/// `+09:00`), or Japan time without one — a day (`2026-12-04`, its midnight in Japan), or a day
+/// and time (`2026-12-04 17:30`, `2026-12-04T17:30:05`). `None` for anything else, so a typo is
+/// refused rather than read as "no limit".
+pub fn parse_people_time(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if let Some(ms) = parse_rfc3339(s) {
+        return Some(ms);
+    }
+    // A bare day is exactly ten characters; jiff's date parser would also take the day out of
+    // a longer date-and-time, dropping the time.
+    let civil: jiff::civil::DateTime = if s.len() == 10 {
+        s.parse::<jiff::civil::Date>().ok()?.at(0, 0, 0, 0)
+    } else {
+        s.replacen(' ', "T", 1).parse().ok()?
+    };
+    let t = TOKYO.to_timestamp(civil).ok()?;
+    u64::try_from(t.as_millisecond()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +379,27 @@ mod tests {
         let shared: SharedClock = clock;
         assert_eq!(shared.now_ms(), u64::MAX);
         assert!(SystemClock.now_ms() > DEC_4_2026 - 365 * 86_400_000);
+    }
+
+    #[test]
+    fn times_people_type_are_read_as_japan_time_unless_they_say_otherwise() {
+        // 2026-12-04 00:00 in Japan is 2026-12-03T15:00Z.
+        let midnight = parse_rfc3339("2026-12-03T15:00:00Z").unwrap();
+        assert_eq!(parse_people_time("2026-12-04"), Some(midnight));
+        assert_eq!(
+            parse_people_time("2026-12-04 17:30"),
+            parse_rfc3339("2026-12-04T08:30:00Z")
+        );
+        assert_eq!(
+            parse_people_time("2026-12-04T17:30:05"),
+            parse_rfc3339("2026-12-04T08:30:05Z")
+        );
+        assert_eq!(
+            parse_people_time("2026-12-04T17:30:05Z"),
+            parse_rfc3339("2026-12-04T17:30:05Z")
+        );
+        for bad in ["yesterday", "2026-13-01", "12/04", "", "2026-12-04 25:00"] {
+            assert_eq!(parse_people_time(bad), None, "{bad}");
+        }
     }
 }

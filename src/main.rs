@@ -133,6 +133,10 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+        /// Configuration file (its audit directory and HMAC key); the embedded default
+        /// otherwise.
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
     },
     /// Mail → text conversion.
     Mail {
@@ -383,9 +387,9 @@ enum AuditCommand {
     /// Walk the chain; report the first edit, gap, reordering, truncation or bad HMAC. Exit 0
     /// only when intact.
     Verify {
-        /// The audit directory.
+        /// The audit directory; the configured one (`<data>/audit`) otherwise.
         #[arg(long, value_name = "DIR")]
-        dir: PathBuf,
+        dir: Option<PathBuf>,
         /// Start at the first file of this day (YYYY-MM-DD).
         #[arg(long, value_name = "DATE")]
         from: Option<String>,
@@ -398,9 +402,9 @@ enum AuditCommand {
     },
     /// Find records by ID, sender, recipient, SHA-256, verdict and time.
     Search {
-        /// The audit directory.
+        /// The audit directory; the configured one (`<data>/audit`) otherwise.
         #[arg(long, value_name = "DIR")]
-        dir: PathBuf,
+        dir: Option<PathBuf>,
         /// Message-ID, queue ID or quarantine item ID.
         #[arg(long)]
         id: Option<String>,
@@ -416,10 +420,11 @@ enum AuditCommand {
         /// Verdict or outcome.
         #[arg(long)]
         verdict: Option<String>,
-        /// At or after this time (RFC 3339 or a prefix such as 2026-11-27).
+        /// At or after this time: Japan time as 2026-11-27 or 2026-11-27 09:30, or RFC 3339
+        /// with a zone (2026-11-27T00:30:00Z).
         #[arg(long)]
         since: Option<String>,
-        /// Before this time.
+        /// Before this time (the same forms).
         #[arg(long)]
         until: Option<String>,
         /// An account that acted or was acted on.
@@ -491,7 +496,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             policy,
         } => sanitize_files(files, out, json, policy),
-        Command::Audit { command } => audit(command),
+        Command::Audit { command, config } => audit(command, config.as_deref()),
         Command::Queue {
             command,
             config,
@@ -711,7 +716,37 @@ fn convert_mail(
     })
 }
 
-fn audit(command: AuditCommand) -> Result<ExitCode> {
+/// The audit directory and HMAC key a command names, or the configuration's.
+fn audit_dir(
+    dir: Option<PathBuf>,
+    config: Option<&std::path::Path>,
+) -> std::result::Result<(PathBuf, Option<PathBuf>), ExitCode> {
+    let (config, _) = service_config(config)?;
+    Ok((
+        dir.unwrap_or_else(|| config.data.dir.join("audit")),
+        config.audit.hmac_key_file.clone(),
+    ))
+}
+
+/// A `--since`/`--until` value as the audit log's UTC timestamp, or exit 2 naming the forms
+/// accepted (a typo must not read as "no limit").
+fn audit_time(flag: &str, value: Option<String>) -> std::result::Result<Option<String>, ExitCode> {
+    match value {
+        None => Ok(None),
+        Some(v) => match mukaika::clock::parse_people_time(&v) {
+            Some(ms) => Ok(Some(mukaika::clock::rfc3339_utc(ms))),
+            None => {
+                eprintln!(
+                    "mukaika: {flag} {}: 日時は 2026-11-27、2026-11-27 09:30（日本時間）または 2026-11-27T00:30:00Z の形で / use 2026-11-27, 2026-11-27 09:30 (Japan time) or RFC 3339 with a zone",
+                    shown(&v)
+                );
+                Err(ExitCode::from(2))
+            }
+        },
+    }
+}
+
+fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<ExitCode> {
     use mukaika::audit;
     match command {
         AuditCommand::Verify {
@@ -720,7 +755,11 @@ fn audit(command: AuditCommand) -> Result<ExitCode> {
             hmac_key_file,
             json,
         } => {
-            let key = match hmac_key_file {
+            let (dir, configured_key) = match audit_dir(dir, config) {
+                Ok(d) => d,
+                Err(code) => return Ok(code),
+            };
+            let key = match hmac_key_file.or(configured_key) {
                 Some(path) => Some(
                     std::fs::read(&path)
                         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
@@ -768,6 +807,15 @@ fn audit(command: AuditCommand) -> Result<ExitCode> {
             user,
             json,
         } => {
+            let (dir, _) = match audit_dir(dir, config) {
+                Ok(d) => d,
+                Err(code) => return Ok(code),
+            };
+            let (since, until) = match (audit_time("--since", since), audit_time("--until", until))
+            {
+                (Ok(s), Ok(u)) => (s, u),
+                (Err(code), _) | (_, Err(code)) => return Ok(code),
+            };
             let filter = audit::Search {
                 id,
                 sender,
@@ -933,7 +981,23 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
         .data
         .dir
         .join(if outgoing { "outgoing" } else { "spool" });
+    const STATES: [&str; 5] = ["incoming", "active", "deferred", "hold", "corrupt"];
+    if let QueueCommand::List { state: Some(w) } = &command {
+        if !STATES.contains(&w.as_str()) {
+            eprintln!(
+                "mukaika: --state {}: {} のどれか / one of them",
+                shown(w),
+                STATES.join(", ")
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
     if !dir.exists() {
+        if matches!(command, QueueCommand::List { .. }) {
+            // Nothing was ever queued here: an empty list, not an error.
+            eprintln!("0 件");
+            return Ok(ExitCode::SUCCESS);
+        }
         eprintln!("mukaika: no queue at {}", dir.display());
         return Ok(ExitCode::from(1));
     }
@@ -957,12 +1021,13 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
         QueueCommand::Hold { id } => moved(id, "hold"),
         QueueCommand::List { state } => {
             let spool = inspect()?;
-            let states = ["incoming", "active", "deferred", "hold", "corrupt"];
-            for s in states
+            let mut count = 0usize;
+            for s in STATES
                 .iter()
                 .filter(|s| state.as_deref().is_none_or(|w| w == **s))
             {
                 for m in spool.list(s) {
+                    count += 1;
                     println!(
                         "{:<24} {:<9} {:>9}  {}  {} -> {}  {}",
                         shown(&m.id),
@@ -975,6 +1040,7 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
                     );
                 }
             }
+            eprintln!("{count} 件");
             Ok(ExitCode::SUCCESS)
         }
         QueueCommand::Show { id } => match inspect()?.find(&id) {

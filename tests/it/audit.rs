@@ -583,3 +583,60 @@ fn verify_reports_a_chained_record_whose_time_is_unreadable() {
     let p = problem(dir.path());
     assert_eq!((p.kind.as_str(), p.line), ("bad-timestamp", 2), "{p:?}");
 }
+
+#[test]
+fn audit_commands_find_the_configured_log_and_refuse_times_they_cannot_read() {
+    let data = tempfile::tempdir().unwrap();
+    let conf_path = data.path().join("mukaika.toml");
+    std::fs::write(
+        &conf_path,
+        crate::support::config_text(data.path(), "127.0.0.1:0"),
+    )
+    .unwrap();
+    let conf = conf_path.to_str().unwrap();
+    let out = crate::support::mukaika(&[
+        "admin", "user", "add", "yamada", "--role", "operator", "--config", conf,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--config", conf]);
+        crate::support::mukaika(&all)
+    };
+    // No --dir: the configured audit directory.
+    let out = run(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(&["audit", "search"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("user_changed"));
+    // A time it cannot read is refused with the forms it can, not read as "no limit".
+    for bad in ["yesterday", "2026/12/04", "12-04"] {
+        let out = run(&["audit", "search", "--since", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("2026-11-27 09:30"));
+    }
+    // Days are Japan days: today's finds the record, tomorrow's finds nothing.
+    let now = mukaika::clock::now_ms();
+    let today = mukaika::clock::jst_date(now);
+    let tomorrow = mukaika::clock::jst_date(now + 86_400_000);
+    let out = run(&["audit", "search", "--since", &today]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("user_changed"));
+    let out = run(&["audit", "search", "--since", &tomorrow]);
+    assert!(out.status.success());
+    let (text, count) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !text.contains("user_changed") && count.contains("0 件"),
+        "{text}{count}"
+    );
+}

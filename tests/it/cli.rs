@@ -627,3 +627,23 @@ fn quarantine_and_queue_listings_show_japan_time() {
     let json = mukaika(&["quarantine", "list", "--json", "--config", cfg]);
     assert!(String::from_utf8_lossy(&json.stdout).contains("2026-12-04T17:52:55.843Z"));
 }
+
+#[test]
+fn queue_list_refuses_a_state_it_does_not_know_and_counts_what_it_lists() {
+    let data = tempfile::tempdir().unwrap();
+    let conf_path = data.path().join("mukaika.toml");
+    std::fs::write(&conf_path, support::config_text(data.path(), "127.0.0.1:0")).unwrap();
+    let conf = conf_path.to_str().unwrap();
+    let out = support::mukaika(&["queue", "list", "--state", "bogus", "--config", conf]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("incoming, active, deferred, hold, corrupt")
+    );
+    let out = support::mukaika(&["queue", "list", "--state", "hold", "--config", conf]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 件"));
+}
