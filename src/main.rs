@@ -1254,5 +1254,11 @@ fn service_config(
 }
 
 /// Large buffers on transparent huge pages (see `mukaika::alloc`).
+#[cfg(not(any(feature = "alloc-system", feature = "alloc-mimalloc")))]
 #[global_allocator]
 static ALLOCATOR: mukaika::alloc::Allocator = mukaika::alloc::Allocator;
+
+/// Measurement only (docs/allocator.md).
+#[cfg(feature = "alloc-mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
