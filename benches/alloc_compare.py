@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """Allocator comparison (docs/allocator.md): the same benchmarks on several builds of mukaika.
 
-Run from the repository root after building one binary per variant (see docs/allocator.md):
-  python3 benches/alloc_compare.py --rounds 5 custom=target/alloc-bins/custom \\
-      system=target/alloc-bins/system hugetlb=target/alloc-bins/system:GLIBC_TUNABLES=glibc.malloc.hugetlb=1 ...
+Run from the repository root after building one binary per variant, e.g. with a different
+`#[global_allocator]` in src/main.rs and benches/mail_throughput.rs (see docs/allocator.md):
+  python3 benches/alloc_compare.py --rounds 6 --files 300 \\
+      system=target/alloc-bins/system@target/alloc-bins/mail-system \\
+      hugetlb=target/alloc-bins/system:GLIBC_TUNABLES=glibc.malloc.hugetlb=1@target/alloc-bins/mail-system ...
 
 A variant is NAME=BINARY[:VAR=VALUE], optionally with a mail-bench binary as
 NAME=BINARY[:VAR=VALUE]@BENCH. Rounds run the variants in alternating order (A B C D, D C B A,
 ...) so drift on a shared machine weighs on all alike. Per round and variant: `mukaika sanitize`
-on each ../shared/bench input (--reps times, wall and max RSS by GNU time), benches/import.py
+on each ../shared/bench input (--reps times: wall time, CPU time and page faults from wait4, max RSS from GNU time), benches/import.py
 (--files), benches/relay_compare.sh with SKIP_POSTFIX (--messages), and the mail_throughput bench
-binary if given. Raw results go to --out as JSON lines; the summary prints medians and the
-spread (min..max) per benchmark and variant.
+binary if given. Raw results go to --out as JSON lines; the summary prints per benchmark and
+variant the median, the interquartile range [p25..p75] and (min..max).
 """
 import argparse
 import json
@@ -55,12 +57,18 @@ def sanitize(binary, extra, src, work):
     stats = os.path.join(work, "time.txt")
     env = dict(os.environ, **extra)
     # GNU time's %e has 10 ms resolution, too coarse here: wall time is taken around it.
+    # GNU time's %U/%S are as coarse: CPU time comes from wait4 on the time process, whose
+    # rusage includes the mukaika child it reaped (microseconds; GNU time's own share is tiny).
     start = time.perf_counter()
-    subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", stats, binary, "sanitize", "--out", out, src],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=True)
+    child = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", stats, binary, "sanitize", "--out", out, src],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    user, system, rss = open(stats).read().split()[-3:]
-    return wall, float(user) + float(system), int(rss) / 1024
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"{binary} sanitize {src} failed")
+    rss = open(stats).read().split()[-1]
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, usage.ru_minflt, int(rss) / 1024
 
 
 def main():
@@ -89,9 +97,11 @@ def main():
                 if "sanitize" in only:
                     for inp in INPUTS:
                         for _ in range(args.reps):
-                            wall, cpu, rss = sanitize(binary, extra, os.path.join(BENCH, inp), work)
+                            wall, cpu, sys_s, faults, rss = sanitize(binary, extra, os.path.join(BENCH, inp), work)
                             record(f"sanitize {inp} s", name, wall, log)
                             record(f"sanitize {inp} CPU s", name, cpu, log)
+                            record(f"sanitize {inp} sys s", name, sys_s, log)
+                            record(f"sanitize {inp} faults", name, faults, log)
                             record(f"sanitize {inp} RSS MB", name, rss, log)
                 path = wrapper(work, name, binary, extra)
                 if "import" in only:
@@ -121,16 +131,19 @@ def main():
             print(f"round {r + 1} done", flush=True)
 
     names = [v[0] for v in variants]
-    print(f"{'benchmark':<34}" + "".join(f"{n:>24}" for n in names))
+    print(f"{'benchmark':<34}" + "".join(f"{n:>40}" for n in names))
     for bench in dict.fromkeys(b for b, _ in results):
         cells = []
         for n in names:
             vals = results.get((bench, n), [])
-            if vals:
-                cells.append(f"{statistics.median(vals):.3f} ({min(vals):.3f}..{max(vals):.3f})")
+            if len(vals) > 1:
+                q = statistics.quantiles(vals, n=4, method="inclusive")
+                cells.append(f"{q[1]:.3f} [{q[0]:.3f}..{q[2]:.3f}] ({min(vals):.3f}..{max(vals):.3f})")
+            elif vals:
+                cells.append(f"{vals[0]:.3f}")
             else:
                 cells.append("-")
-        print(f"{bench:<34}" + "".join(f"{c:>24}" for c in cells))
+        print(f"{bench:<34}" + "".join(f"{c:>40}" for c in cells))
 
 
 if __name__ == "__main__":

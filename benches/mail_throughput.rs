@@ -10,14 +10,6 @@ use std::time::{Duration, Instant};
 use mukaika_sanitizers::mail;
 use mukaika_sanitizers::{Policy, Registry};
 
-// The same allocator as the binary, so the figures are the shipped process's (docs/allocator.md).
-#[cfg(not(any(feature = "alloc-system", feature = "alloc-mimalloc")))]
-#[global_allocator]
-static ALLOCATOR: mukaika::alloc::Allocator = mukaika::alloc::Allocator;
-#[cfg(feature = "alloc-mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let bench = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench");
     let load =

@@ -1252,13 +1252,3 @@ fn service_config(
         ExitCode::from(2)
     })
 }
-
-/// Large buffers on transparent huge pages (see `mukaika::alloc`).
-#[cfg(not(any(feature = "alloc-system", feature = "alloc-mimalloc")))]
-#[global_allocator]
-static ALLOCATOR: mukaika::alloc::Allocator = mukaika::alloc::Allocator;
-
-/// Measurement only (docs/allocator.md).
-#[cfg(feature = "alloc-mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
