@@ -27,8 +27,13 @@ MUKAIKA = os.path.join(ROOT, "target", "release", "mukaika")
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--mukaika", help="measure this binary instead of building target/release/mukaika")
     args = parser.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    global MUKAIKA
+    if args.mukaika:
+        MUKAIKA = os.path.abspath(args.mukaika)
+    else:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     with zipfile.ZipFile(os.path.join(BENCH, "docx-5m.docx")) as z:
         png = z.read("word/media/image1.png")
     docx = open(os.path.join(BENCH, "docx-50k.docx"), "rb").read()

@@ -10,16 +10,20 @@
 # (apt-get install postfix). Creates a private Postfix instance
 # "postfix-bench" with postmulti (listening on loopback only) the first time it runs.
 # Usage: bash benches/relay_compare.sh [messages] [sessions]
+# MUKAIKA_BIN=path measures that binary instead of building target/release/mukaika;
+# SKIP_POSTFIX=1 measures mukaika alone (allocator comparisons, docs/allocator.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
 S=${2:-20}
 MSG=../shared/bench/mail-10k.eml
 WORK=$(mktemp -d)
-trap 'pkill -f "mukaika serve --config $WORK" 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; postmulti -i postfix-bench -p stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+MPID=
+trap '[ -z "$MPID" ] || kill "$MPID" 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; [ -n "${SKIP_POSTFIX:-}" ] || postmulti -i postfix-bench -p stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 chmod 0777 "$WORK"
 
-cargo build --release --quiet
+MUKAIKA=${MUKAIKA_BIN:-./target/release/mukaika}
+[ -n "${MUKAIKA_BIN:-}" ] || cargo build --release --quiet
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Count what reaches the sink: smtp-sink -c prints running counters; a dump file per message
@@ -45,8 +49,8 @@ sed -e "s|listen = \"127.0.0.1:2525\"|listen = \"127.0.0.1:$GW\"|" \
     -e "s|mode = \"maildir\"|mode = \"relay\"|" \
     -e "s|# relay = \"smtp://lgwan-mta.example.lg.jp:25\"|relay = \"smtp://127.0.0.1:$SINK1\"|" \
     -e "s|listen = \"127.0.0.1:9925\"|listen = \"127.0.0.1:$ADMIN\"|" \
-    <(./target/release/mukaika config default) > "$WORK/mukaika.toml"
-./target/release/mukaika serve --config "$WORK/mukaika.toml" 2>/dev/null &
+    <("$MUKAIKA" config default) > "$WORK/mukaika.toml"
+"$MUKAIKA" serve --config "$WORK/mukaika.toml" 2>/dev/null &
 MPID=$!
 while ! (echo > /dev/tcp/127.0.0.1/$GW) 2>/dev/null; do sleep 0.05; done
 start=$(date +%s.%N)
@@ -75,6 +79,13 @@ def q(p):
 print("p50 <= %s, p99 <= %s" % (q(0.5), q(0.99)))
 ')
 kill -TERM "$MPID"; wait "$MPID" 2>/dev/null || true
+
+if [ -n "${SKIP_POSTFIX:-}" ]; then
+  printf '\n%-40s %10s %14s\n' "relay, $N x 10 KB, $S sessions" "msg/s" "peak RSS MB"
+  printf '%-40s %10s %14s\n' "smtp-source -> mukaika -> smtp-sink" "$MUKAIKA_RATE" "$MUKAIKA_RSS"
+  echo "mukaika accept latency: $MUKAIKA_LAT; CPU used: ${MUKAIKA_CPU} s over the run"
+  exit 0
+fi
 
 # --- Postfix ---------------------------------------------------------------------------------
 SINK2=$(port); sink "$SINK2" "$WORK/sink2"

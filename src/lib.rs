@@ -7,7 +7,6 @@
 //! is a quarantined original whose release a second person approved ([`release`]).
 
 pub mod admin;
-pub mod alloc;
 pub mod antivirus;
 pub mod audit;
 pub mod clock;

@@ -1520,7 +1520,3 @@ fn service_config(
         ExitCode::from(2)
     })
 }
-
-/// Large buffers on transparent huge pages (see `mukaika::alloc`).
-#[global_allocator]
-static ALLOCATOR: mukaika::alloc::Allocator = mukaika::alloc::Allocator;

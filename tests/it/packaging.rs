@@ -246,7 +246,6 @@ fn the_systemd_unit_verifies_and_runs_real_subcommands() {
 const LAYERS: &[&[&str]] = &[
     &["error"],
     &[
-        "alloc",
         "clock",
         "antivirus",
         "durable",
