@@ -957,8 +957,16 @@ impl ServiceConfig {
     /// TOML errors (with the key), unknown keys, and everything [`ServiceConfig::validate`]
     /// refuses.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let mut config: ServiceConfig =
-            toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        // A file need only say what differs: it is laid over the embedded default, table by
+        // table (a key it sets replaces the default's, arrays whole), and unknown keys are
+        // still refused when the result is read.
+        let given: toml::Table = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        let mut merged: toml::Table =
+            toml::from_str(DEFAULT_TOML).map_err(|e| ConfigError(e.to_string()))?;
+        overlay(&mut merged, given);
+        let mut config: ServiceConfig = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(e.to_string()))?;
         config.ppap.apply_to(&mut config.policy);
         config.validate()?;
         Ok(config)
@@ -1178,6 +1186,18 @@ impl ServiceConfig {
     }
 }
 
+/// Lays `given` over `base`: tables merge key by key, anything else (values, arrays) replaces.
+fn overlay(base: &mut toml::Table, given: toml::Table) {
+    for (key, value) in given {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(g)) => overlay(b, g),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1333,5 +1353,22 @@ mod tests {
         assert!(Network::parse("::1/128")
             .unwrap()
             .contains("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_file_need_only_say_what_differs_from_the_default() {
+        let partial = ServiceConfig::from_toml("[smtp]\nlisten = \"127.0.0.1:2626\"\n").unwrap();
+        let default = ServiceConfig::default_config();
+        assert_eq!(partial.smtp.listen.to_string(), "127.0.0.1:2626");
+        assert_eq!(partial.smtp.hostname, default.smtp.hostname);
+        assert_eq!(partial.pipeline.timeout_secs, default.pipeline.timeout_secs);
+        assert_eq!(partial.data.dir, default.data.dir);
+        // An empty file is the default; a misspelt key is still refused.
+        assert_eq!(
+            ServiceConfig::from_toml("").unwrap().smtp.hostname,
+            default.smtp.hostname
+        );
+        let err = ServiceConfig::from_toml("[smtp]\nlisen = \"127.0.0.1:2626\"\n").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
     }
 }
