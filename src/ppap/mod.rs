@@ -39,6 +39,8 @@
 //! Must never: write, log or format a password; deliver anything that did not come out of
 //! the registry; unlock an item for another sender's password mail.
 
+pub mod links;
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -164,6 +166,10 @@ pub struct Ppap {
     pending: Mutex<Vec<Pending>>,
     /// Items being unlocked right now, so two paths never work on one at once.
     busy: Mutex<HashSet<String>>,
+    /// Serialises recipients' link attempts (see [`links`]).
+    link_gate: Mutex<()>,
+    /// When [`Ppap::mark_expired`] last looked (ms).
+    expiry_checked: Mutex<u64>,
 }
 
 fn sql(e: rusqlite::Error) -> String {
@@ -184,6 +190,7 @@ fn open_db(data_dir: &Path) -> Result<rusqlite::Connection, String> {
          );",
     )
     .map_err(sql)?;
+    db.execute_batch(links::SCHEMA).map_err(sql)?;
     Ok(db)
 }
 
@@ -271,6 +278,8 @@ impl Ppap {
             db: Mutex::new(db),
             pending: Mutex::new(Vec::new()),
             busy: Mutex::new(HashSet::new()),
+            link_gate: Mutex::new(()),
+            expiry_checked: Mutex::new(0),
         })
     }
 
@@ -689,6 +698,8 @@ impl Ppap {
             self.pair_waiting(meta, &still_held, deadline, &mut events);
         }
         self.record(&events);
+        // What is still locked now: each recipient gets a link of their own (when links are on).
+        self.send_links(&still_held);
     }
 
     /// Appends PPAP audit records; a failure is logged (the mail is settled already).
