@@ -374,7 +374,13 @@ mod tests {
             .parse(out.bytes())
             .unwrap();
         let body = parsed.body_text(0).unwrap();
-        for shown in [url.as_str(), "見積書.docm", "1234", "sender@example.com", "2026-12-07 09:00:00 (JST)"] {
+        for shown in [
+            url.as_str(),
+            "見積書.docm",
+            "1234",
+            "sender@example.com",
+            "2026-12-07 09:00:00 (JST)",
+        ] {
             assert!(body.contains(shown), "{shown}: {body}");
         }
         assert!(!body.contains("other@city.example.lg.jp"), "{body}");

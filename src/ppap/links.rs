@@ -111,12 +111,19 @@ pub enum LinkAnswer {
 
 /// A well-formed token: 64 lowercase hex digits.
 fn well_formed(token: &str) -> bool {
-    token.len() == 64 && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    token.len() == 64
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Compares without leaking where they differ.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// Whether `i` is a file PPAP can unlock (held for encryption, not a whole S/MIME message).
@@ -134,7 +141,12 @@ pub fn listed_files(i: &QuarantineItem) -> (Vec<(String, u64)>, bool) {
         .as_array()
         .map(|m| {
             m.iter()
-                .filter_map(|x| Some((x["name"].as_str()?.to_string(), x["size"].as_u64().unwrap_or(0))))
+                .filter_map(|x| {
+                    Some((
+                        x["name"].as_str()?.to_string(),
+                        x["size"].as_u64().unwrap_or(0),
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -453,7 +465,10 @@ impl Ppap {
     pub fn mark_expired(&self) -> Result<usize, String> {
         let now = now_millis();
         {
-            let mut last = self.expiry_checked.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = self
+                .expiry_checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if *last != 0 && now.saturating_sub(*last) < 60_000 {
                 return Ok(0);
             }
@@ -567,13 +582,20 @@ mod tests {
         }];
         let c = counts(&items, &unlocked, now, &cfg);
         assert_eq!(c.held, 2);
-        assert_eq!(c.expired, 1, "B is older than the window and was never unlocked");
+        assert_eq!(
+            c.expired, 1,
+            "B is older than the window and was never unlocked"
+        );
         assert_eq!(c.unlocked.get("web"), Some(&1));
         let links = PpapSection {
             public_url: Some("https://g.example/ppap".into()),
             ..cfg
         };
-        assert_eq!(expiry_ms(&links), 72 * 3_600_000, "links outlive the window");
+        assert_eq!(
+            expiry_ms(&links),
+            72 * 3_600_000,
+            "links outlive the window"
+        );
         assert_eq!(counts(&items, &unlocked, now, &links).expired, 0);
     }
 

@@ -244,7 +244,10 @@ fn a_recipient_unlocks_a_ppap_zip_from_the_link_in_their_notice_in_a_real_browse
             "{shot}.png"
         );
     }
-    for file in std::fs::read_dir(data.path().join("audit")).unwrap().flatten() {
+    for file in std::fs::read_dir(data.path().join("audit"))
+        .unwrap()
+        .flatten()
+    {
         let text = std::fs::read(file.path()).unwrap();
         for secret in [right, other] {
             assert!(!text.windows(secret.len()).any(|w| w == secret.as_bytes()));

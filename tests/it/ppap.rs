@@ -1092,14 +1092,23 @@ fn a_recipients_link_unlocks_for_that_recipient_alone_and_works_once() {
             .into_iter()
             .filter(|t| t.contains("X-Mukaika-Sanitized: notice"))
             .find(|t| sent_to(t) == [to.clone()]);
-        assert!(notice.is_some(), "each link notice goes to its recipient alone");
+        assert!(
+            notice.is_some(),
+            "each link notice goes to its recipient alone"
+        );
     }
 
     let mut b = Browser::new(gw.admin());
     let page = b.get(&format!("/ppap/{mine}"));
     assert_eq!(page.status, 200, "no account needed: {}", page.text());
     let text = page.text();
-    for shown in ["partner@example.com", "見積書の送付", "見積書.zip", "見積書.docm", RCPT] {
+    for shown in [
+        "partner@example.com",
+        "見積書の送付",
+        "見積書.zip",
+        "見積書.docm",
+        RCPT,
+    ] {
         assert!(text.contains(shown), "{shown} on the page: {text}");
     }
     assert!(!text.contains(OTHER), "another recipient is never named");
@@ -1136,7 +1145,11 @@ fn a_recipients_link_unlocks_for_that_recipient_alone_and_works_once() {
     assert!(!r.text().contains(password));
     let unlocked = gw.unlocked(1);
     assert_eq!(unlocked.len(), 1);
-    assert_eq!(sent_to(&unlocked[0]), [RCPT], "only the recipient who typed it");
+    assert_eq!(
+        sent_to(&unlocked[0]),
+        [RCPT],
+        "only the recipient who typed it"
+    );
     assert_sanitized_docx_inside(&unlocked[0], "Web");
     let delivered = gw.events("unlock_delivered", 1);
     assert_eq!(delivered[0]["rcpt_to"], serde_json::json!([RCPT]));
@@ -1178,13 +1191,24 @@ fn five_wrong_passwords_lock_a_link_and_the_sixth_try_is_refused_even_when_right
     let path = format!("/ppap/{token}");
     let mut page = b.get(&path).text();
     for left in (1..5).rev() {
-        let r = b.post(&path, &[("nonce", &nonce(&page)), ("password", "wrong-guess")]);
+        let r = b.post(
+            &path,
+            &[("nonce", &nonce(&page)), ("password", "wrong-guess")],
+        );
         assert_eq!(r.status, 200);
         page = r.text();
         assert!(page.contains(&format!("あと {left} 回")), "{page}");
     }
-    let r = b.post(&path, &[("nonce", &nonce(&page)), ("password", "wrong-guess")]);
-    assert_eq!(r.status, 403, "the fifth wrong password locks: {}", r.text());
+    let r = b.post(
+        &path,
+        &[("nonce", &nonce(&page)), ("password", "wrong-guess")],
+    );
+    assert_eq!(
+        r.status,
+        403,
+        "the fifth wrong password locks: {}",
+        r.text()
+    );
     assert!(r.text().contains("ロック"));
     let r = b.post(&path, &[("nonce", &nonce(&page)), ("password", password)]);
     assert_eq!(r.status, 403, "locked even with the right password");
@@ -1294,10 +1318,7 @@ fn an_operator_unlocks_from_the_item_page_and_the_dashboard_counts_it() {
         &[("csrf", &au_csrf), ("password", password)],
     );
     assert_eq!(r.status, 403);
-    let r = op.post(
-        &format!("/items/{id}/unlock"),
-        &[("password", password)],
-    );
+    let r = op.post(&format!("/items/{id}/unlock"), &[("password", password)]);
     assert_eq!(r.status, 403, "no CSRF token, no unlock");
     let r = op.post(
         &format!("/items/{id}/unlock"),
@@ -1327,8 +1348,14 @@ fn an_operator_unlocks_from_the_item_page_and_the_dashboard_counts_it() {
     assert_eq!(sent_to(&unlocked[0]), [RCPT], "to the item's recipients");
     assert_sanitized_docx_inside(&unlocked[0], "Web");
     let page = op.get(&format!("/items/{id}")).text();
-    assert!(page.contains("解除済み") && page.contains("<td>web</td>"), "{page}");
-    assert!(!page.contains("パスワードを入力して解除"), "no field once unlocked");
+    assert!(
+        page.contains("解除済み") && page.contains("<td>web</td>"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("パスワードを入力して解除"),
+        "no field once unlocked"
+    );
     let dash = op.get("/").text();
     assert!(dash.contains("解除済み — web</td><td>1</td>"), "{dash}");
     assert!(dash.contains("<td class=\"held\">0</td>"), "{dash}");

@@ -67,7 +67,10 @@ pub fn links(data: &Path, n: usize) -> Vec<(String, String, String)> {
             .filter_map(|e| std::fs::read(e.path()).ok())
             .filter_map(|b| {
                 let m = mail_parser::MessageParser::default().parse(&b)?;
-                let subject = m.subject()?.strip_prefix("【パスワード入力のお願い】")?.to_string();
+                let subject = m
+                    .subject()?
+                    .strip_prefix("【パスワード入力のお願い】")?
+                    .to_string();
                 let to = m.to()?.first()?.address()?.to_string();
                 let text = m.body_text(0)?.into_owned();
                 let at = text.find(&format!("{PUBLIC_URL}/"))? + PUBLIC_URL.len() + 1;

@@ -59,7 +59,11 @@ pub(super) async fn dashboard(
         let depths: Vec<(&str, crate::store::spool::Depths)> =
             w.spools.iter().map(|(n, s)| (*n, s.depths())).collect();
         let unlocked = crate::ppap::links::unlocked_all(&w.review.config().data.dir);
-        (w.review.requests(Some(RequestState::Pending)), depths, unlocked)
+        (
+            w.review.requests(Some(RequestState::Pending)),
+            depths,
+            unlocked,
+        )
     })
     .await?;
     let pending = pending.map_err(|_| unreadable(lang))?;
