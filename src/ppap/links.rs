@@ -55,6 +55,13 @@ pub(super) const SCHEMA: &str = "
         token_sha256 TEXT NOT NULL,
         at_ms INTEGER NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS link_deliveries (
+        item_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        at TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        PRIMARY KEY (item_id, recipient)
+    );
     CREATE TABLE IF NOT EXISTS expired (
         item_id TEXT PRIMARY KEY,
         at TEXT NOT NULL
@@ -233,6 +240,55 @@ pub fn unlocked_all(data_dir: &std::path::Path) -> Result<Vec<Unlocked>, String>
 }
 
 impl Ppap {
+    /// The recipients of `item` who have not had their own delivery through a link yet (all
+    /// of them but in that case): what a password mail or an operator delivers to.
+    pub(super) fn remaining(&self, item: &QuarantineItem) -> Vec<String> {
+        let had: Vec<String> = {
+            let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+            let rows = db
+                .prepare("SELECT recipient FROM link_deliveries WHERE item_id = ?1")
+                .and_then(|mut stmt| {
+                    stmt.query_map([&item.id], |r| r.get::<_, String>(0))?
+                        .collect::<Result<Vec<_>, _>>()
+                });
+            match rows {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // Unreadable: deliver to all rather than to none (a repeat, never a loss).
+                    tracing::error!(item = %item.id, error = %e, "link deliveries unreadable");
+                    Vec::new()
+                }
+            }
+        };
+        item.rcpt_to
+            .iter()
+            .filter(|r| !had.iter().any(|h| h.eq_ignore_ascii_case(r)))
+            .cloned()
+            .collect()
+    }
+
+    /// Records that `recipient` had their delivery of `item_id` through their link.
+    pub(super) fn record_link_delivery(
+        &self,
+        item_id: &str,
+        recipient: &str,
+        destination: &str,
+    ) -> Result<(), String> {
+        let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        db.execute(
+            "INSERT OR IGNORE INTO link_deliveries (item_id, recipient, at, destination)
+             VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                item_id,
+                recipient.to_ascii_lowercase(),
+                crate::clock::now_rfc3339(),
+                destination
+            ],
+        )
+        .map_err(sql)?;
+        Ok(())
+    }
+
     /// Makes a link for `recipient` to unlock `item_id`; returns the token (shown once, in
     /// the recipient's mail; only its hash is kept).
     ///

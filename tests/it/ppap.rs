@@ -1170,6 +1170,32 @@ fn a_recipients_link_unlocks_for_that_recipient_alone_and_works_once() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(gw.unlocked(1).len(), 1, "nothing more went out");
     assert_eq!(held.len(), 1);
+    let id = held[0].id.as_str();
+    assert!(
+        mukaika::ppap::unlocked_state(&gw.data, id)
+            .unwrap()
+            .is_none(),
+        "not unlocked for everyone yet"
+    );
+
+    // The other recipient's link still works, for them alone.
+    let page = b.get(&format!("/ppap/{theirs}")).text();
+    let r = b.post(
+        &format!("/ppap/{theirs}"),
+        &[("nonce", &nonce(&page)), ("password", password)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let both = gw.unlocked(2);
+    assert_eq!(both.len(), 2);
+    let mut to: Vec<Vec<String>> = both.iter().map(|m| sent_to(m)).collect();
+    to.sort();
+    assert_eq!(to, [vec![OTHER.to_string()], vec![RCPT.to_string()]]);
+    let state = mukaika::ppap::unlocked_state(&gw.data, id).unwrap();
+    assert_eq!(
+        state.map(|u| u.way),
+        Some("web".into()),
+        "everyone has it now"
+    );
     gw.stop();
     assert_nowhere_on_disk(&gw.data, password);
     assert_not_kept(&gw.data, mine, false);
