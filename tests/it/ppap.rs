@@ -1395,3 +1395,70 @@ fn an_operator_unlocks_from_the_item_page_and_the_dashboard_counts_it() {
     }
     assert_nowhere_on_disk(&gw.data, password);
 }
+
+#[test]
+fn after_one_recipient_used_their_link_an_operator_unlock_reaches_only_the_others() {
+    let gw = Gateway::start(|t| {
+        t.replace(
+            "# public_url = \"https://gateway.city.example.lg.jp/ppap\"",
+            "public_url = \"https://gateway.city.example.invalid/ppap\"",
+        )
+        .replace(
+            "enabled = true\nmatch_window_secs",
+            "enabled = false\nmatch_window_secs",
+        )
+    });
+    let password = "Mixed-Ways-3";
+    gw.send_to(
+        "partner@example.com",
+        &[RCPT, OTHER],
+        &mail_with(
+            "見積書の送付",
+            ZIP_TEXT,
+            "見積書.zip",
+            &zip_e(&[("見積書.docm", &docm())], password),
+        ),
+    );
+    let id = gw.held(1)[0].id.clone();
+    let links = gw.links(2);
+    let mine = &links.iter().find(|(to, _)| to == RCPT).unwrap().1;
+    let mut b = Browser::new(gw.admin());
+    let page = b.get(&format!("/ppap/{mine}")).text();
+    let r = b.post(
+        &format!("/ppap/{mine}"),
+        &[("nonce", &nonce(&page)), ("password", password)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(gw.unlocked(1).len(), 1);
+
+    let out = gw.mukaika(&["admin", "user", "add", "op", "--role", "operator"], None);
+    assert!(out.status.success());
+    let unlock = || {
+        gw.mukaika(
+            &[
+                "quarantine",
+                "unlock",
+                &id,
+                "--user",
+                "op",
+                "--password-file",
+                "-",
+            ],
+            Some(&format!("{password}\n")),
+        )
+    };
+    let out = unlock();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = gw.unlocked(2);
+    assert_eq!(all.len(), 2);
+    let cli: Vec<&String> = all.iter().filter(|m| m.contains("way=cli")).collect();
+    assert_eq!(cli.len(), 1, "{all:?}");
+    assert_eq!(sent_to(cli[0]), [OTHER], "not again to the one who had it");
+    let out = unlock();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already-unlocked"));
+}
