@@ -1462,3 +1462,22 @@ fn after_one_recipient_used_their_link_an_operator_unlock_reaches_only_the_other
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already-unlocked"));
 }
+
+#[test]
+fn the_dashboard_counts_a_held_encrypted_file_nobody_unlocked_in_time_as_expired() {
+    let gw = Gateway::start(|t| t.replace("match_window_secs = 3600", "match_window_secs = 1"));
+    gw.send(&mail_with(
+        "x",
+        ZIP_TEXT,
+        "a.zip",
+        &zip_e(&[("a.docm", &docm())], "Never-Given-1"),
+    ));
+    gw.held(1);
+    let mut au = account(&gw.config(), gw.admin(), "suzuki", "auditor");
+    let dash = au.get("/").text();
+    assert!(dash.contains("<td class=\"held\">1</td>"), "{dash}");
+    assert!(dash.contains("<td class=\"expired\">0</td>"), "{dash}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let dash = au.get("/").text();
+    assert!(dash.contains("<td class=\"expired\">1</td>"), "{dash}");
+}
