@@ -239,6 +239,33 @@ pub fn unlocked_all(data_dir: &std::path::Path) -> Result<Vec<Unlocked>, String>
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
 
+/// The recipients who had their own delivery of `item_id` through their link, with when (for
+/// the item page; read-only, as [`super::unlocked_state`]).
+///
+/// # Errors
+/// The table cannot be read.
+pub fn link_deliveries(
+    data_dir: &std::path::Path,
+    item_id: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let path = data_dir.join("ppap.db");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let db = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    let mut stmt = db
+        .prepare("SELECT recipient, at FROM link_deliveries WHERE item_id = ?1 ORDER BY at")
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([item_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
 impl Ppap {
     /// The recipients of `item` who have not had their own delivery through a link yet (all
     /// of them but in that case): what a password mail or an operator delivers to.

@@ -1430,6 +1430,14 @@ fn after_one_recipient_used_their_link_an_operator_unlock_reaches_only_the_other
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(gw.unlocked(1).len(), 1);
+    let mut au = account(&gw.config(), gw.admin(), "suzuki", "auditor");
+    let item_page = au.get(&format!("/items/{id}")).text();
+    let listed = item_page
+        .split("<ul class=\"by-link\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no link deliveries listed: {item_page}"));
+    assert!(listed.starts_with(&format!("<li>{RCPT} — ")), "{listed}");
+    assert!(item_page.contains("まだ解除されていません"));
 
     let out = gw.mukaika(&["admin", "user", "add", "op", "--role", "operator"], None);
     assert!(out.status.success());

@@ -255,10 +255,14 @@ pub(super) async fn item(
             tracing::error!(error = %e, "PPAP state unreadable");
             None
         });
-        Ok::<_, crate::review::ReviewError>((item, bytes, requests, trail, pairs, unlocked))
+        let by_link = crate::ppap::links::link_deliveries(&w.review.config().data.dir, &lookup)
+            .unwrap_or_default();
+        Ok::<_, crate::review::ReviewError>((
+            item, bytes, requests, trail, pairs, unlocked, by_link,
+        ))
     })
     .await?;
-    let (item, bytes, requests, trail, pairs, unlocked) =
+    let (item, bytes, requests, trail, pairs, unlocked, by_link) =
         loaded.map_err(|e| review_error(lang, &e))?;
     let ppap_item = crate::ppap::links::is_ppap_item(&item);
     let me = ctx.session.user.as_str();
@@ -353,6 +357,15 @@ pub(super) async fn item(
                 }
             } @else {
                 p { (lang.t("まだ解除されていません（暗号化されたまま保留中）。", "Not unlocked yet (held encrypted).")) }
+            }
+            @if !by_link.is_empty() {
+                p { (lang.t(
+                    "受信者が自分のリンクで解除し、本人だけに届けた分:",
+                    "Delivered to single recipients through their own links:",
+                )) }
+                ul.by-link { @for (r, at) in &by_link { li { (r) " — " (jst(at)) } } }
+            }
+            @if unlocked.is_none() {
                 @if ctx.may::<Operators>() {
                     fieldset {
                         legend { (lang.t("パスワードを入力して解除", "Unlock with the password")) }
@@ -363,8 +376,8 @@ pub(super) async fn item(
                                 input type="password" name="password" autocomplete="off" required size="30";
                             } }
                             p { (lang.t(
-                                "解除した中身は無害化し、元の宛先へ新しいメールとして届けます。パスワードは記録されません。",
-                                "The content is sanitized and delivered to the original recipients as a new message. The password is never recorded.",
+                                "解除した中身は無害化し、元の宛先（自分のリンクで受け取った人を除く）へ新しいメールとして届けます。パスワードは記録されません。",
+                                "The content is sanitized and delivered as a new message to the original recipients (but those who had it through their own link). The password is never recorded.",
                             )) }
                             p { button { (lang.t("解除する", "Unlock")) } }
                         }
