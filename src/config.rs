@@ -192,7 +192,12 @@ enabled = true
 match_window_secs = 3600
 max_candidates = 5
 mask_password = true
+# The recipients' password page: when set, each recipient of a held encrypted file gets a mail
+# with a one-time link to <public_url>/<token> (served by the admin listener under /ppap/; add
+# the host to [admin] hostnames). Off unless set.
 # public_url = "https://gateway.city.example.lg.jp/ppap"
+# How long a recipient's link works, in hours (0: links expire at once).
+link_valid_hours = 72
 
 [policy]
 # The sanitizing policy (see README, "Policy"); defaults are fail-closed.
@@ -258,6 +263,10 @@ pub struct PpapSection {
     /// The address of the recipients' password page (`https://gateway.example/ppap`); unset,
     /// notices carry no link and only operators unlock.
     pub public_url: Option<String>,
+    /// How long a recipient's one-time link works, in hours (72 by default; 0 makes every
+    /// link expire at once). A link also stops at its first success and is locked after
+    /// five wrong passwords within 15 minutes.
+    pub link_valid_hours: u64,
 }
 
 impl Default for PpapSection {
@@ -268,6 +277,7 @@ impl Default for PpapSection {
             max_candidates: 5,
             mask_password: true,
             public_url: None,
+            link_valid_hours: 72,
         }
     }
 }

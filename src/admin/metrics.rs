@@ -174,6 +174,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "counter",
         "Unlock attempts that did not unlock, by way and outcome.",
     ),
+    (
+        "mukaika_ppap_expired_total",
+        "counter",
+        "Held encrypted files nobody unlocked within the match window or the recipients' link validity (each counted once).",
+    ),
 ];
 
 impl Metrics {
@@ -205,7 +210,8 @@ impl Metrics {
             // Unlabelled counters start at 0; labelled ones appear with their first event.
             let unlabelled = family.ends_with("received_total")
                 || family.contains("retention")
-                || family.ends_with("ppap_held_total");
+                || family.ends_with("ppap_held_total")
+                || family.ends_with("ppap_expired_total");
             if !any && unlabelled {
                 let _ = writeln!(out, "{family} 0");
             }
@@ -322,6 +328,9 @@ impl Observer for Metrics {
                     "mukaika_ppap_unlocked_total",
                     vec![("way", e.way.clone())],
                 ),
+                AuditEvent::UnlockAttempted(e) if e.outcome == "expired" => {
+                    Self::add(&mut st, "mukaika_ppap_expired_total", vec![])
+                }
                 AuditEvent::UnlockAttempted(e) if e.outcome != "unlocked" => Self::add(
                     &mut st,
                     "mukaika_ppap_failed_attempts_total",
@@ -419,6 +428,23 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
+    }
+
+    #[test]
+    fn ppap_items_nobody_unlocked_in_time_are_counted_as_expired_not_as_failures() {
+        let m = Metrics::default();
+        assert!(m.render(&[]).contains("mukaika_ppap_expired_total 0"));
+        m.recorded(&[AuditEvent::UnlockAttempted(UnlockAttempted {
+            item_id: "Q-1".into(),
+            way: "none".into(),
+            by: "mukaika".into(),
+            candidates: 0,
+            outcome: "expired".into(),
+            detail: None,
+        })]);
+        let text = m.render(&[]);
+        assert!(text.contains("mukaika_ppap_expired_total 1"), "{text}");
+        assert!(!text.contains("outcome=\"expired\""), "{text}");
     }
 
     #[test]

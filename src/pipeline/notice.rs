@@ -1,7 +1,9 @@
 //! Notices: short Japanese mails telling people that something was quarantined.
 //!
 //! Owns: the recipients' notice (what was held, from whom, the quarantine ID, how to ask for a
-//! release) and the administrators' notice (immediate or digest), both filled from the
+//! release), the PPAP link notice (one per recipient of a held encrypted file, with that
+//! recipient's one-time link to the password page) and the administrators' notice (immediate
+//! or digest, with the PPAP items held and unlocked since the last one), filled from the
 //! `[notices]` templates and written by the same message writer as converted mail.
 //! Invariants: a notice carries names, IDs and reasons only — never a byte of the held item;
 //! every header value goes through the writer's cleaning, so a hostile subject or file name
@@ -132,13 +134,74 @@ pub fn for_recipients(
     ))
 }
 
-/// The administrators' notice listing `items`, or None when nobody is configured.
+/// How a PPAP item was unlocked, for people.
+fn way_ja(way: &str) -> &str {
+    match way {
+        "password-mail" => "パスワードメール",
+        "same-mail" => "同じメールのパスワード",
+        "web" => "Web",
+        "cli" => "CLI",
+        other => other,
+    }
+}
+
+/// The PPAP link notice to one recipient of a held encrypted file: what was held, from whom,
+/// and `url`, the recipient's own one-time link to the password page (valid until
+/// `expires`, Japan time). Sent to `rcpt` alone, so no recipient sees another's link.
+pub fn ppap_link(
+    config: &NoticesSection,
+    item: &QuarantineItem,
+    rcpt: &str,
+    url: &str,
+    expires: &str,
+    key: &str,
+) -> Outgoing {
+    let name = item.name.as_deref().unwrap_or("(名前なし)");
+    let subject_of_mail = item.subject.clone().unwrap_or_default();
+    let (files, _) = crate::ppap::links::listed_files(item);
+    let mut body = format!(
+        "このメールは無害化ゲートウェイ mukaika からの自動通知です。\n\n\
+         あなた宛てのメールに、パスワード付き（暗号化）ファイルが添付されていたため保留しています。\n\n\
+         差出人: {}\n件名: {}\nファイル: {}（隔離ID: {}）\n",
+        item.mail_from.as_deref().unwrap_or("-"),
+        subject_of_mail,
+        name,
+        item.id,
+    );
+    for (file, size) in files.iter().take(20) {
+        body.push_str(&format!("　・{file}（{size} バイト）\n"));
+    }
+    body.push_str(&format!(
+        "\nパスワードをご存じの場合は、次のページで入力してください。ファイルを開いて無害化し、\
+         あなたにだけ別のメールでお届けします（パスワード付きのままお届けすることはありません）。\n\n\
+         {url}\n\n\
+         このリンクはあなた専用で、一度だけ使えます。有効期限: {expires}\n\
+         パスワードを 5 回続けて間違えるとリンクはロックされます。\n\
+         お心当たりのない場合や、うまくいかない場合は {} にご連絡ください。\n\n\
+         This file was held because it is password-protected. If you know the password, enter it\n\
+         at the link above (for you only, usable once, until {expires}); the sanitized result\n\
+         will be mailed to you.\n",
+        config.contact
+    ));
+    compose(
+        config,
+        &[rcpt.to_string()],
+        format!("【パスワード入力のお願い】{subject_of_mail}"),
+        body,
+        key,
+        key,
+    )
+}
+
+/// The administrators' notice listing `items` and the PPAP items `unlocked` since the last
+/// one, or None when nobody is configured or there is nothing to say.
 pub fn for_admins(
     config: &NoticesSection,
     id: &str,
     items: &[&QuarantineItem],
+    unlocked: &[crate::ppap::Unlocked],
 ) -> Option<Outgoing> {
-    if config.admin_to.is_empty() || items.is_empty() {
+    if config.admin_to.is_empty() || (items.is_empty() && unlocked.is_empty()) {
         return None;
     }
     let count = items.len().to_string();
@@ -162,6 +225,34 @@ pub fn for_admins(
             )
         })
         .collect();
+    let held_ppap: Vec<&&QuarantineItem> = items
+        .iter()
+        .filter(|i| crate::ppap::links::is_ppap_item(i))
+        .collect();
+    let mut list = list;
+    if !held_ppap.is_empty() || !unlocked.is_empty() {
+        list.push_str(&format!(
+            "\nパスワード付きファイル（PPAP）: 保留 {} 件、解除 {} 件\n",
+            held_ppap.len(),
+            unlocked.len()
+        ));
+        for i in &held_ppap {
+            list.push_str(&format!(
+                "・保留 {} {}\n",
+                i.id,
+                i.name.as_deref().unwrap_or("-")
+            ));
+        }
+        for u in unlocked {
+            list.push_str(&format!(
+                "・解除 {}（{}、結果 {}、{}）\n",
+                u.item_id,
+                way_ja(&u.way),
+                u.verdict,
+                crate::clock::jst_display_of(&u.at)
+            ));
+        }
+    }
     let values = [("count", count.as_str()), ("items", list.as_str())];
     Some(compose(
         config,
@@ -230,12 +321,12 @@ mod tests {
             ..NoticesSection::default()
         };
         assert!(for_recipients(&off, "Q1", "d", &[&item]).is_none());
-        assert!(for_admins(&NoticesSection::default(), "Q1", &[&item]).is_none());
+        assert!(for_admins(&NoticesSection::default(), "Q1", &[&item], &[]).is_none());
         let admins = NoticesSection {
             admin_to: vec!["security@city.example.lg.jp".into()],
             ..NoticesSection::default()
         };
-        let out = for_admins(&admins, "Q1", &[&item]).unwrap();
+        let out = for_admins(&admins, "Q1", &[&item], &[]).unwrap();
         let (env, bytes) = (out.envelope(), out.bytes());
         assert_eq!(env.rcpt_to, ["security@city.example.lg.jp"]);
         let parsed = mail_parser::MessageParser::default().parse(bytes).unwrap();
@@ -251,7 +342,7 @@ mod tests {
         };
         let mut late = held("Q2", Some("b.zip"), "s");
         late.at = "2026-11-27T15:30:00.000Z".into(); // already the 28th in Japan
-        let out = for_admins(&admins, "A1", &[&held("Q1", None, "s"), &late]).unwrap();
+        let out = for_admins(&admins, "A1", &[&held("Q1", None, "s"), &late], &[]).unwrap();
         let parsed = mail_parser::MessageParser::default()
             .parse(out.bytes())
             .unwrap();
@@ -259,5 +350,73 @@ mod tests {
         assert!(body.contains("2026-11-27 09:00:00 (JST) 隔離"), "{body}");
         assert!(body.contains("2026-11-28 00:30:00 (JST) 隔離"), "{body}");
         assert!(!body.contains("T15:30"), "{body}");
+    }
+
+    #[test]
+    fn a_link_notice_goes_to_one_recipient_with_only_their_link_and_the_listed_names() {
+        let mut item = held("Q1-1", Some("見積書.zip"), "見積");
+        item.rcpt_to.push("other@city.example.lg.jp".into());
+        item.report = serde_json::json!({"encrypted": {
+            "names_visible": true,
+            "members": [{"name": "見積書.docm", "size": 1234, "encrypted": true}]
+        }});
+        let url = format!("https://g.example/ppap/{}", "ab".repeat(32));
+        let out = ppap_link(
+            &NoticesSection::default(),
+            &item,
+            "staff@city.example.lg.jp",
+            &url,
+            "2026-12-07 09:00:00 (JST)",
+            "Q1-1-link-0",
+        );
+        assert_eq!(out.envelope().rcpt_to, ["staff@city.example.lg.jp"]);
+        let parsed = mail_parser::MessageParser::default()
+            .parse(out.bytes())
+            .unwrap();
+        let body = parsed.body_text(0).unwrap();
+        for shown in [
+            url.as_str(),
+            "見積書.docm",
+            "1234",
+            "sender@example.com",
+            "2026-12-07 09:00:00 (JST)",
+        ] {
+            assert!(body.contains(shown), "{shown}: {body}");
+        }
+        assert!(!body.contains("other@city.example.lg.jp"), "{body}");
+    }
+
+    #[test]
+    fn the_admins_digest_lists_ppap_items_held_and_unlocked() {
+        let admins = NoticesSection {
+            admin_to: vec!["security@city.example.lg.jp".into()],
+            ..NoticesSection::default()
+        };
+        let unlocked = crate::ppap::Unlocked {
+            item_id: "Q0-1".into(),
+            way: "password-mail".into(),
+            verdict: "sanitized".into(),
+            at: "2026-11-27T00:00:00.000Z".into(),
+            destination: "maildir".into(),
+        };
+        let only_unlocked = for_admins(&admins, "A1", &[], std::slice::from_ref(&unlocked))
+            .expect("an unlock alone is worth a digest");
+        let body = mail_parser::MessageParser::default()
+            .parse(only_unlocked.bytes())
+            .unwrap()
+            .body_text(0)
+            .unwrap()
+            .into_owned();
+        assert!(body.contains("保留 0 件、解除 1 件"), "{body}");
+        assert!(body.contains("・解除 Q0-1（パスワードメール"), "{body}");
+        let out = for_admins(&admins, "A2", &[&held("Q2-1", Some("b.zip"), "s")], &[]).unwrap();
+        let body = mail_parser::MessageParser::default()
+            .parse(out.bytes())
+            .unwrap()
+            .body_text(0)
+            .unwrap()
+            .into_owned();
+        assert!(body.contains("保留 1 件、解除 0 件"), "{body}");
+        assert!(body.contains("・保留 Q2-1 b.zip"), "{body}");
     }
 }

@@ -28,6 +28,9 @@
 //!   derived from the audit log: it is read for every password mail and every item page,
 //!   must not depend on audit files that retention removes, and its primary key makes a
 //!   second unlock of the same item (an operator while a password mail pairs) a no-op.
+//!   A recipient's own link ([`links`]) delivers to that recipient alone, under a delivery
+//!   key of its own, recorded in `link_deliveries`; the other ways then deliver only to the
+//!   recipients who do not have it yet, and the item is unlocked once everyone has it.
 //! - Every attempt is audited with its item, way, outcome and the number of candidates — never
 //!   a candidate — before anything it unlocked goes out.
 //! - Timing: a mail's candidates are tried before it settles (so its delivered text can say
@@ -38,6 +41,8 @@
 //!
 //! Must never: write, log or format a password; deliver anything that did not come out of
 //! the registry; unlock an item for another sender's password mail.
+
+pub mod links;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -112,6 +117,9 @@ struct Ready {
     message: mukaika_sanitizers::mail::CleanMessage,
     /// Recipients (the item's, or the one recipient who typed the password).
     rcpt_to: Vec<String>,
+    /// The one recipient of a recipient's own link: delivered under a key of its own and
+    /// recorded per recipient; the item counts as unlocked once every recipient has it.
+    only: Option<String>,
 }
 
 /// What a mail's candidates unlocked before it settled, delivered after it did.
@@ -169,6 +177,10 @@ pub struct Ppap {
     pending: Mutex<Vec<Pending>>,
     /// Items being unlocked right now, so two paths never work on one at once.
     busy: Mutex<HashSet<String>>,
+    /// Serialises recipients' link attempts (see [`links`]).
+    link_gate: Mutex<()>,
+    /// When [`Ppap::mark_expired`] last looked (ms).
+    expiry_checked: Mutex<u64>,
 }
 
 fn sql(e: rusqlite::Error) -> String {
@@ -189,6 +201,7 @@ fn open_db(data_dir: &Path) -> Result<rusqlite::Connection, String> {
          );",
     )
     .map_err(sql)?;
+    db.execute_batch(links::SCHEMA).map_err(sql)?;
     Ok(db)
 }
 
@@ -276,6 +289,8 @@ impl Ppap {
             db: Mutex::new(db),
             pending: Mutex::new(Vec::new()),
             busy: Mutex::new(HashSet::new()),
+            link_gate: Mutex::new(()),
+            expiry_checked: Mutex::new(0),
         })
     }
 
@@ -426,6 +441,7 @@ impl Ppap {
                     report: written.report,
                     message,
                     rcpt_to,
+                    only: None,
                 }),
             ),
             Err(e) => (
@@ -466,16 +482,32 @@ impl Ppap {
             report,
             message,
             rcpt_to,
+            only,
         } = ready;
         let envelope = Envelope {
             mail_from: item.mail_from.clone().unwrap_or_default(),
             rcpt_to: rcpt_to.clone(),
             ..Envelope::default()
         };
-        let key = format!("ppap-{}", item.id);
+        let key = match &only {
+            // One recipient's own delivery: a key per recipient, so the others' links can
+            // still deliver theirs.
+            Some(r) => format!(
+                "ppap-{}-to-{}",
+                item.id,
+                sha256_hex(r.to_ascii_lowercase().as_bytes())
+                    .get(..16)
+                    .unwrap_or_default()
+            ),
+            None => format!("ppap-{}", item.id),
+        };
         let destination = self.deliver_once(Outgoing::converted(envelope, &key, message))?;
         let verdict = format!("{:?}", report.verdict).to_ascii_lowercase();
-        {
+        if let Some(r) = &only {
+            self.record_link_delivery(&item.id, r, &destination)?;
+        }
+        // Unlocked for good once every recipient has it (at once, or link by link).
+        if only.is_none() || self.remaining(&item).is_empty() {
             let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
             db.execute(
                 "INSERT OR IGNORE INTO unlocked (item_id, way, verdict, at, destination)
@@ -618,7 +650,7 @@ impl Ppap {
             if !self.claim(&item.id) {
                 continue;
             }
-            let rcpt = item.rcpt_to.clone();
+            let rcpt = self.remaining(&item);
             let (event, ready) =
                 self.attempt(&item, &bytes, &candidates, way, &meta.id, rcpt, budget);
             self.release(&item.id);
@@ -675,7 +707,7 @@ impl Ppap {
             if !matches!(self.state(&item.id), Ok(None)) || !self.claim(&item.id) {
                 continue;
             }
-            let rcpt = item.rcpt_to.clone();
+            let rcpt = self.remaining(&item);
             let (event, ready) =
                 self.attempt(&item, &bytes, &candidates, way, &meta.id, rcpt, deadline);
             self.record(std::slice::from_ref(&event));
@@ -694,6 +726,8 @@ impl Ppap {
             self.pair_waiting(meta, &still_held, deadline, &mut events);
         }
         self.record(&events);
+        // What is still locked now: each recipient gets a link of their own (when links are on).
+        self.send_links(&still_held);
     }
 
     /// Appends PPAP audit records; a failure is logged (the mail is settled already).
@@ -743,7 +777,7 @@ impl Ppap {
             }
             // Newest password mail first: a resent password replaces an older one.
             for (origin, candidates) in waiting.iter().rev() {
-                let rcpt = item.rcpt_to.clone();
+                let rcpt = self.remaining(&item);
                 let (event, ready) = self.attempt(
                     &item,
                     &bytes,
@@ -816,13 +850,26 @@ impl Ppap {
         if self.state(item_id)?.is_some() {
             return refused("already-unlocked");
         }
+        // A recipient who has their delivery (through their link) gets no second one.
+        let only = match recipients.as_deref() {
+            Some([one]) => Some(one.clone()),
+            _ => None,
+        };
+        if only.as_deref().is_some_and(|r| {
+            !self
+                .remaining(&item)
+                .iter()
+                .any(|x| x.eq_ignore_ascii_case(r))
+        }) {
+            return refused("already-unlocked");
+        }
         if !self.claim(item_id) {
             return refused("busy");
         }
         let result = (|| {
             let bytes = self.quarantine.bytes(item_id).map_err(|e| e.to_string())?;
             let timeout = std::time::Duration::from_secs(self.config.get().pipeline.timeout_secs);
-            let rcpt = recipients.unwrap_or_else(|| item.rcpt_to.clone());
+            let rcpt = recipients.unwrap_or_else(|| self.remaining(&item));
             let (event, ready) = self.attempt(
                 &item,
                 &bytes,
@@ -838,13 +885,14 @@ impl Ppap {
             };
             // The attempt is on record before what it unlocked goes out.
             self.audit.append(event).map_err(|e| e.to_string())?;
-            let Some(ready) = ready else {
+            let Some(mut ready) = ready else {
                 return Ok(UnlockResult {
                     outcome,
                     verdict: None,
                     destination: None,
                 });
             };
+            ready.only = only;
             let (event, done) = self.finish(ready)?;
             self.audit.append(event).map_err(|e| e.to_string())?;
             Ok(done)

@@ -2,7 +2,9 @@
 //! `digest_minutes`, for items held by mail and by the import folder alike.
 //!
 //! Owns: the watermark `<data>/notice-state` (written through `crate::durable`), so a restart
-//! neither repeats nor skips a notice.
+//! neither repeats nor skips a notice. The notice lists, besides the new items, the PPAP items
+//! held and those unlocked since the last one; each pass also lets the PPAP engine mark held
+//! encrypted items nobody unlocked in time as expired (audited once, counted by the metrics).
 //! Time comes from the review's clock ([`Review::clock`]), so a test decides when a digest is
 //! due instead of waiting `digest_minutes`.
 //! Must never: announce an item whose record may still be being written (see `SETTLE_MS`).
@@ -32,6 +34,11 @@ const SETTLE_MS: u64 = 5_000;
 pub fn admin_pass(review: &Review, sink: &Sink) -> Result<usize, String> {
     let config = review.config();
     let notices = &config.notices;
+    if let Some(ppap) = review.ppap() {
+        if let Err(e) = ppap.mark_expired() {
+            tracing::error!(error = %e, "expired PPAP items not marked; tried again");
+        }
+    }
     let path = watermark_path(&config);
     let now = review.clock().now_ms();
     let upto = crate::clock::rfc3339_utc(now.saturating_sub(SETTLE_MS));
@@ -71,7 +78,12 @@ pub fn admin_pass(review: &Review, sink: &Sink) -> Result<usize, String> {
         .iter()
         .filter(|i| i.at.as_str() <= upto.as_str())
         .collect();
-    if let Some(out) = notice::for_admins(notices, &format!("A{now}"), &fresh) {
+    // PPAP items unlocked since the last notice (none without the running service's engine).
+    let unlocked = match review.ppap() {
+        Some(ppap) => ppap.unlocked_between(&since, &upto)?,
+        None => Vec::new(),
+    };
+    if let Some(out) = notice::for_admins(notices, &format!("A{now}"), &fresh, &unlocked) {
         sink.deliver(out).map_err(|e| e.to_string())?;
     }
     write_watermark(&path, &upto)?;

@@ -144,3 +144,113 @@ fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
         .count();
     assert_eq!(lockouts, 1);
 }
+
+/// The recipients' PPAP page (#17) in Chromium: a link from a notice, a wrong password then
+/// the right one (delivered to that recipient alone), the link refused once used, and
+/// another link locked by five wrong passwords. Screenshots: ppap-*.png.
+#[test]
+fn a_recipient_unlocks_a_ppap_zip_from_the_link_in_their_notice_in_a_real_browser() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script_dir = root.join("tests/browser");
+    assert!(
+        script_dir.join("node_modules/playwright-core").is_dir()
+            && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs chromium and playwright-core: run bash tests/ci.sh"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let mut c = support::config(data.path(), "");
+    c.ppap.public_url = Some(support::ppap::PUBLIC_URL.into());
+    let rt = support::runtime();
+    let running = support::start(&rt, c, "test");
+    let (right, other) = ("Browser-Pass-1", "Browser-Lock-2");
+    let docm = generate::docm_with_macro().build();
+    let (mut smtp, _) = support::Client::connect(running.smtp_addr);
+    assert_eq!(smtp.send(b"EHLO client.invalid\r\n"), 250);
+    for (subject, password) in [("見積書の送付", right), ("請求書の送付", other)] {
+        let mail = support::ppap::mail_with(
+            subject,
+            "パスワードは別途お送りします。\n",
+            "見積書.zip",
+            &support::ppap::zip_e(&[("見積書.docm", &docm)], password),
+        );
+        assert_eq!(smtp.mail("soumu@city.example.lg.jp", &mail), 250);
+    }
+    let links = support::ppap::links(data.path(), 2);
+    assert_eq!(links.len(), 2, "{links:?}");
+    let link = |subject: &str| {
+        let (_, _, token) = links.iter().find(|(_, s, _)| s == subject).unwrap();
+        format!("/ppap/{token}")
+    };
+    let out = std::process::Command::new("node")
+        .arg("ppap.mjs")
+        .current_dir(&script_dir)
+        .envs([
+            ("BASE", format!("http://{}", running.admin_addr)),
+            ("LINK", link("見積書の送付")),
+            ("LOCK_LINK", link("請求書の送付")),
+            ("PASSWORD", right.into()),
+            ("LOCK_PASSWORD", other.into()),
+            (
+                "ARTIFACTS",
+                root.join("target/browser-artifacts").display().to_string(),
+            ),
+        ])
+        .output()
+        .expect("node is needed for the browser test: run bash tests/ci.sh");
+    assert!(
+        out.status.success(),
+        "browser PPAP flow failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rt.block_on(running.stop("test"));
+    // Exactly one unlocked delivery, to the recipient, the docm inside rebuilt as docx.
+    let unlocked: Vec<mail_parser::Message<'static>> =
+        support::wait_for(&data.path().join("maildir/new"), 1)
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .filter_map(|b| {
+                mail_parser::MessageParser::default()
+                    .parse(&b)
+                    .map(|m| m.into_owned())
+            })
+            .filter(|m| {
+                m.header_raw("X-Mukaika-Sanitized")
+                    .is_some_and(|v| v.contains("ppap-unlocked"))
+            })
+            .collect();
+    assert_eq!(unlocked.len(), 1, "one unlock, one delivery");
+    assert!(unlocked[0].subject().unwrap_or("").contains("見積書の送付"));
+    let records = mukaika::audit::search(&data.path().join("audit"), &Default::default()).unwrap();
+    let outcomes: Vec<String> = records
+        .iter()
+        .filter(|r| r.event["type"] == "unlock_attempted")
+        .map(|r| r.event["outcome"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "locked").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "unlocked").count(),
+        1,
+        "{outcomes:?}"
+    );
+    for shot in ["ppap-form", "ppap-wrong", "ppap-unlocked", "ppap-locked"] {
+        let path = root.join(format!("target/browser-artifacts/{shot}.png"));
+        assert!(
+            std::fs::metadata(&path).is_ok_and(|m| m.len() > 1000),
+            "{shot}.png"
+        );
+    }
+    for file in std::fs::read_dir(data.path().join("audit"))
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read(file.path()).unwrap();
+        for secret in [right, other] {
+            assert!(!text.windows(secret.len()).any(|w| w == secret.as_bytes()));
+        }
+    }
+}

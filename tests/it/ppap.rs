@@ -948,3 +948,548 @@ fn no_password_reaches_the_audit_log_reports_spool_or_quarantine_records() {
         }
     }
 }
+
+// ---- The password page: recipients' one-time links and the operator's field (#17) ----
+
+use support::web::{account, Browser};
+
+const OTHER: &str = "kikaku@city.example.invalid";
+
+impl Gateway {
+    /// A gateway whose recipients get links (`[ppap] public_url`), valid `hours`.
+    fn with_links(hours: u64) -> Self {
+        Gateway::start(|t| {
+            t.replace(
+                "# public_url = \"https://gateway.city.example.lg.jp/ppap\"",
+                "public_url = \"https://gateway.city.example.invalid/ppap\"",
+            )
+            .replace(
+                "link_valid_hours = 72",
+                &format!("link_valid_hours = {hours}"),
+            )
+        })
+    }
+
+    fn admin(&self) -> std::net::SocketAddr {
+        self.running.as_ref().unwrap().admin_addr
+    }
+
+    fn config(&self) -> ServiceConfig {
+        ServiceConfig::from_toml(&std::fs::read_to_string(&self.conf).unwrap()).unwrap()
+    }
+
+    /// Sends `message` from `from` to every address of `rcpts`.
+    fn send_to(&self, from: &str, rcpts: &[&str], message: &[u8]) {
+        let addr = self.running.as_ref().unwrap().smtp_addr;
+        let (mut c, _) = Client::connect(addr);
+        assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
+        assert_eq!(c.send(format!("MAIL FROM:<{from}>\r\n").as_bytes()), 250);
+        for r in rcpts {
+            assert_eq!(c.send(format!("RCPT TO:<{r}>\r\n").as_bytes()), 250);
+        }
+        assert_eq!(c.send(b"DATA\r\n"), 354);
+        let mut data = Vec::new();
+        for line in message.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.starts_with(b".") {
+                data.push(b'.');
+            }
+            data.extend_from_slice(line);
+            data.extend_from_slice(b"\r\n");
+        }
+        data.extend_from_slice(b".\r\n");
+        assert_eq!(c.send(&data), 250);
+        assert_eq!(c.send(b"QUIT\r\n"), 221);
+    }
+
+    /// The link notices (recipient, token), waiting up to 30 s for at least `n`.
+    fn links(&self, n: usize) -> Vec<(String, String)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found: Vec<(String, String)> = self
+                .delivered()
+                .iter()
+                .filter_map(|t| {
+                    let m = mail_parser::MessageParser::default().parse(t.as_bytes())?;
+                    if !m.subject()?.contains("パスワード入力のお願い") {
+                        return None;
+                    }
+                    let to = m.to()?.first()?.address()?.to_string();
+                    let text = m.body_text(0)?.into_owned();
+                    let at = text.find("https://gateway.city.example.invalid/ppap/")? + 42;
+                    Some((to, text.get(at..at + 64)?.to_string()))
+                })
+                .collect();
+            if found.len() >= n || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The hidden form nonce on a password page.
+fn nonce(page: &str) -> String {
+    let at = page
+        .find("name=\"nonce\" value=\"")
+        .unwrap_or_else(|| panic!("no nonce in {page}"));
+    let rest = &page[at + 20..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+fn sent_to(message: &str) -> Vec<String> {
+    let m = mail_parser::MessageParser::default()
+        .parse(message.as_bytes())
+        .unwrap();
+    m.to()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.address().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Fails when `secret` is in any file under the data directory (but the delivered mail in
+/// `maildir/` when `delivered_too` is false: a link notice carries its token by design).
+fn assert_nowhere_on_disk(data: &Path, secret: &str) {
+    assert_not_kept(data, secret, true)
+}
+
+fn assert_not_kept(data: &Path, secret: &str, delivered_too: bool) {
+    for file in files_under(data) {
+        if !delivered_too && file.starts_with(data.join("maildir")) {
+            continue;
+        }
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} found in {}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn a_recipients_link_unlocks_for_that_recipient_alone_and_works_once() {
+    let mut gw = Gateway::with_links(72);
+    let password = "Web-Pass-71";
+    gw.send_to(
+        "partner@example.com",
+        &[RCPT, OTHER],
+        &mail_with(
+            "見積書の送付",
+            ZIP_TEXT,
+            "見積書.zip",
+            &zip_e(&[("見積書.docm", &docm())], password),
+        ),
+    );
+    let held = gw.held(1);
+    let links = gw.links(2);
+    assert_eq!(links.len(), 2, "one link notice per recipient");
+    let mine = &links.iter().find(|(to, _)| to == RCPT).unwrap().1;
+    let theirs = &links.iter().find(|(to, _)| to == OTHER).unwrap().1;
+    assert_ne!(mine, theirs);
+    for (to, _) in &links {
+        let notice = gw
+            .delivered()
+            .into_iter()
+            .filter(|t| t.contains("X-Mukaika-Sanitized: notice"))
+            .find(|t| sent_to(t) == [to.clone()]);
+        assert!(
+            notice.is_some(),
+            "each link notice goes to its recipient alone"
+        );
+    }
+
+    let mut b = Browser::new(gw.admin());
+    let page = b.get(&format!("/ppap/{mine}"));
+    assert_eq!(page.status, 200, "no account needed: {}", page.text());
+    let text = page.text();
+    for shown in [
+        "partner@example.com",
+        "見積書の送付",
+        "見積書.zip",
+        "見積書.docm",
+        RCPT,
+    ] {
+        assert!(text.contains(shown), "{shown} on the page: {text}");
+    }
+    assert!(!text.contains(OTHER), "another recipient is never named");
+    assert!(page
+        .header("content-security-policy")
+        .is_some_and(|c| c.contains("default-src 'none'")));
+    assert!(!text.contains("<script"));
+
+    // A forged form (no nonce, or another link's) is refused before any password is tried.
+    let r = b.post(&format!("/ppap/{mine}"), &[("password", password)]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let their_nonce = nonce(&b.get(&format!("/ppap/{theirs}")).text());
+    let r = b.post(
+        &format!("/ppap/{mine}"),
+        &[("nonce", &their_nonce), ("password", password)],
+    );
+    assert_eq!(r.status, 403);
+    // A token that is not one of ours (one digit changed) shows nothing of the item.
+    let mut forged = mine.clone().into_bytes();
+    forged[10] = if forged[10] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).unwrap();
+    let r = b.get(&format!("/ppap/{forged}"));
+    assert_eq!(r.status, 404);
+    assert!(!r.text().contains("見積書"), "{}", r.text());
+    assert_eq!(b.get("/ppap/..%2F..%2Fetc").status, 404);
+    assert!(gw.unlocked(0).is_empty());
+
+    let r = b.post(
+        &format!("/ppap/{mine}"),
+        &[("nonce", &nonce(&text)), ("password", password)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("解除し"), "{}", r.text());
+    assert!(!r.text().contains(password));
+    let unlocked = gw.unlocked(1);
+    assert_eq!(unlocked.len(), 1);
+    assert_eq!(
+        sent_to(&unlocked[0]),
+        [RCPT],
+        "only the recipient who typed it"
+    );
+    assert_sanitized_docx_inside(&unlocked[0], "Web");
+    let delivered = gw.events("unlock_delivered", 1);
+    assert_eq!(delivered[0]["rcpt_to"], serde_json::json!([RCPT]));
+    assert_eq!(delivered[0]["way"], "web");
+    let attempts: Vec<_> = gw
+        .events("unlock_attempted", 1)
+        .into_iter()
+        .filter(|a| a["way"] == "web")
+        .collect();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0]["by"], format!("recipient:{RCPT}"));
+    assert_eq!(attempts[0]["outcome"], "unlocked");
+
+    // Used: the link works once.
+    let again = b.get(&format!("/ppap/{mine}"));
+    assert_eq!(again.status, 410);
+    assert!(again.text().contains("使用済み"), "{}", again.text());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(gw.unlocked(1).len(), 1, "nothing more went out");
+    assert_eq!(held.len(), 1);
+    let id = held[0].id.as_str();
+    assert!(
+        mukaika::ppap::unlocked_state(&gw.data, id)
+            .unwrap()
+            .is_none(),
+        "not unlocked for everyone yet"
+    );
+
+    // The other recipient's link still works, for them alone.
+    let page = b.get(&format!("/ppap/{theirs}")).text();
+    let r = b.post(
+        &format!("/ppap/{theirs}"),
+        &[("nonce", &nonce(&page)), ("password", password)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let both = gw.unlocked(2);
+    assert_eq!(both.len(), 2);
+    let mut to: Vec<Vec<String>> = both.iter().map(|m| sent_to(m)).collect();
+    to.sort();
+    assert_eq!(to, [vec![OTHER.to_string()], vec![RCPT.to_string()]]);
+    let state = mukaika::ppap::unlocked_state(&gw.data, id).unwrap();
+    assert_eq!(
+        state.map(|u| u.way),
+        Some("web".into()),
+        "everyone has it now"
+    );
+    gw.stop();
+    assert_nowhere_on_disk(&gw.data, password);
+    assert_not_kept(&gw.data, mine, false);
+}
+
+#[test]
+fn five_wrong_passwords_lock_a_link_and_the_sixth_try_is_refused_even_when_right() {
+    let mut gw = Gateway::with_links(72);
+    let password = "Right-Pass-55";
+    gw.send(&mail_with(
+        "請求書",
+        ZIP_TEXT,
+        "請求書.zip",
+        &zip_e(&[("請求書.docm", &docm())], password),
+    ));
+    gw.held(1);
+    let token = gw.links(1)[0].1.clone();
+    let mut b = Browser::new(gw.admin());
+    let path = format!("/ppap/{token}");
+    let mut page = b.get(&path).text();
+    for left in (1..5).rev() {
+        let r = b.post(
+            &path,
+            &[("nonce", &nonce(&page)), ("password", "wrong-guess")],
+        );
+        assert_eq!(r.status, 200);
+        page = r.text();
+        assert!(page.contains(&format!("あと {left} 回")), "{page}");
+    }
+    let r = b.post(
+        &path,
+        &[("nonce", &nonce(&page)), ("password", "wrong-guess")],
+    );
+    assert_eq!(
+        r.status,
+        403,
+        "the fifth wrong password locks: {}",
+        r.text()
+    );
+    assert!(r.text().contains("ロック"));
+    let r = b.post(&path, &[("nonce", &nonce(&page)), ("password", password)]);
+    assert_eq!(r.status, 403, "locked even with the right password");
+    assert_eq!(b.get(&path).status, 403);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(gw.unlocked(0).is_empty(), "nothing delivered");
+    let attempts = gw.events("unlock_attempted", 6);
+    let outcomes: Vec<&str> = attempts
+        .iter()
+        .filter(|a| a["way"] == "web")
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "wrong-password",
+            "wrong-password",
+            "wrong-password",
+            "wrong-password",
+            "wrong-password",
+            "locked"
+        ],
+        "the lock is audited and the sixth try is no attempt"
+    );
+    gw.stop();
+    assert_nowhere_on_disk(&gw.data, password);
+}
+
+#[test]
+fn an_expired_link_is_refused_with_a_japanese_page_and_unlocks_nothing() {
+    let gw = Gateway::with_links(0);
+    let password = "Late-Pass-00";
+    gw.send(&mail_with(
+        "遅い",
+        ZIP_TEXT,
+        "a.zip",
+        &zip_e(&[("a.docm", &docm())], password),
+    ));
+    gw.held(1);
+    let token = gw.links(1)[0].1.clone();
+    let mut b = Browser::new(gw.admin());
+    let r = b.get(&format!("/ppap/{token}"));
+    assert_eq!(r.status, 410);
+    assert!(r.text().contains("有効期限が切れています"), "{}", r.text());
+    assert!(!r.text().contains("a.docm"), "nothing of the item is shown");
+    let r = b.post(
+        &format!("/ppap/{token}"),
+        &[("nonce", "00"), ("password", password)],
+    );
+    assert_eq!(r.status, 410);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(gw.unlocked(0).is_empty());
+}
+
+#[test]
+fn without_a_public_url_no_link_is_sent() {
+    let gw = Gateway::start(|t| t);
+    gw.send(&mail_with(
+        "x",
+        ZIP_TEXT,
+        "a.zip",
+        &zip_e(&[("a.docm", &docm())], "No-Link-1"),
+    ));
+    gw.held(1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(gw
+        .delivered()
+        .iter()
+        .all(|t| !t.contains("/ppap/") && !t.contains("パスワード入力")));
+}
+
+#[test]
+fn an_operator_unlocks_from_the_item_page_and_the_dashboard_counts_it() {
+    let mut gw = Gateway::start(|t| {
+        t.replace(
+            "enabled = true\nmatch_window_secs",
+            "enabled = false\nmatch_window_secs",
+        )
+    });
+    let password = "Item-Page-8";
+    gw.send(&mail_with(
+        "見積書の送付",
+        ZIP_TEXT,
+        "見積書.zip",
+        &zip_e(&[("見積書.docm", &docm())], password),
+    ));
+    let id = gw.held(1)[0].id.clone();
+    let config = gw.config();
+    let mut op = account(&config, gw.admin(), "yamada", "operator");
+    let mut au = account(&config, gw.admin(), "suzuki", "auditor");
+
+    let dash = op.get("/").text();
+    assert!(dash.contains("パスワード付きファイル（PPAP）"), "{dash}");
+    assert!(dash.contains("<td class=\"held\">1</td>"), "{dash}");
+
+    let page = op.get(&format!("/items/{id}")).text();
+    assert!(page.contains("パスワードを入力して解除"), "{page}");
+    assert!(page.contains("まだ解除されていません"));
+    assert!(
+        !au.get(&format!("/items/{id}")).text().contains("/unlock\""),
+        "only operators get the field"
+    );
+    let csrf = op.token();
+    let au_csrf = au.token();
+    let r = au.post(
+        &format!("/items/{id}/unlock"),
+        &[("csrf", &au_csrf), ("password", password)],
+    );
+    assert_eq!(r.status, 403);
+    let r = op.post(&format!("/items/{id}/unlock"), &[("password", password)]);
+    assert_eq!(r.status, 403, "no CSRF token, no unlock");
+    let r = op.post(
+        &format!("/items/{id}/unlock"),
+        &[("csrf", &csrf), ("password", "not-this-one")],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/items/{id}?done=ppap-wrong").as_str())
+    );
+    assert!(op
+        .get(&format!("/items/{id}?done=ppap-wrong"))
+        .text()
+        .contains("パスワードが違います"));
+    assert!(gw.unlocked(0).is_empty());
+    let r = op.post(
+        &format!("/items/{id}/unlock"),
+        &[("csrf", &csrf), ("password", password)],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/items/{id}?done=ppap-unlocked").as_str())
+    );
+    let unlocked = gw.unlocked(1);
+    assert_eq!(unlocked.len(), 1);
+    assert_eq!(sent_to(&unlocked[0]), [RCPT], "to the item's recipients");
+    assert_sanitized_docx_inside(&unlocked[0], "Web");
+    let page = op.get(&format!("/items/{id}")).text();
+    assert!(
+        page.contains("解除済み") && page.contains("<td>web</td>"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("パスワードを入力して解除"),
+        "no field once unlocked"
+    );
+    let dash = op.get("/").text();
+    assert!(dash.contains("解除済み — web</td><td>1</td>"), "{dash}");
+    assert!(dash.contains("<td class=\"held\">0</td>"), "{dash}");
+    let attempts = gw.events("unlock_attempted", 2);
+    assert_eq!(attempts[1]["by"], "yamada");
+    assert_eq!(attempts[1]["way"], "web");
+    let pages = [page, dash, op.get("/audit").text(), au.get("/audit").text()];
+    gw.stop();
+    for p in &pages {
+        assert!(!p.contains(password));
+    }
+    assert_nowhere_on_disk(&gw.data, password);
+}
+
+#[test]
+fn after_one_recipient_used_their_link_an_operator_unlock_reaches_only_the_others() {
+    let gw = Gateway::start(|t| {
+        t.replace(
+            "# public_url = \"https://gateway.city.example.lg.jp/ppap\"",
+            "public_url = \"https://gateway.city.example.invalid/ppap\"",
+        )
+        .replace(
+            "enabled = true\nmatch_window_secs",
+            "enabled = false\nmatch_window_secs",
+        )
+    });
+    let password = "Mixed-Ways-3";
+    gw.send_to(
+        "partner@example.com",
+        &[RCPT, OTHER],
+        &mail_with(
+            "見積書の送付",
+            ZIP_TEXT,
+            "見積書.zip",
+            &zip_e(&[("見積書.docm", &docm())], password),
+        ),
+    );
+    let id = gw.held(1)[0].id.clone();
+    let links = gw.links(2);
+    let mine = &links.iter().find(|(to, _)| to == RCPT).unwrap().1;
+    let mut b = Browser::new(gw.admin());
+    let page = b.get(&format!("/ppap/{mine}")).text();
+    let r = b.post(
+        &format!("/ppap/{mine}"),
+        &[("nonce", &nonce(&page)), ("password", password)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(gw.unlocked(1).len(), 1);
+    let mut au = account(&gw.config(), gw.admin(), "suzuki", "auditor");
+    let item_page = au.get(&format!("/items/{id}")).text();
+    let listed = item_page
+        .split("<ul class=\"by-link\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no link deliveries listed: {item_page}"));
+    assert!(listed.starts_with(&format!("<li>{RCPT} — ")), "{listed}");
+    assert!(item_page.contains("まだ解除されていません"));
+
+    let out = gw.mukaika(&["admin", "user", "add", "op", "--role", "operator"], None);
+    assert!(out.status.success());
+    let unlock = || {
+        gw.mukaika(
+            &[
+                "quarantine",
+                "unlock",
+                &id,
+                "--user",
+                "op",
+                "--password-file",
+                "-",
+            ],
+            Some(&format!("{password}\n")),
+        )
+    };
+    let out = unlock();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = gw.unlocked(2);
+    assert_eq!(all.len(), 2);
+    let cli: Vec<&String> = all.iter().filter(|m| m.contains("way=cli")).collect();
+    assert_eq!(cli.len(), 1, "{all:?}");
+    assert_eq!(sent_to(cli[0]), [OTHER], "not again to the one who had it");
+    let out = unlock();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already-unlocked"));
+}
+
+#[test]
+fn the_dashboard_counts_a_held_encrypted_file_nobody_unlocked_in_time_as_expired() {
+    let gw = Gateway::start(|t| t.replace("match_window_secs = 3600", "match_window_secs = 1"));
+    gw.send(&mail_with(
+        "x",
+        ZIP_TEXT,
+        "a.zip",
+        &zip_e(&[("a.docm", &docm())], "Never-Given-1"),
+    ));
+    gw.held(1);
+    let mut au = account(&gw.config(), gw.admin(), "suzuki", "auditor");
+    let dash = au.get("/").text();
+    assert!(dash.contains("<td class=\"held\">1</td>"), "{dash}");
+    assert!(dash.contains("<td class=\"expired\">0</td>"), "{dash}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let dash = au.get("/").text();
+    assert!(dash.contains("<td class=\"expired\">1</td>"), "{dash}");
+}

@@ -1,8 +1,8 @@
 //! The chrome every review page shares: the document head, the header bar with its menu and
 //! logout form, the flash messages, the error page, and the stylesheet.
 //!
-//! Owns: [`document`] (the only maker of a whole page, and so the only caller of
-//! [`html::shown`]), [`frame`], [`error_page`], [`notice`], [`error`], [`done_notice`], the
+//! Owns: [`document`] and [`public_page`] (the only makers of a whole page, and so the only
+//! callers of [`html::shown`]), [`frame`], [`error_page`], [`notice`], [`error`], [`done_notice`], the
 //! role labels and [`STYLE`].
 //! Invariants: every page is a maud template, so every value in it is escaped by the engine;
 //! the menu shows only what the viewer's roles may open; no page carries script or inline
@@ -150,6 +150,25 @@ pub(crate) fn done_notice(lang: Lang, done: Option<&str>) -> Markup {
         Some("deleted") => lang.t("削除しました。", "Deleted."),
         Some("password") => lang.t("パスワードを変更しました。", "Password changed."),
         Some("unlocked") => lang.t("ロックを解除しました。", "Unlocked."),
+        Some("ppap-unlocked") => lang.t(
+            "パスワード付きファイルを解除し、無害化した結果を配送しました。",
+            "The password-protected file was unlocked; what sanitizing made of it was delivered.",
+        ),
+        Some("ppap-wrong") => {
+            return error(lang.t(
+                "パスワードが違います。ファイルは保留されたままです。",
+                "Wrong password. The file stays held.",
+            ))
+        }
+        Some("ppap-already") => {
+            return error(lang.t("すでに解除されています。", "Already unlocked."))
+        }
+        Some("ppap-failed") => {
+            return error(lang.t(
+                "解除できませんでした（監査記録をご覧ください）。ファイルは保留されたままです。",
+                "Could not unlock (see the audit trail). The file stays held.",
+            ))
+        }
         _ => return html! {},
     };
     notice(text)
@@ -161,6 +180,39 @@ pub(crate) fn role_label(lang: Lang, role: Role) -> &'static str {
         Lang::Ja => role.label_ja(),
         Lang::En => role.as_str(),
     }
+}
+
+/// A page for someone without an account (the recipients' PPAP password page): Japanese and
+/// English on one page, no menu and no language switch (which would lead to the login), the
+/// same stylesheet and the same escaping as every other page.
+pub(crate) fn public_page(status: StatusCode, title: &str, body: Markup) -> Response<Body> {
+    let page = html! {
+        (DOCTYPE) "\n"
+        html lang="ja" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width";
+                title { (title) " — mukaika" }
+                link rel="stylesheet" href="/static/style.css";
+            }
+            body {
+                header {
+                    strong { "mukaika" }
+                    " 無害化ゲートウェイ / sanitizing gateway"
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    };
+    respond(status, shown(&page.into_string()))
+}
+
+/// Japanese, then the same in English on its own line (the public page shows both).
+pub(crate) fn both(ja: &str, en: &str) -> Markup {
+    html! { (ja) br; span.en lang="en" { (en) } }
 }
 
 /// The names of `roles`, joined.
@@ -183,4 +235,5 @@ th{background:#e9edf2}pre{background:#fff;border:1px solid #ccc;padding:.5em;whi
 .inline{display:inline}form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em}\
 form.filters label{display:flex;flex-direction:column;font-size:.85em}fieldset{background:#fff;margin:1em 0}\
 .pager{margin:1em 0;display:flex;gap:1em}.badge{padding:0 .4em;border-radius:.3em;background:#ddd}\
-.secret{font-family:monospace;font-size:1.4em;background:#fff3cd;padding:.3em}";
+.secret{font-family:monospace;font-size:1.4em;background:#fff3cd;padding:.3em}\
+.en{color:#555;font-size:.9em}";

@@ -4,7 +4,9 @@
 //! sessions, CSRF tokens, security headers and role checks. The decisions themselves live in
 //! [`crate::review::Review`]; this module only asks who is acting and passes it on.
 //! Invariants:
-//! - Every page but the login page and the stylesheet needs a session; a session ends after
+//! - Every page but the login page, the stylesheet and the recipients' PPAP password page
+//!   (`/ppap/{token}`: the one-time token is its credential, its form nonce its CSRF check)
+//!   needs a session; a session ends after
 //!   `admin.session_idle_secs` without a request, `admin.session_max_secs` after login, at logout, when the account's password is
 //!   reset or changed in another session, or at restart (sessions live only in memory). A
 //!   one-time password must be changed before anything else is shown.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod ppap;
 pub mod web;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,7 +1,8 @@
 //! The dashboard: what is held and why, what waits for a decision, and the queues.
 //!
 //! Owns: `/`. Shows the previous login of this account (対策基準 7.2(4)), counts of items
-//! by status, reason and Japan-time day, the pending requests and the spool depths.
+//! by status, reason and Japan-time day, the PPAP items (held / unlocked by way / expired:
+//! see [`crate::ppap::links::counts`]), the pending requests and the spool depths.
 //! Invariants: counts only (no item content), each linking to the filtered list; open to
 //! every logged-in account.
 //! Must never: fail open when the store cannot be read (it shows the error page instead).
@@ -54,13 +55,25 @@ pub(super) async fn dashboard(
     let lang = ctx.lang;
     let (items, statuses) = held_items(&web, lang).await?;
     let w = Arc::clone(&web);
-    let (pending, depths) = blocking(move || {
+    let (pending, depths, unlocked) = blocking(move || {
         let depths: Vec<(&str, crate::store::spool::Depths)> =
             w.spools.iter().map(|(n, s)| (*n, s.depths())).collect();
-        (w.review.requests(Some(RequestState::Pending)), depths)
+        let unlocked = crate::ppap::links::unlocked_all(&w.review.config().data.dir);
+        (
+            w.review.requests(Some(RequestState::Pending)),
+            depths,
+            unlocked,
+        )
     })
     .await?;
     let pending = pending.map_err(|_| unreadable(lang))?;
+    let unlocked = unlocked.map_err(|_| unreadable(lang))?;
+    let ppap = crate::ppap::links::counts(
+        &items,
+        &unlocked,
+        crate::clock::now_ms(),
+        &web.review.config().ppap,
+    );
     let mut by_status: HashMap<&str, usize> = HashMap::new();
     let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_day: BTreeMap<String, usize> = BTreeMap::new();
@@ -90,6 +103,24 @@ pub(super) async fn dashboard(
                     td { a href={ "/items?reason=" (url(reason)) } { (reason_label(lang, reason)) } }
                     td { (n) }
                 }
+            }
+        }
+        h2 { (lang.t("パスワード付きファイル（PPAP）", "Password-protected files (PPAP)")) }
+        table.ppap {
+            (head_row(lang, &[("区分", "Kind"), ("件数", "Count")]))
+            tr {
+                td { a href="/items?reason=encrypted" { (lang.t("保留中（未解除）", "held (not unlocked)")) } }
+                td.held { (ppap.held) }
+            }
+            @for way in ["password-mail", "same-mail", "web", "cli"] {
+                tr {
+                    td { (lang.t("解除済み", "unlocked")) " — " (way) }
+                    td { (ppap.unlocked.get(way).unwrap_or(&0)) }
+                }
+            }
+            tr {
+                td { (lang.t("期限切れ（期限内に解除されず保留中）", "expired (never unlocked in time, still held)")) }
+                td.expired { (ppap.expired) }
             }
         }
         h2 { (lang.t("日別（直近 14 日）", "By day (last 14 days)")) }

@@ -2,8 +2,9 @@
 //!
 //! Owns: `/items/{id}` (metadata, release requests and the decisions open to the viewer, the
 //! safe view of the original, the sanitizer report, the audit trail) and the posts
-//! `/items/{id}/request` (operators), `/items/{id}/original` and `/items/{id}/delete`
-//! (approvers).
+//! `/items/{id}/request` and `/items/{id}/unlock` (operators: the password of an item held
+//! as `encrypted`, see [`crate::ppap`]), `/items/{id}/original` and `/items/{id}/delete`
+//! (approvers). The page shows whether and how a PPAP item was unlocked.
 //! Invariants: the ID is checked before any store is asked (it must not name a path); the
 //! original is shown only as decoded text or a hex dump with printable strings, at most
 //! 64 KB of text; it is handed out only to an approver, as an attachment, after `Review`
@@ -246,10 +247,24 @@ pub(super) async fn item(
             .iter()
             .map(|p| p.name.clone())
             .collect();
-        Ok::<_, crate::review::ReviewError>((item, bytes, requests, trail, pairs))
+        let unlocked = match w.review.ppap() {
+            Some(p) => p.state(&lookup),
+            None => crate::ppap::unlocked_state(&w.review.config().data.dir, &lookup),
+        }
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "PPAP state unreadable");
+            None
+        });
+        let by_link = crate::ppap::links::link_deliveries(&w.review.config().data.dir, &lookup)
+            .unwrap_or_default();
+        Ok::<_, crate::review::ReviewError>((
+            item, bytes, requests, trail, pairs, unlocked, by_link,
+        ))
     })
     .await?;
-    let (item, bytes, requests, trail, pairs) = loaded.map_err(|e| review_error(lang, &e))?;
+    let (item, bytes, requests, trail, pairs, unlocked, by_link) =
+        loaded.map_err(|e| review_error(lang, &e))?;
+    let ppap_item = crate::ppap::links::is_ppap_item(&item);
     let me = ctx.session.user.as_str();
     let open = requests
         .iter()
@@ -329,6 +344,46 @@ pub(super) async fn item(
                 "この理由で隔離されたものは解除できません。",
                 "Items held for this reason are never released.",
             )))
+        }
+        @if ppap_item {
+            h2 { (lang.t("パスワード付きファイル（PPAP）", "Password-protected file (PPAP)")) }
+            @if let Some(u) = &unlocked {
+                table {
+                    tr { th { (lang.t("状態", "State")) } td { (lang.t("解除済み", "unlocked")) } }
+                    tr { th { (lang.t("方法", "Way")) } td { (u.way) } }
+                    tr { th { (lang.t("結果", "Verdict")) } td { (u.verdict) } }
+                    tr { th { (lang.t("日時", "Time")) } td { (jst(&u.at)) } }
+                    tr { th { (lang.t("配送先", "Destination")) } td { (u.destination) } }
+                }
+            } @else {
+                p { (lang.t("まだ解除されていません（暗号化されたまま保留中）。", "Not unlocked yet (held encrypted).")) }
+            }
+            @if !by_link.is_empty() {
+                p { (lang.t(
+                    "受信者が自分のリンクで解除し、本人だけに届けた分:",
+                    "Delivered to single recipients through their own links:",
+                )) }
+                ul.by-link { @for (r, at) in &by_link { li { (r) " — " (jst(at)) } } }
+            }
+            @if unlocked.is_none() {
+                @if ctx.may::<Operators>() {
+                    fieldset {
+                        legend { (lang.t("パスワードを入力して解除", "Unlock with the password")) }
+                        form method="post" action={ "/items/" (url(&item.id)) "/unlock" } {
+                            input type="hidden" name="csrf" value=(csrf);
+                            p { label {
+                                (lang.t("パスワード", "Password")) " "
+                                input type="password" name="password" autocomplete="off" required size="30";
+                            } }
+                            p { (lang.t(
+                                "解除した中身は無害化し、元の宛先（自分のリンクで受け取った人を除く）へ新しいメールとして届けます。パスワードは記録されません。",
+                                "The content is sanitized and delivered as a new message to the original recipients (but those who had it through their own link). The password is never recorded.",
+                            )) }
+                            p { button { (lang.t("解除する", "Unlock")) } }
+                        }
+                    }
+                }
+            }
         }
         @if ctx.may::<Approvers>() {
             fieldset {
@@ -443,6 +498,32 @@ pub(super) async fn request_release(
     })
     .await?;
     Ok(redirect(&format!("/items/{}?done=requested", url(&id))))
+}
+
+/// An operator types the password of an item held as `encrypted`: it is unlocked, sanitized
+/// and delivered to the item's recipients ([`crate::review::Review::unlock_item`]); the page
+/// then says how it went (a fixed message, never the password).
+pub(super) async fn unlock(State(web): State<Arc<Web>>, item: ItemPost<Operators>) -> Page {
+    let ItemPost { id, mut post } = item;
+    let password = crate::ppap::SecretText::new(post.form.remove("password").unwrap_or_default())
+        .into_password();
+    let item_id = id.clone();
+    let result = act(&web, &post.ctx, move |review, user| {
+        review.unlock_item(
+            user,
+            &item_id,
+            &password,
+            mukaika_sanitizers::mail::unlocked::UnlockWay::Web,
+        )
+    })
+    .await?;
+    let done = match result.outcome.as_str() {
+        "unlocked" => "ppap-unlocked",
+        "wrong-password" => "ppap-wrong",
+        "already-unlocked" => "ppap-already",
+        _ => "ppap-failed",
+    };
+    Ok(redirect(&format!("/items/{}?done={done}", url(&id))))
 }
 
 pub(super) async fn delete_item(State(web): State<Arc<Web>>, item: ItemPost<Approvers>) -> Page {

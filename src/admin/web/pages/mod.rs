@@ -2,8 +2,9 @@
 //!
 //! Owns: the route table, the stylesheet and language routes, and what several pages show
 //! alike (an item's review status, a quarantine reason, a request's state, the item-ID check).
-//! Invariants: every route but `/login`, `/lang/…`, the stylesheet and the 404 for an unknown
-//! request action takes a `Signed` or `Posted` extractor (see `guard`) naming the roles it
+//! Invariants: every route but `/login`, `/lang/…`, the stylesheet, the recipients' PPAP
+//! password page `/ppap/{token}` (its token and form nonce are its credential; see `ppap`)
+//! and the 404 for an unknown request action takes a `Signed` or `Posted` extractor (see `guard`) naming the roles it
 //! admits, so no handler checks a session by hand; every page is a maud template framed by
 //! `layout`.
 //! Must never: show an original as anything but escaped text or a hex dump, or act on a form
@@ -15,6 +16,7 @@ mod dashboard;
 mod item;
 mod items;
 mod login;
+mod ppap;
 mod requests;
 mod users;
 
@@ -59,6 +61,8 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/items/{id}/original", post(item::original))
         .route("/items/{id}/request", post(item::request_release))
         .route("/items/{id}/delete", post(item::delete_item))
+        .route("/items/{id}/unlock", post(item::unlock))
+        .route("/ppap/{token}", get(ppap::page).post(ppap::submit))
         .route("/requests", get(requests::requests))
         .route(
             "/requests/{id}/approve",

@@ -279,6 +279,7 @@ async fn every_page_but_login_and_the_stylesheet_needs_a_session() {
         "/items/Q0001-1/request",
         "/items/Q0001-1/original",
         "/items/Q0001-1/delete",
+        "/items/Q0001-1/unlock",
         "/requests/R1/approve",
         "/requests/R1/reject",
         "/requests/R1/cancel",
@@ -295,6 +296,11 @@ async fn every_page_but_login_and_the_stylesheet_needs_a_session() {
         get(&web, "none", "/static/style.css").await.status,
         StatusCode::OK
     );
+    // The recipients' PPAP page needs no session; without the running service's engine it
+    // says it cannot help now, and never redirects to the login.
+    let ppap = get(&web, "none", &format!("/ppap/{}", "ab".repeat(32))).await;
+    assert_eq!(ppap.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ppap.location.is_none());
 }
 
 #[tokio::test]
