@@ -1443,8 +1443,9 @@ fn after_one_recipient_used_their_link_an_operator_unlock_reaches_only_the_other
     assert!(listed.starts_with(&format!("<li>{RCPT} — ")), "{listed}");
     assert!(item_page.contains("まだ解除されていません"));
 
-    let out = gw.mukaika(&["admin", "user", "add", "op", "--role", "operator"], None);
-    assert!(out.status.success());
+    let conf = gw.conf.to_str().unwrap().to_string();
+    let op_pw = support::cli_account(&conf, gw.dir.path(), "op", "operator");
+    let op_pw = op_pw.to_str().unwrap().to_string();
     let unlock = || {
         gw.mukaika(
             &[
@@ -1454,6 +1455,8 @@ fn after_one_recipient_used_their_link_an_operator_unlock_reaches_only_the_other
                 "--user",
                 "op",
                 "--password-file",
+                &op_pw,
+                "--archive-password-file",
                 "-",
             ],
             Some(&format!("{password}\n")),
