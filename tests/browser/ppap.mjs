@@ -3,8 +3,8 @@
 // [ppap] public_url, holds two password-protected ZIPs over SMTP and reads each recipient's
 // one-time link from the notice it was mailed; it checks the delivery afterwards.
 //
-// Environment: BASE (admin listener URL), LINK and LOCK_LINK (paths /ppap/<token> of two
-// links), PASSWORD (LINK's right password), LOCK_PASSWORD (LOCK_LINK's), ARTIFACTS.
+// Environment: BASE (admin listener URL), LINK, LOCK_LINK and EXPIRED_LINK (paths
+// /ppap/<token> of three links, the last past its validity), PASSWORD (LINK's right password), LOCK_PASSWORD (LOCK_LINK's), ARTIFACTS.
 
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
@@ -18,6 +18,7 @@ const env = (k) => {
 const BASE = env('BASE');
 const LINK = env('LINK');
 const LOCK_LINK = env('LOCK_LINK');
+const EXPIRED_LINK = env('EXPIRED_LINK');
 const PASSWORD = env('PASSWORD');
 const LOCK_PASSWORD = env('LOCK_PASSWORD');
 const ARTIFACTS = env('ARTIFACTS');
@@ -92,6 +93,13 @@ const sixth = await page.request.post(`${BASE}${LOCK_LINK}`, {
 });
 assert.equal(sixth.status(), 403, 'locked even with the right password');
 assert.match(await sixth.text(), /ロック/);
+
+// 6. A link past its validity: refused with a Japanese page and no form.
+const expired = await page.goto(`${BASE}${EXPIRED_LINK}`);
+assert.equal(expired.status(), 410);
+assert.match(await page.textContent('main'), /有効期限が切れています/);
+assert.equal(await page.locator('input[name=password]').count(), 0, 'no form on an expired link');
+await page.screenshot({ path: `${ARTIFACTS}/ppap-expired.png`, fullPage: true });
 
 assert.deepEqual(problems, [], 'no script errors or CSP violations');
 await browser.close();

@@ -162,11 +162,15 @@ fn a_recipient_unlocks_a_ppap_zip_from_the_link_in_their_notice_in_a_real_browse
     c.ppap.public_url = Some(support::ppap::PUBLIC_URL.into());
     let rt = support::runtime();
     let running = support::start(&rt, c, "test");
-    let (right, other) = ("Browser-Pass-1", "Browser-Lock-2");
+    let (right, other, late) = ("Browser-Pass-1", "Browser-Lock-2", "Browser-Late-3");
     let docm = generate::docm_with_macro().build();
     let (mut smtp, _) = support::Client::connect(running.smtp_addr);
     assert_eq!(smtp.send(b"EHLO client.invalid\r\n"), 250);
-    for (subject, password) in [("見積書の送付", right), ("請求書の送付", other)] {
+    for (subject, password) in [
+        ("見積書の送付", right),
+        ("請求書の送付", other),
+        ("納品書の送付", late),
+    ] {
         let mail = support::ppap::mail_with(
             subject,
             "パスワードは別途お送りします。\n",
@@ -175,12 +179,25 @@ fn a_recipient_unlocks_a_ppap_zip_from_the_link_in_their_notice_in_a_real_browse
         );
         assert_eq!(smtp.mail("soumu@city.example.lg.jp", &mail), 250);
     }
-    let links = support::ppap::links(data.path(), 2);
-    assert_eq!(links.len(), 2, "{links:?}");
+    let links = support::ppap::links(data.path(), 3);
+    assert_eq!(links.len(), 3, "{links:?}");
     let link = |subject: &str| {
         let (_, _, token) = links.iter().find(|(_, s, _)| s == subject).unwrap();
         format!("/ppap/{token}")
     };
+    // The third link's validity ends: as if its link_valid_hours had passed.
+    {
+        use sha2::Digest as _;
+        let (_, _, token) = links.iter().find(|(_, s, _)| s == "納品書の送付").unwrap();
+        let db = rusqlite::Connection::open(data.path().join("ppap.db")).unwrap();
+        let changed = db
+            .execute(
+                "UPDATE links SET expires_ms = 1 WHERE token_sha256 = ?1",
+                [hex::encode(sha2::Sha256::digest(token.as_bytes()))],
+            )
+            .unwrap();
+        assert_eq!(changed, 1, "the link is stored by its token's SHA-256");
+    }
     let out = std::process::Command::new("node")
         .arg("ppap.mjs")
         .current_dir(&script_dir)
@@ -188,6 +205,7 @@ fn a_recipient_unlocks_a_ppap_zip_from_the_link_in_their_notice_in_a_real_browse
             ("BASE", format!("http://{}", running.admin_addr)),
             ("LINK", link("見積書の送付")),
             ("LOCK_LINK", link("請求書の送付")),
+            ("EXPIRED_LINK", link("納品書の送付")),
             ("PASSWORD", right.into()),
             ("LOCK_PASSWORD", other.into()),
             (
@@ -237,7 +255,13 @@ fn a_recipient_unlocks_a_ppap_zip_from_the_link_in_their_notice_in_a_real_browse
         1,
         "{outcomes:?}"
     );
-    for shot in ["ppap-form", "ppap-wrong", "ppap-unlocked", "ppap-locked"] {
+    for shot in [
+        "ppap-form",
+        "ppap-wrong",
+        "ppap-unlocked",
+        "ppap-locked",
+        "ppap-expired",
+    ] {
         let path = root.join(format!("target/browser-artifacts/{shot}.png"));
         assert!(
             std::fs::metadata(&path).is_ok_and(|m| m.len() > 1000),
