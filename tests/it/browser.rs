@@ -147,7 +147,8 @@ fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
 
 /// The recipients' PPAP page (#17) in Chromium: a link from a notice, a wrong password then
 /// the right one (delivered to that recipient alone), the link refused once used, and
-/// another link locked by five wrong passwords. Screenshots: ppap-*.png.
+/// another link locked by five wrong passwords, and a third past its validity refused.
+/// Screenshots: ppap-*.png.
 #[test]
 fn a_recipient_unlocks_a_ppap_zip_from_the_link_in_their_notice_in_a_real_browser() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
