@@ -13,8 +13,9 @@
 //!   one is hopeless and a lookup by hash leaks nothing useful in timing.
 //! - A link unlocks for its own recipient only: the delivery goes to that one address.
 //! - A link works until its expiry, until its first success, and for [`ATTEMPTS`] wrong
-//!   passwords within [`ATTEMPT_WINDOW_MS`]; the last of those locks it for good and is
-//!   audited (`outcome = "locked"`). Link attempts are serialised, so parallel posts cannot
+//!   passwords in its whole life (not per time window: four tries every quarter hour would
+//!   otherwise be a thousand guesses over the link's validity); the last of those locks it
+//!   for good and is audited (`outcome = "locked"`). Link attempts are serialised, so parallel posts cannot
 //!   slip past the count.
 //! - The form on the page carries the link's nonce; a post without it is refused before a
 //!   password is tried (the page needs no account, so this is its CSRF check).
@@ -34,10 +35,8 @@ use crate::audit::AuditEvent;
 use crate::config::PpapSection;
 use crate::store::quarantine::QuarantineItem;
 
-/// Wrong passwords a link takes within [`ATTEMPT_WINDOW_MS`]; the last locks it.
+/// Wrong passwords a link takes in its whole life; the last locks it.
 pub const ATTEMPTS: u32 = 5;
-/// The window the wrong passwords are counted in (15 minutes).
-pub const ATTEMPT_WINDOW_MS: u64 = 15 * 60 * 1000;
 
 /// The tables of this module (created with the others when `ppap.db` opens).
 pub(super) const SCHEMA: &str = "
@@ -418,8 +417,8 @@ impl Ppap {
         )
         .map_err(sql)?;
         db.query_row(
-            "SELECT COUNT(*) FROM link_failures WHERE token_sha256 = ?1 AND at_ms > ?2",
-            rusqlite::params![hash, now.saturating_sub(ATTEMPT_WINDOW_MS) as i64],
+            "SELECT COUNT(*) FROM link_failures WHERE token_sha256 = ?1",
+            rusqlite::params![hash],
             |r| r.get::<_, i64>(0),
         )
         .map(|n| n.clamp(0, i64::from(u32::MAX)) as u32)
@@ -477,8 +476,7 @@ impl Ppap {
                         candidates: 0,
                         outcome: "locked".into(),
                         detail: Some(format!(
-                            "{ATTEMPTS} wrong passwords within {} minutes: the recipient's link is locked",
-                            ATTEMPT_WINDOW_MS / 60_000
+                            "{ATTEMPTS} wrong passwords: the recipient's link is locked"
                         )),
                     }))
                     .map_err(|e| e.to_string())?;

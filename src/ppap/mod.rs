@@ -140,7 +140,8 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnlockResult {
     /// `unlocked`, `wrong-password`, `limit-exceeded`, `unsupported`, `already-unlocked`,
-    /// `timeout`, `error`.
+    /// `timeout`, `retry-later` (no verdict: antivirus unreachable or the deadline passed),
+    /// `error`.
     pub outcome: String,
     /// What the registry made of the content (`sanitized`, `blocked`, …) when unlocked.
     pub verdict: Option<String>,
@@ -416,6 +417,22 @@ impl Ppap {
         let result =
             self.registry
                 .process_at(&opened.bytes, &declared, &config.policy, 1, deadline);
+        // No answer is not a verdict: with the antivirus engine unreachable or the deadline
+        // passed, nothing is delivered and the item is not marked unlocked, so the same
+        // password works again later (a link does not count it as a failure).
+        if result
+            .report
+            .any_reason(mukaika_sanitizers::scanner::UNAVAILABLE)
+            || result.report.any_reason("timeout")
+        {
+            return (
+                event(
+                    "retry-later",
+                    Some("the antivirus engine or the deadline gave no verdict; nothing was delivered".into()),
+                ),
+                None,
+            );
+        }
         let unlocked_sha256 = sha256_hex(&opened.bytes);
         drop(opened);
         let id = format!("ppap-{}", item.id);
@@ -503,24 +520,33 @@ impl Ppap {
         };
         let destination = self.deliver_once(Outgoing::converted(envelope, &key, message))?;
         let verdict = format!("{:?}", report.verdict).to_ascii_lowercase();
-        if let Some(r) = &only {
-            self.record_link_delivery(&item.id, r, &destination)?;
-        }
-        // Unlocked for good once every recipient has it (at once, or link by link).
-        if only.is_none() || self.remaining(&item).is_empty() {
-            let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-            db.execute(
-                "INSERT OR IGNORE INTO unlocked (item_id, way, verdict, at, destination)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                rusqlite::params![
-                    item.id,
-                    way.as_str(),
-                    verdict,
-                    crate::clock::now_rfc3339(),
-                    destination
-                ],
-            )
-            .map_err(sql)?;
+        // The delivery is made: its audit record below is written whatever happens to the
+        // bookkeeping (a failure there is logged; the delivery key keeps a retry from sending
+        // it twice).
+        let bookkeeping = (|| -> Result<(), String> {
+            if let Some(r) = &only {
+                self.record_link_delivery(&item.id, r, &destination)?;
+            }
+            // Unlocked for good once every recipient has it (at once, or link by link).
+            if only.is_none() || self.remaining(&item).is_empty() {
+                let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+                db.execute(
+                    "INSERT OR IGNORE INTO unlocked (item_id, way, verdict, at, destination)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![
+                        item.id,
+                        way.as_str(),
+                        verdict,
+                        crate::clock::now_rfc3339(),
+                        destination
+                    ],
+                )
+                .map_err(sql)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = bookkeeping {
+            tracing::error!(item = %item.id, error = %e, "unlocked delivery made; its state in ppap.db was not stored");
         }
         let event = AuditEvent::UnlockDelivered(UnlockDelivered {
             item_id: item.id.clone(),
@@ -691,8 +717,10 @@ impl Ppap {
             candidates,
             still_held,
         } = plan;
-        // The attempts are on record before anything they unlocked goes out.
-        self.record(&events);
+        // The attempts are on record before anything they unlocked goes out: without the
+        // record, nothing goes out (the items stay held; the password can be given again).
+        let on_record = self.record(&events);
+        let ready = if on_record { ready } else { Vec::new() };
         let mut events = Vec::new();
         for r in ready {
             let id = r.item.id.clone();
@@ -710,8 +738,8 @@ impl Ppap {
             let rcpt = self.remaining(&item);
             let (event, ready) =
                 self.attempt(&item, &bytes, &candidates, way, &meta.id, rcpt, deadline);
-            self.record(std::slice::from_ref(&event));
-            if let Some(ready) = ready {
+            let on_record = self.record(std::slice::from_ref(&event));
+            if let Some(ready) = ready.filter(|_| on_record) {
                 match self.finish(ready) {
                     Ok((event, _)) => events.push(event),
                     Err(e) => {
@@ -731,12 +759,16 @@ impl Ppap {
     }
 
     /// Appends PPAP audit records; a failure is logged (the mail is settled already).
-    fn record(&self, events: &[AuditEvent]) {
+    fn record(&self, events: &[AuditEvent]) -> bool {
         if events.is_empty() {
-            return;
+            return true;
         }
-        if let Err(e) = self.audit.append_all(events) {
-            tracing::error!(error = %e, "PPAP audit records not written");
+        match self.audit.append_all(events) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "PPAP audit records not written");
+                false
+            }
         }
     }
 
@@ -792,8 +824,8 @@ impl Ppap {
                     AuditEvent::UnlockAttempted(a) if a.outcome == "wrong-password"
                 );
                 // The attempt is on record before what it unlocked goes out.
-                self.record(std::slice::from_ref(&event));
-                if let Some(ready) = ready {
+                let on_record = self.record(std::slice::from_ref(&event));
+                if let Some(ready) = ready.filter(|_| on_record) {
                     match self.finish(ready) {
                         Ok((event, _)) => events.push(event),
                         Err(e) => {
@@ -865,6 +897,19 @@ impl Ppap {
         }
         if !self.claim(item_id) {
             return refused("busy");
+        }
+        // Checked again under the claim: another way may have finished between the check above
+        // and the claim.
+        let finished_meanwhile = self.state(item_id).map(|s| s.is_some()).unwrap_or(true)
+            || only.as_deref().is_some_and(|r| {
+                !self
+                    .remaining(&item)
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case(r))
+            });
+        if finished_meanwhile {
+            self.release(item_id);
+            return refused("already-unlocked");
         }
         let result = (|| {
             let bytes = self.quarantine.bytes(item_id).map_err(|e| e.to_string())?;

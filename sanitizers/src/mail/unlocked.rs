@@ -67,7 +67,9 @@ pub struct UnlockedSource<'a> {
     pub file_name: &'a str,
     /// Sender of the original mail.
     pub from: &'a str,
-    /// Recipients of the original mail.
+    /// The envelope recipients this delivery goes to. Only a single one is named in `To:`:
+    /// the envelope also holds the original mail's Bcc recipients, and writing them all into
+    /// the header would show them to everyone.
     pub to: &'a [String],
     /// Subject of the original mail, decoded.
     pub subject: &'a str,
@@ -125,7 +127,10 @@ pub fn unlocked_message(
         .collect();
     let outgoing = build::Outgoing {
         from: vec![mailbox(source.from)],
-        to: source.to.iter().map(|a| mailbox(a)).collect(),
+        to: match source.to {
+            [one] => vec![mailbox(one)],
+            _ => Vec::new(),
+        },
         subject: format!("[パスワード解除済み] {}", source.subject),
         mukaika_id: source.id.to_string(),
         sanitized: format!(
@@ -277,5 +282,46 @@ mod tests {
             "{text}"
         );
         assert!(parsed.subject().unwrap().contains("見積書の送付"));
+    }
+
+    #[test]
+    fn several_recipients_are_never_listed_in_the_header() {
+        // The envelope holds the original mail's Bcc recipients too.
+        let registry = Registry::standard();
+        let policy = Policy::default();
+        for (to, named) in [
+            (vec!["a@city.example.lg.jp".to_string()], true),
+            (
+                vec![
+                    "a@city.example.lg.jp".to_string(),
+                    "hidden@city.example.lg.jp".to_string(),
+                ],
+                false,
+            ),
+        ] {
+            let result = registry.process(
+                b"hello\n",
+                &Declared {
+                    name: Some("memo.txt"),
+                    mime: None,
+                },
+                &policy,
+            );
+            let source = UnlockedSource {
+                id: "ppap-Q1-1",
+                item_id: "Q1-1",
+                file_name: "a.zip",
+                from: "s@example.com",
+                to: &to,
+                subject: "x",
+                way: UnlockWay::Cli,
+            };
+            let message = unlocked_message(&source, result, &policy)
+                .message
+                .expect("written");
+            let text = String::from_utf8_lossy(message.bytes()).into_owned();
+            assert!(!text.contains("hidden@"), "{text}");
+            assert_eq!(text.contains("\r\nTo: "), named, "{text}");
+        }
     }
 }
