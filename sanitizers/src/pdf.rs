@@ -1574,12 +1574,14 @@ fn key_list(d: &Dictionary) -> String {
         .join(", ")
 }
 
+// memchr's searchers, not a window at a time: these run over the whole file before any
+// deadline check, and a window loop over tens of megabytes is seconds in a debug build.
 fn count(hay: &[u8], needle: &[u8]) -> usize {
-    hay.windows(needle.len()).filter(|w| *w == needle).count()
+    memchr::memmem::find_iter(hay, needle).count()
 }
 
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).rposition(|w| w == needle)
+    memchr::memmem::rfind(hay, needle)
 }
 
 #[cfg(test)]
