@@ -25,11 +25,20 @@ from compare import BENCH, MUKAIKA, ROOT, measure  # noqa: E402
 
 
 def soffice(work, target, *inputs):
+    """Converts each input into `work`. soffice exits 0 even when it has no export filter for
+    the target (PNG to JPEG or GIF needs Draw: libreoffice-draw-nogui, which Debian installs
+    with libreoffice-impress-nogui), so every output is checked and its absence reported."""
     profile = os.path.join(work, "lo-profile")
-    subprocess.run(
+    run = subprocess.run(
         ["soffice", f"-env:UserInstallation=file://{profile}", "--headless", "--norestore",
          "--convert-to", target, "--outdir", work, *inputs],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+        check=True, capture_output=True, text=True, timeout=600)
+    ext = target.split(":")[0]
+    for path in inputs:
+        out = os.path.join(work, os.path.splitext(os.path.basename(path))[0] + "." + ext)
+        if not os.path.exists(out):
+            sys.exit(f"soffice made no {ext} from {os.path.basename(path)} (for images it needs "
+                     f"libreoffice-draw-nogui):\n{run.stdout}{run.stderr}")
 
 
 def make_inputs(work):
@@ -81,7 +90,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "mukaika"], cwd=ROOT, check=True)
     for tool in ("mat2", "soffice", "/usr/bin/time"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed")

@@ -59,6 +59,15 @@ impl Sanitizer for HtmlSanitizer {
             out.extend_from_slice(line.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
+        // A page that shows markup as text (`&lt;body&gt;`, or `<<body>body>`) yields text that
+        // content detection takes for markup again: it would fail its own re-check, and
+        // delivered under another name it would be opened as HTML. A decision, held here.
+        let again = crate::detect::detect(&out, &crate::Declared::default()).kind;
+        if again != FileKind::Text {
+            return Err(Error::unsupported(format!(
+                "the page's text reads as {again} itself (markup shown as text): held, not delivered"
+            )));
+        }
         Ok(Sanitized::new(out, FileKind::Text))
     }
 }

@@ -1416,7 +1416,7 @@ fn action_detail(rb: &Rebuild<'_, '_, '_>, d: &Dictionary, kind: &[u8]) -> Strin
 /// Follows references (bounded) to the object they name.
 /// Checks that a content stream reads as PDF tokens (ISO 32000-1 §7.2, §8.9.7): literal strings
 /// closed (nested parentheses, backslash escapes), hex strings closed and made of hex digits, no
-/// stray `)` or `>`, and every inline image's data ended by `EI`. It judges only where tokens
+/// stray `)` or `>`, no `{` or `}`, and every inline image's data ended by `EI`. It judges only where tokens
 /// end, not what the operators mean.
 fn content_tokens_ok(data: &[u8]) -> std::result::Result<(), &'static str> {
     let ws = |b: u8| matches!(b, 0 | b'\t' | b'\n' | 0x0C | b'\r' | b' ');
@@ -1494,7 +1494,9 @@ fn content_tokens_ok(data: &[u8]) -> std::result::Result<(), &'static str> {
                 }
                 i += 1;
             }
-            b'{' | b'}' => i += 1,
+            // Braces belong to PostScript calculator functions, never to a content stream:
+            // qpdf reads one as null with a warning, and another reader may do otherwise.
+            b'{' | b'}' => return Err("a brace, which no content stream may hold"),
             _ => {
                 // A name, number or operator: regular characters up to a delimiter.
                 let start = i;
@@ -1574,12 +1576,14 @@ fn key_list(d: &Dictionary) -> String {
         .join(", ")
 }
 
+// memchr's searchers, not a window at a time: these run over the whole file before any
+// deadline check, and a window loop over tens of megabytes is seconds in a debug build.
 fn count(hay: &[u8], needle: &[u8]) -> usize {
-    hay.windows(needle.len()).filter(|w| *w == needle).count()
+    memchr::memmem::find_iter(hay, needle).count()
 }
 
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).rposition(|w| w == needle)
+    memchr::memmem::rfind(hay, needle)
 }
 
 #[cfg(test)]
@@ -1600,6 +1604,8 @@ mod content_token_tests {
             b"(a) ] TJ",
             b"[(a) Tj] TJ",
             b"/P << /MCID 0 BDC",
+            b"BT /F1 12 Tf } (a) Tj ET",
+            b"q { 1 0 0 1 0 0 cm } Q",
         ] {
             assert!(
                 content_tokens_ok(bad).is_err(),

@@ -243,9 +243,15 @@ fn scan(body: &[u8], bounds: &Bounds, tick: &mut dyn FnMut() -> Result<()>) -> R
         trailer: None,
         dangling: false,
     };
-    let mut attempts = 0u64;
+    let mut steps = 0u64;
     let mut pos = 0;
     while pos < body.len() {
+        // Every step counts, not only object headers: megabytes of comments, trailers or
+        // bytes that are no object are as much work to walk through as objects are.
+        steps += 1;
+        if steps.is_multiple_of(256) {
+            tick()?;
+        }
         let Some(&b) = body.get(pos) else { break };
         if b == b'%' {
             // `%%EOF` ends a revision, and writers append the next one right after it, on the
@@ -265,10 +271,6 @@ fn scan(body: &[u8], bounds: &Bounds, tick: &mut dyn FnMut() -> Result<()>) -> R
             if let Some((number @ 1..=MAX_OBJECT_NUMBER, generation, after)) =
                 object_header(body, pos)
             {
-                attempts += 1;
-                if attempts.is_multiple_of(64) {
-                    tick()?;
-                }
                 match object_body(body, after) {
                     Ok(Body {
                         object,

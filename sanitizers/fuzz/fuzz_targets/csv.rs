@@ -6,7 +6,8 @@
 //! LibreOffice could apply (comma, semicolon, tab, a `sep=` line; quotes opening a field at
 //! its start or after spaces) no cell begins, after whitespace and quotes, with a formula
 //! trigger — and that only `'` was added and a second pass removes nothing. A held file is
-//! fail-closed and not a failure.
+//! fail-closed and not a failure; a file content detection takes for another text kind (HTML
+//! delivered as text) must still leave no formula cell, the rest is not checked.
 #![no_main]
 
 #[path = "../../tests/csv_oracle/mod.rs"]
@@ -15,7 +16,7 @@ mod setup;
 
 use encoding_rs::SHIFT_JIS;
 use libfuzzer_sys::fuzz_target;
-use mukaika_sanitizers::{Declared, Verdict};
+use mukaika_sanitizers::{Declared, FileKind, Verdict};
 
 fn decode(bytes: &[u8], encoding: u8) -> Option<String> {
     match encoding {
@@ -66,6 +67,20 @@ fuzz_target!(|data: &[u8]| {
     let Some(out) = outcome.output() else {
         return;
     };
+    if out.kind() != FileKind::Csv {
+        // Content detection overrode the name (markup such as `<body` in the first kilobyte
+        // is HTML, delivered as UTF-8 text): no formula cell may be left, but the text is no
+        // longer the CSV's, so nothing else is compared.
+        let bytes = out.bytes();
+        let text = String::from_utf8_lossy(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes));
+        let left = csv_oracle::formula_cells(&text);
+        assert!(
+            left.is_empty(),
+            "formula cells left in {:?} output: {left:?}",
+            out.kind()
+        );
+        return;
+    }
     let Some(result) = decode(out.bytes(), encoding) else {
         panic!("the output does not decode as its input did");
     };

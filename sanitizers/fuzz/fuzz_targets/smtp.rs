@@ -9,7 +9,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use mukaika::config::BareLineEndings;
-use mukaika::smtp::session::{Action, Session, SessionConfig};
+use mukaika::source::smtp::budget::MemoryBudget;
+use mukaika::source::smtp::session::{Action, Session, SessionConfig};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, client)) = data.split_first() else {
@@ -27,6 +28,9 @@ fuzz_target!(|data: &[u8]| {
             BareLineEndings::Normalize
         },
         starttls: mode & 2 != 0,
+        hard_error_limit: 20,
+        // Room for several messages at the size limit: the budget is not what is fuzzed here.
+        memory: MemoryBudget::new(1 << 20),
     };
     let chunk = usize::from(mode >> 2) + 1;
     let (mut session, greeting) = Session::new(config);

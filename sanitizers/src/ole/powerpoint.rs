@@ -328,6 +328,9 @@ pub(super) fn rebuild(stream: &[u8], user: &[u8], cx: &mut Context<'_>) -> Resul
     }
     let mut directory = BTreeMap::new();
     for edit in edits.iter().rev() {
+        // Every edit may name the same large directory: thousands of merges of it are minutes
+        // of work from a small file, so the clock is looked at between them.
+        cx.check_deadline()?;
         read_directory(stream, edit.offset_persist_directory, &mut directory)?;
     }
     let last = &edits[0];
@@ -346,6 +349,7 @@ pub(super) fn rebuild(stream: &[u8], user: &[u8], cx: &mut Context<'_>) -> Resul
     let mut objects: BTreeMap<u32, Rec> = BTreeMap::new();
     let mut total = 0usize;
     for (&id, &off) in &directory {
+        cx.check_deadline()?;
         let r = rec_at(stream, off as usize, stream.len())?;
         total = total.saturating_add(r.end() - r.at);
         if total > stream.len() {
@@ -450,10 +454,10 @@ pub(super) fn rebuild(stream: &[u8], user: &[u8], cx: &mut Context<'_>) -> Resul
                  unreferenced VBA project: held, not removed"
             )));
         }
-        refuse_active_records(stream, r, &dropped)?;
+        refuse_active_records(stream, r, &dropped, cx)?;
     }
     let doc_rec = rec_at(&new_doc, 0, new_doc.len())?;
-    refuse_active_records(&new_doc, &doc_rec, &dropped)?;
+    refuse_active_records(&new_doc, &doc_rec, &dropped, cx)?;
 
     // The new stream: kept persist objects in id order, one directory, one edit.
     let mut out = Vec::with_capacity(stream.len());
@@ -527,9 +531,15 @@ pub(super) fn rebuild(stream: &[u8], user: &[u8], cx: &mut Context<'_>) -> Resul
 
 /// Holds the file when a kept record tree still names a VBA project, holds an embedded object
 /// container or refers to a storage that was dropped.
-fn refuse_active_records(b: &[u8], root: &Rec, dropped: &BTreeSet<u32>) -> Result<()> {
+fn refuse_active_records(
+    b: &[u8],
+    root: &Rec,
+    dropped: &BTreeSet<u32>,
+    cx: &Context<'_>,
+) -> Result<()> {
     let mut stack = vec![root.clone()];
     while let Some(r) = stack.pop() {
+        cx.check_deadline()?;
         match r.kind {
             // A VBAInfoAtom left in place must name no project (persist id 0).
             VBA_INFO_ATOM if u32_at(&b[r.body.clone()], 0) != Some(0) => {

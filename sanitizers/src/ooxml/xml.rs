@@ -171,6 +171,11 @@ impl<'a> Document<'a> {
             })?;
             match event {
                 Event::Start(ref e) | Event::Empty(ref e) => {
+                    // quick-xml reads `<\n/>` as an element with no name; written back it is
+                    // `</>`, which no parser reads.
+                    if e.name().as_ref().is_empty() {
+                        return Err(Error::malformed("XML element without a name"));
+                    }
                     if stack.is_empty() && doc.root != NONE {
                         return Err(Error::malformed("XML has more than one root element"));
                     }

@@ -1,6 +1,8 @@
 //! The per-file deadline holds inside work that cannot look at the clock: HTML → text on deeply
-//! nested markup (as a file and as a mail body), SVG filters that would run for minutes, and
-//! any result that is ready only after the deadline. Each slow input must come back within
+//! nested markup (as a file and as a mail body), SVG filters that would run for minutes, a
+//! PowerPoint edit chain that merges one huge persist directory thousands of times, the scan
+//! that reconstructs a PDF's damaged cross-reference data, and any result that is ready only
+//! after the deadline. Each slow input must come back within
 //! twice its deadline, its conversion thread finished (no core left busy), and quarantined
 //! with a limit or timeout reason.
 
@@ -254,4 +256,104 @@ fn html_whose_rendering_would_outlast_the_deadline_is_held_within_twice_the_dead
     );
     let outcome = process_within_deadline(html.into_bytes(), "tables.html");
     assert_held_for(&outcome, &["limit-exceeded"]);
+}
+
+/// A PowerPoint record header.
+fn ppt_record(kind: u16, body: &[u8]) -> Vec<u8> {
+    let mut r = 0u16.to_le_bytes().to_vec();
+    r.extend_from_slice(&kind.to_le_bytes());
+    r.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    r.extend_from_slice(body);
+    r
+}
+
+/// A compound file of the given streams (version 3, in the root storage).
+fn compound(streams: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::{Cursor, Write};
+    let mut file =
+        cfb::CompoundFile::create_with_version(cfb::Version::V3, Cursor::new(Vec::new())).unwrap();
+    for (path, data) in streams {
+        file.create_stream(path).unwrap().write_all(data).unwrap();
+    }
+    file.flush().unwrap();
+    file.into_inner().into_inner()
+}
+
+#[test]
+fn powerpoint_edits_sharing_one_huge_persist_directory_are_held_within_twice_the_deadline() {
+    // One PersistDirectoryAtom of ~100,000 ids, and a chain of 2,000 fast-save edits that all
+    // name it: a few hundred KB whose directory merge is 200 million map inserts (a minute of
+    // work) unless the rebuild looks at the clock between edits.
+    let ids = 4095 * 25;
+    let mut directory = Vec::new();
+    for run in 0..25u32 {
+        directory.extend_from_slice(&((1 + run * 4095) | (4095 << 20)).to_le_bytes());
+        directory.extend(std::iter::repeat_n(0u8, 4 * 4095));
+    }
+    let mut stream = ppt_record(0x1772, &directory);
+    let mut previous = 0u32;
+    for _ in 0..2000 {
+        let at = stream.len() as u32;
+        let mut edit = Vec::new();
+        edit.extend_from_slice(&256u32.to_le_bytes()); // lastSlideIdRef
+        edit.extend_from_slice(&0u16.to_le_bytes()); // version
+        edit.extend_from_slice(&[0, 3]); // minor, major
+        edit.extend_from_slice(&previous.to_le_bytes()); // offsetLastEdit
+        edit.extend_from_slice(&0u32.to_le_bytes()); // offsetPersistDirectory: the shared one
+        edit.extend_from_slice(&1u32.to_le_bytes()); // docPersistIdRef
+        edit.extend_from_slice(&(ids as u32).to_le_bytes()); // persistIdSeed
+        edit.extend_from_slice(&[1, 0, 0, 0]); // lastView, unused
+        stream.extend(ppt_record(0x0FF5, &edit));
+        previous = at;
+    }
+    let mut user = Vec::new();
+    user.extend_from_slice(&0x14u32.to_le_bytes());
+    user.extend_from_slice(&0xE391_C05Fu32.to_le_bytes());
+    user.extend_from_slice(&previous.to_le_bytes());
+    user.extend_from_slice(&0u16.to_le_bytes()); // lenUserName
+    user.extend_from_slice(&0x03F4u16.to_le_bytes());
+    user.extend_from_slice(&[3, 0, 0, 0]);
+    user.extend_from_slice(&8u32.to_le_bytes()); // relVersion
+    let user = ppt_record(0x0FF6, &user);
+    let input = compound(&[("PowerPoint Document", &stream), ("Current User", &user)]);
+    assert!(input.len() < 1024 * 1024);
+    let outcome = process_within_deadline(input, "edits.ppt");
+    assert_held_for(&outcome, &["timeout"]);
+}
+
+/// A PDF with no cross-reference data at all (so the objects must be found by a scan): a
+/// catalog, one page, then `filler` repeated `times`.
+fn pdf_without_xref(filler: &[u8], times: usize) -> Vec<u8> {
+    let mut pdf = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n\
+        2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n\
+        3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>\nendobj\n"
+        .to_vec();
+    pdf.reserve(filler.len() * times + 16);
+    for _ in 0..times {
+        pdf.extend_from_slice(filler);
+    }
+    pdf.extend_from_slice(b"%%EOF\n");
+    pdf
+}
+
+#[test]
+fn pdf_whose_damaged_cross_reference_needs_a_long_scan_is_held_within_twice_the_deadline() {
+    // 60,000 small objects and no table: locating them all is seconds of work (lopdf's own
+    // attempt, which cannot be interrupted, takes a fraction of that).
+    let mut objects = Vec::new();
+    for n in 4..60_004u32 {
+        objects.extend_from_slice(format!("{n} 0 obj\n<< /K [{n} 1 2 3] >>\nendobj\n").as_bytes());
+    }
+    let input = pdf_without_xref(&objects, 1);
+    let outcome = process_within_deadline(input, "objects.pdf");
+    assert_held_for(&outcome, &["timeout"]);
+}
+
+#[test]
+fn pdf_scan_through_a_long_stretch_without_objects_is_held_within_twice_the_deadline() {
+    // A million trailer dictionaries and no cross-reference table: no object header for the
+    // scan to count, 20 MB to read.
+    let input = pdf_without_xref(b"trailer\n<< /Size 4 /Root 1 0 R >>\n", 600_000);
+    let outcome = process_within_deadline(input, "trailers.pdf");
+    assert_held_for(&outcome, &["timeout"]);
 }

@@ -683,3 +683,20 @@ fn removes_outside_formulas_from_table_columns() {
         "{table}"
     );
 }
+
+#[test]
+fn an_element_without_a_name_is_held_as_malformed_not_written_as_an_unreadable_close_tag() {
+    // `<\n/>` reads as an element with an empty name; written back it was `</>`, which the
+    // re-check could not parse (internal-error). Found by the ooxml fuzz target.
+    let input = docx_benign()
+        .part(
+            "word/document.xml",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
+            word_document(&format!("{}<\n/>", para("本文"))),
+        )
+        .build();
+    let outcome = process(&input, "a.docx");
+    assert_eq!(outcome.report.verdict, Verdict::Quarantined);
+    let reason = outcome.report.reason.unwrap();
+    assert_eq!(reason.code, "malformed", "{}", reason.detail);
+}

@@ -1362,3 +1362,36 @@ fn a_damaged_pdf_with_an_update_is_rebuilt_from_the_last_definitions() {
         assert_eq!(pdf_pages(out), 2, "{name}");
     }
 }
+
+#[test]
+fn a_page_whose_contents_hold_a_brace_is_held_not_delivered_with_qpdf_warnings() {
+    // A brace is PostScript calculator syntax: in a content stream qpdf reads it as null and
+    // warns (exit 3). Found by the single-byte corruption property test.
+    for (name, content) in [
+        ("close.pdf", &b"BT /F1 24 Tf 72 720 Td (Page 1) Tj } ET"[..]),
+        ("open.pdf", b"q { 1 0 0 1 0 0 cm Q"),
+    ] {
+        let (mut doc, _, _) = pdf_base(1);
+        let page = *doc.get_pages().get(&1).unwrap();
+        let contents = doc
+            .get_object(page)
+            .and_then(lopdf::Object::as_dict)
+            .and_then(|d| d.get(b"Contents"))
+            .and_then(lopdf::Object::as_reference)
+            .unwrap();
+        doc.objects.insert(
+            contents,
+            lopdf::Object::Stream(lopdf::Stream::new(
+                lopdf::Dictionary::new(),
+                content.to_vec(),
+            )),
+        );
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).unwrap();
+        let outcome = process(&bytes, name);
+        assert_eq!(outcome.report.verdict, Verdict::Quarantined, "{name}");
+        let reason = outcome.report.reason.unwrap();
+        assert_eq!(reason.code, "malformed", "{name}: {}", reason.detail);
+        assert!(reason.detail.contains("brace"), "{name}: {}", reason.detail);
+    }
+}

@@ -499,3 +499,18 @@ proptest! {
         prop_assert_eq!(again.output().map(|o| o.bytes().to_vec()), Some(out.bytes().to_vec()));
     }
 }
+
+#[test]
+fn html_whose_text_reads_as_markup_again_is_held_as_a_decision_not_a_bug() {
+    // `<<body>body>"`: the page's text is `<body>"`, which content detection takes for HTML
+    // again, so the text could never pass its own re-check (found by the registry fuzz target).
+    for page in [
+        &b"<<body>body>\""[..],
+        b"<p>&lt;script&gt; shown as text</p>",
+    ] {
+        let outcome = process(page, "page.html");
+        assert_eq!(outcome.report.verdict, Verdict::Quarantined, "{page:?}");
+        let reason = outcome.report.reason.unwrap();
+        assert_eq!(reason.code, "unsupported", "{page:?}: {}", reason.detail);
+    }
+}
