@@ -602,6 +602,11 @@ fn extension_mismatch(ext: &str, kind: FileKind) -> bool {
     if !known || kind.extensions().contains(&ext) {
         return false;
     }
+    // A spreadsheet opens a .csv as cells whatever is inside: markup under that name would
+    // come out as text (HTML rendered) whose cells the CSV rules never saw, so it is held.
+    if FileKind::Csv.extensions().contains(&ext) && kind.class() == KindClass::Markup {
+        return true;
+    }
     // Text kinds are named freely (.txt, .log, .xml, .csv): only a text extension on a
     // non-text kind is a mismatch, not one text extension for another.
     let text_ext = [FileKind::Text, FileKind::Csv, FileKind::Html]

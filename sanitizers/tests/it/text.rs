@@ -514,3 +514,27 @@ fn html_whose_text_reads_as_markup_again_is_held_as_a_decision_not_a_bug() {
         assert_eq!(reason.code, "unsupported", "{page:?}: {}", reason.detail);
     }
 }
+
+#[test]
+fn a_csv_named_file_holding_html_is_a_type_mismatch_not_text() {
+    // Content detection reads it as HTML and would deliver its rendered text, whose cells the
+    // CSV rules never saw; a spreadsheet would still open it as cells. Found by the csv fuzz
+    // target.
+    for input in [
+        &b"<body>=cmd|' /C calc'!A0,1\n"[..],
+        b"name,value\n<script>x</script>\n=1+1,2\n",
+    ] {
+        let outcome = process(input, "list.csv");
+        assert!(outcome.output().is_none(), "{:?}", outcome.report);
+        let reason = outcome.report.reason.clone().expect("a reason");
+        assert_eq!(reason.code, "type-mismatch", "{reason:?}");
+    }
+    // The same bytes named as HTML are still converted.
+    let outcome = process(b"<body><p>hello</p></body>", "page.html");
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Sanitized,
+        "{:?}",
+        outcome.report
+    );
+}
