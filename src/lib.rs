@@ -20,6 +20,7 @@ pub mod logging;
 pub mod names;
 pub mod pipeline;
 pub mod ppap;
+pub mod random;
 pub mod review;
 pub mod service;
 pub mod sink;

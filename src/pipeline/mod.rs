@@ -12,7 +12,6 @@
 //! ERROR line is rate-limited. A panic, timeout or error quarantines the original whole and
 //! never stalls the queue; only an [`Outgoing`] (a `CleanMessage` or a notice) reaches the sink.
 
-pub mod notice;
 pub mod settle;
 
 use std::sync::Arc;

@@ -211,7 +211,7 @@ fn hold(s: &mut Settlement, item: QuarantineItem, bytes: Vec<u8>) {
 /// The recipients' notice about `held` (`[notices] recipients`), if any.
 fn notice_for(notices: &NoticesSection, meta: &ItemMeta, held: &[Hold]) -> Option<Outgoing> {
     let refs: Vec<&QuarantineItem> = held.iter().map(|h| &h.item).collect();
-    crate::pipeline::notice::for_recipients(
+    crate::sink::notice::for_recipients(
         notices,
         &meta.id,
         &crate::clock::jst_display_of(&meta.received_at),

@@ -29,7 +29,7 @@ use mukaika_sanitizers::mail::unlocked::UnlockWay;
 use mukaika_sanitizers::report::sha256_hex;
 use mukaika_sanitizers::Password;
 
-use super::{now_millis, sql, Ppap, UnlockResult, Unlocked, ENCRYPTED};
+use super::{now_millis, sql, Ppap, UnlockResult, Unlocked};
 use crate::audit::event::UnlockAttempted;
 use crate::audit::AuditEvent;
 use crate::config::PpapSection;
@@ -132,31 +132,14 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Whether `i` is a file PPAP can unlock (held for encryption, not a whole S/MIME message).
+/// Whether `i` is a PPAP item (see [`QuarantineItem::is_ppap`]).
 pub fn is_ppap_item(i: &QuarantineItem) -> bool {
-    i.reason == ENCRYPTED && i.detected_type.as_deref() != Some("message/rfc822")
+    i.is_ppap()
 }
 
-/// What the item's report lists of an encrypted file without its password: the member names
-/// and declared sizes (empty when the names are encrypted too, or the format has none), and
-/// whether the names could be seen.
+/// What `i`'s report lists of its encrypted file (see [`QuarantineItem::encrypted_members`]).
 pub fn listed_files(i: &QuarantineItem) -> (Vec<(String, u64)>, bool) {
-    let listing = &i.report["encrypted"];
-    let visible = listing["names_visible"].as_bool().unwrap_or(false);
-    let members = listing["members"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter_map(|x| {
-                    Some((
-                        x["name"].as_str()?.to_string(),
-                        x["size"].as_u64().unwrap_or(0),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    (members, visible)
+    i.encrypted_members()
 }
 
 /// After how long (ms) a held encrypted item nobody unlocked counts as expired: once neither
@@ -321,8 +304,8 @@ impl Ppap {
     /// # Errors
     /// `ppap.db` cannot be written.
     pub fn make_link(&self, item_id: &str, recipient: &str) -> Result<String, String> {
-        let token = crate::review::random_hex(32);
-        let nonce = crate::review::random_hex(16);
+        let token = crate::random::random_hex(32);
+        let nonce = crate::random::random_hex(16);
         let now = now_millis();
         let valid = self
             .config
@@ -522,7 +505,7 @@ impl Ppap {
                     }
                 };
                 let url = format!("{}/{token}", base.trim_end_matches('/'));
-                let out = crate::pipeline::notice::ppap_link(
+                let out = crate::sink::notice::ppap_link(
                     &config.notices,
                     &item,
                     rcpt,

@@ -149,20 +149,7 @@ pub struct UnlockResult {
     pub destination: Option<String>,
 }
 
-/// The unlocked state of an item (a row of `ppap.db`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Unlocked {
-    /// The item.
-    pub item_id: String,
-    /// How the password was given.
-    pub way: String,
-    /// What the registry made of the content.
-    pub verdict: String,
-    /// When (RFC 3339).
-    pub at: String,
-    /// Where the message went.
-    pub destination: String,
-}
+pub use crate::store::quarantine::Unlocked;
 
 /// The PPAP engine of one gateway.
 pub struct Ppap {

@@ -9,8 +9,8 @@
 //! due instead of waiting `digest_minutes`.
 //! Must never: announce an item whose record may still be being written (see `SETTLE_MS`).
 
-use crate::pipeline::notice;
 use crate::review::Review;
+use crate::sink::notice;
 use crate::sink::Sink;
 use crate::store::quarantine::QuarantineItem;
 

@@ -369,16 +369,7 @@ pub fn valid_user_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-/// Random bytes from the operating system, hex-encoded.
-///
-/// # Panics
-/// Never in practice: `getrandom` fails only on systems without a random source, where no
-/// session or password could be made safely anyway.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).expect("the operating system's random source");
-    hex::encode(buf)
-}
+pub use crate::random::random_hex;
 
 /// A one-time password: 16 characters from an alphabet without look-alikes.
 fn one_time_password() -> String {

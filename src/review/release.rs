@@ -51,7 +51,7 @@ impl Marker<'_> {
             if self.item.name.is_some() { "ファイル" } else { "メール" },
             self.item.id,
             self.item.name.as_deref().unwrap_or("メール全体"),
-            crate::pipeline::notice::reason_ja(&self.item.reason),
+            crate::sink::notice::reason_ja(&self.item.reason),
             self.item.reason,
             self.item.sha256,
             self.requester,
@@ -111,7 +111,7 @@ pub fn as_mail(
         }],
         ..Outgoing::default()
     };
-    crate::pipeline::notice::from_gateway(notice_from, to, msg)
+    crate::sink::notice::from_gateway(notice_from, to, msg)
 }
 
 /// One safe file name from a quarantined item's name (its last path segment, with characters

@@ -7,6 +7,7 @@
 
 pub mod export;
 pub mod maildir;
+pub mod notice;
 pub mod outgoing;
 pub mod relay;
 pub mod relay_client;

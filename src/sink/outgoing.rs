@@ -10,7 +10,7 @@
 //!
 //! Invariants: an `Outgoing` cannot be built from arbitrary bytes; its origin travels with it
 //! (into the audit record of the delivery). The two crate-visible doors are opened only where
-//! the design says — `notice` in `crate::pipeline::notice` and `release` in `crate::review` —
+//! the design says — `notice` in `crate::sink::notice` and `release` in `crate::review` —
 //! and `tests/packaging.rs` holds the sources to that.
 //! Must never: grow a constructor that takes plain bytes from a sanitizer's input.
 
@@ -87,7 +87,7 @@ impl Outgoing {
         }
     }
 
-    /// A notice mukaika wrote from its own templates. Only `crate::pipeline::notice` calls
+    /// A notice mukaika wrote from its own templates. Only `crate::sink::notice` calls
     /// this (see the module header).
     pub(crate) fn notice(envelope: Envelope, key: &str, bytes: Vec<u8>) -> Outgoing {
         Outgoing {

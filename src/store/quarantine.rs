@@ -77,6 +77,51 @@ pub struct QuarantineItem {
     pub detected_type: Option<String>,
 }
 
+impl QuarantineItem {
+    /// A file held because it is encrypted (PPAP), not a whole message held for its own
+    /// encryption (S/MIME, PGP).
+    pub fn is_ppap(&self) -> bool {
+        self.reason == "encrypted" && self.detected_type.as_deref() != Some("message/rfc822")
+    }
+
+    /// What the report lists of an encrypted file without its password: the member names and
+    /// declared sizes (empty when the names are encrypted too, or the format has none), and
+    /// whether the names could be seen.
+    pub fn encrypted_members(&self) -> (Vec<(String, u64)>, bool) {
+        let listing = &self.report["encrypted"];
+        let visible = listing["names_visible"].as_bool().unwrap_or(false);
+        let members = listing["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|x| {
+                        Some((
+                            x["name"].as_str()?.to_string(),
+                            x["size"].as_u64().unwrap_or(0),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (members, visible)
+    }
+}
+
+/// The unlocked state of a PPAP item (a row of `ppap.db`, kept by `crate::ppap`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unlocked {
+    /// The item.
+    pub item_id: String,
+    /// How the password was given.
+    pub way: String,
+    /// What the registry made of the content.
+    pub verdict: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Where the message went.
+    pub destination: String,
+}
+
 /// Where quarantined originals go.
 pub trait QuarantineStore: Send + Sync {
     /// Stores the bytes and the record durably. Storing an ID again (a message converted a

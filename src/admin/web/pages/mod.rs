@@ -179,7 +179,7 @@ fn status_label(lang: Lang, key: &str) -> &'static str {
 
 fn reason_label(lang: Lang, code: &str) -> String {
     match lang {
-        Lang::Ja => format!("{}（{code}）", crate::pipeline::notice::reason_ja(code)),
+        Lang::Ja => format!("{}（{code}）", crate::sink::notice::reason_ja(code)),
         Lang::En => code.to_string(),
     }
 }

@@ -158,7 +158,7 @@ pub fn ppap_link(
 ) -> Outgoing {
     let name = item.name.as_deref().unwrap_or("(名前なし)");
     let subject_of_mail = item.subject.clone().unwrap_or_default();
-    let (files, _) = crate::ppap::links::listed_files(item);
+    let (files, _) = item.encrypted_members();
     let mut body = format!(
         "このメールは無害化ゲートウェイ mukaika からの自動通知です。\n\n\
          あなた宛てのメールに、パスワード付き（暗号化）ファイルが添付されていたため保留しています。\n\n\
@@ -199,7 +199,7 @@ pub fn for_admins(
     config: &NoticesSection,
     id: &str,
     items: &[&QuarantineItem],
-    unlocked: &[crate::ppap::Unlocked],
+    unlocked: &[crate::store::quarantine::Unlocked],
 ) -> Option<Outgoing> {
     if config.admin_to.is_empty() || (items.is_empty() && unlocked.is_empty()) {
         return None;
@@ -225,10 +225,7 @@ pub fn for_admins(
             )
         })
         .collect();
-    let held_ppap: Vec<&&QuarantineItem> = items
-        .iter()
-        .filter(|i| crate::ppap::links::is_ppap_item(i))
-        .collect();
+    let held_ppap: Vec<&&QuarantineItem> = items.iter().filter(|i| i.is_ppap()).collect();
     let mut list = list;
     if !held_ppap.is_empty() || !unlocked.is_empty() {
         list.push_str(&format!(
@@ -392,7 +389,7 @@ mod tests {
             admin_to: vec!["security@city.example.lg.jp".into()],
             ..NoticesSection::default()
         };
-        let unlocked = crate::ppap::Unlocked {
+        let unlocked = crate::store::quarantine::Unlocked {
             item_id: "Q0-1".into(),
             way: "password-mail".into(),
             verdict: "sanitized".into(),
