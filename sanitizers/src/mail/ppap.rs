@@ -62,10 +62,26 @@ struct Folded {
     origin: Vec<(usize, usize)>,
 }
 
+/// Characters that are their own NFKC form and never combine with what precedes them: ASCII,
+/// hiragana and katakana letters, and the CJK unified ideographs.
+fn nfkc_stable(c: char) -> bool {
+    c.is_ascii()
+        || ('\u{3041}'..='\u{3096}').contains(&c)
+        || ('\u{30A1}'..='\u{30FA}').contains(&c)
+        || ('\u{4E00}'..='\u{9FFF}').contains(&c)
+}
+
 fn fold(original: &str) -> Folded {
     let mut chars: Vec<(char, usize, usize)> = Vec::with_capacity(original.len());
     for (start, c) in original.char_indices() {
         let end = start + c.len_utf8();
+        // Most of a mail is ASCII, kana or common kanji: each is its own NFKC form and never
+        // the second half of a composition, so it goes straight in (folding char by char
+        // through the normaliser was a third of the relay's conversion time).
+        if nfkc_stable(c) {
+            chars.push((c, start, end));
+            continue;
+        }
         for f in std::iter::once(c).nfkc() {
             // Halfwidth ｶﾞ folds character by character to カ + a combining mark: recompose.
             if let Some(last) = chars.last_mut() {
@@ -457,5 +473,22 @@ mod tests {
                 body.len()
             );
         }
+    }
+
+    #[test]
+    fn the_fast_path_folds_exactly_as_the_normaliser_does() {
+        // Every character the fast path takes, alone and after a halfwidth voiced mark's
+        // base, folds to itself under NFKC, and the folded text of mixed input is NFKC.
+        for range in [0u32..0x80, 0x3041..0x3097, 0x30A1..0x30FB, 0x4E00..0xA000] {
+            for cp in range {
+                let c = char::from_u32(cp).unwrap();
+                assert!(nfkc_stable(c));
+                let nfkc: String = std::iter::once(c).nfkc().collect();
+                assert_eq!(nfkc, c.to_string(), "U+{cp:04X}");
+            }
+        }
+        let mixed = "ﾊﾟｽﾜｰﾄﾞ：ＡＢｃ１２３ かﾞ e\u{301} 漢字 パスワード";
+        let folded = fold(mixed).text;
+        assert_eq!(folded, mixed.nfkc().collect::<String>());
     }
 }
