@@ -564,12 +564,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
             };
-            let new = match read_password(&new_password_file) {
+            let new = match secret_file(&new_password_file) {
                 Ok(p) => p,
-                Err(e) => {
-                    eprintln!("mukaika: {}", shown(&e));
-                    return Ok(ExitCode::from(2));
-                }
+                Err(code) => return Ok(code),
             };
             act(
                 &config,
@@ -1366,12 +1363,9 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                 Ok(p) => p,
                 Err(code) => return Ok(code),
             };
-            let password = match read_password(&archive_password_file) {
+            let password = match secret_file(&archive_password_file) {
                 Ok(p) => p,
-                Err(e) => {
-                    eprintln!("mukaika: {}", shown(&e));
-                    return Ok(ExitCode::from(2));
-                }
+                Err(code) => return Ok(code),
             };
             act(
                 &config,
@@ -1425,16 +1419,18 @@ fn read_password(path: &std::path::Path) -> std::result::Result<mukaika::ppap::S
 /// The proof a command-line action carries: the acting account's password from `path` and
 /// where the command came from (the OS user and this process), for the audit record.
 fn proof(path: &std::path::Path) -> std::result::Result<mukaika::admin::control::Proof, ExitCode> {
-    match read_password(path) {
-        Ok(password) => Ok(mukaika::admin::control::Proof {
-            password,
-            via: format!("{} pid {}", cli_actor(), std::process::id()),
-        }),
-        Err(e) => {
-            eprintln!("mukaika: {}", shown(&e));
-            Err(ExitCode::from(2))
-        }
-    }
+    Ok(mukaika::admin::control::Proof {
+        password: secret_file(path)?,
+        via: format!("{} pid {}", cli_actor(), std::process::id()),
+    })
+}
+
+/// [`read_password`], with its refusal printed and turned into exit 2 (bad usage).
+fn secret_file(path: &std::path::Path) -> std::result::Result<mukaika::ppap::SecretText, ExitCode> {
+    read_password(path).map_err(|e| {
+        eprintln!("mukaika: {}", shown(&e));
+        ExitCode::from(2)
+    })
 }
 
 fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitCode> {

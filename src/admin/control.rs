@@ -39,9 +39,7 @@ pub struct Proof {
 /// and audit record, with `via` as the client), and refuses an account still on its one-time
 /// password.
 fn prove(review: &Review, user: &str, proof: Proof) -> Result<(), ReviewError> {
-    let ok = review
-        .login(user, proof.password.expose(), &proof.via)
-        .map_err(|_| ReviewError::forbidden("本人確認に失敗しました / authentication failed"))?;
+    let ok = authenticate(review, user, &proof.password, &proof.via)?;
     if ok.user.must_change {
         return Err(ReviewError::forbidden(
             "一時パスワードのままです。`mukaika account password` か画面で変更してください / \
@@ -49,6 +47,19 @@ fn prove(review: &Review, user: &str, proof: Proof) -> Result<(), ReviewError> {
         ));
     }
     Ok(())
+}
+
+/// The login check of a command-line action: the same throttling, lockout and audit record as
+/// the review UI's login, with `via` as the client; any refusal reads the same.
+fn authenticate(
+    review: &Review,
+    user: &str,
+    password: &crate::ppap::SecretText,
+    via: &str,
+) -> Result<crate::review::LoginOk, ReviewError> {
+    review
+        .login(user, password.expose(), via)
+        .map_err(|_| ReviewError::forbidden("本人確認に失敗しました / authentication failed"))
 }
 
 /// One action asked of the service.
@@ -302,10 +313,9 @@ pub fn execute(review: &Review, op: Op) -> Reply {
                 new,
                 via,
             } => {
-                // The same throttled, audited check as a login; then the UI's password rules.
-                review.login(&user, old.expose(), &via).map_err(|_| {
-                    ReviewError::forbidden("本人確認に失敗しました / authentication failed")
-                })?;
+                // The login check (a one-time password is what this op exists to replace), then
+                // the UI's password rules.
+                authenticate(review, &user, &old, &via)?;
                 review.change_password(&user, old.expose(), new.expose())?;
                 done(format!(
                     "パスワードを変更しました / password changed: {user}"

@@ -195,29 +195,16 @@ pub fn counts(
 /// # Errors
 /// The table cannot be read.
 pub fn unlocked_all(data_dir: &std::path::Path) -> Result<Vec<Unlocked>, String> {
-    let path = data_dir.join("ppap.db");
-    if !path.exists() {
+    let Some(db) = super::open_read_only(data_dir)? else {
         return Ok(Vec::new());
-    }
-    let db = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sql)?;
+    };
     let mut stmt = db
-        .prepare("SELECT item_id, way, verdict, at, destination FROM unlocked ORDER BY at")
+        .prepare(&format!(
+            "SELECT {} FROM unlocked ORDER BY at",
+            super::UNLOCKED_COLUMNS
+        ))
         .map_err(sql)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(Unlocked {
-                item_id: r.get(0)?,
-                way: r.get(1)?,
-                verdict: r.get(2)?,
-                at: r.get(3)?,
-                destination: r.get(4)?,
-            })
-        })
-        .map_err(sql)?;
+    let rows = stmt.query_map([], super::unlocked_row).map_err(sql)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
 
@@ -230,15 +217,9 @@ pub fn link_deliveries(
     data_dir: &std::path::Path,
     item_id: &str,
 ) -> Result<Vec<(String, String)>, String> {
-    let path = data_dir.join("ppap.db");
-    if !path.exists() {
+    let Some(db) = super::open_read_only(data_dir)? else {
         return Ok(Vec::new());
-    }
-    let db = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sql)?;
+    };
     let mut stmt = db
         .prepare("SELECT recipient, at FROM link_deliveries WHERE item_id = ?1 ORDER BY at")
         .map_err(sql)?;

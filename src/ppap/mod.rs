@@ -199,33 +199,47 @@ fn open_db(data_dir: &Path) -> Result<rusqlite::Connection, String> {
 /// # Errors
 /// The table cannot be read.
 pub fn unlocked_state(data_dir: &Path, item_id: &str) -> Result<Option<Unlocked>, String> {
+    match open_read_only(data_dir)? {
+        Some(db) => query(&db, item_id),
+        None => Ok(None), // nothing was ever unlocked here
+    }
+}
+
+/// `ppap.db` under `data_dir` opened read-only (a page or listing run beside the service never
+/// writes it), or None when nothing was ever recorded there.
+pub(crate) fn open_read_only(data_dir: &Path) -> Result<Option<rusqlite::Connection>, String> {
     let path = data_dir.join("ppap.db");
     if !path.exists() {
-        return Ok(None); // nothing was ever unlocked here
+        return Ok(None);
     }
-    // Read-only: a listing run beside the service never writes its database.
-    let db = rusqlite::Connection::open_with_flags(
+    rusqlite::Connection::open_with_flags(
         &path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(sql)?;
-    query(&db, item_id)
+    .map(Some)
+    .map_err(sql)
+}
+
+/// The columns [`unlocked_row`] reads, in its order.
+pub(crate) const UNLOCKED_COLUMNS: &str = "item_id, way, verdict, at, destination";
+
+/// One row of the `unlocked` table selected with [`UNLOCKED_COLUMNS`].
+pub(crate) fn unlocked_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Unlocked> {
+    Ok(Unlocked {
+        item_id: r.get(0)?,
+        way: r.get(1)?,
+        verdict: r.get(2)?,
+        at: r.get(3)?,
+        destination: r.get(4)?,
+    })
 }
 
 fn query(db: &rusqlite::Connection, item_id: &str) -> Result<Option<Unlocked>, String> {
     use rusqlite::OptionalExtension;
     db.query_row(
-        "SELECT item_id, way, verdict, at, destination FROM unlocked WHERE item_id = ?1",
+        &format!("SELECT {UNLOCKED_COLUMNS} FROM unlocked WHERE item_id = ?1"),
         [item_id],
-        |r| {
-            Ok(Unlocked {
-                item_id: r.get(0)?,
-                way: r.get(1)?,
-                verdict: r.get(2)?,
-                at: r.get(3)?,
-                destination: r.get(4)?,
-            })
-        },
+        unlocked_row,
     )
     .optional()
     .map_err(sql)

@@ -369,7 +369,7 @@ pub fn valid_user_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-pub use crate::random::random_hex;
+use crate::random::random_hex;
 
 /// A one-time password: 16 characters from an alphabet without look-alikes.
 fn one_time_password() -> String {

@@ -125,11 +125,11 @@ impl Web {
     }
 
     fn start_session(&self, ok: &crate::review::LoginOk) -> String {
-        let token = crate::review::random_hex(32);
+        let token = crate::random::random_hex(32);
         let session = Session {
             user: ok.user.name.clone(),
             roles: ok.user.roles.clone(),
-            csrf: crate::review::random_hex(32),
+            csrf: crate::random::random_hex(32),
             must_change: ok.user.must_change,
             previous_login: ok.previous_login.clone(),
             previous_from: ok.previous_from.clone(),

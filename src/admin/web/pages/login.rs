@@ -22,7 +22,7 @@ use crate::admin::web::{blocking, cookie, lang, redirect, review_error, same_tok
 
 /// The login page; 401 with `failure` above the form when it answers a failed attempt.
 pub(super) fn login_page(web: &Web, lang: Lang, failure: Option<&str>, expired: bool) -> Res {
-    let token = crate::review::random_hex(16);
+    let token = crate::random::random_hex(16);
     let body = html! {
         @if expired {
             (notice(lang.t(
