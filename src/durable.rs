@@ -249,7 +249,7 @@ fn parent(path: &Path) -> &Path {
 }
 
 /// Renames `from` to `to` unless `to` exists (`AlreadyExists` then).
-fn rename_no_clobber(from: &Path, to: &Path) -> io::Result<()> {
+pub(crate) fn rename_no_clobber(from: &Path, to: &Path) -> io::Result<()> {
     use rustix::io::Errno;
     match rustix::fs::renameat_with(
         rustix::fs::CWD,

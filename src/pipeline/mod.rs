@@ -107,6 +107,9 @@ impl Pipeline {
     /// Processes one item; false when it could not be settled (it stays queued).
     async fn process(self: &Arc<Self>, lease: Lease) -> bool {
         let id = lease.meta().id.clone();
+        if lease.meta().converted {
+            return self.pass_on_staged(lease).await;
+        }
         let data = match lease.data() {
             Ok(d) => Arc::new(d),
             Err(e) => {
@@ -180,6 +183,40 @@ impl Pipeline {
             Err(e) => {
                 if let Some(suppressed) = SETTLE_ERRORS.allow() {
                     tracing::error!(queue_id = %id, error = %e, suppressed, "could not settle; the message stays queued and is retried with back-off");
+                }
+                false
+            }
+        }
+    }
+
+    /// An item staged for the relay before an interruption (its audit records are durable):
+    /// it only moves on. Should the sink no longer be the relay, it goes to `hold/` for an
+    /// operator — it is mukaika's own converted text, but the decision where it goes is theirs.
+    async fn pass_on_staged(self: &Arc<Self>, lease: Lease) -> bool {
+        let id = lease.meta().id.clone();
+        let this = Arc::clone(self);
+        let moved = tokio::task::spawn_blocking(move || {
+            if this.sink.passes_on() {
+                this.sink
+                    .pass_on_staged(lease)
+                    .map(|_| "passed on to the relay")
+            } else {
+                lease
+                    .hold("converted for the relay, but the sink is no longer the relay")
+                    .map(|()| "held: the sink is no longer the relay")
+                    .map_err(Error::from)
+            }
+        })
+        .await
+        .unwrap_or_else(|join| Err(Error::permanent(format!("task failed: {join}"))));
+        match moved {
+            Ok(what) => {
+                tracing::info!(queue_id = %id, "message staged before an interruption {what}");
+                true
+            }
+            Err(e) => {
+                if let Some(suppressed) = SETTLE_ERRORS.allow() {
+                    tracing::error!(queue_id = %id, error = %e, suppressed, "could not pass on a staged message; it stays queued");
                 }
                 false
             }
@@ -328,6 +365,7 @@ impl Pipeline {
         let mut fx = Worker {
             pipeline: self,
             lease: Some(lease),
+            in_place: None,
         };
         settle::apply(settlement, &meta, now, &mut fx)?;
         if whole {
@@ -342,6 +380,10 @@ impl Pipeline {
 struct Worker<'a> {
     pipeline: &'a Pipeline,
     lease: Option<Lease>,
+    /// The converted message, when the sink takes it in the intake item's place: it goes at
+    /// [`settle::Effects::complete`], after the audit records, by the rename that also
+    /// completes the lease.
+    in_place: Option<Outgoing>,
 }
 
 impl settle::Effects for Worker<'_> {
@@ -353,7 +395,20 @@ impl settle::Effects for Worker<'_> {
     }
 
     fn deliver_once(&mut self, out: Outgoing) -> Result<Delivery> {
-        self.pipeline.deliver_once(out)
+        // A marker from before an upgrade still counts: `deliver_once` honours it.
+        let in_place = self.pipeline.sink.passes_on()
+            && out.origin() == crate::sink::Origin::Converted
+            && self.pipeline.delivered_before(out.key()).is_none();
+        if !in_place {
+            return self.pipeline.deliver_once(out);
+        }
+        let destination = format!("outgoing:{}", out.key());
+        self.in_place = Some(out);
+        Ok(Delivery {
+            destination,
+            repeat: false,
+            audited_by_sink: true,
+        })
     }
 
     fn audit(&mut self, events: &[AuditEvent]) -> Result<()> {
@@ -372,9 +427,10 @@ impl settle::Effects for Worker<'_> {
     }
 
     fn complete(&mut self) -> Result<()> {
-        match self.lease.take() {
-            Some(lease) => Ok(lease.complete()?),
-            None => Err(Error::permanent("the lease was already given back")),
+        match (self.lease.take(), self.in_place.take()) {
+            (Some(lease), Some(out)) => self.pipeline.sink.pass_on(lease, out).map(|_| ()),
+            (Some(lease), None) => Ok(lease.complete()?),
+            (None, _) => Err(Error::permanent("the lease was already given back")),
         }
     }
 }

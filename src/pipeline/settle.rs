@@ -11,6 +11,8 @@
 //!   notice delivered once → audit records durable → lease completed. Any failure before the
 //!   completion returns an error and leaves the item queued (a failed delivery defers it), so
 //!   the next pass settles it again; the delivery markers keep that pass from delivering twice.
+//!   With the relay, the converted message is handed over at the completion itself (the intake
+//!   item becomes the outgoing one by a rename, after the audit records), so it needs no marker.
 //! - The original bytes appear in a settlement only inside [`Hold`]s (quarantine); what goes
 //!   out is an [`Outgoing`], which cannot be made from them.
 //!
@@ -341,6 +343,7 @@ mod tests {
             attempts: 0,
             next_attempt_ms: None,
             last_error: None,
+            converted: false,
         }
     }
 

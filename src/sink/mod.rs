@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::store::spool::Spool;
+use crate::store::spool::{Lease, Spool};
 use maildir::deliver_maildir;
 pub use outgoing::{Approval, Origin, Outgoing};
 
@@ -56,5 +56,53 @@ impl Sink {
                 queued
             }
         }
+    }
+
+    /// Whether converted messages pass on in their intake item's place ([`Sink::pass_on`])
+    /// rather than through [`Sink::deliver`]: the relay's outgoing spool takes them by a rename.
+    pub fn passes_on(&self) -> bool {
+        matches!(self, Sink::Relay { .. })
+    }
+
+    /// Queues the converted message `out` for the relay in the place of its intake item
+    /// `lease`, completing the lease by the same rename (see `Lease::pass_on`). The audit
+    /// records of the message must be durable before. Returns `outgoing:<queue ID>`.
+    ///
+    /// # Errors
+    /// Not the relay, not a converted message, or the spool could not write or move it: the
+    /// item stays in the intake spool.
+    pub fn pass_on(&self, lease: Lease, out: Outgoing) -> crate::error::Result<String> {
+        use crate::error::Error;
+        let Sink::Relay { outgoing, wake } = self else {
+            return Err(Error::permanent("only the relay takes messages in place"));
+        };
+        if out.origin() != Origin::Converted {
+            return Err(Error::permanent(
+                "only a converted message passes on in place",
+            ));
+        }
+        let id = lease.pass_on(
+            outgoing,
+            out.envelope().clone(),
+            out.origin().as_str(),
+            out.bytes(),
+        )?;
+        wake.notify_one();
+        Ok(format!("outgoing:{id}"))
+    }
+
+    /// Finishes what [`Sink::pass_on`] began before an interruption: the intake item already
+    /// holds the converted message (and its audit records were durable before it did).
+    ///
+    /// # Errors
+    /// Not the relay (the configuration changed since), or the move failed.
+    pub fn pass_on_staged(&self, lease: Lease) -> crate::error::Result<String> {
+        use crate::error::Error;
+        let Sink::Relay { outgoing, wake } = self else {
+            return Err(Error::permanent("only the relay takes messages in place"));
+        };
+        let id = lease.pass_on_staged(outgoing)?;
+        wake.notify_one();
+        Ok(format!("outgoing:{id}"))
     }
 }

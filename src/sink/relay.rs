@@ -258,6 +258,7 @@ mod tests {
             attempts,
             next_attempt_ms: None,
             last_error: None,
+            converted: false,
         }
     }
 

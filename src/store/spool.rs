@@ -22,6 +22,12 @@
 //!   is durably handed on, and a worker that meets the item again (after a crash, or after
 //!   the audit write that follows the delivery failed) skips the delivery. The marker goes
 //!   only after the item's removal is durable, so the two can never be lost in the wrong order.
+//! - A converted message for the relay does not become a second file: [`Lease::pass_on`]
+//!   writes it over its intake item in `active/` (marked [`ItemMeta::converted`]) and renames
+//!   that one file into the outgoing spool's `incoming/`, keeping its ID — so it is in exactly
+//!   one spool at every instant and needs no delivery marker. A staged item met again after a
+//!   crash is only moved on ([`Lease::pass_on_staged`]). IDs are unique across every spool of
+//!   the process for that reason.
 //!
 //! Must never: delete an acknowledged item except after its outcome is durable elsewhere.
 
@@ -46,6 +52,11 @@ const STATES: [&str; 6] = ["tmp", "incoming", "active", "deferred", "hold", "cor
 /// Markers of deliveries already made (see the module invariants); not an item state.
 const DELIVERED: &str = "delivered";
 
+/// Item IDs are unique across every spool of the process, not per spool: a converted message
+/// keeps its intake ID when it passes on to the outgoing spool, where notices are queued
+/// under IDs of their own.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
 /// The metadata of one spooled message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemMeta {
@@ -67,6 +78,11 @@ pub struct ItemMeta {
     pub next_attempt_ms: Option<u64>,
     /// The last error, for deferred and held items.
     pub last_error: Option<String>,
+    /// The data is mukaika's converted message, not the message as received: the pipeline
+    /// staged it in the intake item's place (its audit records are durable) to pass it on to
+    /// the outgoing spool by a rename. Set in the outgoing spool too, where it stays true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub converted: bool,
 }
 
 /// Why the spool could not do something.
@@ -116,7 +132,6 @@ pub struct Depths {
 pub struct Spool {
     root: PathBuf,
     min_free_bytes: u64,
-    counter: AtomicU64,
     /// IDs known to be in `incoming/`, oldest first: a hint that saves listing the directory
     /// for every lease (which is quadratic under load). The directory stays the truth: a
     /// stale hint fails its claim and is skipped, and an empty hint triggers a rescan.
@@ -274,7 +289,6 @@ impl Spool {
         Arc::new(Spool {
             root,
             min_free_bytes,
-            counter: AtomicU64::new(0),
             ready: Mutex::new(VecDeque::new()),
             incoming_sync: DirSync::default(),
             active_sync: DirSync::default(),
@@ -353,7 +367,7 @@ impl Spool {
 
     fn new_id(&self) -> String {
         let millis = self.clock.now_ms();
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         format!(
             "{millis:012X}{:05X}{:04X}",
             std::process::id() & 0xFFFFF,
@@ -392,6 +406,7 @@ impl Spool {
             attempts: 0,
             next_attempt_ms: None,
             last_error: None,
+            converted: false,
         };
         let result = (|| {
             let incoming = self.root.join("incoming");
@@ -697,6 +712,97 @@ impl Lease {
         self.settle("hold")
     }
 
+    /// Passes the converted message on to the spool `to` (the outgoing queue) in this item's
+    /// place, under the same ID: the converted bytes are written over the item in `active/`
+    /// (marked [`ItemMeta::converted`]), then the one file is renamed into `to`'s `incoming/`.
+    /// The original leaves the intake spool by that rename, so the message is in exactly one
+    /// spool at every instant: no second copy to remove and no delivery marker. A crash
+    /// between the two steps leaves the staged item, which [`Lease::pass_on_staged`] finishes.
+    /// Returns the ID. Only [`crate::sink`] calls this, with an `Outgoing` (the door).
+    ///
+    /// The caller's audit records must be durable before: the original is gone after.
+    ///
+    /// # Errors
+    /// A write, rename or folder fsync failed; the item is then still in `active/` (original or
+    /// staged) and the dropped lease puts it back.
+    pub(crate) fn pass_on(
+        mut self,
+        to: &Spool,
+        envelope: Envelope,
+        client: &str,
+        converted: &[u8],
+    ) -> Result<String, SpoolError> {
+        let staged = ItemMeta {
+            envelope,
+            client: client.to_string(),
+            size: converted.len() as u64,
+            sha256: mukaika_sanitizers::report::sha256_hex(converted),
+            attempts: 0,
+            next_attempt_ms: None,
+            last_error: None,
+            converted: true,
+            ..self.meta.clone()
+        };
+        let path = self.active_path();
+        // No folder fsync: if this rename is lost the original is back and converted again.
+        let written = self.spool.write_item(&path, &encode(&staged, converted));
+        self.spool.note_write(written.as_ref().map(|_| ()));
+        written?;
+        self.meta = staged;
+        self.pass_on_staged(to)
+    }
+
+    /// Moves an item [`Lease::pass_on`] staged (its data is mukaika's converted message) into
+    /// `to`'s `incoming/` and makes that durable. An item of the same ID already there was
+    /// passed on before an interruption: the staged copy is then only removed.
+    ///
+    /// # Errors
+    /// The item is not a staged one, or the move failed (the item stays in `active/`).
+    pub(crate) fn pass_on_staged(mut self, to: &Spool) -> Result<String, SpoolError> {
+        let id = self.meta.id.clone();
+        if !self.meta.converted {
+            return Err(SpoolError {
+                message: format!("{id}: not a converted item; only those pass on"),
+                no_space: false,
+            });
+        }
+        let from = self.active_path();
+        let incoming = to.root.join("incoming");
+        let dest = incoming.join(format!("{id}.item"));
+        match crate::durable::rename_no_clobber(&from, &dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&from).map_err(|e| SpoolError::io("remove", &from, e))?;
+                self.settled = true;
+                return Ok(id);
+            }
+            // Spools on two file systems (the data folder is one by default): copy, then
+            // remove. A crash between leaves both, and the next pass finds it already there.
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                let bytes = fs::read(&from).map_err(|e| SpoolError::io("read", &from, e))?;
+                to.write_item(&dest, &bytes)?;
+                to.incoming_sync.sync(&incoming)?;
+                fs::remove_file(&from).map_err(|e| SpoolError::io("remove", &from, e))?;
+            }
+            Err(e) => return Err(SpoolError::io("rename", &from, e)),
+        }
+        // Moved: the lease has nothing left to put back, whatever the fsync says.
+        self.settled = true;
+        to.incoming_sync.sync(&incoming)?;
+        to.ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(id.clone());
+        Ok(id)
+    }
+
+    fn active_path(&self) -> PathBuf {
+        self.spool
+            .root
+            .join("active")
+            .join(format!("{}.item", self.meta.id))
+    }
+
     fn settle(&mut self, to: &str) -> Result<(), SpoolError> {
         let path = self
             .spool
@@ -856,5 +962,151 @@ mod tests {
         let again = spool.lease(spool.clock().now_ms()).unwrap().unwrap();
         assert_eq!(again.meta().id, meta.id);
         assert_eq!(again.meta().attempts, 1);
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_converted_message_passes_on_in_the_place_of_its_intake_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let (intake, _) = Spool::open(dir.path().join("spool"), 0).unwrap();
+        let (outgoing, _) = Spool::open(dir.path().join("outgoing"), 0).unwrap();
+        let accepted = intake
+            .accept(
+                envelope(),
+                "192.0.2.1",
+                b"Subject: original\r\n\r\n<b>x</b>\r\n",
+            )
+            .unwrap();
+        let lease = intake.lease(0).unwrap().unwrap();
+        let id = lease
+            .pass_on(
+                &outgoing,
+                envelope(),
+                "converted",
+                b"Subject: converted\r\n\r\nx\r\n",
+            )
+            .unwrap();
+        assert_eq!(id, accepted.id, "the message keeps its queue ID");
+        for state in ["incoming", "active", "deferred", "hold", DELIVERED, "tmp"] {
+            assert!(
+                files(&intake.root.join(state)).is_empty(),
+                "intake {state}/"
+            );
+        }
+        assert!(files(&outgoing.root.join(DELIVERED)).is_empty());
+        let relayed = outgoing.lease(0).unwrap().unwrap();
+        assert_eq!(relayed.meta().id, accepted.id);
+        assert!(relayed.meta().converted);
+        assert_eq!(relayed.data().unwrap(), b"Subject: converted\r\n\r\nx\r\n");
+        assert_eq!(
+            relayed.meta().sha256,
+            mukaika_sanitizers::report::sha256_hex(b"Subject: converted\r\n\r\nx\r\n")
+        );
+    }
+
+    /// A crash after the converted bytes replaced the intake item but before the rename into
+    /// the outgoing spool: on restart the staged item is back in `incoming/`, marked, and
+    /// passing it on moves those bytes — nothing is converted twice or lost.
+    #[test]
+    fn a_staged_item_found_after_a_crash_passes_on_without_its_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let (intake, _) = Spool::open(dir.path().join("spool"), 0).unwrap();
+        let (outgoing, _) = Spool::open(dir.path().join("outgoing"), 0).unwrap();
+        let accepted = intake.accept(envelope(), "192.0.2.1", b"original").unwrap();
+        let mut staged = accepted.clone();
+        staged.converted = true;
+        fs::write(
+            intake
+                .root
+                .join("incoming")
+                .join(format!("{}.item", accepted.id)),
+            encode(&staged, b"converted"),
+        )
+        .unwrap();
+        fs::rename(
+            intake
+                .root
+                .join("incoming")
+                .join(format!("{}.item", accepted.id)),
+            intake
+                .root
+                .join("active")
+                .join(format!("{}.item", accepted.id)),
+        )
+        .unwrap();
+        drop(intake);
+        let (intake, _) = Spool::open(dir.path().join("spool"), 0).unwrap();
+        let lease = intake.lease(0).unwrap().unwrap();
+        assert!(lease.meta().converted, "the mark survives the restart");
+        lease.pass_on_staged(&outgoing).unwrap();
+        assert!(files(&intake.root.join("incoming")).is_empty());
+        assert!(files(&intake.root.join("active")).is_empty());
+        assert_eq!(
+            outgoing.lease(0).unwrap().unwrap().data().unwrap(),
+            b"converted"
+        );
+    }
+
+    /// The same staged item found in both spools (the rename had reached the outgoing spool,
+    /// the removal from the intake one had not): one copy goes on, the other is dropped.
+    #[test]
+    fn a_staged_item_already_passed_on_is_not_queued_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let (intake, _) = Spool::open(dir.path().join("spool"), 0).unwrap();
+        let (outgoing, _) = Spool::open(dir.path().join("outgoing"), 0).unwrap();
+        let accepted = intake.accept(envelope(), "192.0.2.1", b"original").unwrap();
+        let mut staged = accepted.clone();
+        staged.converted = true;
+        let name = format!("{}.item", accepted.id);
+        fs::write(
+            intake.root.join("incoming").join(&name),
+            encode(&staged, b"converted"),
+        )
+        .unwrap();
+        fs::write(
+            outgoing.root.join("incoming").join(&name),
+            encode(&staged, b"converted"),
+        )
+        .unwrap();
+        let lease = intake.lease(0).unwrap().unwrap();
+        assert_eq!(lease.pass_on_staged(&outgoing).unwrap(), accepted.id);
+        assert!(files(&intake.root.join("active")).is_empty());
+        assert_eq!(files(&outgoing.root.join("incoming")), vec![name]);
+    }
+
+    #[test]
+    fn only_a_staged_item_passes_on_without_new_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (intake, _) = Spool::open(dir.path().join("spool"), 0).unwrap();
+        let (outgoing, _) = Spool::open(dir.path().join("outgoing"), 0).unwrap();
+        intake.accept(envelope(), "192.0.2.1", b"original").unwrap();
+        let lease = intake.lease(0).unwrap().unwrap();
+        assert!(lease.pass_on_staged(&outgoing).is_err());
+        assert!(files(&outgoing.root.join("incoming")).is_empty());
+        // The refused lease went back to the queue, the original with it.
+        assert_eq!(
+            intake.lease(0).unwrap().unwrap().data().unwrap(),
+            b"original"
+        );
+    }
+
+    #[test]
+    fn ids_are_unique_across_spools_of_one_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = TestClock::at(1_796_406_775_843);
+        let (a, _) = Spool::open_with_clock(dir.path().join("a"), 0, clock.clone()).unwrap();
+        let (b, _) = Spool::open_with_clock(dir.path().join("b"), 0, clock).unwrap();
+        // The same millisecond on both: the counter, not the clock, must tell them apart.
+        let ids: std::collections::HashSet<String> =
+            (0..50).flat_map(|_| [a.new_id(), b.new_id()]).collect();
+        assert_eq!(ids.len(), 100);
     }
 }

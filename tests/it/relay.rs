@@ -376,3 +376,69 @@ fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
         "{kinds:?}"
     );
 }
+
+/// The pipeline passes a converted message on by writing it over its intake item and renaming
+/// that into the outgoing spool. A crash between the two leaves the converted bytes staged in
+/// the intake spool; after the restart they go to the LGWAN MTA once, as they are — not
+/// converted a second time, not dropped, not audited as a new conversion.
+#[test]
+fn a_message_staged_before_a_crash_is_relayed_once_as_staged() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sink_dir = tempfile::tempdir().unwrap();
+    let dump = sink_dir.path().join("sink");
+    let sink = smtp_sink(port, &dump, &[]);
+    let active = data.path().join("spool/active");
+    std::fs::create_dir_all(&active).unwrap();
+    let staged = b"Subject: staged\r\nX-Test: STAGED-BEFORE-CRASH\r\n\r\n<b>kept as text</b>\r\n";
+    let meta = mukaika::store::spool::ItemMeta {
+        id: "0000000000010000000001".into(),
+        envelope: mukaika::envelope::Envelope {
+            helo: "client.invalid".into(),
+            mail_from: "sender@example.invalid".into(),
+            rcpt_to: vec!["soumu@city.example.invalid".into()],
+            eight_bit: false,
+            smtputf8: false,
+        },
+        client: "converted".into(),
+        received_at: "2026-12-05T01:00:00.000Z".into(),
+        size: staged.len() as u64,
+        sha256: String::new(),
+        attempts: 0,
+        next_attempt_ms: None,
+        last_error: None,
+        converted: true,
+    };
+    let mut bytes = serde_json::to_vec(&meta).unwrap();
+    bytes.push(b'\n');
+    bytes.extend_from_slice(staged);
+    std::fs::write(active.join(format!("{}.item", meta.id)), &bytes).unwrap();
+
+    let rt = runtime();
+    let running = support::start(&rt, relay_config(data.path(), port), "");
+    let dumped = wait_for(&dump, 1);
+    // Long enough for a second copy, had the item been queued twice.
+    std::thread::sleep(Duration::from_millis(1500));
+    let dumped_after = wait_for(&dump, 1);
+    rt.block_on(running.stop("test"));
+    drop(sink);
+    assert_eq!(dumped.len(), 1, "the staged message reached the relay");
+    assert_eq!(dumped_after.len(), 1, "and only once");
+    let text = String::from_utf8_lossy(&std::fs::read(&dumped[0]).unwrap()).into_owned();
+    assert!(text.contains("STAGED-BEFORE-CRASH"), "{text}");
+    assert!(
+        !text.contains("X-Mukaika-Id"),
+        "converted a second time: {text}"
+    );
+    let kinds = audit_kinds(data.path());
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "delivered").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(!kinds.iter().any(|k| k == "message_converted"), "{kinds:?}");
+    for state in ["incoming", "active", "deferred", "hold"] {
+        let dir = data.path().join("spool").join(state);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{state}/");
+    }
+}

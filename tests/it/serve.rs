@@ -834,6 +834,7 @@ fn queue_commands_beside_a_running_service_neither_recover_the_spool_nor_disturb
         attempts: 0,
         next_attempt_ms: None,
         last_error: None,
+        converted: false,
     };
     let in_work = spool_dir.join(format!("active/{}.item", meta.id));
     let mut bytes = serde_json::to_vec(&meta).unwrap();
