@@ -65,7 +65,7 @@ impl Sink {
     }
 
     /// Queues the converted message `out` for the relay in the place of its intake item
-    /// `lease`, completing the lease by the same rename (see `Lease::pass_on`). The audit
+    /// `lease`, completing the lease by the same rename (see `Lease::pass_on_bytes`). The audit
     /// records of the message must be durable before. Returns `outgoing:<queue ID>`.
     ///
     /// # Errors
@@ -81,7 +81,7 @@ impl Sink {
                 "only a converted message passes on in place",
             ));
         }
-        let id = lease.pass_on(
+        let id = lease.pass_on_bytes(
             outgoing,
             out.envelope().clone(),
             out.origin().as_str(),

@@ -22,7 +22,7 @@
 //!   is durably handed on, and a worker that meets the item again (after a crash, or after
 //!   the audit write that follows the delivery failed) skips the delivery. The marker goes
 //!   only after the item's removal is durable, so the two can never be lost in the wrong order.
-//! - A converted message for the relay does not become a second file: [`Lease::pass_on`]
+//! - A converted message for the relay does not become a second file: [`Lease::pass_on_bytes`]
 //!   writes it over its intake item in `active/` (marked [`ItemMeta::converted`]) and renames
 //!   that one file into the outgoing spool's `incoming/`, keeping its ID — so it is in exactly
 //!   one spool at every instant and needs no delivery marker. A staged item met again after a
@@ -725,7 +725,7 @@ impl Lease {
     /// # Errors
     /// A write, rename or folder fsync failed; the item is then still in `active/` (original or
     /// staged) and the dropped lease puts it back.
-    pub(crate) fn pass_on(
+    pub(crate) fn pass_on_bytes(
         mut self,
         to: &Spool,
         envelope: Envelope,
@@ -752,7 +752,7 @@ impl Lease {
         self.pass_on_staged(to)
     }
 
-    /// Moves an item [`Lease::pass_on`] staged (its data is mukaika's converted message) into
+    /// Moves an item [`Lease::pass_on_bytes`] staged (its data is mukaika's converted message) into
     /// `to`'s `incoming/` and makes that durable. An item of the same ID already there was
     /// passed on before an interruption: the staged copy is then only removed.
     ///
@@ -987,7 +987,7 @@ mod tests {
             .unwrap();
         let lease = intake.lease(0).unwrap().unwrap();
         let id = lease
-            .pass_on(
+            .pass_on_bytes(
                 &outgoing,
                 envelope(),
                 "converted",
