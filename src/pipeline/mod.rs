@@ -31,7 +31,7 @@ use crate::sink::{Outgoing, Sink};
 use crate::store::quarantine::QuarantineStore;
 use crate::store::spool::lease_loop;
 use crate::store::spool::{Lease, Spool};
-use settle::{Converted, Delivery};
+use settle::{Converted, Delivery, Handoff};
 
 /// Everything a worker needs.
 pub struct Pipeline {
@@ -351,6 +351,8 @@ impl Pipeline {
         elapsed: Duration,
     ) -> Result<()> {
         let meta = lease.meta().clone();
+        // What `apply` logs (a notice not delivered) names the message.
+        let _span = tracing::info_span!("settle", queue_id = %meta.id).entered();
         let now = self.spool.clock().now_ms();
         let config = self.config.get();
         let settlement = settle::decide(
@@ -366,8 +368,10 @@ impl Pipeline {
             pipeline: self,
             lease: Some(lease),
             in_place: None,
+            meta: &meta,
+            now,
         };
-        settle::apply(settlement, &meta, now, &mut fx)?;
+        settle::apply(settlement, &mut fx)?;
         if whole {
             tracing::warn!(queue_id = %meta.id, "message quarantined whole");
         }
@@ -384,9 +388,16 @@ struct Worker<'a> {
     /// [`settle::Effects::complete`], after the audit records, by the rename that also
     /// completes the lease.
     in_place: Option<Outgoing>,
+    /// The item's metadata (for the delivery records).
+    meta: &'a crate::store::spool::ItemMeta,
+    /// When settling began (dates a deferral).
+    now: u64,
 }
 
 impl settle::Effects for Worker<'_> {
+    type Held = settle::Hold;
+    type Out = Outgoing;
+
     fn hold(&mut self, hold: &settle::Hold) -> Result<()> {
         self.pipeline
             .quarantine
@@ -394,21 +405,31 @@ impl settle::Effects for Worker<'_> {
             .map_err(|e| Error::io(format!("quarantine {}", hold.item.id), e))
     }
 
-    fn deliver_once(&mut self, out: Outgoing) -> Result<Delivery> {
+    fn deliver_once(&mut self, out: Outgoing) -> Result<Handoff> {
         // A marker from before an upgrade still counts: `deliver_once` honours it.
         let in_place = self.pipeline.sink.passes_on()
             && out.origin() == crate::sink::Origin::Converted
             && self.pipeline.delivered_before(out.key()).is_none();
-        if !in_place {
-            return self.pipeline.deliver_once(out);
+        if in_place {
+            // Handed over at `complete`, after the records; the relay records the delivery.
+            self.in_place = Some(out);
+            return Ok(Handoff::Done(Vec::new()));
         }
-        let destination = format!("outgoing:{}", out.key());
-        self.in_place = Some(out);
-        Ok(Delivery {
-            destination,
-            repeat: false,
-            audited_by_sink: true,
+        Ok(match self.pipeline.deliver_once(out) {
+            Ok(d) => Handoff::Done(d.events(self.meta)),
+            Err(e) => settle::deferral(self.meta, self.now, &e),
         })
+    }
+
+    fn announce(&mut self, notice: Outgoing, held: &[settle::Hold]) -> Result<Vec<AuditEvent>> {
+        let rcpt_to = notice.envelope().rcpt_to.clone();
+        let d = self.pipeline.deliver_once(notice)?;
+        Ok(vec![settle::notice_sent(
+            self.meta,
+            held,
+            rcpt_to,
+            d.destination,
+        )])
     }
 
     fn audit(&mut self, events: &[AuditEvent]) -> Result<()> {

@@ -53,17 +53,19 @@ pub struct Hold {
     pub bytes: Vec<u8>,
 }
 
-/// Everything settling one message does, decided before anything is done.
+/// Everything settling one item does, decided before anything is done. For mail (the
+/// defaults) the originals are [`Hold`]s and what goes out an [`Outgoing`]; the import folder
+/// settles its files with its own kinds.
 #[derive(Debug)]
-pub struct Settlement {
-    /// When set, the message only waits: (reason, not before this time in ms).
+pub struct Settlement<H = Hold, O = Outgoing> {
+    /// When set, the item only waits: (reason, not before this time in ms).
     pub defer: Option<(String, u64)>,
     /// Originals to hold, in order.
-    pub held: Vec<Hold>,
-    /// The converted message, when one goes out.
-    pub outgoing: Option<Outgoing>,
+    pub held: Vec<H>,
+    /// What goes out (the converted message; a file's exports), when something does.
+    pub outgoing: Option<O>,
     /// The recipients' notice about what was held, when one goes out.
-    pub notice: Option<Outgoing>,
+    pub notice: Option<O>,
     /// Audit records of the decision (deliveries add theirs in [`apply`]).
     pub events: Vec<AuditEvent>,
 }
@@ -221,39 +223,116 @@ fn notice_for(notices: &NoticesSection, meta: &ItemMeta, held: &[Hold]) -> Optio
     )
 }
 
-/// The side effects [`apply`] needs, in the order it uses them. The pipeline implements it
-/// over the spool lease, quarantine store, sink and audit log; tests implement it in memory.
+/// The side effects [`apply`] needs, in the order it uses them, for one kind of item. The
+/// SMTP pipeline implements it over the spool lease, quarantine store, sink and audit log, the
+/// import folder over its source file, quarantine store, export folder (with its ledger) and
+/// audit log; tests implement it in memory.
 pub trait Effects {
+    /// One original to hold.
+    type Held;
+    /// One thing to deliver (a converted message or notice; a file's exports).
+    type Out;
     /// Holds one original durably.
-    fn hold(&mut self, hold: &Hold) -> Result<()>;
-    /// Delivers `out` unless a delivery under its key was made before; returns where it went,
-    /// whether it was a repeat, and whether the sink audits the delivery itself (the relay
-    /// does, when the LGWAN server takes it).
-    fn deliver_once(&mut self, out: Outgoing) -> Result<Delivery>;
+    fn hold(&mut self, hold: &Self::Held) -> Result<()>;
+    /// Delivers `out` unless it was delivered before an interruption, and says what that
+    /// came to: the delivery's audit records, or that the item waits (a failed delivery the
+    /// source retries later). An error leaves the item where it is, to be settled again.
+    fn deliver_once(&mut self, out: Self::Out) -> Result<Handoff>;
+    /// Delivers the recipients' notice about `held`; returns its audit records. A failure is
+    /// logged by [`apply`], not retried: the originals are safe in the quarantine, and settling
+    /// again would deliver the converted text twice.
+    fn announce(&mut self, notice: Self::Out, held: &[Self::Held]) -> Result<Vec<AuditEvent>>;
     /// Appends audit records durably, all or nothing.
     fn audit(&mut self, events: &[AuditEvent]) -> Result<()>;
-    /// The item waits until `next` (ms); it stays in the spool.
+    /// The item waits until `next` (ms); it stays where it is.
     fn defer(&mut self, reason: &str, next: u64) -> Result<()>;
-    /// The item is settled and leaves the spool.
+    /// The item is settled and leaves its source (the spool; the import folder).
     fn complete(&mut self) -> Result<()>;
 }
 
-/// Where one delivery went.
+/// What one delivery came to.
+pub enum Handoff {
+    /// Delivered (now, or before an interruption): these are its audit records (none when
+    /// the sink writes its own, as the relay does when the LGWAN server takes the message).
+    Done(Vec<AuditEvent>),
+    /// Not delivered; the item waits: audit these records, then defer it.
+    Wait {
+        /// The records of the failed attempt.
+        events: Vec<AuditEvent>,
+        /// Why, for the spool.
+        reason: String,
+        /// Not before this time (ms).
+        next: u64,
+    },
+}
+
+/// Where one mail delivery went (the pipeline's sink answer).
 pub struct Delivery {
     /// The destination (maildir file, `outgoing:<ID>`).
     pub destination: String,
     /// It had been made before an interruption and was not repeated.
     pub repeat: bool,
-    /// The sink writes its own delivery record (the relay, when the LGWAN MTA takes it).
+    /// The sink writes its own delivery record (the relay, when the LGWAN server takes it).
     pub audited_by_sink: bool,
 }
 
-/// Carries out `s` in the order the module header gives. `meta` is the item's; `now` dates a
-/// deferral after a failed delivery.
+impl Delivery {
+    /// The audit records of this delivery of the message `meta` describes.
+    pub fn events(self, meta: &ItemMeta) -> Vec<AuditEvent> {
+        if self.audited_by_sink {
+            return Vec::new();
+        }
+        vec![AuditEvent::Delivered(Delivered {
+            queue_id: meta.id.clone(),
+            destination: self.destination,
+            rcpt_to: meta.envelope.rcpt_to.clone(),
+            reply: if self.repeat {
+                "maildir (delivered before an interruption; not repeated)".into()
+            } else {
+                "maildir".into()
+            },
+        })]
+    }
+}
+
+/// A mail delivery that failed at `now`: the message waits, a minute more for every attempt
+/// (at most an hour), with a record saying so.
+pub fn deferral(meta: &ItemMeta, now: u64, error: &crate::error::Error) -> Handoff {
+    let next = now + 60_000 * u64::from(meta.attempts + 1).min(60);
+    let reason = error.to_string();
+    Handoff::Wait {
+        events: vec![AuditEvent::Deferred(Deferred {
+            queue_id: meta.id.clone(),
+            reason: reason.clone(),
+            attempt: meta.attempts + 1,
+            next_attempt: crate::clock::rfc3339_utc(next),
+        })],
+        reason,
+        next,
+    }
+}
+
+/// The record of a recipients' notice about `held` delivered to `destination`.
+pub fn notice_sent(
+    meta: &ItemMeta,
+    held: &[Hold],
+    rcpt_to: Vec<String>,
+    destination: String,
+) -> AuditEvent {
+    AuditEvent::NoticeSent(NoticeSent {
+        queue_id: meta.id.clone(),
+        items: held.iter().map(|h| h.item.id.clone()).collect(),
+        rcpt_to,
+        destination,
+    })
+}
+
+/// Carries out `s` in the order the module header gives, for any source.
 ///
 /// # Errors
-/// A hold, audit, defer or completion failed: the item stays queued and is settled again.
-pub fn apply(s: Settlement, meta: &ItemMeta, now: u64, fx: &mut impl Effects) -> Result<()> {
+/// A hold, delivery, audit, defer or completion failed: the item stays where it is and is
+/// settled again.
+pub fn apply<F: Effects>(s: Settlement<F::Held, F::Out>, fx: &mut F) -> Result<()> {
     let Settlement {
         defer,
         held,
@@ -269,49 +348,23 @@ pub fn apply(s: Settlement, meta: &ItemMeta, now: u64, fx: &mut impl Effects) ->
         fx.hold(h)?;
     }
     if let Some(out) = outgoing {
-        match fx.deliver_once(out) {
-            Ok(d) => {
-                if !d.audited_by_sink {
-                    events.push(AuditEvent::Delivered(Delivered {
-                        queue_id: meta.id.clone(),
-                        destination: d.destination,
-                        rcpt_to: meta.envelope.rcpt_to.clone(),
-                        reply: if d.repeat {
-                            "maildir (delivered before an interruption; not repeated)".into()
-                        } else {
-                            "maildir".into()
-                        },
-                    }));
-                }
-            }
-            Err(e) => {
-                let next = now + 60_000 * u64::from(meta.attempts + 1).min(60);
-                let reason = e.to_string();
-                events.push(AuditEvent::Deferred(Deferred {
-                    queue_id: meta.id.clone(),
-                    reason: reason.clone(),
-                    attempt: meta.attempts + 1,
-                    next_attempt: crate::clock::rfc3339_utc(next),
-                }));
+        match fx.deliver_once(out)? {
+            Handoff::Done(records) => events.extend(records),
+            Handoff::Wait {
+                events: records,
+                reason,
+                next,
+            } => {
+                events.extend(records);
                 fx.audit(&events)?;
                 return fx.defer(&reason, next);
             }
         }
     }
     if let Some(out) = notice {
-        let rcpt_to = out.envelope().rcpt_to.clone();
-        // A failed notice is logged, not retried: the items are safe in the quarantine, and
-        // retrying the whole message would deliver its converted text twice.
-        match fx.deliver_once(out) {
-            Ok(d) => events.push(AuditEvent::NoticeSent(NoticeSent {
-                queue_id: meta.id.clone(),
-                items: held.iter().map(|h| h.item.id.clone()).collect(),
-                rcpt_to,
-                destination: d.destination,
-            })),
-            Err(e) => {
-                tracing::error!(queue_id = %meta.id, error = %e, "quarantine notice not delivered")
-            }
+        match fx.announce(out, &held) {
+            Ok(records) => events.extend(records),
+            Err(e) => tracing::error!(error = %e, "quarantine notice not delivered"),
         }
     }
     fx.audit(&events)?;
@@ -500,6 +553,8 @@ Content-Transfer-Encoding: base64\r\n\r\n"
     }
 
     impl Effects for Recorder {
+        type Held = Hold;
+        type Out = Outgoing;
         fn hold(&mut self, h: &Hold) -> Result<()> {
             if self.fail_hold {
                 return Err(Error::no_space("disk full"));
@@ -507,16 +562,22 @@ Content-Transfer-Encoding: base64\r\n\r\n"
             self.log.push(format!("hold {}", h.item.id));
             Ok(())
         }
-        fn deliver_once(&mut self, out: Outgoing) -> Result<Delivery> {
-            if self.fail_delivery && out.origin() == crate::sink::Origin::Converted {
-                return Err(Error::transient("sink down"));
+        fn deliver_once(&mut self, out: Outgoing) -> Result<Handoff> {
+            if self.fail_delivery {
+                return Ok(deferral(&meta(), 0, &Error::transient("sink down")));
             }
             self.log.push(format!("deliver {}", out.key()));
-            Ok(Delivery {
+            let d = Delivery {
                 destination: format!("maildir/{}", out.key()),
                 repeat: false,
                 audited_by_sink: false,
-            })
+            };
+            Ok(Handoff::Done(d.events(&meta())))
+        }
+        fn announce(&mut self, out: Outgoing, held: &[Hold]) -> Result<Vec<AuditEvent>> {
+            self.log.push(format!("deliver {}", out.key()));
+            let to = out.envelope().rcpt_to.clone();
+            Ok(vec![notice_sent(&meta(), held, to, "maildir".into())])
         }
         fn audit(&mut self, events: &[AuditEvent]) -> Result<()> {
             self.log.push(format!("audit {}", kinds(events)));
@@ -545,7 +606,7 @@ Content-Transfer-Encoding: base64\r\n\r\n"
         );
         let held_id = s.held[0].item.id.clone();
         let mut fx = Recorder::default();
-        apply(s, &meta(), 0, &mut fx).unwrap();
+        apply(s, &mut fx).unwrap();
         assert_eq!(
             fx.log,
             [
@@ -573,7 +634,7 @@ Content-Transfer-Encoding: base64\r\n\r\n"
             0,
             1,
         );
-        apply(s, &meta(), 0, &mut fx).unwrap();
+        apply(s, &mut fx).unwrap();
         assert_eq!(
             fx.log,
             ["audit message_converted,deferred", "defer sink down"]
@@ -595,7 +656,7 @@ Content-Transfer-Encoding: base64\r\n\r\n"
             fail_hold: true,
             ..Recorder::default()
         };
-        let e = apply(s, &meta(), 0, &mut fx).unwrap_err();
+        let e = apply(s, &mut fx).unwrap_err();
         assert!(e.is_no_space(), "{e}");
         assert!(fx.log.is_empty(), "{:?}", fx.log);
     }
