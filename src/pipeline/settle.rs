@@ -3,7 +3,9 @@
 //! one order that keeps every accepted message deliverable after a crash.
 //!
 //! Owns: which originals are held, what goes out (the converted message, the recipients'
-//! notice), which audit records are written, and whether the item waits (deferred).
+//! notice), which audit records are written, and whether the item waits (deferred); and the
+//! order of [`apply`], which the import folder settles its files with too (its own `decide`
+//! and [`Effects`] over the export folder and its ledger).
 //! Invariants:
 //! - `decide` is pure: the same inputs (including `now`) give the same settlement; it is
 //!   unit-tested here without a spool, store, sink or log.

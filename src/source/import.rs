@@ -7,6 +7,9 @@
 //! Japanese report atomically into the mirrored export folder, quarantining originals that
 //! cannot be made safe, auditing, and only then removing the original (or moving it to the
 //! processed archive).
+//! Each file is settled like a message: a pure `decide` says what to hold and export, and
+//! `crate::pipeline::settle::apply` carries it out in the one order every source uses (hold →
+//! exports → audit → retire the original) over this module's `ImportEffects`.
 //! Invariants (lose nothing, duplicate nothing): exports are written through `crate::durable`
 //! under temporary names tagged with the import ID, with the pair's mode and owner, and
 //! fsynced; a ledger entry naming the final names is written durably before they are renamed
@@ -41,6 +44,8 @@ use mukaika_sanitizers::{names, Declared, Policy, Registry, Report, Verdict};
 use crate::audit::event::{FileExported, FileImported, Quarantined};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::{ImportPair, ImportSection, ReportFormat};
+use crate::error::{Error, Result};
+use crate::pipeline::settle::{self, Handoff, Settlement};
 use crate::store::quarantine::{QuarantineItem, QuarantineStore};
 
 /// Suffix of the report written next to every result.
@@ -135,6 +140,285 @@ struct LedgerEntry {
     /// a crash before they were appended leaves them to the pass that completes the entry.
     #[serde(default)]
     events: Vec<AuditEvent>,
+}
+
+/// What one imported file sends to the export folder: its sanitized output (if any) and its
+/// report, named when they are written (names already taken get a suffix).
+struct Exports {
+    /// The import ID (tags the temporary names and the ledger entry).
+    id: String,
+    /// The file's path below the import folder.
+    rel: String,
+    /// The folder below the export root the results go to (empty for an untrusted name).
+    safe_dir: String,
+    /// The name the report is given when not the output's or the original's.
+    shown: Option<String>,
+    /// The original's name.
+    base: String,
+    report: Report,
+    output: Option<mukaika_sanitizers::CleanFile>,
+    /// Where the original was held, for the report.
+    quarantine_id: Option<String>,
+    /// The records gathered so far, kept in the ledger for an interrupted pass.
+    events: Vec<AuditEvent>,
+}
+
+/// The delivered output's path below the export folder, once written.
+struct Exported {
+    output: Option<String>,
+}
+
+/// What [`decide`] needs to know of one imported file besides its report.
+struct FileDecision<'a> {
+    /// The pair's name.
+    pair: &'a str,
+    /// The file's path below the import folder.
+    rel: &'a str,
+    /// Its import ID.
+    id: &'a str,
+    /// Whether its name may be used in the export folder.
+    trusted_name: bool,
+    /// SHA-256 of the bytes read.
+    sha256: &'a str,
+    /// Its size.
+    size: u64,
+    /// When it was decided (RFC 3339 UTC), for the quarantine record.
+    at: String,
+}
+
+/// Decides how to settle one imported file, touching nothing: without an output its original
+/// is held (blocked and held files alike); its output, if any, and its report go to the export
+/// folder. `events` are the records gathered so far (the import).
+fn decide(
+    file: FileDecision<'_>,
+    report: Report,
+    output: Option<mukaika_sanitizers::CleanFile>,
+    mut events: Vec<AuditEvent>,
+) -> Settlement<QuarantineItem, Exports> {
+    let (rel_dir, base) = match file.rel.rsplit_once('/') {
+        Some((d, b)) => (d.to_string(), b.to_string()),
+        None => (String::new(), file.rel.to_string()),
+    };
+    let mut held = Vec::new();
+    if output.is_none() {
+        let reason = report.reason.clone().unwrap_or_else(|| {
+            mukaika_sanitizers::Reason::new("policy-quarantine", "not delivered")
+        });
+        let item = QuarantineItem {
+            id: file.id.to_string(),
+            source: "import".into(),
+            origin_id: format!("{}/{}", file.pair, file.rel),
+            name: Some(base.clone()),
+            reason: reason.code,
+            detail: reason.detail,
+            sha256: file.sha256.to_string(),
+            size: file.size,
+            at: file.at,
+            report: serde_json::to_value(&report).unwrap_or_default(),
+            mail_from: None,
+            rcpt_to: Vec::new(),
+            subject: None,
+            detected_type: Some(report.detected_type.name().to_string()),
+        };
+        events.push(AuditEvent::Quarantined(Quarantined {
+            item_id: item.id.clone(),
+            source: item.source.clone(),
+            origin_id: item.origin_id.clone(),
+            reason: item.reason.clone(),
+            sha256: item.sha256.clone(),
+        }));
+        held.push(item);
+    }
+    let exports = Exports {
+        id: file.id.to_string(),
+        rel: file.rel.to_string(),
+        // A name that cannot be trusted is not used for the folder either.
+        safe_dir: if file.trusted_name {
+            rel_dir
+        } else {
+            String::new()
+        },
+        shown: (!file.trusted_name).then(|| format!("名前を確認できないファイル-{}", file.id)),
+        base,
+        report,
+        output,
+        quarantine_id: held.first().map(|h| h.id.clone()),
+        // The ledger keeps them for the pass that completes an interrupted export.
+        events: events.clone(),
+    };
+    Settlement {
+        defer: None,
+        held,
+        outgoing: Some(exports),
+        notice: None,
+        events,
+    }
+}
+
+/// The import folder's side of [`settle::apply`]: the quarantine store (from the opened
+/// original), the export folder under its ledger, the audit log, and retiring the original.
+struct ImportEffects<'a> {
+    importer: &'a Importer,
+    pair: &'a ImportPair,
+    source: &'a Source,
+    path: &'a Path,
+    /// What was exported, once it was.
+    delivered: Option<Exported>,
+    /// The ledger entry of the exports and its path (what `complete` retires and removes).
+    ledger: Option<(PathBuf, LedgerEntry)>,
+}
+
+impl settle::Effects for ImportEffects<'_> {
+    type Held = QuarantineItem;
+    type Out = Exports;
+
+    fn hold(&mut self, item: &QuarantineItem) -> Result<()> {
+        self.importer
+            .quarantine
+            .put_file(item, &self.source.file)
+            .map_err(|e| Error::transient(format!("quarantine: {e}")))
+    }
+
+    /// Exports under temporary names (fsynced), then the ledger entry naming them (durable),
+    /// then the renames: a crash leaves either temporary files the next pass sweeps (the
+    /// original is still there) or a ledger entry it completes.
+    fn deliver_once(&mut self, out: Exports) -> Result<Handoff> {
+        let (pair, importer) = (self.pair, self.importer);
+        let export_dir = pair.export.join(&out.safe_dir);
+        fs::create_dir_all(&export_dir)
+            .map_err(|e| Error::io(format!("creating {}", export_dir.display()), e))?;
+        dir_permissions(pair, &export_dir)?;
+        let mut writes: Vec<(String, Vec<u8>, Option<String>)> = Vec::new();
+        let out_name = match &out.output {
+            Some(clean) => {
+                let name = unique(&export_dir, clean.name());
+                writes.push((
+                    name.clone(),
+                    clean.bytes().to_vec(),
+                    Some(sha_hex(clean.bytes())),
+                ));
+                Some(name)
+            }
+            None => None,
+        };
+        let shown = out
+            .shown
+            .clone()
+            .or_else(|| out_name.clone())
+            .unwrap_or_else(|| out.base.clone());
+        let (suffix, body) = match importer.section.report_format {
+            ReportFormat::Text => (
+                REPORT_SUFFIX,
+                report_text(
+                    &out.report,
+                    &out.rel,
+                    out_name.as_deref(),
+                    out.quarantine_id.as_deref(),
+                    crate::clock::now_ms(),
+                )
+                .into_bytes(),
+            ),
+            ReportFormat::Json => (
+                JSON_REPORT_SUFFIX,
+                serde_json::to_vec_pretty(&out.report).unwrap_or_default(),
+            ),
+        };
+        // The report's name is derived from the output's, so it is the one that overflows.
+        let shown = names::shorten(&shown, names::NAME_MAX - suffix.len());
+        writes.push((unique(&export_dir, &format!("{shown}{suffix}")), body, None));
+
+        let mut renames = Vec::new();
+        for (name, bytes, _) in &writes {
+            let tmp = write_export(&export_dir, &out.id, bytes, pair)?;
+            renames.push((tmp, export_dir.join(name)));
+        }
+        let archive_to = importer.section.archive_processed.then(|| {
+            importer
+                .data
+                .join("processed")
+                .join(&pair.name)
+                .join(&out.rel)
+        });
+        let ledger = importer.data.join("ledger");
+        fs::create_dir_all(&ledger)
+            .map_err(|e| Error::io(format!("creating {}", ledger.display()), e))?;
+        let entry = LedgerEntry {
+            pair: pair.name.clone(),
+            source: self.path.to_path_buf(),
+            renames,
+            inode: Some(inode_of(&self.source.meta)),
+            archive_to,
+            events: out.events,
+        };
+        let encoded = serde_json::to_vec(&entry)
+            .map_err(|e| Error::permanent(format!("ledger entry: {e}")))?;
+        // The entry's name is durable (the folder is flushed) before the renames it records,
+        // or a crash leaves exports whose original is processed again.
+        let ledger_path = crate::durable::write(
+            &ledger,
+            &format!("{}.json", out.id),
+            &encoded,
+            crate::durable::Mode::Replace,
+        )
+        .map_err(|e| Error::io(format!("ledger {}", ledger.display()), e))?;
+        for (tmp, fin) in &entry.renames {
+            fs::rename(tmp, fin)
+                .map_err(|e| Error::io(format!("export to {}", fin.display()), e))?;
+        }
+        sync(&export_dir)?;
+        self.ledger = Some((ledger_path, entry));
+        let in_folder = |name: &str| {
+            if out.safe_dir.is_empty() {
+                name.to_string()
+            } else {
+                format!("{}/{name}", out.safe_dir)
+            }
+        };
+        let records = writes
+            .iter()
+            .map(|(name, _, sha)| {
+                AuditEvent::FileExported(FileExported {
+                    item_id: out.id.clone(),
+                    department: pair.name.clone(),
+                    path: in_folder(name),
+                    verdict: verdict_name(out.report.verdict).into(),
+                    sha256: sha.clone(),
+                })
+            })
+            .collect();
+        self.delivered = Some(Exported {
+            output: out_name.as_deref().map(in_folder),
+        });
+        Ok(Handoff::Done(records))
+    }
+
+    fn announce(&mut self, _: Exports, _: &[QuarantineItem]) -> Result<Vec<AuditEvent>> {
+        // The report beside the exports is the import folder's notice.
+        Ok(Vec::new())
+    }
+
+    fn audit(&mut self, events: &[AuditEvent]) -> Result<()> {
+        self.importer
+            .audit
+            .append_all(events)
+            .map(|_| ())
+            .map_err(|e| Error::transient(format!("audit log: {e}")))
+    }
+
+    fn defer(&mut self, reason: &str, _next: u64) -> Result<()> {
+        // Files are not deferred: one that cannot be settled now stays for the next pass.
+        Err(Error::transient(reason.to_string()))
+    }
+
+    fn complete(&mut self) -> Result<()> {
+        self.importer.at(HookPoint::BeforeRetire, self.path);
+        let Some((ledger_path, entry)) = self.ledger.take() else {
+            return Err(Error::permanent("nothing was exported to complete"));
+        };
+        self.importer.retire(&entry)?;
+        fs::remove_file(&ledger_path)
+            .map_err(|e| Error::io(format!("removing {}", ledger_path.display()), e))
+    }
 }
 
 /// Runs passes over the configured pairs.
@@ -332,7 +616,8 @@ impl Importer {
                 match self.process(pair, &source, &path, &rel, policy) {
                     Ok(done) => summary.processed.push(done),
                     Err(error) => {
-                        tracing::error!(pair = %pair.name, path = %rel, error = %error, "import failed; the file stays");
+                        tracing::error!(pair = %pair.name, path = %rel, error = %error, transient = error.is_transient(), "import failed; the file stays");
+                        let error = error.to_string();
                         let failed = AuditEvent::ImportFailed(crate::audit::event::ImportFailed {
                             department: pair.name.clone(),
                             path: rel.clone(),
@@ -405,11 +690,8 @@ impl Importer {
         path: &Path,
         rel: &str,
         policy: &Policy,
-    ) -> Result<Processed, String> {
-        let (rel_dir, base) = match rel.rsplit_once('/') {
-            Some((d, b)) => (d.to_string(), b.to_string()),
-            None => (String::new(), rel.to_string()),
-        };
+    ) -> Result<Processed> {
+        let base = rel.rsplit_once('/').map_or(rel, |(_, b)| b).to_string();
         let size = source.meta.len();
         let mut events = Vec::new();
         let name_problem = check_name(rel);
@@ -436,9 +718,9 @@ impl Importer {
                         .any_reason(mukaika_sanitizers::scanner::UNAVAILABLE)
                     {
                         // Nothing is decided without the antivirus engine: the file waits.
-                        return Err(
-                            "antivirus unavailable; the file waits in the import folder".into()
-                        );
+                        return Err(Error::transient(
+                            "antivirus unavailable; the file waits in the import folder",
+                        ));
                     }
                     let (report, output) = outcome.into_parts();
                     (report, output, sha)
@@ -462,151 +744,41 @@ impl Importer {
             sha256: bytes_sha.clone(),
         }));
 
-        // Quarantine the original (blocked and held files alike) before anything is exported.
-        let quarantine_id = if output.is_none() {
-            let reason = report.reason.clone().unwrap_or_else(|| {
-                mukaika_sanitizers::Reason::new("policy-quarantine", "not delivered")
-            });
-            let item = QuarantineItem {
-                id: id.clone(),
-                source: "import".into(),
-                origin_id: format!("{}/{rel}", pair.name),
-                name: Some(base.clone()),
-                reason: reason.code.clone(),
-                detail: reason.detail.clone(),
-                sha256: bytes_sha.clone(),
+        // Settled in the one order every source uses (`settle::apply`): the original held
+        // (blocked and held files alike) → the exports under the ledger → the audit records
+        // → the original retired.
+        let verdict = report.verdict;
+        let settlement = decide(
+            FileDecision {
+                pair: &pair.name,
+                rel,
+                id: &id,
+                trusted_name: name_problem.is_none(),
+                sha256: &bytes_sha,
                 size,
                 at: crate::clock::now_rfc3339(),
-                report: serde_json::to_value(&report).unwrap_or_default(),
-                mail_from: None,
-                rcpt_to: Vec::new(),
-                subject: None,
-                detected_type: Some(report.detected_type.name().to_string()),
-            };
-            self.quarantine
-                .put_file(&item, &source.file)
-                .map_err(|e| format!("quarantine: {e}"))?;
-            events.push(AuditEvent::Quarantined(Quarantined {
-                item_id: item.id,
-                source: item.source,
-                origin_id: item.origin_id,
-                reason: item.reason,
-                sha256: item.sha256,
-            }));
-            Some(id.clone())
-        } else {
-            None
+            },
+            report,
+            output,
+            events,
+        );
+        let quarantine_id = settlement.held.first().map(|h| h.id.clone());
+        let mut fx = ImportEffects {
+            importer: self,
+            pair,
+            source,
+            path,
+            delivered: None,
+            ledger: None,
         };
-
-        // Exports: temporary names, fsynced, then the ledger, then the renames.
-        let safe_dir = if name_problem.is_some() {
-            String::new()
-        } else {
-            rel_dir.clone()
-        };
-        let export_dir = pair.export.join(&safe_dir);
-        fs::create_dir_all(&export_dir).map_err(|e| format!("{}: {e}", export_dir.display()))?;
-        dir_permissions(pair, &export_dir)?;
-        let mut writes: Vec<(String, Vec<u8>, Option<String>)> = Vec::new();
-        let out_name = match &output {
-            Some(clean) => {
-                let name = unique(&export_dir, clean.name());
-                writes.push((
-                    name.clone(),
-                    clean.bytes().to_vec(),
-                    Some(sha_hex(clean.bytes())),
-                ));
-                Some(name)
-            }
-            None => None,
-        };
-        let shown = if name_problem.is_some() {
-            format!("名前を確認できないファイル-{id}")
-        } else {
-            out_name.clone().unwrap_or_else(|| base.clone())
-        };
-        let (suffix, body) = match self.section.report_format {
-            ReportFormat::Text => (
-                REPORT_SUFFIX,
-                report_text(
-                    &report,
-                    rel,
-                    out_name.as_deref(),
-                    quarantine_id.as_deref(),
-                    crate::clock::now_ms(),
-                )
-                .into_bytes(),
-            ),
-            ReportFormat::Json => (
-                JSON_REPORT_SUFFIX,
-                serde_json::to_vec_pretty(&report).unwrap_or_default(),
-            ),
-        };
-        // The report's name is derived from the output's, so it is the one that overflows.
-        let shown = names::shorten(&shown, names::NAME_MAX - suffix.len());
-        writes.push((unique(&export_dir, &format!("{shown}{suffix}")), body, None));
-
-        let mut renames = Vec::new();
-        for (name, bytes, _) in &writes {
-            let tmp = write_export(&export_dir, &id, bytes, pair)?;
-            renames.push((tmp, export_dir.join(name)));
-        }
-        let archive_to = self
-            .section
-            .archive_processed
-            .then(|| self.data.join("processed").join(&pair.name).join(rel));
-        let ledger = self.data.join("ledger");
-        fs::create_dir_all(&ledger).map_err(|e| e.to_string())?;
-        let entry = LedgerEntry {
-            pair: pair.name.clone(),
-            source: path.to_path_buf(),
-            renames,
-            inode: Some(inode_of(&source.meta)),
-            archive_to,
-            events: events.clone(),
-        };
-        // The entry's name is durable (the folder is flushed) before the renames it records,
-        // or a crash leaves exports whose original is processed again.
-        let ledger_path = crate::durable::write(
-            &ledger,
-            &format!("{id}.json"),
-            &serde_json::to_vec(&entry).map_err(|e| e.to_string())?,
-            crate::durable::Mode::Replace,
-        )
-        .map_err(|e| format!("{}: {e}", ledger.display()))?;
-        for (tmp, fin) in &entry.renames {
-            fs::rename(tmp, fin).map_err(|e| format!("{}: {e}", fin.display()))?;
-        }
-        sync(&export_dir)?;
-        for (name, _, sha) in &writes {
-            events.push(AuditEvent::FileExported(FileExported {
-                item_id: id.clone(),
-                department: pair.name.clone(),
-                path: if safe_dir.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{safe_dir}/{name}")
-                },
-                verdict: verdict_name(report.verdict).into(),
-                sha256: sha.clone(),
-            }));
-        }
-        self.audit.append_all(&events).map_err(|e| e.to_string())?;
-        self.at(HookPoint::BeforeRetire, path);
-        self.retire(&entry)?;
-        fs::remove_file(&ledger_path).map_err(|e| e.to_string())?;
-        tracing::info!(pair = %pair.name, path = %rel, verdict = ?report.verdict, "imported");
+        settle::apply(settlement, &mut fx)?;
+        let output = fx.delivered.and_then(|d| d.output);
+        tracing::info!(pair = %pair.name, path = %rel, verdict = ?verdict, "imported");
         Ok(Processed {
             pair: pair.name.clone(),
             path: rel.to_string(),
-            verdict: report.verdict,
-            output: out_name.map(|n| {
-                if safe_dir.is_empty() {
-                    n
-                } else {
-                    format!("{safe_dir}/{n}")
-                }
-            }),
+            verdict,
+            output,
             quarantine_id,
         })
     }
@@ -615,7 +787,7 @@ impl Importer {
     /// durable: relative to its folder's descriptor (reached without following links), and only
     /// while the name still holds the inode that was read — a file put there since is left for
     /// the next pass.
-    fn retire(&self, entry: &LedgerEntry) -> Result<(), String> {
+    fn retire(&self, entry: &LedgerEntry) -> Result<()> {
         use rustix::fs::{AtFlags, OFlags};
         use rustix::io::Errno;
         let shown = entry.source.display();
@@ -626,7 +798,7 @@ impl Importer {
         let (dir, name) = match open_parent(&pair.import, &entry.source) {
             Ok(found) => found,
             Err(Errno::NOENT) => return Ok(()),
-            Err(e) => return Err(format!("{shown}: {e}")),
+            Err(e) => return Err(Error::io(format!("opening {shown}"), e.into())),
         };
         let current = match rustix::fs::openat(
             &dir,
@@ -636,9 +808,11 @@ impl Importer {
         ) {
             Ok(fd) => File::from(fd),
             Err(Errno::NOENT) => return Ok(()),
-            Err(e) => return Err(format!("{shown}: {e}")),
+            Err(e) => return Err(Error::io(format!("opening {shown}"), e.into())),
         };
-        let meta = current.metadata().map_err(|e| format!("{shown}: {e}"))?;
+        let meta = current
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {shown}"), e))?;
         let same = match entry.inode {
             Some(inode) => inode_of(&meta) == inode,
             // A ledger from before inodes were recorded: a plain file at least.
@@ -651,7 +825,8 @@ impl Importer {
         match &entry.archive_to {
             Some(to) => {
                 if let Some(parent) = to.parent() {
-                    fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                    fs::create_dir_all(parent)
+                        .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
                 }
                 match rustix::fs::renameat(&dir, &name, rustix::fs::CWD, to) {
                     Ok(()) => {}
@@ -667,11 +842,15 @@ impl Importer {
                                     | OFlags::CLOEXEC,
                                 rustix::fs::Mode::empty(),
                             )
-                            .map_err(|e| format!("archiving {shown}: {e}"))?,
+                            .map_err(|e| Error::io(format!("archiving {shown}"), e.into()))?,
                         );
-                        let opened = from.metadata().map_err(|e| e.to_string())?;
+                        let opened = from
+                            .metadata()
+                            .map_err(|e| Error::io(format!("archiving {shown}"), e))?;
                         if inode_of(&opened) != inode_of(&meta) {
-                            return Err(format!("archiving {shown}: replaced while archiving"));
+                            return Err(Error::transient(format!(
+                                "archiving {shown}: replaced while archiving"
+                            )));
                         }
                         // Never a torn copy under the archived name: temp, fsync, rename.
                         let parent = to.parent().unwrap_or(Path::new("."));
@@ -680,14 +859,14 @@ impl Importer {
                             "archive",
                             crate::durable::READABLE,
                         )
-                        .map_err(|e| format!("{}: {e}", to.display()))?;
+                        .map_err(|e| Error::io(format!("archiving to {}", to.display()), e))?;
                         std::io::copy(&mut from, temp.file())
                             .and_then(|_| temp.commit(to, crate::durable::Mode::Replace))
-                            .map_err(|e| format!("archiving {shown}: {e}"))?;
+                            .map_err(|e| Error::io(format!("archiving {shown}"), e))?;
                         rustix::fs::unlinkat(&dir, &name, AtFlags::empty())
-                            .map_err(|e| format!("removing {shown}: {e}"))?;
+                            .map_err(|e| Error::io(format!("removing {shown}"), e.into()))?;
                     }
-                    Err(e) => return Err(format!("archiving {shown}: {e}")),
+                    Err(e) => return Err(Error::io(format!("archiving {shown}"), e.into())),
                 }
                 // The archived name is durable before the import folder's loses it.
                 if let Some(parent) = to.parent() {
@@ -695,9 +874,9 @@ impl Importer {
                 }
             }
             None => rustix::fs::unlinkat(&dir, &name, AtFlags::empty())
-                .map_err(|e| format!("removing {shown}: {e}"))?,
+                .map_err(|e| Error::io(format!("removing {shown}"), e.into()))?,
         }
-        rustix::fs::fsync(&dir).map_err(|e| format!("{shown}: folder sync: {e}"))
+        rustix::fs::fsync(&dir).map_err(|e| Error::io(format!("folder sync for {shown}"), e.into()))
     }
 
     /// Completes exports a crash interrupted: finishes renames whose temporary file is still
@@ -705,7 +884,7 @@ impl Importer {
     /// are written after the renames), so they are written now from the ledger — its import and
     /// quarantine records too, so no quarantined item is left without one (a crash after the
     /// records and before the ledger's removal records them a second time: visible, not lost).
-    fn finish_ledger(&self, summary: &mut PassSummary) -> Result<(), String> {
+    fn finish_ledger(&self, summary: &mut PassSummary) -> Result<()> {
         let dir = self.data.join("ledger");
         let Ok(entries) = fs::read_dir(&dir) else {
             return Ok(());
@@ -727,7 +906,8 @@ impl Importer {
             };
             for (tmp, fin) in &ledger.renames {
                 if tmp.exists() && !fin.exists() {
-                    fs::rename(tmp, fin).map_err(|e| e.to_string())?;
+                    fs::rename(tmp, fin)
+                        .map_err(|e| Error::io(format!("export to {}", fin.display()), e))?;
                 }
             }
             if let Some((_, fin)) = ledger.renames.first() {
@@ -751,9 +931,12 @@ impl Importer {
                 verdict: "completed-after-restart".into(),
                 sha256: None,
             }));
-            self.audit.append_all(&events).map_err(|e| e.to_string())?;
+            self.audit
+                .append_all(&events)
+                .map_err(|e| Error::transient(format!("audit log: {e}")))?;
             self.retire(&ledger)?;
-            fs::remove_file(&path).map_err(|e| e.to_string())?;
+            fs::remove_file(&path)
+                .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
             summary.processed.push(Processed {
                 pair: ledger.pair,
                 path: ledger.source.display().to_string(),
@@ -775,16 +958,17 @@ impl Importer {
     }
 }
 
-fn sync(dir: &Path) -> Result<(), String> {
-    crate::durable::sync_dir(dir).map_err(|e| e.to_string())
+fn sync(dir: &Path) -> Result<()> {
+    crate::durable::sync_dir(dir)
+        .map_err(|e| Error::io(format!("folder sync {}", dir.display()), e))
 }
 
 /// Writes an export under a temporary name tagged with the import ID `id` (so the sweep of
 /// [`walk_temps`] knows it as the importer's), with the pair's mode and owner (0640 under the
 /// service's umask when the pair sets no mode), fsynced; returns the temporary path, which the
 /// ledger records before the rename.
-fn write_export(dir: &Path, id: &str, bytes: &[u8], pair: &ImportPair) -> Result<PathBuf, String> {
-    let failed = |e: std::io::Error| format!("{}: {e}", dir.display());
+fn write_export(dir: &Path, id: &str, bytes: &[u8], pair: &ImportPair) -> Result<PathBuf> {
+    let failed = |e: std::io::Error| Error::io(format!("export to {}", dir.display()), e);
     let mut temp =
         crate::durable::Temp::create_as(dir, id, crate::durable::READABLE).map_err(failed)?;
     temp.file().write_all(bytes).map_err(failed)?;
@@ -795,7 +979,7 @@ fn write_export(dir: &Path, id: &str, bytes: &[u8], pair: &ImportPair) -> Result
 
 /// Gives the mirrored folders below the export root the pair's owner and mode (a folder also
 /// gets the search bit wherever the mode allows reading).
-fn dir_permissions(pair: &ImportPair, dir: &Path) -> Result<(), String> {
+fn dir_permissions(pair: &ImportPair, dir: &Path) -> Result<()> {
     if pair.mode.is_none() && pair.uid.is_none() && pair.gid.is_none() {
         return Ok(());
     }
@@ -807,11 +991,11 @@ fn dir_permissions(pair: &ImportPair, dir: &Path) -> Result<(), String> {
                 &current,
                 std::os::unix::fs::PermissionsExt::from_mode(with_search),
             )
-            .map_err(|e| format!("{}: chmod: {e}", current.display()))?;
+            .map_err(|e| Error::io(format!("chmod {}", current.display()), e))?;
         }
         if pair.uid.is_some() || pair.gid.is_some() {
             std::os::unix::fs::chown(&current, pair.uid, pair.gid)
-                .map_err(|e| format!("{}: chown: {e}", current.display()))?;
+                .map_err(|e| Error::io(format!("chown {}", current.display()), e))?;
         }
         if !current.pop() {
             break;
@@ -829,7 +1013,10 @@ fn inode_of(meta: &fs::Metadata) -> (u64, u64) {
 /// Opens the folder holding `path` (below `root`) one component at a time, never following a
 /// symbolic link, and returns it with the file's name in it. `root` itself is configuration
 /// and may be a link.
-fn open_parent(root: &Path, path: &Path) -> Result<(OwnedFd, OsString), rustix::io::Errno> {
+fn open_parent(
+    root: &Path,
+    path: &Path,
+) -> std::result::Result<(OwnedFd, OsString), rustix::io::Errno> {
     use rustix::fs::{Mode, OFlags};
     let rel = path
         .strip_prefix(root)
@@ -852,7 +1039,7 @@ fn open_parent(root: &Path, path: &Path) -> Result<(OwnedFd, OsString), rustix::
 /// Opens a listed file for import: beneath the root without following links, non-blocking
 /// (a FIFO put in its place cannot hang the pass), and taken only if the opened descriptor is
 /// a regular file with one link.
-fn open_source(root: &Path, path: &Path) -> Result<Source, OpenRefusal> {
+fn open_source(root: &Path, path: &Path) -> std::result::Result<Source, OpenRefusal> {
     use rustix::fs::{Mode, OFlags};
     use rustix::io::Errno;
     let refusal = |e: Errno| match e {
@@ -889,14 +1076,12 @@ fn open_source(root: &Path, path: &Path) -> Result<Source, OpenRefusal> {
 }
 
 /// Reads the opened file whole, or returns None when it is larger than `limit`.
-fn read_limited(source: &Source, path: &Path, limit: u64) -> Result<Option<Vec<u8>>, String> {
+fn read_limited(source: &Source, path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    let failed = |e: std::io::Error| Error::io(format!("reading {}", path.display()), e);
     let mut f = &source.file;
-    f.seek(std::io::SeekFrom::Start(0))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.seek(std::io::SeekFrom::Start(0)).map_err(failed)?;
     let mut bytes = Vec::new();
-    f.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.take(limit + 1).read_to_end(&mut bytes).map_err(failed)?;
     Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
@@ -905,7 +1090,7 @@ fn sha_hex(bytes: &[u8]) -> String {
 }
 
 /// SHA-256 of the opened file, from bytes already read or by streaming it.
-fn sha_of(source: &Source, path: &Path, bytes: Option<&[u8]>) -> Result<String, String> {
+fn sha_of(source: &Source, path: &Path, bytes: Option<&[u8]>) -> Result<String> {
     use sha2::{Digest, Sha256};
     if let Some(b) = bytes {
         return Ok(sha_hex(b));
@@ -914,7 +1099,7 @@ fn sha_of(source: &Source, path: &Path, bytes: Option<&[u8]>) -> Result<String, 
     let mut hasher = Sha256::new();
     f.seek(std::io::SeekFrom::Start(0))
         .and_then(|_| std::io::copy(&mut f, &mut hasher))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     Ok(hex::encode(hasher.finalize()))
 }
 
@@ -1139,5 +1324,85 @@ mod tests {
             text.ends_with("処理日時: 2026-12-05 02:52:55 (JST)\r\n"),
             "{text}"
         );
+    }
+
+    fn decided(
+        name: &str,
+        rel: &str,
+        bytes: &[u8],
+        trusted_name: bool,
+    ) -> Settlement<QuarantineItem, Exports> {
+        let registry = Registry::standard();
+        let outcome = registry.process(
+            bytes,
+            &Declared {
+                name: Some(name),
+                mime: None,
+            },
+            &Policy::default(),
+        );
+        let sha = outcome.report.input_sha256.clone();
+        let (report, output) = outcome.into_parts();
+        decide(
+            FileDecision {
+                pair: "soumu",
+                rel,
+                id: "I1",
+                trusted_name,
+                sha256: &sha,
+                size: bytes.len() as u64,
+                at: "2026-12-05T00:00:00.000Z".into(),
+            },
+            report,
+            output,
+            Vec::new(),
+        )
+    }
+
+    fn kinds(events: &[AuditEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| {
+                serde_json::to_value(e).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_blocked_file_is_held_and_only_its_report_goes_to_the_export_folder() {
+        let mut exe = b"MZ\x90\x00".to_vec();
+        exe.resize(256, 0);
+        let s = decided("tool.exe", "sub/tool.exe", &exe, true);
+        assert_eq!(s.held.len(), 1);
+        assert_eq!(s.held[0].id, "I1");
+        assert_eq!(s.held[0].origin_id, "soumu/sub/tool.exe");
+        assert_eq!(kinds(&s.events), ["quarantined"]);
+        let out = s.outgoing.expect("the report still goes out");
+        assert!(out.output.is_none());
+        assert_eq!(out.quarantine_id.as_deref(), Some("I1"));
+        assert_eq!(out.safe_dir, "sub");
+        assert_eq!(kinds(&out.events), ["quarantined"], "the ledger keeps them");
+    }
+
+    #[test]
+    fn a_clean_file_holds_nothing_and_goes_out_with_its_report() {
+        let s = decided("memo.txt", "memo.txt", "会議は10時から\n".as_bytes(), true);
+        assert!(s.held.is_empty());
+        assert!(s.events.is_empty());
+        let out = s.outgoing.unwrap();
+        assert!(out.output.is_some());
+        assert!(out.quarantine_id.is_none());
+        assert!(out.shown.is_none());
+    }
+
+    #[test]
+    fn an_untrusted_name_is_used_neither_for_the_folder_nor_the_report() {
+        let s = decided("memo.txt", "..\u{202e}/memo.txt", b"x\n", false);
+        let out = s.outgoing.unwrap();
+        assert_eq!(out.safe_dir, "");
+        assert_eq!(out.shown.as_deref(), Some("名前を確認できないファイル-I1"));
     }
 }
