@@ -595,7 +595,7 @@ impl Importer {
         self.at(HookPoint::BeforeRetire, path);
         self.retire(&entry)?;
         fs::remove_file(&ledger_path).map_err(|e| e.to_string())?;
-        tracing::info!(pair = %pair.name, path = %rel, verdict = ?report.verdict, "imported");
+        tracing::info!(department = %pair.name, item_id = %id, path = %rel, verdict = verdict_name(report.verdict), "file imported");
         Ok(Processed {
             pair: pair.name.clone(),
             path: rel.to_string(),
