@@ -1370,19 +1370,69 @@ fn metrics_show_the_review_queue_and_the_build() {
         250
     );
     assert_eq!(c.send(b"QUIT\r\n"), 221);
-    support::quarantined(data.path(), 1);
-    let (status, body) = support::http_get(running.admin_addr, "/metrics");
-    assert_eq!(status, 200);
-    let samples = parse_metrics(&body);
-    let value = |series: &str| {
+    let item = support::quarantined(data.path(), 1)[0].id.clone();
+    let scrape = || {
+        let (status, body) = support::http_get(running.admin_addr, "/metrics");
+        assert_eq!(status, 200);
+        (parse_metrics(&body), body)
+    };
+    let value = |(samples, body): &(Vec<(String, f64)>, String), series: &str| {
         samples
             .iter()
             .find(|(s, _)| s == series)
             .map(|(_, v)| *v)
             .unwrap_or_else(|| panic!("{series} missing from {body}"))
     };
-    assert_eq!(value("mukaika_review_items_awaiting"), 1.0);
-    assert_eq!(value("mukaika_review_requests_pending"), 0.0);
+    let before = scrape();
+    assert_eq!(value(&before, "mukaika_review_items_awaiting"), 1.0);
+    assert_eq!(value(&before, "mukaika_review_requests_pending"), 0.0);
+
+    // An operator asks for its release: the item now waits for an approver instead.
+    use mukaika::admin::control::{run, Op};
+    let c = config(data.path(), "");
+    let reply = run(
+        &c,
+        Op::UserAdd {
+            by: "cli:test".into(),
+            name: "op1".into(),
+            roles: mukaika::review::parse_roles("operator").unwrap(),
+        },
+    )
+    .unwrap();
+    assert!(reply.ok, "{}", reply.message);
+    let one_time = reply
+        .message
+        .lines()
+        .find_map(|l| l.split_once("one-time password: ").map(|(_, p)| p.trim()))
+        .unwrap()
+        .to_string();
+    let reply = run(
+        &c,
+        Op::ChangePassword {
+            user: "op1".into(),
+            old: mukaika::ppap::SecretText::new(one_time),
+            new: mukaika::ppap::SecretText::new(support::CLI_PASSWORD.into()),
+            via: "cli:test pid 0".into(),
+        },
+    )
+    .unwrap();
+    assert!(reply.ok, "{}", reply.message);
+    let reply = run(
+        &c,
+        Op::RequestRelease {
+            user: "op1".into(),
+            auth: support::proof(support::CLI_PASSWORD),
+            item,
+            target: "original-recipients".into(),
+            reason: "送信者に確認済み".into(),
+        },
+    )
+    .unwrap();
+    assert!(reply.ok, "{}", reply.message);
+    let after = scrape();
+    assert_eq!(value(&after, "mukaika_review_items_awaiting"), 0.0);
+    assert_eq!(value(&after, "mukaika_review_requests_pending"), 1.0);
+    let (samples, body) = &before;
     let build = format!(
         "mukaika_build_info{{version=\"{}\"",
         env!("CARGO_PKG_VERSION")
