@@ -1158,10 +1158,22 @@ impl Drop for ServeChild {
 }
 
 fn serve_child(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> ServeChild {
+    serve_child_edited(dir, args, env, |t| t)
+}
+
+/// [`serve_child`] with the configuration text passed through `edit` first.
+fn serve_child_edited(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    edit: impl FnOnce(String) -> String,
+) -> ServeChild {
     let (smtp, admin) = (support::free_port(), support::free_port());
-    let text = support::config_text(&dir.join("data"), &format!("127.0.0.1:{smtp}")).replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{admin}\""),
+    let text = edit(
+        support::config_text(&dir.join("data"), &format!("127.0.0.1:{smtp}")).replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{admin}\""),
+        ),
     );
     let config = dir.join("mukaika.toml");
     std::fs::write(&config, text).unwrap();
@@ -1352,6 +1364,60 @@ fn health_exits_0_while_the_service_answers_and_1_when_it_does_not() {
     let out = support::mukaika(&["health", "--config", config.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(!out.stderr.is_empty());
+}
+
+/// `mukaika health` against an HTTPS admin listener trusts the listener's own certificate
+/// chain, and a wrong chain is a failed check, not a plain-HTTP retry.
+#[test]
+fn health_speaks_https_to_an_admin_listener_with_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = support::localhost_cert(dir.path());
+    let lines = format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let served = serve_child_edited(dir.path(), &[], &[], |t| {
+        t.replace(
+            "# tls_cert_file = \"/etc/mukaika/tls/admin-cert.pem\"\n# tls_key_file = \"/etc/mukaika/tls/admin-key.pem\"\n",
+            &lines,
+        )
+    });
+    let config = dir.path().join("mukaika.toml");
+    assert!(std::fs::read_to_string(&config).unwrap().contains(&lines));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let out = loop {
+        let out = support::mukaika(&["health", "--config", config.to_str().unwrap()]);
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Another certificate in the file the check reads: the service is not trusted.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (_, other_cert, _) = support::localhost_cert(&other);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            &cert.display().to_string(),
+            &other_cert.display().to_string(),
+        )
+        .replace(
+            &key.display().to_string(),
+            &other.join("key.pem").display().to_string(),
+        );
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(&wrong, text).unwrap();
+    let out = support::mukaika(&["health", "--config", wrong.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    drop(served);
 }
 
 /// Issue #19: gauges for the review queue and the build, read on scrape.
