@@ -35,6 +35,11 @@ COPY --from=build /out/mukaika /usr/local/bin/mukaika
 USER mukaika:mukaika
 WORKDIR /var/lib/mukaika
 VOLUME ["/var/lib/mukaika"]
+# Healthy while the service's own /healthz answers 200 (spool writable, disk above the floor,
+# audit writes succeeding, delivery not failing for long); `mukaika health` reads the admin
+# address from the same configuration, so it needs no curl in the image.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD /usr/local/bin/mukaika health --config /etc/mukaika/mukaika.toml
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/mukaika"]
 # The configuration is mounted read-only (see README, "In a container"); without one the
 # service refuses to start rather than guess addresses.

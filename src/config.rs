@@ -95,8 +95,12 @@ helper_threads = 0
 node = "mukaika-1"
 # Optional file holding an HMAC key for the audit chain.
 # hmac_key_file = "/etc/mukaika/audit.key"
-# Optional SIEM: "udp://192.0.2.10:514" or "tcp://192.0.2.10:6514".
-# syslog = "udp://127.0.0.1:514"
+# Optional SIEM: "udp://192.0.2.10:514", "tcp://192.0.2.10:601" (plain), or
+# "tls://192.0.2.10:6514" (RFC 5425), which needs the CA that signed the SIEM's certificate
+# and checks the certificate against the address, or against syslog_server_name when set.
+# syslog = "tls://192.0.2.10:6514"
+# syslog_ca_file = "/etc/mukaika/siem-ca.pem"
+# syslog_server_name = "siem.city.example.lg.jp"
 # Days audit files are kept (対策基準 7.1(6)); expiry writes a record of what it removed.
 retention_days = 1825
 
@@ -487,9 +491,16 @@ pub struct AuditSection {
     /// HMAC key file.
     #[serde(default)]
     pub hmac_key_file: Option<PathBuf>,
-    /// SIEM target (`udp://ip:port` or `tcp://ip:port`).
+    /// SIEM target (`udp://ip:port`, `tcp://ip:port` or `tls://ip:port`).
     #[serde(default)]
     pub syslog: Option<String>,
+    /// PEM file of the CA that signed the SIEM's certificate; required by, and only allowed
+    /// with, a `tls://` target, which trusts nothing else.
+    #[serde(default)]
+    pub syslog_ca_file: Option<PathBuf>,
+    /// The name the SIEM's certificate must carry (a `tls://` target; its IP address otherwise).
+    #[serde(default)]
+    pub syslog_server_name: Option<String>,
     /// Days audit files are kept (対策基準 7.1(6)); older files are removed with a record.
     #[serde(default = "default_audit_retention")]
     pub retention_days: u32,
@@ -1170,10 +1181,23 @@ impl ServiceConfig {
         {
             return Err(ConfigError("delivery: retry delays, timeout and connections must be positive (max_retry_secs >= first_retry_secs)".into()));
         }
-        if let Some(target) = &self.audit.syslog {
-            target
-                .parse::<crate::audit::syslog::SyslogTarget>()
+        match &self.audit.syslog {
+            Some(target) => {
+                crate::audit::syslog::target(
+                    target,
+                    self.audit.syslog_ca_file.as_deref(),
+                    self.audit.syslog_server_name.as_deref(),
+                )
                 .map_err(|e| ConfigError(format!("audit.syslog: {e}")))?;
+            }
+            None if self.audit.syslog_ca_file.is_some()
+                || self.audit.syslog_server_name.is_some() =>
+            {
+                return Err(ConfigError(
+                    "audit.syslog_ca_file / syslog_server_name without audit.syslog".into(),
+                ));
+            }
+            None => {}
         }
         Registry::standard()
             .check_policy(&self.policy)
@@ -1217,6 +1241,26 @@ mod tests {
         let c = ServiceConfig::default_config();
         assert!(c.smtp.listen.ip().is_loopback());
         assert_eq!(c.smtp.listen.port(), 2525);
+    }
+
+    #[test]
+    fn a_tls_syslog_target_is_refused_without_its_ca_file() {
+        let tls = DEFAULT_TOML.replace(
+            "# syslog = \"tls://192.0.2.10:6514\"",
+            "syslog = \"tls://192.0.2.10:6514\"",
+        );
+        assert_ne!(tls, DEFAULT_TOML);
+        let err = ServiceConfig::from_toml(&tls).unwrap_err().to_string();
+        assert!(err.contains("syslog_ca_file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let cert = rcgen::generate_simple_self_signed(vec!["192.0.2.10".to_string()]).unwrap();
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        let with_ca = tls.replace(
+            "# syslog_ca_file = \"/etc/mukaika/siem-ca.pem\"",
+            &format!("syslog_ca_file = \"{}\"", ca.display()),
+        );
+        ServiceConfig::from_toml(&with_ca).unwrap();
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cli;
 
@@ -66,6 +66,22 @@ fn stdout_write(args: std::fmt::Arguments<'_>, newline: bool) {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines: "text" (one line per event, never coloured) or "json" (one object a line).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+}
+
+/// What `--log-format` accepts.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -90,10 +106,21 @@ enum Command {
         /// Configuration file; the embedded default otherwise.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Log format: "text" (human) or "json".
-        #[arg(long, value_name = "FORMAT", default_value = "text")]
-        log_format: String,
     },
+    /// Ask the running gateway whether it is healthy (its /healthz); exits 0 when it answers
+    /// 200, 1 otherwise. What a container's HEALTHCHECK runs.
+    Health {
+        /// Configuration file the service was started with (its admin address).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print a shell completion script: `mukaika completions bash > /etc/bash_completion.d/mukaika`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `mukaika man > /usr/local/share/man/man1/mukaika.1`.
+    Man,
     /// Make the running gateway re-read its configuration (the same as SIGHUP). The file is
     /// checked first; an invalid one is refused here and the service is not disturbed.
     Reload {
@@ -502,7 +529,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config,
             outgoing,
         } => queue(command, config, outgoing),
-        Command::Serve { config, log_format } => serve(config, &log_format),
+        Command::Serve { config } => serve(config, cli.log_format),
+        Command::Health { config } => cli::ops::health(config.as_deref()),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mukaika", &mut out);
+            print!("{}", String::from_utf8_lossy(&out));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            print!("{}", String::from_utf8_lossy(&out));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reload { config } => reload(config),
         Command::Import {
             command: ImportCommand::Once { config },
@@ -862,26 +902,24 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
     }
 }
 
-fn serve(config: Option<PathBuf>, log_format: &str) -> Result<ExitCode> {
+fn serve(config: Option<PathBuf>, log_format: LogFormat) -> Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     match log_format {
         // Every line through the escaping writer: names and subjects in log fields come from
-        // senders; without colours, so an escape in a line is always one a field carried.
-        "json" => tracing_subscriber::fmt()
+        // senders. Never coloured, on a terminal or not: the writer escapes every ESC, so a
+        // colour code would reach the journal as literal `\u{1b}[32m` text, and an escape seen
+        // in a line is then always one a field carried.
+        LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
             .with_writer(mukaika::logging::escaping(std::io::stdout, true))
             .init(),
-        "text" => tracing_subscriber::fmt()
+        LogFormat::Text => tracing_subscriber::fmt()
             .with_ansi(false)
             .with_env_filter(filter)
             .with_writer(mukaika::logging::escaping(std::io::stdout, false))
             .init(),
-        other => {
-            eprintln!("mukaika: --log-format must be text or json, not {other}");
-            return Ok(ExitCode::from(2));
-        }
     }
     let (initial, text) = match service_config(config.as_deref()) {
         Ok(c) => c,

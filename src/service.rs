@@ -6,7 +6,12 @@
 //! message in hand, record the stop) and reload (SIGHUP or `mukaika reload`: the policy,
 //! session limits, client networks, accepted domains and conversion deadline change for the
 //! next connection or message; listener, data, delivery, worker count and audit settings need
-//! a restart and are kept, with a warning, until then).
+//! a restart and are kept, with a warning, until then), and telling systemd (`Type=notify`,
+//! sd_notify(3)) when the service is ready, that it is alive, and that it is stopping.
+//! Invariant: READY=1 is sent only after the SMTP and admin listeners are bound and every
+//! task (workers, import watcher, control socket) is spawned — a connection made after it is
+//! answered; WATCHDOG=1 comes from a task on the service's own runtime, so a wedged runtime
+//! stops it and systemd restarts the service.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +46,8 @@ pub struct Running {
     audit: Arc<AuditLog>,
     config: Arc<Live<ServiceConfig>>,
     pid_file: PathBuf,
+    /// Pets systemd's watchdog while the service runs (when systemd asked for it).
+    watchdog: Option<tokio::task::JoinHandle<()>>,
     /// Holds an exclusive lock on the pid file for the life of the service: one writer per
     /// audit chain and spool.
     _pid_lock: std::fs::File,
@@ -188,6 +195,7 @@ pub async fn start(
         .map_err(|e| Error::transient(format!("PPAP state: {e}")))?,
     );
     review.set_ppap(Arc::clone(&ppap));
+    metrics.watch_review(Arc::clone(&review));
     let pipeline = Arc::new(Pipeline {
         spool: Arc::clone(&spool),
         audit: Arc::clone(&audit),
@@ -311,6 +319,16 @@ pub async fn start(
             .map_err(|e| Error::io(pid_file.display().to_string(), e))?;
     }
     tracing::info!(smtp = %smtp_addr, admin = %admin_addr, workers, data = %data.display(), "mukaika started");
+    systemd::notify("READY=1");
+    let watchdog = systemd::watchdog_interval().map(|every| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                systemd::notify("WATCHDOG=1");
+            }
+        })
+    });
     Ok(Running {
         smtp_addr,
         admin_addr,
@@ -319,6 +337,7 @@ pub async fn start(
         audit,
         config: live,
         pid_file,
+        watchdog,
         _pid_lock: pid_lock,
     })
 }
@@ -462,13 +481,85 @@ impl Running {
 
     /// Stops accepting, lets sessions and workers finish what they hold, records the stop.
     pub async fn stop(mut self, reason: &str) {
+        systemd::notify("STOPPING=1");
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.abort();
+        }
         let _ = std::fs::remove_file(&self.pid_file);
         let _ = self.audit.append(AuditEvent::ServiceStopped(ServiceEvent {
             version: env!("CARGO_PKG_VERSION").into(),
             reason: Some(reason.into()),
         }));
         tracing::info!(reason, "mukaika stopped");
+    }
+}
+
+/// systemd's service notification protocol (sd_notify(3)), which is small enough to speak
+/// directly: one datagram of `KEY=VALUE` lines to the socket named by `$NOTIFY_SOCKET` (a
+/// path, or an abstract name written with a leading `@`).
+mod systemd {
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    use std::time::Duration;
+
+    /// Sends `state` to systemd. Without `$NOTIFY_SOCKET` (not started by systemd with
+    /// `Type=notify`) it does nothing; a failure is logged and never stops the service.
+    pub fn notify(state: &str) {
+        let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+            return;
+        };
+        let sent = address(&socket.to_string_lossy())
+            .and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
+        if let Err(e) = sent {
+            tracing::warn!(state, error = %e, "cannot notify systemd");
+        }
+    }
+
+    /// The socket address `$NOTIFY_SOCKET` names.
+    fn address(name: &str) -> std::io::Result<SocketAddr> {
+        match name.strip_prefix('@') {
+            Some(abstract_name) => {
+                use std::os::linux::net::SocketAddrExt;
+                SocketAddr::from_abstract_name(abstract_name.as_bytes())
+            }
+            None if name.starts_with('/') => SocketAddr::from_pathname(name),
+            None => Err(std::io::Error::other(format!(
+                "NOTIFY_SOCKET {name:?} is neither a path nor an abstract name"
+            ))),
+        }
+    }
+
+    /// Half of `$WATCHDOG_USEC` (systemd's advice), when systemd asked this process for
+    /// watchdog pings (`$WATCHDOG_PID` unset or ours).
+    pub fn watchdog_interval() -> Option<Duration> {
+        if let Some(pid) = std::env::var_os("WATCHDOG_PID") {
+            if pid.to_string_lossy().parse::<u32>().ok()? != std::process::id() {
+                return None;
+            }
+        }
+        let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+        (usec > 0).then(|| Duration::from_micros(usec / 2))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn notify_socket_names_are_paths_or_abstract_names() {
+            use std::os::linux::net::SocketAddrExt;
+            let abs = address("@/org/freedesktop/systemd1/notify").unwrap();
+            assert_eq!(
+                abs.as_abstract_name(),
+                Some(&b"/org/freedesktop/systemd1/notify"[..])
+            );
+            let path = address("/run/systemd/notify").unwrap();
+            assert_eq!(
+                path.as_pathname(),
+                Some(std::path::Path::new("/run/systemd/notify"))
+            );
+            assert!(address("relative/notify").is_err());
+        }
     }
 }

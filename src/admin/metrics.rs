@@ -1,13 +1,19 @@
-//! Metrics, counted from the audit record, and delivery health.
+//! Metrics and the service's INFO lines about mail, both from the audit record, and delivery
+//! health.
 //!
 //! Owns: [`Metrics`], an audit [`Observer`]: every durable audit event updates counters
 //! (messages received and converted per verdict, files per verdict and detected type,
 //! quarantined items per reason, deliveries per outcome), the conversion-time histogram, the
 //! SMTP accept-latency histogram (observed directly by intake), and
 //! the delivery health clock (how long delivery to the LGWAN side has been failing); and the
-//! Prometheus text rendering, with spool depths and free space read at scrape time.
-//! Invariants: a counter moves only for an event the audit log holds durably, so metrics and
-//! audit never disagree; label values are escaped per the text exposition format.
+//! Prometheus text rendering, with spool depths and free space read at scrape time; and one
+//! INFO log line per message accepted, delivered or held (`message accepted` with queue ID,
+//! sender, recipient count and size; `message delivered` with the relay's answer;
+//! `message held` / `attachment held` with the quarantine ID and reason), wherever in the
+//! service it happened.
+//! Invariants: a counter moves and a mail line is logged only for an event the audit log
+//! holds durably, so metrics, log and audit never disagree; label values are escaped per the
+//! text exposition format.
 //! Must never: block the audit writer for long (one short mutex per event batch).
 
 use std::collections::BTreeMap;
@@ -101,9 +107,31 @@ impl Default for State {
 #[derive(Default)]
 pub struct Metrics {
     state: Mutex<State>,
+    /// The review queue, whose sizes are read at scrape time (set once by the service).
+    review: std::sync::OnceLock<std::sync::Arc<crate::review::Review>>,
 }
 
 impl Metrics {
+    /// Reports the review queue's sizes on every scrape from now on.
+    pub fn watch_review(&self, review: std::sync::Arc<crate::review::Review>) {
+        let _ = self.review.set(review);
+    }
+
+    /// Items held and not yet asked about (no request, or the last one withdrawn), and
+    /// release requests waiting for an approver — what the review UI's dashboard counts.
+    fn review_queue(&self) -> Option<(usize, usize)> {
+        use crate::review::RequestState;
+        let review = self.review.get()?;
+        let items = review.store().list().ok()?;
+        let statuses = review.statuses().ok()?;
+        let awaiting = items
+            .iter()
+            .filter(|i| matches!(statuses.get(&i.id), None | Some(RequestState::Cancelled)))
+            .count();
+        let pending = review.requests(Some(RequestState::Pending)).ok()?.len();
+        Some((awaiting, pending))
+    }
+
     /// Records how long one SMTP accept took (spool fsync and audit record, before the 250).
     pub fn observe_accept(&self, elapsed: Duration) {
         if let Ok(mut st) = self.state.lock() {
@@ -152,7 +180,7 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "mukaika_import_exports_total",
         "counter",
-        "Results and reports written to export folders, by verdict.",
+        "Files written to export folders, by kind (result: the sanitized file; report: its report; recovered: a pass finished after a restart) and verdict.",
     ),
     (
         "mukaika_import_failures_total",
@@ -255,6 +283,22 @@ impl Metrics {
                 let _ = writeln!(out, "{f}{{spool=\"{spool}\"}} {free}");
             }
         }
+        if let Some((awaiting, pending)) = self.review_queue() {
+            let (a, p) = (
+                "mukaika_review_items_awaiting",
+                "mukaika_review_requests_pending",
+            );
+            let _ = writeln!(
+                out,
+                "# HELP {a} Quarantined items nobody has asked to release yet.\n# TYPE {a} gauge\n{a} {awaiting}\n# HELP {p} Release requests waiting for an approver.\n# TYPE {p} gauge\n{p} {pending}"
+            );
+        }
+        let b = "mukaika_build_info";
+        let _ = writeln!(
+            out,
+            "# HELP {b} The running build (always 1).\n# TYPE {b} gauge\n{b}{} 1",
+            label_text(&[("version", env!("CARGO_PKG_VERSION").to_string())])
+        );
         let u = "mukaika_delivery_failing_seconds";
         let failing = self.delivery_failing_for().map_or(0.0, |d| d.as_secs_f64());
         let _ = writeln!(
@@ -282,8 +326,65 @@ fn label_text(labels: &[(&'static str, String)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
+/// The INFO line for a mail event, fields first and the words last.
+fn log_line(event: &AuditEvent) {
+    match event {
+        AuditEvent::MessageReceived(e) => tracing::info!(
+            queue_id = %e.queue_id,
+            client = %e.client,
+            from = %e.mail_from,
+            rcpt_count = e.rcpt_to.len(),
+            size = e.size,
+            "message accepted"
+        ),
+        AuditEvent::Delivered(e) => tracing::info!(
+            queue_id = %e.queue_id,
+            destination = %e.destination,
+            rcpt_count = e.rcpt_to.len(),
+            reply = %e.reply,
+            "message delivered"
+        ),
+        // A whole message is held under its queue ID; an attachment under its own ID.
+        AuditEvent::Quarantined(e) if e.source == "mail" && e.item_id == e.origin_id => {
+            tracing::info!(
+                queue_id = %e.origin_id,
+                quarantine_id = %e.item_id,
+                reason = %e.reason,
+                "message held"
+            )
+        }
+        AuditEvent::Quarantined(e) if e.source == "mail" => tracing::info!(
+            queue_id = %e.origin_id,
+            quarantine_id = %e.item_id,
+            reason = %e.reason,
+            "attachment held"
+        ),
+        AuditEvent::Deferred(e) => tracing::warn!(
+            queue_id = %e.queue_id,
+            attempt = e.attempt,
+            next_attempt = %e.next_attempt,
+            reason = %e.reason,
+            "delivery deferred"
+        ),
+        AuditEvent::Held(e) => tracing::warn!(
+            queue_id = %e.queue_id,
+            reason = %e.reason,
+            "delivery given up; message kept in the spool's hold folder"
+        ),
+        _ => {}
+    }
+}
+
 impl Observer for Metrics {
     fn recorded(&self, events: &[AuditEvent]) {
+        self.count(events);
+        // After the counters' lock is released: a slow log writer holds up nobody else.
+        events.iter().for_each(log_line);
+    }
+}
+
+impl Metrics {
+    fn count(&self, events: &[AuditEvent]) {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
@@ -367,7 +468,20 @@ impl Observer for Metrics {
                 AuditEvent::FileExported(e) => Self::add(
                     &mut st,
                     "mukaika_import_exports_total",
-                    vec![("verdict", e.verdict.clone())],
+                    vec![
+                        (
+                            "kind",
+                            // Only a sanitized result carries the hash of what was written;
+                            // a ledger finished after a restart names all its files at once.
+                            match (&e.sha256, e.verdict.as_str()) {
+                                (_, "completed-after-restart") => "recovered",
+                                (Some(_), _) => "result",
+                                (None, _) => "report",
+                            }
+                            .into(),
+                        ),
+                        ("verdict", e.verdict.clone()),
+                    ],
                 ),
                 AuditEvent::ImportFailed(e) => Self::add(
                     &mut st,
@@ -445,6 +559,38 @@ mod tests {
         let text = m.render(&[]);
         assert!(text.contains("mukaika_ppap_expired_total 1"), "{text}");
         assert!(!text.contains("outcome=\"expired\""), "{text}");
+    }
+
+    #[test]
+    fn import_exports_count_results_and_reports_apart_and_the_build_is_shown() {
+        use crate::audit::event::FileExported;
+        let export = |path: &str, sha: Option<&str>| {
+            AuditEvent::FileExported(FileExported {
+                item_id: "I-1".into(),
+                department: "soumu".into(),
+                path: path.into(),
+                verdict: "sanitized".into(),
+                sha256: sha.map(str::to_string),
+            })
+        };
+        let m = Metrics::default();
+        m.recorded(&[
+            export("a.docx", Some("00")),
+            export("a.docx.report.json", None),
+            export("b.pdf", Some("11")),
+        ]);
+        let text = m.render(&[]);
+        for line in [
+            "mukaika_import_exports_total{kind=\"result\",verdict=\"sanitized\"} 2",
+            "mukaika_import_exports_total{kind=\"report\",verdict=\"sanitized\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        let build = format!(
+            "mukaika_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "{text}");
     }
 
     #[test]

@@ -169,7 +169,7 @@ impl AuditLog {
                 last_error: None,
             }),
             flushed: Condvar::new(),
-            forwarder: config.syslog.map(super::syslog::Forwarder::start),
+            forwarder: config.syslog.clone().map(super::syslog::Forwarder::start),
             observer: std::sync::OnceLock::new(),
             config,
         };

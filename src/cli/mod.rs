@@ -6,3 +6,4 @@
 
 pub mod files;
 pub mod mail;
+pub mod ops;

@@ -773,7 +773,7 @@ impl Importer {
         };
         settle::apply(settlement, &mut fx)?;
         let output = fx.delivered.and_then(|d| d.output);
-        tracing::info!(pair = %pair.name, path = %rel, verdict = ?verdict, "imported");
+        tracing::info!(department = %pair.name, item_id = %id, path = %rel, verdict = verdict_name(verdict), "file imported");
         Ok(Processed {
             pair: pair.name.clone(),
             path: rel.to_string(),

@@ -39,7 +39,13 @@ pub fn open_audit(config: &ServiceConfig) -> Result<AuditLog> {
         .audit
         .syslog
         .as_deref()
-        .map(str::parse::<crate::audit::syslog::SyslogTarget>)
+        .map(|url| {
+            crate::audit::syslog::target(
+                url,
+                config.audit.syslog_ca_file.as_deref(),
+                config.audit.syslog_server_name.as_deref(),
+            )
+        })
         .transpose()
         .map_err(|e| Error::config(format!("audit.syslog: {e}")))?;
     AuditLog::open(audit_config).map_err(|e| Error::transient(format!("audit log: {e}")))

@@ -647,3 +647,41 @@ fn queue_list_refuses_a_state_it_does_not_know_and_counts_what_it_lists() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("0 件"));
 }
+
+/// Issue #19: shell completions come from the binary itself, for the shells people use.
+#[test]
+fn completions_name_the_subcommands_for_each_shell() {
+    let out = mukaika(&["completions", "bash"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("complete -F"), "{text}");
+    for word in ["serve", "quarantine", "audit", "--log-format"] {
+        assert!(
+            text.contains(word),
+            "{word} missing from the bash completion"
+        );
+    }
+    for shell in ["zsh", "fish"] {
+        let out = mukaika(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("serve"),
+            "{shell}"
+        );
+    }
+    let out = mukaika(&["completions", "tcsh-9"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Issue #19: `mukaika man` prints a roff manual page naming every subcommand.
+#[test]
+fn man_prints_a_roff_page_naming_the_subcommands() {
+    let out = mukaika(&["man"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with(".ie") || text.contains("\n.TH "), "{text}");
+    assert!(text.contains(".TH mukaika 1"), "{text}");
+    for word in ["serve", "quarantine", "health", "completions"] {
+        assert!(text.contains(word), "{word} missing from the page");
+    }
+}

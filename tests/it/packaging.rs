@@ -377,3 +377,40 @@ fn the_doors_to_lgwan_are_opened_only_where_the_design_says() {
         }
     }
 }
+
+/// Issue #19: the image tells Docker whether the service answers, with a real subcommand.
+#[test]
+fn the_image_has_a_healthcheck_that_runs_a_real_subcommand() {
+    let runtime = stage(&dockerfile(), "runtime");
+    let check = runtime
+        .iter()
+        .find_map(|l| l.strip_prefix("HEALTHCHECK "))
+        .expect("a HEALTHCHECK in the runtime stage");
+    let command = check
+        .split_once("CMD ")
+        .map(|(_, c)| c)
+        .expect("HEALTHCHECK ... CMD ...");
+    let mut words = command.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/mukaika"), "{check}");
+    let out = Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .args(words)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{check}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue #19: the unit waits for the service's READY=1 and restarts it when it hangs.
+#[test]
+fn the_systemd_unit_waits_for_readiness_and_has_a_watchdog() {
+    let unit = std::fs::read_to_string(Path::new(ROOT).join("docs/systemd/mukaika.service"))
+        .expect("docs/systemd/mukaika.service");
+    let keys: Vec<&str> = unit.lines().map(str::trim).collect();
+    assert!(keys.contains(&"Type=notify"), "{unit}");
+    assert!(keys.iter().any(|l| l.starts_with("WatchdogSec=")), "{unit}");
+    assert!(keys.contains(&"NotifyAccess=main"), "{unit}");
+}

@@ -1143,3 +1143,371 @@ fn one_client_holding_unfinished_requests_leaves_healthz_to_others_and_slow_head
     assert_eq!(status, 200);
     drop(flood);
 }
+
+/// `mukaika serve` as a child process on fixed free ports, stdout into `log`, with `env` set.
+struct ServeChild {
+    child: std::process::Child,
+    smtp: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_child(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> ServeChild {
+    serve_child_edited(dir, args, env, |t| t)
+}
+
+/// [`serve_child`] with the configuration text passed through `edit` first.
+fn serve_child_edited(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    edit: impl FnOnce(String) -> String,
+) -> ServeChild {
+    let (smtp, admin) = (support::free_port(), support::free_port());
+    let text = edit(
+        support::config_text(&dir.join("data"), &format!("127.0.0.1:{smtp}")).replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{admin}\""),
+        ),
+    );
+    let config = dir.join("mukaika.toml");
+    std::fs::write(&config, text).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .arg("serve")
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .envs(env.iter().copied())
+        .env_remove("NO_COLOR")
+        .stdout(std::fs::File::create(dir.join("serve.log")).unwrap())
+        .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())
+        .spawn()
+        .unwrap();
+    ServeChild {
+        child,
+        smtp: format!("127.0.0.1:{smtp}").parse().unwrap(),
+        admin: format!("127.0.0.1:{admin}").parse().unwrap(),
+    }
+}
+
+fn wait_healthy(admin: std::net::SocketAddr) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(admin).is_err()
+        || support::http_get(admin, "/healthz").0 != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Issue #19: the journal shows what happened to each message, in words, with its IDs.
+#[test]
+fn serve_logs_one_info_line_per_message_accepted_delivered_and_held_with_its_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve_child(dir.path(), &["--log-format", "json"], &[]);
+    wait_healthy(served.admin);
+    let (mut c, _) = Client::connect(served.smtp);
+    assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
+    assert_eq!(
+        c.mail(
+            "soumu@city.example.invalid",
+            b"Subject: hi\r\n\r\nplain text\r\n"
+        ),
+        250
+    );
+    assert_eq!(
+        c.mail(
+            "soumu@city.example.invalid",
+            &generate::mail_smime_enveloped()
+        ),
+        250
+    );
+    assert_eq!(c.send(b"QUIT\r\n"), 221);
+    let lines = |message: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join("serve.log"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["fields"]["message"] == message)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while lines("message delivered").is_empty() || lines("message held").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivered/held lines in {}",
+            std::fs::read_to_string(dir.path().join("serve.log")).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let accepted = lines("message accepted");
+    assert_eq!(accepted.len(), 2, "{accepted:?}");
+    for line in &accepted {
+        assert_eq!(line["level"], "INFO");
+        let f = &line["fields"];
+        assert!(f["queue_id"].as_str().is_some_and(|s| !s.is_empty()), "{f}");
+        assert_eq!(f["from"], "sender@example.invalid", "{f}");
+        assert_eq!(f["rcpt_count"], 1, "{f}");
+        assert!(f["size"].as_u64().is_some_and(|n| n > 0), "{f}");
+    }
+    let ids: Vec<&str> = accepted
+        .iter()
+        .map(|l| l["fields"]["queue_id"].as_str().unwrap())
+        .collect();
+    let delivered = lines("message delivered");
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert!(ids.contains(&delivered[0]["fields"]["queue_id"].as_str().unwrap()));
+    assert!(
+        delivered[0]["fields"]["reply"].is_string(),
+        "{:?}",
+        delivered[0]
+    );
+    let held = lines("message held");
+    assert_eq!(held.len(), 1, "{held:?}");
+    let f = &held[0]["fields"];
+    assert!(ids.contains(&f["queue_id"].as_str().unwrap()), "{f}");
+    assert!(
+        f["quarantine_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "{f}"
+    );
+    assert!(f["reason"].as_str().is_some_and(|s| !s.is_empty()), "{f}");
+    // Not a terminal: no colour codes anywhere.
+    let all = std::fs::read_to_string(dir.path().join("serve.log")).unwrap()
+        + &std::fs::read_to_string(dir.path().join("serve.err")).unwrap();
+    assert!(!all.contains('\u{1b}'), "{all}");
+}
+
+/// Receives one datagram on `sock` (a `NOTIFY_SOCKET`) within `secs`.
+fn notified(sock: &std::os::unix::net::UnixDatagram, secs: u64) -> String {
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(secs)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("a notification");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Issue #19: `Type=notify` — READY=1 only once SMTP and the admin listener answer, then
+/// WATCHDOG=1 at half of WATCHDOG_USEC, and STOPPING=1 on SIGTERM.
+#[test]
+fn serve_tells_systemd_it_is_ready_only_when_listening_then_pets_the_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let served = serve_child(
+        dir.path(),
+        &[],
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let ready = notified(&sock, 30);
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    // Ready means answering: both listeners take a connection at once.
+    let (_, greeting) = Client::connect(served.smtp);
+    assert_eq!(greeting, 220);
+    assert_eq!(support::http_get(served.admin, "/healthz").0, 200);
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        assert_eq!(notified(&sock, 2), "WATCHDOG=1");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_millis(800));
+    signal(&served.child, rustix::process::Signal::TERM);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no STOPPING=1");
+        if notified(&sock, 10) == "STOPPING=1" {
+            break;
+        }
+    }
+}
+
+/// systemd's usual NOTIFY_SOCKET is an abstract name, written with a leading '@'.
+#[test]
+fn serve_notifies_an_abstract_notify_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!(
+        "mukaika-test-{}-{}",
+        std::process::id(),
+        support::free_port()
+    );
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let sock = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
+    let _served = serve_child(dir.path(), &[], &[("NOTIFY_SOCKET", &format!("@{name}"))]);
+    assert_eq!(notified(&sock, 30), "READY=1");
+}
+
+/// Issue #19: `mukaika health` is what the container's HEALTHCHECK runs.
+#[test]
+fn health_exits_0_while_the_service_answers_and_1_when_it_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve_child(dir.path(), &[], &[]);
+    wait_healthy(served.admin);
+    let config = dir.path().join("mukaika.toml");
+    let out = support::mukaika(&["health", "--config", config.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(served);
+    let out = support::mukaika(&["health", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!out.stderr.is_empty());
+}
+
+/// `mukaika health` against an HTTPS admin listener trusts the listener's own certificate
+/// chain, and a wrong chain is a failed check, not a plain-HTTP retry.
+#[test]
+fn health_speaks_https_to_an_admin_listener_with_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = support::localhost_cert(dir.path());
+    let lines = format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let served = serve_child_edited(dir.path(), &[], &[], |t| {
+        t.replace(
+            "# tls_cert_file = \"/etc/mukaika/tls/admin-cert.pem\"\n# tls_key_file = \"/etc/mukaika/tls/admin-key.pem\"\n",
+            &lines,
+        )
+    });
+    let config = dir.path().join("mukaika.toml");
+    assert!(std::fs::read_to_string(&config).unwrap().contains(&lines));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let out = loop {
+        let out = support::mukaika(&["health", "--config", config.to_str().unwrap()]);
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Another certificate in the file the check reads: the service is not trusted.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (_, other_cert, _) = support::localhost_cert(&other);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            &cert.display().to_string(),
+            &other_cert.display().to_string(),
+        )
+        .replace(
+            &key.display().to_string(),
+            &other.join("key.pem").display().to_string(),
+        );
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(&wrong, text).unwrap();
+    let out = support::mukaika(&["health", "--config", wrong.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    drop(served);
+}
+
+/// Issue #19: gauges for the review queue and the build, read on scrape.
+#[test]
+fn metrics_show_the_review_queue_and_the_build() {
+    let data = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let running = support::start(&rt, config(data.path(), ""), DEFAULT_TOML);
+    let (mut c, _) = Client::connect(running.smtp_addr);
+    assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
+    assert_eq!(
+        c.mail(
+            "soumu@city.example.invalid",
+            &generate::mail_smime_enveloped()
+        ),
+        250
+    );
+    assert_eq!(c.send(b"QUIT\r\n"), 221);
+    let item = support::quarantined(data.path(), 1)[0].id.clone();
+    let scrape = || {
+        let (status, body) = support::http_get(running.admin_addr, "/metrics");
+        assert_eq!(status, 200);
+        (parse_metrics(&body), body)
+    };
+    let value = |(samples, body): &(Vec<(String, f64)>, String), series: &str| {
+        samples
+            .iter()
+            .find(|(s, _)| s == series)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{series} missing from {body}"))
+    };
+    let before = scrape();
+    assert_eq!(value(&before, "mukaika_review_items_awaiting"), 1.0);
+    assert_eq!(value(&before, "mukaika_review_requests_pending"), 0.0);
+
+    // An operator asks for its release: the item now waits for an approver instead.
+    use mukaika::admin::control::{run, Op};
+    let c = config(data.path(), "");
+    let reply = run(
+        &c,
+        Op::UserAdd {
+            by: "cli:test".into(),
+            name: "op1".into(),
+            roles: mukaika::review::parse_roles("operator").unwrap(),
+        },
+    )
+    .unwrap();
+    assert!(reply.ok, "{}", reply.message);
+    let one_time = reply
+        .message
+        .lines()
+        .find_map(|l| l.split_once("one-time password: ").map(|(_, p)| p.trim()))
+        .unwrap()
+        .to_string();
+    let reply = run(
+        &c,
+        Op::ChangePassword {
+            user: "op1".into(),
+            old: mukaika::ppap::SecretText::new(one_time),
+            new: mukaika::ppap::SecretText::new(support::CLI_PASSWORD.into()),
+            via: "cli:test pid 0".into(),
+        },
+    )
+    .unwrap();
+    assert!(reply.ok, "{}", reply.message);
+    let reply = run(
+        &c,
+        Op::RequestRelease {
+            user: "op1".into(),
+            auth: support::proof(support::CLI_PASSWORD),
+            item,
+            target: "original-recipients".into(),
+            reason: "送信者に確認済み".into(),
+        },
+    )
+    .unwrap();
+    assert!(reply.ok, "{}", reply.message);
+    let after = scrape();
+    assert_eq!(value(&after, "mukaika_review_items_awaiting"), 0.0);
+    assert_eq!(value(&after, "mukaika_review_requests_pending"), 1.0);
+    let (samples, body) = &before;
+    let build = format!(
+        "mukaika_build_info{{version=\"{}\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    let (_, one) = samples
+        .iter()
+        .find(|(s, _)| s.starts_with(&build))
+        .unwrap_or_else(|| panic!("{build} missing from {body}"));
+    assert_eq!(*one, 1.0);
+    rt.block_on(running.stop("test"));
+}
