@@ -76,3 +76,16 @@ impl fmt::Display for AuditError {
 }
 
 impl std::error::Error for AuditError {}
+
+/// For the service's layers: a log that refuses appends (a failed write) is worth retrying
+/// once the cause is gone; a corrupt chain is not.
+impl From<AuditError> for crate::error::Error {
+    fn from(e: AuditError) -> crate::error::Error {
+        let base = if e.is_corrupt() {
+            crate::error::Error::permanent("audit log")
+        } else {
+            crate::error::Error::transient("audit log")
+        };
+        base.with_source(e)
+    }
+}

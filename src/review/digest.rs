@@ -31,7 +31,8 @@ const SETTLE_MS: u64 = 5_000;
 /// # Errors
 /// The store, the sink or the watermark file failed; the watermark stays, so the next pass
 /// sends them.
-pub fn admin_pass(review: &Review, sink: &Sink) -> Result<usize, String> {
+pub fn admin_pass(review: &Review, sink: &Sink) -> crate::error::Result<usize> {
+    use crate::error::Error;
     let config = review.config();
     let notices = &config.notices;
     if let Some(ppap) = review.ppap() {
@@ -73,25 +74,27 @@ pub fn admin_pass(review: &Review, sink: &Sink) -> Result<usize, String> {
     let items = review
         .store()
         .list_since(&since)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::io("quarantine", e))?;
     let fresh: Vec<&QuarantineItem> = items
         .iter()
         .filter(|i| i.at.as_str() <= upto.as_str())
         .collect();
     // PPAP items unlocked since the last notice (none without the running service's engine).
     let unlocked = match review.ppap() {
-        Some(ppap) => ppap.unlocked_between(&since, &upto)?,
+        Some(ppap) => ppap
+            .unlocked_between(&since, &upto)
+            .map_err(|e| Error::transient(format!("PPAP store: {e}")))?,
         None => Vec::new(),
     };
     if let Some(out) = notice::for_admins(notices, &format!("A{now}"), &fresh, &unlocked) {
-        sink.deliver(out).map_err(|e| e.to_string())?;
+        sink.deliver(out)?;
     }
     write_watermark(&path, &upto)?;
     Ok(fresh.len())
 }
 
 /// Moves the watermark durably: a crash right after a notice went out must not send it again.
-fn write_watermark(path: &std::path::Path, value: &str) -> Result<(), String> {
+fn write_watermark(path: &std::path::Path, value: &str) -> crate::error::Result<()> {
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     let name = path
         .file_name()
@@ -99,5 +102,5 @@ fn write_watermark(path: &std::path::Path, value: &str) -> Result<(), String> {
         .unwrap_or("notice-state");
     crate::durable::write(dir, name, value.as_bytes(), crate::durable::Mode::Replace)
         .map(|_| ())
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| crate::error::Error::io(format!("notice watermark {}", path.display()), e))
 }

@@ -33,15 +33,16 @@ pub fn run(
     quarantine: &dyn QuarantineStore,
     audit_days: u32,
     quarantine_days: u32,
-) -> Result<Expired, String> {
-    let audit_files = audit.expire(audit_days).map_err(|e| e.to_string())?;
+) -> crate::error::Result<Expired> {
+    use crate::error::Error;
+    let audit_files = audit.expire(audit_days)?;
     let cutoff = audit
         .clock()
         .now_ms()
         .saturating_sub(u64::from(quarantine_days) * 86_400_000);
     let old: Vec<String> = quarantine
         .list()
-        .map_err(|e| format!("quarantine: {e}"))?
+        .map_err(|e| Error::io("quarantine", e))?
         .into_iter()
         .filter(|item| match crate::clock::parse_rfc3339(&item.at) {
             Some(at) => at < cutoff,
@@ -53,18 +54,16 @@ pub fn run(
         .map(|item| item.id)
         .collect();
     if !old.is_empty() {
-        audit
-            .append(AuditEvent::RetentionExpired(RetentionExpired {
-                removed: old.clone(),
-                days: quarantine_days,
-                last_seq: None,
-                last_hash: None,
-            }))
-            .map_err(|e| e.to_string())?;
+        audit.append(AuditEvent::RetentionExpired(RetentionExpired {
+            removed: old.clone(),
+            days: quarantine_days,
+            last_seq: None,
+            last_hash: None,
+        }))?;
         for id in &old {
             quarantine
                 .remove(id)
-                .map_err(|e| format!("quarantine item {id}: {e}"))?;
+                .map_err(|e| Error::io(format!("quarantine item {id}"), e))?;
         }
         tracing::info!(
             count = old.len(),

@@ -65,9 +65,7 @@ impl Relay {
             let ca = config.relay_ca_file.as_deref().ok_or_else(|| {
                 Error::config("delivery.relay_ca_file: needed with relay_starttls")
             })?;
-            client = client.with_tls(
-                crate::sink::relay_client::RelayTls::new(ca, &host).map_err(Error::config)?,
-            );
+            client = client.with_tls(crate::sink::relay_client::RelayTls::new(ca, &host)?);
         }
         Ok(Self {
             outgoing,
@@ -123,32 +121,36 @@ impl Relay {
         let outgoing = Arc::clone(&self.outgoing);
         let (destination, config) = (self.destination.clone(), self.config.clone());
         let now_ms = self.outgoing.clock().now_ms();
-        let settled = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let settled = tokio::task::spawn_blocking(move || -> crate::error::Result<()> {
             let id = meta.id.clone();
             match outcome {
                 Outcome::Sent(reply) => {
                     if let Err(e) = outgoing.mark_delivered(&id) {
                         tracing::warn!(queue_id = %id, error = %e, "delivery marker not written");
                     }
-                    audit.append(AuditEvent::Delivered(Delivered { queue_id: id, destination, rcpt_to: meta.envelope.rcpt_to.clone(), reply })).map_err(|e| e.to_string())?;
-                    lease.complete().map_err(|e| e.to_string())
+                    audit.append(AuditEvent::Delivered(Delivered { queue_id: id, destination, rcpt_to: meta.envelope.rcpt_to.clone(), reply }))?;
+                    Ok(lease.complete()?)
                 }
                 Outcome::Retry(error) => match after_failure(&meta, &config, now_ms) {
                     Retry::GiveUp => hold(&audit, lease, format!("gave up after {} hours: {error}", config.give_up_hours)),
                     Retry::At { next_ms, delay_secs } => {
-                        audit.append(AuditEvent::Deferred(Deferred { queue_id: id.clone(), reason: error.clone(), attempt: meta.attempts + 1, next_attempt: clock::rfc3339_utc(next_ms) })).map_err(|e| e.to_string())?;
+                        audit.append(AuditEvent::Deferred(Deferred { queue_id: id.clone(), reason: error.clone(), attempt: meta.attempts + 1, next_attempt: clock::rfc3339_utc(next_ms) }))?;
                         tracing::warn!(queue_id = %id, error = %error, retry_in_secs = delay_secs, "relay deferred");
-                        lease.defer(&error, next_ms).map_err(|e| e.to_string())
+                        Ok(lease.defer(&error, next_ms)?)
                     }
                 },
                 Outcome::Hold(reason) => hold(&audit, lease, reason),
             }
         })
         .await;
-        match settled.map_err(|e| e.to_string()) {
+        match settled {
             Ok(Ok(())) => true,
-            Ok(Err(e)) | Err(e) => {
-                tracing::error!(error = %e, "could not settle a relayed message; it stays queued");
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, transient = e.is_transient(), "could not settle a relayed message; it stays queued");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "settling a relayed message panicked; it stays queued");
                 false
             }
         }
@@ -202,17 +204,15 @@ fn after_failure(meta: &ItemMeta, config: &DeliveryConfig, now_ms: u64) -> Retry
     }
 }
 
-fn hold(audit: &AuditLog, lease: Lease, reason: String) -> Result<(), String> {
+fn hold(audit: &AuditLog, lease: Lease, reason: String) -> crate::error::Result<()> {
     let id = lease.meta().id.clone();
-    audit
-        .append(AuditEvent::Held(Held {
-            queue_id: id.clone(),
-            reason: reason.clone(),
-        }))
-        .map_err(|e| e.to_string())?;
+    audit.append(AuditEvent::Held(Held {
+        queue_id: id.clone(),
+        reason: reason.clone(),
+    }))?;
     // The alert operators watch for: a message that will not go out without them.
     tracing::error!(alert = true, queue_id = %id, reason = %reason, at = %clock::now_rfc3339(), "relay refused a message; moved to hold/");
-    lease.hold(&reason).map_err(|e| e.to_string())
+    Ok(lease.hold(&reason)?)
 }
 
 /// Addresses must be safe to put on a command line: no CR, LF, angle brackets or spaces.
