@@ -405,7 +405,6 @@ fn selfcheck_prints_the_clause_table_and_fails_on_any_gap() {
     let reply = mukaika::admin::control::run(
         &parsed,
         mukaika::admin::control::Op::UserAdd {
-            by: "cli:test".into(),
             name: "sato".into(),
             roles: vec![mukaika::review::Role::Operator],
         },

@@ -524,10 +524,7 @@ fn accounts_lock_after_repeated_failures_and_the_next_login_reports_them() {
     // An administrator unlocks it from the command line.
     let reply = mukaika::admin::control::run(
         &c,
-        mukaika::admin::control::Op::UserUnlock {
-            by: "cli:test".into(),
-            name: "op1".into(),
-        },
+        mukaika::admin::control::Op::UserUnlock { name: "op1".into() },
     )
     .unwrap();
     assert!(reply.ok);
@@ -584,10 +581,7 @@ fn a_password_reset_or_change_ends_the_other_sessions_of_that_account() {
     // ends it too; someone else's session is untouched.
     let reply = mukaika::admin::control::run(
         &c,
-        mukaika::admin::control::Op::UserReset {
-            by: "cli:test".into(),
-            name: "op1".into(),
-        },
+        mukaika::admin::control::Op::UserReset { name: "op1".into() },
     )
     .unwrap();
     assert!(reply.ok);
