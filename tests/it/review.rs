@@ -449,3 +449,125 @@ fn a_damaged_digest_watermark_announces_items_rather_than_skipping_them() {
     );
     assert_eq!(files_in(&f.data.path().join("maildir/new")).len(), 1);
 }
+
+#[test]
+fn refuses_to_remove_the_last_enabled_admin() {
+    let f = fixture(None, |_| {});
+    let by = local();
+    f.review.add_user(&by, "kanri", &[Role::Admin]).unwrap();
+    let refused = |r: Result<(), mukaika::review::ReviewError>| {
+        let e = r.unwrap_err();
+        assert!(e.is_forbidden(), "{e}");
+    };
+    refused(f.review.disable_user(&by, "kanri"));
+    refused(f.review.delete_user(&by, "kanri"));
+    refused(f.review.set_roles(&by, "kanri", &[Role::Operator]));
+    // Keeping the admin role among others is no removal.
+    f.review
+        .set_roles(&by, "kanri", &[Role::Auditor, Role::Admin])
+        .unwrap();
+    // With a second administrator the first may go; then the second is the last.
+    f.review.add_user(&by, "kanri2", &[Role::Admin]).unwrap();
+    f.review.disable_user(&by, "kanri").unwrap();
+    refused(f.review.set_roles(&by, "kanri2", &[Role::Approver]));
+    refused(f.review.delete_user(&by, "kanri2"));
+    // A disabled administrator counts for nothing: enabling it makes kanri2 removable.
+    f.review.enable_user(&by, "kanri").unwrap();
+    f.review.delete_user(&by, "kanri2").unwrap();
+    assert!(f.review.user("kanri2").unwrap().is_none());
+    // An administrator's account may not remove itself, even with another admin left.
+    f.review.add_user(&by, "kanri3", &[Role::Admin]).unwrap();
+    refused(f.review.disable_user(&cli("kanri"), "kanri"));
+    // Nor may anyone but an administrator.
+    refused(f.review.disable_user(&cli("op"), "ap"));
+    f.review.disable_user(&cli("kanri"), "kanri3").unwrap();
+}
+
+#[test]
+fn deleting_an_account_withdraws_its_pending_requests() {
+    let f = fixture(None, |_| {});
+    let now = mukaika::clock::now_rfc3339();
+    f.store.put(&item("I9", "mail", &now), b"I9").unwrap();
+    let r = f
+        .review
+        .request_release(&cli("op"), "I9", Target::Original, "必要")
+        .unwrap();
+    f.review.delete_user(&local(), "op").unwrap();
+    let after = f.review.request(&r.id).unwrap();
+    assert_eq!(after.state, RequestState::Cancelled);
+    assert!(
+        f.review.approve(&cli("ap"), &r.id, "ok").is_err(),
+        "nothing left to approve"
+    );
+    let records = mukaika::audit::search(
+        &f.data.path().join("audit"),
+        &mukaika::audit::Search::default(),
+    )
+    .unwrap();
+    let withdrawn = records
+        .iter()
+        .find(|r| r.event["type"] == "release_cancelled")
+        .expect("the withdrawal is on record");
+    assert_eq!(withdrawn.event["via"]["channel"], "cli");
+    let deleted = records
+        .iter()
+        .find(|r| r.event["type"] == "user_changed" && r.event["action"] == "delete")
+        .expect("the deletion is on record");
+    assert_eq!(deleted.event["user"], "op");
+    assert_eq!(deleted.event["via"]["channel"], "cli");
+    assert_eq!(
+        deleted.event["via"]["pid"],
+        u64::from(std::process::id()),
+        "{:?}",
+        deleted.event
+    );
+}
+
+#[test]
+fn sessions_are_kept_as_hashes_and_end_with_account_changes() {
+    let f = fixture(None, |_| {});
+    let one_time = f.review.reset_password(&local(), "op").unwrap();
+    let ok = f
+        .review
+        .login("op", &one_time, &web_from("192.0.2.1"))
+        .unwrap();
+    let token = f.review.open_session(&ok, "192.0.2.1").unwrap();
+    let live = |token: &str| {
+        matches!(
+            f.review.session(token).unwrap(),
+            mukaika::review::SessionLookup::Live(_)
+        )
+    };
+    assert!(live(&token));
+    let db = rusqlite::Connection::open(f.data.path().join("review.db")).unwrap();
+    let stored: String = db
+        .query_row("SELECT token_sha256 FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_ne!(stored, token);
+    assert_eq!(
+        stored,
+        mukaika_sanitizers::report::sha256_hex(token.as_bytes())
+    );
+    assert_eq!(f.review.session_count("op").unwrap(), 1);
+    // Disabling ends it, and enabling does not bring it back.
+    f.review.disable_user(&local(), "op").unwrap();
+    assert!(!live(&token));
+    assert_eq!(f.review.session_count("op").unwrap(), 0);
+    f.review.enable_user(&local(), "op").unwrap();
+    assert!(!live(&token));
+    // A reset ends every session; a change of password every other one.
+    let ok = f
+        .review
+        .login("op", &one_time, &web_from("192.0.2.1"))
+        .unwrap();
+    let (a, b) = (
+        f.review.open_session(&ok, "192.0.2.1").unwrap(),
+        f.review.open_session(&ok, "192.0.2.2").unwrap(),
+    );
+    f.review
+        .change_password(&cli("op"), &one_time, "a9#b7!c5$d3%x", Some(&a))
+        .unwrap();
+    assert!(live(&a) && !live(&b));
+    f.review.reset_password(&local(), "op").unwrap();
+    assert!(!live(&a));
+}
