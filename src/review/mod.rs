@@ -1,7 +1,9 @@
 //! Quarantine review: accounts, release requests and the two-person rule.
 //!
-//! Owns: `review.db` under the data directory (SQLite: accounts and release requests),
-//! password hashing (argon2id), login lockout, and every decision on a quarantined item —
+//! Owns: `review.db` under the data directory (SQLite: accounts, web sessions and release
+//! requests), password hashing (argon2id), login lockout, the accounts' lifecycle (add,
+//! reset, unlock, disable, enable, delete, other roles), and every decision on a quarantined
+//! item —
 //! request, cancel, approve, reject, delete, original download or view — with its audit record and, on
 //! approval, delivery through the normal sinks. The web UI, the control socket and the CLI all
 //! act through [`Review`], so the rules hold whichever door is used.
@@ -20,10 +22,17 @@
 //!   allows; at most [`MAX_PASSWORD_HASHES`] argon2 runs happen at once.
 //! - A request leaves `pending` once: the check, the audit record and the write happen under
 //!   one lock and transaction. Only its requester withdraws it; only someone else decides it.
+//! - Every action is taken by an [`Actor`]: its audit record names the door (`via`: the web
+//!   client's peer address, or the CLI's OS user, uid and pid as the kernel reported them).
+//! - At least one enabled administrator stays: disabling, deleting or re-roling the last is
+//!   refused, and nobody does it to their own account. A disabled account cannot log in.
+//! - A web session is stored as the SHA-256 of its token, with the account's credential count
+//!   at login; a reset, a change of password (but for the changing session), disabling,
+//!   deleting or other roles move the count and delete the account's sessions.
 //!
-//! Must never: deliver a quarantined item without a second person's approval, store a password
-//! or a one-time password in clear, or tell a login attempt which of name and password was
-//! wrong.
+//! Must never: deliver a quarantined item without a second person's approval, store a password,
+//! a one-time password or a session token in clear, or tell a login attempt which of name and
+//! password was wrong (or that the account is disabled).
 
 pub mod digest;
 pub mod release;
@@ -178,6 +187,28 @@ impl Actor {
 /// <pid>`.
 fn client_key(via: &Via) -> String {
     via.to_string()
+}
+
+/// A change that may take away an administrator (see `Review::change_account`).
+#[derive(Debug, Clone, Copy)]
+enum AccountChange<'a> {
+    /// The account can no longer log in.
+    Disable,
+    /// The account is removed.
+    Delete,
+    /// The account holds these roles from now on.
+    Roles(&'a [Role]),
+}
+
+impl AccountChange<'_> {
+    /// The Japanese name of the change, for a refusal.
+    fn what(self) -> &'static str {
+        match self {
+            AccountChange::Disable => "アカウントの無効化",
+            AccountChange::Delete => "アカウントの削除",
+            AccountChange::Roles(_) => "役割の変更",
+        }
+    }
 }
 
 /// One account, as the UI shows it (never the hash).
@@ -922,8 +953,23 @@ impl Review {
     ) -> Result<Self, ReviewError> {
         let data_dir = config.get().data.dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(ReviewError::internal)?;
+        let db = open_db(&data_dir.join("review.db"))?;
+        // Sessions that ended while the service was down: nobody can use them any more.
+        {
+            let admin = &config.get().admin;
+            let now = audit.clock().now_ms() as i64;
+            db.execute(
+                "DELETE FROM sessions WHERE last_seen_ms <= ?1 - ?2 OR started_ms <= ?1 - ?3",
+                params![
+                    now,
+                    (admin.session_idle_secs as i64).saturating_mul(1000),
+                    (admin.session_max_secs as i64).saturating_mul(1000)
+                ],
+            )
+            .map_err(sql)?;
+        }
         Ok(Self {
-            db: Mutex::new(open_db(&data_dir.join("review.db"))?),
+            db: Mutex::new(db),
             quarantine,
             audit,
             sink,
@@ -1357,22 +1403,18 @@ impl Review {
         Ok(())
     }
 
-    /// Changes an account in a way that may leave no enabled administrator (disable, delete,
-    /// other roles): under an immediate transaction, `change` is refused when the account is
-    /// the caller's own (an administrator does not lock themselves out; another does it) or
-    /// when afterwards no enabled administrator would remain; otherwise the change is audited,
-    /// written, and the account's sessions end.
+    /// Changes an account in a way that may leave no enabled administrator. Under an
+    /// immediate transaction the change is refused when the account is the caller's own (an
+    /// administrator does not lock themselves out; another does it) or when afterwards no
+    /// enabled administrator would remain; otherwise it is audited and written, and the
+    /// account's sessions end.
     fn change_account(
         &self,
         by: &Actor,
         name: &str,
-        what: &str,
-        action: &str,
-        role: Option<&[Role]>,
-        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), ReviewError>,
-        leaves: impl Fn(&User) -> Option<User>,
+        change: AccountChange<'_>,
     ) -> Result<(), ReviewError> {
-        self.account_manager(by, what)?;
+        self.account_manager(by, change.what())?;
         if !by.local_admin && by.name() == name {
             return Err(ReviewError::new(
                 ErrorKind::Forbidden,
@@ -1395,21 +1437,38 @@ impl Review {
                 )
             })?;
             let is_admin = |u: &User| u.enabled() && u.roles.contains(&Role::Admin);
-            let admins_after = users
+            let stays_admin = match change {
+                AccountChange::Roles(roles) => target.enabled() && roles.contains(&Role::Admin),
+                AccountChange::Disable | AccountChange::Delete => false,
+            };
+            let others = users
                 .iter()
-                .filter(|u| u.name != name)
-                .filter(|u| is_admin(u))
-                .count()
-                + usize::from(leaves(target).is_some_and(|u| is_admin(&u)));
-            if is_admin(target) && admins_after == 0 {
+                .filter(|u| u.name != name && is_admin(u))
+                .count();
+            if is_admin(target) && !stays_admin && others == 0 {
                 return Err(ReviewError::new(
                     ErrorKind::Forbidden,
                     "最後の有効な管理者は無効化・削除・役割変更できません。先に別の管理者を作ってください / \
                      the last enabled administrator stays",
                 ));
             }
-            self.record(self.account_event(by, name, action, role.map(roles_text)))?;
-            write(&tx)?;
+            let (action, role) = match change {
+                AccountChange::Disable => ("disable", None),
+                AccountChange::Delete => ("delete", None),
+                AccountChange::Roles(roles) => ("role", Some(roles_text(roles))),
+            };
+            self.record(self.account_event(by, name, action, role))?;
+            match change {
+                AccountChange::Disable => {
+                    tx.execute("UPDATE users SET disabled = 1 WHERE name = ?1", [name])
+                }
+                AccountChange::Delete => tx.execute("DELETE FROM users WHERE name = ?1", [name]),
+                AccountChange::Roles(roles) => tx.execute(
+                    "UPDATE users SET role = ?2 WHERE name = ?1",
+                    params![name, roles_text(roles)],
+                ),
+            }
+            .map_err(sql)?;
             tx.commit().map_err(sql)?;
         }
         self.replace_credentials(name, None)
@@ -1422,19 +1481,7 @@ impl Review {
     /// Unknown account, not an administrator, one's own account, or the last enabled
     /// administrator.
     pub fn disable_user(&self, by: &Actor, name: &str) -> Result<(), ReviewError> {
-        self.change_account(
-            by,
-            name,
-            "アカウントの無効化",
-            "disable",
-            None,
-            |tx| {
-                tx.execute("UPDATE users SET disabled = 1 WHERE name = ?1", [name])
-                    .map_err(sql)
-                    .map(|_| ())
-            },
-            |_| None,
-        )
+        self.change_account(by, name, AccountChange::Disable)
     }
 
     /// Enables a disabled account again (its password stays as it was).
@@ -1460,19 +1507,7 @@ impl Review {
     /// Unknown account, not an administrator, one's own account, or the last enabled
     /// administrator.
     pub fn delete_user(&self, by: &Actor, name: &str) -> Result<(), ReviewError> {
-        self.change_account(
-            by,
-            name,
-            "アカウントの削除",
-            "delete",
-            None,
-            |tx| {
-                tx.execute("DELETE FROM users WHERE name = ?1", [name])
-                    .map_err(sql)
-                    .map(|_| ())
-            },
-            |_| None,
-        )?;
+        self.change_account(by, name, AccountChange::Delete)?;
         for request in self.requests(Some(RequestState::Pending))? {
             if request.requester == name {
                 let withdrawn = self.transition(
@@ -1506,27 +1541,7 @@ impl Review {
                 "役割を選んでください / no role",
             ));
         }
-        let text = roles_text(roles);
-        self.change_account(
-            by,
-            name,
-            "役割の変更",
-            "role",
-            Some(roles),
-            |tx| {
-                tx.execute(
-                    "UPDATE users SET role = ?2 WHERE name = ?1",
-                    params![name, text],
-                )
-                .map_err(sql)
-                .map(|_| ())
-            },
-            |u| {
-                let mut after = u.clone();
-                after.roles = roles.to_vec();
-                Some(after)
-            },
-        )
+        self.change_account(by, name, AccountChange::Roles(roles))
     }
 
     /// Checks a password. Wrong name, wrong password, a locked account and a throttled
