@@ -303,6 +303,10 @@ async fn every_page_but_login_and_the_stylesheet_needs_a_session() {
         "/users",
         "/users/x/unlock",
         "/users/x/reset",
+        "/users/x/disable",
+        "/users/x/enable",
+        "/users/x/delete",
+        "/users/x/role",
     ] {
         let page = post(&web, "none", path, "csrf=x").await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
