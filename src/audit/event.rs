@@ -92,8 +92,9 @@ pub struct UnlockAttempted {
     pub outcome: String,
     /// What the unlocker said when it was not `unlocked` (never holds a password).
     pub detail: Option<String>,
-    /// The door a person's attempt came through (web or CLI); absent for passwords found in
-    /// mail and in records older than 0.3.
+    /// The door an operator's attempt came through (web or CLI); absent for passwords found
+    /// in mail, for a recipient's link (its `by` names the recipient) and in records older
+    /// than 0.3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<Via>,
 }
