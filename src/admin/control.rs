@@ -8,9 +8,12 @@
 //! Without a running service the CLI takes the data directory's lock and calls [`execute`]
 //! itself; there is never a second writer of the audit chain, and never a second process
 //! recovering (moving, deleting) spool files under the service's workers.
-//! Invariant: the acting account named on the command line is checked by `Review` against the
-//! account store, exactly as a web session's account is.
-//! Must never: accept a connection from a socket path it did not create.
+//! Invariants: the acting account named on the command line is checked by `Review` against the
+//! account store, exactly as a web session's account is; the caller every audit record names
+//! (OS user, uid, pid) is what the kernel reports for the connection (`SO_PEERCRED`) — or,
+//! when the CLI acts in its own process, that process — never what the client claims.
+//! Must never: accept a connection from a socket path it did not create, or act for a
+//! connection whose peer credentials cannot be read.
 
 use crate::error::Error;
 use std::io::{BufRead, BufReader, Write};
@@ -21,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
 
+use crate::audit::event::Via;
 use crate::config::ServiceConfig;
-use crate::review::{Review, ReviewError, Role, Target};
+use crate::review::{Actor, Review, ReviewError, Role, Target};
 use crate::store::spool::Spool;
 
 /// What a command-line action carries to prove it is the account it names (対策基準 2(9):
@@ -31,22 +35,20 @@ use crate::store::spool::Spool;
 pub struct Proof {
     /// The account's password (prints as `***`; read from a file or stdin, never argv).
     pub password: crate::ppap::SecretText,
-    /// Where the command came from, for the audit record: `cli:<OS user> pid <pid>`.
-    pub via: String,
 }
 
 /// Checks `proof` for `user` the way the review UI's login does (the same lockout, throttling
-/// and audit record, with `via` as the client), and refuses an account still on its one-time
-/// password.
-fn prove(review: &Review, user: &str, proof: Proof) -> Result<(), ReviewError> {
-    let ok = authenticate(review, user, &proof.password, &proof.via)?;
+/// and audit record, with the caller as the client), and refuses an account still on its
+/// one-time password. Returns the account acting through the caller's door.
+fn prove(review: &Review, user: &str, proof: Proof, caller: &Via) -> Result<Actor, ReviewError> {
+    let ok = authenticate(review, user, &proof.password, caller)?;
     if ok.user.must_change {
         return Err(ReviewError::forbidden(
             "一時パスワードのままです。`mukaika account password` か画面で変更してください / \
              change the one-time password first (`mukaika account password` or the review UI)",
         ));
     }
-    Ok(())
+    Ok(Actor::new(user, caller.clone()))
 }
 
 /// The login check of a command-line action: the same throttling, lockout and audit record as
@@ -55,7 +57,7 @@ fn authenticate(
     review: &Review,
     user: &str,
     password: &crate::ppap::SecretText,
-    via: &str,
+    via: &Via,
 ) -> Result<crate::review::LoginOk, ReviewError> {
     review
         .login(user, password.expose(), via)
@@ -132,31 +134,46 @@ pub enum Op {
         old: crate::ppap::SecretText,
         /// The new one (the same rules as in the review UI).
         new: crate::ppap::SecretText,
-        /// Where the command came from (`cli:<OS user> pid <pid>`).
-        via: String,
     },
-    /// Create an account (prints its one-time password).
+    /// Create an account (prints its one-time password). The local administrator's ops (this
+    /// and the other `User…`) name no actor: it is the caller the kernel reports.
     UserAdd {
-        /// Who asks (`cli:<login>`).
-        by: String,
         /// Account name.
         name: String,
         /// Roles.
         roles: Vec<Role>,
     },
-    /// Give an account a new one-time password.
+    /// Give an account a new one-time password (its sessions end).
     UserReset {
-        /// Who asks.
-        by: String,
         /// Account name.
         name: String,
     },
     /// Unlock an account.
     UserUnlock {
-        /// Who asks.
-        by: String,
         /// Account name.
         name: String,
+    },
+    /// Disable an account: it stays, cannot log in, and its sessions end.
+    UserDisable {
+        /// Account name.
+        name: String,
+    },
+    /// Enable a disabled account.
+    UserEnable {
+        /// Account name.
+        name: String,
+    },
+    /// Delete an account (its pending requests are withdrawn; its sessions end).
+    UserDelete {
+        /// Account name.
+        name: String,
+    },
+    /// Give an account other roles (its sessions end).
+    UserRole {
+        /// Account name.
+        name: String,
+        /// The roles it holds from now on.
+        roles: Vec<Role>,
     },
     /// An operator unlocks a held password-protected item (`mukaika quarantine unlock`).
     Unlock {
@@ -236,8 +253,44 @@ pub fn socket_path(config: &ServiceConfig) -> PathBuf {
     config.data.dir.join("control.sock")
 }
 
-/// Runs one op; the reply's message is what the CLI prints.
-pub fn execute(review: &Review, op: Op) -> Reply {
+/// The command-line caller with uid `uid` and process `pid`, as the kernel reported them: the
+/// OS user is looked up from the uid (`uid<N>` when the password database has no name), and
+/// the login account from the process's audit login uid, which `sudo` keeps.
+pub fn cli_caller(uid: u32, pid: u32) -> Via {
+    let os_user = os_user_name(uid).unwrap_or_else(|| format!("uid{uid}"));
+    let login_user = std::fs::read_to_string(format!("/proc/{pid}/loginuid"))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        // (u32)-1: no login recorded (a daemon, a container).
+        .filter(|&l| l != u32::MAX && l != uid)
+        .map(|l| os_user_name(l).unwrap_or_else(|| format!("uid{l}")));
+    Via::Cli {
+        os_user,
+        uid,
+        pid,
+        login_user,
+    }
+}
+
+/// This process as a command-line caller (the CLI acting without a running service).
+pub fn this_process() -> Via {
+    cli_caller(rustix::process::getuid().as_raw(), std::process::id())
+}
+
+/// The name `/etc/passwd` gives `uid`.
+fn os_user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_string())
+    })
+}
+
+/// Runs one op for `caller` (a [`Via::Cli`] from [`cli_caller`] or [`this_process`]); the
+/// reply's message is what the CLI prints.
+pub fn execute(review: &Review, op: Op, caller: &Via) -> Reply {
     let done = |message: String| Reply {
         ok: true,
         message,
@@ -252,11 +305,11 @@ pub fn execute(review: &Review, op: Op) -> Reply {
                 target,
                 reason,
             } => {
-                prove(review, &user, auth)?;
+                let actor = prove(review, &user, auth, caller)?;
                 let target: Target = target.parse().map_err(|e: String| {
                     ReviewError::invalid(format!("宛先・出力先 / target: {e}"))
                 })?;
-                let r = review.request_release(&user, &item, target, &reason)?;
+                let r = review.request_release(&actor, &item, target, &reason)?;
                 done(format!(
                     "申請しました / requested: {} (item {}, target {}); 別の承認者の承認を待っています",
                     r.id, r.item_id, r.target
@@ -268,8 +321,8 @@ pub fn execute(review: &Review, op: Op) -> Reply {
                 request,
                 reason,
             } => {
-                prove(review, &user, auth)?;
-                let r = review.approve(&user, &request, &reason)?;
+                let actor = prove(review, &user, auth, caller)?;
+                let r = review.approve(&actor, &request, &reason)?;
                 done(format!(
                     "承認しました / approved: {} → {}",
                     r.id,
@@ -283,8 +336,8 @@ pub fn execute(review: &Review, op: Op) -> Reply {
                 request,
                 reason,
             } => {
-                prove(review, &user, auth)?;
-                review.reject(&user, &request, &reason)?;
+                let actor = prove(review, &user, auth, caller)?;
+                review.reject(&actor, &request, &reason)?;
                 done(format!("却下しました / rejected: {request}"))
             }
             Op::Cancel {
@@ -293,8 +346,8 @@ pub fn execute(review: &Review, op: Op) -> Reply {
                 request,
                 reason,
             } => {
-                prove(review, &user, auth)?;
-                review.cancel(&user, &request, &reason)?;
+                let actor = prove(review, &user, auth, caller)?;
+                review.cancel(&actor, &request, &reason)?;
                 done(format!("取り下げました / withdrawn: {request}"))
             }
             Op::Delete {
@@ -303,40 +356,63 @@ pub fn execute(review: &Review, op: Op) -> Reply {
                 item,
                 reason,
             } => {
-                prove(review, &user, auth)?;
-                review.delete(&user, &item, &reason)?;
+                let actor = prove(review, &user, auth, caller)?;
+                review.delete(&actor, &item, &reason)?;
                 done(format!("削除しました / deleted: {item}"))
             }
-            Op::ChangePassword {
-                user,
-                old,
-                new,
-                via,
-            } => {
+            Op::ChangePassword { user, old, new } => {
                 // The login check (a one-time password is what this op exists to replace), then
                 // the UI's password rules.
-                authenticate(review, &user, &old, &via)?;
-                review.change_password(&user, old.expose(), new.expose())?;
+                authenticate(review, &user, &old, caller)?;
+                review.change_password(
+                    &Actor::new(&user, caller.clone()),
+                    old.expose(),
+                    new.expose(),
+                    None,
+                )?;
                 done(format!(
                     "パスワードを変更しました / password changed: {user}"
                 ))
             }
-            Op::UserAdd { by, name, roles } => {
-                let password = review.add_user(&by, &name, &roles)?;
+            Op::UserAdd { name, roles } => {
+                let password = review.add_user(&local_admin(caller)?, &name, &roles)?;
                 done(format!(
                     "アカウント {name} ({}) を作成しました / created.\n一時パスワード / one-time password: {password}\n最初のログインで変更が必要です / it must be changed at first login.",
                     crate::review::roles_text(&roles)
                 ))
             }
-            Op::UserReset { by, name } => {
-                let password = review.reset_password(&by, &name)?;
+            Op::UserReset { name } => {
+                let password = review.reset_password(&local_admin(caller)?, &name)?;
                 done(format!(
                     "一時パスワード / one-time password for {name}: {password}"
                 ))
             }
-            Op::UserUnlock { by, name } => {
-                review.unlock(&by, &name)?;
+            Op::UserUnlock { name } => {
+                review.unlock(&local_admin(caller)?, &name)?;
                 done(format!("ロックを解除しました / unlocked: {name}"))
+            }
+            Op::UserDisable { name } => {
+                review.disable_user(&local_admin(caller)?, &name)?;
+                done(format!(
+                    "無効にしました（セッションは終了） / disabled, sessions ended: {name}"
+                ))
+            }
+            Op::UserEnable { name } => {
+                review.enable_user(&local_admin(caller)?, &name)?;
+                done(format!("有効にしました / enabled: {name}"))
+            }
+            Op::UserDelete { name } => {
+                review.delete_user(&local_admin(caller)?, &name)?;
+                done(format!(
+                    "削除しました（承認待ちの申請は取り下げ） / deleted, pending requests withdrawn: {name}"
+                ))
+            }
+            Op::UserRole { name, roles } => {
+                review.set_roles(&local_admin(caller)?, &name, &roles)?;
+                done(format!(
+                    "役割を {} にしました（セッションは終了） / roles set, sessions ended: {name}",
+                    crate::review::roles_text(&roles)
+                ))
             }
             Op::Unlock {
                 user,
@@ -344,10 +420,10 @@ pub fn execute(review: &Review, op: Op) -> Reply {
                 item,
                 password,
             } => {
-                prove(review, &user, auth)?;
+                let actor = prove(review, &user, auth, caller)?;
                 let password = password.into_password();
                 let r = review.unlock_item(
-                    &user,
+                    &actor,
                     &item,
                     &password,
                     mukaika_sanitizers::mail::unlocked::UnlockWay::Cli,
@@ -384,6 +460,15 @@ pub fn execute(review: &Review, op: Op) -> Reply {
     })
 }
 
+/// The local administrator acting through `caller`.
+fn local_admin(caller: &Via) -> Result<Actor, ReviewError> {
+    Actor::local_admin(caller.clone()).ok_or_else(|| {
+        ReviewError::forbidden(
+            "アカウント管理はコマンドラインからのみ / accounts are managed locally",
+        )
+    })
+}
+
 /// Listens on `path` until shutdown, one op per connection.
 ///
 /// # Errors
@@ -413,6 +498,23 @@ pub fn serve(
             let Ok((stream, _)) = accepted else { continue };
             let review = Arc::clone(&review);
             let queues = queues.clone();
+            // Who is calling, from the kernel: the audit records name this, never the
+            // client's own account of itself. Unreadable credentials: no op.
+            let caller = match stream.peer_cred() {
+                Ok(cred) => match cred.pid().and_then(|p| u32::try_from(p).ok()) {
+                    Some(pid) => cli_caller(cred.uid(), pid),
+                    None => {
+                        tracing::warn!(
+                            "control socket: the caller's pid is unknown; connection closed"
+                        );
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket: no peer credentials; connection closed");
+                    continue;
+                }
+            };
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
@@ -427,7 +529,7 @@ pub fn serve(
                         Op::QueueMove { outgoing, id, to } => {
                             execute_queue(&queues, outgoing, &id, &to)
                         }
-                        op => execute(&review, op),
+                        op => execute(&review, op, &caller),
                     })
                     .await
                     .unwrap_or_else(|e| Reply {
@@ -528,5 +630,5 @@ pub fn run(config: &ServiceConfig, op: Op) -> crate::error::Result<Reply> {
         sink,
     )
     .map_err(|e| Error::transient(format!("review database: {e}")))?;
-    Ok(execute(&review, op))
+    Ok(execute(&review, op, &this_process()))
 }

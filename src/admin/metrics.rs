@@ -522,6 +522,7 @@ mod tests {
                 candidates: 2,
                 outcome: "wrong-password".into(),
                 detail: None,
+                via: None,
             }),
             AuditEvent::UnlockDelivered(UnlockDelivered {
                 item_id: "Q-1".into(),
@@ -555,6 +556,7 @@ mod tests {
             candidates: 0,
             outcome: "expired".into(),
             detail: None,
+            via: None,
         })]);
         let text = m.render(&[]);
         assert!(text.contains("mukaika_ppap_expired_total 1"), "{text}");

@@ -50,7 +50,8 @@ pub enum AuditEvent {
     OriginalViewed(ReleaseDecision),
     /// A quarantine notice was handed to the LGWAN side.
     NoticeSent(NoticeSent),
-    /// An account was created, reset, unlocked or changed its password.
+    /// An account was created, reset, unlocked, disabled, enabled, deleted, given other roles
+    /// or changed its password.
     UserChanged(UserChanged),
     /// An administrator login attempt.
     AdminLogin(AdminLogin),
@@ -91,6 +92,62 @@ pub struct UnlockAttempted {
     pub outcome: String,
     /// What the unlocker said when it was not `unlocked` (never holds a password).
     pub detail: Option<String>,
+    /// The door an operator's attempt came through (web or CLI); absent for passwords found
+    /// in mail, for a recipient's link (its `by` names the recipient) and in records older
+    /// than 0.3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
+}
+
+/// The door a review action came through, as the listener or the kernel saw it — never what
+/// the client says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "channel", rename_all = "lowercase")]
+pub enum Via {
+    /// The review web UI.
+    Web {
+        /// The TCP peer address of the connection. Behind a reverse proxy this is the proxy:
+        /// forwarded-for headers are the client's word and are not recorded.
+        client: String,
+    },
+    /// The command line, through the control socket (or in its own process when no service
+    /// runs).
+    Cli {
+        /// The OS account of the calling process (from its uid).
+        os_user: String,
+        /// Its uid, as the kernel reported it (`SO_PEERCRED`).
+        uid: u32,
+        /// Its process ID, as the kernel reported it.
+        pid: u32,
+        /// The account that logged in to the machine (`/proc/<pid>/loginuid`, kept by the
+        /// kernel across `sudo`), when known and different from `os_user`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        login_user: Option<String>,
+    },
+    /// mukaika itself (a retried delivery, a request closed because its item is gone).
+    System,
+}
+
+impl Via {
+    /// `web`, `cli` or `system`.
+    pub fn channel(&self) -> &'static str {
+        match self {
+            Via::Web { .. } => "web",
+            Via::Cli { .. } => "cli",
+            Via::System => "system",
+        }
+    }
+}
+
+impl std::fmt::Display for Via {
+    /// `127.0.0.1` for the web; `cli:<os user> pid <pid>` for the command line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Via::Web { client } => f.write_str(client),
+            Via::Cli { os_user, pid, .. } => write!(f, "cli:{os_user} pid {pid}"),
+            Via::System => f.write_str("system"),
+        }
+    }
 }
 
 /// An unlocked item's result was delivered to the original recipients.
@@ -278,6 +335,10 @@ pub struct ReleaseDecision {
     pub reason: String,
     /// Where it is to go (recipients or export folder), for requests and approvals.
     pub target: Option<String>,
+    /// The door the action came through (absent in records older than 0.3 and for
+    /// retention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
 }
 
 /// A notice mail mukaika wrote.
@@ -298,12 +359,16 @@ pub struct NoticeSent {
 pub struct UserChanged {
     /// The account changed.
     pub user: String,
-    /// Who changed it (`cli:<login>` from the command line).
+    /// Who changed it (`cli:<OS user>` from the command line, as the kernel names the caller).
     pub by: String,
-    /// `add`, `reset-password`, `unlock` or `change-password`.
+    /// `add`, `reset-password`, `unlock`, `change-password`, `disable`, `enable`, `delete` or
+    /// `role`.
     pub action: String,
-    /// The role given, for `add`.
+    /// The roles given, for `add` and `role`.
     pub role: Option<String>,
+    /// The door the change came through (absent in records older than 0.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
 }
 
 /// An administrator login attempt.
@@ -313,8 +378,12 @@ pub struct AdminLogin {
     pub user: String,
     /// Client address.
     pub client: String,
-    /// `success`, `failure`, `lockout` (this failure locked it) or `locked` (tried while locked).
+    /// `success`, `failure`, `lockout` (this failure locked it), `locked` (tried while
+    /// locked), `throttled` or `disabled` (the right password of a disabled account).
     pub outcome: String,
+    /// The door the attempt came through (absent in records older than 0.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
 }
 
 /// Configuration was loaded.

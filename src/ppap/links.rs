@@ -419,6 +419,7 @@ impl Ppap {
             password,
             UnlockWay::Web,
             &by,
+            None,
             Some(vec![link.recipient.clone()]),
         )?;
         match result.outcome.as_str() {
@@ -442,6 +443,7 @@ impl Ppap {
                         detail: Some(format!(
                             "{ATTEMPTS} wrong passwords: the recipient's link is locked"
                         )),
+                        via: None,
                     }))
                     .map_err(|e| e.to_string())?;
                 Ok(LinkAnswer::Locked)
@@ -549,6 +551,7 @@ impl Ppap {
                         "no password within {} s; it stays held (an operator can still unlock it)",
                         expiry / 1000
                     )),
+                    via: None,
                 }));
             }
         }

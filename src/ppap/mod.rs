@@ -405,6 +405,7 @@ impl Ppap {
                 candidates: candidates.len() as u32,
                 outcome: outcome.into(),
                 detail,
+                via: None,
             })
         };
         let Some(opened) = opened else {
@@ -854,6 +855,7 @@ impl Ppap {
         password: &Password,
         way: UnlockWay,
         by: &str,
+        via: Option<crate::audit::event::Via>,
         recipients: Option<Vec<String>>,
     ) -> Result<UnlockResult, String> {
         let item = self.quarantine.get(item_id).map_err(|e| e.to_string())?;
@@ -872,6 +874,7 @@ impl Ppap {
                     candidates: 1,
                     outcome: outcome.into(),
                     detail: None,
+                    via: via.clone(),
                 }))
                 .map_err(|e| e.to_string())?;
             Ok(UnlockResult {
@@ -916,7 +919,7 @@ impl Ppap {
             let bytes = self.quarantine.bytes(item_id).map_err(|e| e.to_string())?;
             let timeout = std::time::Duration::from_secs(self.config.get().pipeline.timeout_secs);
             let rcpt = recipients.unwrap_or_else(|| self.remaining(&item));
-            let (event, ready) = self.attempt(
+            let (mut event, ready) = self.attempt(
                 &item,
                 &bytes,
                 std::slice::from_ref(password),
@@ -925,6 +928,9 @@ impl Ppap {
                 rcpt,
                 Instant::now() + timeout,
             );
+            if let AuditEvent::UnlockAttempted(a) = &mut event {
+                a.via = via.clone();
+            }
             let outcome = match &event {
                 AuditEvent::UnlockAttempted(a) => a.outcome.clone(),
                 _ => String::new(),

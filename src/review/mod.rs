@@ -1,7 +1,9 @@
 //! Quarantine review: accounts, release requests and the two-person rule.
 //!
-//! Owns: `review.db` under the data directory (SQLite: accounts and release requests),
-//! password hashing (argon2id), login lockout, and every decision on a quarantined item —
+//! Owns: `review.db` under the data directory (SQLite: accounts, web sessions and release
+//! requests), password hashing (argon2id), login lockout, the accounts' lifecycle (add,
+//! reset, unlock, disable, enable, delete, other roles), and every decision on a quarantined
+//! item —
 //! request, cancel, approve, reject, delete, original download or view — with its audit record and, on
 //! approval, delivery through the normal sinks. The web UI, the control socket and the CLI all
 //! act through [`Review`], so the rules hold whichever door is used.
@@ -20,10 +22,17 @@
 //!   allows; at most [`MAX_PASSWORD_HASHES`] argon2 runs happen at once.
 //! - A request leaves `pending` once: the check, the audit record and the write happen under
 //!   one lock and transaction. Only its requester withdraws it; only someone else decides it.
+//! - Every action is taken by an [`Actor`]: its audit record names the door (`via`: the web
+//!   client's peer address, or the CLI's OS user, uid and pid as the kernel reported them).
+//! - At least one enabled administrator stays: disabling, deleting or re-roling the last is
+//!   refused, and nobody does it to their own account. A disabled account cannot log in.
+//! - A web session is stored as the SHA-256 of its token, with the account's credential count
+//!   at login; a reset, a change of password (but for the changing session), disabling,
+//!   deleting or other roles move the count and delete the account's sessions.
 //!
-//! Must never: deliver a quarantined item without a second person's approval, store a password
-//! or a one-time password in clear, or tell a login attempt which of name and password was
-//! wrong.
+//! Must never: deliver a quarantined item without a second person's approval, store a password,
+//! a one-time password or a session token in clear, or tell a login attempt which of name and
+//! password was wrong (or that the account is disabled).
 
 pub mod digest;
 pub mod release;
@@ -37,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::event::{AdminLogin, ReleaseDecision, UserChanged};
+use crate::audit::event::{AdminLogin, ReleaseDecision, UserChanged, Via};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::SharedClock;
 use crate::config::ServiceConfig;
@@ -122,6 +131,86 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// Who acts, and through which door. Every review action takes one, so every audit record of a
+/// person's action names its channel ([`Via`]): the web client's address, or the OS user and
+/// process of the command line, as the listener or the kernel saw them.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    name: String,
+    via: Via,
+    /// The machine's administrator at the command line, who is no account: may manage
+    /// accounts (the first administrator can only be made so).
+    local_admin: bool,
+}
+
+impl Actor {
+    /// The account `name`, acting through `via`.
+    pub fn new(name: impl Into<String>, via: Via) -> Self {
+        Self {
+            name: name.into(),
+            via,
+            local_admin: false,
+        }
+    }
+
+    /// The local administrator running `mukaika admin user …`, named `cli:<OS user>` after
+    /// the caller the kernel reported. `None` unless `via` is [`Via::Cli`]: no other door
+    /// manages accounts without an administrator's account.
+    pub fn local_admin(via: Via) -> Option<Self> {
+        let Via::Cli { os_user, .. } = &via else {
+            return None;
+        };
+        Some(Self {
+            name: format!("cli:{os_user}"),
+            via,
+            local_admin: true,
+        })
+    }
+
+    /// mukaika itself (a retried delivery, a request closed because its item is gone).
+    pub fn system() -> Self {
+        Self::new("system", Via::System)
+    }
+
+    /// The account name (`cli:<OS user>` for the local administrator).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The door.
+    pub fn via(&self) -> &Via {
+        &self.via
+    }
+}
+
+/// The client a login is counted and recorded by: the web address, or `cli:<OS user> pid
+/// <pid>`.
+fn client_key(via: &Via) -> String {
+    via.to_string()
+}
+
+/// A change that may take away an administrator (see `Review::change_account`).
+#[derive(Debug, Clone, Copy)]
+enum AccountChange<'a> {
+    /// The account can no longer log in.
+    Disable,
+    /// The account is removed.
+    Delete,
+    /// The account holds these roles from now on.
+    Roles(&'a [Role]),
+}
+
+impl AccountChange<'_> {
+    /// The Japanese name of the change, for a refusal.
+    fn what(self) -> &'static str {
+        match self {
+            AccountChange::Disable => "アカウントの無効化",
+            AccountChange::Delete => "アカウントの削除",
+            AccountChange::Roles(_) => "役割の変更",
+        }
+    }
+}
+
 /// One account, as the UI shows it (never the hash).
 #[derive(Debug, Clone, Serialize)]
 pub struct User {
@@ -139,6 +228,66 @@ pub struct User {
     pub last_login_at: Option<String>,
     /// Created (RFC 3339).
     pub created_at: String,
+    /// Disabled (a transfer, a leave): the account and its history stay, but it cannot log
+    /// in and has no session.
+    pub disabled: bool,
+}
+
+impl User {
+    /// Whether it may log in and act.
+    pub fn enabled(&self) -> bool {
+        !self.disabled
+    }
+
+    /// Locked after failed logins, at `now_ms`.
+    pub fn locked(&self, now_ms: u64) -> bool {
+        self.locked_until_ms > now_ms
+    }
+}
+
+/// A live web session, as the store keeps it (the token itself is never stored: only its
+/// SHA-256).
+#[derive(Debug, Clone)]
+pub struct StoredSession {
+    /// The account.
+    pub user: String,
+    /// Its roles now (read from the account, not from the login).
+    pub roles: Vec<Role>,
+    /// The password must be changed first.
+    pub must_change: bool,
+    /// Shown after login (対策基準 7.2(4)): the previous login, where from, and failures since.
+    pub previous_login: Option<String>,
+    /// Address of the previous login.
+    pub previous_from: Option<String>,
+    /// Failed attempts since the previous login.
+    pub failed_since: u32,
+}
+
+/// What a session token is worth now.
+#[derive(Debug, Clone)]
+pub enum SessionLookup {
+    /// No such session (never was, logged out, or ended by an account change).
+    None,
+    /// It was one, but it timed out (idle or lifetime); now gone.
+    Expired,
+    /// Live; its idle clock was refreshed.
+    Live(StoredSession),
+}
+
+/// SHA-256 of a session token, hex: what the store keeps instead of the token.
+fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// A session's CSRF token, derived from its token so nothing more is stored: only the holder
+/// of the cookie can know it, and a restart keeps it.
+pub fn csrf_of(token: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"mukaika-csrf\0");
+    h.update(token.as_bytes());
+    hex::encode(h.finalize())
 }
 
 /// Where a released item goes.
@@ -279,7 +428,8 @@ pub struct LoginOk {
     /// Failed attempts since the previous successful login.
     pub failed_since: u32,
     /// [`Review::credential_epoch`] as it was before the password was checked: a session
-    /// holding it ends as soon as the password is replaced.
+    /// holding it ends as soon as the password is replaced, the account disabled or its
+    /// roles changed.
     pub credentials: u64,
 }
 
@@ -625,11 +775,6 @@ pub struct Review {
     sink: Sink,
     config: Arc<Live<ServiceConfig>>,
     data_dir: PathBuf,
-    /// Per account, how many times its password was replaced since start-up. A session
-    /// remembers the count it logged in under and ends when the count moves, so a reset or
-    /// a change of password ends every session opened with the old one. In memory, as the
-    /// sessions are.
-    credentials: Mutex<HashMap<String, u64>>,
     /// Bounds the argon2 work running at once.
     hashes: HashGate,
     /// Failed logins per client address.
@@ -641,7 +786,7 @@ pub struct Review {
 }
 
 const USER_COLUMNS: &str =
-    "name, role, must_change, locked_until, failed, last_login_at, created_at";
+    "name, role, must_change, locked_until, failed, last_login_at, created_at, disabled";
 const REQUEST_COLUMNS: &str = "id, item_id, requester, target, reason, state, decided_by, \
      decision_reason, requested_at, decided_at, delivery";
 
@@ -655,6 +800,7 @@ fn row_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         failed: r.get::<_, i64>(4)? as u32,
         last_login_at: r.get(5)?,
         created_at: r.get(6)?,
+        disabled: r.get::<_, i64>(7)? != 0,
     })
 }
 
@@ -711,9 +857,36 @@ fn open_db(path: &std::path::Path) -> Result<rusqlite::Connection, ReviewError> 
              delivery TEXT
          );
          CREATE INDEX IF NOT EXISTS requests_item ON requests (item_id);
-         CREATE INDEX IF NOT EXISTS requests_state ON requests (state);",
+         CREATE INDEX IF NOT EXISTS requests_state ON requests (state);
+         CREATE TABLE IF NOT EXISTS sessions (
+             token_sha256 TEXT PRIMARY KEY,
+             user TEXT NOT NULL,
+             epoch INTEGER NOT NULL,
+             must_change INTEGER NOT NULL,
+             started_ms INTEGER NOT NULL,
+             last_seen_ms INTEGER NOT NULL,
+             client TEXT NOT NULL,
+             previous_login TEXT,
+             previous_from TEXT,
+             failed_since INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);",
     )
     .map_err(sql)?;
+    // Columns added in 0.3 (disabling; a credential count that sessions are checked against).
+    for (column, decl) in [
+        ("disabled", "INTEGER NOT NULL DEFAULT 0"),
+        ("epoch", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        let present = db
+            .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = ?1")
+            .and_then(|mut st| st.exists([column]))
+            .map_err(sql)?;
+        if !present {
+            db.execute_batch(&format!("ALTER TABLE users ADD COLUMN {column} {decl}"))
+                .map_err(sql)?;
+        }
+    }
     Ok(db)
 }
 
@@ -780,14 +953,28 @@ impl Review {
     ) -> Result<Self, ReviewError> {
         let data_dir = config.get().data.dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(ReviewError::internal)?;
+        let db = open_db(&data_dir.join("review.db"))?;
+        // Sessions that ended while the service was down: nobody can use them any more.
+        {
+            let admin = &config.get().admin;
+            let now = audit.clock().now_ms() as i64;
+            db.execute(
+                "DELETE FROM sessions WHERE last_seen_ms <= ?1 - ?2 OR started_ms <= ?1 - ?3",
+                params![
+                    now,
+                    (admin.session_idle_secs as i64).saturating_mul(1000),
+                    (admin.session_max_secs as i64).saturating_mul(1000)
+                ],
+            )
+            .map_err(sql)?;
+        }
         Ok(Self {
-            db: Mutex::new(open_db(&data_dir.join("review.db"))?),
+            db: Mutex::new(db),
             quarantine,
             audit,
             sink,
             config,
             data_dir,
-            credentials: Mutex::new(HashMap::new()),
             hashes: HashGate::default(),
             clients: ClientThrottle::default(),
             ghosts: Ghosts::default(),
@@ -795,25 +982,215 @@ impl Review {
         })
     }
 
-    /// How many times `name`'s password was replaced since start-up (see
-    /// [`LoginOk::credentials`]).
+    /// How many times `name`'s password was replaced, or the account disabled or given other
+    /// roles (see [`LoginOk::credentials`]); stored with the account, so it survives a
+    /// restart as the sessions do. `u64::MAX` (which no session holds) when unreadable.
     pub fn credential_epoch(&self, name: &str) -> u64 {
-        self.credentials
-            .lock()
-            .map_or(u64::MAX, |m| m.get(name).copied().unwrap_or(0))
+        self.db()
+            .ok()
+            .and_then(|db| {
+                db.query_row("SELECT epoch FROM users WHERE name = ?1", [name], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+                .ok()
+                .flatten()
+            })
+            .map_or(u64::MAX, |e| e as u64)
     }
 
-    /// Moves `name`'s count after its password was replaced in the store, and returns it.
-    fn replace_credentials(&self, name: &str) -> u64 {
-        match self.credentials.lock() {
-            Ok(mut m) => {
-                let epoch = m.entry(name.to_string()).or_insert(0);
-                *epoch += 1;
-                *epoch
+    /// Moves `name`'s count and ends every session of the account (`but` excepted: the
+    /// session that changed its own password). Call after the store changed, so that a login
+    /// in between holds the old count and ends too.
+    fn replace_credentials(&self, name: &str, but: Option<&str>) -> Result<(), ReviewError> {
+        let db = self.db()?;
+        db.execute("UPDATE users SET epoch = epoch + 1 WHERE name = ?1", [name])
+            .map_err(sql)?;
+        let keep = but.map(token_hash).unwrap_or_default();
+        db.execute(
+            "DELETE FROM sessions WHERE user = ?1 AND token_sha256 <> ?2",
+            params![name, keep],
+        )
+        .map_err(sql)?;
+        db.execute(
+            "UPDATE sessions SET epoch = (SELECT epoch FROM users WHERE name = ?1), must_change = 0 \
+             WHERE user = ?1 AND token_sha256 = ?2",
+            params![name, keep],
+        )
+        .map_err(sql)?;
+        Ok(())
+    }
+
+    // ---- sessions -------------------------------------------------------------------------
+
+    /// Starts a web session for a successful login and returns its token (a cookie's value,
+    /// stored only as its SHA-256). Sessions past their idle or absolute limit are purged.
+    ///
+    /// # Errors
+    /// The database cannot be written.
+    pub fn open_session(&self, ok: &LoginOk, client: &str) -> Result<String, ReviewError> {
+        let token = random_hex(32);
+        let now = self.now_ms() as i64;
+        let (idle, max) = self.session_limits();
+        let db = self.db()?;
+        db.execute(
+            "DELETE FROM sessions WHERE last_seen_ms <= ?1 - ?2 OR started_ms <= ?1 - ?3",
+            params![now, idle, max],
+        )
+        .map_err(sql)?;
+        db.execute(
+            "INSERT INTO sessions (token_sha256, user, epoch, must_change, started_ms, last_seen_ms, client, previous_login, previous_from, failed_since) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                token_hash(&token),
+                ok.user.name,
+                ok.credentials as i64,
+                i64::from(ok.user.must_change),
+                now,
+                client,
+                ok.previous_login,
+                ok.previous_from,
+                i64::from(ok.failed_since),
+            ],
+        )
+        .map_err(sql)?;
+        Ok(token)
+    }
+
+    /// (idle, absolute) session limits in milliseconds.
+    fn session_limits(&self) -> (i64, i64) {
+        let admin = &self.config.get().admin;
+        (
+            (admin.session_idle_secs as i64).saturating_mul(1000),
+            (admin.session_max_secs as i64).saturating_mul(1000),
+        )
+    }
+
+    /// The session `token` names, refreshing its idle clock. A session whose account is gone
+    /// or disabled, or whose credential count moved, is deleted and reads as none; one past
+    /// its idle or absolute limit is deleted and reads as expired.
+    ///
+    /// # Errors
+    /// The database cannot be read or written.
+    pub fn session(&self, token: &str) -> Result<SessionLookup, ReviewError> {
+        let hash = token_hash(token);
+        let now = self.now_ms() as i64;
+        let (idle, max) = self.session_limits();
+        let db = self.db()?;
+        type Row = (
+            String,
+            i64,
+            i64,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+            i64,
+            Option<(i64, i64, String)>,
+        );
+        let row: Option<Row> = db
+            .query_row(
+                "SELECT s.user, s.epoch, s.must_change, s.started_ms, s.last_seen_ms, s.previous_login, \
+                 s.previous_from, s.failed_since, u.epoch, u.disabled, u.role \
+                 FROM sessions s LEFT JOIN users u ON u.name = s.user WHERE s.token_sha256 = ?1",
+                [&hash],
+                |r| {
+                    let account = match r.get::<_, Option<i64>>(8)? {
+                        Some(epoch) => Some((epoch, r.get(9)?, r.get(10)?)),
+                        None => None,
+                    };
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        account,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(sql)?;
+        let Some((
+            user,
+            epoch,
+            must_change,
+            started,
+            last_seen,
+            previous_login,
+            previous_from,
+            failed_since,
+            account,
+        )) = row
+        else {
+            return Ok(SessionLookup::None);
+        };
+        let delete = |db: &rusqlite::Connection| {
+            db.execute("DELETE FROM sessions WHERE token_sha256 = ?1", [&hash])
+                .map_err(sql)
+        };
+        let roles = match account {
+            // The account was deleted or disabled, or its password or roles changed.
+            Some((current, disabled, role)) if current == epoch && disabled == 0 => {
+                parse_roles(&role).unwrap_or_default()
             }
-            // A poisoned count reads as u64::MAX everywhere, which no session holds.
-            Err(_) => u64::MAX,
+            _ => {
+                delete(&db)?;
+                return Ok(SessionLookup::None);
+            }
+        };
+        if now - last_seen >= idle || now - started >= max {
+            delete(&db)?;
+            return Ok(SessionLookup::Expired);
         }
+        // One write a second at most: each is a durable write.
+        if now - last_seen >= (idle / 10).min(1000) {
+            db.execute(
+                "UPDATE sessions SET last_seen_ms = ?2 WHERE token_sha256 = ?1",
+                params![hash, now],
+            )
+            .map_err(sql)?;
+        }
+        Ok(SessionLookup::Live(StoredSession {
+            user,
+            roles,
+            must_change: must_change != 0,
+            previous_login,
+            previous_from,
+            failed_since: failed_since.max(0) as u32,
+        }))
+    }
+
+    /// Ends the session `token` names (logout).
+    ///
+    /// # Errors
+    /// The database cannot be written.
+    pub fn close_session(&self, token: &str) -> Result<(), ReviewError> {
+        self.db()?
+            .execute(
+                "DELETE FROM sessions WHERE token_sha256 = ?1",
+                [token_hash(token)],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// How many live-looking sessions `name` holds (for tests and the accounts page).
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn session_count(&self, name: &str) -> Result<u64, ReviewError> {
+        self.db()?
+            .query_row(
+                "SELECT COUNT(*) FROM sessions WHERE user = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(sql)
     }
 
     fn db(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, ReviewError> {
@@ -886,6 +1263,12 @@ impl Review {
                 format!("アカウント {name:?} はありません / no such account"),
             )
         })?;
+        if user.disabled {
+            return Err(ReviewError::new(
+                ErrorKind::Forbidden,
+                format!("アカウント {name:?} は無効です / the account is disabled"),
+            ));
+        }
         if !roles.iter().any(|r| user.roles.contains(r)) {
             return Err(ReviewError::new(
                 ErrorKind::Forbidden,
@@ -909,16 +1292,49 @@ impl Review {
         Ok(user)
     }
 
+    /// Refuses unless `by` may manage accounts: an administrator's account, or the local
+    /// administrator at the command line.
+    fn account_manager(&self, by: &Actor, what: &str) -> Result<(), ReviewError> {
+        if !by.local_admin {
+            self.actor(by.name(), &[Role::Admin], what)?;
+        }
+        Ok(())
+    }
+
+    /// The account `name`, or not-found.
+    fn existing(&self, name: &str) -> Result<User, ReviewError> {
+        self.user(name)?.ok_or_else(|| {
+            ReviewError::new(
+                ErrorKind::NotFound,
+                format!("アカウント {name:?} はありません / no account {name}"),
+            )
+        })
+    }
+
+    fn account_event(
+        &self,
+        by: &Actor,
+        name: &str,
+        action: &str,
+        role: Option<String>,
+    ) -> AuditEvent {
+        AuditEvent::UserChanged(UserChanged {
+            user: name.into(),
+            by: by.name().into(),
+            action: action.into(),
+            role,
+            via: Some(by.via().clone()),
+        })
+    }
+
     /// Creates an account with a one-time password, returned once and never stored in clear.
-    /// `by` is the acting administrator, or `cli:…` for the local command line (the first
+    /// `by` is an administrator, or the local administrator at the command line (the first
     /// administrator can only be made there).
     ///
     /// # Errors
     /// Bad name, existing account, or an actor who is not an administrator.
-    pub fn add_user(&self, by: &str, name: &str, roles: &[Role]) -> Result<String, ReviewError> {
-        if !by.starts_with("cli:") {
-            self.actor(by, &[Role::Admin], "アカウント作成")?;
-        }
+    pub fn add_user(&self, by: &Actor, name: &str, roles: &[Role]) -> Result<String, ReviewError> {
+        self.account_manager(by, "アカウント作成")?;
         if !valid_user_name(name) {
             return Err(ReviewError::new(
                 ErrorKind::Invalid,
@@ -939,12 +1355,7 @@ impl Review {
         }
         let password = one_time_password();
         let hash = self.hashing(|| hash_password(&password))?;
-        self.record(AuditEvent::UserChanged(UserChanged {
-            user: name.into(),
-            by: by.into(),
-            action: "add".into(),
-            role: Some(roles_text(roles)),
-        }))?;
+        self.record(self.account_event(by, name, "add", Some(roles_text(roles))))?;
         self.db()?
             .execute(
                 "INSERT INTO users (name, role, hash, must_change, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
@@ -954,24 +1365,16 @@ impl Review {
         Ok(password)
     }
 
-    /// Gives an account a new one-time password (and unlocks it).
+    /// Gives an account a new one-time password (and unlocks it); its sessions end.
     ///
     /// # Errors
     /// Unknown account or an actor who is not an administrator.
-    pub fn reset_password(&self, by: &str, name: &str) -> Result<String, ReviewError> {
-        if !by.starts_with("cli:") {
-            self.actor(by, &[Role::Admin], "パスワード再発行")?;
-        }
-        self.user(name)?
-            .ok_or_else(|| ReviewError::new(ErrorKind::NotFound, format!("no account {name}")))?;
+    pub fn reset_password(&self, by: &Actor, name: &str) -> Result<String, ReviewError> {
+        self.account_manager(by, "パスワード再発行")?;
+        self.existing(name)?;
         let password = one_time_password();
         let hash = self.hashing(|| hash_password(&password))?;
-        self.record(AuditEvent::UserChanged(UserChanged {
-            user: name.into(),
-            by: by.into(),
-            action: "reset-password".into(),
-            role: None,
-        }))?;
+        self.record(self.account_event(by, name, "reset-password", None))?;
         self.db()?
             .execute(
                 "UPDATE users SET hash = ?2, must_change = 1, failed = 0, locked_until = 0 WHERE name = ?1",
@@ -979,7 +1382,7 @@ impl Review {
             )
             .map_err(sql)?;
         // After the store changed: a login in between holds the old count and ends too.
-        self.replace_credentials(name);
+        self.replace_credentials(name, None)?;
         Ok(password)
     }
 
@@ -987,18 +1390,10 @@ impl Review {
     ///
     /// # Errors
     /// Unknown account or an actor who is not an administrator.
-    pub fn unlock(&self, by: &str, name: &str) -> Result<(), ReviewError> {
-        if !by.starts_with("cli:") {
-            self.actor(by, &[Role::Admin], "ロック解除")?;
-        }
-        self.user(name)?
-            .ok_or_else(|| ReviewError::new(ErrorKind::NotFound, format!("no account {name}")))?;
-        self.record(AuditEvent::UserChanged(UserChanged {
-            user: name.into(),
-            by: by.into(),
-            action: "unlock".into(),
-            role: None,
-        }))?;
+    pub fn unlock(&self, by: &Actor, name: &str) -> Result<(), ReviewError> {
+        self.account_manager(by, "ロック解除")?;
+        self.existing(name)?;
+        self.record(self.account_event(by, name, "unlock", None))?;
         self.db()?
             .execute(
                 "UPDATE users SET failed = 0, locked_until = 0 WHERE name = ?1",
@@ -1006,6 +1401,147 @@ impl Review {
             )
             .map_err(sql)?;
         Ok(())
+    }
+
+    /// Changes an account in a way that may leave no enabled administrator. Under an
+    /// immediate transaction the change is refused when the account is the caller's own (an
+    /// administrator does not lock themselves out; another does it) or when afterwards no
+    /// enabled administrator would remain; otherwise it is audited and written, and the
+    /// account's sessions end.
+    fn change_account(
+        &self,
+        by: &Actor,
+        name: &str,
+        change: AccountChange<'_>,
+    ) -> Result<(), ReviewError> {
+        self.account_manager(by, change.what())?;
+        if !by.local_admin && by.name() == name {
+            return Err(ReviewError::new(
+                ErrorKind::Forbidden,
+                "自分のアカウントは無効化・削除・役割変更できません。別の管理者が行ってください / \
+                 an administrator does not disable, delete or re-role their own account",
+            ));
+        }
+        {
+            let mut db = self.db()?;
+            // IMMEDIATE: two administrators removing each other at once are one after the
+            // other, and the second sees the first's change.
+            let tx = db
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let users = query_users(&tx)?;
+            let target = users.iter().find(|u| u.name == name).ok_or_else(|| {
+                ReviewError::new(
+                    ErrorKind::NotFound,
+                    format!("アカウント {name:?} はありません / no account {name}"),
+                )
+            })?;
+            let is_admin = |u: &User| u.enabled() && u.roles.contains(&Role::Admin);
+            let stays_admin = match change {
+                AccountChange::Roles(roles) => target.enabled() && roles.contains(&Role::Admin),
+                AccountChange::Disable | AccountChange::Delete => false,
+            };
+            let others = users
+                .iter()
+                .filter(|u| u.name != name && is_admin(u))
+                .count();
+            if is_admin(target) && !stays_admin && others == 0 {
+                return Err(ReviewError::new(
+                    ErrorKind::Forbidden,
+                    "最後の有効な管理者は無効化・削除・役割変更できません。先に別の管理者を作ってください / \
+                     the last enabled administrator stays",
+                ));
+            }
+            let (action, role) = match change {
+                AccountChange::Disable => ("disable", None),
+                AccountChange::Delete => ("delete", None),
+                AccountChange::Roles(roles) => ("role", Some(roles_text(roles))),
+            };
+            self.record(self.account_event(by, name, action, role))?;
+            match change {
+                AccountChange::Disable => {
+                    tx.execute("UPDATE users SET disabled = 1 WHERE name = ?1", [name])
+                }
+                AccountChange::Delete => tx.execute("DELETE FROM users WHERE name = ?1", [name]),
+                AccountChange::Roles(roles) => tx.execute(
+                    "UPDATE users SET role = ?2 WHERE name = ?1",
+                    params![name, roles_text(roles)],
+                ),
+            }
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+        }
+        self.replace_credentials(name, None)
+    }
+
+    /// Disables an account (a transfer, a leave): it stays, with its history, but cannot log
+    /// in and its sessions end. Its pending requests stay for an approver to decide.
+    ///
+    /// # Errors
+    /// Unknown account, not an administrator, one's own account, or the last enabled
+    /// administrator.
+    pub fn disable_user(&self, by: &Actor, name: &str) -> Result<(), ReviewError> {
+        self.change_account(by, name, AccountChange::Disable)
+    }
+
+    /// Enables a disabled account again (its password stays as it was).
+    ///
+    /// # Errors
+    /// Unknown account or not an administrator.
+    pub fn enable_user(&self, by: &Actor, name: &str) -> Result<(), ReviewError> {
+        self.account_manager(by, "アカウントの有効化")?;
+        self.existing(name)?;
+        self.record(self.account_event(by, name, "enable", None))?;
+        self.db()?
+            .execute("UPDATE users SET disabled = 0 WHERE name = ?1", [name])
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// Deletes an account. Its sessions end, and its pending release requests are withdrawn
+    /// (each with its own record, by `by`): a request nobody can speak for any more should
+    /// not wait to be approved, and only its requester could otherwise withdraw it. Decided
+    /// requests and the audit log keep the name.
+    ///
+    /// # Errors
+    /// Unknown account, not an administrator, one's own account, or the last enabled
+    /// administrator.
+    pub fn delete_user(&self, by: &Actor, name: &str) -> Result<(), ReviewError> {
+        self.change_account(by, name, AccountChange::Delete)?;
+        for request in self.requests(Some(RequestState::Pending))? {
+            if request.requester == name {
+                let withdrawn = self.transition(
+                    &request.id,
+                    |_| Ok(()),
+                    AuditEvent::ReleaseCancelled,
+                    RequestState::Cancelled,
+                    by,
+                    "申請者のアカウント削除 / the requester's account was deleted",
+                );
+                match withdrawn {
+                    Ok(_) => {}
+                    // Decided meanwhile: nothing left to withdraw.
+                    Err(e) if e.is_conflict() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives an account other roles; its sessions end (the next login holds the new ones).
+    ///
+    /// # Errors
+    /// Unknown account, no role, not an administrator, one's own account, or taking the admin
+    /// role from the last enabled administrator.
+    pub fn set_roles(&self, by: &Actor, name: &str, roles: &[Role]) -> Result<(), ReviewError> {
+        if roles.is_empty() {
+            return Err(ReviewError::new(
+                ErrorKind::Invalid,
+                "役割を選んでください / no role",
+            ));
+        }
+        self.change_account(by, name, AccountChange::Roles(roles))
     }
 
     /// Checks a password. Wrong name, wrong password, a locked account and a throttled
@@ -1021,14 +1557,16 @@ impl Review {
     ///
     /// # Errors
     /// [`ReviewError::is_login_failure`] for any refusal.
-    pub fn login(&self, name: &str, password: &str, client: &str) -> Result<LoginOk, ReviewError> {
+    pub fn login(&self, name: &str, password: &str, via: &Via) -> Result<LoginOk, ReviewError> {
         let admin = self.config.get().admin.clone();
+        let client = &client_key(via);
         let refused = || ReviewError::new(ErrorKind::Login, LOGIN_REFUSED);
         let audit = |outcome: &str| {
             self.record(AuditEvent::AdminLogin(AdminLogin {
                 user: name.chars().take(64).collect(),
                 client: client.into(),
                 outcome: outcome.into(),
+                via: Some(via.clone()),
             }))
         };
         let now = self.now_ms() as i64;
@@ -1132,16 +1670,28 @@ impl Review {
         // A parallel attempt may have locked the account while this one was checked: the
         // lock wins.
         let now = self.now_ms() as i64;
-        let locked: bool = db
+        let (locked, disabled): (bool, bool) = db
             .query_row(
-                "SELECT locked_until > ?2 FROM users WHERE name = ?1",
+                "SELECT locked_until > ?2, disabled <> 0 FROM users WHERE name = ?1",
                 params![name, now],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(sql)?;
         if locked {
             drop(db);
             audit("locked")?;
+            return Err(refused());
+        }
+        if disabled {
+            // The same answer as a wrong password: the attempt is not a failure of the
+            // owner's, so it is not counted against the account.
+            db.execute(
+                "UPDATE users SET failed = MAX(failed - 1, 0) WHERE name = ?1",
+                [name],
+            )
+            .map_err(sql)?;
+            drop(db);
+            audit("disabled")?;
             return Err(refused());
         }
         audit("success")?;
@@ -1178,13 +1728,19 @@ impl Review {
         self.hashes.peak.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Changes one's own password (the old one proves it is them). Returns the new
-    /// [`Review::credential_epoch`]: the session that changed it carries on under it, every
-    /// other session of the account ends.
+    /// Changes one's own password (the old one proves it is them). The session `keep` (the
+    /// web session that changed it) carries on; every other session of the account ends.
     ///
     /// # Errors
     /// Wrong old password or a weak new one.
-    pub fn change_password(&self, name: &str, old: &str, new: &str) -> Result<u64, ReviewError> {
+    pub fn change_password(
+        &self,
+        actor: &Actor,
+        old: &str,
+        new: &str,
+        keep: Option<&str>,
+    ) -> Result<(), ReviewError> {
+        let name = actor.name();
         let hash: Option<String> = self
             .db()?
             .query_row("SELECT hash FROM users WHERE name = ?1", [name], |r| {
@@ -1200,19 +1756,14 @@ impl Review {
         }
         check_new_password(name, old, new)?;
         let hash = self.hashing(|| hash_password(new))?;
-        self.record(AuditEvent::UserChanged(UserChanged {
-            user: name.into(),
-            by: name.into(),
-            action: "change-password".into(),
-            role: None,
-        }))?;
+        self.record(self.account_event(actor, name, "change-password", None))?;
         self.db()?
             .execute(
                 "UPDATE users SET hash = ?2, must_change = 0 WHERE name = ?1",
                 params![name, hash],
             )
             .map_err(sql)?;
-        Ok(self.replace_credentials(name))
+        self.replace_credentials(name, keep)
     }
 
     // ---- items and requests ---------------------------------------------------------------
@@ -1311,17 +1862,18 @@ impl Review {
         request: &Request,
         event: fn(ReleaseDecision) -> AuditEvent,
         state: RequestState,
-        by: &str,
+        by: &Actor,
         reason: &str,
     ) -> Result<(), ReviewError> {
         self.record(event(ReleaseDecision {
             item_id: request.item_id.clone(),
             request_id: Some(request.id.clone()),
-            by: by.into(),
+            by: by.name().into(),
             reason: reason.into(),
             target: Some(request.target.to_string()),
+            via: Some(by.via().clone()),
         }))?;
-        self.set_state(&request.id, state, Some(by), Some(reason))
+        self.set_state(&request.id, state, Some(by.name()), Some(reason))
     }
 
     /// Moves a pending request to `state` — the one transition a request makes out of
@@ -1334,7 +1886,7 @@ impl Review {
         allowed: impl FnOnce(&Request) -> Result<(), ReviewError>,
         event: fn(ReleaseDecision) -> AuditEvent,
         state: RequestState,
-        by: &str,
+        by: &Actor,
         reason: &str,
     ) -> Result<Request, ReviewError> {
         let mut db = self.db()?;
@@ -1370,13 +1922,14 @@ impl Review {
         self.record(event(ReleaseDecision {
             item_id: request.item_id.clone(),
             request_id: Some(request.id.clone()),
-            by: by.into(),
+            by: by.name().into(),
             reason: reason.into(),
             target: Some(request.target.to_string()),
+            via: Some(by.via().clone()),
         }))?;
         tx.execute(
             "UPDATE requests SET state = ?2, decided_by = ?3, decision_reason = ?4, decided_at = ?5 WHERE id = ?1 AND state = 'pending'",
-            params![request.id, state.as_str(), by, reason, self.now_rfc3339()],
+            params![request.id, state.as_str(), by.name(), reason, self.now_rfc3339()],
         )
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
@@ -1384,9 +1937,9 @@ impl Review {
     }
 
     /// Refuses a decision on one's own request (対策基準 2(9) 兼務の禁止).
-    fn not_own(actor: &str) -> impl FnOnce(&Request) -> Result<(), ReviewError> + '_ {
+    fn not_own(actor: &Actor) -> impl FnOnce(&Request) -> Result<(), ReviewError> + '_ {
         move |request| {
-            if request.requester == actor {
+            if request.requester == actor.name() {
                 return Err(ReviewError::new(
                     ErrorKind::Forbidden,
                     "自分の申請は承認・却下できません（対策基準 2(9) 兼務の禁止） / nobody decides their own request",
@@ -1414,11 +1967,12 @@ impl Review {
     /// pending, or a target that does not fit the item.
     pub fn request_release(
         &self,
-        actor: &str,
+        by: &Actor,
         item_id: &str,
         target: Target,
         reason: &str,
     ) -> Result<Request, ReviewError> {
+        let actor = by.name();
         self.actor(actor, &[Role::Operator], "解除申請")?;
         let reason = Self::need_reason(reason)?;
         let item = self.item(item_id)?;
@@ -1470,6 +2024,7 @@ impl Review {
             by: actor.into(),
             reason: reason.clone(),
             target: Some(target.to_string()),
+            via: Some(by.via().clone()),
         }))?;
         self.db()?
             .execute(
@@ -1495,11 +2050,11 @@ impl Review {
     /// [`Review::deliver_approved`] to retry.
     pub fn approve(
         &self,
-        actor: &str,
+        actor: &Actor,
         request_id: &str,
         reason: &str,
     ) -> Result<Request, ReviewError> {
-        self.actor(actor, &[Role::Approver], "承認")?;
+        self.actor(actor.name(), &[Role::Approver], "承認")?;
         let reason = Self::need_reason(reason)?;
         let item = self.item(&self.request(request_id)?.item_id)?;
         if self
@@ -1522,7 +2077,7 @@ impl Review {
             actor,
             &reason,
         )?;
-        self.deliver(&self.request(request_id)?).map_err(|e| {
+        self.deliver(&self.request(request_id)?, actor.via()).map_err(|e| {
             ReviewError::internal(format!(
                 "承認は記録しました。配送に失敗したため自動で再試行します / approved; delivery failed and is retried: {e}"
             ))
@@ -1534,8 +2089,8 @@ impl Review {
     ///
     /// # Errors
     /// Wrong role, self-decision, a request decided meanwhile, no reason.
-    pub fn reject(&self, actor: &str, request_id: &str, reason: &str) -> Result<(), ReviewError> {
-        self.actor(actor, &[Role::Approver], "却下")?;
+    pub fn reject(&self, actor: &Actor, request_id: &str, reason: &str) -> Result<(), ReviewError> {
+        self.actor(actor.name(), &[Role::Approver], "却下")?;
         let reason = Self::need_reason(reason)?;
         self.transition(
             request_id,
@@ -1553,13 +2108,13 @@ impl Review {
     /// # Errors
     /// Wrong role, someone else's request ([`ReviewError::is_forbidden`]), or a request not
     /// pending.
-    pub fn cancel(&self, actor: &str, request_id: &str, reason: &str) -> Result<(), ReviewError> {
-        self.actor(actor, &[Role::Operator], "申請の取り下げ")?;
+    pub fn cancel(&self, actor: &Actor, request_id: &str, reason: &str) -> Result<(), ReviewError> {
+        self.actor(actor.name(), &[Role::Operator], "申請の取り下げ")?;
         let reason = Self::need_reason(reason)?;
         self.transition(
             request_id,
             |request| {
-                if request.requester != actor {
+                if request.requester != actor.name() {
                     return Err(ReviewError::new(
                         ErrorKind::Forbidden,
                         "他の人の申請は取り下げられません / only the requester may withdraw a request",
@@ -1598,12 +2153,12 @@ impl Review {
     /// running), or the delivery or audit record failed.
     pub fn unlock_item(
         &self,
-        actor: &str,
+        actor: &Actor,
         item_id: &str,
         password: &mukaika_sanitizers::Password,
         way: mukaika_sanitizers::mail::unlocked::UnlockWay,
     ) -> Result<crate::ppap::UnlockResult, ReviewError> {
-        self.actor(actor, &[Role::Operator], "パスワード解除")?;
+        self.actor(actor.name(), &[Role::Operator], "パスワード解除")?;
         self.item(item_id)?;
         let ppap = self.ppap.get().ok_or_else(|| {
             ReviewError::new(
@@ -1611,13 +2166,21 @@ impl Review {
                 "パスワード解除は起動中のサービスが行います / unlocking needs the running service (its registry and antivirus engine)",
             )
         })?;
-        ppap.unlock_item(item_id, password, way, actor, None)
-            .map_err(|e| ReviewError::new(ErrorKind::Invalid, e))
+        ppap.unlock_item(
+            item_id,
+            password,
+            way,
+            actor.name(),
+            Some(actor.via().clone()),
+            None,
+        )
+        .map_err(|e| ReviewError::new(ErrorKind::Invalid, e))
     }
 
     /// # Errors
     /// Wrong role, unknown item, no reason, or the store cannot be written.
-    pub fn delete(&self, actor: &str, item_id: &str, reason: &str) -> Result<(), ReviewError> {
+    pub fn delete(&self, by: &Actor, item_id: &str, reason: &str) -> Result<(), ReviewError> {
+        let actor = by.name();
         self.actor(actor, &[Role::Approver], "削除")?;
         let reason = Self::need_reason(reason)?;
         let item = self.item(item_id)?;
@@ -1637,6 +2200,7 @@ impl Review {
             by: actor.into(),
             reason: reason.clone(),
             target: None,
+            via: Some(by.via().clone()),
         }))?;
         self.db()?
             .execute(
@@ -1655,9 +2219,10 @@ impl Review {
     /// Wrong role or unknown item.
     pub fn original(
         &self,
-        actor: &str,
+        by: &Actor,
         item_id: &str,
     ) -> Result<(QuarantineItem, Vec<u8>), ReviewError> {
+        let actor = by.name();
         self.actor(actor, &[Role::Approver], "原本のダウンロード")?;
         let item = self.item(item_id)?;
         let bytes = self
@@ -1670,6 +2235,7 @@ impl Review {
             by: actor.into(),
             reason: "download".into(),
             target: None,
+            via: Some(by.via().clone()),
         }))?;
         Ok((item, bytes))
     }
@@ -1679,7 +2245,8 @@ impl Review {
     ///
     /// # Errors
     /// Unknown actor or item.
-    pub fn view_bytes(&self, actor: &str, item_id: &str) -> Result<Vec<u8>, ReviewError> {
+    pub fn view_bytes(&self, by: &Actor, item_id: &str) -> Result<Vec<u8>, ReviewError> {
+        let actor = by.name();
         self.actor(
             actor,
             &[Role::Operator, Role::Approver, Role::Auditor, Role::Admin],
@@ -1696,6 +2263,7 @@ impl Review {
             by: actor.into(),
             reason: "safe view".into(),
             target: None,
+            via: Some(by.via().clone()),
         }))?;
         Ok(bytes)
     }
@@ -1714,7 +2282,7 @@ impl Review {
         }
         let mut sent = 0;
         for request in self.requests(Some(RequestState::Approved))? {
-            match self.deliver(&request) {
+            match self.deliver(&request, &Via::System) {
                 Ok(()) => sent += 1,
                 // The item left the quarantine (retention) before it could go: the request
                 // can never be delivered, so it is closed, with a record saying why.
@@ -1736,13 +2304,14 @@ impl Review {
             request,
             AuditEvent::ReleaseCancelled,
             RequestState::Cancelled,
-            "system",
+            &Actor::system(),
             "item no longer in the quarantine",
         )
     }
 
-    /// Sends an approved request's item where it is to go, then marks it delivered.
-    fn deliver(&self, request: &Request) -> Result<(), ReviewError> {
+    /// Sends an approved request's item where it is to go, then marks it delivered. `via` is
+    /// the approver's door when it goes with the approval, [`Via::System`] on a retry.
+    fn deliver(&self, request: &Request, via: &Via) -> Result<(), ReviewError> {
         let item = self.item(&request.item_id)?;
         let bytes = self
             .quarantine
@@ -1794,6 +2363,7 @@ impl Review {
             by: approver,
             reason: destination.clone(),
             target: Some(request.target.to_string()),
+            via: Some(via.clone()),
         }))?;
         self.db()?
             .execute(

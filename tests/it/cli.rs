@@ -405,7 +405,6 @@ fn selfcheck_prints_the_clause_table_and_fails_on_any_gap() {
     let reply = mukaika::admin::control::run(
         &parsed,
         mukaika::admin::control::Op::UserAdd {
-            by: "cli:test".into(),
             name: "sato".into(),
             roles: vec![mukaika::review::Role::Operator],
         },
@@ -684,4 +683,156 @@ fn man_prints_a_roff_page_naming_the_subcommands() {
     for word in ["serve", "quarantine", "health", "completions"] {
         assert!(text.contains(word), "{word} missing from the page");
     }
+}
+
+/// The name the password database gives `uid` (as `id -un` would), or `uid<N>`.
+fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+        })
+        .unwrap_or_else(|| format!("uid{uid}"))
+}
+
+#[test]
+fn a_cli_approval_is_recorded_with_the_os_user_and_pid_the_kernel_reports() {
+    let data = tempfile::tempdir().unwrap();
+    let conf_path = data.path().join("mukaika.toml");
+    let text = support::config_text(data.path(), "127.0.0.1:0");
+    std::fs::write(&conf_path, &text).unwrap();
+    let conf = conf_path.to_str().unwrap();
+    let config = mukaika::config::ServiceConfig::from_toml(&text).unwrap();
+    let store = mukaika::store::quarantine::open(
+        data.path().join("quarantine"),
+        mukaika::config::QuarantineBackend::Sqlite,
+    )
+    .unwrap();
+    let original = b"Subject: held\r\n\r\nbody\r\n";
+    store
+        .put(
+            &mukaika::store::quarantine::QuarantineItem {
+                id: "Q0001".into(),
+                source: "mail".into(),
+                origin_id: "Q0001".into(),
+                name: None,
+                reason: "malformed".into(),
+                detail: "synthetic test item".into(),
+                sha256: mukaika_sanitizers::report::sha256_hex(original),
+                size: original.len() as u64,
+                at: mukaika::clock::now_rfc3339(),
+                report: serde_json::Value::Null,
+                mail_from: Some("sender@example.com".into()),
+                rcpt_to: vec!["staff@city.example.lg.jp".into()],
+                subject: Some("held".into()),
+                detected_type: Some("message/rfc822".into()),
+            },
+            original,
+        )
+        .unwrap();
+    drop(store);
+    // The service runs: every command below goes through its control socket.
+    let rt = support::runtime();
+    let running = support::start(&rt, config, &text);
+    let yamada = support::cli_account(conf, data.path(), "yamada", "operator");
+    let tanaka = support::cli_account(conf, data.path(), "tanaka", "approver");
+    let out = mukaika(&[
+        "quarantine",
+        "request-release",
+        "Q0001",
+        "--user",
+        "yamada",
+        "--password-file",
+        yamada.to_str().unwrap(),
+        "--reason",
+        "取引先に確認済み",
+        "--config",
+        conf,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rid = mukaika::review::read_requests(data.path(), None).unwrap()[0]
+        .id
+        .clone();
+    let child = Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .args([
+            "quarantine",
+            "approve",
+            &rid,
+            "--user",
+            "tanaka",
+            "--password-file",
+            tanaka.to_str().unwrap(),
+            "--reason",
+            "ok",
+            "--config",
+            conf,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Account changes by the local administrator name the OS user too.
+    let out = mukaika(&["admin", "user", "disable", "yamada", "--config", conf]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rt.block_on(running.stop("test"));
+
+    let uid = rustix::process::getuid().as_raw();
+    let records: Vec<serde_json::Value> =
+        mukaika::audit::search(&data.path().join("audit"), &Default::default())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event)
+            .collect();
+    let approved: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["type"] == "release_approved")
+        .collect();
+    assert_eq!(approved.len(), 1);
+    let via = &approved[0]["via"];
+    assert_eq!(via["channel"], "cli", "{via}");
+    assert_eq!(via["os_user"], user_name(uid), "{via}");
+    assert_eq!(via["uid"], uid, "{via}");
+    assert_eq!(
+        via["pid"], pid,
+        "the approving process, as the kernel saw it: {via}"
+    );
+    // The proof's login check names the same process.
+    assert!(records
+        .iter()
+        .any(|r| r["type"] == "admin_login" && r["user"] == "tanaka" && r["via"]["pid"] == pid));
+    // Every review action and account change names the command line.
+    for r in records.iter().filter(|r| {
+        [
+            "release_requested",
+            "release_approved",
+            "user_changed",
+            "admin_login",
+        ]
+        .contains(&r["type"].as_str().unwrap_or_default())
+    }) {
+        assert_eq!(r["via"]["channel"], "cli", "{r}");
+        assert_eq!(r["via"]["uid"], uid, "{r}");
+    }
+    let disabled = records
+        .iter()
+        .find(|r| r["type"] == "user_changed" && r["action"] == "disable")
+        .expect("the disabling is on record");
+    assert_eq!(disabled["by"], format!("cli:{}", user_name(uid)));
 }

@@ -307,7 +307,6 @@ fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
         let reply = run(
             &c,
             Op::UserAdd {
-                by: "cli:test".into(),
                 name: name.into(),
                 roles: mukaika::review::parse_roles(role).unwrap(),
             },
@@ -325,7 +324,6 @@ fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
                 user: name.into(),
                 old: mukaika::ppap::SecretText::new(one_time.into()),
                 new: mukaika::ppap::SecretText::new(support::CLI_PASSWORD.into()),
-                via: "cli:test pid 0".into(),
             },
         )
         .unwrap();

@@ -4,10 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use mukaika::audit::event::Via;
 use mukaika::audit::{AuditConfig, AuditLog};
 use mukaika::config::{NoticeMode, ServiceConfig};
 use mukaika::live::Live;
-use mukaika::review::{RequestState, Review, Role, Target};
+use mukaika::review::{Actor, RequestState, Review, Role, Target};
 use mukaika::sink::Sink;
 use mukaika::store::quarantine::{QuarantineItem, QuarantineStore, SqliteQuarantine};
 
@@ -51,16 +52,29 @@ fn fixture_at(
         sink,
     )
     .unwrap();
-    review
-        .add_user("cli:test", "op", &[Role::Operator])
-        .unwrap();
-    review
-        .add_user("cli:test", "ap", &[Role::Approver])
-        .unwrap();
+    review.add_user(&local(), "op", &[Role::Operator]).unwrap();
+    review.add_user(&local(), "ap", &[Role::Approver]).unwrap();
     Fixture {
         review,
         store,
         data,
+    }
+}
+
+/// The local administrator at this process's command line.
+fn local() -> Actor {
+    Actor::local_admin(mukaika::admin::control::this_process()).unwrap()
+}
+
+/// `name` acting at this process's command line.
+fn cli(name: &str) -> Actor {
+    Actor::new(name, mukaika::admin::control::this_process())
+}
+
+/// A web client at `address`.
+fn web_from(address: &str) -> Via {
+    Via::Web {
+        client: address.to_string(),
     }
 }
 
@@ -103,10 +117,10 @@ fn an_approval_survives_a_failed_delivery_and_goes_out_on_the_next_pass() {
     f.store.put(&item("I1", "mail", &now), b"I1").unwrap();
     let r = f
         .review
-        .request_release("op", "I1", Target::Original, "必要")
+        .request_release(&cli("op"), "I1", Target::Original, "必要")
         .unwrap();
     assert!(
-        f.review.approve("ap", &r.id, "確認済み").is_err(),
+        f.review.approve(&cli("ap"), &r.id, "確認済み").is_err(),
         "delivery failed"
     );
     assert_eq!(
@@ -128,17 +142,24 @@ fn an_import_item_is_copied_to_its_export_folder_with_a_release_report() {
     let f = fixture(None, |_| {});
     let now = mukaika::clock::now_rfc3339();
     f.store.put(&item("I2", "import", &now), b"I2").unwrap();
-    let refused = f.review.request_release("op", "I2", Target::Original, "x");
+    let refused = f
+        .review
+        .request_release(&cli("op"), "I2", Target::Original, "x");
     assert!(refused.unwrap_err().is_invalid(), "no original recipients");
     let unknown = f
         .review
-        .request_release("op", "I2", Target::Export("nowhere".into()), "x");
+        .request_release(&cli("op"), "I2", Target::Export("nowhere".into()), "x");
     assert!(unknown.unwrap_err().is_invalid());
     let r = f
         .review
-        .request_release("op", "I2", Target::Export("default".into()), "部署で必要")
+        .request_release(
+            &cli("op"),
+            "I2",
+            Target::Export("default".into()),
+            "部署で必要",
+        )
         .unwrap();
-    let done = f.review.approve("ap", &r.id, "確認").unwrap();
+    let done = f.review.approve(&cli("ap"), &r.id, "確認").unwrap();
     assert_eq!(done.state, RequestState::Delivered);
     let export = f.data.path().join("export");
     assert_eq!(std::fs::read(export.join("見積書.zip")).unwrap(), b"I2");
@@ -156,7 +177,7 @@ fn requests_whose_item_expired_are_closed_not_left_open() {
     f.store.put(&item("I3", "mail", &now), b"I3").unwrap();
     let r = f
         .review
-        .request_release("op", "I3", Target::Original, "必要")
+        .request_release(&cli("op"), "I3", Target::Original, "必要")
         .unwrap();
     f.store.remove("I3").unwrap();
     f.review.deliver_approved().unwrap();
@@ -164,7 +185,7 @@ fn requests_whose_item_expired_are_closed_not_left_open() {
         f.review.request(&r.id).unwrap().state,
         RequestState::Cancelled
     );
-    assert!(f.review.approve("ap", &r.id, "x").is_err());
+    assert!(f.review.approve(&cli("ap"), &r.id, "x").is_err());
 }
 
 #[test]
@@ -174,33 +195,41 @@ fn wrong_roles_and_missing_reasons_are_refused_with_predicates() {
     f.store.put(&item("I4", "mail", &now), b"I4").unwrap();
     assert!(f
         .review
-        .request_release("ap", "I4", Target::Original, "x")
+        .request_release(&cli("ap"), "I4", Target::Original, "x")
         .unwrap_err()
         .is_forbidden());
     assert!(f
         .review
-        .request_release("op", "I4", Target::Original, "  ")
+        .request_release(&cli("op"), "I4", Target::Original, "  ")
         .unwrap_err()
         .is_invalid());
     assert!(f
         .review
-        .request_release("op", "../I4", Target::Original, "x")
+        .request_release(&cli("op"), "../I4", Target::Original, "x")
         .unwrap_err()
         .is_not_found());
     let r = f
         .review
-        .request_release("op", "I4", Target::Original, "x")
+        .request_release(&cli("op"), "I4", Target::Original, "x")
         .unwrap();
     assert!(f
         .review
-        .reject("op", &r.id, "x")
+        .reject(&cli("op"), &r.id, "x")
         .unwrap_err()
         .is_forbidden());
-    assert!(f.review.delete("op", "I4", "x").unwrap_err().is_forbidden());
-    assert!(f.review.original("op", "I4").unwrap_err().is_forbidden());
     assert!(f
         .review
-        .add_user("op", "x", &[Role::Admin])
+        .delete(&cli("op"), "I4", "x")
+        .unwrap_err()
+        .is_forbidden());
+    assert!(f
+        .review
+        .original(&cli("op"), "I4")
+        .unwrap_err()
+        .is_forbidden());
+    assert!(f
+        .review
+        .add_user(&cli("op"), "x", &[Role::Admin])
         .unwrap_err()
         .is_forbidden());
 }
@@ -265,7 +294,7 @@ fn password_hashes_run_at_most_a_bounded_number_at_once() {
             s.spawn(move || {
                 let name = format!("ghost{i}");
                 let e = review
-                    .login(&name, "wrong-password", &format!("10.0.0.{i}"))
+                    .login(&name, "wrong-password", &web_from(&format!("10.0.0.{i}")))
                     .unwrap_err();
                 assert!(e.is_login_failure());
             });
@@ -282,7 +311,7 @@ fn password_hashes_run_at_most_a_bounded_number_at_once() {
 fn two_approvals_at_once_leave_one_record_and_a_conflict() {
     let f = fixture(None, |_| {});
     f.review
-        .add_user("cli:test", "ap2", &[Role::Approver])
+        .add_user(&local(), "ap2", &[Role::Approver])
         .unwrap();
     let now = mukaika::clock::now_rfc3339();
     for i in 0..8 {
@@ -292,7 +321,7 @@ fn two_approvals_at_once_leave_one_record_and_a_conflict() {
             .unwrap();
         let r = f
             .review
-            .request_release("op", &id, Target::Original, "x")
+            .request_release(&cli("op"), &id, Target::Original, "x")
             .unwrap();
         let barrier = std::sync::Barrier::new(2);
         let results: Vec<_> = std::thread::scope(|s| {
@@ -302,7 +331,7 @@ fn two_approvals_at_once_leave_one_record_and_a_conflict() {
                     let (review, barrier, rid) = (&f.review, &barrier, r.id.clone());
                     s.spawn(move || {
                         barrier.wait();
-                        review.approve(who, &rid, "ok")
+                        review.approve(&cli(who), &rid, "ok")
                     })
                 })
                 .collect();
@@ -331,18 +360,18 @@ fn a_throttled_address_leaves_the_accounts_usable_from_elsewhere() {
         c.admin.login_attempts_per_client = 3;
         c.admin.lockout_secs = 600;
     });
-    let op = f.review.reset_password("cli:test", "op").unwrap();
-    let ap = f.review.reset_password("cli:test", "ap").unwrap();
+    let op = f.review.reset_password(&local(), "op").unwrap();
+    let ap = f.review.reset_password(&local(), "ap").unwrap();
     let attacker = "192.0.2.66";
     for name in ["nobody", "nobody", "ap", "ap", "op", "op"] {
         assert!(f
             .review
-            .login(name, "wrong-password", attacker)
+            .login(name, "wrong-password", &web_from(attacker))
             .unwrap_err()
             .is_login_failure());
     }
     assert!(
-        f.review.login("op", &op, attacker).is_err(),
+        f.review.login("op", &op, &web_from(attacker)).is_err(),
         "the address is throttled"
     );
     let counted = |name: &str| {
@@ -353,8 +382,8 @@ fn a_throttled_address_leaves_the_accounts_usable_from_elsewhere() {
     assert_eq!(counted("ap"), (1, 0));
     assert_eq!(counted("op"), (0, 0));
     // The accounts the address tried last were never counted against: staff elsewhere log in.
-    assert!(f.review.login("op", &op, "192.0.2.10").is_ok());
-    assert!(f.review.login("ap", &ap, "192.0.2.11").is_ok());
+    assert!(f.review.login("op", &op, &web_from("192.0.2.10")).is_ok());
+    assert!(f.review.login("ap", &ap, &web_from("192.0.2.11")).is_ok());
 }
 
 /// 2030-01-01T00:00:00Z: far from the machine's clock, so only the fixture's clock can make
@@ -419,4 +448,126 @@ fn a_damaged_digest_watermark_announces_items_rather_than_skipping_them() {
         1
     );
     assert_eq!(files_in(&f.data.path().join("maildir/new")).len(), 1);
+}
+
+#[test]
+fn refuses_to_remove_the_last_enabled_admin() {
+    let f = fixture(None, |_| {});
+    let by = local();
+    f.review.add_user(&by, "kanri", &[Role::Admin]).unwrap();
+    let refused = |r: Result<(), mukaika::review::ReviewError>| {
+        let e = r.unwrap_err();
+        assert!(e.is_forbidden(), "{e}");
+    };
+    refused(f.review.disable_user(&by, "kanri"));
+    refused(f.review.delete_user(&by, "kanri"));
+    refused(f.review.set_roles(&by, "kanri", &[Role::Operator]));
+    // Keeping the admin role among others is no removal.
+    f.review
+        .set_roles(&by, "kanri", &[Role::Auditor, Role::Admin])
+        .unwrap();
+    // With a second administrator the first may go; then the second is the last.
+    f.review.add_user(&by, "kanri2", &[Role::Admin]).unwrap();
+    f.review.disable_user(&by, "kanri").unwrap();
+    refused(f.review.set_roles(&by, "kanri2", &[Role::Approver]));
+    refused(f.review.delete_user(&by, "kanri2"));
+    // A disabled administrator counts for nothing: enabling it makes kanri2 removable.
+    f.review.enable_user(&by, "kanri").unwrap();
+    f.review.delete_user(&by, "kanri2").unwrap();
+    assert!(f.review.user("kanri2").unwrap().is_none());
+    // An administrator's account may not remove itself, even with another admin left.
+    f.review.add_user(&by, "kanri3", &[Role::Admin]).unwrap();
+    refused(f.review.disable_user(&cli("kanri"), "kanri"));
+    // Nor may anyone but an administrator.
+    refused(f.review.disable_user(&cli("op"), "ap"));
+    f.review.disable_user(&cli("kanri"), "kanri3").unwrap();
+}
+
+#[test]
+fn deleting_an_account_withdraws_its_pending_requests() {
+    let f = fixture(None, |_| {});
+    let now = mukaika::clock::now_rfc3339();
+    f.store.put(&item("I9", "mail", &now), b"I9").unwrap();
+    let r = f
+        .review
+        .request_release(&cli("op"), "I9", Target::Original, "必要")
+        .unwrap();
+    f.review.delete_user(&local(), "op").unwrap();
+    let after = f.review.request(&r.id).unwrap();
+    assert_eq!(after.state, RequestState::Cancelled);
+    assert!(
+        f.review.approve(&cli("ap"), &r.id, "ok").is_err(),
+        "nothing left to approve"
+    );
+    let records = mukaika::audit::search(
+        &f.data.path().join("audit"),
+        &mukaika::audit::Search::default(),
+    )
+    .unwrap();
+    let withdrawn = records
+        .iter()
+        .find(|r| r.event["type"] == "release_cancelled")
+        .expect("the withdrawal is on record");
+    assert_eq!(withdrawn.event["via"]["channel"], "cli");
+    let deleted = records
+        .iter()
+        .find(|r| r.event["type"] == "user_changed" && r.event["action"] == "delete")
+        .expect("the deletion is on record");
+    assert_eq!(deleted.event["user"], "op");
+    assert_eq!(deleted.event["via"]["channel"], "cli");
+    assert_eq!(
+        deleted.event["via"]["pid"],
+        u64::from(std::process::id()),
+        "{:?}",
+        deleted.event
+    );
+}
+
+#[test]
+fn sessions_are_kept_as_hashes_and_end_with_account_changes() {
+    let f = fixture(None, |_| {});
+    let one_time = f.review.reset_password(&local(), "op").unwrap();
+    let ok = f
+        .review
+        .login("op", &one_time, &web_from("192.0.2.1"))
+        .unwrap();
+    let token = f.review.open_session(&ok, "192.0.2.1").unwrap();
+    let live = |token: &str| {
+        matches!(
+            f.review.session(token).unwrap(),
+            mukaika::review::SessionLookup::Live(_)
+        )
+    };
+    assert!(live(&token));
+    let db = rusqlite::Connection::open(f.data.path().join("review.db")).unwrap();
+    let stored: String = db
+        .query_row("SELECT token_sha256 FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_ne!(stored, token);
+    assert_eq!(
+        stored,
+        mukaika_sanitizers::report::sha256_hex(token.as_bytes())
+    );
+    assert_eq!(f.review.session_count("op").unwrap(), 1);
+    // Disabling ends it, and enabling does not bring it back.
+    f.review.disable_user(&local(), "op").unwrap();
+    assert!(!live(&token));
+    assert_eq!(f.review.session_count("op").unwrap(), 0);
+    f.review.enable_user(&local(), "op").unwrap();
+    assert!(!live(&token));
+    // A reset ends every session; a change of password every other one.
+    let ok = f
+        .review
+        .login("op", &one_time, &web_from("192.0.2.1"))
+        .unwrap();
+    let (a, b) = (
+        f.review.open_session(&ok, "192.0.2.1").unwrap(),
+        f.review.open_session(&ok, "192.0.2.2").unwrap(),
+    );
+    f.review
+        .change_password(&cli("op"), &one_time, "a9#b7!c5$d3%x", Some(&a))
+        .unwrap();
+    assert!(live(&a) && !live(&b));
+    f.review.reset_password(&local(), "op").unwrap();
+    assert!(!live(&a));
 }

@@ -1460,7 +1460,6 @@ fn metrics_show_the_review_queue_and_the_build() {
     let reply = run(
         &c,
         Op::UserAdd {
-            by: "cli:test".into(),
             name: "op1".into(),
             roles: mukaika::review::parse_roles("operator").unwrap(),
         },
@@ -1479,7 +1478,6 @@ fn metrics_show_the_review_queue_and_the_build() {
             user: "op1".into(),
             old: mukaika::ppap::SecretText::new(one_time),
             new: mukaika::ppap::SecretText::new(support::CLI_PASSWORD.into()),
-            via: "cli:test pid 0".into(),
         },
     )
     .unwrap();

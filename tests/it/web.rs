@@ -524,10 +524,7 @@ fn accounts_lock_after_repeated_failures_and_the_next_login_reports_them() {
     // An administrator unlocks it from the command line.
     let reply = mukaika::admin::control::run(
         &c,
-        mukaika::admin::control::Op::UserUnlock {
-            by: "cli:test".into(),
-            name: "op1".into(),
-        },
+        mukaika::admin::control::Op::UserUnlock { name: "op1".into() },
     )
     .unwrap();
     assert!(reply.ok);
@@ -584,10 +581,7 @@ fn a_password_reset_or_change_ends_the_other_sessions_of_that_account() {
     // ends it too; someone else's session is untouched.
     let reply = mukaika::admin::control::run(
         &c,
-        mukaika::admin::control::Op::UserReset {
-            by: "cli:test".into(),
-            name: "op1".into(),
-        },
+        mukaika::admin::control::Op::UserReset { name: "op1".into() },
     )
     .unwrap();
     assert!(reply.ok);
@@ -1666,5 +1660,239 @@ fn a_request_with_two_host_headers_is_refused() {
         assert_eq!(get_with_headers(addr, "/login", &headers), 421, "{what}");
         assert_eq!(get_with_headers(addr, "/metrics", &headers), 421, "{what}");
     }
+    rt.block_on(running.stop("test"));
+}
+
+/// The audit records of type `kind`, oldest first.
+fn records_of(data: &Path, kind: &str) -> Vec<serde_json::Value> {
+    mukaika::audit::search(&data.join("audit"), &mukaika::audit::Search::default())
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event["type"] == kind)
+        .map(|r| r.event)
+        .collect()
+}
+
+#[test]
+fn a_web_approval_is_recorded_with_the_web_channel_and_the_peer_address() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    seed(
+        data.path(),
+        "Q0001",
+        None,
+        "malformed",
+        "held",
+        b"Subject: x\r\n\r\nbody\r\n",
+    );
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut op = account(&c, running.admin_addr, "op1", "operator");
+    let mut ap = account(&c, running.admin_addr, "ap1", "approver");
+    let t = op.token();
+    let form = [
+        ("csrf", t.as_str()),
+        ("target", "original"),
+        ("reason", "取引先に確認済み"),
+    ];
+    assert_eq!(op.post("/items/Q0001/request", &form).status, 303);
+    let rid = mukaika::review::read_requests(data.path(), None).unwrap()[0]
+        .id
+        .clone();
+    let t = ap.token();
+    let r = ap.post(
+        &format!("/requests/{rid}/approve"),
+        &[("csrf", t.as_str()), ("reason", "ok")],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    rt.block_on(running.stop("test"));
+    let web = serde_json::json!({ "channel": "web", "client": "127.0.0.1" });
+    let approved = records_of(data.path(), "release_approved");
+    assert_eq!(approved.len(), 1);
+    assert_eq!(approved[0]["by"], "ap1");
+    assert_eq!(approved[0]["via"], web, "{approved:?}");
+    for kind in ["release_requested", "release_delivered", "admin_login"] {
+        let records = records_of(data.path(), kind);
+        assert!(!records.is_empty(), "{kind}");
+        assert!(
+            records.iter().all(|r| r["via"] == web),
+            "{kind}: {records:?}"
+        );
+    }
+    // The password changes at first login name their door too.
+    let changes = records_of(data.path(), "user_changed");
+    assert!(changes
+        .iter()
+        .filter(|r| r["action"] == "change-password")
+        .all(|r| r["via"] == web));
+}
+
+#[test]
+fn a_session_survives_a_restart_and_only_its_hash_is_stored() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = account(&c, running.admin_addr, "op1", "operator");
+    let cookie = b.cookies.get("mukaika_session").cloned().unwrap();
+    let csrf = b.token();
+    rt.block_on(running.stop("test"));
+
+    let running = support::start(&rt, c.clone(), "test");
+    let mut again = Browser::new(running.admin_addr);
+    again
+        .cookies
+        .insert("mukaika_session".into(), cookie.clone());
+    let r = again.get("/items");
+    assert_eq!(r.status, 200, "the same cookie works after the restart");
+    assert_eq!(again.token(), csrf, "and so does the same form token");
+    let r = again.post("/logout", &[("csrf", csrf.as_str())]);
+    assert_eq!(r.status, 303);
+    rt.block_on(running.stop("test"));
+
+    // The store never saw the token, only its SHA-256; the logout removed even that.
+    let raw = std::fs::read(data.path().join("review.db")).unwrap();
+    assert!(
+        !raw.windows(cookie.len()).any(|w| w == cookie.as_bytes()),
+        "the session token is stored in clear"
+    );
+    let db = rusqlite::Connection::open(data.path().join("review.db")).unwrap();
+    let left: i64 = db
+        .query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "logged out");
+}
+
+#[test]
+fn a_disabled_account_cannot_log_in_and_its_session_ends() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut admin = account(&c, running.admin_addr, "kanri", "admin");
+    let mut op = account(&c, running.admin_addr, "op1", "operator");
+    let mut ap = account(&c, running.admin_addr, "ap1", "approver");
+    assert_eq!(op.get("/items").status, 200);
+    let t = admin.token();
+    assert_eq!(
+        admin
+            .post("/users/op1/disable", &[("csrf", t.as_str())])
+            .status,
+        303
+    );
+    assert_eq!(op.get("/items").header("location"), Some("/login"));
+    assert_eq!(op.login("op1", PASSWORD).status, 401, "disabled");
+    let page = admin.get("/users").text();
+    assert!(page.contains("/users/op1/enable"), "{page}");
+    // Enabled again, it logs in with its own password.
+    assert_eq!(
+        admin
+            .post("/users/op1/enable", &[("csrf", t.as_str())])
+            .status,
+        303
+    );
+    assert_eq!(op.login("op1", PASSWORD).status, 303);
+    assert_eq!(op.get("/items").status, 200);
+    // Other roles end the sessions too; the next login holds the new ones.
+    assert_eq!(ap.get("/requests").status, 200);
+    let r = admin.post(
+        "/users/ap1/role",
+        &[("csrf", t.as_str()), ("role_auditor", "1")],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(ap.get("/requests").header("location"), Some("/login"));
+    assert_eq!(ap.login("ap1", PASSWORD).status, 303);
+    assert_eq!(ap.get("/audit").status, 200, "an auditor now");
+    // An administrator does not disable, delete or re-role their own account.
+    for action in ["disable", "delete", "role"] {
+        let r = admin.post(
+            &format!("/users/kanri/{action}"),
+            &[
+                ("csrf", t.as_str()),
+                ("confirm", "1"),
+                ("role_operator", "1"),
+            ],
+        );
+        assert_eq!(r.status, 403, "{action}");
+    }
+    // A deletion must be confirmed; then the account is gone and its session with it.
+    assert_eq!(
+        admin
+            .post("/users/op1/delete", &[("csrf", t.as_str())])
+            .status,
+        400
+    );
+    assert_eq!(
+        admin
+            .post(
+                "/users/op1/delete",
+                &[("csrf", t.as_str()), ("confirm", "1")]
+            )
+            .status,
+        303
+    );
+    assert_eq!(op.get("/items").header("location"), Some("/login"));
+    assert_eq!(op.login("op1", PASSWORD).status, 401, "deleted");
+    rt.block_on(running.stop("test"));
+
+    let changes: Vec<(String, String, serde_json::Value)> = records_of(data.path(), "user_changed")
+        .into_iter()
+        .filter(|r| r["by"] == "kanri" && r["action"] != "change-password")
+        .map(|r| {
+            (
+                r["user"].as_str().unwrap().to_string(),
+                r["action"].as_str().unwrap().to_string(),
+                r["via"].clone(),
+            )
+        })
+        .collect();
+    let web = serde_json::json!({ "channel": "web", "client": "127.0.0.1" });
+    let expected: Vec<(String, String, serde_json::Value)> = [
+        ("op1", "disable"),
+        ("op1", "enable"),
+        ("ap1", "role"),
+        ("op1", "delete"),
+    ]
+    .iter()
+    .map(|(u, a)| (u.to_string(), a.to_string(), web.clone()))
+    .collect();
+    assert_eq!(changes, expected);
+    let role = records_of(data.path(), "user_changed")
+        .into_iter()
+        .find(|r| r["action"] == "role")
+        .unwrap();
+    assert_eq!(role["role"], "auditor");
+    assert!(records_of(data.path(), "admin_login")
+        .iter()
+        .any(|r| r["user"] == "op1" && r["outcome"] == "disabled"));
+}
+
+#[test]
+fn the_users_page_offers_unlock_only_for_a_locked_account() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut admin = account(&c, running.admin_addr, "kanri", "admin");
+    let _op = account(&c, running.admin_addr, "op1", "operator");
+    let _ap = account(&c, running.admin_addr, "ap1", "approver");
+    let page = admin.get("/users").text();
+    assert!(!page.contains("/unlock\""), "nobody is locked: {page}");
+    let mut guesser = Browser::new(running.admin_addr);
+    for _ in 0..c.admin.lockout_attempts {
+        assert_eq!(guesser.login("op1", "wrong-password").status, 401);
+    }
+    let page = admin.get("/users").text();
+    assert!(page.contains("action=\"/users/op1/unlock\""), "{page}");
+    assert_eq!(page.matches("/unlock\"").count(), 1, "{page}");
+    assert_eq!(page.matches("ロック解除").count(), 1, "{page}");
+    let t = admin.token();
+    assert_eq!(
+        admin
+            .post("/users/op1/unlock", &[("csrf", t.as_str())])
+            .status,
+        303
+    );
+    assert!(!admin.get("/users").text().contains("/unlock\""));
     rt.block_on(running.stop("test"));
 }

@@ -26,7 +26,7 @@ use axum::response::IntoResponse;
 
 use super::html::Lang;
 use super::layout::{error_page, Viewer};
-use super::{lang, redirect, same_token, Session, SessionLookup, Web};
+use super::{lang, redirect, same_token, Peer, Session, SessionLookup, Web};
 use crate::review::Role;
 
 /// Which accounts a route admits.
@@ -70,12 +70,25 @@ pub(crate) struct Ctx {
     pub session: Session,
     /// The language the browser chose.
     pub lang: Lang,
+    /// The connection's peer address (a reverse proxy's, when behind one).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl Ctx {
     /// Whether the session holds a role `R` admits.
     pub(crate) fn may<R: Admits>(&self) -> bool {
         R::ROLES.is_none_or(|roles| roles.iter().any(|r| self.session.roles.contains(r)))
+    }
+
+    /// The signed-in account acting through the web from the peer address, for `Review`.
+    pub(crate) fn actor(&self) -> crate::review::Actor {
+        let client = self
+            .peer
+            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        crate::review::Actor::new(
+            self.session.user.clone(),
+            crate::audit::event::Via::Web { client },
+        )
     }
 
     /// The header bar's view of this account.
@@ -112,14 +125,18 @@ impl Web {
     /// while a one-time password is in use, 403 for the wrong role.
     // The error is the answer itself, returned once per request: boxing it buys nothing.
     #[allow(clippy::result_large_err)]
-    fn admit(
-        &self,
+    async fn admit(
+        self: &Arc<Self>,
         headers: &HeaderMap,
         path: &str,
         roles: Option<&[Role]>,
+        peer: Option<std::net::IpAddr>,
     ) -> Result<Ctx, Response<Body>> {
         let lang = lang(headers);
-        let (token, session) = match self.session(headers) {
+        let web = Arc::clone(self);
+        let sent = headers.clone();
+        let lookup = super::blocking(move || web.session(&sent)).await?;
+        let (token, session) = match lookup {
             SessionLookup::Live(t, s) => (t, s),
             SessionLookup::Expired => return Err(redirect("/login?expired=1")),
             SessionLookup::None => return Err(redirect("/login")),
@@ -143,6 +160,7 @@ impl Web {
             token,
             session,
             lang,
+            peer,
         })
     }
 }
@@ -154,7 +172,10 @@ impl<R: Admits> FromRequestParts<Arc<Web>> for Signed<R> {
         parts: &mut Parts,
         web: &Arc<Web>,
     ) -> Result<Self, Self::Rejection> {
-        let ctx = web.admit(&parts.headers, parts.uri.path(), R::ROLES)?;
+        let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
+        let ctx = web
+            .admit(&parts.headers, parts.uri.path(), R::ROLES, peer)
+            .await?;
         Ok(Signed(ctx, PhantomData))
     }
 }
@@ -165,10 +186,11 @@ impl<R: Admits> FromRequest<Arc<Web>> for Posted<R> {
     async fn from_request(request: Request, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
         let headers = request.headers().clone();
         let path = request.uri().path().to_string();
+        let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
         let Form(form) = Form::<HashMap<String, String>>::from_request(request, web)
             .await
             .map_err(IntoResponse::into_response)?;
-        let ctx = web.admit(&headers, &path, R::ROLES)?;
+        let ctx = web.admit(&headers, &path, R::ROLES, peer).await?;
         match form.get("csrf") {
             Some(t) if same_token(t, &ctx.session.csrf) => Ok(Posted {
                 ctx,

@@ -8,8 +8,12 @@
 //!   (`/ppap/{token}`: the one-time token is its credential, its form nonce its CSRF check)
 //!   needs a session; a session ends after
 //!   `admin.session_idle_secs` without a request, `admin.session_max_secs` after login, at logout, when the account's password is
-//!   reset or changed in another session, or at restart (sessions live only in memory). A
-//!   one-time password must be changed before anything else is shown.
+//!   reset or changed in another session, or when the account is disabled, deleted or given
+//!   other roles. Sessions live in the account store (`review.db`, the token's SHA-256 only),
+//!   so a restart keeps them. A one-time password must be changed before anything else is
+//!   shown.
+//! - Every review action is taken as an [`crate::review::Actor`] naming the connection's peer
+//!   address (never a forwarded-for header), so its audit record names the web and the client.
 //! - Every POST carries the session's CSRF token (the login form a token of its own, bound to
 //!   a cookie); anything else is refused before it is read further.
 //! - Cookies are HttpOnly and SameSite=Strict, and Secure under TLS; every response carries a
@@ -27,10 +31,9 @@ pub mod html;
 mod layout;
 mod pages;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -59,11 +62,6 @@ pub struct Session {
     pub previous_from: Option<String>,
     /// Failed attempts since the previous login.
     pub failed_since: u32,
-    /// The account's credential count at login; the session ends when it moves.
-    credentials: u64,
-    last_seen: Instant,
-    /// When it began: it ends `admin.session_max_secs` later however active it is.
-    started: Instant,
 }
 
 /// What the review pages share.
@@ -76,7 +74,6 @@ pub struct Web {
     pub audit_dir: std::path::PathBuf,
     /// Served over TLS (cookies get `Secure` and the `__Host-` prefix).
     pub tls: bool,
-    sessions: Mutex<HashMap<String, Session>>,
 }
 
 impl Web {
@@ -92,16 +89,7 @@ impl Web {
             spools,
             audit_dir,
             tls,
-            sessions: Mutex::new(HashMap::new()),
         }
-    }
-
-    fn idle(&self) -> Duration {
-        Duration::from_secs(self.review.config().admin.session_idle_secs)
-    }
-
-    fn max_age(&self) -> Duration {
-        Duration::from_secs(self.review.config().admin.session_max_secs)
     }
 
     fn session_cookie(&self) -> &'static str {
@@ -124,66 +112,37 @@ impl Web {
         c
     }
 
-    fn start_session(&self, ok: &crate::review::LoginOk) -> String {
-        let token = crate::random::random_hex(32);
-        let session = Session {
-            user: ok.user.name.clone(),
-            roles: ok.user.roles.clone(),
-            csrf: crate::random::random_hex(32),
-            must_change: ok.user.must_change,
-            previous_login: ok.previous_login.clone(),
-            previous_from: ok.previous_from.clone(),
-            failed_since: ok.failed_since,
-            credentials: ok.credentials,
-            last_seen: Instant::now(),
-            started: Instant::now(),
-        };
-        if let Ok(mut sessions) = self.sessions.lock() {
-            let (idle, max) = (self.idle(), self.max_age());
-            sessions.retain(|_, s| s.last_seen.elapsed() < idle && s.started.elapsed() < max);
-            sessions.insert(token.clone(), session);
-        }
-        token
-    }
-
     fn end_session(&self, token: &str) {
-        if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.remove(token);
+        if let Err(e) = self.review.close_session(token) {
+            tracing::error!(error = %e, "session not removed");
         }
     }
 
-    /// The live session for this request, refreshing its idle clock.
+    /// The live session for this request, refreshing its idle clock (a store read and, at
+    /// most once a second, a write: called off the async threads).
     fn session(&self, headers: &HeaderMap) -> SessionLookup {
         let Some(token) = cookie(headers, self.session_cookie()) else {
             return SessionLookup::None;
         };
-        let Ok(mut sessions) = self.sessions.lock() else {
-            return SessionLookup::None;
-        };
-        let (idle, max) = (self.idle(), self.max_age());
-        match sessions.get_mut(&token) {
-            // The password was reset or changed elsewhere: this session was opened with
-            // the old one.
-            Some(s) if s.credentials != self.review.credential_epoch(&s.user) => {
-                sessions.remove(&token);
+        match self.review.session(&token) {
+            Ok(crate::review::SessionLookup::Live(s)) => {
+                let session = Session {
+                    user: s.user,
+                    roles: s.roles,
+                    csrf: crate::review::csrf_of(&token),
+                    must_change: s.must_change,
+                    previous_login: s.previous_login,
+                    previous_from: s.previous_from,
+                    failed_since: s.failed_since,
+                };
+                SessionLookup::Live(token, session)
+            }
+            Ok(crate::review::SessionLookup::Expired) => SessionLookup::Expired,
+            Ok(crate::review::SessionLookup::None) => SessionLookup::None,
+            Err(e) => {
+                // Fail closed: an unreadable store admits nobody.
+                tracing::error!(error = %e, "session store unreadable");
                 SessionLookup::None
-            }
-            Some(s) if s.last_seen.elapsed() < idle && s.started.elapsed() < max => {
-                s.last_seen = Instant::now();
-                SessionLookup::Live(token, s.clone())
-            }
-            Some(_) => {
-                sessions.remove(&token);
-                SessionLookup::Expired
-            }
-            None => SessionLookup::None,
-        }
-    }
-
-    fn update_session(&self, token: &str, f: impl FnOnce(&mut Session)) {
-        if let Ok(mut sessions) = self.sessions.lock() {
-            if let Some(s) = sessions.get_mut(token) {
-                f(s);
             }
         }
     }

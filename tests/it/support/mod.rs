@@ -295,6 +295,5 @@ pub fn cli_account(config: &str, dir: &Path, name: &str, roles: &str) -> std::pa
 pub fn proof(password: &str) -> mukaika::admin::control::Proof {
     mukaika::admin::control::Proof {
         password: mukaika::ppap::SecretText::new(password.to_string()),
-        via: "cli:test pid 0".into(),
     }
 }

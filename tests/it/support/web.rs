@@ -252,7 +252,6 @@ pub fn add_user(config: &mukaika::config::ServiceConfig, name: &str, roles: &str
     let reply = mukaika::admin::control::run(
         config,
         mukaika::admin::control::Op::UserAdd {
-            by: "cli:test".into(),
             name: name.into(),
             roles: mukaika::review::parse_roles(roles).unwrap(),
         },

@@ -71,16 +71,11 @@ pub(super) async fn change_password(State(web): State<Arc<Web>>, post: Posted) -
         return Ok(password_page(&ctx, Some(msg)));
     }
     let review = Arc::clone(&web.review);
-    let user = ctx.session.user.clone();
+    let (actor, token) = (ctx.actor(), ctx.token.clone());
     Ok(
-        match blocking(move || review.change_password(&user, &old, &new)).await? {
-            Ok(credentials) => {
-                web.update_session(&ctx.token, |s| {
-                    s.must_change = false;
-                    s.credentials = credentials;
-                });
-                redirect("/?done=password")
-            }
+        match blocking(move || review.change_password(&actor, &old, &new, Some(&token))).await? {
+            // This session carries on (no longer on a one-time password); the others end.
+            Ok(()) => redirect("/?done=password"),
             Err(e) => password_page(&ctx, Some(&e.to_string())),
         },
     )

@@ -212,7 +212,7 @@ pub(super) async fn item(
     checked_id(lang, &id)?;
     let w = Arc::clone(&web);
     let lookup = id.clone();
-    let viewer = ctx.session.user.clone();
+    let viewer = ctx.actor();
     let loaded = blocking(move || {
         let item = w.review.item(&lookup)?;
         let bytes = w.review.view_bytes(&viewer, &lookup)?;

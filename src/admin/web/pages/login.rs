@@ -87,10 +87,17 @@ pub(super) async fn login(
         .map(|Extension(Peer(a))| a.ip().to_string())
         .unwrap_or_default();
     let review = Arc::clone(&web.review);
-    let result = blocking(move || review.login(&name, &password, &client)).await?;
+    let result = blocking(move || {
+        let via = crate::audit::event::Via::Web {
+            client: client.clone(),
+        };
+        let ok = review.login(&name, &password, &via)?;
+        let token = review.open_session(&ok, &client)?;
+        Ok::<_, crate::review::ReviewError>((ok, token))
+    })
+    .await?;
     Ok(match result {
-        Ok(ok) => {
-            let token = web.start_session(&ok);
+        Ok((ok, token)) => {
             let mut r = redirect(if ok.user.must_change {
                 "/password"
             } else {
@@ -112,7 +119,9 @@ pub(super) async fn login(
 }
 
 pub(super) async fn logout(State(web): State<Arc<Web>>, post: Posted) -> Res {
-    web.end_session(&post.ctx.token);
+    let (w, token) = (Arc::clone(&web), post.ctx.token.clone());
+    // The session ends on the server before the browser is told (a failure is logged).
+    let _ = blocking(move || w.end_session(&token)).await;
     let mut r = redirect("/login");
     if let Ok(v) = web.cookie(web.session_cookie(), "", Some(0)).parse() {
         r.headers_mut().insert(header::SET_COOKIE, v);

@@ -36,7 +36,7 @@ use super::guard::Ctx;
 use super::html::Lang;
 use super::layout::error_page;
 use super::{blocking, review_error, Web};
-use crate::review::{RequestState, Review, ReviewError};
+use crate::review::{Actor, RequestState, Review, ReviewError};
 use crate::store::quarantine::{valid_id, QuarantineItem};
 
 type Res = Response<Body>;
@@ -81,6 +81,10 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/users", get(users::users).post(users::add_user))
         .route("/users/{name}/unlock", post(users::unlock))
         .route("/users/{name}/reset", post(users::reset))
+        .route("/users/{name}/disable", post(users::disable))
+        .route("/users/{name}/enable", post(users::enable))
+        .route("/users/{name}/delete", post(users::delete))
+        .route("/users/{name}/role", post(users::set_roles))
         .route("/users/{name}/{action}", post(users::unknown_action))
 }
 
@@ -104,15 +108,16 @@ async fn set_lang(Path(lang): Path<String>) -> Res {
         .unwrap_or_default()
 }
 
-/// Runs `f` on the review as the signed-in account, off the async threads; a refusal becomes
-/// its error page (403, 404, 400, 409 or 500 by kind).
+/// Runs `f` on the review as the signed-in account (acting through the web from the peer
+/// address), off the async threads; a refusal becomes its error page (403, 404, 400, 409 or
+/// 500 by kind).
 async fn act<T, F>(web: &Web, ctx: &Ctx, f: F) -> Result<T, Res>
 where
     T: Send + 'static,
-    F: FnOnce(&Review, &str) -> Result<T, ReviewError> + Send + 'static,
+    F: FnOnce(&Review, &Actor) -> Result<T, ReviewError> + Send + 'static,
 {
     let review = Arc::clone(&web.review);
-    let user = ctx.session.user.clone();
+    let user = ctx.actor();
     let lang = ctx.lang;
     blocking(move || f(&review, &user))
         .await?

@@ -20,7 +20,7 @@ use crate::admin::web::html::jst;
 use crate::admin::web::html::url;
 use crate::admin::web::layout::{done_notice, frame, head_row};
 use crate::admin::web::{lang, redirect, Web};
-use crate::review::{Request, RequestState, Review, ReviewError};
+use crate::review::{Actor, Request, RequestState, Review, ReviewError};
 
 /// The approve / reject / withdraw forms a request offers this account.
 pub(super) fn decision_forms(ctx: &Ctx, r: &Request, me: &str) -> Markup {
@@ -122,7 +122,7 @@ pub(super) trait Decision: Send + Sync + 'static {
     /// The `?done=` key of the item page afterwards.
     const DONE: &'static str;
     /// Takes it as `user` on request `id`.
-    fn take(review: &Review, user: &str, id: &str, reason: &str) -> Result<(), ReviewError>;
+    fn take(review: &Review, user: &Actor, id: &str, reason: &str) -> Result<(), ReviewError>;
 }
 
 /// An approver releases the item (to the sink, now).
@@ -135,7 +135,7 @@ pub(super) struct Cancel;
 impl Decision for Approve {
     type Who = Approvers;
     const DONE: &'static str = "approved";
-    fn take(review: &Review, user: &str, id: &str, reason: &str) -> Result<(), ReviewError> {
+    fn take(review: &Review, user: &Actor, id: &str, reason: &str) -> Result<(), ReviewError> {
         review.approve(user, id, reason).map(|_| ())
     }
 }
@@ -143,7 +143,7 @@ impl Decision for Approve {
 impl Decision for Reject {
     type Who = Approvers;
     const DONE: &'static str = "rejected";
-    fn take(review: &Review, user: &str, id: &str, reason: &str) -> Result<(), ReviewError> {
+    fn take(review: &Review, user: &Actor, id: &str, reason: &str) -> Result<(), ReviewError> {
         review.reject(user, id, reason)
     }
 }
@@ -151,7 +151,7 @@ impl Decision for Reject {
 impl Decision for Cancel {
     type Who = Operators;
     const DONE: &'static str = "cancelled";
-    fn take(review: &Review, user: &str, id: &str, reason: &str) -> Result<(), ReviewError> {
+    fn take(review: &Review, user: &Actor, id: &str, reason: &str) -> Result<(), ReviewError> {
         review.cancel(user, id, reason)
     }
 }

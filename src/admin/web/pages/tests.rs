@@ -4,14 +4,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use tower::ServiceExt;
 
-use crate::admin::web::{router, Session, Web};
-use crate::review::{Review, Role, Target};
+use crate::admin::web::{router, Web};
+use crate::review::{Actor, Review, Role, Target};
 use crate::store::quarantine::QuarantineItem;
 
 /// Script, an attribute break-out, a bidi override that turns `gnp.exe` into `exe.png`, and
@@ -44,26 +43,39 @@ fn web(dir: &Path) -> Arc<Web> {
     ))
 }
 
-/// A live session for `user` (no login: the store is not asked), its cookie value.
+/// A live session for `user` (no login: the password is not checked), its cookie value.
+/// The session's one-time-password flag is `must_change`, whatever the store says.
+/// An account missing from the store is written into it directly (as one with a name the
+/// store would refuse): a session of no account is no session.
 fn sign_in(web: &Web, user: &str, roles: &[Role], must_change: bool) -> String {
-    let token = format!("session-{user}").replace(|c: char| !c.is_ascii_alphanumeric(), "x");
-    let session = Session {
-        user: user.to_string(),
-        roles: roles.to_vec(),
-        csrf: "csrf-token".into(),
-        must_change,
+    let db = rusqlite::Connection::open(web.review.config().data.dir.join("review.db"))
+        .expect("review.db");
+    db.execute(
+        "INSERT OR IGNORE INTO users (name, role, hash, must_change, created_at) VALUES (?1, ?2, 'x', 0, '2026-04-01T00:00:00Z')",
+        rusqlite::params![user, crate::review::roles_text(roles)],
+    )
+    .expect("account");
+    let mut account = web.review.user(user).expect("store").expect("account");
+    assert_eq!(account.roles, roles, "roles come from the store");
+    account.must_change = must_change;
+    let ok = crate::review::LoginOk {
+        user: account,
         previous_login: Some(crate::clock::now_rfc3339()),
         previous_from: Some(HOSTILE.into()),
         failed_since: 2,
         credentials: web.review.credential_epoch(user),
-        last_seen: Instant::now(),
-        started: Instant::now(),
     };
-    web.sessions
-        .lock()
-        .expect("sessions")
-        .insert(token.clone(), session);
-    token
+    web.review.open_session(&ok, "127.0.0.1").expect("session")
+}
+
+/// The local administrator at this process's command line.
+fn local() -> Actor {
+    Actor::local_admin(crate::admin::control::this_process()).expect("a CLI caller")
+}
+
+/// `name` acting at this process's command line.
+fn cli(name: &str) -> Actor {
+    Actor::new(name, crate::admin::control::this_process())
 }
 
 fn item(id: &str, name: Option<&str>) -> QuarantineItem {
@@ -98,7 +110,7 @@ fn hostile_world(dir: &Path) -> (Arc<Web>, String) {
             &[Role::Operator, Role::Approver, Role::Auditor, Role::Admin][..],
         ),
     ] {
-        review.add_user("cli:test", name, roles).expect("user");
+        review.add_user(&local(), name, roles).expect("user");
     }
     let name = format!("{HOSTILE}.zip");
     review
@@ -117,12 +129,14 @@ fn hostile_world(dir: &Path) -> (Arc<Web>, String) {
         .put(&item("Q0003-1", Some("plain.txt")), HOSTILE.as_bytes())
         .expect("put");
     review
-        .request_release("op1", "Q0001-1", Target::Original, HOSTILE)
+        .request_release(&cli("op1"), "Q0001-1", Target::Original, HOSTILE)
         .expect("request");
     let decided = review
-        .request_release("op1", "Q0002", Target::Original, HOSTILE)
+        .request_release(&cli("op1"), "Q0002", Target::Original, HOSTILE)
         .expect("request");
-    review.reject("ap1", &decided.id, HOSTILE).expect("reject");
+    review
+        .reject(&cli("ap1"), &decided.id, HOSTILE)
+        .expect("reject");
     let token = sign_in(
         &web,
         "kanri",
@@ -167,11 +181,14 @@ async fn get(web: &Arc<Web>, token: &str, path: &str) -> Answer {
     send(web, request).await
 }
 
+/// Posts `form` with the session `token`; `csrf-token` in it stands for the session's CSRF
+/// token (derived from the session token).
 async fn post(web: &Arc<Web>, token: &str, path: &str, form: &str) -> Answer {
+    let form = form.replace("csrf-token", &crate::review::csrf_of(token));
     let request = Request::post(path)
         .header(header::COOKIE, format!("mukaika_session={token}"))
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(form.to_string()))
+        .body(Body::from(form))
         .expect("request");
     send(web, request).await
 }
@@ -286,6 +303,10 @@ async fn every_page_but_login_and_the_stylesheet_needs_a_session() {
         "/users",
         "/users/x/unlock",
         "/users/x/reset",
+        "/users/x/disable",
+        "/users/x/enable",
+        "/users/x/delete",
+        "/users/x/role",
     ] {
         let page = post(&web, "none", path, "csrf=x").await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
