@@ -194,7 +194,7 @@ pub fn counts(
 ///
 /// # Errors
 /// The table cannot be read.
-pub fn unlocked_all(data_dir: &std::path::Path) -> Result<Vec<Unlocked>, String> {
+pub fn unlocked_all(data_dir: &std::path::Path) -> crate::error::Result<Vec<Unlocked>> {
     let Some(db) = super::open_read_only(data_dir)? else {
         return Ok(Vec::new());
     };
@@ -216,7 +216,7 @@ pub fn unlocked_all(data_dir: &std::path::Path) -> Result<Vec<Unlocked>, String>
 pub fn link_deliveries(
     data_dir: &std::path::Path,
     item_id: &str,
-) -> Result<Vec<(String, String)>, String> {
+) -> crate::error::Result<Vec<(String, String)>> {
     let Some(db) = super::open_read_only(data_dir)? else {
         return Ok(Vec::new());
     };
@@ -263,7 +263,7 @@ impl Ppap {
         item_id: &str,
         recipient: &str,
         destination: &str,
-    ) -> Result<(), String> {
+    ) -> crate::error::Result<()> {
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
         db.execute(
             "INSERT OR IGNORE INTO link_deliveries (item_id, recipient, at, destination)
@@ -284,7 +284,7 @@ impl Ppap {
     ///
     /// # Errors
     /// `ppap.db` cannot be written.
-    pub fn make_link(&self, item_id: &str, recipient: &str) -> Result<String, String> {
+    pub fn make_link(&self, item_id: &str, recipient: &str) -> crate::error::Result<String> {
         let token = crate::random::random_hex(32);
         let nonce = crate::random::random_hex(16);
         let now = now_millis();
@@ -315,7 +315,7 @@ impl Ppap {
     ///
     /// # Errors
     /// `ppap.db` cannot be read.
-    pub fn link(&self, token: &str) -> Result<LinkState, String> {
+    pub fn link(&self, token: &str) -> crate::error::Result<LinkState> {
         use rusqlite::OptionalExtension;
         if !well_formed(token) {
             return Ok(LinkState::Unknown);
@@ -354,13 +354,13 @@ impl Ppap {
     ///
     /// # Errors
     /// The item is gone or unreadable.
-    pub fn link_item(&self, link: &Link) -> Result<QuarantineItem, String> {
+    pub fn link_item(&self, link: &Link) -> crate::error::Result<QuarantineItem> {
         self.quarantine
             .get(&link.item_id)
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::error::Error::io("quarantine", e))
     }
 
-    fn set_link(&self, token: &str, column: &str) -> Result<(), String> {
+    fn set_link(&self, token: &str, column: &str) -> crate::error::Result<()> {
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
         db.execute(
             &format!("UPDATE links SET {column} = ?1 WHERE token_sha256 = ?2"),
@@ -371,7 +371,7 @@ impl Ppap {
     }
 
     /// Records a wrong password; returns how many were typed within the window.
-    fn fail_link(&self, token: &str) -> Result<u32, String> {
+    fn fail_link(&self, token: &str) -> crate::error::Result<u32> {
         let now = now_millis();
         let hash = sha256_hex(token.as_bytes());
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
@@ -400,7 +400,7 @@ impl Ppap {
         token: &str,
         nonce: &str,
         password: &Password,
-    ) -> Result<LinkAnswer, String> {
+    ) -> crate::error::Result<LinkAnswer> {
         // One link attempt at a time: the failure count is read and written without a race.
         let _gate = self.link_gate.lock().unwrap_or_else(|p| p.into_inner());
         let link = match self.link(token)? {
@@ -444,8 +444,7 @@ impl Ppap {
                             "{ATTEMPTS} wrong passwords: the recipient's link is locked"
                         )),
                         via: None,
-                    }))
-                    .map_err(|e| e.to_string())?;
+                    }))?;
                 Ok(LinkAnswer::Locked)
             }
             "already-unlocked" => Ok(LinkAnswer::Used),
@@ -509,7 +508,7 @@ impl Ppap {
     ///
     /// # Errors
     /// The quarantine, `ppap.db` or the audit log failed.
-    pub fn mark_expired(&self) -> Result<usize, String> {
+    pub fn mark_expired(&self) -> crate::error::Result<usize> {
         let now = now_millis();
         {
             let mut last = self
@@ -523,7 +522,10 @@ impl Ppap {
         }
         let cfg = self.config.get().ppap.clone();
         let expiry = expiry_ms(&cfg);
-        let items = self.quarantine.list().map_err(|e| e.to_string())?;
+        let items = self
+            .quarantine
+            .list()
+            .map_err(|e| crate::error::Error::io("quarantine", e))?;
         let mut events = Vec::new();
         for i in items.iter().filter(|i| is_ppap_item(i)) {
             let Some(at) = crate::clock::parse_rfc3339(&i.at) else {
@@ -556,7 +558,7 @@ impl Ppap {
             }
         }
         if !events.is_empty() {
-            self.audit.append_all(&events).map_err(|e| e.to_string())?;
+            self.audit.append_all(&events)?;
         }
         Ok(events.len())
     }
@@ -565,7 +567,7 @@ impl Ppap {
     ///
     /// # Errors
     /// `ppap.db` cannot be read.
-    pub fn unlocked_between(&self, since: &str, upto: &str) -> Result<Vec<Unlocked>, String> {
+    pub fn unlocked_between(&self, since: &str, upto: &str) -> crate::error::Result<Vec<Unlocked>> {
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = db
             .prepare(

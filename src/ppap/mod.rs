@@ -171,11 +171,11 @@ pub struct Ppap {
     expiry_checked: Mutex<u64>,
 }
 
-fn sql(e: rusqlite::Error) -> String {
-    format!("ppap database: {e}")
+fn sql(e: rusqlite::Error) -> crate::error::Error {
+    crate::error::Error::transient("ppap database").with_source(e)
 }
 
-fn open_db(data_dir: &Path) -> Result<rusqlite::Connection, String> {
+fn open_db(data_dir: &Path) -> crate::error::Result<rusqlite::Connection> {
     let db = rusqlite::Connection::open(data_dir.join("ppap.db")).map_err(sql)?;
     db.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -198,7 +198,7 @@ fn open_db(data_dir: &Path) -> Result<rusqlite::Connection, String> {
 ///
 /// # Errors
 /// The table cannot be read.
-pub fn unlocked_state(data_dir: &Path, item_id: &str) -> Result<Option<Unlocked>, String> {
+pub fn unlocked_state(data_dir: &Path, item_id: &str) -> crate::error::Result<Option<Unlocked>> {
     match open_read_only(data_dir)? {
         Some(db) => query(&db, item_id),
         None => Ok(None), // nothing was ever unlocked here
@@ -207,7 +207,9 @@ pub fn unlocked_state(data_dir: &Path, item_id: &str) -> Result<Option<Unlocked>
 
 /// `ppap.db` under `data_dir` opened read-only (a page or listing run beside the service never
 /// writes it), or None when nothing was ever recorded there.
-pub(crate) fn open_read_only(data_dir: &Path) -> Result<Option<rusqlite::Connection>, String> {
+pub(crate) fn open_read_only(
+    data_dir: &Path,
+) -> crate::error::Result<Option<rusqlite::Connection>> {
     let path = data_dir.join("ppap.db");
     if !path.exists() {
         return Ok(None);
@@ -234,7 +236,7 @@ pub(crate) fn unlocked_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Unlocked> 
     })
 }
 
-fn query(db: &rusqlite::Connection, item_id: &str) -> Result<Option<Unlocked>, String> {
+fn query(db: &rusqlite::Connection, item_id: &str) -> crate::error::Result<Option<Unlocked>> {
     use rusqlite::OptionalExtension;
     db.query_row(
         &format!("SELECT {UNLOCKED_COLUMNS} FROM unlocked WHERE item_id = ?1"),
@@ -279,7 +281,7 @@ impl Ppap {
         sink: Sink,
         spool: Option<Arc<Spool>>,
         registry: Arc<Registry>,
-    ) -> Result<Self, String> {
+    ) -> crate::error::Result<Self> {
         let db = open_db(&config.get().data.dir)?;
         Ok(Self {
             quarantine,
@@ -300,7 +302,7 @@ impl Ppap {
     ///
     /// # Errors
     /// The table cannot be read.
-    pub fn state(&self, item_id: &str) -> Result<Option<Unlocked>, String> {
+    pub fn state(&self, item_id: &str) -> crate::error::Result<Option<Unlocked>> {
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
         query(&db, item_id)
     }
@@ -471,7 +473,7 @@ impl Ppap {
     }
 
     /// Delivers `out` unless a delivery under its key was made before (as the pipeline does).
-    fn deliver_once(&self, out: Outgoing) -> Result<String, String> {
+    fn deliver_once(&self, out: Outgoing) -> crate::error::Result<String> {
         let key = out.key().to_string();
         if let Sink::Maildir(root) = &self.sink {
             let path = root.join("new").join(maildir_name(&key));
@@ -482,7 +484,7 @@ impl Ppap {
         if self.spool.as_ref().is_some_and(|s| s.delivered(&key)) {
             return Ok("outgoing (queued before)".into());
         }
-        let destination = self.sink.deliver(out).map_err(|e| e.to_string())?;
+        let destination = self.sink.deliver(out)?;
         if let Some(spool) = &self.spool {
             if let Err(e) = spool.mark_delivered(&key) {
                 tracing::warn!(key, error = %e, "delivery marker not written");
@@ -493,7 +495,7 @@ impl Ppap {
 
     /// Delivers one unlocked message, records the item as unlocked, and returns the audit
     /// record of the delivery.
-    fn finish(&self, ready: Ready) -> Result<(AuditEvent, UnlockResult), String> {
+    fn finish(&self, ready: Ready) -> crate::error::Result<(AuditEvent, UnlockResult)> {
         let Ready {
             item,
             way,
@@ -525,7 +527,7 @@ impl Ppap {
         // The delivery is made: its audit record below is written whatever happens to the
         // bookkeeping (a failure there is logged; the delivery key keeps a retry from sending
         // it twice).
-        let bookkeeping = (|| -> Result<(), String> {
+        let bookkeeping = (|| -> crate::error::Result<()> {
             if let Some(r) = &only {
                 self.record_link_delivery(&item.id, r, &destination)?;
             }
@@ -857,15 +859,18 @@ impl Ppap {
         by: &str,
         via: Option<crate::audit::event::Via>,
         recipients: Option<Vec<String>>,
-    ) -> Result<UnlockResult, String> {
-        let item = self.quarantine.get(item_id).map_err(|e| e.to_string())?;
+    ) -> crate::error::Result<UnlockResult> {
+        let item = self
+            .quarantine
+            .get(item_id)
+            .map_err(|e| crate::error::Error::io("quarantine", e))?;
         if item.reason != ENCRYPTED {
-            return Err(format!(
+            return Err(crate::error::Error::permanent(format!(
                 "隔離理由が encrypted ではありません / item {item_id} is held for {:?}, not for encryption",
                 item.reason
-            ));
+            )));
         }
-        let refused = |outcome: &str| -> Result<UnlockResult, String> {
+        let refused = |outcome: &str| -> crate::error::Result<UnlockResult> {
             self.audit
                 .append(AuditEvent::UnlockAttempted(UnlockAttempted {
                     item_id: item_id.to_string(),
@@ -875,8 +880,7 @@ impl Ppap {
                     outcome: outcome.into(),
                     detail: None,
                     via: via.clone(),
-                }))
-                .map_err(|e| e.to_string())?;
+                }))?;
             Ok(UnlockResult {
                 outcome: outcome.into(),
                 verdict: None,
@@ -916,7 +920,10 @@ impl Ppap {
             return refused("already-unlocked");
         }
         let result = (|| {
-            let bytes = self.quarantine.bytes(item_id).map_err(|e| e.to_string())?;
+            let bytes = self
+                .quarantine
+                .bytes(item_id)
+                .map_err(|e| crate::error::Error::io("quarantine", e))?;
             let timeout = std::time::Duration::from_secs(self.config.get().pipeline.timeout_secs);
             let rcpt = recipients.unwrap_or_else(|| self.remaining(&item));
             let (mut event, ready) = self.attempt(
@@ -936,7 +943,7 @@ impl Ppap {
                 _ => String::new(),
             };
             // The attempt is on record before what it unlocked goes out.
-            self.audit.append(event).map_err(|e| e.to_string())?;
+            self.audit.append(event)?;
             let Some(mut ready) = ready else {
                 return Ok(UnlockResult {
                     outcome,
@@ -946,7 +953,7 @@ impl Ppap {
             };
             ready.only = only;
             let (event, done) = self.finish(ready)?;
-            self.audit.append(event).map_err(|e| e.to_string())?;
+            self.audit.append(event)?;
             Ok(done)
         })();
         self.release(item_id);

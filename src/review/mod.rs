@@ -2174,7 +2174,16 @@ impl Review {
             Some(actor.via().clone()),
             None,
         )
-        .map_err(|e| ReviewError::new(ErrorKind::Invalid, e))
+        .map_err(|e| {
+            // A refused request (not an encrypted item) is the caller's; a database or disk
+            // failure is ours.
+            let kind = if e.is_transient() {
+                ErrorKind::Internal
+            } else {
+                ErrorKind::Invalid
+            };
+            ReviewError::new(kind, e.to_string())
+        })
     }
 
     /// # Errors
