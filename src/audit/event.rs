@@ -75,6 +75,16 @@ pub enum AuditEvent {
     UnlockDelivered(UnlockDelivered),
 }
 
+impl AuditEvent {
+    /// The record's `type` as written in the log (`message_converted`, `delivered`, …).
+    pub fn kind(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("type")?.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
 /// Passwords were tried on one held password-protected item. Carries how many, never which:
 /// no password, candidate or part of one is ever written here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

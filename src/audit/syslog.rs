@@ -276,13 +276,9 @@ mod tests {
         String::from_utf8(msg).unwrap()
     }
 
-    #[test]
-    fn tls_targets_send_octet_counted_frames_over_tls_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, cert.cert.pem()).unwrap();
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+    /// A SIEM's TLS side presenting `cert`.
+    fn tls_server(cert: &rcgen::CertifiedKey<rcgen::KeyPair>) -> rustls::ServerConfig {
+        rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
@@ -292,7 +288,16 @@ mod tests {
             vec![cert.cert.der().clone()],
             rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn tls_targets_send_octet_counted_frames_over_tls_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        let server = tls_server(&cert);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let siem = std::thread::spawn(move || {
@@ -331,17 +336,7 @@ mod tests {
         let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, trusted.cert.pem()).unwrap();
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![other.cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::try_from(other.signing_key.serialize_der()).unwrap(),
-        )
-        .unwrap();
+        let server = tls_server(&other);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let siem = std::thread::spawn(move || {

@@ -461,16 +461,8 @@ Content-Transfer-Encoding: base64\r\n\r\n"
     }
 
     fn kinds(events: &[AuditEvent]) -> String {
-        events
-            .iter()
-            .map(|e| {
-                serde_json::to_value(e).unwrap()["type"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect::<Vec<_>>()
-            .join(",")
+        let kinds: Vec<String> = events.iter().map(AuditEvent::kind).collect();
+        kinds.join(",")
     }
 
     #[test]

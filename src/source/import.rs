@@ -1360,15 +1360,7 @@ mod tests {
     }
 
     fn kinds(events: &[AuditEvent]) -> Vec<String> {
-        events
-            .iter()
-            .map(|e| {
-                serde_json::to_value(e).unwrap()["type"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
+        events.iter().map(AuditEvent::kind).collect()
     }
 
     #[test]

@@ -973,26 +973,44 @@ mod tests {
         names
     }
 
-    #[test]
-    fn a_converted_message_passes_on_in_the_place_of_its_intake_item() {
+    /// An intake spool and an outgoing spool side by side, as the service opens them.
+    fn two_spools() -> (tempfile::TempDir, Arc<Spool>, Arc<Spool>) {
         let dir = tempfile::tempdir().unwrap();
         let (intake, _) = Spool::open(dir.path().join("spool"), 0).unwrap();
         let (outgoing, _) = Spool::open(dir.path().join("outgoing"), 0).unwrap();
-        let accepted = intake
-            .accept(
-                envelope(),
-                "192.0.2.1",
-                b"Subject: original\r\n\r\n<b>x</b>\r\n",
-            )
-            .unwrap();
+        (dir, intake, outgoing)
+    }
+
+    /// Accepts a message into `intake` and writes its staged form (converted bytes, marked)
+    /// under each of `places` — what a crash between the steps of `pass_on_bytes` leaves.
+    fn staged_item(intake: &Spool, places: &[PathBuf]) -> ItemMeta {
+        let accepted = intake.accept(envelope(), "192.0.2.1", b"original").unwrap();
+        let staged = ItemMeta {
+            converted: true,
+            ..accepted.clone()
+        };
+        // The staged form took the original's place.
+        let original = intake
+            .root
+            .join("incoming")
+            .join(format!("{}.item", accepted.id));
+        fs::remove_file(original).unwrap();
+        for place in places {
+            let path = place.join(format!("{}.item", accepted.id));
+            fs::write(path, encode(&staged, b"converted")).unwrap();
+        }
+        accepted
+    }
+
+    #[test]
+    fn a_converted_message_passes_on_in_the_place_of_its_intake_item() {
+        let (_dir, intake, outgoing) = two_spools();
+        let original = b"Subject: original\r\n\r\n<b>x</b>\r\n";
+        let converted = b"Subject: converted\r\n\r\nx\r\n";
+        let accepted = intake.accept(envelope(), "192.0.2.1", original).unwrap();
         let lease = intake.lease(0).unwrap().unwrap();
         let id = lease
-            .pass_on_bytes(
-                &outgoing,
-                envelope(),
-                "converted",
-                b"Subject: converted\r\n\r\nx\r\n",
-            )
+            .pass_on_bytes(&outgoing, envelope(), "converted", converted)
             .unwrap();
         assert_eq!(id, accepted.id, "the message keeps its queue ID");
         for state in ["incoming", "active", "deferred", "hold", DELIVERED, "tmp"] {
@@ -1005,10 +1023,10 @@ mod tests {
         let relayed = outgoing.lease(0).unwrap().unwrap();
         assert_eq!(relayed.meta().id, accepted.id);
         assert!(relayed.meta().converted);
-        assert_eq!(relayed.data().unwrap(), b"Subject: converted\r\n\r\nx\r\n");
+        assert_eq!(relayed.data().unwrap(), converted);
         assert_eq!(
             relayed.meta().sha256,
-            mukaika_sanitizers::report::sha256_hex(b"Subject: converted\r\n\r\nx\r\n")
+            mukaika_sanitizers::report::sha256_hex(converted)
         );
     }
 
@@ -1017,31 +1035,8 @@ mod tests {
     /// passing it on moves those bytes — nothing is converted twice or lost.
     #[test]
     fn a_staged_item_found_after_a_crash_passes_on_without_its_original() {
-        let dir = tempfile::tempdir().unwrap();
-        let (intake, _) = Spool::open(dir.path().join("spool"), 0).unwrap();
-        let (outgoing, _) = Spool::open(dir.path().join("outgoing"), 0).unwrap();
-        let accepted = intake.accept(envelope(), "192.0.2.1", b"original").unwrap();
-        let mut staged = accepted.clone();
-        staged.converted = true;
-        fs::write(
-            intake
-                .root
-                .join("incoming")
-                .join(format!("{}.item", accepted.id)),
-            encode(&staged, b"converted"),
-        )
-        .unwrap();
-        fs::rename(
-            intake
-                .root
-                .join("incoming")
-                .join(format!("{}.item", accepted.id)),
-            intake
-                .root
-                .join("active")
-                .join(format!("{}.item", accepted.id)),
-        )
-        .unwrap();
+        let (dir, intake, outgoing) = two_spools();
+        staged_item(&intake, &[intake.root.join("active")]);
         drop(intake);
         let (intake, _) = Spool::open(dir.path().join("spool"), 0).unwrap();
         let lease = intake.lease(0).unwrap().unwrap();
@@ -1049,53 +1044,34 @@ mod tests {
         lease.pass_on_staged(&outgoing).unwrap();
         assert!(files(&intake.root.join("incoming")).is_empty());
         assert!(files(&intake.root.join("active")).is_empty());
-        assert_eq!(
-            outgoing.lease(0).unwrap().unwrap().data().unwrap(),
-            b"converted"
-        );
+        let relayed = outgoing.lease(0).unwrap().unwrap();
+        assert_eq!(relayed.data().unwrap(), b"converted");
     }
 
     /// The same staged item found in both spools (the rename had reached the outgoing spool,
     /// the removal from the intake one had not): one copy goes on, the other is dropped.
     #[test]
     fn a_staged_item_already_passed_on_is_not_queued_twice() {
-        let dir = tempfile::tempdir().unwrap();
-        let (intake, _) = Spool::open(dir.path().join("spool"), 0).unwrap();
-        let (outgoing, _) = Spool::open(dir.path().join("outgoing"), 0).unwrap();
-        let accepted = intake.accept(envelope(), "192.0.2.1", b"original").unwrap();
-        let mut staged = accepted.clone();
-        staged.converted = true;
-        let name = format!("{}.item", accepted.id);
-        fs::write(
-            intake.root.join("incoming").join(&name),
-            encode(&staged, b"converted"),
-        )
-        .unwrap();
-        fs::write(
-            outgoing.root.join("incoming").join(&name),
-            encode(&staged, b"converted"),
-        )
-        .unwrap();
+        let (_dir, intake, outgoing) = two_spools();
+        let places = [intake.root.join("incoming"), outgoing.root.join("incoming")];
+        let accepted = staged_item(&intake, &places);
         let lease = intake.lease(0).unwrap().unwrap();
         assert_eq!(lease.pass_on_staged(&outgoing).unwrap(), accepted.id);
         assert!(files(&intake.root.join("active")).is_empty());
+        let name = format!("{}.item", accepted.id);
         assert_eq!(files(&outgoing.root.join("incoming")), vec![name]);
     }
 
     #[test]
     fn only_a_staged_item_passes_on_without_new_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let (intake, _) = Spool::open(dir.path().join("spool"), 0).unwrap();
-        let (outgoing, _) = Spool::open(dir.path().join("outgoing"), 0).unwrap();
+        let (_dir, intake, outgoing) = two_spools();
         intake.accept(envelope(), "192.0.2.1", b"original").unwrap();
         let lease = intake.lease(0).unwrap().unwrap();
         assert!(lease.pass_on_staged(&outgoing).is_err());
         assert!(files(&outgoing.root.join("incoming")).is_empty());
         // The refused lease went back to the queue, the original with it.
-        assert_eq!(
-            intake.lease(0).unwrap().unwrap().data().unwrap(),
-            b"original"
-        );
+        let again = intake.lease(0).unwrap().unwrap();
+        assert_eq!(again.data().unwrap(), b"original");
     }
 
     #[test]
