@@ -705,34 +705,12 @@ fn a_cli_approval_is_recorded_with_the_os_user_and_pid_the_kernel_reports() {
     std::fs::write(&conf_path, &text).unwrap();
     let conf = conf_path.to_str().unwrap();
     let config = mukaika::config::ServiceConfig::from_toml(&text).unwrap();
-    let store = mukaika::store::quarantine::open(
-        data.path().join("quarantine"),
-        mukaika::config::QuarantineBackend::Sqlite,
-    )
-    .unwrap();
     let original = b"Subject: held\r\n\r\nbody\r\n";
-    store
-        .put(
-            &mukaika::store::quarantine::QuarantineItem {
-                id: "Q0001".into(),
-                source: "mail".into(),
-                origin_id: "Q0001".into(),
-                name: None,
-                reason: "malformed".into(),
-                detail: "synthetic test item".into(),
-                sha256: mukaika_sanitizers::report::sha256_hex(original),
-                size: original.len() as u64,
-                at: mukaika::clock::now_rfc3339(),
-                report: serde_json::Value::Null,
-                mail_from: Some("sender@example.com".into()),
-                rcpt_to: vec!["staff@city.example.lg.jp".into()],
-                subject: Some("held".into()),
-                detected_type: Some("message/rfc822".into()),
-            },
-            original,
-        )
-        .unwrap();
-    drop(store);
+    support::hold(
+        data.path(),
+        &support::held_mail("Q0001", "malformed", original),
+        original,
+    );
     // The service runs: every command below goes through its control socket.
     let rt = support::runtime();
     let running = support::start(&rt, config, &text);

@@ -276,31 +276,11 @@ fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
     let mut c = relay_config(data.path(), port);
     c.notices.recipients = false;
     let original = b"From: sender@example.com\r\nTo: soumu@city.example.invalid\r\nSubject: held\r\n\r\nbody line\r\n";
-    let store =
-        mukaika::store::quarantine::open(data.path().join("quarantine"), c.quarantine.store)
-            .unwrap();
-    store
-        .put(
-            &mukaika::store::quarantine::QuarantineItem {
-                id: "Q0001".into(),
-                source: "mail".into(),
-                origin_id: "Q0001".into(),
-                name: None,
-                reason: "malformed".into(),
-                detail: "synthetic".into(),
-                sha256: mukaika_sanitizers::report::sha256_hex(original),
-                size: original.len() as u64,
-                at: mukaika::clock::now_rfc3339(),
-                report: serde_json::Value::Null,
-                mail_from: Some("sender@example.com".into()),
-                rcpt_to: vec!["soumu@city.example.invalid".into()],
-                subject: Some("held".into()),
-                detected_type: Some("message/rfc822".into()),
-            },
-            original,
-        )
-        .unwrap();
-    drop(store);
+    let item = mukaika::store::quarantine::QuarantineItem {
+        rcpt_to: vec!["soumu@city.example.invalid".into()],
+        ..support::held_mail("Q0001", "malformed", original)
+    };
+    support::hold(data.path(), &item, original);
     let rt = runtime();
     let running = support::start(&rt, c.clone(), "");
     for (name, role) in [("op1", "operator"), ("ap1", "approver")] {

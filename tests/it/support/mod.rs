@@ -297,3 +297,37 @@ pub fn proof(password: &str) -> mukaika::admin::control::Proof {
         password: mukaika::ppap::SecretText::new(password.to_string()),
     }
 }
+
+/// A synthetic mail held whole (a test changes what it needs with `..held_mail(…)`).
+pub fn held_mail(
+    id: &str,
+    reason: &str,
+    bytes: &[u8],
+) -> mukaika::store::quarantine::QuarantineItem {
+    mukaika::store::quarantine::QuarantineItem {
+        id: id.into(),
+        source: "mail".into(),
+        origin_id: id.into(),
+        name: None,
+        reason: reason.into(),
+        detail: "synthetic test item".into(),
+        sha256: mukaika_sanitizers::report::sha256_hex(bytes),
+        size: bytes.len() as u64,
+        at: mukaika::clock::now_rfc3339(),
+        report: serde_json::Value::Null,
+        mail_from: Some("sender@example.com".into()),
+        rcpt_to: vec!["staff@city.example.lg.jp".into()],
+        subject: Some("held".into()),
+        detected_type: Some("message/rfc822".into()),
+    }
+}
+
+/// Puts `item` with `bytes` into the quarantine store under `data` (the embedded default).
+pub fn hold(data: &Path, item: &mukaika::store::quarantine::QuarantineItem, bytes: &[u8]) {
+    let store = mukaika::store::quarantine::open(
+        data.join("quarantine"),
+        mukaika::config::QuarantineBackend::Sqlite,
+    )
+    .unwrap();
+    store.put(item, bytes).unwrap();
+}
