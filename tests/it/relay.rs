@@ -284,30 +284,7 @@ fn an_approved_release_goes_out_through_the_relay_marked_with_both_people() {
     let rt = runtime();
     let running = support::start(&rt, c.clone(), "");
     for (name, role) in [("op1", "operator"), ("ap1", "approver")] {
-        let reply = run(
-            &c,
-            Op::UserAdd {
-                name: name.into(),
-                roles: mukaika::review::parse_roles(role).unwrap(),
-            },
-        )
-        .unwrap();
-        assert!(reply.ok, "{}", reply.message);
-        let one_time = reply
-            .message
-            .lines()
-            .find_map(|l| l.split_once("one-time password: ").map(|(_, p)| p.trim()))
-            .unwrap();
-        let reply = run(
-            &c,
-            Op::ChangePassword {
-                user: name.into(),
-                old: mukaika::ppap::SecretText::new(one_time.into()),
-                new: mukaika::ppap::SecretText::new(support::CLI_PASSWORD.into()),
-            },
-        )
-        .unwrap();
-        assert!(reply.ok, "{}", reply.message);
+        support::control_account(&c, name, role);
     }
     let reply = run(
         &c,

@@ -1457,31 +1457,7 @@ fn metrics_show_the_review_queue_and_the_build() {
     // An operator asks for its release: the item now waits for an approver instead.
     use mukaika::admin::control::{run, Op};
     let c = config(data.path(), "");
-    let reply = run(
-        &c,
-        Op::UserAdd {
-            name: "op1".into(),
-            roles: mukaika::review::parse_roles("operator").unwrap(),
-        },
-    )
-    .unwrap();
-    assert!(reply.ok, "{}", reply.message);
-    let one_time = reply
-        .message
-        .lines()
-        .find_map(|l| l.split_once("one-time password: ").map(|(_, p)| p.trim()))
-        .unwrap()
-        .to_string();
-    let reply = run(
-        &c,
-        Op::ChangePassword {
-            user: "op1".into(),
-            old: mukaika::ppap::SecretText::new(one_time),
-            new: mukaika::ppap::SecretText::new(support::CLI_PASSWORD.into()),
-        },
-    )
-    .unwrap();
-    assert!(reply.ok, "{}", reply.message);
+    support::control_account(&c, "op1", "operator");
     let reply = run(
         &c,
         Op::RequestRelease {
