@@ -30,7 +30,7 @@ use mukaika_sanitizers::report::sha256_hex;
 use mukaika_sanitizers::Password;
 
 use super::{now_millis, sql, Ppap, UnlockResult, Unlocked};
-use crate::audit::event::UnlockAttempted;
+use crate::audit::event::{UnlockAttempted, Via};
 use crate::audit::AuditEvent;
 use crate::config::PpapSection;
 use crate::store::quarantine::QuarantineItem;
@@ -400,6 +400,7 @@ impl Ppap {
         token: &str,
         nonce: &str,
         password: &Password,
+        via: Option<Via>,
     ) -> crate::error::Result<LinkAnswer> {
         // One link attempt at a time: the failure count is read and written without a race.
         let _gate = self.link_gate.lock().unwrap_or_else(|p| p.into_inner());
@@ -419,7 +420,7 @@ impl Ppap {
             password,
             UnlockWay::Web,
             &by,
-            None,
+            via.clone(),
             Some(vec![link.recipient.clone()]),
         )?;
         match result.outcome.as_str() {
@@ -443,7 +444,7 @@ impl Ppap {
                         detail: Some(format!(
                             "{ATTEMPTS} wrong passwords: the recipient's link is locked"
                         )),
-                        via: None,
+                        via,
                     }))?;
                 Ok(LinkAnswer::Locked)
             }

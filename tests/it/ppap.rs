@@ -1166,6 +1166,9 @@ fn a_recipients_link_unlocks_for_that_recipient_alone_and_works_once() {
     assert_eq!(attempts.len(), 1, "{attempts:?}");
     assert_eq!(attempts[0]["by"], format!("recipient:{RCPT}"));
     assert_eq!(attempts[0]["outcome"], "unlocked");
+    // The recipient's attempt names its channel and connection, as staff's do.
+    assert_eq!(attempts[0]["via"]["channel"], "web", "{}", attempts[0]);
+    assert_eq!(attempts[0]["via"]["client"], "127.0.0.1", "{}", attempts[0]);
 
     // Used: the link works once.
     let again = b.get(&format!("/ppap/{mine}"));

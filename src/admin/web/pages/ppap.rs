@@ -155,6 +155,7 @@ pub(super) async fn page(State(web): State<Arc<Web>>, Path(token): Path<String>)
 pub(super) async fn submit(
     State(web): State<Arc<Web>>,
     Path(token): Path<String>,
+    peer: Option<axum::Extension<crate::admin::web::Peer>>,
     Form(mut form): Form<HashMap<String, String>>,
 ) -> Page {
     let nonce = form.remove("nonce").unwrap_or_default();
@@ -163,9 +164,13 @@ pub(super) async fn submit(
     drop(form);
     let w = Arc::clone(&web);
     let t = token.clone();
+    // The recipient's attempt is recorded with the connection it came from, like staff's.
+    let via = peer.map(|p| crate::audit::event::Via::Web {
+        client: p.0 .0.ip().to_string(),
+    });
     let answered = blocking(move || {
         let ppap = w.review.ppap()?;
-        let answer = ppap.unlock_by_link(&t, &nonce, &password);
+        let answer = ppap.unlock_by_link(&t, &nonce, &password, via);
         drop(password);
         Some(answer.and_then(|a| {
             // A wrong password shows the form again, with the item.
