@@ -418,7 +418,9 @@ fn a_zip_then_its_password_mail_gives_one_sanitized_delivery_with_the_docm_as_do
         "{}",
         password_mail.text
     );
-    // The encrypted original stays held; the item is marked unlocked.
+    // The encrypted original stays held; the item is marked unlocked (the mark follows the
+    // delivery, and its audit record follows the mark).
+    gw.events("unlock_delivered", 1);
     let state = mukaika::ppap::unlocked_state(&gw.data, &held[0].id)
         .unwrap()
         .expect("marked unlocked");
