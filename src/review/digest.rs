@@ -83,7 +83,13 @@ pub fn admin_pass(review: &Review, sink: &Sink) -> Result<usize, String> {
         Some(ppap) => ppap.unlocked_between(&since, &upto)?,
         None => Vec::new(),
     };
-    if let Some(out) = notice::for_admins(notices, &format!("A{now}"), &fresh, &unlocked) {
+    if let Some(out) = notice::for_admins(
+        notices,
+        &format!("A{now}"),
+        &fresh,
+        &unlocked,
+        config.admin.public_url.as_deref(),
+    ) {
         sink.deliver(out).map_err(|e| e.to_string())?;
     }
     write_watermark(&path, &upto)?;
