@@ -87,7 +87,9 @@ fn menu(lang: Lang, v: &Viewer<'_>) -> Markup {
     html! {
         nav aria-label=(lang.t("メニュー", "Menu")) {
             @for (href, label) in &links { a href=(href) { (label) } }
-            span.who { (v.user) " (" (roles_label(lang, v.roles)) ")" }
+            // The roles only as a tooltip: with every role they are longer than the menu (the
+            // dashboard says them in full).
+            span.who title=(roles_label(lang, v.roles)) { (v.user) }
             form method="post" action="/logout" class="inline" {
                 input type="hidden" name="csrf" value=(v.csrf);
                 button { (lang.t("ログアウト", "Log out")) }
@@ -241,7 +243,7 @@ main{padding:.8em 1.5em;max-width:100%}main:focus{outline:none}h1{font-size:1.4e
 h2{font-size:1.15em;margin:1.2em 0 .4em}\
 table{border-collapse:collapse;width:100%;background:#fff;font-size:14px}caption{text-align:left;font-weight:bold;padding:.2em 0;caption-side:top}\
 th,td{border:1px solid #ccc;padding:.2em .4em;text-align:left;vertical-align:top;word-break:keep-all;overflow-wrap:break-word}\
-th{background:#e9edf2;white-space:nowrap}td.long,td.long *{word-break:normal;overflow-wrap:anywhere}td.long{min-width:8.5em}\
+th{background:#e9edf2;white-space:nowrap}tbody th[scope=row]{font-weight:normal}table.items tbody th{background:#fff}td.long,td.long *{word-break:normal;overflow-wrap:anywhere}td.long{min-width:8.5em}\
 .nw{white-space:nowrap}.id{font-family:monospace;font-size:.95em;white-space:nowrap}.sub2{display:block;color:#555;font-size:.9em}\
 th a{color:inherit}th[aria-sort] a{font-weight:bold}td.num,th.num{text-align:right}\
 pre{background:#fff;border:1px solid #ccc;padding:.5em;white-space:pre-wrap;overflow-wrap:anywhere;max-height:40em;overflow:auto}\

@@ -164,7 +164,7 @@ pub(super) async fn audit_search(
                 span {
                     (records.len()) " " (lang.t("件", "records"))
                     @if let (Some(first), Some(last)) = (shown.first(), shown.last()) {
-                        " — " (lang.t("表示中: ", "showing: ")) "#" (first.seq) "–#" (last.seq)
+                        " — " (lang.t("表示中: ", "showing: ")) "#" (last.seq) "–#" (first.seq)
                     }
                 }
                 a href={ "/audit.csv?" (base) } download { (lang.t("検索結果を CSV でダウンロード", "Download the results as CSV")) }

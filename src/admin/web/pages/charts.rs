@@ -80,9 +80,24 @@ pub(super) fn day_volumes(records: &[crate::audit::Record]) -> BTreeMap<String, 
 /// Width of the drawing area of every chart, in `viewBox` units.
 const W: u32 = 520;
 
-/// At most `max` characters of `s` (labels must stay inside the chart).
-fn fit(s: &str, max: usize) -> String {
-    crate::admin::web::html::cut(s, max).into_owned()
+/// As much of `s` as fits in `room` units of 11-px text (labels must stay inside the chart,
+/// or the SVG clips them): wide (CJK) characters count 11, others 6.5; an ellipsis when cut.
+fn fit(s: &str, room: u32) -> String {
+    let width = |c: char| if c.is_ascii() { 6.5 } else { 11.0 };
+    if s.chars().map(width).sum::<f64>() <= f64::from(room) {
+        return s.to_string();
+    }
+    let mut used = 11.0; // the ellipsis
+    let mut out = String::new();
+    for c in s.chars() {
+        used += width(c);
+        if used > f64::from(room) {
+            break;
+        }
+        out.push(c);
+    }
+    out.push('…');
+    out
 }
 
 /// Stacked columns, one per day (oldest left), split by [`VERDICTS`], with a legend.
@@ -176,7 +191,7 @@ pub(super) fn bars(title: &str, rows: &[Bar]) -> Markup {
                     @let y = 4 + i as u32 * row_h;
                     @let len = (r.value as u64 * u64::from(room) / max as u64) as u32;
                     @let mark = html! {
-                        text x=(label_w - 6) y=(y + 15) text-anchor="end" { (fit(&r.label, 17)) }
+                        text x=(label_w - 6) y=(y + 15) text-anchor="end" { (fit(&r.label, label_w - 12)) }
                         rect class=(if r.alt { "bar2" } else { "bar" }) x=(label_w) y=(y + 3) width=(len.max(1)) height=(row_h - 6) {
                             title { (r.label) ": " (r.value) }
                         }
@@ -232,6 +247,12 @@ mod tests {
         let days = day_volumes(&records);
         assert_eq!(days.get("2026-11-28"), Some(&[1, 1, 1, 0]));
         assert_eq!(days.len(), 1);
+    }
+
+    #[test]
+    fn labels_are_cut_to_the_room_they_have() {
+        assert_eq!(fit("abc", 100), "abc");
+        assert_eq!(fit("暗号化・パスワード付きのため隔離", 66), "暗号化・パ…");
     }
 
     #[test]

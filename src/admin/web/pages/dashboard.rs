@@ -168,7 +168,10 @@ pub(super) async fn dashboard(
         .collect();
     let body = html! {
         (done_notice(lang, q.get("done").map(String::as_str)))
-        p.notice { (previous_login(lang, &ctx.session)) }
+        p.notice {
+            (previous_login(lang, &ctx.session)) br;
+            (lang.t("あなたの役割: ", "Your roles: ")) (crate::admin::web::layout::roles_label(lang, &ctx.session.roles))
+        }
         table.status {
             caption { (lang.t("状態別の件数", "Items by status")) }
             thead { tr { @for key in STATUS_KEYS { th scope="col" { a href={ "/items?status=" (key) } { (status_label(lang, key)) } } } } }

@@ -272,14 +272,19 @@ pub(super) async fn items(
                                 span.nw { (d) } " " span.nw { (h) } }
                             td.nw { (source_label(lang, &i.source)) }
                             td.long {
-                                (cut(i.mail_from.as_deref().unwrap_or("-"), 60))
-                                span.sub2 { "→ " (cut(&i.rcpt_to.join(", "), 80)) }
+                                (cut(i.mail_from.as_deref().unwrap_or("-"), 48))
+                                span.sub2 { "→ " (cut(&i.rcpt_to.join(", "), 60)) }
                             }
                             td.long {
                                 (cut(i.subject.as_deref().unwrap_or("-"), 80))
                                 span.sub2 { (cut(i.name.as_deref().unwrap_or(lang.t("（メール全体）", "(whole message)")), 80)) }
                             }
-                            td { (reason_label(lang, &i.reason)) }
+                            td.long {
+                                @match lang {
+                                    Lang::Ja => { (crate::sink::notice::reason_ja(&i.reason)) span.sub2 { (i.reason) } }
+                                    Lang::En => { (i.reason) }
+                                }
+                            }
                             td.nw { (i.detected_type.as_deref().unwrap_or("-")) }
                             td.nw { (status_label(lang, status)) }
                         }
