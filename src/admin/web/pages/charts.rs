@@ -100,6 +100,9 @@ fn fit(s: &str, room: u32) -> String {
     out
 }
 
+/// One coloured piece of a day's column: class, count, y, height.
+type Segment<'a> = (&'a str, usize, u32, u32);
+
 /// Stacked columns, one per day (oldest left), split by [`VERDICTS`], with a legend.
 pub(super) fn stacked_days(lang: Lang, title: &str, days: &[(String, [usize; 4])]) -> Markup {
     let (h, top, bottom, left) = (200u32, 16u32, 34u32, 34u32);
@@ -114,8 +117,8 @@ pub(super) fn stacked_days(lang: Lang, title: &str, days: &[(String, [usize; 4])
     let slot = (W - left - 6) / n;
     let bar = slot.saturating_sub(6).max(4);
     let scale = |v: usize| (v as u64 * u64::from(plot_h) / max as u64) as u32;
-    // Each column's segments, bottom up: (class, count, y, height).
-    let columns: Vec<(u32, &str, usize, Vec<(&str, usize, u32, u32)>)> = days
+    // Each column: x, day, total, and its segments bottom up.
+    let columns: Vec<(u32, &str, usize, Vec<Segment<'_>>)> = days
         .iter()
         .enumerate()
         .map(|(i, (day, counts))| {
