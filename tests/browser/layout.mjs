@@ -143,6 +143,7 @@ const pages = [
   ['list', '/items'],
   ['item', `/items/${ITEM}`],
   ['audit', `/audit?id=${ITEM}`],
+  ['requests', '/requests'],
 ];
 const findings = [];
 for (const width of [1366, 1024]) {

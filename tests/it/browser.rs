@@ -417,7 +417,7 @@ fn the_review_pages_fit_1366_and_1024_pixels_without_overflow_or_broken_words() 
         String::from_utf8_lossy(&out.stderr)
     );
     for width in [1366, 1024] {
-        for shot in ["dashboard", "list", "item", "audit"] {
+        for shot in ["dashboard", "list", "item", "audit", "requests"] {
             let path = root.join(format!("target/browser-artifacts/w{width}-{shot}.png"));
             assert!(
                 std::fs::metadata(&path).is_ok_and(|m| m.len() > 1000),

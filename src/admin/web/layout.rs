@@ -1,5 +1,5 @@
-//! The chrome every review page shares: the document head, the header bar with its menu and
-//! logout form, the flash messages, the error page, and the stylesheet.
+//! The chrome every review page shares: the document head, the skip link, the header bar with
+//! its menu and logout form, the flash messages, the error page, and the stylesheet.
 //!
 //! Owns: [`document`] and [`public_page`] (the only makers of a whole page, and so the only
 //! callers of [`html::shown`]), [`frame`], [`error_page`], [`notice`], [`error`], [`done_notice`], the

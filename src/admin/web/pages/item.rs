@@ -304,7 +304,7 @@ pub(super) async fn item(
                     td.long { (r.reason) }
                     td { (state_label(lang, r.state)) }
                     td.long { (r.decided_by.as_deref().unwrap_or("")) " " (r.decision_reason.as_deref().unwrap_or("")) }
-                    td { (decision_forms(&ctx, r, me)) }
+                    td.long { (decision_forms(&ctx, r, me)) }
                 }
             }
         }

@@ -101,7 +101,8 @@ pub(super) async fn requests(
                             span.id { (r.id) }
                         }
                         td { a.id href={ "/items/" (url(&r.item_id)) } { (r.item_id) } }
-                        td { (jst(&r.requested_at)) }
+                        td { @let t = jst(&r.requested_at); @let (d, h) = t.split_once(' ').unwrap_or((t.as_str(), ""));
+                            span.nw { (d) } " " span.nw { (h) } }
                         td { (r.requester) }
                         td.long { (r.target) }
                         td.long { (r.reason) }
@@ -111,7 +112,7 @@ pub(super) async fn requests(
                                 " — " (by) " " (r.decision_reason.as_deref().unwrap_or(""))
                             }
                         }
-                        td { (decision_forms(&ctx, r, me)) }
+                        td.long { (decision_forms(&ctx, r, me)) }
                     }
                 }
             }
