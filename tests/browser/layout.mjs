@@ -157,6 +157,17 @@ for (const width of [1366, 1024]) {
   }
 }
 
+// Rows of everyday items a first screen of the list shows at 1366×768 (the issue counted ~11).
+await page.setViewportSize({ width: 1366, height: 768 });
+await page.goto(`${BASE}/items`);
+const visible = await page.evaluate(() =>
+  [...document.querySelectorAll('table.items tbody tr')].filter(
+    (tr) => tr.getBoundingClientRect().bottom <= window.innerHeight,
+  ).length,
+);
+console.log(`list rows on the first screen at 1366x768: ${visible}`);
+if (visible < 11) findings.push(`1366 list: only ${visible} rows on the first screen`);
+
 // What the pages must show, besides fitting.
 await page.goto(`${BASE}/`);
 assert.equal(await page.locator('main svg.chart').count(), 4, 'four charts on the dashboard');

@@ -284,7 +284,7 @@ fn a_recipient_unlocks_a_ppap_zip_from_the_link_in_their_notice_in_a_real_browse
 fn seed(
     data: &Path,
     id: &str,
-    name: Option<&str>,
+    (name, sender): (Option<&str>, &str),
     reason: &str,
     subject: &str,
     report: serde_json::Value,
@@ -308,9 +308,7 @@ fn seed(
                 size: bytes.len() as u64,
                 at: mukaika::clock::now_rfc3339(),
                 report,
-                mail_from: Some(
-                    "keiri-tantou.very-long-address@vendor-company.example.co.jp".into(),
-                ),
+                mail_from: Some(sender.into()),
                 rcpt_to: vec![
                     "soumu@city.example.lg.jp".into(),
                     "zaimu-kakari@city.example.lg.jp".into(),
@@ -363,7 +361,15 @@ fn the_review_pages_fit_1366_and_1024_pixels_without_overflow_or_broken_words() 
         "請求書",
         "impo",
     ];
-    for (n, subject) in subjects.iter().enumerate() {
+    // The hard cases first (a long sender, subjects that must not break), then everyday
+    // ones: a first screen at 1366×768 must show at least 11 rows of these.
+    for n in 0..24 {
+        let subject = subjects.get(n).copied().unwrap_or("定例会議の資料送付");
+        let sender = if n < subjects.len() {
+            "keiri-tantou.very-long-address@vendor-company.example.co.jp"
+        } else {
+            "tanaka@vendor.example.co.jp"
+        };
         seed(
             data.path(),
             &format!(
@@ -372,7 +378,7 @@ fn the_review_pages_fit_1366_and_1024_pixels_without_overflow_or_broken_words() 
                 0x1F2A3,
                 n
             ),
-            Some("令和8年度_予算要求資料_最終版.pdf.docm"),
+            (Some("令和8年度_予算要求資料_最終版.pdf.docm"), sender),
             if n % 2 == 0 {
                 "policy-quarantine"
             } else {
@@ -390,7 +396,7 @@ fn the_review_pages_fit_1366_and_1024_pixels_without_overflow_or_broken_words() 
         smtp.mail("staff@city.example.lg.jp", &generate::mail_ppap()),
         250
     );
-    let items = support::quarantined(data.path(), 7);
+    let items = support::quarantined(data.path(), 25);
     let detailed = items
         .iter()
         .find(|i| i.subject.as_deref() == Some(subjects[2]))
@@ -416,6 +422,7 @@ fn the_review_pages_fit_1366_and_1024_pixels_without_overflow_or_broken_words() 
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    println!("{}", String::from_utf8_lossy(&out.stdout));
     for width in [1366, 1024] {
         for shot in ["dashboard", "list", "item", "audit", "requests"] {
             let path = root.join(format!("target/browser-artifacts/w{width}-{shot}.png"));

@@ -238,13 +238,14 @@ body{font-family:'Noto Sans JP','IPAexGothic',sans-serif;margin:0;color:#222;bac
 header{background:#1d3557;color:#fff;padding:.4em 1em;display:flex;gap:.3em 1em;align-items:center;flex-wrap:wrap}\
 header a{color:#fff}.brand{white-space:nowrap}nav{display:flex;gap:.2em .9em;align-items:center;flex:1 1 auto;flex-wrap:wrap}\
 nav a,.who,.lang{white-space:nowrap}.who{margin-left:auto}\
-@media (max-width:1279px){.sub{display:none}header{font-size:14px}nav{gap:.2em .7em}}\
+@media (max-width:1279px){.sub,table.items .opt{display:none}header{font-size:14px}nav{gap:.2em .7em}}\
+@media (min-width:1280px){.when{white-space:nowrap}td.reason{min-width:17.5em}}\
 main{padding:.8em 1.5em;max-width:100%}main:focus{outline:none}h1{font-size:1.4em;margin:.3em 0 .5em;overflow-wrap:anywhere}\
 h2{font-size:1.15em;margin:1.2em 0 .4em}\
-table{border-collapse:collapse;width:100%;background:#fff;font-size:14px}caption{text-align:left;font-weight:bold;padding:.2em 0;caption-side:top}\
-th,td{border:1px solid #ccc;padding:.2em .4em;text-align:left;vertical-align:top;word-break:keep-all;overflow-wrap:break-word}\
+table{border-collapse:collapse;width:100%;background:#fff;font-size:14px;line-height:1.3}caption{text-align:left;font-weight:bold;padding:.2em 0;caption-side:top}\
+th,td{border:1px solid #ccc;padding:.15em .4em;text-align:left;vertical-align:top;word-break:keep-all;overflow-wrap:break-word}\
 th{background:#e9edf2;white-space:nowrap}tbody th[scope=row]{font-weight:normal}table.items tbody th{background:#fff}td.long,td.long *{word-break:normal;overflow-wrap:anywhere}td.long{min-width:8.5em}\
-.nw{white-space:nowrap}.id{font-family:monospace;font-size:.95em;white-space:nowrap}.sub2{display:block;color:#555;font-size:.9em}\
+.nw{white-space:nowrap}.id{font-family:monospace;font-size:.9em;white-space:nowrap}.sub2{display:block;color:#555;font-size:.88em}details.filterbox{margin:0 0 .5em}details.filterbox form{margin:.5em 0 0}\
 th a{color:inherit}th[aria-sort] a{font-weight:bold}td.num,th.num{text-align:right}\
 pre{background:#fff;border:1px solid #ccc;padding:.5em;white-space:pre-wrap;overflow-wrap:anywhere;max-height:40em;overflow:auto}\
 .error{background:#fde2e2;border:1px solid #c00;padding:.5em}.notice{background:#e6f4ea;border:1px solid #2a7;padding:.5em}\

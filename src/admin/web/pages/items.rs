@@ -8,7 +8,8 @@
 //! `/items/bulk` (request release to the original recipients, or delete, for several items).
 //! Invariants: newest first unless sorted otherwise, [`PAGE_SIZE`] a page; long senders,
 //! recipients, subjects and names are cut (the item page shows them whole); the filter form
-//! shows back what was asked. A bulk action is the single-item action once per ticked item,
+//! shows back what was asked, folded unless a filter is set; under 1280 px the source and
+//! type columns fold away (the item page and the CSV keep them), so rows stay two lines. A bulk action is the single-item action once per ticked item,
 //! through `Review` (roles, 兼務の禁止, the reason, the audit record each), and its page says
 //! what happened to each item.
 //! Must never: show more of an item than its recorded metadata (the content is on the item
@@ -33,6 +34,34 @@ use crate::admin::web::layout::{done_notice, error_page, frame};
 use crate::admin::web::Web;
 use crate::review::{RequestState, Target};
 use crate::store::quarantine::{valid_id, QuarantineItem};
+
+/// The query keys that filter the list.
+const FILTERS: [&str; 9] = [
+    "since",
+    "until",
+    "source",
+    "sender",
+    "recipient",
+    "reason",
+    "type",
+    "status",
+    "q",
+];
+
+/// Recipients as the list shows them: the first, and how many more.
+fn recipients_short(lang: Lang, rcpt: &[String]) -> String {
+    match rcpt {
+        [] => "-".to_string(),
+        [one] => cut(one, 40).into_owned(),
+        [first, rest @ ..] => format!(
+            "{} {}{}{}",
+            cut(first, 40),
+            lang.t("他 ", "+"),
+            rest.len(),
+            lang.t(" 件", " more")
+        ),
+    }
+}
 
 /// Items per list page.
 const PAGE_SIZE: usize = 50;
@@ -153,8 +182,10 @@ fn sort_heading(lang: Lang, q: &Params, key: &str, label: &str) -> Markup {
         "/items?{}",
         query_with(q, &[("sort", key.to_string()), ("dir", next.to_string())])
     );
+    // Source and type fold away under 1280 px (the item page and the CSV keep them).
+    let class = matches!(key, "source" | "type").then_some("opt");
     html! {
-        th scope="col" aria-sort=[aria] {
+        th scope="col" class=[class] aria-sort=[aria] {
             a href=(href) title=(lang.t("この列で並べ替え", "Sort by this column")) {
                 (label)
                 @if on { " " (if desc { "▼" } else { "▲" }) }
@@ -206,8 +237,14 @@ pub(super) async fn items(
     let value = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
     let chosen = |k: &str, v: &str| q.get(k).map(String::as_str) == Some(v);
     let bulk = ctx.may::<Operators>() || ctx.may::<Approvers>();
+    let filtered = FILTERS
+        .iter()
+        .any(|k| q.get(*k).is_some_and(|v| !v.trim().is_empty()));
     let body = html! {
         (done_notice(lang, q.get("done").map(String::as_str)))
+        // Folded unless a filter is set, so the first screen shows rows rather than fields.
+        details.filterbox open[filtered] {
+        summary { (lang.t("絞り込み・検索", "Filter and search")) @if filtered { " (" (lang.t("条件あり", "active")) ")" } }
         form.filters method="get" action="/items" {
             label { (lang.t("期間（開始）", "From")) input type="date" name="since" value=(value("since")); }
             label { (lang.t("期間（終了）", "To")) input type="date" name="until" value=(value("until")); }
@@ -248,6 +285,7 @@ pub(super) async fn items(
             @if let Some(dir) = q.get("dir") { input type="hidden" name="dir" value=(dir); }
             button { (lang.t("絞り込む", "Filter")) }
         }
+        }
         div.tools {
             span { (matching.len()) " " (lang.t("件", "items")) }
             a href={ "/items.csv?" (query_with(&q, &[])) } download { (lang.t("この一覧を CSV でダウンロード", "Download this list as CSV")) }
@@ -268,24 +306,25 @@ pub(super) async fn items(
                                     aria-label={ (lang.t("選択: ", "Pick: ")) (i.id) }; }
                             }
                             th scope="row" { a.id href={ "/items/" (url(&i.id)) } { (i.id) } }
-                            td { @let t = jst(&i.at); @let (d, h) = t.split_once(' ').unwrap_or((t.as_str(), ""));
+                            td.when { @let t = jst(&i.at); @let (d, h) = t.split_once(' ').unwrap_or((t.as_str(), ""));
                                 span.nw { (d) } " " span.nw { (h) } }
-                            td.nw { (source_label(lang, &i.source)) }
+                            td.nw.opt { (source_label(lang, &i.source)) }
                             td.long {
-                                (cut(i.mail_from.as_deref().unwrap_or("-"), 48))
-                                span.sub2 { "→ " (cut(&i.rcpt_to.join(", "), 60)) }
+                                (cut(i.mail_from.as_deref().unwrap_or("-"), 40))
+                                span.sub2 title=(i.rcpt_to.join(", ")) { "→\u{a0}" (recipients_short(lang, &i.rcpt_to)) }
                             }
                             td.long {
                                 (cut(i.subject.as_deref().unwrap_or("-"), 80))
                                 span.sub2 { (cut(i.name.as_deref().unwrap_or(lang.t("（メール全体）", "(whole message)")), 80)) }
                             }
-                            td.long {
+                            // The code as a tooltip: the description alone keeps the row at two lines.
+                            td.long.reason title=(i.reason) {
                                 @match lang {
-                                    Lang::Ja => { (crate::sink::notice::reason_ja(&i.reason)) span.sub2 { (i.reason) } }
+                                    Lang::Ja => { (crate::sink::notice::reason_ja(&i.reason)) }
                                     Lang::En => { (i.reason) }
                                 }
                             }
-                            td.nw { (i.detected_type.as_deref().unwrap_or("-")) }
+                            td.nw.opt { (i.detected_type.as_deref().unwrap_or("-")) }
                             td.nw { (status_label(lang, status)) }
                         }
                     }
