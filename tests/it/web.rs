@@ -1973,3 +1973,32 @@ fn the_audit_search_pages_past_five_hundred_records() {
     assert_eq!(seqs, oldest);
     rt.block_on(running.stop("test"));
 }
+
+#[test]
+fn the_dashboard_draws_its_charts_as_inline_svg_without_script_or_inline_style() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    seed(data.path(), "Q0001", None, "malformed", "s", b"one");
+    seed(data.path(), "Q0002", None, "malformed", "s", b"two");
+    seed(data.path(), "Q0003", None, "encrypted", "s", b"three");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = account(&c, running.admin_addr, "kansa", "auditor");
+    let dash = b.get("/");
+    let text = dash.text();
+    assert_eq!(text.matches("<svg class=\"chart\"").count(), 4, "{text}");
+    assert!(
+        !text.contains("<script") && !text.contains("style="),
+        "{text}"
+    );
+    // Each bar says its count, and the reasons link to the filtered list.
+    assert!(
+        text.contains("<a href=\"/items?reason=malformed\">")
+            && text.contains(">2</text>")
+            && text.contains(">1</text>"),
+        "{text}"
+    );
+    let csp = dash.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"));
+    rt.block_on(running.stop("test"));
+}

@@ -257,7 +257,7 @@ fieldset{background:#fff;margin:1em 0;min-width:0}\
 .secret{font-family:monospace;font-size:1.4em;background:#fff3cd;padding:.3em}\
 .en{color:#555;font-size:.9em}.tools{display:flex;gap:1em;flex-wrap:wrap;margin:.3em 0}\
 td form{margin:.1em 0}td input[name=reason]{width:10em;max-width:100%}\
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(26em,1fr));gap:1em}\
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(30em,1fr));gap:1em}\
 figure{margin:0;background:#fff;border:1px solid #ccc;padding:.5em;min-width:0}figcaption{font-weight:bold;margin-bottom:.3em}\
 svg.chart{width:100%;height:auto;display:block}svg.chart text{font-size:11px;fill:#333}\
 .v-forwarded,.k-forwarded{fill:#2a7f62;background:#2a7f62}.v-quarantined,.k-quarantined{fill:#c0392b;background:#c0392b}\
