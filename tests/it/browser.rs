@@ -344,7 +344,7 @@ fn the_review_pages_fit_1366_and_1024_pixels_without_overflow_or_broken_words() 
         "detected_type": "docm",
         "verdict": "quarantined",
         "reason": {"code": "policy-quarantine", "detail": "macro-enabled documents are held for review"},
-        "findings": [{"kind": "double-extension", "detail": "name ends in .pdf.docm"}],
+        "findings": [{"finding": "double-extension", "name": "令和8年度_予算要求資料_最終版.pdf.docm"}],
         "removed": [
             {"what": "macro", "location": "word/vbaProject.bin", "detail": "VBA project (AutoOpen, Shell)"},
             {"what": "external-reference", "location": "word/_rels/settings.xml.rels", "detail": "attachedTemplate → http://template.example/x.dotm"},

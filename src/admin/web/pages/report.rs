@@ -46,6 +46,22 @@ fn what_label(lang: Lang, what: &Value) -> String {
     }
 }
 
+/// A name or type finding (`detect::Finding`) in `lang`; other codes as they are.
+fn finding_label(lang: Lang, code: &str) -> String {
+    let ja = match code {
+        "extension-mismatch" => "拡張子と中身の形式が一致しない",
+        "mime-mismatch" => "宣言された MIME 型と中身の形式が一致しない",
+        "double-extension" => "二重拡張子（例: 報告書.pdf.exe）",
+        "bidi-control-in-name" => "名前に文字の向きを変える制御文字",
+        "polyglot" => "複数の形式として解釈できる",
+        _ => return code.to_string(),
+    };
+    match lang {
+        Lang::Ja => format!("{ja}（{code}）"),
+        Lang::En => code.to_string(),
+    }
+}
+
 /// Joins the nested path and a location inside it.
 fn place(path: &[String], location: &str) -> String {
     let mut parts: Vec<&str> = path.iter().map(String::as_str).collect();
@@ -110,17 +126,25 @@ fn walk(lang: Lang, v: &Value, path: &mut Vec<String>, out: &mut Vec<Row>, depth
         .flatten()
     {
         let (what, why) = match f {
-            Value::Object(m) => (
-                m.get("kind")
-                    .or_else(|| m.get("code"))
-                    .or_else(|| m.get("what"))
+            Value::Object(m) => {
+                let kind_key = ["finding", "kind", "code", "what"]
+                    .into_iter()
+                    .find(|k| m.contains_key(*k));
+                let kind = kind_key
+                    .and_then(|k| m.get(k))
                     .map(text)
-                    .unwrap_or_default(),
-                m.get("detail")
-                    .map(text)
-                    .unwrap_or_else(|| Value::Object(m.clone()).to_string()),
-            ),
-            other => (text(other), String::new()),
+                    .unwrap_or_default();
+                // The detail, or else the finding's other fields as `key: value`.
+                let why = m.get("detail").map(text).unwrap_or_else(|| {
+                    m.iter()
+                        .filter(|(k, _)| Some(k.as_str()) != kind_key)
+                        .map(|(k, v)| format!("{k}: {}", text(v)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                });
+                (finding_label(lang, &kind), why)
+            }
+            other => (finding_label(lang, &text(other)), String::new()),
         };
         out.push(Row {
             kind: lang.t("検出", "finding"),
@@ -208,7 +232,7 @@ mod tests {
             "input": "見積書.zip",
             "reason": {"code": "encrypted", "detail": "zip: encrypted members"},
             "removed": [],
-            "findings": [],
+            "findings": [{"finding": "extension-mismatch", "extension": "pdf", "detected": "zip"}],
             "warnings": ["comment dropped"],
             "children": [{
                 "input": "中.docm",
@@ -217,12 +241,17 @@ mod tests {
             }]
         });
         let rows = rows(Lang::Ja, &report);
-        assert_eq!(rows.len(), 3, "{rows:?}");
-        assert_eq!(rows[2].kind, "除去");
-        assert_eq!(rows[2].place, "見積書.zip › 中.docm › word/vbaProject.bin");
-        assert_eq!(rows[2].what, "マクロ (VBA)");
-        assert_eq!(rows[2].why, "VBA project");
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert_eq!(rows[3].kind, "除去");
+        assert_eq!(rows[3].place, "見積書.zip › 中.docm › word/vbaProject.bin");
+        assert_eq!(rows[3].what, "マクロ (VBA)");
+        assert_eq!(rows[3].why, "VBA project");
         assert_eq!(rows[0].kind, "保留の理由");
-        assert_eq!(rows[1].why, "comment dropped");
+        assert_eq!(
+            rows[1].what,
+            "拡張子と中身の形式が一致しない（extension-mismatch）"
+        );
+        assert_eq!(rows[1].why, "detected: zip, extension: pdf");
+        assert_eq!(rows[2].why, "comment dropped");
     }
 }
