@@ -248,6 +248,47 @@ fn every_route_checks_its_role() {
         post(&mut op, &format!("/requests/{rid}/approve"), request(&t)),
         403
     );
+    // The bulk forms and the downloads follow the same roles.
+    let bulk = |t: &str, action: &str, pick: &str| {
+        vec![
+            ("csrf".to_string(), t.to_string()),
+            ("action".into(), action.into()),
+            ("reason".into(), "need".into()),
+            (pick.into(), "1".into()),
+        ]
+    };
+    assert_eq!(
+        post(
+            &mut op,
+            "/requests/bulk",
+            bulk(&t, "approve", &format!("sel-{rid}"))
+        ),
+        403
+    );
+    let ta = auditor.token();
+    for action in ["request", "delete"] {
+        assert_eq!(
+            post(
+                &mut auditor,
+                "/items/bulk",
+                bulk(&ta, action, "sel-Q0001-1")
+            ),
+            403
+        );
+    }
+    let tp = ap.token();
+    assert_eq!(
+        post(&mut ap, "/items/bulk", bulk(&tp, "request", "sel-Q0001-1")),
+        403
+    );
+    assert_eq!(
+        post(&mut ap, "/items/bulk", bulk(&tp, "launch", "sel-Q0001-1")),
+        404
+    );
+    assert_eq!(auditor.get("/items.csv").status, 200);
+    assert_eq!(auditor.get("/audit.csv?user=op1").status, 200);
+    assert_eq!(op.get("/audit.csv?user=op1").status, 403);
+    assert_eq!(ap.get("/audit.csv?user=op1").status, 403);
     let t = admin.token();
     assert_eq!(
         post(&mut admin, &format!("/requests/{rid}/approve"), request(&t)),
