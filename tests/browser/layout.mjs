@@ -182,6 +182,18 @@ assert.equal(await page.getAttribute('th[aria-sort]', 'aria-sort'), 'ascending')
 await page.keyboard.press('Tab');
 assert.equal(await page.evaluate(() => document.activeElement.getAttribute('href')), '#main');
 
+// The same pages in English fit too.
+await page.goto(`${BASE}/lang/en`);
+for (const width of [1366, 1024]) {
+  await page.setViewportSize({ width, height: 768 });
+  for (const [shot, path] of pages) {
+    await page.goto(`${BASE}${path}`);
+    const problems = await page.evaluate(measure);
+    for (const p of problems) findings.push(`${width} en ${shot}: ${p}`);
+    await page.screenshot({ path: `${ARTIFACTS}/w${width}-en-${shot}.png`, fullPage: true });
+  }
+}
+
 await browser.close();
 if (findings.length) {
   console.error(findings.join('\n'));

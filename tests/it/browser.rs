@@ -324,7 +324,9 @@ fn seed(
 /// Issue #19 item 3: the dashboard, the list, an item and the audit search at 1366×768 and
 /// 1024×768, each checked in the page (tests/browser/layout.mjs) for overflow (no element
 /// wider than the viewport, no sideways scrolling), for short words and IDs broken across
-/// lines, and for a menu that wraps; screenshots w1366-*.png and w1024-*.png.
+/// lines, and for a header bar that wraps, in Japanese and English; at least 11 everyday
+/// rows on a 1366×768 first screen of the list; screenshots w1366-*.png, w1024-*.png (and
+/// -en- for English).
 #[test]
 fn the_review_pages_fit_1366_and_1024_pixels_without_overflow_or_broken_words() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
