@@ -783,6 +783,7 @@ fn quarantine_notices_reach_the_recipients_and_the_administrators() {
     let mut c = config(data.path(), "");
     c.notices.admin_to = vec!["security@city.example.lg.jp".into()];
     c.notices.contact = "情報政策課（内線 1234）".into();
+    c.admin.public_url = Some("https://mukaika-admin.city.example.lg.jp".into());
     let rt = runtime();
     let running = support::start(&rt, c.clone(), "test");
     let (mut smtp, _) = support::Client::connect(running.smtp_addr);
@@ -826,6 +827,12 @@ fn quarantine_notices_reach_the_recipients_and_the_administrators() {
     assert!(
         admin.contains(&id) && admin.contains("staff@city.example.lg.jp"),
         "{admin}"
+    );
+    assert!(
+        admin.contains(&format!(
+            "https://mukaika-admin.city.example.lg.jp/items/{id}"
+        )),
+        "each item links to its page ([admin] public_url): {admin}"
     );
     rt.block_on(running.stop("test"));
     assert!(audit_types(data.path()).contains(&"notice_sent".to_string()));
