@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::charts::{bars, day_volumes, stacked_days, Bar};
+use super::charts::{bars, day_volumes, stacked_days, verdict_label, Bar, VERDICTS};
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -23,7 +23,7 @@ use super::{
 use crate::admin::web::guard::Signed;
 use crate::admin::web::html::jst;
 use crate::admin::web::html::{url, Lang};
-use crate::admin::web::layout::{done_notice, frame};
+use crate::admin::web::layout::{done_notice, frame, head_row};
 use crate::admin::web::{blocking, Session, Web};
 use crate::review::RequestState;
 
@@ -183,6 +183,43 @@ pub(super) async fn dashboard(
             (bars(lang.t("隔離の理由別", "Held items by reason"), &reason_bars))
             (bars(lang.t("パスワード付きファイル（PPAP）", "Password-protected files (PPAP)"), &ppap_bars))
             (bars(lang.t("キューの状況", "Queue depths"), &queue_bars))
+        }
+        // The same numbers as tables, for screen readers and for copying.
+        details.numbers {
+            summary { (lang.t("数値を表で見る", "The numbers as tables")) }
+            table.ppap {
+                caption { (lang.t("パスワード付きファイル（PPAP）", "Password-protected files (PPAP)")) }
+                (head_row(lang, &[("区分", "Kind"), ("件数", "Count")]))
+                tr {
+                    td { a href="/items?reason=encrypted" { (lang.t("保留中（未解除）", "held (not unlocked)")) } }
+                    td.held { (ppap.held) }
+                }
+                @for way in ["password-mail", "same-mail", "web", "cli"] {
+                    tr {
+                        td { (lang.t("解除済み", "unlocked")) " — " (way) }
+                        td { (ppap.unlocked.get(way).unwrap_or(&0)) }
+                    }
+                }
+                tr {
+                    td { (lang.t("期限切れ（期限内に解除されず保留中）", "expired (never unlocked in time, still held)")) }
+                    td.expired { (ppap.expired) }
+                }
+            }
+            table.days {
+                caption { (lang.t("日別の処理件数", "Volume per day")) }
+                thead { tr {
+                    th scope="col" { (lang.t("日付", "Day")) }
+                    @for class in VERDICTS { th scope="col" { (verdict_label(lang, class)) } }
+                } }
+                tbody {
+                    @for (day, counts) in days.iter().rev() {
+                        tr {
+                            th scope="row" { span.nw { (day) } }
+                            @for n in counts { td.num { (n) } }
+                        }
+                    }
+                }
+            }
         }
     };
     Ok(frame(
