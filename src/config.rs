@@ -167,6 +167,9 @@ max_connections = 256
 max_connections_per_client = 32
 # Seconds a client has to send its request headers (and finish TLS) before it is dropped.
 header_timeout_secs = 10
+# The review UI's address as staff open it: administrators' notices then link each item to
+# <public_url>/items/<id>. Off unless set.
+# public_url = "https://mukaika-admin.city.example.lg.jp"
 
 [notices]
 # A short Japanese notice to the LGWAN-side recipients when mail for them is quarantined.
@@ -692,6 +695,11 @@ pub struct AdminSection {
     /// connection back at this deadline.
     #[serde(default = "default_admin_header_timeout_secs")]
     pub header_timeout_secs: u64,
+    /// The review UI's base address as staff open it (`https://host[:port]`, no trailing
+    /// path needed): the administrators' notices link every item to
+    /// `<public_url>/items/<id>`. Unset: the notices name the IDs only.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 fn default_admin_connections() -> usize {
@@ -848,6 +856,7 @@ impl Default for AdminSection {
             max_connections: default_admin_connections(),
             max_connections_per_client: default_admin_connections_per_client(),
             header_timeout_secs: default_admin_header_timeout_secs(),
+            public_url: None,
         }
     }
 }
@@ -1042,6 +1051,13 @@ impl ServiceConfig {
             return Err(ConfigError(
                 "ppap.match_window_secs and ppap.max_candidates: at least 1 (or ppap.enabled = false)".into(),
             ));
+        }
+        if let Some(url) = &self.admin.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError(format!(
+                    "admin.public_url: {url:?} is not an http(s) address"
+                )));
+            }
         }
         if let Some(url) = &ppap.public_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {

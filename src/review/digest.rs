@@ -86,7 +86,13 @@ pub fn admin_pass(review: &Review, sink: &Sink) -> crate::error::Result<usize> {
             .map_err(|e| Error::transient(format!("PPAP store: {e}")))?,
         None => Vec::new(),
     };
-    if let Some(out) = notice::for_admins(notices, &format!("A{now}"), &fresh, &unlocked) {
+    if let Some(out) = notice::for_admins(
+        notices,
+        &format!("A{now}"),
+        &fresh,
+        &unlocked,
+        config.admin.public_url.as_deref(),
+    ) {
         sink.deliver(out)?;
     }
     write_watermark(&path, &upto)?;

@@ -200,16 +200,22 @@ pub fn for_admins(
     id: &str,
     items: &[&QuarantineItem],
     unlocked: &[crate::store::quarantine::Unlocked],
+    review_url: Option<&str>,
 ) -> Option<Outgoing> {
     if config.admin_to.is_empty() || (items.is_empty() && unlocked.is_empty()) {
         return None;
     }
+    // `[admin] public_url`: each item links to its page in the review UI.
+    let link = |item_id: &str| match review_url {
+        Some(base) => format!("\n  {}/items/{}", base.trim_end_matches('/'), item_id),
+        None => String::new(),
+    };
     let count = items.len().to_string();
     let list: String = items
         .iter()
         .map(|i| {
             format!(
-                "・{} [{}] {} — {}（{} 隔離、差出人 {}、宛先 {}）\n",
+                "・{} [{}] {} — {}（{} 隔離、差出人 {}、宛先 {}）{}\n",
                 i.id,
                 i.source,
                 i.name.as_deref().unwrap_or("メール全体"),
@@ -221,7 +227,8 @@ pub fn for_admins(
                     "-".to_string()
                 } else {
                     i.rcpt_to.join(", ")
-                }
+                },
+                link(&i.id)
             )
         })
         .collect();
@@ -242,11 +249,12 @@ pub fn for_admins(
         }
         for u in unlocked {
             list.push_str(&format!(
-                "・解除 {}（{}、結果 {}、{}）\n",
+                "・解除 {}（{}、結果 {}、{}）{}\n",
                 u.item_id,
                 way_ja(&u.way),
                 u.verdict,
-                crate::clock::jst_display_of(&u.at)
+                crate::clock::jst_display_of(&u.at),
+                link(&u.item_id)
             ));
         }
     }
@@ -318,17 +326,47 @@ mod tests {
             ..NoticesSection::default()
         };
         assert!(for_recipients(&off, "Q1", "d", &[&item]).is_none());
-        assert!(for_admins(&NoticesSection::default(), "Q1", &[&item], &[]).is_none());
+        assert!(for_admins(&NoticesSection::default(), "Q1", &[&item], &[], None).is_none());
         let admins = NoticesSection {
             admin_to: vec!["security@city.example.lg.jp".into()],
             ..NoticesSection::default()
         };
-        let out = for_admins(&admins, "Q1", &[&item], &[]).unwrap();
+        let out = for_admins(&admins, "Q1", &[&item], &[], None).unwrap();
         let (env, bytes) = (out.envelope(), out.bytes());
         assert_eq!(env.rcpt_to, ["security@city.example.lg.jp"]);
         let parsed = mail_parser::MessageParser::default().parse(bytes).unwrap();
         assert_eq!(parsed.subject(), Some("[mukaika] 隔離 1 件"));
         assert!(parsed.body_text(0).unwrap().contains("sender@example.com"));
+    }
+
+    #[test]
+    fn admins_notice_links_each_item_to_its_page_when_the_ui_address_is_set() {
+        let admins = NoticesSection {
+            admin_to: vec!["security@city.example.lg.jp".into()],
+            ..NoticesSection::default()
+        };
+        let item = held("Q7-1", Some("a.zip"), "s");
+        let out = for_admins(
+            &admins,
+            "A1",
+            &[&item],
+            &[],
+            Some("https://mukaika-admin.example.lg.jp/"),
+        )
+        .unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(out.bytes())
+            .unwrap();
+        let body = parsed.body_text(0).unwrap().into_owned();
+        assert!(
+            body.contains("https://mukaika-admin.example.lg.jp/items/Q7-1"),
+            "{body}"
+        );
+        let plain = for_admins(&admins, "A1", &[&item], &[], None).unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(plain.bytes())
+            .unwrap();
+        assert!(!parsed.body_text(0).unwrap().contains("/items/"));
     }
 
     #[test]
@@ -339,7 +377,7 @@ mod tests {
         };
         let mut late = held("Q2", Some("b.zip"), "s");
         late.at = "2026-11-27T15:30:00.000Z".into(); // already the 28th in Japan
-        let out = for_admins(&admins, "A1", &[&held("Q1", None, "s"), &late], &[]).unwrap();
+        let out = for_admins(&admins, "A1", &[&held("Q1", None, "s"), &late], &[], None).unwrap();
         let parsed = mail_parser::MessageParser::default()
             .parse(out.bytes())
             .unwrap();
@@ -396,7 +434,7 @@ mod tests {
             at: "2026-11-27T00:00:00.000Z".into(),
             destination: "maildir".into(),
         };
-        let only_unlocked = for_admins(&admins, "A1", &[], std::slice::from_ref(&unlocked))
+        let only_unlocked = for_admins(&admins, "A1", &[], std::slice::from_ref(&unlocked), None)
             .expect("an unlock alone is worth a digest");
         let body = mail_parser::MessageParser::default()
             .parse(only_unlocked.bytes())
@@ -406,7 +444,14 @@ mod tests {
             .into_owned();
         assert!(body.contains("保留 0 件、解除 1 件"), "{body}");
         assert!(body.contains("・解除 Q0-1（パスワードメール"), "{body}");
-        let out = for_admins(&admins, "A2", &[&held("Q2-1", Some("b.zip"), "s")], &[]).unwrap();
+        let out = for_admins(
+            &admins,
+            "A2",
+            &[&held("Q2-1", Some("b.zip"), "s")],
+            &[],
+            None,
+        )
+        .unwrap();
         let body = mail_parser::MessageParser::default()
             .parse(out.bytes())
             .unwrap()

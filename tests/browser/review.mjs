@@ -95,7 +95,7 @@ assert.equal(await page.locator('form[action$="/approve"]').count(), 0, 'no appr
 // A hand-made post with a valid token is refused all the same.
 const token = await page.getAttribute('form[action="/logout"] input[name=csrf]', 'value');
 await page.goto(`${BASE}/requests`);
-const own = await page.locator('tr', { hasText: ITEM2 }).first().locator('td').first().textContent();
+const own = await page.locator('tr', { hasText: ITEM2 }).first().locator('th span.id').first().textContent();
 const forged = await page.request.post(`${BASE}/requests/${own.trim()}/approve`, {
   form: { csrf: token, reason: 'self' },
   maxRedirects: 0,

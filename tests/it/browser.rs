@@ -279,3 +279,161 @@ fn a_recipient_unlocks_a_ppap_zip_from_the_link_in_their_notice_in_a_real_browse
         }
     }
 }
+
+/// Puts an item straight into the quarantine store (before the service starts).
+fn seed(
+    data: &Path,
+    id: &str,
+    (name, sender): (Option<&str>, &str),
+    reason: &str,
+    subject: &str,
+    report: serde_json::Value,
+) {
+    let store = mukaika::store::quarantine::open(
+        data.join("quarantine"),
+        mukaika::config::QuarantineBackend::Sqlite,
+    )
+    .unwrap();
+    let bytes = format!("synthetic {id}").into_bytes();
+    store
+        .put(
+            &mukaika::store::quarantine::QuarantineItem {
+                id: id.into(),
+                source: "mail".into(),
+                origin_id: "Q0001".into(),
+                name: name.map(str::to_string),
+                reason: reason.into(),
+                detail: "synthetic test item".into(),
+                sha256: mukaika_sanitizers::report::sha256_hex(&bytes),
+                size: bytes.len() as u64,
+                at: mukaika::clock::now_rfc3339(),
+                report,
+                mail_from: Some(sender.into()),
+                rcpt_to: vec![
+                    "soumu@city.example.lg.jp".into(),
+                    "zaimu-kakari@city.example.lg.jp".into(),
+                ],
+                subject: Some(subject.into()),
+                detected_type: Some("docm".into()),
+            },
+            &bytes,
+        )
+        .unwrap();
+}
+
+/// Issue #19 item 3: the dashboard, the list, an item and the audit search at 1366×768 and
+/// 1024×768, each checked in the page (tests/browser/layout.mjs) for overflow (no element
+/// wider than the viewport, no sideways scrolling), for short words and IDs broken across
+/// lines, and for a header bar that wraps, in Japanese and English; at least 11 everyday
+/// rows on a 1366×768 first screen of the list; screenshots w1366-*.png, w1024-*.png (and
+/// -en- for English).
+#[test]
+fn the_review_pages_fit_1366_and_1024_pixels_without_overflow_or_broken_words() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script_dir = root.join("tests/browser");
+    assert!(
+        script_dir.join("node_modules/playwright-core").is_dir()
+            && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs chromium and playwright-core: run bash tests/ci.sh"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let mut c = support::config(data.path(), "");
+    c.notices.recipients = false;
+    let report = serde_json::json!({
+        "input": "令和8年度_予算要求資料_最終版.docm",
+        "input_sha256": "ab".repeat(32),
+        "input_size": 48213,
+        "detected_type": "docm",
+        "verdict": "quarantined",
+        "reason": {"code": "policy-quarantine", "detail": "macro-enabled documents are held for review"},
+        "findings": [{"finding": "double-extension", "name": "令和8年度_予算要求資料_最終版.pdf.docm"}],
+        "removed": [
+            {"what": "macro", "location": "word/vbaProject.bin", "detail": "VBA project (AutoOpen, Shell)"},
+            {"what": "external-reference", "location": "word/_rels/settings.xml.rels", "detail": "attachedTemplate → http://template.example/x.dotm"},
+            {"what": "metadata", "location": "docProps/core.xml", "detail": "creator, lastModifiedBy"}
+        ],
+        "warnings": ["comments were kept as text"],
+        "children": []
+    });
+    let subjects = [
+        "隔離中",
+        "見積書",
+        "【至急】令和8年度予算要求資料の送付について（財政課ご担当者様）",
+        "Re: Re: Fwd: meeting-minutes-2026-12-04 and attachments",
+        "請求書",
+        "impo",
+    ];
+    // The hard cases first (a long sender, subjects that must not break), then everyday
+    // ones: a first screen at 1366×768 must show at least 11 rows of these.
+    for n in 0..24 {
+        let subject = subjects.get(n).copied().unwrap_or("定例会議の資料送付");
+        let sender = if n < subjects.len() {
+            "keiri-tantou.very-long-address@vendor-company.example.co.jp"
+        } else {
+            "tanaka@vendor.example.co.jp"
+        };
+        seed(
+            data.path(),
+            &format!(
+                "{:012X}{:05X}{:04X}-1",
+                0x19_3000_0000u64 + n as u64,
+                0x1F2A3,
+                n
+            ),
+            (Some("令和8年度_予算要求資料_最終版.pdf.docm"), sender),
+            if n % 2 == 0 {
+                "policy-quarantine"
+            } else {
+                "encrypted"
+            },
+            subject,
+            report.clone(),
+        );
+    }
+    let rt = support::runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let (mut smtp, _) = support::Client::connect(running.smtp_addr);
+    assert_eq!(smtp.send(b"EHLO client.invalid\r\n"), 250);
+    assert_eq!(
+        smtp.mail("staff@city.example.lg.jp", &generate::mail_ppap()),
+        250
+    );
+    let items = support::quarantined(data.path(), 25);
+    let detailed = items
+        .iter()
+        .find(|i| i.subject.as_deref() == Some(subjects[2]))
+        .unwrap();
+    let password = support::web::add_user(&c, "kanri", "operator,approver,auditor,admin");
+    let out = std::process::Command::new("node")
+        .arg("layout.mjs")
+        .current_dir(&script_dir)
+        .envs([
+            ("BASE", format!("http://{}", running.admin_addr)),
+            ("ITEM", detailed.id.clone()),
+            ("ALL", format!("kanri:{password}")),
+            (
+                "ARTIFACTS",
+                root.join("target/browser-artifacts").display().to_string(),
+            ),
+        ])
+        .output()
+        .expect("node is needed for the browser test: run bash tests/ci.sh");
+    assert!(
+        out.status.success(),
+        "layout check failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    for width in [1366, 1024] {
+        for shot in ["dashboard", "list", "item", "audit", "requests"] {
+            let path = root.join(format!("target/browser-artifacts/w{width}-{shot}.png"));
+            assert!(
+                std::fs::metadata(&path).is_ok_and(|m| m.len() > 1000),
+                "{}",
+                path.display()
+            );
+        }
+    }
+    rt.block_on(running.stop("test"));
+}

@@ -248,6 +248,47 @@ fn every_route_checks_its_role() {
         post(&mut op, &format!("/requests/{rid}/approve"), request(&t)),
         403
     );
+    // The bulk forms and the downloads follow the same roles.
+    let bulk = |t: &str, action: &str, pick: &str| {
+        vec![
+            ("csrf".to_string(), t.to_string()),
+            ("action".into(), action.into()),
+            ("reason".into(), "need".into()),
+            (pick.into(), "1".into()),
+        ]
+    };
+    assert_eq!(
+        post(
+            &mut op,
+            "/requests/bulk",
+            bulk(&t, "approve", &format!("sel-{rid}"))
+        ),
+        403
+    );
+    let ta = auditor.token();
+    for action in ["request", "delete"] {
+        assert_eq!(
+            post(
+                &mut auditor,
+                "/items/bulk",
+                bulk(&ta, action, "sel-Q0001-1")
+            ),
+            403
+        );
+    }
+    let tp = ap.token();
+    assert_eq!(
+        post(&mut ap, "/items/bulk", bulk(&tp, "request", "sel-Q0001-1")),
+        403
+    );
+    assert_eq!(
+        post(&mut ap, "/items/bulk", bulk(&tp, "launch", "sel-Q0001-1")),
+        404
+    );
+    assert_eq!(auditor.get("/items.csv").status, 200);
+    assert_eq!(auditor.get("/audit.csv?user=op1").status, 200);
+    assert_eq!(op.get("/audit.csv?user=op1").status, 403);
+    assert_eq!(ap.get("/audit.csv?user=op1").status, 403);
     let t = admin.token();
     assert_eq!(
         post(&mut admin, &format!("/requests/{rid}/approve"), request(&t)),
@@ -736,6 +777,7 @@ fn quarantine_notices_reach_the_recipients_and_the_administrators() {
     let mut c = config(data.path(), "");
     c.notices.admin_to = vec!["security@city.example.lg.jp".into()];
     c.notices.contact = "情報政策課（内線 1234）".into();
+    c.admin.public_url = Some("https://mukaika-admin.city.example.lg.jp".into());
     let rt = runtime();
     let running = support::start(&rt, c.clone(), "test");
     let (mut smtp, _) = support::Client::connect(running.smtp_addr);
@@ -779,6 +821,12 @@ fn quarantine_notices_reach_the_recipients_and_the_administrators() {
     assert!(
         admin.contains(&id) && admin.contains("staff@city.example.lg.jp"),
         "{admin}"
+    );
+    assert!(
+        admin.contains(&format!(
+            "https://mukaika-admin.city.example.lg.jp/items/{id}"
+        )),
+        "each item links to its page ([admin] public_url): {admin}"
     );
     rt.block_on(running.stop("test"));
     assert!(audit_types(data.path()).contains(&"notice_sent".to_string()));
@@ -1216,7 +1264,10 @@ fn the_list_filters_searches_and_pages() {
     let rt = runtime();
     let running = support::start(&rt, c.clone(), "test");
     let mut b = account(&c, running.admin_addr, "kansa", "auditor");
-    let rows = |page: &str| page.matches("<tr><td><a href=\"/items/").count();
+    let rows = |page: &str| {
+        page.matches("<th scope=\"row\"><a class=\"id\" href=\"/items/")
+            .count()
+    };
     let first = b.get("/items").text();
     assert!(
         first.contains("55 件") && first.contains("1 / 2"),
@@ -1894,5 +1945,337 @@ fn the_users_page_offers_unlock_only_for_a_locked_account() {
         303
     );
     assert!(!admin.get("/users").text().contains("/unlock\""));
+    rt.block_on(running.stop("test"));
+}
+
+/// The item IDs in the order the list shows them.
+fn listed_ids(page: &str) -> Vec<String> {
+    page.split("<th scope=\"row\"><a class=\"id\" href=\"/items/")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_list_sorts_by_a_column_heading_link_and_says_which_way_in_aria_sort() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    for (id, subject) in [
+        ("Q0001", "b-件名"),
+        ("Q0002", "c-件名"),
+        ("Q0003", "a-件名"),
+    ] {
+        seed(
+            data.path(),
+            id,
+            None,
+            "malformed",
+            subject,
+            subject.as_bytes(),
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = account(&c, running.admin_addr, "kansa", "auditor");
+    let page = b.get("/items").text();
+    assert_eq!(
+        listed_ids(&page),
+        ["Q0003", "Q0002", "Q0001"],
+        "newest first"
+    );
+    assert!(page.contains("aria-sort=\"descending\""), "{page}");
+    assert!(
+        page.contains("href=\"/items?dir=asc&amp;sort=subject\""),
+        "{page}"
+    );
+    let asc = b.get("/items?dir=asc&sort=subject").text();
+    assert_eq!(listed_ids(&asc), ["Q0003", "Q0001", "Q0002"]);
+    assert!(asc.contains("<th scope=\"col\" aria-sort=\"ascending\"><a href=\"/items?dir=desc&amp;sort=subject\""), "{asc}");
+    let desc = b.get("/items?dir=desc&sort=subject").text();
+    assert_eq!(listed_ids(&desc), ["Q0002", "Q0001", "Q0003"]);
+    // The filters survive a sort, and an unknown column falls back to the time.
+    let filtered = b.get("/items?dir=asc&sort=subject&q=a-").text();
+    assert_eq!(listed_ids(&filtered), ["Q0003"]);
+    let unknown = b.get("/items?sort=nonsense").text();
+    assert_eq!(listed_ids(&unknown), ["Q0003", "Q0002", "Q0001"]);
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn the_list_and_the_audit_search_download_as_csv_with_a_bom_and_defused_formulas() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    seed(
+        data.path(),
+        "Q0001",
+        None,
+        "malformed",
+        "=HYPERLINK(\"http://evil.example/\",\"請求書\")",
+        b"one",
+    );
+    seed(data.path(), "Q0002", None, "malformed", "@SUM(1+1)", b"two");
+    seed(
+        data.path(),
+        "Q0003",
+        None,
+        "malformed",
+        "見積書, \"至急\"",
+        b"three",
+    );
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    let mut op = account(&c, addr, "yamada", "operator");
+    let t = op.token();
+    let r = op.post(
+        "/items/Q0001/request",
+        &[
+            ("csrf", &t),
+            ("target", "original"),
+            ("reason", "+確認済み"),
+        ],
+    );
+    assert_eq!(r.status, 303);
+    let csv = op.get("/items.csv");
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(csv
+        .header("content-disposition")
+        .unwrap()
+        .contains("attachment"));
+    assert!(csv.body.starts_with(b"\xEF\xBB\xBF"), "UTF-8 with a BOM");
+    let text = csv.text();
+    assert_eq!(
+        text.matches("\r\n").count(),
+        4,
+        "heading and three rows: {text}"
+    );
+    assert!(
+        text.contains("\"'=HYPERLINK(\"\"http://evil.example/\"\",\"\"請求書\"\")\""),
+        "{text}"
+    );
+    assert!(text.contains("\"'@SUM(1+1)\""), "{text}");
+    assert!(text.contains("\"見積書, \"\"至急\"\"\""), "{text}");
+    assert!(!text.contains(",\"=") && !text.contains(",\"@"), "{text}");
+    assert!(text.contains("承認待ち"), "status in Japanese: {text}");
+    // The same filters as the page.
+    let one = op.get("/items.csv?q=Q0002").text();
+    assert_eq!(one.matches("\r\n").count(), 2, "{one}");
+
+    // The audit search: auditors only, the same BOM, Japan time, the sentence beside the JSON.
+    assert_eq!(op.get("/audit.csv?id=Q0001").status, 403);
+    let mut au = account(&c, addr, "kansa", "auditor");
+    let csv = au.get("/audit.csv?id=Q0001");
+    assert_eq!(csv.status, 200);
+    assert!(csv.body.starts_with(b"\xEF\xBB\xBF"));
+    let text = csv.text();
+    assert!(text.contains("yamada さんが解除を申請しました"), "{text}");
+    assert!(text.contains("release_requested"), "{text}");
+    let today = mukaika::clock::jst_date(mukaika::clock::now_ms());
+    assert!(text.contains(&format!("\"{today} ")), "JST time: {text}");
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn bulk_approval_refuses_ones_own_request_and_approves_the_others() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), "");
+    c.notices.recipients = false;
+    let original = b"From: sender@example.com\r\nTo: staff@city.example.lg.jp\r\nSubject: held\r\n\r\nbody\r\n";
+    for id in ["Q0001", "Q0002", "Q0003"] {
+        seed(data.path(), id, None, "malformed", "held", original);
+    }
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    let mut op = account(&c, addr, "yamada", "operator");
+    let mut both = account(&c, addr, "sato", "operator,approver");
+    // An operator asks for two items at once; each request is its own, audited.
+    let t = op.token();
+    let r = op.post(
+        "/items/bulk",
+        &[
+            ("csrf", &t),
+            ("action", "request"),
+            ("reason", "取引先に確認済み"),
+            ("sel-Q0001", "1"),
+            ("sel-Q0002", "1"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("2 / 2"), "{}", r.text());
+    // An operator may not delete, in bulk either.
+    let r = op.post(
+        "/items/bulk",
+        &[
+            ("csrf", &t),
+            ("action", "delete"),
+            ("reason", "x"),
+            ("sel-Q0003", "1"),
+        ],
+    );
+    assert_eq!(r.status, 403);
+    // Without the token nothing is done.
+    let r = op.post(
+        "/items/bulk",
+        &[("action", "request"), ("reason", "x"), ("sel-Q0003", "1")],
+    );
+    assert_eq!(r.status, 403);
+    // sato asks for the third, then approves all three in one form: the own one is refused.
+    let t = both.token();
+    let r = both.post(
+        "/items/bulk",
+        &[
+            ("csrf", &t),
+            ("action", "request"),
+            ("reason", "自分でも申請"),
+            ("sel-Q0003", "1"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let requests = mukaika::review::read_requests(data.path(), None).unwrap();
+    assert_eq!(requests.len(), 3);
+    let own = requests.iter().find(|r| r.requester == "sato").unwrap();
+    let page = both.get("/requests").text();
+    assert!(
+        !page.contains(&format!("name=\"sel-{}\"", own.id)),
+        "no box to tick for one's own request"
+    );
+    let mut form: Vec<(String, String)> = vec![
+        ("csrf".into(), t.clone()),
+        ("action".into(), "approve".into()),
+        ("reason".into(), "内容を確認した".into()),
+    ];
+    for r in &requests {
+        form.push((format!("sel-{}", r.id), "1".into()));
+    }
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = both.post("/requests/bulk", &pairs);
+    assert_eq!(r.status, 409, "one of three refused: {}", r.text());
+    let text = r.text();
+    assert!(
+        text.contains("2 / 3") && text.contains("兼務の禁止"),
+        "{text}"
+    );
+    let after = mukaika::review::read_requests(data.path(), None).unwrap();
+    let state = |id: &str| after.iter().find(|r| r.id == id).unwrap().state;
+    assert_eq!(state(&own.id), mukaika::review::RequestState::Pending);
+    assert_eq!(
+        after
+            .iter()
+            .filter(|r| r.state == mukaika::review::RequestState::Delivered
+                || r.state == mukaika::review::RequestState::Approved)
+            .count(),
+        2
+    );
+    rt.block_on(running.stop("test"));
+    let records = mukaika::audit::search(&data.path().join("audit"), &Default::default()).unwrap();
+    let approved: Vec<&str> = records
+        .iter()
+        .filter(|r| r.event["type"] == "release_approved")
+        .map(|r| r.event["request_id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(approved.len(), 2, "each approval audited on its own");
+    assert!(!approved.contains(&own.id.as_str()));
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.event["type"] == "release_requested")
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn the_audit_search_pages_past_five_hundred_records() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    {
+        let log = mukaika::audit::AuditLog::open(mukaika::audit::AuditConfig::new(
+            data.path().join("audit"),
+            "test",
+        ))
+        .unwrap();
+        for n in 0..520 {
+            log.append(mukaika::audit::AuditEvent::AdminLogin(
+                mukaika::audit::event::AdminLogin {
+                    user: "pagecheck".into(),
+                    client: format!("192.0.2.{}", n % 250),
+                    outcome: "failure".into(),
+                    via: None,
+                },
+            ))
+            .unwrap();
+        }
+    }
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = account(&c, running.admin_addr, "kansa", "auditor");
+    let rows = |page: &str| page.matches("<td class=\"num\">").count();
+    let first = b.get("/audit?user=pagecheck").text();
+    assert!(
+        first.contains("520 件") && first.contains("1 / 2"),
+        "{first}"
+    );
+    assert_eq!(rows(&first), 500);
+    assert!(
+        first.contains("href=\"/audit?user=pagecheck&amp;page=2\""),
+        "{first}"
+    );
+    assert!(
+        first.contains("pagecheck のログイン: 失敗"),
+        "in Japanese: {first}"
+    );
+    let second = b.get("/audit?user=pagecheck&page=2").text();
+    assert_eq!(rows(&second), 20, "the oldest 20");
+    let seqs: Vec<u64> = second
+        .split("<td class=\"num\">")
+        .skip(1)
+        .filter_map(|s| s.split('<').next()?.parse().ok())
+        .collect();
+    let all: Vec<u64> = mukaika::audit::search(
+        &data.path().join("audit"),
+        &mukaika::audit::Search {
+            user: Some("pagecheck".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.seq)
+    .collect();
+    let oldest: Vec<u64> = all.iter().take(20).rev().copied().collect();
+    assert_eq!(seqs, oldest);
+    rt.block_on(running.stop("test"));
+}
+
+#[test]
+fn the_dashboard_draws_its_charts_as_inline_svg_without_script_or_inline_style() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    seed(data.path(), "Q0001", None, "malformed", "s", b"one");
+    seed(data.path(), "Q0002", None, "malformed", "s", b"two");
+    seed(data.path(), "Q0003", None, "encrypted", "s", b"three");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = account(&c, running.admin_addr, "kansa", "auditor");
+    let dash = b.get("/");
+    let text = dash.text();
+    assert_eq!(text.matches("<svg class=\"chart\"").count(), 4, "{text}");
+    assert!(
+        !text.contains("<script") && !text.contains("style="),
+        "{text}"
+    );
+    // Each bar says its count, and the reasons link to the filtered list.
+    assert!(
+        text.contains("<a href=\"/items?reason=malformed\">")
+            && text.contains(">2</text>")
+            && text.contains(">1</text>"),
+        "{text}"
+    );
+    let csp = dash.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"));
     rt.block_on(running.stop("test"));
 }

@@ -1,5 +1,5 @@
-//! The chrome every review page shares: the document head, the header bar with its menu and
-//! logout form, the flash messages, the error page, and the stylesheet.
+//! The chrome every review page shares: the document head, the skip link, the header bar with
+//! its menu and logout form, the flash messages, the error page, and the stylesheet.
 //!
 //! Owns: [`document`] and [`public_page`] (the only makers of a whole page, and so the only
 //! callers of [`html::shown`]), [`frame`], [`error_page`], [`notice`], [`error`], [`done_notice`], the
@@ -49,9 +49,9 @@ pub(crate) fn document(
                 link rel="stylesheet" href="/static/style.css";
             }
             body {
+                    a.skip href="#main" { (lang.t("本文へ移動", "Skip to content")) }
                 header {
-                    strong { "mukaika" }
-                    " " (lang.t("無害化ゲートウェイ 隔離管理", "quarantine review"))
+                    span.brand { strong { "mukaika" } " " span.sub { (lang.t("無害化ゲートウェイ 隔離管理", "quarantine review")) } }
                     @if let Some(v) = viewer { (menu(lang, v)) }
                     span.lang {
                         @match lang {
@@ -60,7 +60,7 @@ pub(crate) fn document(
                         }
                     }
                 }
-                main {
+                main #main tabindex="-1" {
                     h1 { (title) }
                     (body)
                 }
@@ -85,9 +85,11 @@ fn menu(lang: Lang, v: &Viewer<'_>) -> Markup {
     }
     links.push(("/password", lang.t("パスワード変更", "Password")));
     html! {
-        nav {
+        nav aria-label=(lang.t("メニュー", "Menu")) {
             @for (href, label) in &links { a href=(href) { (label) } }
-            span.who { (v.user) " (" (roles_label(lang, v.roles)) ")" }
+            // The roles only as a tooltip: with every role they are longer than the menu (the
+            // dashboard says them in full).
+            span.who title=(roles_label(lang, v.roles)) { (v.user) }
             form method="post" action="/logout" class="inline" {
                 input type="hidden" name="csrf" value=(v.csrf);
                 button { (lang.t("ログアウト", "Log out")) }
@@ -124,7 +126,7 @@ pub(crate) fn error_page(lang: Lang, status: StatusCode, message: &str) -> Respo
 
 /// A table's heading row: each column's Japanese and English name.
 pub(crate) fn head_row(lang: Lang, columns: &[(&str, &str)]) -> Markup {
-    html! { tr { @for (ja, en) in columns { th { (lang.t(ja, en)) } } } }
+    html! { thead { tr { @for (ja, en) in columns { th scope="col" { (lang.t(ja, en)) } } } } }
 }
 
 /// A green notice paragraph.
@@ -225,15 +227,44 @@ pub(crate) fn roles_label(lang: Lang, roles: &[Role]) -> String {
 }
 
 /// The stylesheet (served from `/static/style.css`; the CSP allows no inline style).
-pub const STYLE: &str = "body{font-family:'Noto Sans JP','IPAexGothic',sans-serif;margin:0;color:#222;background:#f7f7f5}\
-header{background:#1d3557;color:#fff;padding:.5em 1em;display:flex;gap:1em;align-items:center;flex-wrap:wrap}\
-header a{color:#fff}nav{display:flex;gap:1em;align-items:center;flex:1}.who{margin-left:auto}\
-main{padding:1em 2em}table{border-collapse:collapse;width:100%;background:#fff}\
-th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
-th{background:#e9edf2}pre{background:#fff;border:1px solid #ccc;padding:.5em;white-space:pre-wrap;overflow-wrap:anywhere;max-height:40em;overflow:auto}\
+///
+/// Layout rules that keep the pages readable at 1024 and 1366 px without horizontal
+/// scrolling: cells break only at spaces and, in Japanese, between characters of long text
+/// (`td.long`); short values (IDs, times, states, reasons' names) never break inside a word
+/// (`.nw`, `keep-all`); the menu stays on one line by dropping the subtitle under 1280 px.
+pub const STYLE: &str = "*{box-sizing:border-box}\
+body{font-family:'Noto Sans JP','IPAexGothic',sans-serif;margin:0;color:#222;background:#f7f7f5;font-size:15px;line-height:1.45}\
+.skip{position:absolute;left:-9999px;top:0}.skip:focus{left:.5em;top:.5em;background:#fff;color:#000;padding:.3em .6em;z-index:2}\
+header{background:#1d3557;color:#fff;padding:.4em 1em;display:flex;gap:.3em 1em;align-items:center;flex-wrap:wrap}\
+header a{color:#fff}.brand{white-space:nowrap}nav{display:flex;gap:.2em .9em;align-items:center;flex:1 1 auto;flex-wrap:wrap}\
+nav a,.who,.lang{white-space:nowrap}.who{margin-left:auto}\
+@media (max-width:1279px){.sub,table.items .opt{display:none}header{font-size:14px}nav{gap:.2em .7em}}\
+@media (min-width:1280px){.when{white-space:nowrap}td.reason{min-width:17.5em}}\
+main{padding:.8em 1.5em;max-width:100%}main:focus{outline:none}h1{font-size:1.4em;margin:.3em 0 .5em;overflow-wrap:anywhere}\
+h2{font-size:1.15em;margin:1.2em 0 .4em}\
+table{border-collapse:collapse;width:100%;background:#fff;font-size:14px;line-height:1.3}caption{text-align:left;font-weight:bold;padding:.2em 0;caption-side:top}\
+th,td{border:1px solid #ccc;padding:.15em .4em;text-align:left;vertical-align:top;word-break:keep-all;overflow-wrap:break-word}\
+th{background:#e9edf2;white-space:nowrap}tbody th[scope=row]{font-weight:normal}table.items tbody th{background:#fff}td.long,td.long *{word-break:normal;overflow-wrap:anywhere}td.long{min-width:8.5em}\
+.nw{white-space:nowrap}.id{font-family:monospace;font-size:.9em;white-space:nowrap}.sub2{display:block;color:#555;font-size:.88em}details.filterbox{margin:0 0 .5em}details.filterbox form{margin:.5em 0 0}\
+th a{color:inherit}th[aria-sort] a{font-weight:bold}td.num,th.num{text-align:right}\
+pre{background:#fff;border:1px solid #ccc;padding:.5em;white-space:pre-wrap;overflow-wrap:anywhere;max-height:40em;overflow:auto}\
 .error{background:#fde2e2;border:1px solid #c00;padding:.5em}.notice{background:#e6f4ea;border:1px solid #2a7;padding:.5em}\
-.inline{display:inline}form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em}\
-form.filters label{display:flex;flex-direction:column;font-size:.85em}fieldset{background:#fff;margin:1em 0}\
-.pager{margin:1em 0;display:flex;gap:1em}.badge{padding:0 .4em;border-radius:.3em;background:#ddd}\
+.inline{display:inline}form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em;align-items:flex-end}\
+form.filters label{display:flex;flex-direction:column;font-size:.85em}form.filters input,form.filters select{max-width:14em}\
+fieldset{background:#fff;margin:1em 0;min-width:0}\
+.pager{margin:1em 0;display:flex;gap:1em;flex-wrap:wrap}.badge{padding:0 .4em;border-radius:.3em;background:#ddd}\
+.bulk{display:flex;flex-wrap:wrap;gap:.5em;align-items:center;margin:.5em 0}.bulk input[name=reason]{width:20em;max-width:100%}\
 .secret{font-family:monospace;font-size:1.4em;background:#fff3cd;padding:.3em}\
-.en{color:#555;font-size:.9em}";
+.en{color:#555;font-size:.9em}.tools{display:flex;gap:1em;flex-wrap:wrap;margin:.3em 0}\
+td form{margin:.1em 0}td input[name=reason]{width:10em;max-width:100%}\
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(30em,1fr));gap:1em}\
+figure{margin:0;background:#fff;border:1px solid #ccc;padding:.5em;min-width:0}figcaption{font-weight:bold;margin-bottom:.3em}\
+svg.chart{width:100%;height:auto;display:block}svg.chart text{font-size:11px;fill:#333}\
+.v-forwarded,.k-forwarded{fill:#2a7f62;background:#2a7f62}.v-quarantined,.k-quarantined{fill:#c0392b;background:#c0392b}\
+.v-rejected,.k-rejected{fill:#7f8c8d;background:#7f8c8d}.v-other,.k-other{fill:#e0a526;background:#e0a526}\
+.bar{fill:#1d3557}.bar2{fill:#e0a526}.axis{stroke:#999;stroke-width:1}\
+.legend{display:flex;gap:1em;flex-wrap:wrap;font-size:.85em;list-style:none;padding:0;margin:.3em 0}\
+.legend span{display:inline-block;width:.9em;height:.9em;margin-right:.3em;vertical-align:middle}\
+details{margin:.5em 0}summary{cursor:pointer}\
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}\
+td.ok{color:#1b6b3a}td.refused{color:#a00}textarea{max-width:100%}";

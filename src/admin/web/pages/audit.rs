@@ -1,9 +1,10 @@
-//! The audit log search, and the audit table the item page shows too.
+//! The audit log search, its CSV download, and the audit table the item page shows too.
 //!
-//! Owns: `/audit` (auditors and administrators) and [`audit_table`].
-//! Invariants: nothing is read until a filter is given; at most the newest 500 records are
-//! shown, with the total; each record's fields are shown as JSON text, cut at 600
-//! characters.
+//! Owns: `/audit` (auditors and administrators), `/audit.csv` (the same search, every
+//! matching record) and [`audit_table`].
+//! Invariants: nothing is read until a filter is given; newest first, [`SHOWN`] records a
+//! page with links to the older pages and the total; each record reads as a sentence in the
+//! UI language (see `events`), its fields kept beside it as JSON text, cut at 600 characters.
 //! Must never: be open to operators or approvers alone, or change the log.
 
 use std::sync::Arc;
@@ -12,14 +13,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use maud::{html, Markup};
 
-use super::{Page, Params};
+use super::{csv, events, Page, Params};
 use crate::admin::web::guard::{Auditors, Signed};
 use crate::admin::web::html::jst;
-use crate::admin::web::html::{cut, Lang};
+use crate::admin::web::html::{cut, url, Lang};
 use crate::admin::web::layout::{error_page, frame, head_row};
 use crate::admin::web::{blocking, Web};
 
-/// Records shown at most.
+/// Records a page.
 const SHOWN: usize = 500;
 
 /// The search form's fields: query key, Japanese and English label.
@@ -52,27 +53,73 @@ fn kind_and_fields(r: &crate::audit::Record) -> (String, String) {
     (kind, fields.to_string())
 }
 
-/// Audit records as a table: sequence number, time, event type, the other fields as JSON.
-pub(super) fn audit_table(lang: Lang, records: &[crate::audit::Record]) -> Markup {
+/// Audit records as a table: sequence number, time, what happened (a sentence), and the
+/// event type with its fields as JSON, folded.
+pub(super) fn audit_table(lang: Lang, caption: &str, records: &[crate::audit::Record]) -> Markup {
     html! {
-        table {
+        table.audit {
+            caption { (caption) }
             (head_row(lang, &[
                 ("#", "#"),
                 ("日時", "Time"),
-                ("種類", "Event"),
-                ("内容", "Details"),
+                ("出来事", "What happened"),
+                ("記録", "Record"),
             ]))
-            @for r in records {
-                @let (kind, fields) = kind_and_fields(r);
-                tr {
-                    td { (r.seq) }
-                    td { (jst(&r.ts)) }
-                    td { (kind) }
-                    td { (cut(&fields, 600)) }
+            tbody {
+                @for r in records {
+                    @let (kind, fields) = kind_and_fields(r);
+                    tr {
+                        td.num { (r.seq) }
+                        td { @let t = jst(&r.ts); @let (d, h) = t.split_once(' ').unwrap_or((t.as_str(), ""));
+                            span.nw { (d) } " " span.nw { (h) } }
+                        td.long { (events::sentence(lang, &r.event)) }
+                        td.long {
+                            details {
+                                summary { span.nw { (kind) } }
+                                (cut(&fields, 600))
+                            }
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// The search filter the query asks for, and whether it asks for any.
+fn filter_of(q: &Params) -> (crate::audit::Search, bool) {
+    let get = |k: &str| {
+        q.get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let searched = FIELDS.iter().any(|(k, _, _)| get(k).is_some());
+    (
+        crate::audit::Search {
+            id: get("id"),
+            sender: get("sender"),
+            recipient: get("recipient"),
+            sha256: get("sha256"),
+            verdict: get("verdict"),
+            since: get("since"),
+            until: get("until"),
+            user: get("user"),
+        },
+        searched,
+    )
+}
+
+/// The query string of the search fields of `q` (what the CSV link and the pager repeat).
+fn search_query(q: &Params) -> String {
+    FIELDS
+        .iter()
+        .filter_map(|(k, _, _)| {
+            q.get(*k)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| format!("{k}={}", url(v)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 pub(super) async fn audit_search(
@@ -81,22 +128,7 @@ pub(super) async fn audit_search(
     Signed(ctx, _): Signed<Auditors>,
 ) -> Page {
     let lang = ctx.lang;
-    let get = |k: &str| {
-        q.get(k)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let searched = FIELDS.iter().any(|(k, _, _)| get(k).is_some());
-    let filter = crate::audit::Search {
-        id: get("id"),
-        sender: get("sender"),
-        recipient: get("recipient"),
-        sha256: get("sha256"),
-        verdict: get("verdict"),
-        since: get("since"),
-        until: get("until"),
-        user: get("user"),
-    };
+    let (filter, searched) = filter_of(&q);
     let dir = web.audit_dir.clone();
     let records = if searched {
         blocking(move || crate::audit::search(&dir, &filter))
@@ -105,7 +137,21 @@ pub(super) async fn audit_search(
     } else {
         Vec::new()
     };
-    let shown: Vec<crate::audit::Record> = records.iter().rev().take(SHOWN).cloned().collect();
+    let pages = records.len().div_ceil(SHOWN).max(1);
+    let page_no = q
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, pages);
+    let shown: Vec<crate::audit::Record> = records
+        .iter()
+        .rev()
+        .skip((page_no - 1) * SHOWN)
+        .take(SHOWN)
+        .cloned()
+        .collect();
+    let base = search_query(&q);
+    let page_link = |n: usize| format!("/audit?{base}&page={n}");
     let body = html! {
         form.filters method="get" action="/audit" {
             @for (key, ja, en) in FIELDS {
@@ -114,11 +160,21 @@ pub(super) async fn audit_search(
             button { (lang.t("検索", "Search")) }
         }
         @if searched {
-            p {
-                (records.len()) " " (lang.t("件", "records"))
-                @if records.len() > SHOWN { (lang.t("（新しい 500 件を表示）", " (newest 500 shown)")) }
+            div.tools {
+                span {
+                    (records.len()) " " (lang.t("件", "records"))
+                    @if let (Some(first), Some(last)) = (shown.first(), shown.last()) {
+                        " — " (lang.t("表示中: ", "showing: ")) "#" (last.seq) "–#" (first.seq)
+                    }
+                }
+                a href={ "/audit.csv?" (base) } download { (lang.t("検索結果を CSV でダウンロード", "Download the results as CSV")) }
             }
-            (audit_table(lang, &shown))
+            (audit_table(lang, lang.t("監査記録（新しい順）", "Audit records (newest first)"), &shown))
+            nav.pager aria-label=(lang.t("ページ", "Pages")) {
+                @if page_no > 1 { a href=(page_link(page_no - 1)) rel="prev" { (lang.t("← 新しい記録", "← Newer")) } }
+                span { (page_no) " / " (pages) }
+                @if page_no < pages { a href=(page_link(page_no + 1)) rel="next" { (lang.t("古い記録 →", "Older →")) } }
+            }
         }
     };
     Ok(frame(
@@ -126,5 +182,56 @@ pub(super) async fn audit_search(
         &ctx.viewer(),
         lang.t("監査ログの検索", "Audit log search"),
         body,
+    ))
+}
+
+/// `/audit.csv`: every record the search matches, oldest first, with the sentence and the
+/// JSON; Japan time beside the UTC time the record keeps.
+pub(super) async fn audit_csv(
+    State(web): State<Arc<Web>>,
+    Query(q): Query<Params>,
+    Signed(ctx, _): Signed<Auditors>,
+) -> Page {
+    let lang = ctx.lang;
+    let (filter, searched) = filter_of(&q);
+    if !searched {
+        return Err(error_page(
+            lang,
+            StatusCode::BAD_REQUEST,
+            lang.t(
+                "検索条件を指定してください。",
+                "Give a search filter first.",
+            ),
+        ));
+    }
+    let dir = web.audit_dir.clone();
+    let records = blocking(move || crate::audit::search(&dir, &filter))
+        .await?
+        .map_err(|e| error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let (kind, fields) = kind_and_fields(r);
+            vec![
+                r.seq.to_string(),
+                jst(&r.ts),
+                r.ts.clone(),
+                kind,
+                events::sentence(Lang::Ja, &r.event),
+                fields,
+            ]
+        })
+        .collect();
+    Ok(csv::download(
+        "mukaika-audit.csv",
+        &[
+            "番号",
+            "日時（JST）",
+            "日時（UTC）",
+            "種類",
+            "出来事",
+            "記録（JSON）",
+        ],
+        &rows,
     ))
 }

@@ -22,6 +22,7 @@ use axum::response::IntoResponse;
 use maud::{html, Markup};
 
 use super::audit::audit_table;
+use super::report::report_table;
 use super::requests::decision_forms;
 use super::{act, checked_id, reason_label, state_label, Page, Params, Res};
 use crate::admin::web::guard::{Admits, Approvers, Operators, Posted, Signed};
@@ -198,7 +199,10 @@ fn metadata(item: &QuarantineItem, lang: Lang) -> Markup {
         ("SHA-256", item.sha256.clone()),
     ];
     html! {
-        table { @for (k, v) in &rows { tr { th { (k) } td { (v) } } } }
+        table.meta {
+            caption.sr { (lang.t("項目の情報", "About the item")) }
+            @for (k, v) in &rows { tr { th scope="row" { (k) } td.long { (v) } } }
+        }
     }
 }
 
@@ -276,13 +280,13 @@ pub(super) async fn item(
         .never_release
         .contains(&item.reason);
     let csrf = ctx.session.csrf.as_str();
-    let report = serde_json::to_string_pretty(&item.report).unwrap_or_default();
     let body = html! {
         (done_notice(lang, q.get("done").map(String::as_str)))
         (metadata(&item, lang))
         // Requests and the decisions open to this account.
         h2 { (lang.t("解除申請", "Release requests")) }
         table {
+            caption.sr { (lang.t("この項目への解除申請", "Release requests for this item")) }
             (head_row(lang, &[
                 ("ID", "ID"),
                 ("申請者", "Requester"),
@@ -294,13 +298,13 @@ pub(super) async fn item(
             ]))
             @for r in &requests {
                 tr {
-                    td { (r.id) }
+                    td.id { (r.id) }
                     td { (r.requester) }
-                    td { (r.target) }
-                    td { (r.reason) }
+                    td.long { (r.target) }
+                    td.long { (r.reason) }
                     td { (state_label(lang, r.state)) }
-                    td { (r.decided_by.as_deref().unwrap_or("")) " " (r.decision_reason.as_deref().unwrap_or("")) }
-                    td { (decision_forms(&ctx, r, me)) }
+                    td.long { (r.decided_by.as_deref().unwrap_or("")) " " (r.decision_reason.as_deref().unwrap_or("")) }
+                    td.long { (decision_forms(&ctx, r, me)) }
                 }
             }
         }
@@ -320,7 +324,7 @@ pub(super) async fn item(
                     p {
                         label { input type="radio" name="target" value="recipients"; " " (lang.t("指定した宛先へ配送:", "Deliver to:")) }
                         " "
-                        input name="recipients" size="50" placeholder="staff@city.example.lg.jp";
+                        input name="recipients" size="40" placeholder="staff@city.example.lg.jp" aria-label=(lang.t("配送先の宛先", "Recipients to deliver to"));
                     }
                     @if !pairs.is_empty() {
                         p {
@@ -329,12 +333,12 @@ pub(super) async fn item(
                                 " " (lang.t("取り込みフォルダーの出力先へコピー:", "Copy to the export folder of:"))
                             }
                             " "
-                            select name="pair" { @for p in &pairs { option { (p) } } }
+                            select name="pair" aria-label=(lang.t("出力先", "Export folder")) { @for p in &pairs { option { (p) } } }
                         }
                     }
                     p { label {
                         (lang.t("理由（業務上の必要性）", "Reason (business need)")) br;
-                        textarea name="reason" rows="3" cols="60" required {}
+                        textarea name="reason" rows="3" cols="50" required {}
                     } }
                     p { button { (lang.t("申請する", "Request")) } }
                 }
@@ -349,11 +353,11 @@ pub(super) async fn item(
             h2 { (lang.t("パスワード付きファイル（PPAP）", "Password-protected file (PPAP)")) }
             @if let Some(u) = &unlocked {
                 table {
-                    tr { th { (lang.t("状態", "State")) } td { (lang.t("解除済み", "unlocked")) } }
-                    tr { th { (lang.t("方法", "Way")) } td { (u.way) } }
-                    tr { th { (lang.t("結果", "Verdict")) } td { (u.verdict) } }
-                    tr { th { (lang.t("日時", "Time")) } td { (jst(&u.at)) } }
-                    tr { th { (lang.t("配送先", "Destination")) } td { (u.destination) } }
+                    tr { th scope="row" { (lang.t("状態", "State")) } td { (lang.t("解除済み", "unlocked")) } }
+                    tr { th scope="row" { (lang.t("方法", "Way")) } td { (u.way) } }
+                    tr { th scope="row" { (lang.t("結果", "Verdict")) } td { (u.verdict) } }
+                    tr { th scope="row" { (lang.t("日時", "Time")) } td { (jst(&u.at)) } }
+                    tr { th scope="row" { (lang.t("配送先", "Destination")) } td.long { (u.destination) } }
                 }
             } @else {
                 p { (lang.t("まだ解除されていません（暗号化されたまま保留中）。", "Not unlocked yet (held encrypted).")) }
@@ -404,9 +408,9 @@ pub(super) async fn item(
         h2 { (lang.t("原本の安全な表示", "Safe view of the original")) }
         (safe_view(&item, &bytes, lang))
         h2 { (lang.t("無害化レポート（すべての検出事項）", "Sanitizer report (every finding)")) }
-        pre { (report) }
+        (report_table(lang, &item.report))
         h2 { (lang.t("この項目の監査記録", "Audit trail of this item")) }
-        (audit_table(lang, &trail))
+        (audit_table(lang, lang.t("この項目の監査記録（古い順）", "Audit trail (oldest first)"), &trail))
     };
     let title = format!("{} {}", lang.t("隔離項目", "Item"), item.id);
     Ok(frame(lang, &ctx.viewer(), &title, body))

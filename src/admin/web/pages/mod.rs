@@ -12,11 +12,15 @@
 
 mod account;
 mod audit;
+mod charts;
+mod csv;
 mod dashboard;
+mod events;
 mod item;
 mod items;
 mod login;
 mod ppap;
+mod report;
 mod requests;
 mod users;
 
@@ -57,6 +61,8 @@ pub(super) fn routes() -> Router<Arc<Web>> {
             get(account::password_form).post(account::change_password),
         )
         .route("/items", get(items::items))
+        .route("/items.csv", get(items::items_csv))
+        .route("/items/bulk", post(items::bulk))
         .route("/items/{id}", get(item::item))
         .route("/items/{id}/original", post(item::original))
         .route("/items/{id}/request", post(item::request_release))
@@ -64,6 +70,7 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/items/{id}/unlock", post(item::unlock))
         .route("/ppap/{token}", get(ppap::page).post(ppap::submit))
         .route("/requests", get(requests::requests))
+        .route("/requests/bulk", post(requests::bulk))
         .route(
             "/requests/{id}/approve",
             post(requests::decide::<requests::Approve>),
@@ -78,6 +85,7 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         )
         .route("/requests/{id}/{action}", post(requests::unknown_action))
         .route("/audit", get(audit::audit_search))
+        .route("/audit.csv", get(audit::audit_csv))
         .route("/users", get(users::users).post(users::add_user))
         .route("/users/{name}/unlock", post(users::unlock))
         .route("/users/{name}/reset", post(users::reset))

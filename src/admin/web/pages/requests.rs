@@ -1,7 +1,9 @@
 //! Release requests: the list, and the approve / reject / withdraw decisions.
 //!
 //! Owns: `/requests`, the posts `/requests/{id}/approve`, `/reject` (approvers) and
-//! `/cancel` (operators), and [`decision_forms`], which the item page shows as well.
+//! `/cancel` (operators), `/requests/bulk` (approve or reject several pending requests at
+//! once: each one through the same [`Decision`] as its own form, so each is checked and
+//! audited alone), and [`decision_forms`], which the item page shows as well.
 //! Invariants: a decision form is offered only on a pending request and only for a role
 //! that may take it; an approver never gets an approve or reject form on their own request
 //! (`Review` refuses it too: 兼務の禁止); an unknown action is a 404 before any session is
@@ -71,11 +73,13 @@ pub(super) async fn requests(
             false,
         ),
     ];
+    let bulk = ctx.may::<Approvers>();
     let body = html! {
         (done_notice(lang, q.get("done").map(String::as_str)))
         @for (title, pending) in sections {
             h2 { (title) }
             table {
+                caption.sr { (title) }
                 (head_row(lang, &[
                     ("ID", "ID"),
                     ("隔離ID", "Item"),
@@ -88,19 +92,43 @@ pub(super) async fn requests(
                 ]))
                 @for r in all.iter().filter(|r| (r.state == RequestState::Pending) == pending).take(200) {
                     tr {
-                        td { (r.id) }
-                        td { a href={ "/items/" (url(&r.item_id)) } { (r.item_id) } }
-                        td { (jst(&r.requested_at)) }
+                        th scope="row" {
+                            @if pending && bulk && r.requester != me {
+                                input type="checkbox" form="bulk-requests" name={ "sel-" (r.id) } value="1"
+                                    aria-label={ (lang.t("選択: ", "Pick: ")) (r.id) };
+                                " "
+                            }
+                            span.id { (r.id) }
+                        }
+                        td { a.id href={ "/items/" (url(&r.item_id)) } { (r.item_id) } }
+                        td { @let t = jst(&r.requested_at); @let (d, h) = t.split_once(' ').unwrap_or((t.as_str(), ""));
+                            span.nw { (d) } " " span.nw { (h) } }
                         td { (r.requester) }
-                        td { (r.target) }
-                        td { (r.reason) }
+                        td.long { (r.target) }
+                        td.long { (r.reason) }
                         td {
                             (state_label(lang, r.state))
                             @if let Some(by) = &r.decided_by {
                                 " — " (by) " " (r.decision_reason.as_deref().unwrap_or(""))
                             }
                         }
-                        td { (decision_forms(&ctx, r, me)) }
+                        td.long { (decision_forms(&ctx, r, me)) }
+                    }
+                }
+            }
+            @if pending && bulk {
+                form #bulk-requests method="post" action="/requests/bulk" {
+                    input type="hidden" name="csrf" value=(ctx.session.csrf);
+                    fieldset.bulk {
+                        legend { (lang.t("選択した申請をまとめて判断", "Decide the picked requests")) }
+                        label { (lang.t("判断", "Decision")) " "
+                            select name="action" {
+                                option value="approve" { (lang.t("承認", "Approve")) }
+                                option value="reject" { (lang.t("却下", "Reject")) }
+                            }
+                        }
+                        label { (lang.t("理由", "Reason")) " " input name="reason" required; }
+                        button { (lang.t("実行", "Apply")) }
                     }
                 }
             }
@@ -178,4 +206,76 @@ pub(super) async fn unknown_action(
     Form(_): Form<Params>,
 ) -> Res {
     no_such_action(lang(&headers))
+}
+
+/// `/requests/bulk`: approve or reject each picked request as its own form would (the
+/// requester's own are refused one by one: 兼務の禁止); a page with each one's outcome.
+pub(super) async fn bulk(State(web): State<Arc<Web>>, post: Posted<Approvers>) -> Page {
+    let lang = post.ctx.lang;
+    let action = post.field("action");
+    if action != "approve" && action != "reject" {
+        return Err(no_such_action(lang));
+    }
+    let mut ids: Vec<String> = post
+        .form
+        .iter()
+        .filter(|(_, v)| v.as_str() == "1")
+        .filter_map(|(k, _)| k.strip_prefix("sel-"))
+        .filter(|id| crate::store::quarantine::valid_id(id))
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    if ids.is_empty() {
+        return Err(crate::admin::web::layout::error_page(
+            lang,
+            axum::http::StatusCode::BAD_REQUEST,
+            lang.t("申請が選ばれていません。", "No request was picked."),
+        ));
+    }
+    let reason = post.field("reason");
+    let todo = ids.clone();
+    let outcomes: Vec<Result<(), String>> = act(&web, &post.ctx, move |review, user| {
+        Ok(todo
+            .iter()
+            .map(|id| {
+                if action == "approve" {
+                    Approve::take(review, user, id, &reason)
+                } else {
+                    Reject::take(review, user, id, &reason)
+                }
+                .map_err(|e| e.to_string())
+            })
+            .collect())
+    })
+    .await?;
+    let done = outcomes.iter().filter(|o| o.is_ok()).count();
+    let body = html! {
+        p { (done) " / " (ids.len()) " " (lang.t("件を処理しました。", "done.")) }
+        table {
+            caption { (lang.t("申請ごとの結果", "Outcome per request")) }
+            thead { tr { th scope="col" { "ID" } th scope="col" { (lang.t("結果", "Outcome")) } } }
+            tbody {
+                @for (id, o) in ids.iter().zip(&outcomes) {
+                    tr {
+                        th scope="row" { span.id { (id) } }
+                        @match o {
+                            Ok(()) => td.ok { (lang.t("完了", "done")) },
+                            Err(e) => td.long.refused { (lang.t("できませんでした: ", "refused: ")) (e) },
+                        }
+                    }
+                }
+            }
+        }
+        p { a href="/requests" { (lang.t("解除申請へ戻る", "Back to the requests")) } }
+    };
+    let mut page = frame(
+        lang,
+        &post.ctx.viewer(),
+        lang.t("まとめて判断した結果", "Bulk decision"),
+        body,
+    );
+    if done != ids.len() {
+        *page.status_mut() = axum::http::StatusCode::CONFLICT;
+    }
+    Ok(page)
 }
