@@ -147,7 +147,6 @@ fn utc(ms: u64) -> DateTime {
     TimeZone::UTC.to_datetime(timestamp(ms))
 }
 
-
 /// The record format: `2026-12-04T17:52:55.843Z` (RFC 3339, UTC, milliseconds).
 pub fn rfc3339_utc(ms: u64) -> String {
     let t = utc(ms);
@@ -437,7 +436,13 @@ mod tests {
             parse_people_time_in("2026-12-04 18:52:55", &berlin),
             Some(DEC_4_2026 - 843)
         );
-        for bad in ["", "Asia/Tokio", "JST+9", "../../etc/passwd", "Mars/Olympus"] {
+        for bad in [
+            "",
+            "Asia/Tokio",
+            "JST+9",
+            "../../etc/passwd",
+            "Mars/Olympus",
+        ] {
             assert!(zone_named(bad).is_none(), "{bad}");
         }
     }

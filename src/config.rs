@@ -1276,7 +1276,10 @@ mod tests {
         let err = ServiceConfig::from_toml("[ui]\ntimezone = \"Asia/Tokio\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("ui.timezone") && err.contains("Asia/Tokio"), "{err}");
+        assert!(
+            err.contains("ui.timezone") && err.contains("Asia/Tokio"),
+            "{err}"
+        );
         for bad in ["", "JST", "+09:00"] {
             let text = format!("[ui]\ntimezone = {bad:?}\n");
             assert!(ServiceConfig::from_toml(&text).is_err(), "{bad:?}");

@@ -1214,9 +1214,14 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                     println!(
                         "{}	{}	{}	{}	{}	{}	{}",
                         shown(&item.id),
-                        shown(&mukaika::clock::jst_display_of(&item.at)),
-                        shown(&item.source),
-                        shown(&item.reason),
+                        shown(&mukaika::clock::local_display_of(&item.at)),
+                        source_ja(&item.source),
+                        // The words the notices and the web UI use, and the code --reason takes.
+                        format_args!(
+                            "{} [{}]",
+                            mukaika::sink::notice::reason_ja(&item.reason),
+                            shown(&item.reason)
+                        ),
                         shown(item.name.as_deref().unwrap_or("(メール全体)")),
                         shown(item.mail_from.as_deref().unwrap_or("-")),
                         shown(&item.rcpt_to.join(","))
@@ -1239,7 +1244,49 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                     return Ok(ExitCode::from(1));
                 }
             };
-            println!("{}", shown_json(serde_json::to_string_pretty(&item)?));
+            // For people first (local time, plain Japanese), then the record as it is (UTC,
+            // codes) for whoever needs the detail.
+            let verdict = item
+                .report
+                .get("verdict")
+                .and_then(|v| serde_json::from_value::<Verdict>(v.clone()).ok())
+                .unwrap_or(Verdict::Quarantined);
+            println!("隔離ID: {}", shown(&item.id));
+            println!(
+                "隔離日時: {}",
+                shown(&mukaika::clock::local_display_of(&item.at))
+            );
+            println!(
+                "経路: {} ({})",
+                source_ja(&item.source),
+                shown(&item.origin_id)
+            );
+            println!(
+                "名前: {}",
+                shown(item.name.as_deref().unwrap_or("(メール全体)"))
+            );
+            println!("判定: {}", verdict.label_ja());
+            println!(
+                "理由: {} [{}]",
+                mukaika::sink::notice::reason_ja(&item.reason),
+                shown(&item.reason)
+            );
+            println!(
+                "説明: {}",
+                shown(&mukaika::sink::notice::explain_item_ja(&item))
+            );
+            if let Some(from) = &item.mail_from {
+                println!("差出人: {}", shown(from));
+                println!("宛先: {}", shown(&item.rcpt_to.join(", ")));
+                println!("件名: {}", shown(item.subject.as_deref().unwrap_or("")));
+            }
+            println!("大きさ: {} バイト", item.size);
+            println!("SHA-256: {}", shown(&item.sha256));
+            println!("--- 記録 (JSON, 時刻は UTC) ---");
+            // Line by line: escaping the whole pretty text would turn its newlines into \u000a.
+            for line in serde_json::to_string_pretty(&item)?.lines() {
+                println!("{}", shown_json(line.to_string()));
+            }
             if let Ok(Some(u)) = mukaika::ppap::unlocked_state(&data, &id) {
                 println!(
                     "パスワード解除済み / unlocked: {} ({}), {} → {}",
@@ -1487,6 +1534,15 @@ fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitC
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Where a quarantined item came from, in the words the web UI uses.
+fn source_ja(source: &str) -> std::borrow::Cow<'_, str> {
+    match source {
+        "mail" => "メール".into(),
+        "import" => "取り込みフォルダ".into(),
+        other => shown(other),
     }
 }
 

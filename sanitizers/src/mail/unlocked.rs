@@ -14,7 +14,7 @@
 //! [`CleanFile`]: crate::registry::CleanFile
 
 use super::build::{self, Mailbox, OutPart};
-use super::{held_label, recheck, removed_label, thousands, CleanMessage};
+use super::{attached_label, held_label, recheck, removed_label, thousands, CleanMessage};
 use crate::policy::Policy;
 use crate::registry::Outcome;
 use crate::report::{sha256_hex, Report, Verdict};
@@ -157,11 +157,9 @@ fn mailbox(address: &str) -> Mailbox {
 /// The registry's verdict in the words the mail notice uses.
 fn fate(r: &Report) -> String {
     match r.verdict {
-        Verdict::Sanitized | Verdict::Passed => {
-            format!("無害化して添付: {}", r.output.clone().unwrap_or_default())
-        }
-        Verdict::Blocked => format!("削除: {}", removed_label(r)),
-        Verdict::Quarantined => format!("隔離: {}", held_label(r)),
+        Verdict::Sanitized | Verdict::Passed => attached_label(r),
+        Verdict::Blocked => format!("{}: {}", Verdict::Blocked.label_ja(), removed_label(r)),
+        Verdict::Quarantined => format!("{}: {}", Verdict::Quarantined.label_ja(), held_label(r)),
     }
 }
 
