@@ -847,7 +847,7 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
                         "{:>8}  {}  {:<20} {:<28} {}",
                         r.seq,
                         // People read this listing: Japan time, marked (--json keeps UTC).
-                        shown(&mukaika::clock::jst_display_of(&r.ts)),
+                        shown(&mukaika::clock::local_display_of(&r.ts)),
                         shown(kind),
                         shown(id),
                         shown(verdict)
@@ -1030,7 +1030,7 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
                         shown(&m.id),
                         s,
                         m.size,
-                        shown(&mukaika::clock::jst_display_of(&m.received_at)),
+                        shown(&mukaika::clock::local_display_of(&m.received_at)),
                         shown(&m.envelope.mail_from),
                         shown(&m.envelope.rcpt_to.join(",")),
                         shown(&m.last_error.unwrap_or_default())
@@ -1290,7 +1290,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
             if let Ok(Some(u)) = mukaika::ppap::unlocked_state(&data, &id) {
                 println!(
                     "パスワード解除済み / unlocked: {} ({}), {} → {}",
-                    shown(&mukaika::clock::jst_display_of(&u.at)),
+                    shown(&mukaika::clock::local_display_of(&u.at)),
                     u.way,
                     u.verdict,
                     shown(&u.destination)
@@ -1301,8 +1301,9 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                 .filter(|r| r.item_id == id)
             {
                 println!(
-                    "申請 {}: {} ({}), 申請者 {}, 理由 {}, 判断 {} {}",
+                    "申請 {} ({}): {} ({}), 申請者 {}, 理由 {}, 判断 {} {}",
                     shown(&r.id),
+                    shown(&mukaika::clock::local_display_of(&r.requested_at)),
                     r.state.label_ja(),
                     shown(&r.target.to_string()),
                     shown(&r.requester),
@@ -1315,13 +1316,15 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
         }
         QuarantineCommand::Requests { state } => {
             let state = state.as_deref().map(mukaika::review::RequestState::parse);
-            println!("申請ID	隔離ID	状態	申請者	宛先・出力先	理由	判断者");
+            println!("申請ID	隔離ID	申請日時	状態	申請者	宛先・出力先	理由	判断者");
             for r in mukaika::review::read_requests(&data, state)? {
                 println!(
-                    "{}	{}	{}	{}	{}	{}	{}",
+                    "{}	{}	{}	{}	{}	{}	{}	{}",
                     shown(&r.id),
                     shown(&r.item_id),
-                    r.state.as_str(),
+                    shown(&mukaika::clock::local_display_of(&r.requested_at)),
+                    // The state words the web UI and `quarantine show` use.
+                    r.state.label_ja(),
                     shown(&r.requester),
                     shown(&r.target.to_string()),
                     shown(&r.reason),
@@ -1527,7 +1530,7 @@ fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitC
                     mukaika::review::roles_text(&u.roles),
                     u.last_login_at
                         .as_deref()
-                        .map(mukaika::clock::jst_display_of)
+                        .map(mukaika::clock::local_display_of)
                         .unwrap_or_default(),
                     if u.must_change { "はい" } else { "いいえ" }
                 );
