@@ -420,8 +420,8 @@ enum AuditCommand {
         /// Verdict or outcome.
         #[arg(long)]
         verdict: Option<String>,
-        /// At or after this time: Japan time as 2026-11-27 or 2026-11-27 09:30, or RFC 3339
-        /// with a zone (2026-11-27T00:30:00Z).
+        /// At or after this time: local time ([ui] timezone, Japan time by default) as
+        /// 2026-11-27 or 2026-11-27 09:30, or RFC 3339 with a zone (2026-11-27T00:30:00Z).
         #[arg(long)]
         since: Option<String>,
         /// Before this time (the same forms).
@@ -734,7 +734,7 @@ fn audit_time(flag: &str, value: Option<String>) -> std::result::Result<Option<S
             Some(ms) => Ok(Some(mukaika::clock::rfc3339_utc(ms))),
             None => {
                 eprintln!(
-                    "mukaika: {flag} {}: 日時は 2026-11-27、2026-11-27 09:30（日本時間）または 2026-11-27T00:30:00Z の形で / use 2026-11-27, 2026-11-27 09:30 (Japan time) or RFC 3339 with a zone",
+                    "mukaika: {flag} {}: 日時は 2026-11-27、2026-11-27 09:30（[ui] timezone の時刻、既定は日本時間）または 2026-11-27T00:30:00Z の形で / use 2026-11-27, 2026-11-27 09:30 (local time, [ui] timezone) or RFC 3339 with a zone",
                     shown(&v)
                 );
                 Err(ExitCode::from(2))
@@ -846,7 +846,7 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
                     println!(
                         "{:>8}  {}  {:<20} {:<28} {}",
                         r.seq,
-                        // People read this listing: Japan time, marked (--json keeps UTC).
+                        // People read this listing: local time, marked (--json keeps UTC).
                         shown(&mukaika::clock::local_display_of(&r.ts)),
                         shown(kind),
                         shown(id),
