@@ -163,7 +163,7 @@ fn fate(r: &Report) -> String {
     }
 }
 
-/// Every removal in the report and its members', with where it was.
+/// Every removal in the report and its members', by kind and file.
 fn removals(r: &Report) -> Vec<String> {
     let mut out = Vec::new();
     collect(r, &mut out);
@@ -172,12 +172,21 @@ fn removals(r: &Report) -> Vec<String> {
 
 fn collect(r: &Report, out: &mut Vec<String>) {
     let at = r.input.clone().unwrap_or_default();
+    // What, in which file and how often; part names and object numbers stay in the report.
+    let mut whats: Vec<(&str, usize)> = Vec::new();
     for x in &r.removed {
-        out.push(format!(
-            "{}（{at} {}）",
-            x.what.description_ja(),
-            x.location
-        ));
+        let what = x.what.description_ja();
+        match whats.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, n)) => *n += 1,
+            None => whats.push((what, 1)),
+        }
+    }
+    for (what, n) in whats {
+        out.push(if n > 1 {
+            format!("{what}（{at}、{n} か所）")
+        } else {
+            format!("{what}（{at}）")
+        });
     }
     if r.verdict == Verdict::Blocked && !at.is_empty() && r.reason.is_some() {
         out.push(format!("{at}: {}", removed_label(r)));
