@@ -136,6 +136,42 @@ fn reports_for_staff_say_why_in_plain_japanese_in_local_time() {
     );
     let csv = read("一覧.csv.無害化レポート.txt");
     assert!(csv.contains("(2 行目 2 列目)"), "{csv}");
+
+    // The CLI tells the same story: the verdict word, the plain reason, local time; the
+    // record below it keeps the code, and its JSON is readable (no \u000a for newlines).
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mukaika"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let id = table
+        .lines()
+        .find(|l| l.contains("\tsetup.exe\t"))
+        .and_then(|l| l.split('\t').nth(4))
+        .unwrap_or_else(|| panic!("{table}"))
+        .to_string();
+    let shown = cli(&["quarantine", "show", &id]);
+    for needle in [
+        "判定: 削除\n",
+        "理由: 実行ファイル・スクリプト等 [blocked-kind]\n",
+        "説明: Windows の実行ファイル (プログラム) は、",
+        " (JST)\n",
+        "\"reason\": \"blocked-kind\"",
+    ] {
+        assert!(shown.contains(needle), "{needle:?} missing:\n{shown}");
+    }
+    assert!(!shown.contains("\\u000a"), "{shown}");
+    let listed = cli(&["quarantine", "list"]);
+    assert!(
+        listed
+            .contains("\t取り込みフォルダ\t実行ファイル・スクリプト等 [blocked-kind]\tsetup.exe\t"),
+        "{listed}"
+    );
 }
 
 #[test]
