@@ -691,7 +691,8 @@ fn convert_mail(
                     };
                     let detail = match (&done.output, &done.report.reason) {
                         (Some(path), _) => format!("-> {}", shown_path(path)),
-                        (None, Some(r)) => format!("({}: {})", r.code, shown(&r.detail)),
+                        // The label lists use, and the code; the detail is in the JSON report.
+                        (None, Some(r)) => format!("({} [{}])", r.description_ja(), shown(&r.code)),
                         (None, None) => String::new(),
                     };
                     eprintln!("{}: {verdict} {detail}", shown(&done.input));
