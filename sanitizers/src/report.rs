@@ -546,3 +546,116 @@ impl Report {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reason code the registry, the mail converter, the pipeline and the import folder
+    /// write.
+    const CODES: [&str; 21] = [
+        "blocked-kind",
+        "blocked-name",
+        "blocked-member",
+        "held-member",
+        "policy-quarantine",
+        "type-mismatch",
+        "polyglot",
+        "malformed",
+        "unsupported",
+        "encrypted",
+        "wrong-password",
+        "limit-exceeded",
+        "timeout",
+        "internal-error",
+        "virus",
+        "scanner-unavailable",
+        "unscannable",
+        "text-only",
+        "placeholder",
+        "unsupported-encoding",
+        "bad-name",
+    ];
+
+    #[test]
+    fn every_reason_has_a_label_without_a_verdict_word_and_a_plain_sentence_for_every_kind() {
+        for code in CODES {
+            // Only a virus's sentence quotes its detail (the signature name).
+            let detail = if code == "virus" {
+                "Win.Test.EICAR_HDB-1"
+            } else {
+                "pe is blocked by policy"
+            };
+            let reason = Reason::new(code, detail);
+            let label = reason.description_ja();
+            assert_ne!(label, "その他の理由", "{code}");
+            // The verdict or the state says what happened; the label only why.
+            assert!(
+                !label.contains("削除") && !label.contains("隔離"),
+                "{code}: {label}"
+            );
+            for kind in FileKind::ALL {
+                let text = reason.explain_ja(*kind, &[]);
+                assert!(text.ends_with('。'), "{code} {kind}: {text}");
+                for jargon in [code, kind.name(), "policy", "blocked", "{"] {
+                    // A kind name may appear as a file extension (`(.pdf)`), never alone.
+                    let bare = text.replace(&format!("(.{})", kind.name()), "");
+                    assert!(
+                        !bare.contains(&format!(" {jargon}"))
+                            && !bare.contains(&format!("({jargon})")),
+                        "{code} {kind}: {jargon:?} in {text}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_finding_makes_the_sentence_concrete_and_is_said_once() {
+        let findings = [
+            Finding::ExtensionMismatch {
+                extension: "txt".into(),
+                detected: FileKind::Pe,
+            },
+            Finding::MimeMismatch {
+                mime: "text/plain".into(),
+                detected: FileKind::Pe,
+            },
+        ];
+        let text = Reason::new("blocked-kind", "").explain_ja(FileKind::Pe, &findings);
+        assert_eq!(
+            text,
+            "ファイル名の拡張子は「.txt」ですが、中身は Windows の実行ファイル (プログラム) でした。\
+             開くとパソコン上でプログラムとして動くおそれがあるため、受け付けない種類のファイルです。"
+        );
+        assert_eq!(
+            finding_detail_en(&findings[0]),
+            "the name ends in .txt but the content is pe"
+        );
+    }
+
+    #[test]
+    fn an_archive_names_the_members_at_fault() {
+        let mut zip = Report::new(Some("書類.zip"), b"zip", FileKind::Zip);
+        zip.verdict = Verdict::Blocked;
+        zip.reason = Some(Reason::new(
+            "blocked-member",
+            "archive member a.exe is blocked",
+        ));
+        let mut exe = Report::new(Some("a.exe"), b"MZ", FileKind::Pe);
+        exe.verdict = Verdict::Blocked;
+        exe.reason = Some(Reason::new("blocked-kind", "pe is blocked by policy"));
+        let mut txt = Report::new(Some("b.txt"), b"hi", FileKind::Text);
+        txt.verdict = Verdict::Passed;
+        zip.children = vec![exe, txt];
+        let text = zip.explain_ja().unwrap_or_default();
+        assert!(
+            text.ends_with("該当: a.exe (実行ファイル・スクリプト等)"),
+            "{text}"
+        );
+        assert!(!text.contains("b.txt"), "{text}");
+        let mut fine = Report::new(None, b"", FileKind::Empty);
+        fine.verdict = Verdict::Passed;
+        assert_eq!(fine.explain_ja(), None);
+    }
+}
