@@ -241,6 +241,13 @@ pub fn display_in(ms: u64, zone: &TimeZone) -> String {
     )
 }
 
+/// The mark of the people's zone now (`JST`), for headings such as `日時 (JST)` over a column
+/// of [`local_display`] times.
+pub fn local_zone_mark() -> String {
+    let ts = timestamp(now_ms());
+    people_zone().to_offset_info(ts).abbreviation().to_string()
+}
+
 /// For people, in their zone ([`people_zone`]): `2026-12-05 02:52:55 (JST)`.
 pub fn local_display(ms: u64) -> String {
     display_in(ms, people_zone())
@@ -436,6 +443,8 @@ mod tests {
             parse_people_time_in("2026-12-04 18:52:55", &berlin),
             Some(DEC_4_2026 - 843)
         );
+        // No test sets the process's zone: the default is Japan's.
+        assert_eq!(local_zone_mark(), "JST");
         for bad in [
             "",
             "Asia/Tokio",
