@@ -10,19 +10,22 @@
 //! - Records stay UTC: audit records, spool and quarantine metadata, JSON reports and file
 //!   names use [`rfc3339_utc`] (`2026-12-04T17:52:55.843Z`) and [`day_utc`] (`20261204`).
 //!   Their format never changes, because verifiers, SIEMs and older data read it.
-//! - People see Japan time, always marked: [`jst_display`] (`2026-12-05 02:52:55 (JST)`) and
-//!   [`jst_date`] for reports, notices and CLI listings. A time shown to a person without its
-//!   zone is ambiguous for an operator reading it beside UTC records.
+//! - People see local time, always marked: [`local_display`] (`2026-12-05 02:52:55 (JST)`) and
+//!   [`local_date`] for reports, notices, the web UI and CLI listings, and times people type
+//!   ([`parse_people_time`]) are read in the same zone. The zone is `[ui] timezone`
+//!   (Asia/Tokyo unless set), fixed for the process by [`set_people_zone`] when the
+//!   configuration is loaded. A time shown to a person without its zone is ambiguous for an
+//!   operator reading it beside UTC records.
 //! - Unreadable text is `None`, never a made-up time: [`parse_rfc3339`] returns `None` on
 //!   garbage, and each caller decides explicitly what an unknown time means for it.
 //!
-//! Must never: read the host's time zone database or `TZ` (Asia/Tokyo is compiled in, so a
-//! container without `/usr/share/zoneinfo` shows the same times), panic on any input, or show
-//! a person a time without saying which zone it is in.
+//! Must never: read the host's time zone database or `TZ` (jiff's copy of the IANA database is
+//! compiled in, `tzdb-bundle-always`, so a container without `/usr/share/zoneinfo` shows the
+//! same times), panic on any input, or show a person a time without saying which zone it is in.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jiff::civil::{DateTime, Weekday};
@@ -34,6 +37,32 @@ use jiff::Timestamp;
 /// than a fixed +09:00 so the one time Japan did use DST (1948–1951) is right too, and so the
 /// code says what it means.
 static TOKYO: TimeZone = tz::get!("Asia/Tokyo");
+
+/// The zone people see (`[ui] timezone`); unset means Asia/Tokyo. Set once per process: every
+/// report, notice and listing of one run shows the same zone (a reload that named another zone
+/// would otherwise mix two zones in one digest).
+static PEOPLE_ZONE: OnceLock<TimeZone> = OnceLock::new();
+
+/// The time zone called `name` (an IANA name such as `Asia/Tokyo` or `UTC`) from the database
+/// compiled into the binary; `None` for a name it does not hold. Never reads the host's files.
+pub fn zone_named(name: &str) -> Option<TimeZone> {
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    tz::db().get(name).ok()
+}
+
+/// Makes `zone` the one people see from now on in this process. The first call wins (later
+/// ones return `false` and change nothing): the zone is a start-up setting.
+pub fn set_people_zone(zone: TimeZone) -> bool {
+    PEOPLE_ZONE.set(zone).is_ok()
+}
+
+/// The zone people see: `[ui] timezone`, or Asia/Tokyo.
+pub fn people_zone() -> &'static TimeZone {
+    PEOPLE_ZONE.get().unwrap_or(&TOKYO)
+}
 
 /// Where "now" comes from. The service holds an `Arc<dyn Clock>` so that tests can decide what
 /// time it is (deferrals, retention, digests) instead of sleeping.
@@ -118,10 +147,6 @@ fn utc(ms: u64) -> DateTime {
     TimeZone::UTC.to_datetime(timestamp(ms))
 }
 
-fn tokyo(ms: u64) -> DateTime {
-    TOKYO.to_datetime(timestamp(ms))
-}
-
 /// The record format: `2026-12-04T17:52:55.843Z` (RFC 3339, UTC, milliseconds).
 pub fn rfc3339_utc(ms: u64) -> String {
     let t = utc(ms);
@@ -198,37 +223,73 @@ pub fn day_utc(ms: u64) -> String {
     format!("{:04}{:02}{:02}", t.year(), t.month(), t.day())
 }
 
-/// For people: `2026-12-05 02:52:55 (JST)`.
-pub fn jst_display(ms: u64) -> String {
-    let t = tokyo(ms);
+/// `ms` in `zone`, as people read it: `2026-12-05 02:52:55 (JST)`. The mark is the zone's
+/// abbreviation at that instant (`JST`, `CET`/`CEST`, `+07` where the database has no letters).
+pub fn display_in(ms: u64, zone: &TimeZone) -> String {
+    let ts = timestamp(ms);
+    let t = zone.to_datetime(ts);
+    let info = zone.to_offset_info(ts);
     format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} (JST)",
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} ({})",
         t.year(),
         t.month(),
         t.day(),
         t.hour(),
         t.minute(),
-        t.second()
+        t.second(),
+        info.abbreviation()
     )
 }
 
-/// For people: the Japan-time day, `2026-12-05`.
-pub fn jst_date(ms: u64) -> String {
-    let t = tokyo(ms);
+/// The mark of the people's zone now (`JST`), for headings such as `日時 (JST)` over a column
+/// of [`local_display`] times.
+pub fn local_zone_mark() -> String {
+    let ts = timestamp(now_ms());
+    people_zone().to_offset_info(ts).abbreviation().to_string()
+}
+
+/// For people, in their zone ([`people_zone`]): `2026-12-05 02:52:55 (JST)`.
+pub fn local_display(ms: u64) -> String {
+    display_in(ms, people_zone())
+}
+
+/// For people: the day in their zone, `2026-12-05`.
+pub fn local_date(ms: u64) -> String {
+    let t = people_zone().to_datetime(timestamp(ms));
     format!("{:04}-{:02}-{:02}", t.year(), t.month(), t.day())
 }
 
-/// A record's timestamp shown to people in Japan time; text that is no timestamp is shown as
+/// A record's timestamp shown to people in their zone; text that is no timestamp is shown as
 /// it is (a person should see what the record holds rather than a made-up time).
+pub fn local_display_of(record_ts: &str) -> String {
+    parse_rfc3339(record_ts).map_or_else(|| record_ts.to_string(), local_display)
+}
+
+/// [`local_display`] under its first name (the zone was Japan's before `[ui] timezone`).
+pub fn jst_display(ms: u64) -> String {
+    local_display(ms)
+}
+
+/// [`local_date`] under its first name.
+pub fn jst_date(ms: u64) -> String {
+    local_date(ms)
+}
+
+/// [`local_display_of`] under its first name.
 pub fn jst_display_of(record_ts: &str) -> String {
-    parse_rfc3339(record_ts).map_or_else(|| record_ts.to_string(), jst_display)
+    local_display_of(record_ts)
 }
 
 /// A time a person typed, as milliseconds since the epoch: RFC 3339 with a zone (`Z`,
-/// `+09:00`), or Japan time without one — a day (`2026-12-04`, its midnight in Japan), or a day
-/// and time (`2026-12-04 17:30`, `2026-12-04T17:30:05`). `None` for anything else, so a typo is
-/// refused rather than read as "no limit".
+/// `+09:00`), or local time ([`people_zone`]) without one — a day (`2026-12-04`, its local
+/// midnight), or a day and time (`2026-12-04 17:30`, `2026-12-04T17:30:05`). `None` for
+/// anything else, so a typo is refused rather than read as "no limit".
 pub fn parse_people_time(s: &str) -> Option<u64> {
+    parse_people_time_in(s, people_zone())
+}
+
+/// [`parse_people_time`] in a given zone.
+pub fn parse_people_time_in(s: &str, zone: &TimeZone) -> Option<u64> {
     let s = s.trim();
     if let Some(ms) = parse_rfc3339(s) {
         return Some(ms);
@@ -240,7 +301,7 @@ pub fn parse_people_time(s: &str) -> Option<u64> {
     } else {
         s.replacen(' ', "T", 1).parse().ok()?
     };
-    let t = TOKYO.to_timestamp(civil).ok()?;
+    let t = zone.to_timestamp(civil).ok()?;
     u64::try_from(t.as_millisecond()).ok()
 }
 
@@ -363,6 +424,36 @@ mod tests {
         assert!(jst_display(u64::MAX).starts_with("9999-12-31 "));
         assert_eq!(day_utc(u64::MAX), "99991230");
         assert!(rfc5322(u64::MAX).contains("Dec 9999"));
+    }
+
+    #[test]
+    fn shows_and_reads_other_zones_from_the_compiled_in_database() {
+        // The whole IANA database is in the binary: no /usr/share/zoneinfo needed.
+        let berlin = zone_named("Europe/Berlin").unwrap();
+        assert_eq!(display_in(DEC_4_2026, &berlin), "2026-12-04 18:52:55 (CET)");
+        let july = parse_rfc3339("2026-07-01T12:00:00Z").unwrap();
+        assert_eq!(display_in(july, &berlin), "2026-07-01 14:00:00 (CEST)");
+        let utc = zone_named("UTC").unwrap();
+        assert_eq!(display_in(DEC_4_2026, &utc), "2026-12-04 17:52:55 (UTC)");
+        assert_eq!(
+            display_in(DEC_4_2026, &zone_named("Asia/Tokyo").unwrap()),
+            "2026-12-05 02:52:55 (JST)"
+        );
+        assert_eq!(
+            parse_people_time_in("2026-12-04 18:52:55", &berlin),
+            Some(DEC_4_2026 - 843)
+        );
+        // No test sets the process's zone: the default is Japan's.
+        assert_eq!(local_zone_mark(), "JST");
+        for bad in [
+            "",
+            "Asia/Tokio",
+            "JST+9",
+            "../../etc/passwd",
+            "Mars/Olympus",
+        ] {
+            assert!(zone_named(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

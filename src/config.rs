@@ -206,6 +206,13 @@ mask_password = true
 # How long a recipient's link works, in hours (0: links expire at once).
 link_valid_hours = 72
 
+[ui]
+# 職員が読む時刻（レポート・通知・管理画面・CLI）と、入力する時刻（--since など）のタイムゾーン。
+# 監査ログや JSON レポートなどの記録は常に UTC です。変更は再起動で反映されます。
+# Time zone (IANA name) of the times people read and type: reports, notices, the web UI and the
+# CLI. Records (audit log, JSON reports, metadata) stay UTC. Takes effect at the next start.
+timezone = "Asia/Tokyo"
+
 [policy]
 # The sanitizing policy (see README, "Policy"); defaults are fail-closed.
 "#;
@@ -245,6 +252,9 @@ pub struct ServiceConfig {
     /// Password-protected attachments (PPAP).
     #[serde(default)]
     pub ppap: PpapSection,
+    /// How mukaika shows things to people.
+    #[serde(default)]
+    pub ui: UiSection,
     /// Sanitizing policy.
     #[serde(default)]
     pub policy: Policy,
@@ -300,6 +310,34 @@ impl PpapSection {
             0
         };
         policy.mail.mask_passwords = self.mask_password;
+    }
+}
+
+/// `[ui]`: how mukaika shows things to people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSection {
+    /// The IANA time zone (`Asia/Tokyo`, the default) of every time shown to people — reports,
+    /// notices, the web UI, CLI listings — and of times they type without a zone (`--since
+    /// 2026-12-04`). Records stay UTC. Looked up in the database compiled into the binary, so
+    /// an unknown name is refused when the file is read, whatever the host has installed.
+    pub timezone: String,
+}
+
+impl Default for UiSection {
+    fn default() -> Self {
+        Self {
+            timezone: "Asia/Tokyo".into(),
+        }
+    }
+}
+
+impl UiSection {
+    /// The configured zone (validated at load; Asia/Tokyo should it somehow not resolve).
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        crate::clock::zone_named(&self.timezone)
+            .or_else(|| crate::clock::zone_named("Asia/Tokyo"))
+            .unwrap_or(jiff::tz::TimeZone::UTC)
     }
 }
 
@@ -1013,6 +1051,9 @@ impl ServiceConfig {
                     .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
                 let config = Self::from_toml(&text)
                     .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+                // The loaded file decides the zone people see in this process (first load
+                // wins: a reload naming another zone waits for a restart).
+                crate::clock::set_people_zone(config.ui.zone());
                 Ok((config, text))
             }
             None => Ok((Self::default_config(), DEFAULT_TOML.to_string())),
@@ -1024,6 +1065,12 @@ impl ServiceConfig {
     /// # Errors
     /// An open relay, zero limits, bad networks, a policy the registry cannot honour.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if crate::clock::zone_named(&self.ui.timezone).is_none() {
+            return Err(ConfigError(format!(
+                "ui.timezone: {:?} is not a time zone name mukaika knows (an IANA name such as \"Asia/Tokyo\" or \"UTC\"; タイムゾーン名が正しくありません)",
+                self.ui.timezone
+            )));
+        }
         if self.audit.retention_days == 0 || self.quarantine.retention_days == 0 {
             return Err(ConfigError(
                 "audit.retention_days and quarantine.retention_days: at least one day".into(),
@@ -1277,6 +1324,28 @@ mod tests {
             &format!("syslog_ca_file = \"{}\"", ca.display()),
         );
         ServiceConfig::from_toml(&with_ca).unwrap();
+    }
+
+    #[test]
+    fn refuses_an_unknown_time_zone_and_takes_a_known_one() {
+        let c = ServiceConfig::default_config();
+        assert_eq!(c.ui.timezone, "Asia/Tokyo");
+        // A partial file without [ui] keeps the default.
+        let partial = ServiceConfig::from_toml("[audit]\nnode = \"n2\"\n").unwrap();
+        assert_eq!(partial.ui.timezone, "Asia/Tokyo");
+        let err = ServiceConfig::from_toml("[ui]\ntimezone = \"Asia/Tokio\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ui.timezone") && err.contains("Asia/Tokio"),
+            "{err}"
+        );
+        for bad in ["", "JST", "+09:00"] {
+            let text = format!("[ui]\ntimezone = {bad:?}\n");
+            assert!(ServiceConfig::from_toml(&text).is_err(), "{bad:?}");
+        }
+        let berlin = ServiceConfig::from_toml("[ui]\ntimezone = \"Europe/Berlin\"\n").unwrap();
+        assert_eq!(berlin.ui.zone().iana_name(), Some("Europe/Berlin"));
     }
 
     #[test]

@@ -473,8 +473,8 @@ enum AuditCommand {
         /// Verdict or outcome.
         #[arg(long)]
         verdict: Option<String>,
-        /// At or after this time: Japan time as 2026-11-27 or 2026-11-27 09:30, or RFC 3339
-        /// with a zone (2026-11-27T00:30:00Z).
+        /// At or after this time: local time ([ui] timezone, Japan time by default) as
+        /// 2026-11-27 or 2026-11-27 09:30, or RFC 3339 with a zone (2026-11-27T00:30:00Z).
         #[arg(long)]
         since: Option<String>,
         /// Before this time (the same forms).
@@ -756,7 +756,8 @@ fn convert_mail(
                     };
                     let detail = match (&done.output, &done.report.reason) {
                         (Some(path), _) => format!("-> {}", shown_path(path)),
-                        (None, Some(r)) => format!("({}: {})", r.code, shown(&r.detail)),
+                        // The label lists use, and the code; the detail is in the JSON report.
+                        (None, Some(r)) => format!("({} [{}])", r.description_ja(), shown(&r.code)),
                         (None, None) => String::new(),
                     };
                     eprintln!("{}: {verdict} {detail}", shown(&done.input));
@@ -799,7 +800,7 @@ fn audit_time(flag: &str, value: Option<String>) -> std::result::Result<Option<S
             Some(ms) => Ok(Some(mukaika::clock::rfc3339_utc(ms))),
             None => {
                 eprintln!(
-                    "mukaika: {flag} {}: 日時は 2026-11-27、2026-11-27 09:30（日本時間）または 2026-11-27T00:30:00Z の形で / use 2026-11-27, 2026-11-27 09:30 (Japan time) or RFC 3339 with a zone",
+                    "mukaika: {flag} {}: 日時は 2026-11-27、2026-11-27 09:30（[ui] timezone の時刻、既定は日本時間）または 2026-11-27T00:30:00Z の形で / use 2026-11-27, 2026-11-27 09:30 (local time, [ui] timezone) or RFC 3339 with a zone",
                     shown(&v)
                 );
                 Err(ExitCode::from(2))
@@ -911,8 +912,8 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
                     println!(
                         "{:>8}  {}  {:<20} {:<28} {}",
                         r.seq,
-                        // People read this listing: Japan time, marked (--json keeps UTC).
-                        shown(&mukaika::clock::jst_display_of(&r.ts)),
+                        // People read this listing: local time, marked (--json keeps UTC).
+                        shown(&mukaika::clock::local_display_of(&r.ts)),
                         shown(kind),
                         shown(id),
                         shown(verdict)
@@ -1093,7 +1094,7 @@ fn queue(command: QueueCommand, config: Option<PathBuf>, outgoing: bool) -> Resu
                         shown(&m.id),
                         s,
                         m.size,
-                        shown(&mukaika::clock::jst_display_of(&m.received_at)),
+                        shown(&mukaika::clock::local_display_of(&m.received_at)),
                         shown(&m.envelope.mail_from),
                         shown(&m.envelope.rcpt_to.join(",")),
                         shown(&m.last_error.unwrap_or_default())
@@ -1269,9 +1270,14 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                     println!(
                         "{}	{}	{}	{}	{}	{}	{}",
                         shown(&item.id),
-                        shown(&mukaika::clock::jst_display_of(&item.at)),
-                        shown(&item.source),
-                        shown(&item.reason),
+                        shown(&mukaika::clock::local_display_of(&item.at)),
+                        source_ja(&item.source),
+                        // The words the notices and the web UI use, and the code --reason takes.
+                        format_args!(
+                            "{} [{}]",
+                            mukaika::sink::notice::reason_ja(&item.reason),
+                            shown(&item.reason)
+                        ),
                         shown(item.name.as_deref().unwrap_or("(メール全体)")),
                         shown(item.mail_from.as_deref().unwrap_or("-")),
                         shown(&item.rcpt_to.join(","))
@@ -1294,11 +1300,53 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                     return Ok(ExitCode::from(1));
                 }
             };
-            println!("{}", shown_json(serde_json::to_string_pretty(&item)?));
+            // For people first (local time, plain Japanese), then the record as it is (UTC,
+            // codes) for whoever needs the detail.
+            let verdict = item
+                .report
+                .get("verdict")
+                .and_then(|v| serde_json::from_value::<Verdict>(v.clone()).ok())
+                .unwrap_or(Verdict::Quarantined);
+            println!("隔離ID: {}", shown(&item.id));
+            println!(
+                "隔離日時: {}",
+                shown(&mukaika::clock::local_display_of(&item.at))
+            );
+            println!(
+                "経路: {} ({})",
+                source_ja(&item.source),
+                shown(&item.origin_id)
+            );
+            println!(
+                "名前: {}",
+                shown(item.name.as_deref().unwrap_or("(メール全体)"))
+            );
+            println!("判定: {}", verdict.label_ja());
+            println!(
+                "理由: {} [{}]",
+                mukaika::sink::notice::reason_ja(&item.reason),
+                shown(&item.reason)
+            );
+            println!(
+                "説明: {}",
+                shown(&mukaika::sink::notice::explain_item_ja(&item))
+            );
+            if let Some(from) = &item.mail_from {
+                println!("差出人: {}", shown(from));
+                println!("宛先: {}", shown(&item.rcpt_to.join(", ")));
+                println!("件名: {}", shown(item.subject.as_deref().unwrap_or("")));
+            }
+            println!("大きさ: {} バイト", item.size);
+            println!("SHA-256: {}", shown(&item.sha256));
+            println!("--- 記録 (JSON, 時刻は UTC) ---");
+            // Line by line: escaping the whole pretty text would turn its newlines into \u000a.
+            for line in serde_json::to_string_pretty(&item)?.lines() {
+                println!("{}", shown_json(line.to_string()));
+            }
             if let Ok(Some(u)) = mukaika::ppap::unlocked_state(&data, &id) {
                 println!(
                     "パスワード解除済み / unlocked: {} ({}), {} → {}",
-                    shown(&mukaika::clock::jst_display_of(&u.at)),
+                    shown(&mukaika::clock::local_display_of(&u.at)),
                     u.way,
                     u.verdict,
                     shown(&u.destination)
@@ -1309,8 +1357,9 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                 .filter(|r| r.item_id == id)
             {
                 println!(
-                    "申請 {}: {} ({}), 申請者 {}, 理由 {}, 判断 {} {}",
+                    "申請 {} ({}): {} ({}), 申請者 {}, 理由 {}, 判断 {} {}",
                     shown(&r.id),
+                    shown(&mukaika::clock::local_display_of(&r.requested_at)),
                     r.state.label_ja(),
                     shown(&r.target.to_string()),
                     shown(&r.requester),
@@ -1323,13 +1372,15 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
         }
         QuarantineCommand::Requests { state } => {
             let state = state.as_deref().map(mukaika::review::RequestState::parse);
-            println!("申請ID	隔離ID	状態	申請者	宛先・出力先	理由	判断者");
+            println!("申請ID	隔離ID	申請日時	状態	申請者	宛先・出力先	理由	判断者");
             for r in mukaika::review::read_requests(&data, state)? {
                 println!(
-                    "{}	{}	{}	{}	{}	{}	{}",
+                    "{}	{}	{}	{}	{}	{}	{}	{}",
                     shown(&r.id),
                     shown(&r.item_id),
-                    r.state.as_str(),
+                    shown(&mukaika::clock::local_display_of(&r.requested_at)),
+                    // The state words the web UI and `quarantine show` use.
+                    r.state.label_ja(),
                     shown(&r.requester),
                     shown(&r.target.to_string()),
                     shown(&r.reason),
@@ -1528,7 +1579,7 @@ fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitC
                     mukaika::review::roles_text(&u.roles),
                     u.last_login_at
                         .as_deref()
-                        .map(mukaika::clock::jst_display_of)
+                        .map(mukaika::clock::local_display_of)
                         .unwrap_or_default(),
                     if u.must_change { "はい" } else { "いいえ" },
                     if u.disabled { "無効" } else { "有効" }
@@ -1536,6 +1587,15 @@ fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitC
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Where a quarantined item came from, in the words the web UI uses.
+fn source_ja(source: &str) -> std::borrow::Cow<'_, str> {
+    match source {
+        "mail" => "メール".into(),
+        "import" => "取り込みフォルダ".into(),
+        other => shown(other),
     }
 }
 

@@ -388,7 +388,8 @@ pub(crate) fn repack(members: Vec<Member<'_>>, cx: &mut Context<'_>) -> Result<V
     let stored = deflated.compression_method(zip::CompressionMethod::Stored);
     let mut seen_inputs = HashSet::new();
     let mut used = HashSet::new();
-    let mut refused: Vec<(String, Verdict, String)> = Vec::new();
+    // Path, verdict, the technical reason (report, errors) and the staff's sentence (the note).
+    let mut refused: Vec<(String, Verdict, String, String)> = Vec::new();
     for member in members {
         cx.check_deadline()?;
         if !seen_inputs.insert(member.path.to_lowercase()) {
@@ -444,16 +445,17 @@ pub(crate) fn repack(members: Vec<Member<'_>>, cx: &mut Context<'_>) -> Result<V
                     .as_ref()
                     .map(|r| format!("{}: {}", r.code, r.detail))
                     .unwrap_or_default();
-                refused.push((member.path.clone(), report.verdict, reason));
+                let why = report.explain_ja().unwrap_or_default();
+                refused.push((member.path.clone(), report.verdict, reason, why));
             }
         }
         cx.add_child(report);
     }
-    if let Some((first_path, _, first_reason)) = refused.first() {
+    if let Some((first_path, _, first_reason, _)) = refused.first() {
         if !deliver_rest {
-            let blocked = refused.iter().find(|(_, v, _)| *v == Verdict::Blocked);
+            let blocked = refused.iter().find(|(_, v, _, _)| *v == Verdict::Blocked);
             return Err(match blocked {
-                Some((path, _, reason)) => {
+                Some((path, _, reason, _)) => {
                     Error::blocked(format!("archive member {path} is blocked ({reason})"))
                 }
                 None => Error::held_member(format!(
@@ -466,13 +468,14 @@ pub(crate) fn repack(members: Vec<Member<'_>>, cx: &mut Context<'_>) -> Result<V
             "この書庫の次のファイルは、無害化できないため取り除かれました。\r\n\
              The following members were removed because they could not be made safe.\r\n\r\n",
         );
-        for (path, verdict, reason) in &refused {
+        for (path, verdict, reason, why) in &refused {
             cx.remove(
                 What::ArchiveMember,
                 path.clone(),
                 format!("{verdict:?}: {reason}"),
             );
-            note.push_str(&format!("・{path} — {} ({reason})\r\n", verdict.label_ja()));
+            // Staff open this note: the verdict word and the plain sentence, no codes.
+            note.push_str(&format!("・{path} — {}: {why}\r\n", verdict.label_ja()));
         }
         let mut bytes = b"\xEF\xBB\xBF".to_vec();
         bytes.extend_from_slice(note.as_bytes());

@@ -549,7 +549,8 @@ impl Registry {
             } else {
                 "type-mismatch"
             };
-            let detail = serde_json::to_string(finding).unwrap_or_default();
+            // A sentence for the admin view; the structured finding stays in `findings`.
+            let detail = crate::report::finding_detail_en(finding);
             let verdict = if policy.on_mismatch == Action::Block {
                 Verdict::Blocked
             } else {

@@ -28,21 +28,61 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-/// The Japanese reason of an item, for people.
+/// The short Japanese label of a reason code (lists, filters, the dashboard): says why, never
+/// what happened, so it reads right beside any state.
 pub fn reason_ja(code: &str) -> &'static str {
     mukaika_sanitizers::Reason::new(code, "").description_ja()
 }
 
-/// One line per item: `・name — reason（隔離ID: id）`.
+/// Why an item is held, in plain Japanese for staff (the recipients' notice, the CLI, the web
+/// UI's item page): the item's own report explained by [`Report::explain_ja`] — with its type,
+/// findings and the archive members at fault — or, for a whole message or an item without a
+/// file report, its reason code explained. Codes and English details stay in the record.
+///
+/// [`Report::explain_ja`]: mukaika_sanitizers::Report::explain_ja
+pub fn explain_item_ja(item: &QuarantineItem) -> String {
+    use mukaika_sanitizers::{FileKind, Reason, Report};
+    let whole_mail = item.detected_type.as_deref() == Some("message/rfc822");
+    if !whole_mail {
+        if let Ok(report) = serde_json::from_value::<Report>(item.report.clone()) {
+            if let Some(text) = report.explain_ja() {
+                return text;
+            }
+        }
+    }
+    if whole_mail {
+        // A message, not a file: the file sentences would say ファイル where staff got a mail.
+        match item.reason.as_str() {
+            "malformed" => {
+                return "メールの構造が壊れているか、読み方が一通りに定まらないため、安全にテキストへ変換できませんでした。".into()
+            }
+            "limit-exceeded" => {
+                return "メールの大きさや添付ファイルの数・入れ子の深さが、安全に処理できる上限を超えました。".into()
+            }
+            "encrypted" => {
+                return "メール全体が暗号化 (S/MIME・PGP) されているため、中身を確認できません。".into()
+            }
+            _ => {}
+        }
+    }
+    let kind = item
+        .detected_type
+        .as_deref()
+        .and_then(FileKind::from_name)
+        .unwrap_or(FileKind::Unknown);
+    Reason::new(&item.reason, item.detail.clone()).explain_ja(kind, &[])
+}
+
+/// Per item: `・name（隔離ID: id）` and, indented below, why in plain Japanese.
 fn item_lines(items: &[&QuarantineItem]) -> String {
     items
         .iter()
         .map(|i| {
             format!(
-                "・{} — {}（隔離ID: {}）\n",
+                "・{}（隔離ID: {}）\n　{}\n",
                 i.name.as_deref().unwrap_or("メール全体"),
-                reason_ja(&i.reason),
-                i.id
+                i.id,
+                explain_item_ja(i)
             )
         })
         .collect()
@@ -220,8 +260,8 @@ pub fn for_admins(
                 i.source,
                 i.name.as_deref().unwrap_or("メール全体"),
                 reason_ja(&i.reason),
-                // People read this: Japan time, marked; the record keeps UTC.
-                crate::clock::jst_display_of(&i.at),
+                // People read this: local time, marked; the record keeps UTC.
+                crate::clock::local_display_of(&i.at),
                 i.mail_from.as_deref().unwrap_or("-"),
                 if i.rcpt_to.is_empty() {
                     "-".to_string()
@@ -253,7 +293,7 @@ pub fn for_admins(
                 u.item_id,
                 way_ja(&u.way),
                 u.verdict,
-                crate::clock::jst_display_of(&u.at),
+                crate::clock::local_display_of(&u.at),
                 link(&u.item_id)
             ));
         }
@@ -309,7 +349,11 @@ mod tests {
         assert!(body.contains("見積書.zip"), "{body}");
         assert!(body.contains("隔離ID: Q1-1"), "{body}");
         assert!(body.contains("情報システム担当"), "{body}");
-        assert!(body.contains("暗号化・パスワード付き"), "{body}");
+        assert!(
+            body.contains("パスワードで保護 (暗号化) されているため"),
+            "{body}"
+        );
+        assert!(!body.contains("encrypted"), "{body}");
         assert!(parsed
             .subject()
             .unwrap()

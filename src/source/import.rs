@@ -1234,7 +1234,12 @@ fn verdict_name(v: Verdict) -> &'static str {
     }
 }
 
-/// The Japanese report written next to every result.
+/// The Japanese report written next to every result, for the staff member who dropped the
+/// file: the verdict word and what it means, the reason in plain Japanese
+/// ([`Report::explain_ja`], the sentences mail notices use too), the quarantine ID when the
+/// original is kept, what was removed, and local time. No reason codes, English details or
+/// part names: those stay in the JSON report (`report_format = "json"`), the quarantine
+/// record and the admin view.
 pub fn report_text(
     report: &Report,
     rel: &str,
@@ -1242,57 +1247,104 @@ pub fn report_text(
     quarantine: Option<&str>,
     processed_at_ms: u64,
 ) -> String {
+    use mukaika_sanitizers::report::kind_label_ja;
     let mut t = String::from("\u{FEFF}無害化レポート\r\n");
     t.push_str("================\r\n");
     t.push_str(&format!("ファイル: {}\r\n", names::escape_controls(rel)));
     t.push_str(&format!("判定: {}\r\n", report.verdict.label_ja()));
-    t.push_str(&format!("種類: {}", report.detected_type));
+    t.push_str(&format!("結果: {}\r\n", report.verdict.meaning_ja()));
+    if let Some(why) = report.explain_ja() {
+        t.push_str(&format!("理由: {}\r\n", names::escape_controls(&why)));
+    }
+    if let Some(q) = quarantine {
+        t.push_str(&format!(
+            "隔離ID: {q}\r\n  原本は隔離して保管しています。業務上必要な場合は、この隔離IDを添えて情報システム担当へ連絡してください。\r\n"
+        ));
+    }
+    t.push_str(&format!("種類: {}", kind_label_ja(report.detected_type)));
     if let Some(out) = report.output_type.filter(|o| *o != report.detected_type) {
-        t.push_str(&format!(" → {out}"));
+        t.push_str(&format!(" → {}", kind_label_ja(out)));
     }
     t.push_str("\r\n");
     match output {
-        Some(o) => t.push_str(&format!("出力: {o}\r\n")),
-        None => t.push_str("出力: なし (このファイルは LGWAN 側へ渡されません)\r\n"),
+        Some(o) => t.push_str(&format!("出力: {}\r\n", names::escape_controls(o))),
+        None => t.push_str("出力: なし\r\n"),
+    }
+    if !report.removed.is_empty() {
+        t.push_str("取り除いたもの:\r\n");
+        for line in removal_lines(&report.removed) {
+            t.push_str(&format!("・{line}\r\n"));
+        }
+    }
+    if !report.children.is_empty() {
+        t.push_str("書庫の中のファイル:\r\n");
+        const SHOWN: usize = 100;
+        for child in report.children.iter().take(SHOWN) {
+            let name = names::escape_controls(child.input.as_deref().unwrap_or("(名前なし)"));
+            match &child.reason {
+                Some(r) => t.push_str(&format!(
+                    "・{name} — {} ({})\r\n",
+                    child.verdict.label_ja(),
+                    r.description_ja()
+                )),
+                None => t.push_str(&format!("・{name} — {}\r\n", child.verdict.label_ja())),
+            }
+        }
+        if report.children.len() > SHOWN {
+            t.push_str(&format!("・ほか {} 件\r\n", report.children.len() - SHOWN));
+        }
     }
     t.push_str(&format!("入力 SHA-256: {}\r\n", report.input_sha256));
     if let Some(out) = &report.output_sha256 {
         t.push_str(&format!("出力 SHA-256: {out}\r\n"));
     }
-    if let Some(reason) = &report.reason {
-        t.push_str(&format!(
-            "理由: {} ({})\r\n",
-            reason.description_ja(),
-            reason.detail
-        ));
-    }
-    if let Some(q) = quarantine {
-        t.push_str(&format!("隔離ID: {q} (原本は隔離されています。必要な場合は情報システム担当へ連絡してください)\r\n"));
-    }
-    if !report.removed.is_empty() {
-        t.push_str("取り除いたもの:\r\n");
-        for r in &report.removed {
-            t.push_str(&format!(
-                "・{} — {} {}\r\n",
-                r.what.description_ja(),
-                r.location,
-                r.detail
-            ));
-        }
-    }
-    for child in &report.children {
-        t.push_str(&format!(
-            "  内包ファイル {}: {}\r\n",
-            names::escape_controls(child.input.as_deref().unwrap_or("?")),
-            child.verdict.label_ja()
-        ));
-    }
-    // Staff read this report: Japan time, marked (the JSON report beside it stays UTC).
+    // Staff read this report: local time, marked (the JSON report stays UTC).
     t.push_str(&format!(
         "処理日時: {}\r\n",
-        crate::clock::jst_display(processed_at_ms)
+        crate::clock::local_display(processed_at_ms)
     ));
     t
+}
+
+/// What was removed, one line per kind in the order first met, with how many and — where a
+/// person can find the place (a CSV cell) — where. Part names and object numbers are left to
+/// the JSON report.
+fn removal_lines(removed: &[mukaika_sanitizers::Removal]) -> Vec<String> {
+    let mut kinds: Vec<mukaika_sanitizers::What> = Vec::new();
+    for r in removed {
+        if !kinds.contains(&r.what) {
+            kinds.push(r.what);
+        }
+    }
+    kinds
+        .into_iter()
+        .map(|what| {
+            let these: Vec<_> = removed.iter().filter(|r| r.what == what).collect();
+            let cells: Vec<String> = these.iter().filter_map(|r| cell_ja(&r.location)).collect();
+            let mut line = what.description_ja().to_string();
+            if cells.is_empty() {
+                if these.len() > 1 {
+                    line.push_str(&format!(" ({} か所)", these.len()));
+                }
+            } else {
+                let shown: Vec<&str> = cells.iter().take(5).map(String::as_str).collect();
+                line.push_str(&format!(" ({}", shown.join("、")));
+                if cells.len() > shown.len() {
+                    line.push_str(&format!(" ほか {} か所", cells.len() - shown.len()));
+                }
+                line.push(')');
+            }
+            line
+        })
+        .collect()
+}
+
+/// `row 2, column 3` (a CSV cell, as the text sanitizer writes it) → `2 行目 3 列目`.
+fn cell_ja(location: &str) -> Option<String> {
+    let (row, column) = location.strip_prefix("row ")?.split_once(", column ")?;
+    let row: u64 = row.parse().ok()?;
+    let column: u64 = column.parse().ok()?;
+    Some(format!("{row} 行目 {column} 列目"))
 }
 
 #[cfg(test)]
@@ -1396,5 +1448,82 @@ mod tests {
         let out = s.outgoing.unwrap();
         assert_eq!(out.safe_dir, "");
         assert_eq!(out.shown.as_deref(), Some("名前を確認できないファイル-I1"));
+    }
+
+    fn blocked(name: &str, kind: FileKind, code: &str, detail: &str) -> Report {
+        Report {
+            input: Some(name.into()),
+            input_sha256: "00".repeat(32),
+            input_size: 1,
+            detected_type: kind,
+            verdict: Verdict::Blocked,
+            reason: Some(mukaika_sanitizers::Reason::new(code, detail)),
+            findings: Vec::new(),
+            removed: Vec::new(),
+            warnings: Vec::new(),
+            output: None,
+            output_sha256: None,
+            output_type: None,
+            children: Vec::new(),
+            encrypted: None,
+        }
+    }
+
+    #[test]
+    fn text_report_explains_in_plain_japanese_without_codes_or_english() {
+        let mut exe = blocked(
+            "見積.txt",
+            FileKind::Pe,
+            "blocked-kind",
+            "pe is blocked by policy",
+        );
+        exe.findings
+            .push(mukaika_sanitizers::Finding::ExtensionMismatch {
+                extension: "txt".into(),
+                detected: FileKind::Pe,
+            });
+        let text = report_text(&exe, "見積.txt", None, Some("Iabc"), 1_796_406_775_843);
+        assert!(text.contains("判定: 削除\r\n"), "{text}");
+        assert!(
+            text.contains("「.txt」ですが、中身は Windows の実行ファイル"),
+            "{text}"
+        );
+        assert!(text.contains("隔離ID: Iabc"), "{text}");
+        for jargon in ["blocked by policy", "blocked-kind", "(pe)", "種類: pe", "{"] {
+            assert!(!text.contains(jargon), "{jargon:?} in {text}");
+        }
+        let mut mismatch = blocked("a.pdf", FileKind::Zip, "type-mismatch", "x");
+        mismatch.verdict = Verdict::Quarantined;
+        let text = report_text(&mismatch, "a.pdf", None, Some("I1"), 0);
+        assert!(text.contains("判定: 隔離"), "{text}");
+        assert!(!text.contains("type-mismatch"), "{text}");
+    }
+
+    #[test]
+    fn text_report_lists_removals_by_kind_with_cells_not_part_names() {
+        let mut r = blocked("a.csv", FileKind::Csv, "x", "x");
+        r.verdict = Verdict::Sanitized;
+        r.reason = None;
+        let removal = |what, location: &str| mukaika_sanitizers::Removal {
+            what,
+            location: location.into(),
+            detail: "=1+2".into(),
+        };
+        r.removed = vec![
+            removal(mukaika_sanitizers::What::Formula, "row 2, column 3"),
+            removal(
+                mukaika_sanitizers::What::Metadata,
+                "/docProps/app.xml extended-properties",
+            ),
+            removal(
+                mukaika_sanitizers::What::Metadata,
+                "/docProps/core.xml core-properties",
+            ),
+        ];
+        let text = report_text(&r, "a.csv", Some("a.csv"), None, 0);
+        assert!(text.contains("(2 行目 3 列目)"), "{text}");
+        assert!(text.contains("メタデータ (作成者など) (2 か所)"), "{text}");
+        assert!(!text.contains("docProps"), "{text}");
+        assert!(!text.contains("=1+2"), "{text}");
     }
 }

@@ -56,6 +56,164 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// A record-style UTC time (`2026-12-04T17:52:55.843Z`) anywhere in `text`.
+fn has_utc_record_time(text: &str) -> bool {
+    let b = text.as_bytes();
+    (0..b.len()).any(|i| {
+        b.get(i..i + 20).is_some_and(|w| {
+            w[..4].iter().all(u8::is_ascii_digit)
+                && w[4] == b'-'
+                && w[10] == b'T'
+                && w[13] == b':'
+                && (w[19] == b'Z' || w[19] == b'.')
+        })
+    })
+}
+
+#[test]
+fn reports_for_staff_say_why_in_plain_japanese_in_local_time() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = config_file(&data, 0, "");
+    let import = data.join("import");
+    let export = data.join("export");
+    put(&import.join("setup.exe"), b"MZ\x90\x00 synthetic program");
+    // A program under a harmless name, and an archive posing as a PDF.
+    put(&import.join("見積.txt"), b"MZ\x90\x00 synthetic program");
+    put(&import.join("請求書.pdf"), &zip_bomb()[..]);
+    put(
+        &import.join("一覧.csv"),
+        "名前,金額\r\n架空,=1+1\r\n".as_bytes(),
+    );
+    put(
+        &import.join("見積書.docm"),
+        &generate::docm_with_macro().build(),
+    );
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    let reports: Vec<String> = files_under(&export)
+        .into_iter()
+        .filter(|f| f.ends_with(".無害化レポート.txt"))
+        .collect();
+    assert_eq!(reports.len(), 5, "{reports:?}");
+    for name in &reports {
+        let text = std::fs::read_to_string(export.join(name)).unwrap();
+        for jargon in [
+            "is blocked by policy",
+            "held by policy",
+            "blocked-kind",
+            "type-mismatch",
+            "limit-exceeded",
+            "{\"",
+            "\"finding\"",
+            "種類: pe",
+            "(pe)",
+            "extended-properties",
+            "/_rels/",
+            "word/vbaProject.bin",
+        ] {
+            assert!(!text.contains(jargon), "{jargon:?} in {name}:\n{text}");
+        }
+        assert!(
+            !has_utc_record_time(&text),
+            "a UTC record time in {name}:\n{text}"
+        );
+        assert!(text.contains(" (JST)\r\n"), "{name}:\n{text}");
+    }
+    let read = |n: &str| std::fs::read_to_string(export.join(n)).unwrap();
+    let exe = read("setup.exe.無害化レポート.txt");
+    assert!(exe.contains("判定: 削除\r\n"), "{exe}");
+    assert!(
+        exe.contains("理由: Windows の実行ファイル (プログラム) は、"),
+        "{exe}"
+    );
+    assert!(exe.contains("隔離ID: I"), "{exe}");
+    let disguised = read("見積.txt.無害化レポート.txt");
+    assert!(
+        disguised
+            .contains("拡張子は「.txt」ですが、中身は Windows の実行ファイル (プログラム) でした"),
+        "{disguised}"
+    );
+    let csv = read("一覧.csv.無害化レポート.txt");
+    assert!(csv.contains("(2 行目 2 列目)"), "{csv}");
+
+    // The CLI tells the same story: the verdict word, the plain reason, local time; the
+    // record below it keeps the code, and its JSON is readable (no \u000a for newlines).
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mukaika"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let id = table
+        .lines()
+        .find(|l| l.contains("\tsetup.exe\t"))
+        .and_then(|l| l.split('\t').nth(4))
+        .unwrap_or_else(|| panic!("{table}"))
+        .to_string();
+    let shown = cli(&["quarantine", "show", &id]);
+    for needle in [
+        "判定: 削除\n",
+        "理由: 実行ファイル・スクリプト等 [blocked-kind]\n",
+        "説明: Windows の実行ファイル (プログラム) は、",
+        " (JST)\n",
+        "\"reason\": \"blocked-kind\"",
+    ] {
+        assert!(shown.contains(needle), "{needle:?} missing:\n{shown}");
+    }
+    assert!(!shown.contains("\\u000a"), "{shown}");
+    let listed = cli(&["quarantine", "list"]);
+    assert!(
+        listed
+            .contains("\t取り込みフォルダ\t実行ファイル・スクリプト等 [blocked-kind]\tsetup.exe\t"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn report_times_follow_the_configured_zone_and_an_unknown_zone_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let zone = |path: &Path, name: &str| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let text = text.replace("timezone = \"Asia/Tokyo\"", &format!("timezone = {name:?}"));
+        assert!(text.contains(name));
+        std::fs::write(path, text).unwrap();
+    };
+    let config = config_file(&data, 0, "");
+    zone(&config, "Europe/Berlin");
+    put(&data.join("import/memo.txt"), b"memo\n");
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    let text = std::fs::read_to_string(data.join("export/memo.txt.無害化レポート.txt")).unwrap();
+    let processed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("処理日時: "))
+        .unwrap_or_default();
+    assert!(
+        processed.ends_with(" (CET)") || processed.ends_with(" (CEST)"),
+        "{text}"
+    );
+
+    let bad = config_file(&root.path().join("bad"), 0, "");
+    zone(&bad, "Asia/Tokio");
+    let out = Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .args(["config", "check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("ui.timezone") && err.contains("Asia/Tokio"),
+        "{err}"
+    );
+}
+
 #[test]
 fn dropped_files_come_out_sanitized_with_reports_and_the_rest_is_held() {
     let root = tempfile::tempdir().unwrap();
@@ -131,7 +289,7 @@ fn dropped_files_come_out_sanitized_with_reports_and_the_rest_is_held() {
         std::fs::read_to_string(export.join("総務課/2026/見積書.docx.無害化レポート.txt")).unwrap();
     for needle in [
         "判定: 無害化済み",
-        "種類: docm → docx",
+        "種類: マクロ付きの Word 文書 (.docm) → Word 文書 (.docx)",
         "入力 SHA-256:",
         "マクロ (VBA)",
     ] {

@@ -1565,25 +1565,18 @@ fn notice(report: &MailReport, links: LinkMode) -> String {
     for a in &report.attachments {
         let r = &a.report;
         let name = r.input.clone().unwrap_or_else(|| "(名前なし)".into());
+        // The verdict word (report.rs, the same in import reports, the CLI and the UI), then
+        // what it means in plain Japanese; a held original carries its quarantine ID.
         let fate = match a.disposition {
-            Disposition::Attached => {
-                let mut s = format!("無害化して添付: {}", r.output.clone().unwrap_or_default());
-                let mut whats: Vec<&str> = Vec::new();
-                for w in r.removed.iter().map(|x| x.what.description_ja()) {
-                    if !whats.contains(&w) {
-                        whats.push(w);
-                    }
-                }
-                if !whats.is_empty() {
-                    s.push_str(&format!("（{}を削除）", whats.join("・")));
-                }
-                s
+            Disposition::Attached => attached_label(r),
+            Disposition::Removed => {
+                format!("{}: {}", Verdict::Blocked.label_ja(), removed_label(r))
             }
-            Disposition::Removed => format!("削除: {}", removed_label(r)),
             Disposition::Held => format!(
-                "隔離: {}（隔離ID: {}）",
-                held_label(r),
-                a.quarantine_id.clone().unwrap_or_default()
+                "{}（隔離ID: {}）: {}",
+                Verdict::Quarantined.label_ja(),
+                a.quarantine_id.clone().unwrap_or_default(),
+                held_label(r)
             ),
         };
         out.push_str(&format!(
@@ -1608,31 +1601,36 @@ fn thousands(n: u64) -> String {
     out
 }
 
-fn removed_label(r: &Report) -> String {
-    match r.reason.as_ref().map(|x| x.code.as_str()) {
-        Some("blocked-kind") => format!("実行ファイル・スクリプト等 ({})", r.detected_type),
-        Some("text-only") => "本文のみ受け付ける設定のため".into(),
-        Some("placeholder") => "内容のない添付ファイル".into(),
-        Some("unsupported-encoding") => "対応していない形式 (BinHex)".into(),
-        Some("type-mismatch") | Some("polyglot") => "拡張子と中身が一致しないため".into(),
-        _ => "受け付けられない形式".into(),
+/// A delivered attachment: `無害化済み: 見積.docx として添付しました（取り除いたもの: …）`.
+fn attached_label(r: &Report) -> String {
+    let output = r.output.clone().unwrap_or_default();
+    if r.verdict == Verdict::Passed {
+        return format!("{}: そのまま添付しました", Verdict::Passed.label_ja());
     }
+    let mut s = format!("{}: {output} として添付しました", r.verdict.label_ja());
+    let mut whats: Vec<&str> = Vec::new();
+    for w in r.removed.iter().map(|x| x.what.description_ja()) {
+        if !whats.contains(&w) {
+            whats.push(w);
+        }
+    }
+    if !whats.is_empty() {
+        s.push_str(&format!("（取り除いたもの: {}）", whats.join("・")));
+    }
+    s
 }
 
+/// Why an attachment was removed, in plain Japanese ([`Report::explain_ja`]: the one place
+/// reasons become staff sentences).
+fn removed_label(r: &Report) -> String {
+    r.explain_ja()
+        .unwrap_or_else(|| "受け付けられない種類のファイルです。".into())
+}
+
+/// Why an attachment is held, in plain Japanese.
 fn held_label(r: &Report) -> String {
-    match r.reason.as_ref().map(|x| x.code.as_str()) {
-        Some("encrypted") if r.detected_type == FileKind::Zip => "パスワード付きZIP".into(),
-        Some("encrypted") => "暗号化・パスワード付きファイル".into(),
-        Some("policy-quarantine") => format!("無害化に対応していない形式 ({})", r.detected_type),
-        Some("type-mismatch") | Some("polyglot") => "拡張子と中身が一致しない".into(),
-        Some("malformed") => "ファイル構造が壊れている".into(),
-        Some("limit-exceeded") => "サイズ等の上限超過".into(),
-        _ => r
-            .reason
-            .as_ref()
-            .map(|x| x.description_ja().to_string())
-            .unwrap_or_default(),
-    }
+    r.explain_ja()
+        .unwrap_or_else(|| "安全に作り直せないファイルです。".into())
 }
 
 /// Parses the converted message back: one text/plain body, attachments only as announced, no

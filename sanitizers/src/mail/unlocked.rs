@@ -14,7 +14,7 @@
 //! [`CleanFile`]: crate::registry::CleanFile
 
 use super::build::{self, Mailbox, OutPart};
-use super::{held_label, recheck, removed_label, thousands, CleanMessage};
+use super::{attached_label, held_label, recheck, removed_label, thousands, CleanMessage};
 use crate::policy::Policy;
 use crate::registry::Outcome;
 use crate::report::{sha256_hex, Report, Verdict};
@@ -157,15 +157,13 @@ fn mailbox(address: &str) -> Mailbox {
 /// The registry's verdict in the words the mail notice uses.
 fn fate(r: &Report) -> String {
     match r.verdict {
-        Verdict::Sanitized | Verdict::Passed => {
-            format!("無害化して添付: {}", r.output.clone().unwrap_or_default())
-        }
-        Verdict::Blocked => format!("削除: {}", removed_label(r)),
-        Verdict::Quarantined => format!("隔離: {}", held_label(r)),
+        Verdict::Sanitized | Verdict::Passed => attached_label(r),
+        Verdict::Blocked => format!("{}: {}", Verdict::Blocked.label_ja(), removed_label(r)),
+        Verdict::Quarantined => format!("{}: {}", Verdict::Quarantined.label_ja(), held_label(r)),
     }
 }
 
-/// Every removal in the report and its members', with where it was.
+/// Every removal in the report and its members', by kind and file.
 fn removals(r: &Report) -> Vec<String> {
     let mut out = Vec::new();
     collect(r, &mut out);
@@ -174,12 +172,21 @@ fn removals(r: &Report) -> Vec<String> {
 
 fn collect(r: &Report, out: &mut Vec<String>) {
     let at = r.input.clone().unwrap_or_default();
+    // What, in which file and how often; part names and object numbers stay in the report.
+    let mut whats: Vec<(&str, usize)> = Vec::new();
     for x in &r.removed {
-        out.push(format!(
-            "{}（{at} {}）",
-            x.what.description_ja(),
-            x.location
-        ));
+        let what = x.what.description_ja();
+        match whats.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, n)) => *n += 1,
+            None => whats.push((what, 1)),
+        }
+    }
+    for (what, n) in whats {
+        out.push(if n > 1 {
+            format!("{what}（{at}、{n} か所）")
+        } else {
+            format!("{what}（{at}）")
+        });
     }
     if r.verdict == Verdict::Blocked && !at.is_empty() && r.reason.is_some() {
         out.push(format!("{at}: {}", removed_label(r)));

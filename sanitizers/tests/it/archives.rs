@@ -104,6 +104,12 @@ fn a_held_member_holds_the_archive_unless_policy_delivers_the_rest() {
         note.contains("inner.rar") && note.contains("隔離"),
         "{note}"
     );
+    // Staff open this note: why in plain Japanese, not the reason code and English detail.
+    assert!(
+        note.contains("・inner.rar — 隔離: 圧縮ファイル (.rar) は、"),
+        "{note}"
+    );
+    assert!(!note.contains("policy-quarantine"), "{note}");
 }
 
 #[test]

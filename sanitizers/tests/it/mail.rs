@@ -254,6 +254,38 @@ fn removed_executable_bytes_never_appear_in_the_output() {
 }
 
 #[test]
+fn notice_says_in_plain_japanese_why_an_executable_was_removed() {
+    let outcome = convert(&mail_exe_double_extension());
+    let rendered = render(&outcome);
+    let notice = rendered
+        .split("【無害化ゲートウェイ mukaika からのお知らせ】")
+        .nth(1)
+        .unwrap_or_default();
+    let line = notice
+        .lines()
+        .find(|l| l.starts_with("・請求書.pdf.exe"))
+        .unwrap_or_else(|| panic!("no line for the executable:\n{notice}"));
+    // The verdict word the import report uses too, then why, in words staff know.
+    assert!(line.contains("— 削除: "), "{line}");
+    assert!(
+        line.contains("Windows の実行ファイル (プログラム)"),
+        "{line}"
+    );
+    assert!(line.contains("受け付けない種類"), "{line}");
+    for jargon in ["(pe)", "blocked", "policy", "finding", "{"] {
+        assert!(
+            !notice.contains(jargon),
+            "{jargon:?} in the notice:\n{notice}"
+        );
+    }
+    // The sanitized one says what was taken out, with the same verdict word as elsewhere.
+    assert!(
+        notice.contains("無害化済み: clean.pdf として添付しました"),
+        "{notice}"
+    );
+}
+
+#[test]
 fn text_only_policy_removes_every_attachment() {
     let mut policy = Policy::default();
     policy.mail.attachments = AttachmentMode::RemoveAll;
@@ -263,7 +295,7 @@ fn text_only_policy_removes_every_attachment() {
         .attachments
         .iter()
         .all(|a| a.disposition == Disposition::Removed));
-    assert!(render(&outcome).contains("本文のみ受け付ける設定のため"));
+    assert!(render(&outcome).contains("添付ファイルは受け付けない設定です"));
 }
 
 #[test]
