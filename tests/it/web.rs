@@ -2279,3 +2279,33 @@ fn the_dashboard_draws_its_charts_as_inline_svg_without_script_or_inline_style()
     assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"));
     rt.block_on(running.stop("test"));
 }
+
+/// Issue #19: the audit filter takes the days the table shows (local time, a bare day being
+/// that whole day), and refuses a time it cannot read instead of searching without a bound.
+#[test]
+fn the_audit_search_takes_the_local_day_the_table_shows_and_refuses_garbage() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = account(&c, running.admin_addr, "kansa", "auditor");
+    let today = mukaika::clock::local_date(mukaika::clock::now_ms());
+    let tomorrow = mukaika::clock::local_date(mukaika::clock::now_ms() + 86_400_000);
+    let count = |page: &str| -> usize {
+        let (head, _) = page.split_once(" 件").expect("a count");
+        head.rsplit(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // The service's own start is on record today, and it is found by the day it shows.
+    let found = b.get(&format!("/audit?since={today}&until={today}")).text();
+    assert!(count(&found) >= 1, "{found}");
+    let none = b.get(&format!("/audit?since={tomorrow}")).text();
+    assert_eq!(count(&none), 0, "{none}");
+    let r = b.get("/audit?since=yesterday");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("yesterday"));
+    rt.block_on(running.stop("test"));
+}

@@ -35,8 +35,12 @@ const FIELDS: [(&str, &str, &str); 8] = [
     ("sha256", "SHA-256（前方一致）", "SHA-256 (prefix)"),
     ("verdict", "判定・結果", "Verdict or outcome"),
     ("user", "アカウント", "Account"),
-    ("since", "開始（UTC、例 2026-11-27）", "Since (UTC)"),
-    ("until", "終了（UTC）", "Until (UTC)"),
+    (
+        "since",
+        "開始（例 2026-11-27 / 2026-11-27 09:30）",
+        "Since (e.g. 2026-11-27)",
+    ),
+    ("until", "終了（この日まで）", "Until (through that day)"),
 ];
 
 /// A record's event type, and its other fields as JSON text.
@@ -86,26 +90,55 @@ pub(super) fn audit_table(lang: Lang, caption: &str, records: &[crate::audit::Re
     }
 }
 
-/// The search filter the query asks for, and whether it asks for any.
-fn filter_of(q: &Params) -> (crate::audit::Search, bool) {
+/// The search filter the query asks for, and whether it asks for any. Times are read as the
+/// table shows them — local time (`[ui] timezone`), a bare day meaning that whole day — and
+/// turned into the UTC the records keep; one that cannot be read is an error, never "no limit".
+fn filter_of(q: &Params) -> Result<(crate::audit::Search, bool), String> {
     let get = |k: &str| {
         q.get(k)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
     let searched = FIELDS.iter().any(|(k, _, _)| get(k).is_some());
-    (
+    let bound = |key: &str, whole_day: bool| -> Result<Option<String>, String> {
+        let Some(v) = get(key) else { return Ok(None) };
+        let ms = crate::clock::parse_people_time(&v).ok_or_else(|| v.clone())?;
+        // "Until 2026-11-27" includes that day: the bound is the next day's start.
+        let day = if whole_day && v.len() == 10 {
+            86_400_000
+        } else {
+            0
+        };
+        Ok(Some(crate::clock::rfc3339_utc(ms + day)))
+    };
+    Ok((
         crate::audit::Search {
             id: get("id"),
             sender: get("sender"),
             recipient: get("recipient"),
             sha256: get("sha256"),
             verdict: get("verdict"),
-            since: get("since"),
-            until: get("until"),
+            since: bound("since", false)?,
+            until: bound("until", true)?,
             user: get("user"),
         },
         searched,
+    ))
+}
+
+/// The page for a time the filter could not read.
+fn bad_time(lang: Lang, value: &str) -> axum::response::Response {
+    error_page(
+        lang,
+        StatusCode::BAD_REQUEST,
+        &format!(
+            "{}: {}",
+            lang.t(
+                "日時は 2026-11-27 または 2026-11-27 09:30（画面と同じ現地時刻）の形で入力してください",
+                "Enter times as 2026-11-27 or 2026-11-27 09:30 (local time, as the table shows)"
+            ),
+            value
+        ),
     )
 }
 
@@ -128,7 +161,7 @@ pub(super) async fn audit_search(
     Signed(ctx, _): Signed<Auditors>,
 ) -> Page {
     let lang = ctx.lang;
-    let (filter, searched) = filter_of(&q);
+    let (filter, searched) = filter_of(&q).map_err(|v| bad_time(lang, &v))?;
     let dir = web.audit_dir.clone();
     let records = if searched {
         blocking(move || crate::audit::search(&dir, &filter))
@@ -193,7 +226,7 @@ pub(super) async fn audit_csv(
     Signed(ctx, _): Signed<Auditors>,
 ) -> Page {
     let lang = ctx.lang;
-    let (filter, searched) = filter_of(&q);
+    let (filter, searched) = filter_of(&q).map_err(|v| bad_time(lang, &v))?;
     if !searched {
         return Err(error_page(
             lang,

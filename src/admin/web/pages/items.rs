@@ -71,7 +71,8 @@ fn passes(i: &QuarantineItem, status: &str, q: &Params) -> bool {
     let get = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let contains = |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
     let at = parse_filter_time(&i.at).unwrap_or(0);
-    let day_start = |d: &str| parse_filter_time(d).map(|ms| ms.saturating_sub(9 * 3_600_000));
+    // The days people type are their own (`[ui] timezone`), as the table shows them.
+    let day_start = |d: &str| crate::clock::parse_people_time(d);
     get("since").is_none_or(|d| day_start(d).is_none_or(|s| at >= s))
         && get("until").is_none_or(|d| day_start(d).is_none_or(|u| at < u + 86_400_000))
         && get("source").is_none_or(|s| i.source == s)
