@@ -348,6 +348,11 @@ fn a_release_needs_a_second_person_and_arrives_with_who_decided() {
         .clone();
     let detail = both.get("/items/Q0001").text();
     assert!(detail.contains("自分の申請は承認できません"), "{detail}");
+    // The reason in words staff read; the technical detail on a row of its own.
+    assert!(
+        detail.contains("メールの構造が壊れているか") && detail.contains("技術的な詳細"),
+        "{detail}"
+    );
     let r = both.post(
         &format!("/requests/{rid}/approve"),
         &[("csrf", &t), ("reason", "自分で承認")],

@@ -161,7 +161,7 @@ fn safe_view(item: &QuarantineItem, bytes: &[u8], lang: Lang) -> Markup {
 
 /// The item's metadata as a two-column table.
 fn metadata(item: &QuarantineItem, lang: Lang) -> Markup {
-    let rows: [(&str, String); 11] = [
+    let rows: [(&str, String); 12] = [
         (lang.t("隔離ID", "Item ID"), item.id.clone()),
         (lang.t("日時", "Time"), jst(&item.at)),
         (
@@ -189,7 +189,19 @@ fn metadata(item: &QuarantineItem, lang: Lang) -> Markup {
         ),
         (
             lang.t("理由", "Reason"),
-            format!("{} — {}", reason_label(lang, &item.reason), item.detail),
+            match lang {
+                // Staff read the plain sentence; the technical detail has its own row.
+                Lang::Ja => format!(
+                    "{} — {}",
+                    reason_label(lang, &item.reason),
+                    crate::sink::notice::explain_item_ja(item)
+                ),
+                Lang::En => reason_label(lang, &item.reason),
+            },
+        ),
+        (
+            lang.t("技術的な詳細", "Technical detail"),
+            item.detail.clone(),
         ),
         (
             lang.t("形式（中身から判定）", "Detected type"),
