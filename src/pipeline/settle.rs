@@ -53,6 +53,10 @@ pub struct Hold {
     pub item: QuarantineItem,
     /// Its bytes (the whole message, or one attachment as received).
     pub bytes: Vec<u8>,
+    /// Whether the recipients' notice names it: what was held for review does; a blocked
+    /// file kept only for the record (its kind, a virus) is already explained in the
+    /// converted text, and a notice per blocked attachment would be noise.
+    pub announce: bool,
 }
 
 /// Everything settling one item does, decided before anything is done. For mail (the
@@ -125,7 +129,7 @@ pub fn decide(
         Converted::Failed(code, detail) => {
             let mut item = record(&meta.id, None, (code, &detail), original);
             item.detected_type = Some("message/rfc822".into());
-            hold(&mut s, item, original.to_vec());
+            hold(&mut s, item, original.to_vec(), true);
             s.notice = notice_for(notices, meta, &s.held);
             return s;
         }
@@ -151,7 +155,9 @@ pub fn decide(
             .unwrap_or_default();
         item.subject = Some(report.subject.clone());
         item.detected_type = entry.map(|a| a.report.detected_type.name().to_string());
-        hold(&mut s, item, h.bytes);
+        // Blocked (not delivered, kept for the record) or held for review.
+        let announce = entry.is_none_or(|a| a.disposition == Disposition::Held);
+        hold(&mut s, item, h.bytes, announce);
     }
     for a in &report.attachments {
         s.events.push(AuditEvent::PartSanitized(PartSanitized {
@@ -184,7 +190,7 @@ pub fn decide(
         item.report = serde_json::to_value(&report).unwrap_or_default();
         item.subject = Some(report.subject.clone());
         item.detected_type = Some("message/rfc822".into());
-        hold(&mut s, item, original.to_vec());
+        hold(&mut s, item, original.to_vec(), true);
     }
     s.events
         .push(AuditEvent::MessageConverted(MessageConverted {
@@ -203,7 +209,7 @@ pub fn decide(
 }
 
 /// Adds an original to hold, with its audit record.
-fn hold(s: &mut Settlement, item: QuarantineItem, bytes: Vec<u8>) {
+fn hold(s: &mut Settlement, item: QuarantineItem, bytes: Vec<u8>, announce: bool) {
     s.events.push(AuditEvent::Quarantined(Quarantined {
         item_id: item.id.clone(),
         source: item.source.clone(),
@@ -211,12 +217,20 @@ fn hold(s: &mut Settlement, item: QuarantineItem, bytes: Vec<u8>) {
         reason: item.reason.clone(),
         sha256: item.sha256.clone(),
     }));
-    s.held.push(Hold { item, bytes });
+    s.held.push(Hold {
+        item,
+        bytes,
+        announce,
+    });
 }
 
 /// The recipients' notice about `held` (`[notices] recipients`), if any.
 fn notice_for(notices: &NoticesSection, meta: &ItemMeta, held: &[Hold]) -> Option<Outgoing> {
-    let refs: Vec<&QuarantineItem> = held.iter().map(|h| &h.item).collect();
+    let refs: Vec<&QuarantineItem> = held
+        .iter()
+        .filter(|h| h.announce)
+        .map(|h| &h.item)
+        .collect();
     crate::sink::notice::for_recipients(
         notices,
         &meta.id,
@@ -323,7 +337,11 @@ pub fn notice_sent(
 ) -> AuditEvent {
     AuditEvent::NoticeSent(NoticeSent {
         queue_id: meta.id.clone(),
-        items: held.iter().map(|h| h.item.id.clone()).collect(),
+        items: held
+            .iter()
+            .filter(|h| h.announce)
+            .map(|h| h.item.id.clone())
+            .collect(),
         rcpt_to,
         destination,
     })
@@ -536,6 +554,42 @@ Content-Transfer-Encoding: base64\r\n\r\n"
         assert_eq!(s.held[0].item.name.as_deref(), Some("a.zip"));
         assert!(s.outgoing.is_some());
         assert!(s.notice.is_some());
+    }
+
+    #[test]
+    fn a_blocked_attachment_is_kept_for_the_record_but_not_announced() {
+        use base64::Engine as _;
+        let mut exe = b"MZ\x90\x00".to_vec();
+        exe.resize(512, 0);
+        let mut raw = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: s\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n\
+--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"tool.exe\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n"
+            .to_vec();
+        raw.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(&exe)
+                .as_bytes(),
+        );
+        raw.extend_from_slice(b"\r\n--b--\r\n");
+        let s = decide(
+            &meta(),
+            &raw,
+            converted(&raw),
+            &NoticesSection::default(),
+            0,
+            1,
+        );
+        assert_eq!(
+            s.held.len(),
+            1,
+            "the blocked original is kept, as the import keeps it"
+        );
+        assert_eq!(s.held[0].item.reason, "blocked-kind");
+        assert_eq!(s.held[0].bytes, exe);
+        assert!(!s.held[0].announce);
+        assert!(s.outgoing.is_some(), "the text goes out");
+        assert!(s.notice.is_none(), "no notice for a blocked file alone");
     }
 
     /// Records what `apply` did, failing where told.

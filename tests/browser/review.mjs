@@ -75,7 +75,7 @@ await page.click(`a[href="/items/${ITEM}"]`);
 assert.match(await page.textContent('h1'), new RegExp(ITEM));
 const detail = await page.textContent('main');
 assert.match(detail, /見積書\.zip/);
-assert.match(detail, /暗号化・パスワード付き/);
+assert.match(detail, /パスワード付き \(暗号化\)/);
 assert.match(detail, /SHA-256/);
 await page.screenshot({ path: `${ARTIFACTS}/detail.png`, fullPage: true });
 await page.check('input[name=target][value=original]');

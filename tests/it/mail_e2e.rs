@@ -117,8 +117,10 @@ fn an_executable_and_a_held_file_are_explained_to_the_recipient_in_plain_japanes
         .lines()
         .find(|l| l.starts_with("・請求書.exe"))
         .unwrap_or_else(|| panic!("{converted}"));
+    // Not delivered, and kept in quarantine under an ID as the import folder keeps it.
     assert!(
-        exe.contains("— 削除: Windows の実行ファイル (プログラム) は、"),
+        exe.contains("— 削除（隔離ID: ")
+            && exe.contains("）: Windows の実行ファイル (プログラム) は、"),
         "{exe}"
     );
     let held = converted

@@ -85,7 +85,8 @@ pub struct MailFinding {
 pub enum Disposition {
     /// Rebuilt and attached.
     Attached,
-    /// Not delivered, not kept (blocked kinds, text-only policy, empty placeholders).
+    /// Not delivered: a blocked file (its original kept in quarantine, with its
+    /// `quarantine_id`), or a part the policy drops unkept (text-only mode, empty placeholders).
     Removed,
     /// Original kept in quarantine; not delivered.
     Held,
@@ -1221,10 +1222,26 @@ impl Walker<'_> {
             self.entries.push(removed(report));
             return Ok(());
         }
-        if report.verdict == Verdict::Blocked {
-            self.entries.push(removed(report));
-            return Ok(());
-        }
+        // A blocked file (its kind, a virus) is not delivered — and its original is kept in
+        // the quarantine under an ID, as the import folder keeps it: one story per file, and
+        // a file blocked by mistake can still be released by two people.
+        let disposition = if report.verdict == Verdict::Blocked {
+            Disposition::Removed
+        } else {
+            Disposition::Held
+        };
+        let quarantine_id = self.keep(name, bytes);
+        self.entries.push(AttachmentEntry {
+            disposition,
+            quarantine_id: Some(quarantine_id),
+            location: location.to_string(),
+            report,
+        });
+        Ok(())
+    }
+
+    /// Keeps an attachment's original for the quarantine; returns its quarantine ID.
+    fn keep(&mut self, name: Option<&str>, bytes: &[u8]) -> String {
         self.held_count += 1;
         let quarantine_id = format!("{}-{}", self.id, self.held_count);
         self.held.push(HeldAttachment {
@@ -1232,13 +1249,7 @@ impl Walker<'_> {
             name: name.unwrap_or("attachment").to_string(),
             bytes: bytes.to_vec(),
         });
-        self.entries.push(AttachmentEntry {
-            disposition: Disposition::Held,
-            quarantine_id: Some(quarantine_id),
-            location: location.to_string(),
-            report,
-        });
-        Ok(())
+        quarantine_id
     }
 }
 
@@ -1569,9 +1580,14 @@ fn notice(report: &MailReport, links: LinkMode) -> String {
         // what it means in plain Japanese; a held original carries its quarantine ID.
         let fate = match a.disposition {
             Disposition::Attached => attached_label(r),
-            Disposition::Removed => {
-                format!("{}: {}", Verdict::Blocked.label_ja(), removed_label(r))
-            }
+            Disposition::Removed => match &a.quarantine_id {
+                Some(id) => format!(
+                    "{}（隔離ID: {id}）: {}",
+                    Verdict::Blocked.label_ja(),
+                    removed_label(r)
+                ),
+                None => format!("{}: {}", Verdict::Blocked.label_ja(), removed_label(r)),
+            },
             Disposition::Held => format!(
                 "{}（隔離ID: {}）: {}",
                 Verdict::Quarantined.label_ja(),

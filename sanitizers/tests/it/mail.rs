@@ -265,8 +265,11 @@ fn notice_says_in_plain_japanese_why_an_executable_was_removed() {
         .lines()
         .find(|l| l.starts_with("・請求書.pdf.exe"))
         .unwrap_or_else(|| panic!("no line for the executable:\n{notice}"));
-    // The verdict word the import report uses too, then why, in words staff know.
-    assert!(line.contains("— 削除: "), "{line}");
+    // The verdict word the import report uses too, the quarantine ID its original is kept
+    // under (as the import folder keeps it), then why, in words staff know.
+    assert!(line.contains("— 削除（隔離ID: test-1）: "), "{line}");
+    assert_eq!(outcome.held.len(), 1, "the blocked original is kept");
+    assert_eq!(outcome.held[0].quarantine_id, "test-1");
     assert!(
         line.contains("Windows の実行ファイル (プログラム)"),
         "{line}"
