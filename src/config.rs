@@ -1332,9 +1332,7 @@ mod tests {
             StoreBackend::Sqlite
         );
         let store = |lines: &str| {
-            ServiceConfig::from_toml(
-                &DEFAULT_TOML.replace("backend = \"sqlite\"", lines),
-            )
+            ServiceConfig::from_toml(&DEFAULT_TOML.replace("backend = \"sqlite\"", lines))
         };
         assert!(store("backend = \"sqlite\"\nbogus = 1")
             .unwrap_err()
@@ -1344,10 +1342,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("store.url"));
-        let local = store("backend = \"postgres\"\nurl = \"host=/run/postgresql dbname=mukaika\"").unwrap();
+        let local =
+            store("backend = \"postgres\"\nurl = \"host=/run/postgresql dbname=mukaika\"").unwrap();
         assert_eq!(local.store.backend, StoreBackend::Postgres);
-        assert!(store("backend = \"postgres\"\nurl = \"postgres://mukaika@127.0.0.1/mukaika\"").is_ok());
-        let remote = "backend = \"postgres\"\nurl = \"postgres://mukaika@db.city.example.lg.jp/mukaika\"";
+        assert!(
+            store("backend = \"postgres\"\nurl = \"postgres://mukaika@127.0.0.1/mukaika\"").is_ok()
+        );
+        let remote =
+            "backend = \"postgres\"\nurl = \"postgres://mukaika@db.city.example.lg.jp/mukaika\"";
         assert!(store(remote)
             .unwrap_err()
             .to_string()

@@ -44,8 +44,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use store::{Db, Row, Sql, V};
 use serde::{Deserialize, Serialize};
+use store::{Db, Row, Sql, V};
 
 use crate::audit::event::{AdminLogin, ReleaseDecision, UserChanged, Via};
 use crate::audit::{AuditEvent, AuditLog};
@@ -910,10 +910,7 @@ fn query_users(db: &dyn Sql) -> Result<Vec<User>, ReviewError> {
     .collect()
 }
 
-fn query_requests(
-    db: &dyn Sql,
-    state: Option<RequestState>,
-) -> Result<Vec<Request>, ReviewError> {
+fn query_requests(db: &dyn Sql, state: Option<RequestState>) -> Result<Vec<Request>, ReviewError> {
     let rows = match state {
         Some(state) => db.rows(
             &format!(
@@ -975,7 +972,10 @@ impl Review {
             db.with(|db| {
                 db.exec(
                     "DELETE FROM sessions WHERE last_seen_ms <= ?1 OR started_ms <= ?2",
-                    &[V::I(now.saturating_sub(idle)), V::I(now.saturating_sub(max))],
+                    &[
+                        V::I(now.saturating_sub(idle)),
+                        V::I(now.saturating_sub(max)),
+                    ],
                 )
             })?;
         }

@@ -289,9 +289,11 @@ impl Db {
                 for table in tables {
                     // SHARE ROW EXCLUSIVE conflicts with itself and with every write: as
                     // SQLite's IMMEDIATE, readers go on and other writers wait.
-                    block_on(tx.batch_execute(&format!(
-                        "LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"
-                    )))
+                    block_on(
+                        tx.batch_execute(&format!(
+                            "LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"
+                        )),
+                    )
                     .map_err(pg_error)?;
                 }
                 let out = f(&PgSql(&tx))?;

@@ -269,12 +269,10 @@ impl Pg {
         let client = guard
             .as_ref()
             .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
-        let exists: bool = block_on(client.query_one(
-            "SELECT to_regclass('schema_version') IS NOT NULL",
-            &[],
-        ))
-        .and_then(|r| r.try_get(0))
-        .map_err(|e| db_error("read the schema version", e))?;
+        let exists: bool =
+            block_on(client.query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[]))
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| db_error("read the schema version", e))?;
         if !exists {
             return Ok(0);
         }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use mukaika::store::quarantine::QuarantineItem;
 use support::postgres::{migrate, Database};
-use support::web::{account, add_user, Browser, PASSWORD};
+use support::web::{account, Browser, PASSWORD};
 use support::{config, runtime};
 
 /// A node's configuration: its own data folder and ports, the shared database.
@@ -57,7 +57,12 @@ fn a_login_on_one_node_is_valid_on_the_other() {
     let mut on_b = Browser::new(node_b.admin_addr);
     on_b.cookies = on_a.cookies.clone();
     let r = on_b.get("/");
-    assert_eq!(r.status, 200, "the session is known on B: {:?}", r.header("location"));
+    assert_eq!(
+        r.status,
+        200,
+        "the session is known on B: {:?}",
+        r.header("location")
+    );
     // Logging out on B ends it on A too.
     let token = on_b.token();
     assert_eq!(on_b.post("/logout", &[("csrf", &token)]).status, 303);
@@ -81,7 +86,9 @@ fn five_wrong_passwords_spread_over_both_nodes_lock_the_account() {
     drop(account(&p.a, node_a.admin_addr, "op1", "operator"));
     // The account made on A logs in on B.
     assert_eq!(
-        Browser::new(node_b.admin_addr).login("op1", PASSWORD).status,
+        Browser::new(node_b.admin_addr)
+            .login("op1", PASSWORD)
+            .status,
         303
     );
     let mut on_a = Browser::new(node_a.admin_addr);
@@ -89,17 +96,23 @@ fn five_wrong_passwords_spread_over_both_nodes_lock_the_account() {
     for i in 0..5 {
         let b = if i % 2 == 0 { &mut on_a } else { &mut on_b };
         assert_eq!(b.login("op1", "wrong-password-guess").status, 401);
+        if i == 3 {
+            // One count for the account, whichever node was asked.
+            assert_eq!(
+                p.db.psql("SELECT failed FROM users WHERE name = 'op1'"),
+                "4"
+            );
+        }
     }
     // Locked on both, even with the right password.
     for b in [&mut on_a, &mut on_b] {
         let r = b.login("op1", PASSWORD);
         assert_eq!(r.status, 401, "locked on {}", b.addr);
     }
-    let locked_until: i64 = p
-        .db
-        .psql("SELECT locked_until FROM users WHERE name = 'op1'")
-        .parse()
-        .unwrap();
+    let locked_until: i64 =
+        p.db.psql("SELECT locked_until FROM users WHERE name = 'op1'")
+            .parse()
+            .unwrap();
     assert!(locked_until > 0);
     rt.block_on(node_a.stop("test"));
     rt.block_on(node_b.stop("test"));
@@ -173,7 +186,11 @@ fn a_release_requested_on_one_node_is_approved_on_the_other() {
     let t = op.token();
     let r = op.post(
         "/items/Q0001/request",
-        &[("csrf", &t), ("target", "original"), ("reason", "正規の請求書")],
+        &[
+            ("csrf", &t),
+            ("target", "original"),
+            ("reason", "正規の請求書"),
+        ],
     );
     assert_eq!(r.status, 303, "{}", r.text());
     let rid = p.db.psql("SELECT id FROM requests WHERE state = 'pending'");
@@ -270,12 +287,25 @@ fn a_node_refuses_a_schema_newer_than_it_knows() {
 }
 
 #[test]
-fn the_one_sql_of_the_review_store_runs_on_sqlite_unchanged() {
-    // The default stays SQLite: no [store] in a file means review.db under the data folder.
+fn the_database_link_is_tls_checked_against_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let c = config(dir.path(), "");
-    assert_eq!(c.store.backend, mukaika::config::StoreBackend::Sqlite);
-    let one_time = add_user(&c, "admin1", "admin");
-    assert!(!one_time.is_empty());
-    assert!(dir.path().join("review.db").exists());
+    let db = Database::new();
+    let mut c = node(dir.path(), &db, "node-a");
+    migrate(&c);
+    c.store.url = Some(db.tcp_url());
+    c.store.ca_file = Some(db.server.ca_file());
+    let pg = mukaika::store::postgres::Pg::open(&c.store).unwrap();
+    let tls = db.psql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'mukaika' AND s.ssl",
+    );
+    assert_eq!(tls, "1", "mukaika's connection is TLS");
+    drop(pg);
+    // A server whose certificate the configured CA did not sign is refused.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let wrong_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&wrong_ca, other.cert.pem()).unwrap();
+    c.store.ca_file = Some(wrong_ca);
+    let err = mukaika::store::postgres::Pg::open(&c.store).unwrap_err();
+    assert!(err.to_string().contains("connect"), "{err}");
 }

@@ -2,8 +2,9 @@
 //! (`/usr/lib/postgresql/15/bin`, installed by tests/ci.sh), never the system cluster. One
 //! server runs while any test holds it: `initdb` into a temporary folder owned by the
 //! `postgres` user (we may run as root, which initdb refuses), listening on a Unix socket in
-//! that folder and on 127.0.0.1 at a free port, trust authentication, fsync off. Each test
-//! gets its own database; the server stops (`pg_ctl stop`) when the last holder drops it.
+//! that folder and on 127.0.0.1 at a free port (TLS offered there, with a self-signed
+//! certificate for `localhost`), trust authentication, fsync off. Each test gets its own
+//! database; the server stops (`pg_ctl stop`) when the last holder drops it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,9 +49,16 @@ impl Server {
             .prefix("mukaika-pg-")
             .tempdir()
             .unwrap();
+        // The server's certificate, which the TLS test trusts as its own CA.
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(dir.path().join("server.crt"), cert.cert.pem()).unwrap();
+        let key = dir.path().join("server.key");
+        std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         if rustix::process::geteuid().is_root() {
             let out = Command::new("chown")
-                .args(["postgres:postgres", dir.path().to_str().unwrap()])
+                .args(["-R", "postgres:postgres", dir.path().to_str().unwrap()])
                 .output()
                 .unwrap();
             assert!(out.status.success(), "chown: {out:?}");
@@ -67,8 +75,9 @@ impl Server {
             .args(["-l", dir.path().join("log").to_str().unwrap()])
             .args(["-w", "-t", "60", "-o"])
             .arg(format!(
-                "-k {} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-                dir.path().display()
+                "-k {dir} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 \
+                 -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key",
+                dir = dir.path().display()
             ))
             .arg("start");
         run(ctl, "pg_ctl start");
@@ -78,6 +87,11 @@ impl Server {
     /// The Unix socket folder.
     pub fn socket_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
+    }
+
+    /// The server's certificate (self-signed for `localhost`: its own CA).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("server.crt")
     }
 
     /// The loopback port.
@@ -144,6 +158,15 @@ impl Database {
         format!(
             "host={} port={} user=postgres dbname={}",
             self.server.socket_dir().display(),
+            self.server.port(),
+            self.name
+        )
+    }
+
+    /// Its connection string over TCP to `localhost` (where TLS is offered).
+    pub fn tcp_url(&self) -> String {
+        format!(
+            "host=localhost port={} user=postgres dbname={}",
             self.server.port(),
             self.name
         )
