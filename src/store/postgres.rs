@@ -12,6 +12,7 @@
 //!   migrating at once apply each step once, and a failed step leaves the schema as it was.
 //! - A plain link is made only to a Unix socket or loopback, unless the configuration says
 //!   `dangerous_plaintext`.
+//!
 //! Must never: log the connection string (it may hold a password), or be called from inside
 //! an async task expecting it not to block (every call waits for the server).
 //!
