@@ -1323,7 +1323,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                     shown(&u.destination)
                 );
             }
-            for r in mukaika::review::read_requests(&data, None)?
+            for r in mukaika::review::requests_in(&config, None)?
                 .into_iter()
                 .filter(|r| r.item_id == id)
             {
@@ -1343,7 +1343,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
         QuarantineCommand::Requests { state } => {
             let state = state.as_deref().map(mukaika::review::RequestState::parse);
             println!("申請ID	隔離ID	状態	申請者	宛先・出力先	理由	判断者");
-            for r in mukaika::review::read_requests(&data, state)? {
+            for r in mukaika::review::requests_in(&config, state)? {
                 println!(
                     "{}	{}	{}	{}	{}	{}	{}",
                     shown(&r.id),
@@ -1540,7 +1540,7 @@ fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitC
         }
         UserCommand::List => {
             println!("アカウント	役割	前回ログイン	初期パスワード未変更	状態");
-            for u in mukaika::review::list_users_at(&config.data.dir)? {
+            for u in mukaika::review::users_in(&config)? {
                 println!(
                     "{}	{}	{}	{}	{}",
                     shown(&u.name),

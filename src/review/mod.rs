@@ -928,6 +928,42 @@ fn query_requests(db: &dyn Sql, state: Option<RequestState>) -> Result<Vec<Reque
     rows.iter().map(row_request).collect()
 }
 
+/// The review database `config` names: `review.db` under the data directory, or the shared
+/// PostgreSQL (its schema checked, never changed).
+fn open_store(config: &ServiceConfig) -> Result<Db, ReviewError> {
+    match config.store.backend {
+        crate::config::StoreBackend::Sqlite => {
+            std::fs::create_dir_all(&config.data.dir).map_err(ReviewError::internal)?;
+            Ok(Db::Sqlite(Mutex::new(open_db(
+                &config.data.dir.join("review.db"),
+            )?)))
+        }
+        crate::config::StoreBackend::Postgres => Ok(Db::Postgres(Arc::new(
+            crate::store::postgres::Pg::open(&config.store).map_err(ReviewError::internal)?,
+        ))),
+    }
+}
+
+/// Every account in the store `config` names (SQLite or the cluster's PostgreSQL), for
+/// checks that read without acting (`mukaika selfcheck`).
+///
+/// # Errors
+/// The database cannot be opened or read.
+pub fn users_in(config: &ServiceConfig) -> Result<Vec<User>, ReviewError> {
+    open_store(config)?.with(query_users)
+}
+
+/// Release requests in the store `config` names, newest first (read-only).
+///
+/// # Errors
+/// The database cannot be opened or read.
+pub fn requests_in(
+    config: &ServiceConfig,
+    state: Option<RequestState>,
+) -> Result<Vec<Request>, ReviewError> {
+    open_store(config)?.with(|db| query_requests(db, state))
+}
+
 /// Release requests as stored under `data_dir`, newest first (read-only; for the CLI while the
 /// service runs).
 ///
@@ -953,16 +989,9 @@ impl Review {
     ) -> Result<Self, ReviewError> {
         let data_dir = config.get().data.dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(ReviewError::internal)?;
-        let store = config.get().store.clone();
-        let db = match store.backend {
-            crate::config::StoreBackend::Sqlite => {
-                Db::Sqlite(Mutex::new(open_db(&data_dir.join("review.db"))?))
-            }
-            // The schema is checked, never changed, here: `mukaika store migrate` does that.
-            crate::config::StoreBackend::Postgres => Db::Postgres(Arc::new(
-                crate::store::postgres::Pg::open(&store).map_err(ReviewError::internal)?,
-            )),
-        };
+        // On PostgreSQL the schema is checked, never changed, here: `mukaika store migrate`
+        // does that.
+        let db = open_store(&config.get())?;
         // Sessions that ended while the service was down: nobody can use them any more.
         {
             let admin = &config.get().admin;

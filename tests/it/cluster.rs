@@ -11,7 +11,7 @@ use std::path::Path;
 
 use mukaika::store::quarantine::QuarantineItem;
 use support::postgres::{migrate, Database};
-use support::web::{account, Browser, PASSWORD};
+use support::web::{account, add_user, Browser, PASSWORD};
 use support::{config, runtime};
 
 /// A node's configuration: its own data folder and ports, the shared database.
@@ -308,4 +308,39 @@ fn the_database_link_is_tls_checked_against_the_configured_ca() {
     c.store.ca_file = Some(wrong_ca);
     let err = mukaika::store::postgres::Pg::open(&c.store).unwrap_err();
     assert!(err.to_string().contains("connect"), "{err}");
+}
+
+#[test]
+fn selfcheck_and_the_account_list_read_the_clusters_accounts_not_the_nodes_folder() {
+    let p = pair();
+    // Made through node A while no service runs; node B's folder has no review.db at all.
+    add_user(&p.a, "op1", "operator");
+    assert!(!p.b.data.dir.join("review.db").exists());
+    let checks = mukaika::admin::selfcheck::run(&p.b);
+    let initial = checks
+        .iter()
+        .find(|c| c.item == "初期パスワードのままのアカウントがない")
+        .unwrap();
+    assert!(
+        !initial.ok,
+        "op1 still has its one-time password: {}",
+        initial.detail
+    );
+    assert!(initial.detail.contains("op1"), "{}", initial.detail);
+    let file = p._dirs.1.path().join("b.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[data]\ndir = \"{}\"\n\n[store]\nbackend = \"postgres\"\nurl = \"{}\"\n",
+            p.b.data.dir.display(),
+            p.db.url()
+        ),
+    )
+    .unwrap();
+    let out = support::mukaika(&["admin", "user", "list", "--config", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("op1"),
+        "{out:?}"
+    );
 }
