@@ -2039,18 +2039,16 @@ impl Review {
     ) -> Result<Request, ReviewError> {
         self.actor(actor.name(), &[Role::Approver], "承認")?;
         let reason = Self::need_reason(reason)?;
-        let item = self.item(&self.request(request_id)?.item_id)?;
-        if self
-            .config
-            .get()
-            .quarantine
-            .never_release
-            .contains(&item.reason)
-        {
-            return Err(ReviewError::new(
-                ErrorKind::Forbidden,
-                "この隔離は解除できません / never released",
-            ));
+        let item = match self.item(&self.request(request_id)?.item_id) {
+            Ok(item) => Some(item),
+            // In a cluster the item may be held by another node (quarantines are still
+            // node-local): the approval is recorded here, and the node holding the item
+            // delivers it on its next pass of `deliver_approved`, checking it there.
+            Err(e) if e.is_not_found() && self.shared() => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(item) = &item {
+            Self::releasable(&self.config.get(), item)?;
         }
         self.transition(
             request_id,
@@ -2060,6 +2058,9 @@ impl Review {
             actor,
             &reason,
         )?;
+        if item.is_none() {
+            return self.request(request_id);
+        }
         self.deliver(&self.request(request_id)?, actor.via()).map_err(|e| {
             ReviewError::internal(format!(
                 "承認は記録しました。配送に失敗したため自動で再試行します / approved; delivery failed and is retried: {e}"
@@ -2261,15 +2262,36 @@ impl Review {
         Ok(bytes)
     }
 
-    /// Delivers every approved request not yet delivered (after a crash or a failed delivery),
-    /// and closes requests whose item is gone. Returns how many went out.
+    /// Whether accounts and requests live in a database other nodes share (PostgreSQL), while
+    /// quarantine items are still this node's own: an item missing here may be another
+    /// node's, so it is neither an orphan to close nor this node's to deliver.
+    fn shared(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
+    /// Refuses an item whose reason is never released (a detected virus), whoever asks.
+    fn releasable(config: &ServiceConfig, item: &QuarantineItem) -> Result<(), ReviewError> {
+        if config.quarantine.never_release.contains(&item.reason) {
+            return Err(ReviewError::new(
+                ErrorKind::Forbidden,
+                "この隔離は解除できません / never released",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Delivers every approved request not yet delivered (after a crash or a failed delivery,
+    /// or approved on another node of a cluster), and closes requests whose item is gone (on
+    /// a single node only: in a cluster an item missing here may be held by another node).
+    /// Returns how many went out.
     ///
     /// # Errors
     /// The database cannot be read.
     pub fn deliver_approved(&self) -> Result<usize, ReviewError> {
         // Pending requests for items retention removed can never be decided: close them.
+        let shared = self.shared();
         for request in self.requests(Some(RequestState::Pending))? {
-            if self.item(&request.item_id).is_err_and(|e| e.is_not_found()) {
+            if !shared && self.item(&request.item_id).is_err_and(|e| e.is_not_found()) {
                 self.close_orphan(&request)?;
             }
         }
@@ -2277,6 +2299,9 @@ impl Review {
         for request in self.requests(Some(RequestState::Approved))? {
             match self.deliver(&request, &Via::System) {
                 Ok(()) => sent += 1,
+                // Another node's item (or one retention removed there): not this node's to
+                // deliver or to close.
+                Err(e) if e.is_not_found() && shared => {}
                 // The item left the quarantine (retention) before it could go: the request
                 // can never be delivered, so it is closed, with a record saying why.
                 Err(e) if e.is_not_found() => {
@@ -2306,6 +2331,9 @@ impl Review {
     /// the approver's door when it goes with the approval, [`Via::System`] on a retry.
     fn deliver(&self, request: &Request, via: &Via) -> Result<(), ReviewError> {
         let item = self.item(&request.item_id)?;
+        // Checked again where the bytes are: an approval given on another node of a cluster
+        // did not see the item, and the list may have grown since.
+        Self::releasable(&self.config.get(), &item)?;
         let bytes = self
             .quarantine
             .bytes(&item.id)

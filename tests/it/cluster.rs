@@ -172,30 +172,48 @@ fn seed(data: &Path, id: &str, bytes: &[u8]) {
         .unwrap();
 }
 
+fn maildir_count(data: &Path) -> usize {
+    std::fs::read_dir(data.join("maildir/new")).map_or(0, |d| d.count())
+}
+
 #[test]
-fn a_release_requested_on_one_node_is_approved_on_the_other() {
+fn a_release_requested_on_one_node_is_approved_on_the_other_and_delivered_by_the_holder() {
     let p = pair();
     let original = b"From: sender@example.com\r\nTo: staff@city.example.lg.jp\r\nSubject: held\r\n\r\nbody\r\n";
+    // Held on A only (quarantines are still node-local): A delivers, whoever approves.
     seed(&p.a.data.dir, "Q0001", original);
-    seed(&p.b.data.dir, "Q0001", original);
+    seed(&p.a.data.dir, "Q0002", original);
     let rt = runtime();
     let node_a = support::start(&rt, p.a.clone(), "test");
     let node_b = support::start(&rt, p.b.clone(), "test");
     let mut op = account(&p.a, node_a.admin_addr, "op1", "operator");
     let mut ap = account(&p.b, node_b.admin_addr, "ap1", "approver");
     let t = op.token();
-    let r = op.post(
-        "/items/Q0001/request",
-        &[
-            ("csrf", &t),
-            ("target", "original"),
-            ("reason", "正規の請求書"),
-        ],
-    );
-    assert_eq!(r.status, 303, "{}", r.text());
-    let rid = p.db.psql("SELECT id FROM requests WHERE state = 'pending'");
+    for item in ["Q0001", "Q0002"] {
+        let r = op.post(
+            &format!("/items/{item}/request"),
+            &[
+                ("csrf", &t),
+                ("target", "original"),
+                ("reason", "正規の請求書"),
+            ],
+        );
+        assert_eq!(r.status, 303, "{}", r.text());
+    }
+    let rid =
+        p.db.psql("SELECT id FROM requests WHERE item_id = 'Q0001' AND state = 'pending'");
     assert!(rid.starts_with('R'), "{rid:?}");
-    // B sees A's request, and its approver decides it there.
+    // B restarting (its retry pass runs at start) does not take A's requests for orphans.
+    rt.block_on(node_b.stop("test"));
+    let node_b = support::start(&rt, p.b.clone(), "test");
+    // A new port; the session, in the shared database, carries on.
+    ap.addr = node_b.admin_addr;
+    assert_eq!(
+        p.db.psql("SELECT count(*) FROM requests WHERE state = 'pending'"),
+        "2",
+        "A's requests are still pending"
+    );
+    // B's approver decides it there: recorded in the shared database.
     let t = ap.token();
     let r = ap.post(
         &format!("/requests/{rid}/approve"),
@@ -203,20 +221,10 @@ fn a_release_requested_on_one_node_is_approved_on_the_other() {
     );
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(
-        p.db.psql(&format!("SELECT state FROM requests WHERE id = '{rid}'")),
-        "delivered"
-    );
-    let delivered: Vec<_> = std::fs::read_dir(p.b.data.dir.join("maildir/new"))
-        .unwrap()
-        .collect();
-    assert_eq!(delivered.len(), 1, "B delivered it");
-    assert!(
-        !p.a.data.dir.join("maildir/new").exists()
-            || std::fs::read_dir(p.a.data.dir.join("maildir/new"))
-                .unwrap()
-                .next()
-                .is_none(),
-        "A did not"
+        p.db.psql(&format!(
+            "SELECT state || ' ' || decided_by FROM requests WHERE id = '{rid}'"
+        )),
+        "approved ap1"
     );
     // A second decision, on A, finds it decided.
     let t = op.token();
@@ -225,6 +233,32 @@ fn a_release_requested_on_one_node_is_approved_on_the_other() {
         &[("csrf", &t), ("reason", "x")],
     );
     assert_eq!(r.status, 409, "{}", r.text());
+    // A, holding the item, delivers it on its next pass (at start, then every minute).
+    rt.block_on(node_a.stop("test"));
+    let node_a = support::start(&rt, p.a.clone(), "test");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while maildir_count(&p.a.data.dir) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(maildir_count(&p.a.data.dir), 1, "A delivered it");
+    assert_eq!(maildir_count(&p.b.data.dir), 0, "B did not");
+    let delivered = std::fs::read_dir(p.a.data.dir.join("maildir/new"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = String::from_utf8_lossy(&std::fs::read(delivered).unwrap()).into_owned();
+    assert!(
+        text.starts_with(&format!(
+            "X-Mukaika-Released: item=Q0001; request={rid}; requester=op1; approver=ap1\r\n"
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        p.db.psql(&format!("SELECT state FROM requests WHERE id = '{rid}'")),
+        "delivered"
+    );
     rt.block_on(node_a.stop("test"));
     rt.block_on(node_b.stop("test"));
 }
