@@ -213,7 +213,11 @@ fn a_release_requested_on_one_node_is_approved_on_the_other_and_delivered_by_the
         "2",
         "A's requests are still pending"
     );
-    // B's approver decides it there: recorded in the shared database.
+    // B lists A's requests (their items are A's), and its approver decides one there:
+    // recorded in the shared database.
+    let list = ap.get("/requests");
+    assert_eq!(list.status, 200);
+    assert!(list.text().contains(&rid), "{}", list.text());
     let t = ap.token();
     let r = ap.post(
         &format!("/requests/{rid}/approve"),
