@@ -40,7 +40,8 @@ fn run(mut c: Command, what: &str) {
 }
 
 impl Server {
-    fn start() -> Server {
+    /// A server of its own (for a test that restarts it); most tests share [`server`].
+    pub fn start() -> Server {
         assert!(
             Path::new(BIN).join("initdb").exists(),
             "PostgreSQL 15 server binaries missing: tests/ci.sh installs Debian's postgresql"
@@ -87,6 +88,16 @@ impl Server {
     /// The Unix socket folder.
     pub fn socket_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
+    }
+
+    /// Restarts it (fast shutdown: every client's connection is cut).
+    pub fn restart(&self) {
+        let mut ctl = as_postgres("pg_ctl");
+        ctl.args(["-D", self.dir.path().join("data").to_str().unwrap()])
+            // A log file, or the postmaster would hold our output pipe open.
+            .args(["-l", self.dir.path().join("log").to_str().unwrap()])
+            .args(["-m", "fast", "-w", "-t", "60", "restart"]);
+        run(ctl, "pg_ctl restart");
     }
 
     /// The server's certificate (self-signed for `localhost`: its own CA).
@@ -142,8 +153,12 @@ pub struct Database {
 impl Database {
     /// A new empty database.
     pub fn new() -> Database {
+        Database::on(server())
+    }
+
+    /// A new empty database on `server`.
+    pub fn on(server: Arc<Server>) -> Database {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let server = server();
         let name = format!(
             "t{}_{}",
             std::process::id(),
