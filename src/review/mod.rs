@@ -1,11 +1,12 @@
 //! Quarantine review: accounts, release requests and the two-person rule.
 //!
-//! Owns: `review.db` under the data directory (SQLite: accounts, web sessions and release
-//! requests), password hashing (argon2id), login lockout, the accounts' lifecycle (add,
-//! reset, unlock, disable, enable, delete, other roles), and every decision on a quarantined
-//! item —
-//! request, cancel, approve, reject, delete, original download or view — with its audit record and, on
-//! approval, delivery through the normal sinks. The web UI, the control socket and the CLI all
+//! Owns: the accounts, web sessions and release requests — in `review.db` under the data
+//! directory (SQLite), or with `[store] backend = "postgres"` in the database every node of a
+//! cluster shares (one SQL over both: `store`) — password hashing (argon2id), login lockout,
+//! the accounts' lifecycle (add, reset, unlock, disable, enable, delete, other roles), and
+//! every decision on a quarantined item — request, cancel, approve, reject, delete, original
+//! download or view — with its audit record and, on approval, delivery through the normal
+//! sinks. The web UI, the control socket and the CLI all
 //! act through [`Review`], so the rules hold whichever door is used.
 //! Invariants:
 //! - Nobody approves or rejects a request they made (対策基準 2(9) 兼務の禁止), whatever roles
@@ -26,6 +27,9 @@
 //!   client's peer address, or the CLI's OS user, uid and pid as the kernel reported them).
 //! - At least one enabled administrator stays: disabling, deleting or re-roling the last is
 //!   refused, and nobody does it to their own account. A disabled account cannot log in.
+//! - In a cluster, an item missing from this node's (still node-local) quarantine may be
+//!   another node's: its requests are neither closed as orphans nor delivered here; an
+//!   approval given here is delivered by the node holding the item.
 //! - A web session is stored as the SHA-256 of its token, with the account's credential count
 //!   at login; a reset, a change of password (but for the changing session), disabling,
 //!   deleting or other roles move the count and delete the account's sessions.
