@@ -212,6 +212,14 @@ link_valid_hours = 72
 # Time zone (IANA name) of the times people read and type: reports, notices, the web UI and the
 # CLI. Records (audit log, JSON reports, metadata) stay UTC. Takes effect at the next start.
 timezone = "Asia/Tokyo"
+[store]
+# Where accounts, login sessions, lockout counters and release requests live: "sqlite"
+# (data/review.db, one node) or "postgres" (shared by every node of a cluster; see
+# `mukaika store migrate`). Quarantine items stay in [quarantine] store either way for now.
+backend = "sqlite"
+# url = "postgres://mukaika@db.city.example.lg.jp/mukaika"
+# With postgres over the network: TLS, the server's certificate checked against this CA.
+# ca_file = "/etc/mukaika/db-ca.pem"
 
 [policy]
 # The sanitizing policy (see README, "Policy"); defaults are fail-closed.
@@ -255,6 +263,9 @@ pub struct ServiceConfig {
     /// How mukaika shows things to people.
     #[serde(default)]
     pub ui: UiSection,
+    /// Where the state nodes of a cluster share lives (SQLite alone, or PostgreSQL).
+    #[serde(default)]
+    pub store: StoreSection,
     /// Sanitizing policy.
     #[serde(default)]
     pub policy: Policy,
@@ -939,6 +950,43 @@ impl Default for QuarantineSection {
     }
 }
 
+/// `[store]`: the database behind accounts, login sessions, lockout counters and release
+/// requests — node-local SQLite (the default) or a PostgreSQL every node of a cluster shares.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite` (`review.db` under the data directory: one node, the default) or `postgres`
+    /// (`url`: every node sees the same accounts, sessions, lockouts and requests).
+    #[serde(default)]
+    pub backend: StoreBackend,
+    /// The PostgreSQL connection (postgres only): a URL (`postgres://user@host:port/db`,
+    /// `host=/run/postgresql` for a Unix socket folder) or libpq `key=value` pairs. Keep a
+    /// password out of it where the server allows (peer or certificate authentication).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PEM file of the CA that signed the database server's certificate: with it, the link
+    /// is TLS only and the certificate is checked against it and the host name in `url`.
+    /// Without it the link is plain, which is allowed only to a Unix socket or loopback.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Allows a plain (unencrypted, unauthenticated server) link to a database beyond
+    /// loopback. Passwords and session hashes would cross the network readable: never in
+    /// production.
+    #[serde(default)]
+    pub dangerous_plaintext: bool,
+}
+
+/// The database behind [`StoreSection`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreBackend {
+    /// `review.db` under the data directory.
+    #[default]
+    Sqlite,
+    /// A shared PostgreSQL (`url`).
+    Postgres,
+}
+
 /// Why a configuration cannot be used.
 #[derive(Debug, Clone)]
 pub struct ConfigError(String);
@@ -1071,6 +1119,7 @@ impl ServiceConfig {
                 self.ui.timezone
             )));
         }
+        crate::store::postgres::check_section(&self.store).map_err(ConfigError)?;
         if self.audit.retention_days == 0 || self.quarantine.retention_days == 0 {
             return Err(ConfigError(
                 "audit.retention_days and quarantine.retention_days: at least one day".into(),
@@ -1358,6 +1407,41 @@ mod tests {
             "accepted_domains = [\"city.example.lg.jp\"]",
         );
         ServiceConfig::from_toml(&ok).unwrap();
+    }
+
+    #[test]
+    fn the_store_defaults_to_sqlite_and_a_postgres_link_beyond_loopback_needs_tls() {
+        assert_eq!(
+            ServiceConfig::default_config().store.backend,
+            StoreBackend::Sqlite
+        );
+        let store = |lines: &str| {
+            ServiceConfig::from_toml(&DEFAULT_TOML.replace("backend = \"sqlite\"", lines))
+        };
+        assert!(store("backend = \"sqlite\"\nbogus = 1")
+            .unwrap_err()
+            .to_string()
+            .contains("bogus"));
+        assert!(store("backend = \"postgres\"")
+            .unwrap_err()
+            .to_string()
+            .contains("store.url"));
+        let local =
+            store("backend = \"postgres\"\nurl = \"host=/run/postgresql dbname=mukaika\"").unwrap();
+        assert_eq!(local.store.backend, StoreBackend::Postgres);
+        assert!(
+            store("backend = \"postgres\"\nurl = \"postgres://mukaika@127.0.0.1/mukaika\"").is_ok()
+        );
+        let remote =
+            "backend = \"postgres\"\nurl = \"postgres://mukaika@db.city.example.lg.jp/mukaika\"";
+        assert!(store(remote)
+            .unwrap_err()
+            .to_string()
+            .contains("store.ca_file"));
+        assert!(store(&format!("{remote}\ndangerous_plaintext = true")).is_ok());
+        // The parser's complaint never echoes the string (it may hold a password).
+        let bad = store("backend = \"postgres\"\nurl = \"postgres://u:s3cret@[::1\"").unwrap_err();
+        assert!(!bad.to_string().contains("s3cret"), "{bad}");
     }
 
     #[test]

@@ -145,6 +145,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The shared database of a cluster ([store] backend = "postgres").
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// The spool: list, show, retry, hold and release queued messages.
     Queue {
         #[command(subcommand)]
@@ -424,6 +429,17 @@ enum QueueCommand {
 }
 
 #[derive(Subcommand)]
+enum StoreCommand {
+    /// Bring the PostgreSQL schema up to the version this mukaika knows (every step in one
+    /// transaction; nodes refuse to start until it has run, and on a newer schema).
+    Migrate {
+        /// Configuration file naming the database ([store] url).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration file (or the embedded default).
     Check {
@@ -608,6 +624,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Command::Store {
+            command: StoreCommand::Migrate { config },
+        } => store_migrate(config.as_deref()),
         Command::Quarantine { command, config } => quarantine(command, config.as_deref()),
         Command::Admin {
             command: AdminCommand::User { command },
@@ -1352,7 +1371,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                     shown(&u.destination)
                 );
             }
-            for r in mukaika::review::read_requests(&data, None)?
+            for r in mukaika::review::requests_in(&config, None)?
                 .into_iter()
                 .filter(|r| r.item_id == id)
             {
@@ -1373,7 +1392,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
         QuarantineCommand::Requests { state } => {
             let state = state.as_deref().map(mukaika::review::RequestState::parse);
             println!("申請ID	隔離ID	申請日時	状態	申請者	宛先・出力先	理由	判断者");
-            for r in mukaika::review::read_requests(&data, state)? {
+            for r in mukaika::review::requests_in(&config, state)? {
                 println!(
                     "{}	{}	{}	{}	{}	{}	{}	{}",
                     shown(&r.id),
@@ -1572,7 +1591,7 @@ fn users(command: UserCommand, config: Option<&std::path::Path>) -> Result<ExitC
         }
         UserCommand::List => {
             println!("アカウント	役割	前回ログイン	初期パスワード未変更	状態");
-            for u in mukaika::review::list_users_at(&config.data.dir)? {
+            for u in mukaika::review::users_in(&config)? {
                 println!(
                     "{}	{}	{}	{}	{}",
                     shown(&u.name),
@@ -1614,6 +1633,37 @@ fn shown_path(path: &std::path::Path) -> String {
 /// JSON for a terminal: serde_json leaves DEL, C1 and bidi controls raw inside strings.
 fn shown_json(json: String) -> String {
     mukaika::logging::escape_json(&json).into_owned()
+}
+
+/// `mukaika store migrate`: 0 once the schema is current, 1 when the database refuses or
+/// is newer, 2 for a configuration without PostgreSQL.
+fn store_migrate(path: Option<&std::path::Path>) -> Result<ExitCode> {
+    let config = match service_config(path) {
+        Ok((c, _)) => c,
+        Err(code) => return Ok(code),
+    };
+    if config.store.backend != mukaika::config::StoreBackend::Postgres {
+        eprintln!(
+            "mukaika: [store] backend は sqlite です。移行は PostgreSQL だけに必要です / the sqlite \
+             store needs no migration (review.db is brought up to date when opened)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let outcome = mukaika::store::postgres::Pg::connect(&config.store).and_then(|pg| pg.migrate());
+    match outcome {
+        Ok((before, after)) if before == after => {
+            println!("スキーマは最新です / schema already at version {after}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok((before, after)) => {
+            println!("スキーマを更新しました / schema migrated from version {before} to {after}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("mukaika: store migrate: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 /// The service configuration (file or embedded default); a bad one is a usage error (2).

@@ -17,7 +17,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 packages=(qpdf poppler-utils libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui
           fonts-ipaexfont-gothic fonts-ipaexfont-mincho python3-venv ca-certificates
-          postfix swaks clamav-daemon chromium systemd zip p7zip-full)
+          postfix swaks clamav-daemon chromium systemd zip p7zip-full postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

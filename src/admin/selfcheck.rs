@@ -125,7 +125,9 @@ pub fn run(config: &ServiceConfig) -> Vec<Check> {
 /// code refuses anything else; this finds a database edited behind its back).
 fn two_person_check(config: &ServiceConfig) -> Check {
     let item = "隔離解除の二人承認 (兼務の禁止)";
-    if !config.data.dir.join("review.db").exists() {
+    // A cluster's requests are in its PostgreSQL, whatever this node's folder holds.
+    let sqlite = config.store.backend == crate::config::StoreBackend::Sqlite;
+    if sqlite && !config.data.dir.join("review.db").exists() {
         return check(
             "2(9)",
             item,
@@ -133,7 +135,7 @@ fn two_person_check(config: &ServiceConfig) -> Check {
             "解除の記録なし (解除には申請者と別人の承認が必要)",
         );
     }
-    match crate::review::read_requests(&config.data.dir, None) {
+    match crate::review::requests_in(config, None) {
         Ok(requests) => {
             let decided: Vec<_> = requests.iter().filter(|r| r.decided_by.is_some()).collect();
             let own: Vec<&str> = decided
@@ -170,7 +172,8 @@ fn two_person_check(config: &ServiceConfig) -> Check {
 /// 6.4(3)⑤, 7.2(1): no account still has its one-time initial password.
 fn initial_password_check(config: &ServiceConfig) -> Check {
     let item = "初期パスワードのままのアカウントがない";
-    if !config.data.dir.join("review.db").exists() {
+    let sqlite = config.store.backend == crate::config::StoreBackend::Sqlite;
+    if sqlite && !config.data.dir.join("review.db").exists() {
         return check(
             "6.4(3)⑤, 7.2(1)",
             item,
@@ -178,7 +181,7 @@ fn initial_password_check(config: &ServiceConfig) -> Check {
             "アカウントはまだありません (既定のアカウントは存在しません)",
         );
     }
-    match crate::review::list_users_at(&config.data.dir) {
+    match crate::review::users_in(config) {
         Ok(users) => {
             let pending: Vec<&str> = users
                 .iter()

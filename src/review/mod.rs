@@ -1,11 +1,12 @@
 //! Quarantine review: accounts, release requests and the two-person rule.
 //!
-//! Owns: `review.db` under the data directory (SQLite: accounts, web sessions and release
-//! requests), password hashing (argon2id), login lockout, the accounts' lifecycle (add,
-//! reset, unlock, disable, enable, delete, other roles), and every decision on a quarantined
-//! item —
-//! request, cancel, approve, reject, delete, original download or view — with its audit record and, on
-//! approval, delivery through the normal sinks. The web UI, the control socket and the CLI all
+//! Owns: the accounts, web sessions and release requests — in `review.db` under the data
+//! directory (SQLite), or with `[store] backend = "postgres"` in the database every node of a
+//! cluster shares (one SQL over both: `store`) — password hashing (argon2id), login lockout,
+//! the accounts' lifecycle (add, reset, unlock, disable, enable, delete, other roles), and
+//! every decision on a quarantined item — request, cancel, approve, reject, delete, original
+//! download or view — with its audit record and, on approval, delivery through the normal
+//! sinks. The web UI, the control socket and the CLI all
 //! act through [`Review`], so the rules hold whichever door is used.
 //! Invariants:
 //! - Nobody approves or rejects a request they made (対策基準 2(9) 兼務の禁止), whatever roles
@@ -26,6 +27,9 @@
 //!   client's peer address, or the CLI's OS user, uid and pid as the kernel reported them).
 //! - At least one enabled administrator stays: disabling, deleting or re-roling the last is
 //!   refused, and nobody does it to their own account. A disabled account cannot log in.
+//! - In a cluster, an item missing from this node's (still node-local) quarantine may be
+//!   another node's: its requests are neither closed as orphans nor delivered here; an
+//!   approval given here is delivered by the node holding the item.
 //! - A web session is stored as the SHA-256 of its token, with the account's credential count
 //!   at login; a reset, a change of password (but for the changing session), disabling,
 //!   deleting or other roles move the count and delete the account's sessions.
@@ -37,14 +41,15 @@
 pub mod digest;
 pub mod release;
 pub mod retention;
+mod store;
 
 use crate::names::plausible_address;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
+use store::{Db, Row, Sql, V};
 
 use crate::audit::event::{AdminLogin, ReleaseDecision, UserChanged, Via};
 use crate::audit::{AuditEvent, AuditLog};
@@ -769,7 +774,7 @@ impl Ghosts {
 
 /// The review service. Share it; every method blocks (call from a blocking thread).
 pub struct Review {
-    db: Mutex<rusqlite::Connection>,
+    db: Db,
     quarantine: Arc<dyn QuarantineStore>,
     audit: Arc<AuditLog>,
     sink: Sink,
@@ -790,35 +795,35 @@ const USER_COLUMNS: &str =
 const REQUEST_COLUMNS: &str = "id, item_id, requester, target, reason, state, decided_by, \
      decision_reason, requested_at, decided_at, delivery";
 
-fn row_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
-    let role: String = r.get(1)?;
+fn row_user(r: &Row) -> Result<User, ReviewError> {
+    let role = r.t(1)?;
     Ok(User {
-        name: r.get(0)?,
+        name: r.t(0)?,
         roles: parse_roles(&role).unwrap_or_else(|_| vec![Role::Auditor]),
-        must_change: r.get::<_, i64>(2)? != 0,
-        locked_until_ms: r.get::<_, i64>(3)? as u64,
-        failed: r.get::<_, i64>(4)? as u32,
-        last_login_at: r.get(5)?,
-        created_at: r.get(6)?,
-        disabled: r.get::<_, i64>(7)? != 0,
+        must_change: r.i(2)? != 0,
+        locked_until_ms: r.i(3)?.max(0) as u64,
+        failed: r.i(4)?.clamp(0, i64::from(u32::MAX)) as u32,
+        last_login_at: r.ot(5)?,
+        created_at: r.t(6)?,
+        disabled: r.i(7)? != 0,
     })
 }
 
-fn row_request(r: &rusqlite::Row<'_>) -> rusqlite::Result<Request> {
-    let target: String = r.get(3)?;
-    let state: String = r.get(5)?;
+fn row_request(r: &Row) -> Result<Request, ReviewError> {
+    let target = r.t(3)?;
+    let state = r.t(5)?;
     Ok(Request {
-        id: r.get(0)?,
-        item_id: r.get(1)?,
-        requester: r.get(2)?,
+        id: r.t(0)?,
+        item_id: r.t(1)?,
+        requester: r.t(2)?,
         target: serde_json::from_str(&target).unwrap_or(Target::Original),
-        reason: r.get(4)?,
+        reason: r.t(4)?,
         state: RequestState::parse(&state),
-        decided_by: r.get(6)?,
-        decision_reason: r.get(7)?,
-        requested_at: r.get(8)?,
-        decided_at: r.get(9)?,
-        delivery: r.get(10)?,
+        decided_by: r.ot(6)?,
+        decision_reason: r.ot(7)?,
+        requested_at: r.t(8)?,
+        decided_at: r.ot(9)?,
+        delivery: r.ot(10)?,
     })
 }
 
@@ -899,33 +904,68 @@ pub fn list_users_at(data_dir: &std::path::Path) -> Result<Vec<User>, ReviewErro
     query_users(&open_db(&data_dir.join("review.db"))?)
 }
 
-fn query_users(db: &rusqlite::Connection) -> Result<Vec<User>, ReviewError> {
-    let mut stmt = db
-        .prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
-        .map_err(sql)?;
-    let users = stmt
-        .query_map([], row_user)
-        .map_err(sql)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(sql)?;
-    Ok(users)
+fn query_users(db: &dyn Sql) -> Result<Vec<User>, ReviewError> {
+    db.rows(
+        &format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"),
+        &[],
+    )?
+    .iter()
+    .map(row_user)
+    .collect()
 }
 
-fn query_requests(
-    db: &rusqlite::Connection,
+fn query_requests(db: &dyn Sql, state: Option<RequestState>) -> Result<Vec<Request>, ReviewError> {
+    let rows = match state {
+        Some(state) => db.rows(
+            &format!(
+                "SELECT {REQUEST_COLUMNS} FROM requests WHERE state = ?1 ORDER BY requested_at DESC, id DESC"
+            ),
+            &[V::T(state.as_str())],
+        )?,
+        None => db.rows(
+            &format!(
+                "SELECT {REQUEST_COLUMNS} FROM requests ORDER BY requested_at DESC, id DESC"
+            ),
+            &[],
+        )?,
+    };
+    rows.iter().map(row_request).collect()
+}
+
+/// The review database `config` names: `review.db` under the data directory, or the shared
+/// PostgreSQL (its schema checked, never changed).
+fn open_store(config: &ServiceConfig) -> Result<Db, ReviewError> {
+    match config.store.backend {
+        crate::config::StoreBackend::Sqlite => {
+            std::fs::create_dir_all(&config.data.dir).map_err(ReviewError::internal)?;
+            Ok(Db::Sqlite(Mutex::new(open_db(
+                &config.data.dir.join("review.db"),
+            )?)))
+        }
+        crate::config::StoreBackend::Postgres => Ok(Db::Postgres(Arc::new(
+            crate::store::postgres::Pg::open(&config.store).map_err(ReviewError::internal)?,
+        ))),
+    }
+}
+
+/// Every account in the store `config` names (SQLite or the cluster's PostgreSQL), for
+/// checks that read without acting (`mukaika selfcheck`).
+///
+/// # Errors
+/// The database cannot be opened or read.
+pub fn users_in(config: &ServiceConfig) -> Result<Vec<User>, ReviewError> {
+    open_store(config)?.with(query_users)
+}
+
+/// Release requests in the store `config` names, newest first (read-only).
+///
+/// # Errors
+/// The database cannot be opened or read.
+pub fn requests_in(
+    config: &ServiceConfig,
     state: Option<RequestState>,
 ) -> Result<Vec<Request>, ReviewError> {
-    let mut stmt = db
-            .prepare(&format!(
-                "SELECT {REQUEST_COLUMNS} FROM requests WHERE ?1 IS NULL OR state = ?1 ORDER BY requested_at DESC, id DESC"
-            ))
-            .map_err(sql)?;
-    let rows = stmt
-        .query_map([state.map(RequestState::as_str)], row_request)
-        .map_err(sql)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(sql)?;
-    Ok(rows)
+    open_store(config)?.with(|db| query_requests(db, state))
 }
 
 /// Release requests as stored under `data_dir`, newest first (read-only; for the CLI while the
@@ -953,23 +993,27 @@ impl Review {
     ) -> Result<Self, ReviewError> {
         let data_dir = config.get().data.dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(ReviewError::internal)?;
-        let db = open_db(&data_dir.join("review.db"))?;
+        // On PostgreSQL the schema is checked, never changed, here: `mukaika store migrate`
+        // does that.
+        let db = open_store(&config.get())?;
         // Sessions that ended while the service was down: nobody can use them any more.
         {
             let admin = &config.get().admin;
             let now = audit.clock().now_ms() as i64;
-            db.execute(
-                "DELETE FROM sessions WHERE last_seen_ms <= ?1 - ?2 OR started_ms <= ?1 - ?3",
-                params![
-                    now,
-                    (admin.session_idle_secs as i64).saturating_mul(1000),
-                    (admin.session_max_secs as i64).saturating_mul(1000)
-                ],
-            )
-            .map_err(sql)?;
+            let idle = (admin.session_idle_secs as i64).saturating_mul(1000);
+            let max = (admin.session_max_secs as i64).saturating_mul(1000);
+            db.with(|db| {
+                db.exec(
+                    "DELETE FROM sessions WHERE last_seen_ms <= ?1 OR started_ms <= ?2",
+                    &[
+                        V::I(now.saturating_sub(idle)),
+                        V::I(now.saturating_sub(max)),
+                    ],
+                )
+            })?;
         }
         Ok(Self {
-            db: Mutex::new(db),
+            db,
             quarantine,
             audit,
             sink,
@@ -986,16 +1030,11 @@ impl Review {
     /// roles (see [`LoginOk::credentials`]); stored with the account, so it survives a
     /// restart as the sessions do. `u64::MAX` (which no session holds) when unreadable.
     pub fn credential_epoch(&self, name: &str) -> u64 {
-        self.db()
+        self.db
+            .with(|db| db.row("SELECT epoch FROM users WHERE name = ?1", &[V::T(name)]))
             .ok()
-            .and_then(|db| {
-                db.query_row("SELECT epoch FROM users WHERE name = ?1", [name], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .optional()
-                .ok()
-                .flatten()
-            })
+            .flatten()
+            .and_then(|r| r.i(0).ok())
             .map_or(u64::MAX, |e| e as u64)
     }
 
@@ -1003,22 +1042,23 @@ impl Review {
     /// session that changed its own password). Call after the store changed, so that a login
     /// in between holds the old count and ends too.
     fn replace_credentials(&self, name: &str, but: Option<&str>) -> Result<(), ReviewError> {
-        let db = self.db()?;
-        db.execute("UPDATE users SET epoch = epoch + 1 WHERE name = ?1", [name])
-            .map_err(sql)?;
         let keep = but.map(token_hash).unwrap_or_default();
-        db.execute(
-            "DELETE FROM sessions WHERE user = ?1 AND token_sha256 <> ?2",
-            params![name, keep],
-        )
-        .map_err(sql)?;
-        db.execute(
-            "UPDATE sessions SET epoch = (SELECT epoch FROM users WHERE name = ?1), must_change = 0 \
-             WHERE user = ?1 AND token_sha256 = ?2",
-            params![name, keep],
-        )
-        .map_err(sql)?;
-        Ok(())
+        self.db.with(|db| {
+            db.exec(
+                "UPDATE users SET epoch = epoch + 1 WHERE name = ?1",
+                &[V::T(name)],
+            )?;
+            db.exec(
+                "DELETE FROM sessions WHERE \"user\" = ?1 AND token_sha256 <> ?2",
+                &[V::T(name), V::T(&keep)],
+            )?;
+            db.exec(
+                "UPDATE sessions SET epoch = (SELECT epoch FROM users WHERE name = ?1), must_change = 0 \
+                 WHERE \"user\" = ?1 AND token_sha256 = ?2",
+                &[V::T(name), V::T(&keep)],
+            )?;
+            Ok(())
+        })
     }
 
     // ---- sessions -------------------------------------------------------------------------
@@ -1032,28 +1072,28 @@ impl Review {
         let token = random_hex(32);
         let now = self.now_ms() as i64;
         let (idle, max) = self.session_limits();
-        let db = self.db()?;
-        db.execute(
-            "DELETE FROM sessions WHERE last_seen_ms <= ?1 - ?2 OR started_ms <= ?1 - ?3",
-            params![now, idle, max],
-        )
-        .map_err(sql)?;
-        db.execute(
-            "INSERT INTO sessions (token_sha256, user, epoch, must_change, started_ms, last_seen_ms, client, previous_login, previous_from, failed_since) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                token_hash(&token),
-                ok.user.name,
-                ok.credentials as i64,
-                i64::from(ok.user.must_change),
-                now,
-                client,
-                ok.previous_login,
-                ok.previous_from,
-                i64::from(ok.failed_since),
-            ],
-        )
-        .map_err(sql)?;
+        let hash = token_hash(&token);
+        self.db.with(|db| {
+            db.exec(
+                "DELETE FROM sessions WHERE last_seen_ms <= ?1 OR started_ms <= ?2",
+                &[V::I(now.saturating_sub(idle)), V::I(now.saturating_sub(max))],
+            )?;
+            db.exec(
+                "INSERT INTO sessions (token_sha256, \"user\", epoch, must_change, started_ms, last_seen_ms, client, previous_login, previous_from, failed_since) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9)",
+                &[
+                    V::T(&hash),
+                    V::T(&ok.user.name),
+                    V::I(ok.credentials as i64),
+                    V::I(i64::from(ok.user.must_change)),
+                    V::I(now),
+                    V::T(client),
+                    V::OT(ok.previous_login.as_deref()),
+                    V::OT(ok.previous_from.as_deref()),
+                    V::I(i64::from(ok.failed_since)),
+                ],
+            )
+        })?;
         Ok(token)
     }
 
@@ -1076,92 +1116,59 @@ impl Review {
         let hash = token_hash(token);
         let now = self.now_ms() as i64;
         let (idle, max) = self.session_limits();
-        let db = self.db()?;
-        type Row = (
-            String,
-            i64,
-            i64,
-            i64,
-            i64,
-            Option<String>,
-            Option<String>,
-            i64,
-            Option<(i64, i64, String)>,
-        );
-        let row: Option<Row> = db
-            .query_row(
-                "SELECT s.user, s.epoch, s.must_change, s.started_ms, s.last_seen_ms, s.previous_login, \
+        self.db.with(|db| {
+            let row = db.row(
+                "SELECT s.\"user\", s.epoch, s.must_change, s.started_ms, s.last_seen_ms, s.previous_login, \
                  s.previous_from, s.failed_since, u.epoch, u.disabled, u.role \
-                 FROM sessions s LEFT JOIN users u ON u.name = s.user WHERE s.token_sha256 = ?1",
-                [&hash],
-                |r| {
-                    let account = match r.get::<_, Option<i64>>(8)? {
-                        Some(epoch) => Some((epoch, r.get(9)?, r.get(10)?)),
-                        None => None,
-                    };
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        account,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(sql)?;
-        let Some((
-            user,
-            epoch,
-            must_change,
-            started,
-            last_seen,
-            previous_login,
-            previous_from,
-            failed_since,
-            account,
-        )) = row
-        else {
-            return Ok(SessionLookup::None);
-        };
-        let delete = |db: &rusqlite::Connection| {
-            db.execute("DELETE FROM sessions WHERE token_sha256 = ?1", [&hash])
-                .map_err(sql)
-        };
-        let roles = match account {
-            // The account was deleted or disabled, or its password or roles changed.
-            Some((current, disabled, role)) if current == epoch && disabled == 0 => {
-                parse_roles(&role).unwrap_or_default()
-            }
-            _ => {
-                delete(&db)?;
+                 FROM sessions s LEFT JOIN users u ON u.name = s.\"user\" WHERE s.token_sha256 = ?1",
+                &[V::T(&hash)],
+            )?;
+            let Some(r) = row else {
                 return Ok(SessionLookup::None);
+            };
+            let (user, epoch, must_change, started, last_seen) =
+                (r.t(0)?, r.i(1)?, r.i(2)?, r.i(3)?, r.i(4)?);
+            let (previous_login, previous_from, failed_since) = (r.ot(5)?, r.ot(6)?, r.i(7)?);
+            let account = match r.oi(8)? {
+                Some(epoch) => Some((epoch, r.i(9)?, r.t(10)?)),
+                None => None,
+            };
+            let delete = || {
+                db.exec(
+                    "DELETE FROM sessions WHERE token_sha256 = ?1",
+                    &[V::T(&hash)],
+                )
+            };
+            let roles = match account {
+                // The account was deleted or disabled, or its password or roles changed.
+                Some((current, disabled, role)) if current == epoch && disabled == 0 => {
+                    parse_roles(&role).unwrap_or_default()
+                }
+                _ => {
+                    delete()?;
+                    return Ok(SessionLookup::None);
+                }
+            };
+            if now - last_seen >= idle || now - started >= max {
+                delete()?;
+                return Ok(SessionLookup::Expired);
             }
-        };
-        if now - last_seen >= idle || now - started >= max {
-            delete(&db)?;
-            return Ok(SessionLookup::Expired);
-        }
-        // One write a second at most: each is a durable write.
-        if now - last_seen >= (idle / 10).min(1000) {
-            db.execute(
-                "UPDATE sessions SET last_seen_ms = ?2 WHERE token_sha256 = ?1",
-                params![hash, now],
-            )
-            .map_err(sql)?;
-        }
-        Ok(SessionLookup::Live(StoredSession {
-            user,
-            roles,
-            must_change: must_change != 0,
-            previous_login,
-            previous_from,
-            failed_since: failed_since.max(0) as u32,
-        }))
+            // One write a second at most: each is a durable write.
+            if now - last_seen >= (idle / 10).min(1000) {
+                db.exec(
+                    "UPDATE sessions SET last_seen_ms = ?2 WHERE token_sha256 = ?1",
+                    &[V::T(&hash), V::I(now)],
+                )?;
+            }
+            Ok(SessionLookup::Live(StoredSession {
+                user,
+                roles,
+                must_change: must_change != 0,
+                previous_login,
+                previous_from,
+                failed_since: failed_since.max(0) as u32,
+            }))
+        })
     }
 
     /// Ends the session `token` names (logout).
@@ -1169,12 +1176,13 @@ impl Review {
     /// # Errors
     /// The database cannot be written.
     pub fn close_session(&self, token: &str) -> Result<(), ReviewError> {
-        self.db()?
-            .execute(
+        let hash = token_hash(token);
+        self.db.with(|db| {
+            db.exec(
                 "DELETE FROM sessions WHERE token_sha256 = ?1",
-                [token_hash(token)],
+                &[V::T(&hash)],
             )
-            .map_err(sql)?;
+        })?;
         Ok(())
     }
 
@@ -1183,20 +1191,13 @@ impl Review {
     /// # Errors
     /// The database cannot be read.
     pub fn session_count(&self, name: &str) -> Result<u64, ReviewError> {
-        self.db()?
-            .query_row(
-                "SELECT COUNT(*) FROM sessions WHERE user = ?1",
-                [name],
-                |r| r.get::<_, i64>(0),
+        let row = self.db.with(|db| {
+            db.row(
+                "SELECT COUNT(*) FROM sessions WHERE \"user\" = ?1",
+                &[V::T(name)],
             )
-            .map(|n| n.max(0) as u64)
-            .map_err(sql)
-    }
-
-    fn db(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, ReviewError> {
-        self.db
-            .lock()
-            .map_err(|_| ReviewError::internal("review database lock poisoned"))
+        })?;
+        Ok(row.map_or(Ok(0), |r| r.i(0))?.max(0) as u64)
     }
 
     fn record(&self, event: AuditEvent) -> Result<(), ReviewError> {
@@ -1237,14 +1238,16 @@ impl Review {
     /// # Errors
     /// The database cannot be read.
     pub fn user(&self, name: &str) -> Result<Option<User>, ReviewError> {
-        self.db()?
-            .query_row(
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
-                [name],
-                row_user,
-            )
-            .optional()
-            .map_err(sql)
+        self.db
+            .with(|db| {
+                db.row(
+                    &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
+                    &[V::T(name)],
+                )
+            })?
+            .as_ref()
+            .map(row_user)
+            .transpose()
     }
 
     /// Every account.
@@ -1252,7 +1255,7 @@ impl Review {
     /// # Errors
     /// The database cannot be read.
     pub fn users(&self) -> Result<Vec<User>, ReviewError> {
-        query_users(&*self.db()?)
+        self.db.with(query_users)
     }
 
     /// The acting account, which must exist and hold one of `roles`.
@@ -1356,12 +1359,13 @@ impl Review {
         let password = one_time_password();
         let hash = self.hashing(|| hash_password(&password))?;
         self.record(self.account_event(by, name, "add", Some(roles_text(roles))))?;
-        self.db()?
-            .execute(
+        let (roles, now) = (roles_text(roles), self.now_rfc3339());
+        self.db.with(|db| {
+            db.exec(
                 "INSERT INTO users (name, role, hash, must_change, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
-                params![name, roles_text(roles), hash, self.now_rfc3339()],
+                &[V::T(name), V::T(&roles), V::T(&hash), V::T(&now)],
             )
-            .map_err(sql)?;
+        })?;
         Ok(password)
     }
 
@@ -1375,12 +1379,12 @@ impl Review {
         let password = one_time_password();
         let hash = self.hashing(|| hash_password(&password))?;
         self.record(self.account_event(by, name, "reset-password", None))?;
-        self.db()?
-            .execute(
+        self.db.with(|db| {
+            db.exec(
                 "UPDATE users SET hash = ?2, must_change = 1, failed = 0, locked_until = 0 WHERE name = ?1",
-                params![name, hash],
+                &[V::T(name), V::T(&hash)],
             )
-            .map_err(sql)?;
+        })?;
         // After the store changed: a login in between holds the old count and ends too.
         self.replace_credentials(name, None)?;
         Ok(password)
@@ -1394,12 +1398,12 @@ impl Review {
         self.account_manager(by, "ロック解除")?;
         self.existing(name)?;
         self.record(self.account_event(by, name, "unlock", None))?;
-        self.db()?
-            .execute(
+        self.db.with(|db| {
+            db.exec(
                 "UPDATE users SET failed = 0, locked_until = 0 WHERE name = ?1",
-                [name],
+                &[V::T(name)],
             )
-            .map_err(sql)?;
+        })?;
         Ok(())
     }
 
@@ -1422,14 +1426,11 @@ impl Review {
                  an administrator does not disable, delete or re-role their own account",
             ));
         }
-        {
-            let mut db = self.db()?;
-            // IMMEDIATE: two administrators removing each other at once are one after the
-            // other, and the second sees the first's change.
-            let tx = db
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(sql)?;
-            let users = query_users(&tx)?;
+        // Excluding other writers of the accounts (on every node): two administrators
+        // removing each other at once are one after the other, and the second sees the
+        // first's change.
+        self.db.write(&["users"], |tx| {
+            let users = query_users(tx)?;
             let target = users.iter().find(|u| u.name == name).ok_or_else(|| {
                 ReviewError::new(
                     ErrorKind::NotFound,
@@ -1459,18 +1460,20 @@ impl Review {
             };
             self.record(self.account_event(by, name, action, role))?;
             match change {
-                AccountChange::Disable => {
-                    tx.execute("UPDATE users SET disabled = 1 WHERE name = ?1", [name])
-                }
-                AccountChange::Delete => tx.execute("DELETE FROM users WHERE name = ?1", [name]),
-                AccountChange::Roles(roles) => tx.execute(
-                    "UPDATE users SET role = ?2 WHERE name = ?1",
-                    params![name, roles_text(roles)],
+                AccountChange::Disable => tx.exec(
+                    "UPDATE users SET disabled = 1 WHERE name = ?1",
+                    &[V::T(name)],
                 ),
-            }
-            .map_err(sql)?;
-            tx.commit().map_err(sql)?;
-        }
+                AccountChange::Delete => {
+                    tx.exec("DELETE FROM users WHERE name = ?1", &[V::T(name)])
+                }
+                AccountChange::Roles(roles) => tx.exec(
+                    "UPDATE users SET role = ?2 WHERE name = ?1",
+                    &[V::T(name), V::T(&roles_text(roles))],
+                ),
+            }?;
+            Ok(())
+        })?;
         self.replace_credentials(name, None)
     }
 
@@ -1492,9 +1495,12 @@ impl Review {
         self.account_manager(by, "アカウントの有効化")?;
         self.existing(name)?;
         self.record(self.account_event(by, name, "enable", None))?;
-        self.db()?
-            .execute("UPDATE users SET disabled = 0 WHERE name = ?1", [name])
-            .map_err(sql)?;
+        self.db.with(|db| {
+            db.exec(
+                "UPDATE users SET disabled = 0 WHERE name = ?1",
+                &[V::T(name)],
+            )
+        })?;
         Ok(())
     }
 
@@ -1582,46 +1588,39 @@ impl Review {
         // session it opens rather than blessing it.
         let credentials = self.credential_epoch(name);
         let attempts = i64::from(admin.lockout_attempts);
-        let slot = {
-            let db = self.db()?;
+        let slot = self.db.with(|db| {
             let exists = db
-                .query_row("SELECT 1 FROM users WHERE name = ?1", [name], |_| Ok(()))
-                .optional()
-                .map_err(sql)?
+                .row("SELECT 1 FROM users WHERE name = ?1", &[V::T(name)])?
                 .is_some();
-            if exists {
-                // The count and the check of it in one statement: parallel attempts each
-                // take their own number, and none past the limit reaches the hash.
-                let taken: Option<(String, i64)> = db
-                    .query_row(
-                        "UPDATE users SET failed = failed + 1, failed_since_login = failed_since_login + 1 \
-                         WHERE name = ?1 AND locked_until <= ?2 AND failed < ?3 RETURNING hash, failed",
-                        params![name, now, attempts],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()
-                    .map_err(sql)?;
-                if taken.is_none() {
-                    // Tries against a locked account are failures the owner is told of, too.
-                    db.execute(
-                        "UPDATE users SET failed_since_login = failed_since_login + 1 WHERE name = ?1",
-                        [name],
-                    )
-                    .map_err(sql)?;
-                    // Every attempt allowed is taken but the account is not locked: they are
-                    // still being checked, or their process died, or the limit was lowered.
-                    // Lock it now, so the account is never refused with no end in sight.
-                    db.execute(
-                        "UPDATE users SET failed = 0, locked_until = ?2 WHERE name = ?1 AND locked_until <= ?3 AND failed >= ?4",
-                        params![name, now + window, now, attempts],
-                    )
-                    .map_err(sql)?;
-                }
-                Some(taken)
-            } else {
-                None
+            if !exists {
+                return Ok(None);
             }
-        };
+            // The count and the check of it in one statement: parallel attempts (on any
+            // node) each take their own number, and none past the limit reaches the hash.
+            let taken = db
+                .row(
+                    "UPDATE users SET failed = failed + 1, failed_since_login = failed_since_login + 1 \
+                     WHERE name = ?1 AND locked_until <= ?2 AND failed < ?3 RETURNING hash, failed",
+                    &[V::T(name), V::I(now), V::I(attempts)],
+                )?
+                .map(|r| Ok::<_, ReviewError>((r.t(0)?, r.i(1)?)))
+                .transpose()?;
+            if taken.is_none() {
+                // Tries against a locked account are failures the owner is told of, too.
+                db.exec(
+                    "UPDATE users SET failed_since_login = failed_since_login + 1 WHERE name = ?1",
+                    &[V::T(name)],
+                )?;
+                // Every attempt allowed is taken but the account is not locked: they are
+                // still being checked, or their process died, or the limit was lowered.
+                // Lock it now, so the account is never refused with no end in sight.
+                db.exec(
+                    "UPDATE users SET failed = 0, locked_until = ?2 WHERE name = ?1 AND locked_until <= ?3 AND failed >= ?4",
+                    &[V::T(name), V::I(now + window), V::I(now), V::I(attempts)],
+                )?;
+            }
+            Ok(Some(taken))
+        })?;
         let (hash, number) = match slot {
             Some(Some((hash, n))) => (Some(hash), n),
             Some(None) => {
@@ -1647,60 +1646,57 @@ impl Review {
             if lock {
                 let until = self.now_ms() as i64 + window;
                 if hash.is_some() {
-                    self.db()?
-                        .execute(
+                    self.db.with(|db| {
+                        db.exec(
                             "UPDATE users SET failed = 0, locked_until = ?2 WHERE name = ?1",
-                            params![name, until],
+                            &[V::T(name), V::I(until)],
                         )
-                        .map_err(sql)?;
+                    })?;
                 } else {
                     self.ghosts.lock(name, until);
                 }
             }
             return Err(refused());
         }
-        let db = self.db()?;
-        let (previous_login, previous_from, failed_since): (Option<String>, Option<String>, i64) =
-            db.query_row(
-                "SELECT last_login_at, last_login_from, failed_since_login FROM users WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(sql)?;
         // A parallel attempt may have locked the account while this one was checked: the
         // lock wins.
         let now = self.now_ms() as i64;
-        let (locked, disabled): (bool, bool) = db
-            .query_row(
-                "SELECT locked_until > ?2, disabled <> 0 FROM users WHERE name = ?1",
-                params![name, now],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql)?;
+        let row = self
+            .db
+            .with(|db| {
+                db.row(
+                    "SELECT last_login_at, last_login_from, failed_since_login, \
+                     CASE WHEN locked_until > ?2 THEN 1 ELSE 0 END, disabled FROM users WHERE name = ?1",
+                    &[V::T(name), V::I(now)],
+                )
+            })?
+            .ok_or_else(|| ReviewError::internal("account vanished"))?;
+        let (previous_login, previous_from, failed_since) = (row.ot(0)?, row.ot(1)?, row.i(2)?);
+        let (locked, disabled) = (row.i(3)? != 0, row.i(4)? != 0);
         if locked {
-            drop(db);
             audit("locked")?;
             return Err(refused());
         }
         if disabled {
             // The same answer as a wrong password: the attempt is not a failure of the
             // owner's, so it is not counted against the account.
-            db.execute(
-                "UPDATE users SET failed = MAX(failed - 1, 0) WHERE name = ?1",
-                [name],
-            )
-            .map_err(sql)?;
-            drop(db);
+            self.db.with(|db| {
+                db.exec(
+                    "UPDATE users SET failed = CASE WHEN failed > 0 THEN failed - 1 ELSE 0 END WHERE name = ?1",
+                    &[V::T(name)],
+                )
+            })?;
             audit("disabled")?;
             return Err(refused());
         }
         audit("success")?;
-        db.execute(
-            "UPDATE users SET failed = 0, failed_since_login = 0, last_login_at = ?2, last_login_from = ?3 WHERE name = ?1",
-            params![name, self.now_rfc3339(), client],
-        )
-        .map_err(sql)?;
-        drop(db);
+        let at = self.now_rfc3339();
+        self.db.with(|db| {
+            db.exec(
+                "UPDATE users SET failed = 0, failed_since_login = 0, last_login_at = ?2, last_login_from = ?3 WHERE name = ?1",
+                &[V::T(name), V::T(&at), V::T(client)],
+            )
+        })?;
         self.clients.refund(client);
         let user = self
             .user(name)?
@@ -1742,12 +1738,10 @@ impl Review {
     ) -> Result<(), ReviewError> {
         let name = actor.name();
         let hash: Option<String> = self
-            .db()?
-            .query_row("SELECT hash FROM users WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(sql)?;
+            .db
+            .with(|db| db.row("SELECT hash FROM users WHERE name = ?1", &[V::T(name)]))?
+            .map(|r| r.t(0))
+            .transpose()?;
         if !hash.is_some_and(|h| self.hashing(|| verify_password(old, &h))) {
             return Err(ReviewError::new(
                 ErrorKind::Invalid,
@@ -1757,12 +1751,12 @@ impl Review {
         check_new_password(name, old, new)?;
         let hash = self.hashing(|| hash_password(new))?;
         self.record(self.account_event(actor, name, "change-password", None))?;
-        self.db()?
-            .execute(
+        self.db.with(|db| {
+            db.exec(
                 "UPDATE users SET hash = ?2, must_change = 0 WHERE name = ?1",
-                params![name, hash],
+                &[V::T(name), V::T(&hash)],
             )
-            .map_err(sql)?;
+        })?;
         self.replace_credentials(name, keep)
     }
 
@@ -1793,7 +1787,7 @@ impl Review {
     /// # Errors
     /// The database cannot be read.
     pub fn requests(&self, state: Option<RequestState>) -> Result<Vec<Request>, ReviewError> {
-        query_requests(&*self.db()?, state)
+        self.db.with(|db| query_requests(db, state))
     }
 
     /// Requests for one item, newest first.
@@ -1801,18 +1795,18 @@ impl Review {
     /// # Errors
     /// The database cannot be read.
     pub fn requests_for(&self, item_id: &str) -> Result<Vec<Request>, ReviewError> {
-        let db = self.db()?;
-        let mut stmt = db
-            .prepare(&format!(
-                "SELECT {REQUEST_COLUMNS} FROM requests WHERE item_id = ?1 ORDER BY requested_at DESC, id DESC"
-            ))
-            .map_err(sql)?;
-        let rows = stmt
-            .query_map([item_id], row_request)
-            .map_err(sql)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(sql)?;
-        Ok(rows)
+        self.db
+            .with(|db| {
+                db.rows(
+                    &format!(
+                        "SELECT {REQUEST_COLUMNS} FROM requests WHERE item_id = ?1 ORDER BY requested_at DESC, id DESC"
+                    ),
+                    &[V::T(item_id)],
+                )
+            })?
+            .iter()
+            .map(row_request)
+            .collect()
     }
 
     /// One request.
@@ -1820,14 +1814,16 @@ impl Review {
     /// # Errors
     /// Unknown request.
     pub fn request(&self, id: &str) -> Result<Request, ReviewError> {
-        self.db()?
-            .query_row(
-                &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
-                [id],
-                row_request,
-            )
-            .optional()
-            .map_err(sql)?
+        self.db
+            .with(|db| {
+                db.row(
+                    &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
+                    &[V::T(id)],
+                )
+            })?
+            .as_ref()
+            .map(row_request)
+            .transpose()?
             .ok_or_else(|| {
                 ReviewError::new(ErrorKind::NotFound, format!("申請 {id:?} はありません"))
             })
@@ -1840,18 +1836,17 @@ impl Review {
         by: Option<&str>,
         reason: Option<&str>,
     ) -> Result<(), ReviewError> {
-        let db = self.db()?;
-        match by {
-            Some(by) => db.execute(
+        let now = self.now_rfc3339();
+        self.db.with(|db| match by {
+            Some(by) => db.exec(
                 "UPDATE requests SET state = ?2, decided_by = ?3, decision_reason = ?4, decided_at = ?5 WHERE id = ?1",
-                params![id, state.as_str(), by, reason, self.now_rfc3339()],
+                &[V::T(id), V::T(state.as_str()), V::T(by), V::OT(reason), V::T(&now)],
             ),
-            None => db.execute(
+            None => db.exec(
                 "UPDATE requests SET state = ?2 WHERE id = ?1",
-                params![id, state.as_str()],
+                &[V::T(id), V::T(state.as_str())],
             ),
-        }
-        .map_err(sql)?;
+        })?;
         Ok(())
     }
 
@@ -1889,20 +1884,18 @@ impl Review {
         by: &Actor,
         reason: &str,
     ) -> Result<Request, ReviewError> {
-        let mut db = self.db()?;
-        // IMMEDIATE takes the write lock now: a command-line process deciding the same
+        // The write lock now: a command-line process or another node deciding the same
         // request waits, and then sees it decided.
-        let tx = db
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql)?;
+        let now = self.now_rfc3339();
+        self.db.write(&["requests"], |tx| {
         let request = tx
-            .query_row(
+            .row(
                 &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
-                [request_id],
-                row_request,
-            )
-            .optional()
-            .map_err(sql)?
+                &[V::T(request_id)],
+            )?
+            .as_ref()
+            .map(row_request)
+            .transpose()?
             .ok_or_else(|| {
                 ReviewError::new(
                     ErrorKind::NotFound,
@@ -1927,13 +1920,12 @@ impl Review {
             target: Some(request.target.to_string()),
             via: Some(by.via().clone()),
         }))?;
-        tx.execute(
+        tx.exec(
             "UPDATE requests SET state = ?2, decided_by = ?3, decision_reason = ?4, decided_at = ?5 WHERE id = ?1 AND state = 'pending'",
-            params![request.id, state.as_str(), by.name(), reason, self.now_rfc3339()],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
+            &[V::T(&request.id), V::T(state.as_str()), V::T(by.name()), V::T(reason), V::T(&now)],
+        )?;
         Ok(request)
+        })
     }
 
     /// Refuses a decision on one's own request (対策基準 2(9) 兼務の禁止).
@@ -2026,19 +2018,14 @@ impl Review {
             target: Some(target.to_string()),
             via: Some(by.via().clone()),
         }))?;
-        self.db()?
-            .execute(
+        let target = serde_json::to_string(&target).map_err(ReviewError::internal)?;
+        let now = self.now_rfc3339();
+        self.db.with(|db| {
+            db.exec(
                 "INSERT INTO requests (id, item_id, requester, target, reason, state, requested_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
-                params![
-                    id,
-                    item_id,
-                    actor,
-                    serde_json::to_string(&target).map_err(ReviewError::internal)?,
-                    reason,
-                    self.now_rfc3339()
-                ],
+                &[V::T(&id), V::T(item_id), V::T(actor), V::T(&target), V::T(&reason), V::T(&now)],
             )
-            .map_err(sql)?;
+        })?;
         self.request(&id)
     }
 
@@ -2056,18 +2043,16 @@ impl Review {
     ) -> Result<Request, ReviewError> {
         self.actor(actor.name(), &[Role::Approver], "承認")?;
         let reason = Self::need_reason(reason)?;
-        let item = self.item(&self.request(request_id)?.item_id)?;
-        if self
-            .config
-            .get()
-            .quarantine
-            .never_release
-            .contains(&item.reason)
-        {
-            return Err(ReviewError::new(
-                ErrorKind::Forbidden,
-                "この隔離は解除できません / never released",
-            ));
+        let item = match self.item(&self.request(request_id)?.item_id) {
+            Ok(item) => Some(item),
+            // In a cluster the item may be held by another node (quarantines are still
+            // node-local): the approval is recorded here, and the node holding the item
+            // delivers it on its next pass of `deliver_approved`, checking it there.
+            Err(e) if e.is_not_found() && self.shared() => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(item) = &item {
+            Self::releasable(&self.config.get(), item)?;
         }
         self.transition(
             request_id,
@@ -2077,6 +2062,9 @@ impl Review {
             actor,
             &reason,
         )?;
+        if item.is_none() {
+            return self.request(request_id);
+        }
         self.deliver(&self.request(request_id)?, actor.via()).map_err(|e| {
             ReviewError::internal(format!(
                 "承認は記録しました。配送に失敗したため自動で再試行します / approved; delivery failed and is retried: {e}"
@@ -2211,12 +2199,13 @@ impl Review {
             target: None,
             via: Some(by.via().clone()),
         }))?;
-        self.db()?
-            .execute(
+        let now = self.now_rfc3339();
+        self.db.with(|db| {
+            db.exec(
                 "UPDATE requests SET state = 'cancelled', decided_by = ?2, decision_reason = ?3, decided_at = ?4 WHERE item_id = ?1 AND state = 'pending'",
-                params![item_id, actor, "item deleted", self.now_rfc3339()],
+                &[V::T(item_id), V::T(actor), V::T("item deleted"), V::T(&now)],
             )
-            .map_err(sql)?;
+        })?;
         self.quarantine
             .remove(item_id)
             .map_err(ReviewError::internal)
@@ -2277,15 +2266,36 @@ impl Review {
         Ok(bytes)
     }
 
-    /// Delivers every approved request not yet delivered (after a crash or a failed delivery),
-    /// and closes requests whose item is gone. Returns how many went out.
+    /// Whether accounts and requests live in a database other nodes share (PostgreSQL), while
+    /// quarantine items are still this node's own: an item missing here may be another
+    /// node's, so it is neither an orphan to close nor this node's to deliver.
+    fn shared(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
+    /// Refuses an item whose reason is never released (a detected virus), whoever asks.
+    fn releasable(config: &ServiceConfig, item: &QuarantineItem) -> Result<(), ReviewError> {
+        if config.quarantine.never_release.contains(&item.reason) {
+            return Err(ReviewError::new(
+                ErrorKind::Forbidden,
+                "この隔離は解除できません / never released",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Delivers every approved request not yet delivered (after a crash or a failed delivery,
+    /// or approved on another node of a cluster), and closes requests whose item is gone (on
+    /// a single node only: in a cluster an item missing here may be held by another node).
+    /// Returns how many went out.
     ///
     /// # Errors
     /// The database cannot be read.
     pub fn deliver_approved(&self) -> Result<usize, ReviewError> {
         // Pending requests for items retention removed can never be decided: close them.
+        let shared = self.shared();
         for request in self.requests(Some(RequestState::Pending))? {
-            if self.item(&request.item_id).is_err_and(|e| e.is_not_found()) {
+            if !shared && self.item(&request.item_id).is_err_and(|e| e.is_not_found()) {
                 self.close_orphan(&request)?;
             }
         }
@@ -2293,6 +2303,9 @@ impl Review {
         for request in self.requests(Some(RequestState::Approved))? {
             match self.deliver(&request, &Via::System) {
                 Ok(()) => sent += 1,
+                // Another node's item (or one retention removed there): not this node's to
+                // deliver or to close.
+                Err(e) if e.is_not_found() && shared => {}
                 // The item left the quarantine (retention) before it could go: the request
                 // can never be delivered, so it is closed, with a record saying why.
                 Err(e) if e.is_not_found() => {
@@ -2322,6 +2335,9 @@ impl Review {
     /// the approver's door when it goes with the approval, [`Via::System`] on a retry.
     fn deliver(&self, request: &Request, via: &Via) -> Result<(), ReviewError> {
         let item = self.item(&request.item_id)?;
+        // Checked again where the bytes are: an approval given on another node of a cluster
+        // did not see the item, and the list may have grown since.
+        Self::releasable(&self.config.get(), &item)?;
         let bytes = self
             .quarantine
             .bytes(&item.id)
@@ -2374,12 +2390,12 @@ impl Review {
             target: Some(request.target.to_string()),
             via: Some(via.clone()),
         }))?;
-        self.db()?
-            .execute(
+        self.db.with(|db| {
+            db.exec(
                 "UPDATE requests SET state = 'delivered', delivery = ?2 WHERE id = ?1",
-                params![request.id, destination],
+                &[V::T(&request.id), V::T(&destination)],
             )
-            .map_err(sql)?;
+        })?;
         Ok(())
     }
 

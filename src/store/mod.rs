@@ -7,6 +7,7 @@
 //! of the folder), so a crash leaves either the old or the new record, never half of one.
 //! Must never: decide what is safe — that is the pipeline's and the sanitizers' job.
 
+pub mod postgres;
 pub mod quarantine;
 pub mod spool;
 

@@ -8,6 +8,7 @@ mod antivirus;
 mod audit;
 mod browser;
 mod cli;
+mod cluster;
 mod durability;
 mod hostile_names;
 mod import;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod ppap;
 pub mod web;
 

@@ -1,0 +1,335 @@
+//! PostgreSQL: the database every node of a cluster shares (`[store] backend = "postgres"`).
+//!
+//! Owns: the connection (one per process, re-made when it breaks), TLS to the server (rustls
+//! with the ring provider, trusting only `ca_file`), and the schema: numbered migrations
+//! shipped in the binary, recorded in `schema_version`, applied only by `mukaika store
+//! migrate` ([`Pg::migrate`]).
+//! Invariants:
+//! - A node never runs against a schema other than the one it was built for: newer means
+//!   another node was upgraded first (this one must be too), older means `store migrate` has
+//!   not run; [`Pg::open`] refuses both, before anything is read or written.
+//! - Migrations run in one transaction under a transaction-level advisory lock, so two nodes
+//!   migrating at once apply each step once, and a failed step leaves the schema as it was.
+//! - A plain link is made only to a Unix socket or loopback, unless the configuration says
+//!   `dangerous_plaintext`.
+//!
+//! Must never: log the connection string (it may hold a password), or be called from inside
+//! an async task expecting it not to block (every call waits for the server).
+//!
+//! The client is `tokio-postgres`, driven by a private current-thread runtime on its own
+//! thread: the callers (the review store) are synchronous and run on blocking threads, the
+//! CLI and start-up code, and the async SMTP runtime alike, and none of them may start a
+//! runtime inside theirs (as the synchronous `postgres` crate would). Queries are awaited on
+//! the calling thread with [`block_on`]; only the socket's I/O runs on the private thread.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake};
+
+use crate::config::{StoreBackend, StoreSection};
+use crate::error::{Error, Result};
+
+/// The migrations this binary knows, in order: (version, what it does, SQL).
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "accounts, login sessions and release requests",
+    include_str!("migrations/postgres/0001_review.sql"),
+)];
+
+/// The schema version this binary runs against.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// An arbitrary constant naming the migration lock among advisory locks.
+const MIGRATION_LOCK: i64 = 0x6d75_6b61_6d69_6731;
+
+/// Checks a `[store]` section that parsing alone cannot: postgres needs a URL that parses,
+/// and a plain link beyond loopback is refused unless `dangerous_plaintext`.
+///
+/// # Errors
+/// A message naming the key at fault.
+pub fn check_section(store: &StoreSection) -> std::result::Result<(), String> {
+    if store.backend == StoreBackend::Sqlite {
+        return Ok(());
+    }
+    let Some(url) = &store.url else {
+        return Err("store.url: needed with backend = \"postgres\"".into());
+    };
+    // The parser's message could echo the string, password and all: say only what is wrong.
+    let config = tokio_postgres::Config::from_str(url)
+        .map_err(|_| "store.url: not a PostgreSQL connection string or URL".to_string())?;
+    if config.get_hosts().is_empty() {
+        return Err("store.url: no host (a name, an address or a Unix socket folder)".into());
+    }
+    if store.ca_file.is_none() && !store.dangerous_plaintext && !local_only(&config) {
+        return Err(
+            "store.ca_file: a database beyond loopback is reached over TLS only (set ca_file; \
+             dangerous_plaintext = true allows a plain link)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Every host is a Unix socket folder or a loopback address.
+fn local_only(config: &tokio_postgres::Config) -> bool {
+    config.get_hosts().iter().all(|h| match h {
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => true,
+        tokio_postgres::config::Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    })
+}
+
+/// Waits for `f` on the calling thread (which parks between wake-ups). The futures of a
+/// `tokio_postgres::Client` only talk to its connection task through channels, so they need
+/// no runtime here; the connection itself runs on [`Pg`]'s own thread.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+/// A PostgreSQL database: one connection, re-made on first use after it broke.
+pub struct Pg {
+    config: tokio_postgres::Config,
+    /// TLS to the server, when `ca_file` is set.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// The private runtime's handle: connections and their I/O run there.
+    runtime: tokio::runtime::Handle,
+    /// Ends the private runtime's thread when dropped.
+    _stop: tokio::sync::oneshot::Sender<()>,
+    client: Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl std::fmt::Debug for Pg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the connection string: it may hold a password.
+        f.write_str("Pg")
+    }
+}
+
+fn db_error(what: &str, e: tokio_postgres::Error) -> Error {
+    Error::transient(format!("PostgreSQL: {what}")).with_source(e)
+}
+
+impl Pg {
+    /// Connects to the database `store` names and checks that its schema is the one this
+    /// binary knows.
+    ///
+    /// # Errors
+    /// A bad section, an unreachable server, a schema older than this binary (run `mukaika
+    /// store migrate`) or newer (upgrade this node).
+    pub fn open(store: &StoreSection) -> Result<Pg> {
+        let pg = Pg::connect(store)?;
+        let version = pg.schema_version()?;
+        let latest = latest_version();
+        if version > latest {
+            return Err(Error::config(format!(
+                "PostgreSQL schema version {version} is newer than this mukaika knows ({latest}): \
+                 another node was upgraded; upgrade this one too"
+            )));
+        }
+        if version < latest {
+            return Err(Error::config(format!(
+                "PostgreSQL schema version {version}, this mukaika needs {latest}: run `mukaika \
+                 store migrate --config FILE` first"
+            )));
+        }
+        Ok(pg)
+    }
+
+    /// Connects without looking at the schema (for [`Pg::migrate`]).
+    ///
+    /// # Errors
+    /// A bad section or an unreachable server.
+    pub fn connect(store: &StoreSection) -> Result<Pg> {
+        check_section(store).map_err(Error::config)?;
+        let url = store.url.as_deref().unwrap_or_default();
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|_| Error::config("store.url: not a PostgreSQL connection string"))?;
+        if config.get_application_name().is_none() {
+            config.application_name("mukaika");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        // A dead server or a cut link is noticed, not waited on for ever.
+        config.keepalives(true);
+        config.keepalives_idle(std::time::Duration::from_secs(30));
+        let tls = match &store.ca_file {
+            Some(ca) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let client = crate::tls::client_config(ca)?;
+                Some(tokio_postgres_rustls::MakeRustlsConnect::new(
+                    Arc::unwrap_or_clone(client),
+                ))
+            }
+            None => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                None
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| Error::io("PostgreSQL connection runtime", e))?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("mukaika-pg".into())
+            .spawn(move || {
+                // Runs the connections until the store is dropped (or the sender is).
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(|e| Error::io("PostgreSQL connection thread", e))?;
+        let pg = Pg {
+            config,
+            tls,
+            runtime: handle,
+            _stop: stop,
+            client: Mutex::new(None),
+        };
+        drop(pg.client()?);
+        Ok(pg)
+    }
+
+    /// The connection, made (again) when there is none or it broke. Held, it is this
+    /// process's alone: callers' statements and transactions do not interleave.
+    ///
+    /// # Errors
+    /// The server cannot be reached or refuses the login.
+    pub fn client(&self) -> Result<MutexGuard<'_, Option<tokio_postgres::Client>>> {
+        let mut guard = self
+            .client
+            .lock()
+            .map_err(|_| Error::transient("PostgreSQL connection lock poisoned"))?;
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            *guard = None;
+            let config = self.config.clone();
+            let tls = self.tls.clone();
+            let task = self.runtime.spawn(async move {
+                let client = match tls {
+                    Some(tls) => {
+                        let (client, connection) = config.connect(tls).await?;
+                        tokio::spawn(async move {
+                            if let Err(e) = connection.await {
+                                tracing::warn!(error = %e, "PostgreSQL connection ended");
+                            }
+                        });
+                        client
+                    }
+                    None => {
+                        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                        tokio::spawn(async move {
+                            if let Err(e) = connection.await {
+                                tracing::warn!(error = %e, "PostgreSQL connection ended");
+                            }
+                        });
+                        client
+                    }
+                };
+                Ok::<_, tokio_postgres::Error>(client)
+            });
+            let client = block_on(task)
+                .map_err(|_| Error::transient("PostgreSQL: the connection task failed"))?
+                .map_err(|e| db_error("connect", e))?;
+            *guard = Some(client);
+        }
+        Ok(guard)
+    }
+
+    /// The schema version recorded in the database (0: none yet).
+    ///
+    /// # Errors
+    /// The server cannot be reached or read.
+    pub fn schema_version(&self) -> Result<i64> {
+        let guard = self.client()?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let exists: bool =
+            block_on(client.query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[]))
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| db_error("read the schema version", e))?;
+        if !exists {
+            return Ok(0);
+        }
+        block_on(client.query_one(
+            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_version",
+            &[],
+        ))
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| db_error("read the schema version", e))
+    }
+
+    /// Applies the migrations the database lacks, in one transaction; returns the versions
+    /// before and after.
+    ///
+    /// # Errors
+    /// The server cannot be reached or a step fails (nothing is applied), or the schema is
+    /// newer than this binary knows.
+    pub fn migrate(&self) -> Result<(i64, i64)> {
+        let mut guard = self.client()?;
+        let client = guard
+            .as_mut()
+            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let tx = block_on(client.transaction()).map_err(|e| db_error("begin", e))?;
+        block_on(tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]))
+            .map_err(|e| db_error("take the migration lock", e))?;
+        block_on(tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                 version BIGINT PRIMARY KEY,
+                 description TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        ))
+        .map_err(|e| db_error("create schema_version", e))?;
+        let before: i64 = block_on(tx.query_one(
+            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_version",
+            &[],
+        ))
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| db_error("read the schema version", e))?;
+        let latest = latest_version();
+        if before > latest {
+            return Err(Error::config(format!(
+                "PostgreSQL schema version {before} is newer than this mukaika knows ({latest})"
+            )));
+        }
+        for (version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > before) {
+            block_on(tx.batch_execute(sql))
+                .map_err(|e| db_error(&format!("migration {version}"), e))?;
+            block_on(tx.execute(
+                "INSERT INTO schema_version (version, description) VALUES ($1, $2)",
+                &[version, description],
+            ))
+            .map_err(|e| db_error("record the schema version", e))?;
+            tracing::info!(version, description, "PostgreSQL schema migrated");
+        }
+        block_on(tx.commit()).map_err(|e| db_error("commit the migration", e))?;
+        Ok((before, latest))
+    }
+}
