@@ -693,12 +693,11 @@ mod tests {
         }
     }
 
+    /// A cell scanner: `for_each_cell`'s shape, with the visitor as a trait object.
+    type Scanner = fn(&str, Split, &mut dyn FnMut(usize, usize, usize, usize));
+
     /// Every cell `(start, end, row, column)` a scanner visits.
-    fn all_cells(
-        text: &str,
-        split: Split,
-        scan: fn(&str, Split, &mut dyn FnMut(usize, usize, usize, usize)),
-    ) -> Vec<(usize, usize, usize, usize)> {
+    fn all_cells(text: &str, split: Split, scan: Scanner) -> Vec<(usize, usize, usize, usize)> {
         let mut out = Vec::new();
         scan(text, split, &mut |a, b, c, d| out.push((a, b, c, d)));
         out
