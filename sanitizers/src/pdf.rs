@@ -902,20 +902,32 @@ impl<'d, 'c, 'p> Rebuild<'d, 'c, 'p> {
                 };
                 let limit = usize::try_from(self.cx.policy().limits.max_pdf_stream_bytes)
                     .unwrap_or(usize::MAX);
-                let mut joined = Vec::new();
-                for st in streams {
-                    let data = if st.dict.has(b"Filter") {
-                        st.decompressed_content_with_limit(limit).map_err(|e| {
-                            Error::malformed(format!("page {} contents do not decode: {e}", n + 1))
-                        })?
-                    } else {
-                        st.content.clone()
-                    };
-                    joined.extend_from_slice(&data);
-                    // Streams of one page are read as if joined by white space.
-                    joined.push(b'\n');
-                }
-                if let Err(why) = content_tokens_ok(&joined) {
+                let verdict = match streams.as_slice() {
+                    // One unfiltered stream (the common case) is read where it lies: the white
+                    // space a join would append changes no verdict.
+                    [only] if !only.dict.has(b"Filter") => content_tokens_ok(&only.content),
+                    _ => {
+                        let mut joined = Vec::new();
+                        for st in streams {
+                            if st.dict.has(b"Filter") {
+                                let data =
+                                    st.decompressed_content_with_limit(limit).map_err(|e| {
+                                        Error::malformed(format!(
+                                            "page {} contents do not decode: {e}",
+                                            n + 1
+                                        ))
+                                    })?;
+                                joined.extend_from_slice(&data);
+                            } else {
+                                joined.extend_from_slice(&st.content);
+                            }
+                            // Streams of one page are read as if joined by white space.
+                            joined.push(b'\n');
+                        }
+                        content_tokens_ok(&joined)
+                    }
+                };
+                if let Err(why) = verdict {
                     return Err(Error::malformed(format!(
                         "page {} contents are not well-formed: {why}",
                         n + 1
@@ -1413,48 +1425,73 @@ fn action_detail(rb: &Rebuild<'_, '_, '_>, d: &Dictionary, kind: &[u8]) -> Strin
     }
 }
 
-/// Follows references (bounded) to the object they name.
+/// Byte classes of the content-stream tokenizer (ISO 32000-1 §7.2.2): white space, delimiters,
+/// regular characters. A table, not a chain of comparisons per byte: this runs over every
+/// byte of every page's content, twice per file (the rebuild and its re-check).
+const CLASS_REGULAR: u8 = 0;
+const CLASS_WS: u8 = 1;
+const CLASS_DELIM: u8 = 2;
+const CLASSES: [u8; 256] = {
+    let mut t = [CLASS_REGULAR; 256];
+    let ws: &[u8] = &[0, b'\t', b'\n', 0x0C, b'\r', b' '];
+    let mut i = 0;
+    while i < ws.len() {
+        t[ws[i] as usize] = CLASS_WS;
+        i += 1;
+    }
+    let delim: &[u8] = b"()<>[]{}/%";
+    let mut i = 0;
+    while i < delim.len() {
+        t[delim[i] as usize] = CLASS_DELIM;
+        i += 1;
+    }
+    t
+};
+
 /// Checks that a content stream reads as PDF tokens (ISO 32000-1 §7.2, §8.9.7): literal strings
 /// closed (nested parentheses, backslash escapes), hex strings closed and made of hex digits, no
-/// stray `)` or `>`, no `{` or `}`, and every inline image's data ended by `EI`. It judges only where tokens
-/// end, not what the operators mean.
+/// stray `)` or `>`, no `{` or `}`, and every inline image's data ended by `EI`. It judges only
+/// where tokens end, not what the operators mean. White space at the end changes nothing, so a
+/// page's one stream is read where it lies, not copied out first.
 fn content_tokens_ok(data: &[u8]) -> std::result::Result<(), &'static str> {
-    let ws = |b: u8| matches!(b, 0 | b'\t' | b'\n' | 0x0C | b'\r' | b' ');
-    let delim = |b: u8| {
-        matches!(
-            b,
-            b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%'
-        )
-    };
+    let class = |b: u8| CLASSES[usize::from(b)];
+    // White space or a delimiter: where a regular token ends.
+    let ends_token = |b: u8| class(b) != CLASS_REGULAR;
     // Open arrays (`[`) and dictionaries (`<`, for `<<`), innermost last.
     let mut open: Vec<u8> = Vec::new();
     let mut i = 0;
-    while i < data.len() {
-        let b = data[i];
+    while let Some(&b) = data.get(i) {
         match b {
-            _ if ws(b) => i += 1,
+            _ if class(b) == CLASS_WS => i += 1,
             b'%' => {
-                while i < data.len() && data[i] != b'\n' && data[i] != b'\r' {
-                    i += 1;
-                }
+                // To the end of the line.
+                i = memchr::memchr2(b'\n', b'\r', data.get(i..).unwrap_or_default())
+                    .map_or(data.len(), |at| i + at);
             }
             b'(' => {
+                // Balanced parentheses; a backslash escapes the byte after it.
                 let mut depth = 0usize;
                 loop {
-                    let Some(&c) = data.get(i) else {
+                    let Some(at) = data
+                        .get(i..)
+                        .and_then(|rest| memchr::memchr3(b'\\', b'(', b')', rest))
+                    else {
                         return Err("a string is not closed");
                     };
-                    i += 1;
-                    match c {
-                        b'\\' => i += 1,
-                        b'(' => depth += 1,
-                        b')' => {
-                            depth -= 1;
+                    i += at;
+                    match data.get(i) {
+                        Some(b'\\') => i += 2,
+                        Some(b'(') => {
+                            depth += 1;
+                            i += 1;
+                        }
+                        _ => {
+                            i += 1;
+                            depth = depth.saturating_sub(1);
                             if depth == 0 {
                                 break;
                             }
                         }
-                        _ => {}
                     }
                 }
             }
@@ -1478,7 +1515,7 @@ fn content_tokens_ok(data: &[u8]) -> std::result::Result<(), &'static str> {
                             i += 1;
                             break;
                         }
-                        Some(&c) if c.is_ascii_hexdigit() || ws(c) => i += 1,
+                        Some(&c) if c.is_ascii_hexdigit() || class(c) == CLASS_WS => i += 1,
                         Some(_) => return Err("a hex string holds a character that is not hex"),
                     }
                 }
@@ -1498,38 +1535,38 @@ fn content_tokens_ok(data: &[u8]) -> std::result::Result<(), &'static str> {
             // qpdf reads one as null with a warning, and another reader may do otherwise.
             b'{' | b'}' => return Err("a brace, which no content stream may hold"),
             _ => {
-                // A name, number or operator: regular characters up to a delimiter.
+                // A name, number or operator: regular characters up to a delimiter (a name's
+                // leading `/` is its first byte).
                 let start = i;
-                i += 1;
-                while i < data.len() && !ws(data[i]) && !delim(data[i]) {
-                    i += 1;
-                }
-                let token = &data[start..i];
-                let operand = token.starts_with(b"/")
-                    || matches!(token, b"true" | b"false" | b"null")
-                    || (token.iter().any(u8::is_ascii_digit)
-                        && token.iter().all(|c| b"+-.0123456789".contains(c)));
-                if !open.is_empty() && !operand {
-                    return Err("an operator inside an array or dictionary");
+                let rest = data.get(i + 1..).unwrap_or_default();
+                i += 1 + rest
+                    .iter()
+                    .position(|&c| ends_token(c))
+                    .unwrap_or(rest.len());
+                let token = data.get(start..i).unwrap_or_default();
+                // Inside an array or dictionary only operands may stand (decided only there:
+                // most tokens are outside one).
+                if !open.is_empty() {
+                    let operand = token.starts_with(b"/")
+                        || matches!(token, b"true" | b"false" | b"null")
+                        || (token.iter().any(u8::is_ascii_digit)
+                            && token
+                                .iter()
+                                .all(|c| matches!(c, b'+' | b'-' | b'.' | b'0'..=b'9')));
+                    if !operand {
+                        return Err("an operator inside an array or dictionary");
+                    }
                 }
                 if token == b"ID" {
                     // Inline image data: one white-space byte, then anything up to an `EI`
                     // followed by white space, a delimiter or the end.
                     i += 1;
-                    let mut found = false;
-                    while i + 1 < data.len() {
-                        if data[i] == b'E'
-                            && data[i + 1] == b'I'
-                            && data.get(i + 2).is_none_or(|&c| ws(c) || delim(c))
-                        {
-                            i += 2;
-                            found = true;
-                            break;
-                        }
-                        i += 1;
-                    }
-                    if !found {
-                        return Err("an inline image has no EI");
+                    let image = data.get(i..).unwrap_or_default();
+                    let end = memchr::memmem::find_iter(image, b"EI")
+                        .find(|&at| image.get(at + 2).is_none_or(|&c| ends_token(c)));
+                    match end {
+                        Some(at) => i += at + 2,
+                        None => return Err("an inline image has no EI"),
                     }
                 }
             }
@@ -1541,6 +1578,7 @@ fn content_tokens_ok(data: &[u8]) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
+/// Follows references (bounded) to the object they name.
 fn resolve<'a>(src: &'a Document, mut obj: &'a Object) -> &'a Object {
     for _ in 0..32 {
         match obj {
@@ -1589,6 +1627,193 @@ fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod content_token_tests {
     use super::content_tokens_ok;
+
+    /// The first, byte-at-a-time reading of the tokenizer, kept as the oracle for the table and
+    /// memchr one: both must give the same verdict on every input.
+    fn byte_at_a_time(data: &[u8]) -> std::result::Result<(), &'static str> {
+        let ws = |b: u8| matches!(b, 0 | b'\t' | b'\n' | 0x0C | b'\r' | b' ');
+        let delim = |b: u8| {
+            matches!(
+                b,
+                b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%'
+            )
+        };
+        // Open arrays (`[`) and dictionaries (`<`, for `<<`), innermost last.
+        let mut open: Vec<u8> = Vec::new();
+        let mut i = 0;
+        while i < data.len() {
+            let b = data[i];
+            match b {
+                _ if ws(b) => i += 1,
+                b'%' => {
+                    while i < data.len() && data[i] != b'\n' && data[i] != b'\r' {
+                        i += 1;
+                    }
+                }
+                b'(' => {
+                    let mut depth = 0usize;
+                    loop {
+                        let Some(&c) = data.get(i) else {
+                            return Err("a string is not closed");
+                        };
+                        i += 1;
+                        match c {
+                            b'\\' => i += 1,
+                            b'(' => depth += 1,
+                            b')' => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                b')' => return Err("a ) closes no string"),
+                b'<' if data.get(i + 1) == Some(&b'<') => {
+                    open.push(b'<');
+                    i += 2;
+                }
+                b'>' if data.get(i + 1) == Some(&b'>') => {
+                    if open.pop() != Some(b'<') {
+                        return Err("a >> closes no dictionary");
+                    }
+                    i += 2;
+                }
+                b'<' => {
+                    i += 1;
+                    loop {
+                        match data.get(i) {
+                            None => return Err("a hex string is not closed"),
+                            Some(b'>') => {
+                                i += 1;
+                                break;
+                            }
+                            Some(&c) if c.is_ascii_hexdigit() || ws(c) => i += 1,
+                            Some(_) => {
+                                return Err("a hex string holds a character that is not hex")
+                            }
+                        }
+                    }
+                }
+                b'>' => return Err("a > closes nothing"),
+                b'[' => {
+                    open.push(b'[');
+                    i += 1;
+                }
+                b']' => {
+                    if open.pop() != Some(b'[') {
+                        return Err("a ] closes no array");
+                    }
+                    i += 1;
+                }
+                // Braces belong to PostScript calculator functions, never to a content stream:
+                // qpdf reads one as null with a warning, and another reader may do otherwise.
+                b'{' | b'}' => return Err("a brace, which no content stream may hold"),
+                _ => {
+                    // A name, number or operator: regular characters up to a delimiter.
+                    let start = i;
+                    i += 1;
+                    while i < data.len() && !ws(data[i]) && !delim(data[i]) {
+                        i += 1;
+                    }
+                    let token = &data[start..i];
+                    let operand = token.starts_with(b"/")
+                        || matches!(token, b"true" | b"false" | b"null")
+                        || (token.iter().any(u8::is_ascii_digit)
+                            && token.iter().all(|c| b"+-.0123456789".contains(c)));
+                    if !open.is_empty() && !operand {
+                        return Err("an operator inside an array or dictionary");
+                    }
+                    if token == b"ID" {
+                        // Inline image data: one white-space byte, then anything up to an `EI`
+                        // followed by white space, a delimiter or the end.
+                        i += 1;
+                        let mut found = false;
+                        while i + 1 < data.len() {
+                            if data[i] == b'E'
+                                && data[i + 1] == b'I'
+                                && data.get(i + 2).is_none_or(|&c| ws(c) || delim(c))
+                            {
+                                i += 2;
+                                found = true;
+                                break;
+                            }
+                            i += 1;
+                        }
+                        if !found {
+                            return Err("an inline image has no EI");
+                        }
+                    }
+                }
+            }
+        }
+        if !open.is_empty() {
+            return Err("an array or dictionary is not closed");
+        }
+        Ok(())
+    }
+
+    /// Inputs made of the bytes the tokenizer cares about, so that strings, escapes, hex
+    /// strings, arrays, dictionaries, comments, names, numbers and inline images meet often.
+    fn content_like() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just(&b"("[..]),
+            Just(&b")"[..]),
+            Just(&b"\\"[..]),
+            Just(&b"<"[..]),
+            Just(&b">"[..]),
+            Just(&b"<<"[..]),
+            Just(&b">>"[..]),
+            Just(&b"["[..]),
+            Just(&b"]"[..]),
+            Just(&b"{"[..]),
+            Just(&b"%"[..]),
+            Just(&b"/"[..]),
+            Just(&b" "[..]),
+            Just(&b"\n"[..]),
+            Just(&b"\r"[..]),
+            Just(&b"\x00"[..]),
+            Just(&b"ID"[..]),
+            Just(&b"EI"[..]),
+            Just(&b"E"[..]),
+            Just(&b"I"[..]),
+            Just(&b"Tj"[..]),
+            Just(&b"12"[..]),
+            Just(&b"-.5"[..]),
+            Just(&b"+"[..]),
+            Just(&b"true"[..]),
+            Just(&b"null"[..]),
+            Just(&b"4a"[..]),
+            Just(&b"zz"[..]),
+            Just(&b"\xff"[..]),
+        ];
+        proptest::collection::vec(piece, 0..40).prop_map(|ps| ps.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn the_fast_tokenizer_judges_every_content_as_the_byte_at_a_time_one_did(
+            data in content_like()
+        ) {
+            proptest::prop_assert_eq!(content_tokens_ok(&data), byte_at_a_time(&data));
+            // A page's one stream is read without the newline a join appends.
+            let mut joined = data.clone();
+            joined.push(b'\n');
+            proptest::prop_assert_eq!(content_tokens_ok(&data), byte_at_a_time(&joined));
+        }
+
+        #[test]
+        fn the_fast_tokenizer_agrees_on_arbitrary_bytes(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)
+        ) {
+            proptest::prop_assert_eq!(content_tokens_ok(&data), byte_at_a_time(&data));
+        }
+    }
 
     #[test]
     fn well_formed_content_reads_and_damaged_content_does_not() {

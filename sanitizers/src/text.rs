@@ -298,6 +298,23 @@ fn for_each_cell(text: &str, split: Split, mut visit: impl FnMut(usize, usize, u
     let at_delimiter =
         |j: usize| bytes.get(j).copied() == first && bytes[j..].starts_with(delimiter);
     let line_end = |j: usize| matches!(bytes[j], b'\r' | b'\n');
+    // The first delimiter or line end at or after `from`, or the end of the text.
+    let next_stop = |from: usize| {
+        let mut j = from;
+        // (A delimiter always has a first byte; a line-end byte stands in for none.)
+        let first = first.unwrap_or(b'\n');
+        while let Some(at) = bytes
+            .get(j..)
+            .and_then(|rest| memchr::memchr3(first, b'\r', b'\n', rest))
+        {
+            j += at;
+            if at_delimiter(j) || line_end(j) {
+                return j;
+            }
+            j += 1;
+        }
+        len
+    };
     let (mut row, mut column) = (1usize, 1usize);
     let mut i = 0;
     loop {
@@ -310,24 +327,27 @@ fn for_each_cell(text: &str, split: Split, mut visit: impl FnMut(usize, usize, u
         if j < len && bytes[j] == b'"' && !at_delimiter(j) {
             // Quoted: delimiters and line ends inside are content; `""` is a literal quote.
             j += 1;
-            while j < len {
-                if bytes[j] == b'"' {
-                    if bytes.get(j + 1) == Some(&b'"') {
-                        j += 2;
-                        continue;
-                    }
-                    j += 1;
+            loop {
+                // Straight to the next quote: only a quote ends or escapes inside.
+                let Some(at) = bytes.get(j..).and_then(|rest| memchr::memchr(b'"', rest)) else {
+                    j = len;
                     break;
+                };
+                j += at;
+                if bytes.get(j + 1) == Some(&b'"') {
+                    j += 2;
+                    continue;
                 }
                 j += 1;
+                break;
             }
         } else {
             j = i;
         }
-        // Unquoted, or what follows a closing quote (readers append it to the cell).
-        while j < len && !at_delimiter(j) && !line_end(j) {
-            j += 1;
-        }
+        // Unquoted, or what follows a closing quote (readers append it to the cell): to the
+        // first delimiter or line end, found by memchr on the delimiter's first byte and the
+        // line-end bytes rather than byte by byte (six splits read every byte).
+        j = next_stop(j);
         visit(i, j, row, column);
         if j >= len {
             break;
@@ -603,6 +623,109 @@ fn input_offsets(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-at-a-time cell scanner the memchr one replaced, kept as its oracle: both must
+    /// give the same cells under every split.
+    fn for_each_cell_byte_at_a_time(
+        text: &str,
+        split: Split,
+        mut visit: impl FnMut(usize, usize, usize, usize),
+    ) {
+        let bytes = text.as_bytes();
+        let len = bytes.len();
+        let mut buf = [0u8; 4];
+        let delimiter = split.delimiter.encode_utf8(&mut buf).as_bytes();
+        // The first byte decides almost every time: a slice comparison at every byte was most
+        // of the CSV time, and every file is read under six splits.
+        let first = delimiter.first().copied();
+        let at_delimiter =
+            |j: usize| bytes.get(j).copied() == first && bytes[j..].starts_with(delimiter);
+        let line_end = |j: usize| matches!(bytes[j], b'\r' | b'\n');
+        let (mut row, mut column) = (1usize, 1usize);
+        let mut i = 0;
+        loop {
+            let mut j = i;
+            if split.quote_after_space {
+                while j < len && !at_delimiter(j) && matches!(bytes[j], b' ' | b'\t') {
+                    j += 1;
+                }
+            }
+            if j < len && bytes[j] == b'"' && !at_delimiter(j) {
+                // Quoted: delimiters and line ends inside are content; `""` is a literal quote.
+                j += 1;
+                while j < len {
+                    if bytes[j] == b'"' {
+                        if bytes.get(j + 1) == Some(&b'"') {
+                            j += 2;
+                            continue;
+                        }
+                        j += 1;
+                        break;
+                    }
+                    j += 1;
+                }
+            } else {
+                j = i;
+            }
+            // Unquoted, or what follows a closing quote (readers append it to the cell).
+            while j < len && !at_delimiter(j) && !line_end(j) {
+                j += 1;
+            }
+            visit(i, j, row, column);
+            if j >= len {
+                break;
+            }
+            if at_delimiter(j) {
+                column += 1;
+                i = j + delimiter.len();
+            } else {
+                row += 1;
+                column = 1;
+                i = j + if bytes[j] == b'\r' && bytes.get(j + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                if i >= len {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A cell scanner: `for_each_cell`'s shape, with the visitor as a trait object.
+    type Scanner = fn(&str, Split, &mut dyn FnMut(usize, usize, usize, usize));
+
+    /// Every cell `(start, end, row, column)` a scanner visits.
+    fn all_cells(text: &str, split: Split, scan: Scanner) -> Vec<(usize, usize, usize, usize)> {
+        let mut out = Vec::new();
+        scan(text, split, &mut |a, b, c, d| out.push((a, b, c, d)));
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn the_memchr_cell_scanner_visits_the_cells_the_byte_scanner_did(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    ",", ";", "\t", "|", "→", "\"", "\"\"", " ", "\r", "\n", "\r\n", "a",
+                    "=1", "表", "\u{2192}x",
+                ]),
+                0..40,
+            ),
+            delimiter in proptest::sample::select(vec![',', ';', '\t', '|', '→', '\'']),
+            quote_after_space in proptest::prelude::any::<bool>(),
+        ) {
+            let text = pieces.concat();
+            let split = Split { delimiter, quote_after_space };
+            proptest::prop_assert_eq!(
+                all_cells(&text, split, |t, s, v| for_each_cell(t, s, v)),
+                all_cells(&text, split, |t, s, v| for_each_cell_byte_at_a_time(t, s, v)),
+            );
+        }
+    }
 
     fn cells(text: &str) -> Vec<String> {
         let decoded = decode(text.as_bytes()).unwrap();

@@ -10,7 +10,7 @@
 //! delivered as text) must still leave no formula cell, the rest is not checked.
 #![no_main]
 
-#[path = "../../tests/csv_oracle/mod.rs"]
+#[path = "../../tests/it/csv_oracle/mod.rs"]
 mod csv_oracle;
 mod setup;
 
