@@ -976,6 +976,51 @@ pub struct StoreSection {
     pub dangerous_plaintext: bool,
 }
 
+impl StoreSection {
+    /// Checks a `[store]` section that parsing alone cannot: postgres needs a URL that parses,
+    /// and a plain link beyond loopback is refused unless `dangerous_plaintext`.
+    ///
+    /// # Errors
+    /// A message naming the key at fault.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let store = self;
+        if store.backend == StoreBackend::Sqlite {
+            return Ok(());
+        }
+        let Some(url) = &store.url else {
+            return Err("store.url: needed with backend = \"postgres\"".into());
+        };
+        // The parser's message could echo the string, password and all: say only what is wrong.
+        let config = <tokio_postgres::Config as std::str::FromStr>::from_str(url)
+            .map_err(|_| "store.url: not a PostgreSQL connection string or URL".to_string())?;
+        if config.get_hosts().is_empty() {
+            return Err("store.url: no host (a name, an address or a Unix socket folder)".into());
+        }
+        if store.ca_file.is_none() && !store.dangerous_plaintext && !Self::local_only(&config) {
+            return Err(
+                "store.ca_file: a database beyond loopback is reached over TLS only (set ca_file; \
+                 dangerous_plaintext = true allows a plain link)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Every host is a Unix socket folder or a loopback address.
+    fn local_only(config: &tokio_postgres::Config) -> bool {
+        config.get_hosts().iter().all(|h| match h {
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(_) => true,
+            tokio_postgres::config::Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        })
+    }
+}
+
 /// The database behind [`StoreSection`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -1119,7 +1164,7 @@ impl ServiceConfig {
                 self.ui.timezone
             )));
         }
-        crate::store::postgres::check_section(&self.store).map_err(ConfigError)?;
+        self.store.check().map_err(ConfigError)?;
         if self.audit.retention_days == 0 || self.quarantine.retention_days == 0 {
             return Err(ConfigError(
                 "audit.retention_days and quarantine.retention_days: at least one day".into(),

@@ -27,7 +27,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake};
 
-use crate::config::{StoreBackend, StoreSection};
+use crate::config::StoreSection;
 use crate::error::{Error, Result};
 
 /// The migrations this binary knows, in order: (version, what it does, SQL).
@@ -44,48 +44,6 @@ pub fn latest_version() -> i64 {
 
 /// An arbitrary constant naming the migration lock among advisory locks.
 const MIGRATION_LOCK: i64 = 0x6d75_6b61_6d69_6731;
-
-/// Checks a `[store]` section that parsing alone cannot: postgres needs a URL that parses,
-/// and a plain link beyond loopback is refused unless `dangerous_plaintext`.
-///
-/// # Errors
-/// A message naming the key at fault.
-pub fn check_section(store: &StoreSection) -> std::result::Result<(), String> {
-    if store.backend == StoreBackend::Sqlite {
-        return Ok(());
-    }
-    let Some(url) = &store.url else {
-        return Err("store.url: needed with backend = \"postgres\"".into());
-    };
-    // The parser's message could echo the string, password and all: say only what is wrong.
-    let config = tokio_postgres::Config::from_str(url)
-        .map_err(|_| "store.url: not a PostgreSQL connection string or URL".to_string())?;
-    if config.get_hosts().is_empty() {
-        return Err("store.url: no host (a name, an address or a Unix socket folder)".into());
-    }
-    if store.ca_file.is_none() && !store.dangerous_plaintext && !local_only(&config) {
-        return Err(
-            "store.ca_file: a database beyond loopback is reached over TLS only (set ca_file; \
-             dangerous_plaintext = true allows a plain link)"
-                .into(),
-        );
-    }
-    Ok(())
-}
-
-/// Every host is a Unix socket folder or a loopback address.
-fn local_only(config: &tokio_postgres::Config) -> bool {
-    config.get_hosts().iter().all(|h| match h {
-        #[cfg(unix)]
-        tokio_postgres::config::Host::Unix(_) => true,
-        tokio_postgres::config::Host::Tcp(name) => {
-            name == "localhost"
-                || name
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-    })
-}
 
 /// Waits for `f` on the calling thread (which parks between wake-ups). The futures of a
 /// `tokio_postgres::Client` only talk to its connection task through channels, so they need
@@ -165,7 +123,7 @@ impl Pg {
     /// # Errors
     /// A bad section or an unreachable server.
     pub fn connect(store: &StoreSection) -> Result<Pg> {
-        check_section(store).map_err(Error::config)?;
+        store.check().map_err(Error::config)?;
         let url = store.url.as_deref().unwrap_or_default();
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|_| Error::config("store.url: not a PostgreSQL connection string"))?;

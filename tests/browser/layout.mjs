@@ -144,6 +144,7 @@ const pages = [
   ['item', `/items/${ITEM}`],
   ['audit', `/audit?id=${ITEM}`],
   ['requests', '/requests'],
+  ['users', '/users'],
 ];
 const findings = [];
 for (const width of [1366, 1024]) {
