@@ -431,36 +431,6 @@ mod tests {
     const PLAIN: &[u8] =
         b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nhello\r\n";
 
-    /// A ZIP whose one member is marked encrypted (PPAP): the engine holds it as `encrypted`.
-    fn encrypted_zip() -> Vec<u8> {
-        let name = b"a.txt";
-        let data = [0u8; 12]; // the ZipCrypto header alone
-        let mut z = Vec::new();
-        z.extend_from_slice(b"PK\x03\x04");
-        z.extend_from_slice(&[20, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        z.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        z.extend_from_slice(&0u32.to_le_bytes());
-        z.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        z.extend_from_slice(&0u16.to_le_bytes());
-        z.extend_from_slice(name);
-        z.extend_from_slice(&data);
-        let central = z.len() as u32;
-        z.extend_from_slice(b"PK\x01\x02");
-        z.extend_from_slice(&[20, 0, 20, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        z.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        z.extend_from_slice(&0u32.to_le_bytes());
-        z.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        z.extend_from_slice(&[0; 12]);
-        z.extend_from_slice(&0u32.to_le_bytes());
-        z.extend_from_slice(name);
-        let size = z.len() as u32 - central;
-        z.extend_from_slice(b"PK\x05\x06\0\0\0\0\x01\0\x01\0");
-        z.extend_from_slice(&size.to_le_bytes());
-        z.extend_from_slice(&central.to_le_bytes());
-        z.extend_from_slice(&0u16.to_le_bytes());
-        z
-    }
-
     fn with_encrypted_zip() -> Vec<u8> {
         use base64::Engine as _;
         let mut m =
@@ -471,7 +441,7 @@ Content-Transfer-Encoding: base64\r\n\r\n"
                 .to_vec();
         m.extend_from_slice(
             base64::engine::general_purpose::STANDARD
-                .encode(encrypted_zip())
+                .encode(mukaika_fixtures::zip_marked_encrypted())
                 .as_bytes(),
         );
         m.extend_from_slice(b"\r\n--b--\r\n");

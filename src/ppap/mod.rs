@@ -163,6 +163,11 @@ pub struct Ppap {
     db: Mutex<rusqlite::Connection>,
     /// Candidates waiting for a file (memory only; see the module header).
     pending: Mutex<Vec<Pending>>,
+    /// (item, password mail) pairs already tried to a final outcome. The mail that held a file
+    /// and the password mail settling at the same moment both pair the two (so they never miss
+    /// each other); this keeps the second from trying — and recording — the same passwords
+    /// again. Pruned with `pending`.
+    tried: Mutex<HashSet<(String, String)>>,
     /// Items being unlocked right now, so two paths never work on one at once.
     busy: Mutex<HashSet<String>>,
     /// Serialises recipients' link attempts (see [`links`]).
@@ -292,6 +297,7 @@ impl Ppap {
             config,
             db: Mutex::new(db),
             pending: Mutex::new(Vec::new()),
+            tried: Mutex::new(HashSet::new()),
             busy: Mutex::new(HashSet::new()),
             link_gate: Mutex::new(()),
             expiry_checked: Mutex::new(0),
@@ -320,6 +326,25 @@ impl Ppap {
         let window = self.window_ms();
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.retain(|p| now.saturating_sub(p.at_ms) <= window);
+        let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+        tried.retain(|(_, origin)| pending.iter().any(|p| p.origin == *origin));
+    }
+
+    /// Whether `origin`'s passwords were already tried on `item` (call holding its claim).
+    fn tried_before(&self, item: &str, origin: &str) -> bool {
+        let tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+        tried.contains(&(item.to_string(), origin.to_string()))
+    }
+
+    /// Notes that `origin`'s passwords were tried on `item` to a final outcome (not a timeout,
+    /// which is tried again after the mail settled).
+    fn mark_tried(&self, item: &str, origin: &str, event: &AuditEvent) {
+        let final_outcome =
+            !matches!(event, AuditEvent::UnlockAttempted(a) if a.outcome == "timeout");
+        if final_outcome {
+            let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+            tried.insert((item.to_string(), origin.to_string()));
+        }
     }
 
     /// How many mails' candidates wait now (for tests and the dashboard; never the values).
@@ -680,9 +705,14 @@ impl Ppap {
             if !self.claim(&item.id) {
                 continue;
             }
+            if self.tried_before(&item.id, &meta.id) {
+                self.release(&item.id);
+                continue;
+            }
             let rcpt = self.remaining(&item);
             let (event, ready) =
                 self.attempt(&item, &bytes, &candidates, way, &meta.id, rcpt, budget);
+            self.mark_tried(&item.id, &meta.id, &event);
             self.release(&item.id);
             let late = matches!(&event, AuditEvent::UnlockAttempted(a) if a.outcome == "timeout")
                 || ready
@@ -739,9 +769,14 @@ impl Ppap {
             if !matches!(self.state(&item.id), Ok(None)) || !self.claim(&item.id) {
                 continue;
             }
+            if self.tried_before(&item.id, &meta.id) {
+                self.release(&item.id);
+                continue;
+            }
             let rcpt = self.remaining(&item);
             let (event, ready) =
                 self.attempt(&item, &bytes, &candidates, way, &meta.id, rcpt, deadline);
+            self.mark_tried(&item.id, &meta.id, &event);
             let on_record = self.record(std::slice::from_ref(&event));
             if let Some(ready) = ready.filter(|_| on_record) {
                 match self.finish(ready) {
@@ -813,6 +848,9 @@ impl Ppap {
             }
             // Newest password mail first: a resent password replaces an older one.
             for (origin, candidates) in waiting.iter().rev() {
+                if self.tried_before(id, origin) {
+                    continue;
+                }
                 let rcpt = self.remaining(&item);
                 let (event, ready) = self.attempt(
                     &item,
@@ -823,6 +861,7 @@ impl Ppap {
                     rcpt,
                     deadline,
                 );
+                self.mark_tried(id, origin, &event);
                 let stop = !matches!(
                     &event,
                     AuditEvent::UnlockAttempted(a) if a.outcome == "wrong-password"
@@ -986,5 +1025,101 @@ mod tests {
         let b = vec!["x@y".to_string(), "soumu@city.example".to_string()];
         assert!(overlap(&a, &b));
         assert!(!overlap(&a, &["x@y".to_string()]));
+    }
+
+    fn meta(id: &str) -> ItemMeta {
+        ItemMeta {
+            id: id.into(),
+            envelope: Envelope {
+                helo: "mx.example.com".into(),
+                mail_from: "tanaka@vendor.example.jp".into(),
+                rcpt_to: vec!["soumu@city.example.lg.jp".into()],
+                eight_bit: false,
+                smtputf8: false,
+            },
+            client: "192.0.2.1".into(),
+            received_at: crate::clock::now_rfc3339(),
+            size: 0,
+            sha256: String::new(),
+            attempts: 0,
+            next_attempt_ms: None,
+            last_error: None,
+            converted: false,
+        }
+    }
+
+    /// The mail that held a file and the password mail settling at the same moment both pair
+    /// the two, so that neither misses the other; the passwords are tried (and recorded) once.
+    #[test]
+    fn a_password_mail_and_a_file_settling_together_try_the_passwords_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = ServiceConfig::default_config();
+        c.data.dir = dir.path().join("data");
+        c.policy.mail.password_candidates = 5;
+        std::fs::create_dir_all(&c.data.dir).unwrap();
+        let quarantine =
+            crate::store::quarantine::open(c.data.dir.join("quarantine"), c.quarantine.store)
+                .unwrap();
+        let audit = Arc::new(
+            AuditLog::open(crate::audit::AuditConfig::new(
+                c.data.dir.join("audit"),
+                "test",
+            ))
+            .unwrap(),
+        );
+        let registry = Arc::new(Registry::standard());
+        let ppap = Ppap::open(
+            Arc::new(Live::new(c.clone())),
+            Arc::clone(&quarantine),
+            Arc::clone(&audit),
+            Sink::Maildir(c.data.dir.join("maildir")),
+            None,
+            Arc::clone(&registry),
+        )
+        .unwrap();
+        let zip = mukaika_fixtures::zip_marked_encrypted();
+        let file_mail = meta("Z1");
+        quarantine
+            .put(
+                &QuarantineItem {
+                    id: "Z1-1".into(),
+                    source: "mail".into(),
+                    origin_id: "Z1".into(),
+                    name: Some("見積書.zip".into()),
+                    reason: ENCRYPTED.into(),
+                    detail: String::new(),
+                    sha256: sha256_hex(&zip),
+                    size: zip.len() as u64,
+                    at: crate::clock::now_rfc3339(),
+                    report: serde_json::Value::Null,
+                    mail_from: Some(file_mail.envelope.mail_from.clone()),
+                    rcpt_to: file_mail.envelope.rcpt_to.clone(),
+                    subject: Some("見積書".into()),
+                    detected_type: Some("zip".into()),
+                },
+                &zip,
+            )
+            .unwrap();
+        // The password mail settles: it meets the held file in the store and tries it.
+        let raw = "From: tanaka@vendor.example.jp\r\nTo: soumu@city.example.lg.jp\r\n\
+Subject: password\r\n\r\nパスワード: wrong-pw-2\r\n";
+        let password_mail = meta("P1");
+        let mut outcome =
+            mukaika_sanitizers::mail::convert_by(raw.as_bytes(), "P1", &registry, &c.policy, None);
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let plan = ppap.before_settle(&password_mail, &mut outcome, deadline);
+        ppap.after_settle(&password_mail, plan, deadline);
+        // The file's mail, finishing its own settle, meets the password mail's candidates.
+        let mut events = Vec::new();
+        ppap.pair_waiting(&file_mail, &["Z1-1".to_string()], deadline, &mut events);
+        let attempts: Vec<serde_json::Value> =
+            crate::audit::search(&c.data.dir.join("audit"), &Default::default())
+                .unwrap()
+                .into_iter()
+                .map(|r| r.event)
+                .filter(|e| e["type"] == "unlock_attempted")
+                .collect();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0]["item_id"], "Z1-1");
     }
 }
