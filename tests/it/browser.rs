@@ -10,17 +10,48 @@
 use crate::support;
 use mukaika_fixtures as generate;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-#[test]
-fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
+/// The repository root, once Chromium and playwright-core are known to be there.
+fn browser_ready() -> &'static Path {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script_dir = root.join("tests/browser");
     assert!(
-        script_dir.join("node_modules/playwright-core").is_dir()
+        root.join("tests/browser/node_modules/playwright-core")
+            .is_dir()
             && Path::new("/usr/bin/chromium").exists(),
         "the browser test needs chromium and playwright-core: run bash tests/ci.sh"
     );
+    root
+}
+
+/// Runs one browser script of tests/browser with `env` (and `ARTIFACTS`, where screenshots
+/// go); panics with its output when it fails. Returns what it printed.
+fn run_browser<K, V>(script: &str, env: impl IntoIterator<Item = (K, V)>) -> String
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    let root = browser_ready();
+    let artifacts: PathBuf = root.join("target/browser-artifacts");
+    let out = std::process::Command::new("node")
+        .arg(script)
+        .current_dir(root.join("tests/browser"))
+        .envs(env)
+        .env("ARTIFACTS", &artifacts)
+        .output()
+        .expect("node is needed for the browser test: run bash tests/ci.sh");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
+    let root = browser_ready();
     let data = tempfile::tempdir().unwrap();
     let mut c = support::config(data.path(), "");
     c.admin.session_idle_secs = 3;
@@ -55,10 +86,6 @@ fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
         ("ITEM2".into(), whole.id.clone()),
         ("IDLE_SECS".into(), "3".into()),
         ("LOCK_AFTER".into(), "3".into()),
-        (
-            "ARTIFACTS".into(),
-            root.join("target/browser-artifacts").display().to_string(),
-        ),
     ];
     for (var, name, roles) in [
         ("OP", "yamada", "operator"),
@@ -69,18 +96,7 @@ fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
         let password = support::web::add_user(&c, name, roles);
         env.push((var.into(), format!("{name}:{password}")));
     }
-    let out = std::process::Command::new("node")
-        .arg("review.mjs")
-        .current_dir(&script_dir)
-        .envs(env)
-        .output()
-        .expect("node is needed for the browser test: run bash tests/ci.sh");
-    assert!(
-        out.status.success(),
-        "browser flow failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_browser("review.mjs", env);
 
     // The approved item arrived at the sink, marked with who asked and who approved.
     let arrived = support::wait_for(&data.path().join("maildir/new"), 2);
@@ -151,13 +167,7 @@ fn an_item_quarantined_over_smtp_is_released_by_two_people_in_a_real_browser() {
 /// Screenshots: ppap-*.png.
 #[test]
 fn a_recipient_unlocks_a_ppap_zip_from_the_link_in_their_notice_in_a_real_browser() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script_dir = root.join("tests/browser");
-    assert!(
-        script_dir.join("node_modules/playwright-core").is_dir()
-            && Path::new("/usr/bin/chromium").exists(),
-        "the browser test needs chromium and playwright-core: run bash tests/ci.sh"
-    );
+    let root = browser_ready();
     let data = tempfile::tempdir().unwrap();
     let mut c = support::config(data.path(), "");
     c.ppap.public_url = Some(support::ppap::PUBLIC_URL.into());
@@ -199,28 +209,16 @@ fn a_recipient_unlocks_a_ppap_zip_from_the_link_in_their_notice_in_a_real_browse
             .unwrap();
         assert_eq!(changed, 1, "the link is stored by its token's SHA-256");
     }
-    let out = std::process::Command::new("node")
-        .arg("ppap.mjs")
-        .current_dir(&script_dir)
-        .envs([
+    run_browser(
+        "ppap.mjs",
+        vec![
             ("BASE", format!("http://{}", running.admin_addr)),
             ("LINK", link("見積書の送付")),
             ("LOCK_LINK", link("請求書の送付")),
             ("EXPIRED_LINK", link("納品書の送付")),
             ("PASSWORD", right.into()),
             ("LOCK_PASSWORD", other.into()),
-            (
-                "ARTIFACTS",
-                root.join("target/browser-artifacts").display().to_string(),
-            ),
-        ])
-        .output()
-        .expect("node is needed for the browser test: run bash tests/ci.sh");
-    assert!(
-        out.status.success(),
-        "browser PPAP flow failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     rt.block_on(running.stop("test"));
     // Exactly one unlocked delivery, to the recipient, the docm inside rebuilt as docx.
@@ -329,13 +327,7 @@ fn seed(
 /// -en- for English).
 #[test]
 fn the_review_pages_fit_1366_and_1024_pixels_without_overflow_or_broken_words() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script_dir = root.join("tests/browser");
-    assert!(
-        script_dir.join("node_modules/playwright-core").is_dir()
-            && Path::new("/usr/bin/chromium").exists(),
-        "the browser test needs chromium and playwright-core: run bash tests/ci.sh"
-    );
+    let root = browser_ready();
     let data = tempfile::tempdir().unwrap();
     let mut c = support::config(data.path(), "");
     c.notices.recipients = false;
@@ -404,29 +396,17 @@ fn the_review_pages_fit_1366_and_1024_pixels_without_overflow_or_broken_words() 
         .find(|i| i.subject.as_deref() == Some(subjects[2]))
         .unwrap();
     let password = support::web::add_user(&c, "kanri", "operator,approver,auditor,admin");
-    let out = std::process::Command::new("node")
-        .arg("layout.mjs")
-        .current_dir(&script_dir)
-        .envs([
+    let printed = run_browser(
+        "layout.mjs",
+        vec![
             ("BASE", format!("http://{}", running.admin_addr)),
             ("ITEM", detailed.id.clone()),
             ("ALL", format!("kanri:{password}")),
-            (
-                "ARTIFACTS",
-                root.join("target/browser-artifacts").display().to_string(),
-            ),
-        ])
-        .output()
-        .expect("node is needed for the browser test: run bash tests/ci.sh");
-    assert!(
-        out.status.success(),
-        "layout check failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    println!("{}", String::from_utf8_lossy(&out.stdout));
+    println!("{printed}");
     for width in [1366, 1024] {
-        for shot in ["dashboard", "list", "item", "audit", "requests"] {
+        for shot in ["dashboard", "list", "item", "audit", "requests", "users"] {
             let path = root.join(format!("target/browser-artifacts/w{width}-{shot}.png"));
             assert!(
                 std::fs::metadata(&path).is_ok_and(|m| m.len() > 1000),
