@@ -472,37 +472,15 @@ pub(super) async fn bulk(State(web): State<Arc<Web>>, post: Posted<Anyone>) -> P
             .collect())
     })
     .await?;
-    let done = outcomes.iter().filter(|o| o.is_ok()).count();
-    let body = html! {
-        p { (done) " / " (ids.len()) " " (lang.t("件を処理しました。", "done.")) }
-        table {
-            caption { (lang.t("項目ごとの結果", "Outcome per item")) }
-            thead { tr { th scope="col" { "ID" } th scope="col" { (lang.t("結果", "Outcome")) } } }
-            tbody {
-                @for (id, o) in ids.iter().zip(&outcomes) {
-                    tr {
-                        th scope="row" { a.id href={ "/items/" (url(id)) } { (id) } }
-                        @match o {
-                            Ok(()) => td.ok { (lang.t("完了", "done")) },
-                            Err(e) => td.long.refused { (lang.t("できませんでした: ", "refused: ")) (e) },
-                        }
-                    }
-                }
-            }
-        }
-        p { a href="/items" { (lang.t("隔離一覧へ戻る", "Back to the list")) } }
-    };
-    let status = if done == ids.len() {
-        StatusCode::OK
-    } else {
-        StatusCode::CONFLICT
-    };
-    let mut page = frame(
-        lang,
-        &post.ctx.viewer(),
-        lang.t("まとめて操作した結果", "Bulk action"),
-        body,
-    );
-    *page.status_mut() = status;
-    Ok(page)
+    Ok(super::bulk_result(
+        &post.ctx,
+        super::Bulk {
+            title: lang.t("まとめて操作した結果", "Bulk action"),
+            caption: lang.t("項目ごとの結果", "Outcome per item"),
+            back: ("/items", lang.t("隔離一覧へ戻る", "Back to the list")),
+            item_links: true,
+        },
+        &ids,
+        &outcomes,
+    ))
 }

@@ -210,3 +210,58 @@ fn state_label(lang: Lang, s: RequestState) -> &'static str {
         },
     }
 }
+
+/// What a bulk action on several items or requests is, for its result page.
+pub(super) struct Bulk<'a> {
+    /// The page's title.
+    pub title: &'a str,
+    /// The table's caption.
+    pub caption: &'a str,
+    /// Where "back" goes, and its words.
+    pub back: (&'a str, &'a str),
+    /// Whether each ID links to its item page.
+    pub item_links: bool,
+}
+
+/// The result page of a bulk action: each picked ID with its outcome; 409 when any was
+/// refused (each was decided on its own, under the same rules as its single form).
+pub(super) fn bulk_result(
+    ctx: &Ctx,
+    bulk: Bulk<'_>,
+    ids: &[String],
+    outcomes: &[Result<(), String>],
+) -> Response<Body> {
+    use maud::html;
+    let lang = ctx.lang;
+    let done = outcomes.iter().filter(|o| o.is_ok()).count();
+    let body = html! {
+        p { (done) " / " (ids.len()) " " (lang.t("件を処理しました。", "done.")) }
+        table {
+            caption { (bulk.caption) }
+            thead { tr { th scope="col" { "ID" } th scope="col" { (lang.t("結果", "Outcome")) } } }
+            tbody {
+                @for (id, o) in ids.iter().zip(outcomes) {
+                    tr {
+                        th scope="row" {
+                            @if bulk.item_links {
+                                a.id href={ "/items/" (super::html::url(id)) } { (id) }
+                            } @else {
+                                span.id { (id) }
+                            }
+                        }
+                        @match o {
+                            Ok(()) => td.ok { (lang.t("完了", "done")) },
+                            Err(e) => td.long.refused { (lang.t("できませんでした: ", "refused: ")) (e) },
+                        }
+                    }
+                }
+            }
+        }
+        p { a href=(bulk.back.0) { (bulk.back.1) } }
+    };
+    let mut page = super::layout::frame(lang, &ctx.viewer(), bulk.title, body);
+    if done != ids.len() {
+        *page.status_mut() = StatusCode::CONFLICT;
+    }
+    page
+}

@@ -248,34 +248,18 @@ pub(super) async fn bulk(State(web): State<Arc<Web>>, post: Posted<Approvers>) -
             .collect())
     })
     .await?;
-    let done = outcomes.iter().filter(|o| o.is_ok()).count();
-    let body = html! {
-        p { (done) " / " (ids.len()) " " (lang.t("件を処理しました。", "done.")) }
-        table {
-            caption { (lang.t("申請ごとの結果", "Outcome per request")) }
-            thead { tr { th scope="col" { "ID" } th scope="col" { (lang.t("結果", "Outcome")) } } }
-            tbody {
-                @for (id, o) in ids.iter().zip(&outcomes) {
-                    tr {
-                        th scope="row" { span.id { (id) } }
-                        @match o {
-                            Ok(()) => td.ok { (lang.t("完了", "done")) },
-                            Err(e) => td.long.refused { (lang.t("できませんでした: ", "refused: ")) (e) },
-                        }
-                    }
-                }
-            }
-        }
-        p { a href="/requests" { (lang.t("解除申請へ戻る", "Back to the requests")) } }
-    };
-    let mut page = frame(
-        lang,
-        &post.ctx.viewer(),
-        lang.t("まとめて判断した結果", "Bulk decision"),
-        body,
-    );
-    if done != ids.len() {
-        *page.status_mut() = axum::http::StatusCode::CONFLICT;
-    }
-    Ok(page)
+    Ok(super::bulk_result(
+        &post.ctx,
+        super::Bulk {
+            title: lang.t("まとめて判断した結果", "Bulk decision"),
+            caption: lang.t("申請ごとの結果", "Outcome per request"),
+            back: (
+                "/requests",
+                lang.t("解除申請へ戻る", "Back to the requests"),
+            ),
+            item_links: false,
+        },
+        &ids,
+        &outcomes,
+    ))
 }
