@@ -144,32 +144,12 @@ fn an_account_disabled_on_one_node_cannot_log_in_on_the_other() {
 
 /// Puts the same held message into a node's (still node-local) quarantine.
 fn seed(data: &Path, id: &str, bytes: &[u8]) {
-    let store = mukaika::store::quarantine::open(
-        data.join("quarantine"),
-        mukaika::config::QuarantineBackend::Sqlite,
-    )
-    .unwrap();
-    store
-        .put(
-            &QuarantineItem {
-                id: id.into(),
-                source: "mail".into(),
-                origin_id: "Q0001".into(),
-                name: None,
-                reason: "malformed".into(),
-                detail: "synthetic test item".into(),
-                sha256: mukaika_sanitizers::report::sha256_hex(bytes),
-                size: bytes.len() as u64,
-                at: mukaika::clock::now_rfc3339(),
-                report: serde_json::json!({"verdict": "quarantined"}),
-                mail_from: Some("sender@example.com".into()),
-                rcpt_to: vec!["staff@city.example.lg.jp".into()],
-                subject: Some("held".into()),
-                detected_type: Some("message/rfc822".into()),
-            },
-            bytes,
-        )
-        .unwrap();
+    let item = QuarantineItem {
+        origin_id: "Q0001".into(),
+        report: serde_json::json!({"verdict": "quarantined"}),
+        ..support::held_mail(id, "malformed", bytes)
+    };
+    support::hold(data, &item, bytes);
 }
 
 fn maildir_count(data: &Path) -> usize {

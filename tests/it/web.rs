@@ -14,39 +14,22 @@ use support::{config, runtime};
 
 /// Puts an item straight into the service's quarantine store.
 fn seed(data: &Path, id: &str, name: Option<&str>, reason: &str, subject: &str, bytes: &[u8]) {
-    let store = mukaika::store::quarantine::open(
-        data.join("quarantine"),
-        mukaika::config::QuarantineBackend::Sqlite,
-    )
-    .unwrap();
-    store
-        .put(
-            &QuarantineItem {
-                id: id.into(),
-                source: "mail".into(),
-                origin_id: "Q0001".into(),
-                name: name.map(str::to_string),
-                reason: reason.into(),
-                detail: "synthetic test item".into(),
-                sha256: mukaika_sanitizers::report::sha256_hex(bytes),
-                size: bytes.len() as u64,
-                at: mukaika::clock::now_rfc3339(),
-                report: serde_json::json!({"verdict": "quarantined", "findings": [subject]}),
-                mail_from: Some("sender@example.com".into()),
-                rcpt_to: vec!["staff@city.example.lg.jp".into()],
-                subject: Some(subject.into()),
-                detected_type: Some(
-                    if name.is_some() {
-                        "zip"
-                    } else {
-                        "message/rfc822"
-                    }
-                    .into(),
-                ),
-            },
-            bytes,
-        )
-        .unwrap();
+    let item = QuarantineItem {
+        origin_id: "Q0001".into(),
+        name: name.map(str::to_string),
+        report: serde_json::json!({"verdict": "quarantined", "findings": [subject]}),
+        subject: Some(subject.into()),
+        detected_type: Some(
+            if name.is_some() {
+                "zip"
+            } else {
+                "message/rfc822"
+            }
+            .into(),
+        ),
+        ..support::held_mail(id, reason, bytes)
+    };
+    support::hold(data, &item, bytes);
 }
 
 fn maildir_files(data: &Path) -> Vec<Vec<u8>> {
