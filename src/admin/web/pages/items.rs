@@ -33,7 +33,7 @@ use crate::admin::web::html::{jst, parse_filter_time};
 use crate::admin::web::layout::{done_notice, error_page, frame};
 use crate::admin::web::Web;
 use crate::review::{RequestState, Target};
-use crate::store::quarantine::{valid_id, QuarantineItem};
+use crate::store::quarantine::QuarantineItem;
 
 /// The query keys that filter the list.
 const FILTERS: [&str; 9] = [
@@ -439,22 +439,11 @@ pub(super) async fn bulk(State(web): State<Arc<Web>>, post: Posted<Anyone>) -> P
             ),
         ));
     }
-    let mut ids: Vec<String> = post
-        .form
-        .iter()
-        .filter(|(_, v)| v.as_str() == "1")
-        .filter_map(|(k, _)| k.strip_prefix("sel-"))
-        .filter(|id| valid_id(id))
-        .map(str::to_string)
-        .collect();
-    ids.sort();
-    if ids.is_empty() {
-        return Err(error_page(
-            lang,
-            StatusCode::BAD_REQUEST,
-            lang.t("項目が選ばれていません。", "No item was picked."),
-        ));
-    }
+    let ids = super::picked(
+        &post.form,
+        lang,
+        lang.t("項目が選ばれていません。", "No item was picked."),
+    )?;
     let reason = post.field("reason");
     let todo = ids.clone();
     let outcomes: Vec<Result<(), String>> = act(&web, &post.ctx, move |review, user| {

@@ -265,3 +265,24 @@ pub(super) fn bulk_result(
     }
     page
 }
+
+/// The IDs a bulk form picked (`sel-<ID>=1`; well-formed IDs only, sorted), or the page saying
+/// nothing was picked (`none`).
+pub(super) fn picked(
+    form: &HashMap<String, String>,
+    lang: Lang,
+    none: &str,
+) -> Result<Vec<String>, Res> {
+    let mut ids: Vec<String> = form
+        .iter()
+        .filter(|(_, v)| v.as_str() == "1")
+        .filter_map(|(k, _)| k.strip_prefix("sel-"))
+        .filter(|id| valid_id(id))
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    if ids.is_empty() {
+        return Err(error_page(lang, StatusCode::BAD_REQUEST, none));
+    }
+    Ok(ids)
+}

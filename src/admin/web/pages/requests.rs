@@ -216,22 +216,11 @@ pub(super) async fn bulk(State(web): State<Arc<Web>>, post: Posted<Approvers>) -
     if action != "approve" && action != "reject" {
         return Err(no_such_action(lang));
     }
-    let mut ids: Vec<String> = post
-        .form
-        .iter()
-        .filter(|(_, v)| v.as_str() == "1")
-        .filter_map(|(k, _)| k.strip_prefix("sel-"))
-        .filter(|id| crate::store::quarantine::valid_id(id))
-        .map(str::to_string)
-        .collect();
-    ids.sort();
-    if ids.is_empty() {
-        return Err(crate::admin::web::layout::error_page(
-            lang,
-            axum::http::StatusCode::BAD_REQUEST,
-            lang.t("申請が選ばれていません。", "No request was picked."),
-        ));
-    }
+    let ids = super::picked(
+        &post.form,
+        lang,
+        lang.t("申請が選ばれていません。", "No request was picked."),
+    )?;
     let reason = post.field("reason");
     let todo = ids.clone();
     let outcomes: Vec<Result<(), String>> = act(&web, &post.ctx, move |review, user| {
