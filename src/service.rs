@@ -286,6 +286,13 @@ pub async fn start(
         pipeline.sink.clone(),
         watch_rx.clone(),
     ));
+    if config.store.backend == crate::config::StoreBackend::Postgres {
+        tasks.spawn(node_task(
+            config.store.clone(),
+            config.audit.node.clone(),
+            watch_rx.clone(),
+        ));
+    }
     if !config.import.pairs.is_empty() {
         let importer = Arc::new(crate::source::import::Importer::new(
             config.import.clone(),
@@ -340,6 +347,45 @@ pub async fn start(
         watchdog,
         _pid_lock: pid_lock,
     })
+}
+
+/// Reports this node in to the cluster's database at start and every
+/// [`crate::store::postgres::NODE_HEARTBEAT_SECS`], until shutdown. A failure is logged and tried again: the node's
+/// work does not depend on it.
+async fn node_task(
+    store: crate::config::StoreSection,
+    node: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let pg: Arc<std::sync::Mutex<Option<crate::store::postgres::Pg>>> =
+        Arc::new(std::sync::Mutex::new(None));
+    loop {
+        let (pg, store, node) = (Arc::clone(&pg), store.clone(), node.clone());
+        let reported = tokio::task::spawn_blocking(move || {
+            let mut slot = pg.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(crate::store::postgres::Pg::open(&store)?);
+            }
+            match slot.as_ref() {
+                Some(pg) => pg.heartbeat(&node, env!("CARGO_PKG_VERSION")),
+                None => Ok(()),
+            }
+        })
+        .await;
+        match reported {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not report this node to the cluster database; tried again")
+            }
+            Err(e) => tracing::error!(error = %e, "node report panicked"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(
+                crate::store::postgres::NODE_HEARTBEAT_SECS,
+            )) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Delivers approved releases a crash or a failed delivery left behind (at start, then every

@@ -118,6 +118,81 @@ pub fn run(config: &ServiceConfig) -> Vec<Check> {
 
     out.push(two_person_check(config));
     out.push(initial_password_check(config));
+    if config.store.backend == crate::config::StoreBackend::Postgres {
+        out.extend(cluster_checks(config));
+    }
+    out
+}
+
+/// The cluster's shared database (`[store] backend = "postgres"`): reached over TLS (or a
+/// local socket), at the schema this binary knows, and the nodes that reported in recently
+/// (`mukaika serve` does every [`crate::store::postgres::NODE_HEARTBEAT_SECS`]).
+fn cluster_checks(config: &ServiceConfig) -> Vec<Check> {
+    use crate::store::postgres::{latest_version, Pg};
+    const LINK: &str = "クラスタ: 共有データベースへの接続";
+    const SCHEMA: &str = "クラスタ: データベースの版";
+    const NODES: &str = "クラスタ: 稼働中のノード";
+    let pg = match Pg::connect(&config.store) {
+        Ok(pg) => pg,
+        Err(e) => {
+            return vec![check("5.3④⑤", LINK, false, format!("接続できません: {e}"))];
+        }
+    };
+    let mut out = vec![if pg.is_tls() {
+        check("5.3④⑤", LINK, true, "TLS (証明書を ca_file で検証)")
+    } else if config.store.dangerous_plaintext {
+        check(
+            "5.3④⑤",
+            LINK,
+            false,
+            "暗号化なし (store.dangerous_plaintext)",
+        )
+    } else {
+        check(
+            "5.3④⑤",
+            LINK,
+            true,
+            "本機内の接続 (Unix ソケットまたはループバック)",
+        )
+    }];
+    let latest = latest_version();
+    out.push(match pg.schema_version() {
+        Ok(v) if v == latest => check("7.1(6)", SCHEMA, true, format!("{v} (このバイナリと同じ)")),
+        Ok(v) if v < latest => check(
+            "7.1(6)",
+            SCHEMA,
+            false,
+            format!("{v}、このバイナリは {latest} が必要 (mukaika store migrate)"),
+        ),
+        Ok(v) => check(
+            "7.1(6)",
+            SCHEMA,
+            false,
+            format!("{v}、このバイナリは {latest} まで (このノードを更新してください)"),
+        ),
+        Err(e) => check("7.1(6)", SCHEMA, false, format!("読めません: {e}")),
+    });
+    let recent = 4 * crate::store::postgres::NODE_HEARTBEAT_SECS as i64;
+    out.push(match pg.nodes() {
+        Ok(nodes) => {
+            let (seen, silent): (Vec<_>, Vec<_>) =
+                nodes.iter().partition(|n| n.seconds_ago <= recent);
+            let mut detail = seen
+                .iter()
+                .map(|n| format!("{} ({}、{} 秒前)", n.name, n.version, n.seconds_ago))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if seen.is_empty() {
+                detail = format!("{recent} 秒以内に報告したノードがありません");
+            }
+            if !silent.is_empty() {
+                let names: Vec<&str> = silent.iter().map(|n| n.name.as_str()).collect();
+                detail.push_str(&format!("; 応答なし: {}", names.join(", ")));
+            }
+            check("8.1②", NODES, !seen.is_empty(), detail)
+        }
+        Err(e) => check("8.1②", NODES, false, format!("読めません: {e}")),
+    });
     out
 }
 

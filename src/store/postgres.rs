@@ -31,11 +31,33 @@ use crate::config::StoreSection;
 use crate::error::{Error, Result};
 
 /// The migrations this binary knows, in order: (version, what it does, SQL).
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts, login sessions and release requests",
-    include_str!("migrations/postgres/0001_review.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "accounts, login sessions and release requests",
+        include_str!("migrations/postgres/0001_review.sql"),
+    ),
+    (
+        2,
+        "the nodes of the cluster and when each was last seen",
+        include_str!("migrations/postgres/0002_nodes.sql"),
+    ),
+];
+
+/// How often a running node reports in (`mukaika selfcheck` counts a node seen within four of
+/// these as running).
+pub const NODE_HEARTBEAT_SECS: u64 = 30;
+
+/// One node of the cluster as it last reported in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSeen {
+    /// Its `[audit] node` name.
+    pub name: String,
+    /// The mukaika version it runs.
+    pub version: String,
+    /// Seconds since it last reported in (by the database's clock).
+    pub seconds_ago: i64,
+}
 
 /// The schema version this binary runs against.
 pub fn latest_version() -> i64 {
@@ -241,6 +263,57 @@ impl Pg {
         ))
         .and_then(|r| r.try_get(0))
         .map_err(|e| db_error("read the schema version", e))
+    }
+
+    /// Whether the link to the server is TLS (a `ca_file` is set).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Reports this node in: its name and version, seen now.
+    ///
+    /// # Errors
+    /// The server cannot be reached or written.
+    pub fn heartbeat(&self, node: &str, version: &str) -> Result<()> {
+        let guard = self.client()?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        block_on(client.execute(
+            "INSERT INTO nodes (name, version, last_seen) VALUES ($1, $2, now())
+             ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, last_seen = now()",
+            &[&node, &version],
+        ))
+        .map(|_| ())
+        .map_err(|e| db_error("report this node in", e))
+    }
+
+    /// Every node that ever reported in, most recently seen first.
+    ///
+    /// # Errors
+    /// The server cannot be reached or read.
+    pub fn nodes(&self) -> Result<Vec<NodeSeen>> {
+        let guard = self.client()?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let rows = block_on(client.query(
+            "SELECT name, version,
+                    EXTRACT(EPOCH FROM (now() - last_seen))::BIGINT
+             FROM nodes ORDER BY last_seen DESC",
+            &[],
+        ))
+        .map_err(|e| db_error("read the nodes", e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeSeen {
+                    name: r.try_get(0)?,
+                    version: r.try_get(1)?,
+                    seconds_ago: r.try_get(2)?,
+                })
+            })
+            .collect::<std::result::Result<_, tokio_postgres::Error>>()
+            .map_err(|e| db_error("read the nodes", e))
     }
 
     /// Applies the migrations the database lacks, in one transaction; returns the versions

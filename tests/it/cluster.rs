@@ -8,6 +8,7 @@
 use crate::support;
 
 use std::path::Path;
+use std::time::Duration;
 
 use mukaika::store::quarantine::QuarantineItem;
 use support::postgres::{migrate, Database};
@@ -220,9 +221,9 @@ fn a_release_requested_on_one_node_is_approved_on_the_other_and_delivered_by_the
     // A, holding the item, delivers it on its next pass (at start, then every minute).
     rt.block_on(node_a.stop("test"));
     let node_a = support::start(&rt, p.a.clone(), "test");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while maildir_count(&p.a.data.dir) == 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(maildir_count(&p.a.data.dir), 1, "A delivered it");
     assert_eq!(maildir_count(&p.b.data.dir), 0, "B did not");
@@ -272,13 +273,13 @@ fn store_migrate_brings_a_new_database_to_the_current_schema_once() {
     let out = support::mukaika(&["store", "migrate", "--config", file.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("from version 0 to 1"),
+        String::from_utf8_lossy(&out.stdout).contains("from version 0 to 2"),
         "{out:?}"
     );
-    assert_eq!(db.psql("SELECT max(version) FROM schema_version"), "1");
+    assert_eq!(db.psql("SELECT max(version) FROM schema_version"), "2");
     let again = support::mukaika(&["store", "migrate", "--config", file.to_str().unwrap()]);
     assert!(again.status.success());
-    assert!(String::from_utf8_lossy(&again.stdout).contains("already at version 1"));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already at version 2"));
     let running = support::start(&rt, c, "test");
     rt.block_on(running.stop("test"));
 }
@@ -379,7 +380,7 @@ fn a_node_reconnects_after_the_database_restarts() {
     // The first request may find the old connection cut (the store unreadable: admitted as
     // nobody, to the login page); the node then connects again, and the session, kept in the
     // database, is still valid.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut status = 0;
     while std::time::Instant::now() < deadline {
         status = b.get("/").status;
@@ -391,4 +392,57 @@ fn a_node_reconnects_after_the_database_restarts() {
     }
     assert_eq!(status, 200);
     rt.block_on(node_a.stop("test"));
+}
+
+/// `selfcheck` in cluster mode: the link to the shared database and how it is protected, the
+/// schema against this binary, and the nodes that reported in recently (and which went silent).
+#[test]
+fn selfcheck_names_the_database_link_the_schema_and_the_nodes_seen() {
+    let p = pair();
+    let rt = runtime();
+    let node_a = support::start(&rt, p.a.clone(), "test");
+    let node_b = support::start(&rt, p.b.clone(), "test");
+    let row = |checks: &[mukaika::admin::selfcheck::Check], item: &str| {
+        checks
+            .iter()
+            .find(|c| c.item == item)
+            .unwrap_or_else(|| panic!("no row {item}: {checks:?}"))
+            .clone()
+    };
+    // Both report in as they start.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let nodes = loop {
+        let checks = mukaika::admin::selfcheck::run(&p.a);
+        let nodes = row(&checks, "クラスタ: 稼働中のノード");
+        if nodes.detail.contains("node-a") && nodes.detail.contains("node-b") {
+            break checks;
+        }
+        assert!(std::time::Instant::now() < deadline, "{nodes:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let link = row(&nodes, "クラスタ: 共有データベースへの接続");
+    assert!(link.ok, "{link:?}");
+    let schema = row(&nodes, "クラスタ: データベースの版");
+    assert!(schema.ok && schema.detail.starts_with('2'), "{schema:?}");
+    assert!(row(&nodes, "クラスタ: 稼働中のノード").ok);
+    rt.block_on(node_b.stop("test"));
+    // Node B has been silent for ten minutes: named as such, while A still counts.
+    p.db.psql("UPDATE nodes SET last_seen = now() - interval '10 minutes' WHERE name = 'node-b'");
+    let checks = mukaika::admin::selfcheck::run(&p.a);
+    let nodes = row(&checks, "クラスタ: 稼働中のノード");
+    assert!(nodes.ok, "{nodes:?}");
+    assert!(nodes.detail.contains("応答なし: node-b"), "{nodes:?}");
+    rt.block_on(node_a.stop("test"));
+    // No node at all has reported in lately: that fails.
+    p.db.psql("UPDATE nodes SET last_seen = now() - interval '10 minutes'");
+    let checks = mukaika::admin::selfcheck::run(&p.a);
+    assert!(!row(&checks, "クラスタ: 稼働中のノード").ok);
+    // A database whose schema is behind this binary.
+    p.db.psql("DELETE FROM schema_version WHERE version = 2");
+    let checks = mukaika::admin::selfcheck::run(&p.a);
+    let schema = row(&checks, "クラスタ: データベースの版");
+    assert!(
+        !schema.ok && schema.detail.contains("store migrate"),
+        "{schema:?}"
+    );
 }
