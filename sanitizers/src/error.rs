@@ -58,7 +58,8 @@ impl Error {
     }
 
     /// A container holds a member that policy blocks (an executable in an archive): the whole
-    /// container is blocked, never delivered and never kept for release.
+    /// container is blocked and never delivered. (The service keeps its original in the
+    /// quarantine for the record; one holding a detected virus anywhere is never released.)
     pub fn blocked(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Blocked, message)
     }

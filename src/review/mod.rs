@@ -1969,12 +1969,11 @@ impl Review {
         let reason = Self::need_reason(reason)?;
         let item = self.item(item_id)?;
         let config = self.config.get();
-        if config.quarantine.never_release.contains(&item.reason) {
+        if let Some(code) = never_released(&config, &item) {
             return Err(ReviewError::new(
                 ErrorKind::Forbidden,
                 format!(
-                    "理由「{}」の隔離は解除できません / items held for {:?} are never released",
-                    item.reason, item.reason
+                    "理由「{code}」を含む隔離は解除できません / items holding {code:?} are never released"
                 ),
             ));
         }
@@ -2223,6 +2222,9 @@ impl Review {
         let actor = by.name();
         self.actor(actor, &[Role::Approver], "原本のダウンロード")?;
         let item = self.item(item_id)?;
+        // What is never released is not handed out by download either: the approver's
+        // browser is on the LGWAN side.
+        Self::releasable(&self.config.get(), &item)?;
         let bytes = self
             .quarantine
             .bytes(item_id)
@@ -2275,7 +2277,7 @@ impl Review {
 
     /// Refuses an item whose reason is never released (a detected virus), whoever asks.
     fn releasable(config: &ServiceConfig, item: &QuarantineItem) -> Result<(), ReviewError> {
-        if config.quarantine.never_release.contains(&item.reason) {
+        if never_released(config, item).is_some() {
             return Err(ReviewError::new(
                 ErrorKind::Forbidden,
                 "この隔離は解除できません / never released",
@@ -2411,6 +2413,34 @@ impl Review {
         }
         Ok(out)
     }
+}
+
+/// The never-released reason (`quarantine.never_release`, a detected virus) the item holds
+/// anywhere: its own reason, or one inside its report — a member of an archive, an attachment
+/// of a held message — so that a virus found only in a part is not released with its container.
+fn never_released(config: &ServiceConfig, item: &QuarantineItem) -> Option<String> {
+    fn inside(v: &serde_json::Value, codes: &[String]) -> Option<String> {
+        match v {
+            serde_json::Value::Object(map) => {
+                let own = map
+                    .get("reason")
+                    .and_then(|r| r.get("code"))
+                    .and_then(|c| c.as_str())
+                    .filter(|c| codes.iter().any(|n| n == c));
+                match own {
+                    Some(code) => Some(code.to_string()),
+                    None => map.values().find_map(|v| inside(v, codes)),
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().find_map(|v| inside(v, codes)),
+            _ => None,
+        }
+    }
+    let codes = &config.quarantine.never_release;
+    if codes.contains(&item.reason) {
+        return Some(item.reason.clone());
+    }
+    inside(&item.report, codes)
 }
 
 #[cfg(test)]

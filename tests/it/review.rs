@@ -571,3 +571,40 @@ fn sessions_are_kept_as_hashes_and_end_with_account_changes() {
     f.review.reset_password(&local(), "op").unwrap();
     assert!(!live(&a));
 }
+
+/// A virus found only inside a container (a member of an archive the whole-file scan missed)
+/// keeps the container from release and from download, as a virus at the top would.
+#[test]
+fn a_container_with_a_virus_inside_is_never_released_or_handed_out() {
+    let f = fixture(None, |_| {});
+    let now = mukaika::clock::now_rfc3339();
+    let mut zip = item("M1-1", "mail", &now);
+    zip.reason = "blocked-member".into();
+    zip.report = serde_json::json!({
+        "input": "a.zip",
+        "verdict": "blocked",
+        "reason": {"code": "blocked-member", "detail": "a member is blocked"},
+        "children": [{
+            "input": "a.zip/evil.exe",
+            "verdict": "blocked",
+            "reason": {"code": "virus", "detail": "Win.Test.EICAR_HDB-1"},
+            "children": []
+        }]
+    });
+    f.store.put(&zip, b"PK-with-a-virus-inside").unwrap();
+    let refused = f
+        .review
+        .request_release(&cli("op"), "M1-1", Target::Original, "取引先に確認済み")
+        .unwrap_err();
+    assert!(refused.is_forbidden(), "{refused}");
+    assert!(refused.to_string().contains("virus"), "{refused}");
+    let refused = f.review.original(&cli("ap"), "M1-1").unwrap_err();
+    assert!(refused.is_forbidden(), "{refused}");
+    // A container without one is still the reviewers' to decide.
+    let mut other = item("M2-1", "mail", &now);
+    other.reason = "blocked-member".into();
+    f.store.put(&other, b"PK").unwrap();
+    f.review
+        .request_release(&cli("op"), "M2-1", Target::Original, "取引先に確認済み")
+        .unwrap();
+}
