@@ -52,6 +52,17 @@ const STATES: [&str; 6] = ["tmp", "incoming", "active", "deferred", "hold", "cor
 /// Markers of deliveries already made (see the module invariants); not an item state.
 const DELIVERED: &str = "delivered";
 
+/// Twenty bits that tell this process's IDs from another's minted in the same millisecond with
+/// the same counter: random, drawn once. (The process ID did that on one machine, but the nodes
+/// of a cluster share one quarantine namespace, and containers all run as PID 1.)
+fn process_tag() -> u32 {
+    static TAG: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *TAG.get_or_init(|| {
+        let hex = crate::random::random_hex(3);
+        u32::from_str_radix(&hex, 16).unwrap_or(std::process::id()) & 0xFFFFF
+    })
+}
+
 /// Item IDs are unique across every spool of the process, not per spool: a converted message
 /// keeps its intake ID when it passes on to the outgoing spool, where notices are queued
 /// under IDs of their own.
@@ -368,11 +379,7 @@ impl Spool {
     fn new_id(&self) -> String {
         let millis = self.clock.now_ms();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{millis:012X}{:05X}{:04X}",
-            std::process::id() & 0xFFFFF,
-            n & 0xFFFF
-        )
+        format!("{millis:012X}{:05X}{:04X}", process_tag(), n & 0xFFFF)
     }
 
     /// Makes a message durable in `incoming/`. Returns only after the data, the metadata and
