@@ -264,10 +264,8 @@ pub(crate) fn rename_no_clobber(from: &Path, to: &Path) -> io::Result<()> {
     }
     // No RENAME_NOREPLACE here: a hard link fails on an existing name just as atomically.
     match std::fs::hard_link(from, to) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(from);
-            Ok(())
-        }
+        // The old name must go too, or the file is in two places (a spool item in two spools).
+        Ok(()) => std::fs::remove_file(from),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
         // No hard links either (some SMB and FAT shares): check, then rename. Two steps, so a
         // file created in between by someone else could be replaced; nothing better exists.

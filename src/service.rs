@@ -152,6 +152,21 @@ pub async fn start(
         DeliveryMode::Relay => {
             let (outgoing, corrupt) =
                 Spool::open(data.join("outgoing"), config.data.min_free_bytes)?;
+            // A converted message moves from one spool to the other by a rename, so that it is
+            // in exactly one of them at every instant: two file systems cannot give that.
+            let device = |dir: &std::path::Path| {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata(dir)
+                    .map(|m| m.dev())
+                    .map_err(|e| Error::io(format!("{}", dir.display()), e))
+            };
+            if device(spool.root())? != device(outgoing.root())? {
+                return Err(Error::config(format!(
+                    "{} and {} are on different file systems; the relay needs both on one                      (converted messages move between them by rename)",
+                    spool.root().display(),
+                    outgoing.root().display()
+                )));
+            }
             spools.push(("outgoing", Arc::clone(&outgoing)));
             for id in corrupt {
                 tracing::error!(queue_id = %id, "outgoing item unreadable; moved to corrupt/");

@@ -783,23 +783,21 @@ impl Lease {
                 self.settled = true;
                 return Ok(id);
             }
-            // Spools on two file systems (the data folder is one by default): copy, then
-            // remove. A crash between leaves both, and the next pass finds it already there.
-            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
-                let bytes = fs::read(&from).map_err(|e| SpoolError::io("read", &from, e))?;
-                to.write_item(&dest, &bytes)?;
-                to.incoming_sync.sync(&incoming)?;
-                fs::remove_file(&from).map_err(|e| SpoolError::io("remove", &from, e))?;
-            }
+            // No copy-then-remove across file systems: a crash between the two would leave the
+            // message in both spools, to be relayed twice (the service refuses to start so).
             Err(e) => return Err(SpoolError::io("rename", &from, e)),
         }
-        // Moved: the lease has nothing left to put back, whatever the fsync says.
+        // Moved: the lease has nothing left to put back, and the relay may take it at once
+        // (queued before the folder sync, so a failing sync cannot leave it unannounced).
         self.settled = true;
-        to.incoming_sync.sync(&incoming)?;
         to.ready
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push_back(id.clone());
+        to.incoming_sync.sync(&incoming).map_err(|e| SpoolError {
+            message: format!("{id} passed on, but its folder was not synced: {e}"),
+            no_space: e.is_no_space(),
+        })?;
         Ok(id)
     }
 

@@ -397,3 +397,34 @@ fn a_message_staged_before_a_crash_is_relayed_once_as_staged() {
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{state}/");
     }
 }
+
+/// A converted message moves from the intake spool into the relay's by a rename, which is what
+/// keeps it in exactly one of them: with the outgoing spool on another file system (here a
+/// link into /dev/shm, a tmpfs) the service refuses to start rather than copy and risk a
+/// message relayed twice after a crash.
+#[test]
+fn the_relay_refuses_to_start_with_its_spools_on_two_file_systems() {
+    use std::os::unix::fs::MetadataExt;
+    let data = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir_in("/dev/shm").unwrap();
+    assert_ne!(
+        std::fs::metadata(data.path()).unwrap().dev(),
+        std::fs::metadata(elsewhere.path()).unwrap().dev(),
+        "the test needs /dev/shm on a file system of its own"
+    );
+    std::os::unix::fs::symlink(elsewhere.path(), data.path().join("outgoing")).unwrap();
+    let rt = runtime();
+    let refused = rt
+        .block_on(mukaika::service::start(
+            relay_config(data.path(), free_port()),
+            "test",
+            "",
+        ))
+        .err()
+        .expect("two file systems are refused");
+    assert!(refused.is_config(), "{refused}");
+    assert!(
+        refused.to_string().contains("different file systems"),
+        "{refused}"
+    );
+}
