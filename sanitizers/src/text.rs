@@ -385,6 +385,17 @@ fn is_padding(c: char) -> bool {
     c.is_whitespace() || matches!(c, '"' | '\u{FEFF}' | '\u{200B}')
 }
 
+/// Whether a spreadsheet could read `value`, written as a cell, as a formula: its first
+/// character after padding (whitespace, quotes, invisible marks) starts one, in ASCII or in
+/// the fullwidth and small forms a Japanese spreadsheet folds. For writers of CSV (the admin
+/// export), which defuse such cells whole; numbers are not told apart here.
+pub fn could_start_formula(value: &str) -> bool {
+    value
+        .chars()
+        .find(|&c| !is_padding(c))
+        .is_some_and(is_trigger_char)
+}
+
 /// Offset (in `text`) of the trigger character of the cell `start..end`, if it is a formula.
 fn trigger_in(text: &str, start: usize, end: usize) -> Option<usize> {
     let cell = text.get(start..end)?;

@@ -2,9 +2,9 @@
 //!
 //! Owns: [`download`], the one maker of a CSV answer, and [`cell`], how one value is written.
 //! Invariants: UTF-8 with a byte-order mark (Excel in Japan reads BOM-less UTF-8 as Shift_JIS),
-//! CRLF line ends, every cell quoted; a cell that a spreadsheet would run as a formula (one
-//! starting with `=`, `+`, `-`, `@`, tab or CR) gets a leading `'`, so a sender address or a
-//! subject chosen by an attacker stays text; times are Japan time (the pages' convention).
+//! CRLF line ends, every cell quoted; a cell that a spreadsheet could run as a formula (one
+//! starting with `=`, `+`, `-`, `@` — or their fullwidth forms, after blanks — tab or CR)
+//! gets a leading `'`, so a sender address or a subject chosen by an attacker stays text; times are Japan time (the pages' convention).
 //! Must never: write a value unquoted, or carry anything but the metadata the pages show.
 
 use axum::body::Body;
@@ -15,10 +15,10 @@ const BOM: &str = "\u{FEFF}";
 
 /// One value as a quoted CSV cell, defused against formula injection.
 pub(super) fn cell(value: &str) -> String {
-    let risky = value
-        .chars()
-        .next()
-        .is_some_and(|c| matches!(c, '=' | '+' | '-' | '@' | '\t' | '\r'));
+    // The sanitizer's own notion of a formula start (fullwidth ＝ and friends, after leading
+    // blanks or quotes), plus a leading tab or CR, which OWASP lists as triggers themselves.
+    let risky =
+        value.starts_with(['\t', '\r']) || mukaika_sanitizers::text::could_start_formula(value);
     let mut out = String::with_capacity(value.len() + 3);
     out.push('"');
     if risky {
@@ -69,6 +69,28 @@ mod tests {
         assert_eq!(cell("\rx"), "\"'\rx\"");
         assert_eq!(cell("見積書"), "\"見積書\"");
         assert_eq!(cell("a=b"), "\"a=b\"");
+    }
+
+    #[test]
+    fn fullwidth_and_padded_formula_starts_are_defused_too() {
+        // What a Japanese spreadsheet folds into = + - @, and blanks or quotes before them.
+        for risky in [
+            "＝HYPERLINK(\"http://x/\",\"請求書\")",
+            "＋1",
+            "－1",
+            "＠SUM(A1)",
+            "﹦1",
+            "\u{2212}1",
+            " =1",
+            "\u{3000}=1",
+        ] {
+            assert!(
+                cell(risky).starts_with("\"'"),
+                "{risky:?} → {}",
+                cell(risky)
+            );
+        }
+        assert_eq!(cell("請求書＝見積書"), "\"請求書＝見積書\"");
     }
 
     #[test]
