@@ -1006,18 +1006,20 @@ impl StoreSection {
         Ok(())
     }
 
-    /// Every host is a Unix socket folder or a loopback address.
+    /// Every host is a Unix socket folder or a loopback address — and so is every `hostaddr`,
+    /// which is where the client really connects when given (`host` is then only a name).
     fn local_only(config: &tokio_postgres::Config) -> bool {
-        config.get_hosts().iter().all(|h| match h {
-            #[cfg(unix)]
-            tokio_postgres::config::Host::Unix(_) => true,
-            tokio_postgres::config::Host::Tcp(name) => {
-                name == "localhost"
-                    || name
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            }
-        })
+        config.get_hostaddrs().iter().all(|ip| ip.is_loopback())
+            && config.get_hosts().iter().all(|h| match h {
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(_) => true,
+                tokio_postgres::config::Host::Tcp(name) => {
+                    name == "localhost"
+                        || name
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback())
+                }
+            })
     }
 }
 
@@ -1484,6 +1486,17 @@ mod tests {
             .to_string()
             .contains("store.ca_file"));
         assert!(store(&format!("{remote}\ndangerous_plaintext = true")).is_ok());
+        // `hostaddr` is where the client really goes: a loopback name does not make it local.
+        let disguised =
+            "backend = \"postgres\"\nurl = \"host=localhost hostaddr=198.51.100.7 dbname=mukaika\"";
+        assert!(store(disguised)
+            .unwrap_err()
+            .to_string()
+            .contains("store.ca_file"));
+        assert!(store(
+            "backend = \"postgres\"\nurl = \"host=localhost hostaddr=127.0.0.1 dbname=mukaika\""
+        )
+        .is_ok());
         // The parser's complaint never echoes the string (it may hold a password).
         let bad = store("backend = \"postgres\"\nurl = \"postgres://u:s3cret@[::1\"").unwrap_err();
         assert!(!bad.to_string().contains("s3cret"), "{bad}");
