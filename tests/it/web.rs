@@ -2297,3 +2297,27 @@ fn the_audit_search_takes_the_local_day_the_table_shows_and_refuses_garbage() {
     assert!(r.text().contains("yesterday"));
     rt.block_on(running.stop("test"));
 }
+
+/// The quarantine list and its CSV read the days the table shows (a bare "until" day includes
+/// it) and refuse a date they cannot read, instead of listing every item.
+#[test]
+fn the_item_list_takes_local_days_and_refuses_a_date_it_cannot_read() {
+    let data = tempfile::tempdir().unwrap();
+    let c = config(data.path(), "");
+    seed(data.path(), "Q0001", None, "malformed", "held", b"x");
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let mut b = account(&c, running.admin_addr, "kansa", "auditor");
+    let today = mukaika::clock::local_date(mukaika::clock::now_ms());
+    let page = b.get(&format!("/items?since={today}&until={today}")).text();
+    assert!(page.contains("Q0001"), "{page}");
+    for bad in [
+        "/items?since=yesterday",
+        "/items?until=2026-11-3",
+        "/items.csv?until=x",
+    ] {
+        let r = b.get(bad);
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+    rt.block_on(running.stop("test"));
+}

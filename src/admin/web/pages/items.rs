@@ -66,15 +66,47 @@ fn recipients_short(lang: Lang, rcpt: &[String]) -> String {
 /// Items per list page.
 const PAGE_SIZE: usize = 50;
 
-/// Whether an item passes the list filters. Dates are Japan-time days (`YYYY-MM-DD`).
+/// A `since`/`until` value as people type it (local time, `[ui] timezone`, as the table shows
+/// it) in ms; an `until` that is a bare day includes that day.
+fn people_bound(value: &str, until: bool) -> Option<u64> {
+    let ms = crate::clock::parse_people_time(value)?;
+    let whole_day = until && value.trim().len() == 10;
+    Some(if whole_day { ms + 86_400_000 } else { ms })
+}
+
+/// The page refusing a `since`/`until` the list cannot read (a typo must not read as "no
+/// limit": the list, its CSV and a bulk action would take every item).
+fn bad_bound(lang: Lang, q: &Params) -> Result<(), super::Res> {
+    for key in ["since", "until"] {
+        let Some(v) = q.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if people_bound(v, key == "until").is_none() {
+            return Err(error_page(
+                lang,
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "{}: {v}",
+                    lang.t(
+                        "日付は 2026-11-27 または 2026-11-27 09:30（画面と同じ現地時刻）の形で入力してください",
+                        "Enter dates as 2026-11-27 or 2026-11-27 09:30 (local time, as the table shows)"
+                    )
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether an item passes the list filters. Dates are local days (`YYYY-MM-DD`, `[ui] timezone`).
 fn passes(i: &QuarantineItem, status: &str, q: &Params) -> bool {
     let get = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let contains = |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
     let at = parse_filter_time(&i.at).unwrap_or(0);
-    // The days people type are their own (`[ui] timezone`), as the table shows them.
-    let day_start = |d: &str| crate::clock::parse_people_time(d);
-    get("since").is_none_or(|d| day_start(d).is_none_or(|s| at >= s))
-        && get("until").is_none_or(|d| day_start(d).is_none_or(|u| at < u + 86_400_000))
+    // Unreadable bounds were refused before (`bad_bound`); here they cannot be None.
+    let bound = |k: &str| get(k).and_then(|v| people_bound(v, k == "until"));
+    bound("since").is_none_or(|s| at >= s)
+        && bound("until").is_none_or(|u| at < u)
         && get("source").is_none_or(|s| i.source == s)
         && get("reason").is_none_or(|r| i.reason == r)
         && get("status").is_none_or(|s| status == s)
@@ -224,6 +256,7 @@ pub(super) async fn items(
     Signed(ctx, _): Signed,
 ) -> Page {
     let lang = ctx.lang;
+    bad_bound(lang, &q)?;
     let (all, statuses) = held_items(&web, lang).await?;
     let mut reasons: Vec<&str> = all.iter().map(|i| i.reason.as_str()).collect();
     reasons.sort_unstable();
@@ -375,6 +408,7 @@ pub(super) async fn items_csv(
     Signed(ctx, _): Signed,
 ) -> Page {
     let lang = ctx.lang;
+    bad_bound(lang, &q)?;
     let (all, statuses) = held_items(&web, lang).await?;
     let rows: Vec<Vec<String>> = listed(&all, &statuses, &q)
         .into_iter()
