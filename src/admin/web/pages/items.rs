@@ -75,7 +75,9 @@ fn people_bound(value: &str, until: bool) -> Option<u64> {
 }
 
 /// The page refusing a `since`/`until` the list cannot read (a typo must not read as "no
-/// limit": the list, its CSV and a bulk action would take every item).
+/// limit": the list, its CSV and a bulk action would take every item). The page is the error,
+/// as in every handler here.
+#[allow(clippy::result_large_err)]
 fn bad_bound(lang: Lang, q: &Params) -> Result<(), super::Res> {
     for key in ["since", "until"] {
         let Some(v) = q.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
