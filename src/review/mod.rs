@@ -1998,28 +1998,32 @@ impl Review {
             }
             _ => {}
         }
-        if self
-            .requests_for(item_id)?
-            .iter()
-            .any(|r| matches!(r.state, RequestState::Pending | RequestState::Approved))
-        {
-            return Err(ReviewError::new(
-                ErrorKind::Invalid,
-                "この項目には処理中の申請があります / a request for this item is already open",
-            ));
-        }
         let id = format!("R{}-{}", self.now_ms(), &random_hex(3));
-        self.record(AuditEvent::ReleaseRequested(ReleaseDecision {
-            item_id: item_id.into(),
-            request_id: Some(id.clone()),
-            by: actor.into(),
-            reason: reason.clone(),
-            target: Some(target.to_string()),
-            via: Some(by.via().clone()),
-        }))?;
+        let shown_target = target.to_string();
         let target = serde_json::to_string(&target).map_err(ReviewError::internal)?;
         let now = self.now_rfc3339();
-        self.db.with(|db| {
+        // "No request open for this item" and the new one are one transaction: two people
+        // asking at the same moment (on one node or two) cannot both open one — two open
+        // requests could be approved twice and the item released twice.
+        self.db.write(&["requests"], |db| {
+            let open = db.row(
+                "SELECT id FROM requests WHERE item_id = ?1 AND state IN ('pending', 'approved')",
+                &[V::T(item_id)],
+            )?;
+            if open.is_some() {
+                return Err(ReviewError::new(
+                    ErrorKind::Invalid,
+                    "この項目には処理中の申請があります / a request for this item is already open",
+                ));
+            }
+            self.record(AuditEvent::ReleaseRequested(ReleaseDecision {
+                item_id: item_id.into(),
+                request_id: Some(id.clone()),
+                by: actor.into(),
+                reason: reason.clone(),
+                target: Some(shown_target),
+                via: Some(by.via().clone()),
+            }))?;
             db.exec(
                 "INSERT INTO requests (id, item_id, requester, target, reason, state, requested_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
                 &[V::T(&id), V::T(item_id), V::T(actor), V::T(&target), V::T(&reason), V::T(&now)],

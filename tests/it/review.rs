@@ -608,3 +608,37 @@ fn a_container_with_a_virus_inside_is_never_released_or_handed_out() {
         .request_release(&cli("op"), "M2-1", Target::Original, "取引先に確認済み")
         .unwrap();
 }
+
+/// Two operators asking for the same item at the same moment open one request, not two (two
+/// open requests could each be approved, releasing the item twice).
+#[test]
+fn two_requests_for_one_item_at_once_open_one() {
+    let f = fixture(None, |_| {});
+    f.review
+        .add_user(&local(), "op2", &[Role::Operator])
+        .unwrap();
+    let now = mukaika::clock::now_rfc3339();
+    for i in 0..16 {
+        let id = format!("D{i}");
+        f.store
+            .put(&item(&id, "mail", &now), id.as_bytes())
+            .unwrap();
+        let barrier = std::sync::Barrier::new(2);
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = ["op", "op2"]
+                .into_iter()
+                .map(|who| {
+                    let (review, barrier, id) = (&f.review, &barrier, id.clone());
+                    s.spawn(move || {
+                        barrier.wait();
+                        review.request_release(&cli(who), &id, Target::Original, "必要")
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "round {i}");
+        let open = f.review.requests_for(&id).unwrap();
+        assert_eq!(open.len(), 1, "round {i}: {open:?}");
+    }
+}
