@@ -24,9 +24,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use maud::{html, Markup};
 
-use super::{
-    act, csv, held_items, reason_label, status_key, status_label, Page, Params, STATUS_KEYS,
-};
+use super::{csv, held_items, reason_label, status_key, status_label, Page, Params, STATUS_KEYS};
 use crate::admin::web::guard::{Anyone, Approvers, Operators, Posted, Signed};
 use crate::admin::web::html::{cut, url, Lang};
 use crate::admin::web::html::{jst, parse_filter_time};
@@ -475,37 +473,24 @@ pub(super) async fn bulk(State(web): State<Arc<Web>>, post: Posted<Anyone>) -> P
             ),
         ));
     }
-    let ids = super::picked(
-        &post.form,
-        lang,
-        lang.t("項目が選ばれていません。", "No item was picked."),
-    )?;
     let reason = post.field("reason");
-    let todo = ids.clone();
-    let outcomes: Vec<Result<(), String>> = act(&web, &post.ctx, move |review, user| {
-        Ok(todo
-            .iter()
-            .map(|id| {
-                match action.as_str() {
-                    "request" => review
-                        .request_release(user, id, Target::Original, &reason)
-                        .map(|_| ()),
-                    _ => review.delete(user, id, &reason),
-                }
-                .map_err(|e| e.to_string())
-            })
-            .collect())
-    })
-    .await?;
-    Ok(super::bulk_result(
+    super::run_bulk(
+        &web,
         &post.ctx,
+        &post.form,
+        lang.t("項目が選ばれていません。", "No item was picked."),
         super::Bulk {
             title: lang.t("まとめて操作した結果", "Bulk action"),
             caption: lang.t("項目ごとの結果", "Outcome per item"),
             back: ("/items", lang.t("隔離一覧へ戻る", "Back to the list")),
             item_links: true,
         },
-        &ids,
-        &outcomes,
-    ))
+        move |review, user, id| match action.as_str() {
+            "request" => review
+                .request_release(user, id, Target::Original, &reason)
+                .map(|_| ()),
+            _ => review.delete(user, id, &reason),
+        },
+    )
+    .await
 }

@@ -287,3 +287,29 @@ pub(super) fn picked(
     }
     Ok(ids)
 }
+
+/// Carries out a bulk form: each picked ID (`none` when there is none) through `each`, the
+/// same review call its single form makes, so every rule and audit record applies to each;
+/// then the result page.
+pub(super) async fn run_bulk<F>(
+    web: &Web,
+    ctx: &Ctx,
+    form: &HashMap<String, String>,
+    none: &str,
+    bulk: Bulk<'_>,
+    each: F,
+) -> Page
+where
+    F: Fn(&Review, &Actor, &str) -> Result<(), ReviewError> + Send + 'static,
+{
+    let ids = picked(form, ctx.lang, none)?;
+    let todo = ids.clone();
+    let outcomes: Vec<Result<(), String>> = act(web, ctx, move |review, user| {
+        Ok(todo
+            .iter()
+            .map(|id| each(review, user, id).map_err(|e| e.to_string()))
+            .collect())
+    })
+    .await?;
+    Ok(bulk_result(ctx, bulk, &ids, &outcomes))
+}

@@ -216,29 +216,12 @@ pub(super) async fn bulk(State(web): State<Arc<Web>>, post: Posted<Approvers>) -
     if action != "approve" && action != "reject" {
         return Err(no_such_action(lang));
     }
-    let ids = super::picked(
-        &post.form,
-        lang,
-        lang.t("申請が選ばれていません。", "No request was picked."),
-    )?;
     let reason = post.field("reason");
-    let todo = ids.clone();
-    let outcomes: Vec<Result<(), String>> = act(&web, &post.ctx, move |review, user| {
-        Ok(todo
-            .iter()
-            .map(|id| {
-                if action == "approve" {
-                    Approve::take(review, user, id, &reason)
-                } else {
-                    Reject::take(review, user, id, &reason)
-                }
-                .map_err(|e| e.to_string())
-            })
-            .collect())
-    })
-    .await?;
-    Ok(super::bulk_result(
+    super::run_bulk(
+        &web,
         &post.ctx,
+        &post.form,
+        lang.t("申請が選ばれていません。", "No request was picked."),
         super::Bulk {
             title: lang.t("まとめて判断した結果", "Bulk decision"),
             caption: lang.t("申請ごとの結果", "Outcome per request"),
@@ -248,7 +231,13 @@ pub(super) async fn bulk(State(web): State<Arc<Web>>, post: Posted<Approvers>) -
             ),
             item_links: false,
         },
-        &ids,
-        &outcomes,
-    ))
+        move |review, user, id| {
+            if action == "approve" {
+                Approve::take(review, user, id, &reason)
+            } else {
+                Reject::take(review, user, id, &reason)
+            }
+        },
+    )
+    .await
 }
