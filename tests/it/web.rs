@@ -2321,3 +2321,46 @@ fn the_item_list_takes_local_days_and_refuses_a_date_it_cannot_read() {
     }
     rt.block_on(running.stop("test"));
 }
+
+/// The requests table sorts by a column heading link (no script) and says which way in
+/// `aria-sort`; newest request first by default.
+#[test]
+fn the_requests_table_sorts_by_a_column_heading_link() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(data.path(), "");
+    c.notices.recipients = false;
+    for id in ["Q0001", "Q0002", "Q0003"] {
+        seed(data.path(), id, None, "malformed", "held", b"x");
+    }
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let addr = running.admin_addr;
+    // Three requesters, asking in the order Q0002 (sato), Q0003 (abe), Q0001 (kato).
+    for (who, item) in [("sato", "Q0002"), ("abe", "Q0003"), ("kato", "Q0001")] {
+        let mut op = account(&c, addr, who, "operator");
+        let t = op.token();
+        let r = op.post(
+            &format!("/items/{item}/request"),
+            &[("csrf", &t), ("target", "original"), ("reason", "必要")],
+        );
+        assert_eq!(r.status, 303, "{}", r.text());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut b = account(&c, addr, "kansa", "auditor");
+    let order = |page: &str| -> Vec<String> {
+        page.split("<td><a class=\"id\" href=\"/items/")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_string)
+            .collect()
+    };
+    let page = b.get("/requests").text();
+    assert_eq!(order(&page), ["Q0001", "Q0003", "Q0002"], "newest first");
+    assert!(page.contains("aria-sort=\"descending\""), "{page}");
+    let by_requester = b.get("/requests?sort=requester&dir=asc").text();
+    assert_eq!(order(&by_requester), ["Q0003", "Q0001", "Q0002"]);
+    assert!(by_requester.contains("aria-sort=\"ascending\""));
+    let by_item = b.get("/requests?sort=item&dir=desc").text();
+    assert_eq!(order(&by_item), ["Q0003", "Q0002", "Q0001"]);
+    rt.block_on(running.stop("test"));
+}

@@ -19,8 +19,8 @@ use maud::{html, Markup};
 use super::{act, no_such_action, state_label, Page, Params, Res};
 use crate::admin::web::guard::{Admits, Approvers, Ctx, Operators, Posted, Signed};
 use crate::admin::web::html::jst;
-use crate::admin::web::html::url;
-use crate::admin::web::layout::{done_notice, frame, head_row};
+use crate::admin::web::html::{url, Lang};
+use crate::admin::web::layout::{done_notice, frame};
 use crate::admin::web::{lang, redirect, Web};
 use crate::review::{Actor, Request, RequestState, Review, ReviewError};
 
@@ -55,13 +55,82 @@ pub(super) fn decision_forms(ctx: &Ctx, r: &Request, me: &str) -> Markup {
     }
 }
 
+/// The requests table's columns: sort key (empty: not sortable), Japanese and English heading.
+const REQUEST_COLUMNS: [(&str, &str, &str); 8] = [
+    ("id", "ID", "ID"),
+    ("item", "隔離ID", "Item"),
+    ("requested", "申請日時", "Requested"),
+    ("requester", "申請者", "Requester"),
+    ("", "宛先・出力先", "Target"),
+    ("", "理由", "Reason"),
+    ("state", "状態", "State"),
+    ("", "", ""),
+];
+
+/// The order the query asks for (`sort`, `dir`); newest request first by default.
+fn request_order(q: &Params) -> (&'static str, bool) {
+    let key = q
+        .get("sort")
+        .and_then(|k| {
+            REQUEST_COLUMNS
+                .iter()
+                .find(|(c, _, _)| !c.is_empty() && c == k)
+        })
+        .map_or("requested", |(c, _, _)| *c);
+    let desc = match q.get("dir").map(String::as_str) {
+        Some("asc") => false,
+        Some("desc") => true,
+        _ => key == "requested",
+    };
+    (key, desc)
+}
+
+/// Orders the requests by column `key` (ties by request time, then ID: a stable order).
+fn sort_requests(all: &mut [Request], key: &str, desc: bool) {
+    all.sort_by(|a, b| {
+        let primary = match key {
+            "id" => a.id.cmp(&b.id),
+            "item" => a.item_id.cmp(&b.item_id),
+            "requester" => a.requester.cmp(&b.requester),
+            "state" => a.state.as_str().cmp(b.state.as_str()),
+            _ => std::cmp::Ordering::Equal,
+        };
+        let o = primary
+            .then_with(|| a.requested_at.cmp(&b.requested_at))
+            .then_with(|| a.id.cmp(&b.id));
+        if desc {
+            o.reverse()
+        } else {
+            o
+        }
+    });
+}
+
+/// A heading that sorts the table by `key` (a plain link, no script), saying in `aria-sort`
+/// which way the current column runs.
+fn request_heading(lang: Lang, key: &str, label: &str, (current, desc): (&str, bool)) -> Markup {
+    let on = current == key;
+    let next = if on && !desc { "desc" } else { "asc" };
+    let aria = on.then_some(if desc { "descending" } else { "ascending" });
+    html! {
+        th scope="col" aria-sort=[aria] {
+            a href={ "/requests?sort=" (key) "&dir=" (next) } title=(lang.t("この列で並べ替え", "Sort by this column")) {
+                (label)
+                @if on { " " (if desc { "▼" } else { "▲" }) }
+            }
+        }
+    }
+}
+
 pub(super) async fn requests(
     State(web): State<Arc<Web>>,
     Query(q): Query<Params>,
     Signed(ctx, _): Signed,
 ) -> Page {
     let lang = ctx.lang;
-    let all = act(&web, &ctx, |review, _| review.requests(None)).await?;
+    let mut all = act(&web, &ctx, |review, _| review.requests(None)).await?;
+    let (key, desc) = request_order(&q);
+    sort_requests(&mut all, key, desc);
     let me = ctx.session.user.as_str();
     let sections = [
         (lang.t("承認待ち", "Awaiting approval"), true),
@@ -80,16 +149,15 @@ pub(super) async fn requests(
             h2 { (title) }
             table {
                 caption.sr { (title) }
-                (head_row(lang, &[
-                    ("ID", "ID"),
-                    ("隔離ID", "Item"),
-                    ("申請日時", "Requested"),
-                    ("申請者", "Requester"),
-                    ("宛先・出力先", "Target"),
-                    ("理由", "Reason"),
-                    ("状態", "State"),
-                    ("", ""),
-                ]))
+                thead { tr {
+                    @for (k, ja, en) in REQUEST_COLUMNS {
+                        @if k.is_empty() {
+                            th scope="col" { (lang.t(ja, en)) }
+                        } @else {
+                            (request_heading(lang, k, lang.t(ja, en), (key, desc)))
+                        }
+                    }
+                } }
                 @for r in all.iter().filter(|r| (r.state == RequestState::Pending) == pending).take(200) {
                     tr {
                         th scope="row" {
