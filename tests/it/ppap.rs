@@ -193,20 +193,7 @@ impl Gateway {
         let addr = self.running.as_ref().unwrap().smtp_addr;
         let (mut c, _) = Client::connect(addr);
         assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
-        assert_eq!(c.send(format!("MAIL FROM:<{from}>\r\n").as_bytes()), 250);
-        assert_eq!(c.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()), 250);
-        assert_eq!(c.send(b"DATA\r\n"), 354);
-        let mut data = Vec::new();
-        for line in message.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.starts_with(b".") {
-                data.push(b'.');
-            }
-            data.extend_from_slice(line);
-            data.extend_from_slice(b"\r\n");
-        }
-        data.extend_from_slice(b".\r\n");
-        assert_eq!(c.send(&data), 250);
+        assert_eq!(c.mail_from(from, &[rcpt], message), 250);
         assert_eq!(c.send(b"QUIT\r\n"), 221);
     }
 
@@ -985,22 +972,7 @@ impl Gateway {
         let addr = self.running.as_ref().unwrap().smtp_addr;
         let (mut c, _) = Client::connect(addr);
         assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
-        assert_eq!(c.send(format!("MAIL FROM:<{from}>\r\n").as_bytes()), 250);
-        for r in rcpts {
-            assert_eq!(c.send(format!("RCPT TO:<{r}>\r\n").as_bytes()), 250);
-        }
-        assert_eq!(c.send(b"DATA\r\n"), 354);
-        let mut data = Vec::new();
-        for line in message.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.starts_with(b".") {
-                data.push(b'.');
-            }
-            data.extend_from_slice(line);
-            data.extend_from_slice(b"\r\n");
-        }
-        data.extend_from_slice(b".\r\n");
-        assert_eq!(c.send(&data), 250);
+        assert_eq!(c.mail_from(from, rcpts, message), 250);
         assert_eq!(c.send(b"QUIT\r\n"), 221);
     }
 

@@ -88,8 +88,14 @@ impl Client {
         self.reply()
     }
     pub fn mail(&mut self, rcpt: &str, message: &[u8]) -> u16 {
-        assert_eq!(self.send(b"MAIL FROM:<sender@example.invalid>\r\n"), 250);
-        assert_eq!(self.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()), 250);
+        self.mail_from("sender@example.invalid", &[rcpt], message)
+    }
+    /// One transaction with its own envelope: the reply to the end of DATA.
+    pub fn mail_from(&mut self, from: &str, rcpts: &[&str], message: &[u8]) -> u16 {
+        assert_eq!(self.send(format!("MAIL FROM:<{from}>\r\n").as_bytes()), 250);
+        for rcpt in rcpts {
+            assert_eq!(self.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()), 250);
+        }
         assert_eq!(self.send(b"DATA\r\n"), 354);
         let mut data = Vec::new();
         for line in message.split(|&b| b == b'\n') {
