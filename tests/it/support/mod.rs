@@ -343,21 +343,7 @@ pub fn hold(data: &Path, item: &mukaika::store::quarantine::QuarantineItem, byte
 /// `account password` do), with [`CLI_PASSWORD`] as its password.
 pub fn control_account(config: &ServiceConfig, name: &str, roles: &str) {
     use mukaika::admin::control::{run, Op};
-    let reply = run(
-        config,
-        Op::UserAdd {
-            name: name.into(),
-            roles: mukaika::review::parse_roles(roles).unwrap(),
-        },
-    )
-    .unwrap();
-    assert!(reply.ok, "{}", reply.message);
-    let one_time = reply
-        .message
-        .lines()
-        .find_map(|l| l.split_once("one-time password: ").map(|(_, p)| p.trim()))
-        .expect("a one-time password")
-        .to_string();
+    let one_time = web::add_user(config, name, roles);
     let reply = run(
         config,
         Op::ChangePassword {
