@@ -44,9 +44,6 @@ fn local_name(input: &[u8], start: u64) -> Option<&[u8]> {
     input.get(start + 30..start + 30 + len)
 }
 
-/// Reads every member of the ZIP into memory, enforcing the limits.
-///
-/// # Errors
 /// Opens a ZIP's central directory, refusing more members than `limits` allow.
 ///
 /// # Errors
@@ -67,6 +64,9 @@ pub(crate) fn open<'a>(
     Ok(archive)
 }
 
+/// Reads every member of the ZIP into memory, enforcing the limits.
+///
+/// # Errors
 /// Malformed, encrypted or over-limit archives, as listed in the module docs; unsupported
 /// compression methods are `unsupported`.
 pub fn entries<'a>(input: &'a [u8], limits: &Limits) -> Result<Vec<Entry<'a>>> {

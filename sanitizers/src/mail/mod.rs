@@ -1578,21 +1578,22 @@ fn notice(report: &MailReport, links: LinkMode) -> String {
         let name = r.input.clone().unwrap_or_else(|| "(名前なし)".into());
         // The verdict word (report.rs, the same in import reports, the CLI and the UI), then
         // what it means in plain Japanese; a held original carries its quarantine ID.
+        let kept = a
+            .quarantine_id
+            .as_ref()
+            .map(|id| format!("（隔離ID: {id}）"))
+            .unwrap_or_default();
         let fate = match a.disposition {
             Disposition::Attached => attached_label(r),
-            Disposition::Removed => match &a.quarantine_id {
-                Some(id) => format!(
-                    "{}（隔離ID: {id}）: {}",
-                    Verdict::Blocked.label_ja(),
-                    removed_label(r)
-                ),
-                None => format!("{}: {}", Verdict::Blocked.label_ja(), removed_label(r)),
-            },
+            Disposition::Removed => format!(
+                "{}{kept}: {}",
+                Verdict::Blocked.label_ja(),
+                reason_label(r, BLOCKED)
+            ),
             Disposition::Held => format!(
-                "{}（隔離ID: {}）: {}",
+                "{}{kept}: {}",
                 Verdict::Quarantined.label_ja(),
-                a.quarantine_id.clone().unwrap_or_default(),
-                held_label(r)
+                reason_label(r, HELD)
             ),
         };
         out.push_str(&format!(
@@ -1636,17 +1637,15 @@ fn attached_label(r: &Report) -> String {
     s
 }
 
-/// Why an attachment was removed, in plain Japanese ([`Report::explain_ja`]: the one place
-/// reasons become staff sentences).
-fn removed_label(r: &Report) -> String {
-    r.explain_ja()
-        .unwrap_or_else(|| "受け付けられない種類のファイルです。".into())
-}
+/// What a blocked attachment is, when its report says nothing more.
+const BLOCKED: &str = "受け付けられない種類のファイルです。";
+/// What a held attachment is, when its report says nothing more.
+const HELD: &str = "安全に作り直せないファイルです。";
 
-/// Why an attachment is held, in plain Japanese.
-fn held_label(r: &Report) -> String {
-    r.explain_ja()
-        .unwrap_or_else(|| "安全に作り直せないファイルです。".into())
+/// Why an attachment was removed or held, in plain Japanese ([`Report::explain_ja`]: the one
+/// place reasons become staff sentences), or `fallback`.
+fn reason_label(r: &Report, fallback: &str) -> String {
+    r.explain_ja().unwrap_or_else(|| fallback.into())
 }
 
 /// Parses the converted message back: one text/plain body, attachments only as announced, no

@@ -14,7 +14,7 @@
 //! [`CleanFile`]: crate::registry::CleanFile
 
 use super::build::{self, Mailbox, OutPart};
-use super::{attached_label, held_label, recheck, removed_label, thousands, CleanMessage};
+use super::{attached_label, reason_label, recheck, thousands, CleanMessage, BLOCKED};
 use crate::policy::Policy;
 use crate::registry::Outcome;
 use crate::report::{sha256_hex, Report, Verdict};
@@ -158,8 +158,16 @@ fn mailbox(address: &str) -> Mailbox {
 fn fate(r: &Report) -> String {
     match r.verdict {
         Verdict::Sanitized | Verdict::Passed => attached_label(r),
-        Verdict::Blocked => format!("{}: {}", Verdict::Blocked.label_ja(), removed_label(r)),
-        Verdict::Quarantined => format!("{}: {}", Verdict::Quarantined.label_ja(), held_label(r)),
+        Verdict::Blocked => format!(
+            "{}: {}",
+            Verdict::Blocked.label_ja(),
+            reason_label(r, BLOCKED)
+        ),
+        Verdict::Quarantined => format!(
+            "{}: {}",
+            Verdict::Quarantined.label_ja(),
+            reason_label(r, super::HELD)
+        ),
     }
 }
 
@@ -189,7 +197,7 @@ fn collect(r: &Report, out: &mut Vec<String>) {
         });
     }
     if r.verdict == Verdict::Blocked && !at.is_empty() && r.reason.is_some() {
-        out.push(format!("{at}: {}", removed_label(r)));
+        out.push(format!("{at}: {}", reason_label(r, BLOCKED)));
     }
     for c in &r.children {
         collect(c, out);
