@@ -17,8 +17,6 @@
 
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -40,33 +38,12 @@ impl RelayTls {
     /// The file cannot be read, holds no certificate, or `host` is not a valid name.
     pub fn new(ca_file: &std::path::Path, host: &str) -> crate::error::Result<Self> {
         use crate::error::Error;
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::CertificateDer;
-        let bad = |e: &dyn std::fmt::Display| {
-            Error::config(format!("delivery.relay_ca_file {}: {e}", ca_file.display()))
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_file)
-            .map_err(|e| bad(&e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| bad(&e))?;
-        if certs.is_empty() {
-            return Err(bad(&"no certificate"));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| bad(&e))?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::config(format!("relay TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = crate::tls::client_config(ca_file)
+            .map_err(|e| Error::config(format!("delivery.relay_ca_file: {e}")))?;
         let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
             .map_err(|e| Error::config(format!("delivery.relay host {host:?}: {e}")))?;
         Ok(Self {
-            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            connector: tokio_rustls::TlsConnector::from(config),
             server_name,
         })
     }
