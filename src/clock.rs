@@ -305,9 +305,50 @@ pub fn parse_people_time_in(s: &str, zone: &TimeZone) -> Option<u64> {
     u64::try_from(t.as_millisecond()).ok()
 }
 
+/// The end of a range a person typed ("until"), exclusive, in ms: a bare day means through
+/// that day — the next local midnight, whatever the day's length in the zone — and a time is
+/// that time. `None` for anything [`parse_people_time`] would refuse. The web filters and the
+/// CLI's `--until` read the same way.
+pub fn parse_people_until(s: &str) -> Option<u64> {
+    parse_people_until_in(s, people_zone())
+}
+
+/// [`parse_people_until`] in a given zone.
+pub fn parse_people_until_in(s: &str, zone: &TimeZone) -> Option<u64> {
+    let t = s.trim();
+    if t.len() != 10 {
+        return parse_people_time_in(t, zone);
+    }
+    let next = t.parse::<jiff::civil::Date>().ok()?.tomorrow().ok()?;
+    let ts = zone.to_timestamp(next.at(0, 0, 0, 0)).ok()?;
+    u64::try_from(ts.as_millisecond()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn until_a_day_is_through_that_day_and_until_a_time_is_that_time() {
+        let tokyo = zone_named("Asia/Tokyo").unwrap();
+        let day = parse_people_time_in("2026-11-27", &tokyo).unwrap();
+        assert_eq!(
+            parse_people_until_in("2026-11-27", &tokyo),
+            Some(day + 86_400_000)
+        );
+        assert_eq!(
+            parse_people_until_in("2026-11-27 09:30", &tokyo),
+            parse_people_time_in("2026-11-27 09:30", &tokyo)
+        );
+        assert_eq!(parse_people_until_in("yesterday", &tokyo), None);
+        // A day of 23 hours (spring forward in Berlin): its end is the next local midnight.
+        let berlin = zone_named("Europe/Berlin").unwrap();
+        let start = parse_people_time_in("2026-03-29", &berlin).unwrap();
+        assert_eq!(
+            parse_people_until_in("2026-03-29", &berlin),
+            Some(start + 23 * 3_600_000)
+        );
+    }
 
     const DEC_4_2026: u64 = 1_796_406_775_843; // 2026-12-04T17:52:55.843Z
 

@@ -102,14 +102,15 @@ fn filter_of(q: &Params) -> Result<(crate::audit::Search, bool), String> {
     let searched = FIELDS.iter().any(|(k, _, _)| get(k).is_some());
     let bound = |key: &str, whole_day: bool| -> Result<Option<String>, String> {
         let Some(v) = get(key) else { return Ok(None) };
-        let ms = crate::clock::parse_people_time(&v).ok_or_else(|| v.clone())?;
-        // "Until 2026-11-27" includes that day: the bound is the next day's start.
-        let day = if whole_day && v.len() == 10 {
-            86_400_000
+        // "Until 2026-11-27" includes that day: the bound is the next local midnight.
+        let ms = if whole_day {
+            crate::clock::parse_people_until(&v)
         } else {
-            0
+            crate::clock::parse_people_time(&v)
         };
-        Ok(Some(crate::clock::rfc3339_utc(ms + day)))
+        Ok(Some(crate::clock::rfc3339_utc(
+            ms.ok_or_else(|| v.clone())?,
+        )))
     };
     Ok((
         crate::audit::Search {

@@ -67,9 +67,11 @@ const PAGE_SIZE: usize = 50;
 /// A `since`/`until` value as people type it (local time, `[ui] timezone`, as the table shows
 /// it) in ms; an `until` that is a bare day includes that day.
 fn people_bound(value: &str, until: bool) -> Option<u64> {
-    let ms = crate::clock::parse_people_time(value)?;
-    let whole_day = until && value.trim().len() == 10;
-    Some(if whole_day { ms + 86_400_000 } else { ms })
+    if until {
+        crate::clock::parse_people_until(value)
+    } else {
+        crate::clock::parse_people_time(value)
+    }
 }
 
 /// The page refusing a `since`/`until` the list cannot read (a typo must not read as "no
