@@ -100,15 +100,25 @@ fn bad_bound(lang: Lang, q: &Params) -> Result<(), super::Res> {
     Ok(())
 }
 
+/// The list's `since` and `until` in ms, read once per request (unreadable ones were refused
+/// before, by `bad_bound`).
+type Bounds = (Option<u64>, Option<u64>);
+
+fn bounds(q: &Params) -> Bounds {
+    let get = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    (
+        get("since").and_then(|v| people_bound(v, false)),
+        get("until").and_then(|v| people_bound(v, true)),
+    )
+}
+
 /// Whether an item passes the list filters. Dates are local days (`YYYY-MM-DD`, `[ui] timezone`).
-fn passes(i: &QuarantineItem, status: &str, q: &Params) -> bool {
+fn passes(i: &QuarantineItem, status: &str, q: &Params, (since, until): Bounds) -> bool {
     let get = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let contains = |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
     let at = parse_filter_time(&i.at).unwrap_or(0);
-    // Unreadable bounds were refused before (`bad_bound`); here they cannot be None.
-    let bound = |k: &str| get(k).and_then(|v| people_bound(v, k == "until"));
-    bound("since").is_none_or(|s| at >= s)
-        && bound("until").is_none_or(|u| at < u)
+    since.is_none_or(|s| at >= s)
+        && until.is_none_or(|u| at < u)
         && get("source").is_none_or(|s| i.source == s)
         && get("reason").is_none_or(|r| i.reason == r)
         && get("status").is_none_or(|s| status == s)
@@ -236,10 +246,11 @@ fn listed<'a>(
     q: &Params,
 ) -> Vec<(&'a QuarantineItem, &'static str)> {
     let (key, desc) = sort_of(q);
+    let range = bounds(q);
     let mut matching: Vec<(&QuarantineItem, &'static str)> = all
         .iter()
         .map(|i| (i, status_key(statuses.get(&i.id).copied())))
-        .filter(|(i, s)| passes(i, s, q))
+        .filter(|(i, s)| passes(i, s, q, range))
         .collect();
     matching.sort_by(|a, b| {
         let o = compare(key, a, b);
