@@ -356,9 +356,15 @@ pub fn finding_detail_en(finding: &Finding) -> String {
         Finding::ExtensionMismatch {
             extension,
             detected,
-        } => format!("the name ends in .{extension} but the content is {detected}"),
+        } => format!(
+            "the name ends in .{} but the content is {detected}",
+            one_line(extension)
+        ),
         Finding::MimeMismatch { mime, detected } => {
-            format!("declared as {mime} but the content is {detected}")
+            format!(
+                "declared as {} but the content is {detected}",
+                one_line(mime)
+            )
         }
         Finding::DoubleExtension { name } => format!("double extension in {name:?}"),
         Finding::BidiControlInName { name } => {
