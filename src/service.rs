@@ -372,14 +372,14 @@ async fn node_task(
     node: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let pg: Arc<std::sync::Mutex<Option<crate::store::postgres::Pg>>> =
+    let pg: Arc<std::sync::Mutex<Option<Arc<crate::store::postgres::Pg>>>> =
         Arc::new(std::sync::Mutex::new(None));
     loop {
         let (pg, store, node) = (Arc::clone(&pg), store.clone(), node.clone());
         let reported = tokio::task::spawn_blocking(move || {
             let mut slot = pg.lock().unwrap_or_else(|p| p.into_inner());
             if slot.is_none() {
-                *slot = Some(crate::store::postgres::Pg::open(&store)?);
+                *slot = Some(crate::store::postgres::Pg::shared(&store)?);
             }
             match slot.as_ref() {
                 Some(pg) => pg.heartbeat(&node, env!("CARGO_PKG_VERSION")),

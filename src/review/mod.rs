@@ -942,9 +942,9 @@ fn open_store(config: &ServiceConfig) -> Result<Db, ReviewError> {
                 &config.data.dir.join("review.db"),
             )?)))
         }
-        crate::config::StoreBackend::Postgres => Ok(Db::Postgres(Arc::new(
-            crate::store::postgres::Pg::open(&config.store).map_err(ReviewError::internal)?,
-        ))),
+        crate::config::StoreBackend::Postgres => Ok(Db::Postgres(
+            crate::store::postgres::Pg::shared(&config.store).map_err(ReviewError::internal)?,
+        )),
     }
 }
 

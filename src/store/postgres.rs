@@ -91,7 +91,13 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
     }
 }
 
-/// A PostgreSQL database: one connection, re-made on first use after it broke.
+/// How many connections one process keeps to the database: enough that a large quarantine
+/// upload does not stall a login on the same node, few enough that dozens of nodes stay far
+/// below the server's `max_connections`.
+pub const POOL_SIZE: usize = 4;
+
+/// A PostgreSQL database: a small pool of connections, each re-made on first use after it
+/// broke.
 pub struct Pg {
     config: tokio_postgres::Config,
     /// TLS to the server, when `ca_file` is set.
@@ -100,7 +106,9 @@ pub struct Pg {
     runtime: tokio::runtime::Handle,
     /// Ends the private runtime's thread when dropped.
     _stop: tokio::sync::oneshot::Sender<()>,
-    client: Mutex<Option<tokio_postgres::Client>>,
+    clients: Vec<Mutex<Option<tokio_postgres::Client>>>,
+    /// Where a caller that finds every connection busy waits (round robin).
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Pg {
@@ -137,6 +145,34 @@ impl Pg {
                  store migrate --config FILE` first"
             )));
         }
+        Ok(pg)
+    }
+
+    /// The database `store` names, opened once per process and shared by everything that
+    /// uses it (the review store, the quarantine, the node's reports): one pool, one
+    /// connection thread. Opened (and its schema checked, as [`Pg::open`]) on first use; a
+    /// later call while it is in use returns the same one.
+    ///
+    /// # Errors
+    /// As [`Pg::open`].
+    pub fn shared(store: &StoreSection) -> Result<Arc<Pg>> {
+        type Open = Vec<(
+            (Option<String>, Option<std::path::PathBuf>),
+            std::sync::Weak<Pg>,
+        )>;
+        static OPEN: Mutex<Open> = Mutex::new(Vec::new());
+        let key = (store.url.clone(), store.ca_file.clone());
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|(_, pg)| pg.strong_count() > 0);
+        if let Some(pg) = open
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, pg)| pg.upgrade())
+        {
+            return Ok(pg);
+        }
+        let pg = Arc::new(Pg::open(store)?);
+        open.push((key, Arc::downgrade(&pg)));
         Ok(pg)
     }
 
@@ -190,22 +226,37 @@ impl Pg {
             tls,
             runtime: handle,
             _stop: stop,
-            client: Mutex::new(None),
+            clients: (0..POOL_SIZE).map(|_| Mutex::new(None)).collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
         };
         drop(pg.client()?);
         Ok(pg)
     }
 
-    /// The connection, made (again) when there is none or it broke. Held, it is this
-    /// process's alone: callers' statements and transactions do not interleave.
+    /// A connection of the pool — a free one if any, else the next in turn, waited for —
+    /// made (again) when there is none or it broke. Held, it is the caller's alone: its
+    /// statements and transactions do not interleave with anyone else's.
     ///
     /// # Errors
     /// The server cannot be reached or refuses the login.
     pub fn client(&self) -> Result<MutexGuard<'_, Option<tokio_postgres::Client>>> {
-        let mut guard = self
-            .client
-            .lock()
-            .map_err(|_| Error::transient("PostgreSQL connection lock poisoned"))?;
+        use std::sync::TryLockError;
+        // A caller that panicked left at most a connection in a transaction, which
+        // tokio-postgres rolls back when the transaction is dropped: the slot is usable.
+        let free = self.clients.iter().find_map(|slot| match slot.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        });
+        let mut guard = match free {
+            Some(guard) => guard,
+            None => {
+                let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.clients[n % self.clients.len()]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            }
+        };
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
             *guard = None;
             let config = self.config.clone();
