@@ -220,6 +220,9 @@ backend = "sqlite"
 # url = "postgres://mukaika@db.city.example.lg.jp/mukaika"
 # With postgres over the network: TLS, the server's certificate checked against this CA.
 # ca_file = "/etc/mukaika/db-ca.pem"
+# 承認された解除を配送中のノードが保持する秒数。ノードが停止すると、この時間の後に別のノードが引き継ぎます。
+# Seconds a node holds an approved release it is delivering; another node takes it over after this.
+# release_lease_secs = 120
 
 [policy]
 # The sanitizing policy (see README, "Policy"); defaults are fail-closed.
@@ -952,7 +955,7 @@ impl Default for QuarantineSection {
 
 /// `[store]`: the database behind accounts, login sessions, lockout counters and release
 /// requests — node-local SQLite (the default) or a PostgreSQL every node of a cluster shares.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
     /// `sqlite` (`review.db` under the data directory: one node, the default) or `postgres`
@@ -974,6 +977,28 @@ pub struct StoreSection {
     /// production.
     #[serde(default)]
     pub dangerous_plaintext: bool,
+    /// Seconds a node holds an approved release it is delivering (postgres only). Another
+    /// node takes the release over only after this, so the delivery itself is cut off well
+    /// before it (at three quarters): one node delivers, and a node that dies mid-delivery
+    /// delays the release by at most this much. At least 5.
+    #[serde(default = "default_release_lease_secs")]
+    pub release_lease_secs: u64,
+}
+
+fn default_release_lease_secs() -> u64 {
+    120
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::default(),
+            url: None,
+            ca_file: None,
+            dangerous_plaintext: false,
+            release_lease_secs: default_release_lease_secs(),
+        }
+    }
 }
 
 impl StoreSection {
@@ -990,6 +1015,9 @@ impl StoreSection {
         let Some(url) = &store.url else {
             return Err("store.url: needed with backend = \"postgres\"".into());
         };
+        if store.release_lease_secs < 5 {
+            return Err("store.release_lease_secs: at least 5 (seconds)".into());
+        }
         // The parser's message could echo the string, password and all: say only what is wrong.
         let config = <tokio_postgres::Config as std::str::FromStr>::from_str(url)
             .map_err(|_| "store.url: not a PostgreSQL connection string or URL".to_string())?;

@@ -411,11 +411,19 @@ async fn review_task(
     sink: Sink,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Once a minute; in a cluster also at least twice per release lease, so a release a dead
+    // node held is taken over soon after its lease runs out.
+    let retry_every = match review.config().store.backend {
+        crate::config::StoreBackend::Sqlite => 6,
+        crate::config::StoreBackend::Postgres => {
+            (review.config().store.release_lease_secs / 20).clamp(1, 6)
+        }
+    };
     let mut ticks: u64 = 0;
     loop {
         let r = Arc::clone(&review);
         let s = sink.clone();
-        let retry = ticks.is_multiple_of(6);
+        let retry = ticks.is_multiple_of(retry_every);
         let _ = tokio::task::spawn_blocking(move || {
             if retry {
                 if let Err(e) = r.deliver_approved() {
@@ -448,8 +456,21 @@ async fn retention_task(
             (c.audit.retention_days, c.quarantine.retention_days)
         };
         let (a, q) = (Arc::clone(&audit), Arc::clone(&quarantine));
+        let store = config.get().store.clone();
         let pass = tokio::task::spawn_blocking(move || {
-            crate::review::retention::run(&a, q.as_ref(), audit_days, quarantine_days)
+            let cluster = match store.backend {
+                crate::config::StoreBackend::Sqlite => None,
+                crate::config::StoreBackend::Postgres => {
+                    Some(crate::store::postgres::Pg::shared(&store)?)
+                }
+            };
+            crate::review::retention::run_clustered(
+                &a,
+                q.as_ref(),
+                audit_days,
+                quarantine_days,
+                cluster.as_deref(),
+            )
         })
         .await;
         match pass {

@@ -1,24 +1,53 @@
 //! The administrators' notices about new quarantine items: one mail per pass, or a digest every
 //! `digest_minutes`, for items held by mail and by the import folder alike.
 //!
-//! Owns: the watermark `<data>/notice-state` (written through `crate::durable`), so a restart
-//! neither repeats nor skips a notice. The notice lists, besides the new items, the PPAP items
+//! Owns: the watermark — `<data>/notice-state` (written through `crate::durable`) on one node,
+//! one row of the shared `cluster_state` in a cluster, moved only by the node holding the
+//! advisory lock of [`Job::AdminNotices`] — so a restart (or a second node) neither repeats
+//! nor skips a notice. The notice lists, besides the new items, the PPAP items
 //! held and those unlocked since the last one; each pass also lets the PPAP engine mark held
 //! encrypted items nobody unlocked in time as expired (audited once, counted by the metrics).
 //! Time comes from the review's clock ([`Review::clock`]), so a test decides when a digest is
 //! due instead of waiting `digest_minutes`.
 //! Must never: announce an item whose record may still be being written (see `SETTLE_MS`).
 
+use crate::error::Result;
 use crate::review::Review;
 use crate::sink::notice;
 use crate::sink::Sink;
+use crate::store::postgres::{Job, Pg};
 use crate::store::quarantine::QuarantineItem;
 
 /// Where the administrators' notices have got to: items quarantined at or before this time
-/// (RFC 3339) were announced. Kept in `<data>/notice-state`, so a restart neither repeats nor
-/// skips a notice.
-fn watermark_path(config: &crate::config::ServiceConfig) -> std::path::PathBuf {
-    config.data.dir.join("notice-state")
+/// (RFC 3339) were announced.
+enum Watermark<'a> {
+    /// `<data>/notice-state` on one node.
+    File(std::path::PathBuf),
+    /// The cluster's `cluster_state` row, written under the notices' advisory lock.
+    Cluster(&'a Pg, &'a str),
+}
+
+/// The cluster state row holding the watermark.
+const CLUSTER_KEY: &str = "admin_notice_watermark";
+
+impl Watermark<'_> {
+    fn read(&self) -> Result<Option<String>> {
+        match self {
+            Watermark::File(path) => Ok(std::fs::read_to_string(path)
+                .ok()
+                .map(|s| s.trim().to_string())),
+            Watermark::Cluster(pg, _) => pg.state(CLUSTER_KEY),
+        }
+    }
+
+    /// Moves the watermark durably: a crash right after a notice went out must not send it
+    /// again.
+    fn write(&self, value: &str) -> Result<()> {
+        match self {
+            Watermark::File(path) => write_watermark(path, value),
+            Watermark::Cluster(pg, node) => pg.set_state(CLUSTER_KEY, value, node),
+        }
+    }
 }
 
 /// Items quarantined after the watermark are only announced once they are this old, so an item
@@ -31,25 +60,40 @@ const SETTLE_MS: u64 = 5_000;
 /// # Errors
 /// The store, the sink or the watermark file failed; the watermark stays, so the next pass
 /// sends them.
-pub fn admin_pass(review: &Review, sink: &Sink) -> crate::error::Result<usize> {
-    use crate::error::Error;
+pub fn admin_pass(review: &Review, sink: &Sink) -> Result<usize> {
     let config = review.config();
-    let notices = &config.notices;
     if let Some(ppap) = review.ppap() {
         if let Err(e) = ppap.mark_expired() {
             tracing::error!(error = %e, "expired PPAP items not marked; tried again");
         }
     }
-    let path = watermark_path(&config);
+    match review.cluster_db() {
+        None => pass(
+            review,
+            sink,
+            &Watermark::File(config.data.dir.join("notice-state")),
+        ),
+        // Another node is announcing now: its pass covers this node's items too (the
+        // quarantine is shared).
+        Some(pg) => Ok(pg
+            .one_at_a_time(Job::AdminNotices, || {
+                pass(review, sink, &Watermark::Cluster(pg, &config.audit.node))
+            })?
+            .transpose()?
+            .unwrap_or(0)),
+    }
+}
+
+fn pass(review: &Review, sink: &Sink, watermark: &Watermark<'_>) -> Result<usize> {
+    use crate::error::Error;
+    let config = review.config();
+    let notices = &config.notices;
     let now = review.clock().now_ms();
     let upto = crate::clock::rfc3339_utc(now.saturating_sub(SETTLE_MS));
-    let since = match std::fs::read_to_string(&path) {
-        Ok(s) => s.trim().to_string(),
+    let Some(since) = watermark.read()? else {
         // First run: start from now rather than announcing the whole history.
-        Err(_) => {
-            write_watermark(&path, &upto)?;
-            return Ok(0);
-        }
+        watermark.write(&upto)?;
+        return Ok(0);
     };
     // A damaged watermark must not make notices skip items: items are listed by comparing
     // text, and garbage such as "x" sorts after every timestamp. Announce everything still in
@@ -57,11 +101,11 @@ pub fn admin_pass(review: &Review, sink: &Sink) -> crate::error::Result<usize> {
     let since = if crate::clock::parse_rfc3339(&since).is_some() {
         since
     } else {
-        tracing::warn!(path = %path.display(), watermark = %since, "notice watermark unreadable; announcing every quarantined item");
+        tracing::warn!(watermark = %since, "notice watermark unreadable; announcing every quarantined item");
         String::new()
     };
     if notices.admin_to.is_empty() {
-        return write_watermark(&path, &upto).map(|()| 0);
+        return watermark.write(&upto).map(|()| 0);
     }
     if notices.admin_mode == crate::config::NoticeMode::Digest {
         // No readable watermark (see above): due now.
@@ -95,12 +139,12 @@ pub fn admin_pass(review: &Review, sink: &Sink) -> crate::error::Result<usize> {
     ) {
         sink.deliver(out)?;
     }
-    write_watermark(&path, &upto)?;
+    watermark.write(&upto)?;
     Ok(fresh.len())
 }
 
-/// Moves the watermark durably: a crash right after a notice went out must not send it again.
-fn write_watermark(path: &std::path::Path, value: &str) -> crate::error::Result<()> {
+/// Writes the file watermark through `crate::durable`.
+fn write_watermark(path: &std::path::Path, value: &str) -> Result<()> {
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     let name = path
         .file_name()

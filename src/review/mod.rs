@@ -27,9 +27,12 @@
 //!   client's peer address, or the CLI's OS user, uid and pid as the kernel reported them).
 //! - At least one enabled administrator stays: disabling, deleting or re-roling the last is
 //!   refused, and nobody does it to their own account. A disabled account cannot log in.
-//! - In a cluster, an item missing from this node's (still node-local) quarantine may be
-//!   another node's: its requests are neither closed as orphans nor delivered here; an
-//!   approval given here is delivered by the node holding the item.
+//! - In a cluster, an approved release is delivered by exactly one node: the node claims the
+//!   request in the shared database with a lease (`claim`), hands the item to the LGWAN side
+//!   itself within three quarters of that lease — straight to the relay, not through its own
+//!   outgoing spool, so that no copy waits on a node that may not come back — and marks it
+//!   delivered only while the claim is still its own. A node that dies mid-delivery is taken
+//!   over by the next pass of another once the lease has run out.
 //! - A web session is stored as the SHA-256 of its token, with the account's credential count
 //!   at login; a reset, a change of password (but for the changing session), disabling,
 //!   deleting or other roles move the count and delete the account's sessions.
@@ -38,6 +41,7 @@
 //! a one-time password or a session token in clear, or tell a login attempt which of name and
 //! password was wrong (or that the account is disabled).
 
+mod claim;
 pub mod digest;
 pub mod release;
 pub mod retention;
@@ -788,7 +792,22 @@ pub struct Review {
     ghosts: Ghosts,
     /// PPAP unlocking, set by the running service (absent: unlocking is refused).
     ppap: std::sync::OnceLock<Arc<crate::ppap::Ppap>>,
+    /// In a cluster (PostgreSQL): release claims, and the relay a claimed release is handed
+    /// to directly.
+    cluster: Option<Cluster>,
 }
+
+/// What a node of a cluster delivers releases with.
+struct Cluster {
+    pg: Arc<crate::store::postgres::Pg>,
+    claims: claim::Claims,
+    /// The relay client and the destination it is recorded as (relay delivery only; with
+    /// a maildir the release goes into this node's maildir under the claim).
+    courier: Option<(Arc<crate::sink::relay_client::RelayClient>, String)>,
+}
+
+/// How long a release whose hand-off failed waits before any node tries it again.
+const RELEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 const USER_COLUMNS: &str =
     "name, role, must_change, locked_until, failed, last_login_at, created_at, disabled";
@@ -996,6 +1015,30 @@ impl Review {
         // On PostgreSQL the schema is checked, never changed, here: `mukaika store migrate`
         // does that.
         let db = open_store(&config.get())?;
+        let cluster = match &db {
+            Db::Sqlite(_) => None,
+            Db::Postgres(pg) => {
+                let c = config.get();
+                let courier = match c.delivery.mode {
+                    crate::config::DeliveryMode::Relay => {
+                        let (client, destination) =
+                            crate::sink::relay::client(&c.delivery, &c.smtp.hostname)
+                                .map_err(ReviewError::internal)?;
+                        Some((Arc::new(client), destination))
+                    }
+                    crate::config::DeliveryMode::Maildir => None,
+                };
+                Some(Cluster {
+                    pg: Arc::clone(pg),
+                    claims: claim::Claims::new(
+                        Arc::clone(pg),
+                        &c.audit.node,
+                        c.store.release_lease_secs,
+                    ),
+                    courier,
+                })
+            }
+        };
         // Sessions that ended while the service was down: nobody can use them any more.
         {
             let admin = &config.get().admin;
@@ -1023,6 +1066,7 @@ impl Review {
             clients: ClientThrottle::default(),
             ghosts: Ghosts::default(),
             ppap: std::sync::OnceLock::new(),
+            cluster,
         })
     }
 
@@ -2046,17 +2090,8 @@ impl Review {
     ) -> Result<Request, ReviewError> {
         self.actor(actor.name(), &[Role::Approver], "承認")?;
         let reason = Self::need_reason(reason)?;
-        let item = match self.item(&self.request(request_id)?.item_id) {
-            Ok(item) => Some(item),
-            // In a cluster the item may be held by another node (quarantines are still
-            // node-local): the approval is recorded here, and the node holding the item
-            // delivers it on its next pass of `deliver_approved`, checking it there.
-            Err(e) if e.is_not_found() && self.shared() => None,
-            Err(e) => return Err(e),
-        };
-        if let Some(item) = &item {
-            Self::releasable(&self.config.get(), item)?;
-        }
+        let item = self.item(&self.request(request_id)?.item_id)?;
+        Self::releasable(&self.config.get(), &item)?;
         self.transition(
             request_id,
             Self::not_own(actor),
@@ -2065,9 +2100,6 @@ impl Review {
             actor,
             &reason,
         )?;
-        if item.is_none() {
-            return self.request(request_id);
-        }
         self.deliver(&self.request(request_id)?, actor.via()).map_err(|e| {
             ReviewError::internal(format!(
                 "承認は記録しました。配送に失敗したため自動で再試行します / approved; delivery failed and is retried: {e}"
@@ -2272,11 +2304,10 @@ impl Review {
         Ok(bytes)
     }
 
-    /// Whether accounts and requests live in a database other nodes share (PostgreSQL), while
-    /// quarantine items are still this node's own: an item missing here may be another
-    /// node's, so it is neither an orphan to close nor this node's to deliver.
-    fn shared(&self) -> bool {
-        matches!(self.db, Db::Postgres(_))
+    /// The database this node shares with the other nodes of its cluster (`None`: a single
+    /// node on SQLite).
+    pub fn cluster_db(&self) -> Option<&Arc<crate::store::postgres::Pg>> {
+        self.cluster.as_ref().map(|c| &c.pg)
     }
 
     /// Refuses an item whose reason is never released (a detected virus), whoever asks.
@@ -2291,37 +2322,58 @@ impl Review {
     }
 
     /// Delivers every approved request not yet delivered (after a crash or a failed delivery,
-    /// or approved on another node of a cluster), and closes requests whose item is gone (on
-    /// a single node only: in a cluster an item missing here may be held by another node).
-    /// Returns how many went out.
+    /// or approved on a node that died before it went out), and closes requests whose item
+    /// retention removed. In a cluster each is claimed first, so every node may run this pass
+    /// and each release still goes once. Returns how many went out.
     ///
     /// # Errors
     /// The database cannot be read.
     pub fn deliver_approved(&self) -> Result<usize, ReviewError> {
         // Pending requests for items retention removed can never be decided: close them.
-        let shared = self.shared();
         for request in self.requests(Some(RequestState::Pending))? {
-            if !shared && self.item(&request.item_id).is_err_and(|e| e.is_not_found()) {
+            if self.item(&request.item_id).is_err_and(|e| e.is_not_found()) {
                 self.close_orphan(&request)?;
             }
         }
         let mut sent = 0;
-        for request in self.requests(Some(RequestState::Approved))? {
-            match self.deliver(&request, &Via::System) {
-                Ok(()) => sent += 1,
-                // Another node's item (or one retention removed there): not this node's to
-                // deliver or to close.
-                Err(e) if e.is_not_found() && shared => {}
-                // The item left the quarantine (retention) before it could go: the request
-                // can never be delivered, so it is closed, with a record saying why.
-                Err(e) if e.is_not_found() => {
-                    self.close_orphan(&request)?;
-                    tracing::error!(request = %request.id, item = %request.item_id, "approved release dropped: the item is no longer in the quarantine");
+        let mut outcome = |request: &Request, result: Result<(), ReviewError>| match result {
+            Ok(()) => sent += 1,
+            // The item left the quarantine (retention) before it could go: the request
+            // can never be delivered, so it is closed, with a record saying why.
+            Err(e) if e.is_not_found() => {
+                if let Err(e) = self.close_orphan(request) {
+                    tracing::error!(request = %request.id, error = %e, "orphaned release not closed; tried again");
                 }
-                Err(e) => {
-                    tracing::error!(request = %request.id, error = %e, "approved release not delivered; retried later")
-                }
+                tracing::error!(request = %request.id, item = %request.item_id, "approved release dropped: the item is no longer in the quarantine");
             }
+            Err(e) => {
+                tracing::error!(request = %request.id, error = %e, "approved release not delivered; retried later")
+            }
+        };
+        let Some(cluster) = &self.cluster else {
+            for request in self.requests(Some(RequestState::Approved))? {
+                let result = self.hand_off(&request, &Via::System, None);
+                outcome(&request, result);
+            }
+            return Ok(sent);
+        };
+        // Each claim is a request nobody else holds; one given back after a failure waits
+        // RELEASE_RETRY before it can be taken again, so this ends.
+        let mut seen = std::collections::HashSet::new();
+        while let Some(claim) = cluster.claims.next().map_err(ReviewError::internal)? {
+            if !seen.insert(claim.request_id.clone()) {
+                cluster.claims.give_back(&claim, std::time::Duration::ZERO);
+                break;
+            }
+            let request = match self.request(&claim.request_id) {
+                Ok(request) => request,
+                Err(e) => {
+                    cluster.claims.give_back(&claim, RELEASE_RETRY);
+                    return Err(e);
+                }
+            };
+            let result = self.deliver_claimed(cluster, &request, &Via::System, &claim);
+            outcome(&request, result);
         }
         Ok(sent)
     }
@@ -2337,12 +2389,60 @@ impl Review {
         )
     }
 
-    /// Sends an approved request's item where it is to go, then marks it delivered. `via` is
-    /// the approver's door when it goes with the approval, [`Via::System`] on a retry.
+    /// Delivers an approved request: on one node at once; in a cluster once it is claimed —
+    /// and not at all here when another node holds the claim (it is delivering it, or did).
+    /// `via` is the approver's door when it goes with the approval, [`Via::System`] on a
+    /// retry.
     fn deliver(&self, request: &Request, via: &Via) -> Result<(), ReviewError> {
+        let Some(cluster) = &self.cluster else {
+            return self.hand_off(request, via, None);
+        };
+        match cluster
+            .claims
+            .take(&request.id)
+            .map_err(ReviewError::internal)?
+        {
+            Some(claim) => self.deliver_claimed(cluster, request, via, &claim),
+            None => {
+                tracing::info!(request = %request.id, "release held by another node's delivery (or delivered)");
+                Ok(())
+            }
+        }
+    }
+
+    /// Delivers a request this node claimed; gives the claim back (to be tried again after
+    /// [`RELEASE_RETRY`]) when the hand-off fails.
+    fn deliver_claimed(
+        &self,
+        cluster: &Cluster,
+        request: &Request,
+        via: &Via,
+        claim: &claim::Claim,
+    ) -> Result<(), ReviewError> {
+        let result = self.hand_off(request, via, Some((cluster, claim)));
+        if let Err(e) = &result {
+            // An item that is gone is closed by the caller; nothing to retry then.
+            let retry = if e.is_not_found() {
+                std::time::Duration::ZERO
+            } else {
+                RELEASE_RETRY
+            };
+            cluster.claims.give_back(claim, retry);
+        }
+        result
+    }
+
+    /// Sends an approved request's item where it is to go, then marks it delivered: through
+    /// this node's sink on one node; under `claimed` in a cluster, straight to the relay and
+    /// within the claim's deadline.
+    fn hand_off(
+        &self,
+        request: &Request,
+        via: &Via,
+        claimed: Option<(&Cluster, &claim::Claim)>,
+    ) -> Result<(), ReviewError> {
         let item = self.item(&request.item_id)?;
-        // Checked again where the bytes are: an approval given on another node of a cluster
-        // did not see the item, and the list may have grown since.
+        // Checked again at delivery: the list may have grown since the approval.
         Self::releasable(&self.config.get(), &item)?;
         let bytes = self
             .quarantine
@@ -2383,9 +2483,31 @@ impl Review {
                     .ok_or_else(|| {
                         ReviewError::internal("an approval by the requester is no approval")
                     })?;
-                self.sink
-                    .deliver(Outgoing::release(envelope, &approval, message))
-                    .map_err(ReviewError::internal)?
+                match claimed.and_then(|(c, _)| c.courier.as_ref().map(|courier| (c, courier))) {
+                    Some((cluster, (client, to_relay))) => {
+                        let out = Outgoing::release(envelope, &approval, message);
+                        let (client, deadline) = (Arc::clone(client), cluster.claims.deadline());
+                        let (from, rcpt, data) = out.into_relay();
+                        let reply = cluster
+                            .pg
+                            .run(async move {
+                                tokio::time::timeout(deadline, client.send(&from, &rcpt, &data))
+                                    .await
+                            })
+                            .map_err(ReviewError::internal)?
+                            .map_err(|_| {
+                                ReviewError::internal(
+                                    "the relay did not answer within the release claim's deadline",
+                                )
+                            })?
+                            .map_err(|e| ReviewError::internal(format!("relay: {e}")))?;
+                        format!("{to_relay} ({}): {reply}", config.audit.node)
+                    }
+                    None => self
+                        .sink
+                        .deliver(Outgoing::release(envelope, &approval, message))
+                        .map_err(ReviewError::internal)?,
+                }
             }
         };
         self.record(AuditEvent::ReleaseDelivered(ReleaseDecision {
@@ -2396,12 +2518,25 @@ impl Review {
             target: Some(request.target.to_string()),
             via: Some(via.clone()),
         }))?;
-        self.db.with(|db| {
-            db.exec(
-                "UPDATE requests SET state = 'delivered', delivery = ?2 WHERE id = ?1",
-                &[V::T(&request.id), V::T(&destination)],
-            )
-        })?;
+        match claimed {
+            Some((cluster, claim)) => {
+                if !cluster
+                    .claims
+                    .finish(claim, &destination)
+                    .map_err(ReviewError::internal)?
+                {
+                    tracing::error!(request = %request.id, "release claim taken over by another node while this one delivered: it may have gone twice");
+                }
+            }
+            None => {
+                self.db.with(|db| {
+                    db.exec(
+                        "UPDATE requests SET state = 'delivered', delivery = ?2 WHERE id = ?1",
+                        &[V::T(&request.id), V::T(&destination)],
+                    )
+                })?;
+            }
+        }
         Ok(())
     }
 

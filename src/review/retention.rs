@@ -7,11 +7,14 @@
 //! The audit chain keeps verifying across expired files (see `AuditLog::expire`).
 //! Time comes from the audit log's clock ([`AuditLog::clock`]), so that the files and the items
 //! are judged by one "now", and a test decides it without waiting days.
+//! In a cluster the quarantine is shared: its expiry runs on one node at a time, under the
+//! advisory lock of [`Job::Retention`]; each node still expires its own audit files.
 //! Must never: remove the audit file being written, or an item younger than the period, or an
 //! item whose time cannot be read (it is kept and logged: an unknown age is no proof of age).
 
 use crate::audit::event::RetentionExpired;
 use crate::audit::{AuditEvent, AuditLog};
+use crate::store::postgres::{Job, Pg};
 use crate::store::quarantine::QuarantineStore;
 
 /// What one pass removed.
@@ -34,8 +37,45 @@ pub fn run(
     audit_days: u32,
     quarantine_days: u32,
 ) -> crate::error::Result<Expired> {
-    use crate::error::Error;
+    run_clustered(audit, quarantine, audit_days, quarantine_days, None)
+}
+
+/// Runs one pass on a node of a cluster sharing `cluster`: this node's audit files, and the
+/// shared quarantine's items unless another node is expiring them now (its pass does).
+///
+/// # Errors
+/// As [`run`], or the cluster's lock cannot be asked for (the quarantine is left for the next
+/// pass).
+pub fn run_clustered(
+    audit: &AuditLog,
+    quarantine: &dyn QuarantineStore,
+    audit_days: u32,
+    quarantine_days: u32,
+    cluster: Option<&Pg>,
+) -> crate::error::Result<Expired> {
     let audit_files = audit.expire(audit_days)?;
+    let quarantine_items = match cluster {
+        None => expire_items(audit, quarantine, quarantine_days)?,
+        Some(pg) => pg
+            .one_at_a_time(Job::Retention, || {
+                expire_items(audit, quarantine, quarantine_days)
+            })?
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    Ok(Expired {
+        audit_files,
+        quarantine_items,
+    })
+}
+
+/// Removes the items older than `quarantine_days`, recorded first; returns their IDs.
+fn expire_items(
+    audit: &AuditLog,
+    quarantine: &dyn QuarantineStore,
+    quarantine_days: u32,
+) -> crate::error::Result<Vec<String>> {
+    use crate::error::Error;
     let cutoff = audit
         .clock()
         .now_ms()
@@ -61,9 +101,13 @@ pub fn run(
             last_hash: None,
         }))?;
         for id in &old {
-            quarantine
-                .remove(id)
-                .map_err(|e| Error::io(format!("quarantine item {id}"), e))?;
+            match quarantine.remove(id) {
+                Ok(()) => {}
+                // Removed meanwhile (by an administrator, or by another node whose pass
+                // overlapped this one when the lock's connection broke): nothing left to do.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("quarantine item {id}"), e)),
+            }
         }
         tracing::info!(
             count = old.len(),
@@ -71,10 +115,7 @@ pub fn run(
             "quarantined items expired"
         );
     }
-    Ok(Expired {
-        audit_files,
-        quarantine_items: old,
-    })
+    Ok(old)
 }
 
 #[cfg(test)]

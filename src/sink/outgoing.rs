@@ -128,6 +128,12 @@ impl Outgoing {
     pub fn origin(&self) -> Origin {
         self.origin
     }
+
+    /// The envelope sender, the recipients and the bytes, for a hand-off straight to the
+    /// relay (a cluster node's claimed release, which must not wait in this node's spool).
+    pub(crate) fn into_relay(self) -> (String, Vec<String>, Vec<u8>) {
+        (self.envelope.mail_from, self.envelope.rcpt_to, self.bytes)
+    }
 }
 
 #[cfg(test)]

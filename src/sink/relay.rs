@@ -38,6 +38,42 @@ enum Outcome {
     Hold(String),
 }
 
+/// A client for the configured relay, and the destination it is recorded as
+/// (`smtp://host:port`, with ` (STARTTLS)` when required). Shared by the relay workers and a
+/// cluster node's direct release hand-off (`crate::review`).
+///
+/// # Errors
+/// No relay configured, or its TLS settings cannot be used.
+pub fn client(
+    config: &DeliveryConfig,
+    hostname: &str,
+) -> crate::error::Result<(RelayClient, String)> {
+    use crate::error::Error;
+    let (host, port) = config
+        .relay_target()
+        .map_err(|e| Error::config(format!("delivery.relay: {e}")))?;
+    let mut client = RelayClient::new(
+        host.clone(),
+        port,
+        hostname.to_string(),
+        Duration::from_secs(config.relay_timeout_secs),
+        config.relay_connections as usize,
+    );
+    if config.relay_starttls {
+        let ca = config
+            .relay_ca_file
+            .as_deref()
+            .ok_or_else(|| Error::config("delivery.relay_ca_file: needed with relay_starttls"))?;
+        client = client.with_tls(crate::sink::relay_client::RelayTls::new(ca, &host)?);
+    }
+    let tls = if config.relay_starttls {
+        " (STARTTLS)"
+    } else {
+        ""
+    };
+    Ok((client, format!("smtp://{host}:{port}{tls}")))
+}
+
 impl Relay {
     /// Builds the sink (connections are opened lazily).
     ///
@@ -50,35 +86,12 @@ impl Relay {
         audit: Arc<AuditLog>,
         wake: Arc<Notify>,
     ) -> crate::error::Result<Self> {
-        use crate::error::Error;
-        let (host, port) = config
-            .relay_target()
-            .map_err(|e| Error::config(format!("delivery.relay: {e}")))?;
-        let mut client = RelayClient::new(
-            host.clone(),
-            port,
-            hostname.to_string(),
-            Duration::from_secs(config.relay_timeout_secs),
-            config.relay_connections as usize,
-        );
-        if config.relay_starttls {
-            let ca = config.relay_ca_file.as_deref().ok_or_else(|| {
-                Error::config("delivery.relay_ca_file: needed with relay_starttls")
-            })?;
-            client = client.with_tls(crate::sink::relay_client::RelayTls::new(ca, &host)?);
-        }
+        let (client, destination) = client(config, hostname)?;
         Ok(Self {
             outgoing,
             audit,
             client,
-            destination: format!(
-                "smtp://{host}:{port}{}",
-                if config.relay_starttls {
-                    " (STARTTLS)"
-                } else {
-                    ""
-                }
-            ),
+            destination,
             config: config.clone(),
             wake,
         })

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "the nodes of the cluster and when each was last seen",
         include_str!("migrations/postgres/0002_nodes.sql"),
     ),
+    (
+        6,
+        "release claims with a lease, and the cluster's shared state",
+        include_str!("migrations/postgres/0006_release_claims.sql"),
+    ),
 ];
 
 /// How often a running node reports in (`mukaika selfcheck` counts a node seen within four of
@@ -62,6 +67,25 @@ pub struct NodeSeen {
 /// The schema version this binary runs against.
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// A job that runs on one node of the cluster at a time ([`Pg::one_at_a_time`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Removing quarantine items past their retention.
+    Retention,
+    /// The administrators' notices of new quarantine items (and their watermark).
+    AdminNotices,
+}
+
+impl Job {
+    /// Its advisory lock: arbitrary constants, apart from [`MIGRATION_LOCK`].
+    fn key(self) -> i64 {
+        match self {
+            Job::Retention => 0x6d75_6b61_7265_7431,
+            Job::AdminNotices => 0x6d75_6b61_6e6f_7431,
+        }
+    }
 }
 
 /// An arbitrary constant naming the migration lock among advisory locks.
@@ -107,6 +131,13 @@ pub struct Pg {
     /// Ends the private runtime's thread when dropped.
     _stop: tokio::sync::oneshot::Sender<()>,
     clients: Vec<Mutex<Option<tokio_postgres::Client>>>,
+    /// The connection that holds this process's advisory locks ([`Pg::one_at_a_time`]),
+    /// apart from the pool so that a job holding a lock can use any pooled connection, with
+    /// a count of how often it was (re)made: a lock taken on an earlier one is gone.
+    locks: Mutex<(u64, Option<tokio_postgres::Client>)>,
+    /// The jobs this process runs under an advisory lock now: session locks are re-entrant,
+    /// so two threads of one process must be kept apart here.
+    running: Mutex<Vec<Job>>,
     /// Where a caller that finds every connection busy waits (round robin).
     next: std::sync::atomic::AtomicUsize,
 }
@@ -227,6 +258,8 @@ impl Pg {
             runtime: handle,
             _stop: stop,
             clients: (0..POOL_SIZE).map(|_| Mutex::new(None)).collect(),
+            locks: Mutex::new((0, None)),
+            running: Mutex::new(Vec::new()),
             next: std::sync::atomic::AtomicUsize::new(0),
         };
         drop(pg.client()?);
@@ -259,37 +292,150 @@ impl Pg {
         };
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
             *guard = None;
-            let config = self.config.clone();
-            let tls = self.tls.clone();
-            let task = self.runtime.spawn(async move {
-                let client = match tls {
-                    Some(tls) => {
-                        let (client, connection) = config.connect(tls).await?;
-                        tokio::spawn(async move {
-                            if let Err(e) = connection.await {
-                                tracing::warn!(error = %e, "PostgreSQL connection ended");
-                            }
-                        });
-                        client
-                    }
-                    None => {
-                        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-                        tokio::spawn(async move {
-                            if let Err(e) = connection.await {
-                                tracing::warn!(error = %e, "PostgreSQL connection ended");
-                            }
-                        });
-                        client
-                    }
-                };
-                Ok::<_, tokio_postgres::Error>(client)
-            });
-            let client = block_on(task)
-                .map_err(|_| Error::transient("PostgreSQL: the connection task failed"))?
-                .map_err(|e| db_error("connect", e))?;
-            *guard = Some(client);
+            *guard = Some(self.connect_client()?);
         }
         Ok(guard)
+    }
+
+    /// A new connection, its I/O driven on the private runtime.
+    fn connect_client(&self) -> Result<tokio_postgres::Client> {
+        let config = self.config.clone();
+        let tls = self.tls.clone();
+        let task = self.runtime.spawn(async move {
+            let client = match tls {
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls).await?;
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::warn!(error = %e, "PostgreSQL connection ended");
+                        }
+                    });
+                    client
+                }
+                None => {
+                    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::warn!(error = %e, "PostgreSQL connection ended");
+                        }
+                    });
+                    client
+                }
+            };
+            Ok::<_, tokio_postgres::Error>(client)
+        });
+        block_on(task)
+            .map_err(|_| Error::transient("PostgreSQL: the connection task failed"))?
+            .map_err(|e| db_error("connect", e))
+    }
+
+    /// Runs `f` on the private runtime and waits for it: for I/O that needs a tokio reactor
+    /// (an SMTP hand-off) from a caller that has none, or must not block its own.
+    ///
+    /// # Errors
+    /// The task panicked or the runtime is gone.
+    pub fn run<F>(&self, f: F) -> Result<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        block_on(self.runtime.spawn(f))
+            .map_err(|_| Error::transient("PostgreSQL runtime: the task failed"))
+    }
+
+    /// Runs `f` if no other process of the cluster (and no other thread of this one) is
+    /// running `job`, under a session-level advisory lock held on a connection of its own;
+    /// `None` when another holds it. The lock goes with its connection: if that breaks while
+    /// `f` runs, another node may start the job too, so jobs run this way must tolerate a
+    /// rare overlap (retention removes what is already gone as nothing; the notice pass
+    /// moves its watermark only forward).
+    ///
+    /// # Errors
+    /// The lock cannot be asked for (the database is unreachable): `f` did not run.
+    pub fn one_at_a_time<T>(&self, job: Job, f: impl FnOnce() -> T) -> Result<Option<T>> {
+        {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if running.contains(&job) {
+                return Ok(None);
+            }
+            running.push(job);
+        }
+        struct Done<'a>(&'a Mutex<Vec<Job>>, Job);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|j| *j != self.1);
+            }
+        }
+        let _done = Done(&self.running, job);
+        let key = job.key();
+        let generation = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            if locks.1.as_ref().is_none_or(|c| c.is_closed()) {
+                locks.1 = Some(self.connect_client()?);
+                locks.0 += 1;
+            }
+            let client = locks
+                .1
+                .as_ref()
+                .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+            let got: bool = block_on(client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]))
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| db_error("take an advisory lock", e))?;
+            if !got {
+                return Ok(None);
+            }
+            locks.0
+        };
+        let out = f();
+        let locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        match locks.1.as_ref() {
+            Some(client) if locks.0 == generation && !client.is_closed() => {
+                if let Err(e) = block_on(client.execute("SELECT pg_advisory_unlock($1)", &[&key])) {
+                    // The connection broke: the server dropped the lock with it.
+                    tracing::warn!(job = ?job, error = %e, "advisory lock not released; gone with its connection");
+                }
+            }
+            _ => {
+                tracing::warn!(job = ?job, "the advisory lock's connection broke while the job ran: another node may have run it too")
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// A value the cluster keeps once for all nodes (`None`: never set).
+    ///
+    /// # Errors
+    /// The server cannot be reached or read.
+    pub fn state(&self, name: &str) -> Result<Option<String>> {
+        let guard = self.client()?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        block_on(client.query_opt("SELECT value FROM cluster_state WHERE name = $1", &[&name]))
+            .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+            .map_err(|e| db_error("read the cluster state", e))
+    }
+
+    /// Sets a value the cluster keeps once for all nodes, naming the node that set it.
+    ///
+    /// # Errors
+    /// The server cannot be reached or written.
+    pub fn set_state(&self, name: &str, value: &str, node: &str) -> Result<()> {
+        let guard = self.client()?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        block_on(client.execute(
+            "INSERT INTO cluster_state (name, value, updated_by) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE
+             SET value = EXCLUDED.value, updated_by = EXCLUDED.updated_by, updated_at = now()",
+            &[&name, &value, &node],
+        ))
+        .map(|_| ())
+        .map_err(|e| db_error("write the cluster state", e))
     }
 
     /// The schema version recorded in the database (0: none yet).

@@ -8,6 +8,7 @@
 use crate::support;
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mukaika::store::quarantine::QuarantineItem;
@@ -153,52 +154,156 @@ fn seed(data: &Path, id: &str, bytes: &[u8]) {
     support::hold(data, &item, bytes);
 }
 
-fn maildir_count(data: &Path) -> usize {
-    std::fs::read_dir(data.join("maildir/new")).map_or(0, |d| d.count())
+/// The LGWAN-side mail server of the release tests: answers a plain SMTP dialogue and keeps
+/// every message it accepted with a 250. With `stall_first`, the first transaction's DATA
+/// command is never answered (the connection is held open), and `stalled` fires.
+struct LgwanServer {
+    port: u16,
+    accepted: Arc<Mutex<Vec<String>>>,
+    stalled: std::sync::mpsc::Receiver<()>,
+}
+
+fn lgwan_server(stall_first: bool) -> LgwanServer {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let (tell, stalled) = std::sync::mpsc::channel();
+    let stall = Arc::new(std::sync::atomic::AtomicBool::new(stall_first));
+    let kept = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let (kept, tell, stall) = (Arc::clone(&kept), tell.clone(), Arc::clone(&stall));
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let _ = conn.write_all(b"220 lgwan.example.lg.jp ESMTP\r\n");
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "DATA" if stall.swap(false, std::sync::atomic::Ordering::SeqCst) => {
+                            let _ = tell.send(());
+                            // Never answered: wait until the client goes away.
+                            while reader.read_line(&mut line).unwrap_or(0) > 0 {}
+                            return;
+                        }
+                        "DATA" => {
+                            let _ = conn.write_all(b"354 go ahead\r\n");
+                            let mut message = String::new();
+                            loop {
+                                line.clear();
+                                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                if line == ".\r\n" {
+                                    break;
+                                }
+                                message.push_str(&line);
+                            }
+                            kept.lock().unwrap().push(message);
+                            b"250 queued\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = conn.write_all(b"221 bye\r\n");
+                            return;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    if conn.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    LgwanServer {
+        port,
+        accepted,
+        stalled,
+    }
+}
+
+impl LgwanServer {
+    /// The request IDs of the releases accepted, in order.
+    fn releases(&self) -> Vec<String> {
+        self.accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|m| {
+                m.split("; request=")
+                    .nth(1)
+                    .and_then(|r| r.split(';').next())
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
+    /// Waits until `n` messages were accepted (or 40 s passed).
+    fn wait_for(&self, n: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        while self.accepted.lock().unwrap().len() < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.releases()
+    }
+}
+
+/// Sends releases to `server` and gives a node's claim on one `lease` seconds.
+fn relay_to(c: &mut mukaika::config::ServiceConfig, server: &LgwanServer, lease: u64) {
+    c.delivery.mode = mukaika::config::DeliveryMode::Relay;
+    c.delivery.relay = Some(format!("smtp://127.0.0.1:{}", server.port));
+    c.store.release_lease_secs = lease;
+}
+
+/// Asks for the release of `items` on `node` (as op1) and returns the request IDs.
+fn request_releases(p: &Pair, addr: std::net::SocketAddr, items: &[&str]) -> Vec<String> {
+    let mut op = account(&p.a, addr, "op1", "operator");
+    let t = op.token();
+    items
+        .iter()
+        .map(|item| {
+            let r = op.post(
+                &format!("/items/{item}/request"),
+                &[
+                    ("csrf", &t),
+                    ("target", "original"),
+                    ("reason", "正規の請求書"),
+                ],
+            );
+            assert_eq!(r.status, 303, "{}", r.text());
+            p.db.psql(&format!(
+                "SELECT id FROM requests WHERE item_id = '{item}' AND state = 'pending'"
+            ))
+        })
+        .collect()
 }
 
 #[test]
-fn a_release_requested_on_one_node_is_approved_on_the_other_and_delivered_by_the_holder() {
-    let p = pair();
+fn a_release_requested_on_one_node_and_approved_on_the_other_goes_out_once() {
+    let mut p = pair();
+    let server = lgwan_server(false);
+    relay_to(&mut p.a, &server, 30);
+    relay_to(&mut p.b, &server, 30);
     let original = b"From: sender@example.com\r\nTo: staff@city.example.lg.jp\r\nSubject: held\r\n\r\nbody\r\n";
-    // Held on A only (quarantines are still node-local): A delivers, whoever approves.
-    seed(&p.a.data.dir, "Q0001", original);
-    seed(&p.a.data.dir, "Q0002", original);
+    for id in ["Q0001", "Q0002"] {
+        seed(&p.a.data.dir, id, original);
+        seed(&p.b.data.dir, id, original);
+    }
     let rt = runtime();
     let node_a = support::start(&rt, p.a.clone(), "test");
     let node_b = support::start(&rt, p.b.clone(), "test");
-    let mut op = account(&p.a, node_a.admin_addr, "op1", "operator");
-    let mut ap = account(&p.b, node_b.admin_addr, "ap1", "approver");
-    let t = op.token();
-    for item in ["Q0001", "Q0002"] {
-        let r = op.post(
-            &format!("/items/{item}/request"),
-            &[
-                ("csrf", &t),
-                ("target", "original"),
-                ("reason", "正規の請求書"),
-            ],
-        );
-        assert_eq!(r.status, 303, "{}", r.text());
-    }
-    let rid =
-        p.db.psql("SELECT id FROM requests WHERE item_id = 'Q0001' AND state = 'pending'");
+    let rids = request_releases(&p, node_a.admin_addr, &["Q0001", "Q0002"]);
+    let rid = &rids[0];
     assert!(rid.starts_with('R'), "{rid:?}");
-    // B restarting (its retry pass runs at start) does not take A's requests for orphans.
-    rt.block_on(node_b.stop("test"));
-    let node_b = support::start(&rt, p.b.clone(), "test");
-    // A new port; the session, in the shared database, carries on.
-    ap.addr = node_b.admin_addr;
-    assert_eq!(
-        p.db.psql("SELECT count(*) FROM requests WHERE state = 'pending'"),
-        "2",
-        "A's requests are still pending"
-    );
-    // B lists A's requests (their items are A's), and its approver decides one there:
-    // recorded in the shared database.
-    let list = ap.get("/requests");
-    assert_eq!(list.status, 200);
-    assert!(list.text().contains(&rid), "{}", list.text());
+    // B lists A's requests, and its approver decides one there.
+    let mut ap = account(&p.b, node_b.admin_addr, "ap1", "approver");
+    assert!(ap.get("/requests").text().contains(rid.as_str()));
     let t = ap.token();
     let r = ap.post(
         &format!("/requests/{rid}/approve"),
@@ -206,45 +311,148 @@ fn a_release_requested_on_one_node_is_approved_on_the_other_and_delivered_by_the
     );
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(
+        server.wait_for(1),
+        vec![rid.clone()],
+        "B handed it to the relay"
+    );
+    assert_eq!(
         p.db.psql(&format!(
-            "SELECT state || ' ' || decided_by FROM requests WHERE id = '{rid}'"
+            "SELECT state || ' ' || decided_by || ' ' || claimed_by FROM requests WHERE id = '{rid}'"
         )),
-        "approved ap1"
+        "delivered ap1 node-b"
     );
-    // A second decision, on A, finds it decided.
-    let t = op.token();
-    let r = op.post(
-        &format!("/requests/{rid}/cancel"),
-        &[("csrf", &t), ("reason", "x")],
-    );
-    assert_eq!(r.status, 409, "{}", r.text());
-    // A, holding the item, delivers it on its next pass (at start, then every minute).
+    assert!(p
+        .db
+        .psql(&format!("SELECT delivery FROM requests WHERE id = '{rid}'"))
+        .contains("(node-b): 250"));
+    // A's retry pass (at start) finds it delivered and sends nothing.
     rt.block_on(node_a.stop("test"));
     let node_a = support::start(&rt, p.a.clone(), "test");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while maildir_count(&p.a.data.dir) == 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(maildir_count(&p.a.data.dir), 1, "A delivered it");
-    assert_eq!(maildir_count(&p.b.data.dir), 0, "B did not");
-    let delivered = std::fs::read_dir(p.a.data.dir.join("maildir/new"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let text = String::from_utf8_lossy(&std::fs::read(delivered).unwrap()).into_owned();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(server.releases(), vec![rid.clone()], "delivered exactly once");
+    let text = server.accepted.lock().unwrap()[0].clone();
     assert!(
         text.starts_with(&format!(
             "X-Mukaika-Released: item=Q0001; request={rid}; requester=op1; approver=ap1\r\n"
         )),
         "{text}"
     );
+    rt.block_on(node_a.stop("test"));
+    rt.block_on(node_b.stop("test"));
+}
+
+#[test]
+fn approved_releases_left_behind_are_delivered_once_by_two_nodes_racing_for_them() {
+    let mut p = pair();
+    let server = lgwan_server(false);
+    relay_to(&mut p.a, &server, 30);
+    relay_to(&mut p.b, &server, 30);
+    let items: Vec<String> = (1..=12).map(|n| format!("Q{n:04}")).collect();
+    let original = b"From: sender@example.com\r\nTo: staff@city.example.lg.jp\r\nSubject: held\r\n\r\nbody\r\n";
+    for id in &items {
+        seed(&p.a.data.dir, id, original);
+        seed(&p.b.data.dir, id, original);
+    }
+    let rt = runtime();
+    let node_a = support::start(&rt, p.a.clone(), "test");
+    let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+    let mut rids = request_releases(&p, node_a.admin_addr, &refs);
+    rt.block_on(node_a.stop("test"));
+    // Approved while no node ran (as if each node had died right after the approval): the
+    // retry passes of both nodes, started together, race for them.
+    add_user(&p.a, "ap1", "approver");
+    p.db.psql(
+        "UPDATE requests SET state = 'approved', decided_by = 'ap1', decided_at = requested_at",
+    );
+    let (a, b) = (p.a.clone(), p.b.clone());
+    let (node_a, node_b) = rt.block_on(async {
+        tokio::join!(
+            mukaika::service::start(a, "test", "test"),
+            mukaika::service::start(b, "test", "test")
+        )
+    });
+    let (node_a, node_b) = (node_a.unwrap(), node_b.unwrap());
+    let mut sent = server.wait_for(items.len());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(server.releases().len(), items.len(), "none twice");
+    sent.sort();
+    rids.sort();
+    assert_eq!(sent, rids, "each exactly once");
     assert_eq!(
-        p.db.psql(&format!("SELECT state FROM requests WHERE id = '{rid}'")),
-        "delivered"
+        p.db.psql("SELECT count(*) FROM requests WHERE state = 'delivered'"),
+        items.len().to_string()
     );
     rt.block_on(node_a.stop("test"));
+    rt.block_on(node_b.stop("test"));
+}
+
+#[test]
+fn a_node_killed_while_it_delivers_a_release_is_taken_over_by_the_other() {
+    let mut p = pair();
+    let server = lgwan_server(true);
+    // A's hand-off is cut off at 3/4 of the lease (4.5 s); the test kills it well before.
+    relay_to(&mut p.a, &server, 6);
+    relay_to(&mut p.b, &server, 6);
+    p.a.delivery.relay_timeout_secs = 60;
+    let original = b"From: sender@example.com\r\nTo: staff@city.example.lg.jp\r\nSubject: held\r\n\r\nbody\r\n";
+    seed(&p.a.data.dir, "Q0001", original);
+    seed(&p.b.data.dir, "Q0001", original);
+    let rt = runtime();
+    let node_b = support::start(&rt, p.b.clone(), "test");
+    let rid = request_releases(&p, node_b.admin_addr, &["Q0001"]).remove(0);
+    // A runs as a process of its own, to be SIGKILLed.
+    let admin_port = support::free_port();
+    p.a.admin.listen = ([127, 0, 0, 1], admin_port).into();
+    p.a.smtp.listen = ([127, 0, 0, 1], support::free_port()).into();
+    let file = p.a.data.dir.join("node-a.toml");
+    std::fs::create_dir_all(&p.a.data.dir).unwrap();
+    std::fs::write(&file, toml::to_string(&p.a).unwrap()).unwrap();
+    let mut node_a = std::process::Command::new(env!("CARGO_BIN_EXE_mukaika"))
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin = p.a.admin.listen;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(admin).is_err() {
+        assert!(std::time::Instant::now() < deadline, "node A did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The approval is given on A, which claims the release and starts handing it over.
+    let mut ap = account(&p.a, admin, "ap1", "approver");
+    let approving = std::thread::spawn(move || {
+        let t = ap.token();
+        ap.post(
+            &format!("/requests/{rid}/approve"),
+            &[("csrf", &t), ("reason", "内容を確認した")],
+        )
+        .status
+    });
+    server
+        .stalled
+        .recv_timeout(Duration::from_secs(20))
+        .expect("A reached the relay's DATA");
+    assert_eq!(
+        p.db.psql("SELECT state || ' ' || claimed_by FROM requests"),
+        "approved node-a"
+    );
+    node_a.kill().unwrap();
+    node_a.wait().unwrap();
+    let _ = approving.join();
+    // B takes it over once A's lease has run out, and it goes out once.
+    let rid = p.db.psql("SELECT id FROM requests");
+    assert_eq!(server.wait_for(1), vec![rid.clone()]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(server.releases(), vec![rid.clone()], "exactly once");
+    assert_eq!(
+        p.db.psql("SELECT state || ' ' || claimed_by FROM requests"),
+        "delivered node-b"
+    );
+    assert!(
+        support::audit_kinds(&p.b.data.dir).contains(&"release_delivered".to_string()),
+        "B recorded the delivery"
+    );
     rt.block_on(node_b.stop("test"));
 }
 
@@ -253,6 +461,7 @@ fn store_migrate_brings_a_new_database_to_the_current_schema_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::new();
     let c = node(&dir.path().join("data"), &db, "node-a");
+    let latest = mukaika::store::postgres::latest_version();
     // Before the migration a node refuses to start, saying what to run.
     let rt = runtime();
     let refused = rt
@@ -273,13 +482,18 @@ fn store_migrate_brings_a_new_database_to_the_current_schema_once() {
     let out = support::mukaika(&["store", "migrate", "--config", file.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("from version 0 to 2"),
+        String::from_utf8_lossy(&out.stdout).contains(&format!("from version 0 to {latest}")),
         "{out:?}"
     );
-    assert_eq!(db.psql("SELECT max(version) FROM schema_version"), "2");
+    assert_eq!(
+        db.psql("SELECT max(version) FROM schema_version"),
+        latest.to_string()
+    );
     let again = support::mukaika(&["store", "migrate", "--config", file.to_str().unwrap()]);
     assert!(again.status.success());
-    assert!(String::from_utf8_lossy(&again.stdout).contains("already at version 2"));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains(&format!("already at version {latest}"))
+    );
     let running = support::start(&rt, c, "test");
     rt.block_on(running.stop("test"));
 }
@@ -423,7 +637,11 @@ fn selfcheck_names_the_database_link_the_schema_and_the_nodes_seen() {
     let link = row(&nodes, "クラスタ: 共有データベースへの接続");
     assert!(link.ok, "{link:?}");
     let schema = row(&nodes, "クラスタ: データベースの版");
-    assert!(schema.ok && schema.detail.starts_with('2'), "{schema:?}");
+    let latest = mukaika::store::postgres::latest_version().to_string();
+    assert!(
+        schema.ok && schema.detail.starts_with(&latest),
+        "{schema:?}"
+    );
     assert!(row(&nodes, "クラスタ: 稼働中のノード").ok);
     rt.block_on(node_b.stop("test"));
     // Node B has been silent for ten minutes: named as such, while A still counts.
@@ -438,11 +656,104 @@ fn selfcheck_names_the_database_link_the_schema_and_the_nodes_seen() {
     let checks = mukaika::admin::selfcheck::run(&p.a);
     assert!(!row(&checks, "クラスタ: 稼働中のノード").ok);
     // A database whose schema is behind this binary.
-    p.db.psql("DELETE FROM schema_version WHERE version = 2");
+    p.db.psql(
+        "DELETE FROM schema_version WHERE version = (SELECT max(version) FROM schema_version)",
+    );
     let checks = mukaika::admin::selfcheck::run(&p.a);
     let schema = row(&checks, "クラスタ: データベースの版");
     assert!(
         !schema.ok && schema.detail.contains("store migrate"),
         "{schema:?}"
     );
+}
+
+#[test]
+fn a_cluster_job_runs_on_one_node_at_a_time() {
+    use mukaika::store::postgres::{Job, Pg};
+    let p = pair();
+    // Two processes' worth of connections (Pg::open, not the shared one).
+    let (a, b) = (Pg::open(&p.a.store).unwrap(), Pg::open(&p.b.store).unwrap());
+    let inside = a
+        .one_at_a_time(Job::Retention, || {
+            // B, and a second thread of A itself, are turned away while A runs it…
+            let b_ran = b.one_at_a_time(Job::Retention, || ()).unwrap();
+            let a_again = a.one_at_a_time(Job::Retention, || ()).unwrap();
+            // …but another job is free.
+            let other = b.one_at_a_time(Job::AdminNotices, || ()).unwrap();
+            (b_ran, a_again, other)
+        })
+        .unwrap();
+    assert_eq!(inside, Some((None, None, Some(()))));
+    // Once A is done, B runs it.
+    assert_eq!(b.one_at_a_time(Job::Retention, || 7).unwrap(), Some(7));
+}
+
+#[test]
+fn retention_on_a_node_leaves_the_shared_quarantine_to_the_node_expiring_it() {
+    use mukaika::store::postgres::{Job, Pg};
+    let p = pair();
+    let original = b"From: a@example.com\r\n\r\nold\r\n";
+    let old = QuarantineItem {
+        at: "2020-01-01T00:00:00Z".into(),
+        ..support::held_mail("Q0001", "malformed", original)
+    };
+    support::hold(&p.a.data.dir, &old, original);
+    let audit = mukaika::store::open_audit(&p.a).unwrap();
+    let store =
+        mukaika::store::quarantine::open(p.a.data.dir.join("quarantine"), p.a.quarantine.store)
+            .unwrap();
+    let (a, b) = (Pg::open(&p.a.store).unwrap(), Pg::open(&p.b.store).unwrap());
+    // While B holds the retention job, A's pass removes nothing from the quarantine.
+    let during = b
+        .one_at_a_time(Job::Retention, || {
+            mukaika::review::retention::run_clustered(&audit, store.as_ref(), 1825, 180, Some(&a))
+                .unwrap()
+        })
+        .unwrap()
+        .unwrap();
+    assert!(during.quarantine_items.is_empty());
+    assert_eq!(store.list().unwrap().len(), 1);
+    let after =
+        mukaika::review::retention::run_clustered(&audit, store.as_ref(), 1825, 180, Some(&a))
+            .unwrap();
+    assert_eq!(after.quarantine_items, ["Q0001"]);
+    assert!(store.list().unwrap().is_empty());
+}
+
+#[test]
+fn a_new_quarantine_item_is_announced_to_the_administrators_once_by_the_cluster() {
+    let mut p = pair();
+    for c in [&mut p.a, &mut p.b] {
+        c.notices.admin_to = vec!["security@city.example.lg.jp".into()];
+        c.notices.admin_mode = mukaika::config::NoticeMode::Immediate;
+    }
+    let rt = runtime();
+    let node_a = support::start(&rt, p.a.clone(), "test");
+    let node_b = support::start(&rt, p.b.clone(), "test");
+    // The first pass only sets the shared watermark.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while p.db.psql("SELECT count(*) FROM cluster_state") != "1" {
+        assert!(std::time::Instant::now() < deadline, "no watermark");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let original = b"From: a@example.com\r\n\r\nheld\r\n";
+    let item = support::held_mail("Q0001", "malformed", original);
+    // The same item as both nodes see it (the quarantine is shared).
+    support::hold(&p.a.data.dir, &item, original);
+    support::hold(&p.b.data.dir, &item, original);
+    let notices = |data: &Path| {
+        std::fs::read_dir(data.join("maildir/new"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while notices(&p.a.data.dir) + notices(&p.b.data.dir) == 0 {
+        assert!(std::time::Instant::now() < deadline, "never announced");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Both nodes pass again (every ten seconds): nobody announces it a second time.
+    std::thread::sleep(Duration::from_secs(21));
+    assert_eq!(notices(&p.a.data.dir) + notices(&p.b.data.dir), 1);
+    rt.block_on(node_a.stop("test"));
+    rt.block_on(node_b.stop("test"));
 }
