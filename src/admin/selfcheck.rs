@@ -193,7 +193,35 @@ fn cluster_checks(config: &ServiceConfig) -> Vec<Check> {
         }
         Err(e) => check("8.1②", NODES, false, format!("読めません: {e}")),
     });
+    out.push(release_backlog_check(&pg, config.store.release_lease_secs));
     out
+}
+
+/// Approved releases waiting: fine while each is within a few leases of its approval (a node
+/// delivering it, or one that died being taken over); one older than that means no node can
+/// hand it to the relay (the relay refuses, or no node runs).
+fn release_backlog_check(pg: &crate::store::postgres::Pg, lease_secs: u64) -> Check {
+    const ITEM: &str = "クラスタ: 承認済みで未配送の解除";
+    let patience = (4 * lease_secs).max(600) as i64;
+    match pg.release_backlog() {
+        Ok(b) if b.approved == 0 => check("8.1②", ITEM, true, "なし"),
+        Ok(b) => {
+            let mut detail = format!(
+                "{} 件、最も古いもので承認から {} 秒",
+                b.approved, b.oldest_secs
+            );
+            if !b.delivering.is_empty() {
+                detail.push_str(&format!("; 配送中のノード: {}", b.delivering));
+            }
+            if b.oldest_secs > patience {
+                detail.push_str(&format!(
+                    "; {patience} 秒を超えています (リレーの拒否か、稼働中のノードがありません: ログを確認してください)"
+                ));
+            }
+            check("8.1②", ITEM, b.oldest_secs <= patience, detail)
+        }
+        Err(e) => check("8.1②", ITEM, false, format!("読めません: {e}")),
+    }
 }
 
 /// 2(9): every release so far was decided by someone other than its requester (the review

@@ -64,6 +64,17 @@ pub struct NodeSeen {
     pub seconds_ago: i64,
 }
 
+/// Approved releases not yet delivered ([`Pg::release_backlog`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseBacklog {
+    /// How many.
+    pub approved: i64,
+    /// The nodes holding a live claim on one, comma-separated (empty: none).
+    pub delivering: String,
+    /// Seconds the oldest has waited since its approval.
+    pub oldest_secs: i64,
+}
+
 /// The schema version this binary runs against.
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.0)
@@ -483,6 +494,33 @@ impl Pg {
         ))
         .map(|_| ())
         .map_err(|e| db_error("report this node in", e))
+    }
+
+    /// Approved releases not yet delivered: how many, the nodes delivering some now (a live
+    /// claim), and how long the oldest has waited since its approval (seconds).
+    ///
+    /// # Errors
+    /// The server cannot be reached or read.
+    pub fn release_backlog(&self) -> Result<ReleaseBacklog> {
+        let guard = self.client()?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let row = block_on(client.query_one(
+            "SELECT count(*),
+                    COALESCE(string_agg(DISTINCT claimed_by, ', ')
+                        FILTER (WHERE claim_token IS NOT NULL AND claim_until > now()), ''),
+                    COALESCE(MAX(EXTRACT(EPOCH FROM (now() - decided_at::timestamptz)))::BIGINT, 0)
+             FROM requests WHERE state = 'approved'",
+            &[],
+        ))
+        .map_err(|e| db_error("read the approved releases", e))?;
+        let read = |e| db_error("read the approved releases", e);
+        Ok(ReleaseBacklog {
+            approved: row.try_get(0).map_err(read)?,
+            delivering: row.try_get(1).map_err(read)?,
+            oldest_secs: row.try_get(2).map_err(read)?,
+        })
     }
 
     /// Every node that ever reported in, most recently seen first.

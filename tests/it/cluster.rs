@@ -329,7 +329,11 @@ fn a_release_requested_on_one_node_and_approved_on_the_other_goes_out_once() {
     rt.block_on(node_a.stop("test"));
     let node_a = support::start(&rt, p.a.clone(), "test");
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(server.releases(), vec![rid.clone()], "delivered exactly once");
+    assert_eq!(
+        server.releases(),
+        vec![rid.clone()],
+        "delivered exactly once"
+    );
     let text = server.accepted.lock().unwrap()[0].clone();
     assert!(
         text.starts_with(&format!(
@@ -643,6 +647,22 @@ fn selfcheck_names_the_database_link_the_schema_and_the_nodes_seen() {
         "{schema:?}"
     );
     assert!(row(&nodes, "クラスタ: 稼働中のノード").ok);
+    let backlog = row(&nodes, "クラスタ: 承認済みで未配送の解除");
+    assert!(backlog.ok && backlog.detail == "なし", "{backlog:?}");
+    // A release approved an hour ago that no node could hand over: named, and it fails.
+    p.db.psql(
+        "INSERT INTO requests (id, item_id, requester, target, reason, state, decided_by, \
+         requested_at, decided_at) VALUES ('R1', 'Q1', 'op1', 'original', 'x', 'approved', \
+         'ap1', '2026-01-01T00:00:00Z', (now() - interval '1 hour')::text)",
+    );
+    let backlog = row(
+        &mukaika::admin::selfcheck::run(&p.a),
+        "クラスタ: 承認済みで未配送の解除",
+    );
+    assert!(
+        !backlog.ok && backlog.detail.starts_with("1 件"),
+        "{backlog:?}"
+    );
     rt.block_on(node_b.stop("test"));
     // Node B has been silent for ten minutes: named as such, while A still counts.
     p.db.psql("UPDATE nodes SET last_seen = now() - interval '10 minutes' WHERE name = 'node-b'");
