@@ -1070,6 +1070,124 @@ impl Review {
         })
     }
 
+    /// Counts a login attempt from `client` (see [`ClientThrottle::reserve`]): in this
+    /// process on one node, in the shared database in a cluster, so that spreading attempts
+    /// over the nodes gains nothing.
+    fn reserve_client(
+        &self,
+        client: &str,
+        limit: u32,
+        window_ms: i64,
+        now: i64,
+    ) -> Result<bool, ReviewError> {
+        if self.cluster.is_none() {
+            return Ok(self.clients.reserve(client, limit, window_ms, now));
+        }
+        self.db.write(&["login_throttle"], |db| {
+            // Addresses whose window ended long ago are of no use to anyone.
+            db.exec(
+                "DELETE FROM login_throttle WHERE window_start < ?1",
+                &[V::I(now.saturating_sub(window_ms.saturating_mul(2)))],
+            )?;
+            let (start, count) = db
+                .row(
+                    "SELECT window_start, count FROM login_throttle WHERE client = ?1",
+                    &[V::T(client)],
+                )?
+                .map(|r| Ok::<_, ReviewError>((r.i(0)?, r.i(1)?)))
+                .transpose()?
+                .filter(|(start, _)| now - start < window_ms)
+                .unwrap_or((now, 0));
+            if count >= i64::from(limit) {
+                return Ok(false);
+            }
+            db.exec(
+                "INSERT INTO login_throttle (client, window_start, count) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (client) DO UPDATE SET window_start = ?2, count = ?3",
+                &[V::T(client), V::I(start), V::I(count + 1)],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Gives a successful attempt from `client` back: only failures count.
+    fn refund_client(&self, client: &str) -> Result<(), ReviewError> {
+        if self.cluster.is_none() {
+            self.clients.refund(client);
+            return Ok(());
+        }
+        self.db
+            .with(|db| {
+                db.exec(
+                    "UPDATE login_throttle SET count = count - 1 WHERE client = ?1 AND count > 0",
+                    &[V::T(client)],
+                )
+            })
+            .map(|_| ())
+    }
+
+    /// This attempt's number for `name`, which is no account (see [`Ghosts::reserve`]), or
+    /// `None` while the name counts as locked; shared by the nodes of a cluster.
+    fn reserve_ghost(
+        &self,
+        name: &str,
+        attempts: i64,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Option<i64>, ReviewError> {
+        if self.cluster.is_none() {
+            return Ok(self.ghosts.reserve(name, attempts, now, window_ms));
+        }
+        let key: String = name.chars().take(64).collect();
+        self.db.write(&["login_ghosts"], |db| {
+            db.exec(
+                "DELETE FROM login_ghosts WHERE locked_until < ?1 AND failed = 0",
+                &[V::I(now)],
+            )?;
+            let (failed, until) = db
+                .row(
+                    "SELECT failed, locked_until FROM login_ghosts WHERE name = ?1",
+                    &[V::T(&key)],
+                )?
+                .map(|r| Ok::<_, ReviewError>((r.i(0)?, r.i(1)?)))
+                .transpose()?
+                .unwrap_or((0, 0));
+            let (next, answer) = if until > now {
+                ((failed, until), None)
+            } else if failed >= attempts {
+                // As for an account: every attempt is taken, so the name locks now.
+                ((0, now + window_ms), None)
+            } else {
+                let failed = if until != 0 { 0 } else { failed } + 1;
+                ((failed, 0), Some(failed))
+            };
+            db.exec(
+                "INSERT INTO login_ghosts (name, failed, locked_until) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET failed = ?2, locked_until = ?3",
+                &[V::T(&key), V::I(next.0), V::I(next.1)],
+            )?;
+            Ok(answer)
+        })
+    }
+
+    /// Locks the unknown `name` until `until` (ms).
+    fn lock_ghost(&self, name: &str, until: i64) -> Result<(), ReviewError> {
+        if self.cluster.is_none() {
+            self.ghosts.lock(name, until);
+            return Ok(());
+        }
+        let key: String = name.chars().take(64).collect();
+        self.db
+            .with(|db| {
+                db.exec(
+                    "INSERT INTO login_ghosts (name, failed, locked_until) VALUES (?1, 0, ?2) \
+                     ON CONFLICT (name) DO UPDATE SET failed = 0, locked_until = ?2",
+                    &[V::T(&key), V::I(until)],
+                )
+            })
+            .map(|_| ())
+    }
+
     /// How many times `name`'s password was replaced, or the account disabled or given other
     /// roles (see [`LoginOk::credentials`]); stored with the account, so it survives a
     /// restart as the sessions do. `u64::MAX` (which no session holds) when unreadable.
@@ -1621,10 +1739,7 @@ impl Review {
         };
         let now = self.now_ms() as i64;
         let window = (admin.lockout_secs as i64).saturating_mul(1000);
-        if !self
-            .clients
-            .reserve(client, admin.login_attempts_per_client, window, now)
-        {
+        if !self.reserve_client(client, admin.login_attempts_per_client, window, now)? {
             audit("throttled")?;
             return Err(refused());
         }
@@ -1671,7 +1786,7 @@ impl Review {
                 audit("locked")?;
                 return Err(refused());
             }
-            None => match self.ghosts.reserve(name, attempts, now, window) {
+            None => match self.reserve_ghost(name, attempts, now, window)? {
                 Some(n) => (None, n),
                 None => {
                     audit("locked")?;
@@ -1697,7 +1812,7 @@ impl Review {
                         )
                     })?;
                 } else {
-                    self.ghosts.lock(name, until);
+                    self.lock_ghost(name, until)?;
                 }
             }
             return Err(refused());
@@ -1741,7 +1856,7 @@ impl Review {
                 &[V::T(name), V::T(&at), V::T(client)],
             )
         })?;
-        self.clients.refund(client);
+        self.refund_client(client)?;
         let user = self
             .user(name)?
             .ok_or_else(|| ReviewError::internal("account vanished"))?;

@@ -44,7 +44,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         6,
-        "release claims with a lease, and the cluster's shared state",
+        "release claims with a lease, the cluster's shared state, login throttles",
         include_str!("migrations/postgres/0006_release_claims.sql"),
     ),
 ];

@@ -777,3 +777,76 @@ fn a_new_quarantine_item_is_announced_to_the_administrators_once_by_the_cluster(
     rt.block_on(node_a.stop("test"));
     rt.block_on(node_b.stop("test"));
 }
+
+/// The outcome of the last `admin_login` record in a node's audit log.
+fn last_login_outcome(data: &Path) -> String {
+    mukaika::audit::search(&data.join("audit"), &Default::default())
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|r| r.event["type"] == "admin_login")
+        .map(|r| r.event["outcome"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_address_and_an_unknown_name_get_no_more_attempts_by_spreading_them_over_the_nodes() {
+    let mut p = pair();
+    for c in [&mut p.a, &mut p.b] {
+        c.admin.login_attempts_per_client = 4;
+    }
+    let rt = runtime();
+    let node_a = support::start(&rt, p.a.clone(), "test");
+    let node_b = support::start(&rt, p.b.clone(), "test");
+    let nodes = [
+        (node_a.admin_addr, &p.a.data.dir),
+        (node_b.admin_addr, &p.b.data.dir),
+    ];
+    // Four failures from 127.0.0.1, two on each node: the fifth is throttled, wherever.
+    for i in 0..4 {
+        let (addr, data) = nodes[i % 2];
+        assert_eq!(
+            Browser::new(addr).login("nobody", "guess-one-two").status,
+            401
+        );
+        assert_eq!(last_login_outcome(data), "failure", "attempt {i}");
+    }
+    let (addr, data) = nodes[0];
+    assert_eq!(
+        Browser::new(addr).login("nobody", "guess-one-two").status,
+        401
+    );
+    assert_eq!(last_login_outcome(data), "throttled");
+    rt.block_on(node_a.stop("test"));
+    rt.block_on(node_b.stop("test"));
+
+    // With room per address, a name that is no account locks after `lockout_attempts`
+    // failures spread over both nodes, as an account would.
+    for c in [&mut p.a, &mut p.b] {
+        c.admin.login_attempts_per_client = 100;
+    }
+    p.db.psql("DELETE FROM login_throttle");
+    let node_a = support::start(&rt, p.a.clone(), "test");
+    let node_b = support::start(&rt, p.b.clone(), "test");
+    let nodes = [
+        (node_a.admin_addr, &p.a.data.dir),
+        (node_b.admin_addr, &p.b.data.dir),
+    ];
+    for i in 0..5 {
+        let (addr, data) = nodes[i % 2];
+        assert_eq!(
+            Browser::new(addr).login("ghost", "guess-one-two").status,
+            401
+        );
+        let want = if i == 4 { "lockout" } else { "failure" };
+        assert_eq!(last_login_outcome(data), want, "attempt {i}");
+    }
+    let (addr, data) = nodes[1];
+    assert_eq!(
+        Browser::new(addr).login("ghost", "guess-one-two").status,
+        401
+    );
+    assert_eq!(last_login_outcome(data), "locked");
+    rt.block_on(node_a.stop("test"));
+    rt.block_on(node_b.stop("test"));
+}

@@ -15,3 +15,16 @@ CREATE TABLE cluster_state (
     updated_by TEXT NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- Failed logins per client address, and the counts and locks of names that are no account:
+-- kept per process on a single node, shared here so that an address or a guessed name gets no
+-- more attempts from spreading them over the nodes.
+CREATE TABLE login_throttle (
+    client TEXT PRIMARY KEY,
+    window_start BIGINT NOT NULL,
+    count BIGINT NOT NULL
+);
+CREATE TABLE login_ghosts (
+    name TEXT PRIMARY KEY,
+    failed BIGINT NOT NULL,
+    locked_until BIGINT NOT NULL
+);
