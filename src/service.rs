@@ -315,7 +315,8 @@ pub async fn start(
             Arc::clone(&pipeline.registry),
             Arc::clone(&audit),
             Arc::clone(&quarantine),
-        ));
+        )
+        .with_cluster(&config.store, &config.audit.node)?);
         importer.create_folders();
         tasks.spawn(importer.run(Arc::clone(&live), watch_rx.clone()));
     }

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "the nodes of the cluster and when each was last seen",
         include_str!("migrations/postgres/0002_nodes.sql"),
     ),
+    (
+        5,
+        "import folder claims shared by the nodes on one folder",
+        include_str!("migrations/postgres/0005_import_claims.sql"),
+    ),
 ];
 
 /// How often a running node reports in (`mukaika selfcheck` counts a node seen within four of
