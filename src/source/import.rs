@@ -174,7 +174,8 @@ struct SharedEntry {
 /// `path` below `root`, refused unless it is plain names only (an entry read from the database
 /// never leads outside the pair's folders).
 fn below(root: &Path, path: &Path) -> Result<PathBuf> {
-    if path.as_os_str().is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+    if path.as_os_str().is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_)))
+    {
         return Err(Error::permanent(format!(
             "shared ledger entry: {} is not a path below the folder",
             path.display()
@@ -504,7 +505,11 @@ impl ImportEffects<'_> {
         let (import, export) = (&self.pair.import, &self.pair.export);
         let rel = |root: &Path, path: &Path| -> Result<PathBuf> {
             path.strip_prefix(root).map(Path::to_path_buf).map_err(|_| {
-                Error::permanent(format!("{} is not below {}", path.display(), root.display()))
+                Error::permanent(format!(
+                    "{} is not below {}",
+                    path.display(),
+                    root.display()
+                ))
             })
         };
         Ok(SharedEntry {
@@ -872,8 +877,12 @@ impl Importer {
                         tracing::warn!(error = %e, "import claim could not be released; another node takes it over after the lease");
                     }
                 }
-                Ok(true) => {}
-                Err(e) => tracing::warn!(error = %e, "import claim could not be read"),
+                // Left to run out: then any node (this one too) takes it over and completes it.
+                Ok(true) => claims.let_lapse(claim),
+                Err(e) => {
+                    claims.let_lapse(claim);
+                    tracing::warn!(error = %e, "import claim could not be read");
+                }
             }
         }
         result
@@ -1144,7 +1153,12 @@ impl Importer {
     /// Completes a ledger entry (a crashed pass's, or a dead node's): the renames whose
     /// temporary file is still there, the audit records the pass did not write, the original
     /// retired. `id` is the import ID.
-    fn complete_entry(&self, ledger: &LedgerEntry, id: &str, summary: &mut PassSummary) -> Result<()> {
+    fn complete_entry(
+        &self,
+        ledger: &LedgerEntry,
+        id: &str,
+        summary: &mut PassSummary,
+    ) -> Result<()> {
         for (tmp, fin) in &ledger.renames {
             if tmp.exists() && !fin.exists() {
                 fs::rename(tmp, fin)
@@ -1199,7 +1213,10 @@ impl Importer {
                 if let Some(id) = &taken.import_id {
                     let mut temps = Vec::new();
                     walk_temps(&pair.export, 0, &mut temps);
-                    for tmp in temps.iter().filter(|t| temp_id(t).as_deref() == Some(id.as_str())) {
+                    for tmp in temps
+                        .iter()
+                        .filter(|t| temp_id(t).as_deref() == Some(id.as_str()))
+                    {
                         let _ = fs::remove_file(tmp);
                     }
                 }
@@ -1220,6 +1237,7 @@ impl Importer {
             let id = taken.import_id.clone().unwrap_or_default();
             match self.complete_entry(&ledger, &id, summary) {
                 Ok(()) => claims.finish(taken.claim)?,
+                // Not renewed: it runs out and is taken over again.
                 Err(e) => {
                     tracing::error!(pair = %file.pair, path = %file.path, error = %e, "taken-over import not completed; retried on the next pass");
                 }
@@ -1245,7 +1263,10 @@ impl Importer {
                 .collect::<Result<_>>()?,
             inode: Some((dev, shared.ino)),
             archive_to: self.section.archive_processed.then(|| {
-                self.data.join("processed").join(&pair.name).join(&shared.rel)
+                self.data
+                    .join("processed")
+                    .join(&pair.name)
+                    .join(&shared.rel)
             }),
             events: shared.events,
         })
@@ -1758,6 +1779,26 @@ mod tests {
         assert_eq!(out.quarantine_id.as_deref(), Some("I1"));
         assert_eq!(out.safe_dir, "sub");
         assert_eq!(kinds(&out.events), ["quarantined"], "the ledger keeps them");
+    }
+
+    #[test]
+    fn a_clustered_export_name_skips_names_reserved_elsewhere_or_written_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("memo.txt"), b"x").unwrap();
+        let mut asked = Vec::new();
+        let name = unique_reserved(dir.path(), "memo.txt", |candidate| {
+            asked.push(candidate.to_string());
+            // Another node renamed its export into place just as this one reserved the name.
+            if candidate == "memo (3).txt" {
+                fs::write(dir.path().join(candidate), b"y").unwrap();
+            }
+            // Reserved by another node.
+            Ok(candidate != "memo (2).txt")
+        })
+        .unwrap();
+        assert_eq!(name, "memo (4).txt");
+        assert_eq!(asked, ["memo (2).txt", "memo (3).txt", "memo (4).txt"]);
+        assert_eq!(unique(dir.path(), "memo.txt"), "memo (2).txt");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Owns: the `import_claims` and `import_names` tables (migration 5). A node claims a file
 //! ([`Claims::claim`]) before it reads it: one row per file, named by [`FileIdentity`], holding
 //! the claimant and a lease on the database's clock that a thread of the claimant renews while
-//! it runs. The row later carries the import ID (before any temporary export is written, so
+//! it works on that file. The row later carries the import ID (before any temporary export is written, so
 //! the sweep of another node knows those files as someone's work) and the ledger entry (before
 //! the renames it names). Finishing marks the row done; it stays as a tombstone for
 //! [`TOMBSTONE_DAYS`].
@@ -15,14 +15,17 @@
 //!   whose lease ran out ([`Claims::take_over`]).
 //! - A claimant writes the import ID and the ledger entry only while the claim is still its
 //!   own (the statements say so); a node that lost its lease stops before it renames anything.
+//!   "Its own" is this run of the node (a random incarnation per process), so two processes
+//!   that were given one node name never act on each other's claims.
+//! - Only the claim being worked on is renewed: a claim left by a failure (its ledger entry
+//!   written, a rename failed) runs out and is taken over like a dead node's.
 //! - An export name is reserved in `import_names` before it is used and stays reserved until
 //!   the claim is finished, so two nodes never choose one name.
 //! - Every write is one autocommitted statement or one transaction: it returns only after the
 //!   server committed it.
 //!
 //! Must never: decide anything from the device number (each NFS client numbers the mount
-//! itself), or take over a claim whose lease has not run out (except this node's own, left by
-//! a pass this process no longer runs).
+//! itself), or take over a claim whose lease has not run out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +34,8 @@ use crate::config::StoreSection;
 use crate::error::{Error, Result};
 use crate::store::postgres::{block_on, Pg};
 
-/// How long a claim holds without being renewed (the time after which another node takes the
-/// file of a node that died over).
+/// How long a claim holds without being renewed: the time after which another node takes the
+/// file of a node that died over (or this node, after a restart or a failure, its own).
 pub const LEASE_SECS: i64 = 60;
 
 /// How long a finished claim stays, so that a node whose listing of the folder lags behind
@@ -92,7 +95,11 @@ pub struct TakenOver {
 pub struct Claims {
     pg: Arc<Pg>,
     node: String,
+    /// This run of the node.
+    incarnation: String,
     lease_secs: i64,
+    /// The claim being worked on (the one the renewing thread renews).
+    current: Arc<std::sync::Mutex<Option<i64>>>,
     /// Ends the renewing thread when dropped.
     _stop: std::sync::mpsc::Sender<()>,
 }
@@ -130,8 +137,18 @@ impl Claims {
     pub fn with_lease(store: &StoreSection, node: &str, lease_secs: i64) -> Result<Claims> {
         let pg = Pg::shared(store)?;
         let lease_secs = lease_secs.max(1);
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random)
+            .map_err(|e| Error::transient(format!("import claims: no randomness: {e}")))?;
+        let incarnation = format!("{}-{}", std::process::id(), hex::encode(random));
+        let current = Arc::new(std::sync::Mutex::new(None));
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let (renew_pg, renew_node) = (Arc::clone(&pg), node.to_string());
+        let renewing = (
+            Arc::clone(&pg),
+            node.to_string(),
+            incarnation.clone(),
+            Arc::clone(&current),
+        );
         let every = Duration::from_millis((lease_secs as u64 * 1000 / 4).max(250));
         std::thread::Builder::new()
             .name("mukaika-import-lease".into())
@@ -140,7 +157,11 @@ impl Claims {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(every)
                 {
-                    if let Err(e) = renew(&renew_pg, &renew_node, lease_secs) {
+                    let (pg, node, incarnation, current) = &renewing;
+                    let Some(claim) = *current.lock().unwrap_or_else(|p| p.into_inner()) else {
+                        continue;
+                    };
+                    if let Err(e) = renew(pg, node, incarnation, claim, lease_secs) {
                         tracing::warn!(error = %e, "import claims could not be renewed");
                     }
                 }
@@ -149,7 +170,9 @@ impl Claims {
         Ok(Claims {
             pg,
             node: node.to_string(),
+            incarnation,
             lease_secs,
+            current,
             _stop: stop,
         })
     }
@@ -157,6 +180,20 @@ impl Claims {
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// Makes `claim` (or none) the one the renewing thread keeps alive.
+    fn working_on(&self, claim: Option<i64>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = claim;
+    }
+
+    /// Stops renewing `claim` (left for a take-over after its lease: its ledger entry is
+    /// written but could not be completed now).
+    pub fn let_lapse(&self, claim: i64) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if *current == Some(claim) {
+            *current = None;
+        }
     }
 
     /// Claims `file` for this node: `Some(claim)` if this node won it, `None` when another
@@ -167,8 +204,9 @@ impl Claims {
     pub fn claim(&self, file: &FileIdentity) -> Result<Option<i64>> {
         let guard = self.pg.client()?;
         let rows = block_on(connection(&guard)?.query(
-            "INSERT INTO import_claims (pair, path, ino, size, mtime_ns, ctime_ns, node, lease_until)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
+            "INSERT INTO import_claims
+                 (pair, path, ino, size, mtime_ns, ctime_ns, node, incarnation, lease_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, now() + make_interval(secs => $8))
              ON CONFLICT DO NOTHING RETURNING id",
             &[
                 &file.pair,
@@ -179,25 +217,42 @@ impl Claims {
                 &file.ctime_ns,
                 &self.node,
                 &(self.lease_secs as f64),
+                &self.incarnation,
             ],
         ))
         .map_err(|e| db_error("claim an import", e))?;
-        rows.first()
+        let won: Option<i64> = rows
+            .first()
             .map(|r| r.try_get(0))
             .transpose()
-            .map_err(|e| db_error("claim an import", e))
+            .map_err(|e| db_error("claim an import", e))?;
+        if won.is_some() {
+            self.working_on(won);
+        }
+        Ok(won)
     }
 
-    /// Renews every unfinished claim of this node; how many.
+    /// Renews the claim this node is working on, if any.
     ///
     /// # Errors
     /// The database cannot be reached.
-    pub fn renew(&self) -> Result<u64> {
-        renew(&self.pg, &self.node, self.lease_secs)
+    pub fn renew(&self) -> Result<()> {
+        let current = *self.current.lock().unwrap_or_else(|p| p.into_inner());
+        match current {
+            Some(claim) => renew(
+                &self.pg,
+                &self.node,
+                &self.incarnation,
+                claim,
+                self.lease_secs,
+            )
+            .map(|_| ()),
+            None => Ok(()),
+        }
     }
 
-    /// Runs `sql` (parameters `$1` claim, `$2` node, then `more`) on a claim that must still
-    /// be this node's; an error when it is not.
+    /// Runs `sql` (parameters `$1` claim, `$2` node, `$3` incarnation, then `more`) on a
+    /// claim that must still be this run's; an error when it is not.
     fn mine(
         &self,
         what: &str,
@@ -207,10 +262,10 @@ impl Claims {
     ) -> Result<()> {
         let guard = self.pg.client()?;
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            vec![&claim, &self.node];
+            vec![&claim, &self.node, &self.incarnation];
         params.extend_from_slice(more);
-        let n = block_on(connection(&guard)?.execute(sql, &params))
-            .map_err(|e| db_error(what, e))?;
+        let n =
+            block_on(connection(&guard)?.execute(sql, &params)).map_err(|e| db_error(what, e))?;
         if n == 1 {
             Ok(())
         } else {
@@ -227,8 +282,8 @@ impl Claims {
     pub fn set_import_id(&self, claim: i64, import_id: &str) -> Result<()> {
         self.mine(
             "record the import ID",
-            "UPDATE import_claims SET import_id = $3, lease_until = now() + make_interval(secs => $4)
-             WHERE id = $1 AND node = $2 AND done_at IS NULL",
+            "UPDATE import_claims SET import_id = $4, lease_until = now() + make_interval(secs => $5)
+             WHERE id = $1 AND node = $2 AND incarnation = $3 AND done_at IS NULL",
             claim,
             &[&import_id, &(self.lease_secs as f64)],
         )
@@ -241,8 +296,8 @@ impl Claims {
     pub fn write_entry(&self, claim: i64, entry: &str) -> Result<()> {
         self.mine(
             "record the ledger entry",
-            "UPDATE import_claims SET entry = $3, lease_until = now() + make_interval(secs => $4)
-             WHERE id = $1 AND node = $2 AND done_at IS NULL",
+            "UPDATE import_claims SET entry = $4, lease_until = now() + make_interval(secs => $5)
+             WHERE id = $1 AND node = $2 AND incarnation = $3 AND done_at IS NULL",
             claim,
             &[&entry, &(self.lease_secs as f64)],
         )
@@ -276,8 +331,9 @@ impl Claims {
             .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
         let tx = block_on(client.transaction()).map_err(|e| db_error("begin", e))?;
         let n = block_on(tx.execute(
-            "UPDATE import_claims SET done_at = now() WHERE id = $1 AND node = $2 AND done_at IS NULL",
-            &[&claim, &self.node],
+            "UPDATE import_claims SET done_at = now()
+             WHERE id = $1 AND node = $2 AND incarnation = $3 AND done_at IS NULL",
+            &[&claim, &self.node, &self.incarnation],
         ))
         .map_err(|e| db_error("finish an import claim", e))?;
         if n != 1 {
@@ -287,7 +343,9 @@ impl Claims {
         }
         block_on(tx.execute("DELETE FROM import_names WHERE claim = $1", &[&claim]))
             .map_err(|e| db_error("free the export names", e))?;
-        block_on(tx.commit()).map_err(|e| db_error("finish an import claim", e))
+        block_on(tx.commit()).map_err(|e| db_error("finish an import claim", e))?;
+        self.let_lapse(claim);
+        Ok(())
     }
 
     /// Whether a claim of this node holds a ledger entry (then it is to be completed, not
@@ -298,8 +356,9 @@ impl Claims {
     pub fn entry_of(&self, claim: i64) -> Result<bool> {
         let guard = self.pg.client()?;
         let row = block_on(connection(&guard)?.query_opt(
-            "SELECT entry IS NOT NULL FROM import_claims WHERE id = $1 AND node = $2",
-            &[&claim, &self.node],
+            "SELECT entry IS NOT NULL FROM import_claims
+             WHERE id = $1 AND node = $2 AND incarnation = $3",
+            &[&claim, &self.node, &self.incarnation],
         ))
         .map_err(|e| db_error("read an import claim", e))?;
         row.map(|r| r.try_get(0))
@@ -314,19 +373,20 @@ impl Claims {
     /// # Errors
     /// The database cannot be reached.
     pub fn release(&self, claim: i64) -> Result<()> {
+        self.let_lapse(claim);
         let guard = self.pg.client()?;
         block_on(connection(&guard)?.execute(
-            "DELETE FROM import_claims WHERE id = $1 AND node = $2 AND done_at IS NULL",
-            &[&claim, &self.node],
+            "DELETE FROM import_claims
+             WHERE id = $1 AND node = $2 AND incarnation = $3 AND done_at IS NULL",
+            &[&claim, &self.node, &self.incarnation],
         ))
         .map(|_| ())
         .map_err(|e| db_error("release an import claim", e))
     }
 
-    /// Takes over, for this node, the unfinished claims of `pairs` whose lease ran out, and
-    /// this node's own (a pass of this process runs one file at a time, so any of its claims
-    /// met at the start of a pass were left by an earlier process). Locked rows (being taken
-    /// over by another node right now) are skipped. Also drops tombstones older than
+    /// Takes over, for this node, the unfinished claims of `pairs` whose lease ran out (a dead
+    /// node's, or one a failure left, this node's included). Rows locked by another node
+    /// taking them over right now are skipped. Also drops tombstones older than
     /// [`TOMBSTONE_DAYS`].
     ///
     /// # Errors
@@ -345,9 +405,9 @@ impl Claims {
         let rows = block_on(tx.query(
             "SELECT id, pair, path, ino, size, mtime_ns, ctime_ns, node, import_id, entry
              FROM import_claims
-             WHERE done_at IS NULL AND pair = ANY($1) AND (lease_until < now() OR node = $2)
+             WHERE done_at IS NULL AND pair = ANY($1) AND lease_until < now()
              ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED",
-            &[&pairs, &self.node],
+            &[&pairs],
         ))
         .map_err(|e| db_error("find abandoned import claims", e))?;
         let mut taken = Vec::with_capacity(rows.len());
@@ -373,9 +433,15 @@ impl Claims {
         let ids: Vec<i64> = taken.iter().map(|t| t.claim).collect();
         if !ids.is_empty() {
             block_on(tx.execute(
-                "UPDATE import_claims SET node = $2, lease_until = now() + make_interval(secs => $3)
+                "UPDATE import_claims
+                 SET node = $2, incarnation = $4, lease_until = now() + make_interval(secs => $3)
                  WHERE id = ANY($1)",
-                &[&ids, &self.node, &(self.lease_secs as f64)],
+                &[
+                    &ids,
+                    &self.node,
+                    &(self.lease_secs as f64),
+                    &self.incarnation,
+                ],
             ))
             .map_err(|e| db_error("take import claims over", e))?;
         }
@@ -405,12 +471,12 @@ impl Claims {
     }
 }
 
-fn renew(pg: &Pg, node: &str, lease_secs: i64) -> Result<u64> {
+fn renew(pg: &Pg, node: &str, incarnation: &str, claim: i64, lease_secs: i64) -> Result<u64> {
     let guard = pg.client()?;
     block_on(connection(&guard)?.execute(
         "UPDATE import_claims SET lease_until = now() + make_interval(secs => $2)
-         WHERE node = $1 AND done_at IS NULL",
-        &[&node, &(lease_secs as f64)],
+         WHERE id = $4 AND node = $1 AND incarnation = $3 AND done_at IS NULL",
+        &[&node, &(lease_secs as f64), &incarnation, &claim],
     ))
     .map_err(|e| db_error("renew import claims", e))
 }

@@ -3,8 +3,8 @@
 -- import folder and what the file server says of it (inode, size, modification and change
 -- time, in nanoseconds) — never the device number, which each NFS client numbers itself. A
 -- file dropped again under the same name is a new inode or at least a new change time: a new
--- row. `lease_until` is on the database's clock; the claimant renews it while it works, and
--- after it another node takes the file over. `entry` is the ledger entry (what the exports
+-- row. `lease_until` is on the database's clock; the claimant renews it while it works on
+-- the file, and after it another node (or the claimant's next run) takes the file over. `entry` is the ledger entry (what the exports
 -- are to be named, as paths below the pair's folders), committed before the renames it
 -- names. A finished claim (`done_at`) stays a while as a tombstone, so a node whose view of
 -- the folder lags cannot take the same file again.
@@ -17,6 +17,9 @@ CREATE TABLE import_claims (
     mtime_ns BIGINT NOT NULL,
     ctime_ns BIGINT NOT NULL,
     node TEXT NOT NULL,
+    -- Which run of that node (random per process): two processes never act on each other's
+    -- claims, even under one node name.
+    incarnation TEXT NOT NULL DEFAULT '',
     lease_until TIMESTAMPTZ NOT NULL,
     claimed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     import_id TEXT,
