@@ -582,6 +582,13 @@ impl Importer {
         if store.backend != crate::config::StoreBackend::Postgres {
             return Ok(self);
         }
+        // A pair's name is what the nodes agree on: one name, one shared folder.
+        let local = self.data.parent().unwrap_or(&self.data);
+        for pair in &self.section.pairs {
+            if pair.import.starts_with(local) {
+                tracing::warn!(pair = %pair.name, import = %pair.import.display(), "in a cluster, pairs of the same name on every node are one shared folder: this one is inside the data folder; give a node-local folder a pair name no other node uses");
+            }
+        }
         Ok(self.with_claims(cluster::Claims::open(store, node)?))
     }
 
@@ -1123,7 +1130,7 @@ impl Importer {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            self.complete_entry(&ledger, &id, summary)?;
+            self.complete_entry(&ledger, &id, true, summary)?;
             fs::remove_file(&path)
                 .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
         }
@@ -1152,11 +1159,12 @@ impl Importer {
 
     /// Completes a ledger entry (a crashed pass's, or a dead node's): the renames whose
     /// temporary file is still there, the audit records the pass did not write, the original
-    /// retired. `id` is the import ID.
+    /// retired (when `retire`). `id` is the import ID.
     fn complete_entry(
         &self,
         ledger: &LedgerEntry,
         id: &str,
+        retire: bool,
         summary: &mut PassSummary,
     ) -> Result<()> {
         for (tmp, fin) in &ledger.renames {
@@ -1186,7 +1194,9 @@ impl Importer {
         self.audit
             .append_all(&events)
             .map_err(|e| Error::transient(format!("audit log: {e}")))?;
-        self.retire(ledger)?;
+        if retire {
+            self.retire(ledger)?;
+        }
         summary.processed.push(Processed {
             pair: ledger.pair.clone(),
             path: ledger.source.display().to_string(),
@@ -1197,10 +1207,10 @@ impl Importer {
         Ok(())
     }
 
-    /// Takes over the claims of dead nodes (their leases ran out) and this node's own from
-    /// before a restart: one with a ledger entry is completed here (the same temporary files
-    /// renamed to the same names: no second copy), one without gives its file back to the
-    /// folder after its temporary exports are removed (nothing was renamed yet).
+    /// Takes over the claims whose lease ran out (a dead node's, or one a failure or a restart
+    /// left, this node's included): one with a ledger entry is completed here (the same
+    /// temporary files renamed to the same names: no second copy), one without gives its file
+    /// back to the folder after its temporary exports are removed (nothing was renamed yet).
     fn take_over(&self, claims: &cluster::Claims, summary: &mut PassSummary) -> Result<()> {
         let pairs: Vec<String> = self.section.pairs.iter().map(|p| p.name.clone()).collect();
         for taken in claims.take_over(&pairs)? {
@@ -1229,17 +1239,32 @@ impl Importer {
             {
                 Ok(ledger) => ledger,
                 Err(e) => {
-                    // Kept (the claim stays this node's): an operator must look at it.
+                    // Not given up: the claim runs out again and is retried (and logged) by
+                    // whichever node takes it next, until an operator looks at it.
                     tracing::error!(pair = %file.pair, path = %file.path, error = %e, "shared ledger entry cannot be completed");
                     continue;
                 }
             };
+            // The original is removed only while its name still holds the very file claimed
+            // (inode, size and times, not the inode alone): a pair of the same name on a folder
+            // this node does not share, or a file put there since, is never removed.
+            let retire = match open_source(&pair.import, &ledger.source) {
+                Ok(now) => cluster::FileIdentity::of(&pair.name, &file.path, &now.meta) == *file,
+                Err(OpenRefusal::Gone) => false,
+                Err(OpenRefusal::Skip(why) | OpenRefusal::Io(why)) => {
+                    tracing::warn!(pair = %file.pair, path = %file.path, error = %why, "taken-over import: the original cannot be checked; retried when its lease runs out");
+                    continue;
+                }
+            };
+            if !retire {
+                tracing::warn!(pair = %file.pair, path = %file.path, "taken-over import: the original is gone or is another file; it is not removed");
+            }
             let id = taken.import_id.clone().unwrap_or_default();
-            match self.complete_entry(&ledger, &id, summary) {
+            match self.complete_entry(&ledger, &id, retire, summary) {
                 Ok(()) => claims.finish(taken.claim)?,
                 // Not renewed: it runs out and is taken over again.
                 Err(e) => {
-                    tracing::error!(pair = %file.pair, path = %file.path, error = %e, "taken-over import not completed; retried on the next pass");
+                    tracing::error!(pair = %file.pair, path = %file.path, error = %e, "taken-over import not completed; retried when its lease runs out");
                 }
             }
         }

@@ -514,3 +514,43 @@ fn a_node_killed_mid_run_leaves_nothing_lost_and_nothing_exported_twice() {
         per_node.iter().map(|m| m.values().sum::<usize>()).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_taken_over_entry_never_removes_a_file_that_is_not_the_one_claimed() {
+    use std::os::unix::fs::MetadataExt;
+    let shared = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = Database::new();
+    let b = node(data.path(), &db, "node-b", shared.path());
+    migrate(&b);
+    drop_file(shared.path(), "memo.txt", "会議は10時から\n".as_bytes());
+    // A dead node's entry for a `memo.txt` with the same inode number but another change
+    // time: the same name on a folder it alone saw (or a file put there since).
+    let m = std::fs::metadata(shared.path().join("import/memo.txt")).unwrap();
+    let entry = format!(
+        r#"{{"source":"memo.txt","rel":"memo.txt","renames":[],"ino":{},"events":[]}}"#,
+        m.ino()
+    );
+    db.psql(&format!(
+        "INSERT INTO import_claims (pair, path, ino, size, mtime_ns, ctime_ns, node, lease_until, import_id, entry)
+         VALUES ('soumu', 'memo.txt', {}, {}, {}, {}, 'node-elsewhere', now() - interval '1 second', 'Ielsewhere', '{entry}')",
+        m.ino(),
+        m.size(),
+        m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        m.ctime() * 1_000_000_000 + m.ctime_nsec() + 1,
+    ));
+    let rt = runtime();
+    let node_b = support::start(&rt, b.clone(), "test");
+    wait_exported(shared.path(), 2, 60);
+    rt.block_on(node_b.stop("test"));
+    // Not removed by the take-over: taken as a file of its own and exported.
+    assert_eq!(
+        files_under(&shared.path().join("export")),
+        vec!["memo.txt", "memo.txt.無害化レポート.txt"]
+    );
+    assert_eq!(imports(&[data.path()])[0].get("memo.txt"), Some(&1));
+    assert_eq!(
+        db.psql("SELECT count(*) FROM import_claims WHERE done_at IS NOT NULL AND node = 'node-b'"),
+        "2"
+    );
+}
