@@ -5,16 +5,19 @@
 //! Owns: the `import_claims` and `import_names` tables (migration 5). A node claims a file
 //! ([`Claims::claim`]) before it reads it: one row per file, named by [`FileIdentity`], holding
 //! the claimant and a lease on the database's clock that a thread of the claimant renews while
-//! it works on that file. The row later carries the import ID (before any temporary export is written, so
-//! the sweep of another node knows those files as someone's work) and the ledger entry (before
-//! the renames it names). Finishing marks the row done; it stays as a tombstone for
-//! [`TOMBSTONE_DAYS`].
+//! it works on that file. The row later carries the import ID (before any temporary export is
+//! written, so the sweep of another node knows those files as someone's work) and the ledger
+//! entry (before the renames it names). Finishing marks the row done; it stays as a tombstone
+//! for [`TOMBSTONE_DAYS`]. A pair's name is what the nodes agree on: the same name on every
+//! node means one shared folder.
 //! Invariants:
 //! - Only one node wins a file: an `INSERT … ON CONFLICT DO NOTHING` on the file's identity and
 //!   on its name among unfinished claims, or a `FOR UPDATE SKIP LOCKED` take-over of a claim
 //!   whose lease ran out ([`Claims::take_over`]).
 //! - A claimant writes the import ID and the ledger entry only while the claim is still its
-//!   own (the statements say so); a node that lost its lease stops before it renames anything.
+//!   own (the statements say so): a node that lost its lease before its ledger entry stops
+//!   before it renames anything; after it, the node that took over renames the same temporary
+//!   files to the same names, so neither makes a second copy.
 //!   "Its own" is this run of the node (a random incarnation per process), so two processes
 //!   that were given one node name never act on each other's claims.
 //! - Only the claim being worked on is renewed: a claim left by a failure (its ledger entry
