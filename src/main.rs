@@ -1194,7 +1194,9 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         registry,
         audit,
         quarantine,
-    );
+    )
+    .with_cluster(&config.store, &config.audit.node)
+    .map_err(anyhow::Error::msg)?;
     for problem in importer.create_folders() {
         eprintln!("mukaika: {}", shown(&problem));
     }

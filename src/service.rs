@@ -309,13 +309,16 @@ pub async fn start(
         ));
     }
     if !config.import.pairs.is_empty() {
-        let importer = Arc::new(crate::source::import::Importer::new(
-            config.import.clone(),
-            &data,
-            Arc::clone(&pipeline.registry),
-            Arc::clone(&audit),
-            Arc::clone(&quarantine),
-        ));
+        let importer = Arc::new(
+            crate::source::import::Importer::new(
+                config.import.clone(),
+                &data,
+                Arc::clone(&pipeline.registry),
+                Arc::clone(&audit),
+                Arc::clone(&quarantine),
+            )
+            .with_cluster(&config.store, &config.audit.node)?,
+        );
         importer.create_folders();
         tasks.spawn(importer.run(Arc::clone(&live), watch_rx.clone()));
     }

@@ -24,6 +24,15 @@
 //! holds the same inode. The names listed are only candidates.
 //! Must never: write an input byte into the export folder (only registry outputs and reports),
 //! or overwrite an existing export.
+//!
+//! In a cluster (`[store] backend = "postgres"`, see [`cluster`]) the same invariants hold for
+//! two or more nodes on one shared folder: a node claims each file in the database before it
+//! opens it for reading, reserves the export names there, and writes the ledger entry there
+//! (committed before the renames) instead of under its data folder, so the node that takes a
+//! dead node's file over completes or redoes its work without a second copy. The sweep of
+//! temporary exports spares those of files another node is working on.
+
+pub mod cluster;
 
 use crate::names::check_name;
 use crate::sink::export::apply_ownership;
@@ -92,6 +101,8 @@ pub struct PassSummary {
     /// folder: reached through a symbolic link, not a regular file (a FIFO, a device), or a
     /// hard link (its other name may be outside). They are left untouched.
     pub skipped: Vec<Failed>,
+    /// Files another node of the cluster had claimed (or finished) already.
+    pub elsewhere: usize,
 }
 
 /// Where a pass calls the hook set by [`Importer::with_hook`].
@@ -125,7 +136,7 @@ enum OpenRefusal {
 }
 
 /// The ledger entry of a file being exported (see the module invariants).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct LedgerEntry {
     pair: String,
     source: PathBuf,
@@ -140,6 +151,37 @@ struct LedgerEntry {
     /// a crash before they were appended leaves them to the pass that completes the entry.
     #[serde(default)]
     events: Vec<AuditEvent>,
+}
+
+/// The ledger entry as a cluster shares it (in the file's claim): paths below the pair's
+/// folders, since each node may mount the shared folders elsewhere, and the inode without a
+/// device number, which each NFS client numbers itself. The archive, when configured, is the
+/// completing node's own.
+#[derive(Debug, Serialize, Deserialize)]
+struct SharedEntry {
+    /// The original, below the import folder.
+    source: PathBuf,
+    /// Its path as reports name it (NFC), for the processed archive.
+    rel: String,
+    /// (temporary, final) of every export, below the export folder.
+    renames: Vec<(PathBuf, PathBuf)>,
+    /// The original's inode as opened.
+    ino: u64,
+    /// As [`LedgerEntry::events`].
+    events: Vec<AuditEvent>,
+}
+
+/// `path` below `root`, refused unless it is plain names only (an entry read from the database
+/// never leads outside the pair's folders).
+fn below(root: &Path, path: &Path) -> Result<PathBuf> {
+    if path.as_os_str().is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_)))
+    {
+        return Err(Error::permanent(format!(
+            "shared ledger entry: {} is not a path below the folder",
+            path.display()
+        )));
+    }
+    Ok(root.join(path))
 }
 
 /// What one imported file sends to the export folder: its sanitized output (if any) and its
@@ -264,8 +306,11 @@ struct ImportEffects<'a> {
     path: &'a Path,
     /// What was exported, once it was.
     delivered: Option<Exported>,
-    /// The ledger entry of the exports and its path (what `complete` retires and removes).
-    ledger: Option<(PathBuf, LedgerEntry)>,
+    /// The ledger entry of the exports and its path (what `complete` retires and removes);
+    /// no path when the entry is in the file's claim (a cluster).
+    ledger: Option<(Option<PathBuf>, LedgerEntry)>,
+    /// The file's claim, in a cluster.
+    claim: Option<i64>,
 }
 
 impl settle::Effects for ImportEffects<'_> {
@@ -288,10 +333,28 @@ impl settle::Effects for ImportEffects<'_> {
         fs::create_dir_all(&export_dir)
             .map_err(|e| Error::io(format!("creating {}", export_dir.display()), e))?;
         dir_permissions(pair, &export_dir)?;
+        let claimed = importer.claims.as_deref().zip(self.claim);
+        let in_export = |name: &str| {
+            if out.safe_dir.is_empty() {
+                name.to_string()
+            } else {
+                format!("{}/{name}", out.safe_dir)
+            }
+        };
+        // In a cluster a name is reserved in the database too: another node may be choosing
+        // names in the same folder at the same moment.
+        let name_for = |wanted: &str| -> Result<String> {
+            match claimed {
+                Some((claims, claim)) => unique_reserved(&export_dir, wanted, |candidate| {
+                    claims.reserve(claim, &pair.name, &in_export(candidate))
+                }),
+                None => Ok(unique(&export_dir, wanted)),
+            }
+        };
         let mut writes: Vec<(String, Vec<u8>, Option<String>)> = Vec::new();
         let out_name = match &out.output {
             Some(clean) => {
-                let name = unique(&export_dir, clean.name());
+                let name = name_for(clean.name())?;
                 writes.push((
                     name.clone(),
                     clean.bytes().to_vec(),
@@ -325,7 +388,7 @@ impl settle::Effects for ImportEffects<'_> {
         };
         // The report's name is derived from the output's, so it is the one that overflows.
         let shown = names::shorten(&shown, names::NAME_MAX - suffix.len());
-        writes.push((unique(&export_dir, &format!("{shown}{suffix}")), body, None));
+        writes.push((name_for(&format!("{shown}{suffix}"))?, body, None));
 
         let mut renames = Vec::new();
         for (name, bytes, _) in &writes {
@@ -339,9 +402,6 @@ impl settle::Effects for ImportEffects<'_> {
                 .join(&pair.name)
                 .join(&out.rel)
         });
-        let ledger = importer.data.join("ledger");
-        fs::create_dir_all(&ledger)
-            .map_err(|e| Error::io(format!("creating {}", ledger.display()), e))?;
         let entry = LedgerEntry {
             pair: pair.name.clone(),
             source: self.path.to_path_buf(),
@@ -350,30 +410,42 @@ impl settle::Effects for ImportEffects<'_> {
             archive_to,
             events: out.events,
         };
-        let encoded = serde_json::to_vec(&entry)
-            .map_err(|e| Error::permanent(format!("ledger entry: {e}")))?;
-        // The entry's name is durable (the folder is flushed) before the renames it records,
-        // or a crash leaves exports whose original is processed again.
-        let ledger_path = crate::durable::write(
-            &ledger,
-            &format!("{}.json", out.id),
-            &encoded,
-            crate::durable::Mode::Replace,
-        )
-        .map_err(|e| Error::io(format!("ledger {}", ledger.display()), e))?;
+        let ledger_path = match claimed {
+            Some((claims, claim)) => {
+                // Committed in the claim before the renames, so whichever node completes it
+                // renames the same temporary files to the same names.
+                let shared = self.shared_entry(&entry)?;
+                let encoded = serde_json::to_string(&shared)
+                    .map_err(|e| Error::permanent(format!("ledger entry: {e}")))?;
+                claims.write_entry(claim, &encoded)?;
+                None
+            }
+            None => {
+                let ledger = importer.data.join("ledger");
+                fs::create_dir_all(&ledger)
+                    .map_err(|e| Error::io(format!("creating {}", ledger.display()), e))?;
+                let encoded = serde_json::to_vec(&entry)
+                    .map_err(|e| Error::permanent(format!("ledger entry: {e}")))?;
+                // The entry's name is durable (the folder is flushed) before the renames it
+                // records, or a crash leaves exports whose original is processed again.
+                Some(
+                    crate::durable::write(
+                        &ledger,
+                        &format!("{}.json", out.id),
+                        &encoded,
+                        crate::durable::Mode::Replace,
+                    )
+                    .map_err(|e| Error::io(format!("ledger {}", ledger.display()), e))?,
+                )
+            }
+        };
         for (tmp, fin) in &entry.renames {
             fs::rename(tmp, fin)
                 .map_err(|e| Error::io(format!("export to {}", fin.display()), e))?;
         }
         sync(&export_dir)?;
         self.ledger = Some((ledger_path, entry));
-        let in_folder = |name: &str| {
-            if out.safe_dir.is_empty() {
-                name.to_string()
-            } else {
-                format!("{}/{name}", out.safe_dir)
-            }
-        };
+        let in_folder = in_export;
         let records = writes
             .iter()
             .map(|(name, _, sha)| {
@@ -416,8 +488,41 @@ impl settle::Effects for ImportEffects<'_> {
             return Err(Error::permanent("nothing was exported to complete"));
         };
         self.importer.retire(&entry)?;
-        fs::remove_file(&ledger_path)
-            .map_err(|e| Error::io(format!("removing {}", ledger_path.display()), e))
+        match (ledger_path, self.importer.claims.as_deref().zip(self.claim)) {
+            (Some(ledger_path), _) => fs::remove_file(&ledger_path)
+                .map_err(|e| Error::io(format!("removing {}", ledger_path.display()), e)),
+            // The tombstone: no node takes this file again; a file dropped later under the
+            // same name is another claim.
+            (None, Some((claims, claim))) => claims.finish(claim),
+            (None, None) => Err(Error::permanent("a shared ledger entry without a claim")),
+        }
+    }
+}
+
+impl ImportEffects<'_> {
+    /// `entry` as the cluster shares it.
+    fn shared_entry(&self, entry: &LedgerEntry) -> Result<SharedEntry> {
+        let (import, export) = (&self.pair.import, &self.pair.export);
+        let rel = |root: &Path, path: &Path| -> Result<PathBuf> {
+            path.strip_prefix(root).map(Path::to_path_buf).map_err(|_| {
+                Error::permanent(format!(
+                    "{} is not below {}",
+                    path.display(),
+                    root.display()
+                ))
+            })
+        };
+        Ok(SharedEntry {
+            source: rel(import, &entry.source)?,
+            rel: rel_path(import, &entry.source),
+            renames: entry
+                .renames
+                .iter()
+                .map(|(tmp, fin)| Ok((rel(export, tmp)?, rel(export, fin)?)))
+                .collect::<Result<_>>()?,
+            ino: entry.inode.map_or(0, |(_, ino)| ino),
+            events: entry.events.clone(),
+        })
     }
 }
 
@@ -433,6 +538,8 @@ pub struct Importer {
     /// Names already reported as not taken (and why): audited once, not on every pass.
     refused: Mutex<HashSet<(PathBuf, String)>>,
     hook: Option<Hook>,
+    /// The claims shared with the other nodes on the same folders (a cluster).
+    claims: Option<Arc<cluster::Claims>>,
 }
 
 impl Importer {
@@ -462,7 +569,34 @@ impl Importer {
             seen: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashSet::new()),
             hook: None,
+            claims: None,
         }
+    }
+
+    /// With `[store] backend = "postgres"`, claims each file in the shared database before
+    /// taking it, as node `node` (see [`cluster`]); with SQLite, unchanged.
+    ///
+    /// # Errors
+    /// The database cannot be opened.
+    pub fn with_cluster(self, store: &crate::config::StoreSection, node: &str) -> Result<Self> {
+        if store.backend != crate::config::StoreBackend::Postgres {
+            return Ok(self);
+        }
+        // A pair's name is what the nodes agree on: one name, one shared folder.
+        let local = self.data.parent().unwrap_or(&self.data);
+        for pair in &self.section.pairs {
+            if pair.import.starts_with(local) {
+                tracing::warn!(pair = %pair.name, import = %pair.import.display(), "in a cluster, pairs of the same name on every node are one shared folder: this one is inside the data folder; give a node-local folder a pair name no other node uses");
+            }
+        }
+        Ok(self.with_claims(cluster::Claims::open(store, node)?))
+    }
+
+    /// Claims each file through `claims` before taking it (a cluster).
+    #[must_use]
+    pub fn with_claims(mut self, claims: cluster::Claims) -> Self {
+        self.claims = Some(Arc::new(claims));
+        self
     }
 
     /// Test support only: `hook` runs at each [`HookPoint`] of a pass, so a test can change the
@@ -613,7 +747,19 @@ impl Importer {
                     summary.waiting += 1;
                     continue;
                 }
-                match self.process(pair, &source, &path, &rel, policy) {
+                let claim = match self.claim(pair, &source, &path, &rel) {
+                    Ok(Some(claim)) => claim,
+                    Ok(None) => {
+                        summary.elsewhere += 1;
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(pair = %pair.name, path = %rel, error = %error, "cannot claim; retried on the next pass");
+                        summary.waiting += 1;
+                        continue;
+                    }
+                };
+                match self.process(pair, &source, &path, &rel, policy, claim) {
                     Ok(done) => summary.processed.push(done),
                     Err(error) => {
                         tracing::error!(pair = %pair.name, path = %rel, error = %error, transient = error.is_transient(), "import failed; the file stays");
@@ -671,16 +817,50 @@ impl Importer {
     fn import_id(&self, pair: &ImportPair, rel: &str, source: &Source, sha256: &str) -> String {
         use std::os::unix::fs::MetadataExt;
         let meta = &source.meta;
+        // Each NFS client numbers the device itself: in a cluster, every node must derive the
+        // same ID for the same file.
+        let dev = if self.claims.is_some() { 0 } else { meta.dev() };
         let key = format!(
             "{}\0{rel}\0{}\0{}\0{}.{}\0{sha256}",
             pair.name,
-            meta.dev(),
+            dev,
             meta.ino(),
             meta.ctime(),
             meta.ctime_nsec()
         );
         let digest = sha_hex(key.as_bytes());
         format!("I{}", &digest[..24])
+    }
+
+    /// In a cluster, claims the opened file for this node: `Ok(Some(Some(claim)))` when won
+    /// and the name still holds that very file, `Ok(None)` when another node has it (or had
+    /// it: finished). On one node, `Ok(Some(None))`.
+    #[allow(clippy::option_option)]
+    fn claim(
+        &self,
+        pair: &ImportPair,
+        source: &Source,
+        path: &Path,
+        rel: &str,
+    ) -> Result<Option<Option<i64>>> {
+        let Some(claims) = &self.claims else {
+            return Ok(Some(None));
+        };
+        let file = cluster::FileIdentity::of(&pair.name, rel, &source.meta);
+        let Some(claim) = claims.claim(&file)? else {
+            return Ok(None);
+        };
+        // Won: but the node that finished this file may have removed it (and dropped its
+        // tombstone) since it was listed and opened here. Only the name as it is now counts.
+        let still = matches!(
+            open_source(&pair.import, path),
+            Ok(now) if cluster::FileIdentity::of(&pair.name, rel, &now.meta) == file
+        );
+        if !still {
+            claims.release(claim)?;
+            return Ok(None);
+        }
+        Ok(Some(Some(claim)))
     }
 
     fn process(
@@ -690,6 +870,39 @@ impl Importer {
         path: &Path,
         rel: &str,
         policy: &Policy,
+        claim: Option<i64>,
+    ) -> Result<Processed> {
+        let claims = self.claims.as_deref().zip(claim);
+        let result = self.process_claimed(pair, source, path, rel, policy, claim);
+        if let (Err(_), Some((claims, claim))) = (&result, claims) {
+            // Unless its ledger entry is in the claim (then the next pass completes it), the
+            // file goes back to the folder for any node; its temporary exports are swept as
+            // no one's once the claim is gone.
+            match claims.entry_of(claim) {
+                Ok(false) => {
+                    if let Err(e) = claims.release(claim) {
+                        tracing::warn!(error = %e, "import claim could not be released; another node takes it over after the lease");
+                    }
+                }
+                // Left to run out: then any node (this one too) takes it over and completes it.
+                Ok(true) => claims.let_lapse(claim),
+                Err(e) => {
+                    claims.let_lapse(claim);
+                    tracing::warn!(error = %e, "import claim could not be read");
+                }
+            }
+        }
+        result
+    }
+
+    fn process_claimed(
+        &self,
+        pair: &ImportPair,
+        source: &Source,
+        path: &Path,
+        rel: &str,
+        policy: &Policy,
+        claim: Option<i64>,
     ) -> Result<Processed> {
         let base = rel.rsplit_once('/').map_or(rel, |(_, b)| b).to_string();
         let size = source.meta.len();
@@ -736,6 +949,11 @@ impl Importer {
         // The same file met again after a crash (same inode, same change time, same bytes)
         // gets the same ID, so its quarantine record is stored once and audited on this pass.
         let id = self.import_id(pair, rel, source, &bytes_sha);
+        if let (Some(claims), Some(claim)) = (&self.claims, claim) {
+            // Before any temporary export exists: the other nodes' sweeps spare files tagged
+            // with the ID of a claim in progress.
+            claims.set_import_id(claim, &id)?;
+        }
         events.push(AuditEvent::FileImported(FileImported {
             item_id: id.clone(),
             department: pair.name.clone(),
@@ -770,6 +988,7 @@ impl Importer {
             path,
             delivered: None,
             ledger: None,
+            claim,
         };
         settle::apply(settlement, &mut fx)?;
         let output = fx.delivered.and_then(|d| d.output);
@@ -886,10 +1105,13 @@ impl Importer {
     /// records and before the ledger's removal records them a second time: visible, not lost).
     fn finish_ledger(&self, summary: &mut PassSummary) -> Result<()> {
         let dir = self.data.join("ledger");
-        let Ok(entries) = fs::read_dir(&dir) else {
-            return Ok(());
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries.flatten().collect(),
+            // Nothing was ever exported by this node (a cluster node still takes over).
+            Err(_) if self.claims.is_none() => return Ok(()),
+            Err(_) => Vec::new(),
         };
-        for entry in entries.flatten() {
+        for entry in entries {
             let path = entry.path();
             if crate::durable::is_temp_name(&entry.file_name().to_string_lossy()) {
                 // An entry a crash cut off before it was committed: its exports are temporary
@@ -904,58 +1126,205 @@ impl Importer {
                 Some(l) => l,
                 None => continue,
             };
-            for (tmp, fin) in &ledger.renames {
-                if tmp.exists() && !fin.exists() {
-                    fs::rename(tmp, fin)
-                        .map_err(|e| Error::io(format!("export to {}", fin.display()), e))?;
-                }
-            }
-            if let Some((_, fin)) = ledger.renames.first() {
-                if let Some(parent) = fin.parent() {
-                    sync(parent)?;
-                }
-            }
-            let mut events = ledger.events.clone();
-            events.push(AuditEvent::FileExported(FileExported {
-                item_id: path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                department: ledger.pair.clone(),
-                path: ledger
-                    .renames
-                    .iter()
-                    .map(|(_, f)| f.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                verdict: "completed-after-restart".into(),
-                sha256: None,
-            }));
-            self.audit
-                .append_all(&events)
-                .map_err(|e| Error::transient(format!("audit log: {e}")))?;
-            self.retire(&ledger)?;
+            let id = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.complete_entry(&ledger, &id, true, summary)?;
             fs::remove_file(&path)
                 .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
-            summary.processed.push(Processed {
-                pair: ledger.pair,
-                path: ledger.source.display().to_string(),
-                verdict: Verdict::Sanitized,
-                output: None,
-                quarantine_id: None,
-            });
+        }
+        if let Some(claims) = &self.claims {
+            self.take_over(claims, summary)?;
         }
         // Temporary exports no ledger names are from a crash before the ledger was written:
         // their original is still in the import folder and will be processed again.
+        // In a cluster, those of a file another node is working on are spared: a temporary
+        // file is written only after its import ID is in a claim, and swept once no
+        // unfinished claim has that ID.
         for pair in &self.section.pairs {
             let mut stale = Vec::new();
             walk_temps(&pair.export, 0, &mut stale);
+            if let Some(claims) = &self.claims {
+                let ids: Vec<String> = stale.iter().filter_map(|t| temp_id(t)).collect();
+                let working = claims.working(&ids)?;
+                stale.retain(|t| temp_id(t).is_none_or(|id| !working.contains(&id)));
+            }
             for tmp in stale {
                 let _ = fs::remove_file(&tmp);
             }
         }
         Ok(())
     }
+
+    /// Completes a ledger entry (a crashed pass's, or a dead node's): the renames whose
+    /// temporary file is still there, the audit records the pass did not write, the original
+    /// retired (when `retire`). `id` is the import ID.
+    fn complete_entry(
+        &self,
+        ledger: &LedgerEntry,
+        id: &str,
+        retire: bool,
+        summary: &mut PassSummary,
+    ) -> Result<()> {
+        for (tmp, fin) in &ledger.renames {
+            if tmp.exists() && !fin.exists() {
+                fs::rename(tmp, fin)
+                    .map_err(|e| Error::io(format!("export to {}", fin.display()), e))?;
+            }
+        }
+        if let Some((_, fin)) = ledger.renames.first() {
+            if let Some(parent) = fin.parent() {
+                sync(parent)?;
+            }
+        }
+        let mut events = ledger.events.clone();
+        events.push(AuditEvent::FileExported(FileExported {
+            item_id: id.to_string(),
+            department: ledger.pair.clone(),
+            path: ledger
+                .renames
+                .iter()
+                .map(|(_, f)| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            verdict: "completed-after-restart".into(),
+            sha256: None,
+        }));
+        self.audit
+            .append_all(&events)
+            .map_err(|e| Error::transient(format!("audit log: {e}")))?;
+        if retire {
+            self.retire(ledger)?;
+        }
+        summary.processed.push(Processed {
+            pair: ledger.pair.clone(),
+            path: ledger.source.display().to_string(),
+            verdict: Verdict::Sanitized,
+            output: None,
+            quarantine_id: None,
+        });
+        Ok(())
+    }
+
+    /// Takes over the claims whose lease ran out (a dead node's, or one a failure or a restart
+    /// left, this node's included): one with a ledger entry is completed here (the same
+    /// temporary files renamed to the same names: no second copy), one without gives its file
+    /// back to the folder after its temporary exports are removed (nothing was renamed yet).
+    fn take_over(&self, claims: &cluster::Claims, summary: &mut PassSummary) -> Result<()> {
+        let pairs: Vec<String> = self.section.pairs.iter().map(|p| p.name.clone()).collect();
+        for taken in claims.take_over(&pairs)? {
+            let file = &taken.file;
+            tracing::warn!(pair = %file.pair, path = %file.path, previous = %taken.previous, entry = taken.entry.is_some(), "import claim taken over");
+            let Some(pair) = self.section.pairs.iter().find(|p| p.name == file.pair) else {
+                continue;
+            };
+            let Some(entry) = &taken.entry else {
+                if let Some(id) = &taken.import_id {
+                    let mut temps = Vec::new();
+                    walk_temps(&pair.export, 0, &mut temps);
+                    for tmp in temps
+                        .iter()
+                        .filter(|t| temp_id(t).as_deref() == Some(id.as_str()))
+                    {
+                        let _ = fs::remove_file(tmp);
+                    }
+                }
+                claims.release(taken.claim)?;
+                continue;
+            };
+            let ledger = match serde_json::from_str::<SharedEntry>(entry)
+                .map_err(|e| Error::permanent(format!("shared ledger entry: {e}")))
+                .and_then(|shared| self.resolve(pair, shared))
+            {
+                Ok(ledger) => ledger,
+                Err(e) => {
+                    // Not given up: the claim runs out again and is retried (and logged) by
+                    // whichever node takes it next, until an operator looks at it.
+                    tracing::error!(pair = %file.pair, path = %file.path, error = %e, "shared ledger entry cannot be completed");
+                    continue;
+                }
+            };
+            // The original is removed only while its name still holds the very file claimed
+            // (inode, size and times, not the inode alone): a pair of the same name on a folder
+            // this node does not share, or a file put there since, is never removed.
+            let retire = match open_source(&pair.import, &ledger.source) {
+                Ok(now) => cluster::FileIdentity::of(&pair.name, &file.path, &now.meta) == *file,
+                Err(OpenRefusal::Gone) => false,
+                Err(OpenRefusal::Skip(why) | OpenRefusal::Io(why)) => {
+                    tracing::warn!(pair = %file.pair, path = %file.path, error = %why, "taken-over import: the original cannot be checked; retried when its lease runs out");
+                    continue;
+                }
+            };
+            if !retire {
+                tracing::warn!(pair = %file.pair, path = %file.path, "taken-over import: the original is gone or is another file; it is not removed");
+            }
+            let id = taken.import_id.clone().unwrap_or_default();
+            match self.complete_entry(&ledger, &id, retire, summary) {
+                Ok(()) => claims.finish(taken.claim)?,
+                // Not renewed: it runs out and is taken over again.
+                Err(e) => {
+                    tracing::error!(pair = %file.pair, path = %file.path, error = %e, "taken-over import not completed; retried when its lease runs out");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A shared ledger entry as this node completes it: its own paths to the shared folders,
+    /// its own device number for the original's inode, its own processed archive.
+    fn resolve(&self, pair: &ImportPair, shared: SharedEntry) -> Result<LedgerEntry> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = fs::metadata(&pair.import)
+            .map_err(|e| Error::io(format!("reading {}", pair.import.display()), e))?
+            .dev();
+        Ok(LedgerEntry {
+            pair: pair.name.clone(),
+            source: below(&pair.import, &shared.source)?,
+            renames: shared
+                .renames
+                .iter()
+                .map(|(tmp, fin)| Ok((below(&pair.export, tmp)?, below(&pair.export, fin)?)))
+                .collect::<Result<_>>()?,
+            inode: Some((dev, shared.ino)),
+            archive_to: self.section.archive_processed.then(|| {
+                self.data
+                    .join("processed")
+                    .join(&pair.name)
+                    .join(&shared.rel)
+            }),
+            events: shared.events,
+        })
+    }
+}
+
+/// The import ID a temporary export's name is tagged with (`.I<hash>.…tmp`).
+fn temp_id(tmp: &Path) -> Option<String> {
+    let name = tmp.file_name()?.to_str()?;
+    let id = name.strip_prefix('.')?.split('.').next()?;
+    id.starts_with('I').then(|| id.to_string())
+}
+
+/// As [`unique`], but a name is taken only once `reserve` (the cluster's reservation of it)
+/// agreed, and only if the folder does not hold it after that either: a name another node
+/// renamed into place and then freed is on disk by the time its reservation is gone.
+fn unique_reserved(
+    dir: &Path,
+    name: &str,
+    mut reserve: impl FnMut(&str) -> Result<bool>,
+) -> Result<String> {
+    for candidate in candidates(name).take(10_000) {
+        if dir.join(&candidate).exists() || !reserve(&candidate)? {
+            continue;
+        }
+        if !dir.join(&candidate).exists() {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::transient(format!(
+        "no free export name for {name} in {}",
+        dir.display()
+    )))
 }
 
 fn sync(dir: &Path) -> Result<()> {
@@ -1205,24 +1574,30 @@ fn rel_path(root: &Path, path: &Path) -> String {
 /// the file system holds (the stem gives way to the number and the extension), with no control
 /// or bidi character (an RLO would show `請求書\u{202e}fdp.exe` as `請求書exe.pdf` in Explorer).
 fn unique(dir: &Path, name: &str) -> String {
-    let name = names::file_name_safe(name);
-    let name = names::shorten(&name, names::NAME_MAX);
-    if !dir.join(name.as_ref()).exists() {
-        return name.into_owned();
+    let mut all = candidates(name);
+    let first = all.next().unwrap_or_default();
+    if !dir.join(&first).exists() {
+        return first;
     }
+    all.find(|candidate| !dir.join(candidate).exists())
+        .unwrap_or(first)
+}
+
+/// The names [`unique`] tries for `name`, in order: itself (made safe and short enough), then
+/// `stem (2).ext`, `stem (3).ext`…
+fn candidates(name: &str) -> impl Iterator<Item = String> {
+    let name = names::file_name_safe(name);
+    let name = names::shorten(&name, names::NAME_MAX).into_owned();
     let (stem, ext) = match name.split_once('.') {
         Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
         _ => (name.to_string(), String::new()),
     };
-    (2..)
-        .map(|n| {
-            let tag = format!(" ({n})");
-            let room = names::NAME_MAX.saturating_sub(tag.len() + ext.len());
-            let candidate = format!("{}{tag}{ext}", names::shorten(&stem, room));
-            names::shorten(&candidate, names::NAME_MAX).into_owned()
-        })
-        .find(|candidate| !dir.join(candidate).exists())
-        .unwrap_or_else(|| name.into_owned())
+    std::iter::once(name).chain((2..).map(move |n| {
+        let tag = format!(" ({n})");
+        let room = names::NAME_MAX.saturating_sub(tag.len() + ext.len());
+        let candidate = format!("{}{tag}{ext}", names::shorten(&stem, room));
+        names::shorten(&candidate, names::NAME_MAX).into_owned()
+    }))
 }
 
 fn verdict_name(v: Verdict) -> &'static str {
@@ -1429,6 +1804,26 @@ mod tests {
         assert_eq!(out.quarantine_id.as_deref(), Some("I1"));
         assert_eq!(out.safe_dir, "sub");
         assert_eq!(kinds(&out.events), ["quarantined"], "the ledger keeps them");
+    }
+
+    #[test]
+    fn a_clustered_export_name_skips_names_reserved_elsewhere_or_written_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("memo.txt"), b"x").unwrap();
+        let mut asked = Vec::new();
+        let name = unique_reserved(dir.path(), "memo.txt", |candidate| {
+            asked.push(candidate.to_string());
+            // Another node renamed its export into place just as this one reserved the name.
+            if candidate == "memo (3).txt" {
+                fs::write(dir.path().join(candidate), b"y").unwrap();
+            }
+            // Reserved by another node.
+            Ok(candidate != "memo (2).txt")
+        })
+        .unwrap();
+        assert_eq!(name, "memo (4).txt");
+        assert_eq!(asked, ["memo (2).txt", "memo (3).txt", "memo (4).txt"]);
+        assert_eq!(unique(dir.path(), "memo.txt"), "memo (2).txt");
     }
 
     #[test]

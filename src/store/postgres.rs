@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/postgres/0002_nodes.sql"),
     ),
     (
+        5,
+        "import folder claims shared by the nodes on one folder",
+        include_str!("migrations/postgres/0005_import_claims.sql"),
+    ),
+    (
         6,
         "release claims with a lease, the cluster's shared state, login throttles",
         include_str!("migrations/postgres/0006_release_claims.sql"),
