@@ -307,6 +307,12 @@ pub async fn start(
             config.audit.node.clone(),
             watch_rx.clone(),
         ));
+        tasks.spawn(audit_copy_task(
+            Arc::clone(&audit),
+            config.store.clone(),
+            config.audit.node.clone(),
+            watch_rx.clone(),
+        ));
     }
     if !config.import.pairs.is_empty() {
         let importer = Arc::new(crate::source::import::Importer::new(
@@ -397,6 +403,66 @@ async fn node_task(
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(
                 crate::store::postgres::NODE_HEARTBEAT_SECS,
+            )) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Copies this node's audit records to the cluster's database after each durable append (a
+/// moment later, so that a burst goes in one batch) and every
+/// [`crate::audit::copies::COPY_EVERY_SECS`], until shutdown. While the database is down it
+/// warns once and catches up when it is back; a conflicting copy stops it for good (logged as
+/// an error by the shipper; `mukaika selfcheck` and `audit verify` report it).
+async fn audit_copy_task(
+    audit: Arc<AuditLog>,
+    store: crate::config::StoreSection,
+    node: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let shipper = Arc::new(std::sync::Mutex::new(crate::audit::copies::Shipper::new(
+        audit.dir(),
+        node,
+        store,
+    )));
+    let appended = audit.appended();
+    let mut failing = false;
+    loop {
+        let (s, a) = (Arc::clone(&shipper), Arc::clone(&audit));
+        let pass = tokio::task::spawn_blocking(move || {
+            let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
+            if s.conflict().is_some() {
+                return None;
+            }
+            Some(s.pass(a.durable_seq()))
+        })
+        .await;
+        match pass {
+            Ok(None) => {}
+            Ok(Some(Ok(_))) => {
+                if failing {
+                    tracing::info!("audit records are copied to the cluster database again");
+                }
+                failing = false;
+            }
+            Ok(Some(Err(e))) if e.is_permanent() => {}
+            Ok(Some(Err(e))) => {
+                if !failing {
+                    tracing::warn!(error = %e, "audit records not copied to the cluster database; they are copied once it is back");
+                }
+                failing = true;
+            }
+            Err(e) => tracing::error!(error = %e, "audit copy panicked"),
+        }
+        tokio::select! {
+            _ = appended.notified() => {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+            _ = tokio::time::sleep(std::time::Duration::from_secs(
+                crate::audit::copies::COPY_EVERY_SECS,
             )) => {}
             _ = shutdown.changed() => return,
         }

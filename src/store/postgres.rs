@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "the nodes of the cluster and when each was last seen",
         include_str!("migrations/postgres/0002_nodes.sql"),
     ),
+    (
+        4,
+        "a copy of every node's audit records",
+        include_str!("migrations/postgres/0004_audit.sql"),
+    ),
 ];
 
 /// How often a running node reports in (`mukaika selfcheck` counts a node seen within four of
