@@ -272,14 +272,20 @@ fn store_migrate_brings_a_new_database_to_the_current_schema_once() {
     .unwrap();
     let out = support::mukaika(&["store", "migrate", "--config", file.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
+    let latest = mukaika::store::postgres::latest_version();
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("from version 0 to 2"),
+        String::from_utf8_lossy(&out.stdout).contains(&format!("from version 0 to {latest}")),
         "{out:?}"
     );
-    assert_eq!(db.psql("SELECT max(version) FROM schema_version"), "2");
+    assert_eq!(
+        db.psql("SELECT max(version) FROM schema_version"),
+        latest.to_string()
+    );
     let again = support::mukaika(&["store", "migrate", "--config", file.to_str().unwrap()]);
     assert!(again.status.success());
-    assert!(String::from_utf8_lossy(&again.stdout).contains("already at version 2"));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains(&format!("already at version {latest}"))
+    );
     let running = support::start(&rt, c, "test");
     rt.block_on(running.stop("test"));
 }
@@ -423,7 +429,11 @@ fn selfcheck_names_the_database_link_the_schema_and_the_nodes_seen() {
     let link = row(&nodes, "クラスタ: 共有データベースへの接続");
     assert!(link.ok, "{link:?}");
     let schema = row(&nodes, "クラスタ: データベースの版");
-    assert!(schema.ok && schema.detail.starts_with('2'), "{schema:?}");
+    let latest = mukaika::store::postgres::latest_version();
+    assert!(
+        schema.ok && schema.detail.starts_with(&latest.to_string()),
+        "{schema:?}"
+    );
     assert!(row(&nodes, "クラスタ: 稼働中のノード").ok);
     rt.block_on(node_b.stop("test"));
     // Node B has been silent for ten minutes: named as such, while A still counts.
@@ -438,7 +448,9 @@ fn selfcheck_names_the_database_link_the_schema_and_the_nodes_seen() {
     let checks = mukaika::admin::selfcheck::run(&p.a);
     assert!(!row(&checks, "クラスタ: 稼働中のノード").ok);
     // A database whose schema is behind this binary.
-    p.db.psql("DELETE FROM schema_version WHERE version = 2");
+    p.db.psql(&format!(
+        "DELETE FROM schema_version WHERE version = {latest}"
+    ));
     let checks = mukaika::admin::selfcheck::run(&p.a);
     let schema = row(&checks, "クラスタ: データベースの版");
     assert!(
