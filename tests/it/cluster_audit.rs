@@ -334,3 +334,138 @@ fn two_nodes_with_the_same_node_name_are_detected_and_nothing_is_overwritten() {
     rt.block_on(one.stop("test"));
     rt.block_on(two.stop("test"));
 }
+
+/// A node's log with `n` records of its own (plus the checkpoints the log adds).
+fn log_with(dir: &Path, node: &str, key: Option<&[u8]>, n: usize) -> mukaika::audit::AuditLog {
+    let mut config = mukaika::audit::AuditConfig::new(dir, node);
+    config.hmac_key = key.map(<[u8]>::to_vec);
+    let log = mukaika::audit::AuditLog::open(config).unwrap();
+    for i in 0..n {
+        log.append(mukaika::audit::AuditEvent::ConfigLoaded(
+            mukaika::audit::event::ConfigLoaded {
+                source: format!("{node}-{i}"),
+                sha256: "0".repeat(64),
+            },
+        ))
+        .unwrap();
+    }
+    log
+}
+
+fn migrated() -> (Database, mukaika::config::StoreSection) {
+    let db = Database::new();
+    let dir = tempfile::tempdir().unwrap();
+    let c = node(dir.path(), &db, "unused");
+    migrate(&c);
+    (db, c.store)
+}
+
+#[test]
+fn the_copier_sends_one_insert_per_batch_repeats_nothing_and_never_overwrites_another_chain() {
+    use mukaika::audit::copies::{Shipper, BATCH};
+    let (db, store) = migrated();
+    let (d1, d2, d3) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let log = log_with(d1.path(), "n1", None, 1200);
+    let total = log.durable_seq();
+    let started = Instant::now();
+    let pass = Shipper::new(d1.path(), "n1", store.clone())
+        .pass(total)
+        .unwrap();
+    eprintln!("copied {} records in {:?}", pass.copied, started.elapsed());
+    assert_eq!((pass.copied, pass.last), (total, total));
+    // One INSERT (one transaction, one now()) per batch of BATCH records.
+    let statements: usize = db
+        .psql("SELECT count(DISTINCT copied_at) FROM audit_records")
+        .parse()
+        .unwrap();
+    assert_eq!(statements, (total as usize).div_ceil(BATCH));
+    // A copier starting afresh copies nothing twice; one that finds copies missing at the
+    // end catches up from the last one there.
+    let mut again = Shipper::new(d1.path(), "n1", store.clone());
+    assert_eq!(again.pass(total).unwrap().copied, 0);
+    db.psql("DELETE FROM audit_records WHERE seq > 700");
+    assert_eq!(
+        Shipper::new(d1.path(), "n1", store.clone())
+            .pass(total)
+            .unwrap()
+            .copied,
+        total - 700
+    );
+    let copies = db.psql("SELECT string_agg(record, E'\\n' ORDER BY seq) FROM audit_records");
+    // Another log written under the same node name, longer or shorter: refused, nothing
+    // overwritten, and the copier stays stopped.
+    for (dir, n) in [(&d2, 1500), (&d3, 5)] {
+        let other = log_with(dir.path(), "n1", None, n);
+        let mut shipper = Shipper::new(dir.path(), "n1", store.clone());
+        let err = shipper.pass(other.durable_seq()).unwrap_err();
+        assert!(err.is_permanent(), "{err}");
+        assert!(err.to_string().contains("same [audit] node name"), "{err}");
+        assert!(shipper.conflict().is_some());
+        assert!(shipper.pass(other.durable_seq()).is_err());
+    }
+    assert_eq!(
+        db.psql("SELECT string_agg(record, E'\\n' ORDER BY seq) FROM audit_records"),
+        copies
+    );
+}
+
+#[test]
+fn copies_keyed_with_another_nodes_hmac_key_are_checked_for_hashes_and_linkage_only() {
+    use mukaika::audit::copies::{verify, Shipper};
+    let (db, store) = migrated();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let keyed = log_with(d1.path(), "keyed", Some(b"key-of-keyed"), 5);
+    let plain = log_with(d2.path(), "plain", None, 5);
+    Shipper::new(d1.path(), "keyed", store.clone())
+        .pass(keyed.durable_seq())
+        .unwrap();
+    Shipper::new(d2.path(), "plain", store.clone())
+        .pass(plain.durable_seq())
+        .unwrap();
+    let pg = mukaika::store::postgres::Pg::open(&store).unwrap();
+    // From the plain node: the keyed node's HMACs cannot be checked, and that is said.
+    let r = verify(&pg, "plain", d2.path(), None, false).unwrap();
+    assert!(r.intact(), "{r:?}");
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("keyed") && n.contains("only hashes and linkage")),
+        "{r:?}"
+    );
+    // From the keyed node itself, with its key: fully checked.
+    let r = verify(&pg, "keyed", d1.path(), Some(b"key-of-keyed"), false).unwrap();
+    assert!(r.intact() && r.notes.is_empty(), "{r:?}");
+    let r = verify(&pg, "keyed", d1.path(), Some(b"another-key"), false).unwrap();
+    assert!(!r.intact(), "{r:?}");
+    // A copy rewritten with a hash that recomputes still breaks the link to the next one.
+    let line = db.psql("SELECT record FROM audit_records WHERE node = 'plain' AND seq = 2");
+    let at = line.rfind(",\"hash\":\"").unwrap();
+    let body = format!("{}}}", &line[..at]).replace("plain-1", "plain-X");
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(body.as_bytes()))
+    };
+    let forged = format!("{},\"hash\":\"{hash}\"}}", &body[..body.len() - 1]);
+    db.psql(&format!(
+        "UPDATE audit_records SET record = '{forged}', hash = '{hash}' WHERE node = 'plain' AND seq = 2"
+    ));
+    let r = verify(&pg, "keyed", d1.path(), Some(b"key-of-keyed"), false).unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.node == "plain" && p.seq == 3 && p.kind == "broken-link"),
+        "{r:?}"
+    );
+    // And the node that wrote it finds the copy unlike its record.
+    let r = verify(&pg, "plain", d2.path(), None, true).unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.node == "plain" && p.seq == 2 && p.kind == "altered"),
+        "{r:?}"
+    );
+}
