@@ -214,9 +214,21 @@ fn hashes(pg: &Pg, node: &str, seqs: &[i64]) -> Result<Vec<(u64, String)>> {
         .map_err(|e| db_error("read audit copies", e))
 }
 
-/// Copies a batch in one statement; existing rows are left alone. Returns the seqs that were
-/// already there.
-fn insert(pg: &Pg, node: &str, batch: &[Local]) -> Result<Vec<i64>> {
+/// What became of a batch.
+struct Inserted {
+    /// Rows already there with another hash (nothing of the batch was written then).
+    clashes: Vec<i64>,
+    /// Rows neither written nor seen clashing: written by someone else meanwhile (their
+    /// hashes are read back and compared).
+    skipped: Vec<i64>,
+    /// Rows written.
+    written: u64,
+}
+
+/// Copies a batch in one statement, committed on its own. A batch that meets a row with the
+/// same seq and another hash is not written at all; rows already there with the same hash are
+/// left alone.
+fn insert(pg: &Pg, node: &str, batch: &[Local]) -> Result<Inserted> {
     let seqs: Vec<i64> = batch.iter().map(|l| seq_i64(l.record.seq)).collect();
     let hash: Vec<&str> = batch.iter().map(|l| l.record.hash.as_str()).collect();
     let prev: Vec<&str> = batch.iter().map(|l| l.record.prev.as_str()).collect();
@@ -236,18 +248,52 @@ fn insert(pg: &Pg, node: &str, batch: &[Local]) -> Result<Vec<i64>> {
     let client = guard
         .as_ref()
         .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
-    // One statement, committed on its own: when it returns, the server has the batch.
+    // One round trip: the clash check and the insert see one snapshot; a row another writer
+    // commits in between is skipped by ON CONFLICT and compared afterwards.
     let rows = block_on(client.query(
-        "INSERT INTO audit_records (node, seq, hash, prev, ts, kind, record)
-         SELECT $1, * FROM unnest($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[])
-         ON CONFLICT (node, seq) DO NOTHING
-         RETURNING seq",
+        "WITH incoming AS (
+             SELECT * FROM unnest($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[])
+                 AS i (seq, hash, prev, ts, kind, record)
+         ), clash AS (
+             SELECT i.seq FROM incoming i JOIN audit_records a
+                 ON a.node = $1 AND a.seq = i.seq AND a.hash <> i.hash
+         ), written AS (
+             INSERT INTO audit_records (node, seq, hash, prev, ts, kind, record)
+             SELECT $1, i.seq, i.hash, i.prev, i.ts, i.kind, i.record FROM incoming i
+             WHERE NOT EXISTS (SELECT 1 FROM clash)
+             ON CONFLICT (node, seq) DO NOTHING
+             RETURNING seq
+         )
+         SELECT true, seq FROM clash UNION ALL SELECT false, seq FROM written",
         &[&node, &seqs, &hash, &prev, &ts, &kind, &line],
     ))
     .map_err(|e| db_error("copy audit records", e))?;
-    let inserted: std::collections::HashSet<i64> =
-        rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
-    Ok(seqs.into_iter().filter(|s| !inserted.contains(s)).collect())
+    let mut clashes = Vec::new();
+    let mut written = std::collections::HashSet::new();
+    for r in &rows {
+        let clash: bool = r
+            .try_get(0)
+            .map_err(|e| db_error("copy audit records", e))?;
+        let seq: i64 = r
+            .try_get(1)
+            .map_err(|e| db_error("copy audit records", e))?;
+        if clash {
+            clashes.push(seq);
+        } else {
+            written.insert(seq);
+        }
+    }
+    clashes.sort_unstable();
+    let skipped = if clashes.is_empty() {
+        seqs.into_iter().filter(|s| !written.contains(s)).collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Inserted {
+        clashes,
+        skipped,
+        written: written.len() as u64,
+    })
 }
 
 /// What one pass of the [`Shipper`] did.
@@ -366,22 +412,28 @@ impl Shipper {
                 self.cursor = Some(cursor);
                 return Ok(pass);
             };
-            let existing = insert(pg, &self.node, &batch)?;
-            if !existing.is_empty() {
+            let result = insert(pg, &self.node, &batch)?;
+            let mut clash = result.clashes.first().map(|s| seq_u64(*s));
+            if clash.is_none() && !result.skipped.is_empty() {
                 // Already there: the same record (a pass repeated after a lost reply) or not.
-                for (seq, hash) in hashes(pg, &self.node, &existing)? {
-                    let ours = batch.iter().find(|l| l.record.seq == seq);
-                    if ours.is_some_and(|l| l.record.hash != hash) {
-                        return Err(self.stop(format!(
-                            "a copy of node {} #{seq} with another hash is already in PostgreSQL: \
-                             another node is configured with the same [audit] node name, or the \
-                             copy was altered",
-                            self.node
-                        )));
-                    }
-                }
+                clash = hashes(pg, &self.node, &result.skipped)?
+                    .into_iter()
+                    .find(|(seq, hash)| {
+                        batch
+                            .iter()
+                            .any(|l| l.record.seq == *seq && l.record.hash != *hash)
+                    })
+                    .map(|(seq, _)| seq);
             }
-            pass.copied += (batch.len() - existing.len()) as u64;
+            if let Some(seq) = clash {
+                return Err(self.stop(format!(
+                    "a copy of node {} #{seq} with another hash is already in PostgreSQL: \
+                     another node is configured with the same [audit] node name, or the copy \
+                     was altered",
+                    self.node
+                )));
+            }
+            pass.copied += result.written;
             copied = last;
             pass.last = last;
             self.copied = Some(last);

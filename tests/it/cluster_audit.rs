@@ -388,6 +388,30 @@ fn the_copier_sends_one_insert_per_batch_repeats_nothing_and_never_overwrites_an
     let mut again = Shipper::new(d1.path(), "n1", store.clone());
     assert_eq!(again.pass(total).unwrap().copied, 0);
     db.psql("DELETE FROM audit_records WHERE seq > 700");
+    // A running copier that meets a row it did not write, with another hash: stops there.
+    let mut running = Shipper::new(d1.path(), "n1", store.clone());
+    assert_eq!(running.pass(700).unwrap().copied, 0);
+    db.psql(
+        "INSERT INTO audit_records (node, seq, hash, prev, ts, kind, record) \
+         SELECT node, 701, repeat('f', 64), prev, ts, kind, record FROM audit_records \
+         WHERE node = 'n1' AND seq = 700",
+    );
+    let err = running.pass(total).unwrap_err();
+    assert!(
+        err.is_permanent() && err.to_string().contains("#701"),
+        "{err}"
+    );
+    assert_eq!(
+        db.psql("SELECT hash FROM audit_records WHERE seq = 701"),
+        "f".repeat(64),
+        "not overwritten"
+    );
+    assert_eq!(
+        db.psql("SELECT max(seq) FROM audit_records"),
+        "701",
+        "nothing of the batch after it written"
+    );
+    db.psql("DELETE FROM audit_records WHERE seq > 700");
     assert_eq!(
         Shipper::new(d1.path(), "n1", store.clone())
             .pass(total)
