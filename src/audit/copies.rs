@@ -879,7 +879,19 @@ fn compare_local(pg: &Pg, node: &str, dir: &Path, report: &mut CopiesReport) -> 
     loop {
         let (batch, next) = read_local(dir, after, u64::MAX, 5000, cursor.as_ref())?;
         if batch.is_empty() {
-            break;
+            // A copy past the last local record read. On a running node it may be of a record
+            // written and copied since that read (a page of copies fetched later): the file
+            // had it before the copy existed, so the read above, made after this copy was
+            // fetched, settles it.
+            let Some(c) = copy.take() else { break };
+            report.problem(
+                node,
+                c.seq,
+                "extra",
+                "a copy beyond this node's last local record".into(),
+            );
+            copy = copies.next()?;
+            continue;
         }
         after = batch.last().map_or(after, |l| l.record.seq);
         cursor = Some(next);
@@ -924,15 +936,6 @@ fn compare_local(pg: &Pg, node: &str, dir: &Path, report: &mut CopiesReport) -> 
                 None => report.not_copied += 1,
             }
         }
-    }
-    while let Some(c) = copy {
-        report.problem(
-            node,
-            c.seq,
-            "extra",
-            "a copy beyond this node's last local record".into(),
-        );
-        copy = copies.next()?;
     }
     Ok(())
 }

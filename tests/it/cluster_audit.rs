@@ -238,6 +238,18 @@ fn audit_verify_passes_on_a_fresh_pair_and_names_an_altered_or_deleted_copy() {
         String::from_utf8_lossy(&out.stdout).contains("node-b #2"),
         "{out:?}"
     );
+    // A row for a record B never wrote: extra (and, from B, a break in the chain before it).
+    p.db.psql(
+        "INSERT INTO audit_records (node, seq, hash, prev, ts, kind, record) \
+         SELECT node, 999, hash, prev, ts, kind, record FROM audit_records \
+         WHERE node = 'node-b' AND seq = 3",
+    );
+    let (ok, text) = verify();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("extra copy: ノード node node-b #999"),
+        "{text}"
+    );
 }
 
 #[test]
