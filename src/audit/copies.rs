@@ -939,3 +939,91 @@ fn compare_local(pg: &Pg, node: &str, dir: &Path, report: &mut CopiesReport) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::ConfigLoaded;
+    use crate::audit::{AuditConfig, AuditEvent, AuditLog};
+
+    fn event(i: usize) -> AuditEvent {
+        AuditEvent::ConfigLoaded(ConfigLoaded {
+            source: format!("test-{i}"),
+            sha256: "0".repeat(64),
+        })
+    }
+
+    fn seqs(records: &[Local]) -> Vec<u64> {
+        records.iter().map(|l| l.record.seq).collect()
+    }
+
+    #[test]
+    fn reads_on_from_its_place_across_rotated_files_and_never_past_the_durable_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = AuditConfig::new(dir.path(), "n1");
+        // A new file every few records.
+        config.max_file_bytes = 600;
+        config.checkpoint_every = 0;
+        let log = AuditLog::open(config).unwrap();
+        for i in 0..10 {
+            log.append(event(i)).unwrap();
+        }
+        assert!(list_files(dir.path()).unwrap().len() > 2);
+        let (first, cursor) = read_local(dir.path(), 0, 4, 100, None).unwrap();
+        assert_eq!(seqs(&first), [1, 2, 3, 4]);
+        let (next, cursor) = read_local(dir.path(), 4, 10, 3, Some(&cursor)).unwrap();
+        assert_eq!(seqs(&next), [5, 6, 7]);
+        for i in 10..12 {
+            log.append(event(i)).unwrap();
+        }
+        let (rest, cursor) = read_local(dir.path(), 7, u64::MAX, 100, Some(&cursor)).unwrap();
+        assert_eq!(seqs(&rest), [8, 9, 10, 11, 12]);
+        // The same from scratch, and nothing new from the end.
+        let (again, _) = read_local(dir.path(), 7, u64::MAX, 100, None).unwrap();
+        assert_eq!(seqs(&again), [8, 9, 10, 11, 12]);
+        let (none, _) = read_local(dir.path(), 12, u64::MAX, 100, Some(&cursor)).unwrap();
+        assert!(none.is_empty());
+        // Each line is the file's, byte for byte.
+        let text: String = list_files(dir.path())
+            .unwrap()
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect();
+        assert!(text.contains(&format!("{}\n", rest[0].line)));
+    }
+
+    #[test]
+    fn a_line_still_being_written_is_left_for_later_and_a_torn_one_before_a_new_file_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(AuditConfig::new(dir.path(), "n1")).unwrap();
+        log.append(event(0)).unwrap();
+        drop(log);
+        let file = list_files(dir.path()).unwrap().pop().unwrap();
+        // Half a record at the end of the newest file: not read, and the place stays before it.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"seq\":2,\"ts\""))
+            .unwrap();
+        let (read, cursor) = read_local(dir.path(), 0, u64::MAX, 100, None).unwrap();
+        assert_eq!(seqs(&read), [1]);
+        // After a restart the log names the torn line in a new file: read on past it.
+        let log = AuditLog::open(AuditConfig::new(dir.path(), "n1")).unwrap();
+        log.append(event(1)).unwrap();
+        let (read, _) = read_local(dir.path(), 1, u64::MAX, 100, Some(&cursor)).unwrap();
+        let types: Vec<&str> = read
+            .iter()
+            .filter_map(|l| l.record.event.get("type").and_then(|t| t.as_str()))
+            .collect();
+        assert_eq!(types, ["recovery", "config_loaded"]);
+    }
+
+    #[test]
+    fn search_needles_go_to_the_database_only_when_json_leaves_them_unchanged() {
+        assert!(json_safe("sasaki@example.lg.jp"));
+        assert!(json_safe("佐々木"));
+        assert!(!json_safe("a\"b"));
+        assert!(!json_safe("a\\b"));
+        assert!(!json_safe("a\tb"));
+    }
+}
