@@ -801,7 +801,6 @@ fn convert_mail(
     })
 }
 
-/// The audit directory and HMAC key a command names, or the configuration's.
 /// Where `audit` commands read: the audit directory (`--dir` or `<data>/audit`), the configured
 /// HMAC key file, and in a cluster (`[store] backend = "postgres"`) the database and this
 /// node's name.
@@ -852,10 +851,13 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
             hmac_key_file,
             json,
         } => {
+            let explicit_dir = dir.is_some();
             let (dir, configured_key, cluster) = match audit_dir(dir, config) {
                 Ok(d) => d,
                 Err(code) => return Ok(code),
             };
+            // The copies are this node's and its peers': not for a folder named on the line.
+            let cluster = cluster.filter(|_| !explicit_dir);
             let key = match hmac_key_file.or(configured_key) {
                 Some(path) => Some(
                     std::fs::read(&path)
@@ -867,23 +869,20 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
             let key = key.as_deref().map(|k| k.trim_ascii());
             let report = audit::verify(&dir, key, day.as_deref())?;
             // In a cluster, the copies in PostgreSQL too: every node's chain, and this node's
-            // copies against its own files.
-            let copies = match &cluster {
-                Some((store, node)) => Some(
-                    mukaika::store::postgres::Pg::shared(store)
-                        .and_then(|pg| audit::copies::verify(&pg, node, &dir, key, false))
-                        .map_err(|e| {
-                            anyhow::anyhow!(
-                                "PostgreSQL の写しを検証できません / cannot verify the copies in PostgreSQL: {e}"
-                            )
-                        })?,
-                ),
-                None => None,
-            };
+            // copies against its own files. A database that cannot be read fails the command
+            // after the local result is shown.
+            let copies = cluster.as_ref().map(|(store, node)| {
+                mukaika::store::postgres::Pg::shared(store)
+                    .and_then(|pg| audit::copies::verify(&pg, node, &dir, key, false))
+                    .map_err(|e| e.to_string())
+            });
             if json {
                 let mut value = serde_json::to_value(&report)?;
                 if let (Some(copies), Some(map)) = (&copies, value.as_object_mut()) {
-                    map.insert("copies".into(), serde_json::to_value(copies)?);
+                    match copies {
+                        Ok(c) => map.insert("copies".into(), serde_json::to_value(c)?),
+                        Err(e) => map.insert("copies_error".into(), e.clone().into()),
+                    };
                 }
                 println!("{}", shown_json(serde_json::to_string_pretty(&value)?));
             } else {
@@ -903,17 +902,25 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
                         shown(&p.detail)
                     ),
                 }
-                if let Some(c) = &copies {
-                    print_copies(c);
+                match &copies {
+                    Some(Ok(c)) => print_copies(c),
+                    Some(Err(e)) => println!(
+                        "PostgreSQL の写しを検証できません / cannot verify the copies in PostgreSQL: {}",
+                        shown(e)
+                    ),
+                    None => {}
                 }
             }
-            Ok(
-                if report.intact() && copies.as_ref().is_none_or(|c| c.intact()) {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                },
-            )
+            let copies_intact = match &copies {
+                None => true,
+                Some(Ok(c)) => c.intact(),
+                Some(Err(_)) => false,
+            };
+            Ok(if report.intact() && copies_intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         AuditCommand::Search {
             dir,

@@ -434,21 +434,27 @@ async fn audit_copy_task(
             if s.conflict().is_some() {
                 return None;
             }
-            Some(s.pass(a.durable_seq()))
+            let result = s.pass(a.durable_seq());
+            Some((result, s.conflict().is_some()))
         })
         .await;
         match pass {
             Ok(None) => {}
-            Ok(Some(Ok(_))) => {
+            Ok(Some((Ok(_), _))) => {
                 if failing {
                     tracing::info!("audit records are copied to the cluster database again");
                 }
                 failing = false;
             }
-            Ok(Some(Err(e))) if e.is_permanent() => {}
-            Ok(Some(Err(e))) => {
+            // The shipper has logged the conflict; it copies nothing more.
+            Ok(Some((Err(_), true))) => {}
+            Ok(Some((Err(e), false))) => {
                 if !failing {
-                    tracing::warn!(error = %e, "audit records not copied to the cluster database; they are copied once it is back");
+                    if e.is_permanent() {
+                        tracing::error!(error = %e, "audit records not copied to the cluster database; tried again");
+                    } else {
+                        tracing::warn!(error = %e, "audit records not copied to the cluster database; they are copied once it is back");
+                    }
                 }
                 failing = true;
             }
