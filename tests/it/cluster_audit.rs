@@ -117,6 +117,7 @@ fn one_search_on_node_b_finds_records_made_on_both_nodes_with_their_node_names()
         "{text}"
     );
     assert!(text.contains("<th scope=\"col\">ノード</th>"), "{text}");
+    assert!(text.contains("全ノードの記録（PostgreSQL の写し）"), "{text}");
     assert!(
         text.contains("<td class=\"node\">node-a</td>")
             && text.contains("<td class=\"node\">node-b</td>"),

@@ -239,8 +239,12 @@ pub(super) async fn audit_search(
             div.tools {
                 span {
                     (records.len()) " " (lang.t("件", "records"))
-                    @if let (Some(first), Some(last)) = (shown.first(), shown.last()) {
+                    // Sequence numbers are per node: a range across nodes would say nothing.
+                    @if let (false, Some(first), Some(last)) = (nodes, shown.first(), shown.last()) {
                         " — " (lang.t("表示中: ", "showing: ")) "#" (last.seq) "–#" (first.seq)
+                    }
+                    @if nodes {
+                        " — " (lang.t("全ノードの記録（PostgreSQL の写し）", "every node's records (their copies in PostgreSQL)"))
                     }
                 }
                 a href={ "/audit.csv?" (base) } download { (lang.t("検索結果を CSV でダウンロード", "Download the results as CSV")) }
