@@ -515,7 +515,7 @@ pub struct NodeCopies {
     pub node: String,
     /// Copies checked.
     pub records: u64,
-    /// The lowest and highest seq.
+    /// The lowest seq.
     pub first: u64,
     /// The highest seq.
     pub last: u64,
