@@ -453,8 +453,9 @@ enum ConfigCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Walk the chain; report the first edit, gap, reordering, truncation or bad HMAC. Exit 0
-    /// only when intact.
+    /// Walk the chain; report the first edit, gap, reordering, truncation or bad HMAC. In a
+    /// cluster (`[store] backend = "postgres"`) also check the copies in PostgreSQL: every
+    /// node's chain, and this node's copies against its files. Exit 0 only when intact.
     Verify {
         /// The audit directory; the configured one (`<data>/audit`) otherwise.
         #[arg(long, value_name = "DIR")]
@@ -469,9 +470,11 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Find records by ID, sender, recipient, SHA-256, verdict and time.
+    /// Find records by ID, sender, recipient, SHA-256, verdict and time. In a cluster, every
+    /// node's records (their copies in PostgreSQL), each with its node.
     Search {
-        /// The audit directory; the configured one (`<data>/audit`) otherwise.
+        /// The audit directory (this node's files only); the configured one (`<data>/audit`),
+        /// or in a cluster every node's copies, otherwise.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
         /// Message-ID, queue ID or quarantine item ID.
@@ -798,15 +801,26 @@ fn convert_mail(
     })
 }
 
-/// The audit directory and HMAC key a command names, or the configuration's.
+/// Where `audit` commands read: the audit directory (`--dir` or `<data>/audit`), the configured
+/// HMAC key file, and in a cluster (`[store] backend = "postgres"`) the database and this
+/// node's name.
+type AuditPlace = (
+    PathBuf,
+    Option<PathBuf>,
+    Option<(mukaika::config::StoreSection, String)>,
+);
+
 fn audit_dir(
     dir: Option<PathBuf>,
     config: Option<&std::path::Path>,
-) -> std::result::Result<(PathBuf, Option<PathBuf>), ExitCode> {
+) -> std::result::Result<AuditPlace, ExitCode> {
     let (config, _) = service_config(config)?;
+    let cluster = (config.store.backend == mukaika::config::StoreBackend::Postgres)
+        .then(|| (config.store.clone(), config.audit.node.clone()));
     Ok((
         dir.unwrap_or_else(|| config.data.dir.join("audit")),
         config.audit.hmac_key_file.clone(),
+        cluster,
     ))
 }
 
@@ -837,10 +851,13 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
             hmac_key_file,
             json,
         } => {
-            let (dir, configured_key) = match audit_dir(dir, config) {
+            let explicit_dir = dir.is_some();
+            let (dir, configured_key, cluster) = match audit_dir(dir, config) {
                 Ok(d) => d,
                 Err(code) => return Ok(code),
             };
+            // The copies are this node's and its peers': not for a folder named on the line.
+            let cluster = cluster.filter(|_| !explicit_dir);
             let key = match hmac_key_file.or(configured_key) {
                 Some(path) => Some(
                     std::fs::read(&path)
@@ -849,10 +866,25 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
                 None => None,
             };
             let day = from.map(|d| d.replace('-', ""));
-            let report =
-                audit::verify(&dir, key.as_deref().map(|k| k.trim_ascii()), day.as_deref())?;
+            let key = key.as_deref().map(|k| k.trim_ascii());
+            let report = audit::verify(&dir, key, day.as_deref())?;
+            // In a cluster, the copies in PostgreSQL too: every node's chain, and this node's
+            // copies against its own files. A database that cannot be read fails the command
+            // after the local result is shown.
+            let copies = cluster.as_ref().map(|(store, node)| {
+                mukaika::store::postgres::Pg::shared(store)
+                    .and_then(|pg| audit::copies::verify(&pg, node, &dir, key, false))
+                    .map_err(|e| e.to_string())
+            });
             if json {
-                println!("{}", shown_json(serde_json::to_string_pretty(&report)?));
+                let mut value = serde_json::to_value(&report)?;
+                if let (Some(copies), Some(map)) = (&copies, value.as_object_mut()) {
+                    match copies {
+                        Ok(c) => map.insert("copies".into(), serde_json::to_value(c)?),
+                        Err(e) => map.insert("copies_error".into(), e.clone().into()),
+                    };
+                }
+                println!("{}", shown_json(serde_json::to_string_pretty(&value)?));
             } else {
                 for note in &report.notes {
                     println!("注記: {}", shown(note));
@@ -870,8 +902,21 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
                         shown(&p.detail)
                     ),
                 }
+                match &copies {
+                    Some(Ok(c)) => print_copies(c),
+                    Some(Err(e)) => println!(
+                        "PostgreSQL の写しを検証できません / cannot verify the copies in PostgreSQL: {}",
+                        shown(e)
+                    ),
+                    None => {}
+                }
             }
-            Ok(if report.intact() {
+            let copies_intact = match &copies {
+                None => true,
+                Some(Ok(c)) => c.intact(),
+                Some(Err(_)) => false,
+            };
+            Ok(if report.intact() && copies_intact {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -889,10 +934,13 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
             user,
             json,
         } => {
-            let (dir, _) = match audit_dir(dir, config) {
+            let explicit_dir = dir.is_some();
+            let (dir, _, cluster) = match audit_dir(dir, config) {
                 Ok(d) => d,
                 Err(code) => return Ok(code),
             };
+            // A cluster's search spans every node's copies, unless a folder was named.
+            let cluster = cluster.filter(|_| !explicit_dir);
             let (since, until) = match (audit_time("--since", since), audit_time("--until", until))
             {
                 (Ok(s), Ok(u)) => (s, u),
@@ -908,7 +956,12 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
                 until,
                 user,
             };
-            let records = audit::search(&dir, &filter)?;
+            let records = match &cluster {
+                Some((store, _)) => mukaika::store::postgres::Pg::shared(store)
+                    .and_then(|pg| audit::copies::search(&pg, &filter))
+                    .map_err(|e| anyhow::anyhow!(e))?,
+                None => audit::search(&dir, &filter)?,
+            };
             for r in &records {
                 if json {
                     println!(
@@ -928,6 +981,9 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
                         .iter()
                         .find_map(|k| r.event.get(*k).and_then(|v| v.as_str()))
                         .unwrap_or("");
+                    if cluster.is_some() {
+                        print!("{:<16} ", shown(&r.node));
+                    }
                     println!(
                         "{:>8}  {}  {:<20} {:<28} {}",
                         r.seq,
@@ -944,6 +1000,57 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The copies part of `audit verify`, in Japanese and English.
+fn print_copies(c: &mukaika::audit::copies::CopiesReport) {
+    for n in &c.nodes {
+        println!(
+            "PostgreSQL の写し: ノード {} — {} 件（#{}–#{}） / copies of node {}: {} records (#{}–#{})",
+            shown(&n.node),
+            n.records,
+            n.first,
+            n.last,
+            shown(&n.node),
+            n.records,
+            n.first,
+            n.last
+        );
+    }
+    for note in &c.notes {
+        println!("注記 / note: {}", shown(note));
+    }
+    for p in &c.problems {
+        println!(
+            "写しの{} / {} copy: ノード node {} #{}: {}",
+            p.kind_ja(),
+            p.kind,
+            shown(&p.node),
+            p.seq,
+            shown(&p.detail)
+        );
+    }
+    if c.problem_count as usize > c.problems.len() {
+        println!(
+            "ほか {} 件 / and {} more",
+            c.problem_count as usize - c.problems.len(),
+            c.problem_count as usize - c.problems.len()
+        );
+    }
+    println!(
+        "このノード（{}）の未複写の記録: {} 件 / records of this node not copied yet: {}",
+        shown(&c.this_node),
+        c.not_copied,
+        c.not_copied
+    );
+    if c.intact() {
+        println!("PostgreSQL の写しは完全です。 / The copies in PostgreSQL are intact.");
+    } else {
+        println!(
+            "PostgreSQL の写しに問題があります（{} 件）。 / The copies in PostgreSQL have {} problem(s).",
+            c.problem_count, c.problem_count
+        );
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Running {
     pid_file: PathBuf,
     /// Pets systemd's watchdog while the service runs (when systemd asked for it).
     watchdog: Option<tokio::task::JoinHandle<()>>,
+    /// The audit copier (cluster only): the stop record is copied with it at the end.
+    copier: Option<Copier>,
     /// Holds an exclusive lock on the pid file for the life of the service: one writer per
     /// audit chain and spool.
     _pid_lock: std::fs::File,
@@ -301,12 +303,27 @@ pub async fn start(
         pipeline.sink.clone(),
         watch_rx.clone(),
     ));
+    let mut copier = None;
     if config.store.backend == crate::config::StoreBackend::Postgres {
         tasks.spawn(node_task(
             config.store.clone(),
             config.audit.node.clone(),
             watch_rx.clone(),
         ));
+        let c = Copier {
+            shipper: Arc::new(std::sync::Mutex::new(crate::audit::copies::Shipper::new(
+                audit.dir(),
+                config.audit.node.clone(),
+                config.store.clone(),
+            ))),
+            reachable: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        tasks.spawn(audit_copy_task(
+            Arc::clone(&audit),
+            c.clone(),
+            watch_rx.clone(),
+        ));
+        copier = Some(c);
     }
     if !config.import.pairs.is_empty() {
         let importer = Arc::new(
@@ -363,6 +380,7 @@ pub async fn start(
         config: live,
         pid_file,
         watchdog,
+        copier,
         _pid_lock: pid_lock,
     })
 }
@@ -400,6 +418,87 @@ async fn node_task(
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(
                 crate::store::postgres::NODE_HEARTBEAT_SECS,
+            )) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The audit copier a cluster node runs, shared by its task and the final pass at stop.
+#[derive(Clone)]
+struct Copier {
+    shipper: Arc<std::sync::Mutex<crate::audit::copies::Shipper>>,
+    /// The last pass reached the database.
+    reachable: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Copier {
+    /// One pass on a blocking thread: `None` once copying stopped on a conflict (logged then).
+    async fn pass(&self, audit: &Arc<AuditLog>) -> Option<Result<crate::audit::copies::Pass>> {
+        let (s, a) = (Arc::clone(&self.shipper), Arc::clone(audit));
+        let pass = tokio::task::spawn_blocking(move || {
+            let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
+            if s.conflict().is_some() {
+                return None;
+            }
+            let result = s.pass(a.durable_seq());
+            // The shipper has logged a conflict it just met.
+            if s.conflict().is_some() {
+                return None;
+            }
+            Some(result)
+        })
+        .await
+        .unwrap_or_else(|e| Some(Err(Error::transient(format!("audit copy panicked: {e}")))));
+        self.reachable.store(
+            matches!(pass, Some(Ok(_))),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        pass
+    }
+}
+
+/// Copies this node's audit records to the cluster's database after each durable append (a
+/// moment later, so that a burst goes in one batch) and every
+/// [`crate::audit::copies::COPY_EVERY_SECS`], until shutdown. While the database is down it
+/// warns once and catches up when it is back; a conflicting copy stops it for good (logged as
+/// an error by the shipper; `mukaika selfcheck` and `audit verify` report it).
+async fn audit_copy_task(
+    audit: Arc<AuditLog>,
+    copier: Copier,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let appended = audit.appended();
+    let mut failing = false;
+    loop {
+        match copier.pass(&audit).await {
+            None => {}
+            Some(Ok(_)) => {
+                if failing {
+                    tracing::info!("audit records are copied to the cluster database again");
+                }
+                failing = false;
+            }
+            Some(Err(e)) => {
+                if !failing {
+                    if e.is_permanent() {
+                        tracing::error!(error = %e, "audit records not copied to the cluster database; tried again");
+                    } else {
+                        tracing::warn!(error = %e, "audit records not copied to the cluster database; they are copied once it is back");
+                    }
+                }
+                failing = true;
+            }
+        }
+        tokio::select! {
+            _ = appended.notified() => {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+            _ = tokio::time::sleep(std::time::Duration::from_secs(
+                crate::audit::copies::COPY_EVERY_SECS,
             )) => {}
             _ = shutdown.changed() => return,
         }
@@ -577,6 +676,17 @@ impl Running {
             version: env!("CARGO_PKG_VERSION").into(),
             reason: Some(reason.into()),
         }));
+        // The stop record too, when the database answered lately; never waited on for long
+        // (a record left over is copied at the next start).
+        if let Some(copier) = self.copier.take() {
+            if copier.reachable.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    copier.pass(&self.audit),
+                )
+                .await;
+            }
+        }
         tracing::info!(reason, "mukaika stopped");
     }
 }

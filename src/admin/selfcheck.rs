@@ -194,6 +194,7 @@ fn cluster_checks(config: &ServiceConfig) -> Vec<Check> {
         Err(e) => check("8.1②", NODES, false, format!("読めません: {e}")),
     });
     out.push(release_backlog_check(&pg, config.store.release_lease_secs));
+    out.push(copies_check(config, &pg));
     out
 }
 
@@ -221,6 +222,57 @@ fn release_backlog_check(pg: &crate::store::postgres::Pg, lease_secs: u64) -> Ch
             check("8.1②", ITEM, b.oldest_secs <= patience, detail)
         }
         Err(e) => check("8.1②", ITEM, false, format!("読めません: {e}")),
+    }
+}
+
+/// This node's audit copies in the cluster's database: each equals the local record, none is
+/// missing or extra (a conflict: another node with the same `[audit] node` name, or an
+/// altered copy), and how many local records wait to be copied.
+fn copies_check(config: &ServiceConfig, pg: &crate::store::postgres::Pg) -> Check {
+    const COPIES: &str = "クラスタ: 監査記録の写し";
+    let key = match config
+        .audit
+        .hmac_key_file
+        .as_ref()
+        .map(|p| std::fs::read(p).map(|k| k.trim_ascii().to_vec()))
+        .transpose()
+    {
+        Ok(k) => k,
+        Err(e) => return check("7.1(6)", COPIES, false, format!("HMAC 鍵を読めません: {e}")),
+    };
+    let dir = config.data.dir.join("audit");
+    if !dir.exists() {
+        return check("7.1(6)", COPIES, true, "まだ記録がありません");
+    }
+    match crate::audit::copies::verify(pg, &config.audit.node, &dir, key.as_deref(), true) {
+        Ok(r) if r.intact() => check(
+            "7.1(6)",
+            COPIES,
+            true,
+            format!(
+                "{}: {} 件を複写済み、未複写 {} 件",
+                config.audit.node,
+                r.nodes.first().map_or(0, |n| n.records),
+                r.not_copied
+            ),
+        ),
+        Ok(r) => check(
+            "7.1(6)",
+            COPIES,
+            false,
+            format!(
+                "{}: 写しに問題 {} 件 (同じ [audit] node 名の別ノード、または写しの改ざん): {}",
+                config.audit.node,
+                r.problem_count,
+                r.problems
+                    .iter()
+                    .take(3)
+                    .map(|p| format!("#{} {} ({})", p.seq, p.kind_ja(), p.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ),
+        Err(e) => check("7.1(6)", COPIES, false, format!("読めません: {e}")),
     }
 }
 

@@ -100,6 +100,8 @@ pub struct AuditLog {
     flushed: Condvar,
     forwarder: Option<super::syslog::Forwarder>,
     observer: std::sync::OnceLock<std::sync::Arc<dyn Observer>>,
+    /// Woken after every durable write (the PostgreSQL copier waits on it).
+    appended: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Something told of every event once it is durable (metrics count from the record, so they
@@ -171,6 +173,7 @@ impl AuditLog {
             flushed: Condvar::new(),
             forwarder: config.syslog.clone().map(super::syslog::Forwarder::start),
             observer: std::sync::OnceLock::new(),
+            appended: std::sync::Arc::new(tokio::sync::Notify::new()),
             config,
         };
         if let Some(recovery) = tail.torn {
@@ -192,6 +195,19 @@ impl AuditLog {
     /// The directory the log writes to.
     pub fn dir(&self) -> &Path {
         &self.config.dir
+    }
+
+    /// The sequence number of the last record known durable (0: none yet). Records after it
+    /// may be in the file but can still be rolled back by a failed write: a reader that copies
+    /// records elsewhere stops here.
+    pub fn durable_seq(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).durable
+    }
+
+    /// Notified after every durable write (a permit is kept when nobody waits, so a waiter
+    /// never misses one).
+    pub fn appended(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.appended)
     }
 
     /// Appends an event and returns its sequence number once it is on disk.
@@ -372,6 +388,7 @@ impl AuditLog {
                     if let Some(f) = &self.forwarder {
                         f.forward_batch(&batch);
                     }
+                    self.appended.notify_one();
                 }
                 Err(e) => {
                     let message = format!("audit write failed: {e}");

@@ -9,6 +9,7 @@
 //! Must never: record message bodies or file contents (hashes and names only).
 
 pub mod chain;
+pub mod copies;
 pub mod event;
 pub mod log;
 pub mod syslog;

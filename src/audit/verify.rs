@@ -325,7 +325,8 @@ pub fn search(dir: &Path, filter: &Search) -> Result<Vec<Record>, AuditError> {
     Ok(out)
 }
 
-fn matches(r: &Record, f: &Search) -> bool {
+/// Whether `r` passes every filter of `f` (the PostgreSQL copies are searched with it too).
+pub(crate) fn matches(r: &Record, f: &Search) -> bool {
     let fields = |keys: &[&str]| -> Vec<String> {
         keys.iter()
             .filter_map(|k| r.event.get(*k))

@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/postgres/0002_nodes.sql"),
     ),
     (
+        4,
+        "a copy of every node's audit records",
+        include_str!("migrations/postgres/0004_audit.sql"),
+    ),
+    (
         5,
         "import folder claims shared by the nodes on one folder",
         include_str!("migrations/postgres/0005_import_claims.sql"),

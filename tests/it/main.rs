@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod cluster_import;
+mod cluster_audit;
 mod durability;
 mod hostile_names;
 mod import;

@@ -2,6 +2,8 @@
 //!
 //! Owns: `/audit` (auditors and administrators), `/audit.csv` (the same search, every
 //! matching record) and [`audit_table`].
+//! In a cluster (`[store] backend = "postgres"`) the search reads every node's records from
+//! their copies in PostgreSQL and names each record's node.
 //! Invariants: nothing is read until a filter is given; newest first, [`SHOWN`] records a
 //! page with links to the older pages and the total; each record reads as a sentence in the
 //! UI language (see `events`), its fields kept beside it as JSON text, cut at 600 characters.
@@ -60,19 +62,36 @@ fn kind_and_fields(r: &crate::audit::Record) -> (String, String) {
 /// Audit records as a table: sequence number, time, what happened (a sentence), and the
 /// event type with its fields as JSON, folded.
 pub(super) fn audit_table(lang: Lang, caption: &str, records: &[crate::audit::Record]) -> Markup {
+    audit_table_of(lang, caption, records, false)
+}
+
+/// [`audit_table`], with the node that wrote each record first when `nodes` (a cluster's
+/// search spans every node's records).
+fn audit_table_of(
+    lang: Lang,
+    caption: &str,
+    records: &[crate::audit::Record],
+    nodes: bool,
+) -> Markup {
+    let mut heads = Vec::with_capacity(5);
+    if nodes {
+        heads.push(("ノード", "Node"));
+    }
+    heads.extend([
+        ("#", "#"),
+        ("日時", "Time"),
+        ("出来事", "What happened"),
+        ("記録", "Record"),
+    ]);
     html! {
         table.audit {
             caption { (caption) }
-            (head_row(lang, &[
-                ("#", "#"),
-                ("日時", "Time"),
-                ("出来事", "What happened"),
-                ("記録", "Record"),
-            ]))
+            (head_row(lang, &heads))
             tbody {
                 @for r in records {
                     @let (kind, fields) = kind_and_fields(r);
                     tr {
+                        @if nodes { td.node { (r.node) } }
                         td.num { (r.seq) }
                         td { @let t = jst(&r.ts); @let (d, h) = t.split_once(' ').unwrap_or((t.as_str(), ""));
                             span.nw { (d) } " " span.nw { (h) } }
@@ -127,6 +146,27 @@ fn filter_of(q: &Params) -> Result<(crate::audit::Search, bool), String> {
     ))
 }
 
+/// Whether searches read the cluster's copies of every node's records (`[store] backend =
+/// "postgres"`) rather than this node's own files.
+fn cluster(web: &Web) -> Option<crate::config::StoreSection> {
+    let config = web.review.config();
+    (config.store.backend == crate::config::StoreBackend::Postgres).then(|| config.store.clone())
+}
+
+/// The records `filter` matches: this node's files, or every node's copies in a cluster.
+fn find(
+    dir: &std::path::Path,
+    store: Option<&crate::config::StoreSection>,
+    filter: &crate::audit::Search,
+) -> Result<Vec<crate::audit::Record>, String> {
+    match store {
+        None => crate::audit::search(dir, filter).map_err(|e| e.to_string()),
+        Some(store) => crate::store::postgres::Pg::shared(store)
+            .and_then(|pg| crate::audit::copies::search(&pg, filter))
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// The page for a time the filter could not read.
 fn bad_time(lang: Lang, value: &str) -> axum::response::Response {
     error_page(
@@ -164,10 +204,12 @@ pub(super) async fn audit_search(
     let lang = ctx.lang;
     let (filter, searched) = filter_of(&q).map_err(|v| bad_time(lang, &v))?;
     let dir = web.audit_dir.clone();
+    let store = cluster(&web);
+    let nodes = store.is_some();
     let records = if searched {
-        blocking(move || crate::audit::search(&dir, &filter))
+        blocking(move || find(&dir, store.as_ref(), &filter))
             .await?
-            .map_err(|e| error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?
+            .map_err(|e| error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, &e))?
     } else {
         Vec::new()
     };
@@ -197,13 +239,17 @@ pub(super) async fn audit_search(
             div.tools {
                 span {
                     (records.len()) " " (lang.t("件", "records"))
-                    @if let (Some(first), Some(last)) = (shown.first(), shown.last()) {
+                    // Sequence numbers are per node: a range across nodes would say nothing.
+                    @if let (false, Some(first), Some(last)) = (nodes, shown.first(), shown.last()) {
                         " — " (lang.t("表示中: ", "showing: ")) "#" (last.seq) "–#" (first.seq)
+                    }
+                    @if nodes {
+                        " — " (lang.t("全ノードの記録（PostgreSQL の写し）", "every node's records (their copies in PostgreSQL)"))
                     }
                 }
                 a href={ "/audit.csv?" (base) } download { (lang.t("検索結果を CSV でダウンロード", "Download the results as CSV")) }
             }
-            (audit_table(lang, lang.t("監査記録（新しい順）", "Audit records (newest first)"), &shown))
+            (audit_table_of(lang, lang.t("監査記録（新しい順）", "Audit records (newest first)"), &shown, nodes))
             nav.pager aria-label=(lang.t("ページ", "Pages")) {
                 @if page_no > 1 { a href=(page_link(page_no - 1)) rel="prev" { (lang.t("← 新しい記録", "← Newer")) } }
                 span { (page_no) " / " (pages) }
@@ -239,33 +285,41 @@ pub(super) async fn audit_csv(
         ));
     }
     let dir = web.audit_dir.clone();
-    let records = blocking(move || crate::audit::search(&dir, &filter))
+    let store = cluster(&web);
+    let nodes = store.is_some();
+    let records = blocking(move || find(&dir, store.as_ref(), &filter))
         .await?
-        .map_err(|e| error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
+        .map_err(|e| error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, &e))?;
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
             let (kind, fields) = kind_and_fields(r);
-            vec![
+            let mut row = Vec::with_capacity(7);
+            if nodes {
+                row.push(r.node.clone());
+            }
+            row.extend([
                 r.seq.to_string(),
                 jst(&r.ts),
                 r.ts.clone(),
                 kind,
                 events::sentence(Lang::Ja, &r.event),
                 fields,
-            ]
+            ]);
+            row
         })
         .collect();
-    Ok(csv::download(
-        "mukaika-audit.csv",
-        &[
-            "番号",
-            "日時（JST）",
-            "日時（UTC）",
-            "種類",
-            "出来事",
-            "記録（JSON）",
-        ],
-        &rows,
-    ))
+    let mut heads = Vec::with_capacity(7);
+    if nodes {
+        heads.push("ノード");
+    }
+    heads.extend([
+        "番号",
+        "日時（JST）",
+        "日時（UTC）",
+        "種類",
+        "出来事",
+        "記録（JSON）",
+    ]);
+    Ok(csv::download("mukaika-audit.csv", &heads, &rows))
 }
