@@ -917,7 +917,9 @@ pub struct QuarantineSection {
     /// Days quarantined originals are kept; older ones are removed with an audit record.
     pub retention_days: u32,
     /// Where item records live: `sqlite` (`quarantine.db`, the default) or `files` (one JSON
-    /// file per item). Blobs are content-addressed files either way.
+    /// file per item). Blobs are content-addressed files either way. Not used with `[store]
+    /// backend = "postgres"`, whose quarantine (items and blobs) is in the shared database;
+    /// `files` is refused there.
     #[serde(default)]
     pub store: QuarantineBackend,
     /// Reason codes never released, whoever asks.
@@ -1167,6 +1169,17 @@ impl ServiceConfig {
             )));
         }
         self.store.check().map_err(ConfigError)?;
+        if self.store.backend == StoreBackend::Postgres
+            && self.quarantine.store == QuarantineBackend::Files
+        {
+            // Said explicitly (the default is sqlite): the items would not be where the
+            // operator expects them, so refuse rather than ignore it.
+            return Err(ConfigError(
+                "quarantine.store = \"files\" cannot be used with store.backend = \"postgres\": \
+                 a cluster keeps its quarantine in the database (削除してください)"
+                    .into(),
+            ));
+        }
         if self.audit.retention_days == 0 || self.quarantine.retention_days == 0 {
             return Err(ConfigError(
                 "audit.retention_days and quarantine.retention_days: at least one day".into(),

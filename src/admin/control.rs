@@ -607,7 +607,7 @@ pub fn run(config: &ServiceConfig, op: Op) -> crate::error::Result<Reply> {
     }
     let audit = Arc::new(crate::store::open_audit(config)?);
     let quarantine =
-        crate::store::quarantine::open(data.join("quarantine"), config.quarantine.store)
+        crate::store::quarantine::open_configured(config)
             .map_err(|e| Error::io("quarantine store", e))?;
     let sink = match config.delivery.mode {
         crate::config::DeliveryMode::Maildir => crate::sink::Sink::Maildir(data.join("maildir")),

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "the nodes of the cluster and when each was last seen",
         include_str!("migrations/postgres/0002_nodes.sql"),
     ),
+    (
+        3,
+        "the shared quarantine: items and content-addressed blobs in 1 MiB chunks",
+        include_str!("migrations/postgres/0003_quarantine.sql"),
+    ),
 ];
 
 /// How often a running node reports in (`mukaika selfcheck` counts a node seen within four of

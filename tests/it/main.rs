@@ -9,6 +9,7 @@ mod audit;
 mod browser;
 mod cli;
 mod cluster;
+mod cluster_quarantine;
 mod durability;
 mod hostile_names;
 mod import;
