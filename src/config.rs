@@ -108,6 +108,8 @@ retention_days = 1825
 # Days quarantined originals are kept; expiry writes an audit record listing them.
 retention_days = 180
 # Item records: "sqlite" (data/quarantine/quarantine.db) or "files" (one JSON per item).
+# Not used with [store] backend = "postgres": the quarantine is then in the shared database
+# ("files" is refused there).
 store = "sqlite"
 # Reason codes that can never be released, whoever asks (a detected virus stays put).
 never_release = ["virus"]
@@ -215,7 +217,8 @@ timezone = "Asia/Tokyo"
 [store]
 # Where accounts, login sessions, lockout counters and release requests live: "sqlite"
 # (data/review.db, one node) or "postgres" (shared by every node of a cluster; see
-# `mukaika store migrate`). Quarantine items stay in [quarantine] store either way for now.
+# `mukaika store migrate`). With postgres the quarantine (items and originals) is shared too;
+# `mukaika store copy --from sqlite --to postgres` moves a single node's into it.
 backend = "sqlite"
 # url = "postgres://mukaika@db.city.example.lg.jp/mukaika"
 # With postgres over the network: TLS, the server's certificate checked against this CA.
@@ -953,7 +956,8 @@ impl Default for QuarantineSection {
 }
 
 /// `[store]`: the database behind accounts, login sessions, lockout counters and release
-/// requests — node-local SQLite (the default) or a PostgreSQL every node of a cluster shares.
+/// requests — node-local SQLite (the default) or a PostgreSQL every node of a cluster shares
+/// (which then holds the quarantine too).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {

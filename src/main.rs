@@ -1201,8 +1201,7 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
             sha256: mukaika::sanitizers::report::sha256_hex(text.as_bytes()),
         },
     ))?;
-    let quarantine =
-        mukaika::store::quarantine::open_configured(&config)?;
+    let quarantine = mukaika::store::quarantine::open_configured(&config)?;
     let clamd = mukaika::service::clamd(&config).map_err(anyhow::Error::msg)?;
     let registry = std::sync::Arc::new(mukaika::service::registry(&config, clamd.as_ref()));
     let importer = mukaika::source::import::Importer::new(
@@ -1290,8 +1289,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
     let data = config.data.dir.clone();
     match command {
         QuarantineCommand::List { reason, json } => {
-            let store =
-                mukaika::store::quarantine::open_configured(&config)?;
+            let store = mukaika::store::quarantine::open_configured(&config)?;
             // JSON lines only under --json: a header row is not JSON.
             if !json {
                 println!("隔離ID	日時	経路	理由	名前	差出人	宛先");
@@ -1327,8 +1325,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                 eprintln!("mukaika: 隔離IDの形式が正しくありません / malformed item ID");
                 return Ok(ExitCode::from(2));
             }
-            let store =
-                mukaika::store::quarantine::open_configured(&config)?;
+            let store = mukaika::store::quarantine::open_configured(&config)?;
             let item = match store.get(&id) {
                 Ok(i) => i,
                 Err(e) => {

@@ -77,7 +77,11 @@ pub fn sqlite_to_postgres(config: &ServiceConfig) -> Result<CopyReport> {
 }
 
 /// The quarantine: every item the node holds, its blob streamed and hashed on the way.
-fn copy_quarantine(config: &ServiceConfig, pg: &std::sync::Arc<Pg>, report: &mut StoreCopied) -> Result<()> {
+fn copy_quarantine(
+    config: &ServiceConfig,
+    pg: &std::sync::Arc<Pg>,
+    report: &mut StoreCopied,
+) -> Result<()> {
     let root = config.data.dir.join("quarantine");
     if !root.exists() {
         return Ok(());
@@ -254,12 +258,10 @@ fn copy_review(data: &Path, pg: &Pg, report: &mut StoreCopied) -> Result<()> {
             report.users_copied += 1;
             continue;
         }
-        let there: String = block_on(client.query_one(
-            "SELECT hash FROM users WHERE name = $1",
-            &[&u.name],
-        ))
-        .and_then(|r| r.try_get(0))
-        .map_err(|e| pg_error("read an account", e))?;
+        let there: String =
+            block_on(client.query_one("SELECT hash FROM users WHERE name = $1", &[&u.name]))
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| pg_error("read an account", e))?;
         if there == u.hash {
             report.users_skipped += 1;
         } else {

@@ -104,7 +104,10 @@ impl std::error::Error for Retry {}
 /// As [`db`], but marking a deadlock or serialization failure for another try.
 fn tx_db(what: &str, e: tokio_postgres::Error) -> std::io::Error {
     match e.code() {
-        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE => {
+        Some(c)
+            if *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
+        {
             std::io::Error::other(Retry(format!("quarantine (PostgreSQL): {what}: {e}")))
         }
         _ => db(what, e),
@@ -219,9 +222,9 @@ impl PgQuarantine {
         .map_err(|e| tx_db("lock the blob", e))?
         .is_empty();
         if inserted {
-            let insert = block_on(tx.prepare(
-                "INSERT INTO quarantine_chunks (sha256, seq, data) VALUES ($1, $2, $3)",
-            ))
+            let insert = block_on(
+                tx.prepare("INSERT INTO quarantine_chunks (sha256, seq, data) VALUES ($1, $2, $3)"),
+            )
             .map_err(|e| db("prepare", e))?;
             let mut hasher = sha2::Sha256::new();
             let mut seq: i64 = 0;
@@ -334,14 +337,12 @@ impl PgQuarantine {
         block_on(tx.batch_execute("SET LOCAL synchronous_commit = on"))
             .map_err(|e| db("begin", e))?;
         loop {
-            let sha: String = block_on(tx.query_opt(
-                "SELECT sha256 FROM quarantine_items WHERE id = $1",
-                &[&id],
-            ))
-            .map_err(|e| tx_db("read the item", e))?
-            .ok_or_else(|| not_found(id))?
-            .try_get(0)
-            .map_err(|e| db("read the item", e))?;
+            let sha: String =
+                block_on(tx.query_opt("SELECT sha256 FROM quarantine_items WHERE id = $1", &[&id]))
+                    .map_err(|e| tx_db("read the item", e))?
+                    .ok_or_else(|| not_found(id))?
+                    .try_get(0)
+                    .map_err(|e| db("read the item", e))?;
             // The blob's lock before the item's, as a put takes them.
             block_on(tx.query(
                 "SELECT 1 FROM quarantine_blobs WHERE sha256 = $1 FOR UPDATE",

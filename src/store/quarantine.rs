@@ -191,16 +191,15 @@ pub fn open_configured(
 ) -> std::io::Result<std::sync::Arc<dyn QuarantineStore>> {
     match config.store.backend {
         crate::config::StoreBackend::Postgres => {
-            let pg = crate::store::postgres::Pg::shared(&config.store)
-                .map_err(std::io::Error::other)?;
+            let pg =
+                crate::store::postgres::Pg::shared(&config.store).map_err(std::io::Error::other)?;
             Ok(std::sync::Arc::new(
                 crate::store::pg_quarantine::PgQuarantine::new(pg, config.audit.node.clone()),
             ))
         }
-        crate::config::StoreBackend::Sqlite => open(
-            config.data.dir.join("quarantine"),
-            config.quarantine.store,
-        ),
+        crate::config::StoreBackend::Sqlite => {
+            open(config.data.dir.join("quarantine"), config.quarantine.store)
+        }
     }
 }
 

@@ -287,7 +287,9 @@ fn store_migrate_brings_a_new_database_to_the_current_schema_once() {
     assert_eq!(db.psql("SELECT max(version) FROM schema_version"), latest);
     let again = support::mukaika(&["store", "migrate", "--config", file.to_str().unwrap()]);
     assert!(again.status.success());
-    assert!(String::from_utf8_lossy(&again.stdout).contains(&format!("already at version {latest}")));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains(&format!("already at version {latest}"))
+    );
     let running = support::start(&rt, c, "test");
     rt.block_on(running.stop("test"));
 }
@@ -432,7 +434,10 @@ fn selfcheck_names_the_database_link_the_schema_and_the_nodes_seen() {
     assert!(link.ok, "{link:?}");
     let schema = row(&nodes, "クラスタ: データベースの版");
     let latest = mukaika::store::postgres::latest_version().to_string();
-    assert!(schema.ok && schema.detail.starts_with(&latest), "{schema:?}");
+    assert!(
+        schema.ok && schema.detail.starts_with(&latest),
+        "{schema:?}"
+    );
     assert!(row(&nodes, "クラスタ: 稼働中のノード").ok);
     rt.block_on(node_b.stop("test"));
     // Node B has been silent for ten minutes: named as such, while A still counts.
@@ -447,7 +452,9 @@ fn selfcheck_names_the_database_link_the_schema_and_the_nodes_seen() {
     let checks = mukaika::admin::selfcheck::run(&p.a);
     assert!(!row(&checks, "クラスタ: 稼働中のノード").ok);
     // A database whose schema is behind this binary.
-    p.db.psql("DELETE FROM schema_version WHERE version = (SELECT max(version) FROM schema_version)");
+    p.db.psql(
+        "DELETE FROM schema_version WHERE version = (SELECT max(version) FROM schema_version)",
+    );
     let checks = mukaika::admin::selfcheck::run(&p.a);
     let schema = row(&checks, "クラスタ: データベースの版");
     assert!(

@@ -78,7 +78,9 @@ fn a_message_held_via_one_node_is_listed_and_read_on_the_other() {
     // Nothing under A's own data folder: the item is the cluster's.
     assert!(!da.path().join("quarantine/quarantine.db").exists());
     assert_eq!(
-        db.psql(&format!("SELECT node FROM quarantine_items WHERE id = '{id}'")),
+        db.psql(&format!(
+            "SELECT node FROM quarantine_items WHERE id = '{id}'"
+        )),
         "node-a"
     );
     // B's web UI lists it and shows it.
@@ -89,7 +91,10 @@ fn a_message_held_via_one_node_is_listed_and_read_on_the_other() {
     assert_eq!(op.get(&format!("/items/{id}")).status, 200);
     // The original read through B's store is the one A held, byte for byte.
     let bytes = on_b.bytes(&id).unwrap();
-    assert_eq!(mukaika_sanitizers::report::sha256_hex(&bytes), held[0].sha256);
+    assert_eq!(
+        mukaika_sanitizers::report::sha256_hex(&bytes),
+        held[0].sha256
+    );
     assert_eq!(bytes.len() as u64, held[0].size);
     assert!(
         bytes.windows(sent.len()).any(|w| w == sent.as_slice()),
@@ -204,8 +209,7 @@ fn concurrent_holds_and_removals_of_the_same_content_on_two_nodes_leave_every_it
     let barrier = std::sync::Barrier::new(6);
     std::thread::scope(|s| {
         for w in 0..6 {
-            let (store, missing, shared, barrier) =
-                (&stores[w % 2], &missing, &shared, &barrier);
+            let (store, missing, shared, barrier) = (&stores[w % 2], &missing, &shared, &barrier);
             s.spawn(move || {
                 barrier.wait();
                 for i in 0..40 {
@@ -228,7 +232,11 @@ fn concurrent_holds_and_removals_of_the_same_content_on_two_nodes_leave_every_it
     let left = stores[0].list().unwrap();
     assert_eq!(left.len(), 6 * 8);
     for i in &left {
-        assert!(stores[1].bytes(&i.id).unwrap() == shared, "{} unreadable", i.id);
+        assert!(
+            stores[1].bytes(&i.id).unwrap() == shared,
+            "{} unreadable",
+            i.id
+        );
     }
     assert_eq!(db.psql("SELECT count(*) FROM quarantine_blobs"), "1");
     for i in &left {
@@ -267,7 +275,10 @@ fn a_cluster_refuses_a_file_quarantine_and_ignores_the_default() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::new();
     let mut c = node(dir.path(), &db, "node-a");
-    assert!(c.validate().is_ok(), "the default (sqlite) is not used, not refused");
+    assert!(
+        c.validate().is_ok(),
+        "the default (sqlite) is not used, not refused"
+    );
     c.quarantine.store = mukaika::config::QuarantineBackend::Files;
     let e = c.validate().unwrap_err().to_string();
     assert!(e.contains("quarantine.store"), "{e}");
@@ -290,7 +301,10 @@ fn store_copy_moves_a_nodes_quarantine_and_accounts_into_the_cluster_once() {
     let (mut c, _) = Client::connect(running.smtp_addr);
     assert_eq!(c.send(b"EHLO client.invalid\r\n"), 250);
     assert_eq!(
-        c.mail("soumu@city.example.invalid", &generate::mail_smime_enveloped()),
+        c.mail(
+            "soumu@city.example.invalid",
+            &generate::mail_smime_enveloped()
+        ),
         250
     );
     assert_eq!(c.send(b"QUIT\r\n"), 221);
@@ -343,7 +357,10 @@ fn store_copy_moves_a_nodes_quarantine_and_accounts_into_the_cluster_once() {
     let out = copy();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{out:?}");
-    assert!(text.contains("quarantine items: 1 copied, 0 already there, 0 failed"), "{text}");
+    assert!(
+        text.contains("quarantine items: 1 copied, 0 already there, 0 failed"),
+        "{text}"
+    );
     assert!(text.contains("accounts: 1 copied"), "{text}");
     assert!(text.contains("release requests: 1 copied"), "{text}");
     assert!(text.contains("隔離アイテム: 複製 1件"), "{text}");
@@ -351,13 +368,26 @@ fn store_copy_moves_a_nodes_quarantine_and_accounts_into_the_cluster_once() {
     let out = copy();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{out:?}");
-    assert!(text.contains("quarantine items: 0 copied, 1 already there, 0 failed"), "{text}");
-    assert!(text.contains("accounts: 0 copied, 1 already there, 0 differ"), "{text}");
-    assert!(text.contains("release requests: 0 copied, 1 already there"), "{text}");
+    assert!(
+        text.contains("quarantine items: 0 copied, 1 already there, 0 failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("accounts: 0 copied, 1 already there, 0 differ"),
+        "{text}"
+    );
+    assert!(
+        text.contains("release requests: 0 copied, 1 already there"),
+        "{text}"
+    );
     assert_eq!(db.psql("SELECT count(*) FROM quarantine_items"), "1");
     // Audited in the node's own log, once per run.
     let kinds = support::audit_kinds(&data);
-    assert_eq!(kinds.iter().filter(|k| *k == "store_copied").count(), 2, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "store_copied").count(),
+        2,
+        "{kinds:?}"
+    );
     // Another node of the cluster: the copied account logs in, the item is listed and whole.
     let other = tempfile::tempdir().unwrap();
     let b = node(other.path(), &db, "node-b");
@@ -422,7 +452,10 @@ fn store_copy_reports_an_account_that_differs_and_a_blob_that_does_not_match() {
         "$argon2id$cluster",
         "not overwritten"
     );
-    assert_eq!(db.psql("SELECT string_agg(id, ',') FROM quarantine_items"), "G1");
+    assert_eq!(
+        db.psql("SELECT string_agg(id, ',') FROM quarantine_items"),
+        "G1"
+    );
     // The node's data directory is in use while a service runs: no copy beside it.
     let _lock = mukaika::store::lock_data_dir(&c).unwrap();
     assert!(mukaika::store::copy::sqlite_to_postgres(&c).is_err());
