@@ -291,7 +291,7 @@ impl PgQuarantine {
         .map(|r| r.try_get::<_, String>(0))
         .transpose()
         .map_err(|e| db("read the item", e))?;
-        let envelope_size = i64::try_from(item.size).map_err(std::io::Error::other)?;
+        let item_size = i64::try_from(item.size).map_err(std::io::Error::other)?;
         block_on(tx.execute(
             &format!(
                 "INSERT INTO quarantine_items ({COLUMNS}, node)
@@ -312,7 +312,7 @@ impl PgQuarantine {
                 &item.reason,
                 &item.detail,
                 &item.sha256,
-                &envelope_size,
+                &item_size,
                 &item.at,
                 &item.report.to_string(),
                 &item.mail_from,
