@@ -325,7 +325,7 @@ impl PgQuarantine {
         .map_err(|e| tx_db("store the item", e))?;
         if let Some(old) = before.filter(|old| *old != item.sha256) {
             // Held again with other content: the old blob goes if nothing else holds it.
-            drop_if_unreferenced(&tx, &old)?;
+            drop_if_unreferenced(&tx, &old, false)?;
         }
         block_on(tx.commit()).map_err(|e| tx_db("commit", e))
     }
@@ -358,7 +358,7 @@ impl PgQuarantine {
                 // Held again meanwhile with other content (or removed): look again.
                 continue;
             }
-            drop_if_unreferenced(&tx, &sha)?;
+            drop_if_unreferenced(&tx, &sha, true)?;
             return block_on(tx.commit()).map_err(|e| tx_db("commit", e));
         }
     }
@@ -434,15 +434,21 @@ impl PgQuarantine {
     }
 }
 
-/// Removes the blob `sha` (its chunks go with it) if no item refers to it; locks it first, so
-/// a put that holds its lock has committed its item (seen here) or not yet begun (and will
-/// insert the blob again).
-fn drop_if_unreferenced(tx: &tokio_postgres::Transaction<'_>, sha: &str) -> std::io::Result<()> {
-    block_on(tx.query(
-        "SELECT 1 FROM quarantine_blobs WHERE sha256 = $1 FOR UPDATE",
-        &[&sha],
-    ))
-    .map_err(|e| tx_db("lock the blob", e))?;
+/// Removes the blob `sha` (its chunks go with it) if no item refers to it; locks it first
+/// (unless `locked`: the transaction holds the lock already), so a put that holds its lock has
+/// committed its item (seen here) or not yet begun (and will insert the blob again).
+fn drop_if_unreferenced(
+    tx: &tokio_postgres::Transaction<'_>,
+    sha: &str,
+    locked: bool,
+) -> std::io::Result<()> {
+    if !locked {
+        block_on(tx.query(
+            "SELECT 1 FROM quarantine_blobs WHERE sha256 = $1 FOR UPDATE",
+            &[&sha],
+        ))
+        .map_err(|e| tx_db("lock the blob", e))?;
+    }
     block_on(tx.execute(
         "DELETE FROM quarantine_blobs b WHERE b.sha256 = $1
          AND NOT EXISTS (SELECT 1 FROM quarantine_items i WHERE i.sha256 = $1)",
