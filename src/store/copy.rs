@@ -14,8 +14,9 @@
 //!   is not copied (and counted as failed); the node's own copy is left untouched either way.
 //! - One audit record ([`crate::audit::event::StoreCopied`]) summarises the run.
 //!
-//! Must never: delete or change anything in the node's data directory (the source stays as it
-//! was, to fall back on), or copy login sessions (logging in again on the cluster is cheap;
+//! Must never: delete anything in the node's data directory (the source stays, to fall back
+//! on; the one change is the SQLite quarantine taking over file records left beside it, as the
+//! node itself does when it starts), or copy login sessions (logging in again on the cluster is cheap;
 //! a copied session would outlive the node's own rules for it).
 
 use std::path::Path;
@@ -26,7 +27,7 @@ use crate::config::{ServiceConfig, StoreBackend};
 use crate::error::{Error, Result};
 use crate::store::pg_quarantine::PgQuarantine;
 use crate::store::postgres::{block_on, Pg};
-use crate::store::quarantine::{QuarantineStore, SqliteQuarantine};
+use crate::store::quarantine::{FsQuarantine, QuarantineStore, SqliteQuarantine};
 
 /// What one run copied.
 pub type CopyReport = StoreCopied;
@@ -86,9 +87,13 @@ fn copy_quarantine(
     if !root.exists() {
         return Ok(());
     }
-    // The SQLite store takes over records a file store left behind, so both kinds are read.
-    let source =
-        SqliteQuarantine::open(&root).map_err(|e| Error::io("the node's quarantine", e))?;
+    // The node's SQLite store (which, as at the node's own start, takes over records a file
+    // store left beside it), or a file store alone, read as it is.
+    let source: Box<dyn QuarantineStore> = if root.join("quarantine.db").exists() {
+        Box::new(SqliteQuarantine::open(&root).map_err(|e| Error::io("the node's quarantine", e))?)
+    } else {
+        Box::new(FsQuarantine::open(&root).map_err(|e| Error::io("the node's quarantine", e))?)
+    };
     let target = PgQuarantine::new(std::sync::Arc::clone(pg), config.audit.node.clone());
     let mut blobs_seen = std::collections::HashSet::new();
     for item in source

@@ -471,3 +471,25 @@ fn store_copy_reports_an_account_that_differs_and_a_blob_that_does_not_match() {
     let _lock = mukaika::store::lock_data_dir(&c).unwrap();
     assert!(mukaika::store::copy::sqlite_to_postgres(&c).is_err());
 }
+
+#[test]
+fn store_copy_reads_a_file_quarantine_and_leaves_it_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let db = Database::new();
+    let mut c = node(&data, &db, "node-f");
+    migrate(&c);
+    let local = mukaika::store::quarantine::FsQuarantine::open(data.join("quarantine")).unwrap();
+    local
+        .put(&item("F1", "2026-01-01T00:00:00.000Z", b"filed"), b"filed")
+        .unwrap();
+    c.quarantine.store = mukaika::config::QuarantineBackend::Sqlite;
+    let report = mukaika::store::copy::sqlite_to_postgres(&c).unwrap();
+    assert_eq!((report.items_copied, report.bytes_copied), (1, 5));
+    assert_eq!(open_configured(&c).unwrap().bytes("F1").unwrap(), b"filed");
+    assert!(
+        data.join("quarantine/items/F1.json").exists(),
+        "the record stays"
+    );
+    assert!(!data.join("quarantine/quarantine.db").exists());
+}
