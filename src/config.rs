@@ -108,6 +108,8 @@ retention_days = 1825
 # Days quarantined originals are kept; expiry writes an audit record listing them.
 retention_days = 180
 # Item records: "sqlite" (data/quarantine/quarantine.db) or "files" (one JSON per item).
+# Not used with [store] backend = "postgres": the quarantine is then in the shared database
+# ("files" is refused there).
 store = "sqlite"
 # Reason codes that can never be released, whoever asks (a detected virus stays put).
 never_release = ["virus"]
@@ -215,7 +217,8 @@ timezone = "Asia/Tokyo"
 [store]
 # Where accounts, login sessions, lockout counters and release requests live: "sqlite"
 # (data/review.db, one node) or "postgres" (shared by every node of a cluster; see
-# `mukaika store migrate`). Quarantine items stay in [quarantine] store either way for now.
+# `mukaika store migrate`). With postgres the quarantine (items and originals) is shared too;
+# `mukaika store copy --from sqlite --to postgres` moves a single node's into it.
 backend = "sqlite"
 # url = "postgres://mukaika@db.city.example.lg.jp/mukaika"
 # With postgres over the network: TLS, the server's certificate checked against this CA.
@@ -920,7 +923,9 @@ pub struct QuarantineSection {
     /// Days quarantined originals are kept; older ones are removed with an audit record.
     pub retention_days: u32,
     /// Where item records live: `sqlite` (`quarantine.db`, the default) or `files` (one JSON
-    /// file per item). Blobs are content-addressed files either way.
+    /// file per item). Blobs are content-addressed files either way. Not used with `[store]
+    /// backend = "postgres"`, whose quarantine (items and blobs) is in the shared database;
+    /// `files` is refused there.
     #[serde(default)]
     pub store: QuarantineBackend,
     /// Reason codes never released, whoever asks.
@@ -954,7 +959,8 @@ impl Default for QuarantineSection {
 }
 
 /// `[store]`: the database behind accounts, login sessions, lockout counters and release
-/// requests — node-local SQLite (the default) or a PostgreSQL every node of a cluster shares.
+/// requests — node-local SQLite (the default) or a PostgreSQL every node of a cluster shares
+/// (which then holds the quarantine too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
@@ -1195,6 +1201,17 @@ impl ServiceConfig {
             )));
         }
         self.store.check().map_err(ConfigError)?;
+        if self.store.backend == StoreBackend::Postgres
+            && self.quarantine.store == QuarantineBackend::Files
+        {
+            // Said explicitly (the default is sqlite): the items would not be where the
+            // operator expects them, so refuse rather than ignore it.
+            return Err(ConfigError(
+                "quarantine.store = \"files\" cannot be used with store.backend = \"postgres\": \
+                 a cluster keeps its quarantine in the database (削除してください)"
+                    .into(),
+            ));
+        }
         if self.audit.retention_days == 0 || self.quarantine.retention_days == 0 {
             return Err(ConfigError(
                 "audit.retention_days and quarantine.retention_days: at least one day".into(),

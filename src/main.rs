@@ -437,6 +437,20 @@ enum StoreCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Copy this node's quarantine, accounts and release requests (its data directory) into
+    /// the cluster's database. Run with the node's service stopped; running it again copies
+    /// nothing twice.
+    Copy {
+        /// Where from: the node's own stores.
+        #[arg(long, value_parser = ["sqlite"])]
+        from: String,
+        /// Where to: the database [store] names.
+        #[arg(long, value_parser = ["postgres"])]
+        to: String,
+        /// The node's configuration file (its data directory, and [store] url).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -630,6 +644,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store {
             command: StoreCommand::Migrate { config },
         } => store_migrate(config.as_deref()),
+        Command::Store {
+            command: StoreCommand::Copy { config, .. },
+        } => store_copy(config.as_deref()),
         Command::Quarantine { command, config } => quarantine(command, config.as_deref()),
         Command::Admin {
             command: AdminCommand::User { command },
@@ -1291,8 +1308,7 @@ fn import_once(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
             sha256: mukaika::sanitizers::report::sha256_hex(text.as_bytes()),
         },
     ))?;
-    let quarantine =
-        mukaika::store::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
+    let quarantine = mukaika::store::quarantine::open_configured(&config)?;
     let clamd = mukaika::service::clamd(&config).map_err(anyhow::Error::msg)?;
     let registry = std::sync::Arc::new(mukaika::service::registry(&config, clamd.as_ref()));
     let importer = mukaika::source::import::Importer::new(
@@ -1382,8 +1398,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
     let data = config.data.dir.clone();
     match command {
         QuarantineCommand::List { reason, json } => {
-            let store =
-                mukaika::store::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
+            let store = mukaika::store::quarantine::open_configured(&config)?;
             // JSON lines only under --json: a header row is not JSON.
             if !json {
                 println!("隔離ID	日時	経路	理由	名前	差出人	宛先");
@@ -1419,8 +1434,7 @@ fn quarantine(command: QuarantineCommand, config: Option<&std::path::Path>) -> R
                 eprintln!("mukaika: 隔離IDの形式が正しくありません / malformed item ID");
                 return Ok(ExitCode::from(2));
             }
-            let store =
-                mukaika::store::quarantine::open(data.join("quarantine"), config.quarantine.store)?;
+            let store = mukaika::store::quarantine::open_configured(&config)?;
             let item = match store.get(&id) {
                 Ok(i) => i,
                 Err(e) => {
@@ -1773,6 +1787,71 @@ fn store_migrate(path: Option<&std::path::Path>) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `mukaika store copy --from sqlite --to postgres`: 0 when everything was copied (or was
+/// already there), 1 when an item could not be copied or the copy failed, 2 for a
+/// configuration without PostgreSQL or a data directory in use.
+fn store_copy(path: Option<&std::path::Path>) -> Result<ExitCode> {
+    let config = match service_config(path) {
+        Ok((c, _)) => c,
+        Err(code) => return Ok(code),
+    };
+    if config.store.backend != mukaika::config::StoreBackend::Postgres {
+        eprintln!(
+            "mukaika: [store] backend が postgres ではありません。複製先のデータベースを設定してください \
+             / [store] backend must be \"postgres\": the database to copy into"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let r = match mukaika::store::copy::sqlite_to_postgres(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mukaika: store copy: {}", shown(&e.to_string()));
+            return Ok(ExitCode::from(if e.is_config() { 2 } else { 1 }));
+        }
+    };
+    println!(
+        "隔離アイテム: 複製 {}件、既にあるため省略 {}件、失敗 {}件（{} バイト） / quarantine items: {} copied, {} already there, {} failed ({} bytes)",
+        r.items_copied,
+        r.items_skipped,
+        r.items_failed.len(),
+        r.bytes_copied,
+        r.items_copied,
+        r.items_skipped,
+        r.items_failed.len(),
+        r.bytes_copied
+    );
+    println!(
+        "アカウント: 複製 {}件、既にあるため省略 {}件、同名で異なるもの {}件 / accounts: {} copied, {} already there, {} differ",
+        r.users_copied,
+        r.users_skipped,
+        r.users_differing.len(),
+        r.users_copied,
+        r.users_skipped,
+        r.users_differing.len()
+    );
+    println!(
+        "解除申請: 複製 {}件、既にあるため省略 {}件 / release requests: {} copied, {} already there",
+        r.requests_copied, r.requests_skipped, r.requests_copied, r.requests_skipped
+    );
+    for name in &r.users_differing {
+        println!(
+            "同名のアカウントが別のパスワードで既にあります（上書きしません）: {} / account exists with another password (not overwritten)",
+            shown(name)
+        );
+    }
+    for id in &r.items_failed {
+        eprintln!(
+            "mukaika: 複製できなかった隔離アイテム / item not copied: {}",
+            shown(id)
+        );
+    }
+    Ok(if r.items_failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The service configuration (file or embedded default); a bad one is a usage error (2).

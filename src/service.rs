@@ -124,9 +124,8 @@ pub async fn start(
     }
     let clamd = clamd(&config)?;
     let registry = Arc::new(registry(&config, clamd.as_ref()));
-    let quarantine: Arc<dyn QuarantineStore> =
-        crate::store::quarantine::open(data.join("quarantine"), config.quarantine.store)
-            .map_err(|e| Error::io("quarantine store", e))?;
+    let quarantine: Arc<dyn QuarantineStore> = crate::store::quarantine::open_configured(&config)
+        .map_err(|e| Error::io("quarantine store", e))?;
     let listener = tokio::net::TcpListener::bind(config.smtp.listen)
         .await
         .map_err(|e| Error::io(format!("cannot listen on {}", config.smtp.listen), e))?;

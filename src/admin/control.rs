@@ -606,9 +606,8 @@ pub fn run(config: &ServiceConfig, op: Op) -> crate::error::Result<Reply> {
         return Ok(execute_queue(&queues, *outgoing, id, to));
     }
     let audit = Arc::new(crate::store::open_audit(config)?);
-    let quarantine =
-        crate::store::quarantine::open(data.join("quarantine"), config.quarantine.store)
-            .map_err(|e| Error::io("quarantine store", e))?;
+    let quarantine = crate::store::quarantine::open_configured(config)
+        .map_err(|e| Error::io("quarantine store", e))?;
     let sink = match config.delivery.mode {
         crate::config::DeliveryMode::Maildir => crate::sink::Sink::Maildir(data.join("maildir")),
         crate::config::DeliveryMode::Relay => {

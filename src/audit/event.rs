@@ -73,6 +73,9 @@ pub enum AuditEvent {
     UnlockAttempted(UnlockAttempted),
     /// What the registry made of an unlocked item went out as a new message.
     UnlockDelivered(UnlockDelivered),
+    /// `mukaika store copy` moved this node's quarantine, accounts and release requests into
+    /// the cluster's database.
+    StoreCopied(StoreCopied),
 }
 
 impl AuditEvent {
@@ -443,6 +446,35 @@ pub struct Recovery {
     pub bytes: u64,
     /// SHA-256 of those bytes, so the torn text itself stays verifiable.
     pub sha256: String,
+}
+
+/// What `mukaika store copy` moved from this node's data directory into the cluster's
+/// PostgreSQL. Counts and IDs only (never a password hash or an original's bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreCopied {
+    /// Where from (`sqlite`: the node's `review.db` and quarantine).
+    pub from: String,
+    /// Where to (`postgres`).
+    pub to: String,
+    /// Quarantine items copied.
+    pub items_copied: u64,
+    /// Items already in the database (a second run), left as they were.
+    pub items_skipped: u64,
+    /// Items not copied (missing blob, bytes not matching their SHA-256, a database error).
+    pub items_failed: Vec<String>,
+    /// Bytes of originals written to the database (shared content counted once).
+    pub bytes_copied: u64,
+    /// Accounts copied.
+    pub users_copied: u64,
+    /// Accounts already in the database with the same password hash.
+    pub users_skipped: u64,
+    /// Accounts already in the database under the same name with another password hash:
+    /// left as they were, for an administrator to settle.
+    pub users_differing: Vec<String>,
+    /// Release requests copied.
+    pub requests_copied: u64,
+    /// Release requests already in the database.
+    pub requests_skipped: u64,
 }
 
 /// Retention removed things.

@@ -1,5 +1,6 @@
 //! What the gateway keeps on disk between steps: the SMTP spool (`spool`) and the quarantine
-//! (`quarantine`).
+//! (`quarantine`; in a cluster, `pg_quarantine` in the shared PostgreSQL, filled from a node's
+//! own by `copy`).
 //!
 //! Owns: durable records and their on-disk layout, and the data directory itself: its
 //! permissions, its lock (one service or one-off command at a time) and the audit log in it.
@@ -7,6 +8,8 @@
 //! of the folder), so a crash leaves either the old or the new record, never half of one.
 //! Must never: decide what is safe — that is the pipeline's and the sanitizers' job.
 
+pub mod copy;
+pub mod pg_quarantine;
 pub mod postgres;
 pub mod quarantine;
 pub mod spool;

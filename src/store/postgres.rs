@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/postgres/0002_nodes.sql"),
     ),
     (
+        3,
+        "the shared quarantine: items and content-addressed blobs in 1 MiB chunks",
+        include_str!("migrations/postgres/0003_quarantine.sql"),
+    ),
+    (
         4,
         "a copy of every node's audit records",
         include_str!("migrations/postgres/0004_audit.sql"),
@@ -190,6 +195,12 @@ impl Pg {
                 "PostgreSQL schema version {version} is newer than this mukaika knows ({latest}): \
                  another node was upgraded; upgrade this one too"
             )));
+        }
+        if version == latest && pg.missing_steps()? > 0 {
+            return Err(Error::config(
+                "PostgreSQL schema lacks a step this mukaika needs: run `mukaika store migrate \
+                 --config FILE` first",
+            ));
         }
         if version < latest {
             return Err(Error::config(format!(
@@ -483,6 +494,25 @@ impl Pg {
         .map_err(|e| db_error("read the schema version", e))
     }
 
+    /// How many of this binary's migrations the database has not recorded.
+    ///
+    /// # Errors
+    /// The server cannot be reached or read.
+    pub fn missing_steps(&self) -> Result<usize> {
+        let guard = self.client()?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let known: Vec<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
+        let n: i64 = block_on(client.query_one(
+            "SELECT count(*) FROM schema_version WHERE version = ANY($1)",
+            &[&known],
+        ))
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| db_error("read the schema version", e))?;
+        Ok(known.len().saturating_sub(usize::try_from(n).unwrap_or(0)))
+    }
+
     /// Whether the link to the server is TLS (a `ca_file` is set).
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
@@ -595,7 +625,15 @@ impl Pg {
                 "PostgreSQL schema version {before} is newer than this mukaika knows ({latest})"
             )));
         }
-        for (version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > before) {
+        // Every step not recorded yet, not only those above the highest: a database brought
+        // up by a build that lacked a step in the middle gets it too.
+        let applied: Vec<i64> = block_on(tx.query("SELECT version FROM schema_version", &[]))
+            .map_err(|e| db_error("read the schema version", e))?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| db_error("read the schema version", e))?;
+        for (version, description, sql) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)) {
             block_on(tx.batch_execute(sql))
                 .map_err(|e| db_error(&format!("migration {version}"), e))?;
             block_on(tx.execute(

@@ -1,6 +1,7 @@
 //! The quarantine store: originals that could not be made safe, kept for administrators.
 //!
-//! Owns: the [`QuarantineStore`] seam (a PostgreSQL backend can follow behind it) and two
+//! Owns: the [`QuarantineStore`] seam (the cluster's PostgreSQL store is
+//! `crate::store::pg_quarantine`; [`open_configured`] picks) and two
 //! implementations sharing content-addressed blobs (`blobs/<sha256>`): SQLite item records
 //! (`quarantine.db`, the default) and one JSON record per item (`items/<id>.json`).
 //! Invariants: `put` returns only after the blob and the record are fsynced; blobs and file
@@ -177,7 +178,32 @@ pub trait QuarantineStore: Send + Sync {
     fn remove(&self, id: &str) -> std::io::Result<()>;
 }
 
-/// Opens the configured store under `root`.
+/// Opens the quarantine `config` names: the cluster's shared one in PostgreSQL when `[store]
+/// backend = "postgres"` (through the process's one [`crate::store::postgres::Pg`]; `[quarantine]
+/// store` is then not used, and `files` is refused by the configuration check), otherwise
+/// the node's own under `<data dir>/quarantine` as [`open`].
+///
+/// # Errors
+/// The store cannot be opened (the database is unreachable or its schema is not this
+/// binary's).
+pub fn open_configured(
+    config: &crate::config::ServiceConfig,
+) -> std::io::Result<std::sync::Arc<dyn QuarantineStore>> {
+    match config.store.backend {
+        crate::config::StoreBackend::Postgres => {
+            let pg =
+                crate::store::postgres::Pg::shared(&config.store).map_err(std::io::Error::other)?;
+            Ok(std::sync::Arc::new(
+                crate::store::pg_quarantine::PgQuarantine::new(pg, config.audit.node.clone()),
+            ))
+        }
+        crate::config::StoreBackend::Sqlite => {
+            open(config.data.dir.join("quarantine"), config.quarantine.store)
+        }
+    }
+}
+
+/// Opens the node-local store of the given kind under `root`.
 ///
 /// # Errors
 /// The store cannot be opened.

@@ -2,8 +2,8 @@
 //! services with their own data folders and ports share one database, so accounts, login
 //! sessions, lockout counters and release requests are the same on both; the schema is
 //! migrated by `mukaika store migrate` only, and a node refuses a schema it does not know.
-//! Quarantine items are still node-local here: where a test needs the item on both nodes, it
-//! is put into both.
+//! Quarantine items are shared too (tests/it/cluster_quarantine.rs tests that store): an item
+//! seeded through one node's configuration is every node's.
 
 use crate::support;
 
@@ -144,14 +144,17 @@ fn an_account_disabled_on_one_node_cannot_log_in_on_the_other() {
     rt.block_on(node_b.stop("test"));
 }
 
-/// Puts the same held message into a node's (still node-local) quarantine.
-fn seed(data: &Path, id: &str, bytes: &[u8]) {
+/// Puts a held message into the quarantine `node` uses (the cluster's shared one).
+fn seed(node: &mukaika::config::ServiceConfig, id: &str, bytes: &[u8]) {
     let item = QuarantineItem {
         origin_id: "Q0001".into(),
         report: serde_json::json!({"verdict": "quarantined"}),
         ..support::held_mail(id, "malformed", bytes)
     };
-    support::hold(data, &item, bytes);
+    mukaika::store::quarantine::open_configured(node)
+        .unwrap()
+        .put(&item, bytes)
+        .unwrap();
 }
 
 /// The LGWAN-side mail server of the release tests: answers a plain SMTP dialogue and keeps
@@ -292,8 +295,8 @@ fn a_release_requested_on_one_node_and_approved_on_the_other_goes_out_once() {
     relay_to(&mut p.b, &server, 30);
     let original = b"From: sender@example.com\r\nTo: staff@city.example.lg.jp\r\nSubject: held\r\n\r\nbody\r\n";
     for id in ["Q0001", "Q0002"] {
-        seed(&p.a.data.dir, id, original);
-        seed(&p.b.data.dir, id, original);
+        // Held once, in the shared quarantine: every node holds it.
+        seed(&p.a, id, original);
     }
     let rt = runtime();
     let node_a = support::start(&rt, p.a.clone(), "test");
@@ -354,8 +357,8 @@ fn approved_releases_left_behind_are_delivered_once_by_two_nodes_racing_for_them
     let items: Vec<String> = (1..=12).map(|n| format!("Q{n:04}")).collect();
     let original = b"From: sender@example.com\r\nTo: staff@city.example.lg.jp\r\nSubject: held\r\n\r\nbody\r\n";
     for id in &items {
-        seed(&p.a.data.dir, id, original);
-        seed(&p.b.data.dir, id, original);
+        // Held once, in the shared quarantine: every node holds it.
+        seed(&p.a, id, original);
     }
     let rt = runtime();
     let node_a = support::start(&rt, p.a.clone(), "test");
@@ -399,8 +402,8 @@ fn a_node_killed_while_it_delivers_a_release_is_taken_over_by_the_other() {
     relay_to(&mut p.b, &server, 6);
     p.a.delivery.relay_timeout_secs = 60;
     let original = b"From: sender@example.com\r\nTo: staff@city.example.lg.jp\r\nSubject: held\r\n\r\nbody\r\n";
-    seed(&p.a.data.dir, "Q0001", original);
-    seed(&p.b.data.dir, "Q0001", original);
+    // Held once, in the shared quarantine: every node holds it.
+    seed(&p.a, "Q0001", original);
     let rt = runtime();
     let node_b = support::start(&rt, p.b.clone(), "test");
     let rid = request_releases(&p, node_b.admin_addr, &["Q0001"]).remove(0);
@@ -485,8 +488,6 @@ fn store_migrate_brings_a_new_database_to_the_current_schema_once() {
     .unwrap();
     let out = support::mukaika(&["store", "migrate", "--config", file.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
-    // Each part of the cluster adds its migration: the latest this binary knows.
-    let latest = mukaika::store::postgres::latest_version();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&format!("from version 0 to {latest}")),
         "{out:?}"
@@ -719,11 +720,9 @@ fn retention_on_a_node_leaves_the_shared_quarantine_to_the_node_expiring_it() {
         at: "2020-01-01T00:00:00Z".into(),
         ..support::held_mail("Q0001", "malformed", original)
     };
-    support::hold(&p.a.data.dir, &old, original);
+    let store = mukaika::store::quarantine::open_configured(&p.a).unwrap();
+    store.put(&old, original).unwrap();
     let audit = mukaika::store::open_audit(&p.a).unwrap();
-    let store =
-        mukaika::store::quarantine::open(p.a.data.dir.join("quarantine"), p.a.quarantine.store)
-            .unwrap();
     let (a, b) = (Pg::open(&p.a.store).unwrap(), Pg::open(&p.b.store).unwrap());
     // While B holds the retention job, A's pass removes nothing from the quarantine.
     let during = b
@@ -760,9 +759,11 @@ fn a_new_quarantine_item_is_announced_to_the_administrators_once_by_the_cluster(
     }
     let original = b"From: a@example.com\r\n\r\nheld\r\n";
     let item = support::held_mail("Q0001", "malformed", original);
-    // The same item as both nodes see it (the quarantine is shared).
-    support::hold(&p.a.data.dir, &item, original);
-    support::hold(&p.b.data.dir, &item, original);
+    // Held once, in the shared quarantine both nodes list.
+    mukaika::store::quarantine::open_configured(&p.a)
+        .unwrap()
+        .put(&item, original)
+        .unwrap();
     let notices = |data: &Path| {
         std::fs::read_dir(data.join("maildir/new"))
             .map(|d| d.count())
@@ -851,4 +852,30 @@ fn an_address_and_an_unknown_name_get_no_more_attempts_by_spreading_them_over_th
     assert_eq!(last_login_outcome(data), "locked");
     rt.block_on(node_a.stop("test"));
     rt.block_on(node_b.stop("test"));
+}
+
+#[test]
+fn a_step_missing_in_the_middle_of_the_schema_is_refused_and_then_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::new();
+    let c = node(dir.path(), &db, "node-a");
+    migrate(&c);
+    // As if a build without the quarantine step had brought this database up to date.
+    db.psql(
+        "DROP TABLE quarantine_items, quarantine_chunks, quarantine_blobs; \
+         DELETE FROM schema_version WHERE version = 3",
+    );
+    let rt = runtime();
+    let refused = rt
+        .block_on(mukaika::service::start(c.clone(), "test", "test"))
+        .err()
+        .expect("a missing step is refused");
+    assert!(refused.to_string().contains("store migrate"), "{refused}");
+    migrate(&c);
+    assert_eq!(
+        db.psql("SELECT count(*) FROM schema_version WHERE version = 3"),
+        "1"
+    );
+    let running = support::start(&rt, c, "test");
+    rt.block_on(running.stop("test"));
 }

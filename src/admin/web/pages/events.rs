@@ -177,6 +177,21 @@ fn ja(e: &AuditEvent) -> String {
             login_ja(&l.outcome),
             l.client
         ),
+        E::StoreCopied(c) => format!(
+            "ノードのデータを共有データベースへ複製しました（隔離 {}件、アカウント {}件、申請 {}件{}）",
+            c.items_copied,
+            c.users_copied,
+            c.requests_copied,
+            if c.items_failed.is_empty() && c.users_differing.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "、失敗 {}件、相違するアカウント {}件",
+                    c.items_failed.len(),
+                    c.users_differing.len()
+                )
+            }
+        ),
         E::ConfigLoaded(c) => format!(
             "設定を読み込みました（{}、SHA-256 {}…）",
             c.source,
@@ -266,6 +281,14 @@ fn en(e: &AuditEvent) -> String {
         E::NoticeSent(n) => format!("Notice sent to {}", names(&n.rcpt_to)),
         E::UserChanged(u) => format!("{} changed account {}: {}", u.by, u.user, u.action),
         E::AdminLogin(l) => format!("Login of {}: {} (from {})", l.user, l.outcome, l.client),
+        E::StoreCopied(c) => format!(
+            "Node data copied into the shared database ({} items, {} accounts, {} requests; {} items failed, {} accounts differ)",
+            c.items_copied,
+            c.users_copied,
+            c.requests_copied,
+            c.items_failed.len(),
+            c.users_differing.len()
+        ),
         E::ConfigLoaded(c) => format!("Configuration loaded from {}", c.source),
         E::ServiceStarted(s) => format!("Service started (version {})", s.version),
         E::ServiceStopped(s) => format!("Service stopped (version {})", s.version),
