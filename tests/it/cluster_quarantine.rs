@@ -88,7 +88,19 @@ fn a_message_held_via_one_node_is_listed_and_read_on_the_other() {
     let list = op.get("/items");
     assert_eq!(list.status, 200);
     assert!(list.text().contains(&id), "{}", list.text());
-    assert_eq!(op.get(&format!("/items/{id}")).status, 200);
+    // Its audit trail on B is the one A wrote (the cluster's copies), named by node.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let page = op.get(&format!("/items/{id}"));
+        assert_eq!(page.status, 200);
+        let text = page.text();
+        if text.contains("node-a") && text.contains("quarantined") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(page.contains("ノード"), "the node column");
     // The original read through B's store is the one A held, byte for byte.
     let bytes = on_b.bytes(&id).unwrap();
     assert_eq!(

@@ -60,14 +60,9 @@ fn kind_and_fields(r: &crate::audit::Record) -> (String, String) {
 }
 
 /// Audit records as a table: sequence number, time, what happened (a sentence), and the
-/// event type with its fields as JSON, folded.
-pub(super) fn audit_table(lang: Lang, caption: &str, records: &[crate::audit::Record]) -> Markup {
-    audit_table_of(lang, caption, records, false)
-}
-
-/// [`audit_table`], with the node that wrote each record first when `nodes` (a cluster's
-/// search spans every node's records).
-fn audit_table_of(
+/// event type with its fields as JSON, folded; with the node that wrote each record first
+/// when `nodes` (a cluster's records span every node).
+pub(super) fn audit_table(
     lang: Lang,
     caption: &str,
     records: &[crate::audit::Record],
@@ -148,13 +143,13 @@ fn filter_of(q: &Params) -> Result<(crate::audit::Search, bool), String> {
 
 /// Whether searches read the cluster's copies of every node's records (`[store] backend =
 /// "postgres"`) rather than this node's own files.
-fn cluster(web: &Web) -> Option<crate::config::StoreSection> {
+pub(super) fn cluster(web: &Web) -> Option<crate::config::StoreSection> {
     let config = web.review.config();
     (config.store.backend == crate::config::StoreBackend::Postgres).then(|| config.store.clone())
 }
 
 /// The records `filter` matches: this node's files, or every node's copies in a cluster.
-fn find(
+pub(super) fn find(
     dir: &std::path::Path,
     store: Option<&crate::config::StoreSection>,
     filter: &crate::audit::Search,
@@ -249,7 +244,7 @@ pub(super) async fn audit_search(
                 }
                 a href={ "/audit.csv?" (base) } download { (lang.t("検索結果を CSV でダウンロード", "Download the results as CSV")) }
             }
-            (audit_table_of(lang, lang.t("監査記録（新しい順）", "Audit records (newest first)"), &shown, nodes))
+            (audit_table(lang, lang.t("監査記録（新しい順）", "Audit records (newest first)"), &shown, nodes))
             nav.pager aria-label=(lang.t("ページ", "Pages")) {
                 @if page_no > 1 { a href=(page_link(page_no - 1)) rel="prev" { (lang.t("← 新しい記録", "← Newer")) } }
                 span { (page_no) " / " (pages) }

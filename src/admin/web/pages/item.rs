@@ -229,31 +229,30 @@ pub(super) async fn item(
     let w = Arc::clone(&web);
     let lookup = id.clone();
     let viewer = ctx.actor();
+    let store = super::audit::cluster(&web);
+    let nodes = store.is_some();
     let loaded = blocking(move || {
         let item = w.review.item(&lookup)?;
         let bytes = w.review.view_bytes(&viewer, &lookup)?;
         let requests = w.review.requests_for(&lookup)?;
-        let mut trail = crate::audit::search(
-            &w.audit_dir,
-            &crate::audit::Search {
-                id: Some(lookup.clone()),
-                ..Default::default()
-            },
-        )
-        .unwrap_or_default();
+        // In a cluster the item's story may span nodes (held via one, released via
+        // another): every node's copies are read then.
+        let find = |id: &str| {
+            super::audit::find(
+                &w.audit_dir,
+                store.as_ref(),
+                &crate::audit::Search {
+                    id: Some(id.to_string()),
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_default()
+        };
+        let mut trail = find(&lookup);
         if item.source == "mail" && item.origin_id != item.id {
-            trail.extend(
-                crate::audit::search(
-                    &w.audit_dir,
-                    &crate::audit::Search {
-                        id: Some(item.origin_id.clone()),
-                        ..Default::default()
-                    },
-                )
-                .unwrap_or_default(),
-            );
-            trail.sort_by_key(|r| r.seq);
-            trail.dedup_by_key(|r| r.seq);
+            trail.extend(find(&item.origin_id));
+            trail.sort_by(|a, b| (&a.ts, &a.node, a.seq).cmp(&(&b.ts, &b.node, b.seq)));
+            trail.dedup_by(|a, b| a.node == b.node && a.seq == b.seq);
         }
         let pairs: Vec<String> = w
             .review
@@ -422,7 +421,7 @@ pub(super) async fn item(
         h2 { (lang.t("無害化レポート（すべての検出事項）", "Sanitizer report (every finding)")) }
         (report_table(lang, &item.report))
         h2 { (lang.t("この項目の監査記録", "Audit trail of this item")) }
-        (audit_table(lang, lang.t("この項目の監査記録（古い順）", "Audit trail (oldest first)"), &trail))
+        (audit_table(lang, lang.t("この項目の監査記録（古い順）", "Audit trail (oldest first)"), &trail, nodes))
     };
     let title = format!("{} {}", lang.t("隔離項目", "Item"), item.id);
     Ok(frame(lang, &ctx.viewer(), &title, body))
