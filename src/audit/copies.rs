@@ -81,6 +81,33 @@ fn first_seq(path: &Path) -> Option<u64> {
         .map(|r| r.seq)
 }
 
+/// Forgets this node's copies of records that retention removed from its own log: those
+/// before the first record its oldest file holds. Idempotent (each retention pass calls it),
+/// and what it removes verify accepts, since the copied `retention_expired` record names the
+/// last one removed. Returns how many copies went.
+///
+/// # Errors
+/// The folder cannot be listed or the database cannot be written.
+pub fn forget_expired(pg: &Pg, node: &str, dir: &Path) -> Result<u64> {
+    let files = list_files(dir).map_err(|e| Error::transient("audit folder").with_source(e))?;
+    let Some(first) = files.first().and_then(|f| first_seq(f)) else {
+        return Ok(0);
+    };
+    if first <= 1 {
+        return Ok(0);
+    }
+    let guard = pg.client()?;
+    let client = guard
+        .as_ref()
+        .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+    let first = i64::try_from(first).unwrap_or(i64::MAX);
+    block_on(client.execute(
+        "DELETE FROM audit_records WHERE node = $1 AND seq < $2",
+        &[&node, &first],
+    ))
+    .map_err(|e| db_error("forget expired audit copies", e))
+}
+
 /// Reads the local records with `after < seq <= upto`, at most `limit`, in file order,
 /// starting at `cursor` when it stands at `after`; returns them and the place after the last
 /// one read. A torn line that a later file follows is skipped (verify judges it); a line

@@ -192,6 +192,11 @@ impl AuditLog {
         &self.config.clock
     }
 
+    /// The node name its records carry (`[audit] node`).
+    pub fn node(&self) -> &str {
+        &self.config.node
+    }
+
     /// The directory the log writes to.
     pub fn dir(&self) -> &Path {
         &self.config.dir

@@ -8,7 +8,8 @@
 //! Time comes from the audit log's clock ([`AuditLog::clock`]), so that the files and the items
 //! are judged by one "now", and a test decides it without waiting days.
 //! In a cluster the quarantine is shared: its expiry runs on one node at a time, under the
-//! advisory lock of [`Job::Retention`]; each node still expires its own audit files.
+//! advisory lock of [`Job::Retention`]; each node still expires its own audit files, and its
+//! copies of them in the cluster's database with them.
 //! Must never: remove the audit file being written, or an item younger than the period, or an
 //! item whose time cannot be read (it is kept and logged: an unknown age is no proof of age).
 
@@ -54,6 +55,17 @@ pub fn run_clustered(
     cluster: Option<&Pg>,
 ) -> crate::error::Result<Expired> {
     let audit_files = audit.expire(audit_days)?;
+    if let Some(pg) = cluster {
+        // This node's copies of what it just expired (or expired while the database was
+        // away) go too: the cluster keeps no longer than the node.
+        match crate::audit::copies::forget_expired(pg, audit.node(), audit.dir()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(copies = n, "expired audit copies removed from the cluster"),
+            Err(e) => {
+                tracing::warn!(error = %e, "expired audit copies not removed; tried next pass")
+            }
+        }
+    }
     let quarantine_items = match cluster {
         None => expire_items(audit, quarantine, quarantine_days)?,
         Some(pg) => pg

@@ -510,3 +510,46 @@ fn copies_keyed_with_another_nodes_hmac_key_are_checked_for_hashes_and_linkage_o
         "{r:?}"
     );
 }
+
+#[test]
+fn retention_takes_a_nodes_expired_records_out_of_the_cluster_too_and_verify_still_passes() {
+    use mukaika::audit::copies::Shipper;
+    use mukaika::clock::TestClock;
+    let (db, store) = migrated();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::at(1_796_406_775_843);
+    let audit_dir = dir.path().join("audit");
+    let log = mukaika::audit::AuditLog::open(mukaika::audit::AuditConfig {
+        clock: clock.clone(),
+        ..mukaika::audit::AuditConfig::new(&audit_dir, "n1")
+    })
+    .unwrap();
+    let record = |i: usize| {
+        log.append(mukaika::audit::AuditEvent::ConfigLoaded(
+            mukaika::audit::event::ConfigLoaded {
+                source: format!("n1-{i}"),
+                sha256: "0".repeat(64),
+            },
+        ))
+        .unwrap();
+    };
+    (0..5).for_each(record);
+    clock.advance(Duration::from_secs(3 * 86_400));
+    (5..8).for_each(record);
+    let mut shipper = Shipper::new(&audit_dir, "n1", store.clone());
+    shipper.pass(log.durable_seq()).unwrap();
+    assert_eq!(db.psql("SELECT count(*) FROM audit_records"), "8");
+    let pg = mukaika::store::postgres::Pg::open(&store).unwrap();
+    let quarantine = mukaika::store::quarantine::FsQuarantine::open(dir.path().join("q")).unwrap();
+    let expired =
+        mukaika::review::retention::run_clustered(&log, &quarantine, 1, 180, Some(&pg)).unwrap();
+    assert_eq!(expired.audit_files.len(), 1, "the first day's file");
+    shipper.pass(log.durable_seq()).unwrap();
+    // The five expired records' copies are gone; the rest and the retention record stay.
+    assert_eq!(
+        db.psql("SELECT min(seq) || ' ' || max(seq) FROM audit_records WHERE node = 'n1'"),
+        "6 9"
+    );
+    let report = mukaika::audit::copies::verify(&pg, "n1", &audit_dir, None, false).unwrap();
+    assert!(report.intact(), "{report:?}");
+}
