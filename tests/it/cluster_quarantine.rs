@@ -505,3 +505,78 @@ fn store_copy_reads_a_file_quarantine_and_leaves_it_as_it_was() {
     );
     assert!(!data.join("quarantine/quarantine.db").exists());
 }
+
+#[test]
+fn mail_with_something_to_hold_waits_in_the_spool_while_the_database_is_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::new();
+    let mut c = node(dir.path(), &db, "node-a");
+    c.delivery.first_retry_secs = 1;
+    c.delivery.max_retry_secs = 2;
+    migrate(&c);
+    let rt = runtime();
+    let running = support::start(&rt, c.clone(), "test");
+    let delivered = || {
+        std::fs::read_dir(dir.path().join("maildir/new"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    // The database refuses this node: new connections, and the ones it has are cut.
+    let admin = |sql: &str| db.server.psql("postgres", sql);
+    admin(&format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+        db.name
+    ));
+    admin(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}'",
+        db.name
+    ));
+    let with_program = b"From: sender@example.com\r\nTo: soumu@city.example.invalid\r\n\
+        Subject: program\r\nMIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+        --b\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nsee the tool\r\n\
+        --b\r\nContent-Type: application/octet-stream; name=\"tool.exe\"\r\n\
+        Content-Disposition: attachment; filename=\"tool.exe\"\r\n\
+        Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAA=\r\n--b--\r\n";
+    let clean = b"From: sender@example.com\r\nTo: soumu@city.example.invalid\r\n\
+        Subject: plain\r\n\r\njust text\r\n";
+    let (mut smtp, greeting) = Client::connect(running.smtp_addr);
+    assert_eq!(greeting, 220);
+    assert_eq!(smtp.send(b"EHLO client.invalid\r\n"), 250);
+    // Both accepted: the spool, not the database, is what a 250 answers for.
+    assert_eq!(smtp.mail("soumu@city.example.invalid", with_program), 250);
+    assert_eq!(smtp.mail("soumu@city.example.invalid", clean), 250);
+    assert_eq!(smtp.send(b"QUIT\r\n"), 221);
+    // The clean one goes on; the one with a program to hold waits (no quarantine to hold it in).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while delivered() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the clean message was not delivered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        delivered(),
+        1,
+        "nothing else went out while the database was away"
+    );
+    admin(&format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+        db.name
+    ));
+    // Back: held in the shared quarantine, and the rest delivered, once each.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while delivered() < 2 {
+        assert!(Instant::now() < deadline, "the held message never went out");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        db.psql("SELECT count(*) || ' ' || min(name) FROM quarantine_items"),
+        "1 tool.exe"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(delivered(), 2);
+    rt.block_on(running.stop("test"));
+}
