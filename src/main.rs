@@ -1847,11 +1847,19 @@ fn store_copy(path: Option<&std::path::Path>) -> Result<ExitCode> {
             shown(id)
         );
     }
-    Ok(if r.items_failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    for id in &r.requests_without_item {
+        eprintln!(
+            "mukaika: 隔離アイテムが複製されていないため複製しなかった解除申請 / open request not copied (its item is not in the cluster): {}",
+            shown(id)
+        );
+    }
+    Ok(
+        if r.items_failed.is_empty() && r.requests_without_item.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 /// The service configuration (file or embedded default); a bad one is a usage error (2).

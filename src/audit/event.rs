@@ -475,6 +475,10 @@ pub struct StoreCopied {
     pub requests_copied: u64,
     /// Release requests already in the database.
     pub requests_skipped: u64,
+    /// Open (pending or approved) requests not copied because their item is not in the
+    /// cluster's quarantine (it failed to copy): the nodes would close them as orphans.
+    #[serde(default)]
+    pub requests_without_item: Vec<String>,
 }
 
 /// Retention removed things.

@@ -12,9 +12,9 @@
 //! - A claim's token is new for every attempt, so two threads of one node are kept apart as
 //!   two nodes are; a node that restarts after dying mid-delivery waits out its own lease
 //!   like everyone else (it cannot know how far the dead attempt got).
-//! - The caller cuts its hand-off off at three quarters of the lease (see
-//!   [`Claims::deadline`]), so no other node can take the request over while it is still
-//!   going out.
+//! - The caller cuts its hand-off off at three quarters of the lease counted from the claim
+//!   (see [`Claims::time_left`]), so no other node can take the request over while it is
+//!   still going out; once it went out, the claim is never given back — only finished.
 //!
 //! Must never: mark a request delivered under a token that is no longer its claim, or be
 //! used on a single node (SQLite has no other nodes to exclude; see `Review::deliver`).
@@ -41,6 +41,15 @@ pub(crate) struct Claim {
     /// The request.
     pub request_id: String,
     token: String,
+    /// When it was taken (after the database said so: the lease began no later).
+    taken: std::time::Instant,
+}
+
+/// What is left for a hand-off `elapsed` after a claim of `lease` was taken (see
+/// [`Claims::time_left`]).
+fn left_of(lease: Duration, elapsed: Duration) -> Option<Duration> {
+    let left = lease.mul_f64(0.75).saturating_sub(elapsed);
+    (left >= lease / 4).then_some(left)
 }
 
 fn db(what: &str, e: tokio_postgres::Error) -> Error {
@@ -56,10 +65,13 @@ impl Claims {
         }
     }
 
-    /// How long a hand-off under a claim may take: three quarters of the lease, so it is cut
-    /// off before another node may take the request over.
-    pub(crate) fn deadline(&self) -> Duration {
-        self.lease.mul_f64(0.75)
+    /// How long the hand-off under `claim` may still take: what is left of three quarters of
+    /// the lease, counted from when the claim was taken — reading the item and waiting for a
+    /// connection came out of it already — so the hand-off is over before another node may
+    /// take the request. `None` when less than a quarter of the lease would be left for it:
+    /// then nothing is sent, and the claim is given back.
+    pub(crate) fn time_left(&self, claim: &Claim) -> Option<Duration> {
+        left_of(self.lease, claim.taken.elapsed())
     }
 
     fn lease_secs(&self) -> f64 {
@@ -90,6 +102,7 @@ impl Claims {
         Ok(row.map(|_| Claim {
             request_id: request_id.to_string(),
             token,
+            taken: std::time::Instant::now(),
         }))
     }
 
@@ -123,6 +136,7 @@ impl Claims {
             Ok(Claim {
                 request_id: r.try_get(0).map_err(|e| db("claim a release", e))?,
                 token,
+                taken: std::time::Instant::now(),
             })
         })
         .transpose()
@@ -167,5 +181,28 @@ impl Claims {
         if let Err(e) = given {
             tracing::warn!(request = %claim.request_id, error = %e, "release claim not given back; another node takes it when its lease runs out");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hand_off_ends_before_the_lease_and_does_not_start_with_too_little_of_it_left() {
+        let lease = Duration::from_secs(120);
+        // Taken just now: three quarters of the lease.
+        assert_eq!(
+            left_of(lease, Duration::ZERO),
+            Some(Duration::from_secs(90))
+        );
+        // Reading a large item took 40 s: the send gets the 50 s left, not 90 more.
+        assert_eq!(
+            left_of(lease, Duration::from_secs(40)),
+            Some(Duration::from_secs(50))
+        );
+        // Less than a quarter of the lease left: not started at all.
+        assert_eq!(left_of(lease, Duration::from_secs(61)), None);
+        assert_eq!(left_of(lease, Duration::from_secs(500)), None);
     }
 }

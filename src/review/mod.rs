@@ -2467,7 +2467,7 @@ impl Review {
         };
         let Some(cluster) = &self.cluster else {
             for request in self.requests(Some(RequestState::Approved))? {
-                let result = self.hand_off(&request, &Via::System, None);
+                let result = self.hand_off(&request, &Via::System, None, &mut false);
                 outcome(&request, result);
             }
             return Ok(sent);
@@ -2510,7 +2510,7 @@ impl Review {
     /// retry.
     fn deliver(&self, request: &Request, via: &Via) -> Result<(), ReviewError> {
         let Some(cluster) = &self.cluster else {
-            return self.hand_off(request, via, None);
+            return self.hand_off(request, via, None, &mut false);
         };
         match cluster
             .claims
@@ -2526,7 +2526,8 @@ impl Review {
     }
 
     /// Delivers a request this node claimed; gives the claim back (to be tried again after
-    /// [`RELEASE_RETRY`]) when the hand-off fails.
+    /// [`RELEASE_RETRY`]) when the hand-off failed before anything went out. Once it went
+    /// out the claim is kept whatever fails next: giving it back would send it again.
     fn deliver_claimed(
         &self,
         cluster: &Cluster,
@@ -2534,15 +2535,20 @@ impl Review {
         via: &Via,
         claim: &claim::Claim,
     ) -> Result<(), ReviewError> {
-        let result = self.hand_off(request, via, Some((cluster, claim)));
+        let mut went_out = false;
+        let result = self.hand_off(request, via, Some((cluster, claim)), &mut went_out);
         if let Err(e) = &result {
-            // An item that is gone is closed by the caller; nothing to retry then.
-            let retry = if e.is_not_found() {
-                std::time::Duration::ZERO
+            if went_out {
+                tracing::error!(request = %request.id, error = %e, "release went out but was not fully recorded; its claim is kept");
             } else {
-                RELEASE_RETRY
-            };
-            cluster.claims.give_back(claim, retry);
+                // An item that is gone is closed by the caller; nothing to retry then.
+                let retry = if e.is_not_found() {
+                    std::time::Duration::ZERO
+                } else {
+                    RELEASE_RETRY
+                };
+                cluster.claims.give_back(claim, retry);
+            }
         }
         result
     }
@@ -2555,6 +2561,7 @@ impl Review {
         request: &Request,
         via: &Via,
         claimed: Option<(&Cluster, &claim::Claim)>,
+        went_out: &mut bool,
     ) -> Result<(), ReviewError> {
         let item = self.item(&request.item_id)?;
         // Checked again at delivery: the list may have grown since the approval.
@@ -2598,10 +2605,15 @@ impl Review {
                     .ok_or_else(|| {
                         ReviewError::internal("an approval by the requester is no approval")
                     })?;
-                match claimed.and_then(|(c, _)| c.courier.as_ref().map(|courier| (c, courier))) {
-                    Some((cluster, (client, to_relay))) => {
+                match claimed.and_then(|(c, k)| c.courier.as_ref().map(|courier| (c, k, courier))) {
+                    Some((cluster, claim, (client, to_relay))) => {
                         let out = Outgoing::release(envelope, &approval, message);
-                        let (client, deadline) = (Arc::clone(client), cluster.claims.deadline());
+                        let deadline = cluster.claims.time_left(claim).ok_or_else(|| {
+                            ReviewError::internal(
+                                "too little of the release claim's lease left to hand it over; tried again",
+                            )
+                        })?;
+                        let client = Arc::clone(client);
                         let (from, rcpt, data) = out.into_relay();
                         let reply = cluster
                             .pg
@@ -2625,25 +2637,43 @@ impl Review {
                 }
             }
         };
-        self.record(AuditEvent::ReleaseDelivered(ReleaseDecision {
+        *went_out = true;
+        let delivered = AuditEvent::ReleaseDelivered(ReleaseDecision {
             item_id: item.id.clone(),
             request_id: Some(request.id.clone()),
             by: approver,
             reason: destination.clone(),
             target: Some(request.target.to_string()),
             via: Some(via.clone()),
-        }))?;
+        });
         match claimed {
+            // In a cluster the request is finished first: until it is, another node may take
+            // the request over when the lease runs out and send it again. A database that
+            // does not answer is asked a few times more before that is risked.
             Some((cluster, claim)) => {
-                if !cluster
-                    .claims
-                    .finish(claim, &destination)
-                    .map_err(ReviewError::internal)?
-                {
-                    tracing::error!(request = %request.id, "release claim taken over by another node while this one delivered: it may have gone twice");
+                let mut finished = cluster.claims.finish(claim, &destination);
+                for _ in 0..3 {
+                    if finished.is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    finished = cluster.claims.finish(claim, &destination);
                 }
+                match finished {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(request = %request.id, "release claim taken over by another node while this one delivered: it may have gone twice")
+                    }
+                    Err(e) => {
+                        tracing::error!(request = %request.id, error = %e, "release went out but cannot be marked delivered: another node may send it again when the claim's lease runs out");
+                        self.record(delivered)?;
+                        return Err(ReviewError::internal(e));
+                    }
+                }
+                self.record(delivered)?;
             }
             None => {
+                self.record(delivered)?;
                 self.db.with(|db| {
                     db.exec(
                         "UPDATE requests SET state = 'delivered', delivery = ?2 WHERE id = ?1",

@@ -68,9 +68,12 @@ pub fn sqlite_to_postgres(config: &ServiceConfig) -> Result<CopyReport> {
         users_differing: Vec::new(),
         requests_copied: 0,
         requests_skipped: 0,
+        requests_without_item: Vec::new(),
     };
-    copy_review(&config.data.dir, &pg, &mut report)?;
+    // Items before the requests that name them: a running node closes an open request whose
+    // item the cluster's quarantine lacks as an orphan.
     copy_quarantine(config, &pg, &mut report)?;
+    copy_review(&config.data.dir, &pg, &mut report)?;
     audit
         .append(AuditEvent::StoreCopied(report.clone()))
         .map_err(|e| Error::transient(format!("audit log: {e}")))?;
@@ -274,20 +277,32 @@ fn copy_review(data: &Path, pg: &Pg, report: &mut StoreCopied) -> Result<()> {
         }
     }
     for r in &requests {
+        // An open request only with its item there (else the nodes would close it).
         let inserted = block_on(client.execute(
             "INSERT INTO requests (id, item_id, requester, target, reason, state, decided_by,
                  decision_reason, requested_at, decided_at, delivery)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+             WHERE $6::TEXT NOT IN ('pending', 'approved')
+                OR EXISTS (SELECT 1 FROM quarantine_items WHERE id = $2::TEXT)
              ON CONFLICT (id) DO NOTHING",
             &[
                 &r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6], &r[7], &r[8], &r[9], &r[10],
             ],
         ))
         .map_err(|e| pg_error("copy a release request", e))?;
+        let there = || {
+            block_on(client.query_opt("SELECT 1 FROM requests WHERE id = $1", &[&r[0]]))
+                .map(|row| row.is_some())
+                .map_err(|e| pg_error("read a release request", e))
+        };
         if inserted == 1 {
             report.requests_copied += 1;
-        } else {
+        } else if there()? {
             report.requests_skipped += 1;
+        } else {
+            report
+                .requests_without_item
+                .push(r[0].clone().unwrap_or_default());
         }
     }
     Ok(())

@@ -457,7 +457,15 @@ fn store_copy_reports_an_account_that_differs_and_a_blob_that_does_not_match() {
              failed INTEGER NOT NULL DEFAULT 0, failed_since_login INTEGER NOT NULL DEFAULT 0,
              last_login_at TEXT, last_login_from TEXT, created_at TEXT NOT NULL);
          INSERT INTO users (name, role, hash, must_change, created_at)
-             VALUES ('op1', 'operator', '$argon2id$local', 0, '2026-01-01T00:00:00Z');",
+             VALUES ('op1', 'operator', '$argon2id$local', 0, '2026-01-01T00:00:00Z');
+         CREATE TABLE requests (id TEXT PRIMARY KEY, item_id TEXT NOT NULL,
+             requester TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL,
+             state TEXT NOT NULL, decided_by TEXT, decision_reason TEXT,
+             requested_at TEXT NOT NULL, decided_at TEXT, delivery TEXT);
+         INSERT INTO requests (id, item_id, requester, target, reason, state, requested_at)
+             VALUES ('R1', 'B1', 'op1', 'original', 'x', 'pending', '2026-01-02T00:00:00Z'),
+                    ('R2', 'G1', 'op1', 'original', 'x', 'pending', '2026-01-02T00:00:00Z'),
+                    ('R3', 'B1', 'op1', 'original', 'x', 'rejected', '2026-01-01T00:00:00Z');",
     )
     .unwrap();
     drop(conn);
@@ -478,6 +486,13 @@ fn store_copy_reports_an_account_that_differs_and_a_blob_that_does_not_match() {
     assert_eq!(
         db.psql("SELECT string_agg(id, ',') FROM quarantine_items"),
         "G1"
+    );
+    // An open request whose item did not make it is left out (the nodes would close it as an
+    // orphan); a decided one goes with the record.
+    assert_eq!(report.requests_without_item, ["R1"]);
+    assert_eq!(
+        db.psql("SELECT string_agg(id, ',' ORDER BY id) FROM requests"),
+        "R2,R3"
     );
     // The node's data directory is in use while a service runs: no copy beside it.
     let _lock = mukaika::store::lock_data_dir(&c).unwrap();
