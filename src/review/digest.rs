@@ -3,8 +3,9 @@
 //!
 //! Owns: the watermark — `<data>/notice-state` (written through `crate::durable`) on one node,
 //! one row of the shared `cluster_state` in a cluster, moved only by the node holding the
-//! advisory lock of [`Job::AdminNotices`] — so a restart (or a second node) neither repeats
-//! nor skips a notice. The notice lists, besides the new items, the PPAP items
+//! advisory lock of [`Job::AdminNotices`] — and in a cluster each item's `announced` flag
+//! (times from many clocks cannot be trusted to order commits), so a restart (or a second
+//! node) neither repeats nor skips a notice. The notice lists, besides the new items, the PPAP items
 //! held and those unlocked since the last one; each pass also lets the PPAP engine mark held
 //! encrypted items nobody unlocked in time as expired (audited once, counted by the metrics).
 //! Time comes from the review's clock ([`Review::clock`]), so a test decides when a digest is
@@ -15,7 +16,7 @@ use crate::error::Result;
 use crate::review::Review;
 use crate::sink::notice;
 use crate::sink::Sink;
-use crate::store::postgres::{Job, Pg};
+use crate::store::postgres::{block_on, Job, Pg};
 use crate::store::quarantine::QuarantineItem;
 
 /// Where the administrators' notices have got to: items quarantined at or before this time
@@ -31,6 +32,76 @@ enum Watermark<'a> {
 const CLUSTER_KEY: &str = "admin_notice_watermark";
 
 impl Watermark<'_> {
+    /// The items to announce: on one node those quarantined after `since` and settled by
+    /// `upto`; in a cluster every item not yet announced, whatever its time says — items are
+    /// stamped by their node's clock and committed when their upload ends, so a time
+    /// watermark could pass over an item that another node committed late.
+    fn fresh(&self, review: &Review, since: &str, upto: &str) -> Result<Vec<QuarantineItem>> {
+        use crate::error::Error;
+        match self {
+            Watermark::File(_) => Ok(review
+                .store()
+                .list_since(since)
+                .map_err(|e| Error::io("quarantine", e))?
+                .into_iter()
+                .filter(|i| i.at.as_str() <= upto)
+                .collect()),
+            Watermark::Cluster(pg, _) => {
+                let ids: Vec<String> = {
+                    let guard = pg.client()?;
+                    let client = guard
+                        .as_ref()
+                        .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+                    block_on(client.query(
+                        "SELECT id FROM quarantine_items WHERE NOT announced ORDER BY at, id",
+                        &[],
+                    ))
+                    .map_err(|e| {
+                        Error::transient("PostgreSQL: list unannounced items").with_source(e)
+                    })?
+                    .iter()
+                    .filter_map(|r| r.try_get(0).ok())
+                    .collect()
+                };
+                let mut items = Vec::with_capacity(ids.len());
+                for id in ids {
+                    match review.store().get(&id) {
+                        Ok(item) => items.push(item),
+                        // Removed meanwhile: nothing to announce.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Error::io("quarantine", e)),
+                    }
+                }
+                Ok(items)
+            }
+        }
+    }
+
+    /// Records that `ids` were announced (in a cluster; on one node the time watermark says
+    /// it), or with `None` every item not yet announced (nobody to tell).
+    fn announced(&self, ids: Option<&[String]>) -> Result<()> {
+        let Watermark::Cluster(pg, _) = self else {
+            return Ok(());
+        };
+        let guard = pg.client()?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| crate::error::Error::transient("PostgreSQL: no connection"))?;
+        let done = match ids {
+            Some(ids) => block_on(client.execute(
+                "UPDATE quarantine_items SET announced = true WHERE id = ANY($1)",
+                &[&ids],
+            )),
+            None => block_on(client.execute(
+                "UPDATE quarantine_items SET announced = true WHERE NOT announced",
+                &[],
+            )),
+        };
+        done.map(|_| ()).map_err(|e| {
+            crate::error::Error::transient("PostgreSQL: mark items announced").with_source(e)
+        })
+    }
+
     fn read(&self) -> Result<Option<String>> {
         match self {
             Watermark::File(path) => Ok(std::fs::read_to_string(path)
@@ -105,6 +176,7 @@ fn pass(review: &Review, sink: &Sink, watermark: &Watermark<'_>) -> Result<usize
         String::new()
     };
     if notices.admin_to.is_empty() {
+        watermark.announced(None)?;
         return watermark.write(&upto).map(|()| 0);
     }
     if notices.admin_mode == crate::config::NoticeMode::Digest {
@@ -115,14 +187,8 @@ fn pass(review: &Review, sink: &Sink, watermark: &Watermark<'_>) -> Result<usize
             }
         }
     }
-    let items = review
-        .store()
-        .list_since(&since)
-        .map_err(|e| Error::io("quarantine", e))?;
-    let fresh: Vec<&QuarantineItem> = items
-        .iter()
-        .filter(|i| i.at.as_str() <= upto.as_str())
-        .collect();
+    let items = watermark.fresh(review, &since, &upto)?;
+    let fresh: Vec<&QuarantineItem> = items.iter().collect();
     // PPAP items unlocked since the last notice (none without the running service's engine).
     let unlocked = match review.ppap() {
         Some(ppap) => ppap
@@ -139,6 +205,8 @@ fn pass(review: &Review, sink: &Sink, watermark: &Watermark<'_>) -> Result<usize
     ) {
         sink.deliver(out)?;
     }
+    let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+    watermark.announced(Some(&ids))?;
     watermark.write(&upto)?;
     Ok(fresh.len())
 }

@@ -758,7 +758,12 @@ fn a_new_quarantine_item_is_announced_to_the_administrators_once_by_the_cluster(
         std::thread::sleep(Duration::from_millis(100));
     }
     let original = b"From: a@example.com\r\n\r\nheld\r\n";
-    let item = support::held_mail("Q0001", "malformed", original);
+    // Stamped an hour before the watermark — a node whose clock lags, or an upload that
+    // committed late — and announced all the same.
+    let item = QuarantineItem {
+        at: mukaika::clock::rfc3339_utc(mukaika::clock::now_ms() - 3_600_000),
+        ..support::held_mail("Q0001", "malformed", original)
+    };
     // Held once, in the shared quarantine both nodes list.
     mukaika::store::quarantine::open_configured(&p.a)
         .unwrap()

@@ -28,3 +28,9 @@ CREATE TABLE login_ghosts (
     failed BIGINT NOT NULL,
     locked_until BIGINT NOT NULL
 );
+-- Which quarantine items the administrators were told of: a flag, not a time watermark, since
+-- items are stamped by their own node's clock and committed when their upload ends. Items held
+-- before this step count as announced (a first notice does not list the whole history).
+ALTER TABLE quarantine_items ADD COLUMN announced BOOLEAN NOT NULL DEFAULT false;
+UPDATE quarantine_items SET announced = true;
+CREATE INDEX quarantine_items_unannounced ON quarantine_items (at) WHERE NOT announced;
