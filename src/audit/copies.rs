@@ -82,7 +82,8 @@ fn first_seq(path: &Path) -> Option<u64> {
 }
 
 /// Forgets this node's copies of records that retention removed from its own log: those
-/// before the first record its oldest file holds. Idempotent (each retention pass calls it),
+/// before the first record its oldest file holds and at or before the last one a copied
+/// `retention_expired` record of this node names. Idempotent (each retention pass calls it),
 /// and what it removes verify accepts, since the copied `retention_expired` record names the
 /// last one removed. Returns how many copies went.
 ///
@@ -101,8 +102,13 @@ pub fn forget_expired(pg: &Pg, node: &str, dir: &Path) -> Result<u64> {
         .as_ref()
         .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
     let first = i64::try_from(first).unwrap_or(i64::MAX);
+    // Only as far as this node's own retention records say it expired: files missing for any
+    // other reason (removed by hand) must not take the off-node evidence with them.
     block_on(client.execute(
-        "DELETE FROM audit_records WHERE node = $1 AND seq < $2",
+        "DELETE FROM audit_records WHERE node = $1 AND seq < $2
+           AND seq <= COALESCE((
+               SELECT max(((record::jsonb) -> 'event' ->> 'last_seq')::BIGINT)
+               FROM audit_records WHERE node = $1 AND kind = 'retention_expired'), 0)",
         &[&node, &first],
     ))
     .map_err(|e| db_error("forget expired audit copies", e))
@@ -712,6 +718,22 @@ pub fn verify(
         if !names.iter().any(|n| n == this_node) {
             names.push(this_node.to_string());
         }
+        // Every node that ever reported in has records; one whose copies are all gone (deleted
+        // in the database) is a finding, not a node that never was.
+        let seen = block_on(client.query("SELECT name FROM nodes ORDER BY name", &[]))
+            .map_err(|e| db_error("read the nodes", e))?;
+        for row in &seen {
+            let name: String = row.try_get(0).map_err(|e| db_error("read the nodes", e))?;
+            if !names.contains(&name) {
+                report.problem(
+                    &name,
+                    1,
+                    "missing",
+                    "the node reported in to the cluster but none of its audit records is copied"
+                        .into(),
+                );
+            }
+        }
         names
     };
     for node in &names {
@@ -831,8 +853,9 @@ fn chain_pass(
                     format!(
                         "no copies of records #{}–#{} ({} record(s))",
                         p + 1,
-                        copy.seq - 1,
-                        copy.seq - p - 1
+                        copy.seq.saturating_sub(1),
+                        // A tampered row (seq at or below the one before) reads as none.
+                        copy.seq.saturating_sub(p + 1)
                     ),
                 );
             }

@@ -544,7 +544,13 @@ fn retention_takes_a_nodes_expired_records_out_of_the_cluster_too_and_verify_sti
     let expired =
         mukaika::review::retention::run_clustered(&log, &quarantine, 1, 180, Some(&pg)).unwrap();
     assert_eq!(expired.audit_files.len(), 1, "the first day's file");
+    // Nothing goes before the retention record itself is copied (the next pass's work).
+    assert_eq!(db.psql("SELECT count(*) FROM audit_records"), "8");
     shipper.pass(log.durable_seq()).unwrap();
+    assert_eq!(
+        mukaika::audit::copies::forget_expired(&pg, "n1", &audit_dir).unwrap(),
+        5
+    );
     // The five expired records' copies are gone; the rest and the retention record stay.
     assert_eq!(
         db.psql("SELECT min(seq) || ' ' || max(seq) FROM audit_records WHERE node = 'n1'"),
@@ -552,4 +558,53 @@ fn retention_takes_a_nodes_expired_records_out_of_the_cluster_too_and_verify_sti
     );
     let report = mukaika::audit::copies::verify(&pg, "n1", &audit_dir, None, false).unwrap();
     assert!(report.intact(), "{report:?}");
+    // A node that reported in but whose copies are all gone is a finding.
+    db.psql("INSERT INTO nodes (name, version) VALUES ('n9', 'test')");
+    let report = mukaika::audit::copies::verify(&pg, "n1", &audit_dir, None, false).unwrap();
+    assert!(!report.intact());
+    assert!(report.problems.iter().any(|p| p.node == "n9"), "{report:?}");
+    db.psql("DELETE FROM nodes WHERE name = 'n9'");
+
+    // Files removed by hand (no retention record for them) take no copies with them.
+    let dir2 = tempfile::tempdir().unwrap();
+    let log2 = mukaika::audit::AuditLog::open(mukaika::audit::AuditConfig {
+        clock: clock.clone(),
+        ..mukaika::audit::AuditConfig::new(dir2.path(), "n2")
+    })
+    .unwrap();
+    for i in 0..3 {
+        log2.append(mukaika::audit::AuditEvent::ConfigLoaded(
+            mukaika::audit::event::ConfigLoaded {
+                source: format!("n2-{i}"),
+                sha256: "0".repeat(64),
+            },
+        ))
+        .unwrap();
+    }
+    clock.advance(Duration::from_secs(2 * 86_400));
+    log2.append(mukaika::audit::AuditEvent::ConfigLoaded(
+        mukaika::audit::event::ConfigLoaded {
+            source: "n2-later".into(),
+            sha256: "0".repeat(64),
+        },
+    ))
+    .unwrap();
+    Shipper::new(dir2.path(), "n2", store.clone())
+        .pass(log2.durable_seq())
+        .unwrap();
+    let oldest = std::fs::read_dir(dir2.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .min()
+        .unwrap();
+    std::fs::remove_file(oldest).unwrap();
+    assert_eq!(
+        mukaika::audit::copies::forget_expired(&pg, "n2", dir2.path()).unwrap(),
+        0
+    );
+    assert_eq!(
+        db.psql("SELECT count(*) FROM audit_records WHERE node = 'n2'"),
+        "4"
+    );
 }
