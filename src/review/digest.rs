@@ -17,7 +17,7 @@ use crate::review::Review;
 use crate::sink::notice;
 use crate::sink::Sink;
 use crate::store::postgres::{block_on, Job, Pg};
-use crate::store::quarantine::QuarantineItem;
+use crate::store::quarantine::{QuarantineItem, Unlocked};
 
 /// Where the administrators' notices have got to: items quarantined at or before this time
 /// (RFC 3339) were announced.
@@ -75,6 +75,89 @@ impl Watermark<'_> {
                 Ok(items)
             }
         }
+    }
+
+    /// The PPAP items unlocked since the last notice: on one node from its own `ppap.db`; in a
+    /// cluster from every node's audit copies (`unlock_delivered`), after the last seq of
+    /// each node already announced — per node, in the order each node copies its records, so
+    /// nothing depends on clocks. Returns the marks to record once the notice went out.
+    fn unlocked(
+        &self,
+        review: &Review,
+        since: &str,
+        upto: &str,
+    ) -> Result<(Vec<Unlocked>, Vec<(String, i64)>)> {
+        use crate::error::Error;
+        let Watermark::Cluster(pg, _) = self else {
+            return match review.ppap() {
+                Some(ppap) => ppap
+                    .unlocked_between(since, upto)
+                    .map(|u| (u, Vec::new()))
+                    .map_err(|e| Error::transient(format!("PPAP store: {e}"))),
+                None => Ok((Vec::new(), Vec::new())),
+            };
+        };
+        let guard = pg.client()?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let rows = block_on(client.query(
+            "SELECT a.node, a.seq, a.ts, a.record FROM audit_records a
+             WHERE a.kind = 'unlock_delivered'
+               AND a.seq > COALESCE((SELECT value::BIGINT FROM cluster_state
+                                     WHERE name = 'admin_notice_unlocks:' || a.node), 0)
+             ORDER BY a.ts, a.node, a.seq",
+            &[],
+        ))
+        .map_err(|e| Error::transient("PostgreSQL: read unlocks").with_source(e))?;
+        let mut unlocked = Vec::with_capacity(rows.len());
+        let mut marks: Vec<(String, i64)> = Vec::new();
+        for row in &rows {
+            let read = |e| Error::transient("PostgreSQL: read unlocks").with_source(e);
+            let (node, seq, at, record): (String, i64, String, String) = (
+                row.try_get(0).map_err(read)?,
+                row.try_get(1).map_err(read)?,
+                row.try_get(2).map_err(read)?,
+                row.try_get(3).map_err(read)?,
+            );
+            match marks.iter_mut().find(|(n, _)| *n == node) {
+                Some(mark) => mark.1 = mark.1.max(seq),
+                None => marks.push((node.clone(), seq)),
+            }
+            let event = serde_json::from_str::<serde_json::Value>(&record)
+                .ok()
+                .map(|v| v["event"].clone())
+                .unwrap_or_default();
+            let text = |k: &str| event[k].as_str().unwrap_or("").to_string();
+            unlocked.push(Unlocked {
+                item_id: text("item_id"),
+                way: text("way"),
+                verdict: text("verdict"),
+                at,
+                destination: text("destination"),
+            });
+        }
+        Ok((unlocked, marks))
+    }
+
+    /// At the first pass of a cluster: unlocks already on record count as announced.
+    fn start_here(&self) -> Result<()> {
+        let Watermark::Cluster(pg, node) = self else {
+            return Ok(());
+        };
+        let guard = pg.client()?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| crate::error::Error::transient("PostgreSQL: no connection"))?;
+        block_on(client.execute(
+            "INSERT INTO cluster_state (name, value, updated_by)
+             SELECT 'admin_notice_unlocks:' || node, max(seq)::TEXT, $1 FROM audit_records
+             WHERE kind = 'unlock_delivered' GROUP BY node
+             ON CONFLICT (name) DO NOTHING",
+            &[node],
+        ))
+        .map(|_| ())
+        .map_err(|e| crate::error::Error::transient("PostgreSQL: mark unlocks").with_source(e))
     }
 
     /// Records that `ids` were announced (in a cluster; on one node the time watermark says
@@ -156,13 +239,13 @@ pub fn admin_pass(review: &Review, sink: &Sink) -> Result<usize> {
 }
 
 fn pass(review: &Review, sink: &Sink, watermark: &Watermark<'_>) -> Result<usize> {
-    use crate::error::Error;
     let config = review.config();
     let notices = &config.notices;
     let now = review.clock().now_ms();
     let upto = crate::clock::rfc3339_utc(now.saturating_sub(SETTLE_MS));
     let Some(since) = watermark.read()? else {
         // First run: start from now rather than announcing the whole history.
+        watermark.start_here()?;
         watermark.write(&upto)?;
         return Ok(0);
     };
@@ -190,12 +273,7 @@ fn pass(review: &Review, sink: &Sink, watermark: &Watermark<'_>) -> Result<usize
     let items = watermark.fresh(review, &since, &upto)?;
     let fresh: Vec<&QuarantineItem> = items.iter().collect();
     // PPAP items unlocked since the last notice (none without the running service's engine).
-    let unlocked = match review.ppap() {
-        Some(ppap) => ppap
-            .unlocked_between(&since, &upto)
-            .map_err(|e| Error::transient(format!("PPAP store: {e}")))?,
-        None => Vec::new(),
-    };
+    let (unlocked, unlock_marks) = watermark.unlocked(review, &since, &upto)?;
     if let Some(out) = notice::for_admins(
         notices,
         &format!("A{now}"),
@@ -207,6 +285,15 @@ fn pass(review: &Review, sink: &Sink, watermark: &Watermark<'_>) -> Result<usize
     }
     let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
     watermark.announced(Some(&ids))?;
+    if let Watermark::Cluster(pg, node) = watermark {
+        for (of, seq) in &unlock_marks {
+            pg.set_state(
+                &format!("admin_notice_unlocks:{of}"),
+                &seq.to_string(),
+                node,
+            )?;
+        }
+    }
     watermark.write(&upto)?;
     Ok(fresh.len())
 }
