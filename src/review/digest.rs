@@ -28,6 +28,9 @@ enum Watermark<'a> {
     Cluster(&'a Pg, &'a str),
 }
 
+/// The last `unlock_delivered` seq announced, per node (a cluster's notices).
+type UnlockMarks = Vec<(String, i64)>;
+
 /// The cluster state row holding the watermark.
 const CLUSTER_KEY: &str = "admin_notice_watermark";
 
@@ -86,7 +89,7 @@ impl Watermark<'_> {
         review: &Review,
         since: &str,
         upto: &str,
-    ) -> Result<(Vec<Unlocked>, Vec<(String, i64)>)> {
+    ) -> Result<(Vec<Unlocked>, UnlockMarks)> {
         use crate::error::Error;
         let Watermark::Cluster(pg, _) = self else {
             return match review.ppap() {
@@ -111,7 +114,7 @@ impl Watermark<'_> {
         ))
         .map_err(|e| Error::transient("PostgreSQL: read unlocks").with_source(e))?;
         let mut unlocked = Vec::with_capacity(rows.len());
-        let mut marks: Vec<(String, i64)> = Vec::new();
+        let mut marks: UnlockMarks = Vec::new();
         for row in &rows {
             let read = |e| Error::transient("PostgreSQL: read unlocks").with_source(e);
             let (node, seq, at, record): (String, i64, String, String) = (
