@@ -559,11 +559,12 @@ fn a_claim_taken_over_is_renewed_while_it_is_worked_on() {
     drop(dead);
     std::thread::sleep(Duration::from_millis(1500));
     let pairs = ["soumu".to_string()];
-    let b = Claims::with_lease(&c.store, "node-b", 1).unwrap();
+    // A lease of 2 s renewed every 0.5 s: room for a slow machine.
+    let b = Claims::with_lease(&c.store, "node-b", 2).unwrap();
     let first = b.take_over(&pairs).unwrap().into_iter().next().unwrap();
     assert!(first.claim == x || first.claim == y);
-    // B works on it for longer than a lease: it stays B's, the other node takes it not.
-    std::thread::sleep(Duration::from_millis(2500));
+    // B works on it for longer than two leases: it stays B's, the other node takes it not.
+    std::thread::sleep(Duration::from_millis(5000));
     let c3 = Claims::with_lease(&c.store, "node-c", 1).unwrap();
     let by_c: Vec<i64> = c3
         .take_over(&pairs)
