@@ -16,6 +16,9 @@
 //! into place; the audit records are durable before the original is removed; the ledger
 //! entry goes last. A crash at any point leaves either the original to process again or a
 //! ledger entry that the next pass completes — never a lost file and never a second copy.
+//! An entry is completed (and its original retired) only while every export it names is there,
+//! renamed or still under its temporary name; if one is gone, the original is processed again
+//! from the start instead (a possible second copy of what was there, never a lost file).
 //! Names are NFC normalised; names that could escape the folder or that Windows cannot hold
 //! are refused with a report. Symbolic links are never followed: a file is opened from directory descriptors,
 //! component by component with `O_NOFOLLOW`, checked on the opened descriptor (a regular file
@@ -113,6 +116,9 @@ pub enum HookPoint {
     BeforeOpen,
     /// A file's results are durable; the original is about to be removed or archived.
     BeforeRetire,
+    /// A claim whose lease ran out was taken over (a cluster); its ledger entry is about to be
+    /// completed, or its temporary exports removed. Called with the original's path.
+    TakenOver,
 }
 
 /// A test hook: called with the point and the listed path.
@@ -487,6 +493,11 @@ impl settle::Effects for ImportEffects<'_> {
         let Some((ledger_path, entry)) = self.ledger.take() else {
             return Err(Error::permanent("nothing was exported to complete"));
         };
+        if let Some((claims, claim)) = self.importer.claims.as_deref().zip(self.claim) {
+            // A node that stalled past its lease leaves the original to the node that took
+            // the claim over (it completes the same entry).
+            claims.confirm(claim)?;
+        }
         self.importer.retire(&entry)?;
         match (ledger_path, self.importer.claims.as_deref().zip(self.claim)) {
             (Some(ledger_path), _) => fs::remove_file(&ledger_path)
@@ -1130,7 +1141,9 @@ impl Importer {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            self.complete_entry(&ledger, &id, true, summary)?;
+            // Completed, or given back (an export it names is gone: the original is processed
+            // again below, in this pass): either way the entry is done with.
+            self.complete_entry(&ledger, &id, true, &|| Ok(()), summary)?;
             fs::remove_file(&path)
                 .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
         }
@@ -1159,16 +1172,37 @@ impl Importer {
 
     /// Completes a ledger entry (a crashed pass's, or a dead node's): the renames whose
     /// temporary file is still there, the audit records the pass did not write, the original
-    /// retired (when `retire`). `id` is the import ID.
+    /// retired (when `retire`). `id` is the import ID. `confirm` is called before each
+    /// destructive step (in a cluster: the claim is still this node's, see
+    /// [`cluster::Claims::confirm`]); its error stops the completion.
+    ///
+    /// The original is retired only once every export the entry names is in place. When one
+    /// is gone — neither its final name nor its temporary file is there (swept by a node that
+    /// was too slow, removed by hand) — nothing is renamed and the entry is given back
+    /// ([`Importer::give_back`]): the original stays, to be processed again from the start.
     fn complete_entry(
         &self,
         ledger: &LedgerEntry,
         id: &str,
         retire: bool,
+        confirm: &dyn Fn() -> Result<()>,
         summary: &mut PassSummary,
-    ) -> Result<()> {
+    ) -> Result<Completion> {
+        // Checked before anything is renamed, so a given-back entry has put nothing in place
+        // in this call.
+        let missing: Vec<&Path> = ledger
+            .renames
+            .iter()
+            .filter(|(tmp, fin)| !present(fin) && !present(tmp))
+            .map(|(_, fin)| fin.as_path())
+            .collect();
+        if !missing.is_empty() {
+            self.give_back(ledger, &missing, confirm)?;
+            return Ok(Completion::GivenBack);
+        }
         for (tmp, fin) in &ledger.renames {
-            if tmp.exists() && !fin.exists() {
+            if !present(fin) {
+                confirm()?;
                 fs::rename(tmp, fin)
                     .map_err(|e| Error::io(format!("export to {}", fin.display()), e))?;
             }
@@ -1177,6 +1211,14 @@ impl Importer {
             if let Some(parent) = fin.parent() {
                 sync(parent)?;
             }
+        }
+        // Whatever happened between the check and the renames, the original is not retired
+        // unless every export is there now (the next attempt gives the entry back).
+        if let Some((_, fin)) = ledger.renames.iter().find(|(_, fin)| !present(fin)) {
+            return Err(Error::transient(format!(
+                "export {} is not in place; the original stays",
+                fin.display()
+            )));
         }
         let mut events = ledger.events.clone();
         events.push(AuditEvent::FileExported(FileExported {
@@ -1195,6 +1237,7 @@ impl Importer {
             .append_all(&events)
             .map_err(|e| Error::transient(format!("audit log: {e}")))?;
         if retire {
+            confirm()?;
             self.retire(ledger)?;
         }
         summary.processed.push(Processed {
@@ -1204,71 +1247,164 @@ impl Importer {
             output: None,
             quarantine_id: None,
         });
-        Ok(())
+        Ok(Completion::Done)
+    }
+
+    /// Gives back an entry an export of which is gone (`missing`, final names): the original
+    /// is left where it is, to be processed again from the start as if the entry had never
+    /// been written; the entry's temporary files still there are removed; the failure is
+    /// audited and logged. The caller then drops the entry (the node-local ledger file, or
+    /// the claim, released so that any node takes the file again).
+    ///
+    /// What the entry did put in place (final names found taken) stays. Removing it cannot
+    /// prevent a second copy: it was renamed there by the pass or node that wrote the entry,
+    /// possibly long ago, and the LGWAN side may have taken it already. And removing it could
+    /// lose the file: until the file is processed again, that export is its only result, and
+    /// the processing may never happen (the original is removed by its owner meanwhile, or a
+    /// verdict differs with a newer engine). Lose nothing comes before duplicate nothing, so
+    /// the cost is at most a visible second copy (`名前 (2).txt`) of what was there. This call
+    /// itself renamed nothing (it checks before any rename), so it has nothing of its own to
+    /// take back.
+    fn give_back(
+        &self,
+        ledger: &LedgerEntry,
+        missing: &[&Path],
+        confirm: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
+        let rel = self
+            .section
+            .pairs
+            .iter()
+            .find(|p| p.name == ledger.pair)
+            .map_or_else(
+                || ledger.source.display().to_string(),
+                |p| rel_path(&p.import, &ledger.source),
+            );
+        let missing = missing
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let original = present(&ledger.source);
+        tracing::error!(pair = %ledger.pair, path = %rel, missing = %missing, original, "an export named by the ledger entry is gone; the original is not removed and is processed again");
+        // Exactly the entry's own temporary names (tagged with the writing process and a
+        // random part), never another claim's files of the same import ID.
+        for (tmp, _) in &ledger.renames {
+            if present(tmp) {
+                confirm()?;
+                let _ = fs::remove_file(tmp);
+            }
+        }
+        let error = format!(
+            "書き出し結果の一部が見つからないため、原本を削除せず最初から取り込み直します / an export named by the ledger is missing ({missing}); the original is kept and processed again{}",
+            if original { "" } else { " (the original is no longer in the import folder)" }
+        );
+        let failed = AuditEvent::ImportFailed(crate::audit::event::ImportFailed {
+            department: ledger.pair.clone(),
+            path: rel.clone(),
+            error,
+        });
+        // Audited, not counted as a failed file: the file itself is processed again (in this
+        // pass on one node, by whichever node claims it in a cluster) and counted then.
+        self.audit
+            .append(failed)
+            .map(|_| ())
+            .map_err(|e| Error::transient(format!("audit log: {e}")))
     }
 
     /// Takes over the claims whose lease ran out (a dead node's, or one a failure or a restart
-    /// left, this node's included): one with a ledger entry is completed here (the same
-    /// temporary files renamed to the same names: no second copy), one without gives its file
-    /// back to the folder after its temporary exports are removed (nothing was renamed yet).
+    /// left, this node's included), one at a time, each under its own renewed lease (see
+    /// [`cluster::Claims::take_over`]); at most [`TAKE_OVERS_PER_PASS`] per pass, so a pass
+    /// ends even when claims keep failing and running out.
     fn take_over(&self, claims: &cluster::Claims, summary: &mut PassSummary) -> Result<()> {
         let pairs: Vec<String> = self.section.pairs.iter().map(|p| p.name.clone()).collect();
-        for taken in claims.take_over(&pairs)? {
-            let file = &taken.file;
-            tracing::warn!(pair = %file.pair, path = %file.path, previous = %taken.previous, entry = taken.entry.is_some(), "import claim taken over");
-            let Some(pair) = self.section.pairs.iter().find(|p| p.name == file.pair) else {
-                continue;
+        for _ in 0..TAKE_OVERS_PER_PASS {
+            let Some(taken) = claims.take_over(&pairs)? else {
+                break;
             };
-            let Some(entry) = &taken.entry else {
-                if let Some(id) = &taken.import_id {
-                    let mut temps = Vec::new();
-                    walk_temps(&pair.export, 0, &mut temps);
-                    for tmp in temps
-                        .iter()
-                        .filter(|t| temp_id(t).as_deref() == Some(id.as_str()))
-                    {
-                        let _ = fs::remove_file(tmp);
-                    }
-                }
-                claims.release(taken.claim)?;
-                continue;
-            };
-            let ledger = match serde_json::from_str::<SharedEntry>(entry)
-                .map_err(|e| Error::permanent(format!("shared ledger entry: {e}")))
-                .and_then(|shared| self.resolve(pair, shared))
-            {
-                Ok(ledger) => ledger,
-                Err(e) => {
-                    // Not given up: the claim runs out again and is retried (and logged) by
-                    // whichever node takes it next, until an operator looks at it.
-                    tracing::error!(pair = %file.pair, path = %file.path, error = %e, "shared ledger entry cannot be completed");
-                    continue;
-                }
-            };
-            // The original is removed only while its name still holds the very file claimed
-            // (inode, size and times, not the inode alone): a pair of the same name on a folder
-            // this node does not share, or a file put there since, is never removed.
-            let retire = match open_source(&pair.import, &ledger.source) {
-                Ok(now) => cluster::FileIdentity::of(&pair.name, &file.path, &now.meta) == *file,
-                Err(OpenRefusal::Gone) => false,
-                Err(OpenRefusal::Skip(why) | OpenRefusal::Io(why)) => {
-                    tracing::warn!(pair = %file.pair, path = %file.path, error = %why, "taken-over import: the original cannot be checked; retried when its lease runs out");
-                    continue;
-                }
-            };
-            if !retire {
-                tracing::warn!(pair = %file.pair, path = %file.path, "taken-over import: the original is gone or is another file; it is not removed");
-            }
-            let id = taken.import_id.clone().unwrap_or_default();
-            match self.complete_entry(&ledger, &id, retire, summary) {
-                Ok(()) => claims.finish(taken.claim)?,
-                // Not renewed: it runs out and is taken over again.
-                Err(e) => {
-                    tracing::error!(pair = %file.pair, path = %file.path, error = %e, "taken-over import not completed; retried when its lease runs out");
-                }
+            let (claim, file) = (taken.claim, taken.file.clone());
+            let result = self.take_over_one(claims, taken, summary);
+            // Finished, released, or left to run out: renewed no more either way.
+            claims.let_lapse(claim);
+            if let Err(e) = result {
+                tracing::error!(pair = %file.pair, path = %file.path, error = %e, "taken-over import stopped; retried when its lease runs out");
             }
         }
         Ok(())
+    }
+
+    /// One claim taken over: one with a ledger entry is completed here (the same temporary
+    /// files renamed to the same names: no second copy) or, when an export it names is gone,
+    /// given back; one without gives its file back to the folder after its temporary exports
+    /// are removed (nothing was renamed yet). Each destructive step first confirms the claim
+    /// is still this node's.
+    fn take_over_one(
+        &self,
+        claims: &cluster::Claims,
+        taken: cluster::TakenOver,
+        summary: &mut PassSummary,
+    ) -> Result<()> {
+        let file = &taken.file;
+        tracing::warn!(pair = %file.pair, path = %file.path, previous = %taken.previous, entry = taken.entry.is_some(), "import claim taken over");
+        let Some(pair) = self.section.pairs.iter().find(|p| p.name == file.pair) else {
+            return Ok(());
+        };
+        self.at(HookPoint::TakenOver, &pair.import.join(&file.path));
+        let confirm = || claims.confirm(taken.claim);
+        let Some(entry) = &taken.entry else {
+            if let Some(id) = &taken.import_id {
+                // The import ID is the file's, not the claim's: the next claim on this file
+                // writes temporaries under the same ID. Only while this claim holds (no other
+                // claim on the file can exist) are they this claim's.
+                confirm()?;
+                let mut temps = Vec::new();
+                walk_temps(&pair.export, 0, &mut temps);
+                for tmp in temps
+                    .iter()
+                    .filter(|t| temp_id(t).as_deref() == Some(id.as_str()))
+                {
+                    let _ = fs::remove_file(tmp);
+                }
+            }
+            return claims.release(taken.claim);
+        };
+        let ledger = match serde_json::from_str::<SharedEntry>(entry)
+            .map_err(|e| Error::permanent(format!("shared ledger entry: {e}")))
+            .and_then(|shared| self.resolve(pair, shared))
+        {
+            Ok(ledger) => ledger,
+            Err(e) => {
+                // Not given up: the claim runs out again and is retried (and logged) by
+                // whichever node takes it next, until an operator looks at it.
+                tracing::error!(pair = %file.pair, path = %file.path, error = %e, "shared ledger entry cannot be completed");
+                return Ok(());
+            }
+        };
+        // The original is removed only while its name still holds the very file claimed
+        // (inode, size and times, not the inode alone): a pair of the same name on a folder
+        // this node does not share, or a file put there since, is never removed.
+        let retire = match open_source(&pair.import, &ledger.source) {
+            Ok(now) => cluster::FileIdentity::of(&pair.name, &file.path, &now.meta) == *file,
+            Err(OpenRefusal::Gone) => false,
+            Err(OpenRefusal::Skip(why) | OpenRefusal::Io(why)) => {
+                tracing::warn!(pair = %file.pair, path = %file.path, error = %why, "taken-over import: the original cannot be checked; retried when its lease runs out");
+                return Ok(());
+            }
+        };
+        if !retire {
+            tracing::warn!(pair = %file.pair, path = %file.path, "taken-over import: the original is gone or is another file; it is not removed");
+        }
+        let id = taken.import_id.clone().unwrap_or_default();
+        match self.complete_entry(&ledger, &id, retire, &confirm, summary) {
+            Ok(Completion::Done) => claims.finish(taken.claim),
+            // The file goes back to the folder for any node, processed from the start.
+            Ok(Completion::GivenBack) => claims.release(taken.claim),
+            // Not renewed: it runs out and is taken over again.
+            Err(e) => {
+                tracing::error!(pair = %file.pair, path = %file.path, error = %e, "taken-over import not completed; retried when its lease runs out");
+                Ok(())
+            }
+        }
     }
 
     /// A shared ledger entry as this node completes it: its own paths to the shared folders,
@@ -1296,6 +1432,23 @@ impl Importer {
             events: shared.events,
         })
     }
+}
+
+/// How many expired claims one pass takes over at most (one at a time).
+const TAKE_OVERS_PER_PASS: usize = 100;
+
+/// What became of a ledger entry being completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Completion {
+    /// Every export in place, the records written, the original retired (when asked).
+    Done,
+    /// An export it names is gone: the original was left, to be processed again.
+    GivenBack,
+}
+
+/// Whether a name holds anything (a link is not followed: a name is taken either way).
+fn present(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
 }
 
 /// The import ID a temporary export's name is tagged with (`.I<hash>.…tmp`).

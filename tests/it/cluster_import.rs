@@ -110,13 +110,12 @@ fn a_claim_is_taken_over_only_after_its_lease_ran_out() {
     dead.finish(done).unwrap();
     drop(dead);
     let pairs = ["soumu".to_string()];
-    assert!(b.take_over(&pairs).unwrap().is_empty(), "the lease holds");
+    assert!(b.take_over(&pairs).unwrap().is_none(), "the lease holds");
     db.psql("UPDATE import_claims SET lease_until = now() - interval '1 second'");
-    let taken = b.take_over(&pairs).unwrap();
-    assert_eq!(taken.len(), 1, "{taken:?}");
-    assert_eq!(taken[0].claim, x);
-    assert_eq!(taken[0].previous, "node-dead");
-    assert_eq!(taken[0].import_id.as_deref(), Some("Idead"));
+    let taken = b.take_over(&pairs).unwrap().expect("taken over");
+    assert_eq!(taken.claim, x);
+    assert_eq!(taken.previous, "node-dead");
+    assert_eq!(taken.import_id.as_deref(), Some("Idead"));
     assert_eq!(
         db.psql(&format!(
             "SELECT node, lease_until > now() FROM import_claims WHERE id = {x}"
@@ -125,11 +124,8 @@ fn a_claim_is_taken_over_only_after_its_lease_ran_out() {
     );
     // Now B's, under a fresh lease: a third node does not take it.
     let c3 = Claims::open(&c.store, "node-c").unwrap();
-    assert!(c3.take_over(&pairs).unwrap().is_empty());
-    assert!(c3
-        .take_over(&["other-pair".to_string()])
-        .unwrap()
-        .is_empty());
+    assert!(c3.take_over(&pairs).unwrap().is_none());
+    assert!(c3.take_over(&["other-pair".to_string()]).unwrap().is_none());
 }
 
 /// Files below `dir` (relative, sorted), temporary names included.
@@ -552,4 +548,182 @@ fn a_taken_over_entry_never_removes_a_file_that_is_not_the_one_claimed() {
         db.psql("SELECT count(*) FROM import_claims WHERE done_at IS NOT NULL AND node = 'node-b'"),
         "2"
     );
+}
+
+#[test]
+fn a_claim_taken_over_is_renewed_while_it_is_worked_on() {
+    let (_db, c, _dir) = migrated();
+    let dead = Claims::with_lease(&c.store, "node-dead", 1).unwrap();
+    let x = dead.claim(&file("x.txt", 1)).unwrap().unwrap();
+    let y = dead.claim(&file("y.txt", 1)).unwrap().unwrap();
+    drop(dead);
+    std::thread::sleep(Duration::from_millis(1500));
+    let pairs = ["soumu".to_string()];
+    // A lease of 2 s renewed every 0.5 s: room for a slow machine.
+    let b = Claims::with_lease(&c.store, "node-b", 2).unwrap();
+    let first = b.take_over(&pairs).unwrap().into_iter().next().unwrap();
+    assert!(first.claim == x || first.claim == y);
+    // B works on it for longer than two leases: it stays B's, the other node takes it not.
+    std::thread::sleep(Duration::from_millis(5000));
+    let c3 = Claims::with_lease(&c.store, "node-c", 1).unwrap();
+    let by_c: Vec<i64> = c3
+        .take_over(&pairs)
+        .unwrap()
+        .into_iter()
+        .map(|t| t.claim)
+        .collect();
+    assert!(
+        !by_c.contains(&first.claim),
+        "taken over twice at once: {by_c:?}"
+    );
+}
+
+#[test]
+fn a_claim_whose_lease_ran_out_is_not_confirmed_for_a_destructive_step() {
+    let (db, c, _dir) = migrated();
+    let a = Claims::open(&c.store, "node-a").unwrap();
+    let b = Claims::open(&c.store, "node-b").unwrap();
+    let x = a.claim(&file("x.txt", 1)).unwrap().unwrap();
+    a.confirm(x).unwrap();
+    assert!(b.confirm(x).is_err(), "not B's");
+    // A stalled past its lease: refused even before anyone took the claim over.
+    db.psql("UPDATE import_claims SET lease_until = now() - interval '1 second'");
+    assert!(a.confirm(x).is_err());
+    let taken = b.take_over(&["soumu".to_string()]).unwrap().unwrap();
+    assert_eq!(taken.claim, x);
+    b.confirm(x).unwrap();
+    assert!(a.confirm(x).is_err(), "now B's");
+}
+
+/// An importer of node `name` in this process, on the shared folders of `c`, claiming with
+/// `claims`; `hook` as [`mukaika::source::import::Importer::with_hook`].
+fn importer(
+    c: &ServiceConfig,
+    claims: Claims,
+    hook: impl Fn(mukaika::source::import::HookPoint, &Path) + Send + Sync + 'static,
+) -> mukaika::source::import::Importer {
+    let registry = std::sync::Arc::new(mukaika::sanitizers::Registry::standard());
+    let audit = std::sync::Arc::new(mukaika::store::open_audit(c).unwrap());
+    let quarantine =
+        mukaika::store::quarantine::open(c.data.dir.join("quarantine"), c.quarantine.store)
+            .unwrap();
+    mukaika::source::import::Importer::new(
+        c.import.clone(),
+        &c.data.dir,
+        registry,
+        audit,
+        quarantine,
+    )
+    .with_claims(claims)
+    .with_hook(hook)
+}
+
+#[test]
+fn a_node_that_stalled_in_a_take_over_does_not_sweep_the_temporaries_of_a_newer_claim() {
+    use std::sync::{Arc, Mutex};
+    let shared = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::new());
+    let a = node(data.path(), &db, "node-a", shared.path());
+    migrate(&a);
+    drop_file(shared.path(), "memo.txt", "会議は10時から\n".as_bytes());
+    let import = shared.path().join("import");
+    let export = shared.path().join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    // A dead node's claim on memo.txt: read (its import ID recorded), no ledger entry.
+    let id = "Imemo00000000000000000000";
+    db.psql(&format!(
+        "INSERT INTO import_claims (pair, path, ino, size, mtime_ns, ctime_ns, node, lease_until, import_id)
+         VALUES ({}, 'node-dead', now() - interval '1 second', '{id}')",
+        identity_sql(&import, "memo.txt")
+    ));
+    // A takes it over and stalls there past its lease; meanwhile B takes it over and gives
+    // the file back, and C claims it afresh and is writing its exports: the same import ID
+    // (it is the file's), so the same tag on its temporary files.
+    let newer = export.join(format!(".{id}.99.0.abcdef.tmp"));
+    let fresh = Arc::new(Mutex::new(None));
+    let hook = {
+        let (db, store, fresh) = (Arc::clone(&db), a.store.clone(), Arc::clone(&fresh));
+        let (newer, import) = (newer.clone(), import.clone());
+        move |point, _: &Path| {
+            if point != mukaika::source::import::HookPoint::TakenOver
+                || fresh.lock().unwrap().is_some()
+            {
+                return;
+            }
+            db.psql("UPDATE import_claims SET lease_until = now() - interval '1 second'");
+            let b = Claims::open(&store, "node-b").unwrap();
+            let taken = b
+                .take_over(&["soumu".to_string()])
+                .unwrap()
+                .into_iter()
+                .next()
+                .expect("B takes the stalled claim over");
+            b.release(taken.claim).unwrap();
+            let c = Claims::open(&store, "node-c").unwrap();
+            let meta = std::fs::metadata(import.join("memo.txt")).unwrap();
+            let claim = c
+                .claim(&FileIdentity::of("soumu", "memo.txt", &meta))
+                .unwrap()
+                .expect("C claims the file afresh");
+            c.set_import_id(claim, id).unwrap();
+            std::fs::write(&newer, b"C's export being written").unwrap();
+            *fresh.lock().unwrap() = Some(c);
+        }
+    };
+    let a_node = importer(&a, Claims::open(&a.store, "node-a").unwrap(), hook);
+    let summary = a_node.pass(&a.policy, false);
+    assert!(fresh.lock().unwrap().is_some(), "the take-over was reached");
+    assert!(newer.exists(), "A swept a file of C's claim: {summary:?}");
+    assert!(import.join("memo.txt").exists());
+    assert_eq!(
+        db.psql("SELECT node FROM import_claims WHERE done_at IS NULL"),
+        "node-c"
+    );
+}
+
+#[test]
+fn a_taken_over_entry_whose_exports_are_gone_keeps_the_original_and_exports_it_again() {
+    use std::os::unix::fs::MetadataExt;
+    let shared = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = Database::new();
+    let b = node(data.path(), &db, "node-b", shared.path());
+    migrate(&b);
+    drop_file(shared.path(), "memo.txt", "会議は10時から\n".as_bytes());
+    std::fs::create_dir_all(shared.path().join("export")).unwrap();
+    // The entry of a node whose renames failed: its temporary exports were swept (by a node
+    // that was too slow to know they were no longer its claim's), nothing renamed into place.
+    let m = std::fs::metadata(shared.path().join("import/memo.txt")).unwrap();
+    let entry = format!(
+        r#"{{"source":"memo.txt","rel":"memo.txt","renames":[[".Igone0000000000000000000.7.0.aaaaaa.tmp","memo.txt"],[".Igone0000000000000000000.7.1.bbbbbb.tmp","memo.txt.無害化レポート.txt"]],"ino":{},"events":[]}}"#,
+        m.ino()
+    );
+    db.psql(&format!(
+        "INSERT INTO import_claims (pair, path, ino, size, mtime_ns, ctime_ns, node, lease_until, import_id, entry)
+         VALUES ({}, 'node-failed', now() - interval '1 second', 'Igone0000000000000000000', '{entry}')",
+        identity_sql(&shared.path().join("import"), "memo.txt")
+    ));
+    let rt = runtime();
+    let node_b = support::start(&rt, b.clone(), "test");
+    wait_exported(shared.path(), 2, 30);
+    rt.block_on(node_b.stop("test"));
+    assert_eq!(
+        files_under(&shared.path().join("export")),
+        vec!["memo.txt", "memo.txt.無害化レポート.txt"],
+        "the original was removed with nothing exported"
+    );
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("export/memo.txt")).unwrap(),
+        "会議は10時から\n"
+    );
+    assert!(files_under(&shared.path().join("import")).is_empty());
+    // The entry given back (its claim gone), the file claimed afresh and finished.
+    assert_eq!(
+        db.psql("SELECT node, done_at IS NOT NULL FROM import_claims"),
+        "node-b|t"
+    );
+    assert_eq!(imports(&[data.path()])[0].get("memo.txt"), Some(&1));
+    let kinds = support::audit_kinds(data.path());
+    assert!(kinds.iter().any(|k| k == "import_failed"), "{kinds:?}");
 }

@@ -449,6 +449,80 @@ fn a_crash_between_ledger_and_rename_is_completed_without_a_duplicate() {
 }
 
 #[test]
+fn a_ledger_entry_whose_exports_are_gone_keeps_the_original_and_exports_it_again() {
+    let (_root, data, config, source) = one_report_to_import();
+    // An entry whose export is neither renamed nor still under its temporary name (removed
+    // by hand, or by a tool cleaning the export folder): completing it would remove the
+    // original with nothing exported.
+    let export = data.join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    put(
+        &data.join("import-state/ledger/I1-1-0.json"),
+        &ledger_entry(
+            &source,
+            &[(&export.join(".I1-1-0.0.tmp"), export.join("報告.txt"))],
+        ),
+    );
+
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    assert_eq!(
+        files_under(&export),
+        vec!["報告.txt", "報告.txt.無害化レポート.txt"],
+        "processed again from the start: {table}"
+    );
+    assert_eq!(
+        std::fs::read(export.join("報告.txt")).unwrap(),
+        b"report body\n"
+    );
+    assert!(!source.exists());
+    assert!(files_under(&data.join("import-state/ledger")).is_empty());
+    let kinds = support::audit_kinds(&data);
+    assert!(kinds.iter().any(|k| k == "import_failed"), "{kinds:?}");
+}
+
+#[test]
+fn a_ledger_entry_with_one_export_gone_keeps_what_is_in_place_and_exports_the_original_again() {
+    let (_root, data, config, source) = one_report_to_import();
+    // The output was renamed into place (and may have been read on the LGWAN side already);
+    // the report is gone under both names.
+    let export = data.join("export");
+    put(&export.join("報告.txt"), b"report body\n");
+    put(
+        &data.join("import-state/ledger/I1-1-0.json"),
+        &ledger_entry(
+            &source,
+            &[
+                (&export.join(".I1-1-0.0.tmp"), export.join("報告.txt")),
+                (
+                    &export.join(".I1-1-0.1.tmp"),
+                    export.join("報告.txt.無害化レポート.txt"),
+                ),
+            ],
+        ),
+    );
+
+    let (code, table) = import_once(&config);
+    assert_eq!(code, 0, "{table}");
+    // Nothing removed from the export folder, the original not retired before its results
+    // were all there: a visible second copy at worst, never a lost file or report.
+    assert_eq!(
+        files_under(&export),
+        vec![
+            "報告 (2).txt",
+            "報告 (2).txt.無害化レポート.txt",
+            "報告.txt"
+        ],
+        "{table}"
+    );
+    assert_eq!(
+        std::fs::read(export.join("報告 (2).txt")).unwrap(),
+        b"report body\n"
+    );
+    assert!(!source.exists());
+}
+
+#[test]
 fn a_ledger_entry_a_crash_cut_off_before_its_rename_is_discarded_and_the_file_taken_again() {
     let (_root, data, config, source) = one_report_to_import();
     // A crash inside the ledger's durable write: the entry is whole under its temporary name,

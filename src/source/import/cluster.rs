@@ -21,7 +21,14 @@
 //!   "Its own" is this run of the node (a random incarnation per process), so two processes
 //!   that were given one node name never act on each other's claims.
 //! - Only the claim being worked on is renewed: a claim left by a failure (its ledger entry
-//!   written, a rename failed) runs out and is taken over like a dead node's.
+//!   written, a rename failed) runs out and is taken over like a dead node's. A take-over
+//!   takes one claim at a time and makes it the renewed one, so a claim is never held
+//!   under a lease nobody renews while an earlier one is worked through.
+//! - Every destructive step on the files (sweeping a claim's temporaries, renaming, retiring
+//!   the original) is preceded by [`Claims::confirm`]: the claim is still this run's, its
+//!   lease had not run out, and it now holds a fresh one. A node that was too slow (stalled,
+//!   paused, cut off from the database) stops instead of acting on a claim another node may
+//!   be working on.
 //! - An export name is reserved in `import_names` before it is used and stays reserved until
 //!   the claim is finished, so two nodes never choose one name.
 //! - Every write is one autocommitted statement or one transaction: it returns only after the
@@ -387,14 +394,19 @@ impl Claims {
         .map_err(|e| db_error("release an import claim", e))
     }
 
-    /// Takes over, for this node, the unfinished claims of `pairs` whose lease ran out (a dead
-    /// node's, or one a failure left, this node's included). Rows locked by another node
-    /// taking them over right now are skipped. Also drops tombstones older than
-    /// [`TOMBSTONE_DAYS`].
+    /// Takes over, for this node, one unfinished claim of `pairs` whose lease ran out (a dead
+    /// node's, or one a failure left, this node's included), and makes it the claim the
+    /// renewing thread keeps alive. Rows locked by another node taking them over right now are
+    /// skipped. Also drops tombstones older than [`TOMBSTONE_DAYS`].
+    ///
+    /// One at a time: a batch would sit under leases nobody renews while its first claims are
+    /// worked through, and run out again under this node's feet (another node then takes the
+    /// same claim over at the same time). The caller works on it, then finishes, releases or
+    /// lets it lapse before it takes the next.
     ///
     /// # Errors
     /// The database cannot be reached.
-    pub fn take_over(&self, pairs: &[String]) -> Result<Vec<TakenOver>> {
+    pub fn take_over(&self, pairs: &[String]) -> Result<Option<TakenOver>> {
         let mut guard = self.pg.client()?;
         let client = guard
             .as_mut()
@@ -405,51 +417,69 @@ impl Claims {
         ))
         .map_err(|e| db_error("drop old import tombstones", e))?;
         let tx = block_on(client.transaction()).map_err(|e| db_error("begin", e))?;
-        let rows = block_on(tx.query(
+        let row = block_on(tx.query_opt(
             "SELECT id, pair, path, ino, size, mtime_ns, ctime_ns, node, import_id, entry
              FROM import_claims
              WHERE done_at IS NULL AND pair = ANY($1) AND lease_until < now()
-             ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED",
+             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
             &[&pairs],
         ))
         .map_err(|e| db_error("find abandoned import claims", e))?;
-        let mut taken = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let read = || -> std::result::Result<TakenOver, tokio_postgres::Error> {
-                Ok(TakenOver {
-                    claim: r.try_get(0)?,
-                    file: FileIdentity {
-                        pair: r.try_get(1)?,
-                        path: r.try_get(2)?,
-                        ino: r.try_get(3)?,
-                        size: r.try_get(4)?,
-                        mtime_ns: r.try_get(5)?,
-                        ctime_ns: r.try_get(6)?,
-                    },
-                    previous: r.try_get(7)?,
-                    import_id: r.try_get(8)?,
-                    entry: r.try_get(9)?,
-                })
-            };
-            taken.push(read().map_err(|e| db_error("read an import claim", e))?);
-        }
-        let ids: Vec<i64> = taken.iter().map(|t| t.claim).collect();
-        if !ids.is_empty() {
-            block_on(tx.execute(
-                "UPDATE import_claims
-                 SET node = $2, incarnation = $4, lease_until = now() + make_interval(secs => $3)
-                 WHERE id = ANY($1)",
-                &[
-                    &ids,
-                    &self.node,
-                    &(self.lease_secs as f64),
-                    &self.incarnation,
-                ],
-            ))
-            .map_err(|e| db_error("take import claims over", e))?;
-        }
-        block_on(tx.commit()).map_err(|e| db_error("take import claims over", e))?;
-        Ok(taken)
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let read = || -> std::result::Result<TakenOver, tokio_postgres::Error> {
+            Ok(TakenOver {
+                claim: r.try_get(0)?,
+                file: FileIdentity {
+                    pair: r.try_get(1)?,
+                    path: r.try_get(2)?,
+                    ino: r.try_get(3)?,
+                    size: r.try_get(4)?,
+                    mtime_ns: r.try_get(5)?,
+                    ctime_ns: r.try_get(6)?,
+                },
+                previous: r.try_get(7)?,
+                import_id: r.try_get(8)?,
+                entry: r.try_get(9)?,
+            })
+        };
+        let taken = read().map_err(|e| db_error("read an import claim", e))?;
+        block_on(tx.execute(
+            "UPDATE import_claims
+             SET node = $2, incarnation = $4, lease_until = now() + make_interval(secs => $3)
+             WHERE id = $1",
+            &[
+                &taken.claim,
+                &self.node,
+                &(self.lease_secs as f64),
+                &self.incarnation,
+            ],
+        ))
+        .map_err(|e| db_error("take an import claim over", e))?;
+        block_on(tx.commit()).map_err(|e| db_error("take an import claim over", e))?;
+        self.working_on(Some(taken.claim));
+        Ok(Some(taken))
+    }
+
+    /// Before a destructive step on `claim`'s files: an error unless the claim is still this
+    /// run's, unfinished, and its lease had not run out; then it holds a fresh lease (a whole
+    /// [`LEASE_SECS`] for the step). A lease that ran out is refused even when nobody took the
+    /// claim over yet: another node may be taking it right now (its `FOR UPDATE` makes this
+    /// statement wait, then find the row no longer this node's).
+    ///
+    /// # Errors
+    /// The claim is no longer this node's, its lease ran out, or the database cannot be
+    /// reached.
+    pub fn confirm(&self, claim: i64) -> Result<()> {
+        self.mine(
+            "confirm the claim",
+            "UPDATE import_claims SET lease_until = now() + make_interval(secs => $4)
+             WHERE id = $1 AND node = $2 AND incarnation = $3 AND done_at IS NULL
+               AND lease_until > now()",
+            claim,
+            &[&(self.lease_secs as f64)],
+        )
     }
 
     /// Which of `ids` are the import IDs of unfinished claims (some node's work in progress,
