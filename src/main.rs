@@ -890,7 +890,9 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
             // after the local result is shown.
             let copies = cluster.as_ref().map(|(store, node)| {
                 mukaika::store::postgres::Pg::shared(store)
-                    .and_then(|pg| audit::copies::verify(&pg, node, &dir, key, false))
+                    .and_then(|pg| {
+                        mukaika::store::audit_copies::verify(&pg, node, &dir, key, false)
+                    })
                     .map_err(|e| e.to_string())
             });
             if json {
@@ -975,7 +977,7 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
             };
             let records = match &cluster {
                 Some((store, _)) => mukaika::store::postgres::Pg::shared(store)
-                    .and_then(|pg| audit::copies::search(&pg, &filter))
+                    .and_then(|pg| mukaika::store::audit_copies::search(&pg, &filter))
                     .map_err(|e| anyhow::anyhow!(e))?,
                 None => audit::search(&dir, &filter)?,
             };
@@ -1021,7 +1023,7 @@ fn audit(command: AuditCommand, config: Option<&std::path::Path>) -> Result<Exit
 }
 
 /// The copies part of `audit verify`, in Japanese and English.
-fn print_copies(c: &mukaika::audit::copies::CopiesReport) {
+fn print_copies(c: &mukaika::store::audit_copies::CopiesReport) {
     for n in &c.nodes {
         println!(
             "PostgreSQL の写し: ノード {} — {} 件（#{}–#{}） / copies of node {}: {} records (#{}–#{})",

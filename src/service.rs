@@ -310,11 +310,13 @@ pub async fn start(
             watch_rx.clone(),
         ));
         let c = Copier {
-            shipper: Arc::new(std::sync::Mutex::new(crate::audit::copies::Shipper::new(
-                audit.dir(),
-                config.audit.node.clone(),
-                config.store.clone(),
-            ))),
+            shipper: Arc::new(std::sync::Mutex::new(
+                crate::store::audit_copies::Shipper::new(
+                    audit.dir(),
+                    config.audit.node.clone(),
+                    config.store.clone(),
+                ),
+            )),
             reachable: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         tasks.spawn(audit_copy_task(
@@ -426,14 +428,17 @@ async fn node_task(
 /// The audit copier a cluster node runs, shared by its task and the final pass at stop.
 #[derive(Clone)]
 struct Copier {
-    shipper: Arc<std::sync::Mutex<crate::audit::copies::Shipper>>,
+    shipper: Arc<std::sync::Mutex<crate::store::audit_copies::Shipper>>,
     /// The last pass reached the database.
     reachable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Copier {
     /// One pass on a blocking thread: `None` once copying stopped on a conflict (logged then).
-    async fn pass(&self, audit: &Arc<AuditLog>) -> Option<Result<crate::audit::copies::Pass>> {
+    async fn pass(
+        &self,
+        audit: &Arc<AuditLog>,
+    ) -> Option<Result<crate::store::audit_copies::Pass>> {
         let (s, a) = (Arc::clone(&self.shipper), Arc::clone(audit));
         let pass = tokio::task::spawn_blocking(move || {
             let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
@@ -459,7 +464,7 @@ impl Copier {
 
 /// Copies this node's audit records to the cluster's database after each durable append (a
 /// moment later, so that a burst goes in one batch) and every
-/// [`crate::audit::copies::COPY_EVERY_SECS`], until shutdown. While the database is down it
+/// [`crate::store::audit_copies::COPY_EVERY_SECS`], until shutdown. While the database is down it
 /// warns once and catches up when it is back; a conflicting copy stops it for good (logged as
 /// an error by the shipper; `mukaika selfcheck` and `audit verify` report it).
 async fn audit_copy_task(
@@ -497,7 +502,7 @@ async fn audit_copy_task(
                 }
             }
             _ = tokio::time::sleep(std::time::Duration::from_secs(
-                crate::audit::copies::COPY_EVERY_SECS,
+                crate::store::audit_copies::COPY_EVERY_SECS,
             )) => {}
             _ = shutdown.changed() => return,
         }

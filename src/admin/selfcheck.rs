@@ -244,7 +244,7 @@ fn copies_check(config: &ServiceConfig, pg: &crate::store::postgres::Pg) -> Chec
     if !dir.exists() {
         return check("7.1(6)", COPIES, true, "まだ記録がありません");
     }
-    match crate::audit::copies::verify(pg, &config.audit.node, &dir, key.as_deref(), true) {
+    match crate::store::audit_copies::verify(pg, &config.audit.node, &dir, key.as_deref(), true) {
         Ok(r) if r.intact() => check(
             "7.1(6)",
             COPIES,

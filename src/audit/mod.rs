@@ -9,7 +9,6 @@
 //! Must never: record message bodies or file contents (hashes and names only).
 
 pub mod chain;
-pub mod copies;
 pub mod event;
 pub mod log;
 pub mod syslog;
@@ -38,13 +37,13 @@ enum Kind {
 }
 
 impl AuditError {
-    fn io(path: &Path, err: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, err: std::io::Error) -> Self {
         Self {
             kind: Kind::Io,
             message: format!("{}: {err}", path.display()),
         }
     }
-    fn corrupt(message: String) -> Self {
+    pub(crate) fn corrupt(message: String) -> Self {
         Self {
             kind: Kind::Corrupt,
             message,

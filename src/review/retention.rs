@@ -58,7 +58,7 @@ pub fn run_clustered(
     if let Some(pg) = cluster {
         // This node's copies of what it just expired (or expired while the database was
         // away) go too: the cluster keeps no longer than the node.
-        match crate::audit::copies::forget_expired(pg, audit.node(), audit.dir()) {
+        match crate::store::audit_copies::forget_expired(pg, audit.node(), audit.dir()) {
             Ok(0) => {}
             Ok(n) => tracing::info!(copies = n, "expired audit copies removed from the cluster"),
             Err(e) => {

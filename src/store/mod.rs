@@ -8,6 +8,7 @@
 //! of the folder), so a crash leaves either the old or the new record, never half of one.
 //! Must never: decide what is safe — that is the pipeline's and the sanitizers' job.
 
+pub mod audit_copies;
 pub mod copy;
 pub mod pg_quarantine;
 pub mod postgres;

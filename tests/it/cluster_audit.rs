@@ -296,7 +296,7 @@ fn records_appended_while_the_database_is_unreachable_are_copied_once_it_is_back
     // Once each, in a chain that verifies against the local files.
     let pg = mukaika::store::postgres::Pg::open(&c.store).unwrap();
     let report =
-        mukaika::audit::copies::verify(&pg, "node-a", &c.data.dir.join("audit"), None, false)
+        mukaika::store::audit_copies::verify(&pg, "node-a", &c.data.dir.join("audit"), None, false)
             .unwrap();
     assert!(report.intact(), "{report:?}");
     assert_eq!(report.not_copied, 0, "{report:?}");
@@ -379,7 +379,7 @@ fn migrated() -> (Database, mukaika::config::StoreSection) {
 
 #[test]
 fn the_copier_sends_one_insert_per_batch_repeats_nothing_and_never_overwrites_another_chain() {
-    use mukaika::audit::copies::{Shipper, BATCH};
+    use mukaika::store::audit_copies::{Shipper, BATCH};
     let (db, store) = migrated();
     let (d1, d2, d3) = (
         tempfile::tempdir().unwrap(),
@@ -456,7 +456,7 @@ fn the_copier_sends_one_insert_per_batch_repeats_nothing_and_never_overwrites_an
 
 #[test]
 fn copies_keyed_with_another_nodes_hmac_key_are_checked_for_hashes_and_linkage_only() {
-    use mukaika::audit::copies::{verify, Shipper};
+    use mukaika::store::audit_copies::{verify, Shipper};
     let (db, store) = migrated();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let keyed = log_with(d1.path(), "keyed", Some(b"key-of-keyed"), 5);
@@ -513,8 +513,8 @@ fn copies_keyed_with_another_nodes_hmac_key_are_checked_for_hashes_and_linkage_o
 
 #[test]
 fn retention_takes_a_nodes_expired_records_out_of_the_cluster_too_and_verify_still_passes() {
-    use mukaika::audit::copies::Shipper;
     use mukaika::clock::TestClock;
+    use mukaika::store::audit_copies::Shipper;
     let (db, store) = migrated();
     let dir = tempfile::tempdir().unwrap();
     let clock = TestClock::at(1_796_406_775_843);
@@ -548,7 +548,7 @@ fn retention_takes_a_nodes_expired_records_out_of_the_cluster_too_and_verify_sti
     assert_eq!(db.psql("SELECT count(*) FROM audit_records"), "8");
     shipper.pass(log.durable_seq()).unwrap();
     assert_eq!(
-        mukaika::audit::copies::forget_expired(&pg, "n1", &audit_dir).unwrap(),
+        mukaika::store::audit_copies::forget_expired(&pg, "n1", &audit_dir).unwrap(),
         5
     );
     // The five expired records' copies are gone; the rest and the retention record stay.
@@ -556,11 +556,11 @@ fn retention_takes_a_nodes_expired_records_out_of_the_cluster_too_and_verify_sti
         db.psql("SELECT min(seq) || ' ' || max(seq) FROM audit_records WHERE node = 'n1'"),
         "6 9"
     );
-    let report = mukaika::audit::copies::verify(&pg, "n1", &audit_dir, None, false).unwrap();
+    let report = mukaika::store::audit_copies::verify(&pg, "n1", &audit_dir, None, false).unwrap();
     assert!(report.intact(), "{report:?}");
     // A node that reported in but whose copies are all gone is a finding.
     db.psql("INSERT INTO nodes (name, version) VALUES ('n9', 'test')");
-    let report = mukaika::audit::copies::verify(&pg, "n1", &audit_dir, None, false).unwrap();
+    let report = mukaika::store::audit_copies::verify(&pg, "n1", &audit_dir, None, false).unwrap();
     assert!(!report.intact());
     assert!(report.problems.iter().any(|p| p.node == "n9"), "{report:?}");
     db.psql("DELETE FROM nodes WHERE name = 'n9'");
@@ -600,7 +600,7 @@ fn retention_takes_a_nodes_expired_records_out_of_the_cluster_too_and_verify_sti
         .unwrap();
     std::fs::remove_file(oldest).unwrap();
     assert_eq!(
-        mukaika::audit::copies::forget_expired(&pg, "n2", dir2.path()).unwrap(),
+        mukaika::store::audit_copies::forget_expired(&pg, "n2", dir2.path()).unwrap(),
         0
     );
     assert_eq!(

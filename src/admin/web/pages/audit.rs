@@ -157,7 +157,7 @@ pub(super) fn find(
     match store {
         None => crate::audit::search(dir, filter).map_err(|e| e.to_string()),
         Some(store) => crate::store::postgres::Pg::shared(store)
-            .and_then(|pg| crate::audit::copies::search(&pg, filter))
+            .and_then(|pg| crate::store::audit_copies::search(&pg, filter))
             .map_err(|e| e.to_string()),
     }
 }

@@ -24,10 +24,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::chain::{self, LineProblem, Record, GENESIS};
-use super::log::list_files;
-use super::verify::{matches, Search};
-use super::AuditError;
+use crate::audit::chain::{self, LineProblem, Record, GENESIS};
+use crate::audit::log::list_files;
+use crate::audit::verify::{matches, Search};
+use crate::audit::AuditError;
 use crate::config::StoreSection;
 use crate::error::{Error, Result};
 use crate::store::postgres::{block_on, Pg};
