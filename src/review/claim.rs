@@ -85,10 +85,7 @@ impl Claims {
     /// The database cannot be reached.
     pub(crate) fn take(&self, request_id: &str) -> Result<Option<Claim>> {
         let token = crate::random::random_hex(16);
-        let guard = self.pg.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let client = self.pg.conn()?;
         let row = block_on(client.query_opt(
             "UPDATE requests
              SET claimed_by = $2, claim_token = $3,
@@ -113,10 +110,7 @@ impl Claims {
     /// The database cannot be reached.
     pub(crate) fn next(&self) -> Result<Option<Claim>> {
         let token = crate::random::random_hex(16);
-        let guard = self.pg.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let client = self.pg.conn()?;
         let row = block_on(client.query_opt(
             "UPDATE requests
              SET claimed_by = $1, claim_token = $2,
@@ -149,10 +143,7 @@ impl Claims {
     /// # Errors
     /// The database cannot be reached; the claim stays until its lease runs out.
     pub(crate) fn finish(&self, claim: &Claim, destination: &str) -> Result<bool> {
-        let guard = self.pg.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let client = self.pg.conn()?;
         let n = block_on(client.execute(
             "UPDATE requests
              SET state = 'delivered', delivery = $3, claim_token = NULL, claim_until = NULL
@@ -166,10 +157,7 @@ impl Claims {
     /// Gives a claim back after a failed attempt, so that a pass of any node tries again
     /// once `retry_in` has passed. A failure here only delays that until the lease runs out.
     pub(crate) fn give_back(&self, claim: &Claim, retry_in: Duration) {
-        let given = self.pg.client().and_then(|guard| {
-            let client = guard
-                .as_ref()
-                .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let given = self.pg.conn().and_then(|client| {
             block_on(client.execute(
                 "UPDATE requests SET claim_token = NULL,
                      claim_until = now() + make_interval(secs => $3)

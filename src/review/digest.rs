@@ -51,10 +51,7 @@ impl Watermark<'_> {
                 .collect()),
             Watermark::Cluster(pg, _) => {
                 let ids: Vec<String> = {
-                    let guard = pg.client()?;
-                    let client = guard
-                        .as_ref()
-                        .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+                    let client = pg.conn()?;
                     block_on(client.query(
                         "SELECT id FROM quarantine_items WHERE NOT announced ORDER BY at, id",
                         &[],
@@ -100,10 +97,7 @@ impl Watermark<'_> {
                 None => Ok((Vec::new(), Vec::new())),
             };
         };
-        let guard = pg.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let client = pg.conn()?;
         let rows = block_on(client.query(
             "SELECT a.node, a.seq, a.ts, a.record FROM audit_records a
              WHERE a.kind = 'unlock_delivered'
@@ -148,10 +142,7 @@ impl Watermark<'_> {
         let Watermark::Cluster(pg, node) = self else {
             return Ok(());
         };
-        let guard = pg.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| crate::error::Error::transient("PostgreSQL: no connection"))?;
+        let client = pg.conn()?;
         block_on(client.execute(
             "INSERT INTO cluster_state (name, value, updated_by)
              SELECT 'admin_notice_unlocks:' || node, max(seq)::TEXT, $1 FROM audit_records
@@ -169,10 +160,7 @@ impl Watermark<'_> {
         let Watermark::Cluster(pg, _) = self else {
             return Ok(());
         };
-        let guard = pg.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| crate::error::Error::transient("PostgreSQL: no connection"))?;
+        let client = pg.conn()?;
         let done = match ids {
             Some(ids) => block_on(client.execute(
                 "UPDATE quarantine_items SET announced = true WHERE id = ANY($1)",

@@ -251,11 +251,8 @@ impl Db {
                 f(&*db)
             }
             Db::Postgres(pg) => {
-                let guard = pg.client().map_err(ReviewError::internal)?;
-                let client = guard
-                    .as_ref()
-                    .ok_or_else(|| ReviewError::internal("PostgreSQL: no connection"))?;
-                f(&PgSql(client))
+                let client = pg.conn().map_err(ReviewError::internal)?;
+                f(&PgSql(&*client))
             }
         }
     }
@@ -281,10 +278,7 @@ impl Db {
                 Ok(out)
             }
             Db::Postgres(pg) => {
-                let mut guard = pg.client().map_err(ReviewError::internal)?;
-                let client = guard
-                    .as_mut()
-                    .ok_or_else(|| ReviewError::internal("PostgreSQL: no connection"))?;
+                let mut client = pg.conn().map_err(ReviewError::internal)?;
                 let tx = block_on(client.transaction()).map_err(pg_error)?;
                 for table in tables {
                     // SHARE ROW EXCLUSIVE conflicts with itself and with every write: as

@@ -97,10 +97,7 @@ pub fn forget_expired(pg: &Pg, node: &str, dir: &Path) -> Result<u64> {
     if first <= 1 {
         return Ok(0);
     }
-    let guard = pg.client()?;
-    let client = guard
-        .as_ref()
-        .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+    let client = pg.conn()?;
     let first = i64::try_from(first).unwrap_or(i64::MAX);
     // Only as far as this node's own retention records say it expired: files missing for any
     // other reason (removed by hand) must not take the off-node evidence with them.
@@ -217,10 +214,7 @@ fn cursor_at(path: &Path, offset: u64, at: usize, seq: u64) -> Cursor {
 
 /// The highest seq copied for `node` (0: none).
 fn highest(pg: &Pg, node: &str) -> Result<u64> {
-    let guard = pg.client()?;
-    let client = guard
-        .as_ref()
-        .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+    let client = pg.conn()?;
     let max: i64 = block_on(client.query_one(
         "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM audit_records WHERE node = $1",
         &[&node],
@@ -232,10 +226,7 @@ fn highest(pg: &Pg, node: &str) -> Result<u64> {
 
 /// The stored hash of each of `seqs` for `node`.
 fn hashes(pg: &Pg, node: &str, seqs: &[i64]) -> Result<Vec<(u64, String)>> {
-    let guard = pg.client()?;
-    let client = guard
-        .as_ref()
-        .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+    let client = pg.conn()?;
     let rows = block_on(client.query(
         "SELECT seq, hash FROM audit_records WHERE node = $1 AND seq = ANY($2) ORDER BY seq",
         &[&node, &seqs],
@@ -277,10 +268,7 @@ fn insert(pg: &Pg, node: &str, batch: &[Local]) -> Result<Inserted> {
         })
         .collect();
     let line: Vec<&str> = batch.iter().map(|l| l.line.as_str()).collect();
-    let guard = pg.client()?;
-    let client = guard
-        .as_ref()
-        .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+    let client = pg.conn()?;
     // One round trip: the clash check and the insert see one snapshot; a row another writer
     // commits in between is skipped by ON CONFLICT and compared afterwards.
     let rows = block_on(client.query(
@@ -521,10 +509,7 @@ pub fn search(pg: &Pg, filter: &Search) -> Result<Vec<Record>> {
         .iter()
         .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
         .collect();
-    let guard = pg.client()?;
-    let client = guard
-        .as_ref()
-        .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+    let client = pg.conn()?;
     let rows = block_on(client.query(sql.as_str(), &refs))
         .map_err(|e| db_error("search audit copies", e))?;
     let mut out = Vec::new();
@@ -655,10 +640,7 @@ impl<'a> Copies<'a> {
 
     fn next(&mut self) -> Result<Option<Copy>> {
         if self.page.is_empty() && !self.done {
-            let guard = self.pg.client()?;
-            let client = guard
-                .as_ref()
-                .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+            let client = self.pg.conn()?;
             let rows = block_on(client.query(
                 "SELECT seq, hash, prev, ts, record FROM audit_records
                  WHERE node = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -703,10 +685,7 @@ pub fn verify(
     let names: Vec<String> = if only_this_node {
         vec![this_node.to_string()]
     } else {
-        let guard = pg.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let client = pg.conn()?;
         let rows =
             block_on(client.query("SELECT DISTINCT node FROM audit_records ORDER BY node", &[]))
                 .map_err(|e| db_error("read audit copies", e))?;
@@ -904,10 +883,7 @@ fn chain_pass(
 
 /// The prev of `node`'s copy `seq`.
 fn hashes_prev(pg: &Pg, node: &str, seq: u64) -> Result<Option<String>> {
-    let guard = pg.client()?;
-    let client = guard
-        .as_ref()
-        .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+    let client = pg.conn()?;
     let row = block_on(client.query_opt(
         "SELECT prev FROM audit_records WHERE node = $1 AND seq = $2",
         &[&node, &seq_i64(seq)],

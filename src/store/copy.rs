@@ -235,10 +235,7 @@ fn copy_review(data: &Path, pg: &Pg, report: &mut StoreCopied) -> Result<()> {
     };
     drop(db);
 
-    let guard = pg.client()?;
-    let client = guard
-        .as_ref()
-        .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+    let client = pg.conn()?;
     for u in &users {
         let [must_change, locked_until, failed, failed_since_login] = u.ints;
         let inserted = block_on(client.execute(

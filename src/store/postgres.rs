@@ -95,6 +95,29 @@ pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.0)
 }
 
+/// A connection held from the pool ([`Pg::conn`]); derefs to the client.
+pub struct Conn<'a>(MutexGuard<'a, Option<tokio_postgres::Client>>);
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &tokio_postgres::Client {
+        match self.0.as_ref() {
+            Some(client) => client,
+            // `Pg::conn` makes a Conn only around a connection, and nothing takes it out.
+            None => unreachable!("a Conn always holds a connection"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut tokio_postgres::Client {
+        match self.0.as_mut() {
+            Some(client) => client,
+            None => unreachable!("a Conn always holds a connection"),
+        }
+    }
+}
+
 /// A job that runs on one node of the cluster at a time ([`Pg::one_at_a_time`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
@@ -442,10 +465,7 @@ impl Pg {
     /// # Errors
     /// The server cannot be reached or read.
     pub fn state(&self, name: &str) -> Result<Option<String>> {
-        let guard = self.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let client = self.conn()?;
         block_on(client.query_opt("SELECT value FROM cluster_state WHERE name = $1", &[&name]))
             .and_then(|r| r.map(|r| r.try_get(0)).transpose())
             .map_err(|e| db_error("read the cluster state", e))
@@ -456,10 +476,7 @@ impl Pg {
     /// # Errors
     /// The server cannot be reached or written.
     pub fn set_state(&self, name: &str, value: &str, node: &str) -> Result<()> {
-        let guard = self.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let client = self.conn()?;
         block_on(client.execute(
             "INSERT INTO cluster_state (name, value, updated_by) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE
@@ -470,15 +487,25 @@ impl Pg {
         .map_err(|e| db_error("write the cluster state", e))
     }
 
+    /// A connection of the pool, as [`Pg::client`], ready to use: a caller needs no check of
+    /// its own that one was made.
+    ///
+    /// # Errors
+    /// The server cannot be reached or refuses the login.
+    pub fn conn(&self) -> Result<Conn<'_>> {
+        let guard = self.client()?;
+        if guard.is_none() {
+            return Err(Error::transient("PostgreSQL: no connection"));
+        }
+        Ok(Conn(guard))
+    }
+
     /// The schema version recorded in the database (0: none yet).
     ///
     /// # Errors
     /// The server cannot be reached or read.
     pub fn schema_version(&self) -> Result<i64> {
-        let guard = self.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let client = self.conn()?;
         let exists: bool =
             block_on(client.query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[]))
                 .and_then(|r| r.try_get(0))
@@ -499,10 +526,7 @@ impl Pg {
     /// # Errors
     /// The server cannot be reached or read.
     pub fn missing_steps(&self) -> Result<usize> {
-        let guard = self.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let client = self.conn()?;
         let known: Vec<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
         let n: i64 = block_on(client.query_one(
             "SELECT count(*) FROM schema_version WHERE version = ANY($1)",
@@ -523,10 +547,7 @@ impl Pg {
     /// # Errors
     /// The server cannot be reached or written.
     pub fn heartbeat(&self, node: &str, version: &str) -> Result<()> {
-        let guard = self.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let client = self.conn()?;
         block_on(client.execute(
             "INSERT INTO nodes (name, version, last_seen) VALUES ($1, $2, now())
              ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, last_seen = now()",
@@ -542,10 +563,7 @@ impl Pg {
     /// # Errors
     /// The server cannot be reached or read.
     pub fn release_backlog(&self) -> Result<ReleaseBacklog> {
-        let guard = self.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let client = self.conn()?;
         let row = block_on(client.query_one(
             "SELECT count(*),
                     COALESCE(string_agg(DISTINCT claimed_by, ', ')
@@ -568,10 +586,7 @@ impl Pg {
     /// # Errors
     /// The server cannot be reached or read.
     pub fn nodes(&self) -> Result<Vec<NodeSeen>> {
-        let guard = self.client()?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let client = self.conn()?;
         let rows = block_on(client.query(
             "SELECT name, version,
                     EXTRACT(EPOCH FROM (now() - last_seen))::BIGINT
@@ -598,10 +613,7 @@ impl Pg {
     /// The server cannot be reached or a step fails (nothing is applied), or the schema is
     /// newer than this binary knows.
     pub fn migrate(&self) -> Result<(i64, i64)> {
-        let mut guard = self.client()?;
-        let client = guard
-            .as_mut()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let mut client = self.conn()?;
         let tx = block_on(client.transaction()).map_err(|e| db_error("begin", e))?;
         block_on(tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]))
             .map_err(|e| db_error("take the migration lock", e))?;

@@ -124,12 +124,6 @@ fn db_error(what: &str, e: tokio_postgres::Error) -> Error {
     Error::transient(format!("PostgreSQL: {what}")).with_source(e)
 }
 
-fn connection(guard: &Option<tokio_postgres::Client>) -> Result<&tokio_postgres::Client> {
-    guard
-        .as_ref()
-        .ok_or_else(|| Error::transient("PostgreSQL: no connection"))
-}
-
 impl Claims {
     /// The claims of node `node` in the database `store` names, with a lease of
     /// [`LEASE_SECS`] renewed every quarter of it while this value lives.
@@ -212,8 +206,8 @@ impl Claims {
     /// # Errors
     /// The database cannot be reached.
     pub fn claim(&self, file: &FileIdentity) -> Result<Option<i64>> {
-        let guard = self.pg.client()?;
-        let rows = block_on(connection(&guard)?.query(
+        let client = self.pg.conn()?;
+        let rows = block_on(client.query(
             "INSERT INTO import_claims
                  (pair, path, ino, size, mtime_ns, ctime_ns, node, incarnation, lease_until)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $9, now() + make_interval(secs => $8))
@@ -270,12 +264,11 @@ impl Claims {
         claim: i64,
         more: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<()> {
-        let guard = self.pg.client()?;
+        let client = self.pg.conn()?;
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             vec![&claim, &self.node, &self.incarnation];
         params.extend_from_slice(more);
-        let n =
-            block_on(connection(&guard)?.execute(sql, &params)).map_err(|e| db_error(what, e))?;
+        let n = block_on(client.execute(sql, &params)).map_err(|e| db_error(what, e))?;
         if n == 1 {
             Ok(())
         } else {
@@ -319,8 +312,8 @@ impl Claims {
     /// # Errors
     /// The database cannot be reached.
     pub fn reserve(&self, claim: i64, pair: &str, path: &str) -> Result<bool> {
-        let guard = self.pg.client()?;
-        let n = block_on(connection(&guard)?.execute(
+        let client = self.pg.conn()?;
+        let n = block_on(client.execute(
             "INSERT INTO import_names (pair, path, claim) VALUES ($1, $2, $3)
              ON CONFLICT (pair, path) DO UPDATE SET claim = EXCLUDED.claim
              WHERE import_names.claim = EXCLUDED.claim",
@@ -335,10 +328,7 @@ impl Claims {
     /// # Errors
     /// The database cannot be reached, or the claim is no longer this node's.
     pub fn finish(&self, claim: i64) -> Result<()> {
-        let mut guard = self.pg.client()?;
-        let client = guard
-            .as_mut()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let mut client = self.pg.conn()?;
         let tx = block_on(client.transaction()).map_err(|e| db_error("begin", e))?;
         let n = block_on(tx.execute(
             "UPDATE import_claims SET done_at = now()
@@ -364,8 +354,8 @@ impl Claims {
     /// # Errors
     /// The database cannot be reached.
     pub fn entry_of(&self, claim: i64) -> Result<bool> {
-        let guard = self.pg.client()?;
-        let row = block_on(connection(&guard)?.query_opt(
+        let client = self.pg.conn()?;
+        let row = block_on(client.query_opt(
             "SELECT entry IS NOT NULL FROM import_claims
              WHERE id = $1 AND node = $2 AND incarnation = $3",
             &[&claim, &self.node, &self.incarnation],
@@ -384,8 +374,8 @@ impl Claims {
     /// The database cannot be reached.
     pub fn release(&self, claim: i64) -> Result<()> {
         self.let_lapse(claim);
-        let guard = self.pg.client()?;
-        block_on(connection(&guard)?.execute(
+        let client = self.pg.conn()?;
+        block_on(client.execute(
             "DELETE FROM import_claims
              WHERE id = $1 AND node = $2 AND incarnation = $3 AND done_at IS NULL",
             &[&claim, &self.node, &self.incarnation],
@@ -407,10 +397,7 @@ impl Claims {
     /// # Errors
     /// The database cannot be reached.
     pub fn take_over(&self, pairs: &[String]) -> Result<Option<TakenOver>> {
-        let mut guard = self.pg.client()?;
-        let client = guard
-            .as_mut()
-            .ok_or_else(|| Error::transient("PostgreSQL: no connection"))?;
+        let mut client = self.pg.conn()?;
         block_on(client.execute(
             "DELETE FROM import_claims WHERE done_at < now() - make_interval(days => $1)",
             &[&(TOMBSTONE_DAYS as i32)],
@@ -491,8 +478,8 @@ impl Claims {
         if ids.is_empty() {
             return Ok(Default::default());
         }
-        let guard = self.pg.client()?;
-        let rows = block_on(connection(&guard)?.query(
+        let client = self.pg.conn()?;
+        let rows = block_on(client.query(
             "SELECT import_id FROM import_claims WHERE done_at IS NULL AND import_id = ANY($1)",
             &[&ids],
         ))
@@ -505,8 +492,8 @@ impl Claims {
 }
 
 fn renew(pg: &Pg, node: &str, incarnation: &str, claim: i64, lease_secs: i64) -> Result<u64> {
-    let guard = pg.client()?;
-    block_on(connection(&guard)?.execute(
+    let client = pg.conn()?;
+    block_on(client.execute(
         "UPDATE import_claims SET lease_until = now() + make_interval(secs => $2)
          WHERE id = $4 AND node = $1 AND incarnation = $3 AND done_at IS NULL",
         &[&node, &(lease_secs as f64), &incarnation, &claim],
