@@ -1140,9 +1140,11 @@ impl Review {
         }
         let key: String = name.chars().take(64).collect();
         self.db.write(&["login_ghosts"], |db| {
+            // Names sprayed once and never again would otherwise pile up: a name not tried
+            // for a day (and not locked) is forgotten.
             db.exec(
-                "DELETE FROM login_ghosts WHERE locked_until < ?1 AND failed = 0",
-                &[V::I(now)],
+                "DELETE FROM login_ghosts WHERE locked_until < ?1 AND (failed = 0 OR touched < ?2)",
+                &[V::I(now), V::I(now.saturating_sub(86_400_000))],
             )?;
             let (failed, until) = db
                 .row(
@@ -1162,9 +1164,10 @@ impl Review {
                 ((failed, 0), Some(failed))
             };
             db.exec(
-                "INSERT INTO login_ghosts (name, failed, locked_until) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (name) DO UPDATE SET failed = ?2, locked_until = ?3",
-                &[V::T(&key), V::I(next.0), V::I(next.1)],
+                "INSERT INTO login_ghosts (name, failed, locked_until, touched) \
+                 VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (name) DO UPDATE SET failed = ?2, locked_until = ?3, touched = ?4",
+                &[V::T(&key), V::I(next.0), V::I(next.1), V::I(now)],
             )?;
             Ok(answer)
         })

@@ -26,7 +26,8 @@ CREATE TABLE login_throttle (
 CREATE TABLE login_ghosts (
     name TEXT PRIMARY KEY,
     failed BIGINT NOT NULL,
-    locked_until BIGINT NOT NULL
+    locked_until BIGINT NOT NULL,
+    touched BIGINT NOT NULL DEFAULT 0
 );
 -- Which quarantine items the administrators were told of: a flag, not a time watermark, since
 -- items are stamped by their own node's clock and committed when their upload ends. Items held
