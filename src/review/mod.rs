@@ -2727,12 +2727,48 @@ fn never_released(config: &ServiceConfig, item: &QuarantineItem) -> Option<Strin
     if codes.contains(&item.reason) {
         return Some(item.reason.clone());
     }
+    // A report the store could not read may have named a virus inside: fail closed.
+    if item
+        .report
+        .get(crate::store::quarantine::UNREADABLE_REPORT)
+        .is_some()
+    {
+        return Some(crate::store::quarantine::UNREADABLE_REPORT.to_string());
+    }
     inside(&item.report, codes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_item_whose_report_cannot_be_read_is_never_released() {
+        let config: ServiceConfig = toml::from_str(crate::config::DEFAULT_TOML).unwrap();
+        let item = QuarantineItem {
+            id: "Q1-2".into(),
+            source: "mail".into(),
+            origin_id: "Q1".into(),
+            name: Some("a.zip".into()),
+            reason: "policy-quarantine".into(),
+            detail: String::new(),
+            sha256: "ab".repeat(32),
+            size: 1,
+            at: String::new(),
+            report: crate::store::quarantine::read_report("{\"children\": [truncated"),
+            mail_from: None,
+            rcpt_to: Vec::new(),
+            subject: None,
+            detected_type: None,
+        };
+        assert!(never_released(&config, &item).is_some());
+        // A report that reads (even an empty one) is judged by what it says.
+        let readable = QuarantineItem {
+            report: crate::store::quarantine::read_report("null"),
+            ..item
+        };
+        assert_eq!(never_released(&config, &readable), None);
+    }
 
     #[test]
     fn addresses_and_names_are_checked_before_they_reach_headers() {

@@ -137,7 +137,7 @@ fn row_item(r: &tokio_postgres::Row) -> Result<QuarantineItem, tokio_postgres::E
         sha256: r.try_get(6)?,
         size: u64::try_from(r.try_get::<_, i64>(7)?).unwrap_or(0),
         at: r.try_get(8)?,
-        report: serde_json::from_str(&report).unwrap_or(serde_json::Value::Null),
+        report: crate::store::quarantine::read_report(&report),
         mail_from: r.try_get(10)?,
         rcpt_to: r.try_get(11)?,
         subject: r.try_get(12)?,

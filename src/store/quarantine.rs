@@ -108,6 +108,17 @@ impl QuarantineItem {
     }
 }
 
+/// The key of the report a store gives an item whose stored report it cannot read: the
+/// report is what the release check looks into for a virus inside a container, so an
+/// unreadable one must not read as an empty one (`crate::review` never releases such an item).
+pub const UNREADABLE_REPORT: &str = "unreadable_report";
+
+/// An item's stored report (JSON text) as a value; text that does not parse becomes
+/// `{"unreadable_report": true}`, never `null`.
+pub fn read_report(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::json!({ UNREADABLE_REPORT: true }))
+}
+
 /// The unlocked state of a PPAP item (a row of `ppap.db`, kept by `crate::ppap`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unlocked {
@@ -524,7 +535,7 @@ fn row_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<QuarantineItem> {
         sha256: row.get(6)?,
         size: row.get::<_, i64>(7)? as u64,
         at: row.get(8)?,
-        report: serde_json::from_str(&report).unwrap_or(serde_json::Value::Null),
+        report: read_report(&report),
     })
 }
 
